@@ -1,0 +1,54 @@
+"""Shared timing helpers for the benchmark scripts: medians of repeated runs, and PyTorch if any.
+
+Benchmarks print medians (robust to the noise of a shared 2-core machine) and ratios against a
+reference measured in the same run. They are scripts, never tests.
+"""
+import statistics
+import time
+
+
+def median_time(fn, repeats=7, warmup=2, min_time=0.2):
+    """Median seconds of one call of ``fn`` over ``repeats`` timed batches (after warm-up).
+
+    Each batch runs ``fn`` enough times to take about ``min_time / repeats`` seconds, so very
+    short calls are not drowned in timer noise.
+    """
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-7)
+    inner = max(1, int(min_time / repeats / once))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - start) / inner)
+    return statistics.median(samples)
+
+
+def try_torch():
+    """The torch module if installed (CPU build), else None. Never a dependency."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def fmt(seconds):
+    """Format seconds with a unit that keeps three significant digits."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:8.1f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:8.2f} ms"
+    return f"{seconds:8.2f} s "
+
+
+def report(name, ours, reference=None, ref_name="torch"):
+    """Print one line: our median, the reference's, and the ratio ours / reference."""
+    line = f"{name:<44s} minimeta {fmt(ours)}"
+    if reference is not None:
+        line += f"   {ref_name} {fmt(reference)}   ratio {ours / reference:5.2f}"
+    print(line, flush=True)

@@ -1,0 +1,107 @@
+"""Benchmark: the engine's own per-op overhead (MAML runs thousands of tiny ops).
+
+Workloads, each timed as a median and compared with PyTorch (CPU) when it is installed:
+1. a chain of 3000 small ops on 8-vectors, forward then backward;
+2. the same chain's second derivative (create_graph=True, then grad of the gradient);
+3. one training step of the sinusoid MLP 1-40-40-1 (batch 25): forward, MSE, backward, SGD.
+
+Thread policy: both libraries run on one BLAS / intra-op thread (see docs/PERFORMANCE.md).
+Run: python benchmarks/engine_overhead.py
+"""
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import minimeta as mm
+from _timing import median_time, report, try_torch
+
+STEPS = 1000
+
+
+def chain_minimeta(order):
+    rng = np.random.default_rng(0)
+    x = mm.tensor(rng.standard_normal(8), requires_grad=True)
+    w, b = mm.tensor(rng.standard_normal(8) * 0.5), mm.tensor(rng.standard_normal(8) * 0.1)
+
+    def run():
+        y = x
+        for _ in range(STEPS):
+            y = mm.tanh(y * w + b)
+        (g,) = mm.grad(y.sum(), [x], create_graph=order > 1)
+        if order > 1:
+            mm.grad(g.sum(), [x])
+    return run
+
+
+def chain_torch(torch, order):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(8, dtype=torch.float64, generator=gen, requires_grad=True)
+    w, b = torch.randn(8, dtype=torch.float64) * 0.5, torch.randn(8, dtype=torch.float64) * 0.1
+
+    def run():
+        y = x
+        for _ in range(STEPS):
+            y = torch.tanh(y * w + b)
+        (g,) = torch.autograd.grad(y.sum(), [x], create_graph=order > 1)
+        if order > 1:
+            torch.autograd.grad(g.sum(), [x])
+    return run
+
+
+def mlp_minimeta():
+    rng = np.random.default_rng(0)
+    shapes = [(1, 40), (40,), (40, 40), (40,), (40, 1), (1,)]
+    params = [mm.tensor(rng.standard_normal(s).astype(np.float32) * 0.1, requires_grad=True)
+              for s in shapes]
+    x = mm.tensor(rng.uniform(-5, 5, (25, 1)).astype(np.float32))
+    y = mm.tensor(np.sin(x.numpy()))
+
+    def run():
+        w1, b1, w2, b2, w3, b3 = params
+        h = mm.relu(x @ w1 + b1)
+        h = mm.relu(h @ w2 + b2)
+        loss = ((h @ w3 + b3 - y) ** 2).mean()
+        grads = mm.grad(loss, params)
+        with mm.no_grad():
+            for p, g in zip(params, grads):
+                p.data -= 0.01 * g.data
+    return run
+
+
+def mlp_torch(torch):
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(1, 40), (40,), (40, 40), (40,), (40, 1), (1,)]
+    params = [(torch.randn(s, generator=gen) * 0.1).requires_grad_() for s in shapes]
+    x = torch.rand(25, 1, generator=gen) * 10 - 5
+    y = torch.sin(x)
+
+    def run():
+        w1, b1, w2, b2, w3, b3 = params
+        h = torch.relu(x @ w1 + b1)
+        h = torch.relu(h @ w2 + b2)
+        loss = ((h @ w3 + b3 - y) ** 2).mean()
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= 0.01 * g
+    return run
+
+
+def main():
+    torch = try_torch()
+    if torch is not None:
+        torch.set_num_threads(1)
+    else:
+        print("PyTorch not installed: printing minimeta's medians only")
+    with threadpool_limits(limits=1):
+        for order in (1, 2):
+            ours = median_time(chain_minimeta(order), repeats=5)
+            ref = median_time(chain_torch(torch, order), repeats=5) if torch else None
+            report(f"chain of {3 * STEPS} ops, order-{order} grad", ours, ref)
+            print(f"{'':44s} minimeta per forward op {ours / (3 * STEPS) * 1e6:.1f} us")
+        ours = median_time(mlp_minimeta())
+        ref = median_time(mlp_torch(torch)) if torch else None
+        report("MLP 1-40-40-1 training step (batch 25)", ours, ref)
+
+
+if __name__ == "__main__":
+    main()

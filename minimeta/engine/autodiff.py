@@ -1,0 +1,260 @@
+"""Reverse-mode autodiff: the Primitive contract, the recording of ops, and the backward pass.
+
+The whole engine rests on one rule. A primitive has
+- ``forward(*arrays) -> array``: raw array math, run once when the op is applied;
+- ``vjp(g, out, *inputs) -> tuple``: the vector-Jacobian product, written only with
+  differentiable Tensor ops.
+
+Because every vjp is itself made of recorded ops, running the backward pass with
+``create_graph=True`` records a new graph for the gradient, which can be differentiated again:
+second-order MAML, Hessian-vector products and third derivatives all come from this one rule.
+
+Broadcasting is undone in exactly one place, ``_unbroadcast`` below: a vjp may return a gradient
+of the broadcast shape and the engine sums it down to its input's shape.
+
+Read next: ``primitives/elementwise.py`` for the simplest primitives.
+"""
+import contextlib
+import functools
+
+from .backend import array_module
+from .tensor import Tensor
+
+
+class _GradState:
+    """Global switches: is recording on, and are we inside a backward pass (for ``viz``)."""
+
+    __slots__ = ("enabled", "backward_depth")
+
+    def __init__(self):
+        self.enabled = True
+        self.backward_depth = 0
+
+
+STATE = _GradState()
+
+
+class Primitive:
+    """Base class of all primitives. Subclasses set ``forward`` and ``vjp``.
+
+    Instances carry the op's static arguments (an axis, a shape, a stride); the arrays travel
+    as arguments. ``vjp`` returns one entry per input: a Tensor, or None for "no gradient".
+    """
+
+    __slots__ = ()
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def vjp(self, g, out, *inputs):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return type(self).__name__
+
+
+def apply(op, *inputs):
+    """Run primitive ``op`` on Tensors ``inputs`` and record it if a gradient may be needed."""
+    out = Tensor.__new__(Tensor)
+    out.data = op.forward(*[t.data for t in inputs])
+    out.grad = None
+    out.name = None
+    out._from_backward = STATE.backward_depth > 0
+    if STATE.enabled and any(t.requires_grad for t in inputs):
+        out.requires_grad = True
+        out._op = op
+        out._parents = inputs
+    else:
+        out.requires_grad = False
+        out._op = None
+        out._parents = ()
+    return out
+
+
+@contextlib.contextmanager
+def set_grad_enabled(flag):
+    """Context manager: turn recording on or off inside the block, restoring it after."""
+    previous = STATE.enabled
+    STATE.enabled = bool(flag)
+    try:
+        yield
+    finally:
+        STATE.enabled = previous
+
+
+class no_grad:
+    """Record nothing inside the block (or the decorated function).
+
+    >>> import minimeta as mm
+    >>> x = mm.tensor([1.0], requires_grad=True)
+    >>> with mm.no_grad():
+    ...     y = x * 2
+    >>> y.requires_grad
+    False
+    """
+
+    def __enter__(self):
+        self._previous = STATE.enabled
+        STATE.enabled = False
+
+    def __exit__(self, *exc):
+        STATE.enabled = self._previous
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+def is_grad_enabled():
+    """True when ops are being recorded."""
+    return STATE.enabled
+
+
+def toposort(roots):
+    """Nodes reachable from ``roots`` that require grad, parents before children (iterative)."""
+    order, visited = [], set()
+    stack = [(t, False) for t in roots if t.requires_grad]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for parent in node._parents:
+            if parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+
+
+def _unbroadcast(g, shape, op):
+    """Sum gradient ``g`` down to ``shape``: the one place where broadcasting is undone."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    if lead < 0:
+        raise ValueError(f"{op}: gradient of shape {g.shape} cannot reduce to input {shape}")
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
+    )
+    for i, n in enumerate(shape):
+        if n != 1 and g.shape[lead + i] != n:
+            raise ValueError(f"{op}: gradient of shape {g.shape} does not fit input {shape}")
+    if axes:
+        g = _ops.sum(g, axes, keepdims=False)
+    return _ops.reshape(g, shape) if g.shape != shape else g
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _initial_grads(outputs, grad_outputs):
+    """Seed gradients: ones for scalar outputs, else the caller must give them."""
+    seeds = [None] * len(outputs) if grad_outputs is None else _as_list(grad_outputs)
+    if len(seeds) != len(outputs):
+        raise ValueError(f"grad: {len(outputs)} outputs but {len(seeds)} grad_outputs")
+    result = []
+    for out, seed in zip(outputs, seeds):
+        if seed is None:
+            if out.size != 1:
+                raise ValueError(
+                    f"grad: output of shape {out.shape} is not a scalar; pass grad_outputs "
+                    "(or backward(grad=...)) of that shape"
+                )
+            seed = Tensor(array_module(out.data).ones_like(out.data))
+        elif not isinstance(seed, Tensor):
+            seed = Tensor(seed, dtype=out.dtype)
+        if seed.shape != out.shape:
+            raise ValueError(f"grad: grad_output of shape {seed.shape} for output {out.shape}")
+        result.append(seed)
+    return result
+
+
+def _run_backward(outputs, seeds, create_graph, keep):
+    """Propagate ``seeds`` from ``outputs`` to every node; return grads of the nodes in ``keep``.
+
+    ``keep`` is a set of ids. Grads of other nodes are dropped as soon as they are used.
+    """
+    grads = {}
+    for out, seed in zip(outputs, seeds):
+        if out.requires_grad:
+            grads[id(out)] = grads[id(out)] + seed if id(out) in grads else seed
+    kept = {}
+    STATE.backward_depth += 1
+    try:
+        with set_grad_enabled(create_graph):
+            for node in reversed(toposort(outputs)):
+                g = grads.pop(id(node), None)
+                if g is None:
+                    continue
+                if id(node) in keep:
+                    kept[id(node)] = g
+                if node._op is None:
+                    continue
+                in_grads = node._op.vjp(g, node, *node._parents)
+                for parent, pg in zip(node._parents, in_grads):
+                    if pg is None or not parent.requires_grad:
+                        continue
+                    pg = _unbroadcast(pg, parent.shape, node._op)
+                    key = id(parent)
+                    grads[key] = grads[key] + pg if key in grads else pg
+    finally:
+        STATE.backward_depth -= 1
+    return kept
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=False):
+    """Gradients of ``outputs`` with respect to ``inputs``, as a tuple of Tensors.
+
+    With ``create_graph=True`` the returned gradients are recorded and can be differentiated
+    again (any order).
+
+    >>> import minimeta as mm
+    >>> x = mm.tensor(3.0, requires_grad=True)
+    >>> (g,) = mm.grad(x ** 3, [x], create_graph=True)   # 3 x^2 = 27
+    >>> (h,) = mm.grad(g, [x])                             # 6 x = 18
+    >>> float(g.data), float(h.data)
+    (27.0, 18.0)
+    """
+    outputs, inputs = _as_list(outputs), _as_list(inputs)
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor) or not x.requires_grad:
+            raise ValueError(f"grad: input {i} does not require grad (shape {x.shape})")
+    seeds = _initial_grads(outputs, grad_outputs)
+    kept = _run_backward(outputs, seeds, create_graph, {id(x) for x in inputs})
+    result = []
+    for i, x in enumerate(inputs):
+        g = kept.get(id(x))
+        if g is None and not allow_unused:
+            raise ValueError(
+                f"grad: input {i} (shape {x.shape}) is not part of the graph of the outputs; "
+                "pass allow_unused=True to get None for it"
+            )
+        result.append(g)
+    return tuple(result)
+
+
+def backward(output, grad_output=None, create_graph=False):
+    """Accumulate gradients of ``output`` into ``.grad`` of every leaf that requires grad."""
+    if not output.requires_grad:
+        raise ValueError("backward: the output does not require grad (no leaf needs a gradient)")
+    leaves = [t for t in toposort([output]) if t._op is None]
+    seeds = _initial_grads([output], None if grad_output is None else [grad_output])
+    kept = _run_backward([output], seeds, create_graph, {id(t) for t in leaves})
+    for leaf in leaves:
+        g = kept.get(id(leaf))
+        if g is None:
+            continue
+        if not create_graph:
+            g = g.detach()
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+from . import ops as _ops  # noqa: E402  (ops imports this module)

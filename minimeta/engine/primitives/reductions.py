@@ -1,0 +1,90 @@
+"""Reductions over axes: sum, max, logsumexp (``mean`` is sum / n, a composition in ops.py).
+
+The VJP of a reduction broadcasts the incoming gradient back over the reduced axes. ``_keep``
+first reshapes ``g`` to the shape with the reduced axes kept as size 1, so that broadcasting
+lines up whatever ``keepdims`` was.
+
+Read next: ``shape.py``.
+"""
+from ..autodiff import Primitive
+from .. import ops
+
+
+def normalize_axis(axis, ndim, op):
+    """Turn ``axis`` (None, int or tuple, maybe negative) into a sorted tuple of axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    result = []
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"{op}: axis {a} is out of range for a tensor of {ndim} dims")
+        result.append(a % ndim if ndim else 0)
+    return tuple(sorted(result))
+
+
+def _keep(g, in_shape, axes):
+    """Reshape ``g`` to ``in_shape`` with the reduced ``axes`` set to 1."""
+    kept = tuple(1 if i in axes else n for i, n in enumerate(in_shape))
+    return ops.reshape(g, kept) if g.shape != kept else g
+
+
+class Sum(Primitive):
+    """out = Σ over ``axes`` of a.   VJP: broadcast g (axes kept as 1) back to a's shape."""
+
+    __slots__ = ("axes", "keepdims")
+
+    def __init__(self, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, a):
+        return a.sum(axis=self.axes, keepdims=self.keepdims)
+
+    def vjp(self, g, out, a):
+        return (ops.broadcast_to(_keep(g, a.shape, self.axes), a.shape),)
+
+
+class Max(Primitive):
+    """out = max over ``axes`` of a.
+
+    VJP: g * mask / count, mask = [a == max] (constant). Ties share the gradient equally, so
+    the VJP is the gradient of the average of the tied maxima.
+    """
+
+    __slots__ = ("axes", "keepdims")
+
+    def __init__(self, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, a):
+        if a.size == 0:
+            raise ValueError(f"max: cannot reduce an empty tensor of shape {a.shape}")
+        return a.max(axis=self.axes, keepdims=self.keepdims)
+
+    def vjp(self, g, out, a):
+        mask = ops.compare("equal", a, _keep(out, a.shape, self.axes))
+        count = ops.sum(mask, self.axes, keepdims=True)  # constant: mask carries no grad
+        return (_keep(g, a.shape, self.axes) * mask / count,)
+
+
+class LogSumExp(Primitive):
+    """out = log Σ exp(a) over ``axes``, computed stably as m + log Σ exp(a - m).
+
+    VJP: g * exp(a - out) (that is, g times the softmax of a over the axes).
+    """
+
+    __slots__ = ("axes", "keepdims")
+
+    def __init__(self, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, a):
+        xp = ops.xp_of(a)
+        m = a.max(axis=self.axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0.0)
+        s = xp.log(xp.exp(a - m).sum(axis=self.axes, keepdims=True)) + m
+        return s if self.keepdims else s.reshape([n for i, n in enumerate(s.shape)
+                                                  if i not in self.axes])
+
+    def vjp(self, g, out, a):
+        return (_keep(g, a.shape, self.axes) * ops.exp(a - _keep(out, a.shape, self.axes)),)

@@ -1,0 +1,74 @@
+"""Hypothesis strategies for property tests of differentiable functions (yours and ours).
+
+    from hypothesis import given
+    from minimeta.testing import arrays, shapes
+    @given(arrays(shapes()))
+    def test_my_fn(x):
+        mm.gradcheck(my_fn, [x], order=2)
+
+- ``shapes``: tuples of small sizes, size-1 axes included (zero-size axes with ``min_side=0``);
+- ``broadcast_shapes``: tuples of shapes that broadcast together (size-1 and missing axes);
+- ``arrays``: float arrays of a shape (or a strategy of shapes), values bounded, optionally kept
+  a margin away from kinks (|x| > margin) for non-smooth functions, and drawn C-contiguous,
+  Fortran-ordered or as a strided (non-contiguous) view.
+
+This module needs the ``test`` extra (hypothesis). Read next: ``viz.py``.
+"""
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+
+def shapes(min_dims=0, max_dims=3, min_side=1, max_side=4):
+    """Strategy for array shapes."""
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
+                            max_side=max_side)
+
+
+def broadcast_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=4):
+    """Strategy for a tuple of ``num_shapes`` shapes that broadcast together."""
+    return hnp.mutually_broadcastable_shapes(
+        num_shapes=num_shapes, min_dims=min_dims, max_dims=max_dims, min_side=min_side,
+        max_side=max_side,
+    ).map(lambda r: r.input_shapes)
+
+
+def _layout(array, kind):
+    """Same values as ``array`` in memory layout ``kind``: 'C', 'F' or 'strided'."""
+    if kind == "F":
+        return array.copy(order="F")
+    if kind == "strided" and array.ndim > 0:
+        big = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), dtype=array.dtype)
+        big[..., ::2] = array
+        return big[..., ::2]  # a view with a step of 2 in the last axis
+    return array.copy(order="C")
+
+
+@st.composite
+def arrays(draw, shape, low=-2.0, high=2.0, dtype=np.float64, margin=0.0, layouts=True):
+    """Strategy for float arrays of ``shape`` (a tuple or a shape strategy).
+
+    ``margin > 0`` keeps every value at least that far from 0 (and from each other's kinks),
+    for checking functions like relu or abs away from their non-differentiable point.
+    ``layouts=True`` also draws Fortran-ordered and non-contiguous views.
+    """
+    if not isinstance(shape, tuple):
+        shape = draw(shape)
+    values = draw(hnp.arrays(np.float64, shape, elements=st.floats(
+        low, high, allow_nan=False, allow_infinity=False)))
+    if margin > 0:
+        values = np.where(values >= 0, values + margin, values - margin)
+    values = values.astype(dtype)
+    kind = draw(st.sampled_from(["C", "F", "strided"])) if layouts else "C"
+    return _layout(values, kind)
+
+
+@st.composite
+def distinct_arrays(draw, shape, low=-2.0, high=2.0, gap=1e-3):
+    """Float64 arrays of ``shape`` whose values differ pairwise by at least ``gap`` (for max)."""
+    if not isinstance(shape, tuple):
+        shape = draw(shape)
+    n = int(np.prod(shape))
+    picks = draw(st.lists(st.integers(0, int((high - low) / gap)), min_size=n, max_size=n,
+                          unique=True))
+    return (low + gap * np.array(picks, dtype=np.float64)).reshape(shape)
