@@ -1,0 +1,66 @@
+"""NumPy reference of the conv2d family: the spec every accelerated conv kernel is tested against.
+
+Shapes: images NCHW, weights OIHW (square or not), a single ``stride`` and ``padding`` for both
+spatial axes. With xp = x zero-padded by ``padding``:
+
+    conv2d:              y[n,o,i,j]  = Σ_{c,p,q} xp[n,c,i·s+p,j·s+q] · w[o,c,p,q]
+    conv2d_input_grad:   gx = ∂⟨g, conv2d(x, w)⟩/∂x     (a transposed convolution of g by w)
+    conv2d_weight_grad:  gw = ∂⟨g, conv2d(x, w)⟩/∂w     (a correlation of x with g)
+
+All three are linear in each argument, and each one's derivatives are the other two: that closed
+family is what lets the engine differentiate convolutions to any order (engine/primitives/conv.py).
+The implementation is im2col by ``sliding_window_view`` (a strided view, no copy) and one
+``tensordot`` (BLAS GEMM).
+
+Read next: ``pool_ref.py``.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def out_size(size, k, stride, padding):
+    """Output length of a convolution along one axis."""
+    return (size + 2 * padding - k) // stride + 1
+
+
+def _windows(x, kh, kw, stride, padding):
+    """View of shape (N, C, Ho, Wo, kh, kw): the receptive field of every output pixel."""
+    if padding:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    return sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def conv2d(x, w, stride=1, padding=0):
+    """Forward convolution (cross-correlation, as in every deep-learning library).
+
+    >>> conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))[0, 0]
+    array([[4., 4.],
+           [4., 4.]])
+    """
+    cols = _windows(x, w.shape[2], w.shape[3], stride, padding)
+    y = np.tensordot(cols, w, axes=([1, 4, 5], [1, 2, 3]))  # (N, Ho, Wo, O)
+    return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+
+def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
+    """gw[o,c,p,q] = Σ_{n,i,j} g[n,o,i,j] · xp[n,c,i·s+p,j·s+q]."""
+    cols = _windows(x, w_shape[2], w_shape[3], stride, padding)
+    return np.tensordot(g, cols, axes=([0, 2, 3], [0, 2, 3])).astype(x.dtype, copy=False)
+
+
+def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
+    """gx = Σ over kernel taps (p, q) of the GEMM g·w scattered back to its input pixels.
+
+    Input pixels that no window covers (when the stride does not divide the size) get 0.
+    """
+    n, c, h, wd = x_shape
+    kh, kw = w.shape[2], w.shape[3]
+    ho, wo = g.shape[2], g.shape[3]
+    cols = np.tensordot(g, w, axes=([1], [0]))  # (N, Ho, Wo, C, kh, kw)
+    gx = np.zeros((n, c, h + 2 * padding, wd + 2 * padding), dtype=np.result_type(g, w))
+    for p in range(kh):
+        for q in range(kw):
+            rows = slice(p, p + stride * (ho - 1) + 1, stride)
+            colz = slice(q, q + stride * (wo - 1) + 1, stride)
+            gx[:, :, rows, colz] += cols[:, :, :, :, p, q].transpose(0, 3, 1, 2)
+    return gx[:, :, padding:padding + h, padding:padding + wd]

@@ -1,0 +1,33 @@
+"""NumPy reference of 2-D max pooling: the spec for the accelerated pooling kernels.
+
+    max_pool2d:  y[n,c,i,j] = max_{p,q < k} x[n,c,i·s+p, j·s+q]   (no padding; floor mode)
+
+It also returns, for every output, the flat index into ``x`` of the maximum (first one on ties),
+so the backward pass is a gather/scatter by that index (engine/primitives/conv.py).
+
+Read next: ``__init__.py``, the kernel table.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def max_pool2d(x, kernel, stride):
+    """Return ``(y, argmax)``: the pooled array and the flat indices of the maxima in ``x``.
+
+    >>> y, idx = max_pool2d(np.arange(16.0).reshape(1, 1, 4, 4), 2, 2)
+    >>> y[0, 0], idx[0, 0]
+    (array([[ 5.,  7.],
+           [13., 15.]]), array([[ 5,  7],
+           [13, 15]]))
+    """
+    n, c, h, w = x.shape
+    win = sliding_window_view(x, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
+    ho, wo = win.shape[2], win.shape[3]
+    flat = win.reshape(n, c, ho, wo, kernel * kernel)
+    local = flat.argmax(axis=-1)
+    y = np.take_along_axis(flat, local[..., None], axis=-1)[..., 0]
+    p, q = np.divmod(local, kernel)
+    rows = np.arange(ho)[:, None] * stride + p
+    cols = np.arange(wo)[None, :] * stride + q
+    base = (np.arange(n)[:, None, None, None] * c + np.arange(c)[None, :, None, None]) * h * w
+    return y, base + rows * w + cols

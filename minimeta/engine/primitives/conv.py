@@ -1,0 +1,138 @@
+"""The convolution family and max pooling: primitives whose forward calls a kernel.
+
+The three conv primitives form a closed family. Writing ⟨·,·⟩ for the sum of elementwise products,
+conv2d is linear in x and in w, with
+
+    ⟨g, conv2d(x, w)⟩ = ⟨conv2d_input_grad(g, w), x⟩ = ⟨conv2d_weight_grad(x, g), w⟩.
+
+Differentiating those identities gives every VJP in terms of the family itself, so gradients of
+any order stay inside three kernels. Forwards go through the kernel table (``minimeta.kernels``),
+where a NumPy reference is the spec and faster versions plug in.
+
+Read next: ``../../functional/`` (conv2d with bias, pooling, batch norm as compositions).
+"""
+from ... import kernels as K
+from ..autodiff import Primitive
+from .. import ops
+
+
+def _check(x_shape, w_shape, stride, padding):
+    if len(x_shape) != 4 or len(w_shape) != 4:
+        raise ValueError(f"conv2d: input {x_shape} must be NCHW and weight {w_shape} OIHW")
+    if x_shape[1] != w_shape[1]:
+        raise ValueError(f"conv2d: input has {x_shape[1]} channels but weight {w_shape} "
+                         f"expects {w_shape[1]}")
+    for size, k in zip(x_shape[2:], w_shape[2:]):
+        if size + 2 * padding < k:
+            raise ValueError(f"conv2d: kernel {w_shape[2:]} is larger than the padded input "
+                             f"{x_shape[2:]} (padding {padding})")
+    if stride < 1 or padding < 0:
+        raise ValueError(f"conv2d: stride must be >= 1 and padding >= 0, got {stride}, {padding}")
+
+
+class Conv2d(Primitive):
+    """y = conv2d(x, w).   VJP: (conv2d_input_grad(g, w), conv2d_weight_grad(x, g))."""
+
+    __slots__ = ("stride", "padding")
+
+    def __init__(self, stride, padding):
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x, w):
+        _check(x.shape, w.shape, self.stride, self.padding)
+        return K.lookup("conv2d")(x, w, self.stride, self.padding)
+
+    def vjp(self, g, out, x, w):
+        gx = conv2d_input_grad(g, w, x.shape, self.stride, self.padding) \
+            if x.requires_grad else None
+        gw = conv2d_weight_grad(x, g, w.shape, self.stride, self.padding) \
+            if w.requires_grad else None
+        return gx, gw
+
+
+class Conv2dInputGrad(Primitive):
+    """gx = conv2d_input_grad(g, w) (a transposed convolution).
+
+    VJP with incoming h: (conv2d(h, w), conv2d_weight_grad(h, g)).
+    """
+
+    __slots__ = ("x_shape", "stride", "padding")
+
+    def __init__(self, x_shape, stride, padding):
+        self.x_shape, self.stride, self.padding = tuple(x_shape), stride, padding
+
+    def forward(self, g, w):
+        return K.lookup("conv2d_input_grad")(g, w, self.x_shape, self.stride, self.padding)
+
+    def vjp(self, h, out, g, w):
+        dg = conv2d(h, w, self.stride, self.padding) if g.requires_grad else None
+        dw = conv2d_weight_grad(h, g, w.shape, self.stride, self.padding) \
+            if w.requires_grad else None
+        return dg, dw
+
+
+class Conv2dWeightGrad(Primitive):
+    """gw = conv2d_weight_grad(x, g) (a correlation of the input with the output gradient).
+
+    VJP with incoming h: (conv2d_input_grad(g, h), conv2d(x, h)).
+    """
+
+    __slots__ = ("w_shape", "stride", "padding")
+
+    def __init__(self, w_shape, stride, padding):
+        self.w_shape, self.stride, self.padding = tuple(w_shape), stride, padding
+
+    def forward(self, x, g):
+        return K.lookup("conv2d_weight_grad")(x, g, self.w_shape, self.stride, self.padding)
+
+    def vjp(self, h, out, x, g):
+        dx = conv2d_input_grad(g, h, x.shape, self.stride, self.padding) \
+            if x.requires_grad else None
+        dg = conv2d(x, h, self.stride, self.padding) if g.requires_grad else None
+        return dx, dg
+
+
+class MaxPool2d(Primitive):
+    """y = max over each k×k window (stride s, no padding); the kernel also gives the argmax.
+
+    VJP: the gradient scattered back to the argmax positions, written as
+    reshape(scatter_add(vec(g), argmax, x.size), x.shape). The scatter's own VJP is a gather at
+    the same positions, so max pooling is differentiable to any order (its second derivative is
+    zero almost everywhere, like relu's).
+    """
+
+    __slots__ = ("kernel", "stride", "argmax")
+
+    def __init__(self, kernel, stride):
+        self.kernel, self.stride, self.argmax = kernel, stride, None
+
+    def forward(self, x):
+        if x.ndim != 4 or min(x.shape[2:]) < self.kernel:
+            raise ValueError(f"max_pool2d: input {x.shape} must be NCHW with sides >= kernel "
+                             f"{self.kernel}")
+        y, self.argmax = K.lookup("max_pool2d")(x, self.kernel, self.stride)
+        return y
+
+    def vjp(self, g, out, x):
+        flat = ops.scatter_add(ops.reshape(g, (-1,)), self.argmax.reshape(-1), (x.size,))
+        return (ops.reshape(flat, x.shape),)
+
+
+def conv2d(x, w, stride=1, padding=0):
+    """Differentiable convolution of NCHW ``x`` with OIHW ``w`` (no bias)."""
+    return ops.apply(Conv2d(stride, padding), x, w)
+
+
+def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
+    """Differentiable transposed convolution: the input gradient of ``conv2d``."""
+    return ops.apply(Conv2dInputGrad(x_shape, stride, padding), g, w)
+
+
+def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
+    """Differentiable weight gradient of ``conv2d``."""
+    return ops.apply(Conv2dWeightGrad(w_shape, stride, padding), x, g)
+
+
+def max_pool2d(x, kernel, stride=None):
+    """Differentiable max pooling (stride defaults to the kernel size)."""
+    return ops.apply(MaxPool2d(kernel, stride or kernel), x)

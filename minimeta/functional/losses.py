@@ -1,0 +1,64 @@
+"""Softmax, log-softmax and the losses, as compositions (their VJPs come from the primitives).
+
+log_softmax(z) = z − logsumexp(z): the stable form, whose gradient is one − softmax.
+Read next: ``layers.py``.
+"""
+import numpy as np
+
+from ..engine import ops
+from ..engine.tensor import Tensor
+
+
+def log_softmax(z, axis=-1):
+    """z − logsumexp(z) along ``axis``.
+
+    >>> import minimeta as mm
+    >>> float(log_softmax(mm.tensor([0.0, 0.0])).exp().sum().item())
+    1.0
+    """
+    return z - ops.logsumexp(z, axis, keepdims=True)
+
+
+def softmax(z, axis=-1):
+    """exp(log_softmax(z)): probabilities along ``axis``."""
+    return ops.exp(log_softmax(z, axis))
+
+
+def _labels(labels, n, classes):
+    labels = np.asarray(labels.numpy() if isinstance(labels, Tensor) else labels)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"cross_entropy: labels must be {n} integers, got shape {labels.shape}"
+                         f" dtype {labels.dtype}")
+    if n and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"cross_entropy: labels must lie in [0, {classes}), got "
+                         f"[{labels.min()}, {labels.max()}]")
+    return labels
+
+
+def cross_entropy(logits, labels):
+    """Mean over the batch of −log softmax(logits)[label]; ``logits`` (N, C), ``labels`` (N,).
+
+    >>> import minimeta as mm
+    >>> round(cross_entropy(mm.tensor([[0.0, 0.0]]), [1]).item(), 4)
+    0.6931
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy: logits must be (N, C), got {logits.shape}")
+    labels = _labels(labels, logits.shape[0], logits.shape[1])
+    picked = log_softmax(logits)[np.arange(logits.shape[0]), labels]
+    return -ops.mean(picked)
+
+
+def mse_loss(pred, target):
+    """Mean of (pred − target)² over all elements (shapes must match)."""
+    target = target if isinstance(target, Tensor) else Tensor(target, dtype=pred.dtype)
+    if pred.shape != target.shape:
+        raise ValueError(f"mse_loss: prediction {pred.shape} and target {target.shape} differ")
+    diff = pred - target
+    return ops.mean(diff * diff)
+
+
+def accuracy(logits, labels):
+    """Fraction of rows whose argmax equals the label (a float, not differentiable)."""
+    labels = np.asarray(labels.numpy() if isinstance(labels, Tensor) else labels)
+    return float(np.mean(np.argmax(logits.numpy(), axis=-1) == labels))

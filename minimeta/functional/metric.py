@@ -1,0 +1,50 @@
+"""Similarities and distances for metric-based learners, and the Matching Networks read-out.
+
+Read next: ``recurrent.py``.
+"""
+from ..engine import ops
+from .losses import softmax
+
+
+def _norm(a, eps):
+    """sqrt(|a|² + eps²) over the last axis (kept): smooth, and > 0 even at a = 0."""
+    return ops.sqrt(ops.sum(a * a, -1, keepdims=True) + eps * eps)
+
+
+def cosine_similarity(a, b, eps=1e-8):
+    """Cosine similarity along the last axis, broadcasting the others.
+
+    Each norm is sqrt(|v|² + eps²), so a zero vector gives similarity 0 with finite
+    derivatives of every order (a plain |v| has an infinite derivative at 0).
+
+    >>> import minimeta as mm
+    >>> round(cosine_similarity(mm.tensor([1.0, 0.0]), mm.tensor([2.0, 0.0])).item(), 6)
+    1.0
+    """
+    a_hat = a / _norm(a, eps)
+    b_hat = b / _norm(b, eps)
+    return ops.sum(a_hat * b_hat, -1)
+
+
+def pairwise_sq_distances(a, b):
+    """D[..., i, j] = |a_i − b_j|² for a (..., n, d) and b (..., m, d), as |a|² + |b|² − 2 a·b.
+
+    The expanded form uses one matmul (fast) but can round to tiny negatives when points
+    coincide; it is left unclamped so its derivatives stay exact.
+    """
+    aa = ops.sum(a * a, -1, keepdims=True)                        # (..., n, 1)
+    bb = ops.expand_dims(ops.sum(b * b, -1), -2)                   # (..., 1, m)
+    return aa + bb - 2.0 * (a @ ops.swapaxes(b, -1, -2))
+
+
+def cosine_attention(queries, support, support_onehot, eps=1e-8):
+    """Matching Networks read-out: ŷ = Σ_i softmax_i(cos(q, s_i)) · y_i.
+
+    queries (..., q, d), support (..., s, d), support_onehot (..., s, n) → (..., q, n), the
+    attention-weighted label distribution of each query (rows sum to 1). This composite is the
+    reference definition; a fused kernel must match it.
+    """
+    q_hat = queries / _norm(queries, eps)
+    s_hat = support / _norm(support, eps)
+    sims = q_hat @ ops.swapaxes(s_hat, -1, -2)                     # (..., q, s)
+    return softmax(sims, -1) @ support_onehot

@@ -1,0 +1,143 @@
+"""The standard layers as Modules: each forward is one call into ``minimeta.functional``.
+
+Initialisation (seeded: pass ``seed`` or a ``numpy.random.Generator`` as ``rng``):
+- ``Linear`` and ``Conv2d`` weights: Kaiming-normal, std = sqrt(2 / fan_in), the choice for
+  layers followed by ReLU (He et al. 2015); biases start at zero.
+- ``BatchNorm2d``: weight 1, bias 0, running mean 0, running variance 1.
+- ``LSTMCell``: uniform(−1/√H, 1/√H) for all weights, as in PyTorch.
+The default dtype is float32 (training speed); pass ``dtype=np.float64`` for gradient checks.
+
+Read next: ``backbones.py``.
+"""
+import numpy as np
+
+from .. import functional as F
+from .module import Module
+
+
+def _rng(seed, rng):
+    return rng if rng is not None else np.random.default_rng(seed)
+
+
+class Sequential(Module):
+    """Children applied in order; parameters are named ``<index>.<name>``."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self._names = [str(i) for i in range(len(layers))]
+        for name, layer in zip(self._names, layers):
+            self.add_child(name, layer)
+
+    def forward(self, x, params):
+        for name in self._names:
+            x = self._children[name](x, self.child_params(name, params))
+        return x
+
+    def __getitem__(self, i):
+        return self._children[self._names[i]]
+
+    def __len__(self):
+        return len(self._names)
+
+
+class Linear(Module):
+    """y = x @ weight + bias with weight (in, out)."""
+
+    def __init__(self, in_features, out_features, bias=True, seed=0, rng=None,
+                 dtype=np.float32):
+        super().__init__()
+        r = _rng(seed, rng)
+        self.shape = (in_features, out_features)
+        std = np.sqrt(2.0 / in_features)
+        self.add_param("weight", (r.standard_normal(self.shape) * std).astype(dtype))
+        if bias:
+            self.add_param("bias", np.zeros(out_features, dtype=dtype))
+
+    def forward(self, x, params):
+        return F.linear(x, params["weight"], params.get("bias"))
+
+    def extra_repr(self):
+        return f"{self.shape[0]}, {self.shape[1]}"
+
+
+class Conv2d(Module):
+    """2-D convolution with OIHW weight and per-channel bias."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 seed=0, rng=None, dtype=np.float32):
+        super().__init__()
+        r = _rng(seed, rng)
+        self.stride, self.padding = stride, padding
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        std = np.sqrt(2.0 / (in_channels * kernel_size * kernel_size))
+        self.add_param("weight", (r.standard_normal(shape) * std).astype(dtype))
+        if bias:
+            self.add_param("bias", np.zeros(out_channels, dtype=dtype))
+
+    def forward(self, x, params):
+        return F.conv2d(x, params["weight"], params.get("bias"), self.stride, self.padding)
+
+    def extra_repr(self):
+        o, i, k, _ = self._params["weight"].shape
+        return f"{i}, {o}, kernel_size={k}, stride={self.stride}, padding={self.padding}"
+
+
+class BatchNorm2d(Module):
+    """Batch norm over NCHW (or NC). Training mode uses batch statistics and updates the
+    running buffers; evaluation mode uses the buffers. See ``functional/layers.py``."""
+
+    def __init__(self, channels, momentum=0.1, eps=1e-5, affine=True, dtype=np.float32):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        if affine:
+            self.add_param("weight", np.ones(channels, dtype=dtype))
+            self.add_param("bias", np.zeros(channels, dtype=dtype))
+        self.add_buffer("running_mean", np.zeros(channels, dtype=np.float64))
+        self.add_buffer("running_var", np.ones(channels, dtype=np.float64))
+
+    def forward(self, x, params):
+        return F.batch_norm(x, params.get("weight"), params.get("bias"),
+                            self._buffers["running_mean"], self._buffers["running_var"],
+                            self.training, self.momentum, self.eps)
+
+
+class ReLU(Module):
+    """max(x, 0)."""
+
+    def forward(self, x, params):
+        return F.relu(x)
+
+
+class MaxPool2d(Module):
+    """Max pooling over k×k windows."""
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride or kernel_size
+
+    def forward(self, x, params):
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+
+class Flatten(Module):
+    """(N, ...) → (N, features)."""
+
+    def forward(self, x, params):
+        return F.flatten(x)
+
+
+class LSTMCell(Module):
+    """One LSTM step: ``cell((x, (h, c)), params)`` returns ``(h', c')``."""
+
+    def __init__(self, input_size, hidden_size, seed=0, rng=None, dtype=np.float32):
+        super().__init__()
+        r = _rng(seed, rng)
+        bound = 1.0 / np.sqrt(hidden_size)
+        self.hidden_size = hidden_size
+        for name, shape in (("w_ih", (input_size, 4 * hidden_size)),
+                            ("w_hh", (hidden_size, 4 * hidden_size)), ("bias", (4 * hidden_size,))):
+            self.add_param(name, r.uniform(-bound, bound, shape).astype(dtype))
+
+    def forward(self, inputs, params):
+        x, (h, c) = inputs
+        return F.lstm_cell(x, h, c, params["w_ih"], params["w_hh"], params["bias"])

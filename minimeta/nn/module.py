@@ -1,0 +1,133 @@
+"""``Module``: a named, ordered set of parameters, called as ``model(x, params=None)``.
+
+A module never hides its parameters inside the forward: ``forward(x, params)`` receives a
+mapping name → Tensor (names local to the module) and reads its weights from it. Calling
+``model(x)`` uses the module's own parameters; ``model(x, new_params)`` uses any other mapping
+with the same names, which is all an inner-loop update needs: a new dict, no mutation.
+
+    >>> import minimeta as mm
+    >>> from minimeta.nn import Linear
+    >>> layer = Linear(2, 1, seed=0)
+    >>> fast = {k: v * 0.0 for k, v in layer.named_parameters().items()}
+    >>> layer(mm.tensor([[1.0, 2.0]]), fast).numpy()
+    array([[0.]])
+
+Read next: ``layers.py``.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from ..engine.tensor import Tensor
+
+
+def sub_params(params, prefix):
+    """The entries of ``params`` under ``prefix`` + '.', with the prefix removed."""
+    start = prefix + "."
+    n = len(start)
+    return {k[n:]: v for k, v in params.items() if k.startswith(start)}
+
+
+class Module:
+    """Base class. Subclasses register parameters, buffers and children, and define
+    ``forward(x, params)`` with ``params`` holding this module's parameters by local name."""
+
+    def __init__(self):
+        self._params = OrderedDict()
+        self._buffers = OrderedDict()
+        self._children = OrderedDict()
+        self.training = True
+
+    # ----- registration ---------------------------------------------------------------------
+    def add_param(self, name, array):
+        """Register a parameter (a float array becomes a leaf Tensor that requires grad)."""
+        self._params[name] = Tensor(array, requires_grad=True, name=name)
+        return self._params[name]
+
+    def add_buffer(self, name, array):
+        """Register a buffer: state that is saved but not trained (batch-norm running stats)."""
+        self._buffers[name] = np.asarray(array)
+        return self._buffers[name]
+
+    def add_child(self, name, module):
+        """Register a submodule; its parameters appear as ``name.<param>``."""
+        self._children[name] = module
+        return module
+
+    # ----- calling ---------------------------------------------------------------------------
+    def __call__(self, x, params=None):
+        return self.forward(x, self.named_parameters() if params is None else params)
+
+    def forward(self, x, params):
+        raise NotImplementedError
+
+    def child_params(self, name, params):
+        """The part of ``params`` that belongs to child ``name``."""
+        return sub_params(params, name)
+
+    # ----- inspection --------------------------------------------------------------------------
+    def named_parameters(self):
+        """An ordered dict of every parameter, children's included, by dotted name."""
+        out = OrderedDict(self._params)
+        for cname, child in self._children.items():
+            for k, v in child.named_parameters().items():
+                out[f"{cname}.{k}"] = v
+        return out
+
+    def parameters(self):
+        """The list of parameter Tensors (in ``named_parameters`` order)."""
+        return list(self.named_parameters().values())
+
+    def named_buffers(self):
+        """An ordered dict of every buffer array by dotted name."""
+        out = OrderedDict(self._buffers)
+        for cname, child in self._children.items():
+            for k, v in child.named_buffers().items():
+                out[f"{cname}.{k}"] = v
+        return out
+
+    def train(self, mode=True):
+        """Set training mode (batch norm uses batch statistics) here and in every child."""
+        self.training = mode
+        for child in self._children.values():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        """Set evaluation mode (batch norm uses its running statistics)."""
+        return self.train(False)
+
+    # ----- state -----------------------------------------------------------------------------
+    def state_dict(self):
+        """Parameters and buffers as a flat dict of NumPy arrays (copies)."""
+        state = {f"param:{k}": np.array(v.numpy()) for k, v in self.named_parameters().items()}
+        state.update({f"buffer:{k}": np.array(v) for k, v in self.named_buffers().items()})
+        return state
+
+    def load_state_dict(self, state):
+        """Copy arrays from ``state`` (as made by ``state_dict``) into this module, in place."""
+        params, buffers = self.named_parameters(), self.named_buffers()
+        expected = {f"param:{k}" for k in params} | {f"buffer:{k}" for k in buffers}
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise KeyError(f"load_state_dict: missing {missing}, unexpected {extra}")
+        for k, p in params.items():
+            _copy_into(p.data, state[f"param:{k}"], k)
+        for k, b in buffers.items():
+            _copy_into(b, state[f"buffer:{k}"], k)
+
+    def __repr__(self):
+        inner = "".join(f"\n  ({k}): {repr(c)}".replace("\n", "\n  ")
+                        for k, c in self._children.items())
+        return f"{type(self).__name__}({self.extra_repr()}{inner}{chr(10) if inner else ''})"
+
+    def extra_repr(self):
+        return ""
+
+
+def _copy_into(target, value, name):
+    value = np.asarray(value)
+    if value.shape != target.shape:
+        raise ValueError(f"load_state_dict: {name} has shape {value.shape}, expected "
+                         f"{target.shape}")
+    target[...] = value

@@ -1,0 +1,114 @@
+"""Optimizers that update parameter Tensors in place, outside any graph.
+
+``step(grads=None)`` takes the gradients in parameter order (as ``mm.grad`` returns them) or,
+when omitted, reads each parameter's ``.grad``. Updates touch ``.data`` directly: an optimizer
+step is not part of any derivative (meta-learners that differentiate through an update build
+the new parameters with Tensor ops instead, see ``learners/``).
+
+    >>> import minimeta as mm
+    >>> w = mm.tensor([1.0], requires_grad=True)
+    >>> opt = SGD([w], lr=0.1)
+    >>> opt.step([mm.tensor([2.0])]); w.numpy()
+    array([0.8])
+
+Read next: ``io.py``.
+"""
+import numpy as np
+
+
+class Optimizer:
+    """Holds the parameter list and per-parameter state arrays; subclasses define ``_update``."""
+
+    def __init__(self, params, lr):
+        self.params = list(params.values() if hasattr(params, "values") else params)
+        if lr <= 0:
+            raise ValueError(f"{type(self).__name__}: learning rate must be > 0, got {lr}")
+        self.lr = lr
+        self.steps = 0
+        self.state = {}  # name -> list of arrays, one per parameter
+
+    def zero_grad(self):
+        """Forget accumulated ``.grad`` values."""
+        for p in self.params:
+            p.grad = None
+
+    def step(self, grads=None):
+        """Apply one update with ``grads`` (Tensors or arrays, in parameter order)."""
+        if grads is None:
+            grads = [p.grad for p in self.params]
+        grads = list(grads)
+        if len(grads) != len(self.params):
+            raise ValueError(f"{type(self).__name__}.step: {len(grads)} gradients for "
+                             f"{len(self.params)} parameters")
+        self.steps += 1
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            if g is None:
+                continue
+            g = np.asarray(g.numpy() if hasattr(g, "numpy") else g)
+            if g.shape != p.shape:
+                raise ValueError(f"{type(self).__name__}.step: gradient {i} has shape "
+                                 f"{g.shape}, parameter {p.shape}")
+            p.data -= self._update(i, p.data, g.astype(p.dtype, copy=False)).astype(p.dtype)
+
+    def _slot(self, name, i, like):
+        slots = self.state.setdefault(name, [None] * len(self.params))
+        if slots[i] is None:
+            slots[i] = np.zeros_like(like)
+        return slots[i]
+
+    def state_dict(self):
+        """Hyper-parameters, step count and state arrays (None slots saved as empty)."""
+        out = {"lr": self.lr, "steps": self.steps}
+        for name, slots in self.state.items():
+            for i, arr in enumerate(slots):
+                if arr is not None:
+                    out[f"{name}.{i}"] = arr.copy()
+        return out
+
+    def load_state_dict(self, state):
+        """Restore what ``state_dict`` saved."""
+        self.lr, self.steps = float(state["lr"]), int(state["steps"])
+        self.state = {}
+        for key, arr in state.items():
+            if "." in key:
+                name, i = key.rsplit(".", 1)
+                self.state.setdefault(name, [None] * len(self.params))[int(i)] = np.array(arr)
+
+
+class SGD(Optimizer):
+    """p ← p − lr·v with v ← momentum·v + (g + weight_decay·p) (plain SGD when momentum = 0)."""
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.momentum, self.weight_decay = momentum, weight_decay
+
+    def _update(self, i, p, g):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            v = self._slot("velocity", i, p)
+            v *= self.momentum
+            v += g
+            g = v
+        return self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction; weight decay added to the gradient."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+
+    def _update(self, i, p, g):
+        b1, b2 = self.betas
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        m, v = self._slot("m", i, p), self._slot("v", i, p)
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        m_hat = m / (1 - b1 ** self.steps)
+        v_hat = v / (1 - b2 ** self.steps)
+        return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
