@@ -32,12 +32,16 @@ def conv4(out_features=None, hidden=64, in_channels=1, image_size=28, seed=0,
     return Sequential(*layers)
 
 
-def mlp(sizes=(1, 40, 40, 1), seed=0, dtype=np.float32):
-    """Linear layers of the given sizes with ReLU between them (none after the last)."""
+def mlp(sizes=(1, 40, 40, 1), seed=0, dtype=np.float32, init_std=None):
+    """Linear layers of the given sizes with ReLU between them (none after the last).
+
+    ``init_std=None`` uses Kaiming-normal weights; a number draws normal(0, init_std), as the
+    MAML reference code does for the sinusoid regressor (0.01).
+    """
     rng = np.random.default_rng(seed)
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(Linear(n_in, n_out, rng=rng, dtype=dtype))
+        layers.append(Linear(n_in, n_out, rng=rng, dtype=dtype, init_std=init_std))
         if i < len(sizes) - 2:
             layers.append(ReLU())
     return Sequential(*layers)

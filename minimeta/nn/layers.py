@@ -2,7 +2,8 @@
 
 Initialisation (seeded: pass ``seed`` or a ``numpy.random.Generator`` as ``rng``):
 - ``Linear`` and ``Conv2d`` weights: Kaiming-normal, std = sqrt(2 / fan_in), the choice for
-  layers followed by ReLU (He et al. 2015); biases start at zero.
+  layers followed by ReLU (He et al. 2015); biases start at zero. ``Linear(init_std=s)`` draws
+  normal(0, s) instead (the sinusoid MLP of the MAML reference code uses s = 0.01).
 - ``BatchNorm2d``: weight 1, bias 0, running mean 0, running variance 1.
 - ``LSTMCell``: uniform(−1/√H, 1/√H) for all weights, as in PyTorch.
 The default dtype is float32 (training speed); pass ``dtype=np.float64`` for gradient checks.
@@ -44,11 +45,11 @@ class Linear(Module):
     """y = x @ weight + bias with weight (in, out)."""
 
     def __init__(self, in_features, out_features, bias=True, seed=0, rng=None,
-                 dtype=np.float32):
+                 dtype=np.float32, init_std=None):
         super().__init__()
         r = _rng(seed, rng)
         self.shape = (in_features, out_features)
-        std = np.sqrt(2.0 / in_features)
+        std = np.sqrt(2.0 / in_features) if init_std is None else init_std
         self.add_param("weight", (r.standard_normal(self.shape) * std).astype(dtype))
         if bias:
             self.add_param("bias", np.zeros(out_features, dtype=dtype))

@@ -1,0 +1,43 @@
+"""The sinusoid regression task family of Finn et al. 2017, section 5.1 (NumPy arrays only).
+
+A task is y = A·sin(x − φ) with amplitude A ~ U[0.1, 5], phase φ ~ U[0, π], inputs x ~ U[−5, 5].
+``sample`` draws a batch of tasks, each a tuple (x_support, y_support, x_query, y_query) of
+float32 arrays shaped (K, 1), seeded and reproducible.
+
+    >>> tasks = SinusoidTasks(seed=0).sample(2, shots=5, queries=10)
+    >>> [a.shape for a in tasks[0]]
+    [(5, 1), (5, 1), (10, 1), (10, 1)]
+
+Read next: ``omniglot.py`` (when present).
+"""
+import numpy as np
+
+
+class SinusoidTasks:
+    """A seeded generator of sinusoid tasks."""
+
+    def __init__(self, amplitude=(0.1, 5.0), phase=(0.0, np.pi), x_range=(-5.0, 5.0), seed=0,
+                 dtype=np.float32):
+        self.amplitude, self.phase, self.x_range = amplitude, phase, x_range
+        self.rng = np.random.default_rng(seed)
+        self.dtype = dtype
+
+    def sample_functions(self, n):
+        """Amplitudes and phases of ``n`` new tasks."""
+        return self.rng.uniform(*self.amplitude, n), self.rng.uniform(*self.phase, n)
+
+    def points(self, amp, phase, k):
+        """``k`` random (x, y) points of the task (amp, phase), each shaped (k, 1)."""
+        x = self.rng.uniform(*self.x_range, (k, 1))
+        return x.astype(self.dtype), (amp * np.sin(x - phase)).astype(self.dtype)
+
+    def sample(self, n_tasks, shots, queries=None):
+        """``n_tasks`` tuples (x_s, y_s, x_q, y_q): ``shots`` support and ``queries`` query
+        points (default: as many as ``shots``)."""
+        if shots < 1 or n_tasks < 1:
+            raise ValueError(f"SinusoidTasks.sample: need n_tasks >= 1 and shots >= 1, got "
+                             f"{n_tasks}, {shots}")
+        queries = shots if queries is None else queries
+        amps, phases = self.sample_functions(n_tasks)
+        return [self.points(a, p, shots) + self.points(a, p, queries)
+                for a, p in zip(amps, phases)]

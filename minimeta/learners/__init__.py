@@ -1,0 +1,9 @@
+"""``minimeta.learners``: meta-learning algorithms on functional parameters.
+
+Optimization-based: ``MAML`` (exact second order; ``first_order=True`` for FOMAML), ``MetaSGD``,
+``ANIL`` (``maml.py``) and ``Reptile`` (``reptile.py``). Read ``maml.py`` first.
+"""
+from .maml import MAML, MetaSGD, ANIL
+from .reptile import Reptile
+
+__all__ = ["MAML", "MetaSGD", "ANIL", "Reptile"]

@@ -1,0 +1,75 @@
+"""Reptile (Nichol, Achiam and Schulman 2018): meta-learning without second derivatives.
+
+For each task, start from θ and run k steps of an ordinary optimizer (SGD or Adam, as in the
+paper) on the task's data, reaching φᵢ. Then move θ toward the adapted weights:
+
+    θ ← θ + ε · mean_i (φᵢ − θ).
+
+No graph is kept across steps: the update direction comes from the parameters, not a gradient.
+Read next: ``metric.py`` (when present) or ``../data/``.
+"""
+import numpy as np
+
+from .. import optim
+from ..engine import grad, no_grad
+from ..engine.tensor import Tensor
+from .maml import default_loss, _as_tensor, _summary
+
+
+class Reptile:
+    """Reptile with an inner SGD or Adam optimizer (state reset for every task)."""
+
+    def __init__(self, model, inner_lr, inner_steps, outer_lr, inner_optimizer="sgd",
+                 loss="cross_entropy", params=None, test_steps=None, test_lr=None):
+        if inner_optimizer not in ("sgd", "adam"):
+            raise ValueError(f"Reptile: inner_optimizer must be 'sgd' or 'adam', got "
+                             f"{inner_optimizer!r}")
+        self.model = model
+        self.params = params if params is not None else model.named_parameters()
+        self.inner_lr, self.inner_steps, self.outer_lr = inner_lr, inner_steps, outer_lr
+        self.inner_optimizer = inner_optimizer
+        self.test_steps = inner_steps if test_steps is None else test_steps
+        self.test_lr = inner_lr if test_lr is None else test_lr
+        self.loss = default_loss(loss) if isinstance(loss, str) else loss
+        self.classification = self.loss is default_loss("cross_entropy")
+
+    def adapt(self, x, y, steps=None, lr=None):
+        """φ after ``steps`` optimizer steps from θ on (x, y): a dict of new leaf Tensors."""
+        fast = {k: Tensor(np.array(p.numpy()), requires_grad=True) for k, p in
+                self.params.items()}
+        make = optim.SGD if self.inner_optimizer == "sgd" else optim.Adam
+        opt = make(list(fast.values()), lr=self.inner_lr if lr is None else lr)
+        x = _as_tensor(x)
+        for _ in range(self.inner_steps if steps is None else steps):
+            loss = self.loss(self.model(x, fast), y)
+            opt.step(grad(loss, list(fast.values())))
+        return fast
+
+    def outer_step(self, tasks):
+        """θ ← θ + ε · mean(φᵢ − θ) over ``tasks``; returns the mean query loss/accuracy
+        after adaptation (measured, not trained on)."""
+        delta = {k: np.zeros_like(p.numpy()) for k, p in self.params.items()}
+        losses, accs = [], []
+        for xs, ys, xq, yq in tasks:
+            fast = self.adapt(xs, ys)
+            for k, p in self.params.items():
+                delta[k] += (fast[k].numpy() - p.numpy()) / len(tasks)
+            with no_grad():
+                out = self.model(_as_tensor(xq), fast)
+                losses.append(self.loss(out, yq).item())
+                accs.append(self._accuracy(out, yq))
+        for k, p in self.params.items():
+            p.data += (self.outer_lr * delta[k]).astype(p.dtype)
+        return _summary(losses, accs)
+
+    def _accuracy(self, out, y):
+        from ..functional import accuracy
+        return accuracy(out, y) if self.classification else None
+
+    def evaluate(self, task, steps=None):
+        """Query loss and accuracy after fine-tuning on the support set."""
+        xs, ys, xq, yq = task
+        fast = self.adapt(xs, ys, self.test_steps if steps is None else steps, self.test_lr)
+        with no_grad():
+            out = self.model(_as_tensor(xq), fast)
+            return self.loss(out, yq).item(), self._accuracy(out, yq)

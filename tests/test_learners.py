@@ -1,0 +1,202 @@
+"""Proof that the meta-gradients are exact: closed forms, explicit Hessians, hand-unrolled loops."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import minimeta as mm
+import minimeta.functional as F
+from minimeta import nn
+from minimeta.learners import ANIL, MAML, MetaSGD, Reptile
+
+RNG = np.random.default_rng(0)
+
+
+def linear_model(x, params):
+    return x @ params["w"]
+
+
+def test_maml_meta_gradient_on_a_quadratic_matches_closed_form():
+    xs, ys = RNG.standard_normal((6, 3)), RNG.standard_normal((6, 1))
+    xq, yq = RNG.standard_normal((4, 3)), RNG.standard_normal((4, 1))
+    w0, alpha = RNG.standard_normal((3, 1)), 0.1
+    theta = {"w": mm.tensor(w0, requires_grad=True)}
+    learner = MAML(linear_model, alpha, 1, loss="mse", params=theta)
+    (meta,) = learner.meta_gradient([(xs, ys, xq, yq)])
+    H = 2 * xs.T @ xs / len(xs)                       # Hessian of the support MSE
+    phi = w0 - alpha * 2 * xs.T @ (xs @ w0 - ys) / len(xs)
+    grad_q = 2 * xq.T @ (xq @ phi - yq) / len(xq)
+    np.testing.assert_allclose(meta.numpy(), (np.eye(3) - alpha * H) @ grad_q, rtol=1e-12)
+
+
+class FlatMLP:
+    """A 2-4-1 tanh MLP whose parameters are one flat vector (so mm.hessian applies)."""
+    sizes = [(2, 4), (4,), (4, 1), (1,)]
+
+    def unflatten(self, flat):
+        out, start = [], 0
+        for s in self.sizes:
+            n = int(np.prod(s))
+            out.append(mm.reshape(flat[start:start + n], s))
+            start += n
+        return out
+
+    def __call__(self, x, params):
+        w1, b1, w2, b2 = self.unflatten(params["theta"])
+        return mm.tanh(x @ w1 + b1) @ w2 + b2
+
+
+def _mlp_problem(seed):
+    rng = np.random.default_rng(seed)
+    model = FlatMLP()
+    theta0 = rng.standard_normal(17) * 0.8
+    task = (rng.standard_normal((5, 2)), rng.standard_normal((5, 1)),
+            rng.standard_normal((7, 2)), rng.standard_normal((7, 1)))
+    return model, theta0, task
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_maml_meta_gradient_equals_product_of_explicit_hessian_factors(steps):
+    model, theta0, (xs, ys, xq, yq) = _mlp_problem(steps)
+    alpha = 0.3
+    theta = {"theta": mm.tensor(theta0, requires_grad=True)}
+    learner = MAML(model, alpha, steps, loss="mse", params=theta)
+    (meta,) = learner.meta_gradient([(xs, ys, xq, yq)])
+
+    def support_loss(t):
+        return F.mse_loss(model(mm.tensor(xs), {"theta": t}), ys)
+
+    phi, factors = theta0.copy(), []
+    for _ in range(steps):
+        H = mm.hessian(support_loss, mm.tensor(phi)).numpy()
+        factors.append(np.eye(17) - alpha * H)
+        t = mm.tensor(phi, requires_grad=True)
+        phi = phi - alpha * mm.grad(support_loss(t), [t])[0].numpy()
+    t = mm.tensor(phi, requires_grad=True)
+    g = mm.grad(F.mse_loss(model(mm.tensor(xq), {"theta": t}), yq), [t])[0].numpy()
+    for factor in reversed(factors):
+        g = factor @ g
+    np.testing.assert_allclose(meta.numpy(), g, rtol=1e-10, atol=1e-12)
+    assert np.max(np.abs(meta.numpy() - g)) < 1e-10
+
+
+def test_first_order_meta_gradient_is_the_query_gradient_at_phi():
+    model, theta0, (xs, ys, xq, yq) = _mlp_problem(5)
+    theta = {"theta": mm.tensor(theta0, requires_grad=True)}
+    learner = MAML(model, 0.3, 2, first_order=True, loss="mse", params=theta)
+    (meta,) = learner.meta_gradient([(xs, ys, xq, yq)])
+    phi = learner.adapt(theta, xs, ys)["theta"].detach().requires_grad_()
+    (expected,) = mm.grad(F.mse_loss(model(mm.tensor(xq), {"theta": phi}), yq), [phi])
+    np.testing.assert_allclose(meta.numpy(), expected.numpy(), rtol=1e-13)
+
+
+def test_hand_unrolled_loop_gives_the_same_meta_gradient():
+    net = nn.mlp((1, 8, 1), dtype=np.float64)
+    params = net.named_parameters()
+    tasks = [(RNG.standard_normal((5, 1)), RNG.standard_normal((5, 1)),
+              RNG.standard_normal((5, 1)), RNG.standard_normal((5, 1))) for _ in range(3)]
+    learner = MAML(net, 0.05, 2, loss="mse")
+    ours = learner.meta_gradient(tasks)
+    total = 0.0
+    for xs, ys, xq, yq in tasks:
+        fast = dict(params)
+        for _ in range(2):
+            gs = mm.grad(F.mse_loss(net(mm.tensor(xs), fast), ys), list(fast.values()),
+                         create_graph=True)
+            fast = {k: p - 0.05 * g for (k, p), g in zip(fast.items(), gs)}
+        total = total + F.mse_loss(net(mm.tensor(xq), fast), yq)
+    hand = mm.grad(total / 3.0, list(params.values()))
+    for a, b in zip(ours, hand):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # outer_step accumulates the same meta-gradient into .grad
+    learner.outer_step(tasks)
+    for p, b in zip(params.values(), hand):
+        np.testing.assert_allclose(p.grad.numpy(), b.numpy(), rtol=1e-12)
+
+
+def test_reptile_update_equals_its_formula():
+    net = nn.mlp((1, 4, 1), dtype=np.float64)
+    theta = {k: v.numpy().copy() for k, v in net.named_parameters().items()}
+    tasks = [(RNG.standard_normal((4, 1)), RNG.standard_normal((4, 1)),
+              RNG.standard_normal((4, 1)), RNG.standard_normal((4, 1))) for _ in range(2)]
+    eps, lr, k = 0.5, 0.1, 3
+    reptile = Reptile(net, lr, k, eps, loss="mse")
+    expected = {n: v.copy() for n, v in theta.items()}
+    for xs, ys, _, _ in tasks:
+        fast = {n: mm.tensor(v.copy(), requires_grad=True) for n, v in theta.items()}
+        for _ in range(k):
+            gs = mm.grad(F.mse_loss(net(mm.tensor(xs), fast), ys), list(fast.values()))
+            fast = {n: mm.tensor(p.numpy() - lr * g.numpy(), requires_grad=True)
+                    for (n, p), g in zip(fast.items(), gs)}
+        for n in expected:
+            expected[n] += eps * (fast[n].numpy() - theta[n]) / len(tasks)
+    reptile.outer_step(tasks)
+    for n, p in net.named_parameters().items():
+        np.testing.assert_allclose(p.numpy(), expected[n], rtol=1e-12)
+
+
+@given(seed=st.integers(0, 10_000), alpha=st.floats(0.01, 0.5), steps=st.integers(1, 3))
+def test_second_and_first_order_differ_iff_the_loss_is_curved(seed, alpha, steps):
+    model, theta0, task = _mlp_problem(seed)
+    grads = []
+    for first in (False, True):
+        theta = {"theta": mm.tensor(theta0, requires_grad=True)}
+        grads.append(MAML(model, alpha, steps, first_order=first, loss="mse",
+                          params=theta).meta_gradient([task])[0].numpy())
+    assert np.max(np.abs(grads[0] - grads[1])) > 1e-8
+
+    def linear_loss(pred, y):  # linear in the parameters of linear_model: zero Hessian
+        return mm.mean(pred * mm.tensor(y))
+
+    rng = np.random.default_rng(seed)
+    xs, ys, xq, yq = (rng.standard_normal(s) for s in [(5, 3), (5, 1), (4, 3), (4, 1)])
+    lin = []
+    for first in (False, True):
+        theta = {"w": mm.tensor(rng.standard_normal((3, 1)) * 0 + 1.0, requires_grad=True)}
+        lin.append(MAML(linear_model, alpha, steps, first_order=first, loss=linear_loss,
+                        params=theta).meta_gradient([(xs, ys, xq, yq)])[0].numpy())
+    np.testing.assert_allclose(lin[0], lin[1], rtol=1e-12, atol=1e-14)
+
+
+def test_meta_sgd_learns_rates_and_anil_adapts_only_the_head():
+    net = nn.mlp((1, 6, 1), dtype=np.float64)
+    task = tuple(RNG.standard_normal((4, 1)) for _ in range(4))
+    msgd = MetaSGD(net, 0.1, 1, loss="mse")
+    grads = msgd.meta_gradient([task])
+    assert len(grads) == 2 * len(net.parameters()) and all(g is not None for g in grads)
+    anil = ANIL(net, 0.1, 1, loss="mse")
+    assert anil.adapt_names == ["2.weight", "2.bias"]
+    fast = anil.adapt(net.named_parameters(), task[0], task[1])
+    assert fast["0.weight"] is net.named_parameters()["0.weight"]
+    assert fast["2.weight"] is not net.named_parameters()["2.weight"]
+
+
+def test_maml_meta_gradient_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    model, theta0, (xs, ys, xq, yq) = _mlp_problem(11)
+    theta = {"theta": mm.tensor(theta0, requires_grad=True)}
+    (ours,) = MAML(model, 0.2, 2, loss="mse", params=theta).meta_gradient([(xs, ys, xq, yq)])
+
+    T = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    t = T(theta0).requires_grad_()
+
+    def f(x, p):
+        w1, b1 = p[:8].reshape(2, 4), p[8:12]
+        w2, b2 = p[12:16].reshape(4, 1), p[16:]
+        return torch.tanh(x @ w1 + b1) @ w2 + b2
+
+    phi = t
+    for _ in range(2):
+        (g,) = torch.autograd.grad(((f(T(xs), phi) - T(ys)) ** 2).mean(), [phi],
+                                   create_graph=True)
+        phi = phi - 0.2 * g
+    (ref,) = torch.autograd.grad(((f(T(xq), phi) - T(yq)) ** 2).mean(), [t])
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_bad_learner_arguments():
+    with pytest.raises(ValueError, match="inner_lr > 0"):
+        MAML(nn.mlp(), -1.0)
+    with pytest.raises(ValueError, match="inner_optimizer"):
+        Reptile(nn.mlp(), 0.1, 1, 0.1, inner_optimizer="rmsprop")
+    with pytest.raises(ValueError, match="head prefix"):
+        ANIL(nn.mlp(), 0.1, head="nope.")
