@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 import minimeta as mm
 from minimeta.testing import arrays, shapes
 
-from primitive_table import ROWS
+from minimeta.selfcheck import ROWS, run
 
 LARGEST = {}
 
@@ -72,3 +72,8 @@ def test_the_table_covers_every_primitive():
                "MatMul", "Cast"}
     assert classes == covered
     assert len(ROWS) >= len(covered)
+
+
+def test_selfcheck_runs_and_reports():
+    report = run(max_examples=2, rows=ROWS[:3], out=lambda line: None)
+    assert set(report) == {"add", "sub", "mul"} and all(r[2] < 1e-5 for r in report.values())

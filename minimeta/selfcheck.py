@@ -1,4 +1,7 @@
-"""The explicit table of every engine primitive, driving the property tests.
+"""The explicit table of every engine primitive, and a self-check that runs it.
+
+This table drives the test suite (``tests/test_primitives.py``) and ``minimeta gradcheck``,
+which checks a user's installation. It needs the ``test`` extra (hypothesis).
 
 Each row: name, the minimeta function (Tensors in), its NumPy reference (arrays in), a hypothesis
 strategy for its inputs (the domain), and whether it is smooth there. Non-smooth rows draw values
@@ -12,6 +15,8 @@ from hypothesis import assume, strategies as st
 
 import minimeta as mm
 from minimeta.engine.primitives.elementwise import Cast
+from hypothesis import given, settings
+
 from minimeta.testing import arrays, broadcast_shapes, distinct_arrays, shapes
 
 
@@ -181,3 +186,30 @@ ROWS = [
     Row("matmul", mm.matmul, np.matmul, matmul_args()),
     Row("cast", lambda x: mm.apply(Cast(np.dtype(np.float64)), x), lambda x: x, unary()),
 ]
+
+
+def run(max_examples=20, orders=(1, 2), rows=None, out=print):
+    """Forward == reference and gradcheck of each order for every row; returns the worst errors.
+
+    Raises the first failure (with hypothesis' minimal falsifying example). Returns
+    ``{row name: {order: largest absolute error}}``.
+    """
+    report = {}
+    for row in rows or ROWS:
+        worst = report.setdefault(row.name, {})
+
+        @settings(max_examples=max_examples, deadline=None, database=None)
+        @given(data=st.data())
+        def check(data):
+            xs, static = data.draw(row.inputs)
+            out_t = row.fn(*[mm.tensor(x) for x in xs], *static)
+            np.testing.assert_allclose(out_t.numpy(), row.ref(*xs, *static), rtol=1e-12,
+                                       atol=1e-12, err_msg=f"{row.name}: forward")
+            for order in orders:
+                errors = mm.gradcheck(lambda *ts: row.fn(*ts, *static), xs, order=order)
+                worst[order] = max(worst.get(order, 0.0), errors[order])
+
+        check()
+        out(f"{row.name:<16s} " + "  ".join(f"order {k}: max error {v:.2e}"
+                                            for k, v in sorted(worst.items())))
+    return report
