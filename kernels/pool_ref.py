@@ -31,3 +31,10 @@ def max_pool2d(x, kernel, stride):
     cols = np.arange(wo)[None, :] * stride + q
     base = (np.arange(n)[:, None, None, None] * c + np.arange(c)[None, :, None, None]) * h * w
     return y, base + rows * w + cols
+
+
+def max_pool2d_backward(g, argmax, x_shape):
+    """Scatter ``g`` to the flat ``argmax`` positions of an array of ``x_shape`` (summing)."""
+    out = np.zeros(int(np.prod(x_shape)), dtype=g.dtype)
+    np.add.at(out, argmax.reshape(-1), g.reshape(-1))
+    return out.reshape(x_shape)

@@ -4,11 +4,13 @@ import time
 
 
 class Progress:
-    """Print ``label it/total  rate it/s  metrics`` every ``every`` seconds (and at the end)."""
+    """Print ``label it/total  rate it/s  eta  metrics`` every ``every`` seconds and at the end."""
 
-    def __init__(self, total, label="", every=2.0, stream=None):
-        self.total, self.label, self.every = total, label, every
+    def __init__(self, total, label="", every=None, stream=None):
+        self.total, self.label = total, label
         self.stream = stream or sys.stderr
+        # a terminal gets a live line every 2 s; a log file a line every 30 s
+        self.every = every if every is not None else (2.0 if self.stream.isatty() else 30.0)
         self.start = self.last = time.perf_counter()
 
     def update(self, i, **metrics):

@@ -3,6 +3,7 @@
 Read next: ``recurrent.py``.
 """
 from ..engine import ops
+from ..engine.primitives.attention import cosine_attention as _fused_attention
 from .losses import softmax
 
 
@@ -37,13 +38,25 @@ def pairwise_sq_distances(a, b):
     return aa + bb - 2.0 * (a @ ops.swapaxes(b, -1, -2))
 
 
-def cosine_attention(queries, support, support_onehot, eps=1e-8):
+def cosine_attention(queries, support, support_onehot, eps=1e-8, fused=True):
     """Matching Networks read-out: ŷ = Σ_i softmax_i(cos(q, s_i)) · y_i.
 
     queries (..., q, d), support (..., s, d), support_onehot (..., s, n) → (..., q, n), the
-    attention-weighted label distribution of each query (rows sum to 1). This composite is the
-    reference definition; a fused kernel must match it.
+    attention-weighted label distribution of each query (rows sum to 1). With ``fused=True``
+    and 3-D inputs (a task axis) it runs the fused primitive (one kernel forward, one backward);
+    otherwise, or with ``fused=False``, the composite below, which is its reference definition.
     """
+    from ..engine.tensor import Tensor
+
+    if fused and queries.ndim == 3 and support.ndim == 3 and getattr(support_onehot, "ndim",
+                                                                        0) == 3:
+        y = support_onehot if isinstance(support_onehot, Tensor) else Tensor(support_onehot)
+        return _fused_attention(queries, support, y.astype(queries.dtype), eps)
+    return cosine_attention_composite(queries, support, support_onehot, eps)
+
+
+def cosine_attention_composite(queries, support, support_onehot, eps=1e-8):
+    """The composite definition of ``cosine_attention`` (normalise, matmul, softmax, matmul)."""
     q_hat = queries / _norm(queries, eps)
     s_hat = support / _norm(support, eps)
     sims = q_hat @ ops.swapaxes(s_hat, -1, -2)                     # (..., q, s)

@@ -95,10 +95,7 @@ class Conv2dWeightGrad(Primitive):
 class MaxPool2d(Primitive):
     """y = max over each k×k window (stride s, no padding); the kernel also gives the argmax.
 
-    VJP: the gradient scattered back to the argmax positions, written as
-    reshape(scatter_add(vec(g), argmax, x.size), x.shape). The scatter's own VJP is a gather at
-    the same positions, so max pooling is differentiable to any order (its second derivative is
-    zero almost everywhere, like relu's).
+    VJP: max_pool2d_backward(g, argmax), the gradient scattered to the argmax positions.
     """
 
     __slots__ = ("kernel", "stride", "argmax")
@@ -114,8 +111,28 @@ class MaxPool2d(Primitive):
         return y
 
     def vjp(self, g, out, x):
-        flat = ops.scatter_add(ops.reshape(g, (-1,)), self.argmax.reshape(-1), (x.size,))
-        return (ops.reshape(flat, x.shape),)
+        return (ops.apply(MaxPool2dBackward(self.argmax, x.shape), g),)
+
+
+class MaxPool2dBackward(Primitive):
+    """gx = zeros(x_shape) with g added at the flat ``argmax`` positions (a scatter).
+
+    VJP with incoming h: the gather h.flat[argmax], reshaped like g. Gather and scatter are
+    each other's VJPs, so max pooling is differentiable to any order (its second derivative
+    is zero almost everywhere, like relu's).
+    """
+
+    __slots__ = ("argmax", "x_shape")
+
+    def __init__(self, argmax, x_shape):
+        self.argmax, self.x_shape = argmax, tuple(x_shape)
+
+    def forward(self, g):
+        return K.lookup("max_pool2d_backward")(g, self.argmax, self.x_shape)
+
+    def vjp(self, h, out, g):
+        flat = ops.getitem(ops.reshape(h, (-1,)), self.argmax.reshape(-1))
+        return (ops.reshape(flat, g.shape),)
 
 
 def conv2d(x, w, stride=1, padding=0):

@@ -1,0 +1,61 @@
+"""numba CPU kernels for max pooling: the forward with its argmax, and the argmax scatter.
+
+``max_pool2d`` has the contract of ``pool_ref.max_pool2d`` (flat argmax indices into x, first
+maximum on ties). ``max_pool2d_backward`` scatters a gradient to those positions; its reference
+is ``pool_ref.max_pool2d_backward``. Both run one image-channel plane per parallel iteration.
+
+Read next: ``attention_numba.py``.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def _max_pool(x, k, s, ho, wo):
+    n, c, h, w = x.shape
+    y = np.empty((n, c, ho, wo), dtype=x.dtype)
+    idx = np.empty((n, c, ho, wo), dtype=np.int64)
+    for plane in prange(n * c):
+        b, ch = plane // c, plane % c
+        base = plane * h * w
+        for i in range(ho):
+            for j in range(wo):
+                best = x[b, ch, i * s, j * s]
+                arg = (i * s) * w + j * s
+                for p in range(k):
+                    for q in range(k):
+                        v = x[b, ch, i * s + p, j * s + q]
+                        if v > best:
+                            best = v
+                            arg = (i * s + p) * w + j * s + q
+                y[b, ch, i, j] = best
+                idx[b, ch, i, j] = base + arg
+    return y, idx
+
+
+@njit(parallel=True, cache=True)
+def _scatter(g, idx, size, planes):
+    """out.flat[idx] += g, one plane per thread (a plane's indices stay inside the plane)."""
+    out = np.zeros(size, dtype=g.dtype)
+    per = g.size // planes
+    gf, jf = g.ravel(), idx.ravel()
+    for plane in prange(planes):
+        for t in range(plane * per, (plane + 1) * per):
+            out[jf[t]] += gf[t]
+    return out
+
+
+def max_pool2d(x, kernel, stride):
+    """Return ``(y, argmax)`` like the reference."""
+    x = np.ascontiguousarray(x)
+    ho = (x.shape[2] - kernel) // stride + 1
+    wo = (x.shape[3] - kernel) // stride + 1
+    return _max_pool(x, kernel, stride, ho, wo)
+
+
+def max_pool2d_backward(g, argmax, x_shape):
+    """Gradient of max pooling: ``g`` added at the flat ``argmax`` positions of x."""
+    g = np.ascontiguousarray(g)
+    planes = x_shape[0] * x_shape[1]
+    return _scatter(g, np.ascontiguousarray(argmax), int(np.prod(x_shape)),
+                    planes).reshape(x_shape)

@@ -1,0 +1,137 @@
+"""Every numba kernel equals its NumPy reference (the spec), and fused == composite."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import minimeta as mm
+import minimeta.functional as F
+from minimeta import kernels as K
+from minimeta.kernels import attention_ref
+from minimeta.testing import arrays
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+def close(a, b, dtype):
+    tol = 2e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1.0, np.abs(b).max()))
+
+
+@st.composite
+def conv_case(draw):
+    dtype = draw(DTYPES)
+    k, s, p = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(0, 2))
+    h, w = draw(st.integers(max(1, k - 2 * p), 9)), draw(st.integers(max(1, k - 2 * p), 9))
+    c = draw(st.sampled_from([1, 2, 3]))
+    x = draw(arrays((draw(st.integers(1, 3)), c, h, w), dtype=dtype))
+    wt = draw(arrays((draw(st.integers(1, 4)), c, k, k), dtype=dtype))
+    return x, wt, s, p, dtype
+
+
+@given(conv_case())
+def test_conv_family_numba_equals_reference(case):
+    x, w, s, p, dtype = case
+    cpu = {name: K.resolve(K.TABLE[name].cpu) for name in
+           ("conv2d", "conv2d_input_grad", "conv2d_weight_grad")}
+    ref = {name: K.TABLE[name].reference for name in cpu}
+    y = cpu["conv2d"](x, w, s, p)
+    assert y.dtype == dtype
+    close(y, ref["conv2d"](x, w, s, p), dtype)
+    g = np.random.default_rng(0).standard_normal(y.shape).astype(dtype)
+    close(cpu["conv2d_input_grad"](g, w, x.shape, s, p),
+          ref["conv2d_input_grad"](g, w, x.shape, s, p), dtype)
+    gw = cpu["conv2d_weight_grad"](x, g, w.shape, s, p)
+    assert gw.dtype == dtype
+    close(gw, ref["conv2d_weight_grad"](x, g, w.shape, s, p), dtype)
+
+
+@given(st.integers(1, 3), st.integers(1, 3), DTYPES, st.data())
+def test_max_pool_numba_equals_reference(k, s, dtype, data):
+    shape = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)),
+             data.draw(st.integers(k, 9)), data.draw(st.integers(k, 9)))
+    x = data.draw(arrays(shape, dtype=dtype))
+    y, idx = K.resolve(K.TABLE["max_pool2d"].cpu)(x, k, s)
+    y_ref, idx_ref = K.TABLE["max_pool2d"].reference(x, k, s)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+    g = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+    close(K.resolve(K.TABLE["max_pool2d_backward"].cpu)(g, idx, x.shape),
+          K.TABLE["max_pool2d_backward"].reference(g, idx, x.shape), dtype)
+
+
+@st.composite
+def attention_case(draw):
+    dtype = draw(DTYPES)
+    b, q, s, d, n = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 5)),
+                     draw(st.integers(1, 4)), draw(st.integers(1, 3)))
+    labels = draw(st.lists(st.integers(0, n - 1), min_size=b * s, max_size=b * s))
+    y = np.eye(n, dtype=dtype)[labels].reshape(b, s, n)
+    # vectors kept away from 0, where the normalisation's gradient (1/eps) is ill-conditioned
+    return (draw(arrays((b, q, d), dtype=dtype, margin=0.1)),
+            draw(arrays((b, s, d), dtype=dtype, margin=0.1)), y, dtype)
+
+
+@given(attention_case())
+def test_fused_attention_numba_equals_reference(case):
+    q, s, y, dtype = case
+    g = np.random.default_rng(2).standard_normal((q.shape[0], q.shape[1], y.shape[2]))
+    g = g.astype(dtype)
+    close(K.resolve(K.TABLE["cosine_attention"].cpu)(q, s, y),
+          attention_ref.cosine_attention(q, s, y), dtype)
+    close(K.resolve(K.TABLE["cosine_attention_backward"].cpu)(q, s, y, g),
+          attention_ref.cosine_attention_backward(q, s, y, g), dtype)
+
+
+@given(attention_case())
+def test_fused_attention_equals_composite_with_gradients(case):
+    q, s, y, _ = case
+    q, s, y = (a.astype(np.float64) for a in (q, s, y))
+    tq, ts, ty = (mm.tensor(a, requires_grad=True) for a in (q, s, y))
+    fused = F.cosine_attention(tq, ts, ty, fused=True)
+    composite = F.cosine_attention(tq, ts, ty, fused=False)
+    assert type(fused._op).__name__ == "CosineAttention"
+    np.testing.assert_allclose(fused.numpy(), composite.numpy(), rtol=1e-12, atol=1e-14)
+    g = mm.tensor(np.random.default_rng(3).standard_normal(fused.shape))
+    for a, b in zip(mm.grad(fused, [tq, ts, ty], g), mm.grad(composite, [tq, ts, ty], g)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_fused_attention_gradcheck_any_order(order):
+    rng = np.random.default_rng(4)
+    q, s = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 4))
+    y = np.eye(3)[rng.integers(0, 3, 10)].reshape(2, 5, 3)
+    mm.gradcheck(lambda q, s, y: F.cosine_attention(q, s, y), [q, s, y], order=order,
+                 atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_gradchecks_pass_with_kernels_on_and_off(order):
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3))
+
+    def net(x, w):
+        return F.max_pool2d(mm.tanh(F.conv2d(x, w, padding=1, stride=1)), 2)
+    mm.gradcheck(net, [x, w], order=order)
+    with K.use_reference():
+        assert K.lookup("conv2d") is K.TABLE["conv2d"].reference
+        mm.gradcheck(net, [x, w], order=order)
+
+
+def test_non_contiguous_inputs_are_accepted():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)[:, :, ::2, ::2]
+    w = np.asfortranarray(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+    close(K.lookup("conv2d")(x, w, 1, 1), K.TABLE["conv2d"].reference(x, w, 1, 1), np.float32)
+
+
+def test_debug_path_without_jit_runs():
+    code = ("import numpy as np; from minimeta.kernels import conv_numba as c, conv_ref as r; "
+            "x = np.ones((1, 2, 4, 4)); w = np.ones((3, 2, 3, 3)); "
+            "assert np.allclose(c.conv2d(x, w, 1, 1), r.conv2d(x, w, 1, 1))")
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
