@@ -13,7 +13,7 @@ Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.m
   any direct loop nest we tried in numba was several times slower.
 - 1-input-channel layers (the first Omniglot layer): K would be 9, a shape where GEMM is
   memory-bound and poor, so forward and weight gradient are direct loops (``_conv_c1`` and
-  ``_weight_grad_c1``), vectorised over the output row.
+  ``_weight_grad_c1``), each tap one long vectorised pass over a whole image plane.
 
 Inputs of any layout are accepted: they are made C-contiguous first (a copy only when needed).
 Results match the reference to float rounding (the summation order differs).
@@ -26,47 +26,37 @@ from numba import njit, prange
 from .conv_ref import out_size
 
 
+@njit(cache=True)
+def _span(stride, q, padding, size, n_out):
+    """Output positions j with 0 <= j·s + q − padding < size, as a half-open range."""
+    lo = 0
+    while lo < n_out and lo * stride + q - padding < 0:
+        lo += 1
+    hi = n_out
+    while hi > lo and (hi - 1) * stride + q - padding >= size:
+        hi -= 1
+    return lo, hi
+
+
 @njit(parallel=True, cache=True)
 def _im2col(x, kh, kw, stride, padding, ho, wo):
     """cols[n, (c, p, q), (i, j)] = xpad[n, c, i·s + p, j·s + q]  (zeros outside x)."""
     n, c, h, w = x.shape
     cols = np.zeros((n, c * kh * kw, ho * wo), dtype=x.dtype)
-    for b in prange(n):
-        for ch in range(c):
-            for p in range(kh):
-                for q in range(kw):
-                    row = (ch * kh + p) * kw + q
-                    for i in range(ho):
-                        r = i * stride + p - padding
-                        if r < 0 or r >= h:
-                            continue
-                        for j in range(wo):
-                            col = j * stride + q - padding
-                            if 0 <= col < w:
-                                cols[b, row, i * wo + j] = x[b, ch, r, col]
+    for task in prange(n * c):
+        b, ch = task // c, task % c
+        for p in range(kh):
+            i_lo, i_hi = _span(stride, p, padding, h, ho)
+            for q in range(kw):
+                j_lo, j_hi = _span(stride, q, padding, w, wo)
+                row = cols[b, (ch * kh + p) * kw + q]
+                first = j_lo * stride + q - padding
+                last = (j_hi - 1) * stride + q - padding + 1
+                for i in range(i_lo, i_hi):
+                    # slices, not computed indices: no negative-index checks, so it vectorises
+                    row[i * wo + j_lo:i * wo + j_hi] = x[b, ch, i * stride + p - padding,
+                                                         first:last:stride]
     return cols
-
-
-@njit(parallel=True, cache=True)
-def _im2col_rows(x, kh, kw, stride, padding, ho, wo):
-    """rows[(n, i, j), (c, p, q)]: the transposed layout, for the weight-gradient GEMM."""
-    n, c, h, w = x.shape
-    k = c * kh * kw
-    rows = np.zeros((n * ho * wo, k), dtype=x.dtype)
-    for b in prange(n):
-        for i in range(ho):
-            for j in range(wo):
-                out = (b * ho + i) * wo + j
-                for ch in range(c):
-                    for p in range(kh):
-                        r = i * stride + p - padding
-                        if r < 0 or r >= h:
-                            continue
-                        for q in range(kw):
-                            col = j * stride + q - padding
-                            if 0 <= col < w:
-                                rows[out, (ch * kh + p) * kw + q] = x[b, ch, r, col]
-    return rows
 
 
 @njit(parallel=True, cache=True)
@@ -74,86 +64,140 @@ def _col2im(cols, c, h, w, kh, kw, stride, padding, ho, wo):
     """The adjoint of ``_im2col``: add every column entry back to its pixel."""
     n = cols.shape[0]
     x = np.zeros((n, c, h, w), dtype=cols.dtype)
-    for b in prange(n):
-        for ch in range(c):
-            for p in range(kh):
-                for q in range(kw):
-                    row = (ch * kh + p) * kw + q
-                    for i in range(ho):
-                        r = i * stride + p - padding
-                        if r < 0 or r >= h:
-                            continue
-                        for j in range(wo):
-                            col = j * stride + q - padding
-                            if 0 <= col < w:
-                                x[b, ch, r, col] += cols[b, row, i * wo + j]
+    for task in prange(n * c):
+        b, ch = task // c, task % c
+        for p in range(kh):
+            i_lo, i_hi = _span(stride, p, padding, h, ho)
+            for q in range(kw):
+                j_lo, j_hi = _span(stride, q, padding, w, wo)
+                row = cols[b, (ch * kh + p) * kw + q]
+                first = j_lo * stride + q - padding
+                last = (j_hi - 1) * stride + q - padding + 1
+                for i in range(i_lo, i_hi):
+                    x[b, ch, i * stride + p - padding, first:last:stride] += \
+                        row[i * wo + j_lo:i * wo + j_hi]
     return x
 
 
-@njit(parallel=True, cache=True)
-def _conv_c1(x, w, stride, padding, ho, wo):
-    """Direct convolution for one input channel: y[n,o,i,j] = Σ_pq x[n,0,i·s+p,j·s+q] w[o,0,p,q]."""
-    n, _, h, wd = x.shape
+@njit(parallel=True, cache=True, fastmath=True)
+def _conv_c1(xp, w, stride, ho, wo):
+    """Direct convolution of one padded input channel xp (N, 1, Hp, Wp):
+    y[n,o,i,j] = Σ_pq xp[n,0,i·s+p,j·s+q] w[o,0,p,q].
+
+    Stride 1 uses the "flat plane" trick: on the padded width, output (i, j) and input
+    (i + p, j + q) are ``p·Wp + q`` apart in memory for every pixel, so each tap is one long
+    contiguous multiply-add over the whole plane (vectorised), instead of short rows of 28.
+    The columns j ≥ wo of that flat result are junk and are skipped when copying out.
+    """
+    n, _, hp, wp = xp.shape
     o, _, kh, kw = w.shape
-    y = np.zeros((n, o, ho, wo), dtype=x.dtype)
+    y = np.empty((n, o, ho, wo), dtype=xp.dtype)
+    span = (ho - 1) * wp + wo
     for b in prange(n):
+        src = xp[b, 0].ravel()
+        buf = np.empty(span, dtype=xp.dtype)
         for oc in range(o):
-            for p in range(kh):
-                for q in range(kw):
-                    wv = w[oc, 0, p, q]
-                    for i in range(ho):
-                        r = i * stride + p - padding
-                        if r < 0 or r >= h:
-                            continue
-                        for j in range(wo):
-                            col = j * stride + q - padding
-                            if 0 <= col < wd:
-                                y[b, oc, i, j] += wv * x[b, 0, r, col]
+            if stride == 1:
+                buf[:] = 0
+                for p in range(kh):
+                    for q in range(kw):
+                        wv = w[oc, 0, p, q]
+                        seg = src[p * wp + q:p * wp + q + span]   # a view: vectorises
+                        for t in range(span):
+                            buf[t] += wv * seg[t]
+                for i in range(ho):
+                    for j in range(wo):
+                        y[b, oc, i, j] = buf[i * wp + j]
+            else:
+                for i in range(ho):
+                    for j in range(wo):
+                        acc = 0.0
+                        for p in range(kh):
+                            for q in range(kw):
+                                acc += w[oc, 0, p, q] * xp[b, 0, i * stride + p, j * stride + q]
+                        y[b, oc, i, j] = acc
     return y
 
 
-@njit(parallel=True, cache=True)
-def _weight_grad_c1(x, g, kh, kw, stride, padding):
-    """Direct weight gradient for one input channel, parallel over output channels."""
-    n, _, h, wd = x.shape
-    o, ho, wo = g.shape[1], g.shape[2], g.shape[3]
-    gw = np.zeros((o, 1, kh, kw), dtype=np.float64)
-    for oc in prange(o):
-        for p in range(kh):
-            for q in range(kw):
-                acc = 0.0
-                for b in range(n):
+@njit(parallel=True, cache=True, fastmath=True)
+def _weight_grad_c1(xp, g, kh, kw, stride, parts):
+    """Direct weight gradient for one padded input channel. ``parts`` image ranges reduce into
+    their own partial sums in parallel, added up at the end. Stride 1 lays each g plane on the
+    padded width (zeros in the junk columns) so every tap is one long dot product."""
+    n, o, ho, wo = g.shape
+    wp = xp.shape[3]
+    partial = np.zeros((parts, o, kh, kw), dtype=np.float64)
+    per = (n + parts - 1) // parts
+    span = (ho - 1) * wp + wo
+    for t in prange(parts):
+        gflat = np.zeros(span, dtype=g.dtype)
+        for b in range(t * per, min(n, (t + 1) * per)):
+            src = xp[b, 0].ravel()
+            for oc in range(o):
+                if stride == 1:
                     for i in range(ho):
-                        r = i * stride + p - padding
-                        if r < 0 or r >= h:
-                            continue
                         for j in range(wo):
-                            col = j * stride + q - padding
-                            if 0 <= col < wd:
-                                acc += g[b, oc, i, j] * x[b, 0, r, col]
-                gw[oc, 0, p, q] = acc
-    return gw
+                            gflat[i * wp + j] = g[b, oc, i, j]
+                    for p in range(kh):
+                        for q in range(kw):
+                            seg = src[p * wp + q:p * wp + q + span]
+                            acc = gflat[0] * 0   # in the array's dtype: float32 stays SIMD
+                            for u in range(span):
+                                acc += gflat[u] * seg[u]
+                            partial[t, oc, p, q] += acc
+                else:
+                    for p in range(kh):
+                        for q in range(kw):
+                            acc = 0.0
+                            for i in range(ho):
+                                for j in range(wo):
+                                    acc += g[b, oc, i, j] * xp[b, 0, i * stride + p,
+                                                              j * stride + q]
+                            partial[t, oc, p, q] += acc
+    return partial.sum(axis=0)
+
+
+def _chunks(n, per_image):
+    """Image ranges whose im2col buffer stays near 4 MiB (cache-sized, not memory-sized)."""
+    step = max(1, min(n, (4 << 20) // max(per_image, 1)))
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+def _pad(x, padding):
+    if not padding:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
 
 
 def conv2d(x, w, stride=1, padding=0):
     """Forward convolution; same contract as ``conv_ref.conv2d``."""
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
-    ho = out_size(x.shape[2], w.shape[2], stride, padding)
-    wo = out_size(x.shape[3], w.shape[3], stride, padding)
-    if x.shape[1] == 1:
-        return _conv_c1(x, w, stride, padding, ho, wo)
-    cols = _im2col(x, w.shape[2], w.shape[3], stride, padding, ho, wo)
-    y = np.matmul(w.reshape(w.shape[0], -1), cols)          # (N, O, Ho·Wo), one GEMM each
-    return y.reshape(x.shape[0], w.shape[0], ho, wo)
+    n, c = x.shape[:2]
+    o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    ho = out_size(x.shape[2], kh, stride, padding)
+    wo = out_size(x.shape[3], kw, stride, padding)
+    if c == 1:
+        return _conv_c1(_pad(x, padding), w, stride, ho, wo)
+    w2 = w.reshape(o, -1)
+    y = np.empty((n, o, ho * wo), dtype=x.dtype)
+    for a, b in _chunks(n, c * kh * kw * ho * wo * x.itemsize):
+        cols = _im2col(x[a:b], kh, kw, stride, padding, ho, wo)
+        np.matmul(w2, cols, out=y[a:b])                     # one GEMM per image
+    return y.reshape(n, o, ho, wo)
 
 
 def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     """Input gradient (transposed convolution); same contract as the reference."""
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
     n, o, ho, wo = g.shape
-    cols = np.matmul(w.reshape(o, -1).T, g.reshape(n, o, ho * wo))   # (N, C·kh·kw, Ho·Wo)
-    return _col2im(cols, x_shape[1], x_shape[2], x_shape[3], w.shape[2], w.shape[3], stride,
-                   padding, ho, wo)
+    c, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    w2t = w.reshape(o, -1).T
+    g3 = g.reshape(n, o, ho * wo)
+    gx = np.empty((n,) + tuple(x_shape[1:]), dtype=g.dtype)
+    for a, b in _chunks(n, c * kh * kw * ho * wo * g.itemsize):
+        cols = np.matmul(w2t, g3[a:b])                       # (chunk, C·kh·kw, Ho·Wo)
+        gx[a:b] = _col2im(cols, c, x_shape[2], x_shape[3], kh, kw, stride, padding, ho, wo)
+    return gx
 
 
 def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
@@ -162,7 +206,13 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     o, c, kh, kw = w_shape
     n, _, ho, wo = g.shape
     if c == 1:
-        return _weight_grad_c1(x, g, kh, kw, stride, padding).astype(x.dtype)
-    rows = _im2col_rows(x, kh, kw, stride, padding, ho, wo)          # (N·Ho·Wo, C·kh·kw)
-    g2 = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(o, n * ho * wo)
-    return (g2 @ rows).reshape(w_shape)
+        parts = 8  # a few more parts than threads, for load balance
+        return _weight_grad_c1(_pad(x, padding), g, kh, kw, stride, parts).reshape(w_shape) \
+            .astype(x.dtype)
+    g3 = g.reshape(n, o, ho * wo)
+    gw = np.zeros((o, c * kh * kw), dtype=x.dtype)
+    for a, b in _chunks(n, c * kh * kw * ho * wo * x.itemsize):
+        cols = _im2col(x[a:b], kh, kw, stride, padding, ho, wo)
+        # Σ_images g[b] @ cols[b]ᵀ: BLAS reads the transposed view without a copy
+        gw += np.matmul(g3[a:b], cols.transpose(0, 2, 1)).sum(axis=0)
+    return gw.reshape(w_shape)

@@ -52,3 +52,13 @@ def test_max_pool_against_loops(k, s, x):
             window = x[:, :, i * s:i * s + k, j * s:j * s + k]
             np.testing.assert_array_equal(y[:, :, i, j], window.max(axis=(2, 3)))
     np.testing.assert_array_equal(x.reshape(-1)[idx], y)
+
+
+def test_kernel_docstring_examples():
+    # kernels/ is not collected by pytest directly: it must be imported as minimeta.kernels
+    # (numba's on-disk cache records the module name it compiled under).
+    import doctest
+    from minimeta.kernels import attention_ref
+    for module in (conv_ref, pool_ref, attention_ref):
+        failures, _ = doctest.testmod(module)
+        assert failures == 0, module.__name__
