@@ -17,8 +17,15 @@ import time
 
 from threadpoolctl import threadpool_limits
 
-from minimeta import io
+from minimeta import io, nn
 from minimeta.experiments import sinusoid as S
+
+
+def load_model(path):
+    """The sinusoid MLP with the parameters saved at ``path``."""
+    model = nn.mlp((1, 40, 40, 1), init_std=S.INIT_STD)
+    model.load_state_dict(io.load(path)["model"])
+    return model
 
 
 def main(argv=None):
@@ -28,25 +35,35 @@ def main(argv=None):
     parser.add_argument("--tasks", type=int, default=600, help="held-out evaluation tasks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs/sinusoid")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="load maml.npz and pretrained.npz from --out instead of training")
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.tasks < 2:
         parser.error("--iterations must be >= 1 and --tasks >= 2")
     os.makedirs(args.out, exist_ok=True)
     with threadpool_limits(limits=1):  # tiny matrices: one BLAS thread is fastest
         start = time.perf_counter()
-        maml_model, _, _ = S.train_maml(args.iterations, shots=args.shots, seed=args.seed)
-        maml_time = time.perf_counter() - start
-        base_model, _ = S.train_baseline(args.iterations, shots=args.shots, seed=args.seed)
-        models = {"MAML": maml_model, "pretrained": base_model}
+        if args.evaluate_only:
+            models = {name: load_model(os.path.join(args.out, f"{name.lower()}.npz"))
+                      for name in ("MAML", "pretrained")}
+            maml_time = float("nan")
+        else:
+            maml_model, _, _ = S.train_maml(args.iterations, shots=args.shots, seed=args.seed)
+            maml_time = time.perf_counter() - start
+            base_model, _ = S.train_baseline(args.iterations, shots=args.shots, seed=args.seed)
+            models = {"MAML": maml_model, "pretrained": base_model}
         results = S.evaluate(models, n_tasks=args.tasks)
     print(f"\nMeta-trained with K = {args.shots} for {args.iterations} iterations "
           f"({maml_time:.0f} s for MAML); {args.tasks} held-out tasks, MSE ± 95% interval:\n")
     print(S.format_table(results))
-    for name, model in models.items():
+    for name, model in models.items() if not args.evaluate_only else ():
         io.save(os.path.join(args.out, f"{name.lower()}.npz"), {"model": model.state_dict()})
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"iterations": args.iterations, "shots": args.shots, "maml_seconds": maml_time,
-                   "results": {f"{n} K={k}": v for (n, k), v in results.items()}}, f, indent=1)
+                   "results": {f"{n} K={k}": {s: dict(zip(("mean", "ci95", "median",
+                                                            "diverged"), v))
+                                               for s, v in row.items()}
+                               for (n, k), row in results.items()}}, f, indent=1)
     try:
         path = S.plot_task(models, os.path.join(args.out, "sinusoid_maml.png"))
         print(f"\nfigure: {path}")

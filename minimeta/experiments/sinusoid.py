@@ -79,7 +79,9 @@ def fine_tune_curve(model, params, x_s, y_s, x_q, y_q, lr=0.01, steps=EVAL_STEPS
 def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100):
     """MSE after 0/1/5/10 steps on the same held-out tasks for every model.
 
-    Returns {(name, K): {steps: (mean, half-width of the 95% interval)}}.
+    Returns {(name, K): {steps: Stat}}: the mean with the half-width of its 95% interval, the
+    median, and how many tasks diverged (MSE non-finite or above 10× its value before
+    fine-tuning), which an unstable step size shows first.
     """
     results = {}
     for shots in shots_list:
@@ -93,8 +95,9 @@ def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100):
         for name, model in models.items():
             params = model.named_parameters()
             per_task = [fine_tune_curve(model, params, *t) for t in tasks]
-            results[(name, shots)] = {
-                s: mean_ci([c[s] for c in per_task]) for s in EVAL_STEPS}
+            start = np.array([c[0] for c in per_task])
+            results[(name, shots)] = {s: stat([c[s] for c in per_task], start)
+                                      for s in EVAL_STEPS}
     return results
 
 
@@ -104,14 +107,30 @@ def mean_ci(values):
     return float(v.mean()), float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
+def stat(values, start):
+    """(mean, 95% half-width, median, number of diverged tasks) of per-task MSEs."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diverged = int(np.sum(~np.isfinite(v) | (v > 10 * np.asarray(start))))
+        mean, half = mean_ci(v)
+    return mean, half, float(np.median(np.where(np.isfinite(v), v, np.inf))), diverged
+
+
 def format_table(results):
     """The results as a Markdown table: rows (model, K), columns 0/1/5/10 steps."""
     head = "| model | K | " + " | ".join(f"{s} steps" for s in EVAL_STEPS) + " |"
     lines = [head, "|" + "---|" * (len(EVAL_STEPS) + 2)]
     for (name, shots), row in results.items():
-        cells = " | ".join(f"{m:.3f} ± {h:.3f}" for m, h in (row[s] for s in EVAL_STEPS))
+        cells = " | ".join(_cell(*row[s]) for s in EVAL_STEPS)
         lines.append(f"| {name} | {shots} | {cells} |")
     return "\n".join(lines)
+
+
+def _cell(mean, half, median, diverged):
+    text = f"{mean:.3f} ± {half:.3f}" if np.isfinite(mean) and mean < 1e3 else "diverged"
+    if diverged:
+        text += f" ({diverged} diverged; median {median:.3f})"
+    return text
 
 
 def plot_task(models, path, shots=5, seed=7):

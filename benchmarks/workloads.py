@@ -1,0 +1,170 @@
+"""Benchmark: the meta-learning workloads, minimeta (kernels on / NumPy reference) vs PyTorch.
+
+1. conv4 forward + backward on 640 images of 28×28 (float32);
+2. one second-order MAML meta-iteration through ``minimeta.learners.MAML``: 5-way 1-shot,
+   15 queries per class, 32 tasks, 1 inner step, α = 0.4 (conv4 with a 5-way head);
+3. one ProtoNet training episode: 60-way 5-shot 5-query, conv4 embedding, logits −‖q − c‖²,
+   cross-entropy, an Adam step.
+
+PyTorch (CPU build, optional) runs the same computation written functionally (torch.func style
+conv4, the same batch-norm mode) in the same process, with the same thread count.
+Run: python benchmarks/workloads.py [--threads 1] [--only maml]
+"""
+import argparse
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import minimeta as mm
+import minimeta.functional as F
+from minimeta import kernels as K, nn
+from minimeta.learners import MAML
+from minimeta.optim import Adam
+from _timing import median_time, report, try_torch
+
+RNG = np.random.default_rng(0)
+
+
+def images(n):
+    return RNG.random((n, 1, 28, 28), dtype=np.float32)
+
+
+def mm_conv4(batch=640):
+    net, x, y = nn.conv4(5), mm.tensor(images(batch)), RNG.integers(0, 5, batch)
+    params = net.parameters()
+    return lambda: mm.grad(F.cross_entropy(net(x), y), params)
+
+
+def maml_tasks(n_tasks=32, ways=5, shots=1, queries=15):
+    return [(images(ways * shots), np.repeat(np.arange(ways), shots),
+             images(ways * queries), np.repeat(np.arange(ways), queries))
+            for _ in range(n_tasks)]
+
+
+def mm_maml():
+    net = nn.conv4(5)
+    learner, tasks = MAML(net, 0.4, 1), maml_tasks()
+    opt = Adam(learner.meta_parameters(), 1e-3)
+
+    def run():
+        learner.outer_step(tasks)
+        opt.step()
+        opt.zero_grad()
+    return run
+
+
+def proto_episode(ways=60, shots=5, queries=5):
+    return images(ways * shots), images(ways * queries), np.repeat(np.arange(ways), queries)
+
+
+def mm_protonet():
+    net = nn.conv4()
+    params = net.parameters()
+    opt = Adam(params, 1e-3)
+    xs, xq, yq = proto_episode()
+
+    def run():
+        emb_s = net(mm.tensor(xs))
+        protos = mm.mean(mm.reshape(emb_s, (60, 5, -1)), axis=1)
+        logits = -F.pairwise_sq_distances(net(mm.tensor(xq)), protos)
+        opt.step(mm.grad(F.cross_entropy(logits, yq), params))
+    return run
+
+
+# ----- PyTorch, written functionally like minimeta's conv4 --------------------------------------
+def torch_conv4_params(torch, head=5):
+    gen = torch.Generator().manual_seed(0)
+    params = []
+    for i in range(4):
+        fan = (1 if i == 0 else 64) * 9
+        params += [torch.randn(64, 1 if i == 0 else 64, 3, 3, generator=gen) * (2 / fan) ** 0.5,
+                   torch.zeros(64), torch.ones(64), torch.zeros(64)]
+    if head:
+        params += [torch.randn(64, head, generator=gen) * (2 / 64) ** 0.5, torch.zeros(head)]
+    return [p.requires_grad_() for p in params]
+
+
+def torch_conv4(torch, x, params):
+    tf = torch.nn.functional
+    for i in range(4):
+        w, b, g, beta = params[4 * i:4 * i + 4]
+        x = tf.conv2d(x, w, b, padding=1)
+        x = tf.batch_norm(x, None, None, g, beta, training=True)
+        x = tf.max_pool2d(tf.relu(x), 2)
+    x = x.flatten(1)
+    return x @ params[16] + params[17] if len(params) > 16 else x
+
+
+def torch_workloads(torch):
+    tf = torch.nn.functional
+
+    def conv4():
+        params = torch_conv4_params(torch)
+        x, y = torch.from_numpy(images(640)), torch.from_numpy(RNG.integers(0, 5, 640))
+        return lambda: torch.autograd.grad(tf.cross_entropy(torch_conv4(torch, x, params), y),
+                                           params)
+
+    def maml():
+        params = torch_conv4_params(torch)
+        opt = torch.optim.Adam(params, 1e-3)
+        tasks = [tuple(torch.from_numpy(a) for a in t) for t in maml_tasks()]
+
+        def run():
+            for xs, ys, xq, yq in tasks:
+                loss = tf.cross_entropy(torch_conv4(torch, xs, params), ys)
+                grads = torch.autograd.grad(loss, params, create_graph=True)
+                fast = [p - 0.4 * g for p, g in zip(params, grads)]
+                (tf.cross_entropy(torch_conv4(torch, xq, fast), yq) / len(tasks)).backward()
+            opt.step()
+            opt.zero_grad()
+        return run
+
+    def protonet():
+        params = torch_conv4_params(torch, head=0)
+        opt = torch.optim.Adam(params, 1e-3)
+        xs, xq, yq = (torch.from_numpy(a) for a in proto_episode())
+
+        def run():
+            protos = torch_conv4(torch, xs, params).reshape(60, 5, -1).mean(1)
+            logits = -torch.cdist(torch_conv4(torch, xq, params), protos) ** 2
+            opt.zero_grad()
+            tf.cross_entropy(logits, yq).backward()
+            opt.step()
+        return run
+    return {"conv4": conv4, "maml": maml, "protonet": protonet}
+
+
+WORKLOADS = {"conv4": ("conv4 fwd+bwd, 640 images", mm_conv4),
+             "maml": ("MAML meta-iteration 5w1s, 32 tasks", mm_maml),
+             "protonet": ("ProtoNet episode 60w5s5q + Adam", mm_protonet)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=sorted(WORKLOADS), nargs="*")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the (slow) NumPy-reference kernel timings")
+    args = parser.parse_args()
+    torch = try_torch()
+    if torch:
+        torch.set_num_threads(args.threads)
+    import numba
+    numba.set_num_threads(args.threads)
+    print(f"{args.threads} thread(s) for BLAS, numba and torch; medians of {args.repeats}")
+    with threadpool_limits(limits=args.threads):
+        for key in args.only or list(WORKLOADS):
+            label, make = WORKLOADS[key]
+            ours = median_time(make(), repeats=args.repeats, warmup=1)
+            ref = median_time(torch_workloads(torch)[key](), repeats=args.repeats,
+                              warmup=1) if torch else None
+            report(label + " [kernels]", ours, ref)
+            if not args.no_reference:
+                with K.use_reference():
+                    slow = median_time(make(), repeats=max(2, args.repeats // 2), warmup=1)
+                report(label + " [reference]", slow, ours, "kernels")
+
+
+if __name__ == "__main__":
+    main()
