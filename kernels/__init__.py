@@ -8,10 +8,13 @@
     max_pool2d_backward           pool_ref.max_pool2d_backward               pool_numba.…
     cosine_attention              attention_ref.cosine_attention             attention_numba.…
     cosine_attention_backward     attention_ref.cosine_attention_backward    attention_numba.…
+    batch_norm                    norm_ref.batch_norm                        norm_numba.…
+    batch_norm_backward           norm_ref.batch_norm_backward               norm_numba.…
 
 (CUDA versions: a later column.) Families close under differentiation: conv2d and its two
 gradients; max pooling and its argmax scatter (whose own gradient is a gather); fused cosine
-attention, whose composite definition in ``minimeta.functional`` gives higher derivatives.
+attention and fused batch norm, whose composite definitions in ``minimeta.functional`` give
+their higher derivatives (see ``minimeta/engine/primitives/fused.py``).
 
 Kernels take arrays and return arrays; they never see a Tensor. The engine calls them only
 through ``lookup(name)``. It returns the numba version for CPU arrays, unless
@@ -25,7 +28,7 @@ import importlib
 import os
 from dataclasses import dataclass
 
-from . import attention_ref, conv_ref, pool_ref
+from . import attention_ref, conv_ref, norm_ref, pool_ref
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ TABLE = {
                                "attention_numba:cosine_attention"),
     "cosine_attention_backward": Kernel(attention_ref.cosine_attention_backward,
                                         "attention_numba:cosine_attention_backward"),
+    "batch_norm": Kernel(norm_ref.batch_norm, "norm_numba:batch_norm"),
+    "batch_norm_backward": Kernel(norm_ref.batch_norm_backward, "norm_numba:batch_norm_backward"),
 }
 
 _FORCE_REFERENCE = [os.environ.get("MINIMETA_KERNELS", "").lower() == "reference"]

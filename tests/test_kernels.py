@@ -135,3 +135,44 @@ def test_debug_path_without_jit_runs():
             "assert np.allclose(c.conv2d(x, w, 1, 1), r.conv2d(x, w, 1, 1))")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+@st.composite
+def norm_case(draw):
+    dtype = draw(DTYPES)
+    shape = draw(st.sampled_from([(3, 2), (2, 3, 4, 4), (5, 1, 2, 3), (1, 2, 3, 1)]))
+    c = shape[1]
+    return (draw(arrays(shape, dtype=dtype)), draw(arrays((c,), 0.5, 2.0, dtype=dtype)),
+            draw(arrays((c,), dtype=dtype)), dtype)
+
+
+@given(norm_case())
+def test_fused_batch_norm_numba_equals_reference(case):
+    x, w, b, dtype = case
+    x = x + np.linspace(0, 1, x.size).reshape(x.shape).astype(dtype)  # never constant
+    cpu, ref = (K.resolve(K.TABLE["batch_norm"].cpu), K.TABLE["batch_norm"].reference)
+    for a, r in zip(cpu(x, w, b), ref(x, w, b)):
+        close(a, r, dtype)
+    g = np.random.default_rng(7).standard_normal(x.shape).astype(dtype)
+    close(K.resolve(K.TABLE["batch_norm_backward"].cpu)(x, w, b, g),
+          K.TABLE["batch_norm_backward"].reference(x, w, b, g), dtype)
+
+
+@given(norm_case())
+def test_fused_batch_norm_equals_composite_with_gradients(case):
+    x, w, b, _ = case
+    x = x.astype(np.float64) + np.linspace(0, 1, x.size).reshape(x.shape)
+    ts = [mm.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b)]
+    fused, composite = F.batch_norm(*ts), F.batch_norm(*ts, fused=False)
+    assert type(fused._op).__name__ == "BatchNorm"
+    np.testing.assert_allclose(fused.numpy(), composite.numpy(), rtol=1e-9, atol=1e-10)
+    g = mm.tensor(np.random.default_rng(8).standard_normal(x.shape))
+    for a, c in zip(mm.grad(fused, ts, g), mm.grad(composite, ts, g)):
+        np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_fused_batch_norm_gradcheck_any_order(order):
+    rng = np.random.default_rng(9)
+    x, w, b = rng.standard_normal((3, 2, 3, 3)), rng.uniform(0.5, 2, 2), rng.standard_normal(2)
+    mm.gradcheck(F.batch_norm, [x, w, b], order=order, atol=1e-5, rtol=1e-4)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..engine import ops
 from ..engine.primitives import conv as C
+from ..engine.primitives.normalization import BatchNorm
 
 conv2d_input_grad, conv2d_weight_grad = C.conv2d_input_grad, C.conv2d_weight_grad
 
@@ -63,37 +64,57 @@ def avg_pool2d(x, kernel, stride=None):
 
 
 def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
-               momentum=0.1, eps=1e-5):
+               momentum=0.1, eps=1e-5, fused=True):
     """Batch normalisation over all axes but the channel axis 1 (input NC or NCHW).
 
     ``training=True`` normalises with the batch's mean and biased variance, and, when running
     buffers (NumPy arrays) are given, updates them in place:
     running ← (1 − momentum)·running + momentum·batch (unbiased variance, as in PyTorch).
+    It runs the fused primitive (one kernel each way, ``engine/primitives/normalization.py``)
+    unless ``fused=False``, which runs ``batch_norm_composite``, its reference definition.
     ``training=False`` normalises with the running buffers.
     """
     if x.ndim not in (2, 4):
         raise ValueError(f"batch_norm: input must be NC or NCHW, got {x.shape}")
-    axes = (0,) if x.ndim == 2 else (0, 2, 3)
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-    if training:
-        n = x.size // x.shape[1]
-        if n < 2:
-            raise ValueError(f"batch_norm: training needs more than 1 value per channel, got "
-                             f"input {x.shape}")
-        mean = ops.mean(x, axes, keepdims=True)
-        centered = x - mean
-        var = ops.mean(centered * centered, axes, keepdims=True)
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean.numpy().reshape(-1)
-            running_var *= 1 - momentum
-            running_var += momentum * var.numpy().reshape(-1) * n / (n - 1)
-    else:
+    if not training:
         if running_mean is None:
             raise ValueError("batch_norm: training=False needs running_mean and running_var")
-        centered = x - ops.tensor(running_mean.reshape(shape).astype(x.dtype, copy=False))
+        mean = ops.tensor(running_mean.reshape(shape).astype(x.dtype, copy=False))
         var = ops.tensor(running_var.reshape(shape).astype(x.dtype, copy=False))
-    y = centered / ops.sqrt(var + eps)
+        return _affine((x - mean) / ops.sqrt(var + eps), weight, bias, shape)
+    n = x.size // x.shape[1]
+    if n < 2:
+        raise ValueError(f"batch_norm: training needs more than 1 value per channel, got "
+                         f"input {x.shape}")
+    if fused:
+        w = weight if weight is not None else ops.ones(x.shape[1], dtype=x.dtype)
+        b = bias if bias is not None else ops.zeros(x.shape[1], dtype=x.dtype)
+        op = BatchNorm(eps)
+        y = ops.apply(op, x, w, b)
+        mean, var = op.mean, op.var
+    else:
+        y = batch_norm_composite(x, weight, bias, eps)
+        axes = (0,) + tuple(range(2, x.ndim))
+        mean, var = x.numpy().mean(axis=axes), x.numpy().var(axis=axes)
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * var * n / (n - 1)
+    return y
+
+
+def batch_norm_composite(x, weight, bias, eps=1e-5):
+    """Training-mode batch norm written with primitives: the reference of the fused kernel."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    centered = x - ops.mean(x, axes, keepdims=True)
+    var = ops.mean(centered * centered, axes, keepdims=True)
+    return _affine(centered / ops.sqrt(var + eps), weight, bias, shape)
+
+
+def _affine(y, weight, bias, shape):
     if weight is not None:
         y = y * ops.reshape(weight, shape)
     if bias is not None:
