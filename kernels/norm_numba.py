@@ -37,11 +37,9 @@ def _forward(x, w, b, eps):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _backward(x, w, g, eps):
+def _backward(x, w, g, eps, dx, dw, db):
+    """Writes into dx, dw, db: views of one packed output array (no concatenation copy)."""
     n, c, m = x.shape
-    dx = np.empty_like(x)
-    dw = np.empty(c, dtype=x.dtype)
-    db = np.empty(c, dtype=x.dtype)
     count = n * m
     for ch in prange(c):
         sx = 0.0
@@ -68,7 +66,6 @@ def _backward(x, w, g, eps):
                 dx[i, ch, k] = a * g[i, ch, k] - rstd * (mean_gh + xhat * mean_ghx)
         dw[ch] = sum_gxhat
         db[ch] = sg
-    return dx, dw, db
 
 
 def _as3(a):
@@ -82,7 +79,9 @@ def batch_norm(x, w, b, eps=1e-5):
 
 
 def batch_norm_backward(x, w, b, g, eps=1e-5):
-    """Packed concat(vec(dx), dw, db)."""
-    dx, dw, db = _backward(_as3(x), np.asarray(w, x.dtype), _as3(g.astype(x.dtype, copy=False)),
-                           eps)
-    return np.concatenate([dx.ravel(), dw, db])
+    """Packed concat(vec(dx), dw, db), written in place into one buffer."""
+    x3, c = _as3(x), x.shape[1]
+    packed = np.empty(x.size + 2 * c, dtype=x.dtype)
+    _backward(x3, np.asarray(w, x.dtype), _as3(g.astype(x.dtype, copy=False)), eps,
+              packed[:x.size].reshape(x3.shape), packed[x.size:x.size + c], packed[x.size + c:])
+    return packed

@@ -178,10 +178,18 @@ def _initial_grads(outputs, grad_outputs):
 
 
 def _run_backward(outputs, seeds, create_graph, keep):
-    """Propagate ``seeds`` from ``outputs`` to every node; return grads of the nodes in ``keep``.
+    """Propagate ``seeds`` from ``outputs`` back to the nodes in ``keep`` (a set of ids).
 
-    ``keep`` is a set of ids. Grads of other nodes are dropped as soon as they are used.
+    Only nodes from which a node of ``keep`` can be reached are visited: the pass stops at the
+    requested inputs instead of running on to the leaves. (Without that pruning, a gradient
+    taken inside a VJP, as in ``primitives/fused.py``, would re-run the whole graph below it.)
+    Grads of intermediate nodes are dropped as soon as they are used.
     """
+    order = toposort(outputs)
+    relevant = set()
+    for node in order:  # parents come before children
+        if id(node) in keep or any(id(p) in relevant for p in node._parents):
+            relevant.add(id(node))
     grads = {}
     for out, seed in zip(outputs, seeds):
         if out.requires_grad:
@@ -190,17 +198,20 @@ def _run_backward(outputs, seeds, create_graph, keep):
     STATE.backward_depth += 1
     try:
         with set_grad_enabled(create_graph):
-            for node in reversed(toposort(outputs)):
+            for node in reversed(order):
+                if id(node) not in relevant:
+                    continue
                 g = grads.pop(id(node), None)
                 if g is None:
                     continue
                 if id(node) in keep:
                     kept[id(node)] = g
-                if node._op is None:
+                parents = node._parents
+                if node._op is None or not any(id(p) in relevant for p in parents):
                     continue
-                in_grads = node._op.vjp(g, node, *node._parents)
-                for parent, pg in zip(node._parents, in_grads):
-                    if pg is None or not parent.requires_grad:
+                in_grads = node._op.vjp(g, node, *parents)
+                for parent, pg in zip(parents, in_grads):
+                    if pg is None or id(parent) not in relevant:
                         continue
                     pg = _unbroadcast(pg, parent.shape, node._op)
                     key = id(parent)

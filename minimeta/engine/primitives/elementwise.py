@@ -153,13 +153,13 @@ class Sigmoid(Primitive):
 
 
 class Relu(Primitive):
-    """out = max(a, 0).   VJP: g * [a > 0] (the mask is a constant: relu'' = 0 a.e.)."""
+    """out = max(a, 0).   VJP: where(a > 0, g, 0) (the mask is a constant: relu'' = 0 a.e.)."""
 
     def forward(self, a):
-        return a * (a > 0)
+        return ops.xp_of(a).maximum(a, 0)
 
     def vjp(self, g, out, a):
-        return (g * (a > 0),)
+        return (ops.where(a > 0, g, 0.0),)
 
 
 class Abs(Primitive):

@@ -70,9 +70,13 @@ class FusedVJP(Primitive):
         return K.lookup(self.fused.vjp_kernel)(*arrays, *self.fused.static())
 
     def vjp(self, h, out, *args):
-        inputs, g = args[:-1], args[-1]
-        wanted = [t for t in args if t.requires_grad]
+        # Local stand-ins: the derivatives wanted here are partial ones, with respect to the
+        # direct inputs. Differentiating with respect to ``args`` themselves would also follow
+        # paths through their ancestors (g usually depends on x), counting them twice.
         with set_grad_enabled(True):
+            local = [ops.apply(Alias(), t) if t.requires_grad else t for t in args]
+            inputs, g = local[:-1], local[-1]
+            wanted = [t for t in local if t.requires_grad]
             first = [t for t in inputs if t.requires_grad]
             inner = ops.sum(g * self.fused.composite(*inputs))
             firsts = dict(zip(map(id, first),
@@ -87,4 +91,17 @@ class FusedVJP(Primitive):
                 return (None,) * len(args)
             seconds = dict(zip(map(id, wanted),
                                grad(total, wanted, create_graph=True, allow_unused=True)))
-        return tuple(seconds.get(id(t)) for t in args)
+        return tuple(seconds.get(id(t)) for t in local)
+
+
+class Alias(Primitive):
+    """out = a, a new node: lets a VJP take partial derivatives with respect to one input.
+
+    VJP: g.
+    """
+
+    def forward(self, a):
+        return a
+
+    def vjp(self, g, out, a):
+        return (g,)
