@@ -15,10 +15,9 @@ import json
 import os
 import time
 
-from threadpoolctl import threadpool_limits
-
 from minimeta import io, nn
 from minimeta.experiments import sinusoid as S
+from minimeta.threads import configure
 
 
 def load_model(path):
@@ -41,18 +40,18 @@ def main(argv=None):
     if args.iterations < 1 or args.tasks < 2:
         parser.error("--iterations must be >= 1 and --tasks >= 2")
     os.makedirs(args.out, exist_ok=True)
-    with threadpool_limits(limits=1):  # tiny matrices: one BLAS thread is fastest
-        start = time.perf_counter()
-        if args.evaluate_only:
-            models = {name: load_model(os.path.join(args.out, f"{name.lower()}.npz"))
-                      for name in ("MAML", "pretrained")}
-            maml_time = float("nan")
-        else:
-            maml_model, _, _ = S.train_maml(args.iterations, shots=args.shots, seed=args.seed)
-            maml_time = time.perf_counter() - start
-            base_model, _ = S.train_baseline(args.iterations, shots=args.shots, seed=args.seed)
-            models = {"MAML": maml_model, "pretrained": base_model}
-        results = S.evaluate(models, n_tasks=args.tasks)
+    configure()  # one BLAS thread: the matrices here are tiny (docs/PERFORMANCE.md)
+    start = time.perf_counter()
+    if args.evaluate_only:
+        models = {name: load_model(os.path.join(args.out, f"{name.lower()}.npz"))
+                  for name in ("MAML", "pretrained")}
+        maml_time = float("nan")
+    else:
+        maml_model, _, _ = S.train_maml(args.iterations, shots=args.shots, seed=args.seed)
+        maml_time = time.perf_counter() - start
+        base_model, _ = S.train_baseline(args.iterations, shots=args.shots, seed=args.seed)
+        models = {"MAML": maml_model, "pretrained": base_model}
+    results = S.evaluate(models, n_tasks=args.tasks)
     print(f"\nMeta-trained with K = {args.shots} for {args.iterations} iterations "
           f"({maml_time:.0f} s for MAML); {args.tasks} held-out tasks, MSE ± 95% interval:\n")
     print(S.format_table(results))
