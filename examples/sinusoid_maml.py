@@ -33,12 +33,14 @@ def main(argv=None):
     parser.add_argument("--shots", type=int, default=10, help="K used for meta-training")
     parser.add_argument("--tasks", type=int, default=600, help="held-out evaluation tasks")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--inner-lr", type=float, default=0.01,
+                        help="α, for meta-training and for fine-tuning at test time")
     parser.add_argument("--out", default="outputs/sinusoid")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="load maml.npz and pretrained.npz from --out instead of training")
     args = parser.parse_args(argv)
-    if args.iterations < 1 or args.tasks < 2:
-        parser.error("--iterations must be >= 1 and --tasks >= 2")
+    if args.iterations < 1 or args.tasks < 2 or args.inner_lr <= 0:
+        parser.error("--iterations must be >= 1, --tasks >= 2 and --inner-lr > 0")
     os.makedirs(args.out, exist_ok=True)
     configure()  # one BLAS thread: the matrices here are tiny (docs/PERFORMANCE.md)
     start = time.perf_counter()
@@ -47,12 +49,14 @@ def main(argv=None):
                   for name in ("MAML", "pretrained")}
         maml_time = float("nan")
     else:
-        maml_model, _, _ = S.train_maml(args.iterations, shots=args.shots, seed=args.seed)
+        maml_model, _, _ = S.train_maml(args.iterations, shots=args.shots, seed=args.seed,
+                                         inner_lr=args.inner_lr)
         maml_time = time.perf_counter() - start
         base_model, _ = S.train_baseline(args.iterations, shots=args.shots, seed=args.seed)
         models = {"MAML": maml_model, "pretrained": base_model}
-    results = S.evaluate(models, n_tasks=args.tasks)
-    print(f"\nMeta-trained with K = {args.shots} for {args.iterations} iterations "
+    results = S.evaluate(models, n_tasks=args.tasks, lr=args.inner_lr)
+    print(f"\nα = {args.inner_lr}; meta-trained with K = {args.shots} for {args.iterations} "
+          f"iterations "
           f"({maml_time:.0f} s for MAML); {args.tasks} held-out tasks, MSE ± 95% interval:\n")
     print(S.format_table(results))
     for name, model in models.items() if not args.evaluate_only else ():
@@ -64,7 +68,8 @@ def main(argv=None):
                                                for s, v in row.items()}
                                for (n, k), row in results.items()}}, f, indent=1)
     try:
-        path = S.plot_task(models, os.path.join(args.out, "sinusoid_maml.png"))
+        path = S.plot_task(models, os.path.join(args.out, "sinusoid_maml.png"),
+                           lr=args.inner_lr)
         print(f"\nfigure: {path}")
     except ImportError:
         print("\n(matplotlib not installed: pip install minimeta[examples] for the figure)")

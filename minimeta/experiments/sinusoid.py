@@ -76,8 +76,8 @@ def fine_tune_curve(model, params, x_s, y_s, x_q, y_q, lr=0.01, steps=EVAL_STEPS
     return out
 
 
-def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100):
-    """MSE after 0/1/5/10 steps on the same held-out tasks for every model.
+def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100, lr=0.01):
+    """MSE after 0/1/5/10 SGD steps of size ``lr`` on the same held-out tasks for every model.
 
     Returns {(name, K): {steps: Stat}}: the mean with the half-width of its 95% interval, the
     median, and how many tasks diverged (MSE non-finite or above 10× its value before
@@ -94,7 +94,7 @@ def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100):
             tasks.append((x_s, y_s, x_q, (a * np.sin(x_q - p)).astype(np.float32)))
         for name, model in models.items():
             params = model.named_parameters()
-            per_task = [fine_tune_curve(model, params, *t) for t in tasks]
+            per_task = [fine_tune_curve(model, params, *t, lr=lr) for t in tasks]
             start = np.array([c[0] for c in per_task])
             results[(name, shots)] = {s: stat([c[s] for c in per_task], start)
                                       for s in EVAL_STEPS}
@@ -133,7 +133,7 @@ def _cell(mean, half, median, diverged):
     return text
 
 
-def plot_task(models, path, shots=5, seed=7):
+def plot_task(models, path, shots=5, seed=7, lr=0.01):
     """The paper's figure: one task, its K points, each model before and after 1 and 10 steps."""
     import matplotlib
     matplotlib.use("Agg")
@@ -155,7 +155,7 @@ def plot_task(models, path, shots=5, seed=7):
                     ax.plot(grid, model(Tensor(grid), fast).numpy(), "--" if step == 0 else "-",
                             label=f"after {step} steps" if step else "pre-update")
             grads = grad(F.mse_loss(model(Tensor(x_s), fast), y_s), list(fast.values()))
-            fast = {k: Tensor(v.numpy() - 0.01 * g.numpy(), requires_grad=True)
+            fast = {k: Tensor(v.numpy() - lr * g.numpy(), requires_grad=True)
                     for (k, v), g in zip(fast.items(), grads)}
         ax.set_title(name)
         ax.set_ylim(-5.5, 5.5)
