@@ -142,6 +142,8 @@ WORKLOADS = {"conv4": ("conv4 fwd+bwd, 640 images", mm_conv4),
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--numba-threads", type=int, default=None,
+                        help="numba's threads (default: --threads)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", choices=sorted(WORKLOADS), nargs="*")
     parser.add_argument("--no-reference", action="store_true",
@@ -151,8 +153,9 @@ def main():
     if torch:
         torch.set_num_threads(args.threads)
     import numba
-    numba.set_num_threads(args.threads)
-    print(f"{args.threads} thread(s) for BLAS, numba and torch; medians of {args.repeats}")
+    numba.set_num_threads(args.numba_threads or args.threads)
+    print(f"{args.threads} thread(s) for BLAS and torch, {args.numba_threads or args.threads} "
+          f"for numba; medians of {args.repeats}")
     with threadpool_limits(limits=args.threads):
         for key in args.only or list(WORKLOADS):
             label, make = WORKLOADS[key]

@@ -81,6 +81,46 @@ def _col2im(cols, c, h, w, kh, kw, stride, padding, ho, wo):
     return x
 
 
+@njit(parallel=True, cache=True)
+def _im2col_cm(x, kh, kw, stride, padding, ho, wo):
+    """Channel-major columns: cols[(c, p, q), (n, i, j)], so one GEMM serves a whole chunk."""
+    n, c, h, w = x.shape
+    cols = np.zeros((c * kh * kw, n * ho * wo), dtype=x.dtype)
+    for row_id in prange(c * kh * kw):
+        ch, p, q = row_id // (kh * kw), (row_id // kw) % kh, row_id % kw
+        i_lo, i_hi = _span(stride, p, padding, h, ho)
+        j_lo, j_hi = _span(stride, q, padding, w, wo)
+        first = j_lo * stride + q - padding
+        last = (j_hi - 1) * stride + q - padding + 1
+        row = cols[row_id]
+        for b in range(n):
+            base = b * ho * wo
+            for i in range(i_lo, i_hi):
+                row[base + i * wo + j_lo:base + i * wo + j_hi] = \
+                    x[b, ch, i * stride + p - padding, first:last:stride]
+    return cols
+
+
+@njit(parallel=True, cache=True)
+def _col2im_cm(cols, n, c, h, w, kh, kw, stride, padding, ho, wo):
+    """The adjoint of ``_im2col_cm``; parallel over channels (each owns its pixels)."""
+    x = np.zeros((n, c, h, w), dtype=cols.dtype)
+    for ch in prange(c):
+        for p in range(kh):
+            i_lo, i_hi = _span(stride, p, padding, h, ho)
+            for q in range(kw):
+                j_lo, j_hi = _span(stride, q, padding, w, wo)
+                first = j_lo * stride + q - padding
+                last = (j_hi - 1) * stride + q - padding + 1
+                row = cols[(ch * kh + p) * kw + q]
+                for b in range(n):
+                    base = b * ho * wo
+                    for i in range(i_lo, i_hi):
+                        x[b, ch, i * stride + p - padding, first:last:stride] += \
+                            row[base + i * wo + j_lo:base + i * wo + j_hi]
+    return x
+
+
 @njit(parallel=True, cache=True, fastmath=True)
 def _conv_c1(xp, w, stride, ho, wo):
     """Direct convolution of one padded input channel xp (N, 1, Hp, Wp):
@@ -256,8 +296,8 @@ def conv2d(x, w, stride=1, padding=0):
     w2 = w.reshape(o, -1)
     y = np.empty((n, o, ho * wo), dtype=x.dtype)
     for a, b in _chunks(n, c * kh * kw * ho * wo * x.itemsize):
-        cols = _im2col(x[a:b], kh, kw, stride, padding, ho, wo)
-        np.matmul(w2, cols, out=y[a:b])                     # one GEMM per image
+        cols = _im2col_cm(x[a:b], kh, kw, stride, padding, ho, wo)
+        y[a:b] = (w2 @ cols).reshape(o, b - a, ho * wo).transpose(1, 0, 2)  # one GEMM a chunk
     return y.reshape(n, o, ho, wo)
 
 
@@ -275,11 +315,12 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         return _shifted_gemm_conv(g, flipped, kh - 1 - padding)
     w2t = w.reshape(o, -1).T
-    g3 = g.reshape(n, o, ho * wo)
     gx = np.empty((n,) + tuple(x_shape[1:]), dtype=g.dtype)
     for a, b in _chunks(n, c * kh * kw * ho * wo * g.itemsize):
-        cols = np.matmul(w2t, g3[a:b])                       # (chunk, C·kh·kw, Ho·Wo)
-        gx[a:b] = _col2im(cols, c, x_shape[2], x_shape[3], kh, kw, stride, padding, ho, wo)
+        g2 = g[a:b].transpose(1, 0, 2, 3).reshape(o, (b - a) * ho * wo)
+        cols = w2t @ g2                                       # (C·kh·kw, chunk·Ho·Wo)
+        gx[a:b] = _col2im_cm(cols, b - a, c, x_shape[2], x_shape[3], kh, kw, stride, padding,
+                             ho, wo)
     return gx
 
 
@@ -294,10 +335,9 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
             .astype(x.dtype)
     if _shifted_pays(x.shape, kh, stride, padding):
         return _shifted_gemm_weight_grad(x, g, w_shape, padding)
-    g3 = g.reshape(n, o, ho * wo)
     gw = np.zeros((o, c * kh * kw), dtype=x.dtype)
     for a, b in _chunks(n, c * kh * kw * ho * wo * x.itemsize):
-        cols = _im2col(x[a:b], kh, kw, stride, padding, ho, wo)
-        # Σ_images g[b] @ cols[b]ᵀ: BLAS reads the transposed view without a copy
-        gw += np.matmul(g3[a:b], cols.transpose(0, 2, 1)).sum(axis=0)
+        cols = _im2col_cm(x[a:b], kh, kw, stride, padding, ho, wo)
+        g2 = g[a:b].transpose(1, 0, 2, 3).reshape(o, (b - a) * ho * wo)
+        gw += g2 @ cols.T              # BLAS reads the transposed view without a copy
     return gw.reshape(w_shape)

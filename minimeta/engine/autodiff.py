@@ -56,7 +56,14 @@ class Primitive:
 def apply(op, *inputs):
     """Run primitive ``op`` on Tensors ``inputs`` and record it if a gradient may be needed."""
     out = Tensor.__new__(Tensor)
-    out.data = op.forward(*[t.data for t in inputs])
+    try:
+        out.data = op.forward(*[t.data for t in inputs])
+    except ValueError as err:  # name the op and the shapes, whatever NumPy said
+        shapes = " and ".join(str(t.shape) for t in inputs)
+        if str(err).startswith(type(op).__name__.lower()):
+            raise
+        raise ValueError(f"{type(op).__name__.lower()}: shapes {shapes} do not fit ({err})") \
+            from None
     out.grad = None
     out.name = None
     out._from_backward = STATE.backward_depth > 0
