@@ -4,8 +4,8 @@ Each function has the signature of its reference in ``conv_ref.py`` and must agr
 (property-tested in ``tests/test_kernels.py``). The work splits in two:
 
 - data movement, written here as ``prange`` loops compiled by numba: ``im2col`` gathers every
-  receptive field into a column, ``col2im`` adds columns back to image pixels (each image owned
-  by one thread, so there is no race);
+  receptive field into a column, ``col2im`` adds columns back to image pixels (each channel
+  owned by one thread, so there is no race);
 - the arithmetic, one matrix product through NumPy (OpenBLAS), the fastest GEMM on the machine.
 
 Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.md):
@@ -42,47 +42,6 @@ def _span(stride, q, padding, size, n_out):
 
 @njit(parallel=True, cache=True)
 def _im2col(x, kh, kw, stride, padding, ho, wo):
-    """cols[n, (c, p, q), (i, j)] = xpad[n, c, i·s + p, j·s + q]  (zeros outside x)."""
-    n, c, h, w = x.shape
-    cols = np.zeros((n, c * kh * kw, ho * wo), dtype=x.dtype)
-    for task in prange(n * c):
-        b, ch = task // c, task % c
-        for p in range(kh):
-            i_lo, i_hi = _span(stride, p, padding, h, ho)
-            for q in range(kw):
-                j_lo, j_hi = _span(stride, q, padding, w, wo)
-                row = cols[b, (ch * kh + p) * kw + q]
-                first = j_lo * stride + q - padding
-                last = (j_hi - 1) * stride + q - padding + 1
-                for i in range(i_lo, i_hi):
-                    # slices, not computed indices: no negative-index checks, so it vectorises
-                    row[i * wo + j_lo:i * wo + j_hi] = x[b, ch, i * stride + p - padding,
-                                                         first:last:stride]
-    return cols
-
-
-@njit(parallel=True, cache=True)
-def _col2im(cols, c, h, w, kh, kw, stride, padding, ho, wo):
-    """The adjoint of ``_im2col``: add every column entry back to its pixel."""
-    n = cols.shape[0]
-    x = np.zeros((n, c, h, w), dtype=cols.dtype)
-    for task in prange(n * c):
-        b, ch = task // c, task % c
-        for p in range(kh):
-            i_lo, i_hi = _span(stride, p, padding, h, ho)
-            for q in range(kw):
-                j_lo, j_hi = _span(stride, q, padding, w, wo)
-                row = cols[b, (ch * kh + p) * kw + q]
-                first = j_lo * stride + q - padding
-                last = (j_hi - 1) * stride + q - padding + 1
-                for i in range(i_lo, i_hi):
-                    x[b, ch, i * stride + p - padding, first:last:stride] += \
-                        row[i * wo + j_lo:i * wo + j_hi]
-    return x
-
-
-@njit(parallel=True, cache=True)
-def _im2col_cm(x, kh, kw, stride, padding, ho, wo):
     """Channel-major columns: cols[(c, p, q), (n, i, j)], so one GEMM serves a whole chunk."""
     n, c, h, w = x.shape
     cols = np.zeros((c * kh * kw, n * ho * wo), dtype=x.dtype)
@@ -102,8 +61,8 @@ def _im2col_cm(x, kh, kw, stride, padding, ho, wo):
 
 
 @njit(parallel=True, cache=True)
-def _col2im_cm(cols, n, c, h, w, kh, kw, stride, padding, ho, wo):
-    """The adjoint of ``_im2col_cm``; parallel over channels (each owns its pixels)."""
+def _col2im(cols, n, c, h, w, kh, kw, stride, padding, ho, wo):
+    """The adjoint of ``_im2col``; parallel over channels (each owns its pixels)."""
     x = np.zeros((n, c, h, w), dtype=cols.dtype)
     for ch in prange(c):
         for p in range(kh):
@@ -296,7 +255,7 @@ def conv2d(x, w, stride=1, padding=0):
     w2 = w.reshape(o, -1)
     y = np.empty((n, o, ho * wo), dtype=x.dtype)
     for a, b in _chunks(n, c * kh * kw * ho * wo * x.itemsize):
-        cols = _im2col_cm(x[a:b], kh, kw, stride, padding, ho, wo)
+        cols = _im2col(x[a:b], kh, kw, stride, padding, ho, wo)
         y[a:b] = (w2 @ cols).reshape(o, b - a, ho * wo).transpose(1, 0, 2)  # one GEMM a chunk
     return y.reshape(n, o, ho, wo)
 
@@ -319,7 +278,7 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     for a, b in _chunks(n, c * kh * kw * ho * wo * g.itemsize):
         g2 = g[a:b].transpose(1, 0, 2, 3).reshape(o, (b - a) * ho * wo)
         cols = w2t @ g2                                       # (C·kh·kw, chunk·Ho·Wo)
-        gx[a:b] = _col2im_cm(cols, b - a, c, x_shape[2], x_shape[3], kh, kw, stride, padding,
+        gx[a:b] = _col2im(cols, b - a, c, x_shape[2], x_shape[3], kh, kw, stride, padding,
                              ho, wo)
     return gx
 
@@ -337,7 +296,7 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
         return _shifted_gemm_weight_grad(x, g, w_shape, padding)
     gw = np.zeros((o, c * kh * kw), dtype=x.dtype)
     for a, b in _chunks(n, c * kh * kw * ho * wo * x.itemsize):
-        cols = _im2col_cm(x[a:b], kh, kw, stride, padding, ho, wo)
+        cols = _im2col(x[a:b], kh, kw, stride, padding, ho, wo)
         g2 = g[a:b].transpose(1, 0, 2, 3).reshape(o, (b - a) * ho * wo)
         gw += g2 @ cols.T              # BLAS reads the transposed view without a copy
     return gw.reshape(w_shape)
