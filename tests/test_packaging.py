@@ -24,3 +24,9 @@ def test_wheel_installs_kernels_under_minimeta(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env=env,
                          capture_output=True, text=True).stdout.split()
     assert all(path.startswith(str(target)) for path in out), out
+    # every package folder of the checkout made it into the wheel
+    source = {os.path.relpath(d, ROOT) for d, _, files in os.walk(os.path.join(ROOT, "minimeta"))
+              if "__init__.py" in files}
+    installed = {os.path.relpath(d, target) for d, _, files in os.walk(target / "minimeta")
+                 if "__init__.py" in files}
+    assert source <= installed, sorted(source - installed)

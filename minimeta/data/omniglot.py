@@ -1,0 +1,146 @@
+"""Omniglot for few-shot learning: find, verify, resize and split it (NumPy arrays only).
+
+The data are the two archives described in the shared data README: ``images_background.npz``
+(964 characters) and ``images_evaluation.npz`` (659), each holding ``images`` of shape
+(characters, 20 drawers, 105, 105), True for paper. They are found in ``MINIMETA_DATA_DIR``,
+else in ``~/.cache/minimeta/omniglot``; their sha256 is checked on first use.
+
+Preparation, as in the few-shot papers (Vinyals et al. 2016, Finn et al. 2017, Snell et al.
+2017): ink becomes 1.0 and paper 0.0; each image is resized from 105×105 to 28×28 by exact area
+averaging (every output pixel is the mean of the 3.75×3.75 input patch it covers, which is the
+anti-aliased resize); the result is cached as float32 in ``MINIMETA_CACHE_DIR`` (default
+``~/.cache/minimeta``). ``class_images`` then returns the classes of a split, each character
+rotated by 0/90/180/270° counting as 4 classes when ``rotations=True``.
+
+Splits:
+- "vinyals": all 1623 characters shuffled with a fixed seed (0); the first 1200 are for
+  meta-training (the last ``val_size`` of those for validation if asked), the other 423 for
+  testing;
+- "lake": the background file for meta-training, the evaluation file for testing.
+
+Read next: ``episodes.py``.
+"""
+import hashlib
+import os
+
+import numpy as np
+
+FILES = {
+    "background": ("images_background.npz",
+                   "8bf84167413cd00beacdce3fe582f780ab538d8dbef043a6d688f2527bbce199"),
+    "evaluation": ("images_evaluation.npz",
+                   "0b84c7ffd94c4841c0040e529c86a82eaaccb986d8eadad5673f7991b7475276"),
+}
+SPLIT_SEED, TRAIN_CHARACTERS = 0, 1200
+
+
+def data_dir():
+    """The folder holding the two archives: ``MINIMETA_DATA_DIR`` or the user cache."""
+    return os.environ.get("MINIMETA_DATA_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "minimeta", "omniglot")
+
+
+def cache_dir():
+    """Where resized arrays are cached (never inside the data folder, which may be read-only)."""
+    return os.environ.get("MINIMETA_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "minimeta")
+
+
+def sha256(path):
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def archive_path(part, folder=None, verify=True):
+    """Path of the archive of ``part`` ('background' or 'evaluation'), checked to exist and,
+    with ``verify``, to have the published sha256."""
+    name, expected = FILES[part]
+    path = os.path.join(folder or data_dir(), name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"Omniglot: {path} is missing. Set MINIMETA_DATA_DIR to a folder holding "
+            f"{FILES['background'][0]} and {FILES['evaluation'][0]}.")
+    if verify and sha256(path) != expected:
+        raise ValueError(f"Omniglot: {path} has the wrong sha256 (corrupt or a different "
+                         f"file); expected {expected}. Delete it and fetch it again.")
+    return path
+
+
+def area_matrix(n_in, n_out):
+    """R (n_out × n_in) with R[i, j] = overlap of output pixel i with input pixel j, rows
+    summing to 1: ``R @ img @ R.T`` is the exact area-average resize.
+
+    >>> area_matrix(4, 2)
+    array([[0.5, 0.5, 0. , 0. ],
+           [0. , 0. , 0.5, 0.5]])
+    """
+    scale = n_in / n_out
+    r = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        lo, hi = i * scale, (i + 1) * scale
+        for j in range(int(np.floor(lo)), int(np.ceil(hi))):
+            r[i, j] = min(hi, j + 1) - max(lo, j)
+    return r / scale
+
+
+def resize(images, size):
+    """Area-average resize of ink images (..., H, W) (ink = 1.0) to (..., size, size)."""
+    r_rows = area_matrix(images.shape[-2], size).astype(np.float32)
+    r_cols = area_matrix(images.shape[-1], size).astype(np.float32)
+    return np.einsum("ij,...jk,lk->...il", r_rows, images.astype(np.float32), r_cols,
+                     optimize=True)
+
+
+def load(part, size=28, folder=None, verify=True):
+    """Images of ``part`` as float32 (characters, 20, size, size), ink 1.0, cached on disk."""
+    path = archive_path(part, folder, verify)
+    stamp = f"{os.path.getsize(path)}-{int(os.path.getmtime(path))}"
+    cached = os.path.join(cache_dir(), f"omniglot_{part}_{size}_{stamp}.npy")
+    if os.path.exists(cached):
+        return np.load(cached)
+    with np.load(path) as archive:
+        raw = archive["images"]
+    ink = ~raw.astype(bool)
+    out = np.concatenate([resize(ink[a:a + 64], size) for a in range(0, len(ink), 64)])
+    os.makedirs(cache_dir(), exist_ok=True)
+    tmp = cached + f".tmp{os.getpid()}.npy"
+    np.save(tmp, out)
+    os.replace(tmp, cached)  # atomic: a crash never leaves half a cache file
+    return out
+
+
+def split_characters(split, part, val_size=0, folder=None, verify=True, size=28):
+    """Character images (characters, 20, size, size) of ``part`` ('train', 'val', 'test')."""
+    if split == "lake":
+        if part == "val":
+            raise ValueError("Omniglot: the 'lake' split has no validation part")
+        return load("background" if part == "train" else "evaluation", size, folder, verify)
+    if split != "vinyals":
+        raise ValueError(f"Omniglot: split must be 'vinyals' or 'lake', got {split!r}")
+    both = np.concatenate([load("background", size, folder, verify),
+                           load("evaluation", size, folder, verify)])
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(both))
+    train = min(TRAIN_CHARACTERS, len(both) - 1)
+    if not 0 <= val_size < train:
+        raise ValueError(f"Omniglot: val_size must lie in [0, {train}), got {val_size}")
+    rows = {"train": order[:train - val_size], "val": order[train - val_size:train],
+            "test": order[train:]}
+    if part not in rows:
+        raise ValueError(f"Omniglot: part must be 'train', 'val' or 'test', got {part!r}")
+    return both[rows[part]]
+
+
+def with_rotations(characters):
+    """Each character as 4 classes, rotated by 0, 90, 180 and 270 degrees."""
+    return np.concatenate([np.rot90(characters, k, axes=(-2, -1)) for k in range(4)])
+
+
+def class_images(split="vinyals", part="train", rotations=True, val_size=0, folder=None,
+                 verify=True, size=28):
+    """The classes of a split part, (classes, 20, size, size) float32, ready for episodes."""
+    chars = split_characters(split, part, val_size, folder, verify, size)
+    return np.ascontiguousarray(with_rotations(chars) if rotations else chars)
