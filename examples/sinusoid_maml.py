@@ -59,8 +59,10 @@ def main(argv=None):
           f"iterations "
           f"({maml_time:.0f} s for MAML); {args.tasks} held-out tasks, MSE ± 95% interval:\n")
     print(S.format_table(results))
-    for name, model in models.items() if not args.evaluate_only else ():
-        io.save(os.path.join(args.out, f"{name.lower()}.npz"), {"model": model.state_dict()})
+    if not args.evaluate_only:  # otherwise the models were loaded from these files
+        for name, model in models.items():
+            io.save(os.path.join(args.out, f"{name.lower()}.npz"),
+                    {"model": model.state_dict()})
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"iterations": args.iterations, "shots": args.shots, "maml_seconds": maml_time,
                    "results": {f"{n} K={k}": {s: dict(zip(("mean", "ci95", "median",

@@ -56,14 +56,7 @@ class Primitive:
 def apply(op, *inputs):
     """Run primitive ``op`` on Tensors ``inputs`` and record it if a gradient may be needed."""
     out = Tensor.__new__(Tensor)
-    try:
-        out.data = op.forward(*[t.data for t in inputs])
-    except ValueError as err:  # name the op and the shapes, whatever NumPy said
-        shapes = " and ".join(str(t.shape) for t in inputs)
-        if str(err).startswith(type(op).__name__.lower()):
-            raise
-        raise ValueError(f"{type(op).__name__.lower()}: shapes {shapes} do not fit ({err})") \
-            from None
+    out.data = op.forward(*[t.data for t in inputs])
     out.grad = None
     out.name = None
     out._from_backward = STATE.backward_depth > 0
@@ -193,9 +186,12 @@ def _run_backward(outputs, seeds, create_graph, keep):
     Grads of intermediate nodes are dropped as soon as they are used.
     """
     order = toposort(outputs)
-    relevant = set()
+    relevant, expand = set(), set()  # expand: relevant nodes whose VJP feeds a relevant parent
     for node in order:  # parents come before children
-        if id(node) in keep or any(id(p) in relevant for p in node._parents):
+        if any(id(p) in relevant for p in node._parents):
+            expand.add(id(node))
+            relevant.add(id(node))
+        elif id(node) in keep:
             relevant.add(id(node))
     grads = {}
     for out, seed in zip(outputs, seeds):
@@ -214,7 +210,7 @@ def _run_backward(outputs, seeds, create_graph, keep):
                 if id(node) in keep:
                     kept[id(node)] = g
                 parents = node._parents
-                if node._op is None or not any(id(p) in relevant for p in parents):
+                if id(node) not in expand:
                     continue
                 in_grads = node._op.vjp(g, node, *parents)
                 for parent, pg in zip(parents, in_grads):

@@ -64,7 +64,13 @@ def _pair(a, b):
 
 def _binary(cls, a, b):
     a, b = _pair(a, b)
-    return apply(cls(), a, b)  # a broadcasting error is reported by apply, naming the op
+    try:
+        return apply(cls(), a, b)
+    except ValueError:  # NumPy's broadcasting error, restated with the op's name
+        if a.shape == b.shape:
+            raise
+        raise ValueError(f"{cls.__name__.lower()}: shapes {a.shape} and {b.shape} cannot "
+                         "broadcast") from None
 
 
 def add(a, b):

@@ -118,8 +118,6 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", log=print):
     """Mean query accuracy (or MSE) over ``episodes`` test episodes, with its 95% interval."""
     state = io.load(checkpoint)
     s = {**state["settings"], "resume": False}
-    for key in ("queries",):
-        s.setdefault(key, None)
     model, learner = build(s)
     model.load_state_dict(state["model"])
     tasks = task_source(s, part)

@@ -11,6 +11,7 @@ Read next: ``metric.py`` (when present) or ``../data/``.
 import numpy as np
 
 from .. import optim
+from ..functional import accuracy
 from ..engine import grad, no_grad
 from ..engine.tensor import Tensor
 from .maml import default_loss, _as_tensor, _summary
@@ -63,7 +64,6 @@ class Reptile:
         return _summary(losses, accs)
 
     def _accuracy(self, out, y):
-        from ..functional import accuracy
         return accuracy(out, y) if self.classification else None
 
     def evaluate(self, task, steps=None):
