@@ -1,9 +1,11 @@
 """The ``minimeta`` command line (the top layer: it may import everything below).
 
-    minimeta demo                 the sinusoid MAML experiment on a short budget, with its figure
+    minimeta demo                 the sinusoid MAML experiment on a short budget, with its figure,
+                                  then ProtoNet on Omniglot if its data are found
     minimeta gradcheck            the engine's property gradient checks, on this installation
     minimeta train --learner maml --dataset omniglot --ways 5 --shots 1 ...
-    minimeta eval --checkpoint outputs/run/checkpoint.npz --episodes 600
+    minimeta train --learner protonet --shots 5      (60-way training episodes, the paper's)
+    minimeta eval --checkpoint outputs/run/checkpoint.npz --episodes 600 --ways 5 --shots 1
 
 Read next: ``experiments/sinusoid.py``.
 """
@@ -33,7 +35,32 @@ def _demo(args):
         print(f"\nfigure: {S.plot_task(models, os.path.join(args.out, 'sinusoid_maml.png'))}")
     except ImportError:
         print("\n(no figure: install the examples extra, pip install -e '.[examples]')")
+    if args.omniglot_iterations:
+        _demo_omniglot(args)
     return 0
+
+
+def _demo_omniglot(args):
+    """A short ProtoNet run on Omniglot, when the data are already on this machine."""
+    from .data import omniglot
+    from .experiments import fewshot
+
+    found = [os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES[p][0]))
+             for p in ("background", "evaluation")]
+    if not all(found):
+        print(f"\n(no Omniglot in {omniglot.data_dir()}: set MINIMETA_DATA_DIR to run the "
+              "few-shot part of the demo, or `minimeta train` to download it)")
+        return
+    print(f"\nPrototypical Networks on Omniglot: {args.omniglot_iterations} training episodes "
+          f"(20-way 1-shot), then {args.omniglot_episodes} test episodes (5-way 1-shot)")
+    settings = fewshot.settings_with_defaults(dict(
+        learner="protonet", dataset="omniglot", ways=20, shots=1, queries=5, split="vinyals",
+        iterations=args.omniglot_iterations, meta_batch=None, inner_lr=None, inner_steps=None,
+        test_steps=None, outer_lr=None, seed=args.seed, resume=False, fce=False,
+        out=os.path.join(args.out, "protonet"), checkpoint_every=1e9, val_size=100,
+        validate_every=0, val_episodes=2, lr_halve_every=None))
+    path = fewshot.train(settings)
+    fewshot.evaluate(path, args.omniglot_episodes, ways=5, shots=1, queries=15)
 
 
 def _gradcheck(args):
@@ -61,7 +88,10 @@ def _train(args):
         {k: getattr(args, k) for k in ("learner", "dataset", "ways", "shots", "queries",
                                         "split", "iterations", "meta_batch", "inner_lr",
                                         "inner_steps", "test_steps", "outer_lr", "seed", "out",
-                                        "resume", "checkpoint_every")})
+                                        "resume", "checkpoint_every", "fce", "val_size",
+                                        "validate_every", "val_episodes", "lr_halve_every")})
+    if settings["split"] == "lake":
+        settings["val_size"] = 0  # the background/evaluation split has no validation part
     print("minimeta train: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     path = fewshot.train(settings)
     print(f"checkpoint: {path}\nmetrics: {args.out}/metrics.jsonl")
@@ -73,7 +103,8 @@ def _eval(args):
     from .threads import configure
 
     configure()
-    fewshot.evaluate(args.checkpoint, args.episodes, args.seed, args.part)
+    fewshot.evaluate(args.checkpoint, args.episodes, args.seed, args.part, args.ways, args.shots,
+                     args.queries, args.report)
     return 0
 
 
@@ -86,6 +117,9 @@ def build_parser():
     demo.add_argument("--tasks", type=int, default=600)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="outputs/demo")
+    demo.add_argument("--omniglot-iterations", type=int, default=200,
+                      help="ProtoNet training episodes when Omniglot is found (0: skip)")
+    demo.add_argument("--omniglot-episodes", type=int, default=200)
     demo.set_defaults(run=_demo)
     check = sub.add_parser("gradcheck", help="check the engine's derivatives on this machine")
     check.add_argument("--examples", type=int, default=10)
@@ -93,11 +127,15 @@ def build_parser():
     check.set_defaults(run=_gradcheck)
     train = sub.add_parser("train", help="meta-train a learner (checkpoints, --resume)")
     train.add_argument("--learner", required=True,
-                       choices=["maml", "fomaml", "reptile", "metasgd", "anil"])
+                       choices=["maml", "fomaml", "reptile", "metasgd", "anil", "protonet",
+                                "matching", "relation"])
     train.add_argument("--dataset", default="omniglot", choices=["omniglot", "sinusoid"])
-    train.add_argument("--ways", type=int, default=5)
+    train.add_argument("--ways", type=int, default=None,
+                       help="classes per training episode (default 5; ProtoNet 60)")
     train.add_argument("--shots", type=int, default=1)
-    train.add_argument("--queries", type=int, default=15)
+    train.add_argument("--queries", type=int, default=None, help="query examples per class")
+    train.add_argument("--fce", action="store_true",
+                       help="matching: full context embeddings (Vinyals et al. 2016)")
     train.add_argument("--split", default="vinyals", choices=["vinyals", "lake"])
     train.add_argument("--iterations", type=int, default=60000)
     train.add_argument("--meta-batch", type=int, default=None, help="tasks per meta-batch")
@@ -105,6 +143,12 @@ def build_parser():
     train.add_argument("--inner-steps", type=int, default=None)
     train.add_argument("--test-steps", type=int, default=None)
     train.add_argument("--outer-lr", type=float, default=None)
+    train.add_argument("--lr-halve-every", type=int, default=None,
+                       help="halve the outer learning rate every N iterations (0: never)")
+    train.add_argument("--val-size", type=int, default=100,
+                       help="characters of the 1200 meta-training ones held out to validate")
+    train.add_argument("--validate-every", type=int, default=500, help="iterations (0: never)")
+    train.add_argument("--val-episodes", type=int, default=100)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="outputs/run")
     train.add_argument("--resume", action="store_true")
@@ -115,6 +159,11 @@ def build_parser():
     ev.add_argument("--episodes", type=int, default=600)
     ev.add_argument("--seed", type=int, default=12345)
     ev.add_argument("--part", default="test", choices=["train", "val", "test"])
+    ev.add_argument("--ways", type=int, default=None, help="default: the training run's")
+    ev.add_argument("--shots", type=int, default=None, help="default: the training run's")
+    ev.add_argument("--queries", type=int, default=None, help="default: the training run's")
+    ev.add_argument("--report", default=None,
+                    help="append the result and its protocol as a JSON line to this file")
     ev.set_defaults(run=_eval)
     return parser
 
@@ -123,9 +172,12 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, least in (("iterations", 1), ("tasks", 2), ("examples", 1), ("order", 1),
-                        ("ways", 1), ("shots", 1), ("queries", 1), ("episodes", 2)):
-        if getattr(args, name, least) < least:
-            parser.error(f"--{name} must be at least {least}")
+                        ("ways", 1), ("shots", 1), ("queries", 1), ("episodes", 2),
+                        ("val_size", 0), ("validate_every", 0), ("val_episodes", 2),
+                        ("omniglot_iterations", 0), ("omniglot_episodes", 2)):
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            parser.error(f"--{name.replace('_', '-')} must be at least {least}")
     try:
         return args.run(args)
     except (FileNotFoundError, ValueError) as err:

@@ -32,6 +32,12 @@ def test_bad_arguments_are_argparse_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["eval", "--checkpoint", "/nonexistent.npz"])
     assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--learner", "protonet", "--val-size", "-1"])
+    assert "--val-size must be at least 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--learner", "protonet", "--dataset", "sinusoid"])
+    assert "classifies images" in capsys.readouterr().err
 
 
 REAL = os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES["background"][0]))
@@ -41,10 +47,38 @@ REAL = os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES["backgrou
 def test_short_omniglot_train_and_eval(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MINIMETA_CACHE_DIR", str(tmp_path / "cache"))
     out = str(tmp_path / "omni")
-    for learner in ("maml", "reptile"):
+    report = str(tmp_path / "report.jsonl")
+    for learner in ("maml", "reptile", "protonet", "matching", "relation"):
         assert cli.main(["train", "--learner", learner, "--ways", "5", "--shots", "1",
                          "--queries", "2", "--iterations", "2", "--meta-batch", "2",
-                         "--test-steps", "1", "--out", out + learner]) == 0
+                         "--test-steps", "1", "--validate-every", "2", "--val-episodes", "3",
+                         "--out", out + learner]) == 0
+        last = json.loads(open(os.path.join(out + learner, "metrics.jsonl")).readlines()[-1])
+        assert 0.0 <= last["val_accuracy"] <= 1.0 and last["seconds"] > 0
         assert cli.main(["eval", "--checkpoint", os.path.join(out + learner, "checkpoint.npz"),
-                         "--episodes", "4"]) == 0
+                         "--episodes", "4", "--report", report]) == 0
         assert "accuracy" in capsys.readouterr().out
+    # metric learners test on other way and shot counts; MAML's head fixes its way count
+    assert cli.main(["eval", "--checkpoint", out + "protonet/checkpoint.npz", "--episodes", "3",
+                     "--ways", "20", "--shots", "5", "--queries", "1", "--report", report]) == 0
+    rows = [json.loads(line) for line in open(report)]
+    assert [r["learner"] for r in rows] == ["maml", "reptile", "protonet", "matching",
+                                            "relation", "protonet"]
+    assert (rows[-1]["ways"], rows[-1]["shots"], rows[-1]["train_ways"]) == (20, 5, 5)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["eval", "--checkpoint", out + "maml/checkpoint.npz", "--ways", "20"])
+    assert exit_info.value.code == 2 and "head has 5 outputs" in capsys.readouterr().err
+
+
+def test_demo_runs_on_a_tiny_budget(tmp_path, monkeypatch, capsys):
+    """The Quickstart's main job: sinusoid MAML with its table and figure, then (when the
+    data are found) a short ProtoNet run on Omniglot."""
+    monkeypatch.setenv("MINIMETA_CACHE_DIR", str(tmp_path / "cache"))
+    assert cli.main(["demo", "--iterations", "5", "--tasks", "5", "--out", str(tmp_path),
+                     "--omniglot-iterations", "2", "--omniglot-episodes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "MSE on 5 held-out tasks" in out and "MAML" in out and "pretrained" in out
+    if REAL:
+        assert "accuracy" in out and "5-way 1-shot" in out
+    else:
+        assert "no Omniglot" in out

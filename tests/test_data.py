@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from minimeta.data import EpisodeSampler, omniglot
+from minimeta.data import EpisodeSampler, fetch, omniglot
 
 
 @pytest.fixture
@@ -102,3 +102,86 @@ def test_real_omniglot_vinyals_split(tmp_path, monkeypatch):
     assert 0.05 < train.mean() < 0.2            # about 8% ink before resizing
     xs, ys, xq, yq = EpisodeSampler(test, 20, 5, 15, seed=0).sample()
     assert xs.shape == (100, 1, 28, 28) and xq.shape == (300, 1, 28, 28)
+
+
+def _png_zip(path, folder, ids, drawers=20, missing=None, seed=0):
+    """A small Omniglot-style zip: <folder>/<alphabet>/characterNN/CCCC_DD.png, 6×5 pixels."""
+    import zipfile
+    from io import BytesIO
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    truth = rng.random((len(ids), drawers, 6, 5)) > 0.2
+    with zipfile.ZipFile(path, "w") as z:
+        for row, cid in enumerate(ids):
+            for d in range(drawers):
+                if (row, d) == missing:
+                    continue
+                buf = BytesIO()
+                Image.fromarray(truth[row, d]).save(buf, format="PNG")
+                z.writestr(f"{folder}/Alpha/character{row + 1:02d}/{cid:04d}_{d + 1:02d}.png",
+                           buf.getvalue())
+    return truth
+
+
+def test_convert_zip_reads_pngs_into_the_npz_layout(tmp_path):
+    pytest.importorskip("PIL")
+    truth = _png_zip(tmp_path / "a.zip", "images_background", [5, 6, 7])
+    images, labels = fetch.convert_zip(str(tmp_path / "a.zip"), characters=3, first=5)
+    assert images.dtype == bool and images.shape == (3, 20, 6, 5)
+    np.testing.assert_array_equal(images, truth)
+    np.testing.assert_array_equal(labels, np.repeat(np.arange(3)[:, None], 20, 1))
+
+
+def test_convert_zip_names_a_missing_image_and_a_corrupt_archive(tmp_path):
+    pytest.importorskip("PIL")
+    _png_zip(tmp_path / "a.zip", "x", [1, 2], missing=(1, 3))
+    with pytest.raises(ValueError, match="lacks image 0002_04.png"):
+        fetch.convert_zip(str(tmp_path / "a.zip"))
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.zip is not a valid zip"):
+        fetch.convert_zip(str(tmp_path / "bad.zip"))
+
+
+def test_download_offline_is_a_clear_error(tmp_path):
+    with pytest.raises(ConnectionError, match="could not download .*Offline"):
+        fetch.download("http://127.0.0.1:9/images_background.zip", str(tmp_path / "a.zip"),
+                       log=lambda *a, **k: None)
+    assert not os.listdir(tmp_path)  # no partial file left behind
+
+
+def test_fresh_machine_downloads_checks_converts_and_loads(tmp_path, monkeypatch):
+    """The whole first-use path, served from a local file:// URL instead of GitHub."""
+    pytest.importorskip("PIL")
+    import hashlib
+
+    served = tmp_path / "served"
+    served.mkdir()
+    archives = {}
+    for part, ids in (("background", [1, 2, 3]), ("evaluation", [4, 5])):
+        truth = _png_zip(served / f"images_{part}.zip", f"images_{part}", ids, seed=len(ids))
+        md5 = hashlib.md5((served / f"images_{part}.zip").read_bytes()).hexdigest()
+        archives[part] = (md5, fetch.pixels_sha256(truth), len(ids), ids[0])
+    monkeypatch.setattr(fetch, "URL", served.as_uri() + "/images_{part}.zip")
+    monkeypatch.setattr(fetch, "ARCHIVES", archives)
+    monkeypatch.delenv("MINIMETA_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MINIMETA_CACHE_DIR", str(tmp_path / "cache"))
+    out = omniglot.load("evaluation", size=3)          # downloads, converts, verifies pixels
+    assert out.shape == (2, 20, 3, 3)
+    cache = tmp_path / "home" / ".cache" / "minimeta" / "omniglot"
+    assert sorted(os.listdir(cache)) == ["images_evaluation.npz"]   # the zip is gone
+    assert omniglot.archive_path("evaluation") == str(cache / "images_evaluation.npz")
+    archives["evaluation"] = archives["evaluation"][:1] + ("0" * 64,) + archives["evaluation"][2:]
+    with pytest.raises(ValueError, match="wrong sha256"):
+        omniglot.archive_path("evaluation")           # neither file nor pixel hash matches
+    archives["background"] = ("0" * 32,) + archives["background"][1:]
+    with pytest.raises(ValueError, match="has md5 .* expected 0{32}"):
+        omniglot.load("background")
+
+
+def test_corrupt_npz_is_named(fake_omniglot):
+    (fake_omniglot / omniglot.FILES["background"][0]).write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot read .*images_background.npz"):
+        omniglot.load("background", verify=False)

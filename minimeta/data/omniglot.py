@@ -3,7 +3,10 @@
 The data are the two archives described in the shared data README: ``images_background.npz``
 (964 characters) and ``images_evaluation.npz`` (659), each holding ``images`` of shape
 (characters, 20 drawers, 105, 105), True for paper. They are found in ``MINIMETA_DATA_DIR``,
-else in ``~/.cache/minimeta/omniglot``; their sha256 is checked on first use.
+else in ``~/.cache/minimeta/omniglot``; their sha256 is checked on first use (a file converted
+here from the original PNGs has other bytes, so for it the decoded pixels' sha256 is checked).
+With ``MINIMETA_DATA_DIR`` unset and no copy in the cache, ``fetch.py`` downloads and converts
+the original archives.
 
 Preparation, as in the few-shot papers (Vinyals et al. 2016, Finn et al. 2017, Snell et al.
 2017): ink becomes 1.0 and paper 0.0; each image is resized from 105×105 to 28×28 by exact area
@@ -18,12 +21,15 @@ Splits:
   testing;
 - "lake": the background file for meta-training, the evaluation file for testing.
 
-Read next: ``episodes.py``.
+Read next: ``fetch.py``.
 """
 import hashlib
 import os
+import zipfile
 
 import numpy as np
+
+from . import fetch
 
 FILES = {
     "background": ("images_background.npz",
@@ -61,13 +67,25 @@ def archive_path(part, folder=None, verify=True):
     name, expected = FILES[part]
     path = os.path.join(folder or data_dir(), name)
     if not os.path.exists(path):
+        if folder is None and not os.environ.get("MINIMETA_DATA_DIR"):
+            return fetch.fetch(part, data_dir(), name)
         raise FileNotFoundError(
             f"Omniglot: {path} is missing. Set MINIMETA_DATA_DIR to a folder holding "
-            f"{FILES['background'][0]} and {FILES['evaluation'][0]}.")
-    if verify and sha256(path) != expected:
+            f"{FILES['background'][0]} and {FILES['evaluation'][0]} (or unset it to download "
+            "them into the user cache).")
+    if verify and sha256(path) != expected and not _pixels_match(path, part):
         raise ValueError(f"Omniglot: {path} has the wrong sha256 (corrupt or a different "
                          f"file); expected {expected}. Delete it and fetch it again.")
     return path
+
+
+def _pixels_match(path, part):
+    """Whether the archive's decoded pixels are the reference ones (a self-converted copy)."""
+    try:
+        with np.load(path) as archive:
+            return fetch.pixels_sha256(archive["images"]) == fetch.ARCHIVES[part][1]
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def area_matrix(n_in, n_out):
@@ -102,8 +120,12 @@ def load(part, size=28, folder=None, verify=True):
     cached = os.path.join(cache_dir(), f"omniglot_{part}_{size}_{stamp}.npy")
     if os.path.exists(cached):
         return np.load(cached)
-    with np.load(path) as archive:
-        raw = archive["images"]
+    try:
+        with np.load(path) as archive:
+            raw = archive["images"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"Omniglot: cannot read {path} ({err}); it should be an .npz with an "
+                         "'images' array. Delete it and fetch it again.") from err
     ink = ~raw.astype(bool)
     out = np.concatenate([resize(ink[a:a + 64], size) for a in range(0, len(ink), 64)])
     os.makedirs(cache_dir(), exist_ok=True)

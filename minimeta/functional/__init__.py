@@ -5,7 +5,8 @@ order come from the engine. Files, in reading order:
 
 - ``losses.py``: softmax, log_softmax, cross_entropy, mse_loss;
 - ``layers.py``: linear, conv2d (with bias), pooling, batch_norm, dropout, flatten;
-- ``metric.py``: cosine_similarity, pairwise_sq_distances, cosine_attention (Matching Nets);
+- ``metric.py``: cosine_similarity, pairwise_sq_distances, cosine_attention (Matching Nets),
+  one_hot, class_means (prototypes);
 - ``recurrent.py``: lstm_cell.
 
 Read next: ``../nn/`` (modules with functional parameters).
@@ -14,10 +15,11 @@ from ..engine.ops import relu, sigmoid, tanh
 from .losses import softmax, log_softmax, cross_entropy, mse_loss, accuracy
 from .layers import (linear, conv2d, max_pool2d, avg_pool2d, batch_norm, dropout, flatten,
                      conv2d_input_grad, conv2d_weight_grad)
-from .metric import cosine_similarity, pairwise_sq_distances, cosine_attention
+from .metric import (cosine_similarity, pairwise_sq_distances, cosine_attention, one_hot,
+                     class_means)
 from .recurrent import lstm_cell
 
 __all__ = ["relu", "sigmoid", "tanh", "softmax", "log_softmax", "cross_entropy", "mse_loss",
            "accuracy", "linear", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "dropout",
            "flatten", "conv2d_input_grad", "conv2d_weight_grad", "cosine_similarity",
-           "pairwise_sq_distances", "cosine_attention", "lstm_cell"]
+           "pairwise_sq_distances", "cosine_attention", "one_hot", "class_means", "lstm_cell"]

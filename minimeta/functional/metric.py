@@ -61,3 +61,32 @@ def cosine_attention_composite(queries, support, support_onehot, eps=1e-8):
     s_hat = support / _norm(support, eps)
     sims = q_hat @ ops.swapaxes(s_hat, -1, -2)                     # (..., q, s)
     return softmax(sims, -1) @ support_onehot
+
+
+def one_hot(labels, n, dtype=None):
+    """A constant (len(labels), n) Tensor with a 1 in each row's label column.
+
+    >>> one_hot([1, 0], 2).numpy().tolist()
+    [[0.0, 1.0], [1.0, 0.0]]
+    """
+    import numpy as np
+
+    from ..engine.tensor import Tensor
+
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or (labels.size and (labels.min() < 0 or labels.max() >= n)):
+        raise ValueError(f"one_hot: labels must be a vector of integers in [0, {n}), got "
+                         f"shape {labels.shape}")
+    return Tensor(np.eye(n, dtype=dtype or np.float64)[labels])
+
+
+def class_means(z, labels, n):
+    """Row means of ``z`` (s, d) per label 0..n−1, (n, d): ProtoNet's prototypes.
+
+    Written as onehotᵀ z / counts, one matmul, so it is differentiable at any order.
+    """
+    onehot = one_hot(labels, n, z.dtype)
+    counts = ops.sum(onehot, 0)
+    if (counts.numpy() == 0).any():
+        raise ValueError(f"class_means: every class 0..{n - 1} needs at least one example")
+    return (ops.transpose(onehot) @ z) / ops.expand_dims(counts, -1)

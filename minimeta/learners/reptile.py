@@ -6,7 +6,7 @@ paper) on the task's data, reaching φᵢ. Then move θ toward the adapted weigh
     θ ← θ + ε · mean_i (φᵢ − θ).
 
 No graph is kept across steps: the update direction comes from the parameters, not a gradient.
-Read next: ``metric.py`` (when present) or ``../data/``.
+Read next: ``metric.py``.
 """
 import numpy as np
 

@@ -1,11 +1,13 @@
 """``minimeta.nn``: modules with functional parameters (``model(x, params)``) and backbones.
 
-Read ``module.py`` first, then ``layers.py`` and ``backbones.py``.
+Read ``module.py`` first, then ``layers.py``, ``fce.py`` and ``backbones.py``.
 """
 from .module import Module, sub_params
 from .layers import (Sequential, Linear, Conv2d, BatchNorm2d, ReLU, MaxPool2d, Flatten,
                      LSTMCell)
-from .backbones import conv4, mlp
+from .backbones import conv4, mlp, relation_embedding, relation_module
+from .fce import FullContextEmbedding
 
 __all__ = ["Module", "sub_params", "Sequential", "Linear", "Conv2d", "BatchNorm2d", "ReLU",
-           "MaxPool2d", "Flatten", "LSTMCell", "conv4", "mlp"]
+           "MaxPool2d", "Flatten", "LSTMCell", "conv4", "mlp",
+           "relation_embedding", "relation_module", "FullContextEmbedding"]

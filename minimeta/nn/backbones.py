@@ -4,6 +4,9 @@
   features (Vinyals et al. 2016; Finn et al. 2017; Snell et al. 2017), with an optional linear
   head to ``out_features`` classes (MAML) or none (embedding for metric learners).
 - ``mlp``: fully connected ReLU network, e.g. the sinusoid regressor 1-40-40-1 of Finn et al.
+- ``relation_embedding`` and ``relation_module``: the two halves of a Relation Network (Sung et
+  al. 2018, Omniglot version): 28×28×1 → 64×5×5 feature maps, and a pair of them stacked on the
+  channel axis (128×5×5) → one relation score (a logit; the learner applies the sigmoid).
 
 Read next: ``../optim.py``.
 """
@@ -29,6 +32,37 @@ def conv4(out_features=None, hidden=64, in_channels=1, image_size=28, seed=0,
     layers.append(Flatten())
     if out_features is not None:
         layers.append(Linear(hidden * size * size, out_features, rng=rng, dtype=dtype))
+    return Sequential(*layers)
+
+
+def _block(layers, c_in, c_out, padding, pool, rng, dtype):
+    layers += [Conv2d(c_in, c_out, 3, padding=padding, rng=rng, dtype=dtype),
+               BatchNorm2d(c_out, dtype=dtype), ReLU()]
+    if pool:
+        layers.append(MaxPool2d(2))
+
+
+def relation_embedding(hidden=64, in_channels=1, seed=0, dtype=np.float32):
+    """Sung et al.'s embedding: 2 blocks unpadded with pooling, 2 padded without (28 → 5).
+
+    >>> import minimeta as mm
+    >>> relation_embedding()(mm.tensor(np.zeros((2, 1, 28, 28), np.float32))).shape
+    (2, 64, 5, 5)
+    """
+    rng, layers = np.random.default_rng(seed), []
+    for c_in, padding, pool in ((in_channels, 0, True), (hidden, 0, True), (hidden, 1, False),
+                                (hidden, 1, False)):
+        _block(layers, c_in, hidden, padding, pool, rng, dtype)
+    return Sequential(*layers)
+
+
+def relation_module(hidden=64, fc=8, seed=1, dtype=np.float32):
+    """Sung et al.'s relation module: 2 padded blocks with pooling (5 → 1), then 64 → 8 → 1."""
+    rng, layers = np.random.default_rng(seed), []
+    _block(layers, 2 * hidden, hidden, 1, True, rng, dtype)
+    _block(layers, hidden, hidden, 1, True, rng, dtype)
+    layers += [Flatten(), Linear(hidden, fc, rng=rng, dtype=dtype), ReLU(),
+               Linear(fc, 1, rng=rng, dtype=dtype)]
     return Sequential(*layers)
 
 

@@ -8,7 +8,7 @@ Initialisation (seeded: pass ``seed`` or a ``numpy.random.Generator`` as ``rng``
 - ``LSTMCell``: uniform(−1/√H, 1/√H) for all weights, as in PyTorch.
 The default dtype is float32 (training speed); pass ``dtype=np.float64`` for gradient checks.
 
-Read next: ``backbones.py``.
+Read next: ``fce.py``.
 """
 import numpy as np
 
@@ -128,15 +128,21 @@ class Flatten(Module):
 
 
 class LSTMCell(Module):
-    """One LSTM step: ``cell((x, (h, c)), params)`` returns ``(h', c')``."""
+    """One LSTM step: ``cell((x, (h, c)), params)`` returns ``(h', c')``.
 
-    def __init__(self, input_size, hidden_size, seed=0, rng=None, dtype=np.float32):
+    ``recurrent_size`` is the width of the recurrent input h (default: ``hidden_size``).
+    """
+
+    def __init__(self, input_size, hidden_size, seed=0, rng=None, dtype=np.float32,
+                 recurrent_size=None):
         super().__init__()
         r = _rng(seed, rng)
         bound = 1.0 / np.sqrt(hidden_size)
         self.hidden_size = hidden_size
+        recurrent_size = hidden_size if recurrent_size is None else recurrent_size
         for name, shape in (("w_ih", (input_size, 4 * hidden_size)),
-                            ("w_hh", (hidden_size, 4 * hidden_size)), ("bias", (4 * hidden_size,))):
+                            ("w_hh", (recurrent_size, 4 * hidden_size)),
+                            ("bias", (4 * hidden_size,))):
             self.add_param(name, r.uniform(-bound, bound, shape).astype(dtype))
 
     def forward(self, inputs, params):

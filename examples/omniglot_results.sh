@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The runs behind docs/RESULTS.md's Omniglot table: train each learner on this machine's budget,
+# then test it on 600 episodes of 5-way 1-shot, 5-way 5-shot, 20-way 1-shot and 20-way 5-shot
+# (15 queries per class for 5-way, 5 for 20-way), appending one JSON line per row to
+# outputs/results/omniglot.jsonl; then `python examples/results_table.py` renders the table and
+# the learning curves. Usage: examples/omniglot_results.sh [learner ...]  (default: all).
+# One thread each (run two of these side by side on 2 cores: 1 BLAS + 1 numba thread each).
+set -euo pipefail
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+OUT=${OUT:-outputs/results}
+REPORT=$OUT/omniglot.jsonl
+mkdir -p "$OUT"
+
+train() {  # name, then the arguments of minimeta train
+    local name=$1; shift
+    minimeta train --out "$OUT/$name" --resume "$@" 2>&1 | tee "$OUT/$name.train.log"
+}
+
+evaluate() {  # name, then the rows: ways:shots pairs
+    local name=$1; shift
+    for row in "$@"; do
+        local ways=${row%:*} shots=${row#*:} queries=15
+        [ "$ways" -ge 20 ] && queries=5
+        minimeta eval --checkpoint "$OUT/$name/checkpoint.npz" --episodes 600 --ways "$ways" \
+            --shots "$shots" --queries "$queries" --report "$REPORT" 2>&1 | tail -n 1
+    done
+}
+
+ALL_ROWS="5:1 5:5 20:1 20:5"
+[ $# -eq 0 ] && set -- protonet matching relation maml
+for learner in "$@"; do
+    case $learner in
+    protonet)  # the paper's 60-way 5-shot episodes; lr halved every 500 (paper: 2000)
+        train protonet --learner protonet --shots 5 --iterations 1200 --lr-halve-every 500
+        evaluate protonet $ALL_ROWS ;;
+    matching)  # cosine attention, no FCE, trained 20-way 1-shot
+        train matching --learner matching --ways 20 --shots 1 --iterations 3000
+        evaluate matching $ALL_ROWS ;;
+    relation)  # trained 5-way 1-shot with 19 queries per class (the paper's)
+        train relation --learner relation --ways 5 --shots 1 --iterations 3000
+        evaluate relation $ALL_ROWS ;;
+    maml)  # second-order MAML, 5-way 1-shot, 8 tasks per meta-batch (paper: 32)
+        train maml --learner maml --ways 5 --shots 1 --meta-batch 8 --iterations 800
+        evaluate maml 5:1 ;;
+    *) echo "unknown learner $learner" >&2; exit 2 ;;
+    esac
+done

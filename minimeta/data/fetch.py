@@ -1,0 +1,131 @@
+"""Download the original Omniglot archives and convert their PNGs to the ``.npz`` layout.
+
+Used only on a machine with no copy of the data (``omniglot.archive_path`` calls ``fetch`` when
+``MINIMETA_DATA_DIR`` is unset and the user cache is empty). Steps, for each part:
+
+1. download ``images_<part>.zip`` from the Omniglot repository (Lake et al.) into the cache
+   folder, streaming to a temporary file, and check its md5 against the value published with
+   torchvision's Omniglot loader (the archives' own sha256 is not published);
+2. convert: every ``<alphabet>/characterNN/CCCC_DD.png`` becomes ``images[CCCC − first, DD − 1]``
+   (bool, True for paper; pillow reads the PNGs), and check the **sha256 of the decoded pixel
+   array** against the value of the reference copy, which proves the whole pipeline;
+3. write ``images_<part>.npz`` (``images``, ``labels``) atomically and delete the zip.
+
+Read next: ``episodes.py``.
+"""
+import hashlib
+import io
+import os
+import re
+import urllib.error
+import urllib.request
+import zipfile
+
+import numpy as np
+
+URL = "https://github.com/brendenlake/omniglot/raw/master/python/images_{part}.zip"
+# part: (md5 of the zip, sha256 of the decoded bool pixel array, characters, first file id)
+ARCHIVES = {
+    "background": ("68d2efa1b9178cc56df9314c21c6e718",
+                   "97db6dcdf39955c3a949e197621f8f318092986b37e116c9b4996150e8d2d8a3", 964, 1),
+    "evaluation": ("6b91aef0f799c5bb55b94e3f2daec811",
+                   "a76180acf0908643e1a9494a1a841d2af4bbbbdc6d7e01e0db92eed7d1c6f902", 659, 965),
+}
+DRAWERS = 20
+_NAME = re.compile(r"(\d{4})_(\d{2})\.png$")
+
+
+def pixels_sha256(images):
+    """sha256 of a C-ordered bool pixel array: the content check of a converted archive."""
+    return hashlib.sha256(np.ascontiguousarray(images, dtype=bool).tobytes()).hexdigest()
+
+
+def download(url, path, md5=None, chunk=1 << 20, log=print):
+    """Stream ``url`` to ``path`` (atomically), checking its md5 when given."""
+    tmp = path + ".part"
+    digest = hashlib.md5()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            for block in iter(lambda: response.read(chunk), b""):
+                out.write(block)
+                digest.update(block)
+                done += len(block)
+                if total:
+                    log(f"\rdownloading {os.path.basename(path)}: {done / total:.0%}", end="")
+        log("")
+    except (urllib.error.URLError, OSError) as err:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise ConnectionError(
+            f"Omniglot: could not download {url} ({err}). Offline? Put the two .npz files in "
+            f"a folder and set MINIMETA_DATA_DIR to it, or download the zip by hand to "
+            f"{path}.") from err
+    if md5 and digest.hexdigest() != md5:
+        os.remove(tmp)
+        raise ValueError(f"Omniglot: {url} has md5 {digest.hexdigest()}, expected {md5} "
+                         "(a truncated or changed download); try again")
+    os.replace(tmp, path)
+    return path
+
+
+def convert_zip(zip_path, characters=None, first=None):
+    """Images (characters, 20, H, W) bool (True = paper) and labels (characters, 20) from an
+    Omniglot zip. ``first`` is the smallest character id (default: the smallest found);
+    ``characters`` the expected count (default: as many as found)."""
+    try:
+        from PIL import Image
+    except ImportError as err:
+        raise ImportError("Omniglot: converting the original PNGs needs pillow: "
+                          "pip install 'minimeta[data]'") from err
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile as err:
+        raise ValueError(f"Omniglot: {zip_path} is not a valid zip archive (corrupt or "
+                         "truncated); delete it and download it again") from err
+    with archive:
+        entries = [(m.group(1), m.group(2), name) for name in archive.namelist()
+                   if (m := _NAME.search(name))]
+        if not entries:
+            raise ValueError(f"Omniglot: {zip_path} holds no CCCC_DD.png images")
+        ids = sorted({int(c) for c, _, _ in entries})
+        first = ids[0] if first is None else first
+        characters = len(ids) if characters is None else characters
+        images = labels = None
+        for char, drawer, name in entries:
+            row, col = int(char) - first, int(drawer) - 1
+            if not (0 <= row < characters and 0 <= col < DRAWERS):
+                raise ValueError(f"Omniglot: {name} in {zip_path} is outside {characters} "
+                                 f"characters from id {first} × {DRAWERS} drawers")
+            pixels = np.asarray(Image.open(io.BytesIO(archive.read(name))).convert("L")) >= 128
+            if images is None:
+                images = np.zeros((characters, DRAWERS) + pixels.shape, dtype=bool)
+                labels = np.full((characters, DRAWERS), -1, dtype=np.int64)
+            images[row, col] = pixels
+            labels[row, col] = row
+    if (labels < 0).any():
+        missing = np.argwhere(labels < 0)[0]
+        raise ValueError(f"Omniglot: {zip_path} lacks image {first + missing[0]:04d}_"
+                         f"{missing[1] + 1:02d}.png (and perhaps others)")
+    return images, labels
+
+
+def fetch(part, folder, npz_name, log=print):
+    """Download, check and convert one part into ``folder/npz_name``; return its path."""
+    md5, pixels, characters, first = ARCHIVES[part]
+    os.makedirs(folder, exist_ok=True)
+    zip_path = os.path.join(folder, f"images_{part}.zip")
+    if not os.path.exists(zip_path):
+        log(f"Omniglot: no copy found; downloading the original {part} archive to {folder}")
+        download(URL.format(part=part), zip_path, md5, log=log)
+    images, labels = convert_zip(zip_path, characters, first)
+    if pixels_sha256(images) != pixels:
+        raise ValueError(f"Omniglot: the images converted from {zip_path} differ from the "
+                         "reference copy (pixel sha256 mismatch); delete the zip and retry")
+    target = os.path.join(folder, npz_name)
+    tmp = target + f".tmp{os.getpid()}.npz"
+    np.savez_compressed(tmp, images=images, labels=labels)
+    os.replace(tmp, target)
+    os.remove(zip_path)
+    return target
