@@ -1,25 +1,29 @@
 """The kernel table: every accelerated kernel, by name, beside the NumPy reference that is its spec.
 
-    name                          reference (the spec)                       numba CPU
-    conv2d                        conv_ref.conv2d                            conv_numba.conv2d
-    conv2d_input_grad             conv_ref.conv2d_input_grad                 conv_numba.…
-    conv2d_weight_grad            conv_ref.conv2d_weight_grad                conv_numba.…
-    max_pool2d                    pool_ref.max_pool2d                        pool_numba.…
-    max_pool2d_backward           pool_ref.max_pool2d_backward               pool_numba.…
-    cosine_attention              attention_ref.cosine_attention             attention_numba.…
-    cosine_attention_backward     attention_ref.cosine_attention_backward    attention_numba.…
-    batch_norm                    norm_ref.batch_norm                        norm_numba.…
-    batch_norm_backward           norm_ref.batch_norm_backward               norm_numba.…
+    name                       reference (the spec)     numba CPU          CUDA (GPU arrays)
+    conv2d                     conv_ref.conv2d          conv_numba.…       conv_cuda.… (im2col
+    conv2d_input_grad          conv_ref.…               conv_numba.…       conv_cuda.…  kernels
+    conv2d_weight_grad         conv_ref.…               conv_numba.…       conv_cuda.…  + cuBLAS)
+    max_pool2d                 pool_ref.max_pool2d      pool_numba.…       pool_cuda.…
+    max_pool2d_backward        pool_ref.…               pool_numba.…       pool_cuda.…
+    cosine_attention           attention_ref.…          attention_numba.…  attention_cuda.…
+    cosine_attention_backward  attention_ref.…          attention_numba.…  attention_cuda.…
+    batch_norm                 norm_ref.batch_norm      norm_numba.…       the reference, on CuPy
+    batch_norm_backward        norm_ref.…               norm_numba.…       the reference, on CuPy
 
-(CUDA versions: a later column.) Families close under differentiation: conv2d and its two
+Batch norm on the GPU runs its NumPy reference on CuPy arrays (NumPy's functions dispatch to
+CuPy's, whose reductions a hand kernel would not beat); so does every kernel under
+``use_reference()``. Families close under differentiation: conv2d and its two
 gradients; max pooling and its argmax scatter (whose own gradient is a gather); fused cosine
 attention and fused batch norm, whose composite definitions in ``minimeta.functional`` give
 their higher derivatives (see ``minimeta/engine/primitives/fused.py``).
 
 Kernels take arrays and return arrays; they never see a Tensor. The engine calls them only
-through ``lookup(name)``. It returns the numba version for CPU arrays, unless
+through ``lookup(name, array)``. It returns the CUDA version when ``array`` lives on a GPU
+(it has ``__cuda_array_interface__``), else the numba CPU version, unless
 ``MINIMETA_KERNELS=reference`` is set or the code runs inside ``use_reference()`` (for teaching
-and debugging). numba is imported on the first lookup of a numba kernel, not with minimeta.
+and debugging). numba (and numba.cuda) is imported on the first lookup of one of its kernels,
+never with minimeta.
 
 Read next: ``conv_ref.py``.
 """
@@ -40,19 +44,22 @@ class Kernel:
     cuda: str = ""
 
 
+def _row(reference, family, cuda=True):
+    """A table row whose CPU (and CUDA) versions share the reference's function name."""
+    name = reference.__name__
+    return Kernel(reference, f"{family}_numba:{name}", f"{family}_cuda:{name}" if cuda else "")
+
+
 TABLE = {
-    "conv2d": Kernel(conv_ref.conv2d, "conv_numba:conv2d"),
-    "conv2d_input_grad": Kernel(conv_ref.conv2d_input_grad, "conv_numba:conv2d_input_grad"),
-    "conv2d_weight_grad": Kernel(conv_ref.conv2d_weight_grad, "conv_numba:conv2d_weight_grad"),
-    "max_pool2d": Kernel(pool_ref.max_pool2d, "pool_numba:max_pool2d"),
-    "max_pool2d_backward": Kernel(pool_ref.max_pool2d_backward,
-                                  "pool_numba:max_pool2d_backward"),
-    "cosine_attention": Kernel(attention_ref.cosine_attention,
-                               "attention_numba:cosine_attention"),
-    "cosine_attention_backward": Kernel(attention_ref.cosine_attention_backward,
-                                        "attention_numba:cosine_attention_backward"),
-    "batch_norm": Kernel(norm_ref.batch_norm, "norm_numba:batch_norm"),
-    "batch_norm_backward": Kernel(norm_ref.batch_norm_backward, "norm_numba:batch_norm_backward"),
+    "conv2d": _row(conv_ref.conv2d, "conv"),
+    "conv2d_input_grad": _row(conv_ref.conv2d_input_grad, "conv"),
+    "conv2d_weight_grad": _row(conv_ref.conv2d_weight_grad, "conv"),
+    "max_pool2d": _row(pool_ref.max_pool2d, "pool"),
+    "max_pool2d_backward": _row(pool_ref.max_pool2d_backward, "pool"),
+    "cosine_attention": _row(attention_ref.cosine_attention, "attention"),
+    "cosine_attention_backward": _row(attention_ref.cosine_attention_backward, "attention"),
+    "batch_norm": _row(norm_ref.batch_norm, "norm", cuda=False),
+    "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", cuda=False),
 }
 
 _FORCE_REFERENCE = [os.environ.get("MINIMETA_KERNELS", "").lower() == "reference"]
@@ -78,9 +85,16 @@ def resolve(path):
     return _LOADED[path]
 
 
-def lookup(name):
-    """The implementation of kernel ``name`` to run now, for CPU arrays."""
+def on_gpu(array):
+    """True for arrays in GPU memory (CuPy, numba device arrays)."""
+    return hasattr(array, "__cuda_array_interface__")
+
+
+def lookup(name, array=None):
+    """The implementation of kernel ``name`` to run now on arrays like ``array``."""
     row = TABLE[name]
-    if _FORCE_REFERENCE[0] or not row.cpu:
+    if _FORCE_REFERENCE[0]:
         return row.reference
-    return resolve(row.cpu)
+    if array is not None and on_gpu(array):
+        return resolve(row.cuda) if row.cuda else row.reference
+    return resolve(row.cpu) if row.cpu else row.reference

@@ -203,7 +203,8 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
                "queries": queries, "part": part, "split": s.get("split"),
                "iterations": int(state["iteration"]),
                "train_seconds": float(state.get("seconds", 0.0)), "checkpoint": checkpoint,
-               "train_ways": s["ways"], "train_shots": s["shots"], "protocol": protocol}
+               "train_ways": s["ways"], "train_shots": s["shots"], "protocol": protocol,
+               "settings": {k: v for k, v in s.items() if v is not None}}
         with open(report, "a") as f:
             f.write(json.dumps(row) + "\n")
     return mean, half

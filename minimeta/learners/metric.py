@@ -20,8 +20,6 @@ between episodes.
 
 Read next: ``../data/``.
 """
-from collections import OrderedDict
-
 import numpy as np
 
 from .. import functional as F

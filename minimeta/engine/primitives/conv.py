@@ -40,7 +40,7 @@ class Conv2d(Primitive):
 
     def forward(self, x, w):
         _check(x.shape, w.shape, self.stride, self.padding)
-        return K.lookup("conv2d")(x, w, self.stride, self.padding)
+        return K.lookup("conv2d", x)(x, w, self.stride, self.padding)
 
     def vjp(self, g, out, x, w):
         gx = conv2d_input_grad(g, w, x.shape, self.stride, self.padding) \
@@ -62,7 +62,7 @@ class Conv2dInputGrad(Primitive):
         self.x_shape, self.stride, self.padding = tuple(x_shape), stride, padding
 
     def forward(self, g, w):
-        return K.lookup("conv2d_input_grad")(g, w, self.x_shape, self.stride, self.padding)
+        return K.lookup("conv2d_input_grad", g)(g, w, self.x_shape, self.stride, self.padding)
 
     def vjp(self, h, out, g, w):
         dg = conv2d(h, w, self.stride, self.padding) if g.requires_grad else None
@@ -83,7 +83,7 @@ class Conv2dWeightGrad(Primitive):
         self.w_shape, self.stride, self.padding = tuple(w_shape), stride, padding
 
     def forward(self, x, g):
-        return K.lookup("conv2d_weight_grad")(x, g, self.w_shape, self.stride, self.padding)
+        return K.lookup("conv2d_weight_grad", x)(x, g, self.w_shape, self.stride, self.padding)
 
     def vjp(self, h, out, x, g):
         dx = conv2d_input_grad(g, h, x.shape, self.stride, self.padding) \
@@ -107,7 +107,7 @@ class MaxPool2d(Primitive):
         if x.ndim != 4 or min(x.shape[2:]) < self.kernel:
             raise ValueError(f"max_pool2d: input {x.shape} must be NCHW with sides >= kernel "
                              f"{self.kernel}")
-        y, self.argmax = K.lookup("max_pool2d")(x, self.kernel, self.stride)
+        y, self.argmax = K.lookup("max_pool2d", x)(x, self.kernel, self.stride)
         return y
 
     def vjp(self, g, out, x):
@@ -128,7 +128,7 @@ class MaxPool2dBackward(Primitive):
         self.argmax, self.x_shape = argmax, tuple(x_shape)
 
     def forward(self, g):
-        return K.lookup("max_pool2d_backward")(g, self.argmax, self.x_shape)
+        return K.lookup("max_pool2d_backward", g)(g, self.argmax, self.x_shape)
 
     def vjp(self, h, out, g):
         flat = ops.getitem(ops.reshape(h, (-1,)), self.argmax.reshape(-1))

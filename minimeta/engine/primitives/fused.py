@@ -45,7 +45,7 @@ class Fused(Primitive):
         raise NotImplementedError
 
     def forward(self, *arrays):
-        return K.lookup(self.kernel)(*arrays, *self.static())
+        return K.lookup(self.kernel, arrays[0])(*arrays, *self.static())
 
     def vjp(self, g, out, *inputs):
         packed = ops.apply(FusedVJP(self), *inputs, g)
@@ -67,7 +67,7 @@ class FusedVJP(Primitive):
         return f"{type(self.fused).__name__}VJP"
 
     def forward(self, *arrays):
-        return K.lookup(self.fused.vjp_kernel)(*arrays, *self.fused.static())
+        return K.lookup(self.fused.vjp_kernel, arrays[0])(*arrays, *self.fused.static())
 
     def vjp(self, h, out, *args):
         # Local stand-ins: the derivatives wanted here are partial ones, with respect to the

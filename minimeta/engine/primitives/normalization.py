@@ -31,7 +31,7 @@ class BatchNorm(Fused):
         return (self.eps,)
 
     def forward(self, x, w, b):
-        y, self.mean, self.var = K.lookup(self.kernel)(x, w, b, self.eps)
+        y, self.mean, self.var = K.lookup(self.kernel, x)(x, w, b, self.eps)
         return y
 
     def composite(self, x, w, b):

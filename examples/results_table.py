@@ -1,0 +1,115 @@
+"""Render the Omniglot results table and the learning curves from the runs' own files.
+
+Reads the JSON lines that ``minimeta eval --report`` appended (default
+``outputs/results/omniglot.jsonl``, written by ``examples/omniglot_results.sh``) and each run's
+``metrics.jsonl``; prints a Markdown table (accuracy ± 95% interval beside the paper's number,
+the protocol, the budget, and the commands that reproduce the row) and draws the learning curves
+to a PNG. Nothing is typed in by hand except the papers' numbers.
+
+    python examples/results_table.py [--report outputs/results/omniglot.jsonl]
+"""
+import argparse
+import json
+import os
+
+# Paper anchors, % (5-way 1-shot, 5-way 5-shot, 20-way 1-shot, 20-way 5-shot).
+PAPER = {
+    "maml": ("Finn et al. 2017", (98.7, 99.9, 95.8, 98.9)),
+    "protonet": ("Snell et al. 2017", (98.8, 99.7, 96.0, 98.9)),
+    "matching": ("Vinyals et al. 2016 (cosine, no FCE)", (98.1, 98.9, 93.8, 98.5)),
+    "relation": ("Sung et al. 2018", (99.6, 99.8, 97.6, 99.1)),
+}
+COLUMNS = [(5, 1), (5, 5), (20, 1), (20, 5)]
+FLAGS = [("ways", "--ways"), ("shots", "--shots"), ("queries", "--queries"),
+         ("iterations", "--iterations"), ("meta_batch", "--meta-batch"),
+         ("lr_halve_every", "--lr-halve-every"), ("seed", "--seed"), ("out", "--out")]
+
+
+def train_command(s):
+    """The ``minimeta train`` command that reproduces a run's settings."""
+    parts = ["minimeta train", f"--learner {s['learner']}"]
+    parts += [f"{flag} {s[key]}" for key, flag in FLAGS if s.get(key) not in (None, 0)]
+    return " ".join(parts + (["--fce"] if s.get("fce") else []))
+
+
+def eval_command(row):
+    return (f"minimeta eval --checkpoint {row['checkpoint']} --episodes {row['episodes']} "
+            f"--ways {row['ways']} --shots {row['shots']} --queries {row['queries']}")
+
+
+def table(rows):
+    lines = ["| learner | setting | accuracy (± 95%) | paper | test queries/class | trained on "
+             "| iterations | wall time |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        paper = PAPER.get(r["learner"], ("", (None,) * 4))[1]
+        col = COLUMNS.index((r["ways"], r["shots"])) if (r["ways"], r["shots"]) in COLUMNS \
+            else None
+        anchor = f"{paper[col]}%" if col is not None and paper[col] else "—"
+        name = r["learner"] + (" (FCE)" if r.get("fce") else "")
+        lines.append(f"| {name} | {r['ways']}-way {r['shots']}-shot | "
+                     f"{100 * r['accuracy']:.1f} ± {100 * r['interval']:.1f}% | {anchor} | "
+                     f"{r['queries']} | {r['train_ways']}-way {r['train_shots']}-shot | "
+                     f"{r['iterations']} | {r['train_seconds'] / 60:.0f} min |")
+    return "\n".join(lines)
+
+
+def commands(rows):
+    out, seen = [], set()
+    for r in rows:
+        cmd = train_command(r["settings"])
+        if cmd not in seen:
+            seen.add(cmd)
+            out.append(f"\n{r['learner']}:\n\n    {cmd}")
+        out.append(f"    {eval_command(r)}")
+    return "\n".join(out)
+
+
+def plot_curves(runs, path, smooth=50):
+    """Training accuracy (moving average) and validation accuracy against iterations."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, folder in runs.items():
+        records = [json.loads(line) for line in open(os.path.join(folder, "metrics.jsonl"))]
+        it = np.array([r["iteration"] for r in records])
+        acc = np.array([r.get("accuracy", np.nan) for r in records])
+        k = min(smooth, len(acc))
+        line, = ax.plot(it[k - 1:], np.convolve(acc, np.ones(k) / k, "valid"), lw=1,
+                        label=f"{name}: training episodes ({k}-iteration mean)")
+        val = [(r["iteration"], r["val_accuracy"]) for r in records if "val_accuracy" in r]
+        if val:
+            ax.plot(*zip(*val), "o--", color=line.get_color(), label=f"{name}: validation")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("query accuracy")
+    ax.set_title("Omniglot meta-training on this machine")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--report", default="outputs/results/omniglot.jsonl")
+    parser.add_argument("--plot", default="outputs/results/learning_curves.png")
+    args = parser.parse_args(argv)
+    if not os.path.exists(args.report):
+        parser.error(f"{args.report} does not exist: run examples/omniglot_results.sh first")
+    rows = [json.loads(line) for line in open(args.report)]
+    order = {name: i for i, name in enumerate(PAPER)}
+    rows.sort(key=lambda r: (order.get(r["learner"], 99), r["fce"], r["ways"], r["shots"]))
+    print(table(rows))
+    print("\nCommands:" + commands(rows))
+    runs = {r["learner"]: os.path.dirname(r["checkpoint"]) for r in rows}
+    try:
+        print(f"\nlearning curves: {plot_curves(runs, args.plot)}")
+    except ImportError:
+        print("\n(no plot: pip install matplotlib)")
+
+
+if __name__ == "__main__":
+    main()

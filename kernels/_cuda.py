@@ -1,0 +1,32 @@
+"""Shared helpers of the numba.cuda kernels: the lazy import, the array module, the launch.
+
+The CUDA kernels take whatever arrays the caller has: CuPy arrays on a real GPU (numba reads
+them through the CUDA array interface, no copy), or NumPy arrays under numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``, set before numba is imported), which is how CI tests them without
+a GPU. New arrays are made by the module that owns the input (CuPy or NumPy), so a kernel never
+moves data between host and device. Every kernel is launched on a 1-D grid, one thread per
+output element, ``THREADS`` threads per block (tests lower it to cross block boundaries with
+small shapes).
+
+Read next: ``conv_cuda.py``.
+"""
+import math
+
+THREADS = 128
+
+
+def module_of(a):
+    """``cupy`` for a CuPy array, else ``numpy`` (CuPy is imported only if already in use)."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    import numpy
+
+    return numpy
+
+
+def launch(kernel, n, *args):
+    """Run ``kernel`` on enough blocks of ``THREADS`` threads to cover ``n`` elements."""
+    if n > 0:
+        kernel[math.ceil(n / THREADS), THREADS](*args)

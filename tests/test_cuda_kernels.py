@@ -1,0 +1,130 @@
+"""The numba.cuda kernels against their NumPy references, under numba's CUDA simulator.
+
+The simulator must be switched on (``NUMBA_ENABLE_CUDASIM=1``) before numba is first imported,
+and the main test process has long imported numba for the CPU kernels. So when this file is
+collected without the variable, it holds one test that runs this same file in a fresh Python
+with the variable set; in that child, the real tests below are collected. Shapes are small but
+cross block boundaries: the kernels run with 32 threads per block, and the sizes include
+31, 32, 33 and several blocks' worth of output elements.
+"""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+@pytest.mark.skipif(SIMULATED, reason="this is the parent: it runs the simulator child")
+def test_cuda_kernels_under_the_simulator():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            "--no-header", "-o", "addopts=", __file__], env=env,
+                           capture_output=True, text=True, timeout=900)
+    print(child.stdout[-3000:], child.stderr[-2000:])
+    assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
+    summary = child.stdout.strip().splitlines()[-1]
+    passed = int(re.search(r"(\d+) passed", summary).group(1))
+    assert passed >= 9 and "1 skipped" in summary, summary  # the one skip: this parent test
+
+
+if SIMULATED:
+    from hypothesis import given, settings, strategies as st
+
+    from minimeta.kernels import _cuda, attention_cuda, attention_ref, conv_cuda, conv_ref
+    from minimeta.kernels import pool_cuda, pool_ref
+
+    _cuda.THREADS = 32
+    SIM = settings(max_examples=12, deadline=None, derandomize=True)
+
+    def test_the_simulator_is_on():
+        from numba import config
+
+        assert config.ENABLE_CUDASIM
+
+    @st.composite
+    def conv_case(draw):
+        n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 4))
+        k = draw(st.integers(1, 3))
+        stride, padding = draw(st.integers(1, 2)), draw(st.integers(0, 2))
+        h = draw(st.integers(max(1, k - 2 * padding), 7))
+        w = draw(st.integers(max(1, k - 2 * padding), 7))
+        rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+        dtype = draw(st.sampled_from([np.float32, np.float64]))
+        return (rng.standard_normal((n, c, h, w)).astype(dtype),
+                rng.standard_normal((o, c, k, k)).astype(dtype), stride, padding)
+
+    def _close(a, b, dtype):
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+    @SIM
+    @given(case=conv_case())
+    def test_conv_family_matches_reference(case):
+        x, w, stride, padding = case
+        y = conv_cuda.conv2d(x, w, stride, padding)
+        _close(y, conv_ref.conv2d(x, w, stride, padding), x.dtype)
+        g = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
+        _close(conv_cuda.conv2d_input_grad(g, w, x.shape, stride, padding),
+               conv_ref.conv2d_input_grad(g, w, x.shape, stride, padding), x.dtype)
+        _close(conv_cuda.conv2d_weight_grad(x, g, w.shape, stride, padding),
+               conv_ref.conv2d_weight_grad(x, g, w.shape, stride, padding), x.dtype)
+
+    @pytest.mark.parametrize("outputs", [31, 32, 33, 97])
+    def test_conv_across_block_boundaries(outputs):
+        """N·O·Ho·Wo outputs = ``outputs`` (1 image, 1 channel, a 1×outputs plane)."""
+        rng = np.random.default_rng(outputs)
+        x, w = rng.standard_normal((1, 2, 1, outputs + 2)), rng.standard_normal((1, 2, 1, 3))
+        _close(conv_cuda.conv2d(x, w), conv_ref.conv2d(x, w), x.dtype)
+        g = rng.standard_normal((1, 1, 1, outputs))
+        _close(conv_cuda.conv2d_input_grad(g, w, x.shape), conv_ref.conv2d_input_grad(
+            g, w, x.shape), x.dtype)
+
+    @SIM
+    @given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(2, 9), w=st.integers(2, 9),
+           k=st.integers(1, 3), stride=st.integers(1, 3), seed=st.integers(0, 99),
+           ties=st.booleans())
+    def test_max_pool_matches_reference(n, c, h, w, k, stride, seed, ties):
+        k = min(k, h, w)
+        rng = np.random.default_rng(seed)
+        x = rng.integers(0, 3, (n, c, h, w)).astype(float) if ties else \
+            rng.standard_normal((n, c, h, w))
+        y, idx = pool_cuda.max_pool2d(x, k, stride)
+        y_ref, idx_ref = pool_ref.max_pool2d(x, k, stride)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(idx, idx_ref)           # first maximum on ties
+        g = rng.standard_normal(y.shape)
+        np.testing.assert_allclose(pool_cuda.max_pool2d_backward(g, idx, x.shape),
+                                   pool_ref.max_pool2d_backward(g, idx_ref, x.shape),
+                                   rtol=1e-12, atol=1e-12)    # overlapping windows add up
+
+    @SIM
+    @given(b=st.integers(1, 3), q=st.integers(1, 40), s=st.integers(1, 35), d=st.integers(1, 4),
+           n=st.integers(1, 4), seed=st.integers(0, 99))
+    def test_cosine_attention_matches_reference(b, q, s, d, n, seed):
+        rng = np.random.default_rng(seed)
+        qs, ss = rng.standard_normal((b, q, d)), rng.standard_normal((b, s, d))
+        ys = np.eye(n)[rng.integers(0, n, (b, s))]
+        np.testing.assert_allclose(attention_cuda.cosine_attention(qs, ss, ys),
+                                   attention_ref.cosine_attention(qs, ss, ys), rtol=1e-10,
+                                   atol=1e-12)
+        g = rng.standard_normal((b, q, n))
+        np.testing.assert_allclose(attention_cuda.cosine_attention_backward(qs, ss, ys, g),
+                                   attention_ref.cosine_attention_backward(qs, ss, ys, g),
+                                   rtol=1e-9, atol=1e-11)
+
+    def test_kernel_table_sends_gpu_arrays_to_the_cuda_versions():
+        from minimeta import kernels
+
+        class OnGPU(np.ndarray):
+            """A NumPy array that says it lives on the GPU (the table only asks that)."""
+            __cuda_array_interface__ = {}
+
+        x = np.zeros((1, 1, 2, 2)).view(OnGPU)
+        assert kernels.lookup("conv2d", x) is conv_cuda.conv2d
+        assert kernels.lookup("cosine_attention", x) is attention_cuda.cosine_attention
+        assert kernels.lookup("batch_norm", x) is kernels.TABLE["batch_norm"].reference
+        assert kernels.lookup("conv2d", np.zeros(1)) is not conv_cuda.conv2d
