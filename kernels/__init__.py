@@ -20,7 +20,7 @@ their higher derivatives (see ``minimeta/engine/primitives/fused.py``).
 
 Kernels take arrays and return arrays; they never see a Tensor. The engine calls them only
 through ``lookup(name, array)``. It returns the CUDA version when ``array`` lives on a GPU
-(it has ``__cuda_array_interface__``), else the numba CPU version, unless
+(a CuPy array, or one with ``__cuda_array_interface__``), else the numba CPU version, unless
 ``MINIMETA_KERNELS=reference`` is set or the code runs inside ``use_reference()`` (for teaching
 and debugging). numba (and numba.cuda) is imported on the first lookup of one of its kernels,
 never with minimeta.
@@ -86,8 +86,9 @@ def resolve(path):
 
 
 def on_gpu(array):
-    """True for arrays in GPU memory (CuPy, numba device arrays)."""
-    return hasattr(array, "__cuda_array_interface__")
+    """True for arrays in GPU memory (CuPy's, numba device arrays)."""
+    return type(array).__module__.startswith("cupy") or hasattr(array,
+                                                                "__cuda_array_interface__")
 
 
 def lookup(name, array=None):

@@ -89,7 +89,8 @@ def _train(args):
                                         "split", "iterations", "meta_batch", "inner_lr",
                                         "inner_steps", "test_steps", "outer_lr", "seed", "out",
                                         "resume", "checkpoint_every", "fce", "val_size",
-                                        "validate_every", "val_episodes", "lr_halve_every")})
+                                        "validate_every", "val_episodes", "lr_halve_every",
+                                        "device")})
     if settings["split"] == "lake":
         settings["val_size"] = 0  # the background/evaluation split has no validation part
     print("minimeta train: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
@@ -104,7 +105,7 @@ def _eval(args):
 
     configure()
     fewshot.evaluate(args.checkpoint, args.episodes, args.seed, args.part, args.ways, args.shots,
-                     args.queries, args.report)
+                     args.queries, args.report, args.device)
     return 0
 
 
@@ -152,6 +153,9 @@ def build_parser():
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="outputs/run")
     train.add_argument("--resume", action="store_true")
+    train.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                       help="cuda: CuPy arrays and the numba.cuda kernels (pip install "
+                            "'minimeta[gpu]')")
     train.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
     train.set_defaults(run=_train)
     ev = sub.add_parser("eval", help="evaluate a checkpoint on test episodes")
@@ -162,6 +166,7 @@ def build_parser():
     ev.add_argument("--ways", type=int, default=None, help="default: the training run's")
     ev.add_argument("--shots", type=int, default=None, help="default: the training run's")
     ev.add_argument("--queries", type=int, default=None, help="default: the training run's")
+    ev.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ev.add_argument("--report", default=None,
                     help="append the result and its protocol as a JSON line to this file")
     ev.set_defaults(run=_eval)
@@ -180,7 +185,7 @@ def main(argv=None):
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
         parser.exit(2, f"minimeta {args.command}: {err}\n")
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -21,6 +21,8 @@ import zipfile
 
 import numpy as np
 
+from .engine.backend import to_host
+
 FORMAT = "minimeta-checkpoint-1"
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
 
@@ -40,7 +42,7 @@ def _flatten(obj, prefix, arrays, kinds):
         kinds[prefix] = type(obj).__name__
         arrays[prefix] = np.asarray(obj)
     else:
-        data = np.asarray(obj.numpy() if hasattr(obj, "numpy") else obj)
+        data = to_host(obj.numpy() if hasattr(obj, "numpy") else obj)
         if data.dtype == object:
             raise TypeError(f"save: value at {prefix!r} is not an array or scalar ({type(obj)})")
         kinds[prefix] = "array"

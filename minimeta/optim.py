@@ -15,6 +15,9 @@ Read next: ``io.py``.
 """
 import numpy as np
 
+from .engine.backend import to_device, to_host
+from .engine.tensor import Tensor
+
 
 class Optimizer:
     """Holds the parameter list and per-parameter state arrays; subclasses define ``_update``."""
@@ -44,7 +47,7 @@ class Optimizer:
         for i, (p, g) in enumerate(zip(self.params, grads)):
             if g is None:
                 continue
-            g = np.asarray(g.numpy() if hasattr(g, "numpy") else g)
+            g = to_device(g.data if isinstance(g, Tensor) else g, p.device)
             if g.shape != p.shape:
                 raise ValueError(f"{type(self).__name__}.step: gradient {i} has shape "
                                  f"{g.shape}, parameter {p.shape}")
@@ -62,7 +65,7 @@ class Optimizer:
         for name, slots in self.state.items():
             for i, arr in enumerate(slots):
                 if arr is not None:
-                    out[f"{name}.{i}"] = arr.copy()
+                    out[f"{name}.{i}"] = to_host(arr).copy()
         return out
 
     def load_state_dict(self, state):
@@ -72,7 +75,8 @@ class Optimizer:
         for key, arr in state.items():
             if "." in key:
                 name, i = key.rsplit(".", 1)
-                self.state.setdefault(name, [None] * len(self.params))[int(i)] = np.array(arr)
+                slots = self.state.setdefault(name, [None] * len(self.params))
+                slots[int(i)] = to_device(np.array(arr), self.params[int(i)].device)
 
 
 class SGD(Optimizer):

@@ -17,7 +17,7 @@ Read next: ``primitives/elementwise.py`` for the simplest primitives.
 import contextlib
 import functools
 
-from .backend import array_module
+from .backend import array_module, device_of
 from .tensor import Tensor
 
 
@@ -55,8 +55,12 @@ class Primitive:
 
 def apply(op, *inputs):
     """Run primitive ``op`` on Tensors ``inputs`` and record it if a gradient may be needed."""
+    arrays = [t.data for t in inputs]
+    first = type(arrays[0]) if arrays else None
+    if any(type(a) is not first for a in arrays[1:]):  # cheap test; the full one if it fails
+        _check_devices(op, arrays)
     out = Tensor.__new__(Tensor)
-    out.data = op.forward(*[t.data for t in inputs])
+    out.data = op.forward(*arrays)
     out.grad = None
     out.name = None
     out._from_backward = STATE.backward_depth > 0
@@ -69,6 +73,15 @@ def apply(op, *inputs):
         out._op = None
         out._parents = ()
     return out
+
+
+def _check_devices(op, arrays):
+    """Raise if the inputs of ``op`` live on different devices (never moved silently)."""
+    devices = [device_of(a) for a in arrays]
+    if len(set(devices)) > 1:
+        where = ", ".join(f"input {i} on {d}" for i, d in enumerate(devices))
+        raise RuntimeError(f"{type(op).__name__}: tensors on different devices ({where}); "
+                           "move them with .to('cpu') or .to('cuda')")
 
 
 @contextlib.contextmanager

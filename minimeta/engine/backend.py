@@ -1,12 +1,17 @@
-"""Where arrays live: one helper that returns the array module (NumPy or CuPy) of an array.
+"""Where arrays live: NumPy arrays on the CPU, CuPy arrays on a CUDA GPU.
 
-Every op that must build a new array (zeros, ones, ...) asks `array_module(x)` for the module of
-its input instead of hard-coding `numpy`, so the same primitive runs on CPU and GPU arrays.
-CuPy is never imported here unless an array already is a CuPy array.
+Every op that must build a new array (zeros, ones, ...) asks ``array_module(x)`` for the module
+of its input instead of hard-coding ``numpy``, so the same primitive runs on CPU and GPU arrays:
+there is no ``if cuda:`` in the ops. NumPy's functions called on CuPy arrays dispatch to CuPy's
+(``__array_function__``), so a forward written with ``np.`` runs on the GPU as it is.
+A device is named "cpu" or "cuda". CuPy is imported only when asked for "cuda" or when an array
+already is a CuPy array, never with ``minimeta``.
 
-Read next: `autodiff.py`, the tape and the backward pass.
+Read next: ``autodiff.py``, the tape and the backward pass.
 """
 import numpy as np
+
+DEVICES = ("cpu", "cuda")
 
 
 def array_module(x):
@@ -20,6 +25,55 @@ def array_module(x):
 
         return cupy
     return np
+
+
+def device_of(x):
+    """'cuda' for arrays in GPU memory (CuPy's, or any with ``__cuda_array_interface__``),
+    else 'cpu'.
+
+    >>> device_of(np.zeros(2))
+    'cpu'
+    """
+    gpu = type(x).__module__.startswith("cupy") or hasattr(x, "__cuda_array_interface__")
+    return "cuda" if gpu else "cpu"
+
+
+def cupy_module():
+    """CuPy, with a working GPU, or an error that says how to get them."""
+    try:
+        import cupy
+    except ImportError as err:
+        raise RuntimeError("device 'cuda' needs CuPy and an NVIDIA GPU: pip install "
+                           "'minimeta[gpu]' (CuPy for CUDA 12)") from err
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CuPy raises its own CUDARuntimeError without a driver
+        raise RuntimeError(f"device 'cuda': CuPy is installed but finds no usable GPU ({err})"
+                           ) from err
+    if count == 0:
+        raise RuntimeError("device 'cuda': CuPy is installed but this machine has no GPU")
+    return cupy
+
+
+def check_device(device):
+    """Validate a device name."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    return device
+
+
+def to_device(x, device):
+    """``x`` (an array, list or number) as an array on ``device`` (no copy if already there)."""
+    if check_device(device) == device_of(x):
+        return x
+    if device == "cuda":
+        return cupy_module().asarray(x)
+    return to_host(x)
+
+
+def to_host(x):
+    """A NumPy array with the values of ``x`` (copied from the GPU if needed)."""
+    return x.get() if device_of(x) == "cuda" and hasattr(x, "get") else np.asarray(x)
 
 
 def is_float_dtype(dtype):

@@ -33,9 +33,10 @@ def hvp(f, inputs, v):
             term = ops.sum(g * w)
             dot = term if dot is None else dot + term
     if dot is None or not dot.requires_grad:
-        return tuple(ops.zeros(x.shape, dtype=x.dtype) for x in xs)
+        return tuple(ops.zeros(x.shape, dtype=x.dtype, device=x.device) for x in xs)
     out = grad(dot, xs, create_graph=True, allow_unused=True)
-    return tuple(ops.zeros(x.shape, dtype=x.dtype) if o is None else o for o, x in zip(out, xs))
+    return tuple(ops.zeros(x.shape, dtype=x.dtype, device=x.device) if o is None else o
+                 for o, x in zip(out, xs))
 
 
 def jacobian(f, x):
@@ -53,9 +54,9 @@ def jacobian(f, x):
     for i in range(flat.shape[0]):
         (r,) = grad(flat[i], [x], create_graph=True, allow_unused=True) \
             if flat.requires_grad else (None,)
-        rows.append(ops.zeros(x.shape, dtype=x.dtype) if r is None else r)
+        rows.append(ops.zeros(x.shape, dtype=x.dtype, device=x.device) if r is None else r)
     if not rows:
-        return ops.zeros(y.shape + x.shape, dtype=x.dtype)
+        return ops.zeros(y.shape + x.shape, dtype=x.dtype, device=x.device)
     return ops.reshape(ops.stack(rows), y.shape + x.shape)
 
 
@@ -69,6 +70,6 @@ def hessian(f, x):
     """
     def gradient(z):
         (g,) = grad(f(z), [z], create_graph=True, allow_unused=True)
-        return ops.zeros(z.shape, dtype=z.dtype) if g is None else g
+        return ops.zeros(z.shape, dtype=z.dtype, device=z.device) if g is None else g
 
     return jacobian(gradient, x)

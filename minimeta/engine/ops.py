@@ -13,36 +13,52 @@ import math
 import numpy as np
 
 from .autodiff import apply, _unbroadcast
-from .backend import array_module as xp_of
+from .backend import array_module as xp_of, device_of, to_device
 from .tensor import Tensor
 from .primitives import elementwise as E, reductions as R, shape as S, linalg as L
 from .primitives.reductions import normalize_axis
 
 __all__ = [
-    "tensor", "zeros", "ones", "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt",
+    "tensor", "zeros", "ones", "constant", "add", "sub", "mul", "div", "neg", "pow", "exp",
+    "log", "sqrt",
     "tanh", "sigmoid", "relu", "abs", "maximum", "where", "sum", "mean", "max", "logsumexp",
     "reshape", "transpose", "swapaxes", "expand_dims", "squeeze", "broadcast_to", "sum_to",
     "getitem", "scatter_add", "concatenate", "stack", "matmul", "astype", "compare", "sign",
 ]
 
 
-def tensor(data, requires_grad=False, dtype=None):
-    """Make a leaf Tensor from an array, a nested list or a number (NumPy's default dtypes).
+def tensor(data, requires_grad=False, dtype=None, device=None):
+    """Make a leaf Tensor from an array, a nested list or a number (NumPy's default dtypes),
+    on ``device`` ('cpu' or 'cuda'; default: where ``data`` already is).
 
     >>> tensor([1.0, 2.0]).dtype
     dtype('float64')
     """
+    if device is not None:
+        data = to_device(data.data if isinstance(data, Tensor) else data, device)
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
 
 
-def zeros(shape, dtype=np.float64, requires_grad=False):
+def zeros(shape, dtype=np.float64, requires_grad=False, device="cpu"):
     """A leaf Tensor of zeros."""
-    return Tensor(np.zeros(shape, dtype=dtype), requires_grad=requires_grad)
+    return tensor(np.zeros(shape, dtype=dtype), requires_grad, device=device)
 
 
-def ones(shape, dtype=np.float64, requires_grad=False):
+def ones(shape, dtype=np.float64, requires_grad=False, device="cpu"):
     """A leaf Tensor of ones."""
-    return Tensor(np.ones(shape, dtype=dtype), requires_grad=requires_grad)
+    return tensor(np.ones(shape, dtype=dtype), requires_grad, device=device)
+
+
+def constant(x, like, dtype=None):
+    """A constant Tensor holding ``x`` (array, list, number) on ``like``'s device.
+
+    Plain arrays met by an op are lifted this way: a constant goes where its partner is, as a
+    Python number takes its partner's dtype. Two *Tensors* on different devices are an error.
+    """
+    if isinstance(x, Tensor):
+        return x
+    device = like.device if isinstance(like, Tensor) else device_of(like)
+    return Tensor(to_device(x, device), dtype=dtype)
 
 
 def _lift(x, like):
@@ -52,7 +68,7 @@ def _lift(x, like):
     if isinstance(x, (bool, int, float)):
         dtype = np.result_type(like.dtype, x) if like is not None else None
         return Tensor(xp_of(like.data if like is not None else 0).asarray(x, dtype=dtype))
-    return Tensor(x)
+    return constant(x, like) if like is not None else Tensor(x)
 
 
 def _pair(a, b):
@@ -127,6 +143,7 @@ def where(cond, a, b):
     """Elementwise ``cond ? a : b``; ``cond`` is a boolean array or Tensor (not differentiated)."""
     cond = cond.data if isinstance(cond, Tensor) else cond
     a, b = _pair(a, b)
+    cond = to_device(cond, a.device)
     try:
         np.broadcast_shapes(np.shape(cond), a.shape, b.shape)
     except ValueError:
@@ -232,22 +249,26 @@ def sum_to(a, shape):
     return _unbroadcast(a, tuple(shape), "sum_to")
 
 
-def _plain_index(index):
-    """Replace Tensors inside an index by their arrays (indices are never differentiated)."""
+def _plain_index(index, device="cpu"):
+    """Replace Tensors inside an index by their arrays (indices are never differentiated),
+    and put index arrays on the indexed tensor's device."""
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return index.data if isinstance(index, Tensor) else index
+        return tuple(_plain_index(i, device) for i in index)
+    index = index.data if isinstance(index, Tensor) else index
+    if device != "cpu" and isinstance(index, (np.ndarray, list)):
+        return to_device(np.asarray(index), device)
+    return index
 
 
 def getitem(a, index):
     """``a[index]`` with NumPy semantics; differentiable through a scatter-add."""
-    index = _plain_index(index)
+    index = _plain_index(index, a.device)
     return apply(S.GetItem(index), a)
 
 
 def scatter_add(g, index, shape):
     """zeros(shape) with ``g`` added at ``index`` (the VJP of ``getitem``)."""
-    return apply(S.ScatterAdd(_plain_index(index), tuple(shape)), g)
+    return apply(S.ScatterAdd(_plain_index(index, g.device), tuple(shape)), g)
 
 
 def concatenate(tensors, axis=0):

@@ -1,7 +1,7 @@
 """The Tensor: an array plus the few fields reverse-mode autodiff needs.
 
 A Tensor holds
-- ``data``: the array (NumPy now, CuPy later; never copied on wrap),
+- ``data``: the array (NumPy on the CPU, CuPy on a GPU; never copied on wrap),
 - ``requires_grad``: whether gradients should flow to it,
 - ``_op`` / ``_parents``: the primitive that made it and that primitive's input Tensors (a leaf
   has ``_op is None``),
@@ -15,7 +15,7 @@ Read next: ``ops.py`` (the user-facing functions), then ``autodiff.py`` (the bac
 """
 import numpy as np
 
-from .backend import is_float_dtype
+from .backend import device_of, is_float_dtype, to_device
 
 
 class Tensor:
@@ -58,6 +58,26 @@ class Tensor:
     ndim = property(lambda self: self.data.ndim, doc="Number of axes.")
     size = property(lambda self: self.data.size, doc="Number of elements.")
     is_leaf = property(lambda self: self._op is None, doc="True when no op produced it.")
+    device = property(lambda self: device_of(self.data), doc="'cpu' or 'cuda'.")
+
+    def to(self, device):
+        """This tensor on ``device`` ('cpu' or 'cuda'): itself if already there, else a copy.
+
+        The copy is a new leaf (the move is not recorded in the graph): move parameters and
+        data before building a graph, as ``Module.to`` and the learners do.
+        """
+        if device_of(self.data) == device:
+            return self
+        return Tensor(to_device(self.data, device), requires_grad=self.requires_grad,
+                      name=self.name)
+
+    def cpu(self):
+        """``to('cpu')``."""
+        return self.to("cpu")
+
+    def cuda(self):
+        """``to('cuda')`` (needs CuPy and a GPU: ``pip install 'minimeta[gpu]'``)."""
+        return self.to("cuda")
 
     def __len__(self):
         return len(self.data)

@@ -63,8 +63,9 @@ def settings_with_defaults(s):
 
 
 def build(s):
-    """Model (the Module whose state is checkpointed) and learner for settings ``s``."""
-    seed = s["seed"]
+    """Model (the Module whose state is checkpointed) and learner for settings ``s``, on
+    ``s['device']`` (default 'cpu')."""
+    seed, device = s["seed"], s.get("device") or "cpu"
     if s["learner"] in METRIC:
         if s["learner"] == "relation":
             learner = RelationNet(nn.relation_embedding(seed=seed),
@@ -73,11 +74,12 @@ def build(s):
             learner = MatchingNet(nn.conv4(seed=seed), fce=bool(s.get("fce")), seed=seed)
         else:
             learner = ProtoNet(nn.conv4(seed=seed))
-        return learner.net, learner
+        return learner.net.to(device), learner
     if s["dataset"] == "sinusoid":
         model, loss = nn.mlp((1, 40, 40, 1), seed=seed, init_std=0.01), "mse"
     else:
         model, loss = nn.conv4(s["ways"], seed=seed), "cross_entropy"
+    model.to(device)  # before the learner, so Meta-SGD's rates are made on the same device
     common = dict(loss=loss, test_steps=s["test_steps"])
     if s["learner"] == "reptile":
         learner = Reptile(model, s["inner_lr"], s["inner_steps"], s["outer_lr"],
@@ -172,7 +174,7 @@ def train(s, log=print):
 
 
 def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots=None,
-             queries=None, report=None, log=print):
+             queries=None, report=None, device="cpu", log=print):
     """Mean query accuracy (or MSE) over ``episodes`` test episodes, with its 95% interval.
 
     ``ways``, ``shots`` and ``queries`` default to the training run's; metric learners may
@@ -180,7 +182,7 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
     the result and its protocol are appended as one JSON line to that file.
     """
     state = io.load(checkpoint)
-    s = {**state["settings"], "resume": False}
+    s = {**state["settings"], "resume": False, "device": device}
     model, learner = build(s)
     model.load_state_dict(state["model"])
     ways, shots, queries = ways or s["ways"], shots or s["shots"], queries or s["queries"]

@@ -80,16 +80,16 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     if not training:
         if running_mean is None:
             raise ValueError("batch_norm: training=False needs running_mean and running_var")
-        mean = ops.tensor(running_mean.reshape(shape).astype(x.dtype, copy=False))
-        var = ops.tensor(running_var.reshape(shape).astype(x.dtype, copy=False))
+        mean = ops.constant(running_mean.reshape(shape).astype(x.dtype, copy=False), x)
+        var = ops.constant(running_var.reshape(shape).astype(x.dtype, copy=False), x)
         return _affine((x - mean) / ops.sqrt(var + eps), weight, bias, shape)
     n = x.size // x.shape[1]
     if n < 2:
         raise ValueError(f"batch_norm: training needs more than 1 value per channel, got "
                          f"input {x.shape}")
     if fused:
-        w = weight if weight is not None else ops.ones(x.shape[1], dtype=x.dtype)
-        b = bias if bias is not None else ops.zeros(x.shape[1], dtype=x.dtype)
+        w = weight if weight is not None else ops.ones(x.shape[1], dtype=x.dtype, device=x.device)
+        b = bias if bias is not None else ops.zeros(x.shape[1], dtype=x.dtype, device=x.device)
         op = BatchNorm(eps)
         y = ops.apply(op, x, w, b)
         mean, var = op.mean, op.var
@@ -133,7 +133,7 @@ def dropout(x, p=0.5, training=True, rng=None):
         return x
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     keep = rng.random(x.shape) >= p
-    return x * ops.tensor(keep.astype(x.dtype) / (1 - p))
+    return x * ops.constant(keep.astype(x.dtype) / (1 - p), x)
 
 
 def flatten(x):

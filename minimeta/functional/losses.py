@@ -51,7 +51,7 @@ def cross_entropy(logits, labels):
 
 def mse_loss(pred, target):
     """Mean of (pred − target)² over all elements (shapes must match)."""
-    target = target if isinstance(target, Tensor) else Tensor(target, dtype=pred.dtype)
+    target = ops.constant(target, pred, dtype=pred.dtype)
     if pred.shape != target.shape:
         raise ValueError(f"mse_loss: prediction {pred.shape} and target {target.shape} differ")
     diff = pred - target

@@ -46,11 +46,9 @@ def cosine_attention(queries, support, support_onehot, eps=1e-8, fused=True):
     and 3-D inputs (a task axis) it runs the fused primitive (one kernel forward, one backward);
     otherwise, or with ``fused=False``, the composite below, which is its reference definition.
     """
-    from ..engine.tensor import Tensor
-
     if fused and queries.ndim == 3 and support.ndim == 3 and getattr(support_onehot, "ndim",
                                                                         0) == 3:
-        y = support_onehot if isinstance(support_onehot, Tensor) else Tensor(support_onehot)
+        y = ops.constant(support_onehot, queries)
         return _fused_attention(queries, support, y.astype(queries.dtype), eps)
     return cosine_attention_composite(queries, support, support_onehot, eps)
 
@@ -63,8 +61,9 @@ def cosine_attention_composite(queries, support, support_onehot, eps=1e-8):
     return softmax(sims, -1) @ support_onehot
 
 
-def one_hot(labels, n, dtype=None):
-    """A constant (len(labels), n) Tensor with a 1 in each row's label column.
+def one_hot(labels, n, dtype=None, like=None):
+    """A constant (len(labels), n) Tensor with a 1 in each row's label column (on ``like``'s
+    device when given).
 
     >>> one_hot([1, 0], 2).numpy().tolist()
     [[0.0, 1.0], [1.0, 0.0]]
@@ -77,7 +76,8 @@ def one_hot(labels, n, dtype=None):
     if labels.ndim != 1 or (labels.size and (labels.min() < 0 or labels.max() >= n)):
         raise ValueError(f"one_hot: labels must be a vector of integers in [0, {n}), got "
                          f"shape {labels.shape}")
-    return Tensor(np.eye(n, dtype=dtype or np.float64)[labels])
+    eye = np.eye(n, dtype=dtype or np.float64)[labels]
+    return ops.constant(eye, like) if like is not None else Tensor(eye)
 
 
 def class_means(z, labels, n):
@@ -85,7 +85,7 @@ def class_means(z, labels, n):
 
     Written as onehotᵀ z / counts, one matmul, so it is differentiable at any order.
     """
-    onehot = one_hot(labels, n, z.dtype)
+    onehot = one_hot(labels, n, z.dtype, like=z)
     counts = ops.sum(onehot, 0)
     if (counts.numpy() == 0).any():
         raise ValueError(f"class_means: every class 0..{n - 1} needs at least one example")

@@ -22,7 +22,8 @@ Read next: ``reptile.py``.
 import numpy as np
 
 from .. import functional as F
-from ..engine import grad
+from ..engine import grad, ops
+from ..engine.backend import to_device
 from ..engine.tensor import Tensor
 
 
@@ -65,7 +66,7 @@ class MAML:
         """
         steps = self.inner_steps if steps is None else steps
         create_graph = (not self.first_order) if create_graph is None else create_graph
-        x_support = _as_tensor(x_support)
+        x_support = _as_tensor(x_support, params)
         fast = dict(params)
         for _ in range(steps):
             inner = self.loss(self.model(x_support, fast), y_support)
@@ -81,7 +82,7 @@ class MAML:
         """Query loss (a Tensor) and query accuracy (or None) after adapting to one task."""
         xs, ys, xq, yq = task
         fast = self.adapt(self.params, xs, ys, steps, create_graph)
-        out = self.model(_as_tensor(xq), fast)
+        out = self.model(_as_tensor(xq, fast), fast)
         acc = F.accuracy(out, yq) if self.classification else None
         return self.loss(out, yq), acc
 
@@ -129,8 +130,8 @@ class MetaSGD(MAML):
 
     def __init__(self, model, inner_lr, inner_steps=1, **kwargs):
         super().__init__(model, inner_lr, inner_steps, **kwargs)
-        self.rates = {name: Tensor(np.full(p.shape, inner_lr, dtype=p.dtype),
-                                   requires_grad=True, name=f"lr:{name}")
+        self.rates = {name: Tensor(to_device(np.full(p.shape, inner_lr, dtype=p.dtype),
+                                             p.device), requires_grad=True, name=f"lr:{name}")
                       for name, p in self.params.items() if name in self.adapt_names}
 
     def step_size(self, name):
@@ -156,8 +157,9 @@ class ANIL(MAML):
         super().__init__(model, inner_lr, inner_steps, adapt_names=names, **kwargs)
 
 
-def _as_tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(x)
+def _as_tensor(x, params):
+    """Task data as a constant Tensor on the device of the parameters ``params``."""
+    return ops.constant(x, next(iter(params.values())))
 
 
 def _summary(losses, accs):

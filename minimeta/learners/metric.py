@@ -25,7 +25,6 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
-from ..engine.tensor import Tensor
 from .maml import _summary
 
 
@@ -39,7 +38,8 @@ class MetricLearner:
     # ----- the method: embeddings, then a head that scores each query against each class -----
     def embed(self, xs, xq, params):
         """Support and query embeddings from one forward pass of the ``embed`` child."""
-        x = ops.concatenate([_as_tensor(xs), _as_tensor(xq)], axis=0)
+        like = next(iter(params.values()))
+        x = ops.concatenate([ops.constant(xs, like), ops.constant(xq, like)], axis=0)
         z = self.net._children["embed"](x, nn.sub_params(params, "embed"))
         return z[:xs.shape[0]], z[xs.shape[0]:]
 
@@ -105,7 +105,7 @@ class MatchingNet(MetricLearner):
         """Log of the attention read-out ŷ (queries, ways): log-probabilities, rows sum to 1."""
         if self.fce:
             zs, zq = self.net._children["fce"]((zs, zq), nn.sub_params(params, "fce"))
-        onehot = F.one_hot(ys, ways, zs.dtype)
+        onehot = F.one_hot(ys, ways, zs.dtype, like=zs)
         y_hat = F.cosine_attention(ops.expand_dims(zq, 0), ops.expand_dims(zs, 0),
                                    ops.expand_dims(onehot, 0))[0]
         return ops.log(y_hat)
@@ -126,7 +126,7 @@ class RelationNet(MetricLearner):
         """Sigmoid relation scores (queries, ways); class features sum the shots' maps."""
         n_q, fmap = zq.shape[0], zq.shape[1:]
         flat = ops.reshape(zs, (zs.shape[0], -1))
-        onehot = F.one_hot(ys, ways, zs.dtype)
+        onehot = F.one_hot(ys, ways, zs.dtype, like=zs)
         classes = ops.reshape(ops.transpose(onehot) @ flat, (1, ways) + fmap)
         queries = ops.expand_dims(zq, 1)                                # (q, 1, C, H, W)
         pair_shape = (n_q, ways) + fmap
@@ -137,7 +137,7 @@ class RelationNet(MetricLearner):
         return ops.sigmoid(ops.reshape(logits, (n_q, ways)))
 
     def loss(self, scores, yq):
-        return F.mse_loss(scores, F.one_hot(yq, scores.shape[1], scores.dtype))
+        return F.mse_loss(scores, F.one_hot(yq, scores.shape[1], scores.dtype, like=scores))
 
 
 def _container(**children):
@@ -146,7 +146,3 @@ def _container(**children):
     for name, child in children.items():
         net.add_child(name, child)
     return net
-
-
-def _as_tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(x)

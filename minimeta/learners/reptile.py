@@ -8,11 +8,10 @@ paper) on the task's data, reaching φᵢ. Then move θ toward the adapted weigh
 No graph is kept across steps: the update direction comes from the parameters, not a gradient.
 Read next: ``metric.py``.
 """
-import numpy as np
-
 from .. import optim
 from ..functional import accuracy
 from ..engine import grad, no_grad
+from ..engine.backend import array_module
 from ..engine.tensor import Tensor
 from .maml import default_loss, _as_tensor, _summary
 
@@ -36,11 +35,10 @@ class Reptile:
 
     def adapt(self, x, y, steps=None, lr=None):
         """φ after ``steps`` optimizer steps from θ on (x, y): a dict of new leaf Tensors."""
-        fast = {k: Tensor(np.array(p.numpy()), requires_grad=True) for k, p in
-                self.params.items()}
+        fast = {k: Tensor(p.data.copy(), requires_grad=True) for k, p in self.params.items()}
         make = optim.SGD if self.inner_optimizer == "sgd" else optim.Adam
         opt = make(list(fast.values()), lr=self.inner_lr if lr is None else lr)
-        x = _as_tensor(x)
+        x = _as_tensor(x, fast)
         for _ in range(self.inner_steps if steps is None else steps):
             loss = self.loss(self.model(x, fast), y)
             opt.step(grad(loss, list(fast.values())))
@@ -49,14 +47,14 @@ class Reptile:
     def outer_step(self, tasks):
         """θ ← θ + ε · mean(φᵢ − θ) over ``tasks``; returns the mean query loss/accuracy
         after adaptation (measured, not trained on)."""
-        delta = {k: np.zeros_like(p.numpy()) for k, p in self.params.items()}
+        delta = {k: array_module(p.data).zeros_like(p.data) for k, p in self.params.items()}
         losses, accs = [], []
         for xs, ys, xq, yq in tasks:
             fast = self.adapt(xs, ys)
             for k, p in self.params.items():
-                delta[k] += (fast[k].numpy() - p.numpy()) / len(tasks)
+                delta[k] += (fast[k].data - p.data) / len(tasks)
             with no_grad():
-                out = self.model(_as_tensor(xq), fast)
+                out = self.model(_as_tensor(xq, fast), fast)
                 losses.append(self.loss(out, yq).item())
                 accs.append(self._accuracy(out, yq))
         for k, p in self.params.items():
@@ -71,5 +69,5 @@ class Reptile:
         xs, ys, xq, yq = task
         fast = self.adapt(xs, ys, self.test_steps if steps is None else steps, self.test_lr)
         with no_grad():
-            out = self.model(_as_tensor(xq), fast)
+            out = self.model(_as_tensor(xq, fast), fast)
             return self.loss(out, yq).item(), self._accuracy(out, yq)

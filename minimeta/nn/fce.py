@@ -49,7 +49,7 @@ class FullContextEmbedding(Module):
     def _run(self, name, xs, params):
         """Hidden states of the LSTM ``name`` run over the rows of ``xs`` in the given order."""
         p = self.child_params(name, params)
-        h = c = ops.zeros((1, self.dim), dtype=xs[0].dtype)
+        h = c = ops.zeros((1, self.dim), dtype=xs[0].dtype, device=xs[0].device)
         out = []
         for x in xs:
             h, c = F.lstm_cell(x, h, c, p["w_ih"], p["w_hh"], p["bias"])
@@ -66,7 +66,7 @@ class FullContextEmbedding(Module):
     def embed_query(self, query, g, params):
         """f(x̂, S) = h_K of the attention LSTM over the support embeddings ``g``."""
         p = self.child_params("attention", params)
-        h = r = c = ops.zeros(query.shape, dtype=query.dtype)
+        h = r = c = ops.zeros(query.shape, dtype=query.dtype, device=query.device)
         for _ in range(self.steps):
             state = ops.concatenate([h, r], axis=1)
             h_hat, c = F.lstm_cell(query, state, c, p["w_ih"], p["w_hh"], p["bias"])

@@ -18,6 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..engine.backend import device_of, to_device, to_host
 from ..engine.tensor import Tensor
 
 
@@ -86,6 +87,32 @@ class Module:
                 out[f"{cname}.{k}"] = v
         return out
 
+    @property
+    def device(self):
+        """Where the parameters live: 'cpu' or 'cuda' (of the first one; 'cpu' if none)."""
+        params = self.parameters()
+        return params[0].device if params else "cpu"
+
+    def to(self, device):
+        """Move every parameter and buffer to ``device`` in place (the Tensors stay the same
+        objects, so optimizers and learners holding them follow); returns self.
+
+        Do it before building an optimizer whose state should live on the device.
+        """
+        for p in self.parameters():
+            p.data = to_device(p.data, device)
+        for module in self._modules():
+            for name, b in module._buffers.items():
+                module._buffers[name] = to_device(b, device)
+        return self
+
+    def _modules(self):
+        """This module and all its descendants."""
+        out = [self]
+        for child in self._children.values():
+            out += child._modules()
+        return out
+
     def train(self, mode=True):
         """Set training mode (batch norm uses batch statistics) here and in every child."""
         self.training = mode
@@ -101,7 +128,8 @@ class Module:
     def state_dict(self):
         """Parameters and buffers as a flat dict of NumPy arrays (copies)."""
         state = {f"param:{k}": np.array(v.numpy()) for k, v in self.named_parameters().items()}
-        state.update({f"buffer:{k}": np.array(v) for k, v in self.named_buffers().items()})
+        state.update({f"buffer:{k}": np.array(to_host(v)) for k, v in
+                      self.named_buffers().items()})
         return state
 
     def load_state_dict(self, state):
@@ -130,4 +158,4 @@ def _copy_into(target, value, name):
     if value.shape != target.shape:
         raise ValueError(f"load_state_dict: {name} has shape {value.shape}, expected "
                          f"{target.shape}")
-    target[...] = value
+    target[...] = to_device(value, device_of(target))

@@ -1,0 +1,121 @@
+"""The GPU path on real hardware (marker ``gpu``; out of the default run, skipped without a
+GPU). Run by ``benchmarks/gpu_check.py``. Each test compares the GPU against the CPU or the
+NumPy reference on the same inputs."""
+import numpy as np
+import pytest
+
+import minimeta as mm
+from minimeta import nn
+from minimeta.engine.backend import cupy_module
+
+pytestmark = pytest.mark.gpu
+
+try:
+    cp = cupy_module()
+except RuntimeError as err:  # no CuPy or no GPU: nothing here can run
+    pytest.skip(f"no GPU: {err}", allow_module_level=True)
+
+from minimeta.kernels import attention_cuda, attention_ref, conv_cuda, conv_ref  # noqa: E402
+from minimeta.kernels import pool_cuda, pool_ref  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 0), (1, 1), (2, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_family_on_gpu_matches_reference(stride, padding, dtype):
+    x = RNG.standard_normal((5, 3, 13, 11)).astype(dtype)
+    w = RNG.standard_normal((4, 3, 3, 3)).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    y = conv_cuda.conv2d(cp.asarray(x), cp.asarray(w), stride, padding)
+    np.testing.assert_allclose(y.get(), conv_ref.conv2d(x, w, stride, padding), rtol=tol,
+                               atol=tol)
+    g = RNG.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_allclose(
+        conv_cuda.conv2d_input_grad(cp.asarray(g), cp.asarray(w), x.shape, stride,
+                                    padding).get(),
+        conv_ref.conv2d_input_grad(g, w, x.shape, stride, padding), rtol=tol, atol=tol)
+    np.testing.assert_allclose(
+        conv_cuda.conv2d_weight_grad(cp.asarray(x), cp.asarray(g), w.shape, stride,
+                                     padding).get(),
+        conv_ref.conv2d_weight_grad(x, g, w.shape, stride, padding), rtol=tol, atol=tol * 10)
+
+
+def test_pool_and_attention_on_gpu_match_reference():
+    x = RNG.standard_normal((3, 4, 9, 9))
+    y, idx = pool_cuda.max_pool2d(cp.asarray(x), 3, 2)
+    y_ref, idx_ref = pool_ref.max_pool2d(x, 3, 2)
+    np.testing.assert_array_equal(y.get(), y_ref)
+    np.testing.assert_array_equal(idx.get(), idx_ref)
+    g = RNG.standard_normal(y.shape)
+    np.testing.assert_allclose(pool_cuda.max_pool2d_backward(cp.asarray(g), idx, x.shape).get(),
+                               pool_ref.max_pool2d_backward(g, idx_ref, x.shape), atol=1e-12)
+    q, s = RNG.standard_normal((2, 75, 64)), RNG.standard_normal((2, 25, 64))
+    lab = np.eye(5)[RNG.integers(0, 5, (2, 25))]
+    gq = RNG.standard_normal((2, 75, 5))
+    args = [cp.asarray(a) for a in (q, s, lab)]
+    np.testing.assert_allclose(attention_cuda.cosine_attention(*args).get(),
+                               attention_ref.cosine_attention(q, s, lab), rtol=1e-10)
+    np.testing.assert_allclose(
+        attention_cuda.cosine_attention_backward(*args, cp.asarray(gq)).get(),
+        attention_ref.cosine_attention_backward(q, s, lab, gq), rtol=1e-8, atol=1e-10)
+
+
+def test_second_order_derivatives_on_gpu_equal_cpu():
+    x = RNG.standard_normal((3, 4))
+    f = lambda t: (mm.tanh(t @ t.T) * mm.exp(t.sum(1, keepdims=True) * 0.1)).sum()
+    out = {}
+    for device in ("cpu", "cuda"):
+        t = mm.tensor(x, requires_grad=True, device=device)
+        (g,) = mm.grad(f(t), [t], create_graph=True)
+        (h,) = mm.grad((g * g).sum(), [t])
+        out[device] = (g.numpy(), h.numpy())
+    for a, b in zip(out["cpu"], out["cuda"]):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_second_order_maml_meta_gradient_on_gpu_equals_cpu():
+    from minimeta.learners import MAML
+
+    task = (RNG.standard_normal((5, 1, 28, 28)), np.arange(5),
+            RNG.standard_normal((10, 1, 28, 28)), np.repeat(np.arange(5), 2))
+    grads = {}
+    for device in ("cpu", "cuda"):
+        model = nn.conv4(5, dtype=np.float64, seed=1).to(device)
+        grads[device] = [g.numpy() for g in MAML(model, 0.4, 2).meta_gradient([task])]
+    for a, b in zip(grads["cpu"], grads["cuda"]):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+
+
+def test_every_learner_trains_a_step_on_gpu(tmp_path):
+    """The command line's learners, built on the GPU, take a training step and evaluate, on
+    synthetic episodes (the GPU machine need not hold Omniglot)."""
+    from minimeta import io
+    from minimeta.data import EpisodeSampler
+    from minimeta.experiments import fewshot
+    from minimeta.optim import Adam
+
+    classes = RNG.random((20, 20, 28, 28)).astype(np.float32)
+    tasks = EpisodeSampler(classes, 5, 1, 2, seed=0).batch(2)
+    for name in ("maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching",
+                 "relation"):
+        s = fewshot.settings_with_defaults(dict(
+            learner=name, dataset="omniglot", ways=5, shots=1, queries=2, meta_batch=2,
+            inner_lr=None, inner_steps=None, test_steps=1, outer_lr=None, seed=0,
+            device="cuda", fce=name == "matching", lr_halve_every=None))
+        model, learner = fewshot.build(s)
+        assert model.device == "cuda"
+        opt = Adam(learner.meta_parameters()) if name != "reptile" else None
+        metrics = learner.outer_step(tasks)
+        if opt is not None:
+            opt.step()
+        assert np.isfinite(metrics["loss"]), name
+        loss, acc = learner.evaluate(tasks[0])
+        assert np.isfinite(loss) and 0 <= acc <= 1
+        io.save(str(tmp_path / f"{name}.npz"), {"model": model.state_dict(),
+                                                 "optim": opt.state_dict() if opt else {}})
+
+
+def test_mixing_real_devices_is_an_error():
+    with pytest.raises(RuntimeError, match="different devices"):
+        mm.tensor([1.0]) + mm.tensor([1.0], device="cuda")
