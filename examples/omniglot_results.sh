@@ -3,7 +3,7 @@
 # then test it on 600 episodes of 5-way 1-shot, 5-way 5-shot, 20-way 1-shot and 20-way 5-shot
 # (15 queries per class for 5-way, 5 for 20-way), appending one JSON line per row to
 # outputs/results/omniglot.jsonl; then `python examples/results_table.py` renders the table and
-# the learning curves. Usage: examples/omniglot_results.sh [learner ...]  (default: all).
+# the learning curves. Usage: examples/omniglot_results.sh [run ...]  (default: all runs).
 # One thread each (run two of these side by side on 2 cores: 1 BLAS + 1 numba thread each).
 set -euo pipefail
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1
@@ -27,7 +27,7 @@ evaluate() {  # name, then the rows: ways:shots pairs
 }
 
 ALL_ROWS="5:1 5:5 20:1 20:5"
-[ $# -eq 0 ] && set -- protonet matching relation maml
+[ $# -eq 0 ] && set -- protonet protonet1 matching relation relation5 maml
 for learner in "$@"; do
     case $learner in
     protonet)  # the paper's 60-way 5-shot episodes; lr halved every 500 (paper: 2000)
@@ -36,12 +36,26 @@ for learner in "$@"; do
     matching)  # cosine attention, no FCE, trained 20-way 1-shot
         train matching --learner matching --ways 20 --shots 1 --iterations 3000
         evaluate matching $ALL_ROWS ;;
+    protonet1)  # the paper's 1-shot model: 60-way 1-shot episodes
+        train protonet1 --learner protonet --shots 1 --iterations 1200 --lr-halve-every 500
+        evaluate protonet1 5:1 20:1 ;;
     relation)  # trained 5-way 1-shot with 19 queries per class (the paper's)
         train relation --learner relation --ways 5 --shots 1 --iterations 3000
         evaluate relation $ALL_ROWS ;;
+    relation5)  # the paper's 5-shot model: class features sum 5 shots, so train with 5
+        train relation5 --learner relation --ways 5 --shots 5 --iterations 2000
+        evaluate relation5 5:5 20:5 ;;
     maml)  # second-order MAML, 5-way 1-shot, 8 tasks per meta-batch (paper: 32)
         train maml --learner maml --ways 5 --shots 1 --meta-batch 8 --iterations 800
         evaluate maml 5:1 ;;
+    fomaml|metasgd|anil)  # the same setting and budget in time as MAML's (about 12 minutes)
+        declare -A ITERS=([fomaml]=700 [metasgd]=400 [anil]=600)
+        train "$learner" --learner "$learner" --ways 5 --shots 1 --meta-batch 8 \
+            --iterations "${ITERS[$learner]}"
+        evaluate "$learner" 5:1 ;;
+    reptile)  # Nichol et al.: 5 inner Adam steps, 5 tasks per meta-batch, 50 test steps
+        train reptile --learner reptile --ways 5 --shots 1 --iterations 2000
+        evaluate reptile 5:1 ;;
     *) echo "unknown learner $learner" >&2; exit 2 ;;
     esac
 done

@@ -56,8 +56,8 @@ class Primitive:
 def apply(op, *inputs):
     """Run primitive ``op`` on Tensors ``inputs`` and record it if a gradient may be needed."""
     arrays = [t.data for t in inputs]
-    first = type(arrays[0]) if arrays else None
-    if any(type(a) is not first for a in arrays[1:]):  # cheap test; the full one if it fails
+    # devices: a cheap test (one array type, true for almost every op), the full one if not
+    if len(arrays) > 1 and (type(arrays[0]) is not type(arrays[-1]) or len(arrays) > 2):
         _check_devices(op, arrays)
     out = Tensor.__new__(Tensor)
     out.data = op.forward(*arrays)
