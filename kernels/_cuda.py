@@ -26,6 +26,12 @@ def module_of(a):
     return numpy
 
 
+def contiguous(*arrays):
+    """C-contiguous versions of the kernel inputs (views from transposes and slices are
+    copied once: the kernels index dense arrays)."""
+    return [module_of(a).ascontiguousarray(a) for a in arrays]
+
+
 def launch(kernel, n, *args):
     """Run ``kernel`` on enough blocks of ``THREADS`` threads to cover ``n`` elements."""
     if n > 0:

@@ -12,7 +12,7 @@ Spec and formulas: ``attention_ref.py``. Shapes q (B, Q, D), s (B, S, D), y (B, 
 
 The row norms r(v) = sqrt(|v|² + eps²) come from a small kernel of their own.
 
-Read next: ``norm_numba.py``, or back to ``__init__.py``.
+Read next: ``__init__.py`` (the kernel table).
 """
 import math
 
@@ -47,6 +47,17 @@ def _row_max(q, s, rq, rs, b, i):
     for j in range(1, s.shape[1]):
         top = max(top, _cos(q, s, rq, rs, b, i, j))
     return top
+
+
+@cuda.jit(device=True)
+def _through_norm(v, r, dv, b, i):
+    """dv ← dv / r − v (v · dv) / r³ on row (b, i): the VJP of v ↦ v / r(v), in place."""
+    dot = 0.0
+    for d in range(v.shape[2]):
+        dot += v[b, i, d] * dv[b, i, d]
+    rr = r[b, i]
+    for d in range(v.shape[2]):
+        dv[b, i, d] = dv[b, i, d] / rr - v[b, i, d] * dot / (rr * rr * rr)
 
 
 @cuda.jit
@@ -89,17 +100,12 @@ def _backward_queries(q, s, y, g, rq, rs, a, dz, dq):
         mean_da += a[b, i, j] * da
     for j in range(s.shape[1]):
         dz[b, i, j] = a[b, i, j] * (dz[b, i, j] - mean_da)
-    # dq̂ = dZ ŝ, then dq = dq̂ / r − q (q · dq̂) / r³
-    qdot = 0.0
-    for d in range(q.shape[2]):
+    for d in range(q.shape[2]):        # dq̂ = dZ ŝ
         acc = 0.0
         for j in range(s.shape[1]):
             acc += dz[b, i, j] * s[b, j, d] / rs[b, j]
         dq[b, i, d] = acc
-        qdot += q[b, i, d] * acc
-    r = rq[b, i]
-    for d in range(q.shape[2]):
-        dq[b, i, d] = dq[b, i, d] / r - q[b, i, d] * qdot / (r * r * r)
+    _through_norm(q, rq, dq, b, i)
 
 
 @cuda.jit
@@ -108,16 +114,12 @@ def _backward_support(q, s, g, rq, rs, a, dz, ds, dy):
     if t >= s.shape[0] * s.shape[1]:
         return
     b, j = t // s.shape[1], t % s.shape[1]
-    sdot = 0.0
     for d in range(s.shape[2]):        # dŝ = dZᵀ q̂
         acc = 0.0
         for i in range(q.shape[1]):
             acc += dz[b, i, j] * q[b, i, d] / rq[b, i]
         ds[b, j, d] = acc
-        sdot += s[b, j, d] * acc
-    r = rs[b, j]
-    for d in range(s.shape[2]):
-        ds[b, j, d] = ds[b, j, d] / r - s[b, j, d] * sdot / (r * r * r)
+    _through_norm(s, rs, ds, b, j)
     for n in range(g.shape[2]):        # dy = Aᵀ g
         acc = 0.0
         for i in range(q.shape[1]):
@@ -134,6 +136,7 @@ def _row_norms(v, eps):
 def cosine_attention(q, s, y, eps=1e-8):
     """out (B, Q, N): softmax over the support of cosine similarities, times the labels."""
     xp = _cuda.module_of(q)
+    q, s, y = _cuda.contiguous(q, s, y)
     out = xp.empty((q.shape[0], q.shape[1], y.shape[2]), dtype=q.dtype)
     _cuda.launch(_forward, q.shape[0] * q.shape[1], q, s, y, _row_norms(q, eps),
                  _row_norms(s, eps), out)
@@ -143,6 +146,7 @@ def cosine_attention(q, s, y, eps=1e-8):
 def cosine_attention_backward(q, s, y, g, eps=1e-8):
     """Packed concat(vec(dq), vec(ds), vec(dy)), as ``attention_ref`` returns it."""
     xp = _cuda.module_of(q)
+    q, s, y, g = _cuda.contiguous(q, s, y, g)
     rq, rs = _row_norms(q, eps), _row_norms(s, eps)
     packed = xp.empty(q.size + s.size + y.size, dtype=q.dtype)
     dq = packed[:q.size].reshape(q.shape)

@@ -58,6 +58,7 @@ def _col2im(cols, gx, kh, kw, stride, pad, ho, wo):
 
 def _cols(x, kh, kw, stride, padding):
     xp = _cuda.module_of(x)
+    (x,) = _cuda.contiguous(x)
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, stride, padding), out_size(w, kw, stride, padding)
     cols = xp.empty((c * kh * kw, n * ho * wo), dtype=x.dtype)

@@ -41,6 +41,7 @@ def _scatter_add(g, idx, out):
 def max_pool2d(x, kernel, stride):
     """Return ``(y, argmax)`` as ``pool_ref.max_pool2d`` does."""
     xp = _cuda.module_of(x)
+    (x,) = _cuda.contiguous(x)
     n, c, h, w = x.shape
     shape = (n, c, out_size(h, kernel, stride, 0), out_size(w, kernel, stride, 0))
     y, idx = xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=xp.int64)

@@ -36,6 +36,7 @@ if SIMULATED:
 
     from minimeta.kernels import _cuda, attention_cuda, attention_ref, conv_cuda, conv_ref
     from minimeta.kernels import pool_cuda, pool_ref
+    from test_functional import conv_case
 
     _cuda.THREADS = 32
     SIM = settings(max_examples=12, deadline=None, derandomize=True)
@@ -45,26 +46,17 @@ if SIMULATED:
 
         assert config.ENABLE_CUDASIM
 
-    @st.composite
-    def conv_case(draw):
-        n, c, o = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
-        k = draw(st.integers(1, 3))
-        stride, padding = draw(st.integers(1, 2)), draw(st.integers(0, 2))
-        h = draw(st.integers(max(1, k - 2 * padding), 6))
-        w = draw(st.integers(max(1, k - 2 * padding), 6))
-        rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
-        dtype = draw(st.sampled_from([np.float32, np.float64]))
-        return (rng.standard_normal((n, c, h, w)).astype(dtype),
-                rng.standard_normal((o, c, k, k)).astype(dtype), stride, padding)
 
     def _close(a, b, dtype):
         tol = 1e-4 if dtype == np.float32 else 1e-10
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
     @SIM
-    @given(case=conv_case())
-    def test_conv_family_matches_reference(case):
-        x, w, stride, padding = case
+    @given(case=conv_case(), dtype=st.sampled_from([np.float32, np.float64]))
+    def test_conv_family_matches_reference(case, dtype):
+        """The engine's conv property cases: strides, padding, C/F-ordered and strided views."""
+        x, w, _, stride, padding = case
+        x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
         y = conv_cuda.conv2d(x, w, stride, padding)
         _close(y, conv_ref.conv2d(x, w, stride, padding), x.dtype)
         g = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
@@ -92,7 +84,7 @@ if SIMULATED:
         rng = np.random.default_rng(seed)
         x = rng.integers(0, 3, (n, c, h, w)).astype(float) if ties else \
             rng.standard_normal((n, c, h, w))
-        y, idx = pool_cuda.max_pool2d(x, k, stride)
+        y, idx = pool_cuda.max_pool2d(np.asfortranarray(x), k, stride)  # any layout
         y_ref, idx_ref = pool_ref.max_pool2d(x, k, stride)
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_array_equal(idx, idx_ref)           # first maximum on ties

@@ -3,7 +3,7 @@
 Optimization-based: ``MAML`` (exact second order; ``first_order=True`` for FOMAML), ``MetaSGD``,
 ``ANIL`` (``maml.py``) and ``Reptile`` (``reptile.py``). Metric-based: ``ProtoNet``,
 ``MatchingNet`` (with optional full context embeddings) and ``RelationNet`` (``metric.py``).
-Read ``maml.py`` first.
+Read ``base.py`` first, then ``maml.py``.
 """
 from .maml import MAML, MetaSGD, ANIL
 from .reptile import Reptile

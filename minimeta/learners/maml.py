@@ -25,6 +25,7 @@ from .. import functional as F
 from ..engine import grad, ops
 from ..engine.backend import to_device
 from ..engine.tensor import Tensor
+from .base import Learner
 
 
 def default_loss(name):
@@ -32,11 +33,12 @@ def default_loss(name):
     return {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}[name]
 
 
-class MAML:
+class MAML(Learner):
     """Model-agnostic meta-learning with an exact (second-order) meta-gradient.
 
     ``model`` is any callable ``model(x, params)``; ``params`` the ordered dict θ of leaf
-    Tensors to meta-train (default: ``model.named_parameters()``).
+    Tensors to meta-train (default: ``model.named_parameters()``). ``outer_step`` (from
+    ``base.Learner``) accumulates the exact meta-gradient into ``.grad``.
     """
 
     def __init__(self, model, inner_lr, inner_steps=1, first_order=False, loss="cross_entropy",
@@ -85,26 +87,6 @@ class MAML:
         out = self.model(_as_tensor(xq, fast), fast)
         acc = F.accuracy(out, yq) if self.classification else None
         return self.loss(out, yq), acc
-
-    def meta_parameters(self):
-        """Everything the outer optimizer updates (θ; Meta-SGD adds its rates)."""
-        return list(self.params.values())
-
-    def outer_step(self, tasks):
-        """Accumulate the meta-gradient of the mean query loss over ``tasks`` into ``.grad``.
-
-        Each task's graph is differentiated and dropped before the next task is adapted, so
-        peak memory holds one task's inner loop, not the whole meta-batch. Returns a dict with
-        the mean query ``loss`` and ``accuracy`` (classification). Call the outer optimizer's
-        ``step()`` and ``zero_grad()`` after it.
-        """
-        losses, accs = [], []
-        for task in tasks:
-            loss, acc = self.task_loss(task)
-            (loss * (1.0 / len(tasks))).backward()
-            losses.append(loss.item())
-            accs.append(acc)
-        return _summary(losses, accs)
 
     def meta_gradient(self, tasks):
         """The meta-gradient as a tuple aligned with ``meta_parameters()`` (no accumulation)."""
@@ -162,8 +144,3 @@ def _as_tensor(x, params):
     return ops.constant(x, next(iter(params.values())))
 
 
-def _summary(losses, accs):
-    out = {"loss": float(np.mean(losses))}
-    if accs and accs[0] is not None:
-        out["accuracy"] = float(np.mean(accs))
-    return out

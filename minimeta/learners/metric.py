@@ -25,11 +25,12 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
-from .maml import _summary
+from .base import Learner
 
 
-class MetricLearner:
-    """Shared training and evaluation loop; subclasses define ``scores`` and ``loss``."""
+class MetricLearner(Learner):
+    """Shared episode loss and evaluation; subclasses define ``scores`` and ``loss``.
+    ``outer_step`` comes from ``base.Learner``."""
 
     def __init__(self, net):
         self.net = net
@@ -59,19 +60,6 @@ class MetricLearner:
         zs, zq = self.embed(xs, xq, params)
         scores = self.scores(zs, ys, zq, ways, params)
         return self.loss(scores, yq), F.accuracy(scores, yq)
-
-    def meta_parameters(self):
-        return list(self.params.values())
-
-    def outer_step(self, tasks):
-        """Accumulate the gradient of the mean query loss over ``tasks`` into ``.grad``."""
-        losses, accs = [], []
-        for task in tasks:
-            loss, acc = self.task_loss(task)
-            (loss * (1.0 / len(tasks))).backward()
-            losses.append(loss.item())
-            accs.append(acc)
-        return _summary(losses, accs)
 
     def evaluate(self, task, steps=None):
         """Query loss and accuracy on one episode (no graph; ``steps`` is ignored)."""

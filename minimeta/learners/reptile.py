@@ -13,7 +13,8 @@ from ..functional import accuracy
 from ..engine import grad, no_grad
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
-from .maml import default_loss, _as_tensor, _summary
+from .base import summary
+from .maml import default_loss, _as_tensor
 
 
 class Reptile:
@@ -59,7 +60,7 @@ class Reptile:
                 accs.append(self._accuracy(out, yq))
         for k, p in self.params.items():
             p.data += (self.outer_lr * delta[k]).astype(p.dtype)
-        return _summary(losses, accs)
+        return summary(losses, accs)
 
     def _accuracy(self, out, y):
         return accuracy(out, y) if self.classification else None
