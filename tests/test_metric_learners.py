@@ -196,3 +196,19 @@ def test_protonet_short_training_lifts_validation_accuracy_well_above_chance():
     print(f"ProtoNet 5-way 1-shot validation accuracy: {before:.3f} before, {after:.3f} ± "
           f"{half:.3f} after 30 episodes (chance 0.2)")
     assert after > 0.6 and after > before + 0.05
+
+
+@pytest.mark.skipif(not REAL, reason="Omniglot not found in MINIMETA_DATA_DIR")
+def test_the_metric_learners_example_runs(monkeypatch, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "metric_learners", os.path.join(os.path.dirname(__file__), "..", "examples",
+                                        "metric_learners.py"))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    for learner in (["--learner", "matching", "--fce"], ["--learner", "relation"]):
+        acc = example.main(learner + ["--episodes", "2", "--train-way", "5",
+                                      "--test-episodes", "3"])
+        assert 0.0 <= acc <= 1.0
+    assert "test accuracy" in capsys.readouterr().out
