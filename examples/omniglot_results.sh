@@ -42,8 +42,8 @@ for learner in "$@"; do
     relation)  # trained 5-way 1-shot with 19 queries per class (the paper's)
         train relation --learner relation --ways 5 --shots 1 --iterations 3000
         evaluate relation $ALL_ROWS ;;
-    relation5)  # the paper's 5-shot model: class features sum 5 shots, so train with 5
-        train relation5 --learner relation --ways 5 --shots 5 --iterations 2000
+    relation5)  # the paper's 5-shot model (class features sum the shots): 15 queries per class
+        train relation5 --learner relation --ways 5 --shots 5 --queries 15 --iterations 1500
         evaluate relation5 5:5 20:5 ;;
     maml)  # second-order MAML, 5-way 1-shot, 8 tasks per meta-batch (paper: 32)
         train maml --learner maml --ways 5 --shots 1 --meta-batch 8 --iterations 800

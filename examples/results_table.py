@@ -15,6 +15,10 @@ import os
 # Paper anchors, % (5-way 1-shot, 5-way 5-shot, 20-way 1-shot, 20-way 5-shot).
 PAPER = {
     "maml": ("Finn et al. 2017", (98.7, 99.9, 95.8, 98.9)),
+    "fomaml": ("Finn et al. 2017, first order", (98.3, 99.2, 89.4, 97.9)),
+    "reptile": ("Nichol et al. 2018, transductive", (97.68, 99.48, 89.43, 97.12)),
+    "metasgd": ("Li et al. 2017", (99.53, 99.93, 95.93, 98.97)),
+    "anil": ("Raghu et al. 2020 (MiniImageNet only; no Omniglot number)", (None,) * 4),
     "protonet": ("Snell et al. 2017", (98.8, 99.7, 96.0, 98.9)),
     "matching": ("Vinyals et al. 2016 (cosine, no FCE)", (98.1, 98.9, 93.8, 98.5)),
     "relation": ("Sung et al. 2018", (99.6, 99.8, 97.6, 99.1)),
@@ -38,19 +42,24 @@ def eval_command(row):
 
 
 def table(rows):
-    lines = ["| learner | setting | accuracy (± 95%) | paper | test queries/class | trained on "
-             "| iterations | wall time |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| learner | run | setting | accuracy (± 95%) | paper | test queries/class | "
+             "trained on | iterations | wall time |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         paper = PAPER.get(r["learner"], ("", (None,) * 4))[1]
         col = COLUMNS.index((r["ways"], r["shots"])) if (r["ways"], r["shots"]) in COLUMNS \
             else None
         anchor = f"{paper[col]}%" if col is not None and paper[col] else "—"
         name = r["learner"] + (" (FCE)" if r.get("fce") else "")
-        lines.append(f"| {name} | {r['ways']}-way {r['shots']}-shot | "
+        lines.append(f"| {name} | {run_name(r)} | {r['ways']}-way {r['shots']}-shot | "
                      f"{100 * r['accuracy']:.1f} ± {100 * r['interval']:.1f}% | {anchor} | "
                      f"{r['queries']} | {r['train_ways']}-way {r['train_shots']}-shot | "
                      f"{r['iterations']} | {r['train_seconds'] / 60:.0f} min |")
     return "\n".join(lines)
+
+
+def run_name(row):
+    """The run's folder name (several runs may train the same learner)."""
+    return os.path.basename(os.path.dirname(row["checkpoint"]))
 
 
 def commands(rows):
@@ -59,13 +68,16 @@ def commands(rows):
         cmd = train_command(r["settings"])
         if cmd not in seen:
             seen.add(cmd)
-            out.append(f"\n{r['learner']}:\n\n    {cmd}")
+            out.append(f"\n{run_name(r)}:\n\n    {cmd}")
         out.append(f"    {eval_command(r)}")
     return "\n".join(out)
 
 
 def plot_curves(runs, path, smooth=50):
-    """Training accuracy (moving average) and validation accuracy against iterations."""
+    """Training accuracy (moving average) and validation accuracy against iterations.
+
+    ``runs`` maps a label to a run folder. Training accuracy is on each run's own training
+    episodes (their way count differs); validation is 5-way on held-out characters."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -81,7 +93,8 @@ def plot_curves(runs, path, smooth=50):
                         label=f"{name}: training episodes ({k}-iteration mean)")
         val = [(r["iteration"], r["val_accuracy"]) for r in records if "val_accuracy" in r]
         if val:
-            ax.plot(*zip(*val), "o--", color=line.get_color(), label=f"{name}: validation")
+            ax.plot(*zip(*val), "o--", color=line.get_color(),
+                    label=f"{name}: validation, 5-way")
     ax.set_xlabel("iteration")
     ax.set_ylabel("query accuracy")
     ax.set_title("Omniglot meta-training on this machine")
@@ -101,10 +114,12 @@ def main(argv=None):
         parser.error(f"{args.report} does not exist: run examples/omniglot_results.sh first")
     rows = [json.loads(line) for line in open(args.report)]
     order = {name: i for i, name in enumerate(PAPER)}
-    rows.sort(key=lambda r: (order.get(r["learner"], 99), r["fce"], r["ways"], r["shots"]))
+    rows.sort(key=lambda r: (order.get(r["learner"], 99), r["fce"], run_name(r), r["ways"],
+                             r["shots"]))
     print(table(rows))
     print("\nCommands:" + commands(rows))
-    runs = {r["learner"]: os.path.dirname(r["checkpoint"]) for r in rows}
+    runs = {f"{run_name(r)} ({r['train_ways']}-way {r['train_shots']}-shot)":
+            os.path.dirname(r["checkpoint"]) for r in rows}
     try:
         print(f"\nlearning curves: {plot_curves(runs, args.plot)}")
     except ImportError:
