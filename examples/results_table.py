@@ -74,34 +74,42 @@ def commands(rows):
 
 
 def plot_curves(runs, path, smooth=50):
-    """Training accuracy (moving average) and validation accuracy against iterations.
+    """One panel per run: training accuracy (moving average) and validation accuracy.
 
     ``runs`` maps a label to a run folder. Training accuracy is on each run's own training
     episodes (their way count differs); validation is 5-way on held-out characters."""
+    import math
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name, folder in runs.items():
+    cols = 4
+    rows = math.ceil(len(runs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharey=True,
+                             squeeze=False)
+    for ax, (name, folder) in zip(axes.flat, runs.items()):
         records = [json.loads(line) for line in open(os.path.join(folder, "metrics.jsonl"))]
         it = np.array([r["iteration"] for r in records])
         acc = np.array([r.get("accuracy", np.nan) for r in records])
         k = min(smooth, len(acc))
-        line, = ax.plot(it[k - 1:], np.convolve(acc, np.ones(k) / k, "valid"), lw=1,
-                        label=f"{name}: training episodes ({k}-iteration mean)")
+        ax.plot(it[k - 1:], np.convolve(acc, np.ones(k) / k, "valid"), lw=1,
+                label=f"training ({k}-iteration mean)")
         val = [(r["iteration"], r["val_accuracy"]) for r in records if "val_accuracy" in r]
         if val:
-            ax.plot(*zip(*val), "o--", color=line.get_color(),
-                    label=f"{name}: validation, 5-way")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("query accuracy")
-    ax.set_title("Omniglot meta-training on this machine")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+            ax.plot(*zip(*val), "o--", label="validation, 5-way")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("iteration", fontsize=8)
+    for ax in axes.flat[len(runs):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("query accuracy")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Omniglot meta-training on this machine")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
 
 
