@@ -48,6 +48,10 @@ for learner in "$@"; do
     maml)  # second-order MAML, 5-way 1-shot, 8 tasks per meta-batch (paper: 32)
         train maml --learner maml --ways 5 --shots 1 --meta-batch 8 --iterations 800
         evaluate maml 5:1 ;;
+    maml5|fomaml5)  # 5-way 5-shot, 8 tasks per meta-batch, about 15 minutes each
+        train "$learner" --learner "${learner%5}" --ways 5 --shots 5 --meta-batch 8 \
+            --iterations 300
+        evaluate "$learner" 5:5 ;;
     fomaml|metasgd|anil)  # the same setting and budget in time as MAML's (about 12 minutes)
         declare -A ITERS=([fomaml]=700 [metasgd]=400 [anil]=600)
         train "$learner" --learner "$learner" --ways 5 --shots 1 --meta-batch 8 \
