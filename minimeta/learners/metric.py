@@ -41,7 +41,7 @@ class MetricLearner(Learner):
         """Support and query embeddings from one forward pass of the ``embed`` child."""
         like = next(iter(params.values()))
         x = ops.concatenate([ops.constant(xs, like), ops.constant(xq, like)], axis=0)
-        z = self.net._children["embed"](x, nn.sub_params(params, "embed"))
+        z = self.net.call_child("embed", x, params)
         return z[:xs.shape[0]], z[xs.shape[0]:]
 
     def scores(self, zs, ys, zq, ways, params):
@@ -92,7 +92,7 @@ class MatchingNet(MetricLearner):
     def scores(self, zs, ys, zq, ways, params):
         """Log of the attention read-out ŷ (queries, ways): log-probabilities, rows sum to 1."""
         if self.fce:
-            zs, zq = self.net._children["fce"]((zs, zq), nn.sub_params(params, "fce"))
+            zs, zq = self.net.call_child("fce", (zs, zq), params)
         onehot = F.one_hot(ys, ways, zs.dtype, like=zs)
         y_hat = F.cosine_attention(ops.expand_dims(zq, 0), ops.expand_dims(zs, 0),
                                    ops.expand_dims(onehot, 0))[0]
@@ -121,7 +121,7 @@ class RelationNet(MetricLearner):
         pairs = ops.concatenate([ops.broadcast_to(classes, pair_shape),
                                  ops.broadcast_to(queries, pair_shape)], axis=2)
         pairs = ops.reshape(pairs, (n_q * ways, 2 * fmap[0]) + fmap[1:])
-        logits = self.net._children["relation"](pairs, nn.sub_params(params, "relation"))
+        logits = self.net.call_child("relation", pairs, params)
         return ops.sigmoid(ops.reshape(logits, (n_q, ways)))
 
     def loss(self, scores, yq):

@@ -31,7 +31,7 @@ class Sequential(Module):
 
     def forward(self, x, params):
         for name in self._names:
-            x = self._children[name](x, self.child_params(name, params))
+            x = self.call_child(name, x, params)
         return x
 
     def __getitem__(self, i):

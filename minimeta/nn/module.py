@@ -66,6 +66,10 @@ class Module:
         """The part of ``params`` that belongs to child ``name``."""
         return sub_params(params, name)
 
+    def call_child(self, name, x, params):
+        """Child ``name`` applied to ``x`` with its part of this module's ``params``."""
+        return self._children[name](x, self.child_params(name, params))
+
     # ----- inspection --------------------------------------------------------------------------
     def named_parameters(self):
         """An ordered dict of every parameter, children's included, by dotted name."""
