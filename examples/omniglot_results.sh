@@ -48,10 +48,16 @@ for learner in "$@"; do
     maml)  # second-order MAML, 5-way 1-shot, 8 tasks per meta-batch (paper: 32)
         train maml --learner maml --ways 5 --shots 1 --meta-batch 8 --iterations 800
         evaluate maml 5:1 ;;
-    maml5|fomaml5)  # 5-way 5-shot, 8 tasks per meta-batch, about 15 minutes each
+    maml5|fomaml5|metasgd5|anil5)  # 5-way 5-shot, 8 tasks per meta-batch, 300 iterations
         train "$learner" --learner "${learner%5}" --ways 5 --shots 5 --meta-batch 8 \
             --iterations 300
         evaluate "$learner" 5:5 ;;
+    maml20|fomaml20|anil20)  # 20-way 1-shot (the paper's 5 inner steps of α = 0.1), 8 tasks
+        # per meta-batch (paper: 16) and 5 queries per class (paper: 15), about 15 minutes each
+        declare -A ITERS20=([maml20]=110 [fomaml20]=250 [anil20]=250)
+        train "$learner" --learner "${learner%20}" --ways 20 --shots 1 --meta-batch 8 \
+            --queries 5 --validate-every 100 --iterations "${ITERS20[$learner]}"
+        evaluate "$learner" 20:1 20:5 ;;
     fomaml|metasgd|anil)  # the same setting and budget in time as MAML's (about 12 minutes)
         declare -A ITERS=([fomaml]=700 [metasgd]=400 [anil]=600)
         train "$learner" --learner "$learner" --ways 5 --shots 1 --meta-batch 8 \
@@ -60,6 +66,9 @@ for learner in "$@"; do
     reptile)  # Nichol et al.: 5 inner Adam steps, 5 tasks per meta-batch, 50 test steps
         train reptile --learner reptile --ways 5 --shots 1 --iterations 2000
         evaluate reptile 5:1 ;;
+    reptile5)  # the same, 5-way 5-shot
+        train reptile5 --learner reptile --ways 5 --shots 5 --iterations 1000
+        evaluate reptile5 5:5 ;;
     *) echo "unknown learner $learner" >&2; exit 2 ;;
     esac
 done

@@ -35,12 +35,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--inner-lr", type=float, default=0.01,
                         help="α, for meta-training and for fine-tuning at test time")
+    parser.add_argument("--train-steps", type=int, default=1,
+                        help="inner steps during meta-training (the paper: 1)")
     parser.add_argument("--out", default="outputs/sinusoid")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="load maml.npz and pretrained.npz from --out instead of training")
     args = parser.parse_args(argv)
-    if args.iterations < 1 or args.tasks < 2 or args.inner_lr <= 0:
-        parser.error("--iterations must be >= 1, --tasks >= 2 and --inner-lr > 0")
+    if args.iterations < 1 or args.tasks < 2 or args.inner_lr <= 0 or args.train_steps < 1:
+        parser.error("--iterations and --train-steps must be >= 1, --tasks >= 2 and "
+                     "--inner-lr > 0")
     os.makedirs(args.out, exist_ok=True)
     configure()  # one BLAS thread: the matrices here are tiny (docs/PERFORMANCE.md)
     start = time.perf_counter()
@@ -50,13 +53,14 @@ def main(argv=None):
         maml_time = float("nan")
     else:
         maml_model, _, _ = S.train_maml(args.iterations, shots=args.shots, seed=args.seed,
-                                         inner_lr=args.inner_lr)
+                                         inner_lr=args.inner_lr,
+                                         inner_steps=args.train_steps)
         maml_time = time.perf_counter() - start
         base_model, _ = S.train_baseline(args.iterations, shots=args.shots, seed=args.seed)
         models = {"MAML": maml_model, "pretrained": base_model}
     results = S.evaluate(models, n_tasks=args.tasks, lr=args.inner_lr)
-    print(f"\nα = {args.inner_lr}; meta-trained with K = {args.shots} for {args.iterations} "
-          f"iterations "
+    print(f"\nα = {args.inner_lr}; meta-trained with K = {args.shots} and {args.train_steps} "
+          f"inner step(s) for {args.iterations} iterations "
           f"({maml_time:.0f} s for MAML); {args.tasks} held-out tasks, MSE ± 95% interval:\n")
     print(S.format_table(results))
     if not args.evaluate_only:  # otherwise the models were loaded from these files
@@ -64,7 +68,8 @@ def main(argv=None):
             io.save(os.path.join(args.out, f"{name.lower()}.npz"),
                     {"model": model.state_dict()})
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"iterations": args.iterations, "shots": args.shots, "maml_seconds": maml_time,
+        json.dump({"iterations": args.iterations, "shots": args.shots,
+                   "train_steps": args.train_steps, "seed": args.seed, "maml_seconds": maml_time,
                    "results": {f"{n} K={k}": {s: dict(zip(("mean", "ci95", "median",
                                                             "diverged"), v))
                                                for s, v in row.items()}

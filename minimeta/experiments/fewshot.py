@@ -87,6 +87,8 @@ def build(s):
     else:
         cls = {"maml": MAML, "fomaml": MAML, "metasgd": MetaSGD, "anil": ANIL}[s["learner"]]
         extra = {"first_order": True} if s["learner"] == "fomaml" else {}
+        # the MLP broadcasts over a leading task axis: the meta-batch runs as one stacked batch
+        extra["vectorize"] = s["dataset"] == "sinusoid"
         learner = cls(model, s["inner_lr"], s["inner_steps"], **common, **extra)
     return model, learner
 

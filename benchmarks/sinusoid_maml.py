@@ -1,0 +1,96 @@
+"""Benchmark: one sinusoid MAML meta-iteration, minimeta vs PyTorch, task loop vs stacked tasks.
+
+The workload of ``examples/sinusoid_maml.py``: MLP 1-40-40-1 (ReLU), 25 tasks of K = 10 support
+and 10 query points, second-order MAML with α = 0.01, an Adam step; 1 and 5 inner steps. Each
+engine runs it two ways: a Python loop over the 25 tasks, and the meta-batch stacked on a
+leading axis (θ broadcast to one copy per task: ``MAML(vectorize=True)`` here, the same
+broadcast written in PyTorch). The tiny matrices make this a test of per-op overhead.
+Run: python benchmarks/sinusoid_maml.py [--repeats 7]
+"""
+import argparse
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from minimeta import nn
+from minimeta.data import SinusoidTasks
+from minimeta.learners import MAML
+from minimeta.optim import Adam
+from _timing import median_time, report, try_torch
+
+TASKS = SinusoidTasks(seed=0).sample(25, 10)
+
+
+def ours(steps, vectorize):
+    learner = MAML(nn.mlp((1, 40, 40, 1), init_std=0.01), 0.01, steps, loss="mse",
+                   vectorize=vectorize)
+    opt = Adam(learner.meta_parameters(), 1e-3)
+
+    def run():
+        learner.outer_step(TASKS)
+        opt.step()
+        opt.zero_grad()
+    return run
+
+
+def theirs(torch, steps, vectorize):
+    """The same meta-iteration in PyTorch (float32, functional MLP)."""
+    gen = torch.Generator().manual_seed(0)
+    sizes = [(1, 40), (40, 40), (40, 1)]
+    params = []
+    for n_in, n_out in sizes:
+        params += [(0.01 * torch.randn(n_in, n_out, generator=gen)).requires_grad_(),
+                   torch.zeros(n_out, requires_grad=True)]
+    opt = torch.optim.Adam(params, 1e-3)
+    data = [torch.from_numpy(np.stack(part)) for part in zip(*TASKS)]
+
+    def mlp(x, p):  # x (…, n, 1); weights (…, in, out), biases (…, 1, out) or (out,)
+        for i in range(0, len(p), 2):
+            x = x @ p[i] + p[i + 1]
+            x = torch.relu(x) if i < len(p) - 2 else x
+        return x
+
+    def adapt(p, x, y, scale):
+        for _ in range(steps):
+            loss = ((mlp(x, p) - y) ** 2).mean() * scale
+            grads = torch.autograd.grad(loss, p, create_graph=True)
+            p = [w - 0.01 * g for w, g in zip(p, grads)]
+        return p
+
+    def run():
+        xs, ys, xq, yq = data
+        if vectorize:
+            n = xs.shape[0]
+            stacked = [w.expand(n, *w.shape) if w.ndim == 2 else w.expand(n, 1, *w.shape)
+                       for w in params]
+            fast = adapt(stacked, xs, ys, n)
+            ((mlp(xq, fast) - yq) ** 2).mean().backward()
+        else:
+            for t in range(xs.shape[0]):
+                fast = adapt(params, xs[t], ys[t], 1)
+                (((mlp(xq[t], fast) - yq[t]) ** 2).mean() / xs.shape[0]).backward()
+        opt.step()
+        opt.zero_grad()
+    return run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    torch = try_torch()
+    if torch:
+        torch.set_num_threads(1)
+    print("1 thread; medians of", args.repeats)
+    with threadpool_limits(limits=1):
+        for steps in (1, 5):
+            for vectorize in (False, True):
+                mine = median_time(ours(steps, vectorize), repeats=args.repeats)
+                ref = median_time(theirs(torch, steps, vectorize), repeats=args.repeats) \
+                    if torch else None
+                way = "stacked tasks" if vectorize else "task loop"
+                report(f"sinusoid MAML, {steps} inner step(s), {way}", mine, ref)
+
+
+if __name__ == "__main__":
+    main()

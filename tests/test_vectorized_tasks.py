@@ -1,0 +1,93 @@
+"""A meta-batch as one stacked batch (``MAML(vectorize=True)``) against the loop over tasks.
+
+The loop over tasks is the definition of the meta-gradient; the stacked version must give the
+same numbers (like a fused kernel against its composite), for every learner that inherits it.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import minimeta as mm
+import minimeta.functional as F
+from minimeta import nn
+from minimeta.learners import ANIL, MAML, MetaSGD
+
+
+def regression_tasks(rng, n_tasks, shots, queries):
+    """Random regression tasks (x_s, y_s, x_q, y_q) for a 2-input, 1-output network."""
+    return [(rng.standard_normal((shots, 2)), rng.standard_normal((shots, 1)),
+             rng.standard_normal((queries, 2)), rng.standard_normal((queries, 1)))
+            for _ in range(n_tasks)]
+
+
+def both_ways(make, tasks):
+    """(meta-gradients, outer-step metrics and .grad) computed by the loop and stacked."""
+    out = []
+    for vectorize in (False, True):
+        net = nn.mlp((2, 5, 4, 1), seed=3, dtype=np.float64, init_std=0.5)
+        learner = make(net, vectorize)
+        grads = [_array(g) for g in learner.meta_gradient(tasks)]
+        metrics = learner.outer_step(tasks)
+        accumulated = [_array(p.grad) for p in learner.meta_parameters()]
+        out.append((grads, metrics, accumulated))
+    return out
+
+
+def _array(g):
+    """A gradient as an array; None (a parameter the loss does not use, e.g. Meta-SGD's rates
+    with no inner step) as an empty array, so that the two ways must agree on it too."""
+    return np.empty(0) if g is None else g.numpy()
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), n_tasks=st.integers(1, 4), steps=st.integers(0, 3),
+       kind=st.sampled_from(["maml", "fomaml", "metasgd", "anil"]))
+def test_stacked_meta_gradient_equals_the_loop_over_tasks(seed, n_tasks, steps, kind):
+    rng = np.random.default_rng(seed)
+    tasks = regression_tasks(rng, n_tasks, shots=int(rng.integers(1, 5)), queries=3)
+    make = {"maml": lambda net, v: MAML(net, 0.3, steps, loss="mse", vectorize=v),
+            "fomaml": lambda net, v: MAML(net, 0.3, steps, first_order=True, loss="mse",
+                                          vectorize=v),
+            "metasgd": lambda net, v: MetaSGD(net, 0.3, steps, loss="mse", vectorize=v),
+            "anil": lambda net, v: ANIL(net, 0.3, steps, loss="mse", vectorize=v)}[kind]
+    (g_loop, m_loop, acc_loop), (g_stack, m_stack, acc_stack) = both_ways(make, tasks)
+    assert len(g_loop) == len(g_stack)
+    for a, b in zip(g_loop + acc_loop, g_stack + acc_stack):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-13)
+    assert m_stack["loss"] == pytest.approx(m_loop["loss"], rel=1e-12)
+
+
+def test_stacked_classification_loss_and_accuracy_equal_the_loop():
+    rng = np.random.default_rng(5)
+    tasks = [(rng.standard_normal((6, 2)), rng.integers(0, 3, 6),
+              rng.standard_normal((9, 2)), rng.integers(0, 3, 9)) for _ in range(3)]
+    results = []
+    for vectorize in (False, True):
+        net = nn.mlp((2, 8, 3), seed=1, dtype=np.float64)
+        learner = MAML(net, 0.5, 2, vectorize=vectorize)
+        results.append((learner.outer_step(tasks),
+                        [p.grad.numpy() for p in learner.meta_parameters()]))
+    (m_loop, g_loop), (m_stack, g_stack) = results
+    assert m_stack["loss"] == pytest.approx(m_loop["loss"], rel=1e-12)
+    assert m_stack["accuracy"] == pytest.approx(m_loop["accuracy"], rel=1e-12)
+    for a, b in zip(g_loop, g_stack):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-13)
+
+
+def test_stacked_linear_is_one_layer_per_task():
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((3, 4, 2)), rng.standard_normal((3, 2, 5)), \
+        rng.standard_normal((3, 5))
+    out = F.linear(mm.tensor(x), mm.tensor(w), mm.tensor(b)).numpy()
+    for t in range(3):
+        np.testing.assert_allclose(out[t], x[t] @ w[t] + b[t], rtol=1e-12)
+    with pytest.raises(ValueError, match="linear: input features"):
+        F.linear(mm.tensor(x), mm.tensor(rng.standard_normal((3, 4, 5))))
+
+
+def test_tasks_of_unequal_shapes_cannot_be_stacked():
+    rng = np.random.default_rng(0)
+    tasks = regression_tasks(rng, 1, 3, 2) + regression_tasks(rng, 1, 4, 2)
+    learner = MAML(nn.mlp((2, 4, 1), dtype=np.float64), 0.1, loss="mse", vectorize=True)
+    with pytest.raises(ValueError, match="equal shapes"):
+        learner.outer_step(tasks)
