@@ -27,7 +27,9 @@ evaluate() {  # name, then the rows: ways:shots pairs
 }
 
 ALL_ROWS="5:1 5:5 20:1 20:5"
-[ $# -eq 0 ] && set -- protonet protonet1 matching relation relation5 maml
+[ $# -eq 0 ] && set -- protonet protonet1 matching relation relation5 maml maml5 fomaml \
+    fomaml5 metasgd metasgd5 anil anil5 reptile reptile5 maml20 fomaml20 anil20 metasgd20 \
+    reptile20
 for learner in "$@"; do
     case $learner in
     protonet)  # the paper's 60-way 5-shot episodes; lr halved every 500 (paper: 2000)
@@ -52,9 +54,9 @@ for learner in "$@"; do
         train "$learner" --learner "${learner%5}" --ways 5 --shots 5 --meta-batch 8 \
             --iterations 300
         evaluate "$learner" 5:5 ;;
-    maml20|fomaml20|anil20)  # 20-way 1-shot (the paper's 5 inner steps of α = 0.1), 8 tasks
-        # per meta-batch (paper: 16) and 5 queries per class (paper: 15), about 15 minutes each
-        declare -A ITERS20=([maml20]=110 [fomaml20]=250 [anil20]=250)
+    maml20|fomaml20|anil20|metasgd20)  # 20-way 1-shot (the paper's 5 inner steps of α = 0.1),
+        # 8 tasks per meta-batch (paper: 16), 5 queries per class (paper: 15), ~15 minutes each
+        declare -A ITERS20=([maml20]=110 [fomaml20]=250 [anil20]=250 [metasgd20]=110)
         train "$learner" --learner "${learner%20}" --ways 20 --shots 1 --meta-batch 8 \
             --queries 5 --validate-every 100 --iterations "${ITERS20[$learner]}"
         evaluate "$learner" 20:1 20:5 ;;
@@ -69,6 +71,9 @@ for learner in "$@"; do
     reptile5)  # the same, 5-way 5-shot
         train reptile5 --learner reptile --ways 5 --shots 5 --iterations 1000
         evaluate reptile5 5:5 ;;
+    reptile20)  # the same, 20-way 1-shot, 5 queries per class
+        train reptile20 --learner reptile --ways 20 --shots 1 --queries 5 --iterations 400
+        evaluate reptile20 20:1 ;;
     *) echo "unknown learner $learner" >&2; exit 2 ;;
     esac
 done

@@ -26,14 +26,16 @@ PAPER = {
 COLUMNS = [(5, 1), (5, 5), (20, 1), (20, 5)]
 FLAGS = [("ways", "--ways"), ("shots", "--shots"), ("queries", "--queries"),
          ("iterations", "--iterations"), ("meta_batch", "--meta-batch"),
-         ("lr_halve_every", "--lr-halve-every"), ("seed", "--seed"), ("out", "--out")]
+         ("lr_halve_every", "--lr-halve-every"), ("validate_every", "--validate-every"),
+         ("seed", "--seed"), ("out", "--out")]
 
 
 def train_command(s):
     """The ``minimeta train`` command that reproduces a run's settings."""
     parts = ["minimeta train", f"--learner {s['learner']}"]
     parts += [f"{flag} {s[key]}" for key, flag in FLAGS if s.get(key) not in (None, 0)]
-    return " ".join(parts + (["--fce"] if s.get("fce") else []))
+    switches = [f"--{key.replace('_', '-')}" for key in ("fce", "multi_step_loss") if s.get(key)]
+    return " ".join(parts + switches)
 
 
 def eval_command(row):

@@ -37,6 +37,8 @@ def main(argv=None):
                         help="α, for meta-training and for fine-tuning at test time")
     parser.add_argument("--train-steps", type=int, default=1,
                         help="inner steps during meta-training (the paper: 1)")
+    parser.add_argument("--multi-step-loss", action="store_true",
+                        help="meta-train on the mean query loss after 1..train-steps steps")
     parser.add_argument("--out", default="outputs/sinusoid")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="load maml.npz and pretrained.npz from --out instead of training")
@@ -54,13 +56,15 @@ def main(argv=None):
     else:
         maml_model, _, _ = S.train_maml(args.iterations, shots=args.shots, seed=args.seed,
                                          inner_lr=args.inner_lr,
-                                         inner_steps=args.train_steps)
+                                         inner_steps=args.train_steps,
+                                         multi_step_loss=args.multi_step_loss)
         maml_time = time.perf_counter() - start
         base_model, _ = S.train_baseline(args.iterations, shots=args.shots, seed=args.seed)
         models = {"MAML": maml_model, "pretrained": base_model}
     results = S.evaluate(models, n_tasks=args.tasks, lr=args.inner_lr)
+    msl = " (multi-step loss)" if args.multi_step_loss else ""
     print(f"\nα = {args.inner_lr}; meta-trained with K = {args.shots} and {args.train_steps} "
-          f"inner step(s) for {args.iterations} iterations "
+          f"inner step(s){msl} for {args.iterations} iterations "
           f"({maml_time:.0f} s for MAML); {args.tasks} held-out tasks, MSE ± 95% interval:\n")
     print(S.format_table(results))
     if not args.evaluate_only:  # otherwise the models were loaded from these files
@@ -69,7 +73,8 @@ def main(argv=None):
                     {"model": model.state_dict()})
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"iterations": args.iterations, "shots": args.shots,
-                   "train_steps": args.train_steps, "seed": args.seed, "maml_seconds": maml_time,
+                   "train_steps": args.train_steps, "multi_step_loss": args.multi_step_loss,
+                   "seed": args.seed, "maml_seconds": maml_time,
                    "results": {f"{n} K={k}": {s: dict(zip(("mean", "ci95", "median",
                                                             "diverged"), v))
                                                for s, v in row.items()}

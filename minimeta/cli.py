@@ -90,7 +90,7 @@ def _train(args):
                                         "inner_steps", "test_steps", "outer_lr", "seed", "out",
                                         "resume", "checkpoint_every", "fce", "val_size",
                                         "validate_every", "val_episodes", "lr_halve_every",
-                                        "device")})
+                                        "device", "multi_step_loss")})
     if settings["split"] == "lake":
         settings["val_size"] = 0  # the background/evaluation split has no validation part
     print("minimeta train: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
@@ -114,7 +114,7 @@ def build_parser():
                                      "order for meta-learning")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the sinusoid MAML experiment on a short budget")
-    demo.add_argument("--iterations", type=int, default=2000)
+    demo.add_argument("--iterations", type=int, default=10000)
     demo.add_argument("--tasks", type=int, default=600)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="outputs/demo")
@@ -135,6 +135,9 @@ def build_parser():
                        help="classes per training episode (default 5; ProtoNet 60)")
     train.add_argument("--shots", type=int, default=1)
     train.add_argument("--queries", type=int, default=None, help="query examples per class")
+    train.add_argument("--multi-step-loss", action="store_true",
+                       help="MAML family: meta-train on the mean query loss after 1..K inner "
+                            "steps (Antoniou et al. 2019)")
     train.add_argument("--fce", action="store_true",
                        help="matching: full context embeddings (Vinyals et al. 2016)")
     train.add_argument("--split", default="vinyals", choices=["vinyals", "lake"])

@@ -39,22 +39,43 @@ def _array(g):
     return np.empty(0) if g is None else g.numpy()
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), n_tasks=st.integers(1, 4), steps=st.integers(0, 3),
-       kind=st.sampled_from(["maml", "fomaml", "metasgd", "anil"]))
-def test_stacked_meta_gradient_equals_the_loop_over_tasks(seed, n_tasks, steps, kind):
+       kind=st.sampled_from(["maml", "fomaml", "metasgd", "anil"]), multi=st.booleans())
+def test_stacked_meta_gradient_equals_the_loop_over_tasks(seed, n_tasks, steps, kind, multi):
     rng = np.random.default_rng(seed)
     tasks = regression_tasks(rng, n_tasks, shots=int(rng.integers(1, 5)), queries=3)
-    make = {"maml": lambda net, v: MAML(net, 0.3, steps, loss="mse", vectorize=v),
-            "fomaml": lambda net, v: MAML(net, 0.3, steps, first_order=True, loss="mse",
-                                          vectorize=v),
-            "metasgd": lambda net, v: MetaSGD(net, 0.3, steps, loss="mse", vectorize=v),
-            "anil": lambda net, v: ANIL(net, 0.3, steps, loss="mse", vectorize=v)}[kind]
+    common = dict(loss="mse", multi_step_loss=multi)
+    make = {"maml": lambda net, v: MAML(net, 0.3, steps, vectorize=v, **common),
+            "fomaml": lambda net, v: MAML(net, 0.3, steps, first_order=True, vectorize=v,
+                                          **common),
+            "metasgd": lambda net, v: MetaSGD(net, 0.3, steps, vectorize=v, **common),
+            "anil": lambda net, v: ANIL(net, 0.3, steps, vectorize=v, **common)}[kind]
     (g_loop, m_loop, acc_loop), (g_stack, m_stack, acc_stack) = both_ways(make, tasks)
     assert len(g_loop) == len(g_stack)
     for a, b in zip(g_loop + acc_loop, g_stack + acc_stack):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-13)
     assert m_stack["loss"] == pytest.approx(m_loop["loss"], rel=1e-12)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), steps=st.integers(1, 4), vectorize=st.booleans())
+def test_multi_step_loss_is_the_mean_of_the_one_to_k_step_meta_gradients(seed, steps,
+                                                                         vectorize):
+    """Its meta-gradient is (1/K) Σₖ ∇θ L(φₖ, Q): the mean of k-step MAMLs' meta-gradients."""
+    tasks = regression_tasks(np.random.default_rng(seed), 3, shots=4, queries=3)
+    net = nn.mlp((2, 5, 4, 1), seed=seed, dtype=np.float64, init_std=0.5)
+    multi = MAML(net, 0.2, steps, loss="mse", multi_step_loss=True, vectorize=vectorize)
+    got = [g.numpy() for g in multi.meta_gradient(tasks)]
+    expected = [np.zeros_like(g) for g in got]
+    for k in range(1, steps + 1):
+        for e, g in zip(expected, MAML(net, 0.2, k, loss="mse").meta_gradient(tasks)):
+            e += g.numpy() / steps
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    # evaluation is unchanged: the query loss after the test steps only
+    single = MAML(net, 0.2, steps, loss="mse")
+    assert multi.evaluate(tasks[0]) == pytest.approx(single.evaluate(tasks[0]), rel=1e-12)
 
 
 def test_stacked_classification_loss_and_accuracy_equal_the_loop():

@@ -89,6 +89,7 @@ def build(s):
         extra = {"first_order": True} if s["learner"] == "fomaml" else {}
         # the MLP broadcasts over a leading task axis: the meta-batch runs as one stacked batch
         extra["vectorize"] = s["dataset"] == "sinusoid"
+        extra["multi_step_loss"] = bool(s.get("multi_step_loss"))
         learner = cls(model, s["inner_lr"], s["inner_steps"], **common, **extra)
     return model, learner
 

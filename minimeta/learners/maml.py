@@ -17,6 +17,9 @@ is the exact ∇θ L(φ, Q) = ∇φ L(φ, Q) · Π_k (I − α ∇² L(φ_k, S))
   (vectorising over tasks by hand, as ``jax.vmap`` would). The exact same meta-gradient, for
   models whose layers broadcast over that axis (``nn.mlp``: matmul-based), at a fraction of the
   per-task loop's Python overhead; the loop stays the definition, and a test holds them equal.
+- ``multi_step_loss=True`` meta-trains on the mean of the query losses after 1, 2, …, K inner
+  steps instead of after K only (the multi-step loss of Antoniou et al. 2019, "How to train
+  your MAML", with equal weights), so the initialisation is good after every step count.
 
 The inner loss is the **mean** over the support examples (the reference TensorFlow MAML sums
 over a K-shot batch for regression, which multiplies the effective α by K); batch norm always
@@ -47,7 +50,8 @@ class MAML(Learner):
     """
 
     def __init__(self, model, inner_lr, inner_steps=1, first_order=False, loss="cross_entropy",
-                 params=None, test_steps=None, adapt_names=None, vectorize=False):
+                 params=None, test_steps=None, adapt_names=None, vectorize=False,
+                 multi_step_loss=False):
         if inner_steps < 0 or inner_lr <= 0:
             raise ValueError(f"{type(self).__name__}: need inner_lr > 0 and inner_steps >= 0, "
                              f"got {inner_lr}, {inner_steps}")
@@ -59,7 +63,7 @@ class MAML(Learner):
         self.loss = default_loss(loss) if isinstance(loss, str) else loss
         self.classification = self.loss is F.cross_entropy
         self.adapt_names = list(self.params) if adapt_names is None else list(adapt_names)
-        self.vectorize = vectorize
+        self.vectorize, self.multi_step_loss = vectorize, multi_step_loss
 
     # ----- the inner loop ------------------------------------------------------------------
     def step_size(self, name):
@@ -67,7 +71,12 @@ class MAML(Learner):
         return self.inner_lr
 
     def adapt(self, params, x_support, y_support, steps=None, create_graph=None, tasks=None):
-        """Return φ after ``steps`` inner gradient steps from ``params`` on the support set.
+        """Return φ after ``steps`` inner gradient steps from ``params`` on the support set."""
+        return self.adapt_path(params, x_support, y_support, steps, create_graph, tasks)[-1]
+
+    def adapt_path(self, params, x_support, y_support, steps=None, create_graph=None,
+                   tasks=None):
+        """The list [φ₀ = params, φ₁, …, φ_steps] of the inner loop's parameters.
 
         φ is differentiable with respect to ``params`` unless first-order (or
         ``create_graph=False``, used at evaluation time where no meta-gradient is needed).
@@ -79,6 +88,7 @@ class MAML(Learner):
         create_graph = (not self.first_order) if create_graph is None else create_graph
         x_support = _as_tensor(x_support, params)
         fast = dict(params)
+        path = [fast]
         for _ in range(steps):
             out = self.model(x_support, fast)
             inner = self.loss(out, y_support) if tasks is None \
@@ -88,16 +98,38 @@ class MAML(Learner):
             for name, g in zip(self.adapt_names, grads):
                 if g is not None:
                     fast[name] = fast[name] - self.step_size(name) * g
-        return fast
+            path.append(dict(fast))
+        return path
 
     # ----- the outer loop ------------------------------------------------------------------
     def task_loss(self, task, steps=None, create_graph=None):
-        """Query loss (a Tensor) and query accuracy (or None) after adapting to one task."""
+        """Query loss (a Tensor) and query accuracy (or None) after adapting to one task.
+
+        The loss is at the last step, or with ``multi_step_loss`` the mean over steps 1..K;
+        the accuracy is always at the last step.
+        """
         xs, ys, xq, yq = task
-        fast = self.adapt(self.params, xs, ys, steps, create_graph)
-        out = self.model(_as_tensor(xq, fast), fast)
-        acc = F.accuracy(out, yq) if self.classification else None
-        return self.loss(out, yq), acc
+        path = self.adapt_path(self.params, xs, ys, steps, create_graph)
+        return self.query_loss(path, xq, yq, self.loss, self.multi_step_loss)
+
+    def query_loss(self, path, xq, yq, loss_fn, every_step):
+        """(loss, accuracy) on the query set after the inner-loop ``path``: the loss after the
+        last step, or the mean of the losses after steps 1..K when ``every_step``."""
+        xq = _as_tensor(xq, path[-1])
+        used = path[1:] if every_step and len(path) > 1 else path[-1:]
+        outs = [self.model(xq, fast) for fast in used]
+        loss = loss_fn(outs[0], yq)
+        for out in outs[1:]:
+            loss = loss + loss_fn(out, yq)
+        if len(outs) > 1:
+            loss = loss * (1.0 / len(outs))
+        acc = None
+        if self.classification and outs[-1].ndim > 2:  # stacked tasks: one batch of all
+            acc = F.accuracy(ops.reshape(outs[-1], (-1, outs[-1].shape[-1])),
+                             np.asarray(yq).reshape(-1))
+        elif self.classification:
+            acc = F.accuracy(outs[-1], yq)
+        return loss, acc
 
     def meta_gradient(self, tasks):
         """The meta-gradient as a tuple aligned with ``meta_parameters()`` (no accumulation)."""
@@ -135,7 +167,8 @@ class MAML(Learner):
 
         θ is broadcast to shape (T, ...) for the adapted parameters: copy t sees only task t's
         data, and the gradient of the broadcast sums the T copies' gradients back into θ, so
-        the meta-gradient equals the per-task loop's (``test_learners.py`` checks it).
+        the meta-gradient equals the per-task loop's (``tests/test_vectorized_tasks.py``).
+        The price: the graph of every task is held at once (the loop holds one at a time).
         """
         shapes = {tuple(np.shape(part) for part in task) for task in tasks}
         if len(shapes) != 1:
@@ -145,18 +178,15 @@ class MAML(Learner):
         n = len(tasks)
         stacked = {name: ops.broadcast_to(p, (n,) + p.shape) if name in self.adapt_names else p
                    for name, p in self.params.items()}
-        fast = self.adapt(stacked, xs, ys, tasks=n)
-        out = self.model(_as_tensor(xq, fast), fast)
-        loss = self.stacked_loss(out, yq)
-        acc = None
-        if self.classification:
-            acc = F.accuracy(ops.reshape(out, (-1, out.shape[-1])), yq.reshape(-1))
-        return loss, acc
+        path = self.adapt_path(stacked, xs, ys, tasks=n)
+        return self.query_loss(path, xq, yq, self.stacked_loss, self.multi_step_loss)
 
     def evaluate(self, task, steps=None):
         """Query loss and accuracy after ``steps`` (default ``test_steps``) inner steps."""
-        loss, acc = self.task_loss(task, self.test_steps if steps is None else steps,
-                                   create_graph=False)
+        xs, ys, xq, yq = task
+        path = self.adapt_path(self.params, xs, ys, self.test_steps if steps is None else steps,
+                               create_graph=False)
+        loss, acc = self.query_loss(path, xq, yq, self.loss, every_step=False)
         return loss.item(), acc
 
 
