@@ -71,14 +71,19 @@ def main(argv=None):
         for name, model in models.items():
             io.save(os.path.join(args.out, f"{name.lower()}.npz"),
                     {"model": model.state_dict()})
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"iterations": args.iterations, "shots": args.shots,
-                   "train_steps": args.train_steps, "multi_step_loss": args.multi_step_loss,
-                   "seed": args.seed, "maml_seconds": maml_time,
-                   "results": {f"{n} K={k}": {s: dict(zip(("mean", "ci95", "median",
-                                                            "diverged"), v))
-                                               for s, v in row.items()}
-                               for (n, k), row in results.items()}}, f, indent=1)
+    path = os.path.join(args.out, "results.json")
+    run = {"iterations": args.iterations, "shots": args.shots, "train_steps": args.train_steps,
+           "multi_step_loss": args.multi_step_loss, "seed": args.seed,
+           "inner_lr": args.inner_lr, "maml_seconds": maml_time}
+    if args.evaluate_only and os.path.exists(path):  # keep how the models were trained
+        with open(path) as f:
+            run = {k: v for k, v in json.load(f).items() if k != "results"}
+    run["results"] = {f"{n} K={k}": {s: dict(zip(("mean", "ci95", "median", "diverged"), v))
+                                     for s, v in row.items()}
+                      for (n, k), row in results.items()}
+    with open(path + ".tmp", "w") as f:
+        json.dump(run, f, indent=1)
+    os.replace(path + ".tmp", path)
     try:
         path = S.plot_task(models, os.path.join(args.out, "sinusoid_maml.png"),
                            lr=args.inner_lr)

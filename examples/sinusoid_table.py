@@ -1,0 +1,54 @@
+"""Summarise several sinusoid runs (``examples/sinusoid_maml.py --out DIR``) in one table.
+
+Reads each run's ``results.json`` and prints one Markdown row per run: how MAML was trained
+(seed, inner steps, multi-step loss, iterations, time) and its MSE on the paper's anchor
+setting, K = 5 support points after 1, 5 and 10 steps, beside the pretrained baseline and the
+paper's numbers. Nothing is typed in by hand except the paper's anchors.
+
+    python examples/sinusoid_table.py outputs/sinusoid_70k_s1 outputs/sinusoid_70k_s2 ...
+"""
+import argparse
+import json
+import math
+import os
+
+PAPER = {"MAML": (0.67, 0.38, 0.35), "pretrained": (2.41, 2.23, 2.19)}  # Finn et al., Table 2
+STEPS = ("1", "5", "10")
+
+
+def cell(stat):
+    """'mean ± ci95', or the median when some tasks diverged (their count said)."""
+    mean, half, median, diverged = (stat[k] for k in ("mean", "ci95", "median", "diverged"))
+    text = f"{mean:.3f} ± {half:.3f}" if math.isfinite(mean) and mean < 1e3 else "diverged"
+    return text + (f" ({diverged} div., median {median:.3f})" if diverged else "")
+
+
+def row(folder):
+    with open(os.path.join(folder, "results.json")) as f:
+        run = json.load(f)
+    steps = run.get("train_steps", 1)
+    how = f"{steps} step{'s' if steps > 1 else ''}"
+    how += ", multi-step loss" if run.get("multi_step_loss") else ""
+    maml = run["results"]["MAML K=5"]
+    base = run["results"]["pretrained K=5"]["10"]
+    return (f"| {os.path.basename(os.path.normpath(folder))} | {run.get('seed', '—')} | {how} | "
+            f"{run['iterations']} | {run['maml_seconds']:.0f} s | "
+            + " | ".join(cell(maml[s]) for s in STEPS) + f" | {cell(base)} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="output folders of examples/sinusoid_maml.py")
+    args = parser.parse_args()
+    print("| run | seed | meta-training | iterations | MAML time | 1 step | 5 steps | "
+          "10 steps | pretrained, 10 steps |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    paper = " | ".join(f"{v:.2f}" for v in PAPER["MAML"])
+    print(f"| paper (Finn et al. 2017) | — | 1 step | 70000 | — | {paper} | "
+          f"{PAPER['pretrained'][2]:.2f} |")
+    for folder in args.runs:
+        print(row(folder))
+
+
+if __name__ == "__main__":
+    main()
