@@ -33,12 +33,17 @@ def main(argv=None):
     parser.add_argument("--shots", type=int, default=10, help="K used for meta-training")
     parser.add_argument("--tasks", type=int, default=600, help="held-out evaluation tasks")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-seed", type=int, default=1234,
+                        help="seed of the held-out tasks (the tables use 1234)")
     parser.add_argument("--inner-lr", type=float, default=0.01,
                         help="α, for meta-training and for fine-tuning at test time")
     parser.add_argument("--train-steps", type=int, default=1,
                         help="inner steps during meta-training (the paper: 1)")
     parser.add_argument("--multi-step-loss", action="store_true",
                         help="meta-train on the mean query loss after 1..train-steps steps")
+    parser.add_argument("--step-weights", default=None,
+                        help="comma-separated weights of those losses (implies "
+                             "--multi-step-loss), e.g. 0.6,0.1,0.1,0.1,0.1")
     parser.add_argument("--out", default="outputs/sinusoid")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="load maml.npz and pretrained.npz from --out instead of training")
@@ -46,6 +51,13 @@ def main(argv=None):
     if args.iterations < 1 or args.tasks < 2 or args.inner_lr <= 0 or args.train_steps < 1:
         parser.error("--iterations and --train-steps must be >= 1, --tasks >= 2 and "
                      "--inner-lr > 0")
+    if args.step_weights:
+        try:
+            args.multi_step_loss = [float(w) for w in args.step_weights.split(",")]
+        except ValueError:
+            parser.error(f"--step-weights: not a list of numbers: {args.step_weights!r}")
+        if len(args.multi_step_loss) != args.train_steps:
+            parser.error(f"--step-weights needs {args.train_steps} weights (--train-steps)")
     os.makedirs(args.out, exist_ok=True)
     configure()  # one BLAS thread: the matrices here are tiny (docs/PERFORMANCE.md)
     start = time.perf_counter()
@@ -61,8 +73,9 @@ def main(argv=None):
         maml_time = time.perf_counter() - start
         base_model, _ = S.train_baseline(args.iterations, shots=args.shots, seed=args.seed)
         models = {"MAML": maml_model, "pretrained": base_model}
-    results = S.evaluate(models, n_tasks=args.tasks, lr=args.inner_lr)
-    msl = " (multi-step loss)" if args.multi_step_loss else ""
+    results = S.evaluate(models, n_tasks=args.tasks, seed=args.eval_seed, lr=args.inner_lr)
+    msl = f" (multi-step loss {args.step_weights or 'equal weights'})" \
+        if args.multi_step_loss else ""
     print(f"\nα = {args.inner_lr}; meta-trained with K = {args.shots} and {args.train_steps} "
           f"inner step(s){msl} for {args.iterations} iterations "
           f"({maml_time:.0f} s for MAML); {args.tasks} held-out tasks, MSE ± 95% interval:\n")
@@ -71,16 +84,19 @@ def main(argv=None):
         for name, model in models.items():
             io.save(os.path.join(args.out, f"{name.lower()}.npz"),
                     {"model": model.state_dict()})
-    path = os.path.join(args.out, "results.json")
+    path = os.path.join(args.out, "results.json")  # how the models were trained, and results
     run = {"iterations": args.iterations, "shots": args.shots, "train_steps": args.train_steps,
            "multi_step_loss": args.multi_step_loss, "seed": args.seed,
            "inner_lr": args.inner_lr, "maml_seconds": maml_time}
-    if args.evaluate_only and os.path.exists(path):  # keep how the models were trained
+    if args.evaluate_only and os.path.exists(path):  # keep the record of the training
         with open(path) as f:
             run = {k: v for k, v in json.load(f).items() if k != "results"}
+    run["eval_seed"] = args.eval_seed
     run["results"] = {f"{n} K={k}": {s: dict(zip(("mean", "ci95", "median", "diverged"), v))
                                      for s, v in row.items()}
                       for (n, k), row in results.items()}
+    if args.eval_seed != 1234:  # other held-out tasks: beside the main results, not over them
+        path = os.path.join(args.out, f"results_eval{args.eval_seed}.json")
     with open(path + ".tmp", "w") as f:
         json.dump(run, f, indent=1)
     os.replace(path + ".tmp", path)

@@ -6,6 +6,7 @@ setting, K = 5 support points after 1, 5 and 10 steps, beside the pretrained bas
 paper's numbers. Nothing is typed in by hand except the paper's anchors.
 
     python examples/sinusoid_table.py outputs/sinusoid_70k_s1 outputs/sinusoid_70k_s2 ...
+    python examples/sinusoid_table.py outputs/sinusoid_70k_s1/results_eval99.json
 """
 import argparse
 import json
@@ -23,22 +24,31 @@ def cell(stat):
     return text + (f" ({diverged} div., median {median:.3f})" if diverged else "")
 
 
-def row(folder):
-    with open(os.path.join(folder, "results.json")) as f:
+def row(where):
+    """One table row from a run folder (its results.json) or a results*.json file."""
+    path = where if where.endswith(".json") else os.path.join(where, "results.json")
+    with open(path) as f:
         run = json.load(f)
+    name = os.path.basename(os.path.normpath(os.path.dirname(path)))
+    if not path.endswith("/results.json") and path != "results.json":
+        name += f" (tasks seed {run.get('eval_seed')})"
     steps = run.get("train_steps", 1)
     how = f"{steps} step{'s' if steps > 1 else ''}"
-    how += ", multi-step loss" if run.get("multi_step_loss") else ""
+    weights = run.get("multi_step_loss")
+    if weights:
+        how += ", multi-step loss" + ("" if weights is True else
+                                      " (" + "/".join(f"{w:g}" for w in weights) + ")")
     maml = run["results"]["MAML K=5"]
     base = run["results"]["pretrained K=5"]["10"]
-    return (f"| {os.path.basename(os.path.normpath(folder))} | {run.get('seed', '—')} | {how} | "
+    return (f"| {name} | {run.get('seed', '—')} | {how} | "
             f"{run['iterations']} | {run['maml_seconds']:.0f} s | "
             + " | ".join(cell(maml[s]) for s in STEPS) + f" | {cell(base)} |")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="output folders of examples/sinusoid_maml.py")
+    parser.add_argument("runs", nargs="+", help="output folders of examples/sinusoid_maml.py "
+                        "(or their results_eval*.json files)")
     args = parser.parse_args()
     print("| run | seed | meta-training | iterations | MAML time | 1 step | 5 steps | "
           "10 steps | pretrained, 10 steps |")

@@ -78,6 +78,21 @@ def test_multi_step_loss_is_the_mean_of_the_one_to_k_step_meta_gradients(seed, s
     assert multi.evaluate(tasks[0]) == pytest.approx(single.evaluate(tasks[0]), rel=1e-12)
 
 
+def test_weighted_multi_step_loss_and_bad_weights():
+    tasks = regression_tasks(np.random.default_rng(1), 2, shots=4, queries=3)
+    net = nn.mlp((2, 5, 1), seed=2, dtype=np.float64, init_std=0.5)
+    weights = [3.0, 0.0, 1.0]
+    got = MAML(net, 0.2, 3, loss="mse", multi_step_loss=weights).meta_gradient(tasks)
+    parts = [MAML(net, 0.2, k, loss="mse").meta_gradient(tasks) for k in (1, 3)]
+    for g, g1, g3 in zip(got, *parts):
+        np.testing.assert_allclose(g.numpy(), 0.75 * g1.numpy() + 0.25 * g3.numpy(),
+                                   rtol=1e-10, atol=1e-13)
+    with pytest.raises(ValueError, match="needs 3 weights"):
+        MAML(net, 0.2, 3, loss="mse", multi_step_loss=[1.0, 1.0])
+    with pytest.raises(ValueError, match="needs 2 weights"):
+        MAML(net, 0.2, 2, loss="mse", multi_step_loss=[0.0, 0.0])
+
+
 def test_stacked_classification_loss_and_accuracy_equal_the_loop():
     rng = np.random.default_rng(5)
     tasks = [(rng.standard_normal((6, 2)), rng.integers(0, 3, 6),

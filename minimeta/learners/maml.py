@@ -19,7 +19,8 @@ is the exact ∇θ L(φ, Q) = ∇φ L(φ, Q) · Π_k (I − α ∇² L(φ_k, S))
   per-task loop's Python overhead; the loop stays the definition, and a test holds them equal.
 - ``multi_step_loss=True`` meta-trains on the mean of the query losses after 1, 2, …, K inner
   steps instead of after K only (the multi-step loss of Antoniou et al. 2019, "How to train
-  your MAML", with equal weights), so the initialisation is good after every step count.
+  your MAML"), so the initialisation is good after every step count; a list of K weights
+  (normalised to sum 1) weighs the steps unequally.
 
 The inner loss is the **mean** over the support examples (the reference TensorFlow MAML sums
 over a K-shot batch for regression, which multiplies the effective α by K); batch norm always
@@ -63,7 +64,14 @@ class MAML(Learner):
         self.loss = default_loss(loss) if isinstance(loss, str) else loss
         self.classification = self.loss is F.cross_entropy
         self.adapt_names = list(self.params) if adapt_names is None else list(adapt_names)
+        if not isinstance(multi_step_loss, bool):
+            multi_step_loss = [float(w) for w in multi_step_loss]
         self.vectorize, self.multi_step_loss = vectorize, multi_step_loss
+        if not isinstance(multi_step_loss, bool) and (
+                len(multi_step_loss) != inner_steps or min(multi_step_loss) < 0
+                or sum(multi_step_loss) <= 0):
+            raise ValueError(f"{type(self).__name__}: multi_step_loss needs {inner_steps} "
+                             f"weights >= 0, not all 0, got {list(multi_step_loss)}")
 
     # ----- the inner loop ------------------------------------------------------------------
     def step_size(self, name):
@@ -105,8 +113,8 @@ class MAML(Learner):
     def task_loss(self, task, steps=None, create_graph=None):
         """Query loss (a Tensor) and query accuracy (or None) after adapting to one task.
 
-        The loss is at the last step, or with ``multi_step_loss`` the mean over steps 1..K;
-        the accuracy is always at the last step.
+        The loss is at the last step, or with ``multi_step_loss`` the (weighted) mean over
+        steps 1..K; the accuracy is always at the last step.
         """
         xs, ys, xq, yq = task
         path = self.adapt_path(self.params, xs, ys, steps, create_graph)
@@ -114,15 +122,20 @@ class MAML(Learner):
 
     def query_loss(self, path, xq, yq, loss_fn, every_step):
         """(loss, accuracy) on the query set after the inner-loop ``path``: the loss after the
-        last step, or the mean of the losses after steps 1..K when ``every_step``."""
+        last step, or, when ``every_step`` (True or K weights), the weighted mean of the losses
+        after steps 1..K (equal weights for True)."""
         xq = _as_tensor(xq, path[-1])
-        used = path[1:] if every_step and len(path) > 1 else path[-1:]
+        used = path[1:] if every_step is not False and len(path) > 1 else path[-1:]
+        weights = list(every_step) if isinstance(every_step, list) else [1.0] * len(used)
         outs = [self.model(xq, fast) for fast in used]
-        loss = loss_fn(outs[0], yq)
-        for out in outs[1:]:
-            loss = loss + loss_fn(out, yq)
-        if len(outs) > 1:
-            loss = loss * (1.0 / len(outs))
+        if len(outs) == 1:
+            loss = loss_fn(outs[0], yq)
+        else:
+            loss = None
+            for w, out in zip(weights, outs):
+                if w:
+                    term = loss_fn(out, yq) * (w / sum(weights))
+                    loss = term if loss is None else loss + term
         acc = None
         if self.classification and outs[-1].ndim > 2:  # stacked tasks: one batch of all
             acc = F.accuracy(ops.reshape(outs[-1], (-1, outs[-1].shape[-1])),
