@@ -89,7 +89,7 @@ def main():
                 ref = median_time(theirs(torch, steps, vectorize), repeats=args.repeats) \
                     if torch else None
                 way = "stacked tasks" if vectorize else "task loop"
-                report(f"sinusoid MAML, {steps} inner step(s), {way}", mine, ref)
+                report(f"sinusoid MAML, {steps} step{'s' if steps > 1 else ''}, {way}", mine, ref)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ for learner in "$@"; do
         train reptile5 --learner reptile --ways 5 --shots 5 --iterations 1000
         evaluate reptile5 5:5 ;;
     reptile20)  # the same, 20-way 1-shot, 5 queries per class
-        train reptile20 --learner reptile --ways 20 --shots 1 --queries 5 --iterations 400
+        train reptile20 --learner reptile --ways 20 --shots 1 --queries 5 --iterations 250
         evaluate reptile20 20:1 ;;
     *) echo "unknown learner $learner" >&2; exit 2 ;;
     esac

@@ -79,7 +79,9 @@ def plot_curves(runs, path, smooth=50):
     """One panel per run: training accuracy (moving average) and validation accuracy.
 
     ``runs`` maps a label to a run folder. Training accuracy is on each run's own training
-    episodes (their way count differs); validation is 5-way on held-out characters."""
+    episodes (their way count differs); validation on held-out characters at the run's
+    shot count, 5-way for metric learners and at the training way count for the MAML
+    family (``val_ways`` in the run's settings)."""
     import math
 
     import matplotlib
@@ -100,7 +102,7 @@ def plot_curves(runs, path, smooth=50):
                 label=f"training ({k}-iteration mean)")
         val = [(r["iteration"], r["val_accuracy"]) for r in records if "val_accuracy" in r]
         if val:
-            ax.plot(*zip(*val), "o--", label="validation, 5-way")
+            ax.plot(*zip(*val), "o--", label="validation")
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
         ax.set_xlabel("iteration", fontsize=8)
