@@ -69,7 +69,7 @@ for learner in "$@"; do
         train reptile --learner reptile --ways 5 --shots 1 --iterations 2000
         evaluate reptile 5:1 ;;
     reptile5)  # the same, 5-way 5-shot
-        train reptile5 --learner reptile --ways 5 --shots 5 --iterations 1000
+        train reptile5 --learner reptile --ways 5 --shots 5 --iterations 400
         evaluate reptile5 5:5 ;;
     reptile20)  # the same, 20-way 1-shot, 5 queries per class
         train reptile20 --learner reptile --ways 20 --shots 1 --queries 5 --iterations 250
