@@ -64,14 +64,13 @@ class MAML(Learner):
         self.loss = default_loss(loss) if isinstance(loss, str) else loss
         self.classification = self.loss is F.cross_entropy
         self.adapt_names = list(self.params) if adapt_names is None else list(adapt_names)
-        if not isinstance(multi_step_loss, bool):
-            multi_step_loss = [float(w) for w in multi_step_loss]
+        if not isinstance(multi_step_loss, bool):  # K weights: checked, normalised once
+            weights = [float(w) for w in multi_step_loss]
+            if len(weights) != inner_steps or min(weights) < 0 or sum(weights) <= 0:
+                raise ValueError(f"{type(self).__name__}: multi_step_loss needs {inner_steps} "
+                                 f"weights >= 0, not all 0, got {weights}")
+            multi_step_loss = [w / sum(weights) for w in weights]
         self.vectorize, self.multi_step_loss = vectorize, multi_step_loss
-        if not isinstance(multi_step_loss, bool) and (
-                len(multi_step_loss) != inner_steps or min(multi_step_loss) < 0
-                or sum(multi_step_loss) <= 0):
-            raise ValueError(f"{type(self).__name__}: multi_step_loss needs {inner_steps} "
-                             f"weights >= 0, not all 0, got {list(multi_step_loss)}")
 
     # ----- the inner loop ------------------------------------------------------------------
     def step_size(self, name):
@@ -126,16 +125,15 @@ class MAML(Learner):
         after steps 1..K (equal weights for True)."""
         xq = _as_tensor(xq, path[-1])
         used = path[1:] if every_step is not False and len(path) > 1 else path[-1:]
-        weights = list(every_step) if isinstance(every_step, list) else [1.0] * len(used)
+        weights = every_step if isinstance(every_step, list) else [1.0 / len(used)] * len(used)
         outs = [self.model(xq, fast) for fast in used]
         if len(outs) == 1:
             loss = loss_fn(outs[0], yq)
-        else:
-            loss = None
-            for w, out in zip(weights, outs):
-                if w:
-                    term = loss_fn(out, yq) * (w / sum(weights))
-                    loss = term if loss is None else loss + term
+        else:  # the weighted sum; a zero weight adds nothing to the graph
+            terms = [loss_fn(out, yq) * w for w, out in zip(weights, outs) if w]
+            loss = terms[0]
+            for term in terms[1:]:
+                loss = loss + term
         acc = None
         if self.classification and outs[-1].ndim > 2:  # stacked tasks: one batch of all
             acc = F.accuracy(ops.reshape(outs[-1], (-1, outs[-1].shape[-1])),
