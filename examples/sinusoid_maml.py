@@ -44,6 +44,8 @@ def main(argv=None):
     parser.add_argument("--step-weights", default=None,
                         help="comma-separated weights of those losses (implies "
                              "--multi-step-loss), e.g. 0.6,0.1,0.1,0.1,0.1")
+    parser.add_argument("--clip-norm", type=float, default=None,
+                        help="bound on the global norm of each meta-gradient (default: none)")
     parser.add_argument("--out", default="outputs/sinusoid")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="load maml.npz and pretrained.npz from --out instead of training")
@@ -51,6 +53,8 @@ def main(argv=None):
     if args.iterations < 1 or args.tasks < 2 or args.inner_lr <= 0 or args.train_steps < 1:
         parser.error("--iterations and --train-steps must be >= 1, --tasks >= 2 and "
                      "--inner-lr > 0")
+    if args.clip_norm is not None and not args.clip_norm > 0:
+        parser.error(f"--clip-norm must be > 0, got {args.clip_norm}")
     if args.step_weights:
         try:
             args.multi_step_loss = [float(w) for w in args.step_weights.split(",")]
@@ -69,7 +73,8 @@ def main(argv=None):
         maml_model, _, _ = S.train_maml(args.iterations, shots=args.shots, seed=args.seed,
                                          inner_lr=args.inner_lr,
                                          inner_steps=args.train_steps,
-                                         multi_step_loss=args.multi_step_loss)
+                                         multi_step_loss=args.multi_step_loss,
+                                         clip_norm=args.clip_norm)
         maml_time = time.perf_counter() - start
         base_model, _ = S.train_baseline(args.iterations, shots=args.shots, seed=args.seed)
         models = {"MAML": maml_model, "pretrained": base_model}
@@ -87,7 +92,7 @@ def main(argv=None):
     path = os.path.join(args.out, "results.json")  # how the models were trained, and results
     run = {"iterations": args.iterations, "shots": args.shots, "train_steps": args.train_steps,
            "multi_step_loss": args.multi_step_loss, "seed": args.seed,
-           "inner_lr": args.inner_lr, "maml_seconds": maml_time}
+           "inner_lr": args.inner_lr, "clip_norm": args.clip_norm, "maml_seconds": maml_time}
     if args.evaluate_only and os.path.exists(path):  # keep the record of the training
         with open(path) as f:
             run = {k: v for k, v in json.load(f).items() if k != "results"}

@@ -90,7 +90,7 @@ def _train(args):
                                         "inner_steps", "test_steps", "outer_lr", "seed", "out",
                                         "resume", "checkpoint_every", "fce", "val_size",
                                         "validate_every", "val_episodes", "lr_halve_every",
-                                        "device", "multi_step_loss")})
+                                        "device", "multi_step_loss", "clip_norm")})
     if settings["split"] == "lake":
         settings["val_size"] = 0  # the background/evaluation split has no validation part
     print("minimeta train: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
@@ -140,6 +140,8 @@ def build_parser():
                             "steps (Antoniou et al. 2019)")
     train.add_argument("--fce", action="store_true",
                        help="matching: full context embeddings (Vinyals et al. 2016)")
+    train.add_argument("--clip-norm", type=float, default=None,
+                       help="bound on the global norm of each meta-gradient (default: none)")
     train.add_argument("--split", default="vinyals", choices=["vinyals", "lake"])
     train.add_argument("--iterations", type=int, default=60000)
     train.add_argument("--meta-batch", type=int, default=None, help="tasks per meta-batch")

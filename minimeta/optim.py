@@ -1,7 +1,9 @@
 """Optimizers that update parameter Tensors in place, outside any graph.
 
 ``step(grads=None)`` takes the gradients in parameter order (as ``mm.grad`` returns them) or,
-when omitted, reads each parameter's ``.grad``. Updates touch ``.data`` directly: an optimizer
+when omitted, reads each parameter's ``.grad``. ``clip_norm`` (any optimizer) rescales the
+gradients first so that their global L2 norm is at most that value; ``last_norm`` keeps the norm
+seen before clipping, for logging. Updates touch ``.data`` directly: an optimizer
 step is not part of any derivative (meta-learners that differentiate through an update build
 the new parameters with Tensor ops instead, see ``learners/``).
 
@@ -22,11 +24,13 @@ from .engine.tensor import Tensor
 class Optimizer:
     """Holds the parameter list and per-parameter state arrays; subclasses define ``_update``."""
 
-    def __init__(self, params, lr):
+    def __init__(self, params, lr, clip_norm=None):
         self.params = list(params.values() if hasattr(params, "values") else params)
         if lr <= 0:
             raise ValueError(f"{type(self).__name__}: learning rate must be > 0, got {lr}")
-        self.lr = lr
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"{type(self).__name__}: clip_norm must be > 0, got {clip_norm}")
+        self.lr, self.clip_norm, self.last_norm = lr, clip_norm, None
         self.steps = 0
         self.state = {}  # name -> list of arrays, one per parameter
 
@@ -43,15 +47,34 @@ class Optimizer:
         if len(grads) != len(self.params):
             raise ValueError(f"{type(self).__name__}.step: {len(grads)} gradients for "
                              f"{len(self.params)} parameters")
-        self.steps += 1
+        arrays = []
         for i, (p, g) in enumerate(zip(self.params, grads)):
-            if g is None:
-                continue
-            g = to_device(g.data if isinstance(g, Tensor) else g, p.device)
-            if g.shape != p.shape:
-                raise ValueError(f"{type(self).__name__}.step: gradient {i} has shape "
-                                 f"{g.shape}, parameter {p.shape}")
-            p.data -= self._update(i, p.data, g.astype(p.dtype, copy=False)).astype(p.dtype)
+            if g is not None:
+                g = to_device(g.data if isinstance(g, Tensor) else g, p.device)
+                if g.shape != p.shape:
+                    raise ValueError(f"{type(self).__name__}.step: gradient {i} has shape "
+                                     f"{g.shape}, parameter {p.shape}")
+                g = g.astype(p.dtype, copy=False)
+            arrays.append(g)
+        scale = self._clip_scale(arrays)
+        self.steps += 1
+        for i, (p, g) in enumerate(zip(self.params, arrays)):
+            if g is not None:
+                p.data -= self._update(i, p.data, g * scale if scale != 1 else g).astype(p.dtype)
+
+    def _clip_scale(self, arrays):
+        """min(1, clip_norm / ‖g‖) over all gradients; records ‖g‖ in ``last_norm``.
+
+        A non-finite norm is an error: a NaN would otherwise spread into every parameter.
+        """
+        if self.clip_norm is None:
+            return 1.0
+        norm = float(np.sqrt(sum(float((g.astype(np.float64) ** 2).sum())
+                                 for g in arrays if g is not None)))
+        self.last_norm = norm
+        if not np.isfinite(norm):
+            raise FloatingPointError(f"{type(self).__name__}.step: gradient norm is {norm}")
+        return min(1.0, self.clip_norm / norm) if norm > 0 else 1.0
 
     def _slot(self, name, i, like):
         slots = self.state.setdefault(name, [None] * len(self.params))
@@ -82,8 +105,8 @@ class Optimizer:
 class SGD(Optimizer):
     """p ← p − lr·v with v ← momentum·v + (g + weight_decay·p) (plain SGD when momentum = 0)."""
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
-        super().__init__(params, lr)
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, clip_norm=None):
+        super().__init__(params, lr, clip_norm)
         self.momentum, self.weight_decay = momentum, weight_decay
 
     def _update(self, i, p, g):
@@ -100,8 +123,9 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with bias correction; weight decay added to the gradient."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, lr)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 clip_norm=None):
+        super().__init__(params, lr, clip_norm)
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
 
     def _update(self, i, p, g):

@@ -23,6 +23,22 @@ def test_train_resume_eval_round_trip_on_sinusoids(tmp_path, capsys):
     assert "MSE" in capsys.readouterr().out
 
 
+def test_clip_norm_is_applied_and_logged(tmp_path, capsys):
+    out = str(tmp_path / "clip")
+    args = ["train", "--learner", "maml", "--dataset", "sinusoid", "--shots", "5",
+            "--queries", "5", "--meta-batch", "4", "--iterations", "3", "--out", out]
+    assert cli.main(args + ["--clip-norm", "1e-6"]) == 0
+    lines = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl"))]
+    assert all(x["grad_norm"] > 1e-6 for x in lines)  # every step was clipped
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args + ["--clip-norm", "0"])
+    assert exit_info.value.code == 2 and "clip_norm must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--learner", "reptile", "--dataset", "sinusoid", "--clip-norm", "1",
+                  "--iterations", "1", "--out", out + "r"])
+    assert "Reptile has no meta-gradient" in capsys.readouterr().err
+
+
 def test_bad_arguments_are_argparse_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--learner", "maml", "--ways", "0"])

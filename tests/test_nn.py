@@ -67,6 +67,24 @@ def test_sgd_momentum_and_adam_match_their_formulas():
     np.testing.assert_allclose(a.numpy(), [0.9], rtol=1e-6)  # first Adam step = lr * sign
 
 
+def test_clip_norm_rescales_all_gradients_together():
+    w = mm.tensor(np.array([0.0, 0.0]), requires_grad=True)
+    b = mm.tensor(np.array([0.0]), requires_grad=True)
+    opt = SGD([w, b], lr=1.0, clip_norm=1.0)
+    opt.step([np.array([3.0, 0.0]), np.array([4.0])])    # global norm 5 -> scaled by 1/5
+    assert opt.last_norm == pytest.approx(5.0)
+    np.testing.assert_allclose(w.numpy(), [-0.6, 0.0])
+    np.testing.assert_allclose(b.numpy(), [-0.8])
+    opt.step([np.array([0.3, 0.0]), None])               # under the bound: unchanged
+    np.testing.assert_allclose(w.numpy(), [-0.9, 0.0])
+    before = w.numpy().copy()
+    with pytest.raises(FloatingPointError, match="SGD.step: gradient norm is nan"):
+        opt.step([np.array([np.nan, 0.0]), np.array([1.0])])
+    np.testing.assert_array_equal(w.numpy(), before)     # nothing was applied
+    with pytest.raises(ValueError, match="clip_norm must be > 0"):
+        Adam([w], clip_norm=0.0)
+
+
 def test_checkpoint_round_trip_restores_params_and_optimizer_state(tmp_path):
     net = nn.conv4(5, hidden=8)
     opt = Adam(net.parameters(), lr=1e-3)

@@ -121,8 +121,11 @@ def train(s, log=print):
     os.makedirs(s["out"], exist_ok=True)
     ckpt_path = os.path.join(s["out"], "checkpoint.npz")
     model, learner = build(s)
-    opt = Adam(learner.meta_parameters(), lr=s["outer_lr"]) if s["learner"] != "reptile" \
-        else None
+    if s["learner"] == "reptile" and s.get("clip_norm"):
+        raise ValueError("clip_norm: Reptile has no meta-gradient to clip (its update is "
+                         "θ + ε·mean(φ − θ)); drop --clip-norm")
+    opt = Adam(learner.meta_parameters(), lr=s["outer_lr"], clip_norm=s.get("clip_norm")) \
+        if s["learner"] != "reptile" else None
     start, spent = 0, 0.0
     if s["resume"] and os.path.exists(ckpt_path):
         state = io.load(ckpt_path)
@@ -156,6 +159,8 @@ def train(s, log=print):
                 opt.step()
                 opt.zero_grad()
             record = {"iteration": it + 1, "seconds": round(time.perf_counter() - began, 3)}
+            if opt is not None and opt.last_norm is not None:  # only computed when clipping
+                record["grad_norm"] = opt.last_norm
             if validate and ((it + 1) % s["validate_every"] == 0 or it + 1 == s["iterations"]):
                 acc, half = run_episodes(learner, val_tasks, s["val_episodes"], 999, "val")
                 record.update(val_accuracy=acc, val_interval=half)

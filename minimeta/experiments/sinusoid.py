@@ -24,8 +24,11 @@ INIT_STD = 0.01  # normal(0, 0.01) weights, as in the MAML reference code
 
 
 def train_maml(iterations, shots=10, meta_batch=25, inner_lr=0.01, outer_lr=1e-3, seed=0,
-               first_order=False, inner_steps=1, multi_step_loss=False, log=None):
+               first_order=False, inner_steps=1, multi_step_loss=False, clip_norm=None,
+               log=None):
     """Meta-train MAML; returns (model, learner, list of per-iteration mean query losses).
+
+    ``clip_norm`` bounds the global norm of each meta-gradient (None: no clipping).
 
     The 25 tasks of a meta-batch go through the network as one stacked batch
     (``MAML(vectorize=True)``): the same meta-gradient as a loop over tasks, ten times faster.
@@ -33,7 +36,7 @@ def train_maml(iterations, shots=10, meta_batch=25, inner_lr=0.01, outer_lr=1e-3
     model = nn.mlp((1, 40, 40, 1), seed=seed, init_std=INIT_STD)
     learner = MAML(model, inner_lr, inner_steps, first_order=first_order, loss="mse",
                    vectorize=True, multi_step_loss=multi_step_loss)
-    opt = Adam(learner.meta_parameters(), lr=outer_lr)
+    opt = Adam(learner.meta_parameters(), lr=outer_lr, clip_norm=clip_norm)
     tasks = SinusoidTasks(seed=seed + 1)
     bar, curve = Progress(iterations, "maml"), []
     for it in range(iterations):
