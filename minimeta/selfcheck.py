@@ -85,6 +85,21 @@ def matmul_args(draw):
 
 
 @st.composite
+def matmul_flags_args(draw):
+    """Operands of ``matmul(a, b, trans_a, trans_b)``: stored transposed where a flag is set."""
+    ta, tb = draw(st.booleans()), draw(st.booleans())
+    n, k, m = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    batch_a, batch_b = draw(broadcast_shapes(2, max_dims=2, max_side=3))
+    shape_a = batch_a + ((k, n) if ta else (n, k))
+    shape_b = batch_b + ((m, k) if tb else (k, m))
+    return (draw(arrays(shape_a)), draw(arrays(shape_b))), (ta, tb)
+
+
+def _matmul_flags_ref(a, b, ta, tb):
+    return np.matmul(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b)
+
+
+@st.composite
 def index_for(draw, shape):
     """A basic or advanced index into the first axis (integer arrays may repeat)."""
     n = shape[0]
@@ -184,6 +199,7 @@ ROWS = [
     Row("concatenate", lambda *a: mm.concatenate(a[:-1], a[-1]),
         lambda *a: np.concatenate(a[:-1], a[-1]), concat_args()),
     Row("matmul", mm.matmul, np.matmul, matmul_args()),
+    Row("matmul_flags", mm.matmul, _matmul_flags_ref, matmul_flags_args()),
     Row("cast", lambda x: mm.apply(Cast(np.dtype(np.float64)), x), lambda x: x, unary()),
 ]
 

@@ -18,7 +18,7 @@ import contextlib
 import functools
 
 from .backend import array_module, device_of
-from .tensor import Tensor
+from .tensor import STAMPS, Tensor
 
 
 class _GradState:
@@ -63,8 +63,11 @@ def apply(op, *inputs):
     out.data = op.forward(*arrays)
     out.grad = None
     out.name = None
+    out._seq = next(STAMPS)
     out._from_backward = STATE.backward_depth > 0
-    if STATE.enabled and any(t.requires_grad for t in inputs):
+    # recorded when any input requires grad (the first and last are tested before the loop)
+    if STATE.enabled and inputs and (inputs[0].requires_grad or inputs[-1].requires_grad
+                                     or any(t.requires_grad for t in inputs)):
         out.requires_grad = True
         out._op = op
         out._parents = inputs
@@ -127,10 +130,16 @@ def is_grad_enabled():
     return STATE.enabled
 
 
-def toposort(roots):
-    """Nodes reachable from ``roots`` that require grad, parents before children (iterative)."""
+def toposort(roots, floor=0):
+    """Nodes reachable from ``roots`` that require grad, parents before children (iterative).
+
+    Nodes stamped before ``floor`` are left out: they were made before every input of the
+    gradient asked for, so no input can lie below them. In the inner loop of MAML, step k's
+    gradient with respect to φₖ₋₁ would otherwise walk again through the graphs of all earlier
+    steps (which φₖ₋₁ depends on), making k steps cost O(k²) in bookkeeping.
+    """
     order, visited = [], set()
-    stack = [(t, False) for t in roots if t.requires_grad]
+    stack = [(t, False) for t in roots if t.requires_grad and t._seq >= floor]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -141,7 +150,7 @@ def toposort(roots):
         visited.add(id(node))
         stack.append((node, True))
         for parent in node._parents:
-            if parent.requires_grad and id(parent) not in visited:
+            if parent.requires_grad and parent._seq >= floor and id(parent) not in visited:
                 stack.append((parent, False))
     return order
 
@@ -159,6 +168,8 @@ def _unbroadcast(g, shape, op):
     for i, n in enumerate(shape):
         if n != 1 and g.shape[lead + i] != n:
             raise ValueError(f"{op}: gradient of shape {g.shape} does not fit input {shape}")
+    if axes and lead == 0:  # only size-1 axes to restore: keep them, no reshape needed
+        return _ops.sum(g, axes, keepdims=True)
     if axes:
         g = _ops.sum(g, axes, keepdims=False)
     return _ops.reshape(g, shape) if g.shape != shape else g
@@ -190,22 +201,29 @@ def _initial_grads(outputs, grad_outputs):
     return result
 
 
-def _run_backward(outputs, seeds, create_graph, keep):
+def _run_backward(outputs, seeds, create_graph, keep, order):
     """Propagate ``seeds`` from ``outputs`` back to the nodes in ``keep`` (a set of ids).
 
-    Only nodes from which a node of ``keep`` can be reached are visited: the pass stops at the
-    requested inputs instead of running on to the leaves. (Without that pruning, a gradient
-    taken inside a VJP, as in ``primitives/fused.py``, would re-run the whole graph below it.)
-    Grads of intermediate nodes are dropped as soon as they are used.
+    ``order`` is ``toposort(outputs, ...)``. Only nodes from which a node of ``keep`` can be
+    reached are visited: the pass stops at the requested inputs instead of running on to the
+    leaves. (Without that pruning, a gradient taken inside a VJP, as in
+    ``primitives/fused.py``, would re-run the whole graph below it.) Grads of intermediate
+    nodes are dropped as soon as they are used.
     """
-    order = toposort(outputs)
-    relevant, expand = set(), set()  # expand: relevant nodes whose VJP feeds a relevant parent
+    relevant = set()  # ids of the nodes from which a node of ``keep`` can be reached
+    plan = []  # (node, expand): relevant nodes, children first; expand: its VJP feeds one
     for node in order:  # parents come before children
-        if any(id(p) in relevant for p in node._parents):
-            expand.add(id(node))
-            relevant.add(id(node))
-        elif id(node) in keep:
-            relevant.add(id(node))
+        nid = id(node)
+        for parent in node._parents:
+            if id(parent) in relevant:
+                relevant.add(nid)
+                plan.append((node, True))
+                break
+        else:
+            if nid in keep:
+                relevant.add(nid)
+                plan.append((node, False))
+    plan.reverse()
     grads = {}
     for out, seed in zip(outputs, seeds):
         if out.requires_grad:
@@ -214,24 +232,25 @@ def _run_backward(outputs, seeds, create_graph, keep):
     STATE.backward_depth += 1
     try:
         with set_grad_enabled(create_graph):
-            for node in reversed(order):
-                if id(node) not in relevant:
-                    continue
-                g = grads.pop(id(node), None)
+            for node, expand in plan:
+                nid = id(node)
+                g = grads.pop(nid, None)
                 if g is None:
                     continue
-                if id(node) in keep:
-                    kept[id(node)] = g
-                parents = node._parents
-                if id(node) not in expand:
+                if nid in keep:
+                    kept[nid] = g
+                if not expand:
                     continue
+                parents = node._parents
                 in_grads = node._op.vjp(g, node, *parents)
                 for parent, pg in zip(parents, in_grads):
-                    if pg is None or id(parent) not in relevant:
-                        continue
-                    pg = _unbroadcast(pg, parent.shape, node._op)
                     key = id(parent)
-                    grads[key] = grads[key] + pg if key in grads else pg
+                    if pg is None or key not in relevant:
+                        continue
+                    if pg.shape != parent.shape:
+                        pg = _unbroadcast(pg, parent.shape, node._op)
+                    previous = grads.get(key)
+                    grads[key] = pg if previous is None else previous + pg
     finally:
         STATE.backward_depth -= 1
     return kept
@@ -255,7 +274,9 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
         if not isinstance(x, Tensor) or not x.requires_grad:
             raise ValueError(f"grad: input {i} does not require grad (shape {x.shape})")
     seeds = _initial_grads(outputs, grad_outputs)
-    kept = _run_backward(outputs, seeds, create_graph, {id(x) for x in inputs})
+    # nothing made before the earliest input can depend on an input: the walk stops there
+    order = toposort(outputs, floor=min((x._seq for x in inputs), default=0))
+    kept = _run_backward(outputs, seeds, create_graph, {id(x) for x in inputs}, order)
     result = []
     for i, x in enumerate(inputs):
         g = kept.get(id(x))
@@ -272,9 +293,10 @@ def backward(output, grad_output=None, create_graph=False):
     """Accumulate gradients of ``output`` into ``.grad`` of every leaf that requires grad."""
     if not output.requires_grad:
         raise ValueError("backward: the output does not require grad (no leaf needs a gradient)")
-    leaves = [t for t in toposort([output]) if t._op is None]
+    order = toposort([output])
+    leaves = [t for t in order if t._op is None]
     seeds = _initial_grads([output], None if grad_output is None else [grad_output])
-    kept = _run_backward([output], seeds, create_graph, {id(t) for t in leaves})
+    kept = _run_backward([output], seeds, create_graph, {id(t) for t in leaves}, order)
     for leaf in leaves:
         g = kept.get(id(leaf))
         if g is None:

@@ -73,7 +73,7 @@ def _lift(x, like):
 
 def _pair(a, b):
     if isinstance(a, Tensor):
-        return a, _lift(b, a)
+        return a, (b if isinstance(b, Tensor) else _lift(b, a))
     b = _lift(b, None)
     return _lift(a, b), b
 
@@ -294,7 +294,12 @@ def stack(tensors, axis=0):
     return concatenate([expand_dims(t, axis) for t in tensors], axis)
 
 
-def matmul(a, b):
-    """Matrix product with NumPy's rules (batched, broadcasting leading axes)."""
+def matmul(a, b, trans_a=False, trans_b=False):
+    """Matrix product with NumPy's rules (batched, broadcasting leading axes); ``trans_a`` /
+    ``trans_b`` use aᵀ / bᵀ (last two axes swapped) without recording a transpose.
+
+    >>> matmul(tensor([[1.0, 2.0]]), tensor([[3.0, 4.0]]), trans_b=True).numpy()
+    array([[11.]])
+    """
     a, b = _pair(a, b)
-    return apply(L.MatMul(), a, b)
+    return apply(L.MatMul(bool(trans_a), bool(trans_b)), a, b)

@@ -5,7 +5,9 @@ A Tensor holds
 - ``requires_grad``: whether gradients should flow to it,
 - ``_op`` / ``_parents``: the primitive that made it and that primitive's input Tensors (a leaf
   has ``_op is None``),
-- ``grad``: where ``backward()`` accumulates (a Tensor, so it can itself be differentiated).
+- ``grad``: where ``backward()`` accumulates (a Tensor, so it can itself be differentiated);
+- ``_seq``: a creation stamp, increasing: a Tensor can only depend on Tensors with smaller
+  stamps, which lets the backward pass skip the part of a graph made before its inputs.
 
 Every operator and method here only forwards to a function of ``ops.py``; no math lives in this
 file. dtypes follow NumPy 2 (NEP 50): a Python scalar is "weak" and takes the tensor's dtype, so
@@ -13,9 +15,14 @@ file. dtypes follow NumPy 2 (NEP 50): a Python scalar is "weak" and takes the te
 
 Read next: ``ops.py`` (the user-facing functions), then ``autodiff.py`` (the backward pass).
 """
+import itertools
+
 import numpy as np
 
 from .backend import device_of, is_float_dtype, to_device
+
+
+STAMPS = itertools.count()  # next(STAMPS): the creation stamp of a new Tensor
 
 
 class Tensor:
@@ -28,7 +35,8 @@ class Tensor:
     array([2., 4.])
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_op", "_parents", "_from_backward", "name")
+    __slots__ = ("data", "grad", "requires_grad", "_op", "_parents", "_from_backward", "name",
+                 "_seq")
     __array_priority__ = 1000  # numpy_array * tensor dispatches to Tensor.__rmul__
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -51,6 +59,7 @@ class Tensor:
         self._parents = ()
         self._from_backward = False
         self.name = name
+        self._seq = next(STAMPS)
 
     # ----- plain properties of the array -----------------------------------------------------
     shape = property(lambda self: self.data.shape, doc="Shape of the array (a tuple).")

@@ -35,7 +35,7 @@ def pairwise_sq_distances(a, b):
     """
     aa = ops.sum(a * a, -1, keepdims=True)                        # (..., n, 1)
     bb = ops.expand_dims(ops.sum(b * b, -1), -2)                   # (..., 1, m)
-    return aa + bb - 2.0 * (a @ ops.swapaxes(b, -1, -2))
+    return aa + bb - 2.0 * ops.matmul(a, b, trans_b=True)         # a bᵀ, no transpose op
 
 
 def cosine_attention(queries, support, support_onehot, eps=1e-8, fused=True):
@@ -57,7 +57,7 @@ def cosine_attention_composite(queries, support, support_onehot, eps=1e-8):
     """The composite definition of ``cosine_attention`` (normalise, matmul, softmax, matmul)."""
     q_hat = queries / _norm(queries, eps)
     s_hat = support / _norm(support, eps)
-    sims = q_hat @ ops.swapaxes(s_hat, -1, -2)                     # (..., q, s)
+    sims = ops.matmul(q_hat, s_hat, trans_b=True)                  # (..., q, s)
     return softmax(sims, -1) @ support_onehot
 
 
@@ -89,4 +89,4 @@ def class_means(z, labels, n):
     counts = ops.sum(onehot, 0)
     if (counts.numpy() == 0).any():
         raise ValueError(f"class_means: every class 0..{n - 1} needs at least one example")
-    return (ops.transpose(onehot) @ z) / ops.expand_dims(counts, -1)
+    return ops.matmul(onehot, z, trans_a=True) / ops.expand_dims(counts, -1)

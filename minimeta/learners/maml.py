@@ -176,9 +176,10 @@ class MAML(Learner):
     def stacked_task_loss(self, tasks):
         """Mean query loss (a Tensor) and accuracy of a meta-batch adapted in one inner loop.
 
-        θ is broadcast to shape (T, ...) for the adapted parameters: copy t sees only task t's
-        data, and the gradient of the broadcast sums the T copies' gradients back into θ, so
-        the meta-gradient equals the per-task loop's (``tests/test_vectorized_tasks.py``).
+        θ is broadcast to shape (T, ...) for the adapted parameters (biases to (T, 1, size)):
+        copy t sees only task t's data, and the gradient of the broadcast sums the T copies'
+        gradients back into θ, so the meta-gradient equals the per-task loop's
+        (``tests/test_vectorized_tasks.py``).
         The price: the graph of every task is held at once (the loop holds one at a time).
         """
         shapes = {tuple(np.shape(part) for part in task) for task in tasks}
@@ -187,8 +188,10 @@ class MAML(Learner):
                              f"shapes to be stacked, got {sorted(shapes)}")
         xs, ys, xq, yq = (np.stack(part) for part in zip(*tasks))
         n = len(tasks)
-        stacked = {name: ops.broadcast_to(p, (n,) + p.shape) if name in self.adapt_names else p
-                   for name, p in self.params.items()}
+        # a 1-D parameter (a bias) is stacked as (n, 1, size): ready to broadcast over each
+        # task's examples, so F.linear need not reshape it at every call
+        stacked = {name: ops.broadcast_to(p, (n,) + (1,) * (p.ndim == 1) + p.shape)
+                   if name in self.adapt_names else p for name, p in self.params.items()}
         path = self.adapt_path(stacked, xs, ys, tasks=n)
         return self.query_loss(path, xq, yq, self.stacked_loss, self.multi_step_loss)
 

@@ -115,7 +115,7 @@ class RelationNet(MetricLearner):
         n_q, fmap = zq.shape[0], zq.shape[1:]
         flat = ops.reshape(zs, (zs.shape[0], -1))
         onehot = F.one_hot(ys, ways, zs.dtype, like=zs)
-        classes = ops.reshape(ops.transpose(onehot) @ flat, (1, ways) + fmap)
+        classes = ops.reshape(ops.matmul(onehot, flat, trans_a=True), (1, ways) + fmap)
         queries = ops.expand_dims(zq, 1)                                # (q, 1, C, H, W)
         pair_shape = (n_q, ways) + fmap
         pairs = ops.concatenate([ops.broadcast_to(classes, pair_shape),

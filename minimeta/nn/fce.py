@@ -71,7 +71,7 @@ class FullContextEmbedding(Module):
             state = ops.concatenate([h, r], axis=1)
             h_hat, c = F.lstm_cell(query, state, c, p["w_ih"], p["w_hh"], p["bias"])
             h = h_hat + query
-            r = F.softmax(h @ ops.transpose(g), -1) @ g
+            r = F.softmax(ops.matmul(h, g, trans_b=True), -1) @ g
         return h
 
     def extra_repr(self):

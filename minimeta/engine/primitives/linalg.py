@@ -1,27 +1,55 @@
 """Matrix product, batched over leading axes with NumPy's broadcasting rules.
 
+``MatMul`` carries the two transpose flags of BLAS ``gemm``: out = op(a) @ op(b), where op
+swaps the last two axes when its flag is set. With them the VJP of a matrix product is again a
+matrix product (g @ bᵀ is ``matmul(g, b, trans_b=True)``), so the family is closed under
+differentiation and no transpose op is recorded, at any order.
+
 Read next: ``../ops.py``, which wraps every primitive as a user-facing function.
 """
 from ..autodiff import Primitive
 from .. import ops
 
 
-class MatMul(Primitive):
-    """out = a @ b (1-D operands promoted as in NumPy, leading axes broadcast).
+def _t(x, flag):
+    """x with its last two axes swapped when ``flag`` (a view, no copy)."""
+    return x.swapaxes(-1, -2) if flag else x
 
-    VJP: (g @ bᵀ, aᵀ @ g) on the last two axes, the engine summing over broadcast batch axes.
-    A 1-D ``a`` is treated as a row (1, n), a 1-D ``b`` as a column (n, 1).
+
+class MatMul(Primitive):
+    """out = op(a) @ op(b), op(x) = xᵀ (last two axes) where ``trans_a`` / ``trans_b`` say.
+
+    1-D operands are promoted as in NumPy (``a`` a row (1, n), ``b`` a column (n, 1)); the
+    flags need 2-D or more. Leading axes broadcast. VJP, with A = op(a), B = op(b):
+    dA = g Bᵀ and dB = Aᵀ g, each written back in its operand's own layout:
+
+    - ga = g @ op(b)ᵀ  = matmul(g, b, False, not tb)        when not ta
+      ga = (g Bᵀ)ᵀ = op(b) @ gᵀ = matmul(b, g, tb, True)   when ta
+    - gb = op(a)ᵀ @ g  = matmul(a, g, not ta, False)        when not tb
+      gb = (Aᵀ g)ᵀ = gᵀ @ op(a) = matmul(g, a, True, ta)   when tb
+
+    The engine sums over broadcast batch axes.
     """
+
+    __slots__ = ("trans_a", "trans_b")
+
+    def __init__(self, trans_a=False, trans_b=False):
+        self.trans_a, self.trans_b = trans_a, trans_b
 
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: operands must have at least 1 dim, got {a.shape}, {b.shape}")
+        if (self.trans_a and a.ndim < 2) or (self.trans_b and b.ndim < 2):
+            raise ValueError(f"matmul: a transposed operand needs 2 dims or more, got {a.shape}, "
+                             f"{b.shape}")
+        a, b = _t(a, self.trans_a), _t(b, self.trans_b)
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned")
         return a @ b
 
     def vjp(self, g, out, a, b):
-        a2 = a if a.ndim > 1 else ops.reshape(a, (1, a.shape[0]))
+        ta, tb = self.trans_a, self.trans_b
+        a2 = a if a.ndim > 1 else ops.reshape(a, (1, a.shape[0]))   # 1-D: no flags (forward)
         b2 = b if b.ndim > 1 else ops.reshape(b, (b.shape[0], 1))
         g2 = g
         if a.ndim == 1:
@@ -30,11 +58,11 @@ class MatMul(Primitive):
             g2 = ops.expand_dims(g2, -1)
         ga = gb = None
         if a.requires_grad:
-            ga = ops.matmul(g2, ops.swapaxes(b2, -1, -2))
+            ga = ops.matmul(b2, g2, tb, True) if ta else ops.matmul(g2, b2, False, not tb)
             if a.ndim == 1:
                 ga = ops.reshape(ops.sum_to(ga, a2.shape), a.shape)
         if b.requires_grad:
-            gb = ops.matmul(ops.swapaxes(a2, -1, -2), g2)
+            gb = ops.matmul(g2, a2, True, ta) if tb else ops.matmul(a2, g2, not ta, False)
             if b.ndim == 1:
                 gb = ops.reshape(ops.sum_to(gb, b2.shape), b.shape)
         return ga, gb

@@ -2,7 +2,8 @@
 
 The VJP of a reduction broadcasts the incoming gradient back over the reduced axes. ``_keep``
 first reshapes ``g`` to the shape with the reduced axes kept as size 1, so that broadcasting
-lines up whatever ``keepdims`` was.
+lines up whatever ``keepdims`` was (unless they already line up: reduced leading axes, or a
+full reduction, broadcast back as they are).
 
 Read next: ``shape.py``.
 """
@@ -24,7 +25,13 @@ def normalize_axis(axis, ndim, op):
 
 
 def _keep(g, in_shape, axes):
-    """Reshape ``g`` to ``in_shape`` with the reduced ``axes`` set to 1."""
+    """Reshape ``g`` to ``in_shape`` with the reduced ``axes`` set to 1.
+
+    Not needed when the reduced axes are the leading ones: g's shape is then the trailing part
+    of ``in_shape``, which broadcasting already aligns (a full sum's scalar included).
+    """
+    if axes == tuple(range(len(axes))) and g.shape == tuple(in_shape[len(axes):]):
+        return g
     kept = tuple(1 if i in axes else n for i, n in enumerate(in_shape))
     return ops.reshape(g, kept) if g.shape != kept else g
 
