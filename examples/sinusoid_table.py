@@ -1,7 +1,7 @@
 """Summarise several sinusoid runs (``examples/sinusoid_maml.py --out DIR``) in one table.
 
 Reads each run's ``results.json`` and prints one Markdown row per run: how MAML was trained
-(seed, inner steps, multi-step loss, iterations, time) and its MSE on the paper's anchor
+(seed, inner steps, multi-step loss, clipping, iterations, time) and its MSE on the paper's anchor
 setting, K = 5 support points after 1, 5 and 10 steps, beside the pretrained baseline and the
 paper's numbers. Nothing is typed in by hand except the paper's anchors.
 
@@ -38,6 +38,8 @@ def row(where):
     if weights:
         how += ", multi-step loss" + ("" if weights is True else
                                       " (" + "/".join(f"{w:g}" for w in weights) + ")")
+    if run.get("clip_norm"):
+        how += f", meta-gradient clipped at norm {run['clip_norm']:g}"
     maml = run["results"]["MAML K=5"]
     base = run["results"]["pretrained K=5"]["10"]
     return (f"| {name} | {run.get('seed', '—')} | {how} | "

@@ -18,11 +18,11 @@ def test_sinusoid_example_trains_evaluates_and_summarises(tmp_path):
     out = str(tmp_path / "run")
     printed = run_example("sinusoid_maml.py", "--iterations", "20", "--tasks", "3",
                           "--train-steps", "2", "--multi-step-loss", "--seed", "5",
-                          "--out", out)
+                          "--clip-norm", "5", "--out", out)
     assert "| MAML | 5 |" in printed and "multi-step loss" in printed
     with open(os.path.join(out, "results.json")) as f:
         run = json.load(f)
-    assert (run["iterations"], run["train_steps"], run["seed"]) == (20, 2, 5)
+    assert (run["iterations"], run["train_steps"], run["seed"], run["clip_norm"]) == (20, 2, 5, 5)
     assert set(run["results"]) == {"MAML K=5", "pretrained K=5", "MAML K=10",
                                    "pretrained K=10"}
     # re-evaluating keeps the record of how the models were trained
@@ -31,3 +31,4 @@ def test_sinusoid_example_trains_evaluates_and_summarises(tmp_path):
         assert json.load(f)["iterations"] == 20
     table = run_example("sinusoid_table.py", out).splitlines()
     assert table[2].startswith("| paper") and table[3].startswith("| run | 5 | 2 steps, multi")
+    assert "clipped at norm 5" in table[3]
