@@ -12,6 +12,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import minimeta as mm
+from minimeta.threads import malloc_policy
 from _timing import median_time, report, try_torch
 
 STEPS = 1000
@@ -87,20 +88,23 @@ def mlp_torch(torch):
 
 
 def main():
+    malloc_policy()  # as the examples and the command line do (minimeta/threads.py)
     torch = try_torch()
     if torch is not None:
         torch.set_num_threads(1)
     else:
         print("PyTorch not installed: printing minimeta's medians only")
     with threadpool_limits(limits=1):
-        for order in (1, 2):
-            ours = median_time(chain_minimeta(order), repeats=5)
-            ref = median_time(chain_torch(torch, order), repeats=5) if torch else None
-            report(f"chain of {3 * STEPS} ops, order-{order} grad", ours, ref)
-            print(f"{'':44s} minimeta per forward op {ours / (3 * STEPS) * 1e6:.1f} us")
-        ours = median_time(mlp_minimeta())
-        ref = median_time(mlp_torch(torch)) if torch else None
-        report("MLP 1-40-40-1 training step (batch 25)", ours, ref)
+        # every minimeta case before any PyTorch one: see _timing.py on the order
+        ours = [median_time(chain_minimeta(order), repeats=5) for order in (1, 2)]
+        ours.append(median_time(mlp_minimeta()))
+        refs = [median_time(chain_torch(torch, order), repeats=5) if torch else None
+                for order in (1, 2)]
+        refs.append(median_time(mlp_torch(torch)) if torch else None)
+    for order in (1, 2):
+        report(f"chain of {3 * STEPS} ops, order-{order} grad", ours[order - 1], refs[order - 1])
+        print(f"{'':44s} minimeta per forward op {ours[order - 1] / (3 * STEPS) * 1e6:.1f} us")
+    report("MLP 1-40-40-1 training step (batch 25)", ours[2], refs[2])
 
 
 if __name__ == "__main__":

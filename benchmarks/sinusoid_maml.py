@@ -16,6 +16,7 @@ from minimeta import nn
 from minimeta.data import SinusoidTasks
 from minimeta.learners import MAML
 from minimeta.optim import Adam
+from minimeta.threads import malloc_policy
 from _timing import median_time, report, try_torch
 
 TASKS = SinusoidTasks(seed=0).sample(25, 10)
@@ -77,19 +78,24 @@ def theirs(torch, steps, vectorize):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's adaptive malloc thresholds on (minimeta/threads.py)")
     args = parser.parse_args()
+    if not args.default_malloc:
+        malloc_policy()
     torch = try_torch()
     if torch:
         torch.set_num_threads(1)
     print("1 thread; medians of", args.repeats)
+    cases = [(steps, vectorize) for steps in (1, 5) for vectorize in (False, True)]
     with threadpool_limits(limits=1):
-        for steps in (1, 5):
-            for vectorize in (False, True):
-                mine = median_time(ours(steps, vectorize), repeats=args.repeats)
-                ref = median_time(theirs(torch, steps, vectorize), repeats=args.repeats) \
-                    if torch else None
-                way = "stacked tasks" if vectorize else "task loop"
-                report(f"sinusoid MAML, {steps} step{'s' if steps > 1 else ''}, {way}", mine, ref)
+        # every minimeta case before any PyTorch one: see _timing.py on the order
+        mine = [median_time(ours(*case), repeats=args.repeats) for case in cases]
+        refs = [median_time(theirs(torch, *case), repeats=args.repeats) if torch else None
+                for case in cases]
+    for (steps, vectorize), m, r in zip(cases, mine, refs):
+        way = "stacked tasks" if vectorize else "task loop"
+        report(f"sinusoid MAML, {steps} step{'s' if steps > 1 else ''}, {way}", m, r)
 
 
 if __name__ == "__main__":

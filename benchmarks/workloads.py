@@ -20,6 +20,7 @@ import minimeta.functional as F
 from minimeta import kernels as K, nn
 from minimeta.learners import MAML
 from minimeta.optim import Adam
+from minimeta.threads import malloc_policy
 from _timing import median_time, report, try_torch
 
 RNG = np.random.default_rng(0)
@@ -140,6 +141,7 @@ WORKLOADS = {"conv4": ("conv4 fwd+bwd, 640 images", mm_conv4),
 
 
 def main():
+    malloc_policy()  # as the examples and the command line do (minimeta/threads.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--numba-threads", type=int, default=None,
