@@ -5,7 +5,8 @@ Workloads, each timed as a median and compared with PyTorch (CPU) when it is ins
 2. the same chain's second derivative (create_graph=True, then grad of the gradient);
 3. one training step of the sinusoid MLP 1-40-40-1 (batch 25): forward, MSE, backward, SGD.
 
-Thread policy: both libraries run on one BLAS / intra-op thread (see docs/PERFORMANCE.md).
+Thread policy: both libraries run on one BLAS / intra-op thread; malloc thresholds fixed (see
+docs/PERFORMANCE.md, "Process policy").
 Run: python benchmarks/engine_overhead.py
 """
 import numpy as np

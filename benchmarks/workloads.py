@@ -141,16 +141,19 @@ WORKLOADS = {"conv4": ("conv4 fwd+bwd, 640 images", mm_conv4),
 
 
 def main():
-    malloc_policy()  # as the examples and the command line do (minimeta/threads.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--numba-threads", type=int, default=None,
                         help="numba's threads (default: --threads)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", choices=sorted(WORKLOADS), nargs="*")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's adaptive malloc thresholds on (minimeta/threads.py)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the (slow) NumPy-reference kernel timings")
     args = parser.parse_args()
+    if not args.default_malloc:
+        malloc_policy()  # as the examples and the command line do
     torch = try_torch()
     if torch:
         torch.set_num_threads(args.threads)
