@@ -73,7 +73,7 @@ for learner in "$@"; do
         evaluate reptile5 5:5 ;;
     reptile20)  # the same, 20-way 1-shot, 5 queries per class
         train reptile20 --learner reptile --ways 20 --shots 1 --queries 5 --iterations 250
-        evaluate reptile20 20:1 ;;
+        evaluate reptile20 20:1 20:5 ;;
     *) echo "unknown learner $learner" >&2; exit 2 ;;
     esac
 done
