@@ -22,6 +22,8 @@ def array_module(x):
     >>> array_module(np.zeros(2)) is np
     True
     """
+    if type(x) is np.ndarray:  # the common case, answered first (this runs at every op)
+        return np
     if type(x).__module__.startswith("cupy"):
         import cupy  # lazy: only reached when a CuPy array is already in hand
 
@@ -36,6 +38,8 @@ def device_of(x):
     >>> device_of(np.zeros(2))
     'cpu'
     """
+    if type(x) is np.ndarray:  # the common case, without on_gpu's attribute probe
+        return "cpu"
     return "cuda" if on_gpu(x) else "cpu"
 
 
