@@ -13,6 +13,8 @@ the command line do) and time every minimeta case before PyTorch's.
 import statistics
 import time
 
+from minimeta.threads import malloc_policy
+
 
 def median_time(fn, repeats=7, warmup=2, min_time=0.2):
     """Median seconds of one call of ``fn`` over ``repeats`` timed batches (after warm-up).
@@ -33,6 +35,19 @@ def median_time(fn, repeats=7, warmup=2, min_time=0.2):
             fn()
         samples.append((time.perf_counter() - start) / inner)
     return statistics.median(samples)
+
+
+def add_malloc_flag(parser):
+    """The ``--default-malloc`` option: time with glibc's adaptive thresholds instead."""
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's adaptive malloc thresholds on (minimeta/threads.py)")
+
+
+def apply_malloc_policy(args=None):
+    """minimeta's malloc policy, as the examples and the command line apply it, unless the
+    command line asked for ``--default-malloc``."""
+    if not getattr(args, "default_malloc", False):
+        malloc_policy()
 
 
 def try_torch():

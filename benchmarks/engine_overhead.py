@@ -13,8 +13,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import minimeta as mm
-from minimeta.threads import malloc_policy
-from _timing import median_time, report, try_torch
+from _timing import apply_malloc_policy, median_time, report, try_torch
 
 STEPS = 1000
 
@@ -89,7 +88,7 @@ def mlp_torch(torch):
 
 
 def main():
-    malloc_policy()  # as the examples and the command line do (minimeta/threads.py)
+    apply_malloc_policy()
     torch = try_torch()
     if torch is not None:
         torch.set_num_threads(1)

@@ -16,8 +16,7 @@ from minimeta import nn
 from minimeta.data import SinusoidTasks
 from minimeta.learners import MAML
 from minimeta.optim import Adam
-from minimeta.threads import malloc_policy
-from _timing import median_time, report, try_torch
+from _timing import add_malloc_flag, apply_malloc_policy, median_time, report, try_torch
 
 TASKS = SinusoidTasks(seed=0).sample(25, 10)
 
@@ -78,11 +77,9 @@ def theirs(torch, steps, vectorize):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc's adaptive malloc thresholds on (minimeta/threads.py)")
+    add_malloc_flag(parser)
     args = parser.parse_args()
-    if not args.default_malloc:
-        malloc_policy()
+    apply_malloc_policy(args)
     torch = try_torch()
     if torch:
         torch.set_num_threads(1)

@@ -20,8 +20,7 @@ import minimeta.functional as F
 from minimeta import kernels as K, nn
 from minimeta.learners import MAML
 from minimeta.optim import Adam
-from minimeta.threads import malloc_policy
-from _timing import median_time, report, try_torch
+from _timing import add_malloc_flag, apply_malloc_policy, median_time, report, try_torch
 
 RNG = np.random.default_rng(0)
 
@@ -147,13 +146,11 @@ def main():
                         help="numba's threads (default: --threads)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", choices=sorted(WORKLOADS), nargs="*")
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc's adaptive malloc thresholds on (minimeta/threads.py)")
+    add_malloc_flag(parser)
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the (slow) NumPy-reference kernel timings")
     args = parser.parse_args()
-    if not args.default_malloc:
-        malloc_policy()  # as the examples and the command line do
+    apply_malloc_policy(args)
     torch = try_torch()
     if torch:
         torch.set_num_threads(args.threads)

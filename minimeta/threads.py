@@ -18,8 +18,8 @@ meta-iteration instead of 1, 25–50% slower. ``malloc_policy()`` fixes both thr
 (M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 256 MiB), which turns the adjustment off; the cost
 is that up to 256 MiB of freed heap stays with the process.
 
-``configure()`` applies both policies process-wide; the command line, the examples and the
-per-op benchmarks call it. Measurements behind the choices: docs/PERFORMANCE.md.
+``configure()`` applies both policies process-wide; the command line and the examples call it,
+the benchmarks call ``malloc_policy()`` and set their threads themselves. Measurements behind the choices: docs/PERFORMANCE.md.
 """
 import ctypes
 import ctypes.util
