@@ -7,23 +7,48 @@ random output weighting v,
     numeric   (⟨v, f(x + εu)⟩ − ⟨v, f(x − εu)⟩) / 2ε   (central difference, float64)
 
 Then, for ``order > 1``, it recurses on the function x ↦ vjp(v)(x), whose own VJP exercises the
-second-order graph built with ``create_graph=True`` (the scheme of HIPS autograd's
-``check_grads``). Everything runs in float64; inputs of other dtypes are converted.
+graph built with ``create_graph=True`` (the scheme of HIPS autograd's ``check_grads``).
+
+Composition (``compose``, on by default from order 2). Checked alone, a primitive's VJP only
+ever receives the constant weighting v as its incoming gradient g, so a VJP that *detaches* g
+(returns a correct value that is not differentiable in g) would pass every order. So each level
+checks instead
+
+    f̃(x) = post(f(pre(x))),   pre(x) = x + c (x − x₀)²,   post(y) = y + c y²
+
+with x₀ the point of the check (pre(x₀) = x₀: the check stays at the point the caller chose,
+inside the function's domain). The gradient reaching f is then g = v (1 + 2c y(x)), which
+depends on x, and every order of a linear op is non-trivial (the composite's second
+derivative is Jᵀ diag(2cv) J + …, never 0 = 0). ``GradcheckReport.scale`` records the largest
+|analytic| value per order, so a caller can assert that a check compared something.
 
 Read next: ``testing.py`` (hypothesis strategies to drive these checks).
 """
+import contextlib
+
 import numpy as np
 
 from .engine import Tensor, grad, no_grad
 from .engine import ops
+
+CURVE = 0.25  # c above: the curvature of the pre- and post-maps
 
 
 class GradcheckError(AssertionError):
     """A derivative disagreed with its finite-difference estimate."""
 
 
-def _leaves(arrays):
-    return [Tensor(np.array(a, dtype=np.float64), requires_grad=True) for a in arrays]
+class GradcheckReport(dict):
+    """``{order: largest absolute error}``; ``.scale`` is ``{order: largest |analytic|}`` and
+    ``.relative`` ``{order: largest error / max(1, |analytic|, |numeric|)}``."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale, self.relative = {}, {}
+
+
+def _leaves(arrays, dtype):
+    return [Tensor(np.array(a, dtype=dtype), requires_grad=True) for a in arrays]
 
 
 def _inner(y, v):
@@ -36,23 +61,39 @@ def _flat_vjp(f, v):
     def vjp_fn(*zs):
         y = f(*zs)
         if not y.requires_grad:
-            return ops.zeros((sum(z.size for z in zs),))
-        gs = grad(y, list(zs), grad_outputs=[Tensor(v)], create_graph=True, allow_unused=True)
-        parts = [ops.reshape(g if g is not None else ops.zeros(z.shape), (-1,))
+            return ops.zeros((sum(z.size for z in zs),), dtype=y.dtype)
+        gs = grad(y, list(zs), grad_outputs=[Tensor(v, dtype=y.dtype)], create_graph=True,
+                  allow_unused=True)
+        parts = [ops.reshape(g if g is not None else ops.zeros(z.shape, dtype=z.dtype), (-1,))
                  for g, z in zip(gs, zs)]
         return ops.concatenate(parts) if parts else ops.zeros((0,))
 
     return vjp_fn
 
 
-def _check_once(f, arrays, level, rng, eps, atol, rtol, errors):
-    xs = _leaves(arrays)
+def _composed(f, arrays, dtype):
+    """x ↦ post(f(pre(x))) (module docstring): the incoming gradient of f depends on x."""
+    centres = [np.array(a, dtype=dtype) for a in arrays]
+
+    def f_tilde(*xs):
+        shifted = []
+        for x, x0 in zip(xs, centres):
+            d = x - x0
+            shifted.append(x + CURVE * (d * d))
+        y = f(*shifted)
+        return y + CURVE * (y * y)
+
+    return f_tilde
+
+
+def _check_once(f, arrays, level, rng, eps, atol, rtol, report, dtype):
+    xs = _leaves(arrays, dtype)
     y = f(*xs)
     if not isinstance(y, Tensor):
         raise TypeError(f"gradcheck: the function must return a Tensor, got {type(y).__name__}")
     v = rng.standard_normal(y.shape)
     if y.requires_grad:
-        vjps = grad(y, xs, grad_outputs=[Tensor(v)], allow_unused=True)
+        vjps = grad(y, xs, grad_outputs=[Tensor(v, dtype=y.dtype)], allow_unused=True)
     else:
         vjps = [None] * len(xs)
     for i, x in enumerate(arrays):
@@ -62,13 +103,16 @@ def _check_once(f, arrays, level, rng, eps, atol, rtol, errors):
         def at(step):
             shifted = [np.array(a, dtype=np.float64) for a in arrays]
             shifted[i] = shifted[i] + step * u
-            with no_grad() if level == 1 else _nullcontext():
-                return _inner(f(*_leaves(shifted)), v)
+            with no_grad() if level == 1 else contextlib.nullcontext():
+                return _inner(f(*_leaves(shifted, dtype)), v)
 
         numeric = (at(eps) - at(-eps)) / (2 * eps)
         err = abs(analytic - numeric)
         tol = atol + rtol * max(abs(analytic), abs(numeric))
-        errors[level] = max(errors.get(level, 0.0), err)
+        report[level] = max(report.get(level, 0.0), err)
+        report.scale[level] = max(report.scale.get(level, 0.0), abs(analytic))
+        report.relative[level] = max(report.relative.get(level, 0.0),
+                                     err / max(1.0, abs(analytic), abs(numeric)))
         if not err <= tol:  # also catches NaN
             raise GradcheckError(
                 f"gradcheck: order-{level} derivative w.r.t. input {i} (shape {np.shape(x)}) "
@@ -78,33 +122,36 @@ def _check_once(f, arrays, level, rng, eps, atol, rtol, errors):
     return v
 
 
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0):
+def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compose=None,
+              dtype=np.float64):
     """Check derivatives of ``f`` up to ``order`` at ``inputs``; raise ``GradcheckError`` if off.
 
-    ``f`` takes Tensors and returns a Tensor (any shape). Returns a dict ``{order: largest
-    absolute error seen}``, so a caller can report how close the check was.
+    ``f`` takes Tensors and returns a Tensor (any shape). ``compose`` (default: on when
+    ``order >= 2``) checks each order through smooth maps before and after ``f`` (module
+    docstring), which proves every VJP differentiable in its incoming gradient. The leaves
+    are made with ``dtype`` (float64; a float32 check needs a larger ``eps`` and tolerances).
+    Returns a ``GradcheckReport``: ``{order: largest absolute error}``, with ``.scale``.
 
     >>> import minimeta as mm, numpy as np
     >>> errs = mm.gradcheck(lambda a: (a * a).tanh().sum(), [np.array([0.3, -1.2])], order=2)
-    >>> sorted(errs)
-    [1, 2]
+    >>> sorted(errs), errs.scale[2] > 0
+    ([1, 2], True)
+    >>> mm.gradcheck(lambda a: a.exp(), [np.ones(2)], order=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: gradcheck: order must be >= 1, got 0
     """
     if order < 1:
         raise ValueError(f"gradcheck: order must be >= 1, got {order}")
+    compose = order >= 2 if compose is None else compose
     arrays = [np.array(x.data if isinstance(x, Tensor) else x, dtype=np.float64)
               for x in inputs]
     rng = np.random.default_rng(seed)
-    errors = {}
+    report = GradcheckReport()
     fn = f
     for level in range(1, order + 1):
-        v = _check_once(fn, arrays, level, rng, eps, atol, rtol, errors)
+        if compose:
+            fn = _composed(fn, arrays, dtype)
+        v = _check_once(fn, arrays, level, rng, eps, atol, rtol, report, dtype)
         fn = _flat_vjp(fn, v)
-    return errors
+    return report

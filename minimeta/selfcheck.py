@@ -1,120 +1,57 @@
-"""The explicit table of every engine primitive, and a self-check that runs it.
+"""The table of every engine primitive, and a self-check that runs it.
 
 This table drives the test suite (``tests/test_primitives.py``) and ``minimeta gradcheck``,
 which checks a user's installation. It needs the ``test`` extra (hypothesis).
 
-Each row: name, the minimeta function (Tensors in), its NumPy reference (arrays in), a hypothesis
-strategy for its inputs (the domain), and whether it is smooth there. Non-smooth rows draw values
-a margin away from their kinks, where the derivatives exist and the check is meaningful.
+Each row: a name, the minimeta function (Tensors in), its NumPy reference (arrays in), a
+hypothesis strategy for its inputs (``selfcheck_inputs.py``: the domain), the primitive classes
+it exercises (``covers``: the coverage test finds every ``Primitive`` subclass at run time and
+asks for a row that covers it, then checks that the row's graph really holds it), and the orders
+to check. Orders from 2 on go through ``gradcheck``'s composition, so each primitive's VJP is
+proven differentiable in its incoming gradient, and linear ops compare non-zero numbers.
+
+Read next: ``cli.py`` (``minimeta gradcheck`` runs ``run`` below).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from hypothesis import assume, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 import minimeta as mm
-from minimeta.engine.primitives.elementwise import Cast
-from hypothesis import given, settings
-
-from minimeta.testing import arrays, broadcast_shapes, distinct_arrays, shapes
+from minimeta import kernels as K
+from minimeta.engine.autodiff import Primitive, toposort
+from minimeta.gradcheck import GradcheckReport
+from minimeta.engine.primitives import (attention as At, conv as C, elementwise as E,
+                                        fused as Fu, linalg as L, normalization as N,
+                                        reductions as R, shape as S)
+from minimeta.selfcheck_inputs import (attention_args, batch_norm_args, binary, broadcast_args,
+                                       concat_args, conv_args, conv_input_grad_args,
+                                       conv_weight_grad_args, float32_unary, getitem_args,
+                                       matmul_args, matmul_flags_args, pool_args,
+                                       pool_backward_args, reduce_args, reshape_args,
+                                       scatter_args, separated_pair, transpose_args, unary,
+                                       where_args)
 
 
 @dataclass
 class Row:
     """A primitive under test. ``inputs`` draws ``(arrays, static)``: the differentiable arrays
-    and the static arguments; both ``fn`` and ``ref`` are called as ``f(*arrays, *static)``."""
+    and the static arguments; both ``fn`` and ``ref`` are called as ``f(*arrays, *static)``.
+    ``tol`` holds gradcheck options (eps, atol, rtol) for rows that need other ones."""
 
     name: str
     fn: Callable
     ref: Callable
     inputs: st.SearchStrategy
-    smooth: bool = True
-
-
-def unary(low=-2.0, high=2.0, margin=0.0):
-    return arrays(shapes(), low, high, margin=margin).map(lambda a: ((a,), ()))
-
-
-@st.composite
-def binary(draw, low=-2.0, high=2.0, low_b=None, high_b=None):
-    sa, sb = draw(broadcast_shapes(2))
-    a = draw(arrays(sa, low, high))
-    b = draw(arrays(sb, low if low_b is None else low_b, high if high_b is None else high_b))
-    return (a, b), ()
-
-
-@st.composite
-def separated_pair(draw):
-    """Two broadcastable arrays that are nowhere within 0.05 of each other (maximum's kink)."""
-    sa, sb = draw(broadcast_shapes(2))
-    a, b = draw(arrays(sa)), draw(arrays(sb))
-    close = np.abs(a - b) < 0.05
-    a = np.where(close, a + 0.1, a) if a.shape == close.shape else a
-    b = np.where(np.abs(a - b) < 0.05, b - 0.1, b) if b.shape == close.shape else b
-    assume(np.all(np.abs(a - b) >= 0.05))
-    return (a, b), ()
-
-
-@st.composite
-def reduce_args(draw, distinct=False):
-    shape = draw(shapes(min_dims=1))
-    x = draw(distinct_arrays(shape)) if distinct else draw(arrays(shape))
-    axis = draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1),
-                          st.sets(st.integers(0, x.ndim - 1), min_size=1).map(tuple)))
-    return (x,), (axis, draw(st.booleans()))
-
-
-@st.composite
-def where_args(draw):
-    sc, sa, sb = draw(broadcast_shapes(3))
-    cond = draw(arrays(sc, layouts=False)) > 0
-    return (draw(arrays(sa)), draw(arrays(sb))), (cond,)
-
-
-@st.composite
-def matmul_args(draw):
-    kind = draw(st.sampled_from(["mm", "batched", "vec-mat", "mat-vec", "vec-vec"]))
-    n, k, m = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    batch_a, batch_b = draw(broadcast_shapes(2, max_dims=2, max_side=3))
-    shape_a = {"mm": (n, k), "batched": batch_a + (n, k), "vec-mat": (k,), "mat-vec": (n, k),
-               "vec-vec": (k,)}[kind]
-    shape_b = {"mm": (k, m), "batched": batch_b + (k, m), "vec-mat": batch_b + (k, m),
-               "mat-vec": (k,), "vec-vec": (k,)}[kind]
-    return (draw(arrays(shape_a)), draw(arrays(shape_b))), ()
-
-
-@st.composite
-def matmul_flags_args(draw):
-    """Operands of ``matmul(a, b, trans_a, trans_b)``: stored transposed where a flag is set."""
-    ta, tb = draw(st.booleans()), draw(st.booleans())
-    n, k, m = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    batch_a, batch_b = draw(broadcast_shapes(2, max_dims=2, max_side=3))
-    shape_a = batch_a + ((k, n) if ta else (n, k))
-    shape_b = batch_b + ((m, k) if tb else (k, m))
-    return (draw(arrays(shape_a)), draw(arrays(shape_b))), (ta, tb)
+    covers: tuple
+    orders: tuple = (1, 2)
+    dtype: type = np.float64
+    tol: dict = field(default_factory=dict)
 
 
 def _matmul_flags_ref(a, b, ta, tb):
     return np.matmul(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b)
-
-
-@st.composite
-def index_for(draw, shape):
-    """A basic or advanced index into the first axis (integer arrays may repeat)."""
-    n = shape[0]
-    return draw(st.one_of(
-        st.integers(-n, n - 1),
-        st.builds(slice, st.integers(0, n), st.integers(0, n), st.integers(1, 2)),
-        st.lists(st.integers(-n, n - 1), min_size=1, max_size=6).map(np.array),
-        st.just((Ellipsis, 0)),
-    ))
-
-
-@st.composite
-def getitem_args(draw):
-    x = draw(arrays(shapes(min_dims=1)))
-    return (x,), (draw(index_for(x.shape)),)
 
 
 def _scatter_ref(g, index, shape):
@@ -123,109 +60,132 @@ def _scatter_ref(g, index, shape):
     return out
 
 
-@st.composite
-def scatter_args(draw):
-    shape = draw(shapes(min_dims=1))
-    index = draw(index_for(shape))
-    g = draw(arrays(np.zeros(shape)[index].shape))
-    return (g,), (index, shape)
-
-
-@st.composite
-def concat_args(draw):
-    shape = draw(shapes(min_dims=1))
-    axis = draw(st.integers(0, len(shape) - 1))
-    parts = []
-    for _ in range(draw(st.integers(1, 3))):
-        s = list(shape)
-        s[axis] = draw(st.integers(1, 3))
-        parts.append(draw(arrays(tuple(s))))
-    return tuple(parts), (axis,)
-
-
-@st.composite
-def transpose_args(draw):
-    x = draw(arrays(shapes()))
-    return (x,), (tuple(draw(st.permutations(range(x.ndim)))),)
-
-
-@st.composite
-def broadcast_args(draw):
-    x = draw(arrays(shapes(max_dims=2)))
-    lead = draw(shapes(min_dims=0, max_dims=2, max_side=3))
-    target = lead + tuple(draw(st.sampled_from([n, 3])) if n == 1 else n for n in x.shape)
-    return (x,), (target,)
-
-
-@st.composite
-def reshape_args(draw):
-    x = draw(arrays(shapes()))
-    return (x,), (draw(st.sampled_from([(-1,), tuple(reversed(x.shape)), (1,) + x.shape])),)
-
-
 def _logsumexp_ref(x, axis, keepdims):
     return np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims))
 
 
+def _pool_backward(g, argmax, x_shape):
+    return mm.apply(C.MaxPool2dBackward(argmax, x_shape), g)
+
+
+def _fused_vjp(fused):
+    return lambda *ts: mm.apply(Fu.FusedVJP(fused), *ts)
+
+
+F32 = dict(eps=1e-3, atol=2e-3, rtol=2e-3)  # float32 leaves: rounding of x ± εu is ~1e-7
+
 ROWS = [
-    Row("add", mm.add, np.add, binary()),
-    Row("sub", mm.sub, np.subtract, binary()),
-    Row("mul", mm.mul, np.multiply, binary()),
-    Row("div", mm.div, np.divide, binary(low_b=0.5, high_b=2.0)),
-    Row("neg", mm.neg, np.negative, unary()),
-    Row("pow_scalar", lambda a: a ** 3, lambda a: a ** 3, unary()),
-    Row("pow_scalar_frac", lambda a: a ** -1.5, lambda a: a ** -1.5, unary(0.3, 2.0)),
-    Row("pow", mm.pow, np.power, binary(0.3, 2.0, -2.0, 2.0)),
-    Row("exp", mm.exp, np.exp, unary()),
-    Row("log", mm.log, np.log, unary(0.2, 3.0)),
-    Row("sqrt", mm.sqrt, np.sqrt, unary(0.2, 3.0)),
-    Row("tanh", mm.tanh, np.tanh, unary()),
-    Row("sigmoid", mm.sigmoid, lambda a: 1 / (1 + np.exp(-a)), unary(-4.0, 4.0)),
-    Row("relu", mm.relu, lambda a: np.maximum(a, 0), unary(margin=0.05), smooth=False),
-    Row("abs", mm.abs, np.abs, unary(margin=0.05), smooth=False),
-    Row("maximum", mm.maximum, np.maximum, separated_pair(), smooth=False),
+    Row("add", mm.add, np.add, binary(), (E.Add,)),
+    Row("sub", mm.sub, np.subtract, binary(), (E.Sub,)),
+    Row("mul", mm.mul, np.multiply, binary(), (E.Mul,)),
+    Row("div", mm.div, np.divide, binary(low_b=0.5, high_b=2.0), (E.Div,)),
+    Row("neg", mm.neg, np.negative, unary(), (E.Neg,)),
+    Row("pow_scalar", lambda a: a ** 3, lambda a: a ** 3, unary(), (E.PowScalar,)),
+    Row("pow_scalar_frac", lambda a: a ** -1.5, lambda a: a ** -1.5, unary(0.3, 2.0),
+        (E.PowScalar,)),
+    Row("pow", mm.pow, np.power, binary(0.3, 2.0, -2.0, 2.0), (E.Pow,)),
+    Row("exp", mm.exp, np.exp, unary(), (E.Exp,)),
+    Row("log", mm.log, np.log, unary(0.2, 3.0), (E.Log,)),
+    Row("sqrt", mm.sqrt, np.sqrt, unary(0.2, 3.0), (E.Sqrt,)),
+    Row("tanh", mm.tanh, np.tanh, unary(), (E.Tanh,)),
+    Row("sigmoid", mm.sigmoid, lambda a: 1 / (1 + np.exp(-a)), unary(-4.0, 4.0), (E.Sigmoid,)),
+    Row("relu", mm.relu, lambda a: np.maximum(a, 0), unary(margin=0.05), (E.Relu,)),
+    Row("abs", mm.abs, np.abs, unary(margin=0.05), (E.Abs,)),
+    Row("maximum", mm.maximum, np.maximum, separated_pair(), (E.Maximum,)),
     Row("where", lambda a, b, c: mm.where(c, a, b), lambda a, b, c: np.where(c, a, b),
-        where_args()),
-    Row("sum", mm.sum, lambda x, ax, kd: np.sum(x, axis=ax, keepdims=kd), reduce_args()),
-    Row("mean", mm.mean, lambda x, ax, kd: np.mean(x, axis=ax, keepdims=kd), reduce_args()),
+        where_args(), (E.Where,)),
+    Row("cast", lambda x: mm.astype(x, np.float64), lambda x: x.astype(np.float64),
+        float32_unary(), (E.Cast,), dtype=np.float32, tol=F32),
+    Row("sum", mm.sum, lambda x, ax, kd: np.sum(x, axis=ax, keepdims=kd), reduce_args(),
+        (R.Sum,)),
+    Row("mean", mm.mean, lambda x, ax, kd: np.mean(x, axis=ax, keepdims=kd), reduce_args(),
+        (R.Sum,)),
     Row("max", mm.max, lambda x, ax, kd: np.max(x, axis=ax, keepdims=kd),
-        reduce_args(distinct=True), smooth=False),
-    Row("logsumexp", mm.logsumexp, _logsumexp_ref, reduce_args()),
-    Row("reshape", mm.reshape, np.reshape, reshape_args()),
-    Row("transpose", mm.transpose, np.transpose, transpose_args()),
-    Row("broadcast_to", mm.broadcast_to, np.broadcast_to, broadcast_args()),
-    Row("getitem", mm.getitem, lambda x, i: x[i], getitem_args()),
-    Row("scatter_add", mm.scatter_add, _scatter_ref, scatter_args()),
+        reduce_args(distinct=True), (R.Max,)),
+    Row("logsumexp", mm.logsumexp, _logsumexp_ref, reduce_args(), (R.LogSumExp,)),
+    Row("reshape", mm.reshape, np.reshape, reshape_args(), (S.Reshape,)),
+    Row("transpose", mm.transpose, np.transpose, transpose_args(), (S.Transpose,)),
+    Row("broadcast_to", mm.broadcast_to, np.broadcast_to, broadcast_args(), (S.BroadcastTo,)),
+    Row("getitem", mm.getitem, lambda x, i: x[i], getitem_args(), (S.GetItem,)),
+    Row("scatter_add", mm.scatter_add, _scatter_ref, scatter_args(), (S.ScatterAdd,)),
     Row("concatenate", lambda *a: mm.concatenate(a[:-1], a[-1]),
-        lambda *a: np.concatenate(a[:-1], a[-1]), concat_args()),
-    Row("matmul", mm.matmul, np.matmul, matmul_args()),
-    Row("matmul_flags", mm.matmul, _matmul_flags_ref, matmul_flags_args()),
-    Row("cast", lambda x: mm.apply(Cast(np.dtype(np.float64)), x), lambda x: x, unary()),
+        lambda *a: np.concatenate(a[:-1], a[-1]), concat_args(), (S.Concatenate,)),
+    Row("matmul", mm.matmul, np.matmul, matmul_args(), (L.MatMul,)),
+    Row("matmul_flags", mm.matmul, _matmul_flags_ref, matmul_flags_args(), (L.MatMul,)),
+    Row("conv2d", C.conv2d, K.conv_ref.conv2d, conv_args(), (C.Conv2d,), orders=(1, 2, 3)),
+    Row("conv2d_input_grad", C.conv2d_input_grad, K.conv_ref.conv2d_input_grad,
+        conv_input_grad_args(), (C.Conv2dInputGrad,), orders=(1, 2, 3)),
+    Row("conv2d_weight_grad", C.conv2d_weight_grad, K.conv_ref.conv2d_weight_grad,
+        conv_weight_grad_args(), (C.Conv2dWeightGrad,), orders=(1, 2, 3)),
+    Row("max_pool2d", C.max_pool2d, lambda x, k, s: K.pool_ref.max_pool2d(x, k, s)[0],
+        pool_args(), (C.MaxPool2d,)),
+    Row("max_pool2d_backward", _pool_backward, K.pool_ref.max_pool2d_backward,
+        pool_backward_args(), (C.MaxPool2dBackward,)),
+    Row("batch_norm", lambda x, w, b, eps: mm.apply(N.BatchNorm(eps), x, w, b),
+        lambda x, w, b, eps: K.norm_ref.batch_norm(x, w, b, eps)[0], batch_norm_args(),
+        (N.BatchNorm,)),
+    Row("batch_norm_vjp", lambda x, w, b, g, eps: _fused_vjp(N.BatchNorm(eps))(x, w, b, g),
+        K.norm_ref.batch_norm_backward, batch_norm_args(with_g=True), (Fu.FusedVJP,)),
+    Row("cosine_attention", At.cosine_attention, K.attention_ref.cosine_attention,
+        attention_args(), (At.CosineAttention,)),
+    Row("cosine_attention_vjp",
+        lambda q, s, y, g, eps: _fused_vjp(At.CosineAttention(eps))(q, s, y, g),
+        K.attention_ref.cosine_attention_backward, attention_args(with_g=True),
+        (Fu.FusedVJP,)),
+    Row("alias", lambda a: mm.apply(Fu.Alias(), a), lambda a: a, unary(), (Fu.Alias,)),
 ]
 
 
-def run(max_examples=20, orders=(1, 2), rows=None, out=print):
+def primitive_classes():
+    """Every concrete ``Primitive`` subclass defined now (abstract bases set ``abstract``)."""
+    found, todo = set(), [Primitive]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if not sub.__dict__.get("abstract", False):
+                found.add(sub)
+    return found
+
+
+def recorded_primitives(row, xs, static):
+    """The primitive classes in the graph that ``row.fn`` records on leaves ``xs``."""
+    leaves = [mm.tensor(np.asarray(x, dtype=row.dtype), requires_grad=True) for x in xs]
+    return {type(node._op) for node in toposort([row.fn(*leaves, *static)]) if node._op}
+
+
+def run(max_examples=None, orders=None, rows=None, out=print, shrink=True):
     """Forward == reference and gradcheck of each order for every row; returns the worst errors.
 
-    Raises the first failure (with hypothesis' minimal falsifying example). Returns
-    ``{row name: {order: largest absolute error}}``.
+    ``orders`` defaults to each row's own (``(1, 2)``, conv family ``(1, 2, 3)``); order 1 is
+    checked plainly, orders from 2 through gradcheck's composition. Raises the first failure
+    (with hypothesis' falsifying example). Returns ``{row name: report}`` with
+    ``report[order]`` the largest error and ``report.scale[order]`` the largest |analytic|.
     """
-    report = {}
+    results = {}
     for row in rows or ROWS:
-        worst = report.setdefault(row.name, {})
+        report = results.setdefault(row.name, GradcheckReport())
+        phases = list(Phase) if shrink else [Phase.explicit, Phase.generate]
 
-        @settings(max_examples=max_examples, deadline=None, database=None)
+        @settings(max_examples=max_examples or settings().max_examples, deadline=None,
+                  database=None, phases=phases, report_multiple_bugs=False,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
         @given(data=st.data())
         def check(data):
             xs, static = data.draw(row.inputs)
             out_t = row.fn(*[mm.tensor(x) for x in xs], *static)
             np.testing.assert_allclose(out_t.numpy(), row.ref(*xs, *static), rtol=1e-12,
                                        atol=1e-12, err_msg=f"{row.name}: forward")
-            for order in orders:
-                errors = mm.gradcheck(lambda *ts: row.fn(*ts, *static), xs, order=order)
-                worst[order] = max(worst.get(order, 0.0), errors[order])
+            for order in orders or row.orders:
+                errors = mm.gradcheck(lambda *ts: row.fn(*ts, *static), xs, order=order,
+                                      dtype=row.dtype, **row.tol)
+                report[order] = max(report.get(order, 0.0), errors[order])
+                for mine, theirs in ((report.scale, errors.scale),
+                                     (report.relative, errors.relative)):
+                    mine[order] = max(mine.get(order, 0.0), theirs[order])
 
         check()
-        out(f"{row.name:<16s} " + "  ".join(f"order {k}: max error {v:.2e}"
-                                            for k, v in sorted(worst.items())))
-    return report
+        out(f"{row.name:<21s} " + "  ".join(
+            f"order {k}: error {v:.1e} (relative {report.relative[k]:.1e}, "
+            f"|value| up to {report.scale[k]:.1e})"
+            for k, v in sorted(report.items())))
+    return results

@@ -34,6 +34,7 @@ def unpack(packed, like):
 class Fused(Primitive):
     """Base class of fused primitives (see the module docstring)."""
 
+    abstract = True  # not a primitive itself: the primitive table asks no row of it
     kernel = vjp_kernel = None
 
     def static(self):
