@@ -5,10 +5,17 @@ Workloads, each timed as a median and compared with PyTorch (CPU) when it is ins
 2. the same chain's second derivative (create_graph=True, then grad of the gradient);
 3. one training step of the sinusoid MLP 1-40-40-1 (batch 25): forward, MSE, backward, SGD.
 
+Then the cost of anomaly mode (``mm.detect_anomaly()``): the same three workloads with the mode
+on and off, interleaved over ``--rounds`` rounds (median of the per-round ratios, and their
+spread). Off, the mode costs one attribute test per op and per VJP.
+
 Thread policy: both libraries run on one BLAS / intra-op thread; malloc thresholds fixed (see
 docs/PERFORMANCE.md, "Process policy").
 Run: python benchmarks/engine_overhead.py
 """
+import argparse
+import statistics
+
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -87,8 +94,33 @@ def mlp_torch(torch):
     return run
 
 
+def anomaly_cost(rounds):
+    """Per workload: median and range of (time with detect_anomaly) / (time without)."""
+    cases = [("chain order-1", chain_minimeta(1)), ("chain order-2", chain_minimeta(2)),
+             ("MLP step", mlp_minimeta())]
+    for name, fn in cases:
+        ratios, offs = [], []
+        for _ in range(rounds):  # off, on, off, on ...: interleaved against drift
+            off = median_time(fn, repeats=3)
+            with mm.detect_anomaly():
+                on = median_time(fn, repeats=3)
+            ratios.append(on / off)
+            offs.append(off)
+        print(f"detect_anomaly on / off, {name:14s}: median {statistics.median(ratios):.2f}x "
+              f"(range {min(ratios):.2f}-{max(ratios):.2f}, {rounds} rounds; off "
+              f"{statistics.median(offs) * 1e3:.2f} ms)")
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="anomaly on/off rounds")
+    parser.add_argument("--anomaly-only", action="store_true")
+    args = parser.parse_args()
     apply_malloc_policy()
+    if args.anomaly_only:
+        with threadpool_limits(limits=1):
+            anomaly_cost(args.rounds)
+        return
     torch = try_torch()
     if torch is not None:
         torch.set_num_threads(1)
@@ -105,6 +137,8 @@ def main():
         report(f"chain of {3 * STEPS} ops, order-{order} grad", ours[order - 1], refs[order - 1])
         print(f"{'':44s} minimeta per forward op {ours[order - 1] / (3 * STEPS) * 1e6:.1f} us")
     report("MLP 1-40-40-1 training step (batch 25)", ours[2], refs[2])
+    with threadpool_limits(limits=1):
+        anomaly_cost(args.rounds)
 
 
 if __name__ == "__main__":

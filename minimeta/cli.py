@@ -110,7 +110,10 @@ def _train(args):
     if settings["split"] == "lake":
         settings["val_size"] = 0  # the background/evaluation split has no validation part
     print("minimeta train: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
-    path = fewshot.train(settings)
+    from .engine import detect_anomaly
+
+    with detect_anomaly(args.detect_anomaly):  # off by default: then it costs nothing
+        path = fewshot.train(settings)
     print(f"checkpoint: {path}\nmetrics: {args.out}/metrics.jsonl")
     return 0
 
@@ -179,6 +182,9 @@ def build_parser():
                        help="cuda: CuPy arrays and the numba.cuda kernels (pip install "
                             "'minimeta[gpu]')")
     train.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
+    train.add_argument("--detect-anomaly", action="store_true",
+                       help="stop at the first op whose output or gradient holds a NaN or an "
+                            "inf, naming the op, its inputs, the order and your source line")
     train.set_defaults(run=_train)
     ev = sub.add_parser("eval", help="evaluate a checkpoint on test episodes")
     ev.add_argument("--checkpoint", required=True)
@@ -207,7 +213,7 @@ def main(argv=None):
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as err:
         parser.exit(2, f"minimeta {args.command}: {err}\n")
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ Read next: ``primitives/elementwise.py`` for the simplest primitives.
 import contextlib
 import functools
 
+from .anomaly import ANOMALY, check_forward, checked_vjp
 from .backend import array_module, device_of
 from .tensor import STAMPS, Tensor
 
@@ -75,6 +76,8 @@ def apply(op, *inputs):
         out.requires_grad = False
         out._op = None
         out._parents = ()
+    if ANOMALY.on:  # mm.detect_anomaly(): off by default, one attribute test when off
+        check_forward(op, inputs, out)
     return out
 
 
@@ -242,13 +245,18 @@ def _run_backward(outputs, seeds, create_graph, keep, order):
                 if not expand:
                     continue
                 parents = node._parents
-                in_grads = node._op.vjp(g, node, *parents)
+                if ANOMALY.on:  # the VJP run under mm.detect_anomaly(), its results checked
+                    in_grads = checked_vjp(node, g)
+                else:
+                    in_grads = node._op.vjp(g, node, *parents)
                 for parent, pg in zip(parents, in_grads):
                     key = id(parent)
                     if pg is None or key not in relevant:
                         continue
                     if pg.shape != parent.shape:
                         pg = _unbroadcast(pg, parent.shape, node._op)
+                    if pg.dtype != parent.dtype:  # a float32 leaf met float64: float32 grad
+                        pg = _ops.astype(pg, parent.dtype)
                     previous = grads.get(key)
                     grads[key] = pg if previous is None else previous + pg
     finally:

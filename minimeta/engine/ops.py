@@ -24,6 +24,7 @@ __all__ = [
     "tanh", "sigmoid", "relu", "abs", "maximum", "where", "sum", "mean", "max", "logsumexp",
     "reshape", "transpose", "swapaxes", "expand_dims", "squeeze", "broadcast_to", "sum_to",
     "getitem", "scatter_add", "concatenate", "stack", "matmul", "astype", "compare", "sign",
+    "isfinite",
 ]
 
 
@@ -157,6 +158,11 @@ def astype(a, dtype):
     """Convert to ``dtype`` (differentiable between float dtypes)."""
     dtype = np.dtype(dtype)
     return a if a.dtype == dtype else apply(E.Cast(dtype), a)
+
+
+def isfinite(a):
+    """A constant boolean Tensor: True where ``a`` is finite (a mask, no grad)."""
+    return Tensor(xp_of(a.data).isfinite(a.data))
 
 
 def compare(name, a, b):

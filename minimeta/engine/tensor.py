@@ -36,7 +36,7 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_op", "_parents", "_from_backward", "name",
-                 "_seq")
+                 "_seq", "_site")  # _site: set by anomaly mode only (engine/anomaly.py)
     __array_priority__ = 1000  # numpy_array * tensor dispatches to Tensor.__rmul__
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):

@@ -77,7 +77,9 @@ class Max(Primitive):
 class LogSumExp(Primitive):
     """out = log Σ exp(a) over ``axes``, computed stably as m + log Σ exp(a - m).
 
-    VJP: g * exp(a - out) (that is, g times the softmax of a over the axes).
+    VJP: g * exp(a - out) (that is, g times the softmax of a over the axes), with out taken
+    as 0 where it is not finite, so that a slice of all −inf (out = −inf) gets gradient 0,
+    not exp(−inf + inf) = NaN (docs/ENGINE.md, special points).
     """
 
     __slots__ = ("axes", "keepdims")
@@ -94,4 +96,6 @@ class LogSumExp(Primitive):
                                                   if i not in self.axes])
 
     def vjp(self, g, out, a):
-        return (_keep(g, a.shape, self.axes) * ops.exp(a - _keep(out, a.shape, self.axes)),)
+        kept = _keep(out, a.shape, self.axes)
+        kept = ops.where(ops.isfinite(kept), kept, 0.0)
+        return (_keep(g, a.shape, self.axes) * ops.exp(a - kept),)

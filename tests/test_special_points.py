@@ -1,0 +1,96 @@
+"""The special-point contract of docs/ENGINE.md, one test per row, and the dtype of gradients.
+
+Each row states the value and the derivative the engine gives where the math is undefined or
+infinite; these tests pin them, so a change of convention is a visible decision.
+"""
+import warnings
+
+import numpy as np
+import pytest
+
+import minimeta as mm
+import minimeta.functional as F
+
+
+def _grad(f, x, g=None):
+    t = mm.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+    y = f(t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 1/0 and 0*inf are the point here
+        (d,) = mm.grad(y, [t], grad_outputs=None if g is None else [np.asarray(g, float)])
+    return y.numpy(), d.numpy()
+
+
+def test_relu_at_zero_has_derivative_zero():
+    y, d = _grad(lambda t: mm.relu(t).sum(), [0.0, -1.0, 2.0])
+    assert y == 2.0 and d.tolist() == [0.0, 0.0, 1.0]
+
+
+def test_abs_at_zero_has_derivative_zero():
+    y, d = _grad(lambda t: mm.abs(t).sum(), [0.0, -3.0, 2.0])
+    assert y == 5.0 and d.tolist() == [0.0, -1.0, 1.0]
+
+
+def test_sqrt_at_zero_has_infinite_derivative_and_nan_for_a_zero_gradient():
+    y, d = _grad(lambda t: mm.sqrt(t), [0.0, 0.0, 4.0], g=[1.0, 0.0, 1.0])
+    assert y.tolist() == [0.0, 0.0, 2.0]
+    assert d[0] == np.inf and np.isnan(d[1]) and d[2] == 0.25
+
+
+def test_log_at_zero_is_minus_infinity_with_infinite_derivative():
+    y, d = _grad(lambda t: mm.log(t), [0.0, 1.0], g=[1.0, 1.0])
+    assert y[0] == -np.inf and d.tolist() == [np.inf, 1.0]
+
+
+def test_maximum_ties_send_the_whole_gradient_to_the_first_argument():
+    a = mm.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    b = mm.tensor(np.array([1.0, 3.0]), requires_grad=True)
+    ga, gb = mm.grad(mm.maximum(a, b).sum(), [a, b])
+    assert ga.numpy().tolist() == [1.0, 0.0] and gb.numpy().tolist() == [0.0, 1.0]
+
+
+def test_max_ties_share_the_gradient_equally():
+    y, d = _grad(lambda t: mm.max(t), [2.0, 1.0, 2.0, 2.0])
+    assert y == 2.0 and np.allclose(d, [1 / 3, 0.0, 1 / 3, 1 / 3], rtol=0, atol=1e-16)
+
+
+def test_cosine_similarity_at_a_zero_vector_is_zero_with_a_finite_gradient():
+    eps = 1e-8
+    b = np.array([3.0, 4.0])
+    y, d = _grad(lambda t: F.cosine_similarity(t, mm.tensor(b), eps), [0.0, 0.0])
+    assert y == 0.0 and np.all(np.isfinite(d))
+    np.testing.assert_allclose(d, b / 5.0 / eps, rtol=1e-12)  # b̂ / eps: large, finite
+    y2, d2 = _grad(lambda t: F.cosine_similarity(t, t, eps), [0.0, 0.0])
+    assert y2 == 0.0 and np.all(np.isfinite(d2))
+
+
+def test_logsumexp_of_all_minus_infinity_is_minus_infinity_with_gradient_zero():
+    x = np.array([[-np.inf, -np.inf], [0.0, -np.inf]])
+    y, d = _grad(lambda t: mm.logsumexp(t, axis=1), x, g=[1.0, 1.0])
+    assert y[0] == -np.inf and y[1] == 0.0
+    assert d.tolist() == [[0.0, 0.0], [1.0, 0.0]]
+
+
+def test_a_float32_leaf_gets_a_float32_gradient_whatever_it_met():
+    x = mm.tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
+    w = mm.tensor(np.array([0.5, -1.0]), requires_grad=True)  # float64
+    y = (x * w).exp().sum() + (x @ w)
+    assert y.dtype == np.float64
+    gx, gw = mm.grad(y, [x, w], create_graph=True)
+    assert gx.dtype == np.float32 and gw.dtype == np.float64
+    (hx,) = mm.grad(gx.sum(), [x])  # and at the next order
+    assert hx.dtype == np.float32
+    x.grad = None
+    y.backward()
+    assert x.grad.dtype == np.float32
+    expected = (np.exp(x.numpy().astype(np.float64) * w.numpy()) * w.numpy()) + w.numpy()
+    np.testing.assert_allclose(gx.numpy(), expected.astype(np.float32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 3)])
+def test_a_broadcast_float32_leaf_keeps_its_dtype_and_shape(shape):
+    x = mm.tensor(np.ones((3,), dtype=np.float32), requires_grad=True)
+    y = (x * mm.tensor(np.full(shape, 2.0))).sum()
+    (g,) = mm.grad(y, [x])
+    assert g.dtype == np.float32 and g.shape == (3,)
+    assert g.numpy().tolist() == [2.0 * (shape[0] if len(shape) == 2 else 1)] * 3
