@@ -19,7 +19,8 @@ meta-iteration instead of 1, 25–50% slower. ``malloc_policy()`` fixes both thr
 is that up to 256 MiB of freed heap stays with the process.
 
 ``configure()`` applies both policies process-wide; the command line and the examples call it,
-the benchmarks call ``malloc_policy()`` and set their threads themselves. Measurements behind the choices: docs/PERFORMANCE.md.
+the benchmarks call ``malloc_policy()`` and set their threads themselves. Measurements behind
+the choices: docs/PERFORMANCE.md.
 """
 import ctypes
 import ctypes.util

@@ -38,11 +38,6 @@ def assert_close(ours, ref, what):
 
 
 # ----- 1. meta-gradients of an MLP -----------------------------------------------------------
-class Tanh(nn.Module):
-    def forward(self, x, params):
-        return mm.tanh(x)
-
-
 SIZES = [(1, 20), (20,), (20, 20), (20,), (20, 1), (1,)]
 NAMES = ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
 
@@ -52,8 +47,8 @@ def mlp_and_theta(seed=0):
     net's ``named_parameters`` order, biases nonzero."""
     rng = np.random.default_rng(seed)
     f64 = np.float64
-    net = nn.Sequential(nn.Linear(1, 20, rng=rng, dtype=f64), Tanh(),
-                        nn.Linear(20, 20, rng=rng, dtype=f64), Tanh(),
+    net = nn.Sequential(nn.Linear(1, 20, rng=rng, dtype=f64), nn.Tanh(),
+                        nn.Linear(20, 20, rng=rng, dtype=f64), nn.Tanh(),
                         nn.Linear(20, 1, rng=rng, dtype=f64))
     theta = [p.numpy().copy() for p in net.parameters()]
     theta = [t + 0.1 * rng.standard_normal(t.shape) if t.ndim == 1 else t for t in theta]

@@ -200,3 +200,10 @@ def test_bad_learner_arguments():
         Reptile(nn.mlp(), 0.1, 1, 0.1, inner_optimizer="rmsprop")
     with pytest.raises(ValueError, match="head prefix"):
         ANIL(nn.mlp(), 0.1, head="nope.")
+
+
+def test_anil_with_an_empty_params_dict_is_an_error_not_the_models_parameters():
+    from minimeta.learners import ANIL
+
+    with pytest.raises(ValueError, match="ANIL: no parameters"):
+        ANIL(nn.mlp([1, 4, 1]), 0.1, params={})

@@ -24,13 +24,6 @@ from minimeta.learners import ANIL, MAML, MetaSGD
 N_CLASSES, SHOTS = 3, 2
 
 
-class Tanh(nn.Module):
-    """tanh as a layer: the smooth activation that keeps finite differences valid."""
-
-    def forward(self, x, params):
-        return mm.tanh(x)
-
-
 def small_convnet(seed=0):
     """conv 1→3 (pad 1), BN, tanh, conv 3→2 (6×6 → 4×4), BN, tanh, flatten, linear 32→3.
 
@@ -41,8 +34,8 @@ def small_convnet(seed=0):
     rng = np.random.default_rng(seed)
     f64 = np.float64
     return nn.Sequential(
-        nn.Conv2d(1, 3, 3, padding=1, rng=rng, dtype=f64), nn.BatchNorm2d(3, dtype=f64), Tanh(),
-        nn.Conv2d(3, 2, 3, padding=0, rng=rng, dtype=f64), nn.BatchNorm2d(2, dtype=f64), Tanh(),
+        nn.Conv2d(1, 3, 3, padding=1, rng=rng, dtype=f64), nn.BatchNorm2d(3, dtype=f64), nn.Tanh(),
+        nn.Conv2d(3, 2, 3, padding=0, rng=rng, dtype=f64), nn.BatchNorm2d(2, dtype=f64), nn.Tanh(),
         nn.Flatten(), nn.Linear(2 * 4 * 4, N_CLASSES, rng=rng, dtype=f64))
 
 

@@ -232,7 +232,10 @@ class ANIL(MAML):
     """
 
     def __init__(self, model, inner_lr, inner_steps=1, head=None, **kwargs):
-        params = kwargs.get("params") or model.named_parameters()
+        params = kwargs.get("params")
+        params = model.named_parameters() if params is None else params
+        if not params:
+            raise ValueError("ANIL: no parameters to adapt (params is empty)")
         head = head if head is not None else list(params)[-1].rsplit(".", 1)[0] + "."
         names = [n for n in params if n.startswith(head)]
         if not names:

@@ -3,11 +3,11 @@
 Read ``module.py`` first, then ``layers.py``, ``fce.py`` and ``backbones.py``.
 """
 from .module import Module, sub_params
-from .layers import (Sequential, Linear, Conv2d, BatchNorm2d, ReLU, MaxPool2d, Flatten,
+from .layers import (Sequential, Linear, Conv2d, BatchNorm2d, ReLU, Tanh, MaxPool2d, Flatten,
                      LSTMCell)
 from .backbones import conv4, mlp, relation_embedding, relation_module
 from .fce import FullContextEmbedding
 
-__all__ = ["Module", "sub_params", "Sequential", "Linear", "Conv2d", "BatchNorm2d", "ReLU",
+__all__ = ["Module", "sub_params", "Sequential", "Linear", "Conv2d", "BatchNorm2d", "ReLU", "Tanh",
            "MaxPool2d", "Flatten", "LSTMCell", "conv4", "mlp",
            "relation_embedding", "relation_module", "FullContextEmbedding"]

@@ -109,6 +109,13 @@ class ReLU(Module):
         return F.relu(x)
 
 
+class Tanh(Module):
+    """tanh(x): the smooth activation (gradient checks of whole networks use it)."""
+
+    def forward(self, x, params):
+        return F.tanh(x)
+
+
 class MaxPool2d(Module):
     """Max pooling over k×k windows."""
 
