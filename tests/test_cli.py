@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from minimeta import cli, io
@@ -23,13 +24,51 @@ def test_train_resume_eval_round_trip_on_sinusoids(tmp_path, capsys):
     assert "MSE" in capsys.readouterr().out
 
 
-def test_clip_norm_is_applied_and_logged(tmp_path, capsys):
+def test_clip_norm_is_applied_and_logged(tmp_path, capsys, monkeypatch):
+    """``grad_norm`` is the norm before clipping, so the proof that clipping happened is in
+    what the optimizer applied: the gradient handed to Adam's update has norm ``clip`` at
+    every step, and the trained weights barely move from their initial values, whereas a run
+    with a bound that never binds moves them by about lr per step."""
+    from minimeta.experiments import fewshot
+    from minimeta.optim import Adam
+
+    applied = {}   # step -> squared norms of the gradients Adam's update received
+    update = Adam._update
+
+    def recording(self, i, p, g):
+        applied.setdefault(self.steps, []).append(float(np.sum(g.astype(np.float64) ** 2)))
+        return update(self, i, p, g)
+
+    monkeypatch.setattr(Adam, "_update", recording)
     out = str(tmp_path / "clip")
     args = ["train", "--learner", "maml", "--dataset", "sinusoid", "--shots", "5",
             "--queries", "5", "--meta-batch", "4", "--iterations", "3", "--out", out]
-    assert cli.main(args + ["--clip-norm", "1e-6"]) == 0
-    lines = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl"))]
-    assert all(x["grad_norm"] > 1e-6 for x in lines)  # every step was clipped
+    runs = {}
+    for clip in (1e-12, 1e6):
+        applied.clear()
+        assert cli.main(args[:-1] + [f"{out}{clip:g}", "--clip-norm", f"{clip:g}"]) == 0
+        lines = [json.loads(x) for x in open(os.path.join(f"{out}{clip:g}", "metrics.jsonl"))]
+        norms = [x["grad_norm"] for x in lines]   # logged before clipping
+        assert len(norms) == 3 and all(0 < n < 1e6 for n in norms)
+        used = [np.sqrt(sum(applied[step])) for step in sorted(applied)]
+        assert sorted(applied) == [1, 2, 3]
+        # the gradients applied: rescaled to norm clip when over it, untouched when under
+        # (float32 parameters, so float32 gradients: rtol 1e-5)
+        np.testing.assert_allclose(used, [min(clip, n) for n in norms], rtol=1e-5)
+        runs[clip] = (norms, io.load(os.path.join(f"{out}{clip:g}", "checkpoint.npz")))
+    assert runs[1e-12][0][0] == pytest.approx(runs[1e6][0][0], rel=1e-6)  # same first batch
+    state = runs[1e-12][1]
+    model, _ = fewshot.build({**state["settings"], "device": "cpu"})   # initial weights
+    initial = model.state_dict()
+    # Adam moves a weight by at most lr·|g|/eps per step: 3 · 1e-3 · 1e-12 / 1e-8 = 3e-7
+    # clipped (plus float32 rounding); about lr = 1e-3 per step when the bound does not bind
+    lr = state["settings"]["outer_lr"]
+    for key, start in initial.items():
+        clipped = runs[1e-12][1]["model"][key]
+        bound = 3 * (lr * 1e-12 / 1e-8 + np.spacing(np.abs(start).astype(np.float32)))
+        assert np.all(np.abs(clipped - start) <= bound), key
+    moved = max(np.abs(runs[1e6][1]["model"][k] - v).max() for k, v in initial.items())
+    assert moved > 0.5 * lr
     with pytest.raises(SystemExit) as exit_info:
         cli.main(args + ["--clip-norm", "0"])
     assert exit_info.value.code == 2 and "clip_norm must be > 0" in capsys.readouterr().err

@@ -18,17 +18,43 @@ import pytest
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
+# The tests the child must run and pass, by name (the parametrized ones once per parameter):
+# 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 kernel table
+# + 8 learners = 17. A test added below must be added here, or the parent fails.
+LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation"]
+EXPECTED = sorted(
+    ["test_the_simulator_is_on", "test_conv_family_matches_reference",
+     "test_max_pool_matches_reference", "test_cosine_attention_matches_reference",
+     "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions"]
+    + [f"test_conv_across_block_boundaries[{n}]" for n in (31, 32, 33, 97)]
+    + [f"test_every_learner_on_a_simulated_gpu_matches_the_cpu[{k}]" for k in LEARNERS])
+
+
 @pytest.mark.skipif(SIMULATED, reason="this is the parent: it runs the simulator child")
-def test_cuda_kernels_under_the_simulator():
+def test_cuda_kernels_under_the_simulator(tmp_path):
+    import xml.etree.ElementTree as ET
+
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    report = tmp_path / "child.xml"
     child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                            "--no-header", "-o", "addopts=", __file__], env=env,
-                           capture_output=True, text=True, timeout=900)
+                            "--no-header", "-o", "addopts=", f"--junitxml={report}",
+                            __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
+    assert len(EXPECTED) == 17
+    # every collected test, with its outcome: nothing may be skipped (but the parent),
+    # deselected, failed or errored, and exactly the expected tests must have passed
+    outcomes = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        kinds = [e.tag for e in case if e.tag in ("failure", "error", "skipped")]
+        outcomes[case.get("name")] = kinds[0] if kinds else "passed"
+    passed = sorted(name for name, kind in outcomes.items() if kind == "passed")
+    others = {name: kind for name, kind in outcomes.items() if kind != "passed"}
+    assert passed == EXPECTED, (passed, others)
+    assert others == {"test_cuda_kernels_under_the_simulator": "skipped"}, others
     summary = child.stdout.strip().splitlines()[-1]
-    passed = int(re.search(r"(\d+) passed", summary).group(1))
-    assert passed >= 9 and "1 skipped" in summary, summary  # the one skip: this parent test
+    assert re.match(rf"{len(EXPECTED)} passed, 1 skipped( in |, \d+ warnings? in )",
+                    summary), summary
 
 
 if SIMULATED:
@@ -37,6 +63,7 @@ if SIMULATED:
     from minimeta.kernels import _cuda, attention_cuda, attention_ref, conv_cuda, conv_ref
     from minimeta.kernels import pool_cuda, pool_ref
     from test_functional import conv_case
+    from test_kernel_references import check_max_pool
 
     _cuda.THREADS = 32
     SIM = settings(max_examples=12, deadline=None, derandomize=True)
@@ -86,6 +113,7 @@ if SIMULATED:
             rng.standard_normal((n, c, h, w))
         y, idx = pool_cuda.max_pool2d(np.asfortranarray(x), k, stride)  # any layout
         y_ref, idx_ref = pool_ref.max_pool2d(x, k, stride)
+        check_max_pool(x, k, stride, y, idx)   # argmax inside each window, first on ties
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_array_equal(idx, idx_ref)           # first maximum on ties
         g = rng.standard_normal(y.shape)
@@ -153,8 +181,7 @@ if SIMULATED:
         }
         return makers[kind]()
 
-    @pytest.mark.parametrize("kind", ["maml", "fomaml", "metasgd", "anil", "reptile",
-                                      "protonet", "matching", "relation"])
+    @pytest.mark.parametrize("kind", LEARNERS)
     def test_every_learner_on_a_simulated_gpu_matches_the_cpu(kind, monkeypatch, tmp_path):
         """CuPy stood in by ``fake_cupy`` and the CUDA kernels run by the simulator: every
         array a learner makes must land on the parameters' device (else a device-mixing

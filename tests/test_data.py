@@ -23,11 +23,12 @@ def fake_omniglot(tmp_path, monkeypatch):
 
 def test_resize_is_an_exact_area_average():
     r = omniglot.area_matrix(105, 28)
-    np.testing.assert_allclose(r.sum(axis=1), 1.0)
+    np.testing.assert_allclose(r.sum(axis=1), 1.0, rtol=1e-14)
     img = np.random.default_rng(1).random((105, 105)) > 0.5
     small = omniglot.resize(img, 28)
     assert small.shape == (28, 28) and small.dtype == np.float32
-    np.testing.assert_allclose(small.mean(), img.mean(), rtol=1e-5)   # ink is conserved
+    # ink is conserved (up to float32 rounding: the resize computes in float32)
+    np.testing.assert_allclose(small.mean(), img.mean(), rtol=1e-5)
     np.testing.assert_allclose(omniglot.resize(np.ones((105, 105)), 28), 1.0, rtol=1e-6)
 
 

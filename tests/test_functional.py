@@ -69,6 +69,7 @@ def test_avg_pool2d_gradcheck(case, order):
 def test_batch_norm_gradcheck(x, data, order):
     c = x.shape[1]
     w, b = data.draw(arrays((c,), 0.5, 2.0)), data.draw(arrays((c,)))
+    # finite differences (central, up to second order): looser than float64 rounding
     mm.gradcheck(lambda x, w, b: F.batch_norm(x, w, b), [x, w, b], order=order,
                  atol=1e-5, rtol=1e-4)
 
@@ -81,10 +82,14 @@ def test_batch_norm_matches_formula_and_updates_running_stats():
     mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
     expected = (x - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-5)
     np.testing.assert_allclose(y, expected, rtol=1e-10)
-    np.testing.assert_allclose(rm, 0.5 * mean)
-    np.testing.assert_allclose(rv, 0.5 + 0.5 * x.var(axis=(0, 2, 3), ddof=1))
+    np.testing.assert_allclose(rm, 0.5 * mean, rtol=1e-13)
+    np.testing.assert_allclose(rv, 0.5 + 0.5 * x.var(axis=(0, 2, 3), ddof=1), rtol=1e-13)
+    rm_before, rv_before = rm.copy(), rv.copy()
     y_eval = F.batch_norm(mm.tensor(x), running_mean=rm, running_var=rv, training=False)
-    assert y_eval.shape == x.shape
+    want = (x - rm[None, :, None, None]) / np.sqrt(rv[None, :, None, None] + 1e-5)
+    np.testing.assert_allclose(y_eval.numpy(), want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(rm, rm_before)   # evaluation leaves the buffers alone
+    np.testing.assert_array_equal(rv, rv_before)
 
 
 @pytest.mark.parametrize("order", [1, 2])
@@ -187,4 +192,5 @@ def test_hvp_through_two_layer_conv_net_equals_finite_difference_of_gradients():
     plus = gradient([t + eps * u for t, u in zip(theta, v)])
     minus = gradient([t - eps * u for t, u in zip(theta, v)])
     for analytic, p, m in zip(hv, plus, minus):
+        # a central difference of the gradient: truncation ~eps², rounding ~1e-16/eps
         np.testing.assert_allclose(analytic.numpy(), (p - m) / (2 * eps), rtol=1e-5, atol=1e-7)

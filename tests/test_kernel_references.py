@@ -1,5 +1,6 @@
 """The NumPy references in kernels/ against naive loops written straight from their formulas."""
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
 from minimeta.kernels import conv_ref, pool_ref
@@ -38,20 +39,59 @@ def test_conv_family_against_loops_and_adjoint_identities(c):
     gw = conv_ref.conv2d_weight_grad(x, g, w.shape, s, p)
     # ⟨g, conv(x, w)⟩ = ⟨gx, x⟩ = ⟨gw, w⟩, and a second input probes gx's linearity
     inner = np.sum(g * y)
-    assert np.isclose(inner, np.sum(gx * x)) and np.isclose(inner, np.sum(gw * w))
+    assert np.isclose(inner, np.sum(gx * x), rtol=1e-12, atol=1e-12)
+    assert np.isclose(inner, np.sum(gw * w), rtol=1e-12, atol=1e-12)
     x2 = np.random.default_rng(1).standard_normal(x.shape)
-    assert np.isclose(np.sum(g * naive_conv(x2, w, s, p)), np.sum(gx * x2))
+    assert np.isclose(np.sum(g * naive_conv(x2, w, s, p)), np.sum(gx * x2), rtol=1e-12,
+                      atol=1e-12)
 
 
-@given(st.integers(1, 3), st.integers(1, 3), arrays((2, 2, 7, 6)))
-def test_max_pool_against_loops(k, s, x):
-    y, idx = pool_ref.max_pool2d(x, k, s)
-    ho, wo = (7 - k) // s + 1, (6 - k) // s + 1
+def check_max_pool(x, k, s, y, idx):
+    """Loop check of a max pool's ``(y, idx)``: y is each window's max, and idx, for every
+    output, is a flat index into x that lies INSIDE that output's window (same image, channel,
+    rows i·s..i·s+k−1, columns j·s..j·s+k−1), at a maximal element, and the first one
+    (row-major in the window) when several tie."""
+    n, c, h, w = x.shape
+    ho, wo = (h - k) // s + 1, (w - k) // s + 1
+    assert y.shape == idx.shape == (n, c, ho, wo)
+    b, ch, r, col = np.unravel_index(idx, x.shape)
     for i in range(ho):
         for j in range(wo):
             window = x[:, :, i * s:i * s + k, j * s:j * s + k]
             np.testing.assert_array_equal(y[:, :, i, j], window.max(axis=(2, 3)))
-    np.testing.assert_array_equal(x.reshape(-1)[idx], y)
+            first = window.reshape(n, c, k * k).argmax(axis=-1)     # first maximum
+            np.testing.assert_array_equal(b[:, :, i, j], np.arange(n)[:, None].repeat(c, 1))
+            np.testing.assert_array_equal(ch[:, :, i, j], np.arange(c)[None, :].repeat(n, 0))
+            np.testing.assert_array_equal(r[:, :, i, j], i * s + first // k)
+            np.testing.assert_array_equal(col[:, :, i, j], j * s + first % k)
+    np.testing.assert_array_equal(x[b, ch, r, col], y)
+
+
+def tied_arrays(shape):
+    """Arrays with ties in most windows: all equal, or small integers."""
+    return st.one_of(st.floats(-2, 2).map(lambda v: np.full(shape, v)),
+                     st.integers(0, 2 ** 31).map(lambda seed: np.random.default_rng(
+                         seed).integers(0, 3, shape).astype(float)))
+
+
+@given(st.integers(1, 3), st.integers(1, 3),
+       st.one_of(arrays((2, 2, 7, 6)), tied_arrays((2, 2, 7, 6))))
+def test_max_pool_against_loops(k, s, x):
+    y, idx = pool_ref.max_pool2d(x, k, s)
+    check_max_pool(x, k, s, y, idx)
+
+
+@pytest.mark.parametrize("k, s", [(1, 1), (2, 1), (2, 2), (3, 1), (3, 2), (2, 3), (3, 3)])
+@pytest.mark.parametrize("fill", ["equal", "integers"])
+def test_max_pool_ties_stay_inside_each_window(k, s, fill):
+    """Ties (every element equal, or integers in 0..2) resolve to the first maximum of the
+    window itself: never to an equal value in an overlapping or earlier window."""
+    rng = np.random.default_rng(k * 10 + s)
+    shape = (2, 3, 7, 8)
+    x = np.full(shape, 1.5) if fill == "equal" else rng.integers(0, 3, shape).astype(float)
+    y, idx = pool_ref.max_pool2d(x, k, s)
+    check_max_pool(x, k, s, y, idx)
+    check_max_pool(x, k, s, *pool_ref.max_pool2d(np.asfortranarray(x), k, s))
 
 
 def test_kernel_docstring_examples():

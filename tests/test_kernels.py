@@ -12,6 +12,7 @@ import minimeta.functional as F
 from minimeta import kernels as K
 from minimeta.kernels import attention_ref
 from minimeta.testing import arrays
+from test_kernel_references import check_max_pool, tied_arrays
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 
@@ -49,13 +50,18 @@ def test_conv_family_numba_equals_reference(case):
     close(gw, ref["conv2d_weight_grad"](x, g, w.shape, s, p), dtype)
 
 
-@given(st.integers(1, 3), st.integers(1, 3), DTYPES, st.data())
-def test_max_pool_numba_equals_reference(k, s, dtype, data):
+@given(st.integers(1, 3), st.integers(1, 3), DTYPES, st.booleans(), st.data())
+def test_max_pool_numba_equals_reference(k, s, dtype, ties, data):
+    """Equal outputs and argmax, and, with ties (all-equal or small-integer inputs), each
+    window's argmax inside that window at its first maximum, for both kernels."""
     shape = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)),
              data.draw(st.integers(k, 9)), data.draw(st.integers(k, 9)))
-    x = data.draw(arrays(shape, dtype=dtype))
+    x = data.draw(tied_arrays(shape)).astype(dtype) if ties else \
+        data.draw(arrays(shape, dtype=dtype))
     y, idx = K.resolve(K.TABLE["max_pool2d"].cpu)(x, k, s)
     y_ref, idx_ref = K.TABLE["max_pool2d"].reference(x, k, s)
+    check_max_pool(x, k, s, y, idx)
+    check_max_pool(x, k, s, y_ref, idx_ref)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
     g = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
@@ -105,6 +111,7 @@ def test_fused_attention_gradcheck_any_order(order):
     rng = np.random.default_rng(4)
     q, s = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 4))
     y = np.eye(3)[rng.integers(0, 3, 10)].reshape(2, 5, 3)
+    # finite differences (central, up to third order): looser than float64 rounding
     mm.gradcheck(lambda q, s, y: F.cosine_attention(q, s, y), [q, s, y], order=order,
                  atol=1e-5, rtol=1e-4)
 
@@ -175,6 +182,7 @@ def test_fused_batch_norm_equals_composite_with_gradients(case):
 def test_fused_batch_norm_gradcheck_any_order(order):
     rng = np.random.default_rng(9)
     x, w, b = rng.standard_normal((3, 2, 3, 3)), rng.uniform(0.5, 2, 2), rng.standard_normal(2)
+    # finite differences (central, up to third order): looser than float64 rounding
     mm.gradcheck(F.batch_norm, [x, w, b], order=order, atol=1e-5, rtol=1e-4)
 
 
@@ -188,6 +196,7 @@ def test_fused_ops_chained_so_the_incoming_gradient_depends_on_the_input(order):
     def f(x, w, b):
         h = F.batch_norm(x, w, b)
         return F.batch_norm(mm.tanh(h) * x, w, b) * h
+    # finite differences (central, up to third order): looser than float64 rounding
     mm.gradcheck(f, [x, w, b], order=order, atol=1e-5, rtol=1e-4)
     q = rng.standard_normal((1, 3, 2))
     labels = np.eye(2)[[0, 1, 1]][None]

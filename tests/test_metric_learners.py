@@ -49,8 +49,8 @@ def test_matching_head_is_log_of_cosine_softmax_attention():
         (zs / np.linalg.norm(zs, axis=1, keepdims=True)).T
     att = np.exp(cos) / np.exp(cos).sum(1, keepdims=True)
     want = np.log(att @ np.eye(2)[ys])
-    np.testing.assert_allclose(got, want, rtol=1e-7)
-    assert np.allclose(np.exp(got).sum(1), 1.0)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(got).sum(1), 1.0, rtol=1e-14)
 
 
 def np_lstm(x, h, c, p):
@@ -113,7 +113,7 @@ def test_relation_head_scores_summed_class_maps_against_each_query():
                       for k in range(2)] for j in range(3)])
     np.testing.assert_allclose(got, want, rtol=1e-12)
     loss = learner.loss(mm.tensor(want), np.array([1, 0, 1])).item()
-    assert np.isclose(loss, np.mean((want - np.eye(2)[[1, 0, 1]]) ** 2))
+    assert loss == pytest.approx(np.mean((want - np.eye(2)[[1, 0, 1]]) ** 2), rel=1e-14)
 
 
 HEADS = {
@@ -163,7 +163,7 @@ def test_gradcheck_of_a_whole_episode_through_the_embedding(name, order):
     mm.gradcheck(loss, [learner.params[k].numpy() for k in keys], order=order)
 
 
-def test_learners_train_a_step_and_evaluate_without_a_graph():
+def test_learners_train_a_step_and_evaluate_without_a_graph(monkeypatch):
     for learner in (ProtoNet(tiny_embedding()), MatchingNet(tiny_embedding()),
                     MatchingNet(tiny_embedding(), fce=True, dim=8, steps=2),
                     RelationNet(tiny_embedding(), linear_relation(8))):
@@ -171,8 +171,27 @@ def test_learners_train_a_step_and_evaluate_without_a_graph():
         metrics = learner.outer_step(tasks)
         assert set(metrics) == {"loss", "accuracy"}
         assert all(p.grad is not None for p in learner.meta_parameters())
+        grads = [p.grad.numpy().copy() for p in learner.meta_parameters()]
+        values = [p.numpy().copy() for p in learner.meta_parameters()]
+        with_graph, _ = learner.task_loss(tasks[0])
+        assert with_graph.requires_grad and with_graph._op is not None
+        made = []   # the loss Tensor evaluate() builds, caught on its way out of task_loss
+
+        def recording(task, params=None, _task_loss=learner.task_loss):
+            out = _task_loss(task, params)
+            made.append(out[0])
+            return out
+
+        monkeypatch.setattr(learner, "task_loss", recording)
         loss, acc = learner.evaluate(tasks[0])
-        assert np.isfinite(loss) and 0.0 <= acc <= 1.0
+        assert len(made) == 1
+        assert not made[0].requires_grad and made[0]._op is None and made[0].is_leaf
+        assert not made[0]._parents   # nothing recorded that a backward pass could walk
+        assert loss == pytest.approx(with_graph.item(), rel=1e-12) and np.isfinite(loss)
+        assert 0.0 <= acc <= 1.0
+        for p, g, v in zip(learner.meta_parameters(), grads, values):
+            np.testing.assert_array_equal(p.grad.numpy(), g)   # .grad untouched
+            np.testing.assert_array_equal(p.numpy(), v)        # parameters untouched
 
 
 REAL = os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES["background"][0]))

@@ -7,6 +7,7 @@ import pytest
 import minimeta as mm
 import minimeta.functional as F
 from minimeta import io, nn
+from minimeta.learners import MAML
 from minimeta.optim import SGD, Adam
 
 
@@ -18,9 +19,20 @@ def test_model_called_with_other_params_uses_them():
     doubled = {k: v * 2.0 for k, v in params.items()}
     h = F.relu(x @ doubled["0.weight"] + doubled["0.bias"])
     np.testing.assert_allclose(net(x, doubled).numpy(),
-                               (h @ doubled["2.weight"] + doubled["2.bias"]).numpy())
-    # a plain callable f(x, params) works where a model is expected
-    assert callable(lambda x, p: F.linear(x, p["w"]))
+                               (h @ doubled["2.weight"] + doubled["2.bias"]).numpy(), rtol=1e-14)
+    # a plain callable f(x, params) works where a model is expected: MAML adapts through it
+    w0 = np.array([[0.5], [-1.0]])
+    w = mm.tensor(w0, requires_grad=True)
+    learner = MAML(lambda x, p: F.linear(x, p["w"]), 0.1, 1, loss="mse", params={"w": w})
+    xs, ys = np.array([[1.0, 2.0], [0.0, 1.0], [-1.0, 1.0]]), np.array([[1.0], [0.0], [2.0]])
+    fast = learner.adapt(learner.params, xs, ys)
+    mse_grad = 2 * xs.T @ (xs @ w0 - ys) / len(xs)
+    np.testing.assert_allclose(fast["w"].numpy(), w0 - 0.1 * mse_grad, rtol=1e-14)
+    # and the meta-gradient flows back through the step: (I − α H) ∇L(φ), H = 2 xsᵀxs / n
+    (meta,) = mm.grad(F.mse_loss(learner.model(mm.tensor(xs), fast), ys), [w])
+    phi = w0 - 0.1 * mse_grad
+    want = (np.eye(2) - 0.1 * 2 * xs.T @ xs / len(xs)) @ (2 * xs.T @ (xs @ phi - ys) / len(xs))
+    np.testing.assert_allclose(meta.numpy(), want, rtol=1e-13)
 
 
 def test_inner_update_is_a_new_dict_and_differentiable():
@@ -61,10 +73,11 @@ def test_sgd_momentum_and_adam_match_their_formulas():
     v1 = g + 0.01 * np.array([1.0, -2.0])
     w1 = np.array([1.0, -2.0]) - 0.1 * v1
     v2 = 0.9 * v1 + g + 0.01 * w1
-    np.testing.assert_allclose(w.numpy(), w1 - 0.1 * v2)
+    np.testing.assert_allclose(w.numpy(), w1 - 0.1 * v2, rtol=1e-14)
     a = mm.tensor(np.array([1.0]), requires_grad=True)
     Adam([a], lr=0.1).step([np.array([4.0])])
-    np.testing.assert_allclose(a.numpy(), [0.9], rtol=1e-6)  # first Adam step = lr * sign
+    # first Adam step = lr·g/(|g| + eps): lr·sign(g) up to eps = 1e-8
+    np.testing.assert_allclose(a.numpy(), [1.0 - 0.1 * 4.0 / (4.0 + 1e-8)], rtol=1e-14)
 
 
 def test_clip_norm_rescales_all_gradients_together():
@@ -72,11 +85,11 @@ def test_clip_norm_rescales_all_gradients_together():
     b = mm.tensor(np.array([0.0]), requires_grad=True)
     opt = SGD([w, b], lr=1.0, clip_norm=1.0)
     opt.step([np.array([3.0, 0.0]), np.array([4.0])])    # global norm 5 -> scaled by 1/5
-    assert opt.last_norm == pytest.approx(5.0)
-    np.testing.assert_allclose(w.numpy(), [-0.6, 0.0])
-    np.testing.assert_allclose(b.numpy(), [-0.8])
+    assert opt.last_norm == pytest.approx(5.0, rel=1e-15)
+    np.testing.assert_allclose(w.numpy(), [-0.6, 0.0], rtol=1e-15)
+    np.testing.assert_allclose(b.numpy(), [-0.8], rtol=1e-15)
     opt.step([np.array([0.3, 0.0]), None])               # under the bound: unchanged
-    np.testing.assert_allclose(w.numpy(), [-0.9, 0.0])
+    np.testing.assert_allclose(w.numpy(), [-0.9, 0.0], rtol=1e-15)
     before = w.numpy().copy()
     with pytest.raises(FloatingPointError, match="SGD.step: gradient norm is nan"):
         opt.step([np.array([np.nan, 0.0]), np.array([1.0])])
@@ -133,19 +146,52 @@ def test_load_state_dict_reports_mismatch():
 
 
 def test_train_eval_switches_batch_norm():
-    bn = nn.BatchNorm2d(2)
-    x = mm.tensor(np.random.default_rng(0).standard_normal((4, 2, 3, 3)).astype(np.float32) + 3)
-    bn(x)
-    assert np.all(bn.named_buffers()["running_mean"] > 0.2)
+    bn = nn.BatchNorm2d(2, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 2, 3, 3)) * 2 + 3
+    # training mode: batch statistics, and running ← 0.9·running + 0.1·batch (unbiased var)
+    y_train = bn(mm.tensor(x)).numpy()
+    mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    np.testing.assert_allclose(y_train, (x - mean[:, None, None]) / np.sqrt(
+        var[:, None, None] + 1e-5), rtol=1e-10, atol=1e-12)
+    buffers = bn.named_buffers()
+    np.testing.assert_allclose(buffers["running_mean"], 0.1 * mean, rtol=1e-14)
+    np.testing.assert_allclose(buffers["running_var"],
+                               0.9 + 0.1 * x.var(axis=(0, 2, 3), ddof=1), rtol=1e-14)
+    # evaluation mode: the running buffers (not the batch's), then the affine weight and bias
     bn.eval()
-    assert not bn.training and bn(x).shape == x.shape
+    assert not bn.training
+    weight, bias = np.array([1.5, -0.5]), np.array([0.25, 2.0])
+    params = {"weight": mm.tensor(weight), "bias": mm.tensor(bias)}
+    rm, rv = buffers["running_mean"].copy(), buffers["running_var"].copy()
+    x2 = rng.standard_normal((3, 2, 2, 2))
+    y_eval = bn(mm.tensor(x2), params).numpy()
+    want = (x2 - rm[:, None, None]) / np.sqrt(rv[:, None, None] + 1e-5) * \
+        weight[:, None, None] + bias[:, None, None]
+    np.testing.assert_allclose(y_eval, want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(bn.named_buffers()["running_mean"], rm)  # not updated
+    np.testing.assert_array_equal(bn.named_buffers()["running_var"], rv)
 
 
 def test_lstm_cell_module():
-    cell = nn.LSTMCell(3, 4)
-    h = c = mm.tensor(np.zeros((2, 4), np.float32))
-    h2, c2 = cell((mm.tensor(np.ones((2, 3), np.float32)), (h, c)))
+    """The documented gate order i, f, g, o; c' = σ(f)c + σ(i)tanh(g), h' = σ(o)tanh(c')."""
+    cell = nn.LSTMCell(3, 4, dtype=np.float64)
+    p = {k: v.numpy() for k, v in cell.named_parameters().items()}
+    assert p["w_ih"].shape == (3, 16) and p["w_hh"].shape == (4, 16) and p["bias"].shape == (16,)
+    rng = np.random.default_rng(0)
+    x, h, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
+    h2, c2 = cell((mm.tensor(x), (mm.tensor(h), mm.tensor(c))))
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    gates = x @ p["w_ih"] + h @ p["w_hh"] + p["bias"]
+    i, f, g, o = gates[:, 0:4], gates[:, 4:8], gates[:, 8:12], gates[:, 12:16]
+    c_want = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    h_want = sigmoid(o) * np.tanh(c_want)
     assert h2.shape == c2.shape == (2, 4)
+    np.testing.assert_allclose(c2.numpy(), c_want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h2.numpy(), h_want, rtol=1e-12, atol=1e-14)
 
 
 def test_conv4_shapes_and_parameter_count():

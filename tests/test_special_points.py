@@ -11,6 +11,8 @@ import pytest
 import minimeta as mm
 import minimeta.functional as F
 
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # log(0), 1/0: the point
+
 
 def _grad(f, x, g=None):
     t = mm.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
