@@ -32,6 +32,8 @@ import importlib
 import os
 from dataclasses import dataclass
 
+import numpy as _np
+
 from . import attention_ref, conv_ref, norm_ref, pool_ref
 
 
@@ -83,6 +85,24 @@ def resolve(path):
         module, name = path.split(":")
         _LOADED[path] = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     return _LOADED[path]
+
+
+def array_module(x):
+    """The module (``numpy`` or ``cupy``) that owns array ``x``: the one definition, used by the
+    CUDA kernels here and by the engine (``engine/backend.py`` re-exports it). CuPy is imported
+    only when a CuPy array is already in hand.
+
+    >>> import numpy as np
+    >>> array_module(np.zeros(2)) is np
+    True
+    """
+    if type(x) is _np.ndarray:  # the common case, answered first (this runs at every op)
+        return _np
+    if type(x).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return _np
 
 
 def on_gpu(array):

@@ -12,24 +12,15 @@ Read next: ``conv_cuda.py``.
 """
 import math
 
+from . import array_module
+
 THREADS = 128
-
-
-def module_of(a):
-    """``cupy`` for a CuPy array, else ``numpy`` (CuPy is imported only if already in use)."""
-    if type(a).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy
-    import numpy
-
-    return numpy
 
 
 def contiguous(*arrays):
     """C-contiguous versions of the kernel inputs (views from transposes and slices are
     copied once: the kernels index dense arrays)."""
-    return [module_of(a).ascontiguousarray(a) for a in arrays]
+    return [array_module(a).ascontiguousarray(a) for a in arrays]
 
 
 def launch(kernel, n, *args):

@@ -18,7 +18,7 @@ import math
 
 from numba import cuda
 
-from . import _cuda
+from . import _cuda, array_module
 
 
 @cuda.jit
@@ -128,14 +128,14 @@ def _backward_support(q, s, g, rq, rs, a, dz, ds, dy):
 
 
 def _row_norms(v, eps):
-    r = _cuda.module_of(v).empty(v.shape[:2], dtype=v.dtype)
+    r = array_module(v).empty(v.shape[:2], dtype=v.dtype)
     _cuda.launch(_norms, r.size, v, r, eps)
     return r
 
 
 def cosine_attention(q, s, y, eps=1e-8):
     """out (B, Q, N): softmax over the support of cosine similarities, times the labels."""
-    xp = _cuda.module_of(q)
+    xp = array_module(q)
     q, s, y = _cuda.contiguous(q, s, y)
     out = xp.empty((q.shape[0], q.shape[1], y.shape[2]), dtype=q.dtype)
     _cuda.launch(_forward, q.shape[0] * q.shape[1], q, s, y, _row_norms(q, eps),
@@ -145,7 +145,7 @@ def cosine_attention(q, s, y, eps=1e-8):
 
 def cosine_attention_backward(q, s, y, g, eps=1e-8):
     """Packed concat(vec(dq), vec(ds), vec(dy)), as ``attention_ref`` returns it."""
-    xp = _cuda.module_of(q)
+    xp = array_module(q)
     q, s, y, g = _cuda.contiguous(q, s, y, g)
     rq, rs = _row_norms(q, eps), _row_norms(s, eps)
     packed = xp.empty(q.size + s.size + y.size, dtype=q.dtype)

@@ -16,7 +16,7 @@ Read next: ``pool_cuda.py``.
 """
 from numba import cuda
 
-from . import _cuda
+from . import _cuda, array_module
 from .conv_ref import out_size
 
 
@@ -57,7 +57,7 @@ def _col2im(cols, gx, kh, kw, stride, pad, ho, wo):
 
 
 def _cols(x, kh, kw, stride, padding):
-    xp = _cuda.module_of(x)
+    xp = array_module(x)
     (x,) = _cuda.contiguous(x)
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, stride, padding), out_size(w, kw, stride, padding)
@@ -68,7 +68,7 @@ def _cols(x, kh, kw, stride, padding):
 
 def conv2d(x, w, stride=1, padding=0):
     """y (N, O, Ho, Wo) = cross-correlation of x (N, C, H, W) with w (O, C, kh, kw)."""
-    xp = _cuda.module_of(x)
+    xp = array_module(x)
     cols, ho, wo = _cols(x, w.shape[2], w.shape[3], stride, padding)
     y = w.reshape(w.shape[0], -1) @ cols
     return xp.ascontiguousarray(y.reshape(w.shape[0], x.shape[0], ho, wo).transpose(1, 0, 2, 3))
@@ -83,7 +83,7 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
 
 def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     """gx: every input pixel gathers w·g over the outputs whose window covers it."""
-    xp = _cuda.module_of(g)
+    xp = array_module(g)
     ho, wo = g.shape[2], g.shape[3]
     g2 = xp.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(g.shape[1], -1)
     cols = xp.ascontiguousarray(w.reshape(w.shape[0], -1).T @ g2)

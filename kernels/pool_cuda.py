@@ -8,7 +8,7 @@ Read next: ``attention_cuda.py``.
 """
 from numba import cuda
 
-from . import _cuda
+from . import _cuda, array_module
 from .conv_ref import out_size
 
 
@@ -40,7 +40,7 @@ def _scatter_add(g, idx, out):
 
 def max_pool2d(x, kernel, stride):
     """Return ``(y, argmax)`` as ``pool_ref.max_pool2d`` does."""
-    xp = _cuda.module_of(x)
+    xp = array_module(x)
     (x,) = _cuda.contiguous(x)
     n, c, h, w = x.shape
     shape = (n, c, out_size(h, kernel, stride, 0), out_size(w, kernel, stride, 0))
@@ -51,7 +51,7 @@ def max_pool2d(x, kernel, stride):
 
 def max_pool2d_backward(g, argmax, x_shape):
     """Scatter-add ``g`` to the flat ``argmax`` positions of a zero array of ``x_shape``."""
-    xp = _cuda.module_of(g)
+    xp = array_module(g)
     out = xp.zeros(int(x_shape[0] * x_shape[1] * x_shape[2] * x_shape[3]), dtype=g.dtype)
     _cuda.launch(_scatter_add, g.size, xp.ascontiguousarray(g).reshape(-1),
                  xp.ascontiguousarray(argmax).reshape(-1), out)

@@ -1,14 +1,16 @@
 """The engine: Tensor, the primitives, reverse-mode autodiff of any order.
 
-Reading order: ``tensor.py`` → ``ops.py`` → ``primitives/`` → ``autodiff.py`` → ``derivatives.py``.
-Nothing in this package imports ``functional``, ``nn`` or anything above it.
+Reading order, which is also the import order (each file imports only those before it):
+``backend.py`` → ``tensor.py`` → ``anomaly.py`` → ``autodiff.py`` → ``primitives/`` (each file its
+primitive classes and their functions) → ``ops.py`` (the namespace, and the Tensor's operators)
+→ ``derivatives.py``. Nothing in this package imports ``functional``, ``nn`` or anything above.
 """
 from .tensor import Tensor
-from .autodiff import grad, backward, no_grad, set_grad_enabled, is_grad_enabled, Primitive, apply
-from .derivatives import hvp, jacobian, hessian
 from .anomaly import detect_anomaly, AnomalyError
+from .autodiff import grad, backward, no_grad, set_grad_enabled, is_grad_enabled, Primitive, apply
 from .ops import *  # noqa: F401,F403  (the public function list is ops.__all__)
 from .ops import __all__ as _ops_all
+from .derivatives import hvp, jacobian, hessian
 
 __all__ = ["Tensor", "grad", "backward", "no_grad", "set_grad_enabled", "is_grad_enabled",
            "Primitive", "apply", "hvp", "jacobian", "hessian", "detect_anomaly",

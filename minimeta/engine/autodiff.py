@@ -9,8 +9,10 @@ Because every vjp is itself made of recorded ops, running the backward pass with
 ``create_graph=True`` records a new graph for the gradient, which can be differentiated again:
 second-order MAML, Hessian-vector products and third derivatives all come from this one rule.
 
-Broadcasting is undone in exactly one place, ``_unbroadcast`` below: a vjp may return a gradient
-of the broadcast shape and the engine sums it down to its input's shape.
+Broadcasting is undone in exactly one place, ``reductions.unbroadcast`` (called here as the
+Tensor method ``sum_to``): a vjp may return a gradient of the broadcast shape and the backward
+pass sums it down to its input's shape. This file imports only the layers below it (backend,
+tensor, anomaly); the primitives it runs are above it.
 
 Read next: ``primitives/elementwise.py`` for the simplest primitives.
 """
@@ -38,11 +40,19 @@ STATE = _GradState()
 class Primitive:
     """Base class of all primitives. Subclasses set ``forward`` and ``vjp``.
 
-    Instances carry the op's static arguments (an axis, a shape, a stride); the arrays travel
-    as arguments. ``vjp`` returns one entry per input: a Tensor, or None for "no gradient".
+    Instances carry the op's static arguments (an axis, a shape, a stride), never values
+    computed in forward; the arrays travel as arguments. ``vjp`` returns one entry per input: a
+    Tensor, or None for "no gradient".
+
+    Saved values: a primitive whose VJP needs more of forward's work than its output and inputs
+    (max pooling's argmax, batch norm's statistics) sets ``saves = True`` and returns
+    ``(out, saved)`` from ``forward``; ``apply`` keeps ``saved`` (a tuple of arrays) on the
+    output Tensor, where ``vjp`` reads it as ``out.saved``. That is the one mechanism (as
+    MiniTorch's ``ctx.save_for_backward``): nothing is set on the primitive instance.
     """
 
     __slots__ = ()
+    saves = False
 
     def forward(self, *arrays):
         raise NotImplementedError
@@ -61,7 +71,10 @@ def apply(op, *inputs):
     if len(arrays) > 1 and (type(arrays[0]) is not type(arrays[-1]) or len(arrays) > 2):
         _check_devices(op, arrays)
     out = Tensor.__new__(Tensor)
-    out.data = op.forward(*arrays)
+    if op.saves:  # forward returns (out, saved): see Primitive
+        out.data, out.saved = op.forward(*arrays)
+    else:
+        out.data = op.forward(*arrays)
     out.grad = None
     out.name = None
     out._seq = next(STAMPS)
@@ -158,26 +171,6 @@ def toposort(roots, floor=0):
     return order
 
 
-def _unbroadcast(g, shape, op):
-    """Sum gradient ``g`` down to ``shape``: the one place where broadcasting is undone."""
-    if g.shape == shape:
-        return g
-    lead = g.ndim - len(shape)
-    if lead < 0:
-        raise ValueError(f"{op}: gradient of shape {g.shape} cannot reduce to input {shape}")
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
-    )
-    for i, n in enumerate(shape):
-        if n != 1 and g.shape[lead + i] != n:
-            raise ValueError(f"{op}: gradient of shape {g.shape} does not fit input {shape}")
-    if axes and lead == 0:  # only size-1 axes to restore: keep them, no reshape needed
-        return _ops.sum(g, axes, keepdims=True)
-    if axes:
-        g = _ops.sum(g, axes, keepdims=False)
-    return _ops.reshape(g, shape) if g.shape != shape else g
-
-
 def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
@@ -253,10 +246,10 @@ def _run_backward(outputs, seeds, create_graph, keep, order):
                     key = id(parent)
                     if pg is None or key not in relevant:
                         continue
-                    if pg.shape != parent.shape:
-                        pg = _unbroadcast(pg, parent.shape, node._op)
+                    if pg.shape != parent.shape:  # reductions.unbroadcast, attached by ops.py
+                        pg = pg.sum_to(parent.shape)
                     if pg.dtype != parent.dtype:  # a float32 leaf met float64: float32 grad
-                        pg = _ops.astype(pg, parent.dtype)
+                        pg = pg.astype(parent.dtype)
                     previous = grads.get(key)
                     grads[key] = pg if previous is None else previous + pg
     finally:
@@ -313,5 +306,3 @@ def backward(output, grad_output=None, create_graph=False):
             g = g.detach()
         leaf.grad = g if leaf.grad is None else leaf.grad + g
 
-
-from . import ops as _ops  # noqa: E402  (ops imports this module)

@@ -11,24 +11,10 @@ Read next: ``autodiff.py``, the tape and the backward pass.
 """
 import numpy as np
 
-from ..kernels import on_gpu  # the kernel table's own test, so both layers agree
+# the kernel table's own tests, so both layers agree: one definition of each
+from ..kernels import array_module, on_gpu  # noqa: F401  (array_module re-exported)
 
 DEVICES = ("cpu", "cuda")
-
-
-def array_module(x):
-    """Return the module (``numpy`` or ``cupy``) that owns array ``x``.
-
-    >>> array_module(np.zeros(2)) is np
-    True
-    """
-    if type(x) is np.ndarray:  # the common case, answered first (this runs at every op)
-        return np
-    if type(x).__module__.startswith("cupy"):
-        import cupy  # lazy: only reached when a CuPy array is already in hand
-
-        return cupy
-    return np
 
 
 def device_of(x):

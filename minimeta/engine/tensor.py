@@ -7,19 +7,25 @@ A Tensor holds
   has ``_op is None``),
 - ``grad``: where ``backward()`` accumulates (a Tensor, so it can itself be differentiated);
 - ``_seq``: a creation stamp, increasing: a Tensor can only depend on Tensors with smaller
-  stamps, which lets the backward pass skip the part of a graph made before its inputs.
+  stamps, which lets the backward pass skip the part of a graph made before its inputs;
+- ``saved``: values its primitive's forward saved for the VJP (``autodiff.Primitive``), if any.
 
-Every operator and method here only forwards to a function of ``ops.py``; no math lives in this
-file. dtypes follow NumPy 2 (NEP 50): a Python scalar is "weak" and takes the tensor's dtype, so
+No math lives in this file, and it imports nothing of the engine above it: the operators and
+methods that compute (``x + y``, ``x @ y``, ``x.exp()``, ``x.sum()``, ``x.backward()``) are
+attached to the class by ``ops.py``, the top of the engine, once the functions they call exist
+(the table ``TENSOR_METHODS`` there). Below the class: the functions that make Tensors
+(``tensor``, ``zeros``, ``ones``, ``constant``) and lift numbers and arrays met by an op.
+
+dtypes follow NumPy 2 (NEP 50): a Python scalar is "weak" and takes the tensor's dtype, so
 ``float32_tensor * 2.0`` stays float32, and float32 with float64 gives float64.
 
-Read next: ``ops.py`` (the user-facing functions), then ``autodiff.py`` (the backward pass).
+Read next: ``anomaly.py``, then ``autodiff.py`` (the Primitive, apply, the backward pass).
 """
 import itertools
 
 import numpy as np
 
-from .backend import device_of, is_float_dtype, to_device
+from .backend import array_module, device_of, is_float_dtype, to_device
 
 
 STAMPS = itertools.count()  # next(STAMPS): the creation stamp of a new Tensor
@@ -36,7 +42,9 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_op", "_parents", "_from_backward", "name",
-                 "_seq", "_site")  # _site: set by anomaly mode only (engine/anomaly.py)
+                 "_seq", "_site", "saved")
+    # _site: set by anomaly mode only (engine/anomaly.py); saved: set by ``apply`` only for a
+    # primitive that saves values for its VJP (``Primitive.saves``)
     __array_priority__ = 1000  # numpy_array * tensor dispatches to Tensor.__rmul__
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -116,123 +124,54 @@ class Tensor:
         self.requires_grad = bool(flag)
         return self
 
-    def backward(self, grad=None, create_graph=False):
-        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
-        from .autodiff import backward
 
-        backward(self, grad, create_graph=create_graph)
+# ----- making Tensors ---------------------------------------------------------------------------
+def tensor(data, requires_grad=False, dtype=None, device=None):
+    """Make a leaf Tensor from an array, a nested list or a number (NumPy's default dtypes),
+    on ``device`` ('cpu' or 'cuda'; default: where ``data`` already is).
 
-    # ----- arithmetic: each forwards to ops.py -------------------------------------------------
-    def __add__(self, other):
-        return _ops.add(self, other)
-
-    def __radd__(self, other):
-        return _ops.add(other, self)
-
-    def __sub__(self, other):
-        return _ops.sub(self, other)
-
-    def __rsub__(self, other):
-        return _ops.sub(other, self)
-
-    def __mul__(self, other):
-        return _ops.mul(self, other)
-
-    def __rmul__(self, other):
-        return _ops.mul(other, self)
-
-    def __truediv__(self, other):
-        return _ops.div(self, other)
-
-    def __rtruediv__(self, other):
-        return _ops.div(other, self)
-
-    def __pow__(self, other):
-        return _ops.pow(self, other)
-
-    def __rpow__(self, other):
-        return _ops.pow(other, self)
-
-    def __matmul__(self, other):
-        return _ops.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return _ops.matmul(other, self)
-
-    def __neg__(self):
-        return _ops.neg(self)
-
-    def __getitem__(self, index):
-        return _ops.getitem(self, index)
-
-    # Comparisons give non-differentiable boolean tensors (masks).
-    def __lt__(self, other):
-        return _ops.compare("less", self, other)
-
-    def __le__(self, other):
-        return _ops.compare("less_equal", self, other)
-
-    def __gt__(self, other):
-        return _ops.compare("greater", self, other)
-
-    def __ge__(self, other):
-        return _ops.compare("greater_equal", self, other)
-
-    def __eq__(self, other):
-        return _ops.compare("equal", self, other)
-
-    def __ne__(self, other):
-        return _ops.compare("not_equal", self, other)
-
-    __hash__ = object.__hash__  # identity hashing, although == is elementwise
-
-    # ----- methods mirroring the top-level functions --------------------------------------------
-    T = property(lambda self: _ops.transpose(self), doc="Reverse the axes.")
-
-    def exp(self):
-        return _ops.exp(self)
-
-    def log(self):
-        return _ops.log(self)
-
-    def sqrt(self):
-        return _ops.sqrt(self)
-
-    def tanh(self):
-        return _ops.tanh(self)
-
-    def sigmoid(self):
-        return _ops.sigmoid(self)
-
-    def relu(self):
-        return _ops.relu(self)
-
-    def abs(self):
-        return _ops.abs(self)
-
-    def sum(self, axis=None, keepdims=False):
-        return _ops.sum(self, axis, keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        return _ops.mean(self, axis, keepdims)
-
-    def max(self, axis=None, keepdims=False):
-        return _ops.max(self, axis, keepdims)
-
-    def logsumexp(self, axis=None, keepdims=False):
-        return _ops.logsumexp(self, axis, keepdims)
-
-    def reshape(self, *shape):
-        return _ops.reshape(self, shape[0] if len(shape) == 1 else shape)
-
-    def transpose(self, *axes):
-        return _ops.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
-
-    def broadcast_to(self, shape):
-        return _ops.broadcast_to(self, shape)
-
-    def astype(self, dtype):
-        return _ops.astype(self, dtype)
+    >>> tensor([1.0, 2.0]).dtype
+    dtype('float64')
+    """
+    if device is not None:
+        data = to_device(data.data if isinstance(data, Tensor) else data, device)
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
 
 
-from . import ops as _ops  # noqa: E402  (ops needs Tensor defined first)
+def zeros(shape, dtype=np.float64, requires_grad=False, device="cpu"):
+    """A leaf Tensor of zeros."""
+    return tensor(np.zeros(shape, dtype=dtype), requires_grad, device=device)
+
+
+def ones(shape, dtype=np.float64, requires_grad=False, device="cpu"):
+    """A leaf Tensor of ones."""
+    return tensor(np.ones(shape, dtype=dtype), requires_grad, device=device)
+
+
+def constant(x, like, dtype=None):
+    """A constant Tensor holding ``x`` (array, list, number) on ``like``'s device.
+
+    Plain arrays met by an op are lifted this way: a constant goes where its partner is, as a
+    Python number takes its partner's dtype. Two *Tensors* on different devices are an error.
+    """
+    if isinstance(x, Tensor):
+        return x
+    device = like.device if isinstance(like, Tensor) else device_of(like)
+    return Tensor(to_device(x, device), dtype=dtype)
+
+
+def lift(x, like):
+    """Turn a number or array into a constant Tensor; numbers take ``like``'s dtype (NEP 50)."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (bool, int, float)):
+        dtype = np.result_type(like.dtype, x) if like is not None else None
+        return Tensor(array_module(like.data if like is not None else 0).asarray(x, dtype=dtype))
+    return constant(x, like) if like is not None else Tensor(x)
+
+
+def lift_pair(a, b):
+    if isinstance(a, Tensor):
+        return a, (b if isinstance(b, Tensor) else lift(b, a))
+    b = lift(b, None)
+    return lift(a, b), b

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..engine import ops
 from ..engine.primitives import conv as C
-from ..engine.primitives.normalization import BatchNorm
+from ..engine.primitives.normalization import BatchNorm, batch_norm_composite  # noqa: F401
 
 conv2d_input_grad, conv2d_weight_grad = C.conv2d_input_grad, C.conv2d_weight_grad
 
@@ -94,9 +94,8 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     if fused:
         w = weight if weight is not None else ops.ones(x.shape[1], dtype=x.dtype, device=x.device)
         b = bias if bias is not None else ops.zeros(x.shape[1], dtype=x.dtype, device=x.device)
-        op = BatchNorm(eps)
-        y = ops.apply(op, x, w, b)
-        mean, var = op.mean, op.var
+        y = ops.apply(BatchNorm(eps), x, w, b)
+        mean, var = y.saved  # the batch statistics, saved by the primitive's forward
     else:
         y = batch_norm_composite(x, weight, bias, eps)
         axes = (0,) + tuple(range(2, x.ndim))
@@ -107,15 +106,6 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
         running_var *= 1 - momentum
         running_var += momentum * var * n / (n - 1)
     return y
-
-
-def batch_norm_composite(x, weight, bias, eps=1e-5):
-    """Training-mode batch norm written with primitives: the reference of the fused kernel."""
-    axes = (0,) + tuple(range(2, x.ndim))
-    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-    centered = x - ops.mean(x, axes, keepdims=True)
-    var = ops.mean(centered * centered, axes, keepdims=True)
-    return _affine(centered / ops.sqrt(var + eps), weight, bias, shape)
 
 
 def _affine(y, weight, bias, shape):

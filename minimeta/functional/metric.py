@@ -4,12 +4,7 @@ Read next: ``recurrent.py``.
 """
 from ..engine import ops
 from ..engine.primitives.attention import cosine_attention as _fused_attention
-from .losses import softmax
-
-
-def _norm(a, eps):
-    """sqrt(|a|² + eps²) over the last axis (kept): smooth, and > 0 even at a = 0."""
-    return ops.sqrt(ops.sum(a * a, -1, keepdims=True) + eps * eps)
+from ..engine.primitives.attention import cosine_attention_composite, smooth_norm  # noqa: F401
 
 
 def cosine_similarity(a, b, eps=1e-8):
@@ -22,8 +17,8 @@ def cosine_similarity(a, b, eps=1e-8):
     >>> round(cosine_similarity(mm.tensor([1.0, 0.0]), mm.tensor([2.0, 0.0])).item(), 6)
     1.0
     """
-    a_hat = a / _norm(a, eps)
-    b_hat = b / _norm(b, eps)
+    a_hat = a / smooth_norm(a, eps)
+    b_hat = b / smooth_norm(b, eps)
     return ops.sum(a_hat * b_hat, -1)
 
 
@@ -51,14 +46,6 @@ def cosine_attention(queries, support, support_onehot, eps=1e-8, fused=True):
         y = ops.constant(support_onehot, queries)
         return _fused_attention(queries, support, y.astype(queries.dtype), eps)
     return cosine_attention_composite(queries, support, support_onehot, eps)
-
-
-def cosine_attention_composite(queries, support, support_onehot, eps=1e-8):
-    """The composite definition of ``cosine_attention`` (normalise, matmul, softmax, matmul)."""
-    q_hat = queries / _norm(queries, eps)
-    s_hat = support / _norm(support, eps)
-    sims = ops.matmul(q_hat, s_hat, trans_b=True)                  # (..., q, s)
-    return softmax(sims, -1) @ support_onehot
 
 
 def one_hot(labels, n, dtype=None, like=None):

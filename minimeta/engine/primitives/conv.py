@@ -12,8 +12,8 @@ where a NumPy reference is the spec and faster versions plug in.
 Read next: ``../../functional/`` (conv2d with bias, pooling, batch norm as compositions).
 """
 from ... import kernels as K
-from ..autodiff import Primitive
-from .. import ops
+from ..autodiff import Primitive, apply
+from .shape import getitem, reshape
 
 
 def _check(x_shape, w_shape, stride, padding):
@@ -93,25 +93,28 @@ class Conv2dWeightGrad(Primitive):
 
 
 class MaxPool2d(Primitive):
-    """y = max over each k×k window (stride s, no padding); the kernel also gives the argmax.
+    """y = max over each k×k window (stride s, no padding); the kernel also gives the argmax,
+    which forward saves for the VJP (``saves``: it returns ``(y, (argmax,))``).
 
     VJP: max_pool2d_backward(g, argmax), the gradient scattered to the argmax positions.
     """
 
-    __slots__ = ("kernel", "stride", "argmax")
+    __slots__ = ("kernel", "stride")
+    saves = True
 
     def __init__(self, kernel, stride):
-        self.kernel, self.stride, self.argmax = kernel, stride, None
+        self.kernel, self.stride = kernel, stride
 
     def forward(self, x):
         if x.ndim != 4 or min(x.shape[2:]) < self.kernel:
             raise ValueError(f"max_pool2d: input {x.shape} must be NCHW with sides >= kernel "
                              f"{self.kernel}")
-        y, self.argmax = K.lookup("max_pool2d", x)(x, self.kernel, self.stride)
-        return y
+        y, argmax = K.lookup("max_pool2d", x)(x, self.kernel, self.stride)
+        return y, (argmax,)
 
     def vjp(self, g, out, x):
-        return (ops.apply(MaxPool2dBackward(self.argmax, x.shape), g),)
+        (argmax,) = out.saved
+        return (apply(MaxPool2dBackward(argmax, x.shape), g),)
 
 
 class MaxPool2dBackward(Primitive):
@@ -131,25 +134,25 @@ class MaxPool2dBackward(Primitive):
         return K.lookup("max_pool2d_backward", g)(g, self.argmax, self.x_shape)
 
     def vjp(self, h, out, g):
-        flat = ops.getitem(ops.reshape(h, (-1,)), self.argmax.reshape(-1))
-        return (ops.reshape(flat, g.shape),)
+        flat = getitem(reshape(h, (-1,)), self.argmax.reshape(-1))
+        return (reshape(flat, g.shape),)
 
 
 def conv2d(x, w, stride=1, padding=0):
     """Differentiable convolution of NCHW ``x`` with OIHW ``w`` (no bias)."""
-    return ops.apply(Conv2d(stride, padding), x, w)
+    return apply(Conv2d(stride, padding), x, w)
 
 
 def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     """Differentiable transposed convolution: the input gradient of ``conv2d``."""
-    return ops.apply(Conv2dInputGrad(x_shape, stride, padding), g, w)
+    return apply(Conv2dInputGrad(x_shape, stride, padding), g, w)
 
 
 def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     """Differentiable weight gradient of ``conv2d``."""
-    return ops.apply(Conv2dWeightGrad(w_shape, stride, padding), x, g)
+    return apply(Conv2dWeightGrad(w_shape, stride, padding), x, g)
 
 
 def max_pool2d(x, kernel, stride=None):
     """Differentiable max pooling (stride defaults to the kernel size)."""
-    return ops.apply(MaxPool2d(kernel, stride or kernel), x)
+    return apply(MaxPool2d(kernel, stride or kernel), x)

@@ -2,13 +2,16 @@
 
 Each class gives its forward on raw arrays and its VJP as a formula in Tensor ops. ``g`` is the
 gradient arriving at the output ``out``; the returned gradients may have the broadcast shape,
-the engine sums them down (``autodiff._unbroadcast``). A gradient is skipped (None) for inputs
+the backward pass sums them down (``reductions.sum_to``). A gradient is skipped (None) for inputs
 that do not require it, so constants cost nothing in the backward pass.
 
-Read next: ``reductions.py``.
+Read next: ``shape.py``.
 """
-from ..autodiff import Primitive
-from .. import ops
+import numpy as np
+
+from ..autodiff import Primitive, apply
+from ..backend import array_module, to_device
+from ..tensor import Tensor, lift_pair
 
 
 def _need(t):
@@ -95,7 +98,7 @@ class Pow(Primitive):
 
     def vjp(self, g, out, a, b):
         ga = g * b * a ** (b - 1.0) if _need(a) else None
-        gb = g * out * ops.log(a) if _need(b) else None
+        gb = g * out * log(a) if _need(b) else None
         return ga, gb
 
 
@@ -103,7 +106,7 @@ class Exp(Primitive):
     """out = exp(a).   VJP: g * out."""
 
     def forward(self, a):
-        return ops.xp_of(a).exp(a)
+        return array_module(a).exp(a)
 
     def vjp(self, g, out, a):
         return (g * out,)
@@ -113,7 +116,7 @@ class Log(Primitive):
     """out = log(a).   VJP: g / a."""
 
     def forward(self, a):
-        return ops.xp_of(a).log(a)
+        return array_module(a).log(a)
 
     def vjp(self, g, out, a):
         return (g / a,)
@@ -123,7 +126,7 @@ class Sqrt(Primitive):
     """out = sqrt(a).   VJP: g * 0.5 / out."""
 
     def forward(self, a):
-        return ops.xp_of(a).sqrt(a)
+        return array_module(a).sqrt(a)
 
     def vjp(self, g, out, a):
         return ((g * 0.5) / out,)
@@ -133,7 +136,7 @@ class Tanh(Primitive):
     """out = tanh(a).   VJP: g * (1 - out²)."""
 
     def forward(self, a):
-        return ops.xp_of(a).tanh(a)
+        return array_module(a).tanh(a)
 
     def vjp(self, g, out, a):
         return (g * (1.0 - out * out),)
@@ -146,7 +149,7 @@ class Sigmoid(Primitive):
     """
 
     def forward(self, a):
-        return 0.5 * (1.0 + ops.xp_of(a).tanh(0.5 * a))
+        return 0.5 * (1.0 + array_module(a).tanh(0.5 * a))
 
     def vjp(self, g, out, a):
         return (g * (out * (1.0 - out)),)
@@ -156,27 +159,27 @@ class Relu(Primitive):
     """out = max(a, 0).   VJP: where(a > 0, g, 0) (the mask is a constant: relu'' = 0 a.e.)."""
 
     def forward(self, a):
-        return ops.xp_of(a).maximum(a, 0)
+        return array_module(a).maximum(a, 0)
 
     def vjp(self, g, out, a):
-        return (ops.where(a > 0, g, 0.0),)
+        return (where(a > 0, g, 0.0),)
 
 
 class Abs(Primitive):
     """out = |a|.   VJP: g * sign(a) (a constant mask; 0 at a = 0)."""
 
     def forward(self, a):
-        return ops.xp_of(a).abs(a)
+        return array_module(a).abs(a)
 
     def vjp(self, g, out, a):
-        return (g * ops.sign(a),)
+        return (g * sign(a),)
 
 
 class Maximum(Primitive):
     """out = max(a, b) elementwise.   VJP: (g * [a >= b], g * [a < b]) (ties go to a)."""
 
     def forward(self, a, b):
-        return ops.xp_of(a).maximum(a, b)
+        return array_module(a).maximum(a, b)
 
     def vjp(self, g, out, a, b):
         ga = g * (a >= b) if _need(a) else None
@@ -196,11 +199,11 @@ class Where(Primitive):
         self.cond = cond
 
     def forward(self, a, b):
-        return ops.xp_of(a).where(self.cond, a, b)
+        return array_module(a).where(self.cond, a, b)
 
     def vjp(self, g, out, a, b):
-        ga = ops.where(self.cond, g, 0.0) if _need(a) else None
-        gb = ops.where(self.cond, 0.0, g) if _need(b) else None
+        ga = where(self.cond, g, 0.0) if _need(a) else None
+        gb = where(self.cond, 0.0, g) if _need(b) else None
         return ga, gb
 
 
@@ -216,4 +219,101 @@ class Cast(Primitive):
         return a.astype(self.dtype)
 
     def vjp(self, g, out, a):
-        return (ops.astype(g, a.dtype),)
+        return (astype(g, a.dtype),)
+
+
+# ----- the user-facing functions (re-exported by ops.py) ---------------------------------------
+def _binary(cls, a, b):
+    a, b = lift_pair(a, b)
+    try:
+        return apply(cls(), a, b)
+    except ValueError:  # NumPy's broadcasting error, restated with the op's name
+        if a.shape == b.shape:
+            raise
+        raise ValueError(f"{cls.__name__.lower()}: shapes {a.shape} and {b.shape} cannot "
+                         "broadcast") from None
+
+
+def add(a, b):
+    """a + b, broadcasting."""
+    return _binary(Add, a, b)
+
+
+def sub(a, b):
+    """a - b, broadcasting."""
+    return _binary(Sub, a, b)
+
+
+def mul(a, b):
+    """a * b, broadcasting."""
+    return _binary(Mul, a, b)
+
+
+def div(a, b):
+    """a / b, broadcasting."""
+    return _binary(Div, a, b)
+
+
+def neg(a):
+    """-a."""
+    return apply(Neg(), a)
+
+
+def pow(a, b):
+    """a ** b: a Python-number exponent uses ``PowScalar``, a tensor exponent ``Pow``."""
+    if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return apply(PowScalar(b), a)
+    return _binary(Pow, a, b)
+
+
+def _unary(cls):
+    def fn(a):
+        return apply(cls(), a if isinstance(a, Tensor) else Tensor(a))
+
+    fn.__name__ = cls.__name__.lower()
+    fn.__doc__ = f"Elementwise {fn.__name__} (primitive ``{cls.__name__}``)."
+    return fn
+
+
+exp, log, sqrt, tanh = _unary(Exp), _unary(Log), _unary(Sqrt), _unary(Tanh)
+sigmoid, relu, abs = _unary(Sigmoid), _unary(Relu), _unary(Abs)
+
+def maximum(a, b):
+    """Elementwise maximum, broadcasting (ties send the gradient to ``a``)."""
+    return _binary(Maximum, a, b)
+
+
+def where(cond, a, b):
+    """Elementwise ``cond ? a : b``; ``cond`` is a boolean array or Tensor (not differentiated)."""
+    cond = cond.data if isinstance(cond, Tensor) else cond
+    a, b = lift_pair(a, b)
+    cond = to_device(cond, a.device)
+    try:
+        np.broadcast_shapes(np.shape(cond), a.shape, b.shape)
+    except ValueError:
+        raise ValueError(
+            f"where: shapes cond {np.shape(cond)}, a {a.shape}, b {b.shape} cannot broadcast"
+        ) from None
+    return apply(Where(cond), a, b)
+
+
+def astype(a, dtype):
+    """Convert to ``dtype`` (differentiable between float dtypes)."""
+    dtype = np.dtype(dtype)
+    return a if a.dtype == dtype else apply(Cast(dtype), a)
+
+
+def isfinite(a):
+    """A constant boolean Tensor: True where ``a`` is finite (a mask, no grad)."""
+    return Tensor(array_module(a.data).isfinite(a.data))
+
+
+def compare(name, a, b):
+    """A constant boolean Tensor ``numpy.<name>(a, b)`` (less, equal, ...): a mask, no grad."""
+    a, b = lift_pair(a, b)
+    return Tensor(getattr(array_module(a.data), name)(a.data, b.data))
+
+
+def sign(a):
+    """Constant Tensor of the signs of ``a`` (-1, 0, 1): no gradient flows through it."""
+    return Tensor(array_module(a.data).sign(a.data))

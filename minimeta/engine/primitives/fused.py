@@ -18,15 +18,16 @@ and ``composite(*inputs)``. The VJP kernel returns the gradients packed into one
 Read next: ``attention.py`` and ``normalization.py``, the two fused primitives.
 """
 from ... import kernels as K
-from ..autodiff import Primitive, grad, set_grad_enabled
-from .. import ops
+from ..autodiff import Primitive, apply, grad, set_grad_enabled
+from .reductions import sum
+from .shape import reshape
 
 
 def unpack(packed, like):
     """Split a flat Tensor into pieces shaped like the Tensors in ``like``."""
     parts, start = [], 0
     for t in like:
-        parts.append(ops.reshape(packed[start:start + t.size], t.shape))
+        parts.append(reshape(packed[start:start + t.size], t.shape))
         start += t.size
     return parts
 
@@ -49,7 +50,7 @@ class Fused(Primitive):
         return K.lookup(self.kernel, arrays[0])(*arrays, *self.static())
 
     def vjp(self, g, out, *inputs):
-        packed = ops.apply(FusedVJP(self), *inputs, g)
+        packed = apply(FusedVJP(self), *inputs, g)
         return tuple(unpack(packed, inputs))
 
 
@@ -75,18 +76,18 @@ class FusedVJP(Primitive):
         # direct inputs. Differentiating with respect to ``args`` themselves would also follow
         # paths through their ancestors (g usually depends on x), counting them twice.
         with set_grad_enabled(True):
-            local = [ops.apply(Alias(), t) if t.requires_grad else t for t in args]
+            local = [apply(Alias(), t) if t.requires_grad else t for t in args]
             inputs, g = local[:-1], local[-1]
             wanted = [t for t in local if t.requires_grad]
             first = [t for t in inputs if t.requires_grad]
-            inner = ops.sum(g * self.fused.composite(*inputs))
+            inner = sum(g * self.fused.composite(*inputs))
             firsts = dict(zip(map(id, first),
                               grad(inner, first, create_graph=True, allow_unused=True)))
             total = None
             for piece, t in zip(unpack(h, inputs), inputs):
                 d = firsts.get(id(t))
                 if d is not None:
-                    term = ops.sum(piece * d)
+                    term = sum(piece * d)
                     total = term if total is None else total + term
             if total is None or not total.requires_grad:
                 return (None,) * len(args)

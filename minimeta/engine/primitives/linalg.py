@@ -5,10 +5,12 @@ swaps the last two axes when its flag is set. With them the VJP of a matrix prod
 matrix product (g @ bᵀ is ``matmul(g, b, trans_b=True)``), so the family is closed under
 differentiation and no transpose op is recorded, at any order.
 
-Read next: ``../ops.py``, which wraps every primitive as a user-facing function.
+Read next: ``fused.py``.
 """
-from ..autodiff import Primitive
-from .. import ops
+from ..autodiff import Primitive, apply
+from ..tensor import lift_pair
+from .reductions import sum_to
+from .shape import expand_dims, reshape
 
 
 def _t(x, flag):
@@ -49,20 +51,33 @@ class MatMul(Primitive):
 
     def vjp(self, g, out, a, b):
         ta, tb = self.trans_a, self.trans_b
-        a2 = a if a.ndim > 1 else ops.reshape(a, (1, a.shape[0]))   # 1-D: no flags (forward)
-        b2 = b if b.ndim > 1 else ops.reshape(b, (b.shape[0], 1))
+        a2 = a if a.ndim > 1 else reshape(a, (1, a.shape[0]))   # 1-D: no flags (forward)
+        b2 = b if b.ndim > 1 else reshape(b, (b.shape[0], 1))
         g2 = g
         if a.ndim == 1:
-            g2 = ops.expand_dims(g2, -2 if b.ndim > 1 else 0)
+            g2 = expand_dims(g2, -2 if b.ndim > 1 else 0)
         if b.ndim == 1:
-            g2 = ops.expand_dims(g2, -1)
+            g2 = expand_dims(g2, -1)
         ga = gb = None
         if a.requires_grad:
-            ga = ops.matmul(b2, g2, tb, True) if ta else ops.matmul(g2, b2, False, not tb)
+            ga = matmul(b2, g2, tb, True) if ta else matmul(g2, b2, False, not tb)
             if a.ndim == 1:
-                ga = ops.reshape(ops.sum_to(ga, a2.shape), a.shape)
+                ga = reshape(sum_to(ga, a2.shape), a.shape)
         if b.requires_grad:
-            gb = ops.matmul(g2, a2, True, ta) if tb else ops.matmul(a2, g2, not ta, False)
+            gb = matmul(g2, a2, True, ta) if tb else matmul(a2, g2, not ta, False)
             if b.ndim == 1:
-                gb = ops.reshape(ops.sum_to(gb, b2.shape), b.shape)
+                gb = reshape(sum_to(gb, b2.shape), b.shape)
         return ga, gb
+
+
+# ----- the user-facing function (re-exported by ops.py) ----------------------------------------
+def matmul(a, b, trans_a=False, trans_b=False):
+    """Matrix product with NumPy's rules (batched, broadcasting leading axes); ``trans_a`` /
+    ``trans_b`` use aᵀ / bᵀ (last two axes swapped) without recording a transpose.
+
+    >>> from minimeta import tensor
+    >>> matmul(tensor([[1.0, 2.0]]), tensor([[3.0, 4.0]]), trans_b=True).numpy()
+    array([[11.]])
+    """
+    a, b = lift_pair(a, b)
+    return apply(MatMul(bool(trans_a), bool(trans_b)), a, b)

@@ -8,33 +8,50 @@ VJP (one kernel, ``batch_norm_backward``), with ĝ = g · w:
 
     dx = (ĝ − mean(ĝ) − x̂ · mean(ĝ · x̂)) / sqrt(σ² + eps),   dw = Σ g · x̂,   db = Σ g
 
-Higher orders go through the composite (``functional.layers.batch_norm_composite``). The
-forward kernel also returns the batch mean and biased variance, kept on the instance (``mean``,
-``var``) for the running-average update.
+Higher orders go through ``batch_norm_composite`` below, the reference definition written
+with the engine's primitives (``functional.layers`` re-exports it). The forward kernel also
+returns the batch mean and biased variance: forward saves them on the output
+(``saves``; read as ``y.saved``) for the running-average update in ``functional.layers``.
 
-Read next: ``../../functional/layers.py``.
+Read next: ``conv.py``.
 """
-from .fused import Fused
 from ... import kernels as K
+from .elementwise import sqrt
+from .fused import Fused
+from .reductions import mean
+from .shape import reshape
+
+
+def batch_norm_composite(x, weight, bias, eps=1e-5):
+    """Training-mode batch norm written with primitives: the reference of the fused kernel."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    centered = x - mean(x, axes, keepdims=True)
+    var = mean(centered * centered, axes, keepdims=True)
+    y = centered / sqrt(var + eps)
+    if weight is not None:
+        y = y * reshape(weight, shape)
+    if bias is not None:
+        y = y + reshape(bias, shape)
+    return y
 
 
 class BatchNorm(Fused):
     """y = batch_norm(x, w, b) in training mode; x is NC or NCHW, w and b are (C,)."""
 
-    __slots__ = ("eps", "mean", "var")
+    __slots__ = ("eps",)
     kernel, vjp_kernel = "batch_norm", "batch_norm_backward"
+    saves = True
 
     def __init__(self, eps):
-        self.eps, self.mean, self.var = eps, None, None
+        self.eps = eps
 
     def static(self):
         return (self.eps,)
 
     def forward(self, x, w, b):
-        y, self.mean, self.var = K.lookup(self.kernel, x)(x, w, b, self.eps)
-        return y
+        y, batch_mean, batch_var = K.lookup(self.kernel, x)(x, w, b, self.eps)
+        return y, (batch_mean, batch_var)
 
     def composite(self, x, w, b):
-        from ...functional.layers import batch_norm_composite
-
         return batch_norm_composite(x, w, b, self.eps)

@@ -5,10 +5,14 @@ first reshapes ``g`` to the shape with the reduced axes kept as size 1, so that 
 lines up whatever ``keepdims`` was (unless they already line up: reduced leading axes, or a
 full reduction, broadcast back as they are).
 
-Read next: ``shape.py``.
+Read next: ``linalg.py``.
 """
-from ..autodiff import Primitive
-from .. import ops
+import math
+
+from ..autodiff import Primitive, apply
+from ..backend import array_module
+from .elementwise import compare, exp, isfinite, where
+from .shape import broadcast_to, reshape
 
 
 def normalize_axis(axis, ndim, op):
@@ -18,7 +22,7 @@ def normalize_axis(axis, ndim, op):
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     result = []
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -ndim <= a < (ndim if ndim > 1 else 1):
             raise ValueError(f"{op}: axis {a} is out of range for a tensor of {ndim} dims")
         result.append(a % ndim if ndim else 0)
     return tuple(sorted(result))
@@ -33,7 +37,7 @@ def _keep(g, in_shape, axes):
     if axes == tuple(range(len(axes))) and g.shape == tuple(in_shape[len(axes):]):
         return g
     kept = tuple(1 if i in axes else n for i, n in enumerate(in_shape))
-    return ops.reshape(g, kept) if g.shape != kept else g
+    return reshape(g, kept) if g.shape != kept else g
 
 
 class Sum(Primitive):
@@ -48,7 +52,7 @@ class Sum(Primitive):
         return a.sum(axis=self.axes, keepdims=self.keepdims)
 
     def vjp(self, g, out, a):
-        return (ops.broadcast_to(_keep(g, a.shape, self.axes), a.shape),)
+        return (broadcast_to(_keep(g, a.shape, self.axes), a.shape),)
 
 
 class Max(Primitive):
@@ -69,8 +73,8 @@ class Max(Primitive):
         return a.max(axis=self.axes, keepdims=self.keepdims)
 
     def vjp(self, g, out, a):
-        mask = ops.compare("equal", a, _keep(out, a.shape, self.axes))
-        count = ops.sum(mask, self.axes, keepdims=True)  # constant: mask carries no grad
+        mask = compare("equal", a, _keep(out, a.shape, self.axes))
+        count = sum(mask, self.axes, keepdims=True)  # constant: mask carries no grad
         return (_keep(g, a.shape, self.axes) * mask / count,)
 
 
@@ -88,7 +92,7 @@ class LogSumExp(Primitive):
         self.axes, self.keepdims = axes, keepdims
 
     def forward(self, a):
-        xp = ops.xp_of(a)
+        xp = array_module(a)
         m = a.max(axis=self.axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0.0)
         s = xp.log(xp.exp(a - m).sum(axis=self.axes, keepdims=True)) + m
@@ -97,5 +101,56 @@ class LogSumExp(Primitive):
 
     def vjp(self, g, out, a):
         kept = _keep(out, a.shape, self.axes)
-        kept = ops.where(ops.isfinite(kept), kept, 0.0)
-        return (_keep(g, a.shape, self.axes) * ops.exp(a - kept),)
+        kept = where(isfinite(kept), kept, 0.0)
+        return (_keep(g, a.shape, self.axes) * exp(a - kept),)
+
+
+def unbroadcast(g, shape, op):
+    """Sum gradient ``g`` down to ``shape``: the one place where broadcasting is undone (the
+    backward pass calls it, as ``Tensor.sum_to``, when a VJP returns a broadcast gradient)."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    if lead < 0:
+        raise ValueError(f"{op}: gradient of shape {g.shape} cannot reduce to input {shape}")
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
+    )
+    for i, n in enumerate(shape):
+        if n != 1 and g.shape[lead + i] != n:
+            raise ValueError(f"{op}: gradient of shape {g.shape} does not fit input {shape}")
+    if axes and lead == 0:  # only size-1 axes to restore: keep them, no reshape needed
+        return sum(g, axes, keepdims=True)
+    if axes:
+        g = sum(g, axes, keepdims=False)
+    return reshape(g, shape) if g.shape != shape else g
+
+
+# ----- the user-facing functions (re-exported by ops.py) ---------------------------------------
+def sum(a, axis=None, keepdims=False):
+    """Sum over ``axis`` (None: all axes)."""
+    return apply(Sum(normalize_axis(axis, a.ndim, "sum"), keepdims), a)
+
+
+def mean(a, axis=None, keepdims=False):
+    """Mean over ``axis``: a composition, sum(a) * (1 / n)."""
+    axes = normalize_axis(axis, a.ndim, "mean")
+    n = math.prod(a.shape[i] for i in axes)
+    if n == 0:
+        raise ValueError(f"mean: reducing an empty axis of shape {a.shape}")
+    return apply(Sum(axes, keepdims), a) * (1.0 / n)
+
+
+def max(a, axis=None, keepdims=False):
+    """Maximum over ``axis``; tied maxima share the gradient."""
+    return apply(Max(normalize_axis(axis, a.ndim, "max"), keepdims), a)
+
+
+def logsumexp(a, axis=None, keepdims=False):
+    """log Σ exp(a) over ``axis``, computed without overflow."""
+    return apply(LogSumExp(normalize_axis(axis, a.ndim, "logsumexp"), keepdims), a)
+
+
+def sum_to(a, shape):
+    """Sum a broadcast tensor down to ``shape`` (the inverse of ``broadcast_to``)."""
+    return unbroadcast(a, tuple(shape), "sum_to")

@@ -4,10 +4,15 @@
 ``g`` into zeros at ``index``, and the VJP of that scatter is reading ``g[index]`` again. So
 indexing stays differentiable to any order.
 
-Read next: ``linalg.py``.
+Read next: ``reductions.py``.
 """
-from ..autodiff import Primitive
-from .. import ops
+import math
+
+import numpy as np
+
+from ..autodiff import Primitive, apply
+from ..backend import array_module, to_device
+from ..tensor import Tensor
 
 
 class Reshape(Primitive):
@@ -22,7 +27,7 @@ class Reshape(Primitive):
         return a.reshape(self.shape)
 
     def vjp(self, g, out, a):
-        return (ops.reshape(g, a.shape),)
+        return (reshape(g, a.shape),)
 
 
 class Transpose(Primitive):
@@ -40,13 +45,14 @@ class Transpose(Primitive):
         inverse = [0] * len(self.axes)
         for i, ax in enumerate(self.axes):
             inverse[ax] = i
-        return (ops.transpose(g, tuple(inverse)),)
+        return (transpose(g, tuple(inverse)),)
 
 
 class BroadcastTo(Primitive):
     """out = a broadcast to ``shape`` (a read-only view).
 
-    VJP: g itself; the engine's single unbroadcast step sums it back to a's shape.
+    VJP: g itself; the backward pass's single unbroadcast step (``reductions.sum_to``) sums it
+    back to a's shape.
     """
 
     __slots__ = ("shape",)
@@ -55,7 +61,7 @@ class BroadcastTo(Primitive):
         self.shape = shape
 
     def forward(self, a):
-        return ops.xp_of(a).broadcast_to(a, self.shape)
+        return array_module(a).broadcast_to(a, self.shape)
 
     def vjp(self, g, out, a):
         return (g,)
@@ -79,7 +85,7 @@ class GetItem(Primitive):
         return a[self.index]
 
     def vjp(self, g, out, a):
-        return (ops.scatter_add(g, self.index, a.shape),)
+        return (scatter_add(g, self.index, a.shape),)
 
 
 class ScatterAdd(Primitive):
@@ -94,7 +100,7 @@ class ScatterAdd(Primitive):
         self.index, self.shape = index, shape
 
     def forward(self, g):
-        xp = ops.xp_of(g)
+        xp = array_module(g)
         out = xp.zeros(self.shape, dtype=g.dtype)
         if has_advanced(self.index):
             xp.add.at(out, self.index, g)  # accumulates repeated indices
@@ -103,7 +109,7 @@ class ScatterAdd(Primitive):
         return out
 
     def vjp(self, g, out, a):
-        return (ops.getitem(g, self.index),)
+        return (getitem(g, self.index),)
 
 
 class Concatenate(Primitive):
@@ -115,14 +121,110 @@ class Concatenate(Primitive):
         self.axis = axis
 
     def forward(self, *arrays):
-        return ops.xp_of(arrays[0]).concatenate(arrays, axis=self.axis)
+        return array_module(arrays[0]).concatenate(arrays, axis=self.axis)
 
     def vjp(self, g, out, *inputs):
         grads, start = [], 0
         lead = (slice(None),) * self.axis
         for t in inputs:
             stop = start + t.shape[self.axis]
-            grads.append(ops.getitem(g, lead + (slice(start, stop),)) if t.requires_grad
+            grads.append(getitem(g, lead + (slice(start, stop),)) if t.requires_grad
                          else None)
             start = stop
         return tuple(grads)
+
+
+# ----- the user-facing functions (re-exported by ops.py) ---------------------------------------
+def reshape(a, shape):
+    """Reshape (one -1 allowed)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    known = math.prod(n for n in shape if n != -1)
+    if -1 in shape and known:
+        shape = tuple(a.size // known if n == -1 else n for n in shape)
+    if math.prod(shape) != a.size or -1 in shape:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} into {shape}")
+    return a if shape == a.shape else apply(Reshape(shape), a)
+
+
+def transpose(a, axes=None):
+    """Permute axes (None: reverse them)."""
+    axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(x % a.ndim for x in axes)
+    if sorted(axes) != list(range(a.ndim)):
+        raise ValueError(f"transpose: {axes} is not a permutation of the {a.ndim} axes")
+    return apply(Transpose(axes), a)
+
+
+def swapaxes(a, i, j):
+    """Exchange two axes (a transpose)."""
+    axes = list(range(a.ndim))
+    axes[i], axes[j] = axes[j], axes[i]
+    return transpose(a, axes)
+
+
+def expand_dims(a, axis):
+    """Insert a size-1 axis at ``axis`` (a reshape)."""
+    shape = list(a.shape)
+    shape.insert(axis % (a.ndim + 1), 1)
+    return reshape(a, shape)
+
+
+def squeeze(a, axis):
+    """Remove the size-1 axis ``axis`` (a reshape)."""
+    if a.shape[axis] != 1:
+        raise ValueError(f"squeeze: axis {axis} of shape {a.shape} is not of size 1")
+    shape = list(a.shape)
+    del shape[axis]
+    return reshape(a, shape)
+
+
+def broadcast_to(a, shape):
+    """Broadcast to ``shape`` (its VJP is the engine's unbroadcast)."""
+    shape = tuple(shape)
+    if np.broadcast_shapes(a.shape, shape) != shape:
+        raise ValueError(f"broadcast_to: cannot broadcast shape {a.shape} to {shape}")
+    return a if a.shape == shape else apply(BroadcastTo(shape), a)
+
+
+def _plain_index(index, device="cpu"):
+    """Replace Tensors inside an index by their arrays (indices are never differentiated),
+    and put index arrays on the indexed tensor's device."""
+    if isinstance(index, tuple):
+        return tuple(_plain_index(i, device) for i in index)
+    index = index.data if isinstance(index, Tensor) else index
+    if device != "cpu" and isinstance(index, (np.ndarray, list)):
+        return to_device(np.asarray(index), device)
+    return index
+
+
+def getitem(a, index):
+    """``a[index]`` with NumPy semantics; differentiable through a scatter-add."""
+    index = _plain_index(index, a.device)
+    return apply(GetItem(index), a)
+
+
+def scatter_add(g, index, shape):
+    """zeros(shape) with ``g`` added at ``index`` (the VJP of ``getitem``)."""
+    return apply(ScatterAdd(_plain_index(index, g.device), tuple(shape)), g)
+
+
+def concatenate(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("concatenate: needs at least one tensor")
+    axis = axis % tensors[0].ndim
+    for t in tensors[1:]:
+        if t.ndim != tensors[0].ndim or any(
+            m != n for k, (m, n) in enumerate(zip(t.shape, tensors[0].shape)) if k != axis
+        ):
+            shapes = [x.shape for x in tensors]
+            raise ValueError(f"concatenate: shapes {shapes} differ off axis {axis}")
+    return apply(Concatenate(axis), *tensors)
+
+
+def stack(tensors, axis=0):
+    """Join tensors of equal shape along a new axis (expand_dims, then concatenate)."""
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if len({t.shape for t in tensors}) > 1:
+        raise ValueError(f"stack: shapes differ: {[t.shape for t in tensors]}")
+    return concatenate([expand_dims(t, axis) for t in tensors], axis)
