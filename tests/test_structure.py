@@ -1,0 +1,141 @@
+"""The package's shape, read from its source: layers import only downward, and nothing cycles.
+
+The import graph is built with ``ast`` from every module of ``minimeta`` and ``kernels`` (all
+imports, those inside functions too). Layers, lowest first:
+
+    kernels → engine → gradcheck, testing, viz, selfcheck (the checks) → functional →
+    nn, optim, io → learners → experiments, cli, threads;   data apart (NumPy only)
+
+and inside the engine, files in their reading order (each imports only those before it).
+"""
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+ENGINE_ORDER = [
+    "backend", "tensor", "anomaly", "autodiff", "primitives.elementwise", "primitives.shape",
+    "primitives.reductions", "primitives.linalg", "primitives.fused", "primitives.attention",
+    "primitives.normalization", "primitives.conv", "primitives", "ops", "derivatives", "",
+]
+LAYERS = [  # (rank, module prefixes): a module takes the rank of its longest matching prefix
+    (0, ["minimeta.kernels", "minimeta._kernels_path"]),
+    (1, ["minimeta.engine"]),
+    (2, ["minimeta.gradcheck", "minimeta.testing", "minimeta.viz", "minimeta.selfcheck",
+         "minimeta.selfcheck_inputs", "minimeta.reading", "minimeta"]),
+    (3, ["minimeta.functional"]),
+    (4, ["minimeta.nn", "minimeta.optim", "minimeta.io"]),
+    (5, ["minimeta.learners"]),
+    (6, ["minimeta.experiments", "minimeta.cli", "minimeta.threads"]),
+]
+
+
+def modules():
+    """{module name: path} for the package (``kernels/`` installs as ``minimeta.kernels``)."""
+    found = {}
+    for path in sorted((ROOT / "minimeta").rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        found[name[:-len(".__init__")] if name.endswith(".__init__") else name] = path
+    for path in sorted((ROOT / "kernels").glob("*.py")):
+        found["minimeta.kernels" + ("" if path.stem == "__init__" else "." + path.stem)] = path
+    return found
+
+
+def import_graph(mods):
+    """{module: set of minimeta modules it imports}, relative imports resolved."""
+    graph = {}
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base
+                           for a in node.names]
+            for target in targets:
+                while target not in mods and "." in target:
+                    target = target.rpartition(".")[0]
+                if target in mods and target != name:
+                    deps.add(target)
+        graph[name] = deps
+    return graph
+
+
+def rank(name):
+    if name == "minimeta.data" or name.startswith("minimeta.data."):
+        return None  # apart
+    best = max(((len(p), r) for r, prefixes in LAYERS for p in prefixes
+                if name == p or name.startswith(p + ".")), default=None)
+    assert best is not None, f"{name} has no layer: add it to LAYERS"
+    return best[1]
+
+
+def engine_position(name):
+    return ENGINE_ORDER.index(name[len("minimeta.engine"):].lstrip("."))
+
+
+def violations(graph):
+    """Imports against the layer order, and cycles, as readable lines (empty: all good)."""
+    bad = []
+    for a, deps in graph.items():
+        for b in deps:
+            ra, rb = rank(a), rank(b)
+            if ra is None or rb is None:
+                if (ra is None) != (rb is None) and ra is None:
+                    bad.append(f"{a} (data: NumPy only) imports {b}")
+                continue
+            if rb > ra:
+                bad.append(f"{a} (layer {ra}) imports {b} (layer {rb}), above it")
+            elif ra == rb == 1 and engine_position(b) >= engine_position(a):
+                bad.append(f"{a} imports {b}, which comes after it in the engine's order")
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == "open":
+                bad.append("cycle: " + " -> ".join(stack[stack.index(dep):] + [dep]))
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return bad
+
+
+def test_every_engine_module_has_a_place_in_the_order():
+    engine = {m for m in modules() if m.startswith("minimeta.engine")}
+    assert {("minimeta.engine." + m).rstrip(".") for m in ENGINE_ORDER} == engine
+
+
+def test_imports_follow_the_layers_and_never_cycle():
+    assert violations(import_graph(modules())) == []
+
+
+@pytest.mark.parametrize("edge, message", [
+    (("minimeta.engine.autodiff", "minimeta.engine.ops"), "comes after it"),
+    (("minimeta.engine.primitives.attention", "minimeta.functional.metric"), "above it"),
+    (("minimeta.kernels", "minimeta.engine.backend"), "above it"),
+    (("minimeta.data.episodes", "minimeta.engine"), "NumPy only"),
+    (("minimeta.functional.layers", "minimeta.learners.maml"), "above it"),
+])
+def test_the_check_catches_an_upward_import(edge, message):
+    graph = import_graph(modules())
+    graph[edge[0]] = graph[edge[0]] | {edge[1]}
+    assert any(message in line and edge[0] in line for line in violations(graph))
+
+
+def test_the_check_catches_a_cycle():
+    graph = import_graph(modules())
+    graph["minimeta.nn.layers"] = graph["minimeta.nn.layers"] | {"minimeta.nn.fce"}
+    assert any(line.startswith("cycle:") for line in violations(graph))
