@@ -1,13 +1,21 @@
-"""The primitive set: every differentiable op in minimeta is one of these classes (or made of them).
+"""The primitive set: every differentiable op in minimeta is one of these 36 classes (or made of
+them). Each file holds its classes and, below them, the user-facing functions that check their
+arguments and apply them (``ops.py`` gathers those functions into one namespace). The files in
+reading order, which is also their import order (each imports only files above it):
 
-| file            | primitives                                                               |
-|-----------------|--------------------------------------------------------------------------|
-| elementwise.py  | Add Sub Mul Div Neg Pow PowScalar Exp Log Sqrt Tanh Sigmoid Relu Abs       |
-|                 | Maximum Where Cast                                                       |
-| reductions.py   | Sum Max LogSumExp                                                        |
-| shape.py        | Reshape Transpose BroadcastTo GetItem ScatterAdd Concatenate               |
-| linalg.py       | MatMul                                                                   |
-| conv.py         | Conv2d Conv2dInputGrad Conv2dWeightGrad MaxPool2d (a closed family)        |
+| file              | primitives                                                              |
+|-------------------|-------------------------------------------------------------------------|
+| elementwise.py    | Add Sub Mul Div Neg Pow PowScalar Exp Log Sqrt Tanh Sigmoid Relu Abs     |
+|                   | Maximum Where Cast                                                      |
+| shape.py          | Reshape Transpose BroadcastTo GetItem ScatterAdd Concatenate             |
+| reductions.py     | Sum Max LogSumExp (and ``unbroadcast``, where broadcasting is undone)   |
+| linalg.py         | MatMul (with gemm's transpose flags: a closed family)                    |
+| fused.py          | FusedVJP Alias, and the base class Fused (kernel forward and VJP,        |
+|                   | higher orders through a composite)                                      |
+| attention.py      | CosineAttention (fused) and its composite                               |
+| normalization.py  | BatchNorm (fused) and its composite                                     |
+| conv.py           | Conv2d Conv2dInputGrad Conv2dWeightGrad (a closed family), MaxPool2d     |
+|                   | MaxPool2dBackward (max pooling and its scatter: a closed pair)          |
 
-Read ``elementwise.py`` first.
+Read next: ``elementwise.py``.
 """
