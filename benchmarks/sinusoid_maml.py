@@ -3,7 +3,7 @@
 The workload of ``examples/sinusoid_maml.py``: MLP 1-40-40-1 (ReLU), 25 tasks of K = 10 support
 and 10 query points, second-order MAML with α = 0.01, an Adam step; 1 and 5 inner steps. Each
 engine runs it two ways: a Python loop over the 25 tasks, and the meta-batch stacked on a
-leading axis (θ broadcast to one copy per task: ``MAML(vectorize=True)`` here, the same
+leading axis (θ broadcast to one copy per task: ``StackedTasks(MAML(...))`` here, the same
 broadcast written in PyTorch). The tiny matrices make this a test of per-op overhead.
 Run: python benchmarks/sinusoid_maml.py [--repeats 7]
 """
@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from minimeta import nn
 from minimeta.data import SinusoidTasks
-from minimeta.learners import MAML
+from minimeta.learners import MAML, StackedTasks
 from minimeta.optim import Adam
 from _timing import add_malloc_flag, apply_malloc_policy, median_time, report, try_torch
 
@@ -22,8 +22,8 @@ TASKS = SinusoidTasks(seed=0).sample(25, 10)
 
 
 def ours(steps, vectorize):
-    learner = MAML(nn.mlp((1, 40, 40, 1), init_std=0.01), 0.01, steps, loss="mse",
-                   vectorize=vectorize)
+    learner = MAML(nn.mlp((1, 40, 40, 1), init_std=0.01), 0.01, steps, loss="mse")
+    learner = StackedTasks(learner) if vectorize else learner
     opt = Adam(learner.meta_parameters(), 1e-3)
 
     def run():

@@ -1,4 +1,4 @@
-"""A meta-batch as one stacked batch (``MAML(vectorize=True)``) against the loop over tasks.
+"""A meta-batch as one stacked batch (``StackedTasks(learner)``) against the loop over tasks.
 
 The loop over tasks is the definition of the meta-gradient; the stacked version must give the
 same numbers (like a fused kernel against its composite), for every learner that inherits it.
@@ -10,7 +10,12 @@ from hypothesis import given, settings, strategies as st
 import minimeta as mm
 import minimeta.functional as F
 from minimeta import nn
-from minimeta.learners import ANIL, MAML, MetaSGD
+from minimeta.learners import ANIL, MAML, MetaSGD, StackedTasks
+
+
+def stacked_if(vectorize, learner):
+    """The learner, wrapped to run each meta-batch as one stacked batch when ``vectorize``."""
+    return StackedTasks(learner) if vectorize else learner
 
 
 def regression_tasks(rng, n_tasks, shots, queries):
@@ -46,11 +51,11 @@ def test_stacked_meta_gradient_equals_the_loop_over_tasks(seed, n_tasks, steps, 
     rng = np.random.default_rng(seed)
     tasks = regression_tasks(rng, n_tasks, shots=int(rng.integers(1, 5)), queries=3)
     common = dict(loss="mse", multi_step_loss=multi)
-    make = {"maml": lambda net, v: MAML(net, 0.3, steps, vectorize=v, **common),
-            "fomaml": lambda net, v: MAML(net, 0.3, steps, first_order=True, vectorize=v,
-                                          **common),
-            "metasgd": lambda net, v: MetaSGD(net, 0.3, steps, vectorize=v, **common),
-            "anil": lambda net, v: ANIL(net, 0.3, steps, vectorize=v, **common)}[kind]
+    make = {"maml": lambda net, v: stacked_if(v, MAML(net, 0.3, steps, **common)),
+            "fomaml": lambda net, v: stacked_if(v, MAML(net, 0.3, steps, first_order=True,
+                                                        **common)),
+            "metasgd": lambda net, v: stacked_if(v, MetaSGD(net, 0.3, steps, **common)),
+            "anil": lambda net, v: stacked_if(v, ANIL(net, 0.3, steps, **common))}[kind]
     (g_loop, m_loop, acc_loop), (g_stack, m_stack, acc_stack) = both_ways(make, tasks)
     assert len(g_loop) == len(g_stack)
     for a, b in zip(g_loop + acc_loop, g_stack + acc_stack):
@@ -65,7 +70,7 @@ def test_multi_step_loss_is_the_mean_of_the_one_to_k_step_meta_gradients(seed, s
     """Its meta-gradient is (1/K) Σₖ ∇θ L(φₖ, Q): the mean of k-step MAMLs' meta-gradients."""
     tasks = regression_tasks(np.random.default_rng(seed), 3, shots=4, queries=3)
     net = nn.mlp((2, 5, 4, 1), seed=seed, dtype=np.float64, init_std=0.5)
-    multi = MAML(net, 0.2, steps, loss="mse", multi_step_loss=True, vectorize=vectorize)
+    multi = stacked_if(vectorize, MAML(net, 0.2, steps, loss="mse", multi_step_loss=True))
     got = [g.numpy() for g in multi.meta_gradient(tasks)]
     expected = [np.zeros_like(g) for g in got]
     for k in range(1, steps + 1):
@@ -103,7 +108,7 @@ def test_stacked_classification_loss_and_accuracy_equal_the_loop():
     results = []
     for vectorize in (False, True):
         net = nn.mlp((2, 8, 3), seed=1, dtype=np.float64)
-        learner = MAML(net, 0.5, 2, vectorize=vectorize)
+        learner = stacked_if(vectorize, MAML(net, 0.5, 2))
         results.append((learner.outer_step(tasks),
                         [p.grad.numpy() for p in learner.meta_parameters()]))
     (m_loop, g_loop), (m_stack, g_stack) = results
@@ -116,7 +121,7 @@ def test_stacked_classification_loss_and_accuracy_equal_the_loop():
 def test_stacked_linear_is_one_layer_per_task():
     rng = np.random.default_rng(0)
     x, w, b = rng.standard_normal((3, 4, 2)), rng.standard_normal((3, 2, 5)), \
-        rng.standard_normal((3, 5))
+        rng.standard_normal((3, 1, 5))
     out = F.linear(mm.tensor(x), mm.tensor(w), mm.tensor(b)).numpy()
     for t in range(3):
         np.testing.assert_allclose(out[t], x[t] @ w[t] + b[t], rtol=1e-12)
@@ -127,7 +132,7 @@ def test_stacked_linear_is_one_layer_per_task():
 def test_tasks_of_unequal_shapes_cannot_be_stacked():
     rng = np.random.default_rng(0)
     tasks = regression_tasks(rng, 1, 3, 2) + regression_tasks(rng, 1, 4, 2)
-    learner = MAML(nn.mlp((2, 4, 1), dtype=np.float64), 0.1, loss="mse", vectorize=True)
+    learner = StackedTasks(MAML(nn.mlp((2, 4, 1), dtype=np.float64), 0.1, loss="mse"))
     with pytest.raises(ValueError, match="equal shapes"):
         learner.outer_step(tasks)
 
@@ -137,7 +142,7 @@ def test_stacked_multi_step_meta_gradient_matches_pytorch():
     torch = pytest.importorskip("torch")
     tasks = regression_tasks(np.random.default_rng(7), 4, shots=5, queries=6)
     net = nn.mlp((2, 5, 4, 1), seed=4, dtype=np.float64, init_std=0.5)
-    learner = MAML(net, 0.1, 3, loss="mse", multi_step_loss=True, vectorize=True)
+    learner = StackedTasks(MAML(net, 0.1, 3, loss="mse", multi_step_loss=True))
     ours = [g.numpy() for g in learner.meta_gradient(tasks)]
 
     theta = [torch.tensor(p.numpy(), requires_grad=True) for p in net.parameters()]

@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import io, nn
 from ..data import EpisodeSampler, SinusoidTasks, omniglot
-from ..learners import ANIL, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile
+from ..learners import (ANIL, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile,
+                        StackedTasks)
 from ..optim import Adam
 from .progress import Progress
 
@@ -87,10 +88,11 @@ def build(s):
     else:
         cls = {"maml": MAML, "fomaml": MAML, "metasgd": MetaSGD, "anil": ANIL}[s["learner"]]
         extra = {"first_order": True} if s["learner"] == "fomaml" else {}
-        # the MLP broadcasts over a leading task axis: the meta-batch runs as one stacked batch
-        extra["vectorize"] = s["dataset"] == "sinusoid"
         extra["multi_step_loss"] = bool(s.get("multi_step_loss"))
         learner = cls(model, s["inner_lr"], s["inner_steps"], **common, **extra)
+        # the MLP broadcasts over a leading task axis: the meta-batch runs as one stacked batch
+        if s["dataset"] == "sinusoid":
+            learner = StackedTasks(learner)
     return model, learner
 
 

@@ -15,7 +15,7 @@ from .. import nn
 from ..data import SinusoidTasks
 from ..engine import grad, no_grad
 from ..engine.tensor import Tensor
-from ..learners import MAML
+from ..learners import MAML, StackedTasks
 from ..optim import Adam
 from .progress import Progress
 
@@ -31,11 +31,12 @@ def train_maml(iterations, shots=10, meta_batch=25, inner_lr=0.01, outer_lr=1e-3
     ``clip_norm`` bounds the global norm of each meta-gradient (None: no clipping).
 
     The 25 tasks of a meta-batch go through the network as one stacked batch
-    (``MAML(vectorize=True)``): the same meta-gradient as a loop over tasks, ten times faster.
+    (``StackedTasks(MAML(...))``): the same meta-gradient as a loop over tasks, ten times
+    faster.
     """
     model = nn.mlp((1, 40, 40, 1), seed=seed, init_std=INIT_STD)
-    learner = MAML(model, inner_lr, inner_steps, first_order=first_order, loss="mse",
-                   vectorize=True, multi_step_loss=multi_step_loss)
+    learner = StackedTasks(MAML(model, inner_lr, inner_steps, first_order=first_order,
+                                loss="mse", multi_step_loss=multi_step_loss))
     opt = Adam(learner.meta_parameters(), lr=outer_lr, clip_norm=clip_norm)
     tasks = SinusoidTasks(seed=seed + 1)
     bar, curve = Progress(iterations, "maml"), []

@@ -21,9 +21,9 @@ conv2d_input_grad, conv2d_weight_grad = C.conv2d_input_grad, C.conv2d_weight_gra
 
 
 def linear(x, w, b=None):
-    """x @ w (+ b), with ``w`` of shape (in, out), or a stack of layers: ``w`` (T, in, out),
-    ``b`` (T, out) or (T, 1, out) and ``x`` (T, n, in), one layer per task
-    (``MAML(vectorize=True)``, which stacks biases as (T, 1, out)).
+    """x @ w (+ b), with ``w`` of shape (in, out) and ``b`` (out,); both broadcast, so a stack
+    of layers, ``w`` (T, in, out) and ``b`` (T, 1, out) on ``x`` (T, n, in), is one layer per
+    task (``learners.StackedTasks`` stacks θ so).
 
     >>> import minimeta as mm
     >>> linear(mm.tensor([[1.0, 2.0]]), mm.tensor([[1.0], [1.0]]), mm.tensor([0.5])).numpy()
@@ -32,8 +32,6 @@ def linear(x, w, b=None):
     if w.ndim < 2 or x.shape[-1] != w.shape[-2]:
         raise ValueError(f"linear: input features {x.shape} do not match weight {w.shape}")
     y = x @ w
-    if b is not None and w.ndim > 2 and b.ndim == w.ndim - 1:  # stacked biases (T, out)
-        b = ops.expand_dims(b, -2)
     return y if b is None else y + b
 
 

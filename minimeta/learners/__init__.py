@@ -1,12 +1,17 @@
 """``minimeta.learners``: meta-learning algorithms on functional parameters.
 
 Optimization-based: ``MAML`` (exact second order; ``first_order=True`` for FOMAML), ``MetaSGD``,
-``ANIL`` (``maml.py``) and ``Reptile`` (``reptile.py``). Metric-based: ``ProtoNet``,
-``MatchingNet`` (with optional full context embeddings) and ``RelationNet`` (``metric.py``).
-Read ``base.py`` first, then ``maml.py``.
+``ANIL`` (``maml.py``), any of them with a meta-batch stacked into one batch
+(``StackedTasks(learner)``, ``stacked.py``), and ``Reptile`` (``reptile.py``). Metric-based:
+``ProtoNet``, ``MatchingNet`` (with optional full context embeddings) and ``RelationNet``
+(``metric.py``). All of them are ``Learner``s (``base.py``); the wrapper is not.
+
+Read next: ``base.py``, then ``maml.py``.
 """
 from .maml import MAML, MetaSGD, ANIL
+from .stacked import StackedTasks
 from .reptile import Reptile
 from .metric import ProtoNet, MatchingNet, RelationNet
 
-__all__ = ["MAML", "MetaSGD", "ANIL", "Reptile", "ProtoNet", "MatchingNet", "RelationNet"]
+__all__ = ["MAML", "MetaSGD", "ANIL", "StackedTasks", "Reptile", "ProtoNet", "MatchingNet",
+           "RelationNet"]

@@ -1,23 +1,56 @@
-"""What every learner trained by backpropagation shares: the outer step over a meta-batch.
+"""What every learner shares: parameters, the task loss by name, and the outer step.
 
 A learner defines ``task_loss(task) → (loss Tensor, accuracy or None)`` and holds its trained
 parameters in ``self.params``; this base class turns that into ``outer_step`` (the gradient of
 the mean query loss, accumulated into ``.grad`` for an outer optimizer) and
-``meta_parameters``. MAML and its variants (``maml.py``) and the metric-based learners
-(``metric.py``) both build on it; Reptile (``reptile.py``) updates its parameters itself.
+``meta_parameters``. It also holds the helpers the learners share: the loss by name (which
+decides whether there is an accuracy to report), task data as a Tensor, and the metrics dict.
+MAML and its variants (``maml.py``), Reptile (``reptile.py``) and the metric-based learners
+(``metric.py``) all build on it.
 
 Read next: ``maml.py``.
 """
+import functools
+import operator
+
 import numpy as np
+
+from .. import functional as F
+from ..engine import ops
+
+LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
+CLASSIFICATION = {"cross_entropy"}  # the losses whose learners report an accuracy
+
+
+def default_loss(name):
+    """The task loss by name: 'cross_entropy' (classification) or 'mse' (regression)."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}: give one of {sorted(LOSSES)} or a callable")
+    return LOSSES[name]
 
 
 class Learner:
     """Base class: subclasses set ``self.params`` and define ``task_loss`` and ``evaluate``."""
 
     params = {}
+    classification = False
+
+    def __init__(self, model, loss="cross_entropy", params=None):
+        """``model(x, params)`` is any callable; ``params`` the ordered dict θ of leaf Tensors
+        it is trained on (default: ``model.named_parameters()``). ``loss`` is a name from
+        ``LOSSES`` or a callable ``loss(out, y)``; a classification (accuracy reported) is
+        the loss named 'cross_entropy', never guessed from a callable."""
+        self.model = model
+        self.params = params if params is not None else model.named_parameters()
+        self.loss = default_loss(loss) if isinstance(loss, str) else loss
+        self.classification = isinstance(loss, str) and loss in CLASSIFICATION
 
     def task_loss(self, task):
         raise NotImplementedError
+
+    def accuracy(self, out, y):
+        """The fraction of correct predictions, or None for a regression."""
+        return F.accuracy(out, y) if self.classification else None
 
     def meta_parameters(self):
         """Everything the outer optimizer updates."""
@@ -39,6 +72,16 @@ class Learner:
             losses.append(loss.item())
             accs.append(acc)
         return summary(losses, accs)
+
+
+def as_tensor(x, params):
+    """Task data as a constant Tensor on the device of the parameters ``params``."""
+    return ops.constant(x, next(iter(params.values())))
+
+
+def total(terms):
+    """The sum of a list of Tensors, added left to right (no constant 0 in the graph)."""
+    return functools.reduce(operator.add, terms)
 
 
 def summary(losses, accs):

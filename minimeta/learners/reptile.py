@@ -5,19 +5,20 @@ paper) on the task's data, reaching φᵢ. Then move θ toward the adapted weigh
 
     θ ← θ + ε · mean_i (φᵢ − θ).
 
-No graph is kept across steps: the update direction comes from the parameters, not a gradient.
+No graph is kept across steps: the update direction comes from the parameters, not a gradient,
+so Reptile writes its own ``outer_step`` (it updates θ itself; there is no outer optimizer).
+The loss by name, the task data as a Tensor and the metrics come from ``base.py``.
+
 Read next: ``metric.py``.
 """
 from .. import optim
-from ..functional import accuracy
 from ..engine import grad, no_grad
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
-from .base import summary
-from .maml import default_loss, _as_tensor
+from .base import Learner, as_tensor, summary
 
 
-class Reptile:
+class Reptile(Learner):
     """Reptile with an inner SGD or Adam optimizer (state reset for every task)."""
 
     def __init__(self, model, inner_lr, inner_steps, outer_lr, inner_optimizer="sgd",
@@ -25,25 +26,28 @@ class Reptile:
         if inner_optimizer not in ("sgd", "adam"):
             raise ValueError(f"Reptile: inner_optimizer must be 'sgd' or 'adam', got "
                              f"{inner_optimizer!r}")
-        self.model = model
-        self.params = params if params is not None else model.named_parameters()
+        super().__init__(model, loss, params)
         self.inner_lr, self.inner_steps, self.outer_lr = inner_lr, inner_steps, outer_lr
         self.inner_optimizer = inner_optimizer
         self.test_steps = inner_steps if test_steps is None else test_steps
         self.test_lr = inner_lr if test_lr is None else test_lr
-        self.loss = default_loss(loss) if isinstance(loss, str) else loss
-        self.classification = self.loss is default_loss("cross_entropy")
 
     def adapt(self, x, y, steps=None, lr=None):
         """φ after ``steps`` optimizer steps from θ on (x, y): a dict of new leaf Tensors."""
         fast = {k: Tensor(p.data.copy(), requires_grad=True) for k, p in self.params.items()}
         make = optim.SGD if self.inner_optimizer == "sgd" else optim.Adam
         opt = make(list(fast.values()), lr=self.inner_lr if lr is None else lr)
-        x = _as_tensor(x, fast)
+        x = as_tensor(x, fast)
         for _ in range(self.inner_steps if steps is None else steps):
             loss = self.loss(self.model(x, fast), y)
             opt.step(grad(loss, list(fast.values())))
         return fast
+
+    def query_metrics(self, fast, xq, yq):
+        """Query loss (a float) and accuracy (or None) at the weights ``fast``, no graph."""
+        with no_grad():
+            out = self.model(as_tensor(xq, fast), fast)
+            return self.loss(out, yq).item(), self.accuracy(out, yq)
 
     def outer_step(self, tasks):
         """θ ← θ + ε · mean(φᵢ − θ) over ``tasks``; returns the mean query loss/accuracy
@@ -54,21 +58,15 @@ class Reptile:
             fast = self.adapt(xs, ys)
             for k, p in self.params.items():
                 delta[k] += (fast[k].data - p.data) / len(tasks)
-            with no_grad():
-                out = self.model(_as_tensor(xq, fast), fast)
-                losses.append(self.loss(out, yq).item())
-                accs.append(self._accuracy(out, yq))
+            loss, acc = self.query_metrics(fast, xq, yq)
+            losses.append(loss)
+            accs.append(acc)
         for k, p in self.params.items():
             p.data += (self.outer_lr * delta[k]).astype(p.dtype)
         return summary(losses, accs)
-
-    def _accuracy(self, out, y):
-        return accuracy(out, y) if self.classification else None
 
     def evaluate(self, task, steps=None):
         """Query loss and accuracy after fine-tuning on the support set."""
         xs, ys, xq, yq = task
         fast = self.adapt(xs, ys, self.test_steps if steps is None else steps, self.test_lr)
-        with no_grad():
-            out = self.model(_as_tensor(xq, fast), fast)
-            return self.loss(out, yq).item(), self._accuracy(out, yq)
+        return self.query_metrics(fast, xq, yq)

@@ -1,0 +1,83 @@
+"""A meta-batch as one batch: ``StackedTasks(learner)`` for MAML, FOMAML, Meta-SGD and ANIL.
+
+The per-task loop (``MAML.meta_gradient``, ``Learner.outer_step``) runs one inner loop per
+task. Here the T tasks of a meta-batch are stacked on a leading axis and θ is broadcast to T
+copies (a weight to (T, in, out), a bias to (T, 1, out)), so one inner loop adapts every copy
+at once: vectorising over tasks by hand, as ``jax.vmap`` would. It needs tasks of equal shapes
+and a model whose layers broadcast over that axis (``nn.mlp``: ``x @ w + b``, matmul-based).
+
+MAML's code is not touched: the wrapper hands the learner a *view* of itself (a shallow copy)
+whose parameters are the T copies and whose loss is the **sum** of the T task losses of the
+stacked outputs. The gradient of that sum with respect to copy t is task t's own gradient, so
+copy t takes task t's inner steps; the view's query loss is T times the mean query loss; and
+the gradient of the broadcast sums the T copies' gradients back into θ. So the meta-gradient
+is the per-task loop's (``tests/test_vectorized_tasks.py`` holds them equal), at a fraction of
+the loop's Python overhead. The price: the graph of every task is held at once (the loop holds
+one at a time).
+
+Read next: ``reptile.py``.
+"""
+import copy
+
+import numpy as np
+
+from ..engine import grad, ops
+from ..engine.tensor import Tensor
+from .base import summary
+from .maml import MAML
+
+
+class StackedTasks:
+    """``learner`` (MAML or a subclass) with each meta-batch run as one stacked batch.
+
+    ``outer_step`` and ``meta_gradient`` stack the tasks; everything else (``evaluate`` on one
+    task, ``meta_parameters``, ``params``, ``rates``, …) is the wrapped learner's.
+    """
+
+    def __init__(self, learner):
+        if not isinstance(learner, MAML):
+            raise TypeError(f"StackedTasks: wraps a MAML-family learner, not "
+                            f"{type(learner).__name__}")
+        self.learner = learner
+
+    def __getattr__(self, name):  # only called for names this wrapper does not define
+        if name == "learner":     # not set yet (e.g. during copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.learner, name)
+
+    def stacked_loss(self, tasks):
+        """Mean query loss (a Tensor) and accuracy of ``tasks``, adapted in one inner loop."""
+        shapes = {tuple(np.shape(part) for part in task) for task in tasks}
+        if len(shapes) != 1:
+            raise ValueError(f"StackedTasks: tasks must have equal shapes to be stacked, got "
+                             f"{sorted(shapes)}")
+        learner, n = self.learner, len(tasks)
+        view = copy.copy(learner)
+        # a 1-D parameter (a bias) becomes (n, 1, size): ready to broadcast over each task's
+        # examples in x @ w + b
+        view.params = {name: ops.broadcast_to(p, (n,) + (1,) * (p.ndim == 1) + p.shape)
+                       if name in learner.adapt_names else p
+                       for name, p in learner.params.items()}
+        view.loss = lambda out, target: learner.loss(_flat(out), _flat(target)) * n
+        loss, acc = view.task_loss(tuple(np.stack(part) for part in zip(*tasks)))
+        return loss * (1.0 / n), acc
+
+    def meta_gradient(self, tasks):
+        """As ``MAML.meta_gradient``: the same numbers, from one stacked graph."""
+        return grad(self.stacked_loss(tasks)[0], self.learner.meta_parameters(),
+                    allow_unused=True)
+
+    def outer_step(self, tasks):
+        """As ``Learner.outer_step``, the whole meta-batch in one graph."""
+        loss, acc = self.stacked_loss(tasks)
+        loss.backward()
+        return summary([loss.item()], [acc])
+
+
+def _flat(a):
+    """Stacked outputs or targets (T, n, ...) as one batch (T·n, ...): its mean loss is the
+    mean of the T task losses (each a mean over its n examples)."""
+    if isinstance(a, Tensor):
+        return ops.reshape(a, (-1,) + a.shape[2:])
+    a = np.asarray(a)
+    return a.reshape((-1,) + a.shape[2:])
