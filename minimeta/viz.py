@@ -29,23 +29,23 @@ def to_dot(*outputs):
     leaves green. Constants that feed an op are drawn grey.
     """
     lines = ["digraph minimeta {", "  rankdir=BT;", '  node [shape=box, style=filled];']
-    seen = set()
+    seen = {}  # id(t) -> its node number, in order of appearance: the same graph, the same text
 
     def node(t):
         if id(t) in seen:
             return
-        seen.add(id(t))
+        seen[id(t)] = len(seen)
         if t._op is None:
             color = "palegreen" if t.requires_grad else "lightgrey"
         else:
             color = "orange" if t._from_backward else "lightblue"
-        lines.append(f'  n{id(t)} [label="{_label(t)}", fillcolor={color}];')
+        lines.append(f'  n{seen[id(t)]} [label="{_label(t)}", fillcolor={color}];')
 
     for t in toposort(list(outputs)):
         node(t)
         for p in t._parents:
             node(p)
-            lines.append(f"  n{id(p)} -> n{id(t)};")
+            lines.append(f"  n{seen[id(p)]} -> n{seen[id(t)]};")
     for t in outputs:
         node(t)
     lines.append("}")

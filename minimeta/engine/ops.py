@@ -46,6 +46,7 @@ TENSOR_METHODS = {
     "__pow__": pow, "__rpow__": lambda a, b: pow(b, a),
     "__matmul__": matmul, "__rmatmul__": lambda a, b: matmul(b, a),
     "__neg__": neg, "__getitem__": getitem,
+    "__bool__": lambda a: bool(a.data),  # as NumPy: one element, else "ambiguous" (ValueError)
     # comparisons give constant boolean Tensors (masks); hashing stays by identity
     "__lt__": lambda a, b: compare("less", a, b),
     "__le__": lambda a, b: compare("less_equal", a, b),

@@ -126,7 +126,7 @@ class Tensor:
 
 
 # ----- making Tensors ---------------------------------------------------------------------------
-def tensor(data, requires_grad=False, dtype=None, device=None):
+def tensor(data, requires_grad=False, dtype=None, device=None, name=None):
     """Make a leaf Tensor from an array, a nested list or a number (NumPy's default dtypes),
     on ``device`` ('cpu' or 'cuda'; default: where ``data`` already is).
 
@@ -135,7 +135,7 @@ def tensor(data, requires_grad=False, dtype=None, device=None):
     """
     if device is not None:
         data = to_device(data.data if isinstance(data, Tensor) else data, device)
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
 
 
 def zeros(shape, dtype=np.float64, requires_grad=False, device="cpu"):

@@ -2,7 +2,7 @@
 
 Each class gives its forward on raw arrays and its VJP as a formula in Tensor ops. ``g`` is the
 gradient arriving at the output ``out``; the returned gradients may have the broadcast shape,
-the backward pass sums them down (``reductions.sum_to``). A gradient is skipped (None) for inputs
+the backward pass sums them down (``reductions.unbroadcast``). A gradient is skipped (None) for inputs
 that do not require it, so constants cost nothing in the backward pass.
 
 Read next: ``shape.py``.
