@@ -15,7 +15,7 @@ import argparse
 
 from minimeta import nn
 from minimeta.data import EpisodeSampler, omniglot
-from minimeta.experiments.fewshot import run_episodes
+from minimeta.experiments.evaluation import run_episodes
 from minimeta.experiments.progress import Progress
 from minimeta.learners import MatchingNet, ProtoNet, RelationNet
 from minimeta.optim import Adam

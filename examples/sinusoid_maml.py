@@ -17,12 +17,13 @@ import time
 
 from minimeta import io, nn
 from minimeta.experiments import sinusoid as S
+from minimeta.experiments.registry import SINUSOID_MLP
 from minimeta.threads import configure
 
 
 def load_model(path):
     """The sinusoid MLP with the parameters saved at ``path``."""
-    model = nn.mlp((1, 40, 40, 1), init_std=S.INIT_STD)
+    model = nn.mlp(SINUSOID_MLP["sizes"], init_std=SINUSOID_MLP["init_std"])
     model.load_state_dict(io.load(path)["model"])
     return model
 
@@ -35,10 +36,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-seed", type=int, default=1234,
                         help="seed of the held-out tasks (the tables use 1234)")
-    parser.add_argument("--inner-lr", type=float, default=0.01,
-                        help="α, for meta-training and for fine-tuning at test time")
-    parser.add_argument("--train-steps", type=int, default=1,
-                        help="inner steps during meta-training (the paper: 1)")
+    parser.add_argument("--inner-lr", type=float, default=None,
+                        help="α, for meta-training and for fine-tuning at test time (default: "
+                             "the paper's, 0.01)")
+    parser.add_argument("--train-steps", type=int, default=None,
+                        help="inner steps during meta-training (default: the paper's, 1)")
     parser.add_argument("--multi-step-loss", action="store_true",
                         help="meta-train on the mean query loss after 1..train-steps steps")
     parser.add_argument("--step-weights", default=None,
@@ -50,18 +52,24 @@ def main(argv=None):
     parser.add_argument("--evaluate-only", action="store_true",
                         help="load maml.npz and pretrained.npz from --out instead of training")
     args = parser.parse_args(argv)
-    if args.iterations < 1 or args.tasks < 2 or args.inner_lr <= 0 or args.train_steps < 1:
-        parser.error("--iterations and --train-steps must be >= 1, --tasks >= 2 and "
-                     "--inner-lr > 0")
-    if args.clip_norm is not None and not args.clip_norm > 0:
-        parser.error(f"--clip-norm must be > 0, got {args.clip_norm}")
+    if args.tasks < 2:
+        parser.error(f"--tasks must be at least 2, got {args.tasks}")
+    if args.train_steps is not None and args.train_steps < 1:
+        parser.error(f"--train-steps must be at least 1, got {args.train_steps}")
     if args.step_weights:
         try:
             args.multi_step_loss = [float(w) for w in args.step_weights.split(",")]
         except ValueError:
             parser.error(f"--step-weights: not a list of numbers: {args.step_weights!r}")
-        if len(args.multi_step_loss) != args.train_steps:
-            parser.error(f"--step-weights needs {args.train_steps} weights (--train-steps)")
+    try:  # the run's settings, defaults filled in and checked (errors naming the option)
+        config = S.maml_config(args.iterations, shots=args.shots, seed=args.seed,
+                               inner_lr=args.inner_lr, inner_steps=args.train_steps,
+                               multi_step_loss=args.multi_step_loss, clip_norm=args.clip_norm)
+    except ValueError as err:
+        parser.error(str(err))
+    alpha, steps = config.inner_lr, config.inner_steps
+    if args.step_weights and len(args.multi_step_loss) != steps:
+        parser.error(f"--step-weights needs {steps} weights (--train-steps)")
     os.makedirs(args.out, exist_ok=True)
     configure()  # one BLAS thread: the matrices here are tiny (docs/PERFORMANCE.md)
     start = time.perf_counter()
@@ -70,18 +78,14 @@ def main(argv=None):
                   for name in ("MAML", "pretrained")}
         maml_time = float("nan")
     else:
-        maml_model, _, _ = S.train_maml(args.iterations, shots=args.shots, seed=args.seed,
-                                         inner_lr=args.inner_lr,
-                                         inner_steps=args.train_steps,
-                                         multi_step_loss=args.multi_step_loss,
-                                         clip_norm=args.clip_norm)
+        maml_model, _, _ = S.meta_train(config)
         maml_time = time.perf_counter() - start
-        base_model, _ = S.train_baseline(args.iterations, shots=args.shots, seed=args.seed)
+        base_model, _ = S.pretrain(config)  # the same budget: iterations, points, Adam
         models = {"MAML": maml_model, "pretrained": base_model}
-    results = S.evaluate(models, n_tasks=args.tasks, seed=args.eval_seed, lr=args.inner_lr)
+    results = S.evaluate(models, n_tasks=args.tasks, seed=args.eval_seed, lr=alpha)
     msl = f" (multi-step loss {args.step_weights or 'equal weights'})" \
         if args.multi_step_loss else ""
-    print(f"\nα = {args.inner_lr}; meta-trained with K = {args.shots} and {args.train_steps} "
+    print(f"\nα = {alpha}; meta-trained with K = {args.shots} and {steps} "
           f"inner step(s){msl} for {args.iterations} iterations "
           f"({maml_time:.0f} s for MAML); {args.tasks} held-out tasks, MSE ± 95% interval:\n")
     print(S.format_table(results))
@@ -90,9 +94,9 @@ def main(argv=None):
             io.save(os.path.join(args.out, f"{name.lower()}.npz"),
                     {"model": model.state_dict()})
     path = os.path.join(args.out, "results.json")  # how the models were trained, and results
-    run = {"iterations": args.iterations, "shots": args.shots, "train_steps": args.train_steps,
+    run = {"iterations": args.iterations, "shots": args.shots, "train_steps": steps,
            "multi_step_loss": args.multi_step_loss, "seed": args.seed,
-           "inner_lr": args.inner_lr, "clip_norm": args.clip_norm, "maml_seconds": maml_time}
+           "inner_lr": alpha, "clip_norm": args.clip_norm, "maml_seconds": maml_time}
     if args.evaluate_only and os.path.exists(path):  # keep the record of the training
         with open(path) as f:
             run = {k: v for k, v in json.load(f).items() if k != "results"}
@@ -107,7 +111,7 @@ def main(argv=None):
     os.replace(path + ".tmp", path)
     try:
         path = S.plot_task(models, os.path.join(args.out, "sinusoid_maml.png"),
-                           lr=args.inner_lr)
+                           lr=alpha)
         print(f"\nfigure: {path}")
     except ImportError:
         print("\n(matplotlib not installed: pip install minimeta[examples] for the figure)")

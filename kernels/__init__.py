@@ -25,7 +25,7 @@ through ``lookup(name, array)``. It returns the CUDA version when ``array`` live
 and debugging). numba (and numba.cuda) is imported on the first lookup of one of its kernels,
 never with minimeta.
 
-Read next: ``conv_ref.py``.
+Read next: ``kernels/conv_ref.py`` (convolution in NumPy: the spec).
 """
 import contextlib
 import importlib

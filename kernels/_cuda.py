@@ -8,7 +8,7 @@ moves data between host and device. Every kernel is launched on a 1-D grid, one 
 output element, ``THREADS`` threads per block (tests lower it to cross block boundaries with
 small shapes).
 
-Read next: ``conv_cuda.py``.
+Read next: ``kernels/conv_cuda.py`` (convolution on a GPU).
 """
 import math
 

@@ -5,7 +5,7 @@ that task's queries and support once, then for every query computes the similari
 softmax and the read-out (forward) or the softmax backward and the normalisation backward
 (backward), without materialising the (Q, S) matrices of the whole batch.
 
-Read next: ``_cuda.py`` (the GPU versions).
+Read next: ``kernels/norm_numba.py`` (batch norm with numba).
 """
 import numpy as np
 from numba import njit, prange

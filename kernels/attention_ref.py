@@ -12,7 +12,7 @@ This must equal the composite ``functional.cosine_attention`` (tested). The back
 the three gradients packed into one flat array (dq, ds, dy), the form the engine's single-output
 primitive needs; ``unpack`` splits it.
 
-Read next: ``attention_numba.py``.
+Read next: ``kernels/norm_ref.py`` (batch norm in NumPy: the spec).
 """
 import numpy as np
 

@@ -20,7 +20,7 @@ Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.m
 Inputs of any layout are accepted: they are made C-contiguous first (a copy only when needed).
 Results match the reference to float rounding (the summation order differs).
 
-Read next: ``pool_numba.py``.
+Read next: ``kernels/pool_numba.py`` (max pooling with numba).
 """
 import numpy as np
 from numba import njit, prange

@@ -6,7 +6,8 @@ Input x of shape (N, C, ...) (statistics over every axis but 1), weight w and bi
     backward:  ĝ = g·w;  dx = (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))/sqrt(σ² + eps);  dw = Σ g·x̂;  db = Σ g
 
 ``batch_norm`` returns (y, μ, σ²); ``batch_norm_backward`` the packed concat(dx, dw, db).
-Read next: ``norm_numba.py``.
+
+Read next: ``kernels/conv_numba.py`` (convolution with numba on the CPU).
 """
 import numpy as np
 

@@ -4,7 +4,7 @@ Spec: ``pool_ref.py`` (the argmax is the flat index into x of the first maximum 
 window). The backward adds g at those indices with ``cuda.atomic.add``, so overlapping windows
 (stride < kernel) that share a maximum sum correctly.
 
-Read next: ``attention_cuda.py``.
+Read next: ``kernels/attention_cuda.py`` (cosine attention on a GPU).
 """
 from numba import cuda
 

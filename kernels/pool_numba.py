@@ -4,7 +4,7 @@
 maximum on ties). ``max_pool2d_backward`` scatters a gradient to those positions; its reference
 is ``pool_ref.max_pool2d_backward``. Both run one image-channel plane per parallel iteration.
 
-Read next: ``attention_numba.py``.
+Read next: ``kernels/attention_numba.py`` (cosine attention with numba).
 """
 import numpy as np
 from numba import njit, prange

@@ -5,7 +5,7 @@
 It also returns, for every output, the flat index into ``x`` of the maximum (first one on ties),
 so the backward pass is a gather/scatter by that index (engine/primitives/conv.py).
 
-Read next: ``__init__.py``, the kernel table.
+Read next: ``kernels/attention_ref.py`` (cosine attention in NumPy: the spec).
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view

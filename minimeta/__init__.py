@@ -9,8 +9,10 @@ Layers, each importing only those below it:
     learners                    MAML, Reptile, ProtoNet ...
     data                        stands apart: NumPy arrays only
 
-Start reading at ``engine/tensor.py``. The top level re-exports the engine's functions, so
-``mm.exp``, ``mm.grad`` and ``mm.tensor`` are the engine's.
+The top level re-exports the engine's functions, so ``mm.exp``, ``mm.grad`` and ``mm.tensor``
+are the engine's. The whole reading order is one list, ``reading.py``.
+
+Read next: ``minimeta/engine/__init__.py`` (the engine, and its reading order).
 """
 from . import _kernels_path  # noqa: F401  (makes ``minimeta.kernels`` importable from a checkout)
 from .engine import *  # noqa: F401,F403

@@ -3,6 +3,8 @@
 An installed copy has the folder mapped to ``minimeta/kernels`` by ``pyproject.toml``
 (``kernels`` alone is a name taken on PyPI, so it never installs as a top-level package). A source
 checkout keeps it beside ``minimeta/``: there we load it under the same name from its folder.
+
+Read next: ``minimeta/reading.py`` (this reading order).
 """
 import importlib.util
 import os

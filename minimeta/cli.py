@@ -7,7 +7,7 @@
     minimeta train --learner protonet --shots 5      (60-way training episodes, the paper's)
     minimeta eval --checkpoint outputs/run/checkpoint.npz --episodes 600 --ways 5 --shots 1
 
-Read next: ``experiments/sinusoid.py``.
+Read next: ``minimeta/_kernels_path.py`` (how a checkout imports kernels/ as minimeta.kernels).
 """
 import argparse
 import os
@@ -26,8 +26,9 @@ def _demo(args):
     print(f"minimeta demo: MAML on sinusoids (Finn et al. 2017, sec. 5.1), {args.iterations} "
           f"meta-iterations, then the pretrained baseline, then {args.tasks} held-out tasks")
     start = time.perf_counter()
-    maml, _, _ = S.train_maml(args.iterations, seed=args.seed)
-    base, _ = S.train_baseline(args.iterations, seed=args.seed)
+    config = S.maml_config(args.iterations, seed=args.seed)
+    maml, _, _ = S.meta_train(config)
+    base, _ = S.pretrain(config)
     models = {"MAML": maml, "pretrained": base}
     results = S.evaluate(models, n_tasks=args.tasks)
     print(f"\nMSE on {args.tasks} held-out tasks (± 95% interval), after k gradient steps "
@@ -46,6 +47,8 @@ def _demo_omniglot(args):
     """A short ProtoNet run on Omniglot, when the data are already on this machine."""
     from .data import omniglot
     from .experiments import fewshot
+    from .experiments.config import RunConfig
+    from .experiments.training import train
 
     found = [os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES[p][0]))
              for p in ("background", "evaluation")]
@@ -55,13 +58,11 @@ def _demo_omniglot(args):
         return
     print(f"\nPrototypical Networks on Omniglot: {args.omniglot_iterations} training episodes "
           f"(20-way 1-shot), then {args.omniglot_episodes} test episodes (5-way 1-shot)")
-    settings = fewshot.settings_with_defaults(dict(
-        learner="protonet", dataset="omniglot", ways=20, shots=1, queries=5, split="vinyals",
-        iterations=args.omniglot_iterations, meta_batch=None, inner_lr=None, inner_steps=None,
-        test_steps=None, outer_lr=None, seed=args.seed, resume=False, fce=False,
-        out=os.path.join(args.out, "protonet"), checkpoint_every=1e9, val_size=100,
-        validate_every=0, val_episodes=2, lr_halve_every=None))
-    path = fewshot.train(settings)
+    config = RunConfig(learner="protonet", ways=20, queries=5,
+                       iterations=args.omniglot_iterations, seed=args.seed,
+                       out=os.path.join(args.out, "protonet"), checkpoint_every=1e9,
+                       validate_every=0, val_episodes=2)
+    path = train(config).checkpoint
     fewshot.evaluate(path, args.omniglot_episodes, ways=5, shots=1, queries=15)
 
 
@@ -96,25 +97,16 @@ def _gradcheck(args):
 
 
 def _train(args):
-    from .experiments import fewshot
+    from .experiments.config import RunConfig
+    from .experiments.training import train
     from .threads import configure
 
     configure()
-    settings = fewshot.settings_with_defaults(
-        {k: getattr(args, k) for k in ("learner", "dataset", "ways", "shots", "queries",
-                                        "split", "iterations", "meta_batch", "inner_lr",
-                                        "inner_steps", "test_steps", "outer_lr", "seed", "out",
-                                        "resume", "checkpoint_every", "fce", "val_size",
-                                        "validate_every", "val_episodes", "lr_halve_every",
-                                        "device", "multi_step_loss", "clip_norm")})
-    if settings["split"] == "lake":
-        settings["val_size"] = 0  # the background/evaluation split has no validation part
-    print("minimeta train: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
-    from .engine import detect_anomaly
-
-    with detect_anomaly(args.detect_anomaly):  # off by default: then it costs nothing
-        path = fewshot.train(settings)
-    print(f"checkpoint: {path}\nmetrics: {args.out}/metrics.jsonl")
+    config = RunConfig.from_args(args)
+    print("minimeta train: " + config.describe())
+    train(config)
+    print(f"checkpoint: {os.path.join(config.out, 'checkpoint.npz')}\n"
+          f"metrics: {config.out}/metrics.jsonl")
     return 0
 
 
@@ -129,6 +121,8 @@ def _eval(args):
 
 
 def build_parser():
+    from .experiments.config import add_arguments
+
     parser = argparse.ArgumentParser(prog="minimeta", description="minimeta: autodiff of any "
                                      "order for meta-learning")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,44 +141,7 @@ def build_parser():
                        help="check orders 1..N for every row (default: each row's own)")
     check.set_defaults(run=_gradcheck)
     train = sub.add_parser("train", help="meta-train a learner (checkpoints, --resume)")
-    train.add_argument("--learner", required=True,
-                       choices=["maml", "fomaml", "reptile", "metasgd", "anil", "protonet",
-                                "matching", "relation"])
-    train.add_argument("--dataset", default="omniglot", choices=["omniglot", "sinusoid"])
-    train.add_argument("--ways", type=int, default=None,
-                       help="classes per training episode (default 5; ProtoNet 60)")
-    train.add_argument("--shots", type=int, default=1)
-    train.add_argument("--queries", type=int, default=None, help="query examples per class")
-    train.add_argument("--multi-step-loss", action="store_true",
-                       help="MAML family: meta-train on the mean query loss after 1..K inner "
-                            "steps (Antoniou et al. 2019)")
-    train.add_argument("--fce", action="store_true",
-                       help="matching: full context embeddings (Vinyals et al. 2016)")
-    train.add_argument("--clip-norm", type=float, default=None,
-                       help="bound on the global norm of each meta-gradient (default: none)")
-    train.add_argument("--split", default="vinyals", choices=["vinyals", "lake"])
-    train.add_argument("--iterations", type=int, default=60000)
-    train.add_argument("--meta-batch", type=int, default=None, help="tasks per meta-batch")
-    train.add_argument("--inner-lr", type=float, default=None)
-    train.add_argument("--inner-steps", type=int, default=None)
-    train.add_argument("--test-steps", type=int, default=None)
-    train.add_argument("--outer-lr", type=float, default=None)
-    train.add_argument("--lr-halve-every", type=int, default=None,
-                       help="halve the outer learning rate every N iterations (0: never)")
-    train.add_argument("--val-size", type=int, default=100,
-                       help="characters of the 1200 meta-training ones held out to validate")
-    train.add_argument("--validate-every", type=int, default=500, help="iterations (0: never)")
-    train.add_argument("--val-episodes", type=int, default=100)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", default="outputs/run")
-    train.add_argument("--resume", action="store_true")
-    train.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                       help="cuda: CuPy arrays and the numba.cuda kernels (pip install "
-                            "'minimeta[gpu]')")
-    train.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
-    train.add_argument("--detect-anomaly", action="store_true",
-                       help="stop at the first op whose output or gradient holds a NaN or an "
-                            "inf, naming the op, its inputs, the order and your source line")
+    add_arguments(train)  # one option per field of RunConfig, which holds the defaults
     train.set_defaults(run=_train)
     ev = sub.add_parser("eval", help="evaluate a checkpoint on test episodes")
     ev.add_argument("--checkpoint", required=True)
@@ -204,10 +161,11 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name, least in (("iterations", 1), ("tasks", 2), ("examples", 1), ("order", 1),
-                        ("ways", 1), ("shots", 1), ("queries", 1), ("episodes", 2),
-                        ("val_size", 0), ("validate_every", 0), ("val_episodes", 2),
-                        ("omniglot_iterations", 0), ("omniglot_episodes", 2)):
+    checks = () if args.command == "train" else (  # train's options: RunConfig checks them
+        ("iterations", 1), ("tasks", 2), ("examples", 1), ("order", 1), ("ways", 1),
+        ("shots", 1), ("queries", 1), ("episodes", 2), ("omniglot_iterations", 0),
+        ("omniglot_episodes", 2))
+    for name, least in checks:
         value = getattr(args, name, None)
         if value is not None and value < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")

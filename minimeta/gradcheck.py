@@ -22,7 +22,7 @@ depends on x, and every order of a linear op is non-trivial (the composite's sec
 derivative is Jᵀ diag(2cv) J + …, never 0 = 0). ``GradcheckReport.scale`` records the largest
 |analytic| value per order, so a caller can assert that a check compared something.
 
-Read next: ``testing.py`` (hypothesis strategies to drive these checks).
+Read next: ``minimeta/testing.py`` (hypothesis strategies for property tests).
 """
 import numpy as np
 

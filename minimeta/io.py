@@ -12,7 +12,7 @@ mid-write never leaves a half-written checkpoint under the real name.
     >>> load(path)["model"]["w"]
     array([1., 1.])
 
-Read next: ``learners/``.
+Read next: ``minimeta/learners/__init__.py`` (the learners).
 """
 import json
 import os

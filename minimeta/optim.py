@@ -13,7 +13,7 @@ the new parameters with Tensor ops instead, see ``learners/``).
     >>> opt.step([mm.tensor([2.0])]); w.numpy()
     array([0.8])
 
-Read next: ``io.py``.
+Read next: ``minimeta/io.py`` (atomic .npz checkpoints).
 """
 import numpy as np
 

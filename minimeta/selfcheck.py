@@ -10,7 +10,7 @@ asks for a row that covers it, then checks that the row's graph really holds it)
 to check. Orders from 2 on go through ``gradcheck``'s composition, so each primitive's VJP is
 proven differentiable in its incoming gradient, and linear ops compare non-zero numbers.
 
-Read next: ``cli.py`` (``minimeta gradcheck`` runs ``run`` below).
+Read next: ``minimeta/viz.py`` (a graph as Graphviz DOT text).
 """
 from dataclasses import dataclass, field
 from typing import Callable

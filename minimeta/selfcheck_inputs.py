@@ -4,7 +4,7 @@ Each strategy draws ``(arrays, static)``: the differentiable arrays and the stat
 one primitive, inside its domain (positive where a log is taken, a margin away from kinks,
 distinct values where a maximum is taken, a variance bounded away from 0 for batch norm).
 
-Read next: ``selfcheck.py``, the table these strategies feed.
+Read next: ``minimeta/selfcheck.py`` (the primitive table and its self-check).
 """
 import numpy as np
 from hypothesis import assume, strategies as st

@@ -12,7 +12,9 @@
   a margin away from kinks (|x| > margin) for non-smooth functions, and drawn C-contiguous,
   Fortran-ordered or as a strided (non-contiguous) view.
 
-This module needs the ``test`` extra (hypothesis). Read next: ``viz.py``.
+This module needs the ``test`` extra (hypothesis).
+
+Read next: ``minimeta/selfcheck_inputs.py`` (the input domains of the primitive table).
 """
 import numpy as np
 from hypothesis import strategies as st

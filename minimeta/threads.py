@@ -21,6 +21,8 @@ is that up to 256 MiB of freed heap stays with the process.
 ``configure()`` applies both policies process-wide; the command line and the examples call it,
 the benchmarks call ``malloc_policy()`` and set their threads themselves. Measurements behind
 the choices: docs/PERFORMANCE.md.
+
+Read next: ``minimeta/cli.py`` (the command line).
 """
 import ctypes
 import ctypes.util

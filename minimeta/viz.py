@@ -11,7 +11,8 @@ gradient, the one second-order MAML differentiates through.
     digraph minimeta {
 
 Render with ``dot -Tpng graph.dot -o graph.png`` where Graphviz is installed.
-Read next: ``functional/`` (compositions on top of the engine).
+
+Read next: ``minimeta/functional/__init__.py`` (compositions on top of the engine).
 """
 from .engine.autodiff import toposort
 

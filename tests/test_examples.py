@@ -32,3 +32,12 @@ def test_sinusoid_example_trains_evaluates_and_summarises(tmp_path):
     table = run_example("sinusoid_table.py", out).splitlines()
     assert table[2].startswith("| paper") and table[3].startswith("| run | 5 | 2 steps, multi")
     assert "clipped at norm 5" in table[3]
+
+
+def test_sinusoid_example_rejects_a_bad_option_in_one_line():
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "sinusoid_maml.py"),
+                           "--inner-lr", "nan", "--out", "unused"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and not os.path.exists("unused")
+    assert done.stderr.splitlines()[-1].endswith(
+        "error: --inner-lr must be a finite number > 0, got nan")

@@ -139,3 +139,37 @@ def test_the_check_catches_a_cycle():
     graph = import_graph(modules())
     graph["minimeta.nn.layers"] = graph["minimeta.nn.layers"] | {"minimeta.nn.fce"}
     assert any(line.startswith("cycle:") for line in violations(graph))
+
+
+# ----- the reading order: one line through every module ----------------------------------------
+
+def test_the_reading_order_names_every_module_once():
+    from minimeta.reading import ORDER
+
+    paths = [path for path, _ in ORDER]
+    assert len(paths) == len(set(paths)), "a module is named twice"
+    on_disk = {str(p.relative_to(ROOT)) for p in modules().values()}
+    assert set(paths) == on_disk, (sorted(on_disk - set(paths)), sorted(set(paths) - on_disk))
+
+
+def test_every_read_next_line_is_the_one_the_order_generates():
+    from minimeta.reading import stale
+
+    assert stale(str(ROOT)) == [], "run: python -m minimeta.reading --write"
+
+
+def test_the_reading_check_sees_a_hand_edited_line(tmp_path):
+    import shutil
+
+    from minimeta import reading
+
+    for path, _ in reading.ORDER:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / path, tmp_path / path)
+    target = tmp_path / "minimeta/engine/tensor.py"
+    target.write_text(target.read_text(encoding="utf-8").replace(
+        "Read next: ``minimeta/engine/anomaly.py``", "Read next: ``minimeta/engine/ops.py``"),
+        encoding="utf-8")
+    assert reading.stale(str(tmp_path)) == ["minimeta/engine/tensor.py"]
+    assert reading.write(str(tmp_path)) == ["minimeta/engine/tensor.py"]
+    assert reading.stale(str(tmp_path)) == []

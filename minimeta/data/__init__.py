@@ -1,6 +1,6 @@
 """``minimeta.data``: task families and data sets as NumPy arrays (no Tensor, no engine import).
 
-Read ``sinusoid.py`` first, then ``omniglot.py``, ``fetch.py`` and ``episodes.py``.
+Read next: ``minimeta/data/sinusoid.py`` (sinusoid regression tasks).
 """
 from .sinusoid import SinusoidTasks
 from .episodes import EpisodeSampler

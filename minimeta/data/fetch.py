@@ -11,7 +11,7 @@ Used only on a machine with no copy of the data (``omniglot.archive_path`` calls
    array** against the value of the reference copy, which proves the whole pipeline;
 3. write ``images_<part>.npz`` (``images``, ``labels``) atomically and delete the zip.
 
-Read next: ``episodes.py``.
+Read next: ``minimeta/data/episodes.py`` (the episode sampler).
 """
 import hashlib
 import io

@@ -21,7 +21,7 @@ Splits:
   testing;
 - "lake": the background file for meta-training, the evaluation file for testing.
 
-Read next: ``fetch.py``.
+Read next: ``minimeta/data/fetch.py`` (downloading the originals).
 """
 import hashlib
 import os

@@ -4,6 +4,8 @@ Reading order, which is also the import order (each file imports only those befo
 ``backend.py`` → ``tensor.py`` → ``anomaly.py`` → ``autodiff.py`` → ``primitives/`` (each file its
 primitive classes and their functions) → ``ops.py`` (the namespace, and the Tensor's operators)
 → ``derivatives.py``. Nothing in this package imports ``functional``, ``nn`` or anything above.
+
+Read next: ``minimeta/engine/backend.py`` (devices: NumPy on the CPU, CuPy on a GPU).
 """
 from .tensor import Tensor
 from .anomaly import detect_anomaly, AnomalyError

@@ -14,7 +14,7 @@ Tensor method ``sum_to``): a vjp may return a gradient of the broadcast shape an
 pass sums it down to its input's shape. This file imports only the layers below it (backend,
 tensor, anomaly); the primitives it runs are above it.
 
-Read next: ``primitives/elementwise.py`` for the simplest primitives.
+Read next: ``minimeta/engine/primitives/__init__.py`` (the primitive set, file by file).
 """
 import contextlib
 import functools

@@ -7,7 +7,7 @@ there is no ``if cuda:`` in the ops. NumPy's functions called on CuPy arrays dis
 A device is named "cpu" or "cuda". CuPy is imported only when asked for "cuda" or when an array
 already is a CuPy array, never with ``minimeta``.
 
-Read next: ``autodiff.py``, the tape and the backward pass.
+Read next: ``minimeta/engine/tensor.py`` (the Tensor, and making Tensors).
 """
 import numpy as np
 

@@ -11,7 +11,7 @@ A few functions are compositions rather than primitives: ``mean`` (sum times 1/n
 (expand_dims then concatenate), ``swapaxes``, ``expand_dims``, ``squeeze``, ``sum_to``.
 Comparisons, ``sign`` and ``isfinite`` return constant (non-differentiable) Tensors.
 
-Read next: ``derivatives.py``.
+Read next: ``minimeta/engine/derivatives.py`` (hvp, jacobian, hessian).
 """
 from .autodiff import apply, backward
 from .tensor import Tensor, constant, ones, tensor, zeros

@@ -19,7 +19,7 @@ attached to the class by ``ops.py``, the top of the engine, once the functions t
 dtypes follow NumPy 2 (NEP 50): a Python scalar is "weak" and takes the tensor's dtype, so
 ``float32_tensor * 2.0`` stays float32, and float32 with float64 gives float64.
 
-Read next: ``anomaly.py``, then ``autodiff.py`` (the Primitive, apply, the backward pass).
+Read next: ``minimeta/engine/anomaly.py`` (finding the first NaN or inf).
 """
 import itertools
 

@@ -1,4 +1,7 @@
-"""A dependency-free progress line for long loops: iteration, rate, and the latest metrics."""
+"""A dependency-free progress line for long loops: iteration, rate, and the latest metrics.
+
+Read next: ``minimeta/experiments/sinusoid.py`` (the sinusoid experiment).
+"""
 import sys
 import time
 

@@ -6,83 +6,81 @@ trained by plain regression on the mixture of tasks (Adam 1e-3, the same number 
 and points), then fine-tuned like MAML at test time. Evaluation: held-out tasks, K support
 points, SGD with α = 0.01 for 0..10 steps, MSE on 100 query points spread on [−5, 5].
 
-Read next: ``../cli.py``.
+Both are trained by the loop of ``training.py`` from one ``RunConfig`` (``maml_config``; the
+learner defaults are the sinusoid row of ``registry.py``), MAML on one stream of tasks seeded
+with seed + 1 and the baseline on another seeded with seed + 2 (the numbers of
+docs/RESULTS.md came from these streams). ``minimeta demo`` and ``examples/sinusoid_maml.py``
+run this module.
+
+Read next: ``minimeta/experiments/fewshot.py`` (evaluating a checkpoint: minimeta eval).
 """
 import numpy as np
 
-from .. import functional as F
-from .. import nn
 from ..data import SinusoidTasks
-from ..engine import grad, no_grad
+from ..engine import no_grad
 from ..engine.tensor import Tensor
-from ..learners import MAML, StackedTasks
-from ..optim import Adam
-from .progress import Progress
+from ..learners.base import Learner
+from .config import RunConfig
+from .evaluation import fine_tune, fine_tune_curve, mean_ci
+from .registry import model_for
+from .training import train
 
 EVAL_STEPS = (0, 1, 5, 10)
-INIT_STD = 0.01  # normal(0, 0.01) weights, as in the MAML reference code
 
 
-def train_maml(iterations, shots=10, meta_batch=25, inner_lr=0.01, outer_lr=1e-3, seed=0,
-               first_order=False, inner_steps=1, multi_step_loss=False, clip_norm=None,
-               log=None):
-    """Meta-train MAML; returns (model, learner, list of per-iteration mean query losses).
+def maml_config(iterations, shots=10, seed=0, **settings):
+    """The experiment's run: K = ``shots`` support and as many query points per task, no
+    files written; ``settings`` sets any other field of ``RunConfig`` (``inner_lr``,
+    ``inner_steps``, ``multi_step_loss``, ``clip_norm``, ``learner="fomaml"``, …)."""
+    return RunConfig(**{"learner": "maml", "dataset": "sinusoid", "iterations": iterations,
+                        "shots": shots, "queries": shots, "seed": seed,
+                        "stream_seed": seed + 1, "out": None, **settings})
 
-    ``clip_norm`` bounds the global norm of each meta-gradient (None: no clipping).
+
+def meta_train(config):
+    """Meta-train as ``config`` says; returns (model, learner, per-iteration mean query loss).
 
     The 25 tasks of a meta-batch go through the network as one stacked batch
-    (``StackedTasks(MAML(...))``): the same meta-gradient as a loop over tasks, ten times
-    faster.
+    (``StackedTasks(MAML(...))``, built by the registry): the same meta-gradient as a loop
+    over tasks, ten times faster.
     """
-    model = nn.mlp((1, 40, 40, 1), seed=seed, init_std=INIT_STD)
-    learner = StackedTasks(MAML(model, inner_lr, inner_steps, first_order=first_order,
-                                loss="mse", multi_step_loss=multi_step_loss))
-    opt = Adam(learner.meta_parameters(), lr=outer_lr, clip_norm=clip_norm)
-    tasks = SinusoidTasks(seed=seed + 1)
-    bar, curve = Progress(iterations, "maml"), []
-    for it in range(iterations):
-        metrics = learner.outer_step(tasks.sample(meta_batch, shots))
-        opt.step()
-        opt.zero_grad()
-        curve.append(metrics["loss"])
-        bar.update(it, loss=float(np.mean(curve[-100:])))
-        if log is not None:
-            log(it, metrics)
-    return model, learner, curve
+    run = train(config, label=config.learner, smooth=100)
+    return run.model, run.learner, run.curve
 
 
-def train_baseline(iterations, shots=10, meta_batch=25, lr=1e-3, seed=0):
-    """Pretrain on all tasks at once (the paper's baseline); returns (model, losses)."""
-    model = nn.mlp((1, 40, 40, 1), seed=seed, init_std=INIT_STD)
-    params = model.parameters()
-    opt = Adam(params, lr=lr)
-    tasks = SinusoidTasks(seed=seed + 2)
-    bar, curve = Progress(iterations, "pretrained"), []
-    for it in range(iterations):
-        batch = tasks.sample(meta_batch, shots)
-        x = Tensor(np.concatenate([t[0] for t in batch]))
-        y = np.concatenate([t[1] for t in batch])
-        loss = F.mse_loss(model(x), y)
-        opt.step(grad(loss, params))
-        curve.append(loss.item())
-        bar.update(it, loss=float(np.mean(curve[-100:])))
-    return model, curve
+class Pretrained(Learner):
+    """The baseline as a learner: its outer step is the gradient of plain regression on the
+    support points of all the meta-batch's tasks at once."""
+
+    def __init__(self, model):
+        super().__init__(model, loss="mse")
+
+    def outer_step(self, tasks):
+        x = Tensor(np.concatenate([t[0] for t in tasks]))
+        loss = self.loss(self.model(x), np.concatenate([t[1] for t in tasks]))
+        loss.backward()
+        return {"loss": loss.item()}
 
 
-def fine_tune_curve(model, params, x_s, y_s, x_q, y_q, lr=0.01, steps=EVAL_STEPS):
-    """Query MSE after each number of SGD steps in ``steps`` (plain SGD, mean support loss)."""
-    fast = {k: Tensor(p.numpy(), requires_grad=True) for k, p in params.items()}
-    out, xs, xq = {}, Tensor(x_s), Tensor(x_q)
-    for step in range(max(steps) + 1):
-        if step in steps:
-            with no_grad():
-                out[step] = F.mse_loss(model(xq, fast), y_q).item()
-        if step == max(steps):
-            break
-        grads = grad(F.mse_loss(model(xs, fast), y_s), list(fast.values()))
-        fast = {k: Tensor(p.numpy() - lr * g.numpy(), requires_grad=True)
-                for (k, p), g in zip(fast.items(), grads)}
-    return out
+def pretrain(config):
+    """The pretrained baseline on MAML's budget (``config``: iterations, points, meta-batch
+    size, outer learning rate; no clipping); returns (model, per-iteration losses)."""
+    config = RunConfig(learner="maml", dataset="sinusoid", iterations=config.iterations,
+                       shots=config.shots, queries=config.queries, seed=config.seed,
+                       meta_batch=config.meta_batch, outer_lr=config.outer_lr,
+                       stream_seed=config.seed + 2, out=None)
+    model = model_for(config)
+    return model, train(config, model, Pretrained(model), "pretrained", smooth=100).curve
+
+
+def train_maml(iterations, shots=10, seed=0, **settings):
+    """``meta_train(maml_config(...))``: (model, learner, losses)."""
+    return meta_train(maml_config(iterations, shots, seed, **settings))
+
+
+def train_baseline(iterations, shots=10, seed=0, **settings):
+    """``pretrain(maml_config(...))``: (model, losses)."""
+    return pretrain(maml_config(iterations, shots, seed, **settings))
 
 
 def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100, lr=0.01):
@@ -103,17 +101,12 @@ def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100, lr
             tasks.append((x_s, y_s, x_q, (a * np.sin(x_q - p)).astype(np.float32)))
         for name, model in models.items():
             params = model.named_parameters()
-            per_task = [fine_tune_curve(model, params, *t, lr=lr) for t in tasks]
+            per_task = [fine_tune_curve(model, params, *t, steps=EVAL_STEPS, lr=lr)
+                        for t in tasks]
             start = np.array([c[0] for c in per_task])
             results[(name, shots)] = {s: stat([c[s] for c in per_task], start)
                                       for s in EVAL_STEPS}
     return results
-
-
-def mean_ci(values):
-    """Mean and the half-width of its 95% normal-approximation confidence interval."""
-    v = np.asarray(values, dtype=np.float64)
-    return float(v.mean()), float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
 def stat(values, start):
@@ -156,16 +149,12 @@ def plot_task(models, path, shots=5, seed=7, lr=0.01):
     for ax, (name, model) in zip(axes[0], models.items()):
         ax.plot(grid, a * np.sin(grid - p), "r", label="ground truth")
         ax.plot(x_s, y_s, "k^", label=f"{shots} used for gradient")
-        fast = {k: Tensor(v.numpy(), requires_grad=True)
-                for k, v in model.named_parameters().items()}
-        for step in range(11):
+        for step, fast in enumerate(fine_tune(model, model.named_parameters(), x_s, y_s, 10,
+                                              lr)):
             if step in (0, 1, 10):
                 with no_grad():
                     ax.plot(grid, model(Tensor(grid), fast).numpy(), "--" if step == 0 else "-",
                             label=f"after {step} steps" if step else "pre-update")
-            grads = grad(F.mse_loss(model(Tensor(x_s), fast), y_s), list(fast.values()))
-            fast = {k: Tensor(v.numpy() - lr * g.numpy(), requires_grad=True)
-                    for (k, v), g in zip(fast.items(), grads)}
         ax.set_title(name)
         ax.set_ylim(-5.5, 5.5)
         ax.legend(loc="lower right", fontsize=8)

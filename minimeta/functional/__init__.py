@@ -9,7 +9,7 @@ order come from the engine. Files, in reading order:
   one_hot, class_means (prototypes);
 - ``recurrent.py``: lstm_cell.
 
-Read next: ``../nn/`` (modules with functional parameters).
+Read next: ``minimeta/functional/losses.py`` (softmax, cross-entropy, MSE).
 """
 from ..engine.ops import relu, sigmoid, tanh
 from .losses import softmax, log_softmax, cross_entropy, mse_loss, accuracy

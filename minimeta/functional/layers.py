@@ -9,7 +9,7 @@ meta-training and at meta-test time, uses the statistics of the current support 
 and the running averages are never used. (With a running average, the inner loop's gradients
 would depend on earlier tasks.)
 
-Read next: ``metric.py``.
+Read next: ``minimeta/functional/metric.py`` (similarities and the Matching read-out).
 """
 import numpy as np
 

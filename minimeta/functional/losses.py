@@ -1,7 +1,8 @@
 """Softmax, log-softmax and the losses, as compositions (their VJPs come from the primitives).
 
 log_softmax(z) = z − logsumexp(z): the stable form, whose gradient is one − softmax.
-Read next: ``layers.py``.
+
+Read next: ``minimeta/functional/layers.py`` (linear, conv2d, pooling, batch norm).
 """
 import numpy as np
 

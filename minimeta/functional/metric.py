@@ -1,6 +1,6 @@
 """Similarities and distances for metric-based learners, and the Matching Networks read-out.
 
-Read next: ``recurrent.py``.
+Read next: ``minimeta/functional/recurrent.py`` (the LSTM cell).
 """
 from ..engine import ops
 from ..engine.primitives.attention import cosine_attention as _fused_attention

@@ -1,6 +1,6 @@
 """The LSTM cell as a composition (Matching Networks' full context embeddings need it).
 
-Read next: ``../nn/``.
+Read next: ``minimeta/nn/__init__.py`` (modules with functional parameters).
 """
 from ..engine import ops
 

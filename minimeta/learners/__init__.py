@@ -6,7 +6,7 @@ Optimization-based: ``MAML`` (exact second order; ``first_order=True`` for FOMAM
 ``ProtoNet``, ``MatchingNet`` (with optional full context embeddings) and ``RelationNet``
 (``metric.py``). All of them are ``Learner``s (``base.py``); the wrapper is not.
 
-Read next: ``base.py``, then ``maml.py``.
+Read next: ``minimeta/learners/base.py`` (what every learner shares).
 """
 from .maml import MAML, MetaSGD, ANIL
 from .stacked import StackedTasks

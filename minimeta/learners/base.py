@@ -8,7 +8,7 @@ decides whether there is an accuracy to report), task data as a Tensor, and the 
 MAML and its variants (``maml.py``), Reptile (``reptile.py``) and the metric-based learners
 (``metric.py``) all build on it.
 
-Read next: ``maml.py``.
+Read next: ``minimeta/learners/maml.py`` (MAML, first-order MAML, Meta-SGD, ANIL).
 """
 import functools
 import operator

@@ -23,7 +23,7 @@ The inner loss is the **mean** over the support examples (the reference TensorFl
 over a K-shot batch for regression, which multiplies the effective α by K); batch norm always
 normalises with the statistics of the batch in hand (see ``functional/layers.py``).
 
-Read next: ``stacked.py``.
+Read next: ``minimeta/learners/stacked.py`` (a meta-batch as one stacked batch).
 """
 import numpy as np
 

@@ -9,7 +9,7 @@ No graph is kept across steps: the update direction comes from the parameters, n
 so Reptile writes its own ``outer_step`` (it updates θ itself; there is no outer optimizer).
 The loss by name, the task data as a Tensor and the metrics come from ``base.py``.
 
-Read next: ``metric.py``.
+Read next: ``minimeta/learners/metric.py`` (Prototypical, Matching and Relation Networks).
 """
 from .. import optim
 from ..engine import grad, no_grad

@@ -15,7 +15,7 @@ is the per-task loop's (``tests/test_vectorized_tasks.py`` holds them equal), at
 the loop's Python overhead. The price: the graph of every task is held at once (the loop holds
 one at a time).
 
-Read next: ``reptile.py``.
+Read next: ``minimeta/learners/reptile.py`` (Reptile).
 """
 import copy
 

@@ -1,6 +1,6 @@
 """``minimeta.nn``: modules with functional parameters (``model(x, params)``) and backbones.
 
-Read ``module.py`` first, then ``layers.py``, ``fce.py`` and ``backbones.py``.
+Read next: ``minimeta/nn/module.py`` (the Module: model(x, params)).
 """
 from .module import Module, sub_params
 from .layers import (Sequential, Linear, Conv2d, BatchNorm2d, ReLU, Tanh, MaxPool2d, Flatten,

@@ -8,7 +8,7 @@
   al. 2018, Omniglot version): 28×28×1 → 64×5×5 feature maps, and a pair of them stacked on the
   channel axis (128×5×5) → one relation score (a logit; the learner applies the sigmoid).
 
-Read next: ``../optim.py``.
+Read next: ``minimeta/optim.py`` (SGD and Adam).
 """
 import numpy as np
 

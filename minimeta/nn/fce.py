@@ -12,7 +12,8 @@ A plain Matching Network embeds each image on its own. With full context embeddi
   starting from h₀ = r₀ = c₀ = 0. Queries are processed together, each independently.
 
 Everything is a composition of primitives, so FCE is differentiable at any order.
-Read next: ``backbones.py``.
+
+Read next: ``minimeta/nn/backbones.py`` (conv4, the MLP, Relation Networks' parts).
 """
 import numpy as np
 

@@ -12,7 +12,7 @@ with the same names, which is all an inner-loop update needs: a new dict, no mut
     >>> layer(mm.tensor([[1.0, 2.0]]), fast).numpy()
     array([[0.]])
 
-Read next: ``layers.py``.
+Read next: ``minimeta/nn/layers.py`` (the layers as modules).
 """
 from collections import OrderedDict
 

@@ -17,5 +17,5 @@ reading order, which is also their import order (each imports only files above i
 | conv.py           | Conv2d Conv2dInputGrad Conv2dWeightGrad (a closed family), MaxPool2d     |
 |                   | MaxPool2dBackward (max pooling and its scatter: a closed pair)          |
 
-Read next: ``elementwise.py``.
+Read next: ``minimeta/engine/primitives/elementwise.py`` (arithmetic and elementwise primitives).
 """

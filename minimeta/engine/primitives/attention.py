@@ -4,7 +4,7 @@ Forward and first-order VJP each run one kernel (``kernels/attention_*``); secon
 derivatives go through the composite below, the reference definition, written with the
 engine's own primitives (``functional.metric.cosine_attention`` re-exports it).
 
-Read next: ``normalization.py``.
+Read next: ``minimeta/engine/primitives/normalization.py`` (fused batch normalisation).
 """
 from .elementwise import exp, sqrt
 from .fused import Fused

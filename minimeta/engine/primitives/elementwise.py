@@ -2,10 +2,10 @@
 
 Each class gives its forward on raw arrays and its VJP as a formula in Tensor ops. ``g`` is the
 gradient arriving at the output ``out``; the returned gradients may have the broadcast shape,
-the backward pass sums them down (``reductions.unbroadcast``). A gradient is skipped (None) for inputs
-that do not require it, so constants cost nothing in the backward pass.
+the backward pass sums them down (``reductions.unbroadcast``). A gradient is skipped (None) for
+inputs that do not require it, so constants cost nothing in the backward pass.
 
-Read next: ``shape.py``.
+Read next: ``minimeta/engine/primitives/shape.py`` (reshape, transpose, broadcast, indexing).
 """
 import numpy as np
 

@@ -15,7 +15,7 @@ fused kernels are tested equal to the composite (forward and first derivative). 
 and ``composite(*inputs)``. The VJP kernel returns the gradients packed into one flat array
 (the engine's primitives have one output), in input order.
 
-Read next: ``attention.py`` and ``normalization.py``, the two fused primitives.
+Read next: ``minimeta/engine/primitives/attention.py`` (fused cosine attention).
 """
 from ... import kernels as K
 from ..autodiff import Primitive, apply, grad, set_grad_enabled

@@ -5,7 +5,8 @@ swaps the last two axes when its flag is set. With them the VJP of a matrix prod
 matrix product (g @ bᵀ is ``matmul(g, b, trans_b=True)``), so the family is closed under
 differentiation and no transpose op is recorded, at any order.
 
-Read next: ``fused.py``.
+Read next: ``minimeta/engine/primitives/fused.py`` (fused primitives: kernel VJPs, composite
+orders).
 """
 from ..autodiff import Primitive, apply
 from ..tensor import lift_pair

@@ -13,7 +13,7 @@ with the engine's primitives (``functional.layers`` re-exports it). The forward 
 returns the batch mean and biased variance: forward saves them on the output
 (``saves``; read as ``y.saved``) for the running-average update in ``functional.layers``.
 
-Read next: ``conv.py``.
+Read next: ``minimeta/engine/primitives/conv.py`` (the convolution family and max pooling).
 """
 from ... import kernels as K
 from .elementwise import sqrt

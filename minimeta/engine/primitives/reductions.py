@@ -5,7 +5,7 @@ first reshapes ``g`` to the shape with the reduced axes kept as size 1, so that 
 lines up whatever ``keepdims`` was (unless they already line up: reduced leading axes, or a
 full reduction, broadcast back as they are).
 
-Read next: ``linalg.py``.
+Read next: ``minimeta/engine/primitives/linalg.py`` (the matrix product with transpose flags).
 """
 import math
 

@@ -4,7 +4,7 @@
 ``g`` into zeros at ``index``, and the VJP of that scatter is reading ``g[index]`` again. So
 indexing stays differentiable to any order.
 
-Read next: ``reductions.py``.
+Read next: ``minimeta/engine/primitives/reductions.py`` (sum, max, logsumexp, and the unbroadcast).
 """
 import math
 

@@ -1,0 +1,232 @@
+"""One training run's settings: ``RunConfig``, with every default and every check in one place.
+
+``minimeta train`` builds its options from the fields below (``add_arguments``) and its
+config from the parsed options (``RunConfig.from_args``); the sinusoid experiment and the
+examples build theirs in Python; a checkpoint stores its config as a dict (``settings()``) and
+``RunConfig.from_settings`` reads it back, those written before this class existed included.
+
+A field left at None takes the default of its learner's paper for the training way count
+(the tables of ``registry.py``; the sinusoid experiment's values on ``--dataset sinusoid``),
+filled in when the config is made: a RunConfig is always complete, and always checked. A bad
+value is a ``ValueError`` of one line naming the option:
+
+    >>> c = RunConfig(learner="maml", ways=20)
+    >>> c.inner_lr, c.inner_steps, c.meta_batch, c.queries
+    (0.1, 5, 16, 15)
+    >>> RunConfig(learner="protonet").ways, RunConfig(learner="protonet").lr_halve_every
+    (60, 2000)
+    >>> RunConfig(learner="maml", inner_lr=float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: --inner-lr must be a finite number > 0, got nan
+    >>> RunConfig(learner="reptile", clip_norm=1.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --clip-norm does not apply to reptile: Reptile has no meta-gradient to clip ...
+
+An option a learner does not take (``registry.WHY_NOT``) is None (or False) in its config.
+``dataclasses.replace`` re-checks a config but keeps its filled-in values: give the way count
+when the config is made, not afterwards.
+
+Read next: ``minimeta/experiments/registry.py`` (the learners by name, with their papers' defaults).
+"""
+import math
+import numbers
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from .registry import (COMMON_DEFAULTS, LEARNERS, OPTIONAL, SINUSOID_DEFAULTS, WHY_NOT)
+
+
+def option(default, kind, help=None, choices=None, least=None, above=None, flag=True):
+    """A field with what the command line and the checks need: its type (``kind``), the
+    ``choices``, an int's ``least`` value, a float's ``least`` or ``above`` (strict) bound."""
+    return field(default=default, metadata=dict(kind=kind, help=help, choices=choices,
+                                                least=least, above=above, flag=flag))
+
+
+@dataclass
+class RunConfig:
+    """Every setting of a training run (the command line's option for ``x_y`` is ``--x-y``);
+    None: the learner's paper's value, filled in when the config is made."""
+
+    learner: str = option(None, str, choices=tuple(LEARNERS))
+    dataset: str = option("omniglot", str, choices=("omniglot", "sinusoid"))
+    ways: int = option(None, int, "classes per training episode (default 5; ProtoNet 60)",
+                       least=1)
+    shots: int = option(1, int, least=1)
+    queries: int = option(None, int, "query examples per class", least=1)
+    multi_step_loss: bool = option(False, bool, "MAML family: meta-train on the mean query "
+                                   "loss after 1..K inner steps (Antoniou et al. 2019)")
+    fce: bool = option(False, bool, "matching: full context embeddings (Vinyals et al. 2016)")
+    clip_norm: float = option(None, float, "bound on the global norm of each meta-gradient "
+                              "(default: none)", above=0)
+    split: str = option("vinyals", str, choices=("vinyals", "lake"))
+    iterations: int = option(60000, int, least=1)
+    meta_batch: int = option(None, int, "tasks per meta-batch", least=1)
+    inner_lr: float = option(None, float, above=0)
+    inner_steps: int = option(None, int, least=0)
+    test_steps: int = option(None, int, least=0)
+    outer_lr: float = option(None, float, above=0)
+    lr_halve_every: int = option(None, int, "halve the outer learning rate every N iterations "
+                                 "(0: never)", least=0)
+    val_size: int = option(100, int, "characters of the 1200 meta-training ones held out to "
+                           "validate", least=0)
+    validate_every: int = option(500, int, "iterations (0: never)", least=0)
+    val_episodes: int = option(100, int, least=2)
+    seed: int = option(0, int, least=0)
+    out: str = option("outputs/run", str, "the run's folder")  # None (from Python): no files
+    resume: bool = option(False, bool)
+    device: str = option("cpu", str, "cuda: CuPy arrays and the numba.cuda kernels (pip "
+                         "install 'minimeta[gpu]')", choices=("cpu", "cuda"))
+    checkpoint_every: float = option(300.0, float, "seconds", least=0)
+    detect_anomaly: bool = option(False, bool, "stop at the first op whose output or gradient "
+                                  "holds a NaN or an inf, naming the op, its inputs, the order "
+                                  "and your source line")
+    # not on the command line: filled in, or set by the sinusoid experiment
+    val_ways: int = option(None, int, "validation ways: the training ones for the "
+                           "optimization learners (their head), 5 for the metric ones",
+                           least=1, flag=False)
+    stream_seed: int = option(None, int, "None: iteration i's tasks come from the seed "
+                              "(seed, i), so a resumed run sees the same; an int: one stream "
+                              "of sinusoid tasks from that seed (the sinusoid experiment's)",
+                              least=0, flag=False)
+
+    def __post_init__(self):
+        self._check_types()
+        spec = LEARNERS[self.learner]
+        for name in sorted(OPTIONAL - spec.options):
+            if getattr(self, name) not in (None, False):
+                raise ValueError(f"{flag(name)} does not apply to {self.learner}: "
+                                 f"{WHY_NOT[name]}")
+        if self.dataset == "sinusoid" and spec.family == "metric":
+            raise ValueError(f"{self.learner} classifies images: use --dataset omniglot")
+        if self.stream_seed is not None and self.dataset != "sinusoid":
+            raise ValueError("stream_seed: one stream of tasks is the sinusoid experiment's; "
+                             "Omniglot episodes come from the seed (seed, iteration)")
+        self._fill_defaults(spec)
+        self._check_types()
+
+    def _fill_defaults(self, spec):
+        """The paper's value for every unset setting the learner takes (one place)."""
+        if self.ways is None:
+            self.ways = 5 if self.dataset == "sinusoid" else spec.default_ways
+        table = spec.defaults
+        paper = {**COMMON_DEFAULTS, **table.get(self.ways, table[min(table)])}
+        if self.dataset == "sinusoid":
+            paper.update(SINUSOID_DEFAULTS)
+        paper["val_ways"] = self.ways if spec.family == "optimization" else 5
+        for name, value in paper.items():
+            if getattr(self, name) is None and (name not in OPTIONAL or name in spec.options):
+                setattr(self, name, value)
+        if self.split == "lake":
+            self.val_size = 0  # the background/evaluation split has no validation part
+
+    def _check_types(self):
+        """Every set field against its type, choices and bounds (``ValueError`` naming it)."""
+        if self.learner is None:
+            raise ValueError("--learner is required")
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if value is None or f.name == "multi_step_loss":
+                continue
+            kind, name = meta["kind"], flag(f.name) if meta["flag"] else f.name
+            if meta["choices"] and value not in meta["choices"]:
+                raise ValueError(f"{name} must be one of {', '.join(meta['choices'])}, "
+                                 f"got {value!r}")
+            if kind is bool and not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+            if kind is str and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, got {value!r}")
+            if kind is int:
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                    raise ValueError(f"{name} must be an integer, got {value!r}")
+                if value < meta["least"]:
+                    raise ValueError(f"{name} must be at least {meta['least']}, got {value}")
+                setattr(self, f.name, int(value))
+            if kind is float:
+                low, strict = (meta["above"], True) if meta["above"] is not None \
+                    else (meta["least"], False)
+                number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+                if not (number and math.isfinite(value) and (value > low if strict
+                                                             else value >= low)):
+                    raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} "
+                                     f"{low}, got {value!r}")
+                setattr(self, f.name, float(value))
+        steps = self.multi_step_loss
+        if not isinstance(steps, (bool, np.bool_)):
+            try:
+                self.multi_step_loss = tuple(float(w) for w in steps)
+            except (TypeError, ValueError):
+                raise ValueError(f"--multi-step-loss must be True, False or a list of step "
+                                 f"weights, got {steps!r}") from None
+        else:
+            self.multi_step_loss = bool(steps)
+
+    # ----- to and from the command line and checkpoints ------------------------------------
+    @classmethod
+    def from_args(cls, namespace):
+        """The config of parsed ``minimeta train`` options (an option not given: None)."""
+        given = {f.name: getattr(namespace, f.name, None) for f in fields(cls)
+                 if f.metadata["flag"]}
+        return cls(**{k: v for k, v in given.items() if v is not None})
+
+    @classmethod
+    def from_settings(cls, settings, **overrides):
+        """The config of a settings dict (a checkpoint's, or an older release's dict API),
+        with ``overrides``: unknown keys, None values and options its learner does not take
+        are dropped; missing ones get their defaults."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in {**settings, **overrides}.items()
+                  if k in names and v is not None}
+        if "learner" not in values:
+            raise ValueError("settings: no learner")
+        spec = LEARNERS.get(values["learner"])
+        for name in (OPTIONAL - spec.options) if spec else ():
+            values.pop(name, None)
+        for name, value in values.items():
+            if isinstance(value, np.ndarray):  # a list of step weights, saved as an array
+                values[name] = tuple(value.tolist()) if value.ndim else value.item()
+        return cls(**values)
+
+    def settings(self):
+        """The config as a dict of its set values (what a checkpoint stores)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if isinstance(self.multi_step_loss, tuple):
+            out["multi_step_loss"] = list(self.multi_step_loss)
+        return {k: v for k, v in out.items() if v is not None}
+
+    def describe(self):
+        """``name=value`` for every field (those off the command line only when set), as
+        ``minimeta train`` prints it."""
+        return ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                         if f.metadata["flag"] or getattr(self, f.name) is not None)
+
+
+def flag(name):
+    """The command-line option of field ``name``: ``inner_lr`` → ``--inner-lr``."""
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser):
+    """The options of ``minimeta train``, one per field of ``RunConfig``; each defaults to
+    None (unset), so that ``from_args`` leaves the defaults to the config."""
+    paper = set(COMMON_DEFAULTS) | set(SINUSOID_DEFAULTS)
+    for f in fields(RunConfig):
+        meta = f.metadata
+        if not meta["flag"]:
+            continue
+        if meta["kind"] is bool:
+            parser.add_argument(flag(f.name), action="store_true", default=None,
+                                help=meta["help"])
+            continue
+        text = meta["help"] or ""
+        if "default" not in text:  # the default said once: the field's, or the paper's
+            note = f"default {f.default}" if f.default is not None else \
+                "default: the learner's paper's" if f.name in paper else ""
+            text = "; ".join(t for t in (text, note) if t)
+        parser.add_argument(flag(f.name), type=meta["kind"], default=None,
+                            choices=meta["choices"], required=f.name == "learner",
+                            help=text)
+    return parser

@@ -1,0 +1,138 @@
+"""The learners the command line trains, by name: their family, how each is built, and the
+defaults of the paper it comes from.
+
+``LEARNERS[name]`` is a ``LearnerSpec``: the ``family`` ("optimization": an inner loop on a
+model whose head has one output per class, or one for a regression; "metric": an embedding
+compared across the episode), ``build(config) → (model, learner)`` (the model is the Module
+whose state is checkpointed), the paper's ``defaults`` by training way count, the ``options``
+of ``RunConfig`` that only some learners take, and whether an outer optimizer (Adam) updates
+the meta-parameters (Reptile updates θ itself).
+
+    >>> LEARNERS["maml"].family, LEARNERS["protonet"].default_ways
+    ('optimization', 60)
+    >>> LEARNERS["reptile"].outer_optimizer, "fce" in LEARNERS["matching"].options
+    (False, True)
+
+``config.py`` reads these tables when it fills a run's unset settings; ``build`` is what a
+training run and ``minimeta eval`` call.
+
+Read next: ``minimeta/experiments/training.py`` (the one training loop).
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+from .. import nn
+from ..learners import (ANIL, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile,
+                        StackedTasks)
+
+# Paper defaults by training way count (a way count not in a table reads its smallest one):
+# Finn et al. 2017 (MAML), Nichol et al. 2018 (Reptile), Snell et al. 2017 (60-way training
+# episodes, 5 queries per class, Adam 1e-3 halved every 2000 episodes), Vinyals et al. 2016,
+# Sung et al. 2018 (19 queries per class for 5-way, 10 for 20-way).
+MAML_DEFAULTS = {
+    5: dict(inner_lr=0.4, inner_steps=1, test_steps=3, meta_batch=32, queries=15),
+    20: dict(inner_lr=0.1, inner_steps=5, test_steps=5, meta_batch=16, queries=15)}
+REPTILE_DEFAULTS = {5: dict(inner_lr=1e-3, inner_steps=5, test_steps=50, meta_batch=5,
+                            outer_lr=1.0, queries=15)}
+COMMON_DEFAULTS = dict(meta_batch=1, outer_lr=1e-3, lr_halve_every=0)  # under every table
+# The sinusoid experiment (Finn et al. 2017, section 5.1), for every optimization learner.
+SINUSOID_DEFAULTS = dict(inner_lr=0.01, inner_steps=1, test_steps=10, meta_batch=25, queries=10)
+SINUSOID_MLP = dict(sizes=(1, 40, 40, 1), init_std=0.01)  # normal(0, 0.01), the reference code
+
+# Options of RunConfig that only some learners take; the others reject them (config.py).
+INNER_LOOP = frozenset({"inner_lr", "inner_steps", "test_steps"})
+OUTER_OPTIMIZER = frozenset({"clip_norm", "lr_halve_every"})
+MAML_OPTIONS = INNER_LOOP | OUTER_OPTIMIZER | {"multi_step_loss"}
+OPTIONAL = MAML_OPTIONS | {"fce"}
+WHY_NOT = {  # why an option does not apply to the learners that lack it
+    "fce": "full context embeddings are Matching Networks' (--learner matching)",
+    "multi_step_loss": "the multi-step loss is the MAML family's (maml, fomaml, metasgd, anil)",
+    "clip_norm": "Reptile has no meta-gradient to clip (its update is θ + ε·mean(φ − θ))",
+    "lr_halve_every": "Reptile has no outer optimizer (its outer step is ε, --outer-lr)",
+    "inner_lr": "a metric learner has no inner loop",
+    "inner_steps": "a metric learner has no inner loop",
+    "test_steps": "a metric learner has no inner loop",
+}
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """What the command line needs to know about one learner."""
+
+    family: str                    # "optimization" or "metric"
+    build: Callable                # config -> (model, learner)
+    defaults: dict                 # {training ways: {setting: the paper's value}}
+    options: frozenset             # the entries of OPTIONAL this learner takes
+    default_ways: int = 5          # training ways when --ways is not given
+    outer_optimizer: bool = True   # False: the learner updates θ itself (Reptile)
+
+
+def model_for(config):
+    """The network an optimization learner adapts: the sinusoid MLP, or conv4 with a
+    ``config.ways``-way head; on ``config.device``."""
+    if config.dataset == "sinusoid":
+        model = nn.mlp(SINUSOID_MLP["sizes"], seed=config.seed,
+                       init_std=SINUSOID_MLP["init_std"])
+    else:
+        model = nn.conv4(config.ways, seed=config.seed)
+    return model.to(config.device)  # before the learner: Meta-SGD's rates follow its device
+
+
+def loss_for(config):
+    return "mse" if config.dataset == "sinusoid" else "cross_entropy"
+
+
+def maml_family(cls, **fixed):
+    """Builder of MAML, FOMAML, Meta-SGD or ANIL; on sinusoids the meta-batch runs as one
+    stacked batch (``StackedTasks``: the MLP broadcasts over a leading task axis)."""
+    def build(config):
+        model = model_for(config)
+        learner = cls(model, config.inner_lr, config.inner_steps, loss=loss_for(config),
+                      test_steps=config.test_steps, multi_step_loss=config.multi_step_loss,
+                      **fixed)
+        return model, StackedTasks(learner) if config.dataset == "sinusoid" else learner
+    return build
+
+
+def reptile(config):
+    """Reptile with an inner Adam, as in the paper."""
+    model = model_for(config)
+    return model, Reptile(model, config.inner_lr, config.inner_steps, config.outer_lr,
+                          inner_optimizer="adam", loss=loss_for(config),
+                          test_steps=config.test_steps)
+
+
+def metric(make):
+    """Builder of a metric learner from ``make(config) → learner``; its model is the learner's
+    ``net`` (all its trained modules), moved to ``config.device``."""
+    def build(config):
+        learner = make(config)
+        return learner.net.to(config.device), learner
+    return build
+
+
+METRIC_OPTIONS = OUTER_OPTIMIZER
+LEARNERS = {
+    "maml": LearnerSpec("optimization", maml_family(MAML), MAML_DEFAULTS, MAML_OPTIONS),
+    "fomaml": LearnerSpec("optimization", maml_family(MAML, first_order=True), MAML_DEFAULTS,
+                          MAML_OPTIONS),
+    "reptile": LearnerSpec("optimization", reptile, REPTILE_DEFAULTS, INNER_LOOP,
+                           outer_optimizer=False),
+    "metasgd": LearnerSpec("optimization", maml_family(MetaSGD), MAML_DEFAULTS, MAML_OPTIONS),
+    "anil": LearnerSpec("optimization", maml_family(ANIL), MAML_DEFAULTS, MAML_OPTIONS),
+    "protonet": LearnerSpec(
+        "metric", metric(lambda c: ProtoNet(nn.conv4(seed=c.seed))),
+        {60: dict(queries=5, lr_halve_every=2000)}, METRIC_OPTIONS, default_ways=60),
+    "matching": LearnerSpec(
+        "metric", metric(lambda c: MatchingNet(nn.conv4(seed=c.seed), fce=c.fce, seed=c.seed)),
+        {5: dict(queries=15), 20: dict(queries=5)}, METRIC_OPTIONS | {"fce"}),
+    "relation": LearnerSpec(
+        "metric", metric(lambda c: RelationNet(nn.relation_embedding(seed=c.seed),
+                                               nn.relation_module(seed=c.seed + 1))),
+        {5: dict(queries=19), 20: dict(queries=10)}, METRIC_OPTIONS),
+}
+
+
+def build(config):
+    """Model (the Module whose state is checkpointed) and learner of a ``RunConfig``."""
+    return LEARNERS[config.learner].build(config)

@@ -1,0 +1,150 @@
+"""The reading order of the source, as data: one line through every module.
+
+``ORDER`` lists every module once, each with a few words on what it holds. The last paragraph
+of each module's docstring, its "Read next:" line, is generated from this list: it names the
+next module (by its path from the repository root) and what that module holds. So the line
+through the package is written once, here; ``python -m minimeta.reading --write`` rewrites the
+lines after an edit, and ``tests/test_structure.py`` checks that every module's line matches
+and that ``ORDER`` names every module of the package exactly once.
+
+    >>> ORDER[0][0], ORDER[-1][0]
+    ('minimeta/__init__.py', 'minimeta/reading.py')
+
+Read next: nothing: this is the end of the line (back to ``README.md`` and ``docs/TOUR.md``).
+"""
+import os
+import re
+import sys
+import textwrap
+
+ORDER = [  # (path from the repository root, what it holds)
+    ("minimeta/__init__.py", "the layers of the package"),
+    ("minimeta/engine/__init__.py", "the engine, and its reading order"),
+    ("minimeta/engine/backend.py", "devices: NumPy on the CPU, CuPy on a GPU"),
+    ("minimeta/engine/tensor.py", "the Tensor, and making Tensors"),
+    ("minimeta/engine/anomaly.py", "finding the first NaN or inf"),
+    ("minimeta/engine/autodiff.py", "the Primitive contract, apply, the backward pass"),
+    ("minimeta/engine/primitives/__init__.py", "the primitive set, file by file"),
+    ("minimeta/engine/primitives/elementwise.py", "arithmetic and elementwise primitives"),
+    ("minimeta/engine/primitives/shape.py", "reshape, transpose, broadcast, indexing"),
+    ("minimeta/engine/primitives/reductions.py", "sum, max, logsumexp, and the unbroadcast"),
+    ("minimeta/engine/primitives/linalg.py", "the matrix product with transpose flags"),
+    ("minimeta/engine/primitives/fused.py", "fused primitives: kernel VJPs, composite orders"),
+    ("minimeta/engine/primitives/attention.py", "fused cosine attention"),
+    ("minimeta/engine/primitives/normalization.py", "fused batch normalisation"),
+    ("minimeta/engine/primitives/conv.py", "the convolution family and max pooling"),
+    ("kernels/__init__.py", "the kernel table"),
+    ("kernels/conv_ref.py", "convolution in NumPy: the spec"),
+    ("kernels/pool_ref.py", "max pooling in NumPy: the spec"),
+    ("kernels/attention_ref.py", "cosine attention in NumPy: the spec"),
+    ("kernels/norm_ref.py", "batch norm in NumPy: the spec"),
+    ("kernels/conv_numba.py", "convolution with numba on the CPU"),
+    ("kernels/pool_numba.py", "max pooling with numba"),
+    ("kernels/attention_numba.py", "cosine attention with numba"),
+    ("kernels/norm_numba.py", "batch norm with numba"),
+    ("kernels/_cuda.py", "what the CUDA kernels share"),
+    ("kernels/conv_cuda.py", "convolution on a GPU"),
+    ("kernels/pool_cuda.py", "max pooling on a GPU"),
+    ("kernels/attention_cuda.py", "cosine attention on a GPU"),
+    ("minimeta/engine/ops.py", "the user-facing namespace and the Tensor's operators"),
+    ("minimeta/engine/derivatives.py", "hvp, jacobian, hessian"),
+    ("minimeta/gradcheck.py", "numerical gradient checks of any order"),
+    ("minimeta/testing.py", "hypothesis strategies for property tests"),
+    ("minimeta/selfcheck_inputs.py", "the input domains of the primitive table"),
+    ("minimeta/selfcheck.py", "the primitive table and its self-check"),
+    ("minimeta/viz.py", "a graph as Graphviz DOT text"),
+    ("minimeta/functional/__init__.py", "compositions on top of the engine"),
+    ("minimeta/functional/losses.py", "softmax, cross-entropy, MSE"),
+    ("minimeta/functional/layers.py", "linear, conv2d, pooling, batch norm"),
+    ("minimeta/functional/metric.py", "similarities and the Matching read-out"),
+    ("minimeta/functional/recurrent.py", "the LSTM cell"),
+    ("minimeta/nn/__init__.py", "modules with functional parameters"),
+    ("minimeta/nn/module.py", "the Module: model(x, params)"),
+    ("minimeta/nn/layers.py", "the layers as modules"),
+    ("minimeta/nn/fce.py", "Matching Networks' full context embeddings"),
+    ("minimeta/nn/backbones.py", "conv4, the MLP, Relation Networks' parts"),
+    ("minimeta/optim.py", "SGD and Adam"),
+    ("minimeta/io.py", "atomic .npz checkpoints"),
+    ("minimeta/learners/__init__.py", "the learners"),
+    ("minimeta/learners/base.py", "what every learner shares"),
+    ("minimeta/learners/maml.py", "MAML, first-order MAML, Meta-SGD, ANIL"),
+    ("minimeta/learners/stacked.py", "a meta-batch as one stacked batch"),
+    ("minimeta/learners/reptile.py", "Reptile"),
+    ("minimeta/learners/metric.py", "Prototypical, Matching and Relation Networks"),
+    ("minimeta/data/__init__.py", "task families as NumPy arrays"),
+    ("minimeta/data/sinusoid.py", "sinusoid regression tasks"),
+    ("minimeta/data/omniglot.py", "Omniglot: conversion and splits"),
+    ("minimeta/data/fetch.py", "downloading the originals"),
+    ("minimeta/data/episodes.py", "the episode sampler"),
+    ("minimeta/experiments/__init__.py", "the papers' experiments"),
+    ("minimeta/experiments/config.py", "a run's settings, checked: RunConfig"),
+    ("minimeta/experiments/registry.py", "the learners by name, with their papers' defaults"),
+    ("minimeta/experiments/training.py", "the one training loop"),
+    ("minimeta/experiments/evaluation.py", "the 95% interval, test episodes, fine-tuning"),
+    ("minimeta/experiments/progress.py", "a progress line"),
+    ("minimeta/experiments/sinusoid.py", "the sinusoid experiment"),
+    ("minimeta/experiments/fewshot.py", "evaluating a checkpoint: minimeta eval"),
+    ("minimeta/threads.py", "the process policy: threads and malloc"),
+    ("minimeta/cli.py", "the command line"),
+    ("minimeta/_kernels_path.py", "how a checkout imports kernels/ as minimeta.kernels"),
+    ("minimeta/reading.py", "this reading order"),
+]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LINE = re.compile(r"\n(Read next|Read ``|Start reading)[^\n]*(\n(?!\n)[^\n]*)*")
+
+
+def line_after(i):
+    """The "Read next:" paragraph of the module at position ``i`` of ``ORDER``."""
+    if i + 1 == len(ORDER):
+        text = "Read next: nothing: this is the end of the line (back to ``README.md`` and " \
+               "``docs/TOUR.md``)."
+    else:
+        path, what = ORDER[i + 1]
+        text = f"Read next: ``{path}`` ({what})."
+    return textwrap.fill(text, 100, break_on_hyphens=False, break_long_words=False)
+
+
+def _docstring_end(source):
+    """Index of the closing quotes of the module docstring (which must open the file)."""
+    if not source.startswith('"""'):
+        raise ValueError("the module must open with a docstring")
+    return source.index('"""', 3)
+
+
+def with_line(source, i):
+    """``source`` with its docstring's last paragraph set to the generated "Read next:" line."""
+    end = _docstring_end(source)
+    body = _LINE.sub("", source[:end]).rstrip("\n")  # every earlier reading line, dropped
+    return body + "\n\n" + line_after(i) + "\n" + source[end:]
+
+
+def stale(root=ROOT):
+    """Paths whose "Read next:" line differs from the one ``ORDER`` generates."""
+    out = []
+    for i, (path, _) in enumerate(ORDER):
+        with open(os.path.join(root, path), encoding="utf-8") as f:
+            source = f.read()
+        if with_line(source, i) != source:
+            out.append(path)
+    return out
+
+
+def write(root=ROOT):
+    """Rewrite every module's "Read next:" line from ``ORDER``; return the paths changed."""
+    changed = stale(root)
+    for i, (path, _) in enumerate(ORDER):
+        if path in changed:
+            full = os.path.join(root, path)
+            with open(full, encoding="utf-8") as f:
+                source = f.read()
+            with open(full, "w", encoding="utf-8") as f:
+                f.write(with_line(source, i))
+    return changed
+
+
+if __name__ == "__main__":
+    if "--write" in sys.argv[1:]:
+        print("\n".join(write()) or "every Read next line was up to date")
+    else:
+        print("\n".join(stale()) or "every Read next line is up to date")

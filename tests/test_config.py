@@ -1,0 +1,219 @@
+"""The run configuration, the learner registry and the one training loop: every bad value is a
+one-line error naming its option, the papers' defaults are filled in one place, checkpoints
+of earlier releases still load, and interrupted or resumed runs see the same tasks."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from minimeta import cli, io
+from minimeta.experiments import fewshot, training
+from minimeta.experiments.config import RunConfig
+from minimeta.experiments.registry import LEARNERS, OPTIONAL, WHY_NOT, build
+from minimeta.learners import (ANIL, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile,
+                               StackedTasks)
+
+SINUSOID = ["--learner", "maml", "--dataset", "sinusoid"]
+REJECTED = [  # (options after `minimeta train`, the one-line error)
+    (SINUSOID + ["--inner-lr", "nan"], "--inner-lr must be a finite number > 0, got nan"),
+    (SINUSOID + ["--inner-lr", "inf"], "--inner-lr must be a finite number > 0, got inf"),
+    (SINUSOID + ["--inner-lr", "-0.1"], "--inner-lr must be a finite number > 0, got -0.1"),
+    (SINUSOID + ["--outer-lr", "0"], "--outer-lr must be a finite number > 0, got 0.0"),
+    (SINUSOID + ["--clip-norm", "nan"], "--clip-norm must be a finite number > 0, got nan"),
+    (SINUSOID + ["--clip-norm", "inf"], "--clip-norm must be a finite number > 0, got inf"),
+    (SINUSOID + ["--checkpoint-every", "nan"],
+     "--checkpoint-every must be a finite number >= 0, got nan"),
+    (SINUSOID + ["--checkpoint-every", "-1"],
+     "--checkpoint-every must be a finite number >= 0, got -1.0"),
+    (SINUSOID + ["--lr-halve-every", "-5"], "--lr-halve-every must be at least 0, got -5"),
+    (SINUSOID + ["--test-steps", "-1"], "--test-steps must be at least 0, got -1"),
+    (SINUSOID + ["--inner-steps", "-1"], "--inner-steps must be at least 0, got -1"),
+    (SINUSOID + ["--meta-batch", "0"], "--meta-batch must be at least 1, got 0"),
+    (SINUSOID + ["--iterations", "0"], "--iterations must be at least 1, got 0"),
+    (SINUSOID + ["--shots", "0"], "--shots must be at least 1, got 0"),
+    (SINUSOID + ["--queries", "0"], "--queries must be at least 1, got 0"),
+    (SINUSOID + ["--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["--learner", "maml", "--ways", "0"], "--ways must be at least 1, got 0"),
+    (["--learner", "protonet", "--val-size", "-1"], "--val-size must be at least 0, got -1"),
+    (["--learner", "protonet", "--val-episodes", "1"], "--val-episodes must be at least 2, got 1"),
+    (["--learner", "maml", "--validate-every", "-1"],
+     "--validate-every must be at least 0, got -1"),
+    (["--learner", "maml", "--fce"], "--fce does not apply to maml: " + WHY_NOT["fce"]),
+    (["--learner", "relation", "--fce"], "--fce does not apply to relation: " + WHY_NOT["fce"]),
+    (["--learner", "reptile", "--clip-norm", "1"],
+     "--clip-norm does not apply to reptile: " + WHY_NOT["clip_norm"]),
+    (["--learner", "reptile", "--lr-halve-every", "100"],
+     "--lr-halve-every does not apply to reptile: " + WHY_NOT["lr_halve_every"]),
+    (["--learner", "reptile", "--multi-step-loss"],
+     "--multi-step-loss does not apply to reptile: " + WHY_NOT["multi_step_loss"]),
+    (["--learner", "protonet", "--multi-step-loss"],
+     "--multi-step-loss does not apply to protonet: " + WHY_NOT["multi_step_loss"]),
+    (["--learner", "matching", "--inner-lr", "0.1"],
+     "--inner-lr does not apply to matching: " + WHY_NOT["inner_lr"]),
+    (["--learner", "protonet", "--test-steps", "3"],
+     "--test-steps does not apply to protonet: " + WHY_NOT["test_steps"]),
+    (["--learner", "protonet", "--dataset", "sinusoid"],
+     "protonet classifies images: use --dataset omniglot"),
+]
+
+
+@pytest.mark.parametrize("options,message", REJECTED, ids=[m[:40] for _, m in REJECTED])
+def test_each_rejected_value_is_a_one_line_error_naming_the_option(options, message, tmp_path,
+                                                                   capsys):
+    out = str(tmp_path / "run")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", *options, "--out", out])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"minimeta train: {message}\n"   # one line, nothing else
+    assert not os.path.exists(out)                                     # checked before training
+    flag = message.split()[0]
+    assert flag.startswith("--") or "classifies images" in message
+
+
+def test_the_same_checks_from_python():
+    with pytest.raises(ValueError, match=r"^--inner-lr must be a finite number > 0, got nan$"):
+        RunConfig(learner="maml", inner_lr=float("nan"))
+    with pytest.raises(ValueError, match=r"^--ways must be an integer, got 2\.5$"):
+        RunConfig(learner="maml", ways=2.5)
+    with pytest.raises(ValueError, match=r"^--learner must be one of maml, fomaml, "):
+        RunConfig(learner="nope")
+    with pytest.raises(ValueError, match=r"^--learner is required$"):
+        RunConfig()
+    with pytest.raises(ValueError, match=r"^--dataset must be one of omniglot, sinusoid"):
+        RunConfig(learner="maml", dataset="mnist")
+    with pytest.raises(ValueError, match=r"^stream_seed: one stream of tasks is the sinusoid"):
+        RunConfig(learner="maml", stream_seed=1)
+    config = RunConfig(learner="maml", dataset="sinusoid")
+    with pytest.raises(ValueError, match=r"^--clip-norm must be a finite number > 0, got 0$"):
+        dataclasses.replace(config, clip_norm=0)       # replace re-checks
+
+
+def test_papers_defaults_are_filled_in_one_place():
+    def picked(config, names="inner_lr inner_steps test_steps meta_batch queries outer_lr"):
+        return tuple(getattr(config, n) for n in names.split())
+
+    assert picked(RunConfig(learner="maml")) == (0.4, 1, 3, 32, 15, 1e-3)
+    assert picked(RunConfig(learner="anil", ways=20)) == (0.1, 5, 5, 16, 15, 1e-3)
+    assert picked(RunConfig(learner="reptile")) == (1e-3, 5, 50, 5, 15, 1.0)
+    assert picked(RunConfig(learner="metasgd", dataset="sinusoid")) == \
+        (0.01, 1, 10, 25, 10, 1e-3)
+    proto = RunConfig(learner="protonet")
+    assert (proto.ways, proto.queries, proto.lr_halve_every, proto.val_ways) == (60, 5, 2000, 5)
+    assert picked(proto) == (None, None, None, 1, 5, 1e-3)    # no inner loop: unset
+    assert RunConfig(learner="relation", ways=20).queries == 10
+    assert RunConfig(learner="relation").queries == 19
+    assert RunConfig(learner="matching", ways=20).queries == 5
+    assert RunConfig(learner="maml", ways=20).val_ways == 20   # the head's way count
+    assert RunConfig(learner="reptile").lr_halve_every is None  # no outer optimizer
+    assert RunConfig(learner="maml", split="lake").val_size == 0
+    given = RunConfig(learner="maml", ways=20, inner_lr=0.05, queries=3)
+    assert (given.inner_lr, given.queries, given.inner_steps) == (0.05, 3, 5)
+
+
+def test_command_line_and_python_build_the_same_config():
+    args = cli.build_parser().parse_args(["train", "--learner", "matching", "--fce", "--ways",
+                                          "20", "--clip-norm", "2", "--out", "x"])
+    assert RunConfig.from_args(args) == RunConfig(learner="matching", fce=True, ways=20,
+                                                  clip_norm=2.0, out="x")
+    defaults = cli.build_parser().parse_args(["train", "--learner", "maml"])
+    assert RunConfig.from_args(defaults) == RunConfig(learner="maml")
+
+
+def test_settings_round_trip_and_older_dicts_load():
+    config = RunConfig(learner="maml", dataset="sinusoid", inner_steps=2,
+                       multi_step_loss=(0.7, 0.3), clip_norm=5.0, out="o")
+    assert RunConfig.from_settings(config.settings()) == config
+    # as checkpoints before RunConfig stored them: derived values, options the learner ignores
+    # (Reptile's lr_halve_every=0, ProtoNet's test_steps), keys since renamed or added
+    old = {"learner": "reptile", "dataset": "sinusoid", "inner_lr": 0.01, "inner_steps": 1,
+           "test_steps": 10, "meta_batch": 25, "outer_lr": 1.0, "queries": 10,
+           "lr_halve_every": 0, "val_ways": 5, "ways": 5, "shots": 1, "split": "vinyals",
+           "iterations": 10, "seed": 0, "out": "o", "resume": True, "fce": False,
+           "checkpoint_every": 300.0, "val_size": 100, "an_old_key": 1}
+    loaded = RunConfig.from_settings(old, resume=False)
+    assert (loaded.lr_halve_every, loaded.resume, loaded.device) == (None, False, "cpu")
+    proto = fewshot.settings_with_defaults({"learner": "protonet", "ways": 5, "test_steps": 1,
+                                            "inner_lr": None, "device": "cpu"})
+    assert (proto.test_steps, proto.queries, proto.ways) == (None, 5, 5)
+    model, learner = fewshot.build({"learner": "maml", "dataset": "sinusoid"})  # a dict too
+    assert isinstance(learner, StackedTasks)
+
+
+def test_a_checkpoint_written_before_run_config_still_evaluates(tmp_path, capsys):
+    new = str(tmp_path / "new")
+    assert cli.main(["train", "--learner", "reptile", "--dataset", "sinusoid", "--iterations",
+                     "2", "--out", new]) == 0
+    state = io.load(os.path.join(new, "checkpoint.npz"))
+    old = dict(state["settings"], lr_halve_every=0, an_old_key="x")  # the earlier layout
+    for key in ("detect_anomaly", "multi_step_loss", "device"):      # missing: defaults
+        old.pop(key)
+    io.save(str(tmp_path / "old.npz"), {**state, "settings": old})
+    capsys.readouterr()
+    lines = []
+    for path in (os.path.join(new, "checkpoint.npz"), str(tmp_path / "old.npz")):
+        assert cli.main(["eval", "--checkpoint", path, "--episodes", "5"]) == 0
+        lines.append(capsys.readouterr().out)
+    assert lines[0] == lines[1] and lines[0].startswith("MSE ")
+
+
+def test_registry_names_families_builders_and_options():
+    assert tuple(LEARNERS) == dataclasses.fields(RunConfig)[0].metadata["choices"]
+    expected = {"maml": MAML, "fomaml": MAML, "metasgd": MetaSGD, "anil": ANIL,
+                "reptile": Reptile, "protonet": ProtoNet, "matching": MatchingNet,
+                "relation": RelationNet}
+    assert set(expected) == set(LEARNERS)
+    assert set(WHY_NOT) == OPTIONAL
+    for name, spec in LEARNERS.items():
+        assert spec.family in ("optimization", "metric") and spec.options <= OPTIONAL
+        assert spec.outer_optimizer == (name != "reptile")
+        model, learner = build(RunConfig(learner=name, fce=name == "matching"))
+        assert type(learner) is expected[name], name
+        assert model.state_dict() and learner.meta_parameters()
+        if spec.family == "metric":
+            assert model is learner.net
+        else:
+            assert model.parameters()[-1].shape[-1] == 5          # a 5-way head
+            assert getattr(learner, "first_order", False) == (name == "fomaml")
+            _, on_sines = build(RunConfig(learner=name, dataset="sinusoid"))
+            assert isinstance(on_sines, StackedTasks) == (name != "reptile")
+    assert build(RunConfig(learner="matching", fce=True))[1].fce is not None
+
+
+def losses(folder):
+    return [json.loads(line)["loss"] for line in open(os.path.join(folder, "metrics.jsonl"))]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["seeded-per-iteration", "one-stream"])
+def test_an_interrupted_then_resumed_run_sees_the_same_tasks(stream, tmp_path):
+    config = RunConfig(learner="maml", dataset="sinusoid", iterations=6, shots=5, queries=5,
+                       meta_batch=3, out=str(tmp_path / "straight"),
+                       stream_seed=1 if stream else None)
+    straight = training.train(config)
+    assert straight.curve == losses(config.out) and len(straight.curve) == 6
+    config = dataclasses.replace(config, out=str(tmp_path / "cut"))
+    model, learner = build(config)
+    step, calls = learner.outer_step, []
+
+    def ctrl_c_at_the_third(tasks):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return step(tasks)
+
+    learner.outer_step = ctrl_c_at_the_third
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, model, learner, log=lambda *a: None)
+    assert io.load(os.path.join(config.out, "checkpoint.npz"))["iteration"] == 2
+    training.train(dataclasses.replace(config, resume=True), log=lambda *a: None)
+    assert losses(config.out) == straight.curve
+    assert io.load(os.path.join(config.out, "checkpoint.npz"))["iteration"] == 6
+
+
+def test_a_run_without_a_folder_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = training.train(RunConfig(learner="fomaml", dataset="sinusoid", iterations=2, out=None,
+                                   stream_seed=0))
+    assert run.checkpoint is None and len(run.curve) == 2 and os.listdir(tmp_path) == []
+    assert np.isfinite(run.curve).all()
