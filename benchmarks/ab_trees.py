@@ -1,0 +1,30 @@
+"""A/B timing of a source tree, for "behaviour unchanged" checks of a refactor.
+
+Run it on two checkouts (say a ``git worktree`` of the old commit and this one), alternately,
+several rounds each, and compare the best times: the machines here are shared, and the minimum
+of many short repeats is what noise moves least. Each line: case, best ms, median ms.
+
+    for r in 1 2 3 4 5 6; do for t in /tmp/before .; do
+        (cd $t && PYTHONPATH=$t python benchmarks/ab_trees.py $t); done; done
+"""
+import statistics
+import sys
+import time
+
+sys.path.insert(0, sys.argv[1] + "/benchmarks")
+from threadpoolctl import threadpool_limits
+import sinusoid_maml as S
+import engine_overhead as E
+from _timing import apply_malloc_policy
+apply_malloc_policy()
+cases = {"chain1": E.chain_minimeta(1), "chain2": E.chain_minimeta(2), "mlp": E.mlp_minimeta(),
+         "stacked1": S.ours(1, True), "stacked5": S.ours(5, True), "loop1": S.ours(1, False)}
+reps = {"chain1": 15, "chain2": 10, "mlp": 200, "stacked1": 60, "stacked5": 30, "loop1": 15}
+with threadpool_limits(limits=1):
+    for name, fn in cases.items():
+        for _ in range(3):
+            fn()
+        ts = []
+        for _ in range(reps[name]):
+            t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
+        print(f"{name} {min(ts)*1e3:.4f} {statistics.median(ts)*1e3:.4f}")
