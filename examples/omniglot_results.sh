@@ -11,9 +11,10 @@ OUT=${OUT:-outputs/results}
 REPORT=$OUT/omniglot.jsonl
 mkdir -p "$OUT"
 
-train() {  # name, then the arguments of minimeta train
-    local name=$1; shift
-    minimeta train --out "$OUT/$name" --resume "$@" 2>&1 | tee "$OUT/$name.train.log"
+train() {  # name, then the arguments of minimeta train (a run begun before is resumed)
+    local name=$1 resume=""; shift
+    [[ -f "$OUT/$name/checkpoint.npz" ]] && resume=--resume
+    minimeta train --out "$OUT/$name" $resume "$@" 2>&1 | tee "$OUT/$name.train.log"
 }
 
 evaluate() {  # name, then the rows: ways:shots pairs

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import time
+import zipfile
 
 import numpy as np
 
@@ -60,7 +61,8 @@ def _demo_omniglot(args):
           f"(20-way 1-shot), then {args.omniglot_episodes} test episodes (5-way 1-shot)")
     config = RunConfig(learner="protonet", ways=20, queries=5,
                        iterations=args.omniglot_iterations, seed=args.seed,
-                       out=os.path.join(args.out, "protonet"), checkpoint_every=1e9,
+                       out=os.path.join(args.out, "protonet"), overwrite=True,
+                       checkpoint_every=1e9,
                        validate_every=0, val_episodes=2)
     path = train(config).checkpoint
     fewshot.evaluate(path, args.omniglot_episodes, ways=5, shots=1, queries=15)
@@ -98,13 +100,19 @@ def _gradcheck(args):
 
 def _train(args):
     from .experiments.config import RunConfig
-    from .experiments.training import train
+    from .experiments.training import NonFiniteError, train
     from .threads import configure
 
     configure()
     config = RunConfig.from_args(args)
     print("minimeta train: " + config.describe())
-    train(config)
+    try:  # NumPy's overflow warnings stay quiet: the loop reports a non-finite value itself
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            train(config)
+    except NonFiniteError as err:  # the run failed (exit 1); a refused one exits 2
+        print(f"\nminimeta train: {err}" if sys.stderr.isatty() else f"minimeta train: {err}",
+              file=sys.stderr)
+        return 1
     print(f"checkpoint: {os.path.join(config.out, 'checkpoint.npz')}\n"
           f"metrics: {config.out}/metrics.jsonl")
     return 0
@@ -123,8 +131,8 @@ def _eval(args):
 def build_parser():
     from .experiments.config import add_arguments
 
-    parser = argparse.ArgumentParser(prog="minimeta", description="minimeta: autodiff of any "
-                                     "order for meta-learning")
+    parser = _Parser(prog="minimeta", description="minimeta: autodiff of any order for "
+                     "meta-learning")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the sinusoid MAML experiment on a short budget")
     demo.add_argument("--iterations", type=int, default=10000)
@@ -158,21 +166,60 @@ def build_parser():
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (the usage is ``--help``'s); the subcommands'
+    parsers are of this class too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# what a mistake in the arguments or the files raises: one line and exit 2; any other
+# exception (a bug) keeps its traceback
+EXPECTED = (OSError, ValueError, RuntimeError, FloatingPointError, EOFError, MemoryError,
+            zipfile.BadZipFile)
+BUGS = (RecursionError, NotImplementedError)  # RuntimeErrors that are programming errors
+OS_HINTS = {
+    FileExistsError: "a file is where a folder is needed: choose another path",
+    NotADirectoryError: "a part of the path is a file, not a folder: choose another path",
+    IsADirectoryError: "it is a folder: give a file path",
+    PermissionError: "choose a path you may write to",
+}
+
+
+def message(err, command=""):
+    """One line saying what ``err`` (an ``EXPECTED`` error) is (without a leading
+    ``command: ``, which the caller prints)."""
+    if isinstance(err, MemoryError):
+        text = (f"out of memory ({err or 'an allocation failed'}): ask for fewer or smaller "
+                "tasks, episodes or batches")
+    elif isinstance(err, OSError) and err.strerror and err.filename:
+        hint = OS_HINTS.get(type(err))
+        text = f"{err.filename}: {err.strerror}" + (f" ({hint})" if hint else "")
+    else:
+        text = str(err) or type(err).__name__
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text[len(command) + 2:] if command and text.startswith(f"{command}: ") else text
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     checks = () if args.command == "train" else (  # train's options: RunConfig checks them
         ("iterations", 1), ("tasks", 2), ("examples", 1), ("order", 1), ("ways", 1),
         ("shots", 1), ("queries", 1), ("episodes", 2), ("omniglot_iterations", 0),
-        ("omniglot_episodes", 2))
+        ("omniglot_episodes", 2), ("seed", 0))
     for name, least in checks:
         value = getattr(args, name, None)
         if value is not None and value < least:
-            parser.error(f"--{name.replace('_', '-')} must be at least {least}")
+            parser.exit(2, f"minimeta {args.command}: --{name.replace('_', '-')} must be at "
+                        f"least {least}, got {value}\n")
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as err:
-        parser.exit(2, f"minimeta {args.command}: {err}\n")
+    except BUGS:
+        raise
+    except EXPECTED as err:
+        parser.exit(2, f"minimeta {args.command}: {message(err, args.command)}\n")
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

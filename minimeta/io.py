@@ -25,37 +25,56 @@ from .engine.backend import to_host
 
 FORMAT = "minimeta-checkpoint-1"
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
+_META = "__minimeta__"
+_INT64 = np.iinfo(np.int64)
 
 
-def _flatten(obj, prefix, arrays, kinds):
+def _flatten(obj, prefix, arrays, kinds, names):
     if isinstance(obj, dict):
         if not obj and prefix:
             kinds[prefix] = "dict"
         for key, value in obj.items():
-            key = str(key)
-            if "/" in key:
+            text = str(key)
+            where = f"{prefix}/{text}" if prefix else text
+            if "/" in text:
                 raise ValueError(f"save: key {key!r} contains '/', which separates levels")
-            _flatten(value, f"{prefix}/{key}" if prefix else key, arrays, kinds)
+            if not text or where == _META:
+                raise ValueError(f"save: key {key!r} is reserved or empty; rename it")
+            if where in names:  # 1 and "1" are both stored as "1": one would be lost
+                raise ValueError(f"save: keys {names[where]!r} and {key!r} are both stored as "
+                                 f"{where!r}; rename one of them")
+            names[where] = key
+            _flatten(value, where, arrays, kinds, names)
     elif obj is None:
         kinds[prefix] = "none"
-    elif isinstance(obj, (bool, int, float, str)) and not isinstance(obj, np.ndarray):
-        kinds[prefix] = type(obj).__name__
-        arrays[prefix] = np.asarray(obj)
+    elif isinstance(obj, (bool, np.bool_)):
+        kinds[prefix], arrays[prefix] = "bool", np.asarray(bool(obj))
+    elif isinstance(obj, int):
+        if not _INT64.min <= obj <= _INT64.max:
+            raise ValueError(f"save: the int at {prefix!r} ({obj}) does not fit in 64 bits; "
+                             "store it as a float or a string")
+        kinds[prefix], arrays[prefix] = "int", np.asarray(obj, dtype=np.int64)
+    elif isinstance(obj, (float, str)):  # np.float64 is a float: stored as one
+        kinds[prefix] = "float" if isinstance(obj, float) else "str"
+        arrays[prefix] = np.asarray(float(obj) if isinstance(obj, float) else str(obj))
     else:
         data = to_host(obj.numpy() if hasattr(obj, "numpy") else obj)
-        if data.dtype == object:
-            raise TypeError(f"save: value at {prefix!r} is not an array or scalar ({type(obj)})")
+        if not isinstance(data, np.ndarray) or data.dtype.hasobject:
+            raise TypeError(f"save: value at {prefix!r} is not an array or scalar "
+                            f"({type(obj).__name__}); nothing was written")
         kinds[prefix] = "array"
         arrays[prefix] = data
 
 
 def save(path, obj):
-    """Write nested dict ``obj`` to ``path`` (.npz) atomically."""
+    """Write nested dict ``obj`` to ``path`` (.npz) atomically. A value it could not read back
+    (an object array, an int beyond 64 bits, two keys stored under one name) is refused
+    before anything is written."""
     if not isinstance(obj, dict):
         raise TypeError(f"save: expects a dict, got {type(obj).__name__}")
     arrays, kinds = {}, {}
-    _flatten(obj, "", arrays, kinds)
-    arrays["__minimeta__"] = np.asarray(json.dumps({"format": FORMAT, "kinds": kinds}))
+    _flatten(obj, "", arrays, kinds, {})
+    arrays[_META] = np.asarray(json.dumps({"format": FORMAT, "kinds": kinds}))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
@@ -71,32 +90,84 @@ def save(path, obj):
         raise
 
 
-def load(path):
-    """Read a checkpoint written by ``save``; clear errors for truncated or foreign files."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"load: no checkpoint at {path}")
+def _not_a_checkpoint(path, why):
+    return ValueError(f"load: {path} is not a minimeta checkpoint ({why}); give the "
+                      "checkpoint.npz that minimeta train wrote")
+
+
+def _read(path):
+    """The description and the arrays of the archive at ``path``."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except IsADirectoryError:
+        raise _not_a_checkpoint(path, "it is a folder") from None
+    if magic == b"\x93NUMPY":
+        raise _not_a_checkpoint(path, "it is a single .npy array, not an .npz archive")
+    if not magic.startswith(b"PK"):
+        raise _not_a_checkpoint(path, "not an .npz archive")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            if "__minimeta__" not in archive.files:
-                raise ValueError(f"load: {path} is an .npz but not a minimeta checkpoint")
-            meta = json.loads(str(archive["__minimeta__"]))
-            arrays = {k: archive[k] for k in archive.files if k != "__minimeta__"}
+            arrays = {k: archive[k] for k in archive.files}
     except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise ValueError(f"load: {path} is truncated or not a checkpoint ({err})") from None
+        raise ValueError(f"load: {path} is truncated or not a checkpoint ({err}); use "
+                         "another checkpoint") from None
+    except ValueError as err:  # an object array, or an entry numpy cannot parse
+        why = "it holds pickled objects, which a checkpoint never does" if "pickle" in \
+            str(err) or "Object arrays" in str(err) else f"an unreadable entry: {err}"
+        raise _not_a_checkpoint(path, why) from None
+    meta = arrays.pop(_META, None)
+    if meta is None:
+        raise _not_a_checkpoint(path, "an .npz without its '__minimeta__' entry")
+    try:
+        meta = json.loads(str(meta)) if meta.ndim == 0 and meta.dtype.kind == "U" else None
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("kinds"), dict):
+        raise _not_a_checkpoint(path, "its '__minimeta__' entry is not the JSON description "
+                                "of one")
     if meta.get("format") != FORMAT:
         raise ValueError(f"load: {path} has format {meta.get('format')!r}, expected {FORMAT}")
+    return meta["kinds"], arrays
+
+
+def _scalar(path, key, kind, stored):
+    try:
+        if stored.ndim == 0:
+            return _SCALARS[kind](stored.item())
+    except (TypeError, ValueError):
+        pass
+    raise _not_a_checkpoint(path, f"entry {key!r} is not the {kind} its description says")
+
+
+def load(path, require=()):
+    """Read a checkpoint written by ``save``; clear errors (``ValueError``) for a truncated or
+    foreign file, and for one lacking a top-level key of ``require``."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"load: no checkpoint at {path}")
+    kinds, arrays = _read(path)
     out = {}
-    for key, kind in meta["kinds"].items():
+    for key, kind in kinds.items():
         *parents, leaf = key.split("/")
         node = out
         for p in parents:
-            node = node.setdefault(p, {})
+            node = node.setdefault(p, {}) if isinstance(node, dict) else None
+        stored = arrays.get(key)
+        if not isinstance(node, dict) or leaf in node or (stored is None) != (
+                kind in ("none", "dict")):
+            raise _not_a_checkpoint(path, f"its description does not match its entry {key!r}")
         if kind == "none":
             node[leaf] = None
         elif kind == "dict":
             node[leaf] = {}
         elif kind == "array":
-            node[leaf] = arrays[key]
+            node[leaf] = stored
+        elif kind in _SCALARS:
+            node[leaf] = _scalar(path, key, kind, stored)
         else:
-            node[leaf] = _SCALARS[kind](arrays[key].item())
+            raise _not_a_checkpoint(path, f"entry {key!r} has the unknown kind {kind!r}")
+    missing = [k for k in require if k not in out]
+    if missing:
+        raise ValueError(f"load: {path} is a minimeta file but not a training checkpoint: it "
+                         f"lacks {', '.join(map(repr, missing))} (minimeta train writes them)")
     return out

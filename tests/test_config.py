@@ -217,3 +217,13 @@ def test_a_run_without_a_folder_writes_nothing(tmp_path, monkeypatch):
                                    stream_seed=0))
     assert run.checkpoint is None and len(run.curve) == 2 and os.listdir(tmp_path) == []
     assert np.isfinite(run.curve).all()
+
+
+@pytest.mark.parametrize("option, value", [("inner_steps", 10 ** 5), ("shots", 10 ** 5),
+                                           ("meta_batch", 10 ** 5), ("iterations", 10 ** 21)])
+def test_counts_have_an_upper_bound_named_in_one_line(option, value):
+    from minimeta.experiments.config import RunConfig
+
+    with pytest.raises(ValueError, match=rf"^--{option.replace('_', '-')} must be at most \d+, "
+                                         rf"got {value}$"):
+        RunConfig(learner="maml", dataset="sinusoid", **{option: value})

@@ -22,8 +22,9 @@ class EpisodeSampler:
     def __init__(self, classes, ways, shots, queries, seed=0):
         n_classes, per_class = classes.shape[:2]
         if ways > n_classes:
+            fix = f"ask for at most {n_classes} ways" if n_classes else "no classes to draw"
             raise ValueError(f"EpisodeSampler: {ways}-way episodes need at least {ways} "
-                             f"classes, got {n_classes}")
+                             f"classes, got {n_classes}: {fix}")
         if shots < 1 or queries < 0 or shots + queries > per_class:
             raise ValueError(f"EpisodeSampler: shots + queries = {shots} + {queries} must be "
                              f"at most the {per_class} examples per class (shots >= 1)")

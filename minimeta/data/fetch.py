@@ -20,6 +20,7 @@ import re
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -98,10 +99,15 @@ def convert_zip(zip_path, characters=None, first=None):
             if not (0 <= row < characters and 0 <= col < DRAWERS):
                 raise ValueError(f"Omniglot: {name} in {zip_path} is outside {characters} "
                                  f"characters from id {first} × {DRAWERS} drawers")
-            pixels = np.asarray(Image.open(io.BytesIO(archive.read(name))).convert("L")) >= 128
+            pixels = _read_png(archive, name, zip_path, Image)
             if images is None:
                 images = np.zeros((characters, DRAWERS) + pixels.shape, dtype=bool)
                 labels = np.full((characters, DRAWERS), -1, dtype=np.int64)
+            if pixels.shape != images.shape[2:]:
+                raise ValueError(f"Omniglot: {name} in {zip_path} is {pixels.shape[1]}×"
+                                 f"{pixels.shape[0]} pixels, the images before it "
+                                 f"{images.shape[3]}×{images.shape[2]}: not an Omniglot "
+                                 "archive; delete it and download it again")
             images[row, col] = pixels
             labels[row, col] = row
     if (labels < 0).any():
@@ -109,6 +115,17 @@ def convert_zip(zip_path, characters=None, first=None):
         raise ValueError(f"Omniglot: {zip_path} lacks image {first + missing[0]:04d}_"
                          f"{missing[1] + 1:02d}.png (and perhaps others)")
     return images, labels
+
+
+def _read_png(archive, name, zip_path, image):
+    """The pixels of member ``name`` (True for paper); ``ValueError`` naming an unreadable
+    one. ``image``: pillow's Image module."""
+    try:
+        with image.open(io.BytesIO(archive.read(name))) as png:
+            return np.asarray(png.convert("L")) >= 128
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"Omniglot: {name} in {zip_path} is not a readable PNG image ("
+                         f"{type(err).__name__}); delete the zip and download it again") from err
 
 
 def fetch(part, folder, npz_name, log=print):

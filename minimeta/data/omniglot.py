@@ -74,8 +74,8 @@ def archive_path(part, folder=None, verify=True):
             f"{FILES['background'][0]} and {FILES['evaluation'][0]} (or unset it to download "
             "them into the user cache).")
     if verify and sha256(path) != expected and not _pixels_match(path, part):
-        raise ValueError(f"Omniglot: {path} has the wrong sha256 (corrupt or a different "
-                         f"file); expected {expected}. Delete it and fetch it again.")
+        raise ValueError(f"Omniglot: {path} has the wrong sha256 (corrupt, truncated or a "
+                         f"different file); expected {expected}. Delete it and fetch it again.")
     return path
 
 
@@ -84,8 +84,8 @@ def _pixels_match(path, part):
     try:
         with np.load(path) as archive:
             return fetch.pixels_sha256(archive["images"]) == fetch.ARCHIVES[part][1]
-    except (OSError, ValueError, KeyError):
-        return False
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return False  # truncated or not an .npz: then it is "the wrong sha256"
 
 
 def area_matrix(n_in, n_out):

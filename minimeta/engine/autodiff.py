@@ -175,6 +175,13 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+def _check_tensors(items, what, rule):
+    for i, x in enumerate(items):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"grad: {what} {i} is of type {type(x).__name__}, not a Tensor; "
+                            f"{rule}")
+
+
 def _initial_grads(outputs, grad_outputs):
     """Seed gradients: ones for scalar outputs, else the caller must give them."""
     seeds = [None] * len(outputs) if grad_outputs is None else _as_list(grad_outputs)
@@ -271,8 +278,10 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
     (27.0, 18.0)
     """
     outputs, inputs = _as_list(outputs), _as_list(inputs)
+    _check_tensors(outputs, "output", "outputs must be Tensors computed from the inputs")
+    _check_tensors(inputs, "input", "inputs must be Tensors that require grad")
     for i, x in enumerate(inputs):
-        if not isinstance(x, Tensor) or not x.requires_grad:
+        if not x.requires_grad:
             raise ValueError(f"grad: input {i} does not require grad (shape {x.shape})")
     seeds = _initial_grads(outputs, grad_outputs)
     # nothing made before the earliest input can depend on an input: the walk stops there

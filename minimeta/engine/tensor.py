@@ -52,7 +52,7 @@ class Tensor:
             data = data.data
         if dtype is not None or not hasattr(data, "__array_interface__"):
             if not type(data).__module__.startswith("cupy"):
-                data = np.asarray(data, dtype=dtype)
+                data = _as_array(data, dtype)
             elif dtype is not None:
                 data = data.astype(dtype, copy=False)
         if requires_grad and not is_float_dtype(data.dtype):
@@ -123,6 +123,21 @@ class Tensor:
             raise TypeError(f"requires_grad_: integer/bool tensor of dtype {self.dtype}")
         self.requires_grad = bool(flag)
         return self
+
+
+def _as_array(data, dtype):
+    """``np.asarray(data, dtype)``, refusing ragged lists and objects that are not numbers."""
+    try:
+        array = np.asarray(data, dtype=dtype)
+    except ValueError as err:
+        if isinstance(data, (list, tuple)) and "inhomogeneous" in str(err):
+            raise ValueError("tensor: a ragged nested list (its rows differ in length) is not "
+                             "an array; give rows of equal length") from None
+        raise
+    if array.dtype.hasobject:
+        raise TypeError(f"tensor: cannot make a Tensor of {type(data).__name__} data (an "
+                        "array of Python objects); give numbers or a numeric array")
+    return array
 
 
 # ----- making Tensors ---------------------------------------------------------------------------

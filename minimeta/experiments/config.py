@@ -28,6 +28,14 @@ An option a learner does not take (``registry.WHY_NOT``) is None (or False) in i
 ``dataclasses.replace`` re-checks a config but keeps its filled-in values: give the way count
 when the config is made, not afterwards.
 
+A run folder holds one run. A fresh run refuses a folder that holds one (``checkpoint.npz`` or
+``metrics.jsonl``) unless ``overwrite``. ``resume`` continues the run of its folder, whose
+checkpoint fixes every setting that decides the model, the learner or the tasks trained on
+(``check_resume`` lists each one given otherwise, in one line); only those of
+``MAY_CHANGE_ON_RESUME`` may differ: where and how the run is saved, watched and debugged
+(``out``, ``device``, ``checkpoint_every``, ``detect_anomaly``, ``validate_every``,
+``val_episodes``), and ``iterations``, to any count not below the checkpoint's iteration.
+
 Read next: ``minimeta/experiments/registry.py`` (the learners by name, with their papers' defaults).
 """
 import math
@@ -39,11 +47,18 @@ import numpy as np
 from .registry import (COMMON_DEFAULTS, LEARNERS, OPTIONAL, SINUSOID_DEFAULTS, WHY_NOT)
 
 
-def option(default, kind, help=None, choices=None, least=None, above=None, flag=True):
+def option(default, kind, help=None, choices=None, least=None, above=None, flag=True,
+           most=None):
     """A field with what the command line and the checks need: its type (``kind``), the
-    ``choices``, an int's ``least`` value, a float's ``least`` or ``above`` (strict) bound."""
+    ``choices``, an int's ``least`` and ``most`` values (``most`` defaults to ``MOST``), a
+    float's ``least`` or ``above`` (strict) bound."""
     return field(default=default, metadata=dict(kind=kind, help=help, choices=choices,
-                                                least=least, above=above, flag=flag))
+                                                least=least, above=above, flag=flag,
+                                                most=most))
+
+
+MOST = 10 ** 9  # no count of a run is larger: beyond it a run is a typo, or never ends
+MOST_PER_TASK = 10 ** 4  # examples per class, tasks per batch, inner steps
 
 
 @dataclass
@@ -55,8 +70,8 @@ class RunConfig:
     dataset: str = option("omniglot", str, choices=("omniglot", "sinusoid"))
     ways: int = option(None, int, "classes per training episode (default 5; ProtoNet 60)",
                        least=1)
-    shots: int = option(1, int, least=1)
-    queries: int = option(None, int, "query examples per class", least=1)
+    shots: int = option(1, int, least=1, most=MOST_PER_TASK)
+    queries: int = option(None, int, "query examples per class", least=1, most=MOST_PER_TASK)
     multi_step_loss: bool = option(False, bool, "MAML family: meta-train on the mean query "
                                    "loss after 1..K inner steps (Antoniou et al. 2019)")
     fce: bool = option(False, bool, "matching: full context embeddings (Vinyals et al. 2016)")
@@ -64,10 +79,10 @@ class RunConfig:
                               "(default: none)", above=0)
     split: str = option("vinyals", str, choices=("vinyals", "lake"))
     iterations: int = option(60000, int, least=1)
-    meta_batch: int = option(None, int, "tasks per meta-batch", least=1)
+    meta_batch: int = option(None, int, "tasks per meta-batch", least=1, most=MOST_PER_TASK)
     inner_lr: float = option(None, float, above=0)
-    inner_steps: int = option(None, int, least=0)
-    test_steps: int = option(None, int, least=0)
+    inner_steps: int = option(None, int, least=0, most=MOST_PER_TASK)
+    test_steps: int = option(None, int, least=0, most=MOST_PER_TASK)
     outer_lr: float = option(None, float, above=0)
     lr_halve_every: int = option(None, int, "halve the outer learning rate every N iterations "
                                  "(0: never)", least=0)
@@ -77,10 +92,14 @@ class RunConfig:
     val_episodes: int = option(100, int, least=2)
     seed: int = option(0, int, least=0)
     out: str = option("outputs/run", str, "the run's folder")  # None (from Python): no files
-    resume: bool = option(False, bool)
+    resume: bool = option(False, bool, "continue the run in --out from its checkpoint (its "
+                          "settings fixed, --iterations at least its iteration)")
+    overwrite: bool = option(False, bool, "start afresh in an --out that holds a run, deleting "
+                             "its checkpoint and metrics")
     device: str = option("cpu", str, "cuda: CuPy arrays and the numba.cuda kernels (pip "
                          "install 'minimeta[gpu]')", choices=("cpu", "cuda"))
-    checkpoint_every: float = option(300.0, float, "seconds", least=0)
+    checkpoint_every: float = option(300.0, float, "seconds between checkpoints (0: after "
+                                     "every iteration)", least=0)
     detect_anomaly: bool = option(False, bool, "stop at the first op whose output or gradient "
                                   "holds a NaN or an inf, naming the op, its inputs, the order "
                                   "and your source line")
@@ -105,6 +124,9 @@ class RunConfig:
         if self.stream_seed is not None and self.dataset != "sinusoid":
             raise ValueError("stream_seed: one stream of tasks is the sinusoid experiment's; "
                              "Omniglot episodes come from the seed (seed, iteration)")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite exclude each other: continue the run in "
+                             "--out, or replace it")
         self._fill_defaults(spec)
         self._check_types()
 
@@ -144,6 +166,9 @@ class RunConfig:
                     raise ValueError(f"{name} must be an integer, got {value!r}")
                 if value < meta["least"]:
                     raise ValueError(f"{name} must be at least {meta['least']}, got {value}")
+                most = MOST if meta["most"] is None else meta["most"]
+                if value > most:
+                    raise ValueError(f"{name} must be at most {most}, got {value}")
                 setattr(self, f.name, int(value))
             if kind is float:
                 low, strict = (meta["above"], True) if meta["above"] is not None \
@@ -197,11 +222,42 @@ class RunConfig:
             out["multi_step_loss"] = list(self.multi_step_loss)
         return {k: v for k, v in out.items() if v is not None}
 
+    def check_resume(self, settings, iteration):
+        """``ValueError`` (one line) unless this config may resume the checkpoint with
+        ``settings`` at ``iteration``: every setting outside ``MAY_CHANGE_ON_RESUME`` equal
+        (the differences listed), ``iterations`` not below ``iteration``."""
+        saved = RunConfig.from_settings(settings, resume=False, overwrite=False)
+        names = [f.name for f in fields(self) if f.name not in MAY_CHANGE_ON_RESUME
+                 and getattr(self, f.name) != getattr(saved, f.name)]
+        differ = [f"{flag(name) if name in FLAGS else name} {_shown(saved, name)} "
+                  f"(given {_shown(self, name)})" for name in names
+                  if not (name == "val_ways" and "ways" in names)]  # val_ways follows ways
+        if differ:
+            raise ValueError(f"--resume: the run in {self.out} was trained with other settings, "
+                             f"which its checkpoint fixes: {', '.join(differ)}; give its "
+                             "values, or start afresh (--overwrite, or another --out)")
+        if self.iterations < iteration:
+            raise ValueError(f"--resume: --iterations {self.iterations} is below the "
+                             f"checkpoint's iteration {iteration} in {self.out}: a resumed run "
+                             f"only goes on (--iterations {iteration} or more)")
+
     def describe(self):
         """``name=value`` for every field (those off the command line only when set), as
         ``minimeta train`` prints it."""
         return ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
                          if f.metadata["flag"] or getattr(self, f.name) is not None)
+
+
+# The settings a resumed run may change (``check_resume``); the checkpoint fixes the others.
+MAY_CHANGE_ON_RESUME = frozenset({"iterations", "out", "resume", "overwrite", "device",
+                                  "checkpoint_every", "detect_anomaly", "validate_every",
+                                  "val_episodes"})
+FLAGS = frozenset(f.name for f in fields(RunConfig) if f.metadata["flag"])
+
+
+def _shown(config, name):
+    value = getattr(config, name)
+    return "unset" if value is None else str(value)
 
 
 def flag(name):

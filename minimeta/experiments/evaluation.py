@@ -29,12 +29,17 @@ def mean_ci(values):
     return float(v.mean()), float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
-def run_episodes(learner, tasks, episodes, seed, label="eval"):
+def run_episodes(learner, tasks, episodes, seed, label="eval", finite=False):
     """Mean and 95% half-interval of the accuracy (or MSE) over ``episodes`` episodes; episode
-    i is ``tasks([seed, i], 1)[0]``."""
+    i is ``tasks([seed, i], 1)[0]``. With ``finite``, a query loss that is NaN or inf stops
+    it (``FloatingPointError``): an accuracy computed from such outputs means nothing."""
     values, bar = [], Progress(episodes, label)
     for i in range(episodes):
         loss, acc = learner.evaluate(tasks([seed, i], 1)[0])
+        if finite and not np.isfinite(loss):
+            raise FloatingPointError(
+                f"{label}: the query loss of episode {i} is {loss}: the model's outputs are "
+                "not finite (an inner learning rate that diverges?); nothing is reported")
         values.append(acc if acc is not None else loss)
         bar.update(i)
     return mean_ci(values)

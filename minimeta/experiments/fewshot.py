@@ -8,7 +8,12 @@ MSE) with its 95% interval and the protocol; ``report`` appends both as one JSON
 
 Read next: ``minimeta/threads.py`` (the process policy: threads and malloc).
 """
+import contextlib
 import json
+import numbers
+import os
+
+import numpy as np
 
 from .. import io
 from .config import RunConfig
@@ -18,6 +23,9 @@ from .registry import build as build_config
 from .training import task_source
 
 __all__ = ["evaluate", "run_episodes", "build", "settings_with_defaults"]
+MAX_EPISODES = 1_000_000     # a 95% interval of ±0.1% needs about 10 000
+MAX_POINTS = 100_000         # sinusoid support or query points per task
+DRAWINGS = 20                # an Omniglot character has 20 drawings: shots + queries at most
 
 
 def settings_with_defaults(settings):
@@ -38,34 +46,156 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
     ``ways``, ``shots`` and ``queries`` default to the training run's; metric learners may
     be tested on other way and shot counts (MAML's head fixes its way count). With ``report``,
     the result and its protocol are appended as one JSON line to that file.
+
+    Mistakes are one-line ``ValueError``s raised before any episode runs: a report path that
+    cannot be written, a file that is not a checkpoint of a run, non-finite weights, weights
+    of another architecture, counts out of range. A query loss that is not finite stops the
+    evaluation (``FloatingPointError``) instead of averaging it.
     """
-    state = io.load(checkpoint)
-    config = RunConfig.from_settings(state["settings"], resume=False, device=device)
-    model, learner = build(config)
-    model.load_state_dict(state["model"])
+    _check_counts(episodes, ways, shots, queries)
+    with _report_file(report) as out:  # opened (or refused) before anything else runs
+        state = io.load(checkpoint, require=("model", "settings", "iteration"))
+        config = _config(state, checkpoint, device)
+        _check_finite(state, checkpoint)
+        model, learner = build(config)
+        try:
+            model.load_state_dict(state["model"])
+        except ValueError as err:  # a state of another architecture (StateDictError)
+            raise ValueError(f"eval: {checkpoint} does not fit the {config.learner} its "
+                             f"settings describe: {err}") from None
+        if state.get("learner"):  # learned learner state (Meta-SGD's inner rates)
+            learner.load_state_dict(state["learner"])
+        ways, shots, queries = _episode_shape(config, part, ways, shots, queries)
+        metric = LEARNERS[config.learner].family == "metric"
+        what = "accuracy" if config.dataset == "omniglot" else "MSE"
+        mean, half = run_episodes(learner, task_source(config, part, ways, shots, queries),
+                                  episodes, seed, finite=True)
+        steps = "" if metric else f"{config.test_steps} test steps, α = {config.inner_lr}, "
+        trained = (f"trained {state['iteration']} iterations ({config.ways}-way "
+                   f"{config.shots}-shot) in {state['seconds']:.0f} s")
+        protocol = (f"{config.learner} on {config.dataset} ({config.split} split, {part} "
+                    f"part), {ways}-way {shots}-shot, {queries} queries per class, {steps}batch "
+                    f"norm with batch statistics, {trained}")
+        log(f"{what} {mean:.4f} ± {half:.4f} (95% interval, {episodes} episodes) | {protocol}")
+        if out is not None:
+            row = {"learner": config.learner, "fce": config.fce, what: mean, "interval": half,
+                   "episodes": episodes, "ways": ways, "shots": shots, "queries": queries,
+                   "part": part, "split": config.split, "iterations": state["iteration"],
+                   "train_seconds": state["seconds"], "checkpoint": checkpoint,
+                   "train_ways": config.ways, "train_shots": config.shots,
+                   "protocol": protocol, "settings": config.settings()}
+            out.write(json.dumps(row) + "\n")
+    return mean, half
+
+
+def _check_counts(episodes, ways, shots, queries):
+    """The counts asked for (``None``: the training run's), checked before anything runs."""
+    for name, value, least, most in (("episodes", episodes, 2, MAX_EPISODES),
+                                     ("ways", ways, 1, None), ("shots", shots, 1, None),
+                                     ("queries", queries, 1, None)):
+        if value is None and name != "episodes":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"eval: --{name} must be an integer, got {value!r}")
+        if value < least or (most is not None and value > most):
+            bound = f"between {least} and {most}" if most else f"at least {least}"
+            raise ValueError(f"eval: --{name} must be {bound}, got {value}")
+
+
+def _config(state, checkpoint, device):
+    """The ``RunConfig`` of a checkpoint's settings; ``ValueError`` naming a bad checkpoint.
+    Fills in ``state['seconds']`` (0 when absent) and checks ``state['iteration']``."""
+    settings = state["settings"]
+    iteration, seconds = (v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v
+                          for v in (state["iteration"], state.get("seconds", 0.0)))
+    if not isinstance(settings, dict):
+        raise ValueError(f"eval: {checkpoint}'s 'settings' is not a dict of settings")
+    if isinstance(iteration, bool) or not isinstance(iteration, numbers.Integral) \
+            or iteration < 0:
+        raise ValueError(f"eval: {checkpoint}'s 'iteration' is {iteration!r}, not a count")
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
+        raise ValueError(f"eval: {checkpoint}'s 'seconds' is {seconds!r}, not a number")
+    state["iteration"], state["seconds"] = int(iteration), float(seconds)
+    try:
+        return RunConfig.from_settings(settings, resume=False, device=device)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"eval: {checkpoint} holds settings minimeta cannot use "
+                         f"({err})") from None
+
+
+def _arrays(tree, prefix=""):
+    """(name, array) for every array in a nested dict of a checkpoint."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _arrays(value, f"{prefix}/{key}" if prefix else str(key))
+    elif isinstance(tree, np.ndarray):
+        yield prefix, tree
+
+
+def _check_finite(state, checkpoint):
+    """Refuse weights holding a NaN or an inf: their evaluation would print a number."""
+    trained = {"model": state["model"], "learner": state.get("learner")}
+    bad = [name for name, a in _arrays(trained)
+           if a.dtype.kind in "fc" and not np.isfinite(a).all()]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ValueError(f"eval: {checkpoint} holds non-finite weights (NaN or inf in "
+                         f"{', '.join(bad[:3])}{more}): its training diverged; evaluate an "
+                         "earlier checkpoint, or train again with a smaller --outer-lr or "
+                         "with --clip-norm")
+
+
+def _episode_shape(config, part, ways, shots, queries):
+    """Ways, shots and queries of the test episodes (default: the training run's), checked
+    against what the learner and the data set allow."""
+    metric = LEARNERS[config.learner].family == "metric"
     ways, shots = ways or config.ways, shots or config.shots
     queries = queries or config.queries
-    metric = LEARNERS[config.learner].family == "metric"
+    if config.dataset == "sinusoid":
+        if ways != config.ways:
+            raise ValueError("eval: --ways does not apply to sinusoid regression (no classes)")
+        for name, value in (("shots", shots), ("queries", queries)):
+            if value > MAX_POINTS:
+                raise ValueError(f"eval: --{name} must be at most {MAX_POINTS} points per "
+                                 f"sinusoid task, got {value}")
+        return ways, shots, queries
     if ways != config.ways and not metric:
         raise ValueError(f"eval: {config.learner} was trained {config.ways}-way and its head "
                          f"has {config.ways} outputs; it cannot be tested {ways}-way")
-    mean, half = run_episodes(learner, task_source(config, part, ways, shots, queries),
-                              episodes, seed)
-    what = "accuracy" if config.dataset == "omniglot" else "MSE"
-    steps = "" if metric else f"{config.test_steps} test steps, α = {config.inner_lr}, "
-    trained = (f"trained {state['iteration']} iterations ({config.ways}-way {config.shots}-shot)"
-               f" in {float(state.get('seconds', 0)):.0f} s")
-    protocol = (f"{config.learner} on {config.dataset} ({config.split} split, {part} part), "
-                f"{ways}-way {shots}-shot, {queries} queries per class, {steps}batch norm with "
-                f"batch statistics, {trained}")
-    log(f"{what} {mean:.4f} ± {half:.4f} (95% interval, {episodes} episodes) | {protocol}")
-    if report:
-        row = {"learner": config.learner, "fce": config.fce, what: mean, "interval": half,
-               "episodes": episodes, "ways": ways, "shots": shots, "queries": queries,
-               "part": part, "split": config.split, "iterations": int(state["iteration"]),
-               "train_seconds": float(state.get("seconds", 0.0)), "checkpoint": checkpoint,
-               "train_ways": config.ways, "train_shots": config.shots, "protocol": protocol,
-               "settings": config.settings()}
-        with open(report, "a") as f:
-            f.write(json.dumps(row) + "\n")
-    return mean, half
+    if shots + queries > DRAWINGS:
+        raise ValueError(f"eval: --shots + --queries = {shots} + {queries} must be at most "
+                         f"{DRAWINGS}, the drawings of each Omniglot character")
+    if part == "val" and config.split == "vinyals" and not config.val_size:
+        raise ValueError("eval: the run held out no validation characters (--val-size 0): "
+                         "use --part test (or train)")
+    return ways, shots, queries
+
+
+@contextlib.contextmanager
+def _report_file(path):
+    """The report ``path`` opened to append (None: no report), refused before the evaluation
+    if it cannot be; a report file created here is removed again if the evaluation fails."""
+    if not path:
+        yield None
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"eval: --report {path} is a folder; give a file path (the result "
+                         "is appended to it as one JSON line)")
+    if not os.path.isdir(folder):
+        what = "is a file, not a folder" if os.path.exists(folder) else "does not exist"
+        raise ValueError(f"eval: --report {path}: {folder} {what}; give a file path in an "
+                         "existing folder")
+    existed = os.path.exists(path)
+    try:
+        f = open(path, "a")
+    except OSError as err:
+        raise ValueError(f"eval: cannot write the report {path} ({err.strerror}); give a "
+                         "path you can write to") from None
+    try:
+        with f:
+            yield f
+    except BaseException:
+        if not existed and os.path.exists(path) and os.path.getsize(path) == 0:
+            os.remove(path)
+        raise

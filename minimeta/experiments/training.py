@@ -6,19 +6,38 @@ meta-batch, calls the learner's ``outer_step`` and the outer optimizer (Adam; no
 Reptile, which updates θ itself), halves the outer rate every ``lr_halve_every`` iterations,
 and validates every ``validate_every`` iterations on held-out Omniglot characters.
 
-With ``config.out`` set, the run writes under it: ``metrics.jsonl`` (one JSON object per
-iteration: iteration, seconds, grad_norm when clipping, val_accuracy and val_interval when
-validating, and the learner's metrics) and ``checkpoint.npz`` (atomically, every
-``checkpoint_every`` seconds, at the end and on Ctrl-C: the model, the optimizer, the
-iteration, the seconds spent and the settings). The episodes of iteration i are drawn from a
-generator seeded with (seed, i), so a resumed run (``resume``) sees exactly the episodes an
-uninterrupted one would have; the sinusoid experiment's single task stream (``stream_seed``)
-is replayed up to the iteration it resumes at.
+With ``config.out`` set, the run's folder holds the run, and its files agree:
+
+- ``checkpoint.npz`` (``io.save``: atomic): ``model``, ``optim`` (the outer optimizer's state,
+  when there is one), ``learner`` (what the learner trains besides the model:
+  ``learner.state_dict()``, Meta-SGD's inner rates under ``learner/rates/<parameter>``; {} for
+  the others), ``iteration`` (the iterations done), ``seconds`` and ``settings``. It is written
+  when a fresh run starts (iteration 0), every ``checkpoint_every`` seconds, at the end and on
+  Ctrl-C (which waits for the iteration's update and its metrics line: only whole
+  iterations are saved).
+- ``metrics.jsonl``: one JSON object per iteration (iteration, seconds, grad_norm when
+  clipping, val_accuracy and val_interval when validating, and the learner's metrics; a NaN or
+  an inf is written as null), flushed to disk before every checkpoint, so it always reaches at
+  least the checkpoint's iteration.
+- The random state: the episodes of iteration i are drawn from a generator seeded with
+  (seed, i), and nothing else is random while training, so the settings and the iteration are
+  the whole of it; the sinusoid experiment's single task stream (``stream_seed``) is replayed
+  up to the iteration it resumes at.
+
+A fresh run refuses a folder holding a run unless ``overwrite`` (which deletes it); ``resume``
+refuses a folder without a checkpoint or a config that changes a setting the checkpoint fixes
+(``RunConfig.check_resume``), cuts ``metrics.jsonl`` back to the checkpoint's iteration and
+goes on exactly as the uninterrupted run would have; both delete the temporary files
+(``.tmp-*.npz``) a killed write left. A NaN or inf in the loss, the meta-gradient or the
+weights stops the run (``NonFiniteError``, naming the iteration) before it reaches a checkpoint.
 
 Read next: ``minimeta/experiments/evaluation.py`` (the 95% interval, test episodes, fine-tuning).
 """
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from collections import namedtuple
 
@@ -27,6 +46,8 @@ import numpy as np
 from .. import io
 from ..data import EpisodeSampler, SinusoidTasks, omniglot
 from ..engine import detect_anomaly
+from ..engine.backend import array_module
+from ..engine.tensor import Tensor
 from ..optim import Adam
 from .evaluation import run_episodes
 from .progress import Progress
@@ -62,6 +83,13 @@ def batches(config, start=0):
     return sample
 
 
+class NonFiniteError(FloatingPointError):
+    """A NaN or an inf in training: the run stopped, its last finite checkpoint kept."""
+
+
+CHECKPOINT, METRICS = "checkpoint.npz", "metrics.jsonl"
+
+
 def train(config, model=None, learner=None, label="train", smooth=1, log=print):
     """Train as ``config`` says; returns ``Run(model, learner, curve, checkpoint)``.
 
@@ -69,73 +97,247 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
     pretrained baseline brings its own learner). ``curve`` holds the loss of every iteration
     run here, ``checkpoint`` the checkpoint's path (None when ``config.out`` is None: then no
     file is written). The progress line, labelled ``label``, shows the latest metrics, its
-    loss averaged over the last ``smooth`` iterations.
+    loss averaged over the last ``smooth`` iterations. A folder that may not be used as asked
+    is a ``ValueError`` before anything is built or written; a NaN or an inf stops the run
+    with a ``NonFiniteError``.
     """
+    state = open_run(config)  # the checks, before anything is written
     if learner is None:
         model, learner = build(config)
-    checkpoint = None
-    if config.out is not None:
-        os.makedirs(config.out, exist_ok=True)
-        checkpoint = os.path.join(config.out, "checkpoint.npz")
     opt = Adam(learner.meta_parameters(), lr=config.outer_lr, clip_norm=config.clip_norm) \
         if LEARNERS[config.learner].outer_optimizer else None
+    checkpoint = None if config.out is None else os.path.join(config.out, CHECKPOINT)
     start, spent = 0, 0.0
-    if config.resume and checkpoint and os.path.exists(checkpoint):
-        state = io.load(checkpoint)
-        model.load_state_dict(state["model"])
-        if opt is not None:
-            opt.load_state_dict(state["optim"])
+    if state is not None:
+        restore(state, model, learner, opt, checkpoint, config.learner)
         start, spent = int(state["iteration"]), float(state.get("seconds", 0.0))
+    if checkpoint:
+        prepare_folder(config, start)
+    if state is not None:
         log(f"resumed from {checkpoint} at iteration {start}")
     batch = batches(config, start)
     validate = config.validate_every and config.dataset == "omniglot" and config.val_size
     val_tasks = task_source(config, "val", config.val_ways) if validate else None
     bar, began = Progress(config.iterations, label), time.perf_counter() - spent
-    last_save, curve = time.perf_counter(), []
-    metrics_file = open(os.path.join(config.out, "metrics.jsonl"), "a") if checkpoint else None
+    metrics_file = open(os.path.join(config.out, METRICS), "a") if checkpoint else None
+    curve = []
+    # done: the iteration the weights are at; sound: they came from finite steps only; busy:
+    # an iteration's update (and its record) is under way
+    run = {"done": start, "saved": start, "sound": True, "busy": False}
 
     def save(iteration):
         if checkpoint is None:
             return
+        metrics_file.flush()  # the log reaches the checkpoint's iteration before it exists
+        os.fsync(metrics_file.fileno())
         state = {"model": model.state_dict(), "iteration": iteration,
-                 "seconds": time.perf_counter() - began, "settings": config.settings()}
+                 "seconds": time.perf_counter() - began, "settings": config.settings(),
+                 "learner": learner_state(learner)}
         if opt is not None:
             state["optim"] = opt.state_dict()
         io.save(checkpoint, state)
+        run["saved"], run["last"] = iteration, time.perf_counter()
 
-    it = start
+    def stop(it, what):
+        """Save the weights if they are sound, and raise ``NonFiniteError``."""
+        if run["sound"] and run["saved"] != run["done"]:
+            save(run["done"])
+        kept = (f"{checkpoint} holds iteration {run['saved']}, the last finite one; resume "
+                "from it" if checkpoint else "nothing saved (no run folder); rerun")
+        raise NonFiniteError(f"iteration {it + 1}: {what}; training stopped: {kept} with "
+                             "--detect-anomaly to find the op that made it")
+
     try:
+        if checkpoint and state is None:
+            save(0)  # a folder with metrics always has a checkpoint to resume from
+        run["last"] = time.perf_counter()
         with detect_anomaly(config.detect_anomaly):  # off by default: then it costs nothing
             for it in range(start, config.iterations):
                 if opt is not None and config.lr_halve_every:
                     opt.lr = config.outer_lr * 0.5 ** (it // config.lr_halve_every)
-                metrics = learner.outer_step(batch(it))
-                if opt is not None:
-                    opt.step()
-                    opt.zero_grad()
-                record = {"iteration": it + 1, "seconds": round(time.perf_counter() - began, 3)}
-                if opt is not None and opt.last_norm is not None:  # computed when clipping
-                    record["grad_norm"] = opt.last_norm
-                if validate and ((it + 1) % config.validate_every == 0
-                                 or it + 1 == config.iterations):
-                    record.update(validation(learner, val_tasks, config, it + 1, log))
-                if metrics_file is not None:
-                    metrics_file.write(json.dumps({**record, **metrics}) + "\n")
+                tasks = batch(it)
+                if opt is not None:  # the meta-gradient, into .grad
+                    metrics = learner.outer_step(tasks)
+                with uninterrupted(run):  # Ctrl-C waits for the update and its record
+                    if opt is None:  # the learner updates θ in its outer step (Reptile)
+                        metrics = learner.outer_step(tasks)
+                    problem = step(it, metrics, learner, opt, run)
+                    record = {"iteration": it + 1,
+                              "seconds": round(time.perf_counter() - began, 3)}
+                    if opt is not None and opt.last_norm is not None and \
+                            run["done"] == it + 1:  # the norm of this step, when clipping
+                        record["grad_norm"] = opt.last_norm
+                    if problem is None and validate and ((it + 1) % config.validate_every == 0
+                                                         or it + 1 == config.iterations):
+                        record.update(validation(learner, val_tasks, config, it + 1, log))
+                    if metrics_file is not None:
+                        metrics_file.write(json.dumps(finite_or_null({**record, **metrics}),
+                                                      allow_nan=False) + "\n")
+                        metrics_file.flush()
+                if problem is not None:
+                    stop(it, problem)
                 curve.append(metrics["loss"])
                 bar.update(it, **{**metrics, "loss": float(np.mean(curve[-smooth:]))})
-                if checkpoint and time.perf_counter() - last_save > config.checkpoint_every:
-                    save(it + 1)
-                    last_save = time.perf_counter()
-            save(config.iterations)
+                if checkpoint and time.perf_counter() - run["last"] > config.checkpoint_every:
+                    save(run["done"])
+            save(run["done"])
     except KeyboardInterrupt:
         if checkpoint:
-            save(it)
-            log(f"\ninterrupted: checkpoint at iteration {it} saved to {checkpoint} (--resume)")
+            if run["sound"] and not run["busy"]:
+                save(run["done"])
+            log(f"\ninterrupted: checkpoint at iteration {run['saved']} in {checkpoint} "
+                "(--resume)")
         raise
     finally:
         if metrics_file is not None:
             metrics_file.close()
     return Run(model, learner, curve, checkpoint)
+
+
+def step(it, metrics, learner, opt, run):
+    """The outer optimizer's step (when there is one) if the loss and the meta-gradient are
+    finite; returns what is not finite, or None. Sets ``run["done"]`` when the weights have
+    moved, and ``run["sound"]`` to False when they moved on a non-finite step."""
+    problem = None
+    if opt is None:
+        run["done"] = it + 1  # the learner moved θ in its outer step (Reptile)
+    if not np.isfinite(metrics["loss"]):
+        problem = f"the training loss is {metrics['loss']}"
+    elif opt is not None:
+        if all_finite(p.grad for p in opt.params):
+            opt.step()
+            opt.zero_grad()
+            run["done"] = it + 1
+        else:
+            problem = "the meta-gradient holds a NaN or an inf"
+    if problem is None and not all_finite(learner.meta_parameters()):
+        problem = "the updated weights hold a NaN or an inf"
+    if problem is not None and run["done"] == it + 1:
+        run["sound"] = False  # keep the last checkpoint
+    return problem
+
+
+def open_run(config):
+    """The checks of ``config.out`` before a run starts (``ValueError``, one line); returns
+    the checkpoint to resume from (a dict), or None for a fresh run."""
+    if config.out is None:
+        if config.resume:
+            raise ValueError("resume: a run without a folder (out=None) has nothing to resume")
+        return None
+    path = os.path.join(config.out, CHECKPOINT)
+    if config.resume:
+        if not os.path.exists(path):
+            raise ValueError(f"--resume: no run to resume in {config.out} ({path} does not "
+                             "exist); drop --resume to start one there")
+        state = io.load(path)
+        config.check_resume(state["settings"], int(state["iteration"]))
+        return state
+    held = [name for name in (CHECKPOINT, METRICS)
+            if os.path.exists(os.path.join(config.out, name))]
+    if held and not config.overwrite:
+        raise ValueError(f"{config.out} already holds a run ({', '.join(held)}): --resume to "
+                         "continue it, --overwrite to replace it, or another --out")
+    return None
+
+
+def restore(state, model, learner, opt, path, name):
+    """Load a checkpoint's model, optimizer and learner state (in place); ``name``: the
+    learner's."""
+    model.load_state_dict(state["model"])
+    if opt is not None:
+        if "optim" not in state:
+            raise ValueError(f"--resume: {path} holds no optimizer state")
+        opt.load_state_dict(state["optim"])
+    if "learner" not in state and learner_state(learner):
+        raise ValueError(f"--resume: {path} was written before a learner's own state was "
+                         f"saved: {name}'s would restart from its initial values")
+    if hasattr(learner, "load_state_dict"):
+        learner.load_state_dict(state.get("learner", {}))
+
+
+def prepare_folder(config, iteration):
+    """Create the folder; delete stale temporary files (and, for ``overwrite``, the run it
+    held); cut ``metrics.jsonl`` back to the checkpoint's ``iteration`` when resuming."""
+    os.makedirs(config.out, exist_ok=True)
+    for name in os.listdir(config.out):
+        stale = name.startswith(".tmp-") and name.endswith(".npz")
+        if stale or (config.overwrite and name in (CHECKPOINT, METRICS)):
+            os.remove(os.path.join(config.out, name))
+    if config.resume:
+        cut_metrics(os.path.join(config.out, METRICS), iteration)
+
+
+def cut_metrics(path, iteration):
+    """Cut the log at ``path`` after its line of ``iteration``: what follows was run after the
+    checkpoint and will be run again. ``ValueError`` unless it starts with iterations 1, 2, …,
+    ``iteration``, once each."""
+    size, seen = 0, 0
+    if iteration and os.path.exists(path):
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    number = json.loads(line)["iteration"] if line.endswith(b"\n") else None
+                except (ValueError, KeyError, TypeError):
+                    number = None
+                if number != seen + 1:
+                    break
+                size, seen = size + len(line), seen + 1
+                if seen == iteration:
+                    break
+    if seen != iteration:
+        raise ValueError(f"--resume: {path} does not hold iterations 1 to {iteration}, once "
+                         f"each (its checkpoint's), but {seen} of them: --overwrite to start "
+                         "afresh")
+    with open(path, "ab") as f:
+        f.truncate(size)
+
+
+def learner_state(learner):
+    state = getattr(learner, "state_dict", None)
+    return state() if state is not None else {}
+
+
+def all_finite(arrays):
+    """Whether every array (or Tensor; None skipped) holds only finite values."""
+    for a in arrays:
+        if a is not None:
+            a = a.data if isinstance(a, Tensor) else a
+            if not bool(array_module(a).isfinite(a).all()):
+                return False
+    return True
+
+
+def finite_or_null(record):
+    """The record with every non-finite float as None (JSON has no NaN)."""
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v
+            for k, v in record.items()}
+
+
+@contextlib.contextmanager
+def uninterrupted(run):
+    """Hold back Ctrl-C (SIGINT) inside, then deliver it, so that an interrupted run saves
+    whole iterations only; a second Ctrl-C inside stops at once, saving nothing.
+    ``run["busy"]`` is True inside (and stays True if it is left by an exception)."""
+    previous = signal.getsignal(signal.SIGINT)
+    hold = threading.current_thread() is threading.main_thread() and previous is not None
+    caught = []
+
+    def held(*_):
+        caught.append(1)
+        if len(caught) > 1:
+            raise KeyboardInterrupt
+
+    if hold:
+        signal.signal(signal.SIGINT, held)
+    run["busy"] = True
+    try:
+        yield
+        run["busy"] = False
+    finally:
+        if hold:
+            signal.signal(signal.SIGINT, previous)
+            if caught and callable(previous):
+                previous(signal.SIGINT, None)
 
 
 def validation(learner, tasks, config, iteration, log):

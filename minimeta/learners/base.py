@@ -56,6 +56,17 @@ class Learner:
         """Everything the outer optimizer updates."""
         return list(self.params.values())
 
+    def state_dict(self):
+        """What the learner trains besides the model's weights (checkpointed with them):
+        nothing here; Meta-SGD's inner rates (``maml.py``)."""
+        return {}
+
+    def load_state_dict(self, state):
+        """Restore what ``state_dict`` returned (in place: an optimizer may hold it)."""
+        if state:
+            raise ValueError(f"{type(self).__name__}: no learner state to load, got "
+                             f"{sorted(state)}")
+
     def outer_step(self, tasks):
         """Accumulate the gradient of the mean query loss over ``tasks`` into ``.grad``.
 

@@ -28,7 +28,7 @@ Read next: ``minimeta/learners/stacked.py`` (a meta-batch as one stacked batch).
 import numpy as np
 
 from ..engine import grad
-from ..engine.backend import to_device
+from ..engine.backend import to_device, to_host
 from ..engine.tensor import Tensor
 from .base import Learner, as_tensor, total
 
@@ -120,7 +120,7 @@ class MetaSGD(MAML):
     """Meta-SGD (Li et al. 2017): a learned inner rate per parameter element, φ = θ − α ⊙ ∇L.
 
     The rates start at ``inner_lr`` and are meta-trained with θ (they are in
-    ``meta_parameters()``).
+    ``meta_parameters()``); ``state_dict()`` holds them for a checkpoint.
     """
 
     def __init__(self, model, inner_lr, inner_steps=1, **kwargs):
@@ -134,6 +134,23 @@ class MetaSGD(MAML):
 
     def meta_parameters(self):
         return list(self.params.values()) + list(self.rates.values())
+
+    def state_dict(self):
+        """The learned rates, ``{"rates": {parameter name: array}}``."""
+        return {"rates": {name: to_host(r.data).copy() for name, r in self.rates.items()}}
+
+    def load_state_dict(self, state):
+        """Copy saved rates into ``rates`` in place (the outer optimizer holds them)."""
+        rates = (state or {}).get("rates", {})
+        if set(rates) != set(self.rates):
+            raise ValueError(f"MetaSGD: the saved rates are for {sorted(rates)}, the learner's "
+                             f"for {sorted(self.rates)}")
+        for name, r in self.rates.items():
+            value = np.asarray(rates[name])
+            if value.shape != r.shape:
+                raise ValueError(f"MetaSGD: rate {name} has shape {value.shape}, expected "
+                                 f"{r.shape}")
+            r.data[...] = to_device(value.astype(r.dtype), r.device)
 
 
 class ANIL(MAML):

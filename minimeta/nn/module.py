@@ -140,9 +140,24 @@ class Module:
         """Copy arrays from ``state`` (as made by ``state_dict``) into this module, in place."""
         params, buffers = self.named_parameters(), self.named_buffers()
         expected = {f"param:{k}" for k in params} | {f"buffer:{k}" for k in buffers}
+        if not isinstance(state, dict):
+            raise StateDictError(f"load_state_dict: expects a dict of arrays (as state_dict "
+                                 f"makes), got {type(state).__name__}")
         if set(state) != expected:
-            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-            raise KeyError(f"load_state_dict: missing {missing}, unexpected {extra}")
+            here = {**{f"param:{k}": p.shape for k, p in params.items()},
+                    **{f"buffer:{k}": b.shape for k, b in buffers.items()}}
+            missing = _listed(sorted(expected - set(state)), here)
+            there = {k: v.shape if hasattr(v, "shape") else () for k, v in state.items()
+                     if k not in expected}
+            extra = _listed(sorted(there, key=str), there)
+            shape = {k: tuple(getattr(state[k], "shape", ())) for k in expected & set(state)}
+            differ = [f"{k} {shape[k]}, expected {tuple(here[k])}" for k in sorted(shape)
+                      if shape[k] != tuple(here[k])]
+            more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+            shapes = f"; other shapes [{', '.join(differ[:3])}]{more}" if differ else ""
+            raise StateDictError(
+                f"load_state_dict: the state is not this {type(self).__name__}'s (another "
+                f"architecture?): missing {missing}; unexpected {extra}{shapes}")
         for k, p in params.items():
             _copy_into(p.data, state[f"param:{k}"], k)
         for k, b in buffers.items():
@@ -157,9 +172,24 @@ class Module:
         return ""
 
 
+class StateDictError(KeyError, ValueError):
+    """A state that does not fit the module (a ``KeyError`` as before, and a ``ValueError``,
+    as the command line reports its errors); its message is one line, unquoted."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+def _listed(keys, shapes, most=6):
+    """``key shape`` for the first ``most`` of ``keys``, then how many more."""
+    text = ", ".join(f"{k} {tuple(shapes[k])}" for k in keys[:most])
+    more = f" and {len(keys) - most} more" if len(keys) > most else ""
+    return f"[{text}]{more}" if keys else "none"
+
+
 def _copy_into(target, value, name):
     value = np.asarray(value)
     if value.shape != target.shape:
         raise ValueError(f"load_state_dict: {name} has shape {value.shape}, expected "
-                         f"{target.shape}")
+                         f"{target.shape} (another architecture or way count?)")
     target[...] = to_device(value, device_of(target))

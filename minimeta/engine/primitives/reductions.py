@@ -92,6 +92,8 @@ class LogSumExp(Primitive):
         self.axes, self.keepdims = axes, keepdims
 
     def forward(self, a):
+        if any(a.shape[i] == 0 for i in self.axes if i < a.ndim):
+            raise ValueError(f"logsumexp: reducing an empty axis of shape {a.shape}")
         xp = array_module(a)
         m = a.max(axis=self.axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0.0)
