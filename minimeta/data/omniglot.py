@@ -82,7 +82,7 @@ def archive_path(part, folder=None, verify=True):
 def _pixels_match(path, part):
     """Whether the archive's decoded pixels are the reference ones (a self-converted copy)."""
     try:
-        with np.load(path) as archive:
+        with open(path, "rb") as f, np.load(f) as archive:  # f closed even if np.load fails
             return fetch.pixels_sha256(archive["images"]) == fetch.ARCHIVES[part][1]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return False  # truncated or not an .npz: then it is "the wrong sha256"
