@@ -216,7 +216,7 @@ def test_resume_only_goes_on_and_may_change_how_the_run_is_watched(tmp_path, cap
     assert [r["iteration"] for r in metrics(out)] == list(range(1, 9))
     assert MAY_CHANGE_ON_RESUME == {"iterations", "out", "resume", "overwrite", "device",
                                     "checkpoint_every", "detect_anomaly", "validate_every",
-                                    "val_episodes"}
+                                    "val_episodes", "minutes"}
 
 
 # ----- 4. the metrics log is cut back to the checkpoint; stale temporaries go -----------------
@@ -229,7 +229,7 @@ def test_resume_cuts_the_log_to_the_checkpoint_and_removes_stale_temporaries(tmp
     for name in (".tmp-a1b2.npz", ".tmp-x.npz"):               # writes a kill cut short
         open(os.path.join(out, name), "wb").write(b"PK\x03")
     assert cli.main(SINE + ["--iterations", "6", "--out", out, "--resume"]) == 0
-    assert metrics(out) == [{**r, "seconds": m["seconds"]}
+    assert metrics(out) == [{**r, "seconds": m["seconds"], "train_seconds": m["train_seconds"]}
                             for r, m in zip(metrics(straight), metrics(out))]
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]
     assert_same_state(checkpoint(out), checkpoint(straight))

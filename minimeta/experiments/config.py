@@ -34,7 +34,8 @@ checkpoint fixes every setting that decides the model, the learner or the tasks 
 (``check_resume`` lists each one given otherwise, in one line); only those of
 ``MAY_CHANGE_ON_RESUME`` may differ: where and how the run is saved, watched and debugged
 (``out``, ``device``, ``checkpoint_every``, ``detect_anomaly``, ``validate_every``,
-``val_episodes``), and ``iterations``, to any count not below the checkpoint's iteration.
+``val_episodes``, ``minutes``: a resumed run's budget counts the training time already spent),
+and ``iterations``, to any count not below the checkpoint's iteration.
 
 Read next: ``minimeta/experiments/registry.py`` (the learners by name, with their papers' defaults).
 """
@@ -100,6 +101,9 @@ class RunConfig:
                          "install 'minimeta[gpu]')", choices=("cpu", "cuda"))
     checkpoint_every: float = option(300.0, float, "seconds between checkpoints (0: after "
                                      "every iteration)", least=0)
+    minutes: float = option(None, float, "training budget: stop after this many minutes of "
+                            "training time (sampling to optimizer step; validation and "
+                            "checkpoints not counted), at most --iterations", above=0)
     detect_anomaly: bool = option(False, bool, "stop at the first op whose output or gradient "
                                   "holds a NaN or an inf, naming the op, its inputs, the order "
                                   "and your source line")
@@ -251,7 +255,7 @@ class RunConfig:
 # The settings a resumed run may change (``check_resume``); the checkpoint fixes the others.
 MAY_CHANGE_ON_RESUME = frozenset({"iterations", "out", "resume", "overwrite", "device",
                                   "checkpoint_every", "detect_anomaly", "validate_every",
-                                  "val_episodes"})
+                                  "val_episodes", "minutes"})
 FLAGS = frozenset(f.name for f in fields(RunConfig) if f.metadata["flag"])
 
 

@@ -107,10 +107,11 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
     opt = Adam(learner.meta_parameters(), lr=config.outer_lr, clip_norm=config.clip_norm) \
         if LEARNERS[config.learner].outer_optimizer else None
     checkpoint = None if config.out is None else os.path.join(config.out, CHECKPOINT)
-    start, spent = 0, 0.0
+    start, spent, trained = 0, 0.0, 0.0  # trained: training time, the budget's clock
     if state is not None:
         restore(state, model, learner, opt, checkpoint, config.learner)
         start, spent = int(state["iteration"]), float(state.get("seconds", 0.0))
+        trained = float(state.get("train_seconds", spent))
     if checkpoint:
         prepare_folder(config, start)
     if state is not None:
@@ -123,7 +124,8 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
     curve = []
     # done: the iteration the weights are at; sound: they came from finite steps only; busy:
     # an iteration's update (and its record) is under way
-    run = {"done": start, "saved": start, "sound": True, "busy": False}
+    run = {"done": start, "saved": start, "sound": True, "busy": False, "trained": trained}
+    budget = None if config.minutes is None else 60.0 * config.minutes
 
     def save(iteration):
         if checkpoint is None:
@@ -132,7 +134,7 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
         os.fsync(metrics_file.fileno())
         state = {"model": model.state_dict(), "iteration": iteration,
                  "seconds": time.perf_counter() - began, "settings": config.settings(),
-                 "learner": learner_state(learner)}
+                 "learner": learner_state(learner), "train_seconds": run["trained"]}
         if opt is not None:
             state["optim"] = opt.state_dict()
         io.save(checkpoint, state)
@@ -153,6 +155,11 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
         run["last"] = time.perf_counter()
         with detect_anomaly(config.detect_anomaly):  # off by default: then it costs nothing
             for it in range(start, config.iterations):
+                if budget is not None and run["trained"] >= budget:
+                    log(f"\ntraining budget of {config.minutes:g} minutes reached at "
+                        f"iteration {it}")
+                    break
+                tick = time.perf_counter()  # the budget's clock: sampling to optimizer step
                 if opt is not None and config.lr_halve_every:
                     opt.lr = config.outer_lr * 0.5 ** (it // config.lr_halve_every)
                 tasks = batch(it)
@@ -162,8 +169,10 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
                     if opt is None:  # the learner updates θ in its outer step (Reptile)
                         metrics = learner.outer_step(tasks)
                     problem = step(it, metrics, learner, opt, run)
+                    run["trained"] += time.perf_counter() - tick
                     record = {"iteration": it + 1,
-                              "seconds": round(time.perf_counter() - began, 3)}
+                              "seconds": round(time.perf_counter() - began, 3),
+                              "train_seconds": round(run["trained"], 3)}
                     if opt is not None and opt.last_norm is not None and \
                             run["done"] == it + 1:  # the norm of this step, when clipping
                         record["grad_norm"] = opt.last_norm
