@@ -13,7 +13,7 @@ Comparisons, ``sign`` and ``isfinite`` return constant (non-differentiable) Tens
 
 Read next: ``minimeta/engine/derivatives.py`` (hvp, jacobian, hessian).
 """
-from .autodiff import apply, backward
+from .autodiff import apply, backward  # noqa: F401  (apply: re-exported for functional)
 from .tensor import Tensor, constant, ones, tensor, zeros
 from .primitives.elementwise import (abs, add, astype, compare, div, exp, isfinite, log,
                                      maximum, mul, neg, pow, relu, sigmoid, sign, sqrt, sub,

@@ -11,13 +11,14 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
 - ``checkpoint.npz`` (``io.save``: atomic): ``model``, ``optim`` (the outer optimizer's state,
   when there is one), ``learner`` (what the learner trains besides the model:
   ``learner.state_dict()``, Meta-SGD's inner rates under ``learner/rates/<parameter>``; {} for
-  the others), ``iteration`` (the iterations done), ``seconds`` and ``settings``. It is written
+  the others), ``iteration`` (the iterations done), ``seconds``, ``train_seconds`` (the
+  clock of ``--minutes``: sampling to optimizer step only) and ``settings``. It is written
   when a fresh run starts (iteration 0), every ``checkpoint_every`` seconds, at the end and on
   Ctrl-C (which waits for the iteration's update and its metrics line: only whole
   iterations are saved).
-- ``metrics.jsonl``: one JSON object per iteration (iteration, seconds, grad_norm when
-  clipping, val_accuracy and val_interval when validating, and the learner's metrics; a NaN or
-  an inf is written as null), flushed to disk before every checkpoint, so it always reaches at
+- ``metrics.jsonl``: one JSON object per iteration (iteration, seconds, train_seconds,
+  grad_norm when clipping, val_accuracy and val_interval when validating, and the learner's
+  metrics; a NaN or an inf is written as null), flushed to disk before every checkpoint, so it always reaches at
   least the checkpoint's iteration.
 - The random state: the episodes of iteration i are drawn from a generator seeded with
   (seed, i), and nothing else is random while training, so the settings and the iteration are
