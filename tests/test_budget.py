@@ -5,10 +5,11 @@ run stops at the first iteration that finds the budget spent, writes its checkpo
 the iteration reached. A resumed run's budget counts the time already spent.
 """
 import json
+import time
 
 import pytest
 
-from minimeta import cli
+from minimeta import cli, io
 from test_runs import SINE, checkpoint
 
 
@@ -31,11 +32,11 @@ def test_a_budget_that_is_not_a_positive_finite_number_is_refused(value, tmp_pat
 def test_the_budget_stops_the_run_and_its_checkpoint_records_the_iteration(tmp_path, capsys):
     out = str(tmp_path / "run")
     budget = 0.25 / 60  # a quarter of a second of training time
-    assert cli.main(SINE + ["--iterations", "1000000", "--out", out,
+    assert cli.main(SINE + ["--iterations", "20000", "--out", out,
                             f"--minutes={budget}"]) == 0
     state, rows = checkpoint(out), _metrics(out)
     reached = int(state["iteration"])
-    assert 0 < reached < 1000000 and len(rows) == reached
+    assert 0 < reached < 20000 and len(rows) == reached
     said = capsys.readouterr().out
     assert f"budget of {budget:g} minutes reached at iteration {reached}" in said
     # the clock (rounded to 1 ms in the log): the budget spent when it stopped, not before
@@ -46,13 +47,29 @@ def test_the_budget_stops_the_run_and_its_checkpoint_records_the_iteration(tmp_p
 
 def test_a_resumed_run_counts_the_time_already_spent(tmp_path):
     out = str(tmp_path / "run")
-    assert cli.main(SINE + ["--iterations", "1000000", "--out", out,
+    assert cli.main(SINE + ["--iterations", "20000", "--out", out,
                             f"--minutes={0.1 / 60}"]) == 0
     first = int(checkpoint(out)["iteration"])
     spent = _metrics(out)[-1]["train_seconds"]
-    assert cli.main(SINE + ["--iterations", "1000000", "--out", out, "--resume",
+    assert cli.main(SINE + ["--iterations", "20000", "--out", out, "--resume",
                             f"--minutes={0.2 / 60}"]) == 0
     rows = _metrics(out)
     assert int(checkpoint(out)["iteration"]) == len(rows) > first
     assert rows[first]["train_seconds"] > spent  # the clock went on from where it was
     assert rows[-1]["train_seconds"] >= 0.1995 and rows[-2]["train_seconds"] <= 0.2005
+
+
+def test_checkpoint_writing_is_not_on_the_budgets_clock(tmp_path, monkeypatch):
+    out, save = str(tmp_path / "run"), io.save
+
+    def slow_save(*args, **kwargs):  # every checkpoint now costs 50 ms of wall time
+        time.sleep(0.05)
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(io, "save", slow_save)
+    assert cli.main(SINE + ["--iterations", "20000", "--out", out, "--checkpoint-every", "0",
+                            f"--minutes={0.1 / 60}"]) == 0
+    rows = _metrics(out)
+    # saved after every iteration: were saving counted, 0.1 s would buy two iterations
+    assert len(rows) > 5
+    assert rows[-1]["seconds"] - rows[-1]["train_seconds"] >= 0.05 * (len(rows) - 1)
