@@ -8,12 +8,13 @@
     max_pool2d_backward        pool_ref.…               pool_numba.…       pool_cuda.…
     cosine_attention           attention_ref.…          attention_numba.…  attention_cuda.…
     cosine_attention_backward  attention_ref.…          attention_numba.…  attention_cuda.…
+    where                      select_ref.where         select_numba.…     the reference, on CuPy
     batch_norm                 norm_ref.batch_norm      norm_numba.…       the reference, on CuPy
     batch_norm_backward        norm_ref.…               norm_numba.…       the reference, on CuPy
 
-Batch norm on the GPU runs its NumPy reference on CuPy arrays (NumPy's functions dispatch to
-CuPy's, whose reductions a hand kernel would not beat); so does every kernel under
-``use_reference()``. Families close under differentiation: conv2d and its two
+Batch norm and ``where`` on the GPU run their NumPy references on CuPy arrays (NumPy's functions
+dispatch to CuPy's, whose reductions and select a hand kernel would not beat); so does every
+kernel under ``use_reference()``. Families close under differentiation: conv2d and its two
 gradients; max pooling and its argmax scatter (whose own gradient is a gather); fused cosine
 attention and fused batch norm, whose composite definitions in ``minimeta.functional`` give
 their higher derivatives (see ``minimeta/engine/primitives/fused.py``).
@@ -29,12 +30,12 @@ Read next: ``kernels/conv_ref.py`` (convolution in NumPy: the spec).
 """
 import contextlib
 import importlib
-import os
 from dataclasses import dataclass
 
 import numpy as _np
 
-from . import attention_ref, conv_ref, norm_ref, pool_ref
+from . import attention_ref, conv_ref, norm_ref, pool_ref, select_ref
+from .threads import LOCAL
 
 
 @dataclass(frozen=True)
@@ -60,23 +61,24 @@ TABLE = {
     "max_pool2d_backward": _row(pool_ref.max_pool2d_backward, "pool"),
     "cosine_attention": _row(attention_ref.cosine_attention, "attention"),
     "cosine_attention_backward": _row(attention_ref.cosine_attention_backward, "attention"),
+    "where": _row(select_ref.where, "select", cuda=False),
     "batch_norm": _row(norm_ref.batch_norm, "norm", cuda=False),
     "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", cuda=False),
 }
 
-_FORCE_REFERENCE = [os.environ.get("MINIMETA_KERNELS", "").lower() == "reference"]
 _LOADED = {}
 
 
 @contextlib.contextmanager
 def use_reference(flag=True):
-    """Inside this block every kernel runs its NumPy reference."""
-    previous = _FORCE_REFERENCE[0]
-    _FORCE_REFERENCE[0] = flag
+    """Inside this block every kernel called from this thread runs its NumPy reference (the
+    switch is per thread: see ``threads.py``)."""
+    previous = LOCAL.reference
+    LOCAL.reference = bool(flag)
     try:
         yield
     finally:
-        _FORCE_REFERENCE[0] = previous
+        LOCAL.reference = previous
 
 
 def resolve(path):
@@ -114,7 +116,7 @@ def on_gpu(array):
 def lookup(name, array=None):
     """The implementation of kernel ``name`` to run now on arrays like ``array``."""
     row = TABLE[name]
-    if _FORCE_REFERENCE[0]:
+    if LOCAL.reference:
         return row.reference
     if array is not None and on_gpu(array):
         return resolve(row.cuda) if row.cuda else row.reference

@@ -8,6 +8,10 @@ Each function has the signature of its reference in ``conv_ref.py`` and must agr
   owned by one thread, so there is no race);
 - the arithmetic, one matrix product through NumPy (OpenBLAS), the fastest GEMM on the machine.
 
+The GEMM paths cut their work into independent pieces (chunks of images, blocks of columns,
+spans of the weight gradient's sum) that ``threads.parallel_map`` spreads over the cores, one
+BLAS and one numba thread each; partial sums are added in a fixed order.
+
 Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.md):
 - 64-channel layers, stride 1, planes of 14×14 and up: "shifted GEMMs" (no im2col copy at
   all, see ``_shifted_gemm_conv``), same speed as im2col + GEMM there and 9× less memory.
@@ -26,6 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .conv_ref import out_size
+from .threads import parallel_map, split_threads
 
 
 @njit(cache=True)
@@ -196,7 +201,8 @@ def _shifted_gemm_conv(x, w, padding):
     are a fixed distance apart, so tap (p, q) contributes W[:, :, p, q] @ X[:, t + p·Wp + q]
     for every t at once: one (O × C) · (C × L) GEMM on a strided view of X. The result lives on
     the same padded grid (junk at the edges, dropped at the end); columns are processed in
-    cache-sized blocks so the k² partial sums add up in cache.
+    cache-sized blocks so the k² partial sums add up in cache, the blocks shared out over
+    ``split_threads()`` threads.
     """
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
@@ -208,23 +214,28 @@ def _shifted_gemm_conv(x, w, padding):
             for p in range(kh) for q in range(kw)]
     Y = np.empty((o, length), dtype=x.dtype)
     block = 4096
-    acc = np.empty((o, block), dtype=x.dtype)
-    tmp = np.empty((o, block), dtype=x.dtype)
-    for a in range(0, length, block):
-        b = min(a + block, length)
-        out, part = acc[:, :b - a], tmp[:, :b - a]
-        np.matmul(taps[0][0], X[:, a + taps[0][1]:b + taps[0][1]], out=out)
-        for wt, shift in taps[1:]:
-            np.matmul(wt, X[:, a + shift:b + shift], out=part)
-            out += part
-        Y[:, a:b] = out
+
+    def blocks(starts):  # one thread's share of the column blocks
+        acc = np.empty((o, block), dtype=x.dtype)
+        tmp = np.empty((o, block), dtype=x.dtype)
+        for a in starts:
+            b = min(a + block, length)
+            out, part = acc[:, :b - a], tmp[:, :b - a]
+            np.matmul(taps[0][0], X[:, a + taps[0][1]:b + taps[0][1]], out=out)
+            for wt, shift in taps[1:]:
+                np.matmul(wt, X[:, a + shift:b + shift], out=part)
+                out += part
+            Y[:, a:b] = out
+
+    parallel_map(blocks, _shares(range(0, length, block)))
     y = Y.reshape(o, n, hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
     return np.ascontiguousarray(y)
 
 
 def _shifted_gemm_weight_grad(x, g, w_shape, padding):
     """Stride-1 weight gradient: gw[:, :, p, q] = G (O × L) · X[:, shift:shift + L]ᵀ, with the
-    output gradient G laid on the padded grid (zeros on the junk positions)."""
+    output gradient G laid on the padded grid (zeros on the junk positions). Each thread takes
+    a span of the L columns and the spans' partial sums are added in order."""
     o, c, kh, kw = w_shape
     n, _, ho, wo = g.shape
     hp, wp = x.shape[2] + 2 * padding, x.shape[3] + 2 * padding
@@ -233,12 +244,34 @@ def _shifted_gemm_weight_grad(x, g, w_shape, padding):
     G = np.zeros((o, n, hp, wp), dtype=x.dtype)
     G[:, :, :ho, :wo] = g.transpose(1, 0, 2, 3)
     G = G.reshape(o, length)
-    gw = np.empty(w_shape, dtype=x.dtype)
-    for p in range(kh):
-        for q in range(kw):
-            shift = p * wp + q
-            gw[:, :, p, q] = G @ X[:, shift:shift + length].T
-    return gw
+
+    def span(bounds):
+        a, b = bounds
+        gw = np.empty(w_shape, dtype=x.dtype)
+        for p in range(kh):
+            for q in range(kw):
+                shift = p * wp + q
+                gw[:, :, p, q] = G[:, a:b] @ X[:, a + shift:b + shift].T
+        return gw
+
+    parts = max(1, min(split_threads(), length // 4096))
+    cuts = [length * i // parts for i in range(parts + 1)]
+    return _total(parallel_map(span, zip(cuts[:-1], cuts[1:])))
+
+
+def _shares(items):
+    """``items`` dealt into one share per kernel thread (fewer when there are fewer items)."""
+    items = list(items)
+    n = max(1, min(split_threads(), len(items)))
+    return [items[i::n] for i in range(n)]
+
+
+def _total(parts):
+    """The sum of partial results, added in order (the same result for the same split)."""
+    out = parts[0]
+    for part in parts[1:]:
+        out += part
+    return out
 
 
 def conv2d(x, w, stride=1, padding=0):
@@ -254,9 +287,13 @@ def conv2d(x, w, stride=1, padding=0):
         return _shifted_gemm_conv(x, w, padding)
     w2 = w.reshape(o, -1)
     y = np.empty((n, o, ho * wo), dtype=x.dtype)
-    for a, b in _chunks(n, c * kh * kw * ho * wo * x.itemsize):
+
+    def chunk(bounds):  # chunks write disjoint images of y: shared out over the threads
+        a, b = bounds
         cols = _im2col(x[a:b], kh, kw, stride, padding, ho, wo)
         y[a:b] = (w2 @ cols).reshape(o, b - a, ho * wo).transpose(1, 0, 2)  # one GEMM a chunk
+
+    parallel_map(chunk, _chunks(n, c * kh * kw * ho * wo * x.itemsize))
     return y.reshape(n, o, ho, wo)
 
 
@@ -275,11 +312,15 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
         return _shifted_gemm_conv(g, flipped, kh - 1 - padding)
     w2t = w.reshape(o, -1).T
     gx = np.empty((n,) + tuple(x_shape[1:]), dtype=g.dtype)
-    for a, b in _chunks(n, c * kh * kw * ho * wo * g.itemsize):
+
+    def chunk(bounds):
+        a, b = bounds
         g2 = g[a:b].transpose(1, 0, 2, 3).reshape(o, (b - a) * ho * wo)
         cols = w2t @ g2                                       # (C·kh·kw, chunk·Ho·Wo)
         gx[a:b] = _col2im(cols, b - a, c, x_shape[2], x_shape[3], kh, kw, stride, padding,
                              ho, wo)
+
+    parallel_map(chunk, _chunks(n, c * kh * kw * ho * wo * g.itemsize))
     return gx
 
 
@@ -294,9 +335,14 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
             .astype(x.dtype)
     if _shifted_pays(x.shape, kh, stride, padding):
         return _shifted_gemm_weight_grad(x, g, w_shape, padding)
-    gw = np.zeros((o, c * kh * kw), dtype=x.dtype)
-    for a, b in _chunks(n, c * kh * kw * ho * wo * x.itemsize):
-        cols = _im2col(x[a:b], kh, kw, stride, padding, ho, wo)
-        g2 = g[a:b].transpose(1, 0, 2, 3).reshape(o, (b - a) * ho * wo)
-        gw += g2 @ cols.T              # BLAS reads the transposed view without a copy
-    return gw.reshape(w_shape)
+
+    def chunks(share):  # one thread's partial sum over its chunks of images
+        gw = np.zeros((o, c * kh * kw), dtype=x.dtype)
+        for a, b in share:
+            cols = _im2col(x[a:b], kh, kw, stride, padding, ho, wo)
+            g2 = g[a:b].transpose(1, 0, 2, 3).reshape(o, (b - a) * ho * wo)
+            gw += g2 @ cols.T              # BLAS reads the transposed view without a copy
+        return gw
+
+    shares = _shares(_chunks(n, c * kh * kw * ho * wo * x.itemsize))
+    return _total(parallel_map(chunks, shares)).reshape(w_shape)

@@ -4,7 +4,7 @@ Parallel over channels. Forward: one pass gathers Σx and Σx² (float64 accumul
 writes y. Backward: one pass gathers Σx, Σx², Σg, Σg·x, one pass writes dx. The composite
 (about 9 full-size temporaries forward and 15 backward) is what this replaces.
 
-Read next: ``kernels/_cuda.py`` (what the CUDA kernels share).
+Read next: ``kernels/select_numba.py`` (the elementwise select with numba).
 """
 import numpy as np
 from numba import njit, prange

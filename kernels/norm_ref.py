@@ -7,7 +7,7 @@ Input x of shape (N, C, ...) (statistics over every axis but 1), weight w and bi
 
 ``batch_norm`` returns (y, μ, σ²); ``batch_norm_backward`` the packed concat(dx, dw, db).
 
-Read next: ``kernels/conv_numba.py`` (convolution with numba on the CPU).
+Read next: ``kernels/select_ref.py`` (the elementwise select in NumPy: the spec).
 """
 import numpy as np
 

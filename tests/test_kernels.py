@@ -239,3 +239,26 @@ def test_maml_meta_gradient_same_with_fused_and_composite(fused_op):
             used += 1
             np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-8, atol=1e-10)
     assert used >= 2
+
+
+@given(st.data(), DTYPES, st.sampled_from(["full", "a scalar", "b scalar", "view", "bcast"]))
+def test_where_numba_equals_reference(data, dtype, kind):
+    """The select kernel equals np.where bit for bit, on its fast path (sizes past 1024, a
+    scalar on either side) and on the fallbacks (views, broadcasting)."""
+    n = data.draw(st.sampled_from([3, 1500, 5000]))
+    a = data.draw(arrays((n,), dtype=dtype))
+    b = data.draw(arrays((n,), dtype=dtype))
+    cond = np.asarray(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    if kind == "a scalar":
+        a = np.asarray(a[0])
+    elif kind == "b scalar":
+        b = np.asarray(b[0])
+    elif kind == "view":
+        a = np.repeat(a, 2)[::2]
+    elif kind == "bcast":
+        cond, b = np.stack([cond, ~cond]), b[None]
+        a = np.stack([a, a])
+    kernel = K.resolve(K.TABLE["where"].cpu)
+    got, want = kernel(cond, a, b), K.TABLE["where"].reference(cond, a, b)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)

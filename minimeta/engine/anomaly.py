@@ -20,6 +20,7 @@ import contextlib
 import linecache
 import os
 import sys
+import threading
 
 from .backend import array_module
 
@@ -28,8 +29,9 @@ class AnomalyError(FloatingPointError):
     """An op produced a NaN or an inf while ``detect_anomaly`` was on."""
 
 
-class _Switch:
-    __slots__ = ("on", "node")  # node: the Tensor whose VJP is running (None outside one)
+class _Switch(threading.local):
+    """This thread's anomaly mode (per thread, see ``workers.py``; a new thread starts off),
+    and ``node``: the Tensor whose VJP is running (None outside one)."""
 
     def __init__(self):
         self.on, self.node = False, None

@@ -18,16 +18,17 @@ Read next: ``minimeta/engine/primitives/__init__.py`` (the primitive set, file b
 """
 import contextlib
 import functools
+import threading
 
 from .anomaly import ANOMALY, check_forward, checked_vjp
 from .backend import array_module, device_of
 from .tensor import STAMPS, Tensor
 
 
-class _GradState:
-    """Global switches: is recording on, and are we inside a backward pass (for ``viz``)."""
-
-    __slots__ = ("enabled", "backward_depth")
+class _GradState(threading.local):
+    """This thread's switches: is recording on, and are we inside a backward pass (for
+    ``viz``). Per thread, so the tasks of a meta-batch can run on worker threads
+    (``workers.py``); a new thread starts with recording on."""
 
     def __init__(self):
         self.enabled = True

@@ -11,7 +11,7 @@ A few functions are compositions rather than primitives: ``mean`` (sum times 1/n
 (expand_dims then concatenate), ``swapaxes``, ``expand_dims``, ``squeeze``, ``sum_to``.
 Comparisons, ``sign`` and ``isfinite`` return constant (non-differentiable) Tensors.
 
-Read next: ``minimeta/engine/derivatives.py`` (hvp, jacobian, hessian).
+Read next: ``minimeta/engine/workers.py`` (the tasks of a meta-batch on worker threads).
 """
 from .autodiff import apply, backward  # noqa: F401  (apply: re-exported for functional)
 from .tensor import Tensor, constant, ones, tensor, zeros

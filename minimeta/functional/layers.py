@@ -7,10 +7,13 @@ Batch norm in training mode normalises with the statistics of the batch in hand.
 inner loop that is the "transductive" batch norm of Finn et al.: every forward pass, at
 meta-training and at meta-test time, uses the statistics of the current support or query batch,
 and the running averages are never used. (With a running average, the inner loop's gradients
-would depend on earlier tasks.)
+would depend on earlier tasks.) With tasks on worker threads, the running buffers (used only in
+evaluation mode) are updated one task at a time, in the order the tasks finish.
 
 Read next: ``minimeta/functional/metric.py`` (similarities and the Matching read-out).
 """
+import threading
+
 import numpy as np
 
 from ..engine import ops
@@ -18,6 +21,7 @@ from ..engine.primitives import conv as C
 from ..engine.primitives.normalization import BatchNorm, batch_norm_composite  # noqa: F401
 
 conv2d_input_grad, conv2d_weight_grad = C.conv2d_input_grad, C.conv2d_weight_grad
+_RUNNING = threading.Lock()  # guards the running-statistics update of batch_norm
 
 
 def linear(x, w, b=None):
@@ -99,10 +103,11 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
         axes = (0,) + tuple(range(2, x.ndim))
         mean, var = x.numpy().mean(axis=axes), x.numpy().var(axis=axes)
     if running_mean is not None:
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-        running_var *= 1 - momentum
-        running_var += momentum * var * n / (n - 1)
+        with _RUNNING:  # tasks on worker threads share the buffers: one update at a time
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+            running_var *= 1 - momentum
+            running_var += momentum * var * n / (n - 1)
     return y
 
 

@@ -16,7 +16,8 @@ import operator
 import numpy as np
 
 from .. import functional as F
-from ..engine import ops
+from ..engine import grad, ops
+from ..engine.workers import map_threads
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
 CLASSIFICATION = {"cross_entropy"}  # the losses whose learners report an accuracy
@@ -34,6 +35,7 @@ class Learner:
 
     params = {}
     classification = False
+    workers = 1  # threads the tasks of a meta-batch run on (``outer_step``)
 
     def __init__(self, model, loss="cross_entropy", params=None):
         """``model(x, params)`` is any callable; ``params`` the ordered dict θ of leaf Tensors
@@ -72,10 +74,26 @@ class Learner:
 
         Each task's graph is differentiated and dropped before the next task is processed, so
         peak memory holds one task's graph (for MAML: one inner loop), not the whole
-        meta-batch. Returns a dict with the mean query ``loss`` and ``accuracy`` (when the
-        task is a classification). Call the outer optimizer's ``step()`` and ``zero_grad()``
-        after it.
+        meta-batch. With ``self.workers`` > 1 the tasks run on that many threads
+        (``engine/workers.py``), each handing back its gradient, added in task order: peak
+        memory then holds ``workers`` graphs. Returns a dict with the mean query ``loss`` and
+        ``accuracy`` (when the task is a classification). Call the outer optimizer's
+        ``step()`` and ``zero_grad()`` after it.
         """
+        if self.workers > 1 and len(tasks) > 1:
+            params = self.meta_parameters()
+
+            def one(task):
+                loss, acc = self.task_loss(task)
+                return loss.item(), acc, grad(loss * (1.0 / len(tasks)), params,
+                                              allow_unused=True)
+
+            results = map_threads(one, tasks, self.workers)
+            for _, _, grads in results:
+                for p, g in zip(params, grads):
+                    if g is not None:
+                        p.grad = g if p.grad is None else p.grad + g
+            return summary([r[0] for r in results], [r[1] for r in results])
         losses, accs = [], []
         for task in tasks:
             loss, acc = self.task_loss(task)

@@ -15,6 +15,7 @@ from .. import optim
 from ..engine import grad, no_grad
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
+from ..engine.workers import map_threads
 from .base import Learner, as_tensor, summary
 
 
@@ -53,12 +54,16 @@ class Reptile(Learner):
         """θ ← θ + ε · mean(φᵢ − θ) over ``tasks``; returns the mean query loss/accuracy
         after adaptation (measured, not trained on)."""
         delta = {k: array_module(p.data).zeros_like(p.data) for k, p in self.params.items()}
-        losses, accs = [], []
-        for xs, ys, xq, yq in tasks:
+
+        def one(task):  # the tasks run on ``self.workers`` threads, added in task order
+            xs, ys, xq, yq = task
             fast = self.adapt(xs, ys)
+            return fast, self.query_metrics(fast, xq, yq)
+
+        losses, accs = [], []
+        for fast, (loss, acc) in map_threads(one, tasks, self.workers):
             for k, p in self.params.items():
                 delta[k] += (fast[k].data - p.data) / len(tasks)
-            loss, acc = self.query_metrics(fast, xq, yq)
             losses.append(loss)
             accs.append(acc)
         for k, p in self.params.items():

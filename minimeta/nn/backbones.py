@@ -2,7 +2,9 @@
 
 - ``conv4``: 4 × [conv 3×3 (padding 1), batch norm, ReLU, max-pool 2]; 28×28×1 → 1×1×64 → 64
   features (Vinyals et al. 2016; Finn et al. 2017; Snell et al. 2017), with an optional linear
-  head to ``out_features`` classes (MAML) or none (embedding for metric learners).
+  head to ``out_features`` classes (MAML) or none (embedding for metric learners). The layers
+  run pool before ReLU: the same function (ReLU is monotone, so it commutes with a max), with
+  the ReLU and its VJP on a quarter of the elements.
 - ``mlp``: fully connected ReLU network, e.g. the sinusoid regressor 1-40-40-1 of Finn et al.
 - ``relation_embedding`` and ``relation_module``: the two halves of a Relation Network (Sung et
   al. 2018, Omniglot version): 28×28×1 → 64×5×5 feature maps, and a pair of them stacked on the
@@ -27,7 +29,7 @@ def conv4(out_features=None, hidden=64, in_channels=1, image_size=28, seed=0,
     layers, channels, size = [], in_channels, image_size
     for _ in range(4):
         layers += [Conv2d(channels, hidden, 3, padding=1, rng=rng, dtype=dtype),
-                   BatchNorm2d(hidden, dtype=dtype), ReLU(), MaxPool2d(2)]
+                   BatchNorm2d(hidden, dtype=dtype), MaxPool2d(2), ReLU()]
         channels, size = hidden, size // 2
     layers.append(Flatten())
     if out_features is not None:
@@ -37,9 +39,7 @@ def conv4(out_features=None, hidden=64, in_channels=1, image_size=28, seed=0,
 
 def _block(layers, c_in, c_out, padding, pool, rng, dtype):
     layers += [Conv2d(c_in, c_out, 3, padding=padding, rng=rng, dtype=dtype),
-               BatchNorm2d(c_out, dtype=dtype), ReLU()]
-    if pool:
-        layers.append(MaxPool2d(2))
+               BatchNorm2d(c_out, dtype=dtype)] + ([MaxPool2d(2)] if pool else []) + [ReLU()]
 
 
 def relation_embedding(hidden=64, in_channels=1, seed=0, dtype=np.float32):

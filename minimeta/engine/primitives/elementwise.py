@@ -9,6 +9,7 @@ Read next: ``minimeta/engine/primitives/shape.py`` (reshape, transpose, broadcas
 """
 import numpy as np
 
+from ... import kernels as K
 from ..autodiff import Primitive, apply
 from ..backend import array_module, to_device
 from ..tensor import Tensor, lift_pair
@@ -188,7 +189,7 @@ class Maximum(Primitive):
 
 
 class Where(Primitive):
-    """out = cond ? a : b, with ``cond`` a constant boolean array.
+    """out = cond ? a : b, with ``cond`` a constant boolean array (the kernel ``where``).
 
     VJP: (where(cond, g, 0), where(cond, 0, g)).
     """
@@ -199,7 +200,7 @@ class Where(Primitive):
         self.cond = cond
 
     def forward(self, a, b):
-        return array_module(a).where(self.cond, a, b)
+        return K.lookup("where", a)(self.cond, a, b)
 
     def vjp(self, g, out, a, b):
         ga = where(self.cond, g, 0.0) if _need(a) else None

@@ -1,0 +1,63 @@
+"""numba CPU kernel of the elementwise select; same contract as ``select_ref.py``.
+
+The fast path is the shape every masked gradient has: a boolean mask and one full operand of
+its shape, the other full or a single number, all C-contiguous and of one dtype. The loop
+compiles to a blend (no branch), in ``prange`` blocks over numba's threads. Anything else
+(broadcast shapes, mixed dtypes, views) goes to the reference.
+
+Read next: ``kernels/_cuda.py`` (what the CUDA kernels share).
+"""
+import numpy as np
+from numba import njit, prange
+
+from .select_ref import where as _reference
+
+_BLOCK = 1 << 15
+
+
+@njit(parallel=True, cache=True)
+def _select(cond, a, b, out, a_full, b_full):
+    n = out.size
+    for k in prange((n + _BLOCK - 1) // _BLOCK):
+        lo, hi = k * _BLOCK, min(n, (k + 1) * _BLOCK)
+        if a_full and b_full:
+            for i in range(lo, hi):
+                out[i] = a[i] if cond[i] else b[i]
+        elif a_full:
+            s = b[0]
+            for i in range(lo, hi):
+                out[i] = a[i] if cond[i] else s
+        else:
+            s = a[0]
+            for i in range(lo, hi):
+                out[i] = s if cond[i] else b[i]
+
+
+def _flat(x, shape, dtype):
+    """x as a flat C-contiguous array of ``dtype`` if it is full-size or a single number, with
+    True for full-size; None if the fast path does not apply."""
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x, dtype=dtype)
+    if x.dtype != dtype:
+        return None
+    if x.size == 1:
+        return x.reshape(1), False
+    if x.shape == shape and x.flags.c_contiguous:
+        return x.reshape(-1), True
+    return None
+
+
+def where(cond, a, b):
+    """``a`` where ``cond`` is true, else ``b`` (see ``select_ref.where``)."""
+    full = a if np.ndim(a) >= np.ndim(b) else b
+    if not (isinstance(cond, np.ndarray) and cond.dtype == np.bool_ and
+            isinstance(full, np.ndarray) and cond.shape == full.shape and
+            cond.flags.c_contiguous and full.size >= 1024):
+        return _reference(cond, a, b)
+    dtype = full.dtype
+    fa, fb = _flat(a, cond.shape, dtype), _flat(b, cond.shape, dtype)
+    if fa is None or fb is None or not (fa[1] or fb[1]):
+        return _reference(cond, a, b)
+    out = np.empty(cond.shape, dtype=dtype)
+    _select(cond.reshape(-1), fa[0], fb[0], out.reshape(-1), fa[1], fb[1])
+    return out

@@ -1,0 +1,126 @@
+"""Threads in the kernels: one kernel's independent pieces spread over the cores, and the
+switches that belong to one thread (reference kernels on or off, how many threads a kernel
+may split into).
+
+minimeta uses a multi-core CPU in one of two ways at a time, never both:
+
+- **inside a kernel**: the conv family cuts its work into independent pieces (chunks of
+  images, blocks of output columns, filter taps) and ``parallel_map`` runs them on
+  ``split_threads()`` threads. Each piece runs its GEMM on one BLAS thread and its numba loops
+  on one numba thread, so the cores are shared out, never oversubscribed. NumPy's GEMM and
+  numba's compiled loops release the GIL, so the pieces really run at once.
+- **across tasks**: ``minimeta/engine/workers.py`` runs the tasks of a meta-batch on worker
+  threads; each worker calls ``worker_thread()`` first, so its kernels stay on its own core.
+
+The switches are per thread (``threading.local``): ``use_reference()`` in one thread does not
+change what another runs, and a worker thread copies its caller's settings explicitly.
+
+>>> split_threads() >= 1
+True
+>>> parallel_map(lambda i: i * i, range(5))
+[0, 1, 4, 9, 16]
+
+Read next: ``kernels/conv_numba.py`` (convolution with numba on the CPU).
+"""
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+
+def cores():
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+class _Switches(threading.local):
+    """This thread's settings; a new thread starts from the process defaults."""
+
+    def __init__(self):
+        self.reference = _DEFAULTS["reference"]
+        self.split = None  # None: the process default, _DEFAULTS["split"]
+
+
+_DEFAULTS = {"reference": os.environ.get("MINIMETA_KERNELS", "").lower() == "reference",
+             "split": cores()}
+LOCAL = _Switches()
+
+
+def split_threads():
+    """How many threads a kernel called from this thread may split its work into."""
+    return LOCAL.split if LOCAL.split is not None else _DEFAULTS["split"]
+
+
+def set_split_threads(n):
+    """Set the process default of ``split_threads()`` (``minimeta.threads.configure`` does)."""
+    if int(n) < 1:
+        raise ValueError(f"set_split_threads: need at least 1 thread, got {n}")
+    _DEFAULTS["split"] = int(n)
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Inside this block, kernels called from this thread do not split their work."""
+    previous = LOCAL.split
+    LOCAL.split = 1
+    try:
+        yield
+    finally:
+        LOCAL.split = previous
+
+
+def worker_thread():
+    """Make the calling thread a worker: its kernels run on this thread alone (no split, one
+    numba thread). BLAS is limited to one thread process-wide by ``minimeta.threads``."""
+    LOCAL.split = 1
+    import numba
+
+    numba.set_num_threads(1)
+
+
+_POOLS = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(n):
+    """A shared pool of ``n`` kernel threads (made once per size)."""
+    with _POOLS_LOCK:
+        if n not in _POOLS:
+            _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="minimeta-kernel",
+                                           initializer=worker_thread)
+        return _POOLS[n]
+
+
+def parallel_map(fn, items):
+    """``[fn(item) for item in items]``, the items spread over ``split_threads()`` threads
+    (the calling thread takes its share); results in the order of ``items``.
+
+    Only for pieces that are independent (no piece reads what another writes). With one
+    thread, or one item, it is the plain loop.
+    """
+    items = list(items)
+    n = min(split_threads(), len(items))
+    if n <= 1:
+        return [fn(item) for item in items]
+    # the caller runs items 0, n, 2n, ... ; the pool the others, in n - 1 interleaved shares
+    shares = [items[i::n] for i in range(n)]
+    futures = [_pool(n - 1).submit(_run_share, fn, share) for share in shares[1:]]
+    import numba
+
+    previous, caller = numba.get_num_threads(), LOCAL.split
+    numba.set_num_threads(1)
+    LOCAL.split = 1
+    try:
+        mine = [fn(item) for item in shares[0]]
+    finally:
+        numba.set_num_threads(previous)
+        LOCAL.split = caller
+    parts = [mine] + [f.result() for f in futures]
+    return [parts[i % n][i // n] for i in range(len(items))]
+
+
+def _run_share(fn, share):
+    return [fn(item) for item in share]
