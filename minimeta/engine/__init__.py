@@ -3,7 +3,8 @@
 Reading order, which is also the import order (each file imports only those before it):
 ``backend.py`` → ``tensor.py`` → ``anomaly.py`` → ``autodiff.py`` → ``primitives/`` (each file its
 primitive classes and their functions) → ``ops.py`` (the namespace, and the Tensor's operators)
-→ ``workers.py`` (the tasks of a meta-batch on threads) → ``derivatives.py``. Nothing in this package imports ``functional``, ``nn`` or anything above.
+→ ``workers.py`` (the tasks of a meta-batch on threads) → ``derivatives.py``. Nothing in this
+package imports ``functional``, ``nn`` or anything above.
 
 Read next: ``minimeta/engine/backend.py`` (devices: NumPy on the CPU, CuPy on a GPU).
 """
