@@ -103,8 +103,8 @@ def _train(args):
     from .experiments.training import NonFiniteError, train
     from .threads import configure
 
-    configure()
     config = RunConfig.from_args(args)
+    configure(threads=config.threads)
     print("minimeta train: " + config.describe())
     try:  # NumPy's overflow warnings stay quiet: the loop reports a non-finite value itself
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -1,14 +1,21 @@
-"""The process policy: one BLAS thread, numba's parallel kernels on every core, fixed malloc
+"""The process policy: one BLAS thread, the cores shared out by minimeta itself, fixed malloc
 thresholds.
 
 On this project's 2-core machines, OpenBLAS and numba both start thread pools, and when both
 run at once they fight: a 128×128 float32 matmul was measured at 48 µs with one OpenBLAS
-thread and 15.6 ms with two while the other core was busy. minimeta's BLAS calls are mostly
-small (MAML's per-task matrices, the sinusoid MLP) and never overlap a numba kernel, so:
+thread and 15.6 ms with two while the other core was busy (OpenBLAS's threads spin while they
+wait). So BLAS gets **one thread**, always, and minimeta shares out the cores itself, one way
+at a time:
 
-- BLAS: 1 thread (``threadpoolctl``), the setting every benchmark and example uses;
-- numba: all cores for the ``prange`` kernels (im2col, pooling, batch norm, attention), which
-  run between BLAS calls, never during one.
+- the tasks of a meta-batch (and evaluation episodes) run on ``workers`` threads, one per core
+  (``engine/workers.py``); each worker's kernels, GEMM and numba loops, stay on its thread;
+- outside them, one large kernel splits its independent pieces over the cores
+  (``kernels/threads.py``), each piece again on one BLAS and one numba thread;
+- numba's ``prange`` kernels (im2col, pooling, batch norm, attention, select) use every core
+  when called from the main thread, one when called from a worker.
+
+No core ever runs two busy threads of ours. Measured, with another process keeping one core
+busy as well: docs/PERFORMANCE.md.
 
 And memory: the engine allocates and frees many mid-sized arrays per op. glibc's malloc moves
 its mmap and trim thresholds as blocks are freed, and after some workloads (PyTorch's MAML,
@@ -18,15 +25,13 @@ meta-iteration instead of 1, 25–50% slower. ``malloc_policy()`` fixes both thr
 (M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 256 MiB), which turns the adjustment off; the cost
 is that up to 256 MiB of freed heap stays with the process.
 
-``configure()`` applies both policies process-wide; the command line and the examples call it,
-the benchmarks call ``malloc_policy()`` and set their threads themselves. Measurements behind
-the choices: docs/PERFORMANCE.md.
+``configure()`` applies both policies process-wide; the command line (``--threads N``) and the
+examples call it, the benchmarks call ``malloc_policy()`` and set their threads themselves.
 
 Read next: ``minimeta/cli.py`` (the command line).
 """
 import ctypes
 import ctypes.util
-import os
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc's malloc.h)
@@ -50,18 +55,23 @@ def malloc_policy(mmap_threshold=32 << 20, trim_threshold=256 << 20):
                 and mallopt(M_TRIM_THRESHOLD, trim_threshold))
 
 
-def configure(blas_threads=1, numba_threads=None):
-    """Limit BLAS to ``blas_threads`` and numba to ``numba_threads`` (default: all cores), and
-    apply ``malloc_policy()``.
+def configure(blas_threads=1, threads=None):
+    """Limit BLAS to ``blas_threads``; give numba, and the split of one kernel's work
+    (``kernels/threads.py``), ``threads`` (default: every core this process may use); apply
+    ``malloc_policy()``. Returns the number of threads, for the learners' ``workers``.
 
-    Returns the ``threadpoolctl`` limiter (call ``.restore()`` on it to undo the BLAS limit).
+    The BLAS limit is process-wide (``threadpoolctl``); the numba count applies to the calling
+    thread (numba's is per thread; worker threads set their own to 1).
     """
     from threadpoolctl import threadpool_limits
 
+    from .kernels import threads as kernel_threads
+
     malloc_policy()
-    limiter = threadpool_limits(limits=blas_threads, user_api="blas")
+    threadpool_limits(limits=blas_threads, user_api="blas")
+    threads = threads or kernel_threads.cores()
+    kernel_threads.set_split_threads(threads)
     import numba
 
-    numba.set_num_threads(min(numba_threads or os.cpu_count() or 1,
-                              numba.config.NUMBA_NUM_THREADS))
-    return limiter
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return threads

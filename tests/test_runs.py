@@ -211,12 +211,12 @@ def test_resume_only_goes_on_and_may_change_how_the_run_is_watched(tmp_path, cap
     assert cli.main(SINE + ["--iterations", "6", "--out", out, "--resume"]) == 0  # done
     assert checkpoint(out)["iteration"] == 6 and len(metrics(out)) == 6
     watched = ["--checkpoint-every", "0", "--detect-anomaly", "--validate-every", "1",
-               "--val-episodes", "3"]
+               "--val-episodes", "3", "--threads", "1"]
     assert cli.main(SINE + ["--iterations", "8", "--out", out, "--resume"] + watched) == 0
     assert [r["iteration"] for r in metrics(out)] == list(range(1, 9))
     assert MAY_CHANGE_ON_RESUME == {"iterations", "out", "resume", "overwrite", "device",
                                     "checkpoint_every", "detect_anomaly", "validate_every",
-                                    "val_episodes", "minutes"}
+                                    "val_episodes", "minutes", "threads"}
 
 
 # ----- 4. the metrics log is cut back to the checkpoint; stale temporaries go -----------------

@@ -104,6 +104,9 @@ class RunConfig:
     minutes: float = option(None, float, "training budget: stop after this many minutes of "
                             "training time (sampling to optimizer step; validation and "
                             "checkpoints not counted), at most --iterations", above=0)
+    threads: int = option(None, int, "threads the run uses: the tasks of a meta-batch (and "
+                          "evaluation episodes) on this many workers, a single large kernel "
+                          "split over as many (default: every core)", least=1, most=1024)
     detect_anomaly: bool = option(False, bool, "stop at the first op whose output or gradient "
                                   "holds a NaN or an inf, naming the op, its inputs, the order "
                                   "and your source line")
@@ -255,7 +258,7 @@ class RunConfig:
 # The settings a resumed run may change (``check_resume``); the checkpoint fixes the others.
 MAY_CHANGE_ON_RESUME = frozenset({"iterations", "out", "resume", "overwrite", "device",
                                   "checkpoint_every", "detect_anomaly", "validate_every",
-                                  "val_episodes", "minutes"})
+                                  "val_episodes", "minutes", "threads"})
 FLAGS = frozenset(f.name for f in fields(RunConfig) if f.metadata["flag"])
 
 

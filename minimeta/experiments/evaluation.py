@@ -19,6 +19,7 @@ import numpy as np
 from .. import functional as F
 from ..engine import grad, no_grad
 from ..engine.tensor import Tensor
+from ..engine.workers import map_threads
 from .progress import Progress
 
 
@@ -32,16 +33,23 @@ def mean_ci(values):
 def run_episodes(learner, tasks, episodes, seed, label="eval", finite=False):
     """Mean and 95% half-interval of the accuracy (or MSE) over ``episodes`` episodes; episode
     i is ``tasks([seed, i], 1)[0]``. With ``finite``, a query loss that is NaN or inf stops
-    it (``FloatingPointError``): an accuracy computed from such outputs means nothing."""
+    it (``FloatingPointError``): an accuracy computed from such outputs means nothing.
+    Episodes are drawn here and evaluated on ``learner.workers`` threads, a few at a time;
+    each episode's result does not depend on the threads."""
     values, bar = [], Progress(episodes, label)
-    for i in range(episodes):
-        loss, acc = learner.evaluate(tasks([seed, i], 1)[0])
-        if finite and not np.isfinite(loss):
-            raise FloatingPointError(
-                f"{label}: the query loss of episode {i} is {loss}: the model's outputs are "
-                "not finite (an inner learning rate that diverges?); nothing is reported")
-        values.append(acc if acc is not None else loss)
-        bar.update(i)
+    workers = getattr(learner, "workers", 1)
+    block = 4 * workers
+    for start in range(0, episodes, block):
+        drawn = [tasks([seed, i], 1)[0] for i in range(start, min(start + block, episodes))]
+        for i, (loss, acc) in enumerate(map_threads(learner.evaluate, drawn, workers),
+                                        start):
+            if finite and not np.isfinite(loss):
+                raise FloatingPointError(
+                    f"{label}: the query loss of episode {i} is {loss}: the model's outputs "
+                    "are not finite (an inner learning rate that diverges?); nothing is "
+                    "reported")
+            values.append(acc if acc is not None else loss)
+            bar.update(i)
     return mean_ci(values)
 
 

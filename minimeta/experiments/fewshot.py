@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from .. import io
+from ..kernels.threads import cores
 from .config import RunConfig
 from .evaluation import run_episodes
 from .registry import LEARNERS
@@ -58,6 +59,7 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
         config = _config(state, checkpoint, device)
         _check_finite(state, checkpoint)
         model, learner = build(config)
+        learner.workers = cores()  # episodes on every core (kernels/threads.py)
         try:
             model.load_state_dict(state["model"])
         except ValueError as err:  # a state of another architecture (StateDictError)

@@ -49,6 +49,7 @@ from ..data import EpisodeSampler, SinusoidTasks, omniglot
 from ..engine import detect_anomaly
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
+from ..kernels.threads import cores
 from ..optim import Adam
 from .evaluation import run_episodes
 from .progress import Progress
@@ -105,6 +106,7 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
     state = open_run(config)  # the checks, before anything is written
     if learner is None:
         model, learner = build(config)
+    learner.workers = config.threads or cores()  # tasks on worker threads (engine/workers.py)
     opt = Adam(learner.meta_parameters(), lr=config.outer_lr, clip_norm=config.clip_norm) \
         if LEARNERS[config.learner].outer_optimizer else None
     checkpoint = None if config.out is None else os.path.join(config.out, CHECKPOINT)
