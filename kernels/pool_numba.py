@@ -11,10 +11,9 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True)
-def _max_pool(x, k, s, ho, wo):
+def _max_pool(x, k, s, y, idx):
     n, c, h, w = x.shape
-    y = np.empty((n, c, ho, wo), dtype=x.dtype)
-    idx = np.empty((n, c, ho, wo), dtype=np.int64)
+    ho, wo = y.shape[2], y.shape[3]
     for plane in prange(n * c):
         b, ch = plane // c, plane % c
         base = plane * h * w
@@ -30,7 +29,6 @@ def _max_pool(x, k, s, ho, wo):
                             arg = (i * s + p) * w + j * s + q
                 y[b, ch, i, j] = best
                 idx[b, ch, i, j] = base + arg
-    return y, idx
 
 
 @njit(parallel=True, cache=True)
@@ -46,11 +44,15 @@ def _scatter(g, idx, size, planes):
 
 
 def max_pool2d(x, kernel, stride):
-    """Return ``(y, argmax)`` like the reference."""
+    """Return ``(y, argmax)`` like the reference; argmax is int32 when every flat index fits
+    (the saved indices of a graph take half the memory of int64)."""
     x = np.ascontiguousarray(x)
     ho = (x.shape[2] - kernel) // stride + 1
     wo = (x.shape[3] - kernel) // stride + 1
-    return _max_pool(x, kernel, stride, ho, wo)
+    y = np.empty((x.shape[0], x.shape[1], ho, wo), dtype=x.dtype)
+    idx = np.empty(y.shape, dtype=np.int32 if x.size < 2 ** 31 else np.int64)
+    _max_pool(x, kernel, stride, y, idx)
+    return y, idx
 
 
 def max_pool2d_backward(g, argmax, x_shape):

@@ -23,7 +23,8 @@ or minimeta's own task loop, run earlier in the process) it ended up returning h
 the OS at every iteration and faulting it back: ~600 minor page faults per sinusoid
 meta-iteration instead of 1, 25–50% slower. ``malloc_policy()`` fixes both thresholds
 (M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 256 MiB), which turns the adjustment off; the cost
-is that up to 256 MiB of freed heap stays with the process.
+is that up to 256 MiB of freed heap stays with the process. It also keeps one malloc arena for
+all threads, so the worker threads do not each hold a heap of their own.
 
 ``configure()`` applies both policies process-wide; the command line (``--threads N``) and the
 examples call it, the benchmarks call ``malloc_policy()`` and set their threads themselves.
@@ -34,11 +35,14 @@ import ctypes
 import ctypes.util
 import sys
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc's malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt (glibc's malloc.h)
 
 
-def malloc_policy(mmap_threshold=32 << 20, trim_threshold=256 << 20):
-    """Fix glibc malloc's mmap and trim thresholds; True if applied (Linux glibc), else False.
+def malloc_policy(mmap_threshold=32 << 20, trim_threshold=256 << 20, arenas=1):
+    """Fix glibc malloc's mmap and trim thresholds and its number of arenas; True if applied
+    (Linux glibc), else False. One arena: worker threads share one heap instead of each
+    keeping its own (the 2-worker MAML meta-iteration peaked at 522 MiB with an arena per
+    thread, 493 MiB with one; docs/PERFORMANCE.md).
 
     >>> isinstance(malloc_policy(), bool)
     True
@@ -52,7 +56,8 @@ def malloc_policy(mmap_threshold=32 << 20, trim_threshold=256 << 20):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)
-                and mallopt(M_TRIM_THRESHOLD, trim_threshold))
+                and mallopt(M_TRIM_THRESHOLD, trim_threshold)
+                and mallopt(M_ARENA_MAX, arenas))
 
 
 def configure(blas_threads=1, threads=None):

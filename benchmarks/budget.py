@@ -1,0 +1,82 @@
+"""The same-budget table: train for 5, 10, 20 and 30 minutes of training time, test after each.
+
+One run per learner, extended by ``--resume`` (the training clock, ``train_seconds``, counts on
+across resumes, so "10 minutes" is the 5-minute run trained 5 minutes more):
+
+- ``protonet``: 60-way 1-shot 5-query episodes, Adam 1e-3 (no halving), tested 5-way 1-shot
+  and 20-way 1-shot on 600 test episodes;
+- ``maml``: second-order MAML 5-way 1-shot, 32 tasks, α 0.4, 1 inner step (3 at test), tested
+  5-way 1-shot on 600 test episodes.
+
+These are PyTorch's protocol in issue 13 (figures there, measured on this kind of machine).
+Every command is printed before it runs; results go to ``<out>/budget.jsonl``.
+
+Run: python benchmarks/budget.py [--learners protonet maml] [--minutes 5 10 20 30]
+     [--out outputs/budget]
+"""
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+TRAIN = {
+    "protonet": ["--learner", "protonet", "--ways", "60", "--shots", "1", "--queries", "5",
+                 "--lr-halve-every", "0"],
+    "maml": ["--learner", "maml", "--ways", "5", "--shots", "1"],
+}
+TESTS = {"protonet": [("5", "1"), ("20", "1")], "maml": [("5", "1")]}
+
+
+def run(cmd, log):
+    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    log.write(out.stdout + out.stderr)
+    log.flush()
+    if out.returncode:
+        sys.exit(f"budget: the command above failed (exit {out.returncode}):\n{out.stderr}")
+    return out.stdout, time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--learners", nargs="+", default=["protonet", "maml"],
+                        choices=sorted(TRAIN))
+    parser.add_argument("--minutes", nargs="+", type=float, default=[5, 10, 20, 30])
+    parser.add_argument("--episodes", type=int, default=600)
+    parser.add_argument("--out", default="outputs/budget")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    mm = [sys.executable, "-m", "minimeta.cli"]
+    results = open(os.path.join(args.out, "budget.jsonl"), "a")
+    log = open(os.path.join(args.out, "budget.log"), "a")
+    for learner in args.learners:
+        folder = os.path.join(args.out, learner)
+        for i, minutes in enumerate(sorted(args.minutes)):
+            cmd = mm + ["train"] + TRAIN[learner] + [
+                "--iterations", "1000000", "--minutes", str(minutes), "--validate-every", "0",
+                "--out", folder] + (["--resume"] if i else ["--overwrite"])
+            _, wall = run(cmd, log)
+            last = json.loads(open(os.path.join(folder, "metrics.jsonl")).readlines()[-1])
+            for ways, shots in TESTS[learner]:
+                report = os.path.join(args.out, "eval.jsonl")
+                cmd = mm + ["eval", "--checkpoint", os.path.join(folder, "checkpoint.npz"),
+                            "--episodes", str(args.episodes), "--ways", ways, "--shots", shots,
+                            "--report", report]
+                run(cmd, log)
+                row = json.loads(open(report).readlines()[-1])
+                record = {"learner": learner, "minutes": minutes,
+                          "iterations": last["iteration"],
+                          "train_seconds": last.get("train_seconds"), "train_wall_s": wall,
+                          "ways": int(ways), "shots": int(shots),
+                          "accuracy": row.get("accuracy"), "interval": row.get("interval")}
+                results.write(json.dumps(record) + "\n")
+                results.flush()
+                print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Benchmark: the whole machine. minimeta and PyTorch, each at its best setting and both on one
+thread, timed in one process, interleaved round by round.
+
+Workloads (float32, conv4 on 28×28 images):
+- ``conv4``: forward + backward on 640 images;
+- ``maml5``: one second-order MAML meta-iteration, 5-way 1-shot, 15 queries per class,
+  32 tasks, 1 inner step, α 0.4, Adam step;
+- ``maml20``: the same, 20-way 1-shot, 5 queries per class, 16 tasks, 5 inner steps;
+- ``protonet``: one ProtoNet episode, 60-way 5-shot 5-query, Adam step.
+
+Settings: minimeta's best is its policy (``minimeta/threads.py``): one BLAS thread, the tasks
+of a meta-batch on one worker per core, a large kernel split over the cores; its single-thread
+setting has one worker, no split, one numba thread. PyTorch's best is ``set_num_threads`` =
+cores (its default), and 1. Each round times every (workload, setting) once, so a noisy
+moment hits all of them; the table gives the median over rounds and the range.
+
+``--memory`` instead runs the 5-way MAML meta-iteration alone in a fresh process per library
+(and per minimeta worker count) and prints its peak RSS.
+
+Run: python benchmarks/machine.py [--rounds 5] [--only maml5 protonet] [--memory]
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from threadpoolctl import threadpool_limits
+
+from minimeta import nn
+from minimeta.kernels import threads as kernel_threads
+from minimeta.learners import MAML
+from minimeta.optim import Adam
+from _timing import apply_malloc_policy, try_torch
+from workloads import maml_tasks, mm_conv4, mm_protonet, torch_conv4, \
+    torch_conv4_params, torch_workloads
+
+CORES = kernel_threads.cores()
+SHAPES = {"maml5": dict(ways=5, queries=15, n_tasks=32, steps=1),
+          "maml20": dict(ways=20, queries=5, n_tasks=16, steps=5)}
+
+
+def mm_maml(ways, queries, n_tasks, steps):
+    learner = MAML(nn.conv4(ways), 0.4, steps)
+    tasks = maml_tasks(n_tasks, ways, 1, queries)
+    opt = Adam(learner.meta_parameters(), 1e-3)
+
+    def run():
+        learner.outer_step(tasks)
+        opt.step()
+        opt.zero_grad()
+    return run, learner
+
+
+def torch_maml(torch, ways, queries, n_tasks, steps):
+    tf = torch.nn.functional
+    params = torch_conv4_params(torch, head=ways)
+    opt = torch.optim.Adam(params, 1e-3)
+    tasks = [tuple(torch.from_numpy(a) for a in t) for t in maml_tasks(n_tasks, ways, 1, queries)]
+
+    def run():
+        for xs, ys, xq, yq in tasks:
+            fast = params
+            for _ in range(steps):
+                loss = tf.cross_entropy(torch_conv4(torch, xs, fast), ys)
+                grads = torch.autograd.grad(loss, fast, create_graph=True)
+                fast = [p - 0.4 * g for p, g in zip(fast, grads)]
+            (tf.cross_entropy(torch_conv4(torch, xq, fast), yq) / len(tasks)).backward()
+        opt.step()
+        opt.zero_grad()
+    return run
+
+
+def minimeta_cases(key):
+    if key in SHAPES:
+        run, learner = mm_maml(**SHAPES[key])
+        return run, learner
+    return {"conv4": mm_conv4, "protonet": mm_protonet}[key](), None
+
+
+def torch_case(torch, key):
+    if key in SHAPES:
+        return torch_maml(torch, **SHAPES[key])
+    return torch_workloads(torch)[key]()
+
+
+def set_minimeta(threads, learner):
+    """minimeta on ``threads`` cores: workers, kernel split and numba threads."""
+    import numba
+
+    kernel_threads.set_split_threads(threads)
+    numba.set_num_threads(threads)
+    if learner is not None:
+        learner.workers = threads
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", nargs="*", choices=["conv4", "maml5", "maml20", "protonet"])
+    parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--memory-child", choices=["minimeta", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the table as JSON here")
+    args = parser.parse_args()
+    apply_malloc_policy()
+    if args.memory_child:
+        return memory_child(args.memory_child, args.workers)
+    if args.memory:
+        return memory()
+    threadpool_limits(1, user_api="blas")
+    torch = try_torch()
+    keys = args.only or ["conv4", "maml5", "maml20", "protonet"]
+    cases = {}
+    for key in keys:
+        run, learner = minimeta_cases(key)
+        cases[key, "minimeta", CORES] = (run, lambda n=CORES, lr=learner: set_minimeta(n, lr))
+        cases[key, "minimeta", 1] = (run, lambda lr=learner: set_minimeta(1, lr))
+        if torch:
+            trun = torch_case(torch, key)
+            cases[key, "torch", CORES] = (trun, lambda: torch.set_num_threads(CORES))
+            cases[key, "torch", 1] = (trun, lambda: torch.set_num_threads(1))
+    print(f"{CORES} cores; BLAS 1 thread for minimeta; {args.rounds} interleaved rounds",
+          flush=True)
+    for run, setup in cases.values():  # warm-up: numba compilation, first-touch memory
+        setup()
+        run()
+    samples = {case: [] for case in cases}
+    for r in range(args.rounds):
+        for case, (run, setup) in cases.items():
+            setup()
+            samples[case].append(timed(run))
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    table = {}
+    for key in keys:
+        row = {}
+        for lib in ("minimeta", "torch"):
+            for n in (CORES, 1):
+                s = samples.get((key, lib, n))
+                if s:
+                    row[f"{lib}@{n}"] = (statistics.median(s), min(s), max(s))
+        table[key] = row
+        best_mm, one_mm = row[f"minimeta@{CORES}"][0], row["minimeta@1"][0]
+        line = (f"{key:9s} minimeta {CORES} threads {best_mm:7.3f} s "
+                f"[{row[f'minimeta@{CORES}'][1]:.3f}-{row[f'minimeta@{CORES}'][2]:.3f}]"
+                f" | 1 thread {one_mm:7.3f} s")
+        if torch:
+            best_t, one_t = row[f"torch@{CORES}"][0], row["torch@1"][0]
+            line += (f" || torch {CORES} threads {best_t:7.3f} s "
+                     f"[{row[f'torch@{CORES}'][1]:.3f}-{row[f'torch@{CORES}'][2]:.3f}]"
+                     f" | 1 thread {one_t:7.3f} s || ratio best/best "
+                     f"{best_mm / min(best_t, one_t):5.2f}, 1/1 {one_mm / one_t:5.2f}")
+        print(line, flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(table, f, indent=1)
+
+
+def memory_child(lib, workers):
+    """One 5-way MAML meta-iteration (2 runs), alone in this process: print peak RSS."""
+    shape = SHAPES["maml5"]
+    if lib == "minimeta":
+        threadpool_limits(1, user_api="blas")
+        run, learner = mm_maml(**shape)
+        set_minimeta(workers, learner)
+    else:
+        import torch
+
+        run = torch_maml(torch, **shape)
+    run()
+    run()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"lib": lib, "workers": workers, "peak_rss_mib": round(peak, 1)}))
+
+
+def memory():
+    runs = [("minimeta", 1), ("minimeta", CORES)] + ([("torch", 1)] if try_torch() else [])
+    for lib, workers in runs:
+        out = subprocess.run([sys.executable, __file__, "--memory-child", lib, "--workers",
+                              str(workers)], capture_output=True, text=True, check=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))
+        print(out.stdout.strip().splitlines()[-1], flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
