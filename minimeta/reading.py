@@ -75,6 +75,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("minimeta/learners/stacked.py", "a meta-batch as one stacked batch"),
     ("minimeta/learners/reptile.py", "Reptile"),
     ("minimeta/learners/metric.py", "Prototypical, Matching and Relation Networks"),
+    ("minimeta/learners/cnp.py", "conditional neural processes: the model-based family"),
     ("minimeta/data/__init__.py", "task families as NumPy arrays"),
     ("minimeta/data/sinusoid.py", "sinusoid regression tasks"),
     ("minimeta/data/omniglot.py", "Omniglot: conversion and splits"),

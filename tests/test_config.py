@@ -12,8 +12,8 @@ from minimeta import cli, io
 from minimeta.experiments import fewshot, training
 from minimeta.experiments.config import RunConfig
 from minimeta.experiments.registry import LEARNERS, OPTIONAL, WHY_NOT, build
-from minimeta.learners import (ANIL, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile,
-                               StackedTasks)
+from minimeta.learners import (ANIL, CNP, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet,
+                               Reptile, StackedTasks)
 
 SINUSOID = ["--learner", "maml", "--dataset", "sinusoid"]
 REJECTED = [  # (options after `minimeta train`, the one-line error)
@@ -162,16 +162,17 @@ def test_registry_names_families_builders_and_options():
     assert tuple(LEARNERS) == dataclasses.fields(RunConfig)[0].metadata["choices"]
     expected = {"maml": MAML, "fomaml": MAML, "metasgd": MetaSGD, "anil": ANIL,
                 "reptile": Reptile, "protonet": ProtoNet, "matching": MatchingNet,
-                "relation": RelationNet}
+                "relation": RelationNet, "cnp": CNP}
     assert set(expected) == set(LEARNERS)
     assert set(WHY_NOT) == OPTIONAL
     for name, spec in LEARNERS.items():
-        assert spec.family in ("optimization", "metric") and spec.options <= OPTIONAL
+        assert spec.family in ("optimization", "metric", "model") and spec.options <= OPTIONAL
         assert spec.outer_optimizer == (name != "reptile")
-        model, learner = build(RunConfig(learner=name, fce=name == "matching"))
+        dataset = spec.datasets[0]
+        model, learner = build(RunConfig(learner=name, fce=name == "matching", dataset=dataset))
         assert type(learner) is expected[name], name
         assert model.state_dict() and learner.meta_parameters()
-        if spec.family == "metric":
+        if spec.family in ("metric", "model"):
             assert model is learner.net
         else:
             assert model.parameters()[-1].shape[-1] == 5          # a 5-way head

@@ -126,8 +126,9 @@ class RunConfig:
             if getattr(self, name) not in (None, False):
                 raise ValueError(f"{flag(name)} does not apply to {self.learner}: "
                                  f"{WHY_NOT[name]}")
-        if self.dataset == "sinusoid" and spec.family == "metric":
-            raise ValueError(f"{self.learner} classifies images: use --dataset omniglot")
+        if self.dataset not in spec.datasets:
+            what = "classifies images" if spec.family == "metric" else "regresses functions"
+            raise ValueError(f"{self.learner} {what}: use --dataset {spec.datasets[0]}")
         if self.stream_seed is not None and self.dataset != "sinusoid":
             raise ValueError("stream_seed: one stream of tasks is the sinusoid experiment's; "
                              "Omniglot episodes come from the seed (seed, iteration)")

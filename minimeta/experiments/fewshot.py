@@ -68,16 +68,21 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
         if state.get("learner"):  # learned learner state (Meta-SGD's inner rates)
             learner.load_state_dict(state["learner"])
         ways, shots, queries = _episode_shape(config, part, ways, shots, queries)
-        metric = LEARNERS[config.learner].family == "metric"
         what = "accuracy" if config.dataset == "omniglot" else "MSE"
         mean, half = run_episodes(learner, task_source(config, part, ways, shots, queries),
                                   episodes, seed, finite=True)
-        steps = "" if metric else f"{config.test_steps} test steps, α = {config.inner_lr}, "
+        family = LEARNERS[config.learner].family
+        steps = f"{config.test_steps} test steps, α = {config.inner_lr}, " \
+            if family == "optimization" else ""
         trained = (f"trained {state['iteration']} iterations ({config.ways}-way "
                    f"{config.shots}-shot) in {state['seconds']:.0f} s")
         protocol = (f"{config.learner} on {config.dataset} ({config.split} split, {part} "
                     f"part), {ways}-way {shots}-shot, {queries} queries per class, {steps}batch "
                     f"norm with batch statistics, {trained}")
+        if config.dataset == "sinusoid":
+            protocol = (f"{config.learner} on sinusoids, K = {shots} support points, {queries} "
+                        f"query points, {steps}trained {state['iteration']} iterations (K = "
+                        f"{config.shots}) in {state['seconds']:.0f} s")
         log(f"{what} {mean:.4f} ± {half:.4f} (95% interval, {episodes} episodes) | {protocol}")
         if out is not None:
             row = {"learner": config.learner, "fce": config.fce, what: mean, "interval": half,

@@ -3,7 +3,8 @@ defaults of the paper it comes from.
 
 ``LEARNERS[name]`` is a ``LearnerSpec``: the ``family`` ("optimization": an inner loop on a
 model whose head has one output per class, or one for a regression; "metric": an embedding
-compared across the episode), ``build(config) → (model, learner)`` (the model is the Module
+compared across the episode; "model": a network that reads the support set and predicts,
+no inner loop), the ``datasets`` it works on, ``build(config) → (model, learner)`` (the model is the Module
 whose state is checkpointed), the paper's ``defaults`` by training way count, the ``options``
 of ``RunConfig`` that only some learners take, and whether an outer optimizer (Adam) updates
 the meta-parameters (Reptile updates θ itself).
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .. import nn
-from ..learners import (ANIL, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile,
+from ..learners import (ANIL, CNP, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile,
                         StackedTasks)
 
 # Paper defaults by training way count (a way count not in a table reads its smallest one):
@@ -65,6 +66,7 @@ class LearnerSpec:
     options: frozenset             # the entries of OPTIONAL this learner takes
     default_ways: int = 5          # training ways when --ways is not given
     outer_optimizer: bool = True   # False: the learner updates θ itself (Reptile)
+    datasets: tuple = ("omniglot", "sinusoid")
 
 
 def model_for(config):
@@ -111,6 +113,12 @@ def metric(make):
     return build
 
 
+def cnp(config):
+    """A conditional neural process on (x, y) points (model-based; sinusoids)."""
+    learner = CNP(seed=config.seed)
+    return learner.net.to(config.device), learner
+
+
 METRIC_OPTIONS = OUTER_OPTIMIZER
 LEARNERS = {
     "maml": LearnerSpec("optimization", maml_family(MAML), MAML_DEFAULTS, MAML_OPTIONS),
@@ -122,14 +130,17 @@ LEARNERS = {
     "anil": LearnerSpec("optimization", maml_family(ANIL), MAML_DEFAULTS, MAML_OPTIONS),
     "protonet": LearnerSpec(
         "metric", metric(lambda c: ProtoNet(nn.conv4(seed=c.seed))),
-        {60: dict(queries=5, lr_halve_every=2000)}, METRIC_OPTIONS, default_ways=60),
+        {60: dict(queries=5, lr_halve_every=2000)}, METRIC_OPTIONS, default_ways=60,
+        datasets=("omniglot",)),
     "matching": LearnerSpec(
         "metric", metric(lambda c: MatchingNet(nn.conv4(seed=c.seed), fce=c.fce, seed=c.seed)),
-        {5: dict(queries=15), 20: dict(queries=5)}, METRIC_OPTIONS | {"fce"}),
+        {5: dict(queries=15), 20: dict(queries=5)}, METRIC_OPTIONS | {"fce"},
+        datasets=("omniglot",)),
     "relation": LearnerSpec(
         "metric", metric(lambda c: RelationNet(nn.relation_embedding(seed=c.seed),
                                                nn.relation_module(seed=c.seed + 1))),
-        {5: dict(queries=19), 20: dict(queries=10)}, METRIC_OPTIONS),
+        {5: dict(queries=19), 20: dict(queries=10)}, METRIC_OPTIONS, datasets=("omniglot",)),
+    "cnp": LearnerSpec("model", cnp, {5: {}}, OUTER_OPTIMIZER, datasets=("sinusoid",)),
 }
 
 

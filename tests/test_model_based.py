@@ -1,0 +1,117 @@
+"""The model-based family: conditional neural processes (``learners/cnp.py``).
+
+- The context is a set: permuting its points changes no prediction (1e-12, float64).
+- The context is read: changing its y values changes the predictions; a model whose encoder is
+  cut off (a mutation) fails that check.
+- The NLL equals a NumPy computation of the Gaussian log-likelihood.
+- Gradient checks of order 1 and 2 of the episode loss with respect to the parameters and to
+  the context (so a CNP can sit inside an outer loop like the other learners).
+- The command line trains and evaluates it on sinusoids and refuses Omniglot.
+
+Read next: ``test_workers.py`` (tasks on worker threads).
+"""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import minimeta as mm
+from minimeta import cli
+from minimeta.learners import CNP
+from minimeta.learners.cnp import context_size, softplus
+
+
+def small(seed=0):
+    return CNP(hidden=6, layers=2, seed=seed, dtype=np.float64)
+
+
+def points(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-5, 5, (n, 1))
+    return x, 2.0 * np.sin(x - 0.5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 8), st.integers(0, 10 ** 6))
+def test_the_context_is_a_set(n, seed):
+    cnp, (xs, ys), (xq, _) = small(), points(n, seed), points(5, seed + 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    mu, sigma = cnp.predict(xs, ys, xq)
+    mu2, sigma2 = cnp.predict(xs[perm], ys[perm], xq)
+    np.testing.assert_allclose(mu2.numpy(), mu.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sigma2.numpy(), sigma.numpy(), rtol=0, atol=1e-12)
+    assert (sigma.numpy() >= 0.1).all()
+
+
+def context_moves_predictions(cnp):
+    (xs, ys), (xq, _) = points(6, 0), points(5, 1)
+    a = cnp.predict(xs, ys, xq)[0].numpy()
+    b = cnp.predict(xs, -ys, xq)[0].numpy()
+    return np.abs(a - b).max()
+
+
+def test_the_context_is_read():
+    assert context_moves_predictions(small()) > 1e-4
+
+
+def test_reading_check_fails_when_the_encoder_is_cut_off(monkeypatch):
+    """Mutation: the encoder's output replaced by zeros (the decoder sees no context)."""
+    cnp = small()
+    real = cnp.net.call_child
+
+    def cut(name, x, params):
+        out = real(name, x, params)
+        return out * 0.0 if name == "encoder" else out
+
+    monkeypatch.setattr(cnp.net, "call_child", cut)
+    assert context_moves_predictions(cnp) == 0.0
+
+
+def test_nll_matches_numpy():
+    cnp, (xs, ys), (xq, yq) = small(), points(4, 2), points(7, 3)
+    mu, sigma = (t.numpy() for t in cnp.predict(xs, ys, xq))
+    want = np.mean(np.log(sigma) + (yq - mu) ** 2 / (2 * sigma ** 2)) + 0.5 * math.log(2 * math.pi)
+    assert cnp.nll(xs, ys, xq, yq).item() == pytest.approx(want, rel=1e-13)
+    s = np.array([-800.0, -3.0, 0.0, 2.5, 800.0])
+    np.testing.assert_allclose(softplus(mm.tensor(s)).numpy(), np.logaddexp(0, s), rtol=1e-14)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_gradcheck_of_the_episode_loss(order):
+    """d NLL / d(parameters, context x, context y), orders 1 and 2 (composed), float64."""
+    cnp, (xs, ys), (xq, yq) = small(3), points(3, 4), points(4, 5)
+    names = list(cnp.params)
+
+    def f(xs_t, ys_t, *weights):
+        return cnp.nll(xs_t, ys_t, xq, yq, dict(zip(names, weights)))
+
+    report = mm.gradcheck(f, [xs, ys] + [p.numpy() for p in cnp.params.values()], order=order,
+                          atol=1e-5, rtol=1e-4)
+    assert report.scale[order] > 1e-2
+
+
+def test_context_size_is_in_range_and_repeats():
+    xs = np.random.default_rng(0).uniform(-5, 5, (4, 10, 1))
+    ks = {context_size(xs + i) for i in range(30)}
+    assert ks <= set(range(1, 11)) and len(ks) > 3
+    assert context_size(xs) == context_size(xs.copy())
+
+
+def test_cli_trains_and_evaluates_a_cnp(tmp_path, capsys):
+    out, report = str(tmp_path / "cnp"), str(tmp_path / "r.jsonl")
+    assert cli.main(["train", "--learner", "cnp", "--dataset", "sinusoid", "--shots", "10",
+                     "--queries", "10", "--iterations", "40", "--out", out]) == 0
+    losses = [json.loads(line)["loss"] for line in open(os.path.join(out, "metrics.jsonl"))]
+    assert len(losses) == 40 and np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert cli.main(["eval", "--checkpoint", os.path.join(out, "checkpoint.npz"), "--shots",
+                     "5", "--queries", "20", "--episodes", "8", "--report", report]) == 0
+    row = json.loads(open(report).read())
+    assert row["learner"] == "cnp" and row["shots"] == 5 and row["MSE"] > 0
+    assert "K = 5 support points" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--learner", "cnp", "--out", str(tmp_path / "x")])
+    assert info.value.code == 2
+    assert "cnp regresses functions: use --dataset sinusoid" in capsys.readouterr().err
