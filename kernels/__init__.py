@@ -8,6 +8,9 @@
     max_pool2d_backward        pool_ref.…               pool_numba.…       pool_cuda.…
     cosine_attention           attention_ref.…          attention_numba.…  attention_cuda.…
     cosine_attention_backward  attention_ref.…          attention_numba.…  attention_cuda.…
+    causal_conv1d              causal_ref.…             causal_numba.…     causal_cuda.…
+    causal_conv1d_input_grad   causal_ref.…             causal_numba.…     causal_cuda.…
+    causal_conv1d_weight_grad  causal_ref.…             causal_numba.…     causal_cuda.…
     where                      select_ref.where         select_numba.…     the reference, on CuPy
     batch_norm                 norm_ref.batch_norm      norm_numba.…       the reference, on CuPy
     batch_norm_backward        norm_ref.…               norm_numba.…       the reference, on CuPy
@@ -15,7 +18,7 @@
 Batch norm and ``where`` on the GPU run their NumPy references on CuPy arrays (NumPy's functions
 dispatch to CuPy's, whose reductions and select a hand kernel would not beat); so does every
 kernel under ``use_reference()``. Families close under differentiation: conv2d and its two
-gradients; max pooling and its argmax scatter (whose own gradient is a gather); fused cosine
+gradients; the causal dilated conv1d (SNAIL's) and its two; max pooling and its argmax scatter (whose own gradient is a gather); fused cosine
 attention and fused batch norm, whose composite definitions in ``minimeta.functional`` give
 their higher derivatives (see ``minimeta/engine/primitives/fused.py``).
 
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as _np
 
-from . import attention_ref, conv_ref, norm_ref, pool_ref, select_ref
+from . import attention_ref, causal_ref, conv_ref, norm_ref, pool_ref, select_ref
 from .threads import LOCAL
 
 
@@ -61,6 +64,9 @@ TABLE = {
     "max_pool2d_backward": _row(pool_ref.max_pool2d_backward, "pool"),
     "cosine_attention": _row(attention_ref.cosine_attention, "attention"),
     "cosine_attention_backward": _row(attention_ref.cosine_attention_backward, "attention"),
+    "causal_conv1d": _row(causal_ref.causal_conv1d, "causal"),
+    "causal_conv1d_input_grad": _row(causal_ref.causal_conv1d_input_grad, "causal"),
+    "causal_conv1d_weight_grad": _row(causal_ref.causal_conv1d_weight_grad, "causal"),
     "where": _row(select_ref.where, "select", cuda=False),
     "batch_norm": _row(norm_ref.batch_norm, "norm", cuda=False),
     "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", cuda=False),

@@ -12,7 +12,7 @@ which calls cuBLAS; NumPy's under the simulator):
 ``cols`` has shape (C·kh·kw, N·Ho·Wo): row (c, p, q), column (n, i, j). Spec:
 ``conv_ref.py``; tested against it under the CUDA simulator (``tests/test_cuda_kernels.py``).
 
-Read next: ``kernels/pool_cuda.py`` (max pooling on a GPU).
+Read next: ``kernels/causal_cuda.py`` (the causal 1-D convolution on a GPU).
 """
 from numba import cuda
 

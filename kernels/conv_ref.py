@@ -12,7 +12,7 @@ family is what lets the engine differentiate convolutions to any order (engine/p
 The implementation is im2col by ``sliding_window_view`` (a strided view, no copy) and one
 ``tensordot`` (BLAS GEMM).
 
-Read next: ``kernels/pool_ref.py`` (max pooling in NumPy: the spec).
+Read next: ``kernels/causal_ref.py`` (the causal dilated 1-D convolution in NumPy: the spec).
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view

@@ -22,11 +22,12 @@ import minimeta as mm
 from minimeta import kernels as K
 from minimeta.engine.autodiff import Primitive, toposort
 from minimeta.gradcheck import GradcheckReport
-from minimeta.engine.primitives import (attention as At, conv as C, elementwise as E,
-                                        fused as Fu, linalg as L, normalization as N,
-                                        reductions as R, shape as S)
+from minimeta.engine.primitives import (attention as At, causal as Ca, conv as C,
+                                        elementwise as E, fused as Fu, linalg as L,
+                                        normalization as N, reductions as R, shape as S)
 from minimeta.selfcheck_inputs import (attention_args, batch_norm_args, binary, broadcast_args,
-                                       concat_args, conv_args, conv_input_grad_args,
+                                       causal_args, causal_input_grad_args,
+                                       causal_weight_grad_args, concat_args, conv_args, conv_input_grad_args,
                                        conv_weight_grad_args, float32_unary, getitem_args,
                                        matmul_args, matmul_flags_args, pool_args,
                                        pool_backward_args, reduce_args, reshape_args,
@@ -117,6 +118,14 @@ ROWS = [
         conv_input_grad_args(), (C.Conv2dInputGrad,), orders=(1, 2, 3)),
     Row("conv2d_weight_grad", C.conv2d_weight_grad, K.conv_ref.conv2d_weight_grad,
         conv_weight_grad_args(), (C.Conv2dWeightGrad,), orders=(1, 2, 3)),
+    Row("causal_conv1d", Ca.causal_conv1d, K.causal_ref.causal_conv1d, causal_args(),
+        (Ca.CausalConv1d,), orders=(1, 2, 3)),
+    Row("causal_conv1d_input_grad", Ca.causal_conv1d_input_grad,
+        K.causal_ref.causal_conv1d_input_grad, causal_input_grad_args(),
+        (Ca.CausalConv1dInputGrad,), orders=(1, 2, 3)),
+    Row("causal_conv1d_weight_grad", Ca.causal_conv1d_weight_grad,
+        K.causal_ref.causal_conv1d_weight_grad, causal_weight_grad_args(),
+        (Ca.CausalConv1dWeightGrad,), orders=(1, 2, 3)),
     Row("max_pool2d", C.max_pool2d, lambda x, k, s: K.pool_ref.max_pool2d(x, k, s)[0],
         pool_args(), (C.MaxPool2d,)),
     Row("max_pool2d_backward", _pool_backward, K.pool_ref.max_pool2d_backward,

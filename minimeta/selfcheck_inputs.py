@@ -157,6 +157,33 @@ def conv_geometry(draw):
 
 
 @st.composite
+def causal_geometry(draw):
+    """Shapes x (N,C,T), w (O,C,k), the dilation, and the output's (N,O,T): dilations up to
+    past the sequence's length (a tap that reads nothing), lengths from 1."""
+    n, c, o = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    k, t, dilation = draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 4))
+    return (n, c, t), (o, c, k), dilation, (n, o, t)
+
+
+@st.composite
+def causal_args(draw):
+    xs, ws, dilation, _ = draw(causal_geometry())
+    return (draw(arrays(xs)), draw(arrays(ws))), (dilation,)
+
+
+@st.composite
+def causal_input_grad_args(draw):
+    _, ws, dilation, ys = draw(causal_geometry())
+    return (draw(arrays(ys)), draw(arrays(ws))), (dilation,)
+
+
+@st.composite
+def causal_weight_grad_args(draw):
+    xs, ws, dilation, ys = draw(causal_geometry())
+    return (draw(arrays(xs)), draw(arrays(ys))), (ws, dilation)
+
+
+@st.composite
 def conv_args(draw):
     xs, ws, stride, padding, _ = draw(conv_geometry())
     return (draw(arrays(xs)), draw(arrays(ws))), (stride, padding)

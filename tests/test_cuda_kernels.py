@@ -19,12 +19,13 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
-# 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 kernel table
-# + 8 learners = 17. A test added below must be added here, or the parent fails.
+# 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
+# + 1 kernel table + 8 learners = 18. A test added below must be added here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation"]
 EXPECTED = sorted(
     ["test_the_simulator_is_on", "test_conv_family_matches_reference",
      "test_max_pool_matches_reference", "test_cosine_attention_matches_reference",
+     "test_causal_conv1d_matches_reference",
      "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions"]
     + [f"test_conv_across_block_boundaries[{n}]" for n in (31, 32, 33, 97)]
     + [f"test_every_learner_on_a_simulated_gpu_matches_the_cpu[{k}]" for k in LEARNERS])
@@ -41,7 +42,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 17
+    assert len(EXPECTED) == 18
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -60,7 +61,8 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
 if SIMULATED:
     from hypothesis import given, settings, strategies as st
 
-    from minimeta.kernels import _cuda, attention_cuda, attention_ref, conv_cuda, conv_ref
+    from minimeta.kernels import _cuda, attention_cuda, attention_ref, causal_cuda, causal_ref
+    from minimeta.kernels import conv_cuda, conv_ref
     from minimeta.kernels import pool_cuda, pool_ref
     from test_functional import conv_case
     from test_kernel_references import check_max_pool
@@ -136,6 +138,23 @@ if SIMULATED:
                                    attention_ref.cosine_attention_backward(qs, ss, ys, g),
                                    rtol=1e-9, atol=1e-11)
 
+    @SIM
+    @given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), t=st.integers(1, 40),
+           k=st.integers(1, 3), d=st.integers(1, 9), seed=st.integers(0, 99),
+           dtype=st.sampled_from([np.float32, np.float64]))
+    def test_causal_conv1d_matches_reference(n, c, o, t, k, d, seed, dtype):
+        """SNAIL's causal family; lengths up to 40 cross the 32-thread blocks."""
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((n, c, t)).astype(dtype)
+        w = rng.standard_normal((o, c, k)).astype(dtype)
+        g = rng.standard_normal((n, o, t)).astype(dtype)
+        _close(causal_cuda.causal_conv1d(x[:, :, ::-1], w, d),
+               causal_ref.causal_conv1d(x[:, :, ::-1], w, d), dtype)
+        _close(causal_cuda.causal_conv1d_input_grad(g, w, d),
+               causal_ref.causal_conv1d_input_grad(g, w, d), dtype)
+        _close(causal_cuda.causal_conv1d_weight_grad(x, g, w.shape, d),
+               causal_ref.causal_conv1d_weight_grad(x, g, w.shape, d), dtype)
+
     def test_kernel_table_sends_gpu_arrays_to_the_cuda_versions():
         from minimeta import kernels
 
@@ -146,6 +165,7 @@ if SIMULATED:
         x = np.zeros((1, 1, 2, 2)).view(OnGPU)
         assert kernels.lookup("conv2d", x) is conv_cuda.conv2d
         assert kernels.lookup("cosine_attention", x) is attention_cuda.cosine_attention
+        assert kernels.lookup("causal_conv1d", x) is causal_cuda.causal_conv1d
         assert kernels.lookup("batch_norm", x) is kernels.TABLE["batch_norm"].reference
         assert kernels.lookup("conv2d", np.zeros(1)) is not conv_cuda.conv2d
 

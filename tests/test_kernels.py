@@ -262,3 +262,24 @@ def test_where_numba_equals_reference(data, dtype, kind):
     got, want = kernel(cond, a, b), K.TABLE["where"].reference(cond, a, b)
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+
+
+@given(st.data(), DTYPES, st.integers(1, 9), st.integers(1, 3), st.booleans())
+def test_causal_conv1d_numba_equals_reference(data, dtype, length, k, strided):
+    """SNAIL's causal convolution family: numba equals the reference for dilations from 1 to
+    past the length, lengths from 1, batch 1 included, and non-contiguous inputs (views)."""
+    dilation = data.draw(st.integers(1, length + 2))
+    n, c, o = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)), data.draw(
+        st.integers(1, 3))
+    x = data.draw(arrays((n, c, 2 * length if strided else length), dtype=dtype))
+    x = x[:, :, ::2] if strided else x
+    w = data.draw(arrays((o, c, k), dtype=dtype))
+    g = data.draw(arrays((n, o, length), dtype=dtype))
+    g = np.asfortranarray(g) if strided else g
+    for name, args in (("causal_conv1d", (x, w, dilation)),
+                       ("causal_conv1d_input_grad", (g, w, dilation)),
+                       ("causal_conv1d_weight_grad", (x, g, w.shape, dilation))):
+        got = K.resolve(K.TABLE[name].cpu)(*args)
+        want = K.TABLE[name].reference(*args)
+        assert got.dtype == want.dtype == dtype and got.shape == want.shape
+        close(got, want, dtype)

@@ -22,6 +22,7 @@ from .primitives.shape import (broadcast_to, concatenate, expand_dims, getitem, 
                                scatter_add, squeeze, stack, swapaxes, transpose)
 from .primitives.reductions import logsumexp, max, mean, sum, sum_to
 from .primitives.linalg import matmul
+from .primitives.causal import causal_conv1d
 
 __all__ = [
     "tensor", "zeros", "ones", "constant", "add", "sub", "mul", "div", "neg", "pow", "exp",
@@ -29,7 +30,7 @@ __all__ = [
     "tanh", "sigmoid", "relu", "abs", "maximum", "where", "sum", "mean", "max", "logsumexp",
     "reshape", "transpose", "swapaxes", "expand_dims", "squeeze", "broadcast_to", "sum_to",
     "getitem", "scatter_add", "concatenate", "stack", "matmul", "astype", "compare", "sign",
-    "isfinite",
+    "isfinite", "causal_conv1d",
 ]
 
 

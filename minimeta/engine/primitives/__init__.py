@@ -1,4 +1,4 @@
-"""The primitive set: every differentiable op in minimeta is one of these 36 classes (or made of
+"""The primitive set: every differentiable op in minimeta is one of these 39 classes (or made of
 them). Each file holds its classes and, below them, the user-facing functions that check their
 arguments and apply them (``ops.py`` gathers those functions into one namespace). The files in
 reading order, which is also their import order (each imports only files above it):
@@ -16,6 +16,8 @@ reading order, which is also their import order (each imports only files above i
 | normalization.py  | BatchNorm (fused) and its composite                                     |
 | conv.py           | Conv2d Conv2dInputGrad Conv2dWeightGrad (a closed family), MaxPool2d     |
 |                   | MaxPool2dBackward (max pooling and its scatter: a closed pair)          |
+| causal.py         | CausalConv1d CausalConv1dInputGrad CausalConv1dWeightGrad (SNAIL's      |
+|                   | dilated causal convolution: a closed family)                            |
 
 Read next: ``minimeta/engine/primitives/elementwise.py`` (arithmetic and elementwise primitives).
 """

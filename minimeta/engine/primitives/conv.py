@@ -9,7 +9,7 @@ Differentiating those identities gives every VJP in terms of the family itself, 
 any order stay inside three kernels. Forwards go through the kernel table (``minimeta.kernels``),
 where a NumPy reference is the spec and faster versions plug in.
 
-Read next: ``kernels/__init__.py`` (the kernel table).
+Read next: ``minimeta/engine/primitives/causal.py`` (the causal dilated 1-D convolution (SNAIL's)).
 """
 from ... import kernels as K
 from ..autodiff import Primitive, apply
