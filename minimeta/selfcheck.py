@@ -27,8 +27,8 @@ from minimeta.engine.primitives import (attention as At, causal as Ca, conv as C
                                         normalization as N, reductions as R, shape as S)
 from minimeta.selfcheck_inputs import (attention_args, batch_norm_args, binary, broadcast_args,
                                        causal_args, causal_input_grad_args,
-                                       causal_weight_grad_args, concat_args, conv_args, conv_input_grad_args,
-                                       conv_weight_grad_args, float32_unary, getitem_args,
+                                       causal_weight_grad_args, concat_args, conv_args,
+                                       conv_input_grad_args, conv_weight_grad_args, float32_unary, getitem_args,
                                        matmul_args, matmul_flags_args, pool_args,
                                        pool_backward_args, reduce_args, reshape_args,
                                        scatter_args, separated_pair, transpose_args, unary,

@@ -18,8 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENGINE_ORDER = [
     "backend", "tensor", "anomaly", "autodiff", "primitives.elementwise", "primitives.shape",
     "primitives.reductions", "primitives.linalg", "primitives.fused", "primitives.attention",
-    "primitives.normalization", "primitives.conv", "primitives.causal", "primitives", "ops", "workers", "derivatives",
-    "",
+    "primitives.normalization", "primitives.conv", "primitives.causal", "primitives", "ops",
+    "workers", "derivatives", "",
 ]
 LAYERS = [  # (rank, module prefixes): a module takes the rank of its longest matching prefix
     (0, ["minimeta.kernels", "minimeta._kernels_path"]),
