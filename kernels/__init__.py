@@ -1,6 +1,6 @@
 """The kernel table: every accelerated kernel, by name, beside the NumPy reference that is its spec.
 
-    name                       reference (the spec)     numba CPU          CUDA (GPU arrays)
+    name                       reference (the spec)     CPU (numba, BLAS)  CUDA (GPU arrays)
     conv2d                     conv_ref.conv2d          conv_numba.…       conv_cuda.… (im2col
     conv2d_input_grad          conv_ref.…               conv_numba.…       conv_cuda.…  kernels
     conv2d_weight_grad         conv_ref.…               conv_numba.…       conv_cuda.…  + cuBLAS)
@@ -8,9 +8,9 @@
     max_pool2d_backward        pool_ref.…               pool_numba.…       pool_cuda.…
     cosine_attention           attention_ref.…          attention_numba.…  attention_cuda.…
     cosine_attention_backward  attention_ref.…          attention_numba.…  attention_cuda.…
-    causal_conv1d              causal_ref.…             causal_numba.…     causal_cuda.…
-    causal_conv1d_input_grad   causal_ref.…             causal_numba.…     causal_cuda.…
-    causal_conv1d_weight_grad  causal_ref.…             causal_numba.…     causal_cuda.…
+    causal_conv1d              causal_ref.…             causal_cpu.…       causal_cuda.…
+    causal_conv1d_input_grad   causal_ref.…             causal_cpu.…       causal_cuda.…
+    causal_conv1d_weight_grad  causal_ref.…             causal_cpu.…       causal_cuda.…
     where                      select_ref.where         select_numba.…     the reference, on CuPy
     batch_norm                 norm_ref.batch_norm      norm_numba.…       the reference, on CuPy
     batch_norm_backward        norm_ref.…               norm_numba.…       the reference, on CuPy
@@ -24,7 +24,7 @@ definitions in ``minimeta.functional`` give their higher derivatives (see ``mini
 
 Kernels take arrays and return arrays; they never see a Tensor. The engine calls them only
 through ``lookup(name, array)``. It returns the CUDA version when ``array`` lives on a GPU
-(a CuPy array, or one with ``__cuda_array_interface__``), else the numba CPU version, unless
+(a CuPy array, or one with ``__cuda_array_interface__``), else the CPU version, unless
 ``MINIMETA_KERNELS=reference`` is set or the code runs inside ``use_reference()`` (for teaching
 and debugging). numba (and numba.cuda) is imported on the first lookup of one of its kernels,
 never with minimeta.
@@ -50,10 +50,12 @@ class Kernel:
     cuda: str = ""
 
 
-def _row(reference, family, cuda=True):
-    """A table row whose CPU (and CUDA) versions share the reference's function name."""
+def _row(reference, family, cuda=True, cpu=None):
+    """A table row whose CPU (and CUDA) versions share the reference's function name; the CPU
+    module is ``<family>_numba`` unless ``cpu`` names another."""
     name = reference.__name__
-    return Kernel(reference, f"{family}_numba:{name}", f"{family}_cuda:{name}" if cuda else "")
+    return Kernel(reference, f"{cpu or family + '_numba'}:{name}",
+                  f"{family}_cuda:{name}" if cuda else "")
 
 
 TABLE = {
@@ -64,9 +66,11 @@ TABLE = {
     "max_pool2d_backward": _row(pool_ref.max_pool2d_backward, "pool"),
     "cosine_attention": _row(attention_ref.cosine_attention, "attention"),
     "cosine_attention_backward": _row(attention_ref.cosine_attention_backward, "attention"),
-    "causal_conv1d": _row(causal_ref.causal_conv1d, "causal"),
-    "causal_conv1d_input_grad": _row(causal_ref.causal_conv1d_input_grad, "causal"),
-    "causal_conv1d_weight_grad": _row(causal_ref.causal_conv1d_weight_grad, "causal"),
+    "causal_conv1d": _row(causal_ref.causal_conv1d, "causal", cpu="causal_cpu"),
+    "causal_conv1d_input_grad": _row(causal_ref.causal_conv1d_input_grad, "causal",
+                                     cpu="causal_cpu"),
+    "causal_conv1d_weight_grad": _row(causal_ref.causal_conv1d_weight_grad, "causal",
+                                      cpu="causal_cpu"),
     "where": _row(select_ref.where, "select", cuda=False),
     "batch_norm": _row(norm_ref.batch_norm, "norm", cuda=False),
     "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", cuda=False),

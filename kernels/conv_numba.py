@@ -24,7 +24,7 @@ Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.m
 Inputs of any layout are accepted: they are made C-contiguous first (a copy only when needed).
 Results match the reference to float rounding (the summation order differs).
 
-Read next: ``kernels/causal_numba.py`` (the causal 1-D convolution with numba).
+Read next: ``kernels/causal_cpu.py`` (the causal 1-D convolution on the CPU: a GEMM per tap).
 """
 import numpy as np
 from numba import njit, prange

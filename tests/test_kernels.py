@@ -265,9 +265,9 @@ def test_where_numba_equals_reference(data, dtype, kind):
 
 
 @given(st.data(), DTYPES, st.integers(1, 9), st.integers(1, 3), st.booleans())
-def test_causal_conv1d_numba_equals_reference(data, dtype, length, k, strided):
-    """SNAIL's causal convolution family: numba equals the reference for dilations from 1 to
-    past the length, lengths from 1, batch 1 included, and non-contiguous inputs (views)."""
+def test_causal_conv1d_cpu_equals_reference(data, dtype, length, k, strided):
+    """SNAIL's causal convolution family: the CPU kernels equal the reference for dilations
+    from 1 to past the length, lengths from 1, batch 1 included, non-contiguous inputs."""
     dilation = data.draw(st.integers(1, length + 2))
     n, c, o = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)), data.draw(
         st.integers(1, 3))

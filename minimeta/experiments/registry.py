@@ -24,7 +24,7 @@ from typing import Callable
 
 from .. import nn
 from ..learners import (ANIL, CNP, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile,
-                        StackedTasks)
+                        SnailLearner, StackedTasks)
 
 # Paper defaults by training way count (a way count not in a table reads its smallest one):
 # Finn et al. 2017 (MAML), Nichol et al. 2018 (Reptile), Snell et al. 2017 (60-way training
@@ -113,6 +113,13 @@ def metric(make):
     return build
 
 
+def snail(config):
+    """SNAIL on a conv4 embedding, for ``config.ways``-way episodes of 1..``config.shots``
+    shots (model-based; Omniglot)."""
+    learner = SnailLearner(config.ways, config.shots, seed=config.seed)
+    return learner.net.to(config.device), learner
+
+
 def cnp(config):
     """A conditional neural process on (x, y) points (model-based; sinusoids)."""
     learner = CNP(seed=config.seed)
@@ -140,6 +147,9 @@ LEARNERS = {
         "metric", metric(lambda c: RelationNet(nn.relation_embedding(seed=c.seed),
                                                nn.relation_module(seed=c.seed + 1))),
         {5: dict(queries=19), 20: dict(queries=10)}, METRIC_OPTIONS, datasets=("omniglot",)),
+    "snail": LearnerSpec("model", snail, {5: dict(queries=2, meta_batch=8),
+                                          20: dict(queries=1, meta_batch=4)}, OUTER_OPTIMIZER,
+                         datasets=("omniglot",)),
     "cnp": LearnerSpec("model", cnp, {5: {}}, OUTER_OPTIMIZER, datasets=("sinusoid",)),
 }
 

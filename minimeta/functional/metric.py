@@ -1,6 +1,6 @@
 """Similarities and distances for metric-based learners, and the Matching Networks read-out.
 
-Read next: ``minimeta/functional/recurrent.py`` (the LSTM cell).
+Read next: ``minimeta/functional/sequence.py`` (SNAIL's gated causal convolution and attention).
 """
 from ..engine import ops
 from ..engine.primitives.attention import cosine_attention as _fused_attention

@@ -4,8 +4,8 @@ Optimization-based: ``MAML`` (exact second order; ``first_order=True`` for FOMAM
 ``ANIL`` (``maml.py``), any of them with a meta-batch stacked into one batch
 (``StackedTasks(learner)``, ``stacked.py``), and ``Reptile`` (``reptile.py``). Metric-based:
 ``ProtoNet``, ``MatchingNet`` (with optional full context embeddings) and ``RelationNet``
-(``metric.py``). Model-based: ``CNP``, a conditional neural process for regression
-(``cnp.py``). All of them are ``Learner``s (``base.py``); the wrapper is not.
+(``metric.py``). Model-based: ``SnailLearner``, SNAIL reading an episode as a sequence
+(``snail.py``), and ``CNP``, a conditional neural process for regression (``cnp.py``). All of them are ``Learner``s (``base.py``); the wrapper is not.
 
 Read next: ``minimeta/learners/base.py`` (what every learner shares).
 """
@@ -13,7 +13,8 @@ from .maml import MAML, MetaSGD, ANIL
 from .stacked import StackedTasks
 from .reptile import Reptile
 from .metric import ProtoNet, MatchingNet, RelationNet
+from .snail import SnailLearner
 from .cnp import CNP
 
 __all__ = ["MAML", "MetaSGD", "ANIL", "StackedTasks", "Reptile", "ProtoNet", "MatchingNet",
-           "RelationNet", "CNP"]
+           "RelationNet", "SnailLearner", "CNP"]

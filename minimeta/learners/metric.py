@@ -18,7 +18,7 @@ between episodes.
 - ``RelationNet`` (Sung et al. 2018): score(x, k) = σ(relation([Σ_shots f(support of k), f(x)]))
   for every query/class pair; loss = MSE against the one-hot labels.
 
-Read next: ``minimeta/learners/cnp.py`` (conditional neural processes: the model-based family).
+Read next: ``minimeta/learners/snail.py`` (SNAIL: an episode read as a sequence).
 """
 import numpy as np
 

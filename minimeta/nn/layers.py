@@ -8,7 +8,7 @@ Initialisation (seeded: pass ``seed`` or a ``numpy.random.Generator`` as ``rng``
 - ``LSTMCell``: uniform(−1/√H, 1/√H) for all weights, as in PyTorch.
 The default dtype is float32 (training speed); pass ``dtype=np.float64`` for gradient checks.
 
-Read next: ``minimeta/nn/fce.py`` (Matching Networks' full context embeddings).
+Read next: ``minimeta/nn/snail.py`` (SNAIL's blocks: temporal convolutions and causal attention).
 """
 import numpy as np
 

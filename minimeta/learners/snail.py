@@ -1,0 +1,98 @@
+"""SNAIL as a learner (Mishra et al. 2018): few-shot classification by reading a sequence.
+
+An N-way K-shot episode becomes, for each query image, one sequence of N·K + 1 steps: the
+support images' embeddings, each with its one-hot label, in a random order, then the query's
+embedding with an all-zero label. SNAIL (``nn/snail.py``) reads it causally, and its logits at
+the last step are the prediction for the query. Nothing is adapted at test time: the support
+set is input, so a model trained with N ways handles any K up to the one it was trained on.
+
+Training, as in the paper, draws the shot count k from 1..K for each episode (the episodes are
+sampled with K shots and k of each class are kept) and shuffles the support steps; both draws
+are seeded by a checksum of the episode's images, so a resumed run repeats them.
+
+The embedding is conv4 (64 features for 28×28 images); the whole network, embedding and SNAIL,
+is trained end to end by the outer optimizer on the queries' cross-entropy.
+
+Read next: ``minimeta/learners/cnp.py`` (conditional neural processes: the model-based family).
+"""
+import zlib
+
+import numpy as np
+
+from .. import functional as F
+from .. import nn
+from ..engine import no_grad, ops
+from ..nn.snail import OMNIGLOT, SNAIL
+from .base import Learner
+
+
+def episode_rng(xs):
+    """A generator seeded by a checksum of the support images: the same episode, the same
+    draws (a resumed run repeats them)."""
+    return np.random.default_rng(zlib.crc32(np.ascontiguousarray(xs).tobytes()))
+
+
+class SnailLearner(Learner):
+    """SNAIL for ``ways``-way episodes of up to ``shots`` shots, on a conv4 embedding (or
+    ``embedding``, any Module giving ``features`` features per image); ``sizes`` the blocks
+    (``nn/snail.py``; default the paper's Omniglot stack)."""
+
+    classification = True
+
+    def __init__(self, ways, shots, seed=0, embedding=None, dtype=np.float32, features=64,
+                 vary_shots=True, sizes=OMNIGLOT):
+        self.ways, self.shots, self.vary_shots = ways, shots, vary_shots
+        net = nn.Module()
+        net.add_child("embed", embedding if embedding is not None else
+                      nn.conv4(seed=seed, dtype=dtype))
+        net.add_child("snail", SNAIL(ways, ways * shots + 1, features + ways, seed=seed + 1,
+                                     dtype=dtype, sizes=sizes))
+        super().__init__(net, loss="cross_entropy", params=net.named_parameters())
+        self.net = net
+
+    def sequences(self, xs, ys, xq, params, order=None):
+        """(queries, features + ways, steps): each query's sequence, support steps in
+        ``order`` (default: as given), the query last with a zero label."""
+        like = next(iter(params.values()))
+        x = ops.concatenate([ops.constant(xs, like), ops.constant(xq, like)], axis=0)
+        z = self.net.call_child("embed", x, params)
+        z = ops.reshape(z, (z.shape[0], -1))
+        n_s, n_q = len(xs), len(xq)
+        order = np.arange(n_s) if order is None else np.asarray(order)
+        labels = F.one_hot(np.asarray(ys)[order], self.ways, z.dtype, like=z)
+        support = ops.concatenate([z[:n_s][order], labels], axis=1)          # (n_s, C)
+        query = ops.concatenate([z[n_s:], ops.constant(np.zeros((n_q, self.ways), z.dtype),
+                                                       like)], axis=1)       # (n_q, C)
+        steps = ops.concatenate([ops.broadcast_to(ops.expand_dims(support, 0),
+                                                  (n_q,) + support.shape),
+                                 ops.expand_dims(query, 1)], axis=1)         # (n_q, T, C)
+        return ops.transpose(steps, (0, 2, 1))
+
+    def logits(self, xs, ys, xq, params=None, order=None):
+        """(queries, ways): SNAIL's output at the last step of each query's sequence."""
+        params = self.params if params is None else params
+        out = self.net.call_child("snail", self.sequences(xs, ys, xq, params, order), params)
+        return out[:, :, -1]
+
+    def task_loss(self, task):
+        """Cross-entropy and accuracy of the queries; k ≤ K shots and the support order drawn
+        from the episode (``episode_rng``)."""
+        xs, ys, xq, yq = task
+        ys = np.asarray(ys)
+        rng = episode_rng(xs)
+        keep = np.arange(len(ys))
+        if self.vary_shots:
+            k = int(rng.integers(1, self.shots + 1))
+            keep = np.concatenate([np.flatnonzero(ys == c)[:k] for c in range(self.ways)])
+        order = keep[rng.permutation(len(keep))]
+        scores = self.logits(xs, ys, xq, order=order)
+        return self.loss(scores, yq), F.accuracy(scores, yq)
+
+    def evaluate(self, task, steps=None):
+        """Query loss and accuracy of one episode, all its support shots in a random order
+        (no graph; ``steps`` is ignored: there is no inner loop)."""
+        xs, ys, xq, yq = task
+        order = episode_rng(xs).permutation(len(ys))
+        with no_grad():
+            scores = self.logits(xs, ys, xq, order=order)
+            return self.loss(scores, yq).item(), F.accuracy(scores, yq)

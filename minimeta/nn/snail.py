@@ -1,0 +1,108 @@
+"""SNAIL (Mishra et al. 2018): temporal convolutions and causal attention over a sequence of
+labelled examples, as Modules (the functions are in ``functional/sequence.py``).
+
+A sequence is (batch, channels, steps). ``snail(ways, steps, features)`` is the paper's
+Omniglot stack on top of an image embedding:
+
+    Attention(64, 32) → TC(128) → Attention(256, 128) → TC(128) → Attention(512, 256)
+    → a per-step linear map to ``ways`` logits (a causal convolution of kernel 1)
+
+where TC(D) is ⌈log₂ T⌉ dense blocks of D filters with dilations 2, 4, …, 2^⌈log₂ T⌉ (the
+paper's base-2 logarithm; a common reimplementation uses the natural one, which gives fewer
+blocks). Every block concatenates its output to its input, so the channels grow block by block.
+
+Read next: ``minimeta/nn/fce.py`` (Matching Networks' full context embeddings).
+"""
+import math
+
+import numpy as np
+
+from .. import functional as F
+from ..engine.primitives.causal import causal_conv1d
+from .module import Module
+
+
+class DenseBlock(Module):
+    """[x, tanh(conv_f x) ⊙ σ(conv_g x)]: ``filters`` channels more, kernel 2, ``dilation``."""
+
+    def __init__(self, channels, filters, dilation, rng, dtype=np.float32):
+        super().__init__()
+        self.dilation, self.out_channels = dilation, channels + filters
+        std = np.sqrt(1.0 / (2 * channels))
+        for gate in ("f", "g"):
+            self.add_param(f"w{gate}", (rng.standard_normal((filters, channels, 2)) * std)
+                           .astype(dtype))
+            self.add_param(f"b{gate}", np.zeros(filters, dtype=dtype))
+
+    def forward(self, x, params):
+        return F.dense_block(x, params["wf"], params["bf"], params["wg"], params["bg"],
+                             self.dilation)
+
+
+class TCBlock(Module):
+    """⌈log₂ steps⌉ dense blocks of ``filters``, dilations 2, 4, …: the receptive field of
+    the last one covers the whole sequence."""
+
+    def __init__(self, channels, steps, filters, rng, dtype=np.float32):
+        super().__init__()
+        self._names = []
+        for i in range(1, max(1, math.ceil(math.log2(steps))) + 1):
+            block = DenseBlock(channels, filters, 2 ** i, rng, dtype)
+            self._names.append(str(i))
+            self.add_child(str(i), block)
+            channels = block.out_channels
+        self.out_channels = channels
+
+    def forward(self, x, params):
+        for name in self._names:
+            x = self.call_child(name, x, params)
+        return x
+
+
+class AttentionBlock(Module):
+    """[x, causal softmax attention of x with ``keys``-wide keys and ``values`` values]."""
+
+    def __init__(self, channels, keys, values, rng, dtype=np.float32):
+        super().__init__()
+        self.out_channels = channels + values
+        for name, width in (("q", keys), ("k", keys), ("v", values)):
+            std = np.sqrt(1.0 / channels)
+            self.add_param(f"w{name}", (rng.standard_normal((channels, width)) * std)
+                           .astype(dtype))
+            self.add_param(f"b{name}", np.zeros(width, dtype=dtype))
+
+    def forward(self, x, params):
+        seq = F.causal_attention(x.transpose((0, 2, 1)), *(params[n] for n in (
+            "wq", "bq", "wk", "bk", "wv", "bv")))
+        return seq.transpose((0, 2, 1))
+
+
+OMNIGLOT = ((64, 32), 128, (256, 128), 128, (512, 256))  # the paper's stack
+
+
+class SNAIL(Module):
+    """The paper's Omniglot stack on sequences of ``features`` channels, ``steps`` long
+    (N·K + 1 for N-way K-shot), ending in ``ways`` logits at every step. ``sizes`` lists the
+    blocks: (keys, values) for an attention block, a filter count for a TC block."""
+
+    def __init__(self, ways, steps, features, seed=0, dtype=np.float32, sizes=OMNIGLOT):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        c = features
+        self._names = []
+        for i, size in enumerate(sizes):
+            if isinstance(size, tuple):
+                name, block = f"att{i}", AttentionBlock(c, *size, rng, dtype)
+            else:
+                name, block = f"tc{i}", TCBlock(c, steps, size, rng, dtype)
+            self.add_child(name, block)
+            self._names.append(name)
+            c = block.out_channels
+        self.add_param("w_out", (rng.standard_normal((ways, c, 1)) * np.sqrt(1.0 / c))
+                       .astype(dtype))
+        self.add_param("b_out", np.zeros(ways, dtype=dtype))
+
+    def forward(self, x, params):
+        for name in self._names:
+            x = self.call_child(name, x, params)
+        return causal_conv1d(x, params["w_out"]) + params["b_out"].reshape((-1, 1))
