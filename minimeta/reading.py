@@ -82,6 +82,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("minimeta/learners/reptile.py", "Reptile"),
     ("minimeta/learners/metric.py", "Prototypical, Matching and Relation Networks"),
     ("minimeta/learners/snail.py", "SNAIL: an episode read as a sequence"),
+    ("minimeta/learners/mann.py", "a memory-augmented network (MANN)"),
     ("minimeta/learners/cnp.py", "conditional neural processes: the model-based family"),
     ("minimeta/data/__init__.py", "task families as NumPy arrays"),
     ("minimeta/data/sinusoid.py", "sinusoid regression tasks"),

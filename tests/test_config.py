@@ -13,7 +13,7 @@ from minimeta.experiments import fewshot, training
 from minimeta.experiments.config import RunConfig
 from minimeta.experiments.registry import LEARNERS, OPTIONAL, WHY_NOT, build
 from minimeta.learners import (ANIL, CNP, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet,
-                               Reptile, SnailLearner, StackedTasks)
+                               MANNLearner, Reptile, SnailLearner, StackedTasks)
 
 SINUSOID = ["--learner", "maml", "--dataset", "sinusoid"]
 REJECTED = [  # (options after `minimeta train`, the one-line error)
@@ -162,7 +162,8 @@ def test_registry_names_families_builders_and_options():
     assert tuple(LEARNERS) == dataclasses.fields(RunConfig)[0].metadata["choices"]
     expected = {"maml": MAML, "fomaml": MAML, "metasgd": MetaSGD, "anil": ANIL,
                 "reptile": Reptile, "protonet": ProtoNet, "matching": MatchingNet,
-                "relation": RelationNet, "cnp": CNP, "snail": SnailLearner}
+                "relation": RelationNet, "cnp": CNP, "snail": SnailLearner,
+                "mann": MANNLearner}
     assert set(expected) == set(LEARNERS)
     assert set(WHY_NOT) == OPTIONAL
     for name, spec in LEARNERS.items():

@@ -22,9 +22,12 @@ Read next: ``minimeta/experiments/training.py`` (the one training loop).
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from .. import nn
+from ..data import omniglot
 from ..learners import (ANIL, CNP, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile,
-                        SnailLearner, StackedTasks)
+                        MANNLearner, SnailLearner, StackedTasks)
 
 # Paper defaults by training way count (a way count not in a table reads its smallest one):
 # Finn et al. 2017 (MAML), Nichol et al. 2018 (Reptile), Snell et al. 2017 (60-way training
@@ -120,6 +123,13 @@ def snail(config):
     return learner.net.to(config.device), learner
 
 
+def mann(config):
+    """MANN on Omniglot episodes resized to 20×20, as the paper (model-based)."""
+    size = omniglot.area_matrix(28, 20).astype(np.float32)
+    learner = MANNLearner(config.ways, 20, resize=(size, size), seed=config.seed)
+    return learner.net.to(config.device), learner
+
+
 def cnp(config):
     """A conditional neural process on (x, y) points (model-based; sinusoids)."""
     learner = CNP(seed=config.seed)
@@ -150,6 +160,8 @@ LEARNERS = {
     "snail": LearnerSpec("model", snail, {5: dict(queries=2, meta_batch=8),
                                           20: dict(queries=1, meta_batch=4)}, OUTER_OPTIMIZER,
                          datasets=("omniglot",)),
+    "mann": LearnerSpec("model", mann, {5: dict(queries=1, meta_batch=16)}, OUTER_OPTIMIZER,
+                        datasets=("omniglot",)),
     "cnp": LearnerSpec("model", cnp, {5: {}}, OUTER_OPTIMIZER, datasets=("sinusoid",)),
 }
 

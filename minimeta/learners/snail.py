@@ -13,7 +13,7 @@ are seeded by a checksum of the episode's images, so a resumed run repeats them.
 The embedding is conv4 (64 features for 28×28 images); the whole network, embedding and SNAIL,
 is trained end to end by the outer optimizer on the queries' cross-entropy.
 
-Read next: ``minimeta/learners/cnp.py`` (conditional neural processes: the model-based family).
+Read next: ``minimeta/learners/mann.py`` (a memory-augmented network (MANN)).
 """
 import zlib
 
