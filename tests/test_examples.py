@@ -41,3 +41,20 @@ def test_sinusoid_example_rejects_a_bad_option_in_one_line():
     assert done.returncode == 2 and not os.path.exists("unused")
     assert done.stderr.splitlines()[-1].endswith(
         "error: --inner-lr must be a finite number > 0, got nan")
+
+
+def test_model_based_example_runs_each_learner_on_a_tiny_budget():
+    printed = run_example("model_based.py", "--learner", "cnp", "--iterations", "5",
+                          "--test-tasks", "4")
+    assert "cnp: 5 training iterations" in printed
+    assert "cnp: K = 5: MSE" in printed and "cnp: K = 10: MSE" in printed
+    from minimeta.data import omniglot
+
+    if not os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES["background"][0])):
+        return  # Omniglot absent: SNAIL and MANN need it (CI has it)
+    printed = run_example("model_based.py", "--learner", "snail", "--iterations", "2",
+                          "--test-tasks", "3")
+    assert "snail: 5-way 1-shot accuracy" in printed and "5-way 5-shot" in printed
+    printed = run_example("model_based.py", "--learner", "mann", "--iterations", "2",
+                          "--test-tasks", "2")
+    assert "mann: instance accuracy by presentation 1:" in printed and "10:" in printed

@@ -92,13 +92,7 @@ def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100, lr
     """
     results = {}
     for shots in shots_list:
-        rng_tasks = SinusoidTasks(seed=seed + shots)
-        amps, phases = rng_tasks.sample_functions(n_tasks)
-        tasks = []
-        for a, p in zip(amps, phases):
-            x_s, y_s = rng_tasks.points(a, p, shots)
-            x_q = np.linspace(-5, 5, queries, dtype=np.float32)[:, None]
-            tasks.append((x_s, y_s, x_q, (a * np.sin(x_q - p)).astype(np.float32)))
+        tasks = held_out_tasks(shots, n_tasks, seed, queries)
         for name, model in models.items():
             params = model.named_parameters()
             per_task = [fine_tune_curve(model, params, *t, steps=EVAL_STEPS, lr=lr)
@@ -107,6 +101,19 @@ def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100, lr
             results[(name, shots)] = {s: stat([c[s] for c in per_task], start)
                                       for s in EVAL_STEPS}
     return results
+
+
+def held_out_tasks(shots, n_tasks=600, seed=1234, queries=100):
+    """The held-out tasks of the table: K = ``shots`` support points, ``queries`` query points
+    spread on [−5, 5]; the same tasks for every model (``evaluate``, and the CNP's row)."""
+    rng_tasks = SinusoidTasks(seed=seed + shots)
+    amps, phases = rng_tasks.sample_functions(n_tasks)
+    tasks = []
+    for a, p in zip(amps, phases):
+        x_s, y_s = rng_tasks.points(a, p, shots)
+        x_q = np.linspace(-5, 5, queries, dtype=np.float32)[:, None]
+        tasks.append((x_s, y_s, x_q, (a * np.sin(x_q - p)).astype(np.float32)))
+    return tasks
 
 
 def stat(values, start):
