@@ -6,6 +6,10 @@ skipped for the first layer, as in training, where images need no gradient), aga
 rate of NumPy's own GEMM on the equivalent im2col product measured in the same run: the
 practical ceiling on this machine. PyTorch's CPU conv is timed too where it is installed.
 
+With ``--threads N`` each library uses N cores at its own best setting: minimeta one BLAS
+thread with its kernels split over N threads (``kernels/threads.py``), PyTorch N threads, and
+the GEMM ceiling is NumPy's product on N BLAS threads.
+
 Run: python benchmarks/conv_kernels.py [--batch 640] [--threads 1]
 """
 import argparse
@@ -52,10 +56,16 @@ def main():
     rng = np.random.default_rng(0)
     numba_impl = lambda n: K.resolve(K.TABLE[n].cpu)  # noqa: E731
     ref_impl = lambda n: K.TABLE[n].reference  # noqa: E731
-    print(f"batch {args.batch}, float32, {args.threads} thread(s) (BLAS and numba)")
-    with threadpool_limits(limits=args.threads):
-        import numba
-        numba.set_num_threads(args.threads)
+    print(f"batch {args.batch}, float32, {args.threads} thread(s) (minimeta: 1 BLAS thread, "
+          f"its kernels split over {args.threads}; the GEMM ceiling: {args.threads} BLAS)")
+    import numba
+    numba.set_num_threads(args.threads)
+    try:
+        from minimeta.kernels import threads as kernel_threads
+        kernel_threads.set_split_threads(args.threads)
+    except ImportError:  # an older tree
+        pass
+    with threadpool_limits(limits=1):
         for c, side in LAYERS:
             n, o = args.batch, 64
             x = rng.standard_normal((n, c, side, side)).astype(np.float32)
@@ -65,7 +75,8 @@ def main():
             flops = 2 * n * o * c * 9 * side * side * (2 if first else 3)
             a = rng.standard_normal((o, c * 9)).astype(np.float32)
             b = rng.standard_normal((c * 9, n * side * side)).astype(np.float32)
-            gemm = median_time(lambda: a @ b, repeats=5) * (2 if first else 3)
+            with threadpool_limits(limits=args.threads):
+                gemm = median_time(lambda: a @ b, repeats=5) * (2 if first else 3)
             t_numba = median_time(passes(numba_impl, x, w, g, first), repeats=5)
             t_ref = median_time(passes(ref_impl, x, w, g, first), repeats=3, warmup=1)
             line = (f"{n}x{c}x{side}x{side}->64: numba {t_numba * 1e3:7.1f} ms "

@@ -18,6 +18,7 @@ moment hits all of them; the table gives the median over rounds and the range.
 (and per minimeta worker count) and prints its peak RSS.
 
 Run: python benchmarks/machine.py [--rounds 5] [--only maml5 protonet] [--memory]
+(``PYTHONPATH=<another checkout>`` times that checkout's minimeta with this script: "before".)
 """
 import argparse
 import json
@@ -31,14 +32,17 @@ import time
 from threadpoolctl import threadpool_limits
 
 from minimeta import nn
-from minimeta.kernels import threads as kernel_threads
 from minimeta.learners import MAML
 from minimeta.optim import Adam
 from _timing import apply_malloc_policy, try_torch
 from workloads import maml_tasks, mm_conv4, mm_protonet, torch_conv4, \
     torch_conv4_params, torch_workloads
 
-CORES = kernel_threads.cores()
+try:
+    from minimeta.kernels import threads as kernel_threads
+except ImportError:  # an older tree (before the kernel split), timed as "before"
+    kernel_threads = None
+CORES = len(os.sched_getaffinity(0))
 SHAPES = {"maml5": dict(ways=5, queries=15, n_tasks=32, steps=1),
           "maml20": dict(ways=20, queries=5, n_tasks=16, steps=5)}
 
@@ -91,7 +95,8 @@ def set_minimeta(threads, learner):
     """minimeta on ``threads`` cores: workers, kernel split and numba threads."""
     import numba
 
-    kernel_threads.set_split_threads(threads)
+    if kernel_threads is not None:
+        kernel_threads.set_split_threads(threads)
     numba.set_num_threads(threads)
     if learner is not None:
         learner.workers = threads
