@@ -92,18 +92,20 @@ def test_every_learner_trains_a_step_on_gpu(tmp_path):
     synthetic episodes (the GPU machine need not hold Omniglot)."""
     from minimeta import io
     from minimeta.data import EpisodeSampler
-    from minimeta.experiments import fewshot
     from minimeta.optim import Adam
+
+    from minimeta.experiments.config import RunConfig
+    from minimeta.experiments.registry import LEARNERS, build
 
     classes = RNG.random((20, 20, 28, 28)).astype(np.float32)
     tasks = EpisodeSampler(classes, 5, 1, 2, seed=0).batch(2)
-    for name in ("maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching",
-                 "relation"):
-        s = fewshot.settings_with_defaults(dict(
-            learner=name, dataset="omniglot", ways=5, shots=1, queries=2, meta_batch=2,
-            inner_lr=None, inner_steps=None, test_steps=1, outer_lr=None, seed=0,
-            device="cuda", fce=name == "matching", lr_halve_every=None))
-        model, learner = fewshot.build(s)
+    for name in LEARNERS:
+        if "omniglot" not in LEARNERS[name].datasets:
+            continue  # the CNP regresses sinusoids: test_cnp_trains_a_step_on_gpu
+        opts = dict(test_steps=1) if LEARNERS[name].family == "optimization" else {}
+        model, learner = build(RunConfig(learner=name, ways=5, shots=1, queries=2,
+                                         meta_batch=2, seed=0, device="cuda",
+                                         fce=name == "matching", out=None, **opts))
         assert model.device == "cuda"
         opt = Adam(learner.meta_parameters()) if name != "reptile" else None
         metrics = learner.outer_step(tasks)
@@ -114,6 +116,41 @@ def test_every_learner_trains_a_step_on_gpu(tmp_path):
         assert np.isfinite(loss) and 0 <= acc <= 1
         io.save(str(tmp_path / f"{name}.npz"), {"model": model.state_dict(),
                                                  "optim": opt.state_dict() if opt else {}})
+
+
+def test_cnp_trains_a_step_on_gpu():
+    from minimeta.data import SinusoidTasks
+    from minimeta.experiments.config import RunConfig
+    from minimeta.experiments.registry import build
+    from minimeta.optim import Adam
+
+    model, learner = build(RunConfig(learner="cnp", dataset="sinusoid", shots=10, queries=10,
+                                     device="cuda", out=None))
+    opt = Adam(learner.meta_parameters())
+    metrics = learner.outer_step(SinusoidTasks(seed=0).sample(4, 10, 10))
+    opt.step()
+    assert np.isfinite(metrics["loss"]) and model.device == "cuda"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_causal_conv1d_on_gpu_matches_reference(dtype):
+    from minimeta.kernels import causal_cuda, causal_ref
+
+    x = RNG.standard_normal((3, 70, 26)).astype(dtype)
+    w = RNG.standard_normal((128, 70, 2)).astype(dtype)
+    g = RNG.standard_normal((3, 128, 26)).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for d in (1, 2, 16, 32):
+        np.testing.assert_allclose(causal_cuda.causal_conv1d(cp.asarray(x), cp.asarray(w),
+                                                             d).get(),
+                                   causal_ref.causal_conv1d(x, w, d), rtol=tol, atol=tol * 10)
+        np.testing.assert_allclose(
+            causal_cuda.causal_conv1d_input_grad(cp.asarray(g), cp.asarray(w), d).get(),
+            causal_ref.causal_conv1d_input_grad(g, w, d), rtol=tol, atol=tol * 10)
+        np.testing.assert_allclose(
+            causal_cuda.causal_conv1d_weight_grad(cp.asarray(x), cp.asarray(g), w.shape,
+                                                  d).get(),
+            causal_ref.causal_conv1d_weight_grad(x, g, w.shape, d), rtol=tol, atol=tol * 30)
 
 
 def test_mixing_real_devices_is_an_error():
