@@ -39,8 +39,10 @@ def test_the_budget_stops_the_run_and_its_checkpoint_records_the_iteration(tmp_p
     assert 0 < reached < 20000 and len(rows) == reached
     said = capsys.readouterr().out
     assert f"budget of {budget:g} minutes reached at iteration {reached}" in said
-    # the clock (rounded to 1 ms in the log): the budget spent when it stopped, not before
-    assert rows[-1]["train_seconds"] >= 0.2495 and rows[-2]["train_seconds"] <= 0.2505
+    # the clock (rounded to 1 ms in the log): the budget spent when it stopped, not before (a
+    # machine so loaded that one iteration outlasts the budget stops after that one)
+    assert rows[-1]["train_seconds"] >= 0.2495
+    assert len(rows) == 1 or rows[-2]["train_seconds"] <= 0.2505
     assert float(state["train_seconds"]) == pytest.approx(rows[-1]["train_seconds"], abs=1e-3)
     assert all(r["train_seconds"] <= r["seconds"] for r in rows)  # saving is not counted
 
