@@ -16,11 +16,11 @@
     batch_norm_backward        norm_ref.…               norm_numba.…       the reference, on CuPy
 
 Batch norm and ``where`` on the GPU run their NumPy references on CuPy arrays (NumPy's functions
-dispatch to CuPy's, whose reductions and select a hand kernel would not beat); so does every
-kernel under ``use_reference()``. Families close under differentiation: conv2d and its two
-gradients; the causal dilated conv1d (SNAIL's) and its two; max pooling and its argmax scatter
-(whose own gradient is a gather); fused cosine attention and fused batch norm, whose composite
-definitions in ``minimeta.functional`` give their higher derivatives (see ``minimeta/engine/primitives/fused.py``).
+dispatch to CuPy's, whose reductions and select a hand kernel would not beat); so does every kernel
+under ``use_reference()``. Families close under differentiation: conv2d and its two gradients; the
+causal dilated conv1d (SNAIL's) and its two; max pooling and its argmax scatter (whose own gradient
+is a gather); fused cosine attention and fused batch norm, whose composite definitions in
+``minimeta.functional`` give their higher derivatives (see ``minimeta/engine/primitives/fused.py``).
 
 Kernels take arrays and return arrays; they never see a Tensor. The engine calls them only
 through ``lookup(name, array)``. It returns the CUDA version when ``array`` lives on a GPU

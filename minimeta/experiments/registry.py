@@ -1,13 +1,13 @@
 """The learners the command line trains, by name: their family, how each is built, and the
 defaults of the paper it comes from.
 
-``LEARNERS[name]`` is a ``LearnerSpec``: the ``family`` ("optimization": an inner loop on a
-model whose head has one output per class, or one for a regression; "metric": an embedding
-compared across the episode; "model": a network that reads the support set and predicts,
-no inner loop), the ``datasets`` it works on, ``build(config) → (model, learner)`` (the model is the Module
-whose state is checkpointed), the paper's ``defaults`` by training way count, the ``options``
-of ``RunConfig`` that only some learners take, and whether an outer optimizer (Adam) updates
-the meta-parameters (Reptile updates θ itself).
+``LEARNERS[name]`` is a ``LearnerSpec``: the ``family`` ("optimization": an inner loop on a model
+whose head has one output per class, or one for a regression; "metric": an embedding compared across
+the episode; "model": a network that reads the support set and predicts, no inner loop), the
+``datasets`` it works on, ``build(config) → (model, learner)`` (the model is the Module whose state
+is checkpointed), the paper's ``defaults`` by training way count, the ``options`` of ``RunConfig``
+that only some learners take, and whether an outer optimizer (Adam) updates the meta-parameters
+(Reptile updates θ itself).
 
     >>> LEARNERS["maml"].family, LEARNERS["protonet"].default_ways
     ('optimization', 60)

@@ -17,9 +17,9 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   Ctrl-C (which waits for the iteration's update and its metrics line: only whole
   iterations are saved).
 - ``metrics.jsonl``: one JSON object per iteration (iteration, seconds, train_seconds,
-  grad_norm when clipping, val_accuracy and val_interval when validating, and the learner's
-  metrics; a NaN or an inf is written as null), flushed to disk before every checkpoint, so it always reaches at
-  least the checkpoint's iteration.
+  grad_norm when clipping, val_accuracy and val_interval when validating, and the learner's metrics;
+  a NaN or an inf is written as null), flushed to disk before every checkpoint, so it always reaches
+  at least the checkpoint's iteration.
 - The random state: the episodes of iteration i are drawn from a generator seeded with
   (seed, i), and nothing else is random while training, so the settings and the iteration are
   the whole of it; the sinusoid experiment's single task stream (``stream_seed``) is replayed

@@ -5,7 +5,9 @@ Optimization-based: ``MAML`` (exact second order; ``first_order=True`` for FOMAM
 (``StackedTasks(learner)``, ``stacked.py``), and ``Reptile`` (``reptile.py``). Metric-based:
 ``ProtoNet``, ``MatchingNet`` (with optional full context embeddings) and ``RelationNet``
 (``metric.py``). Model-based: ``SnailLearner``, SNAIL reading an episode as a sequence
-(``snail.py``), ``MANNLearner``, a memory-augmented LSTM (``mann.py``), and ``CNP``, a conditional neural process for regression (``cnp.py``). All of them are ``Learner``s (``base.py``); the wrapper is not.
+(``snail.py``), ``MANNLearner``, a memory-augmented LSTM (``mann.py``), and ``CNP``, a conditional
+neural process for regression (``cnp.py``). All of them are ``Learner``s (``base.py``); the wrapper
+is not.
 
 Read next: ``minimeta/learners/base.py`` (what every learner shares).
 """
