@@ -35,8 +35,7 @@ from minimeta import nn
 from minimeta.learners import MAML
 from minimeta.optim import Adam
 from _timing import apply_malloc_policy, try_torch
-from workloads import maml_tasks, mm_conv4, mm_protonet, torch_conv4, \
-    torch_conv4_params, torch_workloads
+from workloads import maml_tasks, mm_conv4, mm_protonet, torch_maml, torch_workloads
 
 try:
     from minimeta.kernels import threads as kernel_threads
@@ -57,25 +56,6 @@ def mm_maml(ways, queries, n_tasks, steps):
         opt.step()
         opt.zero_grad()
     return run, learner
-
-
-def torch_maml(torch, ways, queries, n_tasks, steps):
-    tf = torch.nn.functional
-    params = torch_conv4_params(torch, head=ways)
-    opt = torch.optim.Adam(params, 1e-3)
-    tasks = [tuple(torch.from_numpy(a) for a in t) for t in maml_tasks(n_tasks, ways, 1, queries)]
-
-    def run():
-        for xs, ys, xq, yq in tasks:
-            fast = params
-            for _ in range(steps):
-                loss = tf.cross_entropy(torch_conv4(torch, xs, fast), ys)
-                grads = torch.autograd.grad(loss, fast, create_graph=True)
-                fast = [p - 0.4 * g for p, g in zip(fast, grads)]
-            (tf.cross_entropy(torch_conv4(torch, xq, fast), yq) / len(tasks)).backward()
-        opt.step()
-        opt.zero_grad()
-    return run
 
 
 def minimeta_cases(key):

@@ -95,6 +95,26 @@ def torch_conv4(torch, x, params):
     return x @ params[16] + params[17] if len(params) > 16 else x
 
 
+def torch_maml(torch, ways=5, queries=15, n_tasks=32, steps=1):
+    """PyTorch's second-order MAML meta-iteration (functional conv4, α 0.4, Adam step)."""
+    tf = torch.nn.functional
+    params = torch_conv4_params(torch, head=ways)
+    opt = torch.optim.Adam(params, 1e-3)
+    tasks = [tuple(torch.from_numpy(a) for a in t) for t in maml_tasks(n_tasks, ways, 1, queries)]
+
+    def run():
+        for xs, ys, xq, yq in tasks:
+            fast = params
+            for _ in range(steps):
+                loss = tf.cross_entropy(torch_conv4(torch, xs, fast), ys)
+                grads = torch.autograd.grad(loss, fast, create_graph=True)
+                fast = [p - 0.4 * g for p, g in zip(fast, grads)]
+            (tf.cross_entropy(torch_conv4(torch, xq, fast), yq) / len(tasks)).backward()
+        opt.step()
+        opt.zero_grad()
+    return run
+
+
 def torch_workloads(torch):
     tf = torch.nn.functional
 
@@ -105,19 +125,7 @@ def torch_workloads(torch):
                                            params)
 
     def maml():
-        params = torch_conv4_params(torch)
-        opt = torch.optim.Adam(params, 1e-3)
-        tasks = [tuple(torch.from_numpy(a) for a in t) for t in maml_tasks()]
-
-        def run():
-            for xs, ys, xq, yq in tasks:
-                loss = tf.cross_entropy(torch_conv4(torch, xs, params), ys)
-                grads = torch.autograd.grad(loss, params, create_graph=True)
-                fast = [p - 0.4 * g for p, g in zip(params, grads)]
-                (tf.cross_entropy(torch_conv4(torch, xq, fast), yq) / len(tasks)).backward()
-            opt.step()
-            opt.zero_grad()
-        return run
+        return torch_maml(torch)
 
     def protonet():
         params = torch_conv4_params(torch, head=0)

@@ -12,6 +12,7 @@ Read next: ``minimeta/learners/maml.py`` (MAML, first-order MAML, Meta-SGD, ANIL
 """
 import functools
 import operator
+import zlib
 
 import numpy as np
 
@@ -101,6 +102,13 @@ class Learner:
             losses.append(loss.item())
             accs.append(acc)
         return summary(losses, accs)
+
+
+def data_rng(array):
+    """A generator seeded by a checksum of ``array`` (a batch's images or points): the same
+    data, the same draws, so a resumed run repeats them (SNAIL's shots and order, MANN's
+    sequence order, the CNP's context size)."""
+    return np.random.default_rng(zlib.crc32(np.ascontiguousarray(array).tobytes()))
 
 
 def as_tensor(x, params):

@@ -21,22 +21,22 @@ gradients (``tests/test_mann.py``).
 
 Read next: ``minimeta/learners/cnp.py`` (conditional neural processes: the model-based family).
 """
-import zlib
-
 import numpy as np
 
 from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
 from ..engine.primitives.attention import cosine_attention
-from .base import Learner, summary
+from .base import Learner, data_rng, summary
 
 
-def least_used(usage, n):
-    """(B, rows) mask: 1 on the ``n`` rows of smallest usage (first ones on ties), else 0."""
-    idx = np.argsort(usage, axis=1, kind="stable")[:, :n]
+def least_used(usage, n, order=None):
+    """(B, rows) mask: 1 on the ``n`` rows of smallest usage (first ones on ties), else 0;
+    ``order`` is ``usage``'s stable argsort along rows when the caller has it."""
+    if order is None:
+        order = np.argsort(usage, axis=1, kind="stable")
     mask = np.zeros_like(usage)
-    np.put_along_axis(mask, idx, 1.0, axis=1)
+    np.put_along_axis(mask, order[:, :n], 1.0, axis=1)
     return mask
 
 
@@ -45,9 +45,10 @@ def lrua_write(memory, read_prev, usage_prev, gate, keys, n_reads):
 
     ``memory`` (B, R, W), ``read_prev`` (B, H, R), ``keys`` (B, H, W) and ``gate`` (B, H, 1)
     (σ(α), in (0, 1)) are Tensors; ``usage_prev`` (B, R) is an array (usage only picks rows)."""
-    lu = least_used(usage_prev, n_reads)                          # the n least-used rows
+    order = np.argsort(usage_prev, axis=1, kind="stable")
+    lu = least_used(usage_prev, n_reads, order)                   # the n least-used rows
     weights = gate * read_prev + (1.0 - gate) * ops.constant(lu[:, None, :], memory)
-    zero = 1.0 - least_used(usage_prev, 1)                        # the least-used row cleared
+    zero = 1.0 - least_used(usage_prev, 1, order)                 # the least-used row cleared
     cleared = memory * ops.constant(zero[:, :, None], memory)
     return cleared + ops.matmul(weights, keys, trans_a=True), weights
 
@@ -109,8 +110,6 @@ class MANNLearner(Learner):
     sequence (the query part is unused); images are resized by the area matrices ``resize``
     (rows, cols) when given (the paper's 20×20), flattened."""
 
-    classification = True
-
     def __init__(self, ways=5, image_size=20, resize=None, seed=0, dtype=np.float32, **sizes):
         self.ways, self.resize, self.dtype = ways, resize, dtype
         net = MANN(image_size * image_size, ways, seed=seed, dtype=dtype, **sizes)
@@ -120,8 +119,7 @@ class MANNLearner(Learner):
     def sequence(self, xs, ys):
         """(images (T, features), labels (T,), previous-label one-hots (T, ways)) in an order
         drawn from the episode's checksum (a resumed run repeats it)."""
-        order = np.random.default_rng(zlib.crc32(np.ascontiguousarray(xs).tobytes())) \
-            .permutation(len(ys))
+        order = data_rng(xs).permutation(len(ys))
         x, y = np.asarray(xs)[order], np.asarray(ys)[order]
         x = x.reshape(len(y), *x.shape[-2:]).astype(self.dtype)
         if self.resize is not None:

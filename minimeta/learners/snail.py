@@ -15,29 +15,19 @@ is trained end to end by the outer optimizer on the queries' cross-entropy.
 
 Read next: ``minimeta/learners/mann.py`` (a memory-augmented network (MANN)).
 """
-import zlib
-
 import numpy as np
 
 from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
 from ..nn.snail import OMNIGLOT, SNAIL
-from .base import Learner
-
-
-def episode_rng(xs):
-    """A generator seeded by a checksum of the support images: the same episode, the same
-    draws (a resumed run repeats them)."""
-    return np.random.default_rng(zlib.crc32(np.ascontiguousarray(xs).tobytes()))
+from .base import Learner, data_rng
 
 
 class SnailLearner(Learner):
     """SNAIL for ``ways``-way episodes of up to ``shots`` shots, on a conv4 embedding (or
     ``embedding``, any Module giving ``features`` features per image); ``sizes`` the blocks
     (``nn/snail.py``; default the paper's Omniglot stack)."""
-
-    classification = True
 
     def __init__(self, ways, shots, seed=0, embedding=None, dtype=np.float32, features=64,
                  vary_shots=True, sizes=OMNIGLOT):
@@ -76,10 +66,10 @@ class SnailLearner(Learner):
 
     def task_loss(self, task):
         """Cross-entropy and accuracy of the queries; k ≤ K shots and the support order drawn
-        from the episode (``episode_rng``)."""
+        from the episode (``base.data_rng``)."""
         xs, ys, xq, yq = task
         ys = np.asarray(ys)
-        rng = episode_rng(xs)
+        rng = data_rng(xs)
         keep = np.arange(len(ys))
         if self.vary_shots:
             k = int(rng.integers(1, self.shots + 1))
@@ -92,7 +82,7 @@ class SnailLearner(Learner):
         """Query loss and accuracy of one episode, all its support shots in a random order
         (no graph; ``steps`` is ignored: there is no inner loop)."""
         xs, ys, xq, yq = task
-        order = episode_rng(xs).permutation(len(ys))
+        order = data_rng(xs).permutation(len(ys))
         with no_grad():
             scores = self.logits(xs, ys, xq, order=order)
             return self.loss(scores, yq).item(), F.accuracy(scores, yq)
