@@ -6,12 +6,16 @@ across resumes, so "10 minutes" is the 5-minute run trained 5 minutes more):
 - ``protonet``: 60-way 1-shot 5-query episodes, Adam 1e-3 (no halving), tested 5-way 1-shot
   and 20-way 1-shot on 600 test episodes;
 - ``maml``: second-order MAML 5-way 1-shot, 32 tasks, α 0.4, 1 inner step (3 at test), tested
-  5-way 1-shot on 600 test episodes.
+  5-way 1-shot on 600 test episodes;
+- ``snail``: SNAIL 5-way (one model for 1..5 shots, 8 episodes a batch, Adam 1e-3), tested
+  5-way 1-shot and 5-shot; ``snail20``: the same at 20 ways (4 episodes a batch), tested
+  20-way 1-shot and 5-shot. No learning-rate halving for either.
 
-These are PyTorch's protocol in issue 13 (figures there, measured on this kind of machine).
+The first two are PyTorch's protocol in issue 13 (figures there, measured on this kind of
+machine); with ``snail`` they make the three families' learning curves at equal wall-clock.
 Every command is printed before it runs; results go to ``<out>/budget.jsonl``.
 
-Run: python benchmarks/budget.py [--learners protonet maml] [--minutes 5 10 20 30]
+Run: python benchmarks/budget.py [--learners protonet maml snail snail20] [--minutes 5 10 20 30]
      [--out outputs/budget]
 """
 import argparse
@@ -26,8 +30,11 @@ TRAIN = {
     "protonet": ["--learner", "protonet", "--ways", "60", "--shots", "1", "--queries", "5",
                  "--lr-halve-every", "0"],
     "maml": ["--learner", "maml", "--ways", "5", "--shots", "1"],
+    "snail": ["--learner", "snail", "--ways", "5", "--shots", "5", "--lr-halve-every", "0"],
+    "snail20": ["--learner", "snail", "--ways", "20", "--shots", "5", "--lr-halve-every", "0"],
 }
-TESTS = {"protonet": [("5", "1"), ("20", "1")], "maml": [("5", "1")]}
+TESTS = {"protonet": [("5", "1"), ("20", "1")], "maml": [("5", "1")],
+         "snail": [("5", "1"), ("5", "5")], "snail20": [("20", "1"), ("20", "5")]}
 
 
 def run(cmd, log):

@@ -8,7 +8,12 @@ attention mask, label binding and gradient checks.
 - Label binding: a small SNAIL trained on synthetic episodes reads the support labels (shuffling
   them drops its query accuracy to chance), and the query's true label never enters its input.
 - Gradient checks of orders 1 and 2 through each block and through a whole episode loss with
-  respect to the embedding's output (so SNAIL can sit inside an outer loop).
+  respect to the embedding's output (so SNAIL can sit inside an outer loop), by each query's
+  whole sequence and by the shared support steps.
+- The shared support steps (``forward_queries``: the support computed once, each query at its
+  own last step) give the logits and gradients of one whole sequence per query (hypothesis over
+  ways, shots and queries, down to 1 shot where the dilated taps reach before step 0); a
+  mutation (the queries' convolutions reading the wrong support steps) is caught.
 
 Read next: ``test_model_based.py`` (conditional neural processes).
 """
@@ -124,17 +129,24 @@ def synthetic_episode(rng, ways=3, shots=2, queries=2):
     return xs, ys, xq, yq
 
 
-def test_gradcheck_of_an_episode_wrt_the_embedding():
+@pytest.mark.parametrize("shared", [False, True])
+def test_gradcheck_of_an_episode_wrt_the_embedding(shared):
     """Orders 1 and 2 of an episode's query loss with respect to the support and query
     features, the input of SNAIL (an outer loop would differentiate through them)."""
     learner = tiny_learner()
     xs, ys, xq, yq = synthetic_episode(np.random.default_rng(4))
     ways = 3
     onehot = np.eye(ways)[ys]
+    snail = learner.net._children["snail"]
+    params = learner.net.child_params("snail", learner.params)
 
     def loss(zs, zq):
         support = mm.concatenate([zs, mm.tensor(onehot)], axis=1)
         query = mm.concatenate([zq, mm.tensor(np.zeros((len(yq), ways)))], axis=1)
+        if shared:
+            out = snail.forward_queries(mm.expand_dims(mm.transpose(support, (1, 0)), 0),
+                                        query, params)
+            return F.cross_entropy(out, yq)
         seq = mm.concatenate([mm.broadcast_to(mm.expand_dims(support, 0),
                                               (len(yq),) + support.shape),
                               mm.expand_dims(query, 1)], axis=1)
@@ -145,6 +157,48 @@ def test_gradcheck_of_an_episode_wrt_the_embedding():
     zs, zq = rng.standard_normal((len(ys), 4)), rng.standard_normal((len(yq), 4))
     report = mm.gradcheck(loss, [zs, zq], order=2, atol=1e-5, rtol=1e-4)
     assert report.scale[1] > 1e-3 and report.scale[2] > 1e-3
+
+
+def shared_vs_whole(learner, episode, order):
+    """Largest differences of the logits and of the parameters' gradients between the shared
+    support steps and one whole sequence per query, and the logits' scale."""
+    xs, ys, xq, yq = episode
+    params = list(learner.params.values())
+    out = {}
+    for shared in (True, False):
+        logits = learner.logits(xs, ys, xq, order=order, shared=shared)
+        out[shared] = (logits.numpy(), [g.numpy() for g in mm.grad(
+            F.cross_entropy(logits, yq), params)])
+    (a, ga), (b, gb) = out[True], out[False]
+    return (np.abs(a - b).max(), max(np.abs(x - y).max() for x, y in zip(ga, gb)),
+            np.abs(b).max())
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.data())
+def test_shared_support_steps_equal_one_sequence_per_query(ways, shots, queries, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 10 ** 6)))
+    learner = tiny_learner(ways, shots, seed=data.draw(st.integers(0, 100)))
+    episode = synthetic_episode(rng, ways, shots, queries)
+    k = data.draw(st.integers(1, shots))  # fewer shots than trained: a shorter sequence
+    keep = np.concatenate([np.flatnonzero(episode[1] == c)[:k] for c in range(ways)])
+    logits, grads, scale = shared_vs_whole(learner, episode, keep[rng.permutation(len(keep))])
+    assert logits <= 1e-12 * max(1.0, scale) and grads <= 1e-10
+    assert scale > 1e-3
+
+
+def test_the_sharing_check_catches_queries_reading_the_wrong_steps(monkeypatch):
+    """Mutation: the queries' dilated taps read the support steps in reverse order."""
+    right = F.dense_block_queries
+
+    def wrong(s, x, *args):
+        return right(s, x, *args)[0], right(s[:, :, ::-1], x, *args)[1]
+
+    learner = tiny_learner(3, 2)
+    episode = synthetic_episode(np.random.default_rng(8), 3, 2, 2)
+    assert shared_vs_whole(learner, episode, np.arange(6))[0] <= 1e-12
+    monkeypatch.setattr(F, "dense_block_queries", wrong)
+    assert shared_vs_whole(learner, episode, np.arange(6))[0] > 1e-3
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ order come from the engine. Files, in reading order:
 - ``metric.py``: cosine_similarity, pairwise_sq_distances, cosine_attention (Matching Nets),
   one_hot, class_means (prototypes);
 - ``recurrent.py``: lstm_cell;
-- ``sequence.py``: SNAIL's dense_block (gated causal convolution) and causal_attention.
+- ``sequence.py``: SNAIL's dense_block (gated causal convolution) and causal_attention, and
+  both for queries sharing their support steps.
 
 Read next: ``minimeta/functional/losses.py`` (softmax, cross-entropy, MSE).
 """
@@ -19,10 +20,12 @@ from .layers import (linear, conv2d, max_pool2d, avg_pool2d, batch_norm, dropout
 from .metric import (cosine_similarity, pairwise_sq_distances, cosine_attention, one_hot,
                      class_means)
 from .recurrent import lstm_cell
-from .sequence import causal_attention, causal_mask, dense_block
+from .sequence import (causal_attention, causal_attention_queries, causal_mask, dense_block,
+                       dense_block_queries)
 
 __all__ = ["relu", "sigmoid", "tanh", "softmax", "log_softmax", "cross_entropy", "mse_loss",
            "accuracy", "linear", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "dropout",
            "flatten", "conv2d_input_grad", "conv2d_weight_grad", "cosine_similarity",
            "pairwise_sq_distances", "cosine_attention", "one_hot", "class_means", "lstm_cell",
-           "causal_attention", "causal_mask", "dense_block"]
+           "causal_attention", "causal_attention_queries", "causal_mask", "dense_block",
+           "dense_block_queries"]

@@ -3,8 +3,11 @@
 An N-way K-shot episode becomes, for each query image, one sequence of N·K + 1 steps: the
 support images' embeddings, each with its one-hot label, in a random order, then the query's
 embedding with an all-zero label. SNAIL (``nn/snail.py``) reads it causally, and its logits at
-the last step are the prediction for the query. Nothing is adapted at test time: the support
-set is input, so a model trained with N ways handles any K up to the one it was trained on.
+the last step are the prediction for the query. The sequences share their support steps and
+SNAIL is causal, so those are computed once for all queries (``shared``, the default; the
+same logits as one whole sequence per query, ``tests/test_snail.py``). Nothing is adapted at
+test time: the support set is input, so a model trained with N ways handles any K up to the
+one it was trained on.
 
 Training, as in the paper, draws the shot count k from 1..K for each episode (the episodes are
 sampled with K shots and k of each class are kept) and shuffles the support steps; both draws
@@ -40,9 +43,10 @@ class SnailLearner(Learner):
         super().__init__(net, loss="cross_entropy", params=net.named_parameters())
         self.net = net
 
-    def sequences(self, xs, ys, xq, params, order=None):
-        """(queries, features + ways, steps): each query's sequence, support steps in
-        ``order`` (default: as given), the query last with a zero label."""
+    def steps(self, xs, ys, xq, params, order=None):
+        """(support (n_s, C), queries (n_q, C)): the support steps in ``order`` (default: as
+        given), each image's embedding with its one-hot label, and the queries' embeddings with
+        a zero label; C = features + ways."""
         like = next(iter(params.values()))
         x = ops.concatenate([ops.constant(xs, like), ops.constant(xq, like)], axis=0)
         z = self.net.call_child("embed", x, params)
@@ -50,19 +54,31 @@ class SnailLearner(Learner):
         n_s, n_q = len(xs), len(xq)
         order = np.arange(n_s) if order is None else np.asarray(order)
         labels = F.one_hot(np.asarray(ys)[order], self.ways, z.dtype, like=z)
-        support = ops.concatenate([z[:n_s][order], labels], axis=1)          # (n_s, C)
+        support = ops.concatenate([z[:n_s][order], labels], axis=1)
         query = ops.concatenate([z[n_s:], ops.constant(np.zeros((n_q, self.ways), z.dtype),
-                                                       like)], axis=1)       # (n_q, C)
-        steps = ops.concatenate([ops.broadcast_to(ops.expand_dims(support, 0),
-                                                  (n_q,) + support.shape),
-                                 ops.expand_dims(query, 1)], axis=1)         # (n_q, T, C)
-        return ops.transpose(steps, (0, 2, 1))
+                                                       like)], axis=1)
+        return support, query
 
-    def logits(self, xs, ys, xq, params=None, order=None):
-        """(queries, ways): SNAIL's output at the last step of each query's sequence."""
+    def sequences(self, xs, ys, xq, params, order=None):
+        """(queries, C, steps): each query's own sequence, the support steps then the query."""
+        support, query = self.steps(xs, ys, xq, params, order)
+        seq = ops.concatenate([ops.broadcast_to(ops.expand_dims(support, 0),
+                                                (len(xq),) + support.shape),
+                               ops.expand_dims(query, 1)], axis=1)          # (n_q, T, C)
+        return ops.transpose(seq, (0, 2, 1))
+
+    def logits(self, xs, ys, xq, params=None, order=None, shared=True):
+        """(queries, ways): SNAIL's output at the last step of each query's sequence; with
+        ``shared`` the support steps, the same in every sequence, are computed once
+        (``SNAIL.forward_queries``), else each query's ``sequences`` is run whole."""
         params = self.params if params is None else params
-        out = self.net.call_child("snail", self.sequences(xs, ys, xq, params, order), params)
-        return out[:, :, -1]
+        snail = self.net.child_params("snail", params)
+        if not shared:
+            return self.net.call_child("snail", self.sequences(xs, ys, xq, params, order),
+                                       params)[:, :, -1]
+        support, query = self.steps(xs, ys, xq, params, order)
+        seq = ops.expand_dims(ops.transpose(support, (1, 0)), 0)            # (1, C, n_s)
+        return self.net._children["snail"].forward_queries(seq, query, snail)
 
     def task_loss(self, task):
         """Cross-entropy and accuracy of the queries; k ≤ K shots and the support order drawn
