@@ -55,8 +55,14 @@ def main():
     parser.add_argument("--minutes", nargs="+", type=float, default=[5, 10, 20, 30])
     parser.add_argument("--episodes", type=int, default=600)
     parser.add_argument("--out", default="outputs/budget")
+    parser.add_argument("--extend", action="store_true",
+                        help="the runs in <out> exist: resume each one for every --minutes")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="draw <out>/curves.png from <out>/budget.jsonl, train nothing")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.plot_only:
+        return plot(args.out)
     mm = [sys.executable, "-m", "minimeta.cli"]
     results = open(os.path.join(args.out, "budget.jsonl"), "a")
     log = open(os.path.join(args.out, "budget.log"), "a")
@@ -65,7 +71,7 @@ def main():
         for i, minutes in enumerate(sorted(args.minutes)):
             cmd = mm + ["train"] + TRAIN[learner] + [
                 "--iterations", "1000000", "--minutes", str(minutes), "--validate-every", "0",
-                "--out", folder] + (["--resume"] if i else ["--overwrite"])
+                "--out", folder] + (["--resume"] if i or args.extend else ["--overwrite"])
             _, wall = run(cmd, log)
             last = json.loads(open(os.path.join(folder, "metrics.jsonl")).readlines()[-1])
             for ways, shots in TESTS[learner]:
@@ -83,6 +89,35 @@ def main():
                 results.write(json.dumps(record) + "\n")
                 results.flush()
                 print(json.dumps(record), flush=True)
+    plot(args.out)
+
+
+def plot(out):
+    """``<out>/curves.png``: accuracy (with its 95% interval) against minutes of training."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("budget: matplotlib is not installed, so no curves.png (pip install matplotlib)")
+        return
+    curves = {}
+    for line in open(os.path.join(out, "budget.jsonl")):
+        r = json.loads(line)
+        key = f"{r['learner']} ({r['ways']}-way {r['shots']}-shot)"
+        curves.setdefault(key, {})[r["minutes"]] = (100 * r["accuracy"], 100 * r["interval"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, points in sorted(curves.items()):
+        m = sorted(points)
+        ax.errorbar(m, [points[t][0] for t in m], [points[t][1] for t in m], marker="o",
+                    capsize=3, label=key)
+    ax.set(xlabel="minutes of training (this machine)", ylabel="test accuracy (%), 600 episodes",
+           title="Omniglot: accuracy at equal wall-clock budget")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path = os.path.join(out, "curves.png")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    print(f"curves: {path}")
 
 
 if __name__ == "__main__":

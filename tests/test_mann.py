@@ -1,6 +1,8 @@
 """MANN (``learners/mann.py``): the recurrence is causal, the LRUA write is what the paper says,
-cosine addressing of zeroed memory stays finite, and the episode loss has correct first and
-second derivatives.
+cosine addressing of zeroed memory stays finite, the episode loss has correct first and
+second derivatives, and a trained MANN reads the labels it is told: a small one trained on
+synthetic episodes answers above chance when a class comes back, and below chance when the
+labels it was told are permuted among the classes.
 
 Read next: ``test_model_based.py`` (conditional neural processes).
 """
@@ -13,6 +15,7 @@ from minimeta.engine.primitives.attention import cosine_attention
 from minimeta.learners.mann import MANN, MANNLearner, least_used, lrua_write, presentations
 
 F64 = np.float64
+HIDDEN, ROWS, WIDTH, LR, STEPS = 32, 8, 8, 3e-3, 200   # the label-binding MANN (below)
 
 
 def tiny(seed=0, ways=3):
@@ -105,3 +108,54 @@ def test_presentations_and_instance_accuracy():
     assert (prev[0] == 0).all() and (prev[1:].argmax(1) == y[:-1]).all()  # the label lags
     loss, _ = learner.evaluate(task)
     assert np.isfinite(loss)
+
+
+def synthetic_episode(rng, ways=3, shots=4):
+    """Classes are random 2×2 prototypes, fresh for every episode (only the labels told in the
+    episode can say which is which), plus a little noise."""
+    protos = rng.standard_normal((ways, 1, 2, 2))
+    ys = np.repeat(np.arange(ways), shots)
+    return protos[ys] + 0.05 * rng.standard_normal((len(ys), 1, 2, 2)), ys, None, None
+
+
+@pytest.fixture(scope="module")
+def trained():
+    learner = MANNLearner(ways=3, image_size=2, hidden=HIDDEN, rows=ROWS, width=WIDTH, heads=1,
+                          dtype=np.float32)
+    opt = mm.optim.Adam(learner.meta_parameters(), LR)
+    rng = np.random.default_rng(9)
+    for _ in range(STEPS):
+        learner.outer_step([synthetic_episode(rng) for _ in range(16)])
+        opt.step()
+        opt.zero_grad()
+    return learner
+
+
+def later_accuracy(learner, episodes, told=np.arange(3)):
+    """Accuracy from the 2nd presentation of a class on, the labels told in the input mapped
+    through ``told`` (class c told as ``told[c]``), scored against the true labels."""
+    hits = counts = 0
+    for xs, ys, _, _ in episodes:
+        x, y, prev = learner.sequence(xs, ys)
+        prev = prev[:, np.argsort(told)]            # the one-hot of c moves to column told[c]
+        like = next(iter(learner.params.values()))
+        with mm.no_grad():
+            logits = learner.net((mm.constant(x[None], like), mm.constant(prev[None], like)))
+        later = presentations(y) > 1
+        hits += np.sum(logits.numpy()[0].argmax(-1)[later] == y[later])
+        counts += later.sum()
+    return hits / counts
+
+
+def test_a_trained_mann_binds_the_labels_it_is_told(trained):
+    """From the 2nd presentation on (540 answers; chance 1/3, its standard error 0.02): about
+    0.49 with the labels as told, 0.24 with them permuted. What this small model has learned
+    is label *use*, not yet recall through its memory (it answers best where the previous
+    step showed another class, as "not the label just told" would): the Omniglot MANN is at
+    the same stage (docs/RESULTS.md). A model blind to the labels scores the same both ways."""
+    episodes = [synthetic_episode(np.random.default_rng(200 + i)) for i in range(60)]
+    assert later_accuracy(trained, episodes) > 0.42
+    assert later_accuracy(trained, episodes, told=np.array([1, 2, 0])) < 0.28
+    untrained = MANNLearner(ways=3, image_size=2, hidden=HIDDEN, rows=ROWS, width=WIDTH,
+                            heads=1, dtype=np.float32)
+    assert later_accuracy(untrained, episodes) < 0.42        # the threshold is not a given

@@ -241,7 +241,16 @@ def test_resume_cuts_the_log_to_the_checkpoint_and_removes_stale_temporaries(tmp
         "each (its checkpoint's), but 2 of them: --overwrite to start afresh")
 
 
-def test_ctrl_c_waits_for_the_update_and_its_record(tmp_path):
+@pytest.fixture
+def ctrl_c():
+    """Python's Ctrl-C handler for the test: a shell that starts the tests in the background
+    (``nohup ... &``) has them ignore SIGINT, and then no Ctrl-C can be simulated."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_waits_for_the_update_and_its_record(tmp_path, ctrl_c):
     """SIGINT inside Reptile's outer step (the weights half-moved) is held back until the
     iteration is whole and logged; the run saves it, and resumes as if never stopped."""
     config = RunConfig(learner="reptile", dataset="sinusoid", iterations=6, shots=5,
@@ -266,6 +275,20 @@ def test_ctrl_c_waits_for_the_update_and_its_record(tmp_path):
     assert_same_state(checkpoint(config.out), checkpoint(str(tmp_path / "straight")))
     assert [r["loss"] for r in metrics(config.out)] == \
         [r["loss"] for r in metrics(str(tmp_path / "straight"))]
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+    """A process that ignores SIGINT (started with ``nohup ... &``) is not stopped by it, not
+    even by two inside an iteration (which stop a run that listens)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with training.uninterrupted({}):
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ----- 5. a NaN or an inf stops the run at its last finite checkpoint -----------------------

@@ -329,9 +329,11 @@ def finite_or_null(record):
 def uninterrupted(run):
     """Hold back Ctrl-C (SIGINT) inside, then deliver it, so that an interrupted run saves
     whole iterations only; a second Ctrl-C inside stops at once, saving nothing.
-    ``run["busy"]`` is True inside (and stays True if it is left by an exception)."""
+    ``run["busy"]`` is True inside (and stays True if it is left by an exception). A process
+    without a Python handler for SIGINT (ignoring it, as one started by ``nohup ... &``) is
+    left as it is."""
     previous = signal.getsignal(signal.SIGINT)
-    hold = threading.current_thread() is threading.main_thread() and previous is not None
+    hold = threading.current_thread() is threading.main_thread() and callable(previous)
     caught = []
 
     def held(*_):
@@ -348,7 +350,7 @@ def uninterrupted(run):
     finally:
         if hold:
             signal.signal(signal.SIGINT, previous)
-            if caught and callable(previous):
+            if caught:
                 previous(signal.SIGINT, None)
 
 

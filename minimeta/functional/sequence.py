@@ -63,9 +63,10 @@ def dense_block_queries(s, x, wf, bf, wg, bg, dilation):
     convolution reads step S − (k − 1 − j)·d, a support step, x_i itself, or 0 before step 0."""
     steps, taps = s.shape[-1], wf.shape[-1]
     zero = ops.constant(np.zeros((1, s.shape[1]), dtype=x.dtype), x)
-    cols = [x if j == taps - 1 else
-            (s[:, :, t] if (t := steps - (taps - 1 - j) * dilation) >= 0 else zero)
-            for j in range(taps)]                            # what tap j reads: (Q or 1, C)
+    cols = []                                                # what tap j reads: (Q or 1, C)
+    for j in range(taps):
+        t = steps - (taps - 1 - j) * dilation
+        cols.append(x if t == steps else s[:, :, t] if t >= 0 else zero)
     cols = ops.stack([ops.broadcast_to(c, x.shape) for c in cols], axis=-1)   # (Q, C, k)
     cols = ops.reshape(cols, (x.shape[0], -1))               # one step's im2col: (Q, C·k)
 
