@@ -20,8 +20,9 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
-# + 1 kernel table + 8 learners = 18. A test added below must be added here, or the parent fails.
-LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation"]
+# + 1 kernel table + 10 learners = 20. A test added below must be added here, or the parent fails.
+LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
+            "snail", "mann"]
 EXPECTED = sorted(
     ["test_the_simulator_is_on", "test_conv_family_matches_reference",
      "test_max_pool_matches_reference", "test_cosine_attention_matches_reference",
@@ -42,7 +43,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 18
+    assert len(EXPECTED) == 20
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -174,7 +175,7 @@ if SIMULATED:
         """Models small enough for the simulator (4×4 images), in float64, seeded."""
         from minimeta import nn
         from minimeta.learners import ANIL, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet
-        from minimeta.learners import Reptile
+        from minimeta.learners import MANNLearner, Reptile, SnailLearner
 
         def embed(flat=True):
             layers = [nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=1),
@@ -198,6 +199,10 @@ if SIMULATED:
             "reptile": lambda: Reptile(classifier(), 0.01, 2, 1.0, inner_optimizer="adam"),
             "protonet": lambda: ProtoNet(embed()),
             "matching": lambda: MatchingNet(embed(), fce=True, dim=8, steps=1),
+            "snail": lambda: SnailLearner(2, 1, embedding=embed(), features=8, dtype=np.float64,
+                                          sizes=((4, 3), 3, (4, 2))),
+            "mann": lambda: MANNLearner(2, 4, hidden=4, rows=4, width=3, heads=1,
+                                        dtype=np.float64),
         }
         return makers[kind]()
 
