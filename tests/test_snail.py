@@ -137,7 +137,7 @@ def test_gradcheck_of_an_episode_wrt_the_embedding(shared):
     xs, ys, xq, yq = synthetic_episode(np.random.default_rng(4))
     ways = 3
     onehot = np.eye(ways)[ys]
-    snail = learner.net._children["snail"]
+    snail = learner.snail
     params = learner.net.child_params("snail", learner.params)
 
     def loss(zs, zq):

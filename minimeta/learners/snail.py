@@ -38,8 +38,9 @@ class SnailLearner(Learner):
         net = nn.Module()
         net.add_child("embed", embedding if embedding is not None else
                       nn.conv4(seed=seed, dtype=dtype))
-        net.add_child("snail", SNAIL(ways, ways * shots + 1, features + ways, seed=seed + 1,
-                                     dtype=dtype, sizes=sizes))
+        self.snail = SNAIL(ways, ways * shots + 1, features + ways, seed=seed + 1, dtype=dtype,
+                           sizes=sizes)
+        net.add_child("snail", self.snail)
         super().__init__(net, loss="cross_entropy", params=net.named_parameters())
         self.net = net
 
@@ -78,7 +79,7 @@ class SnailLearner(Learner):
                                        params)[:, :, -1]
         support, query = self.steps(xs, ys, xq, params, order)
         seq = ops.expand_dims(ops.transpose(support, (1, 0)), 0)            # (1, C, n_s)
-        return self.net._children["snail"].forward_queries(seq, query, snail)
+        return self.snail.forward_queries(seq, query, snail)
 
     def task_loss(self, task):
         """Cross-entropy and accuracy of the queries; k ≤ K shots and the support order drawn
