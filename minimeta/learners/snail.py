@@ -73,13 +73,12 @@ class SnailLearner(Learner):
         ``shared`` the support steps, the same in every sequence, are computed once
         (``SNAIL.forward_queries``), else each query's ``sequences`` is run whole."""
         params = self.params if params is None else params
-        snail = self.net.child_params("snail", params)
         if not shared:
             return self.net.call_child("snail", self.sequences(xs, ys, xq, params, order),
                                        params)[:, :, -1]
         support, query = self.steps(xs, ys, xq, params, order)
         seq = ops.expand_dims(ops.transpose(support, (1, 0)), 0)            # (1, C, n_s)
-        return self.snail.forward_queries(seq, query, snail)
+        return self.snail.forward_queries(seq, query, self.net.child_params("snail", params))
 
     def task_loss(self, task):
         """Cross-entropy and accuracy of the queries; k ≤ K shots and the support order drawn

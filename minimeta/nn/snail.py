@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from .. import functional as F
+from ..engine import ops
 from ..engine.primitives.causal import causal_conv1d
 from .module import Module
 
@@ -133,4 +134,4 @@ class SNAIL(Module):
         for name in self._names:
             s, x = self._children[name].forward_queries(s, x, self.child_params(name, params))
         w = params["w_out"]
-        return x @ w.reshape(w.shape[:2]).transpose((1, 0)) + params["b_out"]
+        return ops.matmul(x, w.reshape(w.shape[:2]), trans_b=True) + params["b_out"]
