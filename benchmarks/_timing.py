@@ -50,6 +50,14 @@ def apply_malloc_policy(args=None):
         malloc_policy()
 
 
+def blas_threads(n):
+    """Limit BLAS to ``n`` threads for the rest of the process (threadpoolctl, imported here
+    so that scripts importing these helpers run where it is not installed)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n, user_api="blas")
+
+
 def try_torch():
     """The torch module if installed (CPU build), else None. Never a dependency."""
     try:

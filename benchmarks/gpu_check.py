@@ -1,101 +1,260 @@
-"""The GPU check: one command for a machine with an NVIDIA GPU and CuPy.
+"""The GPU check: everything issue 18 asks of a GPU machine, in one command and one call.
 
-1. runs the ``gpu`` tests (``tests/test_gpu.py``: kernels against their references on real
-   hardware, second derivatives and the MAML meta-gradient GPU == CPU, every learner's step);
-2. times, on the GPU, conv4 forward + backward on 640 images of 28×28 (float32) and one
-   second-order MAML meta-iteration (5-way 1-shot, 15 queries per class, 32 tasks, 1 inner
-   step), printing medians (each timed call ends with a device synchronisation);
-3. prints the same two workloads on this machine's CPU for scale (one repeat each).
+1. ``env``: the GPU, CuPy, numba (and numba-cuda), PyTorch;
+2. ``tests``: the ``gpu`` tests (``tests/test_gpu.py``): every CUDA kernel against its NumPy
+   reference in float32 and float64 at the production block size, every row of the primitive
+   table (forward, VJP and the VJP's own VJP) on the GPU against the CPU, the second-order
+   MAML meta-gradient, a training step of every learner, and the stand-in CuPy's name lists
+   against this CuPy;
+3. ``timings``: minimeta on the GPU against PyTorch CUDA eager, the computations of
+   ``benchmarks/machine.py`` (conv4 forward + backward on 640 images; second-order MAML
+   5-way 1-shot, 32 tasks, 1 step; 20-way 1-shot, 16 tasks, 5 steps; a ProtoNet 60-way 5-shot
+   episode), float32, interleaved in rounds, each call ended by a device synchronisation:
+   medians with the range; then each one's GPU memory peak (minimeta: the largest number of
+   bytes CuPy's pool had in use, tracked by an allocator hook; PyTorch: max_memory_allocated);
+4. ``train``: second-order MAML on Omniglot 5-way 1-shot on the GPU for the minutes left
+   (``minimeta train --device cuda --minutes``), then ``minimeta eval`` on 600 test episodes.
 
-The first calls compile the numba.cuda kernels and CuPy's own; they are warm-up, not timed.
-Finishes in well under 5 minutes on an H100. Run: python benchmarks/gpu_check.py
+A phase that fails is recorded and the next one runs; everything lands in
+``<out>/gpu_check.json`` and the console. ``--budget`` (seconds) sizes the training to fit.
+
+``--simulate`` runs the whole script without a GPU, at small sizes: CuPy stood in by
+``tests/fake_cupy.py``, the CUDA kernels in numba's simulator (``tests/simulated_gpu.py``),
+PyTorch on the CPU. It proves the script before the scarce minutes on a GPU.
+
+Run: python benchmarks/gpu_check.py [--out outputs/gpu] [--budget 540] [--simulate]
 """
+import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TESTS = os.path.join(ROOT, "tests")
+START = time.perf_counter()
 
 
-def run_gpu_tests():
-    print("== gpu tests", flush=True)
-    start = time.perf_counter()
-    code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                            "-o", "addopts=", "-m", "gpu",
-                            os.path.join(HERE, "..", "tests", "test_gpu.py")])
-    print(f"gpu tests exit code {code} ({time.perf_counter() - start:.0f} s)", flush=True)
-    return code
+def elapsed():
+    return time.perf_counter() - START
 
 
-def median(fn, sync, repeats, warmup=2):
-    for _ in range(warmup):
+def say(*args):
+    print(f"[{elapsed():6.0f} s]", *args, flush=True)
+
+
+def environment(cp, torch):
+    import numba
+    info = {"python": sys.version.split()[0], "numba": numba.__version__,
+            "cupy": cp.__version__,
+            "gpu": cp.cuda.runtime.getDeviceProperties(0)["name"].decode()}
+    try:
+        from importlib.metadata import version
+        info["numba-cuda"] = version("numba-cuda")
+    except Exception as err:        # not installed: numba's own CUDA target
+        info["numba-cuda"] = f"absent ({type(err).__name__})"
+    if torch is not None:
+        info["torch"] = torch.__version__
+        info["torch_cuda"] = torch.version.cuda
+    return info
+
+
+def gpu_tests(simulate, timeout):
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+           "-m", "gpu", "-rs", os.path.join(TESTS, "test_gpu.py")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT, TESTS, os.environ.get("PYTHONPATH", "")]))
+    if simulate:
+        cmd[3:3] = ["-p", "simulated_gpu"]
+        cmd += ["-k", "not causal"]     # its full-size kernels take minutes in the simulator
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    print(out.stdout[-6000:], out.stderr[-2000:], flush=True)
+    summary = (out.stdout.strip().splitlines() or ["no output"])[-1]
+    return {"exit_code": out.returncode, "summary": summary}
+
+
+def cases(device, torch_device, torch, small):
+    """{name: (minimeta call, PyTorch call or None)}: the same computation in each."""
+    sys.path.insert(0, HERE)
+    from machine import SHAPES, mm_maml
+    from workloads import mm_conv4, mm_protonet, torch_maml, torch_workloads
+
+    shapes = {k: dict(v) for k, v in SHAPES.items()}
+    if small:       # the simulator: keep the shapes' kinds, shrink the batch
+        shapes = {k: dict(v, n_tasks=2, queries=2) for k, v in shapes.items()}
+    out = {"conv4": (mm_conv4(64 if small else 640, device=device), None),
+           "maml5": (mm_maml(**shapes["maml5"], device=device)[0], None),
+           "maml20": (mm_maml(**shapes["maml20"], device=device)[0], None),
+           "protonet": (mm_protonet(device=device), None)}
+    if torch is not None:
+        tw = torch_workloads(torch, device=torch_device)
+        out = {"conv4": (out["conv4"][0], tw["conv4"]()),
+               "maml5": (out["maml5"][0], torch_maml(torch, **shapes["maml5"],
+                                                     device=torch_device)),
+               "maml20": (out["maml20"][0], torch_maml(torch, **shapes["maml20"],
+                                                       device=torch_device)),
+               "protonet": (out["protonet"][0], tw["protonet"]())}
+    return out
+
+
+def timings(cp, torch, torch_device, rounds, small, only):
+    sync_mm = cp.cuda.Device().synchronize
+    sync_t = (torch.cuda.synchronize if torch_device == "cuda" else lambda: None) \
+        if torch is not None else None
+    table = {}
+    for name, (mine, theirs) in cases("cuda", torch_device, torch, small).items():
+        if only and name not in only:
+            continue
+        calls = {"minimeta": (mine, sync_mm)}
+        if theirs is not None:
+            calls["torch"] = (theirs, sync_t)
+        for fn, sync in calls.values():        # warm-up: kernel compilation, pools
+            for _ in range(2):
+                fn()
+            sync()
+        samples = {lib: [] for lib in calls}
+        for _ in range(rounds):
+            for lib, (fn, sync) in calls.items():
+                sync()
+                t = time.perf_counter()
+                fn()
+                sync()
+                samples[lib].append(time.perf_counter() - t)
+        row = {lib: {"median_s": statistics.median(s), "min_s": min(s), "max_s": max(s)}
+               for lib, s in samples.items()}
+        row["minimeta"]["peak_bytes"] = cupy_peak(cp, mine, sync_mm)
+        if "torch" in calls and torch_device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            theirs()
+            torch.cuda.synchronize()
+            row["torch"]["peak_bytes"] = torch.cuda.max_memory_allocated()
+        if "torch" in row:
+            row["ratio"] = row["minimeta"]["median_s"] / row["torch"]["median_s"]
+        table[name] = row
+        say(f"{name:9s} " + " | ".join(
+            f"{lib} {r['median_s'] * 1e3:9.2f} ms [{r['min_s'] * 1e3:.2f}-{r['max_s'] * 1e3:.2f}]"
+            f" peak {r.get('peak_bytes', 0) / 2**20:7.1f} MiB" for lib, r in row.items()
+            if isinstance(r, dict)) + (f" | ratio {row['ratio']:.2f}" if "ratio" in row else ""))
+    return table
+
+
+def cupy_peak(cp, fn, sync):
+    """The most bytes CuPy's memory pool had in use during one call of ``fn``."""
+    pool = cp.get_default_memory_pool()
+    peak = [pool.used_bytes()]
+
+    def malloc(size):
+        mem = pool.malloc(size)
+        peak[0] = max(peak[0], pool.used_bytes())
+        return mem
+
+    cp.cuda.set_allocator(malloc)
+    try:
         fn()
         sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    finally:
+        cp.cuda.set_allocator(pool.malloc)
+    return peak[0]
 
 
-def workloads(device):
-    import minimeta as mm
-    import minimeta.functional as F
-    from minimeta import nn
-    from minimeta.learners import MAML
+def train(out, minutes, episodes, device, simulate):
+    run_dir = os.path.join(out, "maml5w1s")
+    mm = [sys.executable, "-m", "minimeta.cli"]
+    size = ["--iterations", "2", "--meta-batch", "2"] if simulate else ["--iterations", "1000000"]
+    cmds = [mm + ["train", "--learner", "maml", "--ways", "5", "--shots", "1", "--device", device,
+                  "--minutes", f"{minutes:.2f}", "--validate-every", "0", "--out", run_dir,
+                  "--overwrite"] + size,
+            mm + ["eval", "--checkpoint", os.path.join(run_dir, "checkpoint.npz"),
+                  "--episodes", str(episodes), "--device", device,
+                  "--report", os.path.join(out, "eval.jsonl")]]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    if simulate:       # the child processes stand CuPy in too
+        env["PYTHONPATH"] = os.pathsep.join([TESTS, env["PYTHONPATH"]])
+        cmds = [[sys.executable, os.path.join(HERE, "gpu_check.py"), "--as-simulated"]
+                + c[len(mm):] for c in cmds]
+    result = {}
+    for cmd in cmds:
+        say("$ " + " ".join(cmd))
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        print(done.stdout[-3000:], done.stderr[-3000:], flush=True)
+        if done.returncode:
+            raise RuntimeError(f"the command above failed (exit {done.returncode})")
+    last = json.loads(open(os.path.join(run_dir, "metrics.jsonl")).readlines()[-1])
+    row = json.loads(open(os.path.join(out, "eval.jsonl")).readlines()[-1])
+    result.update(iterations=last["iteration"], train_seconds=last.get("train_seconds"),
+                  accuracy=row.get("accuracy"), interval=row.get("interval"),
+                  episodes=episodes, minutes=minutes)
+    return result
 
-    rng = np.random.default_rng(0)
-    net = nn.conv4(5).to(device)
-    x = mm.tensor(rng.random((640, 1, 28, 28), dtype=np.float32), device=device)
-    y = rng.integers(0, 5, 640)
-    params = net.parameters()
 
-    def conv4():
-        return mm.grad(F.cross_entropy(net(x), y), params)
-
-    tasks = [(rng.random((5, 1, 28, 28), dtype=np.float32), np.arange(5),
-              rng.random((75, 1, 28, 28), dtype=np.float32), np.repeat(np.arange(5), 15))
-             for _ in range(32)]
-    learner = MAML(nn.conv4(5).to(device), 0.4, 1)
-
-    def maml():
-        learner.outer_step(tasks)
-        for p in learner.meta_parameters():
-            p.grad = None
-
-    return conv4, maml
+def simulated():
+    """Stand CuPy in and run CUDA kernels in numba's simulator (before numba is imported)."""
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    sys.path.insert(0, TESTS)
+    import simulated_gpu
+    simulated_gpu.pytest_configure(None)
 
 
 def main():
-    code = run_gpu_tests()
+    if sys.argv[1:2] == ["--as-simulated"]:     # a child: the CLI on the stand-in CuPy
+        simulated()
+        sys.argv = ["minimeta"] + sys.argv[2:]
+        from minimeta.cli import main as cli
+        return cli()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="outputs/gpu")
+    parser.add_argument("--budget", type=float, default=540,
+                        help="seconds for the whole check; training gets what is left")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--episodes", type=int, default=600)
+    parser.add_argument("--phases", nargs="+", default=["env", "tests", "timings", "train"])
+    parser.add_argument("--only", nargs="+", help="timing cases (default all)")
+    parser.add_argument("--simulate", action="store_true")
+    args = parser.parse_args()
+    if args.simulate:
+        simulated()
+        args.rounds, args.episodes = min(args.rounds, 2), min(args.episodes, 4)
+    os.makedirs(args.out, exist_ok=True)
+    sys.path.insert(0, ROOT)
     from minimeta.engine.backend import cupy_module
-
     try:
         cp = cupy_module()
     except RuntimeError as err:
-        print(f"no timings: {err}")
+        say(f"gpu_check: {err}")
         return 2
-    sync = cp.cuda.Device().synchronize
-    name = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    print(f"== timings on {name} (CuPy {cp.__version__})", flush=True)
-    conv4, maml = workloads("cuda")
-    print(f"conv4 forward + backward, 640 images   median {median(conv4, sync, 10):.4f} s",
-          flush=True)
-    print(f"MAML meta-iteration, 5-way 1-shot, 32 tasks (second order)   median "
-          f"{median(maml, sync, 5):.3f} s", flush=True)
-    from minimeta.threads import configure
-
-    configure()
-    conv4, maml = workloads("cpu")
-    print(f"== the same on the CPU ({os.cpu_count()} cores), 1 repeat: conv4 "
-          f"{median(conv4, lambda: None, 1, 1):.3f} s, MAML "
-          f"{median(maml, lambda: None, 1, 1):.3f} s", flush=True)
-    return code
+    sys.path.insert(0, HERE)
+    from _timing import try_torch
+    torch = try_torch()
+    torch_device = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+    report, failed = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "simulated": args.simulate}, []
+    path = os.path.join(args.out, "gpu_check.json")
+    for phase in args.phases:
+        say(f"== {phase}")
+        try:
+            if phase == "env":
+                report[phase] = environment(cp, torch)
+            elif phase == "tests":
+                report[phase] = gpu_tests(args.simulate, timeout=max(60, args.budget / 3))
+                if report[phase]["exit_code"]:
+                    failed.append(phase)
+            elif phase == "timings":
+                report[phase] = timings(cp, torch, torch_device, args.rounds, args.simulate,
+                                        args.only)
+            elif phase == "train":
+                minutes = max(0.05, (args.budget - elapsed() - 120) / 60)
+                report[phase] = train(args.out, minutes, args.episodes, "cuda", args.simulate)
+            say(json.dumps(report[phase])[:1500])
+        except Exception as err:   # record it and go on: the minutes on a GPU are few
+            failed.append(phase)
+            report[phase] = {"error": f"{type(err).__name__}: {err}"}
+            say(f"{phase} FAILED: {report[phase]['error']}")
+        with open(path, "w") as f:
+            json.dump(report, f, indent=1)
+    say(f"report: {path}; failed phases: {failed or 'none'}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -29,12 +29,10 @@ import subprocess
 import sys
 import time
 
-from threadpoolctl import threadpool_limits
-
 from minimeta import nn
 from minimeta.learners import MAML
 from minimeta.optim import Adam
-from _timing import apply_malloc_policy, try_torch
+from _timing import apply_malloc_policy, blas_threads, try_torch
 from workloads import maml_tasks, mm_conv4, mm_protonet, torch_maml, torch_workloads
 
 try:
@@ -46,8 +44,8 @@ SHAPES = {"maml5": dict(ways=5, queries=15, n_tasks=32, steps=1),
           "maml20": dict(ways=20, queries=5, n_tasks=16, steps=5)}
 
 
-def mm_maml(ways, queries, n_tasks, steps):
-    learner = MAML(nn.conv4(ways), 0.4, steps)
+def mm_maml(ways, queries, n_tasks, steps, device="cpu"):
+    learner = MAML(nn.conv4(ways).to(device), 0.4, steps)
     tasks = maml_tasks(n_tasks, ways, 1, queries)
     opt = Adam(learner.meta_parameters(), 1e-3)
 
@@ -102,7 +100,7 @@ def main():
         return memory_child(args.memory_child, args.workers)
     if args.memory:
         return memory()
-    threadpool_limits(1, user_api="blas")
+    blas_threads(1)
     torch = try_torch()
     keys = args.only or ["conv4", "maml5", "maml20", "protonet"]
     cases = {}
@@ -154,7 +152,7 @@ def memory_child(lib, workers):
     """One 5-way MAML meta-iteration (2 runs), alone in this process: print peak RSS."""
     shape = SHAPES["maml5"]
     if lib == "minimeta":
-        threadpool_limits(1, user_api="blas")
+        blas_threads(1)
         run, learner = mm_maml(**shape)
         set_minimeta(workers, learner)
     else:

@@ -13,7 +13,6 @@ Run: python benchmarks/workloads.py [--threads 1] [--only maml]
 import argparse
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 import minimeta as mm
 import minimeta.functional as F
@@ -29,8 +28,9 @@ def images(n):
     return RNG.random((n, 1, 28, 28), dtype=np.float32)
 
 
-def mm_conv4(batch=640):
-    net, x, y = nn.conv4(5), mm.tensor(images(batch)), RNG.integers(0, 5, batch)
+def mm_conv4(batch=640, device="cpu"):
+    net, y = nn.conv4(5).to(device), RNG.integers(0, 5, batch)
+    x = mm.tensor(images(batch), device=device)
     params = net.parameters()
     return lambda: mm.grad(F.cross_entropy(net(x), y), params)
 
@@ -57,22 +57,22 @@ def proto_episode(ways=60, shots=5, queries=5):
     return images(ways * shots), images(ways * queries), np.repeat(np.arange(ways), queries)
 
 
-def mm_protonet():
-    net = nn.conv4()
+def mm_protonet(device="cpu"):
+    net = nn.conv4().to(device)
     params = net.parameters()
     opt = Adam(params, 1e-3)
     xs, xq, yq = proto_episode()
 
     def run():
-        emb_s = net(mm.tensor(xs))
+        emb_s = net(mm.tensor(xs, device=device))
         protos = mm.mean(mm.reshape(emb_s, (60, 5, -1)), axis=1)
-        logits = -F.pairwise_sq_distances(net(mm.tensor(xq)), protos)
+        logits = -F.pairwise_sq_distances(net(mm.tensor(xq, device=device)), protos)
         opt.step(mm.grad(F.cross_entropy(logits, yq), params))
     return run
 
 
 # ----- PyTorch, written functionally like minimeta's conv4 --------------------------------------
-def torch_conv4_params(torch, head=5):
+def torch_conv4_params(torch, head=5, device="cpu"):
     gen = torch.Generator().manual_seed(0)
     params = []
     for i in range(4):
@@ -81,7 +81,7 @@ def torch_conv4_params(torch, head=5):
                    torch.zeros(64), torch.ones(64), torch.zeros(64)]
     if head:
         params += [torch.randn(64, head, generator=gen) * (2 / 64) ** 0.5, torch.zeros(head)]
-    return [p.requires_grad_() for p in params]
+    return [p.to(device).requires_grad_() for p in params]
 
 
 def torch_conv4(torch, x, params):
@@ -95,12 +95,13 @@ def torch_conv4(torch, x, params):
     return x @ params[16] + params[17] if len(params) > 16 else x
 
 
-def torch_maml(torch, ways=5, queries=15, n_tasks=32, steps=1):
+def torch_maml(torch, ways=5, queries=15, n_tasks=32, steps=1, device="cpu"):
     """PyTorch's second-order MAML meta-iteration (functional conv4, α 0.4, Adam step)."""
     tf = torch.nn.functional
-    params = torch_conv4_params(torch, head=ways)
+    params = torch_conv4_params(torch, head=ways, device=device)
     opt = torch.optim.Adam(params, 1e-3)
-    tasks = [tuple(torch.from_numpy(a) for a in t) for t in maml_tasks(n_tasks, ways, 1, queries)]
+    tasks = [tuple(torch.from_numpy(a).to(device) for a in t)
+             for t in maml_tasks(n_tasks, ways, 1, queries)]
 
     def run():
         for xs, ys, xq, yq in tasks:
@@ -115,22 +116,23 @@ def torch_maml(torch, ways=5, queries=15, n_tasks=32, steps=1):
     return run
 
 
-def torch_workloads(torch):
+def torch_workloads(torch, device="cpu"):
     tf = torch.nn.functional
 
     def conv4():
-        params = torch_conv4_params(torch)
-        x, y = torch.from_numpy(images(640)), torch.from_numpy(RNG.integers(0, 5, 640))
+        params = torch_conv4_params(torch, device=device)
+        x = torch.from_numpy(images(640)).to(device)
+        y = torch.from_numpy(RNG.integers(0, 5, 640)).to(device)
         return lambda: torch.autograd.grad(tf.cross_entropy(torch_conv4(torch, x, params), y),
                                            params)
 
     def maml():
-        return torch_maml(torch)
+        return torch_maml(torch, device=device)
 
     def protonet():
-        params = torch_conv4_params(torch, head=0)
+        params = torch_conv4_params(torch, head=0, device=device)
         opt = torch.optim.Adam(params, 1e-3)
-        xs, xq, yq = (torch.from_numpy(a) for a in proto_episode())
+        xs, xq, yq = (torch.from_numpy(a).to(device) for a in proto_episode())
 
         def run():
             protos = torch_conv4(torch, xs, params).reshape(60, 5, -1).mean(1)
@@ -148,6 +150,8 @@ WORKLOADS = {"conv4": ("conv4 fwd+bwd, 640 images", mm_conv4),
 
 
 def main():
+    from threadpoolctl import threadpool_limits
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--numba-threads", type=int, default=None,

@@ -16,11 +16,13 @@
     batch_norm_backward        norm_ref.…               norm_numba.…       the reference, on CuPy
 
 Batch norm and ``where`` on the GPU run their NumPy references on CuPy arrays (NumPy's functions
-dispatch to CuPy's, whose reductions and select a hand kernel would not beat); so does every kernel
-under ``use_reference()``. Families close under differentiation: conv2d and its two gradients; the
-causal dilated conv1d (SNAIL's) and its two; max pooling and its argmax scatter (whose own gradient
-is a gather); fused cosine attention and fused batch norm, whose composite definitions in
-``minimeta.functional`` give their higher derivatives (see ``minimeta/engine/primitives/fused.py``).
+dispatch to CuPy's, whose reductions and select a hand kernel would not beat). The other references
+make their arrays with NumPy: under ``use_reference()`` they run on host copies of GPU arrays
+(``via_host``), as CuPy refuses to mix host and device arrays. Families close under
+differentiation: conv2d and its two gradients; the causal dilated conv1d (SNAIL's) and its two;
+max pooling and its argmax scatter (whose own gradient is a gather); fused cosine attention and
+fused batch norm, whose composite definitions in ``minimeta.functional`` give their higher
+derivatives (see ``minimeta/engine/primitives/fused.py``).
 
 Kernels take arrays and return arrays; they never see a Tensor. The engine calls them only
 through ``lookup(name, array)``. It returns the CUDA version when ``array`` lives on a GPU
@@ -126,8 +128,23 @@ def on_gpu(array):
 def lookup(name, array=None):
     """The implementation of kernel ``name`` to run now on arrays like ``array``."""
     row = TABLE[name]
-    if LOCAL.reference:
-        return row.reference
-    if array is not None and on_gpu(array):
+    gpu = array is not None and on_gpu(array)
+    if LOCAL.reference:     # the spec is NumPy: on GPU arrays it runs on host copies
+        return via_host(row.reference) if gpu and row.cuda else row.reference
+    if gpu:
         return resolve(row.cuda) if row.cuda else row.reference
     return resolve(row.cpu) if row.cpu else row.reference
+
+
+def via_host(reference):
+    """``reference`` run on host copies of its GPU arguments, its arrays copied back: the
+    reference kernels on GPU arrays (for debugging; slow). The rows without a CUDA version
+    (``where``, batch norm) are written to run on either device and need no copies."""
+    def run(*args):
+        import cupy
+
+        out = reference(*[a.get() if on_gpu(a) else a for a in args])
+        back = [cupy.asarray(o) if isinstance(o, _np.ndarray) else o
+                for o in (out if isinstance(out, tuple) else (out,))]
+        return tuple(back) if isinstance(out, tuple) else back[0]
+    return run

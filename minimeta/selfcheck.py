@@ -157,6 +157,43 @@ def primitive_classes():
     return found
 
 
+# rows whose static arrays an op makes on the device in real use (the argmax of a pooling)
+DEVICE_STATIC = ("max_pool2d_backward",)
+
+
+def _derivatives(row, xs, static, device, v, u):
+    """Forward, the VJP with incoming gradient ``v``, and the VJP of ⟨VJP, u⟩ in the inputs
+    and in ``v`` (linear ops too have a non-zero one): all as host arrays."""
+    from .engine.backend import to_device
+
+    leaves = [mm.tensor(np.asarray(x, dtype=row.dtype), requires_grad=True, device=device)
+              for x in xs]
+    static = [to_device(s, device) if row.name in DEVICE_STATIC and isinstance(s, np.ndarray)
+              else s for s in static]
+    y = row.fn(*leaves, *static)
+    vt = mm.tensor(v.astype(y.dtype), requires_grad=True, device=device)
+    wrt = leaves + [vt]
+    first = mm.grad((y * vt).sum(), wrt, create_graph=True, allow_unused=True)
+    inner = [(g * mm.tensor(w.astype(g.dtype), device=device)).sum()
+             for g, w in zip(first, u) if g is not None and g.requires_grad]
+    second = mm.grad(sum(inner[1:], inner[0]), wrt, allow_unused=True)
+    return [y.numpy()] + [np.zeros(t.shape) if g is None else g.numpy()
+                          for g, t in zip(list(first) + list(second), wrt + wrt)]
+
+
+def device_parity(row, xs, static, device, seed=0):
+    """The largest difference between ``row`` on ``device`` and on the CPU, same inputs, in
+    the forward, the VJP and the VJP's own VJP (``_derivatives``), relative to 1 + |CPU|."""
+    rng = np.random.default_rng(seed)
+    probe = row.fn(*[mm.tensor(np.asarray(x, dtype=row.dtype)) for x in xs], *static)
+    v = rng.standard_normal(probe.shape)
+    u = [rng.standard_normal(np.shape(x)) for x in xs] + [rng.standard_normal(probe.shape)]
+    cpu = _derivatives(row, xs, static, "cpu", v, u)
+    other = _derivatives(row, xs, static, device, v, u)
+    return max((float(np.max(np.abs(a - b) / (1 + np.abs(a)), initial=0.0))
+                for a, b in zip(cpu, other)), default=0.0)
+
+
 def recorded_primitives(row, xs, static):
     """The primitive classes in the graph that ``row.fn`` records on leaves ``xs``."""
     leaves = [mm.tensor(np.asarray(x, dtype=row.dtype), requires_grad=True) for x in xs]

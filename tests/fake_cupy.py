@@ -1,40 +1,50 @@
-"""A stand-in for CuPy, for tests on machines without a GPU.
+"""A strict stand-in for CuPy, for tests on machines without a GPU.
 
-Its arrays are NumPy arrays of a subclass whose type lives in a module named ``cupy…``: that is
-all the engine asks to decide that an array is on the GPU. Like CuPy, every NumPy function or
-ufunc applied to them returns them (``__array_function__`` / ``__array_ufunc__``), and arrays
-made by NumPy itself stay "on the CPU", so a creation site that forgets the device shows up as
-a device-mixing error exactly as it would on a GPU. Under numba's CUDA simulator the CUDA
-kernels accept them as host arrays. Use: ``monkeypatch.setitem(sys.modules, "cupy", fake_cupy)``.
+Its ``ndarray`` keeps a NumPy array inside and hands it out only when asked explicitly
+(``.get()``, ``cupy.asnumpy``), and it refuses what CuPy refuses, with CuPy's errors:
+
+* implicit device → host: ``np.asarray(x)`` raises ``TypeError: Implicit conversion to a NumPy
+  array is not allowed`` (``float(x)``, ``x.item()``, ``bool(x)`` of one element are allowed);
+* implicit host → device: a NumPy array met by a ufunc, an operator, a CuPy function or as the
+  value of ``x[i] = v`` raises ``TypeError: Unsupported type <class 'numpy.ndarray'>``
+  (NumPy scalars and Python numbers are fine; NumPy index arrays are copied over, as CuPy does);
+* NumPy-only functions: a NumPy function CuPy lacks (``__array_function__`` finds no
+  ``cupy`` name for it), an ndarray method CuPy lacks, a ufunc method CuPy does not support
+  (``np.multiply.at``, ``np.maximum.reduce``): the names come from a real CuPy
+  (``tests/cupy_api.py``).
+
+Reductions give 0-d arrays, not scalars, as on CuPy. Like CuPy, a NumPy function applied to
+these arrays returns them. Under numba's CUDA simulator the kernels get the NumPy array inside
+(what the CUDA array interface hands a real kernel). Use: ``fake_cupy.install(monkeypatch)``.
 """
+import collections
+import numbers
+import sys
 import types
 
 import numpy as np
 
+import cupy_api
 
-class ndarray(np.ndarray):
-    """A "GPU" array."""
-
-    def get(self):
-        """A host (plain NumPy) copy, as ``cupy.ndarray.get``."""
-        return np.array(self.view(np.ndarray))
-
-    def __array_function__(self, func, types_, args, kwargs):
-        return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if "out" in kwargs:
-            kwargs["out"] = tuple(_unwrap(list(kwargs["out"])))
-        result = getattr(ufunc, method)(*_unwrap(inputs), **kwargs)
-        return None if method == "at" else _wrap(result)
+SCALARS = (numbers.Number, np.generic)
+# device → host reads by kind: each one would wait for the GPU to finish its queued work
+TRANSFERS = collections.Counter()
+_HOST = "Implicit conversion to a NumPy array is not allowed. Please use `.get()` to " \
+        "construct a NumPy array explicitly."
 
 
-ndarray.__module__ = "cupy._fake"
+def _refuse_host(x):
+    """CuPy's error for a host array where a device array must be (also inside a list)."""
+    if isinstance(x, np.ndarray):
+        raise TypeError(f"Unsupported type {type(x)}")
+    if isinstance(x, (list, tuple)):
+        for v in x:
+            _refuse_host(v)
 
 
 def _unwrap(x):
     if isinstance(x, ndarray):
-        return x.view(np.ndarray)
+        return x._a
     if isinstance(x, (list, tuple)):
         return type(x)(_unwrap(v) for v in x)
     if isinstance(x, dict):
@@ -44,24 +54,270 @@ def _unwrap(x):
 
 def _wrap(x):
     if isinstance(x, np.generic):          # CuPy's reductions give 0-d arrays, not scalars
-        return np.asarray(x).view(ndarray)
-    if isinstance(x, np.ndarray) and not isinstance(x, ndarray):
-        return x.view(ndarray)
+        return ndarray._of(np.asarray(x))
+    if isinstance(x, np.ndarray):
+        return ndarray._of(x)
     if isinstance(x, tuple):
         return tuple(_wrap(v) for v in x)
+    if isinstance(x, list):
+        return [_wrap(v) for v in x]
     return x
 
 
-def asarray(x, dtype=None):
-    return np.array(_unwrap(x), dtype=dtype).view(ndarray)
+def _device_call(f, args, kwargs):
+    """``f`` on the arrays inside, after refusing host arrays among the arguments."""
+    for a in list(args) + list(kwargs.values()):
+        _refuse_host(a)
+    return _wrap(f(*_unwrap(args), **_unwrap(kwargs)))
 
 
-def __getattr__(name):
-    """Every other NumPy function, returning "GPU" arrays; types and ufuncs as they are."""
-    f = getattr(np, name)
-    if isinstance(f, (type, np.ufunc)) or not callable(f):
-        return f
-    return lambda *args, **kwargs: _wrap(f(*_unwrap(args), **_unwrap(kwargs)))
+class ndarray:
+    """A "GPU" array."""
+    __slots__ = ("_a",)
+    __array_priority__ = 100
+
+    def __init__(self, shape, dtype=float, order="C"):
+        self._a = np.empty(shape, dtype, order)
+
+    @classmethod
+    def _of(cls, a):
+        out = object.__new__(cls)
+        out._a = a
+        return out
+
+    # ---- crossing between host and device: only explicitly
+    def __array__(self, *args, **kwargs):
+        raise TypeError(_HOST)
+
+    def get(self):
+        """A host (plain NumPy) copy, as ``cupy.ndarray.get``."""
+        TRANSFERS["get"] += 1
+        return np.array(self._a)
+
+    def __float__(self):
+        TRANSFERS["float"] += 1
+        return float(self._a)
+
+    def __int__(self):
+        TRANSFERS["int"] += 1
+        return int(self._a)
+
+    def __bool__(self):
+        TRANSFERS["bool"] += 1
+        return bool(self._a)
+
+    def item(self):
+        TRANSFERS["item"] += 1
+        return self._a.item()
+
+    def tolist(self):
+        TRANSFERS["tolist"] += 1
+        return self._a.tolist()
+
+    def __len__(self):
+        return len(self._a)
+
+    def __iter__(self):
+        return (_wrap(self._a[i]) for i in range(len(self._a)))
+
+    def __repr__(self):
+        return repr(self._a)
+
+    def __format__(self, spec):
+        return format(self._a, spec)
+
+    # ---- attributes and methods: those CuPy's ndarray has
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+    nbytes = property(lambda self: self._a.nbytes)
+    itemsize = property(lambda self: self._a.itemsize)
+    T = property(lambda self: ndarray._of(self._a.T))
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name not in cupy_api.NDARRAY:
+            raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
+        attr = getattr(self._a, name)
+        if not callable(attr):
+            return _wrap(attr)
+        return lambda *args, **kwargs: _device_call(attr, args, kwargs)
+
+    def __getitem__(self, key):
+        return _wrap(self._a[_unwrap(key)])     # host index arrays are copied over, as CuPy
+
+    def __setitem__(self, key, value):
+        _refuse_host(value)
+        self._a[_unwrap(key)] = _unwrap(value)
+
+    # ---- NumPy's protocols, as CuPy answers them
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        name = ufunc.__name__
+        if name not in cupy_api.TOP:
+            return NotImplemented
+        return _ufunc(ufunc)._apply(method, inputs, kwargs)
+
+    def __array_function__(self, func, types_, args, kwargs):
+        path = func.__module__.split(".")[1:] + [func.__name__]
+        known = {(): cupy_api.TOP, ("linalg",): cupy_api.LINALG,
+                 ("lib", "stride_tricks"): cupy_api.STRIDE_TRICKS}.get(tuple(path[:-1]), ())
+        if path[-1] not in known or any(t not in (ndarray, np.ndarray) for t in types_):
+            return NotImplemented       # NumPy then raises "no implementation found for ..."
+        return _device_call(func, args, kwargs)
 
 
-cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+ndarray.__module__ = "cupy._fake"
+
+
+def _operator(ufunc, reflected=False, inplace=False):
+    def op(self, other):
+        if inplace:
+            return _ufunc(ufunc)._apply("__call__", (self, other), {"out": (self,)})
+        pair = (other, self) if reflected else (self, other)
+        return _ufunc(ufunc)._apply("__call__", pair, {})
+    return op
+
+
+for _name, _uf in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply),
+                   ("truediv", np.true_divide), ("floordiv", np.floor_divide),
+                   ("mod", np.remainder), ("pow", np.power), ("and", np.bitwise_and),
+                   ("or", np.bitwise_or), ("xor", np.bitwise_xor), ("matmul", np.matmul)]:
+    setattr(ndarray, f"__{_name}__", _operator(_uf))
+    setattr(ndarray, f"__r{_name}__", _operator(_uf, reflected=True))
+    if _name != "matmul":                       # CuPy has no in-place @=
+        setattr(ndarray, f"__i{_name}__", _operator(_uf, inplace=True))
+for _name, _uf in [("lt", np.less), ("le", np.less_equal), ("gt", np.greater),
+                   ("ge", np.greater_equal), ("eq", np.equal), ("ne", np.not_equal)]:
+    setattr(ndarray, f"__{_name}__", _operator(_uf))
+for _name, _uf in [("neg", np.negative), ("pos", np.positive), ("abs", np.absolute),
+                   ("invert", np.invert)]:
+    setattr(ndarray, f"__{_name}__",
+            lambda self, _uf=_uf: _ufunc(_uf)._apply("__call__", (self,), {}))
+ndarray.__hash__ = None
+
+
+class _ufunc:
+    """A CuPy ufunc: refuses host arrays, supports only the methods CuPy supports."""
+
+    def __init__(self, numpy_ufunc):
+        self.f = numpy_ufunc
+        self.__name__ = numpy_ufunc.__name__
+
+    def _apply(self, method, inputs, kwargs):
+        name = self.__name__
+        allowed = {"__call__": True, "outer": True, "at": name in cupy_api.UFUNC_AT,
+                   "reduce": name in cupy_api.UFUNC_REDUCE,
+                   "accumulate": name in cupy_api.UFUNC_ACCUMULATE}
+        if not allowed.get(method, False):
+            raise NotImplementedError(f"`cupy_{name}.{method}` is not supported yet")
+        operands = list(inputs) + list(kwargs.get("out", ()))
+        if method == "at":                  # indices may come from the host, as in x[i]
+            operands = [inputs[0]] + list(inputs[2:])
+        for x in operands:
+            if not isinstance(x, (ndarray,) + SCALARS):
+                raise TypeError(f"Unsupported type {type(x)}")
+        out = kwargs.get("out")
+        if out is not None:
+            kwargs = dict(kwargs, out=tuple(_unwrap(list(out))))
+        f = self.f if method == "__call__" else getattr(self.f, method)
+        result = f(*_unwrap(inputs), **kwargs)
+        if method == "at":
+            return None
+        if out is not None:             # the very arrays given (x += 1 keeps x)
+            return out[0] if len(out) == 1 else tuple(out)
+        return _wrap(result)
+
+    def __call__(self, *inputs, **kwargs):
+        return self._apply("__call__", inputs, kwargs)
+
+    def __getattr__(self, method):
+        if method not in ("at", "reduce", "accumulate", "outer"):
+            raise AttributeError(method)
+        return lambda *inputs, **kwargs: self._apply(method, inputs, kwargs)
+
+
+# ---- the module's own functions
+def asarray(x, dtype=None, order=None):
+    """Host data (or a device array) as a device array: the explicit crossing."""
+    if isinstance(x, ndarray):
+        return x if dtype is None or x.dtype == dtype else x.astype(dtype)
+    return ndarray._of(np.array(_unwrap(x), dtype=dtype, order=order or "K"))
+
+
+def array(x, dtype=None, copy=True, order="K"):
+    return ndarray._of(np.array(_unwrap(x), dtype=dtype, copy=copy, order=order))
+
+
+def asnumpy(x):
+    return x.get() if isinstance(x, ndarray) else np.asarray(x)
+
+
+def get_array_module(*args):
+    return sys.modules[__name__] if any(isinstance(a, ndarray) for a in args) else np
+
+
+def install(monkeypatch=None):
+    """Stand in for CuPy (for one test with pytest's ``monkeypatch``; for the whole process
+    without). Under numba's CUDA simulator, the numba.cuda kernels then get the NumPy array
+    inside each device array, as a real kernel gets the device memory through the CUDA array
+    interface (writes land in the same buffer)."""
+    from minimeta.kernels import _cuda
+
+    launch = _cuda.launch
+
+    def host_launch(kernel, n, *args):
+        launch(kernel, n, *[a._a if isinstance(a, ndarray) else a for a in args])
+
+    if monkeypatch is None:
+        sys.modules["cupy"], _cuda.launch = sys.modules[__name__], host_launch
+    else:
+        monkeypatch.setitem(sys.modules, "cupy", sys.modules[__name__])
+        monkeypatch.setattr(_cuda, "launch", host_launch)
+
+
+def _namespace(names, numpy_module, label):
+    def lookup(name):
+        if name not in names:
+            raise AttributeError(f"module '{label}' has no attribute {name!r}")
+        f = getattr(numpy_module, name)
+        if isinstance(f, np.ufunc):
+            return _ufunc(f)
+        if isinstance(f, type) or not callable(f):
+            return f
+        return lambda *args, **kwargs: _device_call(f, args, kwargs)
+    return lookup
+
+
+class _Linalg:
+    __getattr__ = staticmethod(_namespace(cupy_api.LINALG, np.linalg, "cupy.linalg"))
+
+
+__getattr__ = _namespace(cupy_api.TOP, np, "cupy")
+linalg = _Linalg()
+
+
+class _Pool:
+    """CuPy's memory pool, as far as the benchmarks ask (nothing is pooled here)."""
+
+    def used_bytes(self):
+        return 0
+
+    def malloc(self, size):
+        return None
+
+    total_bytes = used_bytes
+
+    def free_all_blocks(self):
+        pass
+
+
+_POOL = _Pool()
+cuda = types.SimpleNamespace(
+    runtime=types.SimpleNamespace(getDeviceCount=lambda: 1,
+                                  getDeviceProperties=lambda i: {"name": b"simulated GPU"}),
+    Device=lambda *a: types.SimpleNamespace(synchronize=lambda: None),
+    set_allocator=lambda allocator=None: None)
+get_default_memory_pool = lambda: _POOL     # noqa: E731
+__version__ = f"stand-in for {cupy_api.VERSION}"

@@ -15,21 +15,27 @@ import sys
 import numpy as np
 import pytest
 
+from minimeta import selfcheck
+
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
-# + 1 kernel table + 10 learners = 20. A test added below must be added here, or the parent fails.
+# + 1 kernel table + 10 learners + one per row of the primitive table (43) + 1 reference
+# kernels on GPU arrays = 64. A test added below must be added here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann"]
+ROWS = [row.name for row in selfcheck.ROWS]
 EXPECTED = sorted(
     ["test_the_simulator_is_on", "test_conv_family_matches_reference",
      "test_max_pool_matches_reference", "test_cosine_attention_matches_reference",
      "test_causal_conv1d_matches_reference",
-     "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions"]
+     "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions",
+     "test_reference_kernels_run_on_gpu_arrays"]
     + [f"test_conv_across_block_boundaries[{n}]" for n in (31, 32, 33, 97)]
-    + [f"test_every_learner_on_a_simulated_gpu_matches_the_cpu[{k}]" for k in LEARNERS])
+    + [f"test_every_learner_on_a_simulated_gpu_matches_the_cpu[{k}]" for k in LEARNERS]
+    + [f"test_every_primitive_on_a_simulated_gpu_matches_the_cpu[{r}]" for r in ROWS])
 
 
 @pytest.mark.skipif(SIMULATED, reason="this is the parent: it runs the simulator child")
@@ -43,7 +49,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 20
+    assert len(EXPECTED) == 21 + len(ROWS) == 64
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -216,7 +222,7 @@ if SIMULATED:
         from minimeta import io, optim
         from minimeta.data import EpisodeSampler
 
-        monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+        fake_cupy.install(monkeypatch)
         classes = np.random.default_rng(0).random((4, 3, 4, 4))
         tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(1)
         results = {}
@@ -241,6 +247,47 @@ if SIMULATED:
         for a, b in zip(g_cpu + p_cpu, g_gpu + p_gpu):
             np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-8)  # conv biases before
             # batch norm have gradients that are 0 up to rounding (~1e-9), hence the atol
+
+    @pytest.mark.parametrize("name", ROWS)
+    def test_every_primitive_on_a_simulated_gpu_matches_the_cpu(name, monkeypatch):
+        """Each row of the primitive table on the strict stand-in CuPy (and the simulator for
+        the kernels): forward, VJP and the VJP's VJP equal the CPU's on drawn inputs; any host
+        array met on the way (a constant made with NumPy, an index left on the host) fails."""
+        import fake_cupy
+
+        fake_cupy.install(monkeypatch)
+        row = next(r for r in selfcheck.ROWS if r.name == name)
+
+        @settings(max_examples=6, deadline=None, derandomize=True, database=None)
+        @given(data=st.data())
+        def check(data):
+            xs, static = data.draw(row.inputs)
+            assert selfcheck.device_parity(row, xs, static, "cuda") < 1e-9
+
+        check()
+
+    def test_reference_kernels_run_on_gpu_arrays(monkeypatch):
+        """``use_reference()`` (``MINIMETA_KERNELS=reference``) on GPU arrays: the NumPy
+        references make host arrays, so the table runs them on host copies; every kernel row
+        of the primitive table still matches the CPU. (Found by the strict stand-in: running
+        them on the device arrays directly mixed host and device.)"""
+        import fake_cupy
+        from minimeta import kernels
+
+        fake_cupy.install(monkeypatch)
+        rows = [r for r in selfcheck.ROWS if r.name.startswith(
+            ("conv2d", "causal", "max_pool", "batch_norm", "cosine"))]
+        assert len(rows) == 12
+
+        @settings(max_examples=2, deadline=None, derandomize=True, database=None)
+        @given(data=st.data())
+        def check(data, row):
+            xs, static = data.draw(row.inputs)
+            with kernels.use_reference():
+                assert selfcheck.device_parity(row, xs, static, "cuda") < 1e-9
+
+        for row in rows:
+            check(row=row)
 
     def mm_tensor(array, device):
         import minimeta as mm

@@ -33,9 +33,9 @@ def test_device_names():
 
 @pytest.mark.skipif(_gpu_present(), reason="a GPU is present; tests/test_gpu.py covers it")
 def test_asking_for_cuda_without_cupy_or_gpu_says_how_to_get_them():
-    with pytest.raises(RuntimeError, match=r"minimeta\[gpu\]|no usable GPU|has no GPU"):
+    with pytest.raises(RuntimeError, match=r"minimeta\[gpu-cuda12\]|no usable GPU|has no GPU"):
         mm.tensor([1.0], device="cuda")
-    with pytest.raises(RuntimeError, match=r"minimeta\[gpu\]|no usable GPU|has no GPU"):
+    with pytest.raises(RuntimeError, match=r"minimeta\[gpu-cuda12\]|no usable GPU|has no GPU"):
         nn.Linear(2, 1).to("cuda")
 
 

@@ -35,7 +35,8 @@ def cupy_module():
         import cupy
     except ImportError as err:
         raise RuntimeError("device 'cuda' needs CuPy and an NVIDIA GPU: pip install "
-                           "'minimeta[gpu]' (CuPy for CUDA 12)") from err
+                           "'minimeta[gpu-cuda12]' or 'minimeta[gpu-cuda13]' (the CUDA "
+                           "version nvidia-smi prints)") from err
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # CuPy raises its own CUDARuntimeError without a driver

@@ -93,7 +93,7 @@ class Tensor:
         return self.to("cpu")
 
     def cuda(self):
-        """``to('cuda')`` (needs CuPy and a GPU: ``pip install 'minimeta[gpu]'``)."""
+        """``to('cuda')`` (needs CuPy and a GPU: the ``gpu-cuda12`` or ``gpu-cuda13`` extra)."""
         return self.to("cuda")
 
     def __len__(self):

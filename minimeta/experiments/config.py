@@ -98,7 +98,8 @@ class RunConfig:
     overwrite: bool = option(False, bool, "start afresh in an --out that holds a run, deleting "
                              "its checkpoint and metrics")
     device: str = option("cpu", str, "cuda: CuPy arrays and the numba.cuda kernels (pip "
-                         "install 'minimeta[gpu]')", choices=("cpu", "cuda"))
+                         "install 'minimeta[gpu-cuda12]' or 'minimeta[gpu-cuda13]')",
+                         choices=("cpu", "cuda"))
     checkpoint_every: float = option(300.0, float, "seconds between checkpoints (0: after "
                                      "every iteration)", least=0)
     minutes: float = option(None, float, "training budget: stop after this many minutes of "

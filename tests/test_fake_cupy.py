@@ -1,0 +1,124 @@
+"""The stand-in CuPy (``tests/fake_cupy.py``) refuses what CuPy refuses, so the CPU suite
+catches a host array on the GPU path before a GPU does; and the engine passes through it.
+(On a GPU, ``tests/test_gpu.py`` checks the stand-in's name lists against the real CuPy.)"""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import cupy_api
+import fake_cupy
+from minimeta import selfcheck
+from minimeta.data import omniglot
+
+HOST = "Implicit conversion to a NumPy array is not allowed"
+UNSUPPORTED = r"Unsupported type <class 'numpy.ndarray'>"
+
+
+@pytest.fixture
+def cp(monkeypatch):
+    fake_cupy.install(monkeypatch)
+    return sys.modules["cupy"]
+
+
+def test_device_to_host_only_explicitly(cp):
+    x = cp.asarray(np.arange(6.0).reshape(2, 3))
+    for implicit in (np.asarray, np.array, lambda a: np.ascontiguousarray(a),
+                     lambda a: np.zeros(3) + list(a)):
+        with pytest.raises(TypeError, match=HOST):
+            implicit(x)
+    np.testing.assert_array_equal(x.get(), np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(cp.asnumpy(x), x.get())
+    total = x.sum()
+    assert type(total) is cp.ndarray and total.ndim == 0      # 0-d, not a NumPy scalar
+    assert float(total) == 15.0 and x[1, 2].item() == 5.0 and bool(x[0, 1])
+
+
+def test_host_to_device_only_explicitly(cp):
+    x, host = cp.asarray(np.ones(3)), np.ones(3)
+    for implicit in (lambda: x + host, lambda: host + x, lambda: host * x, lambda: np.add(x, host),
+                     lambda: cp.add(x, host), lambda: np.concatenate([x, host]),
+                     lambda: cp.concatenate([x, host]), lambda: np.where(x > 0, x, host),
+                     lambda: x.__setitem__(slice(None), host), lambda: cp.zeros_like(host),
+                     lambda: np.add(x, 1.0, out=(host,)), lambda: np.maximum(x, np.zeros(())),
+                     lambda: np.add.at(x, [0, 0], host[:2])):
+        with pytest.raises(TypeError, match=UNSUPPORTED):
+            implicit()
+    # numbers, NumPy scalars and host index arrays are fine, as on CuPy
+    y = (x * 2.0 + np.float64(1.0)) ** 2
+    np.testing.assert_array_equal(y.get(), np.full(3, 9.0))
+    assert type(np.exp(x)) is cp.ndarray and type(x[np.array([0, 2])]) is cp.ndarray
+    x[np.array([True, False, True])] = 5.0
+    np.add.at(x, np.array([1, 1]), cp.asarray(np.ones(2)))
+    np.testing.assert_array_equal(x.get(), [5.0, 3.0, 5.0])
+    z = x
+    z += x                                   # in place keeps the very array
+    assert z is x and x.get()[1] == 6.0
+
+
+def test_numpy_only_functions_and_methods_are_refused(cp):
+    x = cp.asarray(np.arange(4.0))
+    assert "insert" not in cupy_api.TOP and "concatenate" in cupy_api.TOP
+    with pytest.raises(TypeError, match="no implementation found for 'numpy.insert'"):
+        np.insert(x, 1, 0.0)
+    with pytest.raises(TypeError, match="no implementation found for 'numpy.linalg.multi_dot'"):
+        np.linalg.multi_dot([x.reshape(2, 2), x.reshape(2, 2)])
+    assert float(np.linalg.norm(x)) == pytest.approx(np.sqrt(14.0))
+    with pytest.raises(AttributeError, match="module 'cupy' has no attribute 'insert'"):
+        cp.insert
+    with pytest.raises(AttributeError, match="'cupy.ndarray' object has no attribute 'resize'"):
+        x.resize(2, 2)
+    with pytest.raises(NotImplementedError, match="cupy_multiply.at"):
+        np.multiply.at(x, [0], 2.0)
+    with pytest.raises(NotImplementedError, match="cupy_maximum.reduce"):
+        np.maximum.reduce(x)
+    assert float(np.add.reduce(x)) == 6.0
+
+
+def test_a_host_array_inside_a_primitive_is_caught(cp, monkeypatch):
+    """Mutations: a primitive that makes its output with NumPy, or reads its device input
+    through ``np.asarray``, passes on the CPU and is refused on the stand-in."""
+    from minimeta.engine.primitives import elementwise, shape
+
+    row = next(r for r in selfcheck.ROWS if r.name == "scatter_add")
+    g, index, shape_ = np.arange(3.0), np.array([0, 2, 2]), (4,)
+    assert selfcheck.device_parity(row, [g], (index, shape_), "cuda") < 1e-12
+
+    def host_made(self, g):
+        out = np.zeros(self.shape, dtype=g.dtype)     # the mutation: not array_module(g)
+        np.add.at(out, self.index, g)
+        return out
+
+    monkeypatch.setattr(shape.ScatterAdd, "forward", host_made)
+    assert selfcheck.device_parity(row, [g], (index, shape_), "cpu") == 0.0
+    with pytest.raises(TypeError, match=UNSUPPORTED):
+        selfcheck.device_parity(row, [g], (index, shape_), "cuda")
+
+    exp = next(r for r in selfcheck.ROWS if r.name == "exp")
+    monkeypatch.setattr(elementwise.Exp, "forward", lambda self, a: np.exp(np.asarray(a)))
+    with pytest.raises(TypeError, match=HOST):
+        selfcheck.device_parity(exp, [np.ones(2)], (), "cuda")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(omniglot.data_dir(),
+                                                    omniglot.FILES["background"][0])),
+                    reason="Omniglot not found in MINIMETA_DATA_DIR")
+def test_gpu_check_runs_on_a_simulated_gpu(tmp_path):
+    """``benchmarks/gpu_check.py --simulate``: the script that gets the few minutes on a real
+    GPU runs end to end here (one timing case; a 2-iteration training run on Omniglot and its
+    evaluation, in child processes that stand CuPy in too), and its report holds the figures."""
+    import json
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "gpu_check.py"),
+                           "--simulate", "--out", str(tmp_path), "--phases", "env", "timings",
+                           "train", "--only", "conv4"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.load(open(tmp_path / "gpu_check.json"))
+    assert report["simulated"] and report["env"]["gpu"] == "simulated GPU"
+    assert set(report["timings"]) == {"conv4"}
+    assert report["timings"]["conv4"]["minimeta"]["median_s"] > 0
+    assert report["train"]["iterations"] == 2 and 0 <= report["train"]["accuracy"] <= 1
