@@ -23,7 +23,8 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
 # + 1 kernel table + 10 learners + one per row of the primitive table (43) + 1 reference
-# kernels on GPU arrays = 64. A test added below must be added here, or the parent fails.
+# kernels on GPU arrays + 1 device reads = 65. A test added below must be added here, or the
+# parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann"]
 ROWS = [row.name for row in selfcheck.ROWS]
@@ -32,7 +33,8 @@ EXPECTED = sorted(
      "test_max_pool_matches_reference", "test_cosine_attention_matches_reference",
      "test_causal_conv1d_matches_reference",
      "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions",
-     "test_reference_kernels_run_on_gpu_arrays"]
+     "test_reference_kernels_run_on_gpu_arrays",
+     "test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps"]
     + [f"test_conv_across_block_boundaries[{n}]" for n in (31, 32, 33, 97)]
     + [f"test_every_learner_on_a_simulated_gpu_matches_the_cpu[{k}]" for k in LEARNERS]
     + [f"test_every_primitive_on_a_simulated_gpu_matches_the_cpu[{r}]" for r in ROWS])
@@ -49,7 +51,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 21 + len(ROWS) == 64
+    assert len(EXPECTED) == 22 + len(ROWS) == 65
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -288,6 +290,29 @@ if SIMULATED:
 
         for row in rows:
             check(row=row)
+
+    def test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps(monkeypatch):
+        """Each read of a GPU value (``float``, ``.item()``, ``.get()``) waits for the GPU to
+        drain its queue. MAML's task loop reads the query loss and the accuracy of each task,
+        and nothing inside the inner loop: the count does not grow with the inner steps."""
+        import fake_cupy
+        from minimeta import nn
+        from minimeta.data import EpisodeSampler
+        from minimeta.learners import MAML
+
+        fake_cupy.install(monkeypatch)
+        classes = np.random.default_rng(0).random((4, 3, 4, 4))
+        tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(3)
+        reads = {}
+        for steps in (1, 3):
+            net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=1),
+                                nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                nn.Linear(8, 2, dtype=np.float64, seed=2)).to("cuda")
+            learner = MAML(net, 0.3, steps)
+            fake_cupy.TRANSFERS.clear()
+            learner.outer_step(tasks)
+            reads[steps] = sum(fake_cupy.TRANSFERS.values())
+        assert reads == {1: 2 * len(tasks), 3: 2 * len(tasks)}, reads
 
     def mm_tensor(array, device):
         import minimeta as mm
