@@ -23,7 +23,7 @@ def _forward(x, w, d, y):
         return
     b, oc, i = idx // (o * t), (idx // t) % o, idx % t
     c, k = w.shape[1], w.shape[2]
-    acc = y[0, 0, 0] * 0
+    acc = 0.0     # never seeded from an output: CuPy's empty memory holds anything
     for ch in range(c):
         for j in range(k):
             s = (k - 1 - j) * d
@@ -40,7 +40,7 @@ def _input_grad(g, w, d, gx):
         return
     b, ch, i = idx // (c * t), (idx // t) % c, idx % t
     o, k = w.shape[0], w.shape[2]
-    acc = gx[0, 0, 0] * 0
+    acc = 0.0     # never seeded from an output: CuPy's empty memory holds anything
     for oc in range(o):
         for j in range(k):
             s = (k - 1 - j) * d
@@ -58,7 +58,7 @@ def _weight_grad(x, g, d, gw):
     oc, ch, j = idx // (c * k), (idx // k) % c, idx % k
     n, t = x.shape[0], x.shape[2]
     s = (k - 1 - j) * d
-    acc = gw[0, 0, 0] * 0
+    acc = 0.0     # never seeded from an output: CuPy's empty memory holds anything
     for b in range(n):
         for i in range(s, t):
             acc += g[b, oc, i] * x[b, ch, i - s]

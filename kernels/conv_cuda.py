@@ -43,7 +43,7 @@ def _col2im(cols, gx, kh, kw, stride, pad, ho, wo):
     if t >= n_img * chans * h * w:
         return
     n, c, y, z = t // (chans * h * w), (t // (h * w)) % chans, (t // w) % h, t % w
-    total = cols[0, 0] * 0  # a zero of the array's dtype
+    total = 0.0  # float64 sum; not cols[0, 0] * 0, which is NaN where cols holds an inf
     for p in range(kh):
         di = y + pad - p
         if di < 0 or di % stride != 0 or di // stride >= ho:

@@ -77,7 +77,7 @@ class ndarray:
     __array_priority__ = 100
 
     def __init__(self, shape, dtype=float, order="C"):
-        self._a = np.empty(shape, dtype, order)
+        self._a = empty(shape, dtype, order)._a
 
     @classmethod
     def _of(cls, a):
@@ -165,6 +165,8 @@ class ndarray:
                  ("lib", "stride_tricks"): cupy_api.STRIDE_TRICKS}.get(tuple(path[:-1]), ())
         if path[-1] not in known or any(t not in (ndarray, np.ndarray) for t in types_):
             return NotImplemented       # NumPy then raises "no implementation found for ..."
+        if func is np.empty_like:
+            return empty_like(*args, **kwargs)
         return _device_call(func, args, kwargs)
 
 
@@ -239,6 +241,22 @@ class _ufunc:
 
 
 # ---- the module's own functions
+def _poisoned(a):
+    """``a`` filled as a GPU's reused memory may be: CuPy's ``empty`` does not clear what its
+    pool hands back, so code that reads an element before writing it must fail here too."""
+    a.fill(np.nan if np.issubdtype(a.dtype, np.inexact) else -(2 ** 31) + 7)
+    return ndarray._of(a)
+
+
+def empty(shape, dtype=float, order="C"):
+    return _poisoned(np.empty(shape, dtype, order))
+
+
+def empty_like(a, dtype=None, order="K", subok=None, shape=None):
+    _refuse_host(a)
+    return _poisoned(np.empty_like(_unwrap(a), dtype=dtype, order=order, shape=shape))
+
+
 def asarray(x, dtype=None, order=None):
     """Host data (or a device array) as a device array: the explicit crossing."""
     if isinstance(x, ndarray):

@@ -55,6 +55,11 @@ def test_host_to_device_only_explicitly(cp):
     z = x
     z += x                                   # in place keeps the very array
     assert z is x and x.get()[1] == 6.0
+    # CuPy's empty memory is not cleared: the stand-in fills it with NaN (and ints with junk),
+    # so a kernel that reads an output before writing it fails here (SNAIL's causal kernels
+    # seeded their sums with ``y[0, 0, 0] * 0``: NaN on reused memory)
+    assert np.isnan(cp.empty((2, 2)).get()).all() and np.isnan(np.empty_like(x).get()).all()
+    assert (cp.empty(3, dtype=np.int64).get() != 0).all()
 
 
 def test_numpy_only_functions_and_methods_are_refused(cp):
