@@ -9,9 +9,10 @@
 3. ``timings``: minimeta on the GPU against PyTorch CUDA eager, the computations of
    ``benchmarks/machine.py`` (conv4 forward + backward on 640 images; second-order MAML
    5-way 1-shot, 32 tasks, 1 step; 20-way 1-shot, 16 tasks, 5 steps; a ProtoNet 60-way 5-shot
-   episode), float32, interleaved in rounds, each call ended by a device synchronisation:
-   medians with the range; then each one's GPU memory peak (minimeta: the largest number of
-   bytes CuPy's pool had in use, tracked by an allocator hook; PyTorch: max_memory_allocated);
+   episode), float32, interleaved in rounds (as many as fit a quarter of ``--budget``, 3 to
+   ``--rounds``), each call ended by a device synchronisation: medians with the range; then
+   each one's GPU memory peak (minimeta: the largest number of bytes CuPy's pool had in use,
+   tracked by an allocator hook; PyTorch: max_memory_allocated);
 4. ``train``: second-order MAML on Omniglot 5-way 1-shot on the GPU for the minutes left
    (``minimeta train --device cuda --minutes``), then ``minimeta eval`` on 600 test episodes.
 
@@ -62,18 +63,27 @@ def environment(cp, torch):
     return info
 
 
-def gpu_tests(simulate, timeout):
+def gpu_tests(simulate, timeout, out):
+    """The ``gpu`` tests in a child pytest, its output in ``<out>/gpu_tests.log`` (kept when
+    the time runs out, so a slow first compilation still shows how far the tests got)."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-           "-m", "gpu", "-rs", os.path.join(TESTS, "test_gpu.py")]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+           "-m", "gpu", "-rs", "--durations=10", os.path.join(TESTS, "test_gpu.py")]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
         [ROOT, TESTS, os.environ.get("PYTHONPATH", "")]))
     if simulate:
         cmd[3:3] = ["-p", "simulated_gpu"]
         cmd += ["-k", "not causal"]     # its full-size kernels take minutes in the simulator
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    print(out.stdout[-6000:], out.stderr[-2000:], flush=True)
-    summary = (out.stdout.strip().splitlines() or ["no output"])[-1]
-    return {"exit_code": out.returncode, "summary": summary}
+    log = os.path.join(out, "gpu_tests.log")
+    with open(log, "w") as f:
+        try:
+            code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout,
+                                  env=env).returncode
+        except subprocess.TimeoutExpired:
+            code = "timed out"
+    text = open(log).read()
+    print(text[-6000:], flush=True)
+    summary = (text.strip().splitlines() or ["no output"])[-1]
+    return {"exit_code": code, "summary": summary, "log": log}
 
 
 def cases(device, torch_device, torch, small):
@@ -100,31 +110,38 @@ def cases(device, torch_device, torch, small):
     return out
 
 
-def timings(cp, torch, torch_device, rounds, small, only):
+def timings(cp, torch, torch_device, rounds, small, only, seconds):
+    """Each case gets ``seconds`` / cases: as many rounds (at least 3, at most ``rounds``) as
+    its second warm-up call says fit."""
     sync_mm = cp.cuda.Device().synchronize
     sync_t = (torch.cuda.synchronize if torch_device == "cuda" else lambda: None) \
         if torch is not None else None
     table = {}
-    for name, (mine, theirs) in cases("cuda", torch_device, torch, small).items():
-        if only and name not in only:
-            continue
+    todo = {k: v for k, v in cases("cuda", torch_device, torch, small).items()
+            if not only or k in only}
+    for name, (mine, theirs) in todo.items():
         calls = {"minimeta": (mine, sync_mm)}
         if theirs is not None:
             calls["torch"] = (theirs, sync_t)
+        one_round = 0.0
         for fn, sync in calls.values():        # warm-up: kernel compilation, pools
-            for _ in range(2):
-                fn()
+            fn()
             sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            one_round += time.perf_counter() - t
+        fit = int(seconds / len(todo) / max(one_round, 1e-6))
         samples = {lib: [] for lib in calls}
-        for _ in range(rounds):
+        for _ in range(max(3, min(rounds, fit))):
             for lib, (fn, sync) in calls.items():
                 sync()
                 t = time.perf_counter()
                 fn()
                 sync()
                 samples[lib].append(time.perf_counter() - t)
-        row = {lib: {"median_s": statistics.median(s), "min_s": min(s), "max_s": max(s)}
-               for lib, s in samples.items()}
+        row = {lib: {"median_s": statistics.median(s), "min_s": min(s), "max_s": max(s),
+                     "rounds": len(s)} for lib, s in samples.items()}
         row["minimeta"]["peak_bytes"] = cupy_peak(cp, mine, sync_mm)
         if "torch" in calls and torch_device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -237,12 +254,12 @@ def main():
             if phase == "env":
                 report[phase] = environment(cp, torch)
             elif phase == "tests":
-                report[phase] = gpu_tests(args.simulate, timeout=max(60, args.budget / 3))
+                report[phase] = gpu_tests(args.simulate, max(60, args.budget / 3), args.out)
                 if report[phase]["exit_code"]:
                     failed.append(phase)
             elif phase == "timings":
                 report[phase] = timings(cp, torch, torch_device, args.rounds, args.simulate,
-                                        args.only)
+                                        args.only, args.budget / 4)
             elif phase == "train":
                 minutes = max(0.05, (args.budget - elapsed() - 120) / 60)
                 report[phase] = train(args.out, minutes, args.episodes, "cuda", args.simulate)
