@@ -7,7 +7,8 @@ Its ``ndarray`` keeps a NumPy array inside and hands it out only when asked expl
   array is not allowed`` (``float(x)``, ``x.item()``, ``bool(x)`` of one element are allowed);
 * implicit host → device: a NumPy array met by a ufunc, an operator, a CuPy function or as the
   value of ``x[i] = v`` raises ``TypeError: Unsupported type <class 'numpy.ndarray'>``
-  (NumPy scalars and Python numbers are fine; NumPy index arrays are copied over, as CuPy does);
+  (NumPy scalars and Python numbers are fine; NumPy index arrays are copied over, as CuPy does,
+  and their out-of-range entries wrap around, as CuPy's do, where NumPy raises);
 * NumPy-only functions: a NumPy function CuPy lacks (``__array_function__`` finds no
   ``cupy`` name for it), an ndarray method CuPy lacks, a ufunc method CuPy does not support
   (``np.multiply.at``, ``np.maximum.reduce``): the names come from a real CuPy
@@ -62,6 +63,19 @@ def _wrap(x):
     if isinstance(x, list):
         return [_wrap(v) for v in x]
     return x
+
+
+def _cupy_key(key, shape):
+    """An index as CuPy reads it: an integer array's out-of-range entries wrap around (CuPy's
+    documented difference from NumPy, which raises IndexError)."""
+    from minimeta.engine.primitives.shape import integer_arrays
+
+    key = _unwrap(key)
+    items = list(key) if isinstance(key, tuple) else [key]
+    for position, axis, arr in integer_arrays(tuple(items), len(shape)):
+        if axis < len(shape) and shape[axis]:
+            items[position] = arr % shape[axis]
+    return tuple(items) if isinstance(key, tuple) else items[0]
 
 
 def _device_call(f, args, kwargs):
@@ -146,11 +160,11 @@ class ndarray:
         return lambda *args, **kwargs: _device_call(attr, args, kwargs)
 
     def __getitem__(self, key):
-        return _wrap(self._a[_unwrap(key)])     # host index arrays are copied over, as CuPy
+        return _wrap(self._a[_cupy_key(key, self.shape)])   # host index arrays are fine
 
     def __setitem__(self, key, value):
         _refuse_host(value)
-        self._a[_unwrap(key)] = _unwrap(value)
+        self._a[_cupy_key(key, self.shape)] = _unwrap(value)
 
     # ---- NumPy's protocols, as CuPy answers them
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -224,6 +238,8 @@ class _ufunc:
         if out is not None:
             kwargs = dict(kwargs, out=tuple(_unwrap(list(out))))
         f = self.f if method == "__call__" else getattr(self.f, method)
+        if method == "at":
+            inputs = (inputs[0], _cupy_key(inputs[1], inputs[0].shape)) + tuple(inputs[2:])
         result = f(*_unwrap(inputs), **kwargs)
         if method == "at":
             return None

@@ -62,6 +62,29 @@ def test_host_to_device_only_explicitly(cp):
     assert (cp.empty(3, dtype=np.int64).get() != 0).all()
 
 
+def test_out_of_range_indices_wrap_on_cupy_and_are_refused_by_the_engine(cp):
+    """CuPy wraps an out-of-range entry of an integer index array around (NumPy raises); the
+    engine checks host index arrays against the shape before moving them to the GPU, so a bad
+    index is an error on both devices, never a silently wrong element."""
+    import minimeta as mm
+
+    x = cp.asarray(np.arange(6.0).reshape(2, 3))
+    assert x[np.array([0, 2]), np.array([3, 4])].get().tolist() == [0.0, 1.0]   # wrapped
+    assert x[:, [-1, 5]].get().tolist() == [[2.0, 2.0], [5.0, 5.0]]
+    y = cp.zeros(3)
+    np.add.at(y, np.array([4, 4]), 1.0)
+    assert y.get().tolist() == [0.0, 2.0, 0.0]
+    for device in ("cpu", "cuda"):
+        t = mm.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True, device=device)
+        with pytest.raises(IndexError, match="out of bounds for axis 1 with size 3"):
+            t[:, np.array([0, 3])]
+        with pytest.raises(IndexError, match="index -3 is out of bounds for axis 0"):
+            t[[1, -3]]
+        assert t[..., [0, -1]].sum().item() == 0 + 2 + 3 + 5
+        with pytest.raises(IndexError, match="out of bounds for axis 0 with size 4"):
+            mm.scatter_add(mm.tensor(np.ones(2), device=device), np.array([1, 4]), (4,))
+
+
 def test_numpy_only_functions_and_methods_are_refused(cp):
     x = cp.asarray(np.arange(4.0))
     assert "insert" not in cupy_api.TOP and "concatenate" in cupy_api.TOP

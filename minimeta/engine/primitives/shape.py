@@ -185,26 +185,61 @@ def broadcast_to(a, shape):
     return a if a.shape == shape else apply(BroadcastTo(shape), a)
 
 
-def _plain_index(index, device="cpu"):
+def integer_arrays(index, ndim):
+    """(position in the index tuple, axis, array) for each integer array in a NumPy index of
+    an ``ndim``-axis array (the tuple may hold ints, slices, arrays, boolean masks, ``...`` and
+    ``None``); host arrays and lists only.
+
+    >>> [(p, axis, a.tolist()) for p, axis, a in integer_arrays((None, ..., [0, 2]), 3)]
+    [(2, 2, [0, 2])]
+    """
+    items = index if isinstance(index, tuple) else (index,)
+    arrays = [np.asarray(i) if isinstance(i, (list, np.ndarray)) else None for i in items]
+
+    def width(item, arr):           # the axes an item indexes
+        if item is None or item is Ellipsis:
+            return 0
+        return arr.ndim if arr is not None and arr.dtype == bool else 1
+
+    rest = ndim - sum(width(i, a) for i, a in zip(items, arrays))
+    axis = 0
+    for position, (item, arr) in enumerate(zip(items, arrays)):
+        if item is Ellipsis:
+            axis += rest
+            continue
+        if arr is not None and np.issubdtype(arr.dtype, np.integer):
+            yield position, axis, arr
+        axis += width(item, arr)
+
+
+def _plain_index(index, shape, device, op):
     """Replace Tensors inside an index by their arrays (indices are never differentiated),
-    and put index arrays on the indexed tensor's device."""
-    if isinstance(index, tuple):
-        return tuple(_plain_index(i, device) for i in index)
-    index = index.data if isinstance(index, Tensor) else index
-    if device != "cpu" and isinstance(index, (np.ndarray, list)):
-        return to_device(np.asarray(index), device)
-    return index
+    and put index arrays on the indexed tensor's device. Off the CPU, host index arrays are
+    checked against ``shape`` first: CuPy wraps an out-of-range entry around without a word
+    (NumPy raises). Index arrays already on the GPU are not checked (it would wait for it)."""
+    items = index if isinstance(index, tuple) else (index,)
+    items = tuple(i.data if isinstance(i, Tensor) else i for i in items)
+    if device != "cpu":
+        for _, axis, arr in integer_arrays(items, len(shape)):
+            n = shape[axis] if axis < len(shape) else 0
+            bad = arr[(arr < -n) | (arr >= n)]
+            if bad.size:
+                raise IndexError(f"{op}: index {bad.flat[0]} is out of bounds for axis {axis} "
+                                 f"with size {n}")
+        items = tuple(to_device(np.asarray(i), device) if isinstance(i, (np.ndarray, list))
+                      else i for i in items)
+    return items if isinstance(index, tuple) else items[0]
 
 
 def getitem(a, index):
     """``a[index]`` with NumPy semantics; differentiable through a scatter-add."""
-    index = _plain_index(index, a.device)
-    return apply(GetItem(index), a)
+    return apply(GetItem(_plain_index(index, a.shape, a.device, "getitem")), a)
 
 
 def scatter_add(g, index, shape):
     """zeros(shape) with ``g`` added at ``index`` (the VJP of ``getitem``)."""
-    return apply(ScatterAdd(_plain_index(index, g.device), tuple(shape)), g)
+    index = _plain_index(index, tuple(shape), g.device, "scatter_add")
+    return apply(ScatterAdd(index, tuple(shape)), g)
 
 
 def concatenate(tensors, axis=0):
