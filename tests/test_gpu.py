@@ -201,6 +201,39 @@ def test_causal_conv1d_on_gpu_matches_reference(dtype):
             causal_ref.causal_conv1d_weight_grad(x, g, w.shape, d), rtol=tol, atol=tol * 30)
 
 
+def test_no_kernel_reads_memory_it_did_not_write():
+    """CuPy's pool hands freed memory back as it was. Leave NaN in it, then every kernel's
+    output must still be finite (SNAIL's causal kernels once seeded sums from their own output:
+    NaN here; ``tests/fake_cupy.py`` poisons ``empty`` to catch it without a GPU)."""
+    from minimeta.kernels import causal_cuda
+
+    for _ in range(3):
+        junk = cp.full(1 << 22, cp.nan)
+        del junk
+    x, w = cp.asarray(RNG.standard_normal((2, 3, 9, 9))), cp.asarray(RNG.standard_normal(
+        (4, 3, 3, 3)))
+    xc, wc = cp.asarray(RNG.standard_normal((2, 3, 17))), cp.asarray(RNG.standard_normal(
+        (4, 3, 2)))
+    y = conv_cuda.conv2d(x, w, 1, 1)
+    q, s = cp.asarray(RNG.standard_normal((2, 5, 8))), cp.asarray(RNG.standard_normal((2, 4, 8)))
+    lab = cp.asarray(np.eye(3)[RNG.integers(0, 3, (2, 4))])
+    outs = [y, conv_cuda.conv2d_input_grad(y, w, x.shape, 1, 1),
+            conv_cuda.conv2d_weight_grad(x, y, w.shape, 1, 1), pool_cuda.max_pool2d(x, 2, 2)[0],
+            causal_cuda.causal_conv1d(xc, wc, 2), causal_cuda.causal_conv1d_input_grad(
+                causal_cuda.causal_conv1d(xc, wc, 2), wc, 2),
+            causal_cuda.causal_conv1d_weight_grad(xc, xc[:, :1].repeat(4, 1), wc.shape, 2),
+            attention_cuda.cosine_attention(q, s, lab)]
+    for i, out in enumerate(outs):
+        assert bool(cp.isfinite(out).all()), i
+
+
+def test_out_of_range_indices_are_an_error_on_gpu():
+    """CuPy wraps out-of-range index entries around; the engine checks host indices first."""
+    t = mm.tensor(np.arange(6.0).reshape(2, 3), device="cuda")
+    with pytest.raises(IndexError, match="out of bounds for axis 1 with size 3"):
+        t[:, np.array([0, 3])]
+
+
 def test_mixing_real_devices_is_an_error():
     with pytest.raises(RuntimeError, match="different devices"):
         mm.tensor([1.0]) + mm.tensor([1.0], device="cuda")
