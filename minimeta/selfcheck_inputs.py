@@ -219,8 +219,9 @@ def pool_backward_args(draw):
 
 
 @st.composite
-def batch_norm_args(draw, with_g=False):
-    """x (N,C) or (N,C,H,W) whose per-channel variance is > 0.05, weight and bias (C,)."""
+def batch_norm_args(draw, with_g=False, with_h=False):
+    """x (N,C) or (N,C,H,W) whose per-channel variance is > 0.05, weight and bias (C,) (and an
+    incoming gradient g like x; and h, a packed cotangent of the backward's (dx, dw, db))."""
     c = draw(st.integers(1, 3))
     shape = draw(st.sampled_from([(draw(st.integers(2, 4)), c),
                                   (draw(st.integers(1, 2)), c, draw(st.integers(1, 3)), 2)]))
@@ -228,7 +229,11 @@ def batch_norm_args(draw, with_g=False):
     axes = (0,) + tuple(range(2, x.ndim))
     assume(np.all(x.var(axis=axes) > 0.05))
     xs = (x, draw(arrays((c,))), draw(arrays((c,))))
-    return (xs + (draw(arrays(shape)),) if with_g else xs), (1e-5,)
+    if with_g or with_h:
+        xs += (draw(arrays(shape)),)
+    if with_h:
+        xs += (draw(arrays((x.size + 2 * c,))),)
+    return xs, (1e-5,)
 
 
 @st.composite

@@ -22,8 +22,8 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
-# + 1 kernel table + 10 learners + one per row of the primitive table (43) + 1 reference
-# kernels on GPU arrays + 1 device reads = 65. A test added below must be added here, or the
+# + 1 kernel table + 10 learners + one per row of the primitive table (44) + 1 reference
+# kernels on GPU arrays + 1 device reads = 66. A test added below must be added here, or the
 # parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann"]
@@ -51,7 +51,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 22 + len(ROWS) == 65
+    assert len(EXPECTED) == 22 + len(ROWS) == 66
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -279,7 +279,7 @@ if SIMULATED:
         fake_cupy.install(monkeypatch)
         rows = [r for r in selfcheck.ROWS if r.name.startswith(
             ("conv2d", "causal", "max_pool", "batch_norm", "cosine"))]
-        assert len(rows) == 12
+        assert len(rows) == 13
 
         @settings(max_examples=2, deadline=None, derandomize=True, database=None)
         @given(data=st.data())

@@ -178,6 +178,29 @@ def test_fused_batch_norm_equals_composite_with_gradients(case):
         np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-8, atol=1e-9)
 
 
+@given(norm_case())
+def test_fused_batch_norm_second_derivatives_equal_composite(case):
+    """The double-backward kernel (``batch_norm_double_backward``, what second-order MAML runs
+    through every batch norm) against the composite's second derivatives, in x, w, b and in
+    the incoming gradient g."""
+    x, w, b, _ = case
+    x = x.astype(np.float64) + np.linspace(0, 1, x.size).reshape(x.shape)
+    rng = np.random.default_rng(11)
+    g0, u = rng.standard_normal(x.shape), [rng.standard_normal(a.shape) for a in (x, w, b)]
+    results = []
+    for fused in (True, False):
+        ts = [mm.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b)]
+        g = mm.tensor(g0, requires_grad=True)
+        firsts = mm.grad(F.batch_norm(*ts, fused=fused), ts, g, create_graph=True)
+        inner = sum((d * mm.tensor(v)).sum() for d, v in zip(firsts, u))
+        seconds = mm.grad(inner, ts + [g], allow_unused=True)   # db: 0 (None: unused)
+        results.append([np.zeros(v.shape) if d is None else d.numpy()
+                        for d, v in zip(seconds, ts + [g])])
+    assert not results[0][2].any()
+    for a, c in zip(*results):
+        np.testing.assert_allclose(a, c, rtol=1e-8, atol=1e-9)
+
+
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_fused_batch_norm_gradcheck_any_order(order):
     rng = np.random.default_rng(9)

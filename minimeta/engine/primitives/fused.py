@@ -7,13 +7,16 @@ definition, an ordinary function of Tensors, stays the reference:
 
     Fused.vjp(g)        = unpack(FusedVJP(inputs, g))           one fused backward kernel
     FusedVJP.vjp(h)     = ∇_(inputs, g) ⟨h, ∇_inputs ⟨g, composite(inputs)⟩⟩
-                          (taken through the composite with create_graph=True)
+                          (taken through the composite with create_graph=True), or, where the
+                          subclass names a ``vjp_vjp_kernel``, unpack(FusedVJPVJP(inputs, g, h))
+    FusedVJPVJP.vjp(k)  = the same through the composite, one order up
 
-So second and higher derivatives are exact and come from the composite's primitives, and the
-fused kernels are tested equal to the composite (forward and first derivative). A subclass sets
-``kernel``, ``vjp_kernel`` (names in the kernel table), ``static()`` (extra kernel arguments)
-and ``composite(*inputs)``. The VJP kernel returns the gradients packed into one flat array
-(the engine's primitives have one output), in input order.
+So higher derivatives are exact and come from the composite's primitives, and the fused kernels
+are tested equal to the composite. A subclass sets ``kernel``, ``vjp_kernel`` (and optionally
+``vjp_vjp_kernel``: names in the kernel table), ``static()`` (extra kernel arguments) and
+``composite(*inputs)``. The VJP kernels return the gradients packed into one flat array (the
+engine's primitives have one output), in input order. Second-order MAML differentiates through
+every batch norm's backward: the composite took some 130 ops there, the kernel takes one.
 
 Read next: ``minimeta/engine/primitives/attention.py`` (fused cosine attention).
 """
@@ -36,7 +39,7 @@ class Fused(Primitive):
     """Base class of fused primitives (see the module docstring)."""
 
     abstract = True  # not a primitive itself: the primitive table asks no row of it
-    kernel = vjp_kernel = None
+    kernel = vjp_kernel = vjp_vjp_kernel = None
 
     def static(self):
         """Extra (non-array) arguments passed to both kernels after the arrays."""
@@ -72,28 +75,73 @@ class FusedVJP(Primitive):
         return K.lookup(self.fused.vjp_kernel, arrays[0])(*arrays, *self.fused.static())
 
     def vjp(self, h, out, *args):
-        # Local stand-ins: the derivatives wanted here are partial ones, with respect to the
-        # direct inputs. Differentiating with respect to ``args`` themselves would also follow
-        # paths through their ancestors (g usually depends on x), counting them twice.
+        if self.fused.vjp_vjp_kernel:
+            return tuple(unpack(apply(FusedVJPVJP(self.fused), *args, h), args))
         with set_grad_enabled(True):
-            local = [apply(Alias(), t) if t.requires_grad else t for t in args]
-            inputs, g = local[:-1], local[-1]
-            wanted = [t for t in local if t.requires_grad]
-            first = [t for t in inputs if t.requires_grad]
-            inner = sum(g * self.fused.composite(*inputs))
-            firsts = dict(zip(map(id, first),
-                              grad(inner, first, create_graph=True, allow_unused=True)))
+            return composite_vjp_vjp(self.fused, args, h)
+
+
+def _partial(args):
+    """Local stand-ins: the derivatives wanted in a VJP are partial ones, with respect to the
+    direct inputs. Differentiating with respect to ``args`` themselves would also follow paths
+    through their ancestors (g usually depends on x), counting them twice."""
+    return [apply(Alias(), t) if t.requires_grad else t for t in args]
+
+
+def composite_vjp_vjp(fused, args, h):
+    """∇_(inputs, g) ⟨h, ∇_inputs ⟨g, composite(inputs)⟩⟩ for args = (*inputs, g), through the
+    composite, recorded (so it can be differentiated again): FusedVJP's VJP."""
+    local = _partial(args)
+    inputs, g = local[:-1], local[-1]
+    wanted = [t for t in local if t.requires_grad]
+    first = [t for t in inputs if t.requires_grad]
+    inner = sum(g * fused.composite(*inputs))
+    firsts = dict(zip(map(id, first), grad(inner, first, create_graph=True, allow_unused=True)))
+    total = None
+    for piece, t in zip(unpack(h, inputs), inputs):
+        d = firsts.get(id(t))
+        if d is not None:
+            term = sum(piece * d)
+            total = term if total is None else total + term
+    if total is None or not total.requires_grad:
+        return (None,) * len(args)
+    seconds = dict(zip(map(id, wanted), grad(total, wanted, create_graph=True,
+                                             allow_unused=True)))
+    return tuple(seconds.get(id(t)) for t in local)
+
+
+class FusedVJPVJP(Primitive):
+    """packed = concat of vec(∂⟨h, FusedVJP(inputs, g)⟩/∂a) for a in (inputs..., g): one
+    kernel (``vjp_vjp_kernel``). Its own VJP goes through the composite, one order up, so it
+    is differentiable to any order.
+    """
+
+    __slots__ = ("fused",)
+
+    def __init__(self, fused):
+        self.fused = fused
+
+    def __repr__(self):
+        return f"{type(self.fused).__name__}VJPVJP"
+
+    def forward(self, *arrays):
+        return K.lookup(self.fused.vjp_vjp_kernel, arrays[0])(*arrays, *self.fused.static())
+
+    def vjp(self, k, out, *args):
+        with set_grad_enabled(True):
+            local = _partial(args)
+            seconds = composite_vjp_vjp(self.fused, local[:-1], local[-1])
             total = None
-            for piece, t in zip(unpack(h, inputs), inputs):
-                d = firsts.get(id(t))
+            for piece, d in zip(unpack(k, local[:-1]), seconds):
                 if d is not None:
                     term = sum(piece * d)
                     total = term if total is None else total + term
             if total is None or not total.requires_grad:
                 return (None,) * len(args)
-            seconds = dict(zip(map(id, wanted),
-                               grad(total, wanted, create_graph=True, allow_unused=True)))
-        return tuple(seconds.get(id(t)) for t in local)
+            wanted = [t for t in local if t.requires_grad]
+            thirds = dict(zip(map(id, wanted), grad(total, wanted, create_graph=True,
+                                                    allow_unused=True)))
+        return tuple(thirds.get(id(t)) for t in local)
 
 
 class Alias(Primitive):

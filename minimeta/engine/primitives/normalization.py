@@ -41,6 +41,7 @@ class BatchNorm(Fused):
 
     __slots__ = ("eps",)
     kernel, vjp_kernel = "batch_norm", "batch_norm_backward"
+    vjp_vjp_kernel = "batch_norm_double_backward"
     saves = True
 
     def __init__(self, eps):
