@@ -150,3 +150,38 @@ def test_gpu_check_runs_on_a_simulated_gpu(tmp_path):
     assert set(report["timings"]) == {"conv4"}
     assert report["timings"]["conv4"]["minimeta"]["median_s"] > 0
     assert report["train"]["iterations"] == 2 and 0 <= report["train"]["accuracy"] <= 1
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(omniglot.data_dir(),
+                                                    omniglot.FILES["background"][0])),
+                    reason="Omniglot not found in MINIMETA_DATA_DIR")
+def test_a_gpu_run_resumes_where_it_stopped(tmp_path):
+    """``minimeta train --device cuda`` on the stand-in (child processes): 2 iterations, then
+    ``--resume`` to 3 continues from the checkpoint (device state saved to the host and put
+    back): the metrics of the first run are kept, and the third iteration is the one an
+    uninterrupted run takes."""
+    import json
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cli = [sys.executable, os.path.join(root, "benchmarks", "gpu_check.py"), "--as-simulated",
+           "train", "--learner", "maml", "--ways", "3", "--shots", "1", "--queries", "2",
+           "--meta-batch", "2", "--device", "cuda", "--validate-every", "0"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root, os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]))
+    for out, extra in (("run", ["--iterations", "2"]), ("run", ["--iterations", "3", "--resume"]),
+                       ("whole", ["--iterations", "3"])):
+        done = subprocess.run(cli + ["--out", str(tmp_path / out)] + extra, capture_output=True,
+                              text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    runs = [[json.loads(line) for line in open(tmp_path / out / "metrics.jsonl")]
+            for out in ("run", "whole")]
+    assert [r["iteration"] for r in runs[0]] == [1, 2, 3], runs[0]
+    assert [r["loss"] for r in runs[0]] == [r["loss"] for r in runs[1]], runs
+    from minimeta import io    # the parameters after the third step: the optimizer resumed too
+
+    resumed, whole = (io.load(str(tmp_path / out / "checkpoint.npz"))["model"]
+                      for out in ("run", "whole"))
+    assert resumed.keys() == whole.keys()
+    for key in whole:
+        np.testing.assert_array_equal(resumed[key], whole[key], err_msg=key)

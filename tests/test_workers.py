@@ -167,6 +167,51 @@ def test_use_reference_is_per_thread():
     assert seen[0] is not conv_ref.conv2d
 
 
+def _maml_buffers(n_workers):
+    rng = np.random.default_rng(3)
+    tasks = [(rng.random((3, 1, 28, 28)), np.arange(3), rng.random((6, 1, 28, 28)),
+              np.repeat(np.arange(3), 2)) for _ in range(4)]
+    net = nn.conv4(3, dtype=F64, seed=0)
+    learner = MAML(net, 0.4, 1)
+    learner.workers = n_workers
+    for _ in range(2):
+        learner.outer_step(tasks)
+    return {k: v for k, v in net.state_dict().items() if "running" in k}
+
+
+def test_running_averages_are_the_same_on_two_workers(monkeypatch):
+    """Batch norm's running averages are order-dependent; the tasks' updates are deferred and
+    applied in task order (``workers.defer``), so two workers give the sequential loop's
+    buffers bit for bit, every time. Mutation: applied in reverse task order, they differ."""
+    runs = [_maml_buffers(n) for n in (1, 2, 2, 2)]
+    assert len(runs[0]) == 8
+    for run in runs[1:]:
+        for key in runs[0]:
+            np.testing.assert_array_equal(run[key], runs[0][key], err_msg=key)
+    real = workers.map_threads
+
+    def reversed_updates(fn, items, n):
+        kept = {}
+
+        def one(pair):
+            i, item = pair
+            saved, workers._DEFERRED.pending = workers._DEFERRED.pending, []
+            try:
+                return fn(item)
+            finally:
+                kept[i], workers._DEFERRED.pending = workers._DEFERRED.pending, saved
+
+        results = real(one, list(enumerate(items)), n)
+        for i in sorted(kept, reverse=True):
+            for update in kept[i]:
+                update()
+        return results
+
+    monkeypatch.setattr("minimeta.learners.base.map_threads", reversed_updates)
+    mutated = _maml_buffers(2)
+    assert any(not np.array_equal(mutated[k], runs[0][k]) for k in runs[0])
+
+
 def test_map_threads_order_and_errors():
     assert workers.map_threads(lambda i: i * i, range(7), 3) == [i * i for i in range(7)]
 
@@ -261,11 +306,9 @@ def test_train_on_one_or_two_threads_gives_the_same_run(tmp_path, monkeypatch):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
         assert a.get("accuracy") == b.get("accuracy")
     assert m1[-1]["val_accuracy"] == m2[-1]["val_accuracy"]
-    # the batch-norm running buffers (unused in training, see functional/layers.py) are
-    # updated in the order the tasks finish: the trained weights are compared
-    trained = [key for key in w1 if "running" not in key]
-    assert len(trained) == 18
-    for key in trained:
+    # the weights, and the batch-norm running buffers (updated in task order: workers.defer)
+    assert len(w1) == 18 + 8 and w1.keys() == w2.keys()
+    for key in w1:
         np.testing.assert_allclose(np.asarray(w2[key]), np.asarray(w1[key]), rtol=1e-5,
                                    atol=1e-6)
     with pytest.raises(SystemExit):

@@ -13,6 +13,11 @@ caller's settings (``settings()`` / ``applied()``), and its kernels run on its o
 threads. Creation stamps come from one ``itertools.count``, whose ``next`` is atomic: stamps of
 interleaved threads still only grow, which is all the backward pass needs.
 
+One thing tasks do share: side effects on common state, the batch-norm running averages. An
+exponential average depends on the order of its updates, so a task defers them (``defer``) and
+``map_threads`` applies each item's deferred updates in the order of the items once all are
+done: the same averages, bit for bit, as the sequential loop (which applies them at once).
+
 >>> map_threads(lambda x: x + 1, [1, 2, 3], workers=2)
 [2, 3, 4]
 
@@ -28,6 +33,17 @@ from .autodiff import STATE
 
 _POOLS = {}
 _LOCK = threading.Lock()
+_DEFERRED = threading.local()   # .pending: the running item's deferred updates, in a worker
+
+
+def defer(update):
+    """Run ``update()`` now, or, inside ``map_threads``'s workers, after every item is done,
+    in the order of the items (see the module docstring)."""
+    pending = getattr(_DEFERRED, "pending", None)
+    if pending is None:
+        update()
+    else:
+        pending.append(update)
 
 
 def settings():
@@ -71,12 +87,20 @@ def map_threads(fn, items, workers):
     saved = settings()
 
     def run(item):
-        with applied(saved):
-            return fn(item)
+        _DEFERRED.pending = []
+        try:
+            with applied(saved):
+                return fn(item), _DEFERRED.pending
+        finally:
+            _DEFERRED.pending = None
 
     futures = [_pool(min(workers, len(items))).submit(run, item) for item in items]
     try:
-        return [f.result() for f in futures]
+        done = [f.result() for f in futures]
     finally:
         for f in futures:  # on an error, drop what has not started
             f.cancel()
+    for _, updates in done:     # the side effects, in the order of the items (deferred
+        for update in updates:  # again if this call itself runs in a worker)
+            defer(update)
+    return [result for result, _ in done]

@@ -12,16 +12,15 @@ evaluation mode) are updated one task at a time, in the order the tasks finish.
 
 Read next: ``minimeta/functional/metric.py`` (similarities and the Matching read-out).
 """
-import threading
 
 import numpy as np
 
 from ..engine import ops
+from ..engine.workers import defer
 from ..engine.primitives import conv as C
 from ..engine.primitives.normalization import BatchNorm, batch_norm_composite  # noqa: F401
 
 conv2d_input_grad, conv2d_weight_grad = C.conv2d_input_grad, C.conv2d_weight_grad
-_RUNNING = threading.Lock()  # guards the running-statistics update of batch_norm
 
 
 def linear(x, w, b=None):
@@ -75,7 +74,8 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
 
     ``training=True`` normalises with the batch's mean and biased variance, and, when running
     buffers (NumPy arrays) are given, updates them in place:
-    running ← (1 − momentum)·running + momentum·batch (unbiased variance, as in PyTorch).
+    running ← (1 − momentum)·running + momentum·batch (unbiased variance, as in PyTorch);
+    tasks on worker threads apply these updates in task order (``engine/workers.defer``).
     It runs the fused primitive (one kernel each way, ``engine/primitives/normalization.py``)
     unless ``fused=False``, which runs ``batch_norm_composite``, its reference definition.
     ``training=False`` normalises with the running buffers.
@@ -103,11 +103,13 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
         axes = (0,) + tuple(range(2, x.ndim))
         mean, var = x.numpy().mean(axis=axes), x.numpy().var(axis=axes)
     if running_mean is not None:
-        with _RUNNING:  # tasks on worker threads share the buffers: one update at a time
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-            running_var *= 1 - momentum
-            running_var += momentum * var * n / (n - 1)
+        def update():           # in place ([...]: the caller's buffers, not new names)
+            running_mean[...] *= 1 - momentum
+            running_mean[...] += momentum * mean
+            running_var[...] *= 1 - momentum
+            running_var[...] += momentum * var * n / (n - 1)
+        # tasks on worker threads share the buffers: their updates are applied in task order
+        defer(update)
     return y
 
 
