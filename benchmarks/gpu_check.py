@@ -87,27 +87,23 @@ def gpu_tests(simulate, timeout, out):
 
 
 def cases(device, torch_device, torch, small):
-    """{name: (minimeta call, PyTorch call or None)}: the same computation in each."""
-    sys.path.insert(0, HERE)
+    """{name: (make the minimeta call, make the PyTorch call or None)}: the same computation in
+    each, built only when its case is timed."""
     from machine import SHAPES, mm_maml
     from workloads import mm_conv4, mm_protonet, torch_maml, torch_workloads
 
-    shapes = {k: dict(v) for k, v in SHAPES.items()}
-    if small:       # the simulator: keep the shapes' kinds, shrink the batch
-        shapes = {k: dict(v, n_tasks=2, queries=2) for k, v in shapes.items()}
-    out = {"conv4": (mm_conv4(64 if small else 640, device=device), None),
-           "maml5": (mm_maml(**shapes["maml5"], device=device)[0], None),
-           "maml20": (mm_maml(**shapes["maml20"], device=device)[0], None),
-           "protonet": (mm_protonet(device=device), None)}
+    shapes = {k: dict(v, n_tasks=2, queries=2) if small else v for k, v in SHAPES.items()}
+    ours = {"conv4": lambda: mm_conv4(64 if small else 640, device=device),
+            "maml5": lambda: mm_maml(**shapes["maml5"], device=device)[0],
+            "maml20": lambda: mm_maml(**shapes["maml20"], device=device)[0],
+            "protonet": lambda: mm_protonet(device=device)}
+    theirs = {}
     if torch is not None:
-        tw = torch_workloads(torch, device=torch_device)
-        out = {"conv4": (out["conv4"][0], tw["conv4"]()),
-               "maml5": (out["maml5"][0], torch_maml(torch, **shapes["maml5"],
-                                                     device=torch_device)),
-               "maml20": (out["maml20"][0], torch_maml(torch, **shapes["maml20"],
-                                                       device=torch_device)),
-               "protonet": (out["protonet"][0], tw["protonet"]())}
-    return out
+        theirs = {"conv4": lambda: torch_workloads(torch, torch_device)["conv4"](),
+                  "maml5": lambda: torch_maml(torch, **shapes["maml5"], device=torch_device),
+                  "maml20": lambda: torch_maml(torch, **shapes["maml20"], device=torch_device),
+                  "protonet": lambda: torch_workloads(torch, torch_device)["protonet"]()}
+    return {name: (make, theirs.get(name)) for name, make in ours.items()}
 
 
 def timings(cp, torch, torch_device, rounds, small, only, seconds):
@@ -119,9 +115,11 @@ def timings(cp, torch, torch_device, rounds, small, only, seconds):
     table = {}
     todo = {k: v for k, v in cases("cuda", torch_device, torch, small).items()
             if not only or k in only}
-    for name, (mine, theirs) in todo.items():
+    for name, (make_mine, make_theirs) in todo.items():
+        mine = make_mine()
         calls = {"minimeta": (mine, sync_mm)}
-        if theirs is not None:
+        if make_theirs is not None:
+            theirs = make_theirs()
             calls["torch"] = (theirs, sync_t)
         one_round = 0.0
         for fn, sync in calls.values():        # warm-up: kernel compilation, pools

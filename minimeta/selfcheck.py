@@ -198,6 +198,18 @@ def device_parity(row, xs, static, device, seed=0):
                 for a, b in zip(cpu, other)), default=0.0)
 
 
+def check_on_device(row, device, max_examples, tol=1e-9):
+    """``device_parity`` of ``row`` on inputs drawn by its strategy: fails on the first one
+    where ``device`` and the CPU differ by ``tol`` or more."""
+    @settings(max_examples=max_examples, deadline=None, derandomize=True, database=None)
+    @given(data=st.data())
+    def check(data):
+        xs, static = data.draw(row.inputs)
+        assert device_parity(row, xs, static, device) < tol
+
+    check()
+
+
 def recorded_primitives(row, xs, static):
     """The primitive classes in the graph that ``row.fn`` records on leaves ``xs``."""
     leaves = [mm.tensor(np.asarray(x, dtype=row.dtype), requires_grad=True) for x in xs]

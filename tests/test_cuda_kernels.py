@@ -258,15 +258,7 @@ if SIMULATED:
         import fake_cupy
 
         fake_cupy.install(monkeypatch)
-        row = next(r for r in selfcheck.ROWS if r.name == name)
-
-        @settings(max_examples=6, deadline=None, derandomize=True, database=None)
-        @given(data=st.data())
-        def check(data):
-            xs, static = data.draw(row.inputs)
-            assert selfcheck.device_parity(row, xs, static, "cuda") < 1e-9
-
-        check()
+        selfcheck.check_on_device(next(r for r in selfcheck.ROWS if r.name == name), "cuda", 6)
 
     def test_reference_kernels_run_on_gpu_arrays(monkeypatch):
         """``use_reference()`` (``MINIMETA_KERNELS=reference``) on GPU arrays: the NumPy
@@ -281,15 +273,9 @@ if SIMULATED:
             ("conv2d", "causal", "max_pool", "batch_norm", "cosine"))]
         assert len(rows) == 13
 
-        @settings(max_examples=2, deadline=None, derandomize=True, database=None)
-        @given(data=st.data())
-        def check(data, row):
-            xs, static = data.draw(row.inputs)
-            with kernels.use_reference():
-                assert selfcheck.device_parity(row, xs, static, "cuda") < 1e-9
-
-        for row in rows:
-            check(row=row)
+        with kernels.use_reference():
+            for row in rows:
+                selfcheck.check_on_device(row, "cuda", 2)
 
     def test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps(monkeypatch):
         """Each read of a GPU value (``float``, ``.item()``, ``.get()``) waits for the GPU to

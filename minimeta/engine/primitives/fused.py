@@ -93,21 +93,25 @@ def composite_vjp_vjp(fused, args, h):
     composite, recorded (so it can be differentiated again): FusedVJP's VJP."""
     local = _partial(args)
     inputs, g = local[:-1], local[-1]
-    wanted = [t for t in local if t.requires_grad]
     first = [t for t in inputs if t.requires_grad]
     inner = sum(g * fused.composite(*inputs))
     firsts = dict(zip(map(id, first), grad(inner, first, create_graph=True, allow_unused=True)))
+    return _grad_of_pairing(unpack(h, inputs), [firsts.get(id(t)) for t in inputs], local)
+
+
+def _grad_of_pairing(pieces, derivatives, local):
+    """∇_local Σ ⟨piece, derivative⟩ (pairs without a derivative skipped), recorded; one entry
+    per Tensor of ``local``, None where nothing depends on it."""
     total = None
-    for piece, t in zip(unpack(h, inputs), inputs):
-        d = firsts.get(id(t))
+    for piece, d in zip(pieces, derivatives):
         if d is not None:
             term = sum(piece * d)
             total = term if total is None else total + term
     if total is None or not total.requires_grad:
-        return (None,) * len(args)
-    seconds = dict(zip(map(id, wanted), grad(total, wanted, create_graph=True,
-                                             allow_unused=True)))
-    return tuple(seconds.get(id(t)) for t in local)
+        return (None,) * len(local)
+    wanted = [t for t in local if t.requires_grad]
+    found = dict(zip(map(id, wanted), grad(total, wanted, create_graph=True, allow_unused=True)))
+    return tuple(found.get(id(t)) for t in local)
 
 
 class FusedVJPVJP(Primitive):
@@ -131,17 +135,7 @@ class FusedVJPVJP(Primitive):
         with set_grad_enabled(True):
             local = _partial(args)
             seconds = composite_vjp_vjp(self.fused, local[:-1], local[-1])
-            total = None
-            for piece, d in zip(unpack(k, local[:-1]), seconds):
-                if d is not None:
-                    term = sum(piece * d)
-                    total = term if total is None else total + term
-            if total is None or not total.requires_grad:
-                return (None,) * len(args)
-            wanted = [t for t in local if t.requires_grad]
-            thirds = dict(zip(map(id, wanted), grad(total, wanted, create_graph=True,
-                                                    allow_unused=True)))
-        return tuple(thirds.get(id(t)) for t in local)
+            return _grad_of_pairing(unpack(k, local[:-1]), seconds, local)
 
 
 class Alias(Primitive):

@@ -217,18 +217,22 @@ def _plain_index(index, shape, device, op):
     and put index arrays on the indexed tensor's device. Off the CPU, host index arrays are
     checked against ``shape`` first: CuPy wraps an out-of-range entry around without a word
     (NumPy raises). Index arrays already on the GPU are not checked (it would wait for it)."""
-    items = index if isinstance(index, tuple) else (index,)
-    items = tuple(i.data if isinstance(i, Tensor) else i for i in items)
-    if device != "cpu":
-        for _, axis, arr in integer_arrays(items, len(shape)):
-            n = shape[axis] if axis < len(shape) else 0
-            bad = arr[(arr < -n) | (arr >= n)]
-            if bad.size:
-                raise IndexError(f"{op}: index {bad.flat[0]} is out of bounds for axis {axis} "
-                                 f"with size {n}")
-        items = tuple(to_device(np.asarray(i), device) if isinstance(i, (np.ndarray, list))
-                      else i for i in items)
-    return items if isinstance(index, tuple) else items[0]
+    if isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    elif isinstance(index, Tensor):
+        index = index.data
+    if device == "cpu":     # NumPy checks the bounds itself
+        return index
+    for _, axis, arr in integer_arrays(index, len(shape)):
+        n = shape[axis] if axis < len(shape) else 0
+        bad = arr[(arr < -n) | (arr >= n)]
+        if bad.size:
+            raise IndexError(f"{op}: index {bad.flat[0]} is out of bounds for axis {axis} "
+                             f"with size {n}")
+
+    def moved(i):
+        return to_device(np.asarray(i), device) if isinstance(i, (np.ndarray, list)) else i
+    return tuple(map(moved, index)) if isinstance(index, tuple) else moved(index)
 
 
 def getitem(a, index):
