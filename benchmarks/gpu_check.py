@@ -9,10 +9,12 @@
 3. ``timings``: minimeta on the GPU against PyTorch CUDA eager, the computations of
    ``benchmarks/machine.py`` (conv4 forward + backward on 640 images; second-order MAML
    5-way 1-shot, 32 tasks, 1 step; 20-way 1-shot, 16 tasks, 5 steps; a ProtoNet 60-way 5-shot
-   episode), float32, interleaved in rounds (as many as fit a quarter of ``--budget``, 3 to
-   ``--rounds``), each call ended by a device synchronisation: medians with the range; then
-   each one's GPU memory peak (minimeta: the largest number of bytes CuPy's pool had in use,
-   tracked by an allocator hook; PyTorch: max_memory_allocated);
+   episode; the two MAML meta-iterations again with the meta-batch stacked into one graph,
+   each library's way, also set against PyTorch's per-task loop), float32, interleaved in
+   rounds (as many as fit a quarter of ``--budget``, 3 to ``--rounds``), each call ended by
+   a device synchronisation: medians with the range; then each one's GPU memory peak
+   (minimeta: the largest number of bytes CuPy's pool had in use, tracked by an allocator
+   hook; PyTorch: max_memory_allocated);
 4. ``train``: second-order MAML on Omniglot 5-way 1-shot on the GPU for the minutes left
    (``minimeta train --device cuda --minutes``), then ``minimeta eval`` on 600 test episodes.
 
@@ -88,22 +90,24 @@ def gpu_tests(simulate, timeout, out):
 
 def cases(device, torch_device, torch, small):
     """{name: (make the minimeta call, make the PyTorch call or None)}: the same computation in
-    each, built only when its case is timed."""
-    from machine import SHAPES, mm_maml
-    from workloads import mm_conv4, mm_protonet, torch_maml, torch_workloads
+    each (``machine.py``'s cases, the stacked MAML ones included), built only when timed."""
+    import machine
+    from workloads import mm_conv4, mm_protonet
 
-    shapes = {k: dict(v, n_tasks=2, queries=2) if small else v for k, v in SHAPES.items()}
+    shapes = {k: dict(v, n_tasks=2, queries=2) if small else v
+              for k, v in machine.SHAPES.items()}
     ours = {"conv4": lambda: mm_conv4(64 if small else 640, device=device),
-            "maml5": lambda: mm_maml(**shapes["maml5"], device=device)[0],
-            "maml20": lambda: mm_maml(**shapes["maml20"], device=device)[0],
             "protonet": lambda: mm_protonet(device=device)}
+    for key in machine.KEYS:
+        shape = key.removesuffix("_stacked")
+        if shape in shapes:
+            ours[key] = lambda s=shape, k=key: machine.mm_maml(
+                **shapes[s], device=device, stacked=k.endswith("_stacked"))[0]
     theirs = {}
     if torch is not None:
-        theirs = {"conv4": lambda: torch_workloads(torch, torch_device)["conv4"](),
-                  "maml5": lambda: torch_maml(torch, **shapes["maml5"], device=torch_device),
-                  "maml20": lambda: torch_maml(torch, **shapes["maml20"], device=torch_device),
-                  "protonet": lambda: torch_workloads(torch, torch_device)["protonet"]()}
-    return {name: (make, theirs.get(name)) for name, make in ours.items()}
+        for key in machine.KEYS:
+            theirs[key] = lambda k=key: machine.torch_case(torch, k, torch_device, shapes)
+    return {name: (ours[name], theirs.get(name)) for name in machine.KEYS}
 
 
 def timings(cp, torch, torch_device, rounds, small, only, seconds):
@@ -148,11 +152,16 @@ def timings(cp, torch, torch_device, rounds, small, only, seconds):
             row["torch"]["peak_bytes"] = torch.cuda.max_memory_allocated()
         if "torch" in row:
             row["ratio"] = row["minimeta"]["median_s"] / row["torch"]["median_s"]
+        loop = table.get(name.removesuffix("_stacked"), {}).get("torch")
+        if name.endswith("_stacked") and loop:   # against PyTorch's per-task loop (eager)
+            row["ratio_to_torch_loop"] = row["minimeta"]["median_s"] / loop["median_s"]
         table[name] = row
         say(f"{name:9s} " + " | ".join(
             f"{lib} {r['median_s'] * 1e3:9.2f} ms [{r['min_s'] * 1e3:.2f}-{r['max_s'] * 1e3:.2f}]"
             f" peak {r.get('peak_bytes', 0) / 2**20:7.1f} MiB" for lib, r in row.items()
-            if isinstance(r, dict)) + (f" | ratio {row['ratio']:.2f}" if "ratio" in row else ""))
+            if isinstance(r, dict)) + (f" | ratio {row['ratio']:.2f}" if "ratio" in row else "")
+            + (f" | vs torch loop {row['ratio_to_torch_loop']:.2f}"
+               if "ratio_to_torch_loop" in row else ""))
     return table
 
 

@@ -6,7 +6,11 @@ Workloads (float32, conv4 on 28×28 images):
 - ``maml5``: one second-order MAML meta-iteration, 5-way 1-shot, 15 queries per class,
   32 tasks, 1 inner step, α 0.4, Adam step;
 - ``maml20``: the same, 20-way 1-shot, 5 queries per class, 16 tasks, 5 inner steps;
-- ``protonet``: one ProtoNet episode, 60-way 5-shot 5-query, Adam step.
+- ``protonet``: one ProtoNet episode, 60-way 5-shot 5-query, Adam step;
+- ``maml5_stacked``, ``maml20_stacked`` (not in the default set): the two MAML meta-iterations
+  with the meta-batch stacked into one graph (minimeta's ``StackedTasks``; PyTorch's grouped
+  convolutions, ``workloads.torch_maml_stacked``): the GPU's way, slower than the loop on
+  worker threads on a CPU.
 
 Settings: minimeta's best is its policy (``minimeta/threads.py``): one BLAS thread, the tasks
 of a meta-batch on one worker per core, a large kernel split over the cores; its single-thread
@@ -17,7 +21,7 @@ moment hits all of them; the table gives the median over rounds and the range.
 ``--memory`` instead runs the 5-way MAML meta-iteration alone in a fresh process per library
 (and per minimeta worker count) and prints its peak RSS.
 
-Run: python benchmarks/machine.py [--rounds 5] [--only maml5 protonet] [--memory]
+Run: python benchmarks/machine.py [--rounds 5] [--only maml5 maml5_stacked] [--memory]
 (``PYTHONPATH=<another checkout>`` times that checkout's minimeta with this script: "before".)
 """
 import argparse
@@ -30,10 +34,11 @@ import sys
 import time
 
 from minimeta import nn
-from minimeta.learners import MAML
+from minimeta.learners import MAML, StackedTasks
 from minimeta.optim import Adam
 from _timing import apply_malloc_policy, blas_threads, try_torch
-from workloads import maml_tasks, mm_conv4, mm_protonet, torch_maml, torch_workloads
+from workloads import (maml_tasks, mm_conv4, mm_protonet, torch_maml, torch_maml_stacked,
+                       torch_workloads)
 
 try:
     from minimeta.kernels import threads as kernel_threads
@@ -44,29 +49,35 @@ SHAPES = {"maml5": dict(ways=5, queries=15, n_tasks=32, steps=1),
           "maml20": dict(ways=20, queries=5, n_tasks=16, steps=5)}
 
 
-def mm_maml(ways, queries, n_tasks, steps, device="cpu"):
+KEYS = ["conv4", "maml5", "maml20", "protonet", "maml5_stacked", "maml20_stacked"]
+
+
+def mm_maml(ways, queries, n_tasks, steps, device="cpu", stacked=False):
     learner = MAML(nn.conv4(ways).to(device), 0.4, steps)
     tasks = maml_tasks(n_tasks, ways, 1, queries)
     opt = Adam(learner.meta_parameters(), 1e-3)
+    meta = StackedTasks(learner) if stacked else learner
 
     def run():
-        learner.outer_step(tasks)
+        meta.outer_step(tasks)
         opt.step()
         opt.zero_grad()
     return run, learner
 
 
 def minimeta_cases(key):
-    if key in SHAPES:
-        run, learner = mm_maml(**SHAPES[key])
-        return run, learner
+    shape, stacked = key.removesuffix("_stacked"), key.endswith("_stacked")
+    if shape in SHAPES:
+        return mm_maml(**SHAPES[shape], stacked=stacked)
     return {"conv4": mm_conv4, "protonet": mm_protonet}[key](), None
 
 
-def torch_case(torch, key):
-    if key in SHAPES:
-        return torch_maml(torch, **SHAPES[key])
-    return torch_workloads(torch)[key]()
+def torch_case(torch, key, device="cpu", shapes=SHAPES):
+    shape, stacked = key.removesuffix("_stacked"), key.endswith("_stacked")
+    if shape in shapes:
+        return (torch_maml_stacked if stacked else torch_maml)(torch, **shapes[shape],
+                                                               device=device)
+    return torch_workloads(torch, device)[key]()
 
 
 def set_minimeta(threads, learner):
@@ -89,7 +100,7 @@ def timed(fn):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--only", nargs="*", choices=["conv4", "maml5", "maml20", "protonet"])
+    parser.add_argument("--only", nargs="*", choices=KEYS)
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--memory-child", choices=["minimeta", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -102,7 +113,7 @@ def main():
         return memory()
     blas_threads(1)
     torch = try_torch()
-    keys = args.only or ["conv4", "maml5", "maml20", "protonet"]
+    keys = args.only or KEYS[:4]
     cases = {}
     for key in keys:
         run, learner = minimeta_cases(key)

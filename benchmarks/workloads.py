@@ -95,8 +95,9 @@ def torch_conv4(torch, x, params):
     return x @ params[16] + params[17] if len(params) > 16 else x
 
 
-def torch_maml(torch, ways=5, queries=15, n_tasks=32, steps=1, device="cpu"):
-    """PyTorch's second-order MAML meta-iteration (functional conv4, α 0.4, Adam step)."""
+def torch_maml(torch, ways=5, queries=15, n_tasks=32, steps=1, device="cpu", step=True):
+    """PyTorch's second-order MAML meta-iteration (functional conv4, α 0.4, Adam step; with
+    ``step=False`` the meta-gradient is left in ``run.params``' ``.grad``)."""
     tf = torch.nn.functional
     params = torch_conv4_params(torch, head=ways, device=device)
     opt = torch.optim.Adam(params, 1e-3)
@@ -111,8 +112,55 @@ def torch_maml(torch, ways=5, queries=15, n_tasks=32, steps=1, device="cpu"):
                 grads = torch.autograd.grad(loss, fast, create_graph=True)
                 fast = [p - 0.4 * g for p, g in zip(fast, grads)]
             (tf.cross_entropy(torch_conv4(torch, xq, fast), yq) / len(tasks)).backward()
-        opt.step()
-        opt.zero_grad()
+        if step:
+            opt.step()
+            opt.zero_grad()
+    run.params = params
+    return run
+
+
+def torch_conv4_stacked(torch, x, params, tasks):
+    """``torch_conv4`` on a stack of tasks, every parameter with a leading task axis: images
+    (N, T·C, H, W), each task's channels a group of grouped convolutions (``groups=T``), batch
+    norm over T·C channels (statistics per task and channel), the head a batched matmul."""
+    tf = torch.nn.functional
+    for i in range(4):
+        w, b, g, beta = params[4 * i:4 * i + 4]
+        x = tf.conv2d(x, w.reshape((-1,) + w.shape[2:]), b.reshape(-1), padding=1,
+                      groups=tasks)
+        x = tf.batch_norm(x, None, None, g.reshape(-1), beta.reshape(-1), training=True)
+        x = tf.max_pool2d(tf.relu(x), 2)
+    x = x.reshape(x.shape[0], tasks, -1).transpose(0, 1)           # (T, N, features)
+    return x @ params[16] + params[17]
+
+
+def torch_maml_stacked(torch, ways=5, queries=15, n_tasks=32, steps=1, device="cpu",
+                       step=True):
+    """``torch_maml`` with the meta-batch stacked as minimeta's ``StackedTasks`` stacks it
+    (grouped convolutions): the same meta-gradient from one graph (tests/test_benchmarks.py)."""
+    tf = torch.nn.functional
+    params = torch_conv4_params(torch, head=ways, device=device)
+    opt = torch.optim.Adam(params, 1e-3)
+    xs, ys, xq, yq = (torch.from_numpy(np.stack(part)).to(device)
+                      for part in zip(*maml_tasks(n_tasks, ways, 1, queries)))
+
+    def images(x):      # (T, N, C, H, W) → (N, T·C, H, W)
+        return x.transpose(0, 1).reshape(x.shape[1], -1, *x.shape[3:])
+
+    def loss(x, y, fast):   # the sum over tasks of each task's mean loss
+        logits = torch_conv4_stacked(torch, images(x), fast, n_tasks)
+        return tf.cross_entropy(logits.reshape(-1, ways), y.reshape(-1)) * n_tasks
+
+    def run():
+        fast = [p.expand((n_tasks,) + (1,) * (p.ndim == 1) + p.shape) for p in params]
+        for _ in range(steps):
+            grads = torch.autograd.grad(loss(xs, ys, fast), fast, create_graph=True)
+            fast = [p - 0.4 * g for p, g in zip(fast, grads)]
+        (loss(xq, yq, fast) / n_tasks).backward()
+        if step:
+            opt.step()
+            opt.zero_grad()
+    run.params = params
     return run
 
 

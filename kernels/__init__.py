@@ -23,7 +23,9 @@ make their arrays with NumPy: under ``use_reference()`` they run on host copies 
 differentiation: conv2d and its two gradients; the causal dilated conv1d (SNAIL's) and its two;
 max pooling and its argmax scatter (whose own gradient is a gather); fused cosine attention and
 fused batch norm, whose composite definitions in ``minimeta.functional`` give their higher
-derivatives (see ``minimeta/engine/primitives/fused.py``).
+derivatives (see ``minimeta/engine/primitives/fused.py``). The conv and batch-norm rows also
+take a stack of tasks, a leading task axis on every array (``conv_ref.over_tasks``, the
+batch-norm references): what ``learners.StackedTasks`` runs, one batched launch on a GPU.
 
 Kernels take arrays and return arrays; they never see a Tensor. The engine calls them only
 through ``lookup(name, array)``. It returns the CUDA version when ``array`` lives on a GPU

@@ -9,8 +9,10 @@ which calls cuBLAS; NumPy's under the simulator):
     conv2d_input_grad:   cols = Wᵀ @ G;      gx = col2im(cols)  (a gather: one thread per
                                                                  input pixel, no atomics)
 
-``cols`` has shape (C·kh·kw, N·Ho·Wo): row (c, p, q), column (n, i, j). Spec:
-``conv_ref.py``; tested against it under the CUDA simulator (``tests/test_cuda_kernels.py``).
+``cols`` has shape (T, C·kh·kw, N·Ho·Wo): task t, row (c, p, q), column (n, i, j). A single
+convolution is a stack of T = 1; a stack of T tasks (``conv_ref.over_tasks``) runs in the same
+launches, its T products as one batched GEMM. Spec: ``conv_ref.py``; tested against it under
+the CUDA simulator (``tests/test_cuda_kernels.py``).
 
 Read next: ``kernels/causal_cuda.py`` (the causal 1-D convolution on a GPU).
 """
@@ -23,26 +25,27 @@ from .conv_ref import out_size
 @cuda.jit
 def _im2col(x, cols, kh, kw, stride, pad, ho, wo):
     t = cuda.grid(1)
-    rows, width = cols.shape
-    if t >= rows * width:
+    tasks, rows, width = cols.shape
+    if t >= tasks * rows * width:
         return
-    row, col = t // width, t % width
+    task, row, col = t // (rows * width), (t // width) % rows, t % width
     c, p, q = row // (kh * kw), (row // kw) % kh, row % kw
     n, i, j = col // (ho * wo), (col // wo) % ho, col % wo
     y, z = i * stride + p - pad, j * stride + q - pad
-    if 0 <= y < x.shape[2] and 0 <= z < x.shape[3]:
-        cols[row, col] = x[n, c, y, z]
+    if 0 <= y < x.shape[3] and 0 <= z < x.shape[4]:
+        cols[task, row, col] = x[task, n, c, y, z]
     else:
-        cols[row, col] = 0
+        cols[task, row, col] = 0
 
 
 @cuda.jit
 def _col2im(cols, gx, kh, kw, stride, pad, ho, wo):
     t = cuda.grid(1)
-    n_img, chans, h, w = gx.shape
-    if t >= n_img * chans * h * w:
+    tasks, n_img, chans, h, w = gx.shape
+    if t >= tasks * n_img * chans * h * w:
         return
-    n, c, y, z = t // (chans * h * w), (t // (h * w)) % chans, (t // w) % h, t % w
+    task, n = t // (n_img * chans * h * w), (t // (chans * h * w)) % n_img
+    c, y, z = (t // (h * w)) % chans, (t // w) % h, t % w
     total = 0.0  # float64 sum; not cols[0, 0] * 0, which is NaN where cols holds an inf
     for p in range(kh):
         di = y + pad - p
@@ -52,41 +55,59 @@ def _col2im(cols, gx, kh, kw, stride, pad, ho, wo):
             dj = z + pad - q
             if dj < 0 or dj % stride != 0 or dj // stride >= wo:
                 continue
-            total += cols[(c * kh + p) * kw + q, (n * ho + di // stride) * wo + dj // stride]
-    gx[n, c, y, z] = total
+            total += cols[task, (c * kh + p) * kw + q,
+                          (n * ho + di // stride) * wo + dj // stride]
+    gx[task, n, c, y, z] = total
+
+
+def _stacked(a):
+    """``a`` with a task axis: a single convolution is a stack of one (a view, no copy)."""
+    return a if a.ndim == 5 else a.reshape((1,) + a.shape)
 
 
 def _cols(x, kh, kw, stride, padding):
+    """cols (T, C·kh·kw, N·Ho·Wo) of a stack x (T, N, C, H, W)."""
     xp = array_module(x)
     (x,) = _cuda.contiguous(x)
-    n, c, h, w = x.shape
+    tasks, n, c, h, w = x.shape
     ho, wo = out_size(h, kh, stride, padding), out_size(w, kw, stride, padding)
-    cols = xp.empty((c * kh * kw, n * ho * wo), dtype=x.dtype)
+    cols = xp.empty((tasks, c * kh * kw, n * ho * wo), dtype=x.dtype)
     _cuda.launch(_im2col, cols.size, x, cols, kh, kw, stride, padding, ho, wo)
     return cols, ho, wo
 
 
+def _unstacked(out, like):
+    return out if like.ndim == 5 else out[0]
+
+
 def conv2d(x, w, stride=1, padding=0):
-    """y (N, O, Ho, Wo) = cross-correlation of x (N, C, H, W) with w (O, C, kh, kw)."""
+    """y (N, O, Ho, Wo) = cross-correlation of x (N, C, H, W) with w (O, C, kh, kw); on a
+    stack (a leading task axis on x, w and y), one batched GEMM for all T tasks."""
     xp = array_module(x)
-    cols, ho, wo = _cols(x, w.shape[2], w.shape[3], stride, padding)
-    y = w.reshape(w.shape[0], -1) @ cols
-    return xp.ascontiguousarray(y.reshape(w.shape[0], x.shape[0], ho, wo).transpose(1, 0, 2, 3))
+    xs, ws = _stacked(x), _stacked(w)
+    tasks, n, o = xs.shape[0], xs.shape[1], ws.shape[1]
+    cols, ho, wo = _cols(xs, ws.shape[3], ws.shape[4], stride, padding)
+    y = ws.reshape(tasks, o, -1) @ cols                                  # (T, O, N·Ho·Wo)
+    y = xp.ascontiguousarray(y.reshape(tasks, o, n, ho, wo).transpose(0, 2, 1, 3, 4))
+    return _unstacked(y, x)
 
 
 def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     """gw = Σ over images and output pixels of g · (the input patch under the kernel)."""
-    cols, _, _ = _cols(x, w_shape[2], w_shape[3], stride, padding)
-    g2 = g.transpose(1, 0, 2, 3).reshape(g.shape[1], -1)
-    return (g2 @ cols.T).reshape(w_shape).astype(x.dtype, copy=False)
+    xs, gs = _stacked(x), _stacked(g)
+    tasks, o = gs.shape[0], gs.shape[2]
+    cols, _, _ = _cols(xs, w_shape[-2], w_shape[-1], stride, padding)
+    g2 = gs.transpose(0, 2, 1, 3, 4).reshape(tasks, o, -1)              # (T, O, N·Ho·Wo)
+    return (g2 @ cols.transpose(0, 2, 1)).reshape(tuple(w_shape)).astype(x.dtype, copy=False)
 
 
 def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     """gx: every input pixel gathers w·g over the outputs whose window covers it."""
     xp = array_module(g)
-    ho, wo = g.shape[2], g.shape[3]
-    g2 = xp.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(g.shape[1], -1)
-    cols = xp.ascontiguousarray(w.reshape(w.shape[0], -1).T @ g2)
-    gx = xp.empty(tuple(x_shape), dtype=cols.dtype)
-    _cuda.launch(_col2im, gx.size, cols, gx, w.shape[2], w.shape[3], stride, padding, ho, wo)
-    return gx
+    gs, ws = _stacked(g), _stacked(w)
+    tasks, o, ho, wo = gs.shape[0], gs.shape[2], gs.shape[3], gs.shape[4]
+    g2 = xp.ascontiguousarray(gs.transpose(0, 2, 1, 3, 4)).reshape(tasks, o, -1)
+    cols = xp.ascontiguousarray(ws.reshape(tasks, o, -1).transpose(0, 2, 1) @ g2)
+    gx = xp.empty((tasks,) + tuple(x_shape)[-4:], dtype=cols.dtype)
+    _cuda.launch(_col2im, gx.size, cols, gx, ws.shape[3], ws.shape[4], stride, padding, ho, wo)
+    return _unstacked(gx, g)

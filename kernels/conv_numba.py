@@ -22,14 +22,15 @@ Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.m
   ``_weight_grad_c1``), each tap one long vectorised pass over a whole image plane.
 
 Inputs of any layout are accepted: they are made C-contiguous first (a copy only when needed).
-Results match the reference to float rounding (the summation order differs).
+Results match the reference to float rounding (the summation order differs). A stack of tasks
+(5-D arrays) runs task after task (``conv_ref.over_tasks``), each one parallel as above.
 
 Read next: ``kernels/causal_cpu.py`` (the causal 1-D convolution on the CPU: a GEMM per tap).
 """
 import numpy as np
 from numba import njit, prange
 
-from .conv_ref import out_size
+from .conv_ref import out_size, over_tasks
 from .threads import parallel_map, split_threads
 
 
@@ -274,6 +275,7 @@ def _total(parts):
     return out
 
 
+@over_tasks
 def conv2d(x, w, stride=1, padding=0):
     """Forward convolution; same contract as ``conv_ref.conv2d``."""
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
@@ -297,6 +299,7 @@ def conv2d(x, w, stride=1, padding=0):
     return y.reshape(n, o, ho, wo)
 
 
+@over_tasks
 def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     """Input gradient (transposed convolution); same contract as the reference.
 
@@ -324,6 +327,7 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     return gx
 
 
+@over_tasks
 def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     """Weight gradient; same contract as the reference."""
     x, g = np.ascontiguousarray(x), np.ascontiguousarray(g, dtype=x.dtype)

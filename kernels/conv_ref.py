@@ -12,10 +12,37 @@ family is what lets the engine differentiate convolutions to any order (engine/p
 The implementation is im2col by ``sliding_window_view`` (a strided view, no copy) and one
 ``tensordot`` (BLAS GEMM).
 
+A stack of T convolutions, one per task (``learners.StackedTasks`` runs a meta-batch so), puts a
+leading task axis on every array and every shape: x (T,N,C,H,W), w (T,O,C,kh,kw), and so on.
+Its spec is ``over_tasks``: convolution t of the stack is the plain one on ``x[t]``, ``w[t]``.
+
 Read next: ``kernels/causal_ref.py`` (the causal dilated 1-D convolution in NumPy: the spec).
 """
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+
+def over_tasks(kernel):
+    """``kernel`` extended to a leading task axis: given 5-D arrays (and 5-long shapes), one
+    call per task on slice t of each (shape arguments lose their first entry), the results
+    stacked. The CPU kernels use it as is; the CUDA ones batch the tasks in one launch.
+
+    >>> y = conv2d(np.ones((2, 1, 1, 3, 3)), np.ones((2, 1, 1, 2, 2)))
+    >>> y.shape
+    (2, 1, 1, 2, 2)
+    """
+    @functools.wraps(kernel)
+    def run(a, b, *rest):
+        if a.ndim != 5:
+            return kernel(a, b, *rest)
+        if b.ndim != 5 or a.shape[0] != b.shape[0]:
+            raise ValueError(f"{kernel.__name__}: a stack of tasks needs two 5-D arrays with "
+                             f"one task axis, got {a.shape} and {b.shape}")
+        rest = [tuple(r)[1:] if isinstance(r, (tuple, list)) else r for r in rest]
+        return np.stack([kernel(a[t], b[t], *rest) for t in range(a.shape[0])])
+    return run
 
 
 def out_size(size, k, stride, padding):
@@ -30,6 +57,7 @@ def _windows(x, kh, kw, stride, padding):
     return sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
 
 
+@over_tasks
 def conv2d(x, w, stride=1, padding=0):
     """Forward convolution (cross-correlation, as in every deep-learning library).
 
@@ -42,12 +70,14 @@ def conv2d(x, w, stride=1, padding=0):
     return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
 
 
+@over_tasks
 def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     """gw[o,c,p,q] = Σ_{n,i,j} g[n,o,i,j] · xp[n,c,i·s+p,j·s+q]."""
     cols = _windows(x, w_shape[2], w_shape[3], stride, padding)
     return np.tensordot(g, cols, axes=([0, 2, 3], [0, 2, 3])).astype(x.dtype, copy=False)
 
 
+@over_tasks
 def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     """gx = Σ over kernel taps (p, q) of the GEMM g·w scattered back to its input pixels.
 

@@ -1,6 +1,8 @@
 """NumPy reference of fused batch normalisation (training mode): the spec for ``norm_numba``.
 
 Input x of shape (N, C, ...) (statistics over every axis but 1), weight w and bias b of (C,).
+A stack of T batch norms, one per task, has x (T, N, C, ...) and w, b of (T, C) (statistics
+over every axis but 0 and 2): the weight's rank says which.
 
     forward:   μ, σ² (biased) per channel;  x̂ = (x − μ)/sqrt(σ² + eps);  y = x̂·w + b
     backward:  ĝ = g·w;  dx = (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))/sqrt(σ² + eps);  dw = Σ g·x̂;  db = Σ g
@@ -14,34 +16,48 @@ Read next: ``kernels/select_ref.py`` (the elementwise select in NumPy: the spec)
 import numpy as np
 
 
-def _axes(x):
+def _axes(x, w):
+    """The axes the statistics run over: all but the channel axis (and the task axis)."""
+    if w.ndim == 2:
+        return (1,) + tuple(range(3, x.ndim))
     return (0,) + tuple(range(2, x.ndim))
 
 
-def _per_channel(v, x):
+def _per_channel(v, x, w):
+    """Per-channel values ``v`` (shaped like ``w``) shaped to broadcast against ``x``."""
+    if w.ndim == 2:
+        return v.reshape((w.shape[0], 1, w.shape[1]) + (1,) * (x.ndim - 3))
     return v.reshape((1, -1) + (1,) * (x.ndim - 2))
 
 
 def batch_norm(x, w, b, eps=1e-5):
-    """Return (y, mean, biased variance)."""
-    mean = x.mean(axis=_axes(x))
-    var = ((x - _per_channel(mean, x)) ** 2).mean(axis=_axes(x))
-    xhat = (x - _per_channel(mean, x)) / np.sqrt(_per_channel(var, x) + eps)
-    return (xhat * _per_channel(w, x) + _per_channel(b, x)).astype(x.dtype), mean, var
+    """Return (y, mean, biased variance); mean and variance are shaped like ``w``.
+
+    >>> y, mean, var = batch_norm(np.arange(8.0).reshape(2, 2, 2), np.ones((2, 2)),
+    ...                           np.zeros((2, 2)))         # a stack of 2 tasks, 2 channels
+    >>> mean
+    array([[1., 2.],
+           [5., 6.]])
+    """
+    axes = _axes(x, w)
+    mean = x.mean(axis=axes)
+    var = ((x - _per_channel(mean, x, w)) ** 2).mean(axis=axes)
+    xhat = (x - _per_channel(mean, x, w)) / np.sqrt(_per_channel(var, x, w) + eps)
+    return (xhat * _per_channel(w, x, w) + _per_channel(b, x, w)).astype(x.dtype), mean, var
 
 
 def batch_norm_backward(x, w, b, g, eps=1e-5):
-    """Packed concat(vec(dx), dw, db) of ⟨g, batch_norm(x, w, b)⟩."""
-    axes = _axes(x)
-    mean = x.mean(axis=axes)
-    var = ((x - _per_channel(mean, x)) ** 2).mean(axis=axes)
-    rstd = 1.0 / np.sqrt(_per_channel(var, x) + eps)
-    xhat = (x - _per_channel(mean, x)) * rstd
-    gh = g * _per_channel(w, x)
+    """Packed concat(vec(dx), vec(dw), vec(db)) of ⟨g, batch_norm(x, w, b)⟩."""
+    axes = _axes(x, w)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean) * rstd
+    gh = g * _per_channel(w, x, w)
     dx = (gh - gh.mean(axis=axes, keepdims=True)
           - xhat * (gh * xhat).mean(axis=axes, keepdims=True)) * rstd
     dw, db = (g * xhat).sum(axis=axes), g.sum(axis=axes)
-    return np.concatenate([dx.ravel(), dw, db]).astype(x.dtype)
+    return np.concatenate([dx.ravel(), dw.ravel(), db.ravel()]).astype(x.dtype)
 
 
 def batch_norm_double_backward(x, w, b, g, h, eps=1e-5):
@@ -57,14 +73,15 @@ def batch_norm_double_backward(x, w, b, g, h, eps=1e-5):
 
     (u is the cotangent reaching x̂, s the one reaching r; r·P(·) is x̂'s own VJP.)
     """
-    axes = _axes(x)
-    m, c = x.size // x.shape[1], x.shape[1]
-    hx, hw, hb = h[:x.size].reshape(x.shape), h[x.size:x.size + c], h[x.size + c:]
+    axes = _axes(x, w)
+    m, c = x.size // w.size, w.size
+    hx = h[:x.size].reshape(x.shape)
+    hw, hb = h[x.size:x.size + c].reshape(w.shape), h[x.size + c:].reshape(w.shape)
     mean = x.mean(axis=axes, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
     r = 1.0 / np.sqrt(var + eps)
     xhat = (x - mean) * r
-    wc = _per_channel(w, x)
+    wc = _per_channel(w, x, w)
 
     def proj(u):
         return u - u.mean(axis=axes, keepdims=True) - xhat * (u * xhat).mean(axis=axes,
@@ -73,10 +90,11 @@ def batch_norm_double_backward(x, w, b, g, h, eps=1e-5):
     gh = g * wc
     p_gh = proj(gh)
     a = (gh * xhat).mean(axis=axes, keepdims=True)
-    u = (_per_channel(hw, x) * g - r * a * hx
+    u = (_per_channel(hw, x, w) * g - r * a * hx
          - r * (hx * xhat).mean(axis=axes, keepdims=True) * gh)
     s = (hx * p_gh).sum(axis=axes, keepdims=True)
     dx = r * proj(u) - s * r * r * xhat / m
     dw = (hx * r * proj(g)).sum(axis=axes)
-    dg = _per_channel(hb, x) + _per_channel(hw, x) * xhat + wc * r * proj(hx)
-    return np.concatenate([dx.ravel(), dw, np.zeros_like(b), dg.ravel()]).astype(x.dtype)
+    dg = _per_channel(hb, x, w) + _per_channel(hw, x, w) * xhat + wc * r * proj(hx)
+    return np.concatenate([dx.ravel(), dw.ravel(), np.zeros_like(b).ravel(),
+                           dg.ravel()]).astype(x.dtype)

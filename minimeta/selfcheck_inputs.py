@@ -146,14 +146,17 @@ def float32_unary():
 
 @st.composite
 def conv_geometry(draw):
-    """Shapes x (N,C,H,W), w (O,C,kh,kw), stride, padding, and the output's (N,O,Ho,Wo)."""
+    """Shapes x (N,C,H,W), w (O,C,kh,kw), stride, padding, and the output's (N,O,Ho,Wo); or a
+    stack of 2 tasks, a task axis in front of the three shapes."""
     n, c, o = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     stride, padding = draw(st.integers(1, 2)), draw(st.integers(0, 1))
     h, w = draw(st.integers(max(1, kh - 2 * padding), 5)), draw(st.integers(max(1, kw - 2 *
                                                                                   padding), 5))
     ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
-    return (n, c, h, w), (o, c, kh, kw), stride, padding, (n, o, ho, wo)
+    tasks = (2,) if draw(st.booleans()) else ()
+    return (tasks + (n, c, h, w), tasks + (o, c, kh, kw), stride, padding,
+            tasks + (n, o, ho, wo))
 
 
 @st.composite
@@ -221,18 +224,20 @@ def pool_backward_args(draw):
 @st.composite
 def batch_norm_args(draw, with_g=False, with_h=False):
     """x (N,C) or (N,C,H,W) whose per-channel variance is > 0.05, weight and bias (C,) (and an
-    incoming gradient g like x; and h, a packed cotangent of the backward's (dx, dw, db))."""
+    incoming gradient g like x; and h, a packed cotangent of the backward's (dx, dw, db)); or
+    a stack of 2 tasks: x (2,N,C[,H,W]), weight and bias (2,C)."""
     c = draw(st.integers(1, 3))
     shape = draw(st.sampled_from([(draw(st.integers(2, 4)), c),
                                   (draw(st.integers(1, 2)), c, draw(st.integers(1, 3)), 2)]))
-    x = draw(arrays(shape))
-    axes = (0,) + tuple(range(2, x.ndim))
+    tasks = (2,) if draw(st.booleans()) else ()
+    x = draw(arrays(tasks + shape))
+    axes = (len(tasks),) + tuple(range(2 + len(tasks), x.ndim))
     assume(np.all(x.var(axis=axes) > 0.05))
-    xs = (x, draw(arrays((c,))), draw(arrays((c,))))
+    xs = (x, draw(arrays(tasks + (c,))), draw(arrays(tasks + (c,))))
     if with_g or with_h:
-        xs += (draw(arrays(shape)),)
+        xs += (draw(arrays(x.shape)),)
     if with_h:
-        xs += (draw(arrays((x.size + 2 * c,))),)
+        xs += (draw(arrays((x.size + 2 * xs[1].size,))),)
     return xs, (1e-5,)
 
 

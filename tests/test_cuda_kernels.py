@@ -22,11 +22,11 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
-# + 1 kernel table + 10 learners + one per row of the primitive table (44) + 1 reference
-# kernels on GPU arrays + 1 device reads = 66. A test added below must be added here, or the
+# + 1 kernel table + 12 learners + one per row of the primitive table (44) + 1 reference
+# kernels on GPU arrays + 1 device reads = 68. A test added below must be added here, or the
 # parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
-            "snail", "mann"]
+            "snail", "mann", "maml_stacked", "anil_stacked"]
 ROWS = [row.name for row in selfcheck.ROWS]
 EXPECTED = sorted(
     ["test_the_simulator_is_on", "test_conv_family_matches_reference",
@@ -51,7 +51,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 22 + len(ROWS) == 66
+    assert len(EXPECTED) == 24 + len(ROWS) == 68
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -90,11 +90,16 @@ if SIMULATED:
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
     @SIM
-    @given(case=conv_case(), dtype=st.sampled_from([np.float32, np.float64]))
-    def test_conv_family_matches_reference(case, dtype):
-        """The engine's conv property cases: strides, padding, C/F-ordered and strided views."""
+    @given(case=conv_case(), dtype=st.sampled_from([np.float32, np.float64]),
+           tasks=st.sampled_from([0, 3]))
+    def test_conv_family_matches_reference(case, dtype, tasks):
+        """The engine's conv property cases: strides, padding, C/F-ordered and strided views;
+        and stacks of 3 tasks (one batched GEMM), each task its own input and filter."""
         x, w, _, stride, padding = case
         x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
+        if tasks:
+            x = np.stack([x * (t + 1) - t for t in range(tasks)])
+            w = np.stack([w[..., ::-1] * (1 - t) + t for t in range(tasks)])
         y = conv_cuda.conv2d(x, w, stride, padding)
         _close(y, conv_ref.conv2d(x, w, stride, padding), x.dtype)
         g = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
@@ -183,7 +188,7 @@ if SIMULATED:
         """Models small enough for the simulator (4×4 images), in float64, seeded."""
         from minimeta import nn
         from minimeta.learners import ANIL, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet
-        from minimeta.learners import MANNLearner, Reptile, SnailLearner
+        from minimeta.learners import MANNLearner, Reptile, SnailLearner, StackedTasks
 
         def embed(flat=True):
             layers = [nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=1),
@@ -211,6 +216,9 @@ if SIMULATED:
                                           sizes=((4, 3), 3, (4, 2))),
             "mann": lambda: MANNLearner(2, 4, hidden=4, rows=4, width=3, heads=1,
                                         dtype=np.float64),
+            # a meta-batch as one stack: batched convolutions, per-task batch norms
+            "maml_stacked": lambda: StackedTasks(MAML(classifier(), 0.3, 2)),
+            "anil_stacked": lambda: StackedTasks(ANIL(classifier(), 0.3, 2)),
         }
         return makers[kind]()
 
@@ -226,7 +234,7 @@ if SIMULATED:
 
         fake_cupy.install(monkeypatch)
         classes = np.random.default_rng(0).random((4, 3, 4, 4))
-        tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(1)
+        tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(3 if "stacked" in kind else 1)
         results = {}
         for device in ("cpu", "cuda"):
             learner = _small_models(kind)
@@ -280,25 +288,27 @@ if SIMULATED:
     def test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps(monkeypatch):
         """Each read of a GPU value (``float``, ``.item()``, ``.get()``) waits for the GPU to
         drain its queue. MAML's task loop reads the query loss and the accuracy of each task,
-        and nothing inside the inner loop: the count does not grow with the inner steps."""
+        and nothing inside the inner loop: the count does not grow with the inner steps. A
+        stacked meta-batch (``StackedTasks``) reads twice in all, whatever its size."""
         import fake_cupy
         from minimeta import nn
         from minimeta.data import EpisodeSampler
-        from minimeta.learners import MAML
+        from minimeta.learners import MAML, StackedTasks
 
         fake_cupy.install(monkeypatch)
         classes = np.random.default_rng(0).random((4, 3, 4, 4))
         tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(3)
         reads = {}
-        for steps in (1, 3):
+        for steps, stacked in ((1, False), (3, False), (1, True), (3, True)):
             net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=1),
                                 nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                                 nn.Linear(8, 2, dtype=np.float64, seed=2)).to("cuda")
             learner = MAML(net, 0.3, steps)
             fake_cupy.TRANSFERS.clear()
-            learner.outer_step(tasks)
-            reads[steps] = sum(fake_cupy.TRANSFERS.values())
-        assert reads == {1: 2 * len(tasks), 3: 2 * len(tasks)}, reads
+            (StackedTasks(learner) if stacked else learner).outer_step(tasks)
+            reads[steps, stacked] = sum(fake_cupy.TRANSFERS.values())
+        assert reads == {(1, False): 2 * len(tasks), (3, False): 2 * len(tasks),
+                         (1, True): 2, (3, True): 2}, reads
 
     def mm_tensor(array, device):
         import minimeta as mm

@@ -166,3 +166,88 @@ def test_stacked_multi_step_meta_gradient_matches_pytorch():
     refs = torch.autograd.grad(total / len(tasks), theta)
     for a, b in zip(ours, refs):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-11, atol=1e-13)
+
+
+# ----- conv nets: a stack of convolutions and of batch norms, one per task -------------------
+def image_tasks(rng, n_tasks, ways=3, queries=2, size=16):
+    return [(rng.standard_normal((ways, 1, size, size)), np.arange(ways),
+             rng.standard_normal((ways * queries, 1, size, size)),
+             np.arange(ways * queries) % ways) for _ in range(n_tasks)]
+
+
+def small_conv4(seed):
+    """conv4 (conv, batch norm, pool, ReLU; flatten, linear) at 16×16 and 3 channels."""
+    return nn.conv4(3, hidden=3, image_size=16, seed=seed, dtype=np.float64)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), n_tasks=st.integers(1, 3), steps=st.integers(1, 2),
+       kind=st.sampled_from(["maml", "fomaml", "metasgd", "anil"]))
+def test_stacked_conv_net_meta_gradient_equals_the_loop(seed, n_tasks, steps, kind):
+    """conv4 through ``StackedTasks``: batched convolutions (one filter per task, or shared by
+    the stack in ANIL's body), per-task batch statistics, pooling and flatten over the stack;
+    meta-gradients, accumulated gradients, metrics and the batch-norm running buffers (updated
+    task by task in task order) equal the loop's."""
+    rng = np.random.default_rng(seed)
+    tasks = image_tasks(rng, n_tasks)
+    make = {"maml": lambda net: MAML(net, 0.3, steps),
+            "fomaml": lambda net: MAML(net, 0.3, steps, first_order=True),
+            "metasgd": lambda net: MetaSGD(net, 0.3, steps),
+            "anil": lambda net: ANIL(net, 0.3, steps)}[kind]
+    out = []
+    for vectorize in (False, True):
+        net = small_conv4(seed % 7)
+        learner = stacked_if(vectorize, make(net))
+        grads = [_array(g) for g in learner.meta_gradient(tasks)]
+        metrics = learner.outer_step(tasks)
+        accumulated = [_array(p.grad) for p in learner.meta_parameters()]
+        buffers = [b.copy() for b in net.named_buffers().values()]
+        out.append((grads, metrics, accumulated, buffers))
+    (g_loop, m_loop, acc_loop, buf_loop), (g_stack, m_stack, acc_stack, buf_stack) = out
+    # conv biases before batch norm have gradients that are 0 up to rounding: compare every
+    # gradient on the scale of the largest
+    scale = max(np.abs(g).max() for g in g_loop if g.size)
+    for a, b in zip(g_loop + acc_loop, g_stack + acc_stack):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12 * scale)
+    for a, b in zip(buf_loop, buf_stack):
+        np.testing.assert_allclose(b, a, rtol=1e-12)
+    assert m_stack["loss"] == pytest.approx(m_loop["loss"], rel=1e-12)
+    assert m_stack["accuracy"] == pytest.approx(m_loop["accuracy"], rel=1e-12)
+
+
+def test_stacked_layers_are_one_layer_per_task():
+    """Each image layer on a stack (T, N, C, H, W) against the same layer task by task, with
+    per-task parameters in StackedTasks' shapes and with shared ones."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 2, 6, 6))
+    w, b = rng.standard_normal((3, 5, 2, 3, 3)), rng.standard_normal((3, 1, 5))
+    gamma, beta = rng.uniform(0.5, 2, (3, 1, 2)), rng.standard_normal((3, 1, 2))
+    t_ = mm.tensor
+    cases = [
+        (F.conv2d(t_(x), t_(w), t_(b), padding=1),
+         [F.conv2d(t_(x[t]), t_(w[t]), t_(b[t, 0]), padding=1) for t in range(3)]),
+        (F.conv2d(t_(x), t_(w[0]), t_(b[0, 0]), stride=2),
+         [F.conv2d(t_(x[t]), t_(w[0]), t_(b[0, 0]), stride=2) for t in range(3)]),
+        (F.batch_norm(t_(x), t_(gamma), t_(beta)),
+         [F.batch_norm(t_(x[t]), t_(gamma[t, 0]), t_(beta[t, 0])) for t in range(3)]),
+        (F.batch_norm(t_(x), t_(gamma[1, 0]), None),
+         [F.batch_norm(t_(x[t]), t_(gamma[1, 0]), None) for t in range(3)]),
+        (F.batch_norm(t_(x), t_(gamma), t_(beta), fused=False),
+         [F.batch_norm(t_(x[t]), t_(gamma[t, 0]), t_(beta[t, 0])) for t in range(3)]),
+        (F.max_pool2d(t_(x), 2), [F.max_pool2d(t_(x[t]), 2) for t in range(3)]),
+        (F.flatten(t_(x)), [F.flatten(t_(x[t])) for t in range(3)]),
+    ]
+    for stacked, per_task in cases:
+        np.testing.assert_allclose(stacked.numpy(), np.stack([p.numpy() for p in per_task]),
+                                   rtol=1e-12, atol=1e-12)
+    mean, var = np.zeros(2), np.ones(2)
+    F.batch_norm(t_(x), None, None, mean, var, training=True)
+    evaluated = F.batch_norm(t_(x), t_(gamma), t_(beta), mean, var, training=False).numpy()
+    for t in range(3):
+        expected = F.batch_norm(t_(x[t]), t_(gamma[t, 0]), t_(beta[t, 0]), mean, var,
+                                training=False).numpy()
+        np.testing.assert_allclose(evaluated[t], expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="conv2d: input"):
+        F.conv2d(t_(x), t_(rng.standard_normal((2, 5, 2, 3, 3))))
+    with pytest.raises(ValueError, match="batch_norm: input"):
+        F.batch_norm(t_(x), t_(rng.standard_normal((3, 1, 4))), None)

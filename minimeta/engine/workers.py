@@ -16,7 +16,10 @@ interleaved threads still only grow, which is all the backward pass needs.
 One thing tasks do share: side effects on common state, the batch-norm running averages. An
 exponential average depends on the order of its updates, so a task defers them (``defer``) and
 ``map_threads`` applies each item's deferred updates in the order of the items once all are
-done: the same averages, bit for bit, as the sequential loop (which applies them at once).
+done: the same averages, bit for bit, as the sequential loop (which applies them at once). A
+stacked meta-batch (``learners.StackedTasks``) runs every task's layer at once; inside
+``task_order(n)`` its per-task updates (``defer(update, task=t)``) wait and run task by task,
+again the loop's order.
 
 >>> map_threads(lambda x: x + 1, [1, 2, 3], workers=2)
 [2, 3, 4]
@@ -36,14 +39,34 @@ _LOCK = threading.Lock()
 _DEFERRED = threading.local()   # .pending: the running item's deferred updates, in a worker
 
 
-def defer(update):
+def defer(update, task=None):
     """Run ``update()`` now, or, inside ``map_threads``'s workers, after every item is done,
-    in the order of the items (see the module docstring)."""
+    in the order of the items; an update of stacked ``task`` t inside ``task_order``, at its
+    end, after those of tasks 0..t-1 (see the module docstring)."""
+    by_task = getattr(_DEFERRED, "by_task", None)
+    if task is not None and by_task is not None:
+        by_task[task].append(update)
+        return
     pending = getattr(_DEFERRED, "pending", None)
     if pending is None:
         update()
     else:
         pending.append(update)
+
+
+@contextlib.contextmanager
+def task_order(tasks):
+    """Hold the updates deferred for each of ``tasks`` stacked tasks; when the block ends
+    without an error, run them task by task, each task's in the order they came."""
+    previous = getattr(_DEFERRED, "by_task", None)
+    _DEFERRED.by_task = held = [[] for _ in range(tasks)]
+    try:
+        yield
+    finally:
+        _DEFERRED.by_task = previous
+    for updates in held:
+        for update in updates:
+            defer(update)
 
 
 def settings():

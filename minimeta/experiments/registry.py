@@ -88,14 +88,18 @@ def loss_for(config):
 
 
 def maml_family(cls, **fixed):
-    """Builder of MAML, FOMAML, Meta-SGD or ANIL; on sinusoids the meta-batch runs as one
-    stacked batch (``StackedTasks``: the MLP broadcasts over a leading task axis)."""
+    """Builder of MAML, FOMAML, Meta-SGD or ANIL. On sinusoids and on a GPU the meta-batch
+    runs as one stacked batch (``StackedTasks``: every layer broadcasts over a leading task
+    axis), the same meta-gradient from one graph: a few large ops instead of many small ones,
+    what a GPU needs. On the CPU the conv net's tasks run as a loop on worker threads, which
+    measured faster there (docs/PERFORMANCE.md)."""
     def build(config):
         model = model_for(config)
         learner = cls(model, config.inner_lr, config.inner_steps, loss=loss_for(config),
                       test_steps=config.test_steps, multi_step_loss=config.multi_step_loss,
                       **fixed)
-        return model, StackedTasks(learner) if config.dataset == "sinusoid" else learner
+        stack = config.dataset == "sinusoid" or config.device != "cpu"
+        return model, StackedTasks(learner) if stack else learner
     return build
 
 

@@ -3,6 +3,12 @@
 Conventions: images are NCHW, conv weights OIHW, linear weights (in, out) so that
 ``linear(x, w, b) = x @ w + b`` reads left to right.
 
+Every layer also runs a *stack* of T tasks at once (``learners.StackedTasks`` runs a meta-batch
+so): a leading task axis on the images, (T, N, C, H, W), and on the parameters that differ per
+task, a weight (T, O, C, kh, kw) or (T, in, out), a per-channel vector (T, 1, C) (the shape
+``StackedTasks`` broadcasts θ to). Parameters without the axis are shared by the T tasks. Batch
+statistics stay per task.
+
 Batch norm in training mode normalises with the statistics of the batch in hand. Inside a MAML
 inner loop that is the "transductive" batch norm of Finn et al.: every forward pass, at
 meta-training and at meta-test time, uses the statistics of the current support or query batch,
@@ -39,19 +45,38 @@ def linear(x, w, b=None):
 
 
 def conv2d(x, w, b=None, stride=1, padding=0):
-    """2-D convolution of NCHW ``x`` by OIHW ``w``, plus a per-channel bias ``b`` (O,).
+    """2-D convolution of NCHW ``x`` by OIHW ``w``, plus a per-channel bias ``b`` (O,); on a
+    stack of tasks (5-D ``x``), one convolution per task (with ``w`` (T, O, C, kh, kw) and
+    ``b`` (T, 1, O)) or one shared by all (``w`` OIHW, ``b`` (O,)).
 
     >>> import minimeta as mm, numpy as np
     >>> conv2d(mm.tensor(np.ones((1, 1, 3, 3))), mm.tensor(np.ones((2, 1, 3, 3))),
     ...        padding=1).shape
     (1, 2, 3, 3)
+    >>> conv2d(mm.tensor(np.ones((4, 1, 1, 3, 3))), mm.tensor(np.ones((4, 2, 1, 3, 3))),
+    ...        mm.tensor(np.zeros((4, 1, 2)))).shape               # 4 tasks, a filter each
+    (4, 1, 2, 1, 1)
     """
-    y = C.conv2d(x, w, stride, padding)
-    return y if b is None else y + ops.reshape(b, (1, -1, 1, 1))
+    if x.ndim == 5 and w.ndim == 4:             # a stack, one filter shared by every task
+        y = _per_image(x, lambda x4: C.conv2d(x4, w, stride, padding))
+    else:
+        y = C.conv2d(x, w, stride, padding)
+    if b is None:
+        return y
+    return y + ops.reshape(b, (b.shape[0], 1, -1, 1, 1) if b.ndim == 2 or b.ndim == 3
+                           else (1,) * (y.ndim - 3) + (-1, 1, 1))
+
+
+def _per_image(x, f):
+    """``f``, an op on NCHW images, on a stack (T, N, C, H, W) seen as T·N images."""
+    y = f(ops.reshape(x, (-1,) + x.shape[2:]))
+    return ops.reshape(y, x.shape[:2] + y.shape[1:])
 
 
 def max_pool2d(x, kernel, stride=None):
     """Max over k×k windows, ``stride`` defaulting to ``kernel`` (floor mode, no padding)."""
+    if x.ndim == 5:
+        return _per_image(x, lambda x4: C.max_pool2d(x4, kernel, stride))
     return C.max_pool2d(x, kernel, stride)
 
 
@@ -70,54 +95,77 @@ def avg_pool2d(x, kernel, stride=None):
 
 def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
                momentum=0.1, eps=1e-5, fused=True):
-    """Batch normalisation over all axes but the channel axis 1 (input NC or NCHW).
+    """Batch normalisation over all axes but the channel axis 1 (input NC or NCHW); on a stack
+    of tasks (T, N, C[, H, W]), over all but the task and channel axes, weight and bias (T, 1, C)
+    per task or (C,) shared.
 
     ``training=True`` normalises with the batch's mean and biased variance, and, when running
     buffers (NumPy arrays) are given, updates them in place:
     running ← (1 − momentum)·running + momentum·batch (unbiased variance, as in PyTorch);
-    tasks on worker threads apply these updates in task order (``engine/workers.defer``).
+    tasks on worker threads apply these updates in task order (``engine/workers.defer``), as
+    does a stack (task 0 first).
     It runs the fused primitive (one kernel each way, ``engine/primitives/normalization.py``)
     unless ``fused=False``, which runs ``batch_norm_composite``, its reference definition.
     ``training=False`` normalises with the running buffers.
     """
-    if x.ndim not in (2, 4):
-        raise ValueError(f"batch_norm: input must be NC or NCHW, got {x.shape}")
-    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    if x.ndim not in (2, 3, 4, 5):
+        raise ValueError(f"batch_norm: input must be NC or NCHW (or a stack of them, TNC or "
+                         f"TNCHW), got {x.shape}")
+    stack = x.ndim in (3, 5)
+    tasks, c = (x.shape[0] if stack else 1), x.shape[1 + stack]
+    shape = (1,) * stack + (1, c) + (1,) * (x.ndim - 2 - stack)
     if not training:
         if running_mean is None:
             raise ValueError("batch_norm: training=False needs running_mean and running_var")
         mean = ops.constant(running_mean.reshape(shape).astype(x.dtype, copy=False), x)
         var = ops.constant(running_var.reshape(shape).astype(x.dtype, copy=False), x)
-        return _affine((x - mean) / ops.sqrt(var + eps), weight, bias, shape)
-    n = x.size // x.shape[1]
+        return _affine((x - mean) / ops.sqrt(var + eps), weight, bias, x, stack)
+    n = x.size // (tasks * c)
     if n < 2:
         raise ValueError(f"batch_norm: training needs more than 1 value per channel, got "
                          f"input {x.shape}")
+    per = (tasks, c) if stack else (c,)
+    w = _per_task(weight, per, x) if weight is not None else \
+        ops.ones(per, dtype=x.dtype, device=x.device)
+    b = _per_task(bias, per, x) if bias is not None else \
+        ops.zeros(per, dtype=x.dtype, device=x.device)
     if fused:
-        w = weight if weight is not None else ops.ones(x.shape[1], dtype=x.dtype, device=x.device)
-        b = bias if bias is not None else ops.zeros(x.shape[1], dtype=x.dtype, device=x.device)
         y = ops.apply(BatchNorm(eps), x, w, b)
         mean, var = y.saved  # the batch statistics, saved by the primitive's forward
     else:
-        y = batch_norm_composite(x, weight, bias, eps)
-        axes = (0,) + tuple(range(2, x.ndim))
+        y = batch_norm_composite(x, w, b, eps)
+        axes = (1,) + tuple(range(3, x.ndim)) if stack else (0,) + tuple(range(2, x.ndim))
         mean, var = x.numpy().mean(axis=axes), x.numpy().var(axis=axes)
     if running_mean is not None:
-        def update():           # in place ([...]: the caller's buffers, not new names)
+        def update(m, v):       # in place ([...]: the caller's buffers, not new names)
             running_mean[...] *= 1 - momentum
-            running_mean[...] += momentum * mean
+            running_mean[...] += momentum * m
             running_var[...] *= 1 - momentum
-            running_var[...] += momentum * var * n / (n - 1)
-        # tasks on worker threads share the buffers: their updates are applied in task order
-        defer(update)
+            running_var[...] += momentum * v * n / (n - 1)
+        # tasks on worker threads, or stacked, share the buffers: updates go in task order
+        means, variances = np.reshape(mean, (tasks, c)), np.reshape(var, (tasks, c))
+        for t in range(tasks):
+            defer(lambda t=t: update(means[t], variances[t]), task=t if stack else None)
     return y
 
 
-def _affine(y, weight, bias, shape):
-    if weight is not None:
-        y = y * ops.reshape(weight, shape)
-    if bias is not None:
-        y = y + ops.reshape(bias, shape)
+def _per_task(v, per, x):
+    """A weight or bias as the primitive takes it: (C,), or (T, C) for a stack."""
+    if v.size not in (per[-1], int(np.prod(per))):
+        raise ValueError(f"batch_norm: input {x.shape} needs a weight and bias of {per[-1]} "
+                         f"channels (per task: {per}), got {v.shape}")
+    if v.shape == per:
+        return v
+    if len(per) == 1 or v.ndim > 1:
+        return ops.reshape(v, per)
+    return ops.broadcast_to(v, per)      # one vector shared by the stack's tasks
+
+
+def _affine(y, weight, bias, x, stack):
+    for v, combine in ((weight, ops.mul), (bias, ops.add)):
+        if v is not None:
+            lead = (v.shape[0], 1) if stack and v.ndim > 1 else (1,) * (1 + stack)
+            y = combine(y, ops.reshape(v, lead + (-1,) + (1,) * (x.ndim - 2 - stack)))
     return y
 
 
@@ -136,5 +184,5 @@ def dropout(x, p=0.5, training=True, rng=None):
 
 
 def flatten(x):
-    """Reshape (N, ...) to (N, features)."""
-    return ops.reshape(x, (x.shape[0], -1))
+    """Reshape (N, ...) to (N, features); a stack of images (T, N, C, H, W) to (T, N, features)."""
+    return ops.reshape(x, x.shape[:1 + (x.ndim == 5)] + (-1,))

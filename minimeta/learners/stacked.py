@@ -2,18 +2,23 @@
 
 The per-task loop (``MAML.meta_gradient``, ``Learner.outer_step``) runs one inner loop per
 task. Here the T tasks of a meta-batch are stacked on a leading axis and θ is broadcast to T
-copies (a weight to (T, in, out), a bias to (T, 1, out)), so one inner loop adapts every copy
-at once: vectorising over tasks by hand, as ``jax.vmap`` would. It needs tasks of equal shapes
-and a model whose layers broadcast over that axis (``nn.mlp``: ``x @ w + b``, matmul-based).
+copies (a weight to (T, in, out) or (T, O, C, kh, kw), a vector to (T, 1, size)), so one inner
+loop adapts every copy at once: vectorising over tasks by hand, as ``jax.vmap`` would. It needs
+tasks of equal shapes and a model whose layers take that axis: every layer of ``nn.mlp`` and
+``nn.conv4`` does (``functional/layers.py``: a stack of T convolutions is one batched kernel
+call, batch norm keeps per-task statistics and applies its running-average updates in task
+order, ``engine/workers.task_order``).
 
 MAML's code is not touched: the wrapper hands the learner a *view* of itself (a shallow copy)
 whose parameters are the T copies and whose loss is the **sum** of the T task losses of the
 stacked outputs. The gradient of that sum with respect to copy t is task t's own gradient, so
 copy t takes task t's inner steps; the view's query loss is T times the mean query loss; and
 the gradient of the broadcast sums the T copies' gradients back into θ. So the meta-gradient
-is the per-task loop's (``tests/test_vectorized_tasks.py`` holds them equal), at a fraction of
-the loop's Python overhead. The price: the graph of every task is held at once (the loop holds
-one at a time).
+is the per-task loop's (``tests/test_vectorized_tasks.py`` holds them equal), from one graph
+of a few large ops instead of T graphs of small ones: the way to run a meta-batch on a GPU,
+where each op costs a kernel launch (the CLI stacks there). The price: the graph of every task
+is held at once (the loop holds one at a time); and on a CPU a conv net's loop of tasks on
+worker threads is faster (docs/PERFORMANCE.md).
 
 Read next: ``minimeta/learners/reptile.py`` (Reptile).
 """
@@ -22,6 +27,7 @@ import copy
 import numpy as np
 
 from ..engine import grad, ops
+from ..engine.workers import task_order
 from ..engine.tensor import Tensor
 from .base import summary
 from .maml import MAML
@@ -59,7 +65,8 @@ class StackedTasks:
                        if name in learner.adapt_names else p
                        for name, p in learner.params.items()}
         view.loss = lambda out, target: learner.loss(_flat(out), _flat(target)) * n
-        loss, acc = view.task_loss(tuple(np.stack(part) for part in zip(*tasks)))
+        with task_order(n):     # batch-norm running averages: updated in the loop's order
+            loss, acc = view.task_loss(tuple(np.stack(part) for part in zip(*tasks)))
         return loss * (1.0 / n), acc
 
     def meta_gradient(self, tasks):

@@ -1,13 +1,15 @@
 """The convolution family and max pooling: primitives whose forward calls a kernel.
 
-The three conv primitives form a closed family. Writing ⟨·,·⟩ for the sum of elementwise products,
-conv2d is linear in x and in w, with
+The three conv primitives form a closed family. Writing ⟨·,·⟩ for the sum of elementwise
+products, conv2d is linear in x and in w, with
 
     ⟨g, conv2d(x, w)⟩ = ⟨conv2d_input_grad(g, w), x⟩ = ⟨conv2d_weight_grad(x, g), w⟩.
 
 Differentiating those identities gives every VJP in terms of the family itself, so gradients of
 any order stay inside three kernels. Forwards go through the kernel table (``minimeta.kernels``),
-where a NumPy reference is the spec and faster versions plug in.
+where a NumPy reference is the spec and faster versions plug in. Each member also takes a stack
+of T convolutions, one per task: a leading task axis on x (T, N, C, H, W), w (T, O, C, kh, kw)
+and every shape (the family stays closed: the identities hold task by task).
 
 Read next: ``minimeta/engine/primitives/causal.py`` (the causal dilated 1-D convolution (SNAIL's)).
 """
@@ -17,8 +19,11 @@ from .shape import getitem, reshape
 
 
 def _check(x_shape, w_shape, stride, padding):
-    if len(x_shape) != 4 or len(w_shape) != 4:
-        raise ValueError(f"conv2d: input {x_shape} must be NCHW and weight {w_shape} OIHW")
+    stack = len(x_shape) == 5 and len(w_shape) == 5 and x_shape[0] == w_shape[0]
+    if not stack and (len(x_shape) != 4 or len(w_shape) != 4):
+        raise ValueError(f"conv2d: input {x_shape} must be NCHW and weight {w_shape} OIHW "
+                         f"(or both with one leading task axis of the same length)")
+    x_shape, w_shape = x_shape[stack:], w_shape[stack:]
     if x_shape[1] != w_shape[1]:
         raise ValueError(f"conv2d: input has {x_shape[1]} channels but weight {w_shape} "
                          f"expects {w_shape[1]}")

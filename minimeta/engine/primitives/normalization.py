@@ -1,6 +1,7 @@
 """Fused batch normalisation (training mode, batch statistics): a ``Fused`` primitive.
 
-Forward, with statistics over every axis but the channel axis 1 (n values per channel):
+Forward, with statistics over every axis but the channel axis 1 (n values per channel; for a
+stack of T tasks, x (T, N, C, ...) and w, b (T, C), over every axis but the task and channel):
 
     μ = mean(x),  σ² = mean((x − μ)²),  x̂ = (x − μ) / sqrt(σ² + eps),  y = x̂ · w + b
 
@@ -23,9 +24,14 @@ from .shape import reshape
 
 
 def batch_norm_composite(x, weight, bias, eps=1e-5):
-    """Training-mode batch norm written with primitives: the reference of the fused kernel."""
-    axes = (0,) + tuple(range(2, x.ndim))
-    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    """Training-mode batch norm written with primitives: the reference of the fused kernel.
+    A (T, C) weight and bias make it a stack of T batch norms on x (T, N, C, ...)."""
+    if weight is not None and weight.ndim == 2:    # a stack: statistics per task and channel
+        axes = (1,) + tuple(range(3, x.ndim))
+        shape = (weight.shape[0], 1, weight.shape[1]) + (1,) * (x.ndim - 3)
+    else:
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
     centered = x - mean(x, axes, keepdims=True)
     var = mean(centered * centered, axes, keepdims=True)
     y = centered / sqrt(var + eps)
@@ -37,7 +43,8 @@ def batch_norm_composite(x, weight, bias, eps=1e-5):
 
 
 class BatchNorm(Fused):
-    """y = batch_norm(x, w, b) in training mode; x is NC or NCHW, w and b are (C,)."""
+    """y = batch_norm(x, w, b) in training mode; x is NC or NCHW, w and b are (C,); or a stack
+    of T: x (T, N, C[, H, W]), w and b (T, C)."""
 
     __slots__ = ("eps",)
     kernel, vjp_kernel = "batch_norm", "batch_norm_backward"
@@ -51,6 +58,12 @@ class BatchNorm(Fused):
         return (self.eps,)
 
     def forward(self, x, w, b):
+        stack = w.ndim == 2
+        channels = (x.shape[0], x.shape[2]) if stack and x.ndim >= 3 else x.shape[1:2]
+        if x.ndim - stack not in (2, 4) or w.shape != channels or b.shape != channels:
+            raise ValueError(f"batch_norm: input {x.shape} must be NC or NCHW with weight and "
+                             f"bias (C,), or a stack (T, N, C[, H, W]) with (T, C); got "
+                             f"weight {w.shape}, bias {b.shape}")
         y, batch_mean, batch_var = K.lookup(self.kernel, x)(x, w, b, self.eps)
         return y, (batch_mean, batch_var)
 
