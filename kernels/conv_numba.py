@@ -23,7 +23,7 @@ Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.m
 
 Inputs of any layout are accepted: they are made C-contiguous first (a copy only when needed).
 Results match the reference to float rounding (the summation order differs). A stack of tasks
-(5-D arrays) runs task after task (``conv_ref.over_tasks``), each one parallel as above.
+(5-D arrays) runs one task per piece (``conv_ref.over_tasks`` with ``parallel_map``).
 
 Read next: ``kernels/causal_cpu.py`` (the causal 1-D convolution on the CPU: a GEMM per tap).
 """
@@ -32,6 +32,11 @@ from numba import njit, prange
 
 from .conv_ref import out_size, over_tasks
 from .threads import parallel_map, split_threads
+
+
+def _over_tasks(kernel):
+    """A stack of tasks, the tasks spread over the cores (each one's kernel on one thread)."""
+    return over_tasks(kernel, parallel_map)
 
 
 @njit(cache=True)
@@ -275,7 +280,7 @@ def _total(parts):
     return out
 
 
-@over_tasks
+@_over_tasks
 def conv2d(x, w, stride=1, padding=0):
     """Forward convolution; same contract as ``conv_ref.conv2d``."""
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
@@ -299,7 +304,7 @@ def conv2d(x, w, stride=1, padding=0):
     return y.reshape(n, o, ho, wo)
 
 
-@over_tasks
+@_over_tasks
 def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     """Input gradient (transposed convolution); same contract as the reference.
 
@@ -327,7 +332,7 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     return gx
 
 
-@over_tasks
+@_over_tasks
 def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     """Weight gradient; same contract as the reference."""
     x, g = np.ascontiguousarray(x), np.ascontiguousarray(g, dtype=x.dtype)

@@ -24,10 +24,11 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
-def over_tasks(kernel):
+def over_tasks(kernel, map_tasks=None):
     """``kernel`` extended to a leading task axis: given 5-D arrays (and 5-long shapes), one
     call per task on slice t of each (shape arguments lose their first entry), the results
-    stacked. The CPU kernels use it as is; the CUDA ones batch the tasks in one launch.
+    stacked. ``map_tasks(fn, range(T))`` runs the calls (default: a loop; the CPU kernels
+    spread the tasks over the cores); the CUDA kernels batch the tasks in one launch instead.
 
     >>> y = conv2d(np.ones((2, 1, 1, 3, 3)), np.ones((2, 1, 1, 2, 2)))
     >>> y.shape
@@ -41,7 +42,9 @@ def over_tasks(kernel):
             raise ValueError(f"{kernel.__name__}: a stack of tasks needs two 5-D arrays with "
                              f"one task axis, got {a.shape} and {b.shape}")
         rest = [tuple(r)[1:] if isinstance(r, (tuple, list)) else r for r in rest]
-        return np.stack([kernel(a[t], b[t], *rest) for t in range(a.shape[0])])
+        one = lambda t: kernel(a[t], b[t], *rest)   # noqa: E731
+        return np.stack(map_tasks(one, range(a.shape[0])) if map_tasks else
+                        [one(t) for t in range(a.shape[0])])
     return run
 
 
