@@ -23,7 +23,7 @@ RNG = np.random.default_rng(0)
 
 @pytest.mark.parametrize("stride,padding", [(1, 0), (1, 1), (2, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("tasks", [(), (3,)])
+@pytest.mark.parametrize("tasks", [(), (3,)], ids=["single", "stacked3"])
 def test_conv_family_on_gpu_matches_reference(stride, padding, dtype, tasks):
     """Single convolutions, and stacks of 3 (one batched GEMM for the three tasks)."""
     x = RNG.standard_normal(tasks + (5, 3, 13, 11)).astype(dtype)
