@@ -42,9 +42,11 @@ def over_tasks(kernel, map_tasks=None):
             raise ValueError(f"{kernel.__name__}: a stack of tasks needs two 5-D arrays with "
                              f"one task axis, got {a.shape} and {b.shape}")
         rest = [tuple(r)[1:] if isinstance(r, (tuple, list)) else r for r in rest]
-        one = lambda t: kernel(a[t], b[t], *rest)   # noqa: E731
-        return np.stack(map_tasks(one, range(a.shape[0])) if map_tasks else
-                        [one(t) for t in range(a.shape[0])])
+
+        def one(t):
+            return kernel(a[t], b[t], *rest)
+        tasks = range(a.shape[0])
+        return np.stack(map_tasks(one, tasks) if map_tasks else [one(t) for t in tasks])
     return run
 
 

@@ -63,7 +63,8 @@ def conv2d(x, w, b=None, stride=1, padding=0):
         y = C.conv2d(x, w, stride, padding)
     if b is None:
         return y
-    return y + ops.reshape(b, (b.shape[0], 1, -1, 1, 1) if b.ndim == 2 or b.ndim == 3
+    per_task = b.ndim > 1               # (T, 1, O) from StackedTasks, or (T, O)
+    return y + ops.reshape(b, (b.shape[0], 1, -1, 1, 1) if per_task
                            else (1,) * (y.ndim - 3) + (-1, 1, 1))
 
 
