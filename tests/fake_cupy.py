@@ -30,6 +30,9 @@ import cupy_api
 SCALARS = (numbers.Number, np.generic)
 # device → host reads by kind: each one would wait for the GPU to finish its queued work
 TRANSFERS = collections.Counter()
+# calls on device arrays by kind (CuPy functions and methods, ufuncs, numba.cuda launches): a
+# proxy of what a GPU pays per call, a launch and host-side bookkeeping (views count too)
+DEVICE_CALLS = collections.Counter()
 _HOST = "Implicit conversion to a NumPy array is not allowed. Please use `.get()` to " \
         "construct a NumPy array explicitly."
 
@@ -82,6 +85,7 @@ def _device_call(f, args, kwargs):
     """``f`` on the arrays inside, after refusing host arrays among the arguments."""
     for a in list(args) + list(kwargs.values()):
         _refuse_host(a)
+    DEVICE_CALLS["function"] += 1
     return _wrap(f(*_unwrap(args), **_unwrap(kwargs)))
 
 
@@ -238,6 +242,7 @@ class _ufunc:
         if out is not None:
             kwargs = dict(kwargs, out=tuple(_unwrap(list(out))))
         f = self.f if method == "__call__" else getattr(self.f, method)
+        DEVICE_CALLS["ufunc"] += 1
         if method == "at":
             inputs = (inputs[0], _cupy_key(inputs[1], inputs[0].shape)) + tuple(inputs[2:])
         result = f(*_unwrap(inputs), **kwargs)
@@ -302,6 +307,7 @@ def install(monkeypatch=None):
     launch = _cuda.launch
 
     def host_launch(kernel, n, *args):
+        DEVICE_CALLS["kernel"] += 1
         launch(kernel, n, *[a._a if isinstance(a, ndarray) else a for a in args])
 
     if monkeypatch is None:

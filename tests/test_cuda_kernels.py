@@ -23,7 +23,7 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
 # + 1 kernel table + 12 learners + one per row of the primitive table (44) + 1 reference
-# kernels on GPU arrays + 1 device reads = 68. A test added below must be added here, or the
+# kernels on GPU arrays + 1 device reads + 1 device calls = 69. A test added below must be added here, or the
 # parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann", "maml_stacked", "anil_stacked"]
@@ -34,7 +34,8 @@ EXPECTED = sorted(
      "test_causal_conv1d_matches_reference",
      "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions",
      "test_reference_kernels_run_on_gpu_arrays",
-     "test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps"]
+     "test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps",
+     "test_a_stacked_meta_batch_makes_as_many_device_calls_whatever_its_size"]
     + [f"test_conv_across_block_boundaries[{n}]" for n in (31, 32, 33, 97)]
     + [f"test_every_learner_on_a_simulated_gpu_matches_the_cpu[{k}]" for k in LEARNERS]
     + [f"test_every_primitive_on_a_simulated_gpu_matches_the_cpu[{r}]" for r in ROWS])
@@ -51,7 +52,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 24 + len(ROWS) == 68
+    assert len(EXPECTED) == 25 + len(ROWS) == 69
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -314,3 +315,27 @@ if SIMULATED:
         import minimeta as mm
 
         return mm.tensor(array, requires_grad=True, device=device)
+
+    def test_a_stacked_meta_batch_makes_as_many_device_calls_whatever_its_size(monkeypatch):
+        """What a GPU pays per call (a launch, host-side bookkeeping) is what stacking saves:
+        the task loop's device calls grow with the meta-batch, a stack's do not (every layer
+        takes the task axis in one call; a per-task Python loop on the GPU path fails this).
+        Batch norm's per-task running-average updates too: they merge, one per buffer
+        (``functional.layers.RunningAverage``)."""
+        import fake_cupy
+        from minimeta.data import EpisodeSampler
+        from minimeta.learners import MAML, StackedTasks
+
+        fake_cupy.install(monkeypatch)
+        classes = np.random.default_rng(0).random((4, 3, 4, 4))
+        calls = {}
+        for size in (1, 3):
+            tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(size)
+            for stacked in (False, True):
+                learner = MAML(_small_models("maml").model.to("cuda"), 0.3, 2)
+                fake_cupy.DEVICE_CALLS.clear()
+                (StackedTasks(learner) if stacked else learner).outer_step(tasks)
+                calls[size, stacked] = sum(fake_cupy.DEVICE_CALLS.values())
+        assert calls[3, True] == calls[1, True], calls
+        assert calls[3, False] >= 2.9 * calls[1, False], calls
+        print(f"device calls per meta-batch: {calls}")

@@ -251,3 +251,30 @@ def test_stacked_layers_are_one_layer_per_task():
         F.conv2d(t_(x), t_(rng.standard_normal((2, 5, 2, 3, 3))))
     with pytest.raises(ValueError, match="batch_norm: input"):
         F.batch_norm(t_(x), t_(rng.standard_normal((3, 1, 4))), None)
+
+
+def test_running_average_updates_merge_into_one_in_order():
+    """A stack's per-task running-average updates run as one per buffer: the same buffer as
+    the updates one by one (to rounding), and order matters (the merge of the reversed list
+    differs: a check that could not tell orders apart would pass it)."""
+    from minimeta.engine.workers import merged
+    from minimeta.functional.layers import RunningAverage
+
+    rng = np.random.default_rng(2)
+    steps = [(0.9, 0.1, rng.standard_normal(4)), (0.8, 0.25, rng.standard_normal(4)),
+             (0.9, 0.125, rng.standard_normal(4))]
+    start = rng.standard_normal(4)
+    one_by_one, as_one, reversed_ = start.copy(), start.copy(), start.copy()
+    for decay, weight, value in steps:
+        RunningAverage(one_by_one, decay, weight, value)()
+    RunningAverage.merge([RunningAverage(as_one, *s) for s in steps])()
+    np.testing.assert_allclose(as_one, one_by_one, rtol=1e-14)
+    RunningAverage.merge([RunningAverage(reversed_, *s) for s in steps[::-1]])()
+    assert not np.allclose(reversed_, one_by_one, rtol=1e-6)
+    # engine/workers.merged: one update per buffer, at its first place; others kept as they are
+    other, log = np.zeros(4), []
+    updates = [RunningAverage(as_one, *steps[0]), log.append, RunningAverage(other, *steps[1]),
+               RunningAverage(as_one, *steps[2])]
+    out = merged(updates)
+    assert len(out) == 3 and out[1] is updates[1] and out[2] is updates[2]
+    assert out[0].buffer is as_one and out[0].weight == 1

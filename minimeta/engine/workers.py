@@ -19,7 +19,8 @@ exponential average depends on the order of its updates, so a task defers them (
 done: the same averages, bit for bit, as the sequential loop (which applies them at once). A
 stacked meta-batch (``learners.StackedTasks``) runs every task's layer at once; inside
 ``task_order(n)`` its per-task updates (``defer(update, task=t)``) wait and run task by task,
-again the loop's order.
+again the loop's order, those of one buffer merged into one (``merged``; on a GPU, T·k small
+updates would cost a launch each).
 
 >>> map_threads(lambda x: x + 1, [1, 2, 3], workers=2)
 [2, 3, 4]
@@ -57,16 +58,33 @@ def defer(update, task=None):
 @contextlib.contextmanager
 def task_order(tasks):
     """Hold the updates deferred for each of ``tasks`` stacked tasks; when the block ends
-    without an error, run them task by task, each task's in the order they came."""
+    without an error, run them task by task, each task's in the order they came (``merged``:
+    updates of one piece of state may run as one, the same result to rounding)."""
     previous = getattr(_DEFERRED, "by_task", None)
     _DEFERRED.by_task = held = [[] for _ in range(tasks)]
     try:
         yield
     finally:
         _DEFERRED.by_task = previous
-    for updates in held:
-        for update in updates:
-            defer(update)
+    for update in merged([u for updates in held for u in updates]):
+        defer(update)
+
+
+def merged(updates):
+    """``updates`` in order, except that those with the same ``merge_key`` (updates of one
+    piece of state, which no other update touches) become one, ``type(u).merge(group)``, at
+    the place of the first: on a GPU, a stack's per-task updates in a few calls, not T·k."""
+    groups, order = {}, []
+    for update in updates:
+        key = getattr(update, "merge_key", None)
+        if key is None:
+            order.append([update])
+        elif key in groups:
+            groups[key].append(update)
+        else:
+            groups[key] = [update]
+            order.append(groups[key])
+    return [group[0] if len(group) == 1 else type(group[0]).merge(group) for group in order]
 
 
 def settings():

@@ -22,6 +22,7 @@ Read next: ``minimeta/functional/metric.py`` (similarities and the Matching read
 import numpy as np
 
 from ..engine import ops
+from ..engine.backend import array_module
 from ..engine.workers import defer
 from ..engine.primitives import conv as C
 from ..engine.primitives.normalization import BatchNorm, batch_norm_composite  # noqa: F401
@@ -138,16 +139,47 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
         axes = (1,) + tuple(range(3, x.ndim)) if stack else (0,) + tuple(range(2, x.ndim))
         mean, var = x.numpy().mean(axis=axes), x.numpy().var(axis=axes)
     if running_mean is not None:
-        def update(m, v):       # in place ([...]: the caller's buffers, not new names)
-            running_mean[...] *= 1 - momentum
-            running_mean[...] += momentum * m
-            running_var[...] *= 1 - momentum
-            running_var[...] += momentum * v * n / (n - 1)
         # tasks on worker threads, or stacked, share the buffers: updates go in task order
         means, variances = np.reshape(mean, (tasks, c)), np.reshape(var, (tasks, c))
         for t in range(tasks):
-            defer(lambda t=t: update(means[t], variances[t]), task=t if stack else None)
+            task = t if stack else None
+            defer(RunningAverage(running_mean, 1 - momentum, momentum, means[t]), task=task)
+            defer(RunningAverage(running_var, 1 - momentum, momentum * n / (n - 1),
+                                 variances[t]), task=task)
     return y
+
+
+class RunningAverage:
+    """A deferred update of a running buffer, in place: buffer ← decay·buffer + weight·value.
+
+    Updates of one buffer merge (``engine/workers.merged``): applying u₁ … u_L in turn is one
+    update with decay Π decayⱼ and value Σⱼ weightⱼ·(Π_{k>j} decayₖ)·valueⱼ, one matrix
+    product over the L stacked values (a stack's T per-task updates in a few device calls).
+    """
+
+    __slots__ = ("buffer", "decay", "weight", "value")
+
+    def __init__(self, buffer, decay, weight, value):
+        self.buffer, self.decay, self.weight, self.value = buffer, decay, weight, value
+
+    @property
+    def merge_key(self):
+        return id(self.buffer)
+
+    def __call__(self):                 # in place ([...]: the caller's buffer, not a new name)
+        self.buffer[...] *= self.decay
+        self.buffer[...] += self.value if self.weight == 1 else self.weight * self.value
+
+    @classmethod
+    def merge(cls, updates):
+        """One update with the effect of ``updates`` applied in order."""
+        coefficients, later = [], 1.0
+        for u in reversed(updates):
+            coefficients.append(u.weight * later)
+            later *= u.decay
+        values = np.stack([u.value for u in updates])           # on the values' device
+        weights = array_module(values).asarray(np.array(coefficients[::-1]))
+        return cls(updates[0].buffer, later, 1, weights @ values)
 
 
 def _per_task(v, per, x):
