@@ -23,8 +23,8 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
 # + 1 kernel table + 12 learners + one per row of the primitive table (44) + 1 reference
-# kernels on GPU arrays + 1 device reads + 1 device calls = 69. A test added below must be added here, or the
-# parent fails.
+# kernels on GPU arrays + 1 device reads + 1 device calls = 69. A test added below must be
+# added here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann", "maml_stacked", "anil_stacked"]
 ROWS = [row.name for row in selfcheck.ROWS]
