@@ -94,17 +94,12 @@ def cases(device, torch_device, torch, small):
     """{name: (make the minimeta call, make the PyTorch call or None)}: the same computation in
     each (``machine.py``'s cases, the stacked MAML ones included), built only when timed."""
     import machine
-    from workloads import mm_conv4, mm_protonet
+    from workloads import mm_conv4
 
     shapes = {k: dict(v, n_tasks=2, queries=2) if small else v
               for k, v in machine.SHAPES.items()}
-    ours = {"conv4": lambda: mm_conv4(64 if small else 640, device=device),
-            "protonet": lambda: mm_protonet(device=device)}
-    for key in machine.KEYS:
-        shape = key.removesuffix("_stacked")
-        if shape in shapes:
-            ours[key] = lambda s=shape, k=key: machine.mm_maml(
-                **shapes[s], device=device, stacked=k.endswith("_stacked"))[0]
+    ours = {k: lambda k=k: machine.minimeta_cases(k, device, shapes)[0] for k in machine.KEYS}
+    ours["conv4"] = lambda: mm_conv4(64 if small else 640, device=device)
     theirs = {}
     if torch is not None:
         for key in machine.KEYS:

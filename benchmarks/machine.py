@@ -65,11 +65,12 @@ def mm_maml(ways, queries, n_tasks, steps, device="cpu", stacked=False):
     return run, learner
 
 
-def minimeta_cases(key):
+def minimeta_cases(key, device="cpu", shapes=SHAPES):
+    """(the call that times case ``key``, its MAML learner or None)."""
     shape, stacked = key.removesuffix("_stacked"), key.endswith("_stacked")
-    if shape in SHAPES:
-        return mm_maml(**SHAPES[shape], stacked=stacked)
-    return {"conv4": mm_conv4, "protonet": mm_protonet}[key](), None
+    if shape in shapes:
+        return mm_maml(**shapes[shape], device=device, stacked=stacked)
+    return {"conv4": mm_conv4, "protonet": mm_protonet}[key](device=device), None
 
 
 def torch_case(torch, key, device="cpu", shapes=SHAPES):

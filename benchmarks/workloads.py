@@ -137,7 +137,8 @@ def torch_conv4_stacked(torch, x, params, tasks):
 def torch_maml_stacked(torch, ways=5, queries=15, n_tasks=32, steps=1, device="cpu",
                        step=True):
     """``torch_maml`` with the meta-batch stacked as minimeta's ``StackedTasks`` stacks it
-    (grouped convolutions): the same meta-gradient from one graph (tests/test_benchmarks.py)."""
+    (grouped convolutions): the same meta-gradient from one graph
+    (tests/test_benchmark_workloads.py)."""
     tf = torch.nn.functional
     params = torch_conv4_params(torch, head=ways, device=device)
     opt = torch.optim.Adam(params, 1e-3)

@@ -16,18 +16,23 @@ Read next: ``kernels/select_ref.py`` (the elementwise select in NumPy: the spec)
 import numpy as np
 
 
-def _axes(x, w):
-    """The axes the statistics run over: all but the channel axis (and the task axis)."""
-    if w.ndim == 2:
-        return (1,) + tuple(range(3, x.ndim))
-    return (0,) + tuple(range(2, x.ndim))
+def layout(x, w):
+    """(the axes the statistics run over, the shape that broadcasts per-channel values against
+    ``x``): all axes but the channel axis, or, for a stack (``w`` of (T, C); ``w`` None: not a
+    stack), all but the task and channel axes. The one definition of the layout, also used by
+    the composite (``engine/primitives/normalization.py``) and ``functional.batch_norm``.
+
+    >>> layout(np.zeros((2, 5, 3, 4, 4)), np.zeros((2, 3)))
+    ((1, 3, 4), (2, 1, 3, 1, 1))
+    """
+    if w is not None and w.ndim == 2:
+        return (1,) + tuple(range(3, x.ndim)), (w.shape[0], 1, w.shape[1]) + (1,) * (x.ndim - 3)
+    return (0,) + tuple(range(2, x.ndim)), (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
 
 def _per_channel(v, x, w):
     """Per-channel values ``v`` (shaped like ``w``) shaped to broadcast against ``x``."""
-    if w.ndim == 2:
-        return v.reshape((w.shape[0], 1, w.shape[1]) + (1,) * (x.ndim - 3))
-    return v.reshape((1, -1) + (1,) * (x.ndim - 2))
+    return v.reshape(layout(x, w)[1])
 
 
 def batch_norm(x, w, b, eps=1e-5):
@@ -39,7 +44,7 @@ def batch_norm(x, w, b, eps=1e-5):
     array([[1., 2.],
            [5., 6.]])
     """
-    axes = _axes(x, w)
+    axes = layout(x, w)[0]
     mean = x.mean(axis=axes)
     var = ((x - _per_channel(mean, x, w)) ** 2).mean(axis=axes)
     xhat = (x - _per_channel(mean, x, w)) / np.sqrt(_per_channel(var, x, w) + eps)
@@ -48,7 +53,7 @@ def batch_norm(x, w, b, eps=1e-5):
 
 def batch_norm_backward(x, w, b, g, eps=1e-5):
     """Packed concat(vec(dx), vec(dw), vec(db)) of ⟨g, batch_norm(x, w, b)⟩."""
-    axes = _axes(x, w)
+    axes = layout(x, w)[0]
     mean = x.mean(axis=axes, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
     rstd = 1.0 / np.sqrt(var + eps)
@@ -73,7 +78,7 @@ def batch_norm_double_backward(x, w, b, g, h, eps=1e-5):
 
     (u is the cotangent reaching x̂, s the one reaching r; r·P(·) is x̂'s own VJP.)
     """
-    axes = _axes(x, w)
+    axes = layout(x, w)[0]
     m, c = x.size // w.size, w.size
     hx = h[:x.size].reshape(x.shape)
     hw, hb = h[x.size:x.size + c].reshape(w.shape), h[x.size + c:].reshape(w.shape)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..engine import ops
 from ..engine.backend import array_module
+from ..kernels import norm_ref
 from ..engine.workers import defer
 from ..engine.primitives import conv as C
 from ..engine.primitives.normalization import BatchNorm, batch_norm_composite  # noqa: F401
@@ -136,7 +137,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
         mean, var = y.saved  # the batch statistics, saved by the primitive's forward
     else:
         y = batch_norm_composite(x, w, b, eps)
-        axes = (1,) + tuple(range(3, x.ndim)) if stack else (0,) + tuple(range(2, x.ndim))
+        axes = norm_ref.layout(x, w)[0]
         mean, var = x.numpy().mean(axis=axes), x.numpy().var(axis=axes)
     if running_mean is not None:
         # tasks on worker threads, or stacked, share the buffers: updates go in task order

@@ -57,22 +57,32 @@ class Fused(Primitive):
         return tuple(unpack(packed, inputs))
 
 
-class FusedVJP(Primitive):
-    """packed = concat of vec(∂⟨g, f(inputs)⟩/∂input) for each input of the fused op ``f``.
+class _OfFused(Primitive):
+    """A derivative of the fused op ``fused``, run by the kernel its ``kernel_attr`` names."""
 
-    Its own VJP differentiates the composite twice, so it is differentiable to any order.
-    """
-
+    abstract = True  # the two below are the primitives
     __slots__ = ("fused",)
+    kernel_attr = suffix = None
 
     def __init__(self, fused):
         self.fused = fused
 
     def __repr__(self):
-        return f"{type(self.fused).__name__}VJP"
+        return f"{type(self.fused).__name__}{self.suffix}"
 
     def forward(self, *arrays):
-        return K.lookup(self.fused.vjp_kernel, arrays[0])(*arrays, *self.fused.static())
+        kernel = K.lookup(getattr(self.fused, self.kernel_attr), arrays[0])
+        return kernel(*arrays, *self.fused.static())
+
+
+class FusedVJP(_OfFused):
+    """packed = concat of vec(∂⟨g, f(inputs)⟩/∂input) for each input of the fused op ``f``.
+
+    Its own VJP differentiates the composite twice, so it is differentiable to any order.
+    """
+
+    __slots__ = ()
+    kernel_attr, suffix = "vjp_kernel", "VJP"
 
     def vjp(self, h, out, *args):
         if self.fused.vjp_vjp_kernel:
@@ -114,22 +124,14 @@ def _grad_of_pairing(pieces, derivatives, local):
     return tuple(found.get(id(t)) for t in local)
 
 
-class FusedVJPVJP(Primitive):
+class FusedVJPVJP(_OfFused):
     """packed = concat of vec(∂⟨h, FusedVJP(inputs, g)⟩/∂a) for a in (inputs..., g): one
     kernel (``vjp_vjp_kernel``). Its own VJP goes through the composite, one order up, so it
     is differentiable to any order.
     """
 
-    __slots__ = ("fused",)
-
-    def __init__(self, fused):
-        self.fused = fused
-
-    def __repr__(self):
-        return f"{type(self.fused).__name__}VJPVJP"
-
-    def forward(self, *arrays):
-        return K.lookup(self.fused.vjp_vjp_kernel, arrays[0])(*arrays, *self.fused.static())
+    __slots__ = ()
+    kernel_attr, suffix = "vjp_vjp_kernel", "VJPVJP"
 
     def vjp(self, k, out, *args):
         with set_grad_enabled(True):

@@ -26,12 +26,7 @@ from .shape import reshape
 def batch_norm_composite(x, weight, bias, eps=1e-5):
     """Training-mode batch norm written with primitives: the reference of the fused kernel.
     A (T, C) weight and bias make it a stack of T batch norms on x (T, N, C, ...)."""
-    if weight is not None and weight.ndim == 2:    # a stack: statistics per task and channel
-        axes = (1,) + tuple(range(3, x.ndim))
-        shape = (weight.shape[0], 1, weight.shape[1]) + (1,) * (x.ndim - 3)
-    else:
-        axes = (0,) + tuple(range(2, x.ndim))
-        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    axes, shape = K.norm_ref.layout(x, weight)    # a stack: per task and channel
     centered = x - mean(x, axes, keepdims=True)
     var = mean(centered * centered, axes, keepdims=True)
     y = centered / sqrt(var + eps)
