@@ -13,7 +13,10 @@ spans of the weight gradient's sum) that ``threads.parallel_map`` spreads over t
 BLAS and one numba thread each; partial sums are added in a fixed order.
 
 Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.md):
-- 64-channel layers, stride 1, planes of 14×14 and up: "shifted GEMMs" (no im2col copy at
+- 3×3 filters at stride 1 on 32 channels and more (conv4's 64-channel layers, forward and both
+  gradients): Winograd's minimal filtering (``kernels/winograd_numba.py``), 2.25–4× fewer
+  multiplies; 1.6–3× faster than the paths below on those layers.
+- other 64-channel layers, stride 1, planes of 14×14 and up: "shifted GEMMs" (no im2col copy at
   all, see ``_shifted_gemm_conv``), same speed as im2col + GEMM there and 9× less memory.
 - other 64-channel layers: im2col + GEMM, in cache-sized chunks of images. The GEMM has
   K = C·kh·kw = 576, which OpenBLAS runs near its peak (about 80 GFLOP/s on one core here).
@@ -25,13 +28,14 @@ Inputs of any layout are accepted: they are made C-contiguous first (a copy only
 Results match the reference to float rounding (the summation order differs). A stack of tasks
 (5-D arrays) runs one task per piece (``conv_ref.over_tasks`` with ``parallel_map``).
 
-Read next: ``kernels/causal_cpu.py`` (the causal 1-D convolution on the CPU: a GEMM per tap).
+Read next: ``kernels/winograd_numba.py`` (3×3 convolution in fewer multiplies (Winograd)).
 """
 import numpy as np
 from numba import njit, prange
 
+from . import winograd_numba as winograd
 from .conv_ref import out_size, over_tasks
-from .threads import parallel_map, split_threads
+from .threads import parallel_map, shares, split_threads
 
 
 def _over_tasks(kernel):
@@ -233,7 +237,7 @@ def _shifted_gemm_conv(x, w, padding):
                 out += part
             Y[:, a:b] = out
 
-    parallel_map(blocks, _shares(range(0, length, block)))
+    parallel_map(blocks, shares(range(0, length, block)))
     y = Y.reshape(o, n, hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
     return np.ascontiguousarray(y)
 
@@ -265,13 +269,6 @@ def _shifted_gemm_weight_grad(x, g, w_shape, padding):
     return _total(parallel_map(span, zip(cuts[:-1], cuts[1:])))
 
 
-def _shares(items):
-    """``items`` dealt into one share per kernel thread (fewer when there are fewer items)."""
-    items = list(items)
-    n = max(1, min(split_threads(), len(items)))
-    return [items[i::n] for i in range(n)]
-
-
 def _total(parts):
     """The sum of partial results, added in order (the same result for the same split)."""
     out = parts[0]
@@ -290,6 +287,8 @@ def conv2d(x, w, stride=1, padding=0):
     wo = out_size(x.shape[3], kw, stride, padding)
     if c == 1:
         return _conv_c1(_pad(x, padding), w, stride, ho, wo)
+    if winograd.pays(x.shape, w.shape, stride, padding):
+        return winograd.conv2d(x, w, padding)
     if _shifted_pays(x.shape, kh, stride, padding):
         return _shifted_gemm_conv(x, w, padding)
     w2 = w.reshape(o, -1)
@@ -314,10 +313,12 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
     n, o, ho, wo = g.shape
     c, kh, kw = w.shape[1], w.shape[2], w.shape[3]
-    if _shifted_pays(x_shape, kh, stride, kh - 1 - padding) and kh == kw and \
-            padding <= kh - 1 and o > 1:
+    if stride == 1 and kh == kw and padding <= kh - 1:
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        return _shifted_gemm_conv(g, flipped, kh - 1 - padding)
+        if winograd.pays(g.shape, flipped.shape, 1, kh - 1 - padding):
+            return winograd.conv2d(g, flipped, kh - 1 - padding)
+        if _shifted_pays(x_shape, kh, stride, kh - 1 - padding) and o > 1:
+            return _shifted_gemm_conv(g, flipped, kh - 1 - padding)
     w2t = w.reshape(o, -1).T
     gx = np.empty((n,) + tuple(x_shape[1:]), dtype=g.dtype)
 
@@ -342,6 +343,8 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
         parts = 8  # a few more parts than threads, for load balance
         return _weight_grad_c1(_pad(x, padding), g, kh, kw, stride, parts).reshape(w_shape) \
             .astype(x.dtype)
+    if winograd.pays(x.shape, w_shape, stride, padding):
+        return winograd.conv2d_weight_grad(x, g, padding)
     if _shifted_pays(x.shape, kh, stride, padding):
         return _shifted_gemm_weight_grad(x, g, w_shape, padding)
 
@@ -353,5 +356,5 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
             gw += g2 @ cols.T              # BLAS reads the transposed view without a copy
         return gw
 
-    shares = _shares(_chunks(n, c * kh * kw * ho * wo * x.itemsize))
-    return _total(parallel_map(chunks, shares)).reshape(w_shape)
+    dealt = shares(_chunks(n, c * kh * kw * ho * wo * x.itemsize))
+    return _total(parallel_map(chunks, dealt)).reshape(w_shape)

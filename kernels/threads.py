@@ -122,5 +122,12 @@ def parallel_map(fn, items):
     return [parts[i % n][i // n] for i in range(len(items))]
 
 
+def shares(items):
+    """``items`` dealt into one share per kernel thread (fewer when there are fewer items)."""
+    items = list(items)
+    n = max(1, min(split_threads(), len(items)))
+    return [items[i::n] for i in range(n)]
+
+
 def _run_share(fn, share):
     return [fn(item) for item in share]

@@ -43,6 +43,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("kernels/select_ref.py", "the elementwise select in NumPy: the spec"),
     ("kernels/threads.py", "one kernel's work split over the cores; per-thread switches"),
     ("kernels/conv_numba.py", "convolution with numba on the CPU"),
+    ("kernels/winograd_numba.py", "3×3 convolution in fewer multiplies (Winograd)"),
     ("kernels/causal_cpu.py", "the causal 1-D convolution on the CPU: a GEMM per tap"),
     ("kernels/pool_numba.py", "max pooling with numba"),
     ("kernels/attention_numba.py", "cosine attention with numba"),

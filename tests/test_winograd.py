@@ -1,0 +1,139 @@
+"""Winograd convolution (kernels/winograd_numba.py) equals the reference convolution, as a kernel
+on its own, as the path ``conv_numba`` takes for wide 3×3 layers, and through second-order
+derivatives; a wrong transform constant is caught."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import minimeta as mm
+import minimeta.functional as F
+from minimeta import kernels as K
+from minimeta.kernels import conv_numba, conv_ref, winograd_numba as W
+from minimeta.testing import arrays
+
+
+def close(got, want, dtype, scale_tol=None):
+    tol = scale_tol or (5e-5 if dtype == np.float32 else 1e-12)  # F(4×4) in float32: ~1e-5
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * max(1.0, np.abs(want).max()))
+
+
+@st.composite
+def winograd_case(draw):
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    p = draw(st.integers(0, 2))
+    h, w = (draw(st.integers(max(1, 3 - 2 * p), 11)) for _ in range(2))
+    x = draw(arrays((draw(st.integers(1, 3)), draw(st.integers(1, 4)), h, w), dtype=dtype))
+    wt = draw(arrays((draw(st.integers(1, 4)), x.shape[1], 3, 3), dtype=dtype))
+    return x, wt, p, draw(st.sampled_from(sorted(W.TILES))), dtype
+
+
+def check_against_reference(x, w, p, m, dtype):
+    y = W.conv2d(x, w, p, m)
+    assert y.dtype == dtype
+    close(y, conv_ref.conv2d(x, w, 1, p), dtype)
+    g = np.random.default_rng(0).standard_normal(y.shape).astype(dtype)
+    gw = W.conv2d_weight_grad(x, g, p, m)
+    assert gw.dtype == dtype and gw.shape == w.shape
+    close(gw, conv_ref.conv2d_weight_grad(x, g, w.shape, 1, p), dtype)
+
+
+@given(winograd_case())
+def test_winograd_equals_reference(case):
+    """Both tile sizes, any plane (tiles overhanging the edges), padding 0-2, any layout."""
+    check_against_reference(*case)
+
+
+def test_a_wrong_transform_constant_is_caught(monkeypatch):
+    """Mutation: one entry of F(2×2)'s filter transform G off by 1% must fail the check."""
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    check_against_reference(x, w, 1, 2, np.float64)
+    at, g, bt = W.TILES[2]
+    bad = g.copy()
+    bad[1, 1] *= 1.01
+    monkeypatch.setitem(W.TILES, 2, (at, bad, bt))
+    with pytest.raises(AssertionError):
+        check_against_reference(x, w, 1, 2, np.float64)
+
+
+def test_a_wrong_input_transform_is_caught(monkeypatch):
+    """Mutation: a sign flipped in Bᵀ (read through the cached sparse rows) must fail."""
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((1, 2, 5, 7)), rng.standard_normal((3, 2, 3, 3))
+    at, g, bt = W.TILES[4]
+    bad = bt.copy()
+    bad[2, 1] = -bad[2, 1]
+    monkeypatch.setitem(W.TILES, 4, (at, g, bad))
+    W._rows.cache_clear()
+    try:
+        with pytest.raises(AssertionError):
+            check_against_reference(x, w, 1, 4, np.float64)
+    finally:
+        W._rows.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,padding", [((6, 32, 7, 7), 1), ((2, 40, 14, 12), 1),
+                                           ((20, 32, 3, 3), 1), ((3, 32, 9, 9), 0)])
+def test_conv_numba_takes_winograd_for_wide_layers(shape, padding, dtype, monkeypatch):
+    """conv_numba's three kernels (the input gradient through the flipped filters) go through
+    Winograd here, in one chunk or several, and equal the reference; so does a stack."""
+    calls = []
+    real = W.conv2d, W.conv2d_weight_grad
+    monkeypatch.setattr(W, "conv2d", lambda *a, **k: calls.append("f") or real[0](*a, **k))
+    monkeypatch.setattr(W, "conv2d_weight_grad",
+                        lambda *a, **k: calls.append("w") or real[1](*a, **k))
+    monkeypatch.setattr(W, "CHUNK_BYTES", 64 << 10)  # several chunks of images
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = (rng.standard_normal((33, shape[1], 3, 3)) / 10).astype(dtype)
+    y = conv_ref.conv2d(x, w, 1, padding)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    close(conv_numba.conv2d(x, w, 1, padding), y, dtype)
+    close(conv_numba.conv2d_input_grad(g, w, x.shape, 1, padding),
+          conv_ref.conv2d_input_grad(g, w, x.shape, 1, padding), dtype)
+    close(conv_numba.conv2d_weight_grad(x, g, w.shape, 1, padding),
+          conv_ref.conv2d_weight_grad(x, g, w.shape, 1, padding), dtype)
+    assert calls == ["f", "f", "w"]
+    stack = np.stack([x, x[::-1]])
+    ws = np.stack([w, -w])
+    ys = conv_numba.conv2d(stack, ws, 1, padding)
+    close(ys[1], conv_ref.conv2d(x[::-1], -w, 1, padding), dtype)
+
+
+def test_narrow_or_small_layers_keep_the_direct_paths():
+    assert not W.pays((75, 16, 14, 14), (64, 16, 3, 3), 1, 1)      # narrow input
+    assert not W.pays((75, 64, 14, 14), (64, 64, 3, 3), 2, 1)      # stride 2
+    assert not W.pays((75, 64, 14, 14), (64, 64, 5, 5), 1, 2)      # 5×5 filters
+    assert not W.pays((5, 64, 3, 3), (64, 64, 3, 3), 1, 1)         # 45 output pixels
+    assert W.pays((75, 64, 14, 14), (64, 64, 3, 3), 1, 1)
+
+
+def test_second_order_derivatives_through_winograd_equal_the_reference(monkeypatch):
+    """A Hessian-vector product through a wide conv layer (forward, both gradients and their
+    own gradients all on the Winograd path) equals the one computed by the reference kernels."""
+    calls = []
+    real = W.conv2d, W.conv2d_weight_grad
+    monkeypatch.setattr(W, "conv2d", lambda *a, **k: calls.append("f") or real[0](*a, **k))
+    monkeypatch.setattr(W, "conv2d_weight_grad",
+                        lambda *a, **k: calls.append("w") or real[1](*a, **k))
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 32, 6, 6))
+    w0 = rng.standard_normal((32, 32, 3, 3)) / 10
+    v = rng.standard_normal(w0.shape)
+    assert W.pays(x.shape, w0.shape, 1, 1)
+
+    def hvp():
+        w = mm.tensor(w0, requires_grad=True)
+        xt = mm.tensor(x, requires_grad=True)
+        loss = mm.sum(mm.tanh(F.conv2d(F.conv2d(xt, w, padding=1), w, padding=1)) ** 2)
+        gw, gx = mm.grad(loss, [w, xt], create_graph=True)
+        second = mm.grad(mm.sum(gw * mm.tensor(v)) + mm.sum(gx ** 2), [w, xt])
+        return [t.numpy() for t in (gw, gx, *second)]
+
+    fast = hvp()
+    assert calls.count("f") >= 8 and calls.count("w") >= 4  # every order went through it
+    with K.use_reference():
+        slow = hvp()
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11 * np.abs(b).max())
