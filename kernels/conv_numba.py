@@ -20,9 +20,10 @@ Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.m
   all, see ``_shifted_gemm_conv``), same speed as im2col + GEMM there and 9× less memory.
 - other 64-channel layers: im2col + GEMM, in cache-sized chunks of images. The GEMM has
   K = C·kh·kw = 576, which OpenBLAS runs near its peak (about 80 GFLOP/s on one core here).
-- 1-input-channel layers (the first Omniglot layer): K would be 9, a shape where GEMM is
-  memory-bound and poor, so forward and weight gradient are direct loops (``_conv_c1`` and
-  ``_weight_grad_c1``), each tap one long vectorised pass over a whole image plane.
+- 1-input-channel layers (the first Omniglot layer): image-major patches (``_patches``) and one
+  GEMM per image, over the stack: the output comes out in its (N, O, H, W) layout and the
+  weight gradient reads g as it is, where the channel-major path transposes either (2–4×
+  faster than the direct loops these replaced, and than PyTorch's here).
 
 Inputs of any layout are accepted: they are made C-contiguous first (a copy only when needed).
 Results match the reference to float rounding (the summation order differs). A stack of tasks
@@ -95,94 +96,64 @@ def _col2im(cols, n, c, h, w, kh, kw, stride, padding, ho, wo):
     return x
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _conv_c1(xp, w, stride, ho, wo):
-    """Direct convolution of one padded input channel xp (N, 1, Hp, Wp):
-    y[n,o,i,j] = Σ_pq xp[n,0,i·s+p,j·s+q] w[o,0,p,q].
-
-    Stride 1 uses the "flat plane" trick: on the padded width, output (i, j) and input
-    (i + p, j + q) are ``p·Wp + q`` apart in memory for every pixel, so each tap is one long
-    contiguous multiply-add over the whole plane (vectorised), instead of short rows of 28.
-    The columns j ≥ wo of that flat result are junk and are skipped when copying out.
-    """
-    n, _, hp, wp = xp.shape
-    o, _, kh, kw = w.shape
-    y = np.empty((n, o, ho, wo), dtype=xp.dtype)
-    span = (ho - 1) * wp + wo
+@njit(parallel=True, cache=True)
+def _patches(x, kh, kw, stride, padding, ho, wo):
+    """Image-major columns: P[b, (c, p, q), (i, j)] = x[b, c, i·s + p − pad, j·s + q − pad]
+    (zero outside), so that image b's output is one GEMM, W (O × C·kh·kw) · P[b], already in
+    the (N, O, Ho·Wo) layout: no transposed copy of the output or of its gradient."""
+    n, c, h, w = x.shape
+    P = np.zeros((n, c * kh * kw, ho * wo), dtype=x.dtype)
     for b in prange(n):
-        src = xp[b, 0].ravel()
-        buf = np.empty(span, dtype=xp.dtype)
-        for oc in range(o):
-            if stride == 1:
-                buf[:] = 0
-                for p in range(kh):
-                    for q in range(kw):
-                        wv = w[oc, 0, p, q]
-                        seg = src[p * wp + q:p * wp + q + span]   # a view: vectorises
-                        for t in range(span):
-                            buf[t] += wv * seg[t]
-                for i in range(ho):
-                    for j in range(wo):
-                        y[b, oc, i, j] = buf[i * wp + j]
-            else:
-                for i in range(ho):
-                    for j in range(wo):
-                        acc = 0.0
-                        for p in range(kh):
-                            for q in range(kw):
-                                acc += w[oc, 0, p, q] * xp[b, 0, i * stride + p, j * stride + q]
-                        y[b, oc, i, j] = acc
-    return y
+        for row_id in range(c * kh * kw):
+            ch, p, q = row_id // (kh * kw), (row_id // kw) % kh, row_id % kw
+            i_lo, i_hi = _span(stride, p, padding, h, ho)
+            j_lo, j_hi = _span(stride, q, padding, w, wo)
+            first = j_lo * stride + q - padding
+            last = (j_hi - 1) * stride + q - padding + 1
+            row = P[b, row_id]
+            for i in range(i_lo, i_hi):
+                row[i * wo + j_lo:i * wo + j_hi] = \
+                    x[b, ch, i * stride + p - padding, first:last:stride]
+    return P
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _weight_grad_c1(xp, g, kh, kw, stride, parts):
-    """Direct weight gradient for one padded input channel. ``parts`` image ranges reduce into
-    their own partial sums in parallel, added up at the end. Stride 1 lays each g plane on the
-    padded width (zeros in the junk columns) so every tap is one long dot product."""
+def _conv_c1(x, w, stride, padding, ho, wo):
+    """One input channel (the first Omniglot layer): y[b] = W · P[b], a GEMM per image
+    (``np.matmul`` over the stack), chunks of images shared out over the threads."""
+    n, o = x.shape[0], w.shape[0]
+    w2 = w.reshape(o, -1)
+    y = np.empty((n, o, ho * wo), dtype=x.dtype)
+
+    def chunk(bounds):
+        a, b = bounds
+        np.matmul(w2, _patches(x[a:b], w.shape[2], w.shape[3], stride, padding, ho, wo),
+                  out=y[a:b])
+
+    parallel_map(chunk, _chunks(n, w2.shape[1] * ho * wo * x.itemsize))
+    return y.reshape(n, o, ho, wo)
+
+
+def _weight_grad_c1(x, g, w_shape, stride, padding):
+    """One input channel: gw = Σ_b g[b] · P[b]ᵀ, (O × Ho·Wo) · (Ho·Wo × kh·kw) per image, each
+    thread summing its chunks, the threads' sums added in order."""
     n, o, ho, wo = g.shape
-    wp = xp.shape[3]
-    partial = np.zeros((parts, o, kh, kw), dtype=np.float64)
-    per = (n + parts - 1) // parts
-    span = (ho - 1) * wp + wo
-    for t in prange(parts):
-        gflat = np.zeros(span, dtype=g.dtype)
-        for b in range(t * per, min(n, (t + 1) * per)):
-            src = xp[b, 0].ravel()
-            for oc in range(o):
-                if stride == 1:
-                    for i in range(ho):
-                        for j in range(wo):
-                            gflat[i * wp + j] = g[b, oc, i, j]
-                    for p in range(kh):
-                        for q in range(kw):
-                            seg = src[p * wp + q:p * wp + q + span]
-                            acc = gflat[0] * 0   # in the array's dtype: float32 stays SIMD
-                            for u in range(span):
-                                acc += gflat[u] * seg[u]
-                            partial[t, oc, p, q] += acc
-                else:
-                    for p in range(kh):
-                        for q in range(kw):
-                            acc = 0.0
-                            for i in range(ho):
-                                for j in range(wo):
-                                    acc += g[b, oc, i, j] * xp[b, 0, i * stride + p,
-                                                              j * stride + q]
-                            partial[t, oc, p, q] += acc
-    return partial.sum(axis=0)
+    g3 = g.reshape(n, o, ho * wo)
+
+    def chunks(share):
+        gw = np.zeros((o, w_shape[2] * w_shape[3]), dtype=x.dtype)
+        for a, b in share:
+            P = _patches(x[a:b], w_shape[2], w_shape[3], stride, padding, ho, wo)
+            gw += np.matmul(g3[a:b], P.transpose(0, 2, 1)).sum(axis=0)
+        return gw
+
+    dealt = shares(_chunks(n, w_shape[2] * w_shape[3] * ho * wo * x.itemsize))
+    return _total(parallel_map(chunks, dealt)).reshape(w_shape)
 
 
 def _chunks(n, per_image):
     """Image ranges whose im2col buffer stays near 4 MiB (cache-sized, not memory-sized)."""
     step = max(1, min(n, (4 << 20) // max(per_image, 1)))
     return [(a, min(a + step, n)) for a in range(0, n, step)]
-
-
-def _pad(x, padding):
-    if not padding:
-        return x
-    return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
 
 
 def _plane(x, padding, extra):
@@ -286,10 +257,10 @@ def conv2d(x, w, stride=1, padding=0):
     ho = out_size(x.shape[2], kh, stride, padding)
     wo = out_size(x.shape[3], kw, stride, padding)
     if c == 1:
-        return _conv_c1(_pad(x, padding), w, stride, ho, wo)
+        return _conv_c1(x, w, stride, padding, ho, wo)
     if winograd.pays(x.shape, w.shape, stride, padding):
         return winograd.conv2d(x, w, padding)
-    if _shifted_pays(x.shape, kh, stride, padding):
+    if c > 1 and _shifted_pays(x.shape, kh, stride, padding):
         return _shifted_gemm_conv(x, w, padding)
     w2 = w.reshape(o, -1)
     y = np.empty((n, o, ho * wo), dtype=x.dtype)
@@ -340,12 +311,10 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     o, c, kh, kw = w_shape
     n, _, ho, wo = g.shape
     if c == 1:
-        parts = 8  # a few more parts than threads, for load balance
-        return _weight_grad_c1(_pad(x, padding), g, kh, kw, stride, parts).reshape(w_shape) \
-            .astype(x.dtype)
+        return _weight_grad_c1(x, g, w_shape, stride, padding)
     if winograd.pays(x.shape, w_shape, stride, padding):
         return winograd.conv2d_weight_grad(x, g, padding)
-    if _shifted_pays(x.shape, kh, stride, padding):
+    if c > 1 and _shifted_pays(x.shape, kh, stride, padding):
         return _shifted_gemm_weight_grad(x, g, w_shape, padding)
 
     def chunks(share):  # one thread's partial sum over its chunks of images
