@@ -30,7 +30,7 @@ Two tile sizes (``tile()`` picks one per call): F(2×2, 3×3), 16 multiplies for
 float32 (error about 4e-7 of the output's scale); and F(4×4, 3×3), 36 for 16 (4× fewer), whose
 constants (1/6, 1/24, 8) cost a few bits (about 1e-5 in float32; float64 keeps about 1e-14).
 Chosen by measurement (docs/PERFORMANCE.md): only for layers wide enough that the GEMMs
-dominate the transforms (``pays``); F(4×4) only on small planes in large batches.
+dominate the transforms (``pays``); F(4×4) on batches of 16 images and more (``tile``).
 
 >>> rng = np.random.default_rng(0)
 >>> x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3))
@@ -178,10 +178,11 @@ def _input_tiles(x, padding, m):
 
 
 def tile(n, ho, wo):
-    """The tile size m: F(4×4) on small planes in large batches, where its GEMMs are big enough
-    to gain from 2.25× fewer multiplies than F(2×2); F(2×2), more precise, elsewhere
-    (measured per layer, docs/PERFORMANCE.md)."""
-    return 4 if max(ho, wo) <= 8 and n >= 16 else 2
+    """The tile size m: F(4×4) for batches of 16 images and more, where its GEMMs are big
+    enough to gain from 2.25× fewer multiplies than F(2×2) (10–40% faster on conv4's layers at
+    20–75 images, even at 640); F(2×2), cheaper to transform and more precise, on a few images
+    (a 5-image support set: 10–40% faster). Measured per layer, docs/PERFORMANCE.md."""
+    return 4 if n >= 16 else 2
 
 
 def _chunks(n, per_image):
@@ -190,6 +191,7 @@ def _chunks(n, per_image):
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
+@functools.lru_cache(maxsize=None)
 def _kron(m, dtype):
     """kron(G, G) (a² × 9): the filter transform G w Gᵀ as one matrix on flattened filters."""
     g = TILES[m][1]

@@ -43,11 +43,23 @@ def test_winograd_equals_reference(case):
     check_against_reference(*case)
 
 
-def test_a_wrong_transform_constant_is_caught(monkeypatch):
+@pytest.fixture
+def fresh_transforms():
+    """The transforms are cached per (tile, dtype); a test that edits ``TILES`` starts and
+    ends with empty caches."""
+    W._rows.cache_clear()
+    W._kron.cache_clear()
+    yield
+    W._rows.cache_clear()
+    W._kron.cache_clear()
+
+
+def test_a_wrong_transform_constant_is_caught(monkeypatch, fresh_transforms):
     """Mutation: one entry of F(2×2)'s filter transform G off by 1% must fail the check."""
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
     check_against_reference(x, w, 1, 2, np.float64)
+    W._kron.cache_clear()
     at, g, bt = W.TILES[2]
     bad = g.copy()
     bad[1, 1] *= 1.01
@@ -56,7 +68,7 @@ def test_a_wrong_transform_constant_is_caught(monkeypatch):
         check_against_reference(x, w, 1, 2, np.float64)
 
 
-def test_a_wrong_input_transform_is_caught(monkeypatch):
+def test_a_wrong_input_transform_is_caught(monkeypatch, fresh_transforms):
     """Mutation: a sign flipped in Bᵀ (read through the cached sparse rows) must fail."""
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal((1, 2, 5, 7)), rng.standard_normal((3, 2, 3, 3))
@@ -64,12 +76,8 @@ def test_a_wrong_input_transform_is_caught(monkeypatch):
     bad = bt.copy()
     bad[2, 1] = -bad[2, 1]
     monkeypatch.setitem(W.TILES, 4, (at, g, bad))
-    W._rows.cache_clear()
-    try:
-        with pytest.raises(AssertionError):
-            check_against_reference(x, w, 1, 4, np.float64)
-    finally:
-        W._rows.cache_clear()
+    with pytest.raises(AssertionError):
+        check_against_reference(x, w, 1, 4, np.float64)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
