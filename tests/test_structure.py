@@ -174,3 +174,26 @@ def test_the_reading_check_sees_a_hand_edited_line(tmp_path):
     assert reading.stale(str(tmp_path)) == ["minimeta/engine/tensor.py"]
     assert reading.write(str(tmp_path)) == ["minimeta/engine/tensor.py"]
     assert reading.stale(str(tmp_path)) == []
+
+
+def test_a_checkout_runs_its_own_kernels(tmp_path):
+    """A second checkout put first on PYTHONPATH imports its own kernels/, not those of the
+    checkout installed (editable) in the environment: a before / after benchmark once timed
+    the old engine on the new kernels. The copy's kernel table is marked; the original's not."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    for folder in ("minimeta", "kernels"):
+        shutil.copytree(ROOT / folder, tmp_path / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    table = tmp_path / "kernels" / "__init__.py"
+    table.write_text(table.read_text() + "\nCOPY_MARK = True\n")
+    code = ("import minimeta.kernels as k, minimeta.kernels.conv_numba as c; "
+            "print(getattr(k, 'COPY_MARK', False), c.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                         check=True)
+    mark, path = out.stdout.split()
+    assert mark == "True" and path.startswith(str(tmp_path)), out.stdout
