@@ -14,7 +14,7 @@
     where                      select_ref.where         select_numba.…     the reference, on CuPy
     batch_norm                 norm_ref.batch_norm      norm_numba.…       the reference, on CuPy
     batch_norm_backward        norm_ref.…               norm_numba.…       the reference, on CuPy
-    batch_norm_double_backward norm_ref.…               the reference      the reference, on CuPy
+    batch_norm_double_backward norm_ref.…               norm_numba.…       the reference, on CuPy
 
 Batch norm and ``where`` on the GPU run their NumPy references on CuPy arrays (NumPy's functions
 dispatch to CuPy's, whose reductions and select a hand kernel would not beat). The other references
@@ -80,7 +80,7 @@ TABLE = {
     "batch_norm": _row(norm_ref.batch_norm, "norm", cuda=False),
     "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", cuda=False),
     # vectorised NumPy already: one op for the engine instead of ~130 through the composite
-    "batch_norm_double_backward": Kernel(norm_ref.batch_norm_double_backward),
+    "batch_norm_double_backward": _row(norm_ref.batch_norm_double_backward, "norm", cuda=False),
 }
 
 _LOADED = {}

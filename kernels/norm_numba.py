@@ -2,8 +2,11 @@
 
 Parallel over channels (over tasks × channels for a stack: x (T, N, C, ...), w (T, C); a single
 batch norm is a stack of one). Forward: one pass gathers Σx and Σx² (float64 accumulators), one
-pass writes y. Backward: one pass gathers Σx, Σx², Σg, Σg·x, one pass writes dx. The composite
-(about 9 full-size temporaries forward and 15 backward) is what this replaces.
+pass writes y. Backward: one pass gathers Σx, Σx², Σg, Σg·x, one pass writes dx. Double
+backward (the VJP of the backward, which second-order MAML runs through every batch norm): one
+pass gathers seven sums, one writes dx and dg, where the NumPy reference makes some twenty
+array passes. The composite (about 9 full-size temporaries forward and 15 backward) is what
+these replace.
 
 Read next: ``kernels/select_numba.py`` (the elementwise select with numba).
 """
@@ -71,6 +74,47 @@ def _backward(x, w, g, eps, dx, dw, db):
         db[t, ch] = sg
 
 
+@njit(parallel=True, cache=True, fastmath=True)
+def _double_backward(x, w, g, hx, hw, hb, eps, dx, dw, dg):
+    """The reference's formulas with every per-channel mean taken from raw sums: one pass
+    gathers Σx, Σx², Σg, Σg·x, Σhx, Σhx·x, Σhx·g; one pass writes dx and dg. Writes into views
+    of one packed output (db is zero, left to the caller)."""
+    tasks, n, c, m = x.shape
+    count = n * m
+    for tc in prange(tasks * c):
+        t, ch = tc // c, tc % c
+        sx = sx2 = sg = sgx = sh = shx = shg = 0.0
+        for i in range(n):
+            for k in range(m):
+                v, gv, hv = x[t, i, ch, k], g[t, i, ch, k], hx[t, i, ch, k]
+                sx += v
+                sx2 += v * v
+                sg += gv
+                sgx += gv * v
+                sh += hv
+                shx += hv * v
+                shg += hv * gv
+        mu = sx / count
+        r = 1.0 / np.sqrt(max(sx2 / count - mu * mu, 0.0) + eps)
+        mean_g, mean_gxh = sg / count, r * (sgx - mu * sg) / count     # mean(g), mean(g·x̂)
+        mean_h, mean_hxh = sh / count, r * (shx - mu * sh) / count     # mean(hx), mean(hx·x̂)
+        wv, hwv, hbv = w[t, ch], hw[t, ch], hb[t, ch]
+        hx_pg = shg - mean_g * sh - mean_gxh * mean_hxh * count        # Σ hx·P(g)
+        s = wv * hx_pg                                                 # Σ hx·P(ĝ)
+        alpha = hwv - r * wv * mean_hxh         # u = α·g + β·hx
+        beta = -r * wv * mean_gxh
+        mean_u = alpha * mean_g + beta * mean_h
+        mean_uxh = alpha * mean_gxh + beta * mean_hxh
+        for i in range(n):
+            for k in range(m):
+                xh = (x[t, i, ch, k] - mu) * r
+                gv, hv = g[t, i, ch, k], hx[t, i, ch, k]
+                u = alpha * gv + beta * hv
+                dx[t, i, ch, k] = r * (u - mean_u - xh * mean_uxh) - s * r * r * xh / count
+                dg[t, i, ch, k] = hbv + hwv * xh + wv * r * (hv - mean_h - xh * mean_hxh)
+        dw[t, ch] = r * hx_pg
+
+
 def _as4(a, w):
     """``a`` as (T, N, C, rest): a stack when ``w`` is (T, C), else a stack of one."""
     a = np.ascontiguousarray(a)
@@ -96,4 +140,19 @@ def batch_norm_backward(x, w, b, g, eps=1e-5):
     _backward(x4, _as2(w, x, w), _as4(g.astype(x.dtype, copy=False), w), eps,
               packed[:x.size].reshape(x4.shape), packed[x.size:x.size + c].reshape(shape2),
               packed[x.size + c:].reshape(shape2))
+    return packed
+
+
+def batch_norm_double_backward(x, w, b, g, h, eps=1e-5):
+    """Packed concat(vec(dx), vec(dw), vec(db) = 0, vec(dg)): same contract as the reference
+    (``norm_ref.batch_norm_double_backward``, whose docstring derives the formulas)."""
+    x4, c = _as4(x, w), w.size
+    h = np.asarray(h, dtype=x.dtype)
+    packed = np.zeros(2 * x.size + 2 * c, dtype=x.dtype)
+    shape2 = (x4.shape[0], x4.shape[2])
+    _double_backward(x4, _as2(w, x, w), _as4(g.astype(x.dtype, copy=False), w),
+                     _as4(h[:x.size].reshape(x.shape), w), h[x.size:x.size + c].reshape(shape2),
+                     h[x.size + c:].reshape(shape2), eps,
+                     packed[:x.size].reshape(x4.shape), packed[x.size:x.size + c].reshape(shape2),
+                     packed[x.size + 2 * c:].reshape(x4.shape))
     return packed

@@ -163,6 +163,10 @@ def test_fused_batch_norm_numba_equals_reference(case):
     g = np.random.default_rng(7).standard_normal(x.shape).astype(dtype)
     close(K.resolve(K.TABLE["batch_norm_backward"].cpu)(x, w, b, g),
           K.TABLE["batch_norm_backward"].reference(x, w, b, g), dtype)
+    h = np.random.default_rng(8).standard_normal(x.size + 2 * w.size).astype(dtype)
+    double = K.resolve(K.TABLE["batch_norm_double_backward"].cpu)(x, w, b, g, h)
+    assert double.dtype == dtype
+    close(double, K.TABLE["batch_norm_double_backward"].reference(x, w, b, g, h), dtype)
 
 
 @given(norm_case())
@@ -391,4 +395,6 @@ def test_a_stack_of_batch_norms_is_one_per_task(case, tasks, seed):
         out = ref.batch_norm_double_backward(x[t], w[t], b[t], g[t],
                                              np.concatenate([hx[t].ravel(), hw[t], hb[t]]))
         return [out[:n], out[n:n + c], out[n + c:n + 2 * c], out[n + 2 * c:]]
-    assert_one_per_task(ref.batch_norm_double_backward(x, w, b, g, h), unpacked_double, tasks)
+    for double in (ref.batch_norm_double_backward,
+                   K.resolve(K.TABLE["batch_norm_double_backward"].cpu)):
+        assert_one_per_task(double(x, w, b, g, h), unpacked_double, tasks)
