@@ -56,23 +56,30 @@ def _span(stride, q, padding, size, n_out):
     return lo, hi
 
 
+@njit(cache=True, inline="always")
+def _gather(x, row_id, kh, kw, stride, padding, ho, wo, out):
+    """out[b, (i, j)] = x[b, c, i·s + p − pad, j·s + q − pad] for tap row_id = (c, p, q), every
+    image b, over the outputs whose receptive field is inside the image (``out`` starts
+    zeroed: the padding). One row of the im2col matrix, for ``_im2col`` and ``_patches``."""
+    h, w = x.shape[2], x.shape[3]
+    ch, p, q = row_id // (kh * kw), (row_id // kw) % kh, row_id % kw
+    i_lo, i_hi = _span(stride, p, padding, h, ho)
+    j_lo, j_hi = _span(stride, q, padding, w, wo)
+    first = j_lo * stride + q - padding
+    last = (j_hi - 1) * stride + q - padding + 1
+    for b in range(x.shape[0]):
+        for i in range(i_lo, i_hi):
+            out[b, i * wo + j_lo:i * wo + j_hi] = \
+                x[b, ch, i * stride + p - padding, first:last:stride]
+
+
 @njit(parallel=True, cache=True)
 def _im2col(x, kh, kw, stride, padding, ho, wo):
     """Channel-major columns: cols[(c, p, q), (n, i, j)], so one GEMM serves a whole chunk."""
-    n, c, h, w = x.shape
+    n, c = x.shape[0], x.shape[1]
     cols = np.zeros((c * kh * kw, n * ho * wo), dtype=x.dtype)
     for row_id in prange(c * kh * kw):
-        ch, p, q = row_id // (kh * kw), (row_id // kw) % kh, row_id % kw
-        i_lo, i_hi = _span(stride, p, padding, h, ho)
-        j_lo, j_hi = _span(stride, q, padding, w, wo)
-        first = j_lo * stride + q - padding
-        last = (j_hi - 1) * stride + q - padding + 1
-        row = cols[row_id]
-        for b in range(n):
-            base = b * ho * wo
-            for i in range(i_lo, i_hi):
-                row[base + i * wo + j_lo:base + i * wo + j_hi] = \
-                    x[b, ch, i * stride + p - padding, first:last:stride]
+        _gather(x, row_id, kh, kw, stride, padding, ho, wo, cols[row_id].reshape(n, ho * wo))
     return cols
 
 
@@ -101,19 +108,10 @@ def _patches(x, kh, kw, stride, padding, ho, wo):
     """Image-major columns: P[b, (c, p, q), (i, j)] = x[b, c, i·s + p − pad, j·s + q − pad]
     (zero outside), so that image b's output is one GEMM, W (O × C·kh·kw) · P[b], already in
     the (N, O, Ho·Wo) layout: no transposed copy of the output or of its gradient."""
-    n, c, h, w = x.shape
+    n, c = x.shape[0], x.shape[1]
     P = np.zeros((n, c * kh * kw, ho * wo), dtype=x.dtype)
-    for b in prange(n):
-        for row_id in range(c * kh * kw):
-            ch, p, q = row_id // (kh * kw), (row_id // kw) % kh, row_id % kw
-            i_lo, i_hi = _span(stride, p, padding, h, ho)
-            j_lo, j_hi = _span(stride, q, padding, w, wo)
-            first = j_lo * stride + q - padding
-            last = (j_hi - 1) * stride + q - padding + 1
-            row = P[b, row_id]
-            for i in range(i_lo, i_hi):
-                row[i * wo + j_lo:i * wo + j_hi] = \
-                    x[b, ch, i * stride + p - padding, first:last:stride]
+    for row_id in prange(c * kh * kw):
+        _gather(x, row_id, kh, kw, stride, padding, ho, wo, P[:, row_id])
     return P
 
 
