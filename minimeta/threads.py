@@ -22,9 +22,13 @@ its mmap and trim thresholds as blocks are freed, and after some workloads (PyTo
 or minimeta's own task loop, run earlier in the process) it ended up returning heap memory to
 the OS at every iteration and faulting it back: ~600 minor page faults per sinusoid
 meta-iteration instead of 1, 25–50% slower. ``malloc_policy()`` fixes both thresholds
-(M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 256 MiB), which turns the adjustment off; the cost
-is that up to 256 MiB of freed heap stays with the process. It also keeps one malloc arena for
-all threads, so the worker threads do not each hold a heap of their own.
+(M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB), which turns the adjustment off, and serves
+blocks of every size from the heap (M_MMAP_MAX 0): glibc maps each block over 32 MiB afresh and
+unmaps it when freed, so conv4's 128 MiB activations on 640 images were faulted in page by page
+at every step (~600 000 minor faults per forward + backward, ~25% of its time). The cost, as
+with PyTorch's and CuPy's caching allocators: up to 1 GiB of freed heap stays with the process
+for reuse. It also keeps one malloc arena for all threads, so the worker threads do not each
+hold a heap of their own.
 
 ``configure()`` applies both policies process-wide; the command line (``--threads N``) and the
 examples call it, the benchmarks call ``malloc_policy()`` and set their threads themselves.
@@ -35,14 +39,17 @@ import ctypes
 import ctypes.util
 import sys
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt (glibc's malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -3, -4, -8  # glibc's malloc.h
 
 
-def malloc_policy(mmap_threshold=32 << 20, trim_threshold=256 << 20, arenas=1):
-    """Fix glibc malloc's mmap and trim thresholds and its number of arenas; True if applied
-    (Linux glibc), else False. One arena: worker threads share one heap instead of each
-    keeping its own (the 2-worker MAML meta-iteration peaked at 522 MiB with an arena per
-    thread, 493 MiB with one; docs/PERFORMANCE.md).
+def malloc_policy(mmap_threshold=32 << 20, trim_threshold=1 << 30, arenas=1, mmap_max=0):
+    """Fix glibc malloc's mmap and trim thresholds and its number of arenas, and serve every
+    block from the heap (``mmap_max=0``); True if applied (Linux glibc), else False. One arena:
+    worker threads share one heap instead of each keeping its own (the 2-worker MAML
+    meta-iteration peaked at 522 MiB with an arena per thread, 493 MiB with one). No mmap: a
+    block over 32 MiB (conv4's first layer on 640 images: 128 MiB each) was a fresh mapping
+    every time, 32 768 page faults to fill; from the heap it reuses memory already faulted in
+    (docs/PERFORMANCE.md, "Process policy").
 
     >>> isinstance(malloc_policy(), bool)
     True
@@ -57,6 +64,7 @@ def malloc_policy(mmap_threshold=32 << 20, trim_threshold=256 << 20, arenas=1):
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)
                 and mallopt(M_TRIM_THRESHOLD, trim_threshold)
+                and mallopt(M_MMAP_MAX, mmap_max)
                 and mallopt(M_ARENA_MAX, arenas))
 
 

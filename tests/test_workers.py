@@ -5,6 +5,7 @@ numbers as one thread, and the engine's switches are per thread.
   relative), for MAML, first-order MAML, Meta-SGD, ANIL, Reptile's update and the metric
   learners' batches of episodes.
 - The conv kernels split over 2 threads equal their single-thread run and the reference.
+- The malloc policy reuses large blocks (no page faults), against the mutant glibc default.
 - Per-thread switches, proved by mutation: with the engine's state made global again (one
   shared object), a thread inside ``no_grad`` turns recording off for another thread, and the
   isolation test fails.
@@ -14,6 +15,8 @@ Read next: ``test_budget.py`` (training budgets in minutes).
 import json
 import os
 import threading
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -313,3 +316,32 @@ def test_train_on_one_or_two_threads_gives_the_same_run(tmp_path, monkeypatch):
                                    atol=1e-6)
     with pytest.raises(SystemExit):
         cli.main(["train", "--learner", "maml", "--threads", "0"])
+
+
+_FAULTS = """
+import resource, sys
+import numpy as np
+from minimeta.threads import malloc_policy
+np._core.multiarray._set_madvise_hugepage(False)     # 4 KiB pages: 16 384 faults per block
+applied = malloc_policy(mmap_max=int(sys.argv[1]))
+np.ones(16 << 20, np.float32)                        # the first 64 MiB block faults in
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(4):
+    np.ones(16 << 20, np.float32)                    # allocated, filled, freed
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_malloc_policy_reuses_large_blocks_without_page_faults():
+    """Under the policy a freed 64 MiB block is reused, not unmapped and faulted in again; the
+    mutant (glibc's default, mmap for blocks over the threshold) faults at every block."""
+    def faults(mmap_max):
+        out = subprocess.run([sys.executable, "-c", _FAULTS, str(mmap_max)], check=True,
+                             capture_output=True, text=True).stdout.split()
+        if out[0] != "True":
+            pytest.skip("malloc_policy not applied (not glibc)")
+        return int(out[1])
+    policy, mutant = faults(0), faults(65536)
+    assert mutant > 4 * 10_000                      # 4 blocks × 16 384 pages
+    assert policy < 1_000
