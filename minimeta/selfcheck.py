@@ -28,6 +28,7 @@ from minimeta.engine.primitives import (attention as At, causal as Ca, conv as C
 from minimeta.selfcheck_inputs import (attention_args, batch_norm_args, binary, broadcast_args,
                                        causal_args, causal_input_grad_args,
                                        causal_weight_grad_args, concat_args, conv_args,
+                                       conv_bias_args,
                                        conv_input_grad_args, conv_weight_grad_args,
                                        float32_unary, getitem_args,
                                        matmul_args, matmul_flags_args, pool_args,
@@ -64,6 +65,11 @@ def _scatter_ref(g, index, shape):
 
 def _logsumexp_ref(x, axis, keepdims):
     return np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims))
+
+
+def _conv_bias_ref(x, w, b, stride, padding):
+    y = K.conv_ref.conv2d(x, w, stride, padding)
+    return y + (b[:, None, :, None, None] if b.ndim == 2 else b[:, None, None])
 
 
 def _pool_backward(g, argmax, x_shape):
@@ -115,6 +121,8 @@ ROWS = [
     Row("matmul", mm.matmul, np.matmul, matmul_args(), (L.MatMul,)),
     Row("matmul_flags", mm.matmul, _matmul_flags_ref, matmul_flags_args(), (L.MatMul,)),
     Row("conv2d", C.conv2d, K.conv_ref.conv2d, conv_args(), (C.Conv2d,), orders=(1, 2, 3)),
+    Row("conv2d_bias", lambda x, w, b, s, p: C.conv2d(x, w, s, p, b), _conv_bias_ref,
+        conv_bias_args(), (C.Conv2d,), orders=(1, 2, 3)),
     Row("conv2d_input_grad", C.conv2d_input_grad, K.conv_ref.conv2d_input_grad,
         conv_input_grad_args(), (C.Conv2dInputGrad,), orders=(1, 2, 3)),
     Row("conv2d_weight_grad", C.conv2d_weight_grad, K.conv_ref.conv2d_weight_grad,

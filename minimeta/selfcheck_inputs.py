@@ -193,6 +193,14 @@ def conv_args(draw):
 
 
 @st.composite
+def conv_bias_args(draw):
+    """conv_args and a bias: (O,), or (T, O) on a stack."""
+    xs, ws, stride, padding, _ = draw(conv_geometry())
+    return (draw(arrays(xs)), draw(arrays(ws)), draw(arrays(ws[:-4] + ws[-4:-3]))), \
+        (stride, padding)
+
+
+@st.composite
 def conv_input_grad_args(draw):
     xs, ws, stride, padding, ys = draw(conv_geometry())
     return (draw(arrays(ys)), draw(arrays(ws))), (xs, stride, padding)

@@ -22,7 +22,7 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
-# + 1 kernel table + 12 learners + one per row of the primitive table (44) + 1 reference
+# + 1 kernel table + 12 learners + one per row of the primitive table (45) + 1 reference
 # kernels on GPU arrays + 1 device reads + 1 device calls = 69. A test added below must be
 # added here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
@@ -52,7 +52,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 25 + len(ROWS) == 69
+    assert len(EXPECTED) == 25 + len(ROWS) == 70
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -280,7 +280,7 @@ if SIMULATED:
         fake_cupy.install(monkeypatch)
         rows = [r for r in selfcheck.ROWS if r.name.startswith(
             ("conv2d", "causal", "max_pool", "batch_norm", "cosine"))]
-        assert len(rows) == 13
+        assert len(rows) == 14
 
         with kernels.use_reference():
             for row in rows:

@@ -17,6 +17,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 import minimeta as mm
+from minimeta import kernels as K
+from minimeta.engine.primitives import conv as C
 from minimeta.selfcheck import ROWS, primitive_classes, recorded_primitives, run
 from minimeta.testing import arrays, shapes
 
@@ -123,6 +125,36 @@ def test_a_vjp_that_detaches_its_gradient_fails_its_row(cls):
         for xs, static in _examples(row, 3):
             mm.gradcheck(lambda *ts: row.fn(*ts, *static), xs, order=2, compose=False,
                          dtype=row.dtype, **row.tol)
+
+
+def test_the_bias_row_catches_a_wrong_bias_gradient():
+    """The conv2d_bias row, not the bias-free conv2d row that the mutations above pick for
+    Conv2d, is what sees the bias's own VJP: the bias gradient off by 1% fails it."""
+    row = next(r for r in ROWS if r.name == "conv2d_bias")
+
+    def bias_off(vjp):
+        def wrong(self, g, out, *inputs):
+            grads = vjp(self, g, out, *inputs)
+            return grads if len(grads) == 2 else grads[:2] + (grads[2] * 1.01,)
+        return wrong
+    with mutated(C.Conv2d, bias_off), pytest.raises(mm.GradcheckError, match="order-1"):
+        run(rows=[row], orders=(1,), **QUIET)
+
+
+def test_the_bias_is_never_added_into_an_input(monkeypatch):
+    """The bias goes into the kernel's output in place; a kernel that handed back (a view of)
+    its input must not have the input overwritten (mutant: the guard removed)."""
+    def conv():
+        x = mm.tensor(np.ones((1, 1, 2, 2)))
+        y = C.conv2d(x, mm.tensor(np.ones((1, 1, 1, 1))), 1, 0, mm.tensor(np.full(1, 5.0)))
+        return x.numpy(), y.numpy()
+    monkeypatch.setattr(K, "lookup", lambda name, a: lambda x, w, s, p: x)   # y is x itself
+    x, y = conv()
+    np.testing.assert_array_equal(x, 1.0)
+    np.testing.assert_array_equal(y, 6.0)
+    monkeypatch.setattr(np, "may_share_memory", lambda a, b: False)          # the mutant
+    x, _ = conv()
+    np.testing.assert_array_equal(x, 6.0)
 
 
 def _examples(row, n):

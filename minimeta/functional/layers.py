@@ -61,13 +61,13 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     """
     if x.ndim == 5 and w.ndim == 4:             # a stack, one filter shared by every task
         y = _per_image(x, lambda x4: C.conv2d(x4, w, stride, padding))
-    else:
-        y = C.conv2d(x, w, stride, padding)
-    if b is None:
-        return y
-    per_task = b.ndim > 1               # (T, 1, O) from StackedTasks, or (T, O)
-    return y + ops.reshape(b, (b.shape[0], 1, -1, 1, 1) if per_task
-                           else (1,) * (y.ndim - 3) + (-1, 1, 1))
+        if b is None:
+            return y
+        per_task = b.ndim > 1               # (T, 1, O) or (T, O)
+        return y + ops.reshape(b, (b.shape[0], 1, -1, 1, 1) if per_task else (1, 1, -1, 1, 1))
+    if b is not None and w.ndim == 5 and b.ndim == 3:       # (T, 1, O) from StackedTasks
+        b = ops.reshape(b, (b.shape[0], b.shape[2]))
+    return C.conv2d(x, w, stride, padding, b)   # the bias added inside, in place
 
 
 def _per_image(x, f):
