@@ -15,9 +15,11 @@
     batch_norm                 norm_ref.batch_norm      norm_numba.…       the reference, on CuPy
     batch_norm_backward        norm_ref.…               norm_numba.…       the reference, on CuPy
     batch_norm_double_backward norm_ref.…               norm_numba.…       the reference, on CuPy
+    add_bias                   norm_ref.…               norm_numba.…       the reference, on CuPy
 
-Batch norm and ``where`` on the GPU run their NumPy references on CuPy arrays (NumPy's functions
-dispatch to CuPy's, whose reductions and select a hand kernel would not beat). The other references
+Batch norm, ``add_bias`` and ``where`` on the GPU run their NumPy references on CuPy arrays
+(NumPy's functions dispatch to CuPy's, whose reductions and select a hand kernel would not
+beat). The other references
 make their arrays with NumPy: under ``use_reference()`` they run on host copies of GPU arrays
 (``via_host``), as CuPy refuses to mix host and device arrays. Families close under
 differentiation: conv2d and its two gradients; the causal dilated conv1d (SNAIL's) and its two;
@@ -81,6 +83,7 @@ TABLE = {
     "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", cuda=False),
     # vectorised NumPy already: one op for the engine instead of ~130 through the composite
     "batch_norm_double_backward": _row(norm_ref.batch_norm_double_backward, "norm", cuda=False),
+    "add_bias": _row(norm_ref.add_bias, "norm", cuda=False),      # the conv bias, in place
 }
 
 _LOADED = {}

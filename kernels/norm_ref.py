@@ -9,7 +9,8 @@ over every axis but 0 and 2): the weight's rank says which.
 
 ``batch_norm`` returns (y, μ, σ²); ``batch_norm_backward`` the packed concat(dx, dw, db);
 ``batch_norm_double_backward`` the backward's own VJP (second-order MAML differentiates
-through every batch norm's backward), packed concat(dx, dw, db, dg).
+through every batch norm's backward), packed concat(dx, dw, db, dg). And the simplest
+per-channel op, ``add_bias`` (y += b in place: the conv bias), with the same layout.
 
 Read next: ``kernels/select_ref.py`` (the elementwise select in NumPy: the spec).
 """
@@ -33,6 +34,19 @@ def layout(x, w):
 def _per_channel(v, x, w):
     """Per-channel values ``v`` (shaped like ``w``) shaped to broadcast against ``x``."""
     return v.reshape(layout(x, w)[1])
+
+
+def add_bias(y, b):
+    """y += b per channel, in place, and return y: b (C,) on y (N, C, ...), or b (T, C) on a
+    stack (T, N, C, ...). The convolution's bias (``engine/primitives/conv.py``), added to the
+    conv kernel's fresh output without allocating another.
+
+    >>> add_bias(np.zeros((1, 2, 2)), np.array([1.0, 2.0]))
+    array([[[1., 1.],
+            [2., 2.]]])
+    """
+    y += _per_channel(b, y, b).astype(y.dtype, copy=False)
+    return y
 
 
 def batch_norm(x, w, b, eps=1e-5):

@@ -268,6 +268,26 @@ def test_maml_meta_gradient_same_with_fused_and_composite(fused_op):
     assert used >= 2
 
 
+@given(st.data(), DTYPES, st.booleans(), st.booleans())
+def test_add_bias_numba_equals_reference(data, dtype, stack, strided):
+    """y += b per channel, in place (the same array comes back), on a single batch and on a
+    stack of tasks; a non-contiguous y takes the reference's road and is still updated."""
+    shape = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4)),
+             data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5)))
+    tasks = (data.draw(st.integers(1, 3)),) if stack else ()
+    y = data.draw(arrays(tasks + shape, dtype=dtype))
+    b = data.draw(arrays(tasks + shape[1:2], dtype=dtype))
+    if strided:
+        y = np.repeat(y, 2, axis=-1)[..., ::2]
+    y0 = y.copy()
+    want = K.TABLE["add_bias"].reference(y.copy(), b)
+    got = K.resolve(K.TABLE["add_bias"].cpu)(y, b)
+    assert got is y
+    close(got, want, dtype)
+    view = (tasks[0], 1, -1, 1, 1) if stack else (1, -1, 1, 1)
+    np.testing.assert_array_equal(want, y0 + b.reshape(view))       # the spec: y moved by b
+
+
 @given(st.data(), DTYPES, st.sampled_from(["full", "a scalar", "b scalar", "view", "bcast"]))
 def test_where_numba_equals_reference(data, dtype, kind):
     """The select kernel equals np.where bit for bit, on its fast path (sizes past 1024, a

@@ -43,9 +43,10 @@ class Conv2d(Primitive):
     VJP: (conv2d_input_grad(g, w), conv2d_weight_grad(x, g) [, g summed over all but the
     channel axis (and the task axis of a stack)]).
 
-    The bias is added in place to the kernel's output, an array no one else holds: one pass
-    where ``y + b`` as an Add would also allocate (on conv4's first layer at 640 images, 128 MiB
-    each step). The bias's VJP is a Sum, so every order stays in the family and the reductions.
+    The bias is added in place to the kernel's output, an array no one else holds (kernel
+    ``add_bias``): one pass on all cores, where ``y + b`` as an Add would take one core and
+    allocate (on conv4's first layer at 640 images, 128 MiB each step). The bias's VJP is a
+    Sum, so every order stays in the family and the reductions.
     """
 
     __slots__ = ("stride", "padding")
@@ -58,12 +59,9 @@ class Conv2d(Primitive):
         y = K.lookup("conv2d", x)(x, w, self.stride, self.padding)
         if b is None:
             return y
-        b = b.reshape(_bias_view(y.shape, b.shape))
-        xp = array_module(y)
-        if b.dtype != y.dtype or xp.may_share_memory(y, x):
-            return y + b                # promoted as an Add would; never writes into x
-        y += b
-        return y
+        if b.dtype != y.dtype or array_module(y).may_share_memory(y, x):
+            return y + b.reshape(K.norm_ref.layout(y, b)[1])   # promoted, as an Add would
+        return K.lookup("add_bias", y)(y, b)    # y += b in place: y is the kernel's own
 
     def vjp(self, g, out, x, w, b=None):
         gx = conv2d_input_grad(g, w, x.shape, self.stride, self.padding) \
@@ -74,16 +72,8 @@ class Conv2d(Primitive):
             return gx, gw
         gb = None
         if b.requires_grad:       # over images and pixels: all axes but the task and channel
-            keep = (0, 2) if b.ndim == 2 else (1,)
-            gb = reshape(reduce_sum(g, tuple(a for a in range(g.ndim) if a not in keep)), b.shape)
+            gb = reduce_sum(g, K.norm_ref.layout(g, b)[0])
         return gx, gw, gb
-
-
-def _bias_view(y_shape, b_shape):
-    """The bias (O,), or (T, O) on a stack, shaped to broadcast over y (N, O, Ho, Wo)."""
-    if len(b_shape) == 2:
-        return (b_shape[0], 1, b_shape[1], 1, 1)
-    return (1, b_shape[0], 1, 1)
 
 
 class Conv2dInputGrad(Primitive):
