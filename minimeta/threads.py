@@ -25,10 +25,10 @@ meta-iteration instead of 1, 25–50% slower. ``malloc_policy()`` fixes both thr
 (M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB), which turns the adjustment off, and serves
 blocks of every size from the heap (M_MMAP_MAX 0): glibc maps each block over 32 MiB afresh and
 unmaps it when freed, so conv4's 128 MiB activations on 640 images were faulted in page by page
-at every step (~600 000 minor faults per forward + backward, ~25% of its time). The cost, as
-with PyTorch's and CuPy's caching allocators: up to 1 GiB of freed heap stays with the process
-for reuse. It also keeps one malloc arena for all threads, so the worker threads do not each
-hold a heap of their own.
+at every step (33 000–56 000 minor faults per forward + backward, 15–20% of its time). The
+cost, as with PyTorch's and CuPy's caching allocators: up to 1 GiB of freed heap stays with the
+process for reuse (peaks measured unchanged). It also keeps one malloc arena for all threads,
+so the worker threads do not each hold a heap of their own.
 
 ``configure()`` applies both policies process-wide; the command line (``--threads N``) and the
 examples call it, the benchmarks call ``malloc_policy()`` and set their threads themselves.
