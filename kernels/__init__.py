@@ -19,13 +19,14 @@
 
 Batch norm, ``add_bias`` and ``where`` on the GPU run their NumPy references on CuPy arrays
 (NumPy's functions dispatch to CuPy's, whose reductions and select a hand kernel would not
-beat). The other references
-make their arrays with NumPy: under ``use_reference()`` they run on host copies of GPU arrays
-(``via_host``), as CuPy refuses to mix host and device arrays. Families close under
-differentiation: conv2d and its two gradients; the causal dilated conv1d (SNAIL's) and its two;
-max pooling and its argmax scatter (whose own gradient is a gather); fused cosine attention and
-fused batch norm, whose composite definitions in ``minimeta.functional`` give their higher
-derivatives (see ``minimeta/engine/primitives/fused.py``). The conv and batch-norm rows also
+beat). The other references make their arrays with NumPy: under ``use_reference()`` they run
+on host copies of GPU arrays (``via_host``), as CuPy refuses to mix host and device arrays.
+Families close under differentiation: conv2d and its two gradients; the causal dilated conv1d
+(SNAIL's) and its two; max pooling and its argmax scatter (whose own gradient is a gather);
+fused cosine attention and fused batch norm, whose composite definitions in
+``minimeta.functional`` give their higher derivatives (see
+``minimeta/engine/primitives/fused.py``); ``add_bias`` is the forward of the conv's bias, whose
+VJP is a sum (``engine/primitives/conv.py``). The conv and batch-norm rows also
 take a stack of tasks, a leading task axis on every array (``conv_ref.over_tasks``, the
 batch-norm references): what ``learners.StackedTasks`` runs, one batched launch on a GPU.
 

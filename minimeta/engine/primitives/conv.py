@@ -169,8 +169,8 @@ def conv2d(x, w, stride=1, padding=0, bias=None):
     on a stack (a task axis in front of x and w), ``bias`` is (T, O)."""
     if bias is None:
         return apply(Conv2d(stride, padding), x, w)
-    o = w.shape[-4]
-    if bias.shape != ((o,) if w.ndim == 4 else (w.shape[0], o)):
+    o = w.shape[-4] if w.ndim in (4, 5) else None      # other ranks: _check says why
+    if o is not None and bias.shape != ((o,) if w.ndim == 4 else (w.shape[0], o)):
         raise ValueError(f"conv2d: bias {bias.shape} must be ({o},) for weight {w.shape}"
                          if w.ndim == 4 else f"conv2d: bias {bias.shape} must be "
                          f"({w.shape[0]}, {o}) for a stack of weights {w.shape}")
