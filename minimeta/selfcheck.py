@@ -68,8 +68,7 @@ def _logsumexp_ref(x, axis, keepdims):
 
 
 def _conv_bias_ref(x, w, b, stride, padding):
-    y = K.conv_ref.conv2d(x, w, stride, padding)
-    return y + (b[:, None, :, None, None] if b.ndim == 2 else b[:, None, None])
+    return K.norm_ref.add_bias(K.conv_ref.conv2d(x, w, stride, padding), b)
 
 
 def _pool_backward(g, argmax, x_shape):

@@ -169,11 +169,9 @@ def conv2d(x, w, stride=1, padding=0, bias=None):
     on a stack (a task axis in front of x and w), ``bias`` is (T, O)."""
     if bias is None:
         return apply(Conv2d(stride, padding), x, w)
-    o = w.shape[-4] if w.ndim in (4, 5) else None      # other ranks: _check says why
-    if o is not None and bias.shape != ((o,) if w.ndim == 4 else (w.shape[0], o)):
-        raise ValueError(f"conv2d: bias {bias.shape} must be ({o},) for weight {w.shape}"
-                         if w.ndim == 4 else f"conv2d: bias {bias.shape} must be "
-                         f"({w.shape[0]}, {o}) for a stack of weights {w.shape}")
+    want = w.shape[:-3] if w.ndim in (4, 5) else bias.shape   # other ranks: _check says why
+    if bias.shape != want:                                      # (O,), or (T, O) on a stack
+        raise ValueError(f"conv2d: bias {bias.shape} must be {want} for weight {w.shape}")
     return apply(Conv2d(stride, padding), x, w, bias)
 
 
