@@ -6,7 +6,9 @@
    table (forward, VJP and the VJP's own VJP) on the GPU against the CPU, the second-order
    MAML meta-gradient, a training step of every learner, and the stand-in CuPy's name lists
    against this CuPy;
-3. ``timings``: minimeta on the GPU against PyTorch CUDA eager, the computations of
+3. ``launches``: what one numba.cuda launch costs the host, minimeta's way (no stream
+   synchronisation) and numba's default way, in microseconds and synchronisations a launch;
+4. ``timings``: minimeta on the GPU against PyTorch CUDA eager, the computations of
    ``benchmarks/machine.py`` (conv4 forward + backward on 640 images; second-order MAML
    5-way 1-shot, 32 tasks, 1 step; 20-way 1-shot, 16 tasks, 5 steps; a ProtoNet 60-way 5-shot
    episode; the two MAML meta-iterations again with the meta-batch stacked into one graph,
@@ -15,7 +17,7 @@
    a device synchronisation: medians with the range; then each one's GPU memory peak
    (minimeta: the largest number of bytes CuPy's pool had in use, tracked by an allocator
    hook; PyTorch: max_memory_allocated);
-4. ``train``: second-order MAML on Omniglot 5-way 1-shot on the GPU for the minutes left
+5. ``train``: second-order MAML on Omniglot 5-way 1-shot on the GPU for the minutes left
    (``minimeta train --device cuda --minutes``), then ``minimeta eval`` on 600 test episodes.
 
 A phase that fails is recorded and the next one runs; everything lands in
@@ -105,6 +107,53 @@ def cases(device, torch_device, torch, small):
         for key in machine.KEYS:
             theirs[key] = lambda k=key: machine.torch_case(torch, k, torch_device, shapes)
     return {name: (ours[name], theirs.get(name)) for name in machine.KEYS}
+
+
+def launches(cp, simulate):
+    """What a numba.cuda launch costs the host: through ``kernels/_cuda.launch`` (numba views
+    made without a synchronisation, on CuPy's stream) and numba's own way (the CuPy array
+    handed to the kernel: numba synchronises the array's stream at each launch, unless its
+    version takes CuPy arrays through DLPack). A tiny kernel, launched ``n`` times then one
+    device synchronisation: microseconds a launch, and the stream synchronisations a launch
+    made (counted on numba's driver)."""
+    from _launch_kernel import add_one
+    from minimeta.kernels import _cuda
+
+    n = 20 if simulate else 2000
+    a = cp.zeros(256, dtype=cp.float32)
+    ways = {"minimeta_launch": lambda: _cuda.launch(add_one, a.size, a)}
+    if not simulate:    # the simulator's kernels take the NumPy array inside, not a CuPy one
+        ways["numba_default"] = lambda: add_one[2, 128](a)
+    try:
+        from numba.cuda.cudadrv.driver import Stream
+    except ImportError:    # the simulator has no driver
+        Stream = None
+    counted = [0]
+    if Stream is not None:
+        original = Stream.synchronize
+
+        def synchronize(self, *args, **kwargs):
+            counted[0] += 1
+            return original(self, *args, **kwargs)
+        Stream.synchronize = synchronize
+    result = {}
+    try:
+        for name, fn in ways.items():
+            fn()                                    # compilation
+            cp.cuda.Device().synchronize()
+            counted[0] = 0
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            cp.cuda.Device().synchronize()
+            result[name] = {"us_per_launch": (time.perf_counter() - start) / n * 1e6,
+                            "stream_syncs_per_launch": counted[0] / n if Stream else None}
+    finally:
+        if Stream is not None:
+            Stream.synchronize = original
+    # every launch added one to each element: the kernel really ran, each way, every time
+    result["kernel_ran"] = float(cp.asnumpy(a[:1])[0]) == (n + 1) * len(ways)
+    return result
 
 
 def timings(cp, torch, torch_device, rounds, small, only, seconds):
@@ -231,7 +280,8 @@ def main():
                         help="seconds for the whole check; training gets what is left")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--episodes", type=int, default=600)
-    parser.add_argument("--phases", nargs="+", default=["env", "tests", "timings", "train"])
+    parser.add_argument("--phases", nargs="+",
+                        default=["env", "tests", "launches", "timings", "train"])
     parser.add_argument("--only", nargs="+", help="timing cases (default all)")
     parser.add_argument("--simulate", action="store_true")
     args = parser.parse_args()
@@ -260,6 +310,10 @@ def main():
             elif phase == "tests":
                 report[phase] = gpu_tests(args.simulate, max(60, args.budget / 3), args.out)
                 if report[phase]["exit_code"]:
+                    failed.append(phase)
+            elif phase == "launches":
+                report[phase] = launches(cp, args.simulate)
+                if not report[phase]["kernel_ran"]:
                     failed.append(phase)
             elif phase == "timings":
                 report[phase] = timings(cp, torch, torch_device, args.rounds, args.simulate,

@@ -6,7 +6,11 @@ them through the CUDA array interface, no copy), or NumPy arrays under numba's C
 a GPU. New arrays are made by the module that owns the input (CuPy or NumPy), so a kernel never
 moves data between host and device. Every kernel is launched on a 1-D grid, one thread per
 output element, ``THREADS`` threads per block (tests lower it to cross block boundaries with
-small shapes).
+small shapes), on the stream CuPy is using, **without a host synchronisation**: a CuPy array
+names its stream (CUDA array interface v3), and numba, handed such an array, synchronises that
+stream before every launch by default, so the host would wait for the GPU to finish all its
+queued work at each kernel. ``launch`` hands numba views made with ``sync=False`` instead, and
+launches on CuPy's current stream, which keeps the order of the work without the wait.
 
 Read next: ``kernels/conv_cuda.py`` (convolution on a GPU).
 """
@@ -24,6 +28,30 @@ def contiguous(*arrays):
 
 
 def launch(kernel, n, *args):
-    """Run ``kernel`` on enough blocks of ``THREADS`` threads to cover ``n`` elements."""
+    """Run ``kernel`` on enough blocks of ``THREADS`` threads to cover ``n`` elements (device
+    arrays without a synchronisation, on CuPy's stream: ``device_args``)."""
     if n > 0:
-        kernel[math.ceil(n / THREADS), THREADS](*args)
+        args, stream = device_args(args)
+        kernel[math.ceil(n / THREADS), THREADS, stream](*args)
+
+
+def device_args(args):
+    """(the kernel's arguments, the stream to launch on). Arrays with a CUDA array interface
+    become numba views made without synchronising their stream; the stream is CuPy's current
+    one (0, numba's default, is the legacy default stream, CuPy's null stream). Anything else
+    (numbers; the simulator's NumPy arrays) goes in as it is, on stream 0."""
+    gpu = [a for a in args if hasattr(a, "__cuda_array_interface__")]
+    if not gpu:
+        return args, 0
+    from numba import cuda
+
+    xp = array_module(gpu[0])      # CuPy's, or NumPy for another library's device array
+    ptr = xp.cuda.get_current_stream().ptr if xp.__name__ == "cupy" else 0
+    if ptr and ptr not in _STREAMS:
+        _STREAMS[ptr] = cuda.external_stream(ptr)
+    views = [cuda.as_cuda_array(a, sync=False) if hasattr(a, "__cuda_array_interface__") else a
+             for a in args]
+    return views, _STREAMS[ptr] if ptr else 0
+
+
+_STREAMS = {}  # CuPy stream pointer → numba's handle on it (made once per stream)

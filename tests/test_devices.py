@@ -62,3 +62,48 @@ def test_constants_follow_their_partner_device():
     t = mm.tensor(np.ones(2, dtype=np.float32))
     assert mm.constant(np.zeros(2), t).device == "cpu"
     assert (t + np.ones(2, dtype=np.float32)).dtype == np.float32
+
+
+def test_cuda_launches_hand_numba_unsynchronised_views_on_cupys_stream(monkeypatch):
+    """numba, handed an array that names its stream (CuPy's do), synchronises that stream at
+    every launch: the host would wait for the GPU at each kernel. ``_cuda.launch`` hands it views
+    made with ``sync=False`` instead, on CuPy's current stream. Checked here with stand-ins for
+    numba's calls; a real launch on a GPU: ``tests/test_gpu.py``."""
+    from numba import cuda
+    from minimeta.kernels import _cuda
+
+    made, streams, launched = [], [], []
+    monkeypatch.setattr(cuda, "as_cuda_array",
+                        lambda a, sync=True: made.append((a, sync)) or ("view", a), raising=False)
+    monkeypatch.setattr(cuda, "external_stream",
+                        lambda ptr: streams.append(ptr) or f"stream {ptr}", raising=False)
+    monkeypatch.setattr(_cuda, "_STREAMS", {})
+    current = [0]
+
+    class Stream:
+        @property
+        def ptr(self):
+            return current[0]
+
+    cupy = type("cupy", (), {"__name__": "cupy", "cuda": type("cuda", (), {
+        "get_current_stream": staticmethod(lambda: Stream())})})
+    monkeypatch.setattr(_cuda, "array_module", lambda a: cupy if a.__class__ is OnGPU else np)
+
+    class Kernel:
+        def __getitem__(self, config):
+            return lambda *args: launched.append((config, args))
+
+    x, y = np.zeros(3).view(OnGPU), np.ones(2).view(OnGPU)
+    _cuda.launch(Kernel(), 300, x, 7, y)            # CuPy's null stream: numba's stream 0
+    assert [sync for _, sync in made] == [False, False]
+    assert launched[-1] == ((3, _cuda.THREADS, 0), (("view", x), 7, ("view", y)))
+    current[0] = 77                                 # a CuPy stream: launched on it
+    _cuda.launch(Kernel(), 1, x)
+    _cuda.launch(Kernel(), 1, y)
+    assert launched[-1][0] == (1, _cuda.THREADS, "stream 77") and streams == [77]  # made once
+    made.clear()
+    host = np.zeros(4)                              # the simulator's arrays: as they are
+    _cuda.launch(Kernel(), 4, host, 2)
+    assert launched[-1] == ((1, _cuda.THREADS, 0), (host, 2)) and made == []
+    _cuda.launch(Kernel(), 0, x)                    # nothing to do: no launch
+    assert len(launched) == 4

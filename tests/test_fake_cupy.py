@@ -134,19 +134,22 @@ def test_a_host_array_inside_a_primitive_is_caught(cp, monkeypatch):
                     reason="Omniglot not found in MINIMETA_DATA_DIR")
 def test_gpu_check_runs_on_a_simulated_gpu(tmp_path):
     """``benchmarks/gpu_check.py --simulate``: the script that gets the few minutes on a real
-    GPU runs end to end here (one timing case; a 2-iteration training run on Omniglot and its
-    evaluation, in child processes that stand CuPy in too), and its report holds the figures."""
+    GPU runs end to end here (the launch timing; one timing case; a 2-iteration training run on
+    Omniglot and its evaluation, in child processes that stand CuPy in too), and its report
+    holds the figures."""
     import json
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "gpu_check.py"),
-                           "--simulate", "--out", str(tmp_path), "--phases", "env", "timings",
-                           "train", "--only", "conv4"], capture_output=True, text=True,
+                           "--simulate", "--out", str(tmp_path), "--phases", "env", "launches",
+                           "timings", "train", "--only", "conv4"], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.load(open(tmp_path / "gpu_check.json"))
     assert report["simulated"] and report["env"]["gpu"] == "simulated GPU"
+    assert report["launches"]["kernel_ran"]          # each of its launches added one
+    assert report["launches"]["minimeta_launch"]["us_per_launch"] > 0
     assert set(report["timings"]) == {"conv4"}
     assert report["timings"]["conv4"]["minimeta"]["median_s"] > 0
     assert report["train"]["iterations"] == 2 and 0 <= report["train"]["accuracy"] <= 1

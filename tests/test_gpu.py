@@ -236,3 +236,26 @@ def test_out_of_range_indices_are_an_error_on_gpu():
 def test_mixing_real_devices_is_an_error():
     with pytest.raises(RuntimeError, match="different devices"):
         mm.tensor([1.0]) + mm.tensor([1.0], device="cuda")
+
+
+def test_kernel_launches_do_not_wait_for_the_gpu():
+    """numba synchronises the stream of a CuPy array handed to a kernel, at every launch, unless
+    it gets a view made without (``kernels/_cuda.launch``; its stand-in test:
+    ``tests/test_devices.py``): no launch here may synchronise a stream."""
+    from unittest import mock
+
+    try:
+        from numba.cuda.cudadrv.driver import Stream
+    except ImportError:                 # numba's simulator: no driver, no streams
+        pytest.skip("numba's CUDA simulator has no streams")
+    x, w = cp.asarray(RNG.standard_normal((4, 3, 9, 9))), cp.asarray(RNG.standard_normal(
+        (5, 3, 3, 3)))
+    pool_cuda.max_pool2d(conv_cuda.conv2d(x, w, 1, 1), 2, 2)      # compiled, outside the count
+    cp.cuda.Device().synchronize()
+    with mock.patch.object(Stream, "synchronize", side_effect=AssertionError("synchronised")):
+        y = conv_cuda.conv2d(x, w, 1, 1)
+        p, idx = pool_cuda.max_pool2d(y, 2, 2)
+        gx = conv_cuda.conv2d_input_grad(y, w, x.shape, 1, 1)
+    np.testing.assert_allclose(gx.get(), conv_ref.conv2d_input_grad(
+        y.get(), w.get(), x.shape, 1, 1), rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(p.get(), pool_ref.max_pool2d(y.get(), 2, 2)[0])
