@@ -1,6 +1,7 @@
 """The GPU check: everything issue 18 asks of a GPU machine, in one command and one call.
 
-1. ``env``: the GPU, CuPy, numba (and numba-cuda), PyTorch;
+1. ``env``: the GPU, CuPy, numba (and numba-cuda), PyTorch, and where NVVM came from (numba-cuda
+   compiles kernels with it; if it finds none, the one ``gpu_prepare.sh`` carried: ``nvvm``);
 2. ``tests``: the ``gpu`` tests (``tests/test_gpu.py``): every CUDA kernel against its NumPy
    reference in float32 and float64 at the production block size, every row of the primitive
    table (forward, VJP and the VJP's own VJP) on the GPU against the CPU, the second-order
@@ -65,6 +66,58 @@ def environment(cp, torch):
         info["torch"] = torch.__version__
         info["torch_cuda"] = torch.version.cuda
     return info
+
+
+NVVM_PROBE = """
+import math
+from numba import cuda, types
+
+@cuda.jit
+def probe(x):
+    i = cuda.grid(1)
+    if i < x.size:
+        x[i] = math.sqrt(x[i])
+
+cuda.compile_ptx(probe.py_func, (types.float32[::1],), cc=(9, 0))
+"""
+
+
+def nvvm(root=ROOT):
+    """Whether numba-cuda can compile kernels here: it needs NVVM (the CUDA toolkit's compiler
+    library), which numba-cuda brings only with its [cu13] extra. If it cannot and
+    ``gpu_prepare.sh`` carried one, unpack it and point CUDA_HOME at it (for this process and
+    its children; numba-cuda searches there after its own places, CuPy reads CUDA_PATH, not
+    CUDA_HOME). Called before numba is imported; the probe compiles a kernel that calls
+    libdevice to PTX in a child Python (a failed library load is not retried in a process)."""
+    def probe():
+        done = subprocess.run([sys.executable, "-c", NVVM_PROBE], capture_output=True,
+                              text=True, timeout=300)
+        if done.returncode == 0:
+            return None
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        return next((line for line in reversed(lines) if "Error" in line), lines[-1])[:300]
+
+    error = probe()
+    if error is None:
+        return {"nvvm": "found by numba"}
+    carried = os.path.join(root, ".gpu", "cuda", "nvvm")
+    packed = os.path.join(carried, "lib64", "libnvvm.so.4.xz")
+    if not os.path.exists(packed):
+        return {"nvvm": f"missing: {error}"}
+    import lzma
+    import shutil
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="minimeta-cuda-")    # outside the checkout: not carried
+    os.makedirs(os.path.join(home, "nvvm", "lib64"))
+    with lzma.open(packed) as src, \
+            open(os.path.join(home, "nvvm", "lib64", "libnvvm.so.4"), "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    shutil.copytree(os.path.join(carried, "libdevice"), os.path.join(home, "nvvm", "libdevice"))
+    os.environ["CUDA_HOME"] = home
+    again = probe()
+    return {"nvvm": f"carried, unpacked to {home}" if again is None else f"missing: {again}",
+            "nvvm_own_search": error}
 
 
 def gpu_tests(simulate, timeout, out):
@@ -296,6 +349,8 @@ def main():
         simulated()
         args.rounds, args.episodes = min(args.rounds, 2), min(args.episodes, 4)
     os.makedirs(args.out, exist_ok=True)
+    found = {"nvvm": "simulated"} if args.simulate else nvvm()    # before numba's import
+    say(f"NVVM: {found['nvvm']}")
     sys.path.insert(0, ROOT)
     from minimeta.engine.backend import cupy_module
     try:
@@ -313,7 +368,7 @@ def main():
         say(f"== {phase}")
         try:
             if phase == "env":
-                report[phase] = environment(cp, torch)
+                report[phase] = dict(environment(cp, torch), **found)
             elif phase == "tests":
                 report[phase] = gpu_tests(args.simulate, max(60, args.budget / 3), args.out)
                 if report[phase]["exit_code"]:

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Fill .gpu/ (git-ignored) with what benchmarks/gpu_check.py needs on a GPU machine that has
-# no network and no minimeta: the two Omniglot archives (5.6 MB) and a threadpoolctl wheel (a
-# core dependency the machine's Python lacks; pure Python, imported straight from the wheel).
+# no network and no minimeta: the two Omniglot archives (5.6 MB), a threadpoolctl wheel (a
+# core dependency the machine's Python lacks; pure Python, imported straight from the wheel),
+# and NVVM, the CUDA 13 compiler library numba-cuda compiles kernels with, in case that machine
+# lacks it (numba-cuda brings it only with its [cu13] extra): libnvvm.so.4, xz-compressed
+# (23 MB; gpu_check.py unpacks it and points CUDA_HOME at .gpu/cuda only if numba-cuda cannot
+# find an NVVM of its own), and libdevice. About 30 MB in all, under the 64 MiB a carry allows.
 # Then carry ".gpu" with the checkout and run there, from the repository root:
 #   export PYTHONPATH=$PWD:$(ls $PWD/.gpu/wheels/*.whl | paste -sd:)
 #   export MINIMETA_DATA_DIR=$PWD/.gpu/omniglot
@@ -9,7 +13,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${MINIMETA_DATA_DIR:-../shared/data/omniglot}"
-mkdir -p .gpu/omniglot .gpu/wheels
+mkdir -p .gpu/omniglot .gpu/wheels .gpu/cuda/nvvm/lib64 .gpu/cuda/nvvm/libdevice
 cp "$data"/images_background.npz "$data"/images_evaluation.npz .gpu/omniglot/
 pip download -q --no-deps --only-binary=:all: -d .gpu/wheels threadpoolctl
-ls -l .gpu/omniglot .gpu/wheels
+if [ ! -f .gpu/cuda/nvvm/lib64/libnvvm.so.4.xz ]; then
+    tmp="$(mktemp -d)"
+    pip download -q --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+        -d "$tmp" "nvidia-nvvm==13.*"
+    python3 -m zipfile -e "$tmp"/nvidia_nvvm-*.whl "$tmp/x"
+    xz -6 -T0 -c "$tmp/x/nvidia/cu13/lib/libnvvm.so.4" > .gpu/cuda/nvvm/lib64/libnvvm.so.4.xz
+    cp "$tmp/x/nvidia/cu13/nvvm/libdevice/libdevice.10.bc" .gpu/cuda/nvvm/libdevice/
+    rm -rf "$tmp"
+fi
+ls -l .gpu/omniglot .gpu/wheels .gpu/cuda/nvvm/lib64 .gpu/cuda/nvvm/libdevice
+du -sh .gpu
