@@ -31,12 +31,14 @@ PyTorch on the CPU. It proves the script before the scarce minutes on a GPU.
 Run: python benchmarks/gpu_check.py [--out outputs/gpu] [--budget 540] [--simulate]
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -179,18 +181,12 @@ def launches(cp, simulate):
         ways["numba_default"] = lambda: add_one[2, 128](a)
     try:
         from numba.cuda.cudadrv.driver import Stream
+        counting = mock.patch.object(Stream, "synchronize", autospec=True,
+                                     side_effect=Stream.synchronize)
     except ImportError:    # the simulator has no driver
-        Stream = None
-    counted = [0]
-    if Stream is not None:
-        original = Stream.synchronize
-
-        def synchronize(self, *args, **kwargs):
-            counted[0] += 1
-            return original(self, *args, **kwargs)
-        Stream.synchronize = synchronize
+        counting = contextlib.nullcontext()
     result, ran = {}, 0
-    try:
+    with counting as synchronize:
         for name, fn in ways.items():
             try:
                 fn()                                # compilation
@@ -200,17 +196,16 @@ def launches(cp, simulate):
                 result[name] = {"error": f"{type(err).__name__}: {err}"}
                 continue
             cp.cuda.Device().synchronize()
-            counted[0] = 0
+            if synchronize is not None:
+                synchronize.reset_mock()
             start = time.perf_counter()
             for _ in range(n):
                 fn()
             cp.cuda.Device().synchronize()
             ran += n + 1
             result[name] = {"us_per_launch": (time.perf_counter() - start) / n * 1e6,
-                            "stream_syncs_per_launch": counted[0] / n if Stream else None}
-    finally:
-        if Stream is not None:
-            Stream.synchronize = original
+                            "stream_syncs_per_launch": synchronize.call_count / n
+                            if synchronize is not None else None}
     # every launch added one to each element: the kernel really ran, every time
     result["kernel_ran"] = float(cp.asnumpy(a[:1])[0]) == ran
     return result

@@ -23,16 +23,10 @@ import threading
 import time
 
 from minimeta.engine import autodiff
-from minimeta.engine.autodiff import Primitive
+from minimeta.selfcheck import primitive_classes
 
 from _timing import apply_malloc_policy, blas_threads
 from machine import KEYS, minimeta_cases, set_minimeta
-
-
-def subclasses(cls):
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from subclasses(sub)
 
 
 class OpTimer:
@@ -44,15 +38,17 @@ class OpTimer:
         self.lock, self.local, self.saved = threading.Lock(), threading.local(), []
 
     def __enter__(self):
-        for cls in set(subclasses(Primitive)):
-            if "forward" in vars(cls):
-                self.saved.append((cls, cls.forward))
-                cls.forward = self._timed(cls.forward)
+        for cls in primitive_classes():     # each concrete primitive, inherited forward or not
+            self.saved.append((cls, vars(cls).get("forward")))
+            cls.forward = self._timed(cls.forward)
         return self
 
     def __exit__(self, *exc):
-        for cls, forward in self.saved:
-            cls.forward = forward
+        for cls, own in self.saved:         # as it was: its own forward, or none (inherited)
+            if own is None:
+                del cls.forward
+            else:
+                cls.forward = own
         self.saved.clear()
 
     def _timed(self, forward):

@@ -40,17 +40,16 @@ def device_args(args):
     become numba views made without synchronising their stream; the stream is CuPy's current
     one (0, numba's default, is the legacy default stream, CuPy's null stream). Anything else
     (numbers; the simulator's NumPy arrays) goes in as it is, on stream 0."""
-    gpu = [a for a in args if hasattr(a, "__cuda_array_interface__")]
-    if not gpu:
+    device = [hasattr(a, "__cuda_array_interface__") for a in args]
+    if not any(device):
         return args, 0
     from numba import cuda
 
-    xp = array_module(gpu[0])      # CuPy's, or NumPy for another library's device array
+    xp = array_module(args[device.index(True)])    # CuPy, or NumPy for another library's
     ptr = xp.cuda.get_current_stream().ptr if xp.__name__ == "cupy" else 0
     if ptr and ptr not in _STREAMS:
         _STREAMS[ptr] = cuda.external_stream(ptr)
-    views = [cuda.as_cuda_array(a, sync=False) if hasattr(a, "__cuda_array_interface__") else a
-             for a in args]
+    views = [cuda.as_cuda_array(a, sync=False) if on else a for a, on in zip(args, device)]
     return views, _STREAMS[ptr] if ptr else 0
 
 
