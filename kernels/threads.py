@@ -15,6 +15,12 @@ minimeta uses a multi-core CPU in one of two ways at a time, never both:
 The switches are per thread (``threading.local``): ``use_reference()`` in one thread does not
 change what another runs, and a worker thread copies its caller's settings explicitly.
 
+Both ways need numba's threading layer to take two threads in its kernels at once. Its
+``omp`` (OpenMP) and ``tbb`` layers do; ``workqueue``, the one numba falls back to without a
+word where it finds neither runtime (no libgomp in a slim Docker image, pip's numba on macOS
+without ``pip install tbb``), aborts the whole process instead. ``concurrent(n)`` is the guard:
+there, tasks and pieces run one at a time (numba's own loops still use every core).
+
 >>> split_threads() >= 1
 True
 >>> parallel_map(lambda i: i * i, range(5))
@@ -25,6 +31,7 @@ Read next: ``kernels/conv_numba.py`` (convolution with numba on the CPU).
 import contextlib
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 
@@ -72,6 +79,39 @@ def single_threaded():
         LOCAL.split = previous
 
 
+_LAYER = {}    # "safe": whether numba's threading layer takes concurrent callers (asked once)
+
+
+def concurrent_kernels():
+    """Whether numba's parallel kernels may be entered from several threads at once: True with
+    its ``omp`` and ``tbb`` threading layers, False with ``workqueue``, where two threads in a
+    ``prange`` kernel at once abort the process ("Concurrent access has been detected").
+    Asking makes numba choose its layer now if it has not yet (``get_num_threads`` does)."""
+    if "safe" not in _LAYER:
+        import numba
+
+        numba.get_num_threads()
+        _LAYER["name"] = numba.threading_layer()
+        _LAYER["safe"] = _LAYER["name"] != "workqueue"
+    return _LAYER["safe"]
+
+
+def concurrent(n):
+    """How many threads may run kernels at once when ``n`` are asked for: ``n``, or 1 where
+    numba's threading layer cannot take concurrent callers (warned once, with the remedy)."""
+    if n <= 1 or concurrent_kernels():
+        return n
+    if not _LAYER.get("warned"):
+        _LAYER["warned"] = True
+        warnings.warn(f"minimeta: numba's threading layer is '{_LAYER['name']}' (no OpenMP or "
+                      "TBB runtime found), which aborts when two threads run its kernels, so "
+                      "tasks and kernel pieces run one at a time (about half speed on 2 cores); "
+                      "install OpenMP (libgomp1 on Debian/Ubuntu) or TBB (`pip install tbb`, "
+                      "its lib directory on LD_LIBRARY_PATH) to use every core",
+                      RuntimeWarning, stacklevel=3)
+    return 1
+
+
 def worker_thread():
     """Make the calling thread a worker: its kernels run on this thread alone (no split, one
     numba thread). BLAS is limited to one thread process-wide by ``minimeta.threads``."""
@@ -102,7 +142,7 @@ def parallel_map(fn, items):
     thread, or one item, it is the plain loop.
     """
     items = list(items)
-    n = min(split_threads(), len(items))
+    n = concurrent(min(split_threads(), len(items)))
     if n <= 1:
         return [fn(item) for item in items]
     # the caller runs items 0, n, 2n, ... ; the pool the others, in n - 1 interleaved shares

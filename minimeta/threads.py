@@ -15,7 +15,9 @@ at a time:
   when called from the main thread, one when called from a worker.
 
 No core ever runs two busy threads of ours. Measured, with another process keeping one core
-busy as well: docs/PERFORMANCE.md.
+busy as well: docs/PERFORMANCE.md. Where numba has neither OpenMP nor TBB, its fallback
+threading layer aborts the process when two threads run its kernels, so there the tasks and
+kernel pieces run one at a time (``kernels.threads.concurrent``; one warning says so).
 
 And memory: the engine allocates and frees many mid-sized arrays per op. glibc's malloc moves
 its mmap and trim thresholds as blocks are freed, and after some workloads (PyTorch's MAML,

@@ -117,13 +117,15 @@ def _pool(workers):
 def map_threads(fn, items, workers):
     """``[fn(item) for item in items]`` on ``workers`` threads, results in order.
 
-    With ``workers`` ≤ 1 or a single item it is the plain loop in the calling thread. The
+    With ``workers`` ≤ 1 or a single item it is the plain loop in the calling thread (also
+    where numba's threading layer cannot take two threads: ``kernels.threads.concurrent``). The
     first exception raised by ``fn`` is raised here; items not yet started are dropped.
     """
     items = list(items)
     if int(workers) < 1:
         raise ValueError(f"map_threads: workers must be at least 1, got {workers}")
-    if workers == 1 or len(items) <= 1:
+    workers = kernel_threads.concurrent(min(workers, len(items)))  # 1 if numba cannot take it
+    if workers <= 1:
         return [fn(item) for item in items]
     saved = settings()
 
@@ -135,7 +137,7 @@ def map_threads(fn, items, workers):
         finally:
             _DEFERRED.pending = None
 
-    futures = [_pool(min(workers, len(items))).submit(run, item) for item in items]
+    futures = [_pool(workers).submit(run, item) for item in items]
     try:
         done = [f.result() for f in futures]
     finally:

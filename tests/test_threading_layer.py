@@ -1,0 +1,100 @@
+"""numba without OpenMP or TBB: runs that would abort now finish, one thread at a time.
+
+Where numba finds neither an OpenMP runtime (libgomp) nor TBB, as in a slim Docker image or
+with pip's numba on macOS, it falls back, without a word, to its ``workqueue`` threading
+layer, which aborts the process (SIGABRT, "Concurrent access has been detected") when two
+threads run its parallel kernels at once: every ``minimeta train`` of a conv net did, at the
+first meta-iteration. ``kernels.threads.concurrent`` now runs the tasks of a meta-batch and a
+kernel's pieces one at a time there. Each test runs a child Python with
+``NUMBA_THREADING_LAYER=workqueue`` (what numba picks when libgomp is hidden, checked by hand
+in a mount namespace: docs/PERFORMANCE.md, "Process policy"), and the mutant without the
+guard must die.
+
+Read next: ``test_budget.py`` (training budgets in minutes).
+"""
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+from minimeta.engine import workers
+from minimeta.kernels import threads as kernel_threads
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# tasks on 2 workers and a conv split over 2 threads, each calling numba's parallel kernels
+CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from minimeta.engine.workers import map_threads
+    from minimeta.kernels import conv_numba, conv_ref, threads, pool_numba
+    if sys.argv[1] == "mutant":                 # the guard switched off
+        threads.concurrent_kernels = lambda: True
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 8, 12, 12))
+    w = rng.standard_normal((8, 8, 3, 3))
+    threads.set_split_threads(2)
+    y = conv_numba.conv2d(x, w, 2, 1)           # im2col (a prange) on 2 threads, 2 chunks
+    assert np.allclose(y, conv_ref.conv2d(x, w, 2, 1))
+    big = rng.standard_normal((128, 16, 24, 24))     # some ms a call: the 2 workers overlap
+
+    def pooled(i):
+        return sum(pool_numba.max_pool2d(big * i, 2, 2)[0].sum() for _ in range(10))
+
+    pools = map_threads(pooled, range(8), 2)
+    assert np.allclose(pools, [pooled(i) for i in range(8)])
+    print("finished", threads._LAYER.get("name"))
+""")
+
+
+def child(mode):
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_workqueue_runs_finish_one_thread_at_a_time_and_say_so():
+    run = child("guarded")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "finished workqueue" in run.stdout
+    warned = [line for line in run.stderr.splitlines() if "threading layer is 'workqueue'" in line]
+    assert len(warned) == 1 and "pip install tbb" in warned[0]      # once, with the remedy
+
+
+def test_the_mutant_without_the_guard_aborts():
+    """The failure the guard prevents is real: the same child, the guard off, is killed."""
+    run = child("mutant")
+    assert run.returncode != 0 and "finished" not in run.stdout
+    assert "Concurrent access has been detected" in run.stderr
+
+
+@pytest.mark.parametrize("safe", [True, False])
+def test_guard_decides_where_tasks_and_pieces_run(safe, monkeypatch):
+    """With a threadsafe layer, tasks and pieces go to other threads; without, all run in the
+    caller's thread, in order (the same results)."""
+    monkeypatch.setattr(kernel_threads, "concurrent_kernels", lambda: safe)
+    monkeypatch.setitem(kernel_threads._LAYER, "warned", True)     # keep the test quiet
+    monkeypatch.setattr(kernel_threads.LOCAL, "split", 2)
+    me = threading.get_ident()
+
+    def where(i):
+        return i, threading.get_ident() == me
+
+    for ran in (workers.map_threads(where, range(6), 2), kernel_threads.parallel_map(where,
+                                                                                  range(6))):
+        assert [i for i, _ in ran] == list(range(6))
+        assert all(here for _, here in ran) == (not safe)
+
+
+def test_concurrent_asks_numba_once_and_keeps_single_requests(monkeypatch):
+    monkeypatch.setattr(kernel_threads, "_LAYER", {})
+    assert kernel_threads.concurrent(1) == 1 and kernel_threads._LAYER == {}   # not asked
+    n = kernel_threads.concurrent(3)
+    assert kernel_threads._LAYER["name"] in ("omp", "tbb", "workqueue")
+    assert n == (3 if kernel_threads._LAYER["safe"] else 1)
+    assert np.isscalar(n)
