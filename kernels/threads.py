@@ -29,6 +29,7 @@ True
 Read next: ``kernels/conv_numba.py`` (convolution with numba on the CPU).
 """
 import contextlib
+import math
 import os
 import threading
 import warnings
@@ -36,11 +37,66 @@ from concurrent.futures import ThreadPoolExecutor
 
 
 def cores():
-    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    """The CPU cores this process may use: its affinity mask where the OS has one, fewer where
+    its control group has a CPU quota (``cpu_quota``)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+        n = max(1, os.cpu_count() or 1)
+    quota = cpu_quota()
+    return min(n, quota) if quota else n
+
+
+def cpu_quota(root="/sys/fs/cgroup", groups="/proc/self/cgroup"):
+    """The CPUs this process's control group may use, rounded up, or None where none is set (or
+    none can be read). A container started with ``--cpus 2``, or a Kubernetes CPU limit, keeps
+    every core in the affinity mask but throttles the group to a quota per period, so a thread
+    per core would oversubscribe it. cgroup v2 ``cpu.max`` ("200000 100000": 2 CPUs; "max
+    100000": none), v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (-1: none); the smallest
+    over the group and its ancestors, as each limits it.
+
+    >>> cpu_quota(groups="/nonexistent") is None
+    True
+    """
+    try:
+        with open(groups) as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return None
+    limits = []
+    for _, controllers, path in (line for line in lines if len(line) == 3):
+        if controllers == "":                               # v2: one unified hierarchy
+            mounts, name = [root], "cpu.max"
+        elif "cpu" in controllers.split(","):               # v1: the cpu controller's mount
+            mounts = [os.path.join(root, m) for m in ("cpu", "cpu,cpuacct", "cpuacct,cpu")]
+            name = "cpu.cfs_quota_us"
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for mount in mounts:
+            for depth in range(len(parts), -1, -1):         # the group, then its ancestors
+                limit = _quota(os.path.join(mount, *parts[:depth]), name)
+                if limit:
+                    limits.append(limit)
+    return max(1, math.ceil(min(limits))) if limits else None
+
+
+def _quota(folder, name):
+    """CPUs allowed by one group's quota file, or None (no such file, no quota)."""
+    try:
+        with open(os.path.join(folder, name)) as f:
+            fields = f.read().split()
+        if name == "cpu.max":
+            quota, period = fields[0], fields[1]
+        else:
+            quota = fields[0]
+            with open(os.path.join(folder, "cpu.cfs_period_us")) as f:
+                period = f.read().split()[0]
+        if quota in ("max", "-1"):
+            return None
+        return int(quota) / int(period) if int(quota) > 0 and int(period) > 0 else None
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class _Switches(threading.local):

@@ -8,7 +8,9 @@ wait). So BLAS gets **one thread**, always, and minimeta shares out the cores it
 at a time:
 
 - the tasks of a meta-batch (and evaluation episodes) run on ``workers`` threads, one per core
-  (``engine/workers.py``); each worker's kernels, GEMM and numba loops, stay on its thread;
+  it may use (``engine/workers.py``: its affinity mask, and no more than its control group's
+  CPU quota, as a container started with ``--cpus 2`` sees every core of the host but may use
+  two); each worker's kernels, GEMM and numba loops, stay on its thread;
 - outside them, one large kernel splits its independent pieces over the cores
   (``kernels/threads.py``), each piece again on one BLAS and one numba thread;
 - numba's ``prange`` kernels (im2col, pooling, batch norm, attention, select) use every core

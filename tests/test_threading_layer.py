@@ -1,4 +1,4 @@
-"""numba without OpenMP or TBB: runs that would abort now finish, one thread at a time.
+"""How many threads the machine allows: numba without OpenMP or TBB, and a CPU quota.
 
 Where numba finds neither an OpenMP runtime (libgomp) nor TBB, as in a slim Docker image or
 with pip's numba on macOS, it falls back, without a word, to its ``workqueue`` threading
@@ -8,7 +8,8 @@ first meta-iteration. ``kernels.threads.concurrent`` now runs the tasks of a met
 kernel's pieces one at a time there. Each test runs a child Python with
 ``NUMBA_THREADING_LAYER=workqueue`` (what numba picks when libgomp is hidden, checked by hand
 in a mount namespace: docs/PERFORMANCE.md, "Process policy"), and the mutant without the
-guard must die.
+guard must die. And "every core" is every core the process may use: no more than its control
+group's CPU quota (``kernels.threads.cpu_quota``, on fake cgroup v1 and v2 trees).
 
 Read next: ``test_budget.py`` (training budgets in minutes).
 """
@@ -98,3 +99,43 @@ def test_concurrent_asks_numba_once_and_keeps_single_requests(monkeypatch):
     assert kernel_threads._LAYER["name"] in ("omp", "tbb", "workqueue")
     assert n == (3 if kernel_threads._LAYER["safe"] else 1)
     assert np.isscalar(n)
+
+
+def cgroup_tree(tmp_path, groups, files):
+    """A fake /proc/self/cgroup (``groups``) and cgroup mount (``files``: path → text)."""
+    for path, text in files.items():
+        (tmp_path / "fs" / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / path).write_text(text)
+    (tmp_path / "cgroup").write_text(groups)
+    return dict(root=str(tmp_path / "fs"), groups=str(tmp_path / "cgroup"))
+
+
+@pytest.mark.parametrize("groups, files, cpus", [
+    ("0::/\n", {"cpu.max": "max 100000\n"}, None),                      # v2, no quota
+    ("0::/\n", {"cpu.max": "200000 100000\n"}, 2),                      # docker --cpus 2
+    ("0::/\n", {"cpu.max": "150000 100000\n"}, 2),                      # 1.5 CPUs: round up
+    ("0::/\n", {"cpu.max": "5000 100000\n"}, 1),                        # at least one
+    ("0::/pod/c\n", {"pod/cpu.max": "300000 100000\n",                  # the ancestor's is
+                     "pod/c/cpu.max": "max 100000\n"}, 3),              # the limit
+    ("0::/pod/c\n", {"pod/cpu.max": "300000 100000\n",
+                     "pod/c/cpu.max": "100000 100000\n"}, 1),           # the smallest
+    ("4:cpu,cpuacct:/g\n", {"cpu,cpuacct/g/cpu.cfs_quota_us": "250000\n",  # v1
+                            "cpu,cpuacct/g/cpu.cfs_period_us": "100000\n"}, 3),
+    ("4:cpu,cpuacct:/docker/x\n", {"cpu/cpu.cfs_quota_us": "100000\n",  # v1 bind-mounted
+                                   "cpu/cpu.cfs_period_us": "100000\n"}, 1),  # container
+    ("4:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ("3:memory:/\n", {"memory/memory.limit_in_bytes": "1\n"}, None),    # no cpu controller
+    ("0::/\n", {"cpu.max": "garbage\n"}, None),                         # unreadable: none
+])
+def test_cpu_quota_reads_cgroup_v1_and_v2(tmp_path, groups, files, cpus):
+    assert kernel_threads.cpu_quota(**cgroup_tree(tmp_path, groups, files)) == cpus
+
+
+def test_cores_follow_the_quota(monkeypatch):
+    """A quota below the affinity mask bounds the threads (the mutant that ignores it fails);
+    one above it does not raise them."""
+    monkeypatch.setattr(kernel_threads.os, "sched_getaffinity", lambda pid: set(range(8)),
+                        raising=False)
+    for quota, expected in ((None, 8), (3, 3), (16, 8)):
+        monkeypatch.setattr(kernel_threads, "cpu_quota", lambda quota=quota: quota)
+        assert kernel_threads.cores() == expected

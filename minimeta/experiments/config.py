@@ -107,7 +107,8 @@ class RunConfig:
                             "checkpoints not counted), at most --iterations", above=0)
     threads: int = option(None, int, "threads the run uses: the tasks of a meta-batch (and "
                           "evaluation episodes) on this many workers, a single large kernel "
-                          "split over as many (default: every core)", least=1, most=1024)
+                          "split over as many (default: every core the process may use, "
+                          "by its affinity and CPU quota)", least=1, most=1024)
     detect_anomaly: bool = option(False, bool, "stop at the first op whose output or gradient "
                                   "holds a NaN or an inf, naming the op, its inputs, the order "
                                   "and your source line")
