@@ -35,12 +35,16 @@ through ``lookup(name, array)``. It returns the CUDA version when ``array`` live
 (a CuPy array, or one with ``__cuda_array_interface__``), else the CPU version, unless
 ``MINIMETA_KERNELS=reference`` is set or the code runs inside ``use_reference()`` (for teaching
 and debugging). numba (and numba.cuda) is imported on the first lookup of one of its kernels,
-never with minimeta.
+never with minimeta (where numba can write its cache neither beside the kernels nor in the
+home folder, the lookup gives it a private temporary folder: ``_import``).
 
 Read next: ``kernels/conv_ref.py`` (convolution in NumPy: the spec).
 """
 import contextlib
 import importlib
+import os as _os
+import stat as _stat
+import tempfile as _tempfile
 from dataclasses import dataclass
 
 import numpy as _np
@@ -106,8 +110,52 @@ def resolve(path):
     """Import "module:function" from this package (cached)."""
     if path not in _LOADED:
         module, name = path.split(":")
-        _LOADED[path] = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        _LOADED[path] = getattr(_import(f"{__name__}.{module}"), name)
     return _LOADED[path]
+
+
+def _import(module, import_module=importlib.import_module):
+    """Import a kernel module. numba caches compiled kernels beside their source or in the
+    user's cache folder; where it can write to neither (a read-only install and a read-only
+    home, as in a container with a read-only root file system) every ``cache=True`` kernel
+    refuses to be defined ("no locator available"). Then, unless NUMBA_CACHE_DIR says where,
+    the cache goes to a private folder in the temporary directory, and the import is retried."""
+    try:
+        return import_module(module)
+    except RuntimeError as err:
+        if "no locator available" not in str(err) or _os.environ.get("NUMBA_CACHE_DIR"):
+            raise
+        try:
+            folder = private_cache_dir()
+        except OSError as why:
+            raise RuntimeError(f"kernels: numba can write its cache of compiled kernels "
+                               f"neither beside them, nor in the home folder, nor in a "
+                               f"temporary folder ({why}): set NUMBA_CACHE_DIR to a writable "
+                               f"folder") from err
+    import warnings
+
+    import numba
+
+    _os.environ["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR = folder
+    warnings.warn(f"kernels: numba cannot write its cache beside the kernels or in the home "
+                  f"folder; caching compiled kernels in {folder} (NUMBA_CACHE_DIR)",
+                  RuntimeWarning, stacklevel=3)
+    return import_module(module)
+
+
+def private_cache_dir():
+    """``<tmp>/minimeta-numba-<uid>``, made with mode 700; a fresh ``mkdtemp`` instead if that
+    path is someone else's, a link, or open to others (compiled code is loaded from there)."""
+    uid = getattr(_os, "getuid", lambda: 0)()
+    folder = _os.path.join(_tempfile.gettempdir(), f"minimeta-numba-{uid}")
+    try:
+        _os.makedirs(folder, mode=0o700, exist_ok=True)
+        info = _os.lstat(folder)
+        if _stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o077:
+            return folder
+    except OSError:
+        pass
+    return _tempfile.mkdtemp(prefix="minimeta-numba-")
 
 
 def array_module(x):

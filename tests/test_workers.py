@@ -10,7 +10,7 @@ numbers as one thread, and the engine's switches are per thread.
   shared object), a thread inside ``no_grad`` turns recording off for another thread, and the
   isolation test fails.
 
-Read next: ``test_threading_layer.py`` (numba without OpenMP or TBB, and a CPU quota).
+Read next: ``test_machine_limits.py`` (numba without OpenMP or TBB, and a CPU quota).
 """
 import json
 import os

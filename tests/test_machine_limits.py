@@ -1,4 +1,4 @@
-"""How many threads the machine allows: numba without OpenMP or TBB, and a CPU quota.
+"""What the machine allows: numba without OpenMP or TBB, a CPU quota, a read-only install.
 
 Where numba finds neither an OpenMP runtime (libgomp) nor TBB, as in a slim Docker image or
 with pip's numba on macOS, it falls back, without a word, to its ``workqueue`` threading
@@ -9,11 +9,15 @@ kernel's pieces one at a time there. Each test runs a child Python with
 ``NUMBA_THREADING_LAYER=workqueue`` (what numba picks when libgomp is hidden, checked by hand
 in a mount namespace: docs/PERFORMANCE.md, "Process policy"), and the mutant without the
 guard must die. And "every core" is every core the process may use: no more than its control
-group's CPU quota (``kernels.threads.cpu_quota``, on fake cgroup v1 and v2 trees).
+group's CPU quota (``kernels.threads.cpu_quota``, on fake cgroup v1 and v2 trees). And where
+numba can write its cache of compiled kernels neither beside them nor in the home folder (a
+container with a read-only root file system), every kernel module failed to import ("no
+locator available"); ``kernels._import`` now gives numba a private temporary folder.
 
 Read next: ``test_budget.py`` (training budgets in minutes).
 """
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,6 +26,7 @@ import threading
 import numpy as np
 import pytest
 
+from minimeta import kernels as K
 from minimeta.engine import workers
 from minimeta.kernels import threads as kernel_threads
 
@@ -139,3 +144,120 @@ def test_cores_follow_the_quota(monkeypatch):
     for quota, expected in ((None, 8), (3, 3), (16, 8)):
         monkeypatch.setattr(kernel_threads, "cpu_quota", lambda quota=quota: quota)
         assert kernel_threads.cores() == expected
+
+
+NO_LOCATOR = RuntimeError("cannot cache function '_span': no locator available for file 'x'")
+
+
+def importer(*outcomes):
+    """A stand-in for ``importlib.import_module``: raises or returns ``outcomes`` in turn."""
+    calls = []
+
+    def import_module(name):
+        calls.append(name)
+        outcome = outcomes[len(calls) - 1]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+    return import_module, calls
+
+
+@pytest.fixture
+def no_cache_dir(monkeypatch, tmp_path):
+    """NUMBA_CACHE_DIR unset (and put back as it was), temporary files under tmp_path."""
+    import numba
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "")
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    return tmp_path
+
+
+def test_a_kernel_module_numba_cannot_cache_is_retried_with_a_private_cache(no_cache_dir):
+    import numba
+
+    import_module, calls = importer(NO_LOCATOR, "the module")
+    with pytest.warns(RuntimeWarning, match="caching compiled kernels in"):
+        assert K._import("minimeta.kernels.conv_numba", import_module) == "the module"
+    folder = os.environ["NUMBA_CACHE_DIR"]
+    assert calls == ["minimeta.kernels.conv_numba"] * 2 and numba.config.CACHE_DIR == folder
+    assert os.path.dirname(folder) == str(no_cache_dir) and os.stat(folder).st_mode & 0o777 == 0o700
+
+
+def test_other_failures_and_a_chosen_cache_are_left_alone(no_cache_dir, monkeypatch):
+    other = RuntimeError("something else")
+    with pytest.raises(RuntimeError, match="something else"):
+        K._import("m", importer(other)[0])
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(no_cache_dir / "mine"))   # the user's choice
+    with pytest.raises(RuntimeError, match="no locator"):
+        K._import("m", importer(NO_LOCATOR)[0])
+
+
+def test_no_writable_folder_at_all_is_one_clear_error(no_cache_dir, monkeypatch):
+    def nowhere():
+        raise FileNotFoundError(2, "No usable temporary directory found")
+    monkeypatch.setattr(K, "private_cache_dir", nowhere)
+    with pytest.raises(RuntimeError, match="set NUMBA_CACHE_DIR to a writable folder"):
+        K._import("m", importer(NO_LOCATOR)[0])
+
+
+def test_the_private_cache_is_never_a_folder_others_can_write(no_cache_dir):
+    """Compiled code is loaded from it: a folder open to others, or a link, is not used."""
+    mine = K.private_cache_dir()
+    assert K.private_cache_dir() == mine                       # reused by the next process
+    os.chmod(mine, 0o777)
+    elsewhere = K.private_cache_dir()
+    assert elsewhere != mine and os.stat(elsewhere).st_mode & 0o777 == 0o700
+    shutil.rmtree(mine)
+    os.symlink(str(no_cache_dir / "bait"), mine)
+    assert K.private_cache_dir() not in (mine, str(no_cache_dir / "bait"))
+    if hasattr(os, "geteuid") and os.geteuid() == 0:          # someone else's folder
+        os.remove(mine)
+        os.mkdir(mine, 0o700)
+        os.chown(mine, 65534, 65534)
+        assert K.private_cache_dir() != mine
+
+
+def can_mount_read_only():
+    """Root, with unshare, allowed to remount a folder read-only in a private namespace."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("unshare")):
+        return False
+    folder = os.path.dirname(os.path.abspath(__file__))
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {folder} {folder} && "
+                            f"mount -o remount,bind,ro {folder}"], capture_output=True)
+    return probe.returncode == 0
+
+
+READ_ONLY = """mount --bind "$SRC" "$SRC" && mount -o remount,bind,ro "$SRC" && \
+mount --bind "$HOME" "$HOME" && mount -o remount,bind,ro "$HOME" && exec "$@" """
+PROBE = """
+import os, sys, importlib, numpy as np
+from minimeta import kernels as K
+if sys.argv[1] == "mutant":
+    K._import = lambda name, *a: importlib.import_module(name)
+x, w = np.ones((2, 3, 8, 8), np.float32), np.ones((4, 3, 3, 3), np.float32)
+print(K.lookup("conv2d", x)(x, w, 1, 1).sum(), os.environ.get("NUMBA_CACHE_DIR"))
+"""
+
+
+@pytest.mark.skipif(not can_mount_read_only(), reason="needs root and unshare -m")
+@pytest.mark.parametrize("mode", ["guarded", "mutant"])
+def test_kernels_compile_from_a_read_only_install(tmp_path, mode):
+    """The real thing: this checkout and HOME mounted read-only in a private mount namespace,
+    TMPDIR writable. The mutant (the plain import) fails with numba's error."""
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    env = dict(os.environ, SRC=ROOT, HOME=str(home), TMPDIR=str(tmp), PYTHONPATH=ROOT)
+    env.pop("NUMBA_CACHE_DIR", None)
+    run = subprocess.run(["unshare", "-m", "sh", "-c", READ_ONLY, "sh", sys.executable, "-c",
+                          PROBE, mode], capture_output=True, text=True, env=env, timeout=600)
+    if mode == "mutant":
+        assert run.returncode != 0 and "no locator available" in run.stderr
+    else:
+        assert run.returncode == 0, run.stderr[-2000:]
+        from minimeta.kernels import conv_ref
+        total, folder = run.stdout.split()
+        x, w = np.ones((2, 3, 8, 8), np.float32), np.ones((4, 3, 3, 3), np.float32)
+        assert float(total) == conv_ref.conv2d(x, w, 1, 1).sum() and folder.startswith(str(tmp))
