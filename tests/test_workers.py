@@ -322,7 +322,8 @@ _FAULTS = """
 import resource, sys
 import numpy as np
 from minimeta.threads import malloc_policy
-np._core.multiarray._set_madvise_hugepage(False)     # 4 KiB pages: 16 384 faults per block
+core = getattr(np, "_core", None) or np.core         # NumPy 2, NumPy 1
+core.multiarray._set_madvise_hugepage(False)         # 4 KiB pages: 16 384 faults per block
 applied = malloc_policy(mmap_max=int(sys.argv[1]))
 np.ones(16 << 20, np.float32)                        # the first 64 MiB block faults in
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
