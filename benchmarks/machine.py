@@ -36,7 +36,7 @@ import time
 from minimeta import nn
 from minimeta.learners import MAML, StackedTasks
 from minimeta.optim import Adam
-from _timing import apply_malloc_policy, blas_threads, try_torch
+from _timing import apply_malloc_policy, apply_omp_policy, blas_threads, try_torch
 from workloads import (maml_tasks, mm_conv4, mm_protonet, torch_maml, torch_maml_stacked,
                        torch_workloads)
 
@@ -106,6 +106,9 @@ def main():
     parser.add_argument("--memory-child", choices=["minimeta", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the table as JSON here")
+    parser.add_argument("--default-omp-wait", action="store_true",
+                        help="leave numba's OpenMP threads spinning after each loop "
+                             "(GNU OpenMP's default) instead of minimeta's passive policy")
     args = parser.parse_args()
     apply_malloc_policy()
     if args.memory_child:
@@ -114,6 +117,8 @@ def main():
         return memory()
     blas_threads(1)
     torch = try_torch()
+    if not args.default_omp_wait:
+        apply_omp_policy()          # after PyTorch's import: its own runtime keeps its default
     keys = args.only or KEYS[:4]
     cases = {}
     for key in keys:

@@ -19,7 +19,8 @@ import minimeta.functional as F
 from minimeta import kernels as K, nn
 from minimeta.learners import MAML
 from minimeta.optim import Adam
-from _timing import add_malloc_flag, apply_malloc_policy, median_time, report, try_torch
+from _timing import (add_malloc_flag, apply_malloc_policy, apply_omp_policy, median_time, report,
+                     try_torch)
 
 RNG = np.random.default_rng(0)
 
@@ -213,6 +214,7 @@ def main():
     args = parser.parse_args()
     apply_malloc_policy(args)
     torch = try_torch()
+    apply_omp_policy()
     if torch:
         torch.set_num_threads(args.threads)
     import numba

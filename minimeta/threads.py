@@ -34,13 +34,18 @@ cost, as with PyTorch's and CuPy's caching allocators: up to 1 GiB of freed heap
 process for reuse (peaks measured unchanged). It also keeps one malloc arena for all threads,
 so the worker threads do not each hold a heap of their own.
 
-``configure()`` applies both policies process-wide; the command line (``--threads N``) and the
-examples call it, the benchmarks call ``malloc_policy()`` and set their threads themselves.
+And OpenMP's threads (numba's ``omp`` threading layer) sleep when a loop ends instead of
+spinning on the cores the next kernel wants (``omp_wait_policy``).
+
+``configure()`` applies these policies process-wide; the command line (``--threads N``) and
+the examples call it, the benchmarks call ``malloc_policy()`` and ``omp_wait_policy()`` and set
+their threads themselves.
 
 Read next: ``minimeta/cli.py`` (the command line).
 """
 import ctypes
 import ctypes.util
+import os
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -3, -4, -8  # glibc's malloc.h
@@ -72,10 +77,23 @@ def malloc_policy(mmap_threshold=32 << 20, trim_threshold=1 << 30, arenas=1, mma
                 and mallopt(M_ARENA_MAX, arenas))
 
 
+def omp_wait_policy(policy="PASSIVE"):
+    """OpenMP threads that sleep as soon as a parallel loop ends (``OMP_WAIT_POLICY``), unless
+    the environment already names a policy; returns the one in force. GNU OpenMP's default
+    keeps each of numba's loop threads spinning for 300 000 rounds (``GOMP_SPINCOUNT``) after
+    every ``prange`` loop, on a core where minimeta's next kernel piece wants to run: passive,
+    a 60-way ProtoNet episode on two cores took 8–15% less time (18% with the other core
+    busy), MAML and the command line's training runs the same (docs/PERFORMANCE.md, "Process
+    policy"). The runtime reads it once, when it loads: so this must come before numba's first
+    parallel kernel (``configure`` calls it first)."""
+    return os.environ.setdefault("OMP_WAIT_POLICY", policy)
+
+
 def configure(blas_threads=1, threads=None):
     """Limit BLAS to ``blas_threads``; give numba, and the split of one kernel's work
     (``kernels/threads.py``), ``threads`` (default: every core this process may use); apply
-    ``malloc_policy()``. Returns the number of threads, for the learners' ``workers``.
+    ``omp_wait_policy()`` and ``malloc_policy()``. Returns the number of threads, for the
+    learners' ``workers``.
 
     The BLAS limit is process-wide (``threadpoolctl``); the numba count applies to the calling
     thread (numba's is per thread; worker threads set their own to 1).
@@ -84,6 +102,7 @@ def configure(blas_threads=1, threads=None):
 
     from .kernels import threads as kernel_threads
 
+    omp_wait_policy()
     malloc_policy()
     threadpool_limits(limits=blas_threads, user_api="blas")
     threads = threads or kernel_threads.cores()

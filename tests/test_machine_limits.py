@@ -1,4 +1,5 @@
-"""What the machine allows: numba without OpenMP or TBB, a CPU quota, a read-only install.
+"""What the machine allows: numba without OpenMP or TBB, a CPU quota, a read-only install;
+and OpenMP's threads told to sleep, not spin, when a loop ends.
 
 Where numba finds neither an OpenMP runtime (libgomp) nor TBB, as in a slim Docker image or
 with pip's numba on macOS, it falls back, without a word, to its ``workqueue`` threading
@@ -12,7 +13,10 @@ guard must die. And "every core" is every core the process may use: no more than
 group's CPU quota (``kernels.threads.cpu_quota``, on fake cgroup v1 and v2 trees). And where
 numba can write its cache of compiled kernels neither beside them nor in the home folder (a
 container with a read-only root file system), every kernel module failed to import ("no
-locator available"); ``kernels._import`` now gives numba a private temporary folder.
+locator available"); ``kernels._import`` now gives numba a private temporary folder. Last,
+``configure`` sets OMP_WAIT_POLICY=PASSIVE before numba's OpenMP runtime loads (checked with
+the runtime's own report, ``OMP_DISPLAY_ENV``), and the benchmarks leave PyTorch's at its
+default.
 
 Read next: ``test_budget.py`` (training budgets in minutes).
 """
@@ -261,3 +265,51 @@ def test_kernels_compile_from_a_read_only_install(tmp_path, mode):
         total, folder = run.stdout.split()
         x, w = np.ones((2, 3, 8, 8), np.float32), np.ones((4, 3, 3, 3), np.float32)
         assert float(total) == conv_ref.conv2d(x, w, 1, 1).sum() and folder.startswith(str(tmp))
+
+
+def omp_report(code):
+    """Each OpenMP runtime's GOMP_SPINCOUNT, in the order they loaded, as they report it
+    (OMP_DISPLAY_ENV=verbose) in a child running ``code``; None where numba has no GNU
+    OpenMP."""
+    env = dict(os.environ, OMP_DISPLAY_ENV="verbose",
+               PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "benchmarks")]))
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "NUMBA_THREADING_LAYER"):
+        env.pop(name, None)
+    run = subprocess.run([sys.executable, "-c", code + "\nimport numba\nnumba.get_num_threads()"
+                          "\nprint(numba.threading_layer())"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    if run.stdout.split()[-1] != "omp" or "GOMP_SPINCOUNT" not in run.stderr:
+        return None
+    return [line.split("'")[1] for line in run.stderr.splitlines() if "GOMP_SPINCOUNT" in line]
+
+
+def test_omp_wait_policy_respects_a_policy_already_chosen(monkeypatch):
+    from minimeta.threads import omp_wait_policy
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert omp_wait_policy() == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert omp_wait_policy() == "PASSIVE" == os.environ["OMP_WAIT_POLICY"]
+
+
+@pytest.mark.parametrize("mode", ["policy", "mutant"])
+def test_configure_makes_numbas_openmp_threads_sleep(mode):
+    """After ``configure()`` numba's runtime spins 0 rounds after a loop; the mutant (the
+    policy left out) keeps GNU OpenMP's default spinning."""
+    mutant = "import minimeta.threads as t; t.omp_wait_policy = lambda: None\n"
+    spins = omp_report((mutant if mode == "mutant" else "") +
+                       "from minimeta.threads import configure\nconfigure()")
+    if spins is None:
+        pytest.skip("numba's threading layer is not GNU OpenMP here")
+    assert (spins == ["0"]) == (mode == "policy")
+
+
+def test_benchmarks_leave_pytorchs_openmp_at_its_default():
+    """Two runtimes: PyTorch's, loaded with it, spins as by default (its best setting); numba's,
+    loaded after ``apply_omp_policy``, sleeps."""
+    pytest.importorskip("torch")
+    spins = omp_report("from _timing import apply_omp_policy\napply_omp_policy()")
+    if spins is None:
+        pytest.skip("numba's threading layer is not GNU OpenMP here")
+    assert len(spins) == 2 and spins[0] != "0" and spins[1] == "0"
