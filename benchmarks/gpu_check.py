@@ -1,7 +1,8 @@
 """The GPU check: everything issue 18 asks of a GPU machine, in one command and one call.
 
-1. ``env``: the GPU, CuPy, numba (and numba-cuda), PyTorch, and where NVVM came from (numba-cuda
-   compiles kernels with it; if it finds none, the one ``gpu_prepare.sh`` carried: ``nvvm``);
+1. ``env``: the GPU, CuPy, numba (and numba-cuda), PyTorch, the host's cores (CPU quota, numba's
+   threading layer), and where NVVM came from (numba-cuda compiles kernels with it; if it finds
+   none, the one ``gpu_prepare.sh`` carried: ``nvvm``);
 2. ``tests``: the ``gpu`` tests (``tests/test_gpu.py``): every CUDA kernel against its NumPy
    reference in float32 and float64 at the production block size, every row of the primitive
    table (forward, VJP and the VJP's own VJP) on the GPU against the CPU, the second-order
@@ -67,6 +68,10 @@ def environment(cp, torch):
     if torch is not None:
         info["torch"] = torch.__version__
         info["torch_cuda"] = torch.version.cuda
+    from minimeta.kernels import threads     # the host's side: cores, quota, numba's layer
+    threads.concurrent_kernels()
+    info["cpu"] = {"cores": threads.cores(), "quota": threads.cpu_quota(),
+                   "numba_layer": threads._LAYER["name"]}
     return info
 
 
