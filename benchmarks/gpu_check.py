@@ -69,9 +69,8 @@ def environment(cp, torch):
         info["torch"] = torch.__version__
         info["torch_cuda"] = torch.version.cuda
     from minimeta.kernels import threads     # the host's side: cores, quota, numba's layer
-    threads.concurrent_kernels()
     info["cpu"] = {"cores": threads.cores(), "quota": threads.cpu_quota(),
-                   "numba_layer": threads._LAYER["name"]}
+                   "numba_layer": threads.threading_layer()}
     return info
 
 

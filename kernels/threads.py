@@ -135,21 +135,25 @@ def single_threaded():
         LOCAL.split = previous
 
 
-_LAYER = {}    # "safe": whether numba's threading layer takes concurrent callers (asked once)
+_LAYER = {}    # numba's threading layer, asked once ("name"), and whether we warned
+
+
+def threading_layer():
+    """numba's threading layer: ``omp``, ``tbb`` or ``workqueue``. Asking makes numba choose
+    it now if it has not yet (``get_num_threads`` does); asked once."""
+    if "name" not in _LAYER:
+        import numba
+
+        numba.get_num_threads()
+        _LAYER["name"] = numba.threading_layer()
+    return _LAYER["name"]
 
 
 def concurrent_kernels():
     """Whether numba's parallel kernels may be entered from several threads at once: True with
     its ``omp`` and ``tbb`` threading layers, False with ``workqueue``, where two threads in a
-    ``prange`` kernel at once abort the process ("Concurrent access has been detected").
-    Asking makes numba choose its layer now if it has not yet (``get_num_threads`` does)."""
-    if "safe" not in _LAYER:
-        import numba
-
-        numba.get_num_threads()
-        _LAYER["name"] = numba.threading_layer()
-        _LAYER["safe"] = _LAYER["name"] != "workqueue"
-    return _LAYER["safe"]
+    ``prange`` kernel at once abort the process ("Concurrent access has been detected")."""
+    return threading_layer() != "workqueue"
 
 
 def concurrent(n):
@@ -159,7 +163,7 @@ def concurrent(n):
         return n
     if not _LAYER.get("warned"):
         _LAYER["warned"] = True
-        warnings.warn(f"minimeta: numba's threading layer is '{_LAYER['name']}' (no OpenMP or "
+        warnings.warn(f"minimeta: numba's threading layer is '{threading_layer()}' (no OpenMP or "
                       "TBB runtime found), which aborts when two threads run its kernels, so "
                       "tasks and kernel pieces run one at a time (about half speed on 2 cores); "
                       "install OpenMP (libgomp1 on Debian/Ubuntu) or TBB (`pip install tbb`, "

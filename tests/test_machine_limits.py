@@ -106,7 +106,7 @@ def test_concurrent_asks_numba_once_and_keeps_single_requests(monkeypatch):
     assert kernel_threads.concurrent(1) == 1 and kernel_threads._LAYER == {}   # not asked
     n = kernel_threads.concurrent(3)
     assert kernel_threads._LAYER["name"] in ("omp", "tbb", "workqueue")
-    assert n == (3 if kernel_threads._LAYER["safe"] else 1)
+    assert n == (3 if kernel_threads._LAYER["name"] != "workqueue" else 1)
     assert np.isscalar(n)
 
 
