@@ -44,7 +44,10 @@ try:
     from minimeta.kernels import threads as kernel_threads
 except ImportError:  # an older tree (before the kernel split), timed as "before"
     kernel_threads = None
-CORES = len(os.sched_getaffinity(0))
+# The cores this process may use: the affinity mask bounded by a cgroup CPU quota (both
+# libraries get the same count; an older tree without ``cores()`` counts the mask).
+CORES = kernel_threads.cores() if hasattr(kernel_threads, "cores") else len(
+    os.sched_getaffinity(0))
 SHAPES = {"maml5": dict(ways=5, queries=15, n_tasks=32, steps=1),
           "maml20": dict(ways=20, queries=5, n_tasks=16, steps=5)}
 

@@ -16,19 +16,22 @@
     batch_norm_backward        norm_ref.…               norm_numba.…       the reference, on CuPy
     batch_norm_double_backward norm_ref.…               norm_numba.…       the reference, on CuPy
     add_bias                   norm_ref.…               norm_numba.…       the reference, on CuPy
+    bias_grad                  norm_ref.…               norm_numba.…       the reference, on CuPy
 
-Batch norm, ``add_bias`` and ``where`` on the GPU run their NumPy references on CuPy arrays
-(NumPy's functions dispatch to CuPy's, whose reductions and select a hand kernel would not
-beat). The other references make their arrays with NumPy: under ``use_reference()`` they run
-on host copies of GPU arrays (``via_host``), as CuPy refuses to mix host and device arrays.
+Batch norm, ``add_bias``, ``bias_grad`` and ``where`` on the GPU run their NumPy references on
+CuPy arrays (NumPy's functions dispatch to CuPy's, whose reductions and select a hand kernel
+would not beat). The other references make their arrays with NumPy: under ``use_reference()``
+they run on host copies of GPU arrays (``via_host``), as CuPy refuses to mix host and device
+arrays.
 Families close under differentiation: conv2d and its two gradients; the causal dilated conv1d
 (SNAIL's) and its two; max pooling and its argmax scatter (whose own gradient is a gather);
 fused cosine attention and fused batch norm, whose composite definitions in
 ``minimeta.functional`` give their higher derivatives (see
 ``minimeta/engine/primitives/fused.py``); ``add_bias`` is the forward of the conv's bias, whose
-VJP is a sum (``engine/primitives/conv.py``). The conv and batch-norm rows also
-take a stack of tasks, a leading task axis on every array (``conv_ref.over_tasks``, the
-batch-norm references): what ``learners.StackedTasks`` runs, one batched launch on a GPU.
+VJP is ``bias_grad``, whose own VJP is a broadcast (``engine/primitives/conv.py``). The conv and
+batch-norm rows also take a stack of tasks, a leading task axis on every array
+(``conv_ref.over_tasks``, the batch-norm references): what ``learners.StackedTasks`` runs, one
+batched launch on a GPU.
 
 Kernels take arrays and return arrays; they never see a Tensor. The engine calls them only
 through ``lookup(name, array)``. It returns the CUDA version when ``array`` lives on a GPU
@@ -89,6 +92,7 @@ TABLE = {
     # vectorised NumPy already: one op for the engine instead of ~130 through the composite
     "batch_norm_double_backward": _row(norm_ref.batch_norm_double_backward, "norm", cuda=False),
     "add_bias": _row(norm_ref.add_bias, "norm", cuda=False),      # the conv bias, in place
+    "bias_grad": _row(norm_ref.bias_grad, "norm", cuda=False),    # and its gradient
 }
 
 _LOADED = {}

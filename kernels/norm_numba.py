@@ -6,7 +6,9 @@ pass writes y. Backward: one pass gathers Σx, Σx², Σg, Σg·x, one pass writ
 backward (the VJP of the backward, which second-order MAML runs through every batch norm): one
 pass gathers seven sums, one writes dx and dg, where the NumPy reference makes some twenty
 array passes. The composite (about 9 full-size temporaries forward and 15 backward) is what
-these replace. And the conv bias, ``add_bias``: one pass in place, over the planes in parallel.
+these replace. And the conv bias, ``add_bias``: one pass in place, over the planes in parallel;
+its gradient ``bias_grad``: one pass, each plane summed on one thread (NumPy's sum over the
+image and pixel axes runs on one core).
 
 Read next: ``kernels/select_numba.py`` (the elementwise select with numba).
 """
@@ -127,6 +129,20 @@ def _add_bias(y, b):
             row[k] += v
 
 
+@njit(parallel=True, cache=True, fastmath=True)
+def _plane_sums(g):
+    """Σ of each (task, image, channel) plane of g (T, N, C, M), in float64."""
+    tasks, n, c, m = g.shape
+    out = np.empty((tasks, n, c), dtype=np.float64)
+    for plane in prange(tasks * n * c):
+        t, i, ch = plane // (n * c), plane // c % n, plane % c
+        row, total = g[t, i, ch], 0.0
+        for k in range(m):
+            total += row[k]
+        out[t, i, ch] = total
+    return out
+
+
 def _as4(a, w):
     """``a`` as (T, N, C, rest): a stack when ``w`` is (T, C), else a stack of one."""
     a = np.ascontiguousarray(a)
@@ -146,6 +162,18 @@ def add_bias(y, b):
         return norm_ref.add_bias(y, b)
     _add_bias(_as4(y, b), _as2(b, y, b))
     return y
+
+
+def bias_grad(g, stacked=False):
+    """Σ g per channel (``norm_ref.bias_grad``): the planes' sums in parallel, in float64, then
+    added over the images in order (on conv4's first layer at 640 images, 7.5–8.8 ms on two
+    cores against NumPy's 16 on one). A non-contiguous or non-float ``g`` goes to the
+    reference."""
+    if not g.flags.c_contiguous or g.dtype.kind != "f" or g.ndim < 2 + stacked:
+        return norm_ref.bias_grad(g, stacked)
+    g4 = g.reshape(g.shape[:3] + (-1,)) if stacked else g.reshape((1,) + g.shape[:2] + (-1,))
+    sums = _plane_sums(g4).sum(axis=1).astype(g.dtype)
+    return sums if stacked else sums[0]
 
 
 def batch_norm(x, w, b, eps=1e-5):

@@ -10,7 +10,8 @@ over every axis but 0 and 2): the weight's rank says which.
 ``batch_norm`` returns (y, μ, σ²); ``batch_norm_backward`` the packed concat(dx, dw, db);
 ``batch_norm_double_backward`` the backward's own VJP (second-order MAML differentiates
 through every batch norm's backward), packed concat(dx, dw, db, dg). And the simplest
-per-channel op, ``add_bias`` (y += b in place: the conv bias), with the same layout.
+per-channel ops, with the same layout: ``add_bias`` (y += b in place: the conv bias) and its
+adjoint ``bias_grad`` (Σ g per channel: the bias's gradient).
 
 Read next: ``kernels/select_ref.py`` (the elementwise select in NumPy: the spec).
 """
@@ -27,8 +28,14 @@ def layout(x, w):
     ((1, 3, 4), (2, 1, 3, 1, 1))
     """
     if w is not None and w.ndim == 2:
-        return (1,) + tuple(range(3, x.ndim)), (w.shape[0], 1, w.shape[1]) + (1,) * (x.ndim - 3)
-    return (0,) + tuple(range(2, x.ndim)), (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        return stat_axes(x.ndim, True), (w.shape[0], 1, w.shape[1]) + (1,) * (x.ndim - 3)
+    return stat_axes(x.ndim, False), (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def stat_axes(ndim, stacked):
+    """The axes per-channel statistics run over on an array of rank ``ndim``: all but the
+    channel axis 1, or, on a stack, all but the task axis 0 and the channel axis 2."""
+    return (1,) + tuple(range(3, ndim)) if stacked else (0,) + tuple(range(2, ndim))
 
 
 def _per_channel(v, x, w):
@@ -47,6 +54,20 @@ def add_bias(y, b):
     """
     y += _per_channel(b, y, b).astype(y.dtype, copy=False)
     return y
+
+
+def bias_grad(g, stacked=False):
+    """Σ g per channel: over every axis of g (N, C, ...) but the channel axis, giving (C,), or
+    on a stack (T, N, C, ...) (``stacked``) over all but the task and channel axes, giving
+    (T, C). The adjoint of ``add_bias``: the conv bias's gradient.
+
+    >>> bias_grad(np.arange(8.0).reshape(2, 2, 2))
+    array([10., 18.])
+    >>> bias_grad(np.ones((2, 3, 4, 5)), stacked=True)       # 2 tasks, 4 channels
+    array([[15., 15., 15., 15.],
+           [15., 15., 15., 15.]])
+    """
+    return g.sum(axis=stat_axes(g.ndim, stacked))
 
 
 def batch_norm(x, w, b, eps=1e-5):

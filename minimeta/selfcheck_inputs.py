@@ -201,6 +201,14 @@ def conv_bias_args(draw):
 
 
 @st.composite
+def bias_grad_args(draw):
+    """g (N, C, ...) of 2 to 4 axes, or a stack (T, N, C, ...) of 3 to 5; whether stacked."""
+    stacked = draw(st.booleans())
+    shape = tuple(draw(st.lists(st.integers(1, 3), min_size=2 + stacked, max_size=4 + stacked)))
+    return (draw(arrays(shape)),), (stacked,)
+
+
+@st.composite
 def conv_input_grad_args(draw):
     xs, ws, stride, padding, ys = draw(conv_geometry())
     return (draw(arrays(ys)), draw(arrays(ws))), (xs, stride, padding)

@@ -22,8 +22,8 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
-# + 1 kernel table + 12 learners + one per row of the primitive table (45) + 1 reference
-# kernels on GPU arrays + 1 device reads + 1 device calls = 69. A test added below must be
+# + 1 kernel table + 12 learners + one per row of the primitive table (46) + 1 reference
+# kernels on GPU arrays + 1 device reads + 1 device calls = 71. A test added below must be
 # added here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann", "maml_stacked", "anil_stacked"]
@@ -52,7 +52,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 25 + len(ROWS) == 70
+    assert len(EXPECTED) == 25 + len(ROWS) == 71
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}

@@ -288,6 +288,26 @@ def test_add_bias_numba_equals_reference(data, dtype, stack, strided):
     np.testing.assert_array_equal(want, y0 + b.reshape(view))       # the spec: y moved by b
 
 
+@given(st.data(), DTYPES, st.booleans(), st.sampled_from(["C", "strided", "int"]))
+def test_bias_grad_numba_equals_reference(data, dtype, stack, kind):
+    """Σ g per channel, on a single batch and on a stack of tasks, in g's dtype; the fast path
+    (contiguous floats) and the reference's road (a strided view, integers) agree with the
+    spec, which is a plain sum over every axis but the task and channel axes."""
+    shape = tuple(data.draw(st.lists(st.integers(1, 5), min_size=2, max_size=4)))
+    tasks = (data.draw(st.integers(1, 3)),) if stack else ()
+    g = data.draw(arrays(tasks + shape, dtype=dtype, layouts=False))
+    if kind == "strided":
+        g = np.repeat(g, 2, axis=-1)[..., ::2]
+    elif kind == "int":
+        g = np.round(g * 10).astype(np.int64)
+    want = K.TABLE["bias_grad"].reference(g, stack)
+    got = K.resolve(K.TABLE["bias_grad"].cpu)(g, stack)
+    assert got.shape == tasks + shape[1:2] and got.dtype == g.dtype
+    close(got, want, np.float64 if kind == "int" else dtype)
+    axes = tuple(a for a in range(g.ndim) if a != len(tasks) + 1 and not (stack and a == 0))
+    close(want, g.astype(np.float64).sum(axis=axes), dtype)       # the spec, spelled out
+
+
 @given(st.data(), DTYPES, st.sampled_from(["full", "a scalar", "b scalar", "view", "bcast"]))
 def test_where_numba_equals_reference(data, dtype, kind):
     """The select kernel equals np.where bit for bit, on its fast path (sizes past 1024, a

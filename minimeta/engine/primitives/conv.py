@@ -16,8 +16,7 @@ Read next: ``minimeta/engine/primitives/causal.py`` (the causal dilated 1-D conv
 from ... import kernels as K
 from ..autodiff import Primitive, apply
 from ..backend import array_module
-from .reductions import sum as reduce_sum
-from .shape import getitem, reshape
+from .shape import broadcast_to, getitem, reshape
 
 
 def _check(x_shape, w_shape, stride, padding):
@@ -45,8 +44,9 @@ class Conv2d(Primitive):
 
     The bias is added in place to the kernel's output, an array no one else holds (kernel
     ``add_bias``): one pass on all cores, where ``y + b`` as an Add would take one core and
-    allocate (on conv4's first layer at 640 images, 128 MiB each step). The bias's VJP is a
-    Sum, so every order stays in the family and the reductions.
+    allocate (on conv4's first layer at 640 images, 128 MiB each step). The bias's VJP is
+    ``BiasGrad`` (a per-channel sum, one kernel pass on all cores), whose own VJP is a
+    broadcast, so every order stays in the family, the shape ops and the reductions.
     """
 
     __slots__ = ("stride", "padding")
@@ -70,10 +70,28 @@ class Conv2d(Primitive):
             if w.requires_grad else None
         if b is None:
             return gx, gw
-        gb = None
-        if b.requires_grad:       # over images and pixels: all axes but the task and channel
-            gb = reduce_sum(g, K.norm_ref.layout(g, b)[0])
+        gb = bias_grad(g, stacked=b.ndim == 2) if b.requires_grad else None
         return gx, gw, gb
+
+
+class BiasGrad(Primitive):
+    """gb = Σ g over every axis but the channel axis (and the task axis of a stack): the conv
+    bias's gradient, the adjoint of adding a bias per channel.
+
+    VJP: h broadcast back over the summed axes (as a Sum's VJP, which it is).
+    """
+
+    __slots__ = ("stacked",)
+
+    def __init__(self, stacked):
+        self.stacked = stacked
+
+    def forward(self, g):
+        return K.lookup("bias_grad", g)(g, self.stacked)
+
+    def vjp(self, h, out, g):
+        per_channel = K.norm_ref.layout(g, out if self.stacked else None)[1]
+        return (broadcast_to(reshape(h, per_channel), g.shape),)
 
 
 class Conv2dInputGrad(Primitive):
@@ -173,6 +191,12 @@ def conv2d(x, w, stride=1, padding=0, bias=None):
     if bias.shape != want:                                      # (O,), or (T, O) on a stack
         raise ValueError(f"conv2d: bias {bias.shape} must be {want} for weight {w.shape}")
     return apply(Conv2d(stride, padding), x, w, bias)
+
+
+def bias_grad(g, stacked=False):
+    """Differentiable Σ of ``g`` per channel: (C,) from (N, C, ...), or (T, C) from a stack
+    (T, N, C, ...) with ``stacked``: the gradient of ``conv2d``'s bias."""
+    return apply(BiasGrad(bool(stacked)), g)
 
 
 def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
