@@ -16,7 +16,9 @@ Settings: minimeta's best is its policy (``minimeta/threads.py``): one BLAS thre
 of a meta-batch on one worker per core, a large kernel split over the cores; its single-thread
 setting has one worker, no split, one numba thread. PyTorch's best is ``set_num_threads`` =
 cores (its default), and 1. Each round times every (workload, setting) once, so a noisy
-moment hits all of them; the table gives the median over rounds and the range.
+moment hits all of them (odd rounds in reverse order, so that no case always runs first); the
+table gives the median over rounds and the range, and the paired ratio: minimeta's time over
+PyTorch's in the same round, its median and range over the rounds.
 
 ``--memory`` instead runs the 5-way MAML meta-iteration alone in a fresh process per library
 (and per minimeta worker count) and prints its peak RSS.
@@ -139,7 +141,8 @@ def main():
         run()
     samples = {case: [] for case in cases}
     for r in range(args.rounds):
-        for case, (run, setup) in cases.items():
+        order = list(cases.items())
+        for case, (run, setup) in order[::-1] if r % 2 else order:  # no side always first
             setup()
             samples[case].append(timed(run))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
@@ -162,10 +165,24 @@ def main():
                      f"[{row[f'torch@{CORES}'][1]:.3f}-{row[f'torch@{CORES}'][2]:.3f}]"
                      f" | 1 thread {one_t:7.3f} s || ratio best/best "
                      f"{best_mm / min(best_t, one_t):5.2f}, 1/1 {one_mm / one_t:5.2f}")
+            paired = paired_ratios(samples, key)
+            row["paired"] = paired
+            line += (f" || paired: median {statistics.median(paired):.2f} "
+                     f"[{min(paired):.2f}-{max(paired):.2f}], minimeta faster in "
+                     f"{sum(r < 1 for r in paired)} of {len(paired)} rounds")
         print(line, flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(table, f, indent=1)
+
+
+def paired_ratios(samples, key):
+    """Round by round, minimeta's time at its best setting over PyTorch's best in the same
+    round: a slow spell of the machine that lasts a round hits both sides of each ratio, so
+    these scatter less than a ratio of medians taken over all rounds."""
+    mine, t_best, t_one = (samples[key, lib, n] for lib, n in
+                           (("minimeta", CORES), ("torch", CORES), ("torch", 1)))
+    return [m / min(a, b) for m, a, b in zip(mine, t_best, t_one)]
 
 
 def memory_child(lib, workers):
