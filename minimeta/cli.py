@@ -220,9 +220,12 @@ def main(argv=None):
         raise
     except EXPECTED as err:
         parser.exit(2, f"minimeta {args.command}: {message(err, args.command)}\n")
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:   # Ctrl-C, or SIGTERM during training
+        from .experiments.training import Terminated
+
+        terminated = isinstance(err, Terminated)
+        print("\nterminated" if terminated else "\ninterrupted", file=sys.stderr)
+        return 143 if terminated else 130     # 128 + the signal's number, as a shell reports
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   the others), ``iteration`` (the iterations done), ``seconds``, ``train_seconds`` (the
   clock of ``--minutes``: sampling to optimizer step only) and ``settings``. It is written
   when a fresh run starts (iteration 0), every ``checkpoint_every`` seconds, at the end and on
-  Ctrl-C (which waits for the iteration's update and its metrics line: only whole
-  iterations are saved).
+  Ctrl-C or SIGTERM (``kill``, ``docker stop``, a scheduler's time limit: ``Terminated``),
+  each of which waits for the iteration's update and its metrics line: only whole
+  iterations are saved.
 - ``metrics.jsonl``: one JSON object per iteration (iteration, seconds, train_seconds,
   grad_norm when clipping, val_accuracy and val_interval when validating, and the learner's metrics;
   a NaN or an inf is written as null), flushed to disk before every checkpoint, so it always reaches
@@ -156,7 +157,7 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
         if checkpoint and state is None:
             save(0)  # a folder with metrics always has a checkpoint to resume from
         run["last"] = time.perf_counter()
-        with detect_anomaly(config.detect_anomaly):  # off by default: then it costs nothing
+        with detect_anomaly(config.detect_anomaly), sigterm_as_interrupt():
             for it in range(start, config.iterations):
                 if budget is not None and run["trained"] >= budget:
                     log(f"\ntraining budget of {config.minutes:g} minutes reached at "
@@ -193,12 +194,12 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
                 if checkpoint and time.perf_counter() - run["last"] > config.checkpoint_every:
                     save(run["done"])
             save(run["done"])
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated)
         if checkpoint:
             if run["sound"] and not run["busy"]:
                 save(run["done"])
-            log(f"\ninterrupted: checkpoint at iteration {run['saved']} in {checkpoint} "
-                "(--resume)")
+            how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+            log(f"\n{how}: checkpoint at iteration {run['saved']} in {checkpoint} (--resume)")
         raise
     finally:
         if metrics_file is not None:
@@ -325,33 +326,59 @@ def finite_or_null(record):
             for k, v in record.items()}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as ``kill``, ``docker stop`` or a batch scheduler's time limit send it: a run
+    stops as on Ctrl-C, saving its whole iterations (``minimeta`` then exits with 143)."""
+
+
+def _terminate(*_):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Inside, SIGTERM raises ``Terminated`` instead of ending the process on the spot; only in
+    the main thread, and only where SIGTERM has its default action (a handler of the caller's
+    is left alone)."""
+    own = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if own:
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        if own:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def uninterrupted(run):
-    """Hold back Ctrl-C (SIGINT) inside, then deliver it, so that an interrupted run saves
-    whole iterations only; a second Ctrl-C inside stops at once, saving nothing.
-    ``run["busy"]`` is True inside (and stays True if it is left by an exception). A process
-    without a Python handler for SIGINT (ignoring it, as one started by ``nohup ... &``) is
-    left as it is."""
-    previous = signal.getsignal(signal.SIGINT)
-    hold = threading.current_thread() is threading.main_thread() and callable(previous)
+    """Hold back Ctrl-C (SIGINT) and SIGTERM inside, then deliver the first, so that a stopped
+    run saves whole iterations only; a second one inside stops at once, saving nothing.
+    ``run["busy"]`` is True inside (and stays True if it is left by an exception). A signal
+    without a Python handler (SIGINT ignored, as in a process started by ``nohup ... &``;
+    SIGTERM outside ``sigterm_as_interrupt``) is left as it is."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    held = [sig for sig, handler in previous.items() if main and callable(handler)]
     caught = []
 
-    def held(*_):
-        caught.append(1)
+    def hold(sig, _):
+        caught.append(sig)
         if len(caught) > 1:
-            raise KeyboardInterrupt
+            raise Terminated if sig == signal.SIGTERM else KeyboardInterrupt
 
-    if hold:
-        signal.signal(signal.SIGINT, held)
+    for sig in held:
+        signal.signal(sig, hold)
     run["busy"] = True
     try:
         yield
         run["busy"] = False
     finally:
-        if hold:
-            signal.signal(signal.SIGINT, previous)
-            if caught:
-                previous(signal.SIGINT, None)
+        for sig in held:
+            signal.signal(sig, previous[sig])
+        if caught:
+            previous[caught[0]](caught[0], None)
 
 
 def validation(learner, tasks, config, iteration, log):
