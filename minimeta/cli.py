@@ -220,12 +220,12 @@ def main(argv=None):
         raise
     except EXPECTED as err:
         parser.exit(2, f"minimeta {args.command}: {message(err, args.command)}\n")
-    except KeyboardInterrupt as err:   # Ctrl-C, or SIGTERM during training
+    except KeyboardInterrupt as err:   # Ctrl-C, or SIGTERM or SIGHUP during training
         from .experiments.training import Terminated
 
-        terminated = isinstance(err, Terminated)
-        print("\nterminated" if terminated else "\ninterrupted", file=sys.stderr)
-        return 143 if terminated else 130     # 128 + the signal's number, as a shell reports
+        stopped = isinstance(err, Terminated)
+        print(f"\nstopped by {err}" if stopped else "\ninterrupted", file=sys.stderr)
+        return 128 + (err.signum if stopped else 2)   # as a shell reports the signal's end
 
 
 if __name__ == "__main__":

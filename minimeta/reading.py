@@ -94,6 +94,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("minimeta/experiments/config.py", "a run's settings, checked: RunConfig"),
     ("minimeta/experiments/registry.py", "the learners by name, with their papers' defaults"),
     ("minimeta/experiments/training.py", "the one training loop"),
+    ("minimeta/experiments/stopping.py", "how a run stops without losing work: signals"),
     ("minimeta/experiments/evaluation.py", "the 95% interval, test episodes, fine-tuning"),
     ("minimeta/experiments/progress.py", "a progress line"),
     ("minimeta/experiments/sinusoid.py", "the sinusoid experiment"),

@@ -277,20 +277,6 @@ def test_ctrl_c_waits_for_the_update_and_its_record(tmp_path, ctrl_c):
         [r["loss"] for r in metrics(str(tmp_path / "straight"))]
 
 
-def test_an_ignored_ctrl_c_stays_ignored():
-    """A process that ignores SIGINT (started with ``nohup ... &``) is not stopped by it, not
-    even by two inside an iteration (which stop a run that listens)."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        with training.uninterrupted({}):
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
-        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 # ----- 5. a NaN or an inf stops the run at its last finite checkpoint -----------------------
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning",
                             "ignore:invalid value:RuntimeWarning")

@@ -14,9 +14,9 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   the others), ``iteration`` (the iterations done), ``seconds``, ``train_seconds`` (the
   clock of ``--minutes``: sampling to optimizer step only) and ``settings``. It is written
   when a fresh run starts (iteration 0), every ``checkpoint_every`` seconds, at the end and on
-  Ctrl-C or SIGTERM (``kill``, ``docker stop``, a scheduler's time limit: ``Terminated``),
-  each of which waits for the iteration's update and its metrics line: only whole
-  iterations are saved.
+  Ctrl-C, SIGTERM (``kill``, ``docker stop``, a scheduler's time limit) or SIGHUP (the
+  terminal or the ssh connection closed), each of which lets the iteration in hand finish and
+  be logged, then stops the run (``stopping.py``): only whole iterations are saved.
 - ``metrics.jsonl``: one JSON object per iteration (iteration, seconds, train_seconds,
   grad_norm when clipping, val_accuracy and val_interval when validating, and the learner's metrics;
   a NaN or an inf is written as null), flushed to disk before every checkpoint, so it always reaches
@@ -33,13 +33,10 @@ goes on exactly as the uninterrupted run would have; both delete the temporary f
 (``.tmp-*.npz``) a killed write left. A NaN or inf in the loss, the meta-gradient or the
 weights stops the run (``NonFiniteError``, naming the iteration) before it reaches a checkpoint.
 
-Read next: ``minimeta/experiments/evaluation.py`` (the 95% interval, test episodes, fine-tuning).
+Read next: ``minimeta/experiments/stopping.py`` (how a run stops without losing work: signals).
 """
-import contextlib
 import json
 import os
-import signal
-import threading
 import time
 from collections import namedtuple
 
@@ -55,6 +52,7 @@ from ..optim import Adam
 from .evaluation import run_episodes
 from .progress import Progress
 from .registry import LEARNERS, build
+from .stopping import GracefulStop, Terminated, updating
 
 Run = namedtuple("Run", "model learner curve checkpoint")
 
@@ -157,8 +155,9 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
         if checkpoint and state is None:
             save(0)  # a folder with metrics always has a checkpoint to resume from
         run["last"] = time.perf_counter()
-        with detect_anomaly(config.detect_anomaly), sigterm_as_interrupt():
+        with detect_anomaly(config.detect_anomaly), GracefulStop() as signals:
             for it in range(start, config.iterations):
+                signals.check()  # Ctrl-C, SIGTERM, SIGHUP: stop here, between iterations
                 if budget is not None and run["trained"] >= budget:
                     log(f"\ntraining budget of {config.minutes:g} minutes reached at "
                         f"iteration {it}")
@@ -169,7 +168,7 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
                 tasks = batch(it)
                 if opt is not None:  # the meta-gradient, into .grad
                     metrics = learner.outer_step(tasks)
-                with uninterrupted(run):  # Ctrl-C waits for the update and its record
+                with updating(run):  # the weights move, the iteration is logged
                     if opt is None:  # the learner updates θ in its outer step (Reptile)
                         metrics = learner.outer_step(tasks)
                     problem = step(it, metrics, learner, opt, run)
@@ -194,11 +193,11 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
                 if checkpoint and time.perf_counter() - run["last"] > config.checkpoint_every:
                     save(run["done"])
             save(run["done"])
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM or SIGHUP (Terminated)
         if checkpoint:
             if run["sound"] and not run["busy"]:
                 save(run["done"])
-            how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+            how = f"stopped by {err}" if isinstance(err, Terminated) else "interrupted"
             log(f"\n{how}: checkpoint at iteration {run['saved']} in {checkpoint} (--resume)")
         raise
     finally:
@@ -324,61 +323,6 @@ def finite_or_null(record):
     """The record with every non-finite float as None (JSON has no NaN)."""
     return {k: None if isinstance(v, float) and not np.isfinite(v) else v
             for k, v in record.items()}
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, as ``kill``, ``docker stop`` or a batch scheduler's time limit send it: a run
-    stops as on Ctrl-C, saving its whole iterations (``minimeta`` then exits with 143)."""
-
-
-def _terminate(*_):
-    raise Terminated
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Inside, SIGTERM raises ``Terminated`` instead of ending the process on the spot; only in
-    the main thread, and only where SIGTERM has its default action (a handler of the caller's
-    is left alone)."""
-    own = threading.current_thread() is threading.main_thread() and \
-        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    if own:
-        signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield
-    finally:
-        if own:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-@contextlib.contextmanager
-def uninterrupted(run):
-    """Hold back Ctrl-C (SIGINT) and SIGTERM inside, then deliver the first, so that a stopped
-    run saves whole iterations only; a second one inside stops at once, saving nothing.
-    ``run["busy"]`` is True inside (and stays True if it is left by an exception). A signal
-    without a Python handler (SIGINT ignored, as in a process started by ``nohup ... &``;
-    SIGTERM outside ``sigterm_as_interrupt``) is left as it is."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    held = [sig for sig, handler in previous.items() if main and callable(handler)]
-    caught = []
-
-    def hold(sig, _):
-        caught.append(sig)
-        if len(caught) > 1:
-            raise Terminated if sig == signal.SIGTERM else KeyboardInterrupt
-
-    for sig in held:
-        signal.signal(sig, hold)
-    run["busy"] = True
-    try:
-        yield
-        run["busy"] = False
-    finally:
-        for sig in held:
-            signal.signal(sig, previous[sig])
-        if caught:
-            previous[caught[0]](caught[0], None)
 
 
 def validation(learner, tasks, config, iteration, log):

@@ -1,0 +1,215 @@
+"""A run stopped by Ctrl-C, SIGTERM (``kill``, ``docker stop``, a batch scheduler's time
+limit) or SIGHUP (its terminal or ssh connection closed) is not lost: it finishes the iteration
+in hand, saves it, says so and exits with 128 + the signal's number, and resumes from there as
+if never stopped. Before, SIGTERM and SIGHUP ended the process on the spot, and a Ctrl-C that
+landed inside a numba kernel became a SystemError: either way the work since the last
+periodic checkpoint (every 5 minutes by default) was gone."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from minimeta.experiments import stopping, training
+from minimeta.experiments.config import RunConfig
+from minimeta.experiments.registry import build
+from minimeta.kernels import norm_numba
+from test_runs import QUIET, assert_same_state, checkpoint, lines_in, metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+ARGS = ["train", "--learner", "maml", "--dataset", "sinusoid", "--shots", "2", "--queries", "2",
+        "--meta-batch", "2", "--iterations", "100000"]
+STOPS = [pytest.param(sig, id=signal.Signals(sig).name) for sig in stopping.STOPS]
+ALL = [pytest.param(signal.SIGINT, id="SIGINT")] + STOPS
+# the child, optionally without the signals' handling (the mutant the test must catch)
+CHILD = ("import sys\n"
+         "from minimeta import cli\n"
+         "from minimeta.experiments import training\n"
+         "class Off:\n"
+         "    __enter__ = lambda self: self\n"
+         "    __exit__ = check = lambda self, *_: None\n"
+         "if sys.argv.pop(1) == 'off':\n"
+         "    training.GracefulStop = Off\n"
+         "sys.exit(cli.main(sys.argv[1:]))\n")
+
+
+def stop_a_training_child(out, handling, sig):
+    """Start ``minimeta train`` in a child, send it ``sig`` once it has logged 20 iterations;
+    return (exit code, stdout, stderr)."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, handling] + ARGS + ["--out", out],
+                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    log = os.path.join(out, "metrics.jsonl")
+    while lines_in(log) < 20 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert child.poll() is None, "the child ended before it could be stopped"
+    child.send_signal(sig)
+    text, err = child.communicate(timeout=60)
+    return child.returncode, text, err
+
+
+@pytest.mark.parametrize("sig", STOPS)
+def test_a_stop_signal_saves_the_iteration_in_hand_and_exits_128_plus_it(tmp_path, sig):
+    out, name = str(tmp_path / "run"), signal.Signals(sig).name
+    code, text, err = stop_a_training_child(out, "on", sig)
+    done = checkpoint(out)["iteration"]
+    assert code == 128 + sig == {"SIGTERM": 143, "SIGHUP": 129}[name], err
+    said = f"stopped by {name}: checkpoint at iteration {done} in {out}/checkpoint.npz"
+    assert said + " (--resume)" in text
+    assert err.strip() == f"stopped by {name}"
+    assert done >= 20                      # not the start-of-run checkpoint: the work is kept
+    assert [r["iteration"] for r in metrics(out)] == list(range(1, done + 1))
+    # and the run goes on from there, each iteration logged once
+    from minimeta import cli
+
+    assert cli.main(ARGS[:-1] + [str(done + 5), "--out", out, "--resume"]) == 0
+    assert [r["iteration"] for r in metrics(out)] == list(range(1, done + 6))
+
+
+@pytest.mark.parametrize("sig", STOPS)
+def test_without_the_handling_a_stop_signal_loses_the_run(tmp_path, sig):
+    """The mutant: the signal's default action. The child dies at once (killed by the signal,
+    nothing printed) and the checkpoint still holds iteration 0 (the next periodic one was
+    minutes away): exactly what the test above rules out."""
+    out = str(tmp_path / "run")
+    code, text, err = stop_a_training_child(out, "off", sig)
+    assert code == -sig and "stopped" not in text + err
+    assert checkpoint(out)["iteration"] == 0 and len(metrics(out)) >= 20
+
+
+@pytest.fixture(params=ALL)
+def sig(request):
+    """A signal at its default in this process, and ``GracefulStop`` proven to take it over
+    before a test sends it here (a broken handler could end pytest itself)."""
+    sig = request.param
+    if signal.getsignal(sig) != stopping._default(sig):
+        pytest.skip(f"{signal.Signals(sig).name} is not at its default here (nohup?)")
+    with stopping.GracefulStop() as signals:
+        assert signal.getsignal(sig) == signals._note
+    assert signal.getsignal(sig) == stopping._default(sig)
+    return sig
+
+
+def raised_for(sig):
+    return stopping.Terminated if sig in stopping.STOPS else KeyboardInterrupt
+
+
+def test_a_signal_mid_step_waits_for_the_update_and_its_record(tmp_path, sig):
+    """A signal inside Reptile's outer step (the weights half-moved) is noted; the iteration
+    ends and is logged, the run saves it, and resumes as if never stopped."""
+    config = RunConfig(learner="reptile", dataset="sinusoid", iterations=6, shots=5,
+                       queries=5, meta_batch=3, out=str(tmp_path / "straight"))
+    training.train(config, **QUIET)
+    config = RunConfig.from_settings(config.settings(), out=str(tmp_path / "cut"))
+    model, learner = build(config)
+    step, calls = learner.outer_step, []
+
+    def stopped_at_the_third(tasks):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), sig)
+            time.sleep(0.01)                     # Python runs the handler here: noted only
+        return step(tasks)
+
+    learner.outer_step = stopped_at_the_third
+    with pytest.raises(raised_for(sig)) as stopped:
+        training.train(config, model, learner, **QUIET)
+    assert getattr(stopped.value, "signum", signal.SIGINT) == sig
+    assert signal.getsignal(sig) == stopping._default(sig)         # restored
+    assert checkpoint(config.out)["iteration"] == 3
+    assert [r["iteration"] for r in metrics(config.out)] == [1, 2, 3]
+    training.train(RunConfig.from_settings(config.settings(), resume=True), **QUIET)
+    assert_same_state(checkpoint(config.out), checkpoint(str(tmp_path / "straight")))
+
+
+def kernels_while_signalled(sig):
+    """Batch norm kernels, run while another thread sends ``sig`` to this process (10 ms in:
+    inside a kernel, whose numba code calls back into Python as it returns its arrays)."""
+    x = np.random.default_rng(0).random((64, 64, 56, 56), dtype=np.float32)
+    w, b = np.ones(64, np.float32), np.zeros(64, np.float32)
+    norm_numba.batch_norm(x, w, b)
+    timer = threading.Timer(0.01, os.kill, (os.getpid(), sig))
+    timer.start()
+    try:
+        for _ in range(20):                     # 20 × 20 ms: well past the timer
+            norm_numba.batch_norm(x, w, b)
+    finally:
+        timer.join()
+
+
+def test_a_signal_inside_a_numba_kernel_is_noted_not_raised(sig):
+    with pytest.raises(raised_for(sig)):
+        with stopping.GracefulStop() as signals:
+            kernels_while_signalled(sig)        # finishes: nothing raised inside
+            assert signals.caught == [sig]
+    # the mutant, a handler that raises (what Ctrl-C's own does): inside numba's callback the
+    # exception becomes a SystemError, which no `except KeyboardInterrupt` catches
+    previous = signal.signal(sig, lambda *_: (_ for _ in ()).throw(raised_for(sig)))
+    try:
+        with pytest.raises(SystemError, match="returned a result with an exception set"):
+            kernels_while_signalled(sig)
+    finally:
+        signal.signal(sig, previous)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT], indirect=True, ids=["SIGINT"])
+def test_a_second_ctrl_c_stops_at_once(sig):
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with stopping.GracefulStop():
+            os.kill(os.getpid(), sig)           # noted
+            time.sleep(0.01)
+            reached.append("noted")
+            os.kill(os.getpid(), sig)           # the second: Python's own action, now
+            time.sleep(0.01)
+            reached.append("not reached")
+    assert reached == ["noted"]
+
+
+@pytest.mark.parametrize("sig", STOPS)
+def test_a_second_stop_signal_ends_the_process_at_once(sig):
+    script = ("import os, sys, time\nfrom minimeta.experiments.stopping import GracefulStop\n"
+              f"with GracefulStop():\n    os.kill(os.getpid(), {int(sig)})\n"
+              "    time.sleep(0.05)\n    print('noted', flush=True)\n"
+              f"    os.kill(os.getpid(), {int(sig)})\n    time.sleep(1)\n    print('survived')\n")
+    child = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True,
+                           text=True, timeout=60)
+    assert child.returncode == -sig and child.stdout == "noted\n", child.stderr
+
+
+@pytest.mark.parametrize("sig", ALL)
+def test_a_handler_of_the_callers_is_left_alone(sig):
+    """A program that handles the signal itself keeps its handler, inside and after."""
+    calls = []
+    mine = signal.signal(sig, lambda *_: calls.append(1))
+    try:
+        with stopping.GracefulStop() as signals:
+            os.kill(os.getpid(), sig)
+            time.sleep(0.01)
+        assert calls == [1] and signals.caught == []
+        assert signal.getsignal(sig) not in (stopping._default(sig), signals._note)
+    finally:
+        signal.signal(sig, mine)
+
+
+@pytest.mark.parametrize("name", ["SIGINT", "SIGHUP"])
+def test_signals_ignored_by_nohup_stay_ignored(name):
+    """``nohup ... &`` starts a run with SIGHUP (and, from a shell's background, SIGINT)
+    ignored, so that closing the terminal does not stop it: that stays so."""
+    if not hasattr(signal, name):
+        pytest.skip(f"no {name} on this platform")
+    sig = getattr(signal, name)
+    previous = signal.signal(sig, signal.SIG_IGN)
+    try:
+        with stopping.GracefulStop() as signals:
+            os.kill(os.getpid(), sig)
+            os.kill(os.getpid(), sig)
+            time.sleep(0.01)
+        assert signals.caught == [] and signal.getsignal(sig) == signal.SIG_IGN
+    finally:
+        signal.signal(sig, previous)
