@@ -220,12 +220,24 @@ def main(argv=None):
         raise
     except EXPECTED as err:
         parser.exit(2, f"minimeta {args.command}: {message(err, args.command)}\n")
-    except KeyboardInterrupt as err:   # Ctrl-C, or SIGTERM or SIGHUP during training
-        from .experiments.training import Terminated
+    except (KeyboardInterrupt, SystemError) as err:  # Ctrl-C; SIGTERM, SIGHUP in training
+        stop = interrupt_in(err)
+        if stop is None:
+            raise
+        from .experiments.stopping import Terminated
 
-        stopped = isinstance(err, Terminated)
-        print(f"\nstopped by {err}" if stopped else "\ninterrupted", file=sys.stderr)
-        return 128 + (err.signum if stopped else 2)   # as a shell reports the signal's end
+        stopped = isinstance(stop, Terminated)
+        print(f"\nstopped by {stop}" if stopped else "\ninterrupted", file=sys.stderr)
+        return 128 + (stop.signum if stopped else 2)  # as a shell reports the signal's end
+
+
+def interrupt_in(err):
+    """The KeyboardInterrupt ``err`` is or was caused by, or None. Outside training, Ctrl-C
+    raises at once, and when that is inside a numba kernel (which calls back into Python as it
+    returns its arrays) numba reports a SystemError caused by the KeyboardInterrupt."""
+    while err is not None and not isinstance(err, KeyboardInterrupt):
+        err = err.__cause__ or err.__context__
+    return err
 
 
 if __name__ == "__main__":

@@ -213,3 +213,24 @@ def test_signals_ignored_by_nohup_stay_ignored(name):
         assert signals.caught == [] and signal.getsignal(sig) == signal.SIG_IGN
     finally:
         signal.signal(sig, previous)
+
+
+def test_a_ctrl_c_inside_a_kernel_outside_training_exits_130(monkeypatch, capsys):
+    """Outside training (``minimeta eval``, the demo's evaluation) Ctrl-C raises at once, and
+    inside a numba kernel numba turns it into a SystemError: the command line still reports an
+    interrupt, in one line, with exit 130, not a traceback with exit 1."""
+    from minimeta import cli
+
+    if signal.getsignal(signal.SIGINT) != signal.default_int_handler:
+        pytest.skip("SIGINT is not at its default here (nohup?)")
+    monkeypatch.setattr(cli, "_eval", lambda args: kernels_while_signalled(signal.SIGINT))
+    assert cli.main(["eval", "--checkpoint", "unused.npz"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    # what numba raised, and what any other SystemError stays
+    try:
+        kernels_while_signalled(signal.SIGINT)
+    except SystemError as err:
+        assert isinstance(cli.interrupt_in(err), KeyboardInterrupt)
+    else:
+        pytest.fail("no SystemError: the signal did not land inside a kernel")
+    assert cli.interrupt_in(SystemError("not an interrupt")) is None
