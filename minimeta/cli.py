@@ -10,6 +10,7 @@
 Read next: ``minimeta/_kernels_path.py`` (how a checkout imports kernels/ as minimeta.kernels).
 """
 import argparse
+import errno
 import os
 import sys
 import time
@@ -179,6 +180,7 @@ class _Parser(argparse.ArgumentParser):
 EXPECTED = (OSError, ValueError, RuntimeError, FloatingPointError, EOFError, MemoryError,
             zipfile.BadZipFile)
 BUGS = (RecursionError, NotImplementedError)  # RuntimeErrors that are programming errors
+FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}   # a full disk, a quota
 OS_HINTS = {
     FileExistsError: "a file is where a folder is needed: choose another path",
     NotADirectoryError: "a part of the path is a file, not a folder: choose another path",
@@ -193,6 +195,11 @@ def message(err, command=""):
     if isinstance(err, MemoryError):
         text = (f"out of memory ({err or 'an allocation failed'}): ask for fewer or smaller "
                 "tasks, episodes or batches")
+    elif isinstance(err, OSError) and err.errno in FULL:
+        kept = " (the run's last checkpoint is kept: then --resume)" \
+            if command == "train" else ""
+        where = f"{err.filename}: " if err.filename else ""
+        text = f"{where}{err.strerror}: free some space{kept}"
     elif isinstance(err, OSError) and err.strerror and err.filename:
         hint = OS_HINTS.get(type(err))
         text = f"{err.filename}: {err.strerror}" + (f" ({hint})" if hint else "")
