@@ -4,7 +4,8 @@ Layout inside the archive: each leaf is stored under its '/'-joined key path, an
 ``__minimeta__`` holds a JSON description (format version, and for every key whether it was an
 array, an int, a float, a bool, a string or None), so ``load`` rebuilds the same nested dict.
 ``save`` writes to a temporary file in the same folder and renames it over the target: a crash
-mid-write never leaves a half-written checkpoint under the real name.
+mid-write never leaves a half-written checkpoint under the real name. ``folder_lock`` keeps a
+run's folder to one writer at a time.
 
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
@@ -14,6 +15,7 @@ mid-write never leaves a half-written checkpoint under the real name.
 
 Read next: ``minimeta/learners/__init__.py`` (the learners).
 """
+import contextlib
 import json
 import os
 import tempfile
@@ -22,6 +24,11 @@ import zipfile
 import numpy as np
 
 from .engine.backend import to_host
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None
 
 FORMAT = "minimeta-checkpoint-1"
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
@@ -171,3 +178,32 @@ def load(path, require=()):
         raise ValueError(f"load: {path} is a minimeta file but not a training checkpoint: it "
                          f"lacks {', '.join(map(repr, missing))} (minimeta train writes them)")
     return out
+
+
+@contextlib.contextmanager
+def folder_lock(folder):
+    """Hold ``folder`` (created if missing) for one writer: an exclusive ``flock`` on the
+    folder itself, so no file is added, taken at once or refused with a one-line
+    ``ValueError``; released when the block ends or when the process does, however it ends (a
+    killed run leaves no stale lock). Two runs writing one folder (the same ``--resume`` in two
+    terminals, a job requeued while it still runs) would interleave their metrics and
+    overwrite each other's checkpoint. Where the system has no ``flock`` (Windows), nothing is
+    locked.
+
+    >>> with folder_lock(tempfile.mkdtemp()):
+    ...     pass
+    """
+    if folder is None or fcntl is None:
+        yield
+        return
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{folder} is in use by another run (a process still training "
+                             "into it): wait for it to end, or choose another --out") from None
+        yield
+    finally:
+        os.close(fd)

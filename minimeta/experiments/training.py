@@ -26,6 +26,7 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   the whole of it; the sinusoid experiment's single task stream (``stream_seed``) is replayed
   up to the iteration it resumes at.
 
+Every run refuses a folder another run is writing (``io.folder_lock``, held while it trains).
 A fresh run refuses a folder holding a run unless ``overwrite`` (which deletes it); ``resume``
 refuses a folder without a checkpoint or a config that changes a setting the checkpoint fixes
 (``RunConfig.check_resume``), cuts ``metrics.jsonl`` back to the checkpoint's iteration and
@@ -103,6 +104,12 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
     with a ``NonFiniteError``.
     """
     state = open_run(config)  # the checks, before anything is written
+    with io.folder_lock(config.out):   # one run at a time writes a folder
+        return _train(config, state, model, learner, label, smooth, log)
+
+
+def _train(config, state, model, learner, label, smooth, log):
+    """``train``, its folder checked and held."""
     if learner is None:
         model, learner = build(config)
     learner.workers = config.threads or cores()  # tasks on worker threads (engine/workers.py)
