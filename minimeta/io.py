@@ -187,8 +187,8 @@ def folder_lock(folder):
     ``ValueError``; released when the block ends or when the process does, however it ends (a
     killed run leaves no stale lock). Two runs writing one folder (the same ``--resume`` in two
     terminals, a job requeued while it still runs) would interleave their metrics and
-    overwrite each other's checkpoint. Where the system has no ``flock`` (Windows), nothing is
-    locked.
+    overwrite each other's checkpoint. Where the system has no ``flock`` (Windows), or the
+    file system refuses one on a folder (NFS may: ``EBADF``, ``ENOLCK``), nothing is locked.
 
     >>> with folder_lock(tempfile.mkdtemp()):
     ...     pass
@@ -204,6 +204,8 @@ def folder_lock(folder):
         except BlockingIOError:
             raise ValueError(f"{folder} is in use by another run (a process still training "
                              "into it): wait for it to end, or choose another --out") from None
+        except OSError:
+            pass        # no locks on this file system: the run goes on without one
         yield
     finally:
         os.close(fd)

@@ -104,3 +104,18 @@ def test_the_lock_is_released_however_the_holder_ends(tmp_path):
     holder.wait(timeout=60)
     with io.folder_lock(folder):
         pass
+
+
+def test_a_file_system_without_folder_locks_runs_without_one(tmp_path, monkeypatch):
+    """NFS may refuse an flock on a folder (EBADF: its locks need a file open for writing):
+    the run goes on, unlocked, where refusing to start would lose it."""
+    import errno
+    import types
+
+    def refused(fd, how):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(io, "fcntl", types.SimpleNamespace(flock=refused, LOCK_EX=2, LOCK_NB=4))
+    with io.folder_lock(str(tmp_path / "run")):
+        entered = True
+    assert entered and os.path.isdir(tmp_path / "run")
