@@ -45,10 +45,10 @@ class GracefulStop:
 
     Why noted and not raised: an exception raised from a Python signal handler surfaces in
     whatever Python code runs next, and inside a numba kernel that is a callback of numba's own
-    (loading a cached kernel), which turns it into a ``SystemError``: the run's ``except
-    KeyboardInterrupt`` never sees it, the process ends with a traceback and the iterations
-    since the last checkpoint are lost (1 Ctrl-C in 12 did so, at random moments of a ProtoNet
-    run's first seconds). Only the main thread takes signals, and only signals at their
+    (it calls back into Python as a kernel returns its arrays), which turns it into a
+    ``SystemError``: the run's ``except KeyboardInterrupt`` never sees it, the process ends
+    with a traceback and the iterations since the last checkpoint are lost (1 Ctrl-C in 12
+    did so, sent at random 1.5–4 s into a ProtoNet run). Only the main thread takes signals, and only signals at their
     default (``_default``) are taken over: a handler of the caller's, or SIGINT or SIGHUP
     ignored (``nohup ... &``), is left as it is."""
 
