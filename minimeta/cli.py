@@ -234,7 +234,10 @@ def main(argv=None):
         from .experiments.stopping import Terminated
 
         stopped = isinstance(stop, Terminated)
-        print(f"\nstopped by {stop}" if stopped else "\ninterrupted", file=sys.stderr)
+        try:
+            print(f"\nstopped by {stop}" if stopped else "\ninterrupted", file=sys.stderr)
+        except OSError:                                # SIGHUP: the terminal is gone
+            pass
         return 128 + (stop.signum if stopped else 2)  # as a shell reports the signal's end
 
 

@@ -4,18 +4,21 @@ in hand, saves it, says so and exits with 128 + the signal's number, and resumes
 if never stopped. Before, SIGTERM and SIGHUP ended the process on the spot, and a Ctrl-C that
 landed inside a numba kernel became a SystemError: either way the work since the last
 periodic checkpoint (every 5 minutes by default) was gone."""
+import errno
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
 
 from minimeta.experiments import stopping, training
 from minimeta.experiments.config import RunConfig
+from minimeta.experiments.progress import Progress
 from minimeta.experiments.registry import build
 from minimeta.kernels import norm_numba
 from test_runs import QUIET, assert_same_state, checkpoint, lines_in, metrics
@@ -234,3 +237,76 @@ def test_a_ctrl_c_inside_a_kernel_outside_training_exits_130(monkeypatch, capsys
     else:
         pytest.fail("no SystemError: the signal did not land inside a kernel")
     assert cli.interrupt_in(SystemError("not an interrupt")) is None
+
+
+def test_a_closed_terminal_never_stops_a_run_by_itself(tmp_path):
+    """After SIGHUP the terminal is gone and every write to it fails (EIO). The progress line
+    falls silent and the log's messages are dropped, so the run still stops as SIGHUP asks,
+    saved, instead of dying of the OSError of its next message with its work lost (which is
+    what an Omniglot MAML run did, printing a progress line every iteration)."""
+    if signal.getsignal(getattr(signal, "SIGHUP", signal.SIGTERM)) != signal.SIG_DFL:
+        pytest.skip("no SIGHUP, or not at its default here (nohup?)")
+
+    def gone(*_):
+        raise OSError(errno.EIO, "Input/output error")
+
+    bar = Progress(10, stream=types.SimpleNamespace(write=gone, flush=gone, isatty=lambda: 1))
+    bar.update(9, loss=1.0)                      # the last line: written, fails, falls silent
+    assert bar.stream is None
+    bar.update(9, loss=1.0)
+    # a run that resumes (a message), is stopped (a message) and talks to a dead terminal
+    config = RunConfig(learner="reptile", dataset="sinusoid", iterations=3, shots=5,
+                       queries=5, meta_batch=3, out=str(tmp_path / "run"))
+    training.train(config, **QUIET)
+    config = RunConfig.from_settings(config.settings(), iterations=9, resume=True)
+    model, learner = build(config)
+    step, calls = learner.outer_step, []
+
+    def hung_up_at_the_second(tasks):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.01)
+        return step(tasks)
+
+    learner.outer_step = hung_up_at_the_second
+    with pytest.raises(stopping.Terminated):
+        training.train(config, model, learner, log=gone)
+    assert checkpoint(config.out)["iteration"] == 5
+    assert [r["iteration"] for r in metrics(config.out)] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty") or not hasattr(signal, "SIGHUP"),
+                    reason="no pseudo-terminals here")
+def test_a_run_on_a_terminal_that_closes_saves_and_exits_129(tmp_path):
+    """The real thing: ``minimeta train`` on a pseudo-terminal as its controlling terminal;
+    closing the terminal's other end sends it SIGHUP and makes its output fail."""
+    import fcntl
+    import termios
+
+    out = str(tmp_path / "run")
+    master, slave = os.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "minimeta.cli"] + ARGS + ["--out", out], env=ENV, stdin=slave,
+        stdout=slave, stderr=slave, start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    reader = threading.Thread(target=lambda: [_ for _ in iter(lambda: _read(master), b"")],
+                              daemon=True)
+    reader.start()                               # keep the terminal's buffer drained
+    deadline = time.monotonic() + 60
+    while lines_in(os.path.join(out, "metrics.jsonl")) < 20 and child.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert child.poll() is None
+    os.close(master)                             # the terminal goes away
+    assert child.wait(timeout=60) == 129
+    done = checkpoint(out)["iteration"]
+    assert done >= 20 and [r["iteration"] for r in metrics(out)] == list(range(1, done + 1))
+
+
+def _read(fd):
+    try:
+        return os.read(fd, 65536)
+    except OSError:                              # closed: the end of the terminal
+        return b""

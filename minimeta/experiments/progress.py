@@ -1,5 +1,9 @@
 """A dependency-free progress line for long loops: iteration, rate, and the latest metrics.
 
+Output never stops a run: a stream that has gone away (the terminal hung up, so writes fail
+with EIO; a pipe whose reader quit) silences the line (``Progress``) or the log
+(``tolerant``) instead of raising in the middle of training.
+
 Read next: ``minimeta/experiments/sinusoid.py`` (the sinusoid experiment).
 """
 import sys
@@ -18,17 +22,36 @@ class Progress:
 
     def update(self, i, **metrics):
         now = time.perf_counter()
-        if now - self.last < self.every and i + 1 < self.total:
+        if self.stream is None or (now - self.last < self.every and i + 1 < self.total):
             return
         self.last = now
         rate = (i + 1) / max(now - self.start, 1e-9)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         eta = (self.total - i - 1) / rate
         end = "\n" if i + 1 >= self.total or not self.stream.isatty() else "\r"
-        self.stream.write(f"{self.label} {i + 1}/{self.total}  {rate:.1f} it/s  "
-                          f"eta {eta:.0f}s  {shown}{end}")
-        self.stream.flush()
+        try:
+            self.stream.write(f"{self.label} {i + 1}/{self.total}  {rate:.1f} it/s  "
+                              f"eta {eta:.0f}s  {shown}{end}")
+            self.stream.flush()
+        except OSError:      # the stream has gone away: no more progress lines
+            self.stream = None
 
     @property
     def elapsed(self):
         return time.perf_counter() - self.start
+
+
+def tolerant(write):
+    """``write`` (``print``, a log function) made to ignore a stream that has gone away
+    (``OSError``), so that a message never stops a run.
+
+    >>> def gone(*_):
+    ...     raise OSError(5, "Input/output error")
+    >>> tolerant(gone)("the terminal hung up")
+    """
+    def call(*args, **kwargs):
+        try:
+            write(*args, **kwargs)
+        except OSError:
+            pass
+    return call

@@ -51,7 +51,7 @@ from ..engine.tensor import Tensor
 from ..kernels.threads import cores
 from ..optim import Adam
 from .evaluation import run_episodes
-from .progress import Progress
+from .progress import Progress, tolerant
 from .registry import LEARNERS, build
 from .stopping import GracefulStop, Terminated, updating
 
@@ -110,6 +110,7 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
 
 def _train(config, state, model, learner, label, smooth, log):
     """``train``, its folder checked and held."""
+    log = tolerant(log)  # a terminal that hung up (SIGHUP) must not stop the run by itself
     if learner is None:
         model, learner = build(config)
     learner.workers = config.threads or cores()  # tasks on worker threads (engine/workers.py)
