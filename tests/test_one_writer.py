@@ -14,7 +14,7 @@ import time
 import pytest
 
 from minimeta import cli, io
-from test_runs import checkpoint, lines_in, metrics
+from test_runs import checkpoint, lines_in, metrics, wait_until_logged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["train", "--learner", "maml", "--dataset", "sinusoid", "--shots", "2", "--queries", "2",
@@ -31,11 +31,7 @@ def training_child(out, iterations=10 ** 6):
         "--iterations", str(iterations), "--out", out], env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while lines_in(os.path.join(out, "metrics.jsonl")) < 20 and child.poll() is None \
-                and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert child.poll() is None, child.stderr.read()
+        wait_until_logged(out, 20, child)
         yield child
     finally:
         if child.poll() is None:

@@ -385,6 +385,16 @@ def test_a_run_killed_four_times_ends_where_an_uninterrupted_one_does(tmp_path):
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]
 
 
+def wait_until_logged(out, lines, child, timeout=60):
+    """Wait until the run in folder ``out`` has logged ``lines`` iterations, or ``child`` has
+    ended, or ``timeout`` seconds have passed; assert that the child still runs."""
+    deadline = time.monotonic() + timeout
+    while lines_in(os.path.join(out, "metrics.jsonl")) < lines and child.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert child.poll() is None, "the child ended before it could be stopped"
+
+
 def lines_in(path):
     try:
         with open(path, "rb") as f:

@@ -21,7 +21,7 @@ from minimeta.experiments.config import RunConfig
 from minimeta.experiments.progress import Progress
 from minimeta.experiments.registry import build
 from minimeta.kernels import norm_numba
-from test_runs import QUIET, assert_same_state, checkpoint, lines_in, metrics
+from test_runs import QUIET, assert_same_state, checkpoint, metrics, wait_until_logged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -46,11 +46,7 @@ def stop_a_training_child(out, handling, sig):
     return (exit code, stdout, stderr)."""
     child = subprocess.Popen([sys.executable, "-c", CHILD, handling] + ARGS + ["--out", out],
                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    log = os.path.join(out, "metrics.jsonl")
-    while lines_in(log) < 20 and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert child.poll() is None, "the child ended before it could be stopped"
+    wait_until_logged(out, 20, child)
     child.send_signal(sig)
     text, err = child.communicate(timeout=60)
     return child.returncode, text, err
@@ -294,11 +290,7 @@ def test_a_run_on_a_terminal_that_closes_saves_and_exits_129(tmp_path):
     reader = threading.Thread(target=lambda: [_ for _ in iter(lambda: _read(master), b"")],
                               daemon=True)
     reader.start()                               # keep the terminal's buffer drained
-    deadline = time.monotonic() + 60
-    while lines_in(os.path.join(out, "metrics.jsonl")) < 20 and child.poll() is None \
-            and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert child.poll() is None
+    wait_until_logged(out, 20, child)
     os.close(master)                             # the terminal goes away
     assert child.wait(timeout=60) == 129
     done = checkpoint(out)["iteration"]
