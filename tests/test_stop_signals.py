@@ -41,11 +41,20 @@ CHILD = ("import sys\n"
          "sys.exit(cli.main(sys.argv[1:]))\n")
 
 
+def at_their_defaults():
+    """For a child: the stop signals at their defaults, as in a command typed at a terminal,
+    even where the tests themselves run under ``nohup`` (SIGHUP ignored, which a child
+    inherits)."""
+    for sig in stopping.STOPS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def stop_a_training_child(out, handling, sig):
     """Start ``minimeta train`` in a child, send it ``sig`` once it has logged 20 iterations;
     return (exit code, stdout, stderr)."""
     child = subprocess.Popen([sys.executable, "-c", CHILD, handling] + ARGS + ["--out", out],
-                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=at_their_defaults)
     wait_until_logged(out, 20, child)
     child.send_signal(sig)
     text, err = child.communicate(timeout=60)
@@ -177,7 +186,7 @@ def test_a_second_stop_signal_ends_the_process_at_once(sig):
               "    time.sleep(0.05)\n    print('noted', flush=True)\n"
               f"    os.kill(os.getpid(), {int(sig)})\n    time.sleep(1)\n    print('survived')\n")
     child = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True,
-                           text=True, timeout=60)
+                           text=True, timeout=60, preexec_fn=at_their_defaults)
     assert child.returncode == -sig and child.stdout == "noted\n", child.stderr
 
 
@@ -285,7 +294,7 @@ def test_a_run_on_a_terminal_that_closes_saves_and_exits_129(tmp_path):
     child = subprocess.Popen(
         [sys.executable, "-m", "minimeta.cli"] + ARGS + ["--out", out], env=ENV, stdin=slave,
         stdout=slave, stderr=slave, start_new_session=True,
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        preexec_fn=lambda: (at_their_defaults(), fcntl.ioctl(0, termios.TIOCSCTTY, 0)))
     os.close(slave)
     reader = threading.Thread(target=lambda: [_ for _ in iter(lambda: _read(master), b"")],
                               daemon=True)
