@@ -250,9 +250,11 @@ def ctrl_c():
     signal.signal(signal.SIGINT, previous)
 
 
-def test_ctrl_c_waits_for_the_update_and_its_record(tmp_path, ctrl_c):
-    """SIGINT inside Reptile's outer step (the weights half-moved) is held back until the
-    iteration is whole and logged; the run saves it, and resumes as if never stopped."""
+def signalled_at_the_third_step(tmp_path, sig, pause=0.0):
+    """A Reptile run (6 iterations, sinusoid) done straight into ``tmp_path/straight``, and the
+    same run set up in ``tmp_path/cut`` with ``sig`` sent to this process inside its third
+    outer step (the weights half-moved), ``pause`` seconds before the step goes on; returns
+    (config, model, learner) of the cut run, to train."""
     config = RunConfig(learner="reptile", dataset="sinusoid", iterations=6, shots=5,
                        queries=5, meta_batch=3, out=str(tmp_path / "straight"))
     training.train(config, **QUIET)
@@ -260,13 +262,21 @@ def test_ctrl_c_waits_for_the_update_and_its_record(tmp_path, ctrl_c):
     model, learner = build(config)
     step, calls = learner.outer_step, []
 
-    def interrupted_at_the_third(tasks):
+    def signalled_at_the_third(tasks):
         calls.append(1)
         if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGINT)   # a Ctrl-C mid-step
+            os.kill(os.getpid(), sig)
+            time.sleep(pause)
         return step(tasks)
 
-    learner.outer_step = interrupted_at_the_third
+    learner.outer_step = signalled_at_the_third
+    return config, model, learner
+
+
+def test_ctrl_c_waits_for_the_update_and_its_record(tmp_path, ctrl_c):
+    """SIGINT inside Reptile's outer step (the weights half-moved) is held back until the
+    iteration is whole and logged; the run saves it, and resumes as if never stopped."""
+    config, model, learner = signalled_at_the_third_step(tmp_path, signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         training.train(config, model, learner, **QUIET)
     assert checkpoint(config.out)["iteration"] == 3

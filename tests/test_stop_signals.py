@@ -21,7 +21,8 @@ from minimeta.experiments.config import RunConfig
 from minimeta.experiments.progress import Progress
 from minimeta.experiments.registry import build
 from minimeta.kernels import norm_numba
-from test_runs import QUIET, assert_same_state, checkpoint, metrics, wait_until_logged
+from test_runs import (QUIET, assert_same_state, checkpoint, metrics,
+                       signalled_at_the_third_step, wait_until_logged)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -110,21 +111,8 @@ def raised_for(sig):
 def test_a_signal_mid_step_waits_for_the_update_and_its_record(tmp_path, sig):
     """A signal inside Reptile's outer step (the weights half-moved) is noted; the iteration
     ends and is logged, the run saves it, and resumes as if never stopped."""
-    config = RunConfig(learner="reptile", dataset="sinusoid", iterations=6, shots=5,
-                       queries=5, meta_batch=3, out=str(tmp_path / "straight"))
-    training.train(config, **QUIET)
-    config = RunConfig.from_settings(config.settings(), out=str(tmp_path / "cut"))
-    model, learner = build(config)
-    step, calls = learner.outer_step, []
-
-    def stopped_at_the_third(tasks):
-        calls.append(1)
-        if len(calls) == 3:
-            os.kill(os.getpid(), sig)
-            time.sleep(0.01)                     # Python runs the handler here: noted only
-        return step(tasks)
-
-    learner.outer_step = stopped_at_the_third
+    # 10 ms in the step after the signal: Python runs the handler there, which only notes it
+    config, model, learner = signalled_at_the_third_step(tmp_path, sig, pause=0.01)
     with pytest.raises(raised_for(sig)) as stopped:
         training.train(config, model, learner, **QUIET)
     assert getattr(stopped.value, "signum", signal.SIGINT) == sig
