@@ -2,7 +2,8 @@
 checkpoint with the model, the optimizer and the learner's own state, iteration, metrics
 agree); a fresh run never overwrites one, a resumed run never changes what the checkpoint
 fixes; a NaN stops the run at a finite checkpoint; and a run killed at random moments, then
-resumed, ends bit for bit where an uninterrupted one does."""
+resumed, ends bit for bit where an uninterrupted one does. (A run stopped by Ctrl-C or a
+signal: ``tests/test_stop_signals.py``.)"""
 import json
 import os
 import signal
@@ -239,52 +240,6 @@ def test_resume_cuts_the_log_to_the_checkpoint_and_removes_stale_temporaries(tmp
     assert refused(SINE + ["--iterations", "7", "--out", out, "--resume"], capsys) == (
         f"minimeta train: --resume: {out}/metrics.jsonl does not hold iterations 1 to 6, once "
         "each (its checkpoint's), but 2 of them: --overwrite to start afresh")
-
-
-@pytest.fixture
-def ctrl_c():
-    """Python's Ctrl-C handler for the test: a shell that starts the tests in the background
-    (``nohup ... &``) has them ignore SIGINT, and then no Ctrl-C can be simulated."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
-def signalled_at_the_third_step(tmp_path, sig, pause=0.0):
-    """A Reptile run (6 iterations, sinusoid) done straight into ``tmp_path/straight``, and the
-    same run set up in ``tmp_path/cut`` with ``sig`` sent to this process inside its third
-    outer step (the weights half-moved), ``pause`` seconds before the step goes on; returns
-    (config, model, learner) of the cut run, to train."""
-    config = RunConfig(learner="reptile", dataset="sinusoid", iterations=6, shots=5,
-                       queries=5, meta_batch=3, out=str(tmp_path / "straight"))
-    training.train(config, **QUIET)
-    config = RunConfig.from_settings(config.settings(), out=str(tmp_path / "cut"))
-    model, learner = build(config)
-    step, calls = learner.outer_step, []
-
-    def signalled_at_the_third(tasks):
-        calls.append(1)
-        if len(calls) == 3:
-            os.kill(os.getpid(), sig)
-            time.sleep(pause)
-        return step(tasks)
-
-    learner.outer_step = signalled_at_the_third
-    return config, model, learner
-
-
-def test_ctrl_c_waits_for_the_update_and_its_record(tmp_path, ctrl_c):
-    """SIGINT inside Reptile's outer step (the weights half-moved) is held back until the
-    iteration is whole and logged; the run saves it, and resumes as if never stopped."""
-    config, model, learner = signalled_at_the_third_step(tmp_path, signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(config, model, learner, **QUIET)
-    assert checkpoint(config.out)["iteration"] == 3
-    assert [r["iteration"] for r in metrics(config.out)] == [1, 2, 3]
-    training.train(RunConfig.from_settings(config.settings(), resume=True), **QUIET)
-    assert_same_state(checkpoint(config.out), checkpoint(str(tmp_path / "straight")))
-    assert [r["loss"] for r in metrics(config.out)] == \
-        [r["loss"] for r in metrics(str(tmp_path / "straight"))]
 
 
 # ----- 5. a NaN or an inf stops the run at its last finite checkpoint -----------------------

@@ -21,8 +21,7 @@ from minimeta.experiments.config import RunConfig
 from minimeta.experiments.progress import Progress
 from minimeta.experiments.registry import build
 from minimeta.kernels import norm_numba
-from test_runs import (QUIET, assert_same_state, checkpoint, metrics,
-                       signalled_at_the_third_step, wait_until_logged)
+from test_runs import QUIET, assert_same_state, checkpoint, metrics, wait_until_logged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -89,6 +88,52 @@ def test_without_the_handling_a_stop_signal_loses_the_run(tmp_path, sig):
     code, text, err = stop_a_training_child(out, "off", sig)
     assert code == -sig and "stopped" not in text + err
     assert checkpoint(out)["iteration"] == 0 and len(metrics(out)) >= 20
+
+
+@pytest.fixture
+def ctrl_c():
+    """Python's Ctrl-C handler for the test: a shell that starts the tests in the background
+    (``nohup ... &``) has them ignore SIGINT, and then no Ctrl-C can be simulated."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def signalled_at_the_third_step(tmp_path, sig, pause=0.0):
+    """A Reptile run (6 iterations, sinusoid) done straight into ``tmp_path/straight``, and the
+    same run set up in ``tmp_path/cut`` with ``sig`` sent to this process inside its third
+    outer step (the weights half-moved), ``pause`` seconds before the step goes on; returns
+    (config, model, learner) of the cut run, to train."""
+    config = RunConfig(learner="reptile", dataset="sinusoid", iterations=6, shots=5,
+                       queries=5, meta_batch=3, out=str(tmp_path / "straight"))
+    training.train(config, **QUIET)
+    config = RunConfig.from_settings(config.settings(), out=str(tmp_path / "cut"))
+    model, learner = build(config)
+    step, calls = learner.outer_step, []
+
+    def signalled_at_the_third(tasks):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), sig)
+            time.sleep(pause)
+        return step(tasks)
+
+    learner.outer_step = signalled_at_the_third
+    return config, model, learner
+
+
+def test_ctrl_c_waits_for_the_update_and_its_record(tmp_path, ctrl_c):
+    """SIGINT inside Reptile's outer step (the weights half-moved) is held back until the
+    iteration is whole and logged; the run saves it, and resumes as if never stopped."""
+    config, model, learner = signalled_at_the_third_step(tmp_path, signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, model, learner, **QUIET)
+    assert checkpoint(config.out)["iteration"] == 3
+    assert [r["iteration"] for r in metrics(config.out)] == [1, 2, 3]
+    training.train(RunConfig.from_settings(config.settings(), resume=True), **QUIET)
+    assert_same_state(checkpoint(config.out), checkpoint(str(tmp_path / "straight")))
+    assert [r["loss"] for r in metrics(config.out)] == \
+        [r["loss"] for r in metrics(str(tmp_path / "straight"))]
 
 
 @pytest.fixture(params=ALL)
