@@ -59,12 +59,28 @@ def blas_threads(n):
 
 
 def apply_omp_policy():
-    """minimeta's OpenMP wait policy (passive: ``minimeta/threads.py``) for numba's OpenMP
-    runtime only. PyTorch brings its own runtime, which reads the policy when PyTorch is
-    imported, so PyTorch is imported first and keeps its default (spinning), its best setting
-    here (passive, its MAML meta-iterations took 15–17% longer). Before numba's first kernel."""
+    """For scripts that time minimeta and PyTorch in one process: PyTorch imported first, then
+    minimeta's wait policy (``minimeta/threads.py``). That policy does not reach numba there: a
+    process has one OpenMP runtime. PyTorch loads its own ``libgomp.so.1``, which reads the
+    policy at PyTorch's import (unset: spinning, its default), and numba's loops bind to it
+    (``LD_DEBUG=bindings``). On one thread no OpenMP thread waits, so the policy does not
+    matter; on more, ``machine.py`` times each library in a process of its own. Returns the
+    line such a script prints when it runs on more than one thread."""
+    import warnings
+
     try_torch()
-    return omp_wait_policy()
+    with warnings.catch_warnings():   # the runtime loaded first: the line returned says so
+        warnings.simplefilter("ignore", RuntimeWarning)
+        omp_wait_policy()
+    return ("note: minimeta and PyTorch share one OpenMP runtime in this process, PyTorch's, "
+            "spinning; benchmarks/machine.py times each in its own process")
+
+
+def torch_installed():
+    """Whether PyTorch can be imported here, without importing it (and its OpenMP runtime)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 def try_torch():

@@ -13,12 +13,21 @@ Workloads (float32, conv4 on 28×28 images):
   worker threads on a CPU.
 
 Settings: minimeta's best is its policy (``minimeta/threads.py``): one BLAS thread, the tasks
-of a meta-batch on one worker per core, a large kernel split over the cores; its single-thread
-setting has one worker, no split, one numba thread. PyTorch's best is ``set_num_threads`` =
-cores (its default), and 1. Each round times every (workload, setting) once, so a noisy
-moment hits all of them (odd rounds in reverse order, so that no case always runs first); the
-table gives the median over rounds and the range, and the paired ratio: minimeta's time over
-PyTorch's in the same round, its median and range over the rounds.
+of a meta-batch on one worker per core, a large kernel split over the cores, OpenMP threads
+that sleep after a loop; its single-thread setting has one worker, no split, one numba thread.
+PyTorch's best is ``set_num_threads`` = cores (its default), and 1, with its OpenMP runtime at
+its default (spinning; ``--torch-omp-wait PASSIVE`` to try the other). Both processes take
+minimeta's malloc policy (PyTorch gains from it too).
+
+**Each library runs in a process of its own** (``serve``), driven round by round by this one,
+which times nothing itself: a process has one OpenMP runtime. Imported first, PyTorch loads its
+own ``libgomp.so.1`` and numba's ``prange`` loops bind to it (``LD_DEBUG=bindings`` shows
+``GOMP_parallel`` resolved in ``torch/lib``), so in one process minimeta ran under PyTorch's
+spinning wait policy, whatever it asked for: ProtoNet 25–30% slower at 2 threads, conv4 about
+10% (docs/PERFORMANCE.md, "One OpenMP runtime a process"). Each round times every (workload,
+setting) once, so a noisy moment hits all of them (odd rounds in reverse order, so that no case
+always runs first); the table gives the median over rounds and the range, and the paired
+ratio: minimeta's time over PyTorch's in the same round, its median and range over the rounds.
 
 ``--memory`` instead runs the 5-way MAML meta-iteration alone in a fresh process per library
 (and per minimeta worker count) and prints its peak RSS.
@@ -36,9 +45,10 @@ import sys
 import time
 
 from minimeta import nn
+from minimeta.threads import omp_wait_policy
 from minimeta.learners import MAML, StackedTasks
 from minimeta.optim import Adam
-from _timing import apply_malloc_policy, apply_omp_policy, blas_threads, try_torch
+from _timing import apply_malloc_policy, blas_threads, torch_installed, try_torch
 from workloads import (maml_tasks, mm_conv4, mm_protonet, torch_maml, torch_maml_stacked,
                        torch_workloads)
 
@@ -110,42 +120,116 @@ def main():
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--memory-child", choices=["minimeta", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["minimeta", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the table as JSON here")
     parser.add_argument("--default-omp-wait", action="store_true",
                         help="leave numba's OpenMP threads spinning after each loop "
                              "(GNU OpenMP's default) instead of minimeta's passive policy")
+    parser.add_argument("--torch-omp-wait", choices=["PASSIVE", "ACTIVE"],
+                        help="OMP_WAIT_POLICY for PyTorch's process (default: unset, its own)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     apply_malloc_policy()
     if args.memory_child:
         return memory_child(args.memory_child, args.workers)
     if args.memory:
         return memory()
-    blas_threads(1)
-    torch = try_torch()
-    if not args.default_omp_wait:
-        apply_omp_policy()          # after PyTorch's import: its own runtime keeps its default
     keys = args.only or KEYS[:4]
+    if args.serve:
+        return serve(args.serve, keys, args.default_omp_wait)
+    servers = {"minimeta": Server("minimeta", keys, args)}
+    if torch_installed():
+        servers["torch"] = Server("torch", keys, args)
+    cases = [(key, lib, n) for key in keys for lib in servers for n in (CORES, 1)]
+    print(f"{CORES} cores; each library in its own process; BLAS 1 thread for minimeta; "
+          f"{args.rounds} interleaved rounds", flush=True)
+    samples = {case: [] for case in cases}
+    try:
+        for server in servers.values():
+            server.ready()
+        for r in range(args.rounds):
+            for case in cases[::-1] if r % 2 else cases:   # no side always first
+                samples[case].append(servers[case[1]].time(case[0], case[2]))
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    finally:
+        for server in servers.values():
+            server.close()
+    report(keys, samples, "torch" in servers, args.json)
+
+
+class Server:
+    """One library's timing process (``serve``): it builds and warms up its cases, then times
+    the case named on each line it reads and writes back the seconds."""
+
+    def __init__(self, lib, keys, args):
+        env = dict(os.environ)
+        if lib == "torch":
+            env.pop("OMP_WAIT_POLICY", None)
+            if args.torch_omp_wait:
+                env["OMP_WAIT_POLICY"] = args.torch_omp_wait
+        command = [sys.executable, os.path.abspath(__file__), "--serve", lib, "--only", *keys]
+        if args.default_omp_wait:
+            command.append("--default-omp-wait")
+        self.lib = lib
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, env=env, cwd=os.path.dirname(command[1]))
+
+    def _answer(self):
+        for line in self.process.stdout:
+            if line.startswith(ANSWER):
+                return line[len(ANSWER):].strip()
+        raise RuntimeError(f"machine.py: the {self.lib} process ended "
+                           f"(exit {self.process.wait()}) before it answered")
+
+    def ready(self):
+        self._answer()
+
+    def time(self, key, threads):
+        self.process.stdin.write(f"{key} {threads}\n")
+        self.process.stdin.flush()
+        return float(self._answer())
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+
+
+ANSWER = "machine.py> "   # the prefix of a server's answers, apart from anything else it prints
+
+
+def serve(lib, keys, default_omp_wait=False):
+    """The timing process of one library: its cases at CORES threads and at 1, warmed up
+    (numba compilation, first-touch memory), then one timed call per request."""
     cases = {}
-    for key in keys:
-        run, learner = minimeta_cases(key)
-        cases[key, "minimeta", CORES] = (run, lambda n=CORES, lr=learner: set_minimeta(n, lr))
-        cases[key, "minimeta", 1] = (run, lambda lr=learner: set_minimeta(1, lr))
-        if torch:
-            trun = torch_case(torch, key)
-            cases[key, "torch", CORES] = (trun, lambda: torch.set_num_threads(CORES))
-            cases[key, "torch", 1] = (trun, lambda: torch.set_num_threads(1))
-    print(f"{CORES} cores; BLAS 1 thread for minimeta; {args.rounds} interleaved rounds",
-          flush=True)
-    for run, setup in cases.values():  # warm-up: numba compilation, first-touch memory
+    if lib == "minimeta":
+        if not default_omp_wait:
+            omp_wait_policy()                      # before numba's runtime loads
+        blas_threads(1)
+        for key in keys:
+            run, learner = minimeta_cases(key)
+            cases[key, CORES] = (run, lambda n=CORES, lr=learner: set_minimeta(n, lr))
+            cases[key, 1] = (run, lambda lr=learner: set_minimeta(1, lr))
+    else:
+        torch = try_torch()
+        for key in keys:
+            run = torch_case(torch, key)
+            cases[key, CORES] = (run, lambda: torch.set_num_threads(CORES))
+            cases[key, 1] = (run, lambda: torch.set_num_threads(1))
+    for run, setup in cases.values():
         setup()
         run()
-    samples = {case: [] for case in cases}
-    for r in range(args.rounds):
-        order = list(cases.items())
-        for case, (run, setup) in order[::-1] if r % 2 else order:  # no side always first
-            setup()
-            samples[case].append(timed(run))
-        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    print(ANSWER + "ready", flush=True)
+    for line in sys.stdin:
+        key, threads = line.split()
+        run, setup = cases[key, int(threads)]
+        setup()
+        print(f"{ANSWER}{timed(run)!r}", flush=True)
+
+
+def report(keys, samples, with_torch, json_path):
+    """The table: medians and ranges, ratios best to best and one thread each, paired."""
     table = {}
     for key in keys:
         row = {}
@@ -159,7 +243,7 @@ def main():
         line = (f"{key:9s} minimeta {CORES} threads {best_mm:7.3f} s "
                 f"[{row[f'minimeta@{CORES}'][1]:.3f}-{row[f'minimeta@{CORES}'][2]:.3f}]"
                 f" | 1 thread {one_mm:7.3f} s")
-        if torch:
+        if with_torch:
             best_t, one_t = row[f"torch@{CORES}"][0], row["torch@1"][0]
             line += (f" || torch {CORES} threads {best_t:7.3f} s "
                      f"[{row[f'torch@{CORES}'][1]:.3f}-{row[f'torch@{CORES}'][2]:.3f}]"
@@ -171,8 +255,8 @@ def main():
                      f"[{min(paired):.2f}-{max(paired):.2f}], minimeta faster in "
                      f"{sum(r < 1 for r in paired)} of {len(paired)} rounds")
         print(line, flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(table, f, indent=1)
 
 
@@ -203,7 +287,7 @@ def memory_child(lib, workers):
 
 
 def memory():
-    runs = [("minimeta", 1), ("minimeta", CORES)] + ([("torch", 1)] if try_torch() else [])
+    runs = [("minimeta", 1), ("minimeta", CORES)] + ([("torch", 1)] if torch_installed() else [])
     for lib, workers in runs:
         out = subprocess.run([sys.executable, __file__, "--memory-child", lib, "--workers",
                               str(workers)], capture_output=True, text=True, check=True,

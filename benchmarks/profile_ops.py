@@ -24,8 +24,9 @@ import time
 
 from minimeta.engine import autodiff
 from minimeta.selfcheck import primitive_classes
+from minimeta.threads import omp_wait_policy
 
-from _timing import apply_malloc_policy, apply_omp_policy, blas_threads
+from _timing import apply_malloc_policy, blas_threads
 from machine import KEYS, minimeta_cases, set_minimeta
 
 
@@ -83,7 +84,7 @@ def main():
     if args.threads < 1 or args.steps < 1 or args.top < 1:
         parser.error("--threads, --steps and --top must be at least 1")
     apply_malloc_policy()
-    apply_omp_policy()
+    omp_wait_policy()          # minimeta alone: PyTorch's OpenMP runtime is never loaded
     blas_threads(1)
     run, learner = minimeta_cases(args.workload)
     set_minimeta(args.threads, learner)

@@ -214,7 +214,9 @@ def main():
     args = parser.parse_args()
     apply_malloc_policy(args)
     torch = try_torch()
-    apply_omp_policy()
+    note = apply_omp_policy()
+    if torch and max(args.threads, args.numba_threads or 1) > 1:
+        print(note)
     if torch:
         torch.set_num_threads(args.threads)
     import numba

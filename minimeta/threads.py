@@ -35,7 +35,9 @@ process for reuse (peaks measured unchanged). It also keeps one malloc arena for
 so the worker threads do not each hold a heap of their own.
 
 And OpenMP's threads (numba's ``omp`` threading layer) sleep when a loop ends instead of
-spinning on the cores the next kernel wants (``omp_wait_policy``).
+spinning on the cores the next kernel wants (``omp_wait_policy``), where minimeta sets the
+policy before any OpenMP runtime loads: a process has one runtime, and numba's loops run in
+whichever came first (PyTorch's, if PyTorch was imported first; a warning says so).
 
 ``configure()`` applies these policies process-wide; the command line (``--threads N``) and
 the examples call it, the benchmarks call ``malloc_policy()`` and ``omp_wait_policy()`` and set
@@ -85,8 +87,42 @@ def omp_wait_policy(policy="PASSIVE"):
     a 60-way ProtoNet episode on two cores took 8–15% less time (18% with the other core
     busy), MAML and the command line's training runs the same (docs/PERFORMANCE.md, "Process
     policy"). The runtime reads it once, when it loads: so this must come before numba's first
-    parallel kernel (``configure`` calls it first)."""
-    return os.environ.setdefault("OMP_WAIT_POLICY", policy)
+    parallel kernel (``configure`` calls it first).
+
+    A process has one OpenMP runtime for all its libraries: where one was loaded before (PyTorch
+    brings its own ``libgomp`` and numba's loops bind to it), it read its policy then, and
+    setting the variable now changes nothing; a warning says so (``openmp_loaded``)."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return os.environ["OMP_WAIT_POLICY"]
+    os.environ["OMP_WAIT_POLICY"] = policy
+    loaded = openmp_loaded()
+    if loaded:
+        import warnings
+
+        warnings.warn(f"omp_wait_policy: an OpenMP runtime was loaded before OMP_WAIT_POLICY="
+                      f"{policy} could be set ({loaded[0]}); numba's loops run in it, under its "
+                      f"policy (spinning by default: a conv net's step 10-30% slower on 2 "
+                      f"cores); set OMP_WAIT_POLICY={policy} before Python starts, or configure "
+                      f"minimeta before importing PyTorch", RuntimeWarning, stacklevel=2)
+    return policy
+
+
+def openmp_loaded(maps="/proc/self/maps"):
+    """The OpenMP runtimes (GNU ``libgomp``, LLVM ``libomp``, Intel ``libiomp5``) already mapped
+    into this process, by path; [] where none is, or where the process map cannot be read (not
+    Linux).
+
+    >>> openmp_loaded(maps="/nonexistent")
+    []
+    """
+    try:
+        with open(maps) as f:
+            fields = [line.split(None, 5) for line in f]
+    except OSError:
+        return []
+    paths = [f[5].strip() for f in fields if len(f) == 6]
+    names = ("libgomp", "libomp", "libiomp5")
+    return sorted({p for p in paths if os.path.basename(p).startswith(names)})
 
 
 def configure(blas_threads=1, threads=None):

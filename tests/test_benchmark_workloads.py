@@ -2,9 +2,12 @@
 would be a false figure): the stacked MAML meta-iteration that the GPU check times against
 minimeta's ``StackedTasks`` gives the per-task loop's meta-gradient; the op profiler
 (``benchmarks/profile_ops.py``) counts each op once, in its phase, and leaves no wrapper behind;
-the GPU check unpacks the NVVM it carries only where numba finds none."""
+the GPU check unpacks the NVVM it carries only where numba finds none; ``machine.py`` times
+minimeta in a process whose OpenMP runtime is not PyTorch's."""
 import collections
+import glob
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -100,3 +103,46 @@ def test_gpu_check_unpacks_the_carried_nvvm_only_when_numba_finds_none(tmp_path,
     own[0] = True                                  # numba's own NVVM: nothing else touched
     assert gpu_check.nvvm(root=str(tmp_path)) == {"nvvm": "found by numba"}
     assert "CUDA_HOME" not in os.environ
+
+
+def numbas_openmp(log_folder):
+    """The library that numba's ``GOMP_parallel`` bound to, from glibc's ``LD_DEBUG=bindings``
+    log files in ``log_folder`` (one per process), or None where no such binding was logged."""
+    for path in glob.glob(os.path.join(log_folder, "ld.*")):
+        with open(path, errors="replace") as f:
+            for line in f:
+                if "omppool" in line and "`GOMP_parallel'" in line:
+                    return line.split(" to ", 1)[1].split()[0]
+    return None
+
+
+@pytest.mark.parametrize("mode", ["own process", "mutant"])
+def test_machine_times_minimeta_outside_pytorchs_openmp_runtime(mode, tmp_path, monkeypatch):
+    """One process has one OpenMP runtime: imported first, PyTorch loads its ``libgomp`` and
+    numba's loops bind to it, with its spinning wait policy (15–25% on conv4 and ProtoNet).
+    ``machine.py``'s minimeta process (``Server``) never loads PyTorch, so numba binds to its
+    own. The mutant is the old design, PyTorch imported first in the same process (here through
+    a ``sitecustomize`` that imports it): numba then binds to PyTorch's runtime."""
+    import machine
+
+    if mode == "mutant":
+        pytest.importorskip("torch")
+        (tmp_path / "sitecustomize.py").write_text("import torch\n")
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+            [str(tmp_path)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                               if p]))
+    monkeypatch.setenv("LD_DEBUG", "bindings")
+    monkeypatch.setenv("LD_DEBUG_OUTPUT", str(tmp_path / "ld"))
+    monkeypatch.delenv("NUMBA_THREADING_LAYER", raising=False)
+    server = machine.Server("minimeta", ["conv4"], machine.argparse.Namespace(
+        default_omp_wait=False, torch_omp_wait=None))
+    try:
+        server.ready()
+        assert server.time("conv4", 1) > 0
+    finally:
+        server.close()
+    assert server.process.returncode == 0
+    bound = numbas_openmp(tmp_path)
+    if bound is None:
+        pytest.skip("no GNU OpenMP binding logged (another threading layer, or not glibc)")
+    assert ("torch" in bound) == (mode == "mutant"), bound

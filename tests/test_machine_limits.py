@@ -15,8 +15,8 @@ numba can write its cache of compiled kernels neither beside them nor in the hom
 container with a read-only root file system), every kernel module failed to import ("no
 locator available"); ``kernels._import`` now gives numba a private temporary folder. Last,
 ``configure`` sets OMP_WAIT_POLICY=PASSIVE before numba's OpenMP runtime loads (checked with
-the runtime's own report, ``OMP_DISPLAY_ENV``), and the benchmarks leave PyTorch's at its
-default.
+the runtime's own report, ``OMP_DISPLAY_ENV``). (Where PyTorch was imported first, numba's
+loops run in PyTorch's runtime instead: ``test_benchmark_workloads.py``.)
 
 Read next: ``test_budget.py`` (training budgets in minutes).
 """
@@ -305,11 +305,25 @@ def test_configure_makes_numbas_openmp_threads_sleep(mode):
     assert (spins == ["0"]) == (mode == "policy")
 
 
-def test_benchmarks_leave_pytorchs_openmp_at_its_default():
-    """Two runtimes: PyTorch's, loaded with it, spins as by default (its best setting); numba's,
-    loaded after ``apply_omp_policy``, sleeps."""
-    pytest.importorskip("torch")
-    spins = omp_report("from _timing import apply_omp_policy\napply_omp_policy()")
-    if spins is None:
-        pytest.skip("numba's threading layer is not GNU OpenMP here")
-    assert len(spins) == 2 and spins[0] != "0" and spins[1] == "0"
+@pytest.mark.parametrize("case", ["runtime loaded first", "none loaded", "policy in env"])
+def test_configure_warns_where_an_openmp_runtime_came_first(case):
+    """A runtime loaded before ``configure`` (PyTorch's, or here libgomp by hand) read its wait
+    policy already, and numba's loops will run in it: one warning says so. Silent where none was
+    loaded, or where the environment named the policy before Python started."""
+    import ctypes.util
+
+    gomp = ctypes.util.find_library("gomp")
+    if gomp is None:
+        pytest.skip("no libgomp here")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("OMP_WAIT_POLICY", None)
+    if case == "policy in env":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    load = f"import ctypes\nctypes.CDLL({gomp!r})\n" if case != "none loaded" else ""
+    run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", load +
+                          "from minimeta.threads import configure\nconfigure()"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    if case == "runtime loaded first":
+        assert run.returncode != 0 and "an OpenMP runtime was loaded before" in run.stderr
+    else:
+        assert run.returncode == 0, run.stderr[-2000:]
