@@ -15,10 +15,13 @@
    5-way 1-shot, 32 tasks, 1 step; 20-way 1-shot, 16 tasks, 5 steps; a ProtoNet 60-way 5-shot
    episode; the two MAML meta-iterations again with the meta-batch stacked into one graph,
    each library's way, also set against PyTorch's per-task loop), float32, interleaved in
-   rounds (as many as fit a quarter of ``--budget``, 3 to ``--rounds``), each call ended by
-   a device synchronisation: medians with the range; then each one's GPU memory peak
-   (minimeta: the largest number of bytes CuPy's pool had in use, tracked by an allocator
-   hook; PyTorch: max_memory_allocated);
+   rounds, the order rotated each round (as many as fit a quarter of ``--budget``, 3 to
+   ``--rounds``), each call ended by a device synchronisation: medians with the range; then
+   each one's GPU memory peak (minimeta: the largest number of bytes CuPy's pool had in use,
+   tracked by an allocator hook; PyTorch: max_memory_allocated). PyTorch twice, at its
+   default and with cuDNN's autotuner (``tuned``); ``ratio`` is minimeta over the faster of
+   the two. PyTorch's convolutions may run in TF32 by default, minimeta's in float32: ``env``
+   records both libraries' flags;
 5. ``train``: second-order MAML on Omniglot 5-way 1-shot on the GPU for the minutes left
    (``minimeta train --device cuda --minutes``), then ``minimeta eval`` on 600 test episodes.
 
@@ -32,14 +35,12 @@ PyTorch on the CPU. It proves the script before the scarce minutes on a GPU.
 Run: python benchmarks/gpu_check.py [--out outputs/gpu] [--budget 540] [--simulate]
 """
 import argparse
-import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -68,6 +69,9 @@ def environment(cp, torch):
     if torch is not None:
         info["torch"] = torch.__version__
         info["torch_cuda"] = torch.version.cuda
+        info["torch_tf32"] = {"cudnn_conv": torch.backends.cudnn.allow_tf32,
+                              "matmul": torch.backends.cuda.matmul.allow_tf32}
+    info["cupy_tf32"] = os.environ.get("CUPY_TF32", "0")   # CuPy's matmul: float32 unless "1"
     from minimeta.kernels import threads     # the host's side: cores, quota, numba's layer
     info["cpu"] = {"cores": threads.cores(), "quota": threads.cpu_quota(),
                    "numba_layer": threads.threading_layer()}
@@ -168,53 +172,6 @@ def cases(device, torch_device, torch, small):
     return {name: (ours[name], theirs.get(name)) for name in machine.KEYS}
 
 
-def launches(cp, simulate):
-    """What a numba.cuda launch costs the host: through ``kernels/_cuda.launch`` (numba views
-    made without a synchronisation, on CuPy's stream) and numba's own way (the CuPy array
-    handed to the kernel: numba synchronises the array's stream at each launch, unless its
-    version takes CuPy arrays through DLPack). A tiny kernel, launched ``n`` times then one
-    device synchronisation: microseconds a launch, and the stream synchronisations a launch
-    made (counted on numba's driver)."""
-    from _launch_kernel import add_one
-    from minimeta.kernels import _cuda
-
-    n = 20 if simulate else 2000
-    a = cp.zeros(256, dtype=cp.float32)
-    ways = {"minimeta_launch": lambda: _cuda.launch(add_one, a.size, a)}
-    if not simulate:    # the simulator's kernels take the NumPy array inside, not a CuPy one
-        ways["numba_default"] = lambda: add_one[2, 128](a)
-    try:
-        from numba.cuda.cudadrv.driver import Stream
-        counting = mock.patch.object(Stream, "synchronize", autospec=True,
-                                     side_effect=Stream.synchronize)
-    except ImportError:    # the simulator has no driver
-        counting = contextlib.nullcontext()
-    result, ran = {}, 0
-    with counting as synchronize:
-        for name, fn in ways.items():
-            try:
-                fn()                                # compilation
-            except Exception as err:    # numba's own way may refuse a CuPy array: say so
-                if name == "minimeta_launch":
-                    raise
-                result[name] = {"error": f"{type(err).__name__}: {err}"}
-                continue
-            cp.cuda.Device().synchronize()
-            if synchronize is not None:
-                synchronize.reset_mock()
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            cp.cuda.Device().synchronize()
-            ran += n + 1
-            result[name] = {"us_per_launch": (time.perf_counter() - start) / n * 1e6,
-                            "stream_syncs_per_launch": synchronize.call_count / n
-                            if synchronize is not None else None}
-    # every launch added one to each element: the kernel really ran, every time
-    result["kernel_ran"] = float(cp.asnumpy(a[:1])[0]) == ran
-    return result
-
-
 def timings(cp, torch, torch_device, rounds, small, only, seconds):
     """Each case gets ``seconds`` / cases: as many rounds (at least 3, at most ``rounds``) as
     its second warm-up call says fit."""
@@ -230,6 +187,7 @@ def timings(cp, torch, torch_device, rounds, small, only, seconds):
         if make_theirs is not None:
             theirs = make_theirs()
             calls["torch"] = (theirs, sync_t)
+            calls["torch_tuned"] = (tuned(torch, theirs), sync_t)
         one_round = 0.0
         for fn, sync in calls.values():        # warm-up: kernel compilation, pools
             fn()
@@ -240,8 +198,9 @@ def timings(cp, torch, torch_device, rounds, small, only, seconds):
             one_round += time.perf_counter() - t
         fit = int(seconds / len(todo) / max(one_round, 1e-6))
         samples = {lib: [] for lib in calls}
-        for _ in range(max(3, min(rounds, fit))):
-            for lib, (fn, sync) in calls.items():
+        for r in range(max(3, min(rounds, fit))):
+            order = list(calls.items())[r % len(calls):] + list(calls.items())[:r % len(calls)]
+            for lib, (fn, sync) in order:           # rotated: each in each place in turn
                 sync()
                 t = time.perf_counter()
                 fn()
@@ -255,11 +214,11 @@ def timings(cp, torch, torch_device, rounds, small, only, seconds):
             theirs()
             torch.cuda.synchronize()
             row["torch"]["peak_bytes"] = torch.cuda.max_memory_allocated()
-        if "torch" in row:
-            row["ratio"] = row["minimeta"]["median_s"] / row["torch"]["median_s"]
-        loop = table.get(name.removesuffix("_stacked"), {}).get("torch")
-        if name.endswith("_stacked") and loop:   # against PyTorch's per-task loop (eager)
-            row["ratio_to_torch_loop"] = row["minimeta"]["median_s"] / loop["median_s"]
+        if "torch" in row:                       # against PyTorch at its best setting
+            row["ratio"] = row["minimeta"]["median_s"] / torch_best(row)
+        loop = table.get(name.removesuffix("_stacked"), {})
+        if name.endswith("_stacked") and "torch" in loop:   # against PyTorch's per-task loop
+            row["ratio_to_torch_loop"] = row["minimeta"]["median_s"] / torch_best(loop)
         table[name] = row
         say(f"{name:9s} " + " | ".join(
             f"{lib} {r['median_s'] * 1e3:9.2f} ms [{r['min_s'] * 1e3:.2f}-{r['max_s'] * 1e3:.2f}]"
@@ -268,6 +227,23 @@ def timings(cp, torch, torch_device, rounds, small, only, seconds):
             + (f" | vs torch loop {row['ratio_to_torch_loop']:.2f}"
                if "ratio_to_torch_loop" in row else ""))
     return table
+
+
+def tuned(torch, fn):
+    """``fn`` with cuDNN's autotuner on (``torch.backends.cudnn.benchmark``: each convolution
+    shape tries cuDNN's algorithms once, the fastest kept), off again afterwards."""
+    def call():
+        torch.backends.cudnn.benchmark = True
+        try:
+            fn()
+        finally:
+            torch.backends.cudnn.benchmark = False
+    return call
+
+
+def torch_best(row):
+    """PyTorch's median at its faster setting, in a row of ``timings``."""
+    return min(row[lib]["median_s"] for lib in ("torch", "torch_tuned"))
 
 
 def cupy_peak(cp, fn, sync):
@@ -373,6 +349,8 @@ def main():
                 if report[phase]["exit_code"]:
                     failed.append(phase)
             elif phase == "launches":
+                from _launch_kernel import launches     # numba.cuda: only once chosen
+
                 report[phase] = launches(cp, args.simulate)
                 if not report[phase]["kernel_ran"]:
                     failed.append(phase)

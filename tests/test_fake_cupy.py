@@ -151,7 +151,11 @@ def test_gpu_check_runs_on_a_simulated_gpu(tmp_path):
     assert report["launches"]["kernel_ran"]          # each of its launches added one
     assert report["launches"]["minimeta_launch"]["us_per_launch"] > 0
     assert set(report["timings"]) == {"conv4"}
-    assert report["timings"]["conv4"]["minimeta"]["median_s"] > 0
+    row = report["timings"]["conv4"]
+    assert row["minimeta"]["median_s"] > 0 and "cupy_tf32" in report["env"]
+    if "torch" in row:   # PyTorch at its default and autotuned; the ratio is to the faster
+        best = min(row["torch"]["median_s"], row["torch_tuned"]["median_s"])
+        assert row["ratio"] == pytest.approx(row["minimeta"]["median_s"] / best)
     assert report["train"]["iterations"] == 2 and 0 <= report["train"]["accuracy"] <= 1
 
 
