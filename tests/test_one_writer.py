@@ -115,3 +115,25 @@ def test_a_file_system_without_folder_locks_runs_without_one(tmp_path, monkeypat
     with io.folder_lock(str(tmp_path / "run")):
         entered = True
     assert entered and os.path.isdir(tmp_path / "run")
+
+
+def test_a_file_gone_between_listing_and_deleting_is_not_an_error(tmp_path, monkeypatch):
+    """Clearing a folder races with whatever else writes there (where no lock could be taken, or
+    the mutant above): a temporary file listed, then renamed into a checkpoint by its writer
+    before ``prepare_folder`` deletes it. That failed the clearing run ("No such file or
+    directory", exit 2; once in CI, in the mutant above). Now what is gone is left gone."""
+    from minimeta.experiments import training
+    from minimeta.experiments.config import RunConfig
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".tmp-stays.npz").write_bytes(b"x")
+    listing = os.listdir
+
+    def racing(path):   # the listing still names a file another writer has just renamed
+        return listing(path) + [".tmp-gone.npz", "metrics.jsonl"]
+
+    monkeypatch.setattr(training.os, "listdir", racing)
+    config = RunConfig(learner="maml", dataset="sinusoid", out=str(out), overwrite=True)
+    training.prepare_folder(config, 0)
+    assert listing(out) == []

@@ -282,7 +282,10 @@ def prepare_folder(config, iteration):
     for name in os.listdir(config.out):
         stale = name.startswith(".tmp-") and name.endswith(".npz")
         if stale or (config.overwrite and name in (CHECKPOINT, METRICS)):
-            os.remove(os.path.join(config.out, name))
+            try:
+                os.remove(os.path.join(config.out, name))
+            except FileNotFoundError:   # gone since the listing: nothing left to delete
+                pass
     if config.resume:
         cut_metrics(os.path.join(config.out, METRICS), iteration)
 
