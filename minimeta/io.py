@@ -92,8 +92,10 @@ def save(path, obj):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.remove(tmp)
+        except FileNotFoundError:   # cleared by another writer meanwhile: the error stands
+            pass
         raise
 
 
