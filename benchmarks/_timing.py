@@ -58,22 +58,24 @@ def blas_threads(n):
     threadpool_limits(n, user_api="blas")
 
 
-def apply_omp_policy():
+def apply_omp_policy(threads=1):
     """For scripts that time minimeta and PyTorch in one process: PyTorch imported first, then
     minimeta's wait policy (``minimeta/threads.py``). That policy does not reach numba there: a
     process has one OpenMP runtime. PyTorch loads its own ``libgomp.so.1``, which reads the
     policy at PyTorch's import (unset: spinning, its default), and numba's loops bind to it
     (``LD_DEBUG=bindings``). On one thread no OpenMP thread waits, so the policy does not
-    matter; on more, ``machine.py`` times each library in a process of its own. Returns the
-    line such a script prints when it runs on more than one thread."""
+    matter; on more (``threads``), this prints a note: ``machine.py`` times each library in a
+    process of its own. Returns the torch module, or None."""
     import warnings
 
-    try_torch()
-    with warnings.catch_warnings():   # the runtime loaded first: the line returned says so
+    torch = try_torch()
+    with warnings.catch_warnings():   # the runtime loaded first: the note below says so
         warnings.simplefilter("ignore", RuntimeWarning)
         omp_wait_policy()
-    return ("note: minimeta and PyTorch share one OpenMP runtime in this process, PyTorch's, "
-            "spinning; benchmarks/machine.py times each in its own process")
+    if torch is not None and threads > 1:
+        print("note: minimeta and PyTorch share one OpenMP runtime in this process, PyTorch's, "
+              "spinning; benchmarks/machine.py times each in its own process")
+    return torch
 
 
 def torch_installed():

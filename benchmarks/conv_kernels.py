@@ -18,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from minimeta import kernels as K
-from _timing import apply_omp_policy, median_time, try_torch
+from _timing import apply_omp_policy, median_time
 
 LAYERS = [(1, 28), (64, 14), (64, 7), (64, 3)]   # (input channels, side); 64 outputs, 3×3, pad 1
 
@@ -50,12 +50,9 @@ def main():
     parser.add_argument("--batch", type=int, default=640)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch = try_torch()
-    note = apply_omp_policy()
+    torch = apply_omp_policy(args.threads)
     if torch:
         torch.set_num_threads(args.threads)
-        if args.threads > 1:
-            print(note)
     rng = np.random.default_rng(0)
     numba_impl = lambda n: K.resolve(K.TABLE[n].cpu)  # noqa: E731
     ref_impl = lambda n: K.TABLE[n].reference  # noqa: E731

@@ -198,9 +198,10 @@ def timings(cp, torch, torch_device, rounds, small, only, seconds):
             one_round += time.perf_counter() - t
         fit = int(seconds / len(todo) / max(one_round, 1e-6))
         samples = {lib: [] for lib in calls}
+        items = list(calls.items())
         for r in range(max(3, min(rounds, fit))):
-            order = list(calls.items())[r % len(calls):] + list(calls.items())[:r % len(calls)]
-            for lib, (fn, sync) in order:           # rotated: each in each place in turn
+            k = r % len(items)
+            for lib, (fn, sync) in items[k:] + items[:k]:   # rotated: each in each place in turn
                 sync()
                 t = time.perf_counter()
                 fn()

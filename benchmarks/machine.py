@@ -45,9 +45,9 @@ import sys
 import time
 
 from minimeta import nn
-from minimeta.threads import omp_wait_policy
 from minimeta.learners import MAML, StackedTasks
 from minimeta.optim import Adam
+from minimeta.threads import omp_wait_policy
 from _timing import apply_malloc_policy, blas_threads, torch_installed, try_torch
 from workloads import (maml_tasks, mm_conv4, mm_protonet, torch_maml, torch_maml_stacked,
                        torch_workloads)

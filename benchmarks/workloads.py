@@ -19,8 +19,7 @@ import minimeta.functional as F
 from minimeta import kernels as K, nn
 from minimeta.learners import MAML
 from minimeta.optim import Adam
-from _timing import (add_malloc_flag, apply_malloc_policy, apply_omp_policy, median_time, report,
-                     try_torch)
+from _timing import add_malloc_flag, apply_malloc_policy, apply_omp_policy, median_time, report
 
 RNG = np.random.default_rng(0)
 
@@ -213,10 +212,7 @@ def main():
                         help="skip the (slow) NumPy-reference kernel timings")
     args = parser.parse_args()
     apply_malloc_policy(args)
-    torch = try_torch()
-    note = apply_omp_policy()
-    if torch and max(args.threads, args.numba_threads or 1) > 1:
-        print(note)
+    torch = apply_omp_policy(max(args.threads, args.numba_threads or 1))
     if torch:
         torch.set_num_threads(args.threads)
     import numba

@@ -92,10 +92,8 @@ def save(path, obj):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):   # cleared by another writer meanwhile
             os.remove(tmp)
-        except FileNotFoundError:   # cleared by another writer meanwhile: the error stands
-            pass
         raise
 
 

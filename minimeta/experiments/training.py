@@ -36,6 +36,7 @@ weights stops the run (``NonFiniteError``, naming the iteration) before it reach
 
 Read next: ``minimeta/experiments/stopping.py`` (how a run stops without losing work: signals).
 """
+import contextlib
 import json
 import os
 import time
@@ -282,10 +283,8 @@ def prepare_folder(config, iteration):
     for name in os.listdir(config.out):
         stale = name.startswith(".tmp-") and name.endswith(".npz")
         if stale or (config.overwrite and name in (CHECKPOINT, METRICS)):
-            try:
+            with contextlib.suppress(FileNotFoundError):   # gone since the listing
                 os.remove(os.path.join(config.out, name))
-            except FileNotFoundError:   # gone since the listing: nothing left to delete
-                pass
     if config.resume:
         cut_metrics(os.path.join(config.out, METRICS), iteration)
 
