@@ -4,8 +4,8 @@
     python docs/make_tour_graph.py --engine dot     # or --engine matplotlib; --out FILE; --dot
 
 The graph is built by ``tour_dot`` below with the same code as the tour and drawn from the DOT
-text that ``minimeta.viz.to_dot`` returns, its node names (``n`` + the tensor's ``id``)
-renumbered in order so that the same graph gives the same file. Graphviz (``apt-get install
+text that ``minimeta.viz.to_dot`` returns (its nodes numbered in the order met, so the same
+graph gives the same file). Graphviz (``apt-get install
 graphviz``) renders it with ``dot -Tsvg``: that is the drawing checked in. Without Graphviz,
 matplotlib (``pip install matplotlib``) draws the same nodes and colours in layers, with a
 simpler layout. The format follows the ``--out`` suffix (.svg or .png).
@@ -33,12 +33,6 @@ def tour_dot(x0=0.5):
     (d3,) = mm.grad(d2, [x], create_graph=True)
     x.name, y.name, d1.name, d2.name, d3.name = "x", "y", "dy/dx", "d2y/dx2", "d3y/dx3"
     return to_dot(d1, d2, d3)
-
-
-def renumber(dot):
-    """``dot`` with its node names n<id> replaced by n0, n1, ... in order of appearance."""
-    names = {}
-    return re.sub(r"\bn\d+\b", lambda m: names.setdefault(m[0], f"n{len(names)}"), dot)
 
 
 def render_with_dot(dot, out):
@@ -98,7 +92,7 @@ def main(argv=None):
     parser.add_argument("--engine", choices=("auto", "dot", "matplotlib"), default="auto")
     parser.add_argument("--dot", action="store_true", help="print the DOT text and stop")
     args = parser.parse_args(argv)
-    dot = renumber(tour_dot())
+    dot = tour_dot()
     if args.dot:
         print(dot)
         return

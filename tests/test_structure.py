@@ -197,3 +197,27 @@ def test_a_checkout_runs_its_own_kernels(tmp_path):
                          check=True)
     mark, path = out.stdout.split()
     assert mark == "True" and path.startswith(str(tmp_path)), out.stdout
+
+
+def unlisted(text, classes):
+    """The names of ``classes`` that ``text`` does not mention as a word, and whether it states
+    their number ("these N classes" or "set (N)")."""
+    import re
+
+    words = set(re.findall(r"\w+", text))
+    counted = re.search(rf"\b(these {len(classes)} classes|set \({len(classes)}\))", text)
+    return sorted(c.__name__ for c in classes if c.__name__ not in words), bool(counted)
+
+
+def test_the_primitive_lists_in_the_docs_name_every_primitive():
+    from minimeta.engine import primitives
+    from minimeta.selfcheck import primitive_classes
+
+    classes = primitive_classes()
+    engine_md = (ROOT / "docs" / "ENGINE.md").read_text(encoding="utf-8")
+    for where, text in (("primitives/__init__.py", primitives.__doc__),
+                        ("docs/ENGINE.md", engine_md)):
+        assert unlisted(text, classes) == ([], True), where
+    # the check fails on a list that lost a name, or a count gone stale
+    assert unlisted(primitives.__doc__.replace("BiasGrad", ""), classes)[0] == ["BiasGrad"]
+    assert unlisted(primitives.__doc__.replace("41 classes", "39 classes"), classes)[1] is False

@@ -9,9 +9,10 @@ Because every vjp is itself made of recorded ops, running the backward pass with
 ``create_graph=True`` records a new graph for the gradient, which can be differentiated again:
 second-order MAML, Hessian-vector products and third derivatives all come from this one rule.
 
-Broadcasting is undone in exactly one place, ``reductions.unbroadcast`` (called here as the
-Tensor method ``sum_to``): a vjp may return a gradient of the broadcast shape and the backward
-pass sums it down to its input's shape. This file imports only the layers below it (backend,
+Broadcasting is undone in one place, ``reductions.unbroadcast`` (called here as the Tensor
+method ``sum_to``): a vjp may return a gradient of the broadcast shape and the backward pass
+sums it down to its input's shape (``MatMul``, which reshapes a 1-D operand into a matrix,
+sums that one itself). This file imports only the layers below it (backend,
 tensor, anomaly); the primitives it runs are above it.
 
 Read next: ``minimeta/engine/primitives/__init__.py`` (the primitive set, file by file).
@@ -46,10 +47,11 @@ class Primitive:
     Tensor, or None for "no gradient".
 
     Saved values: a primitive whose VJP needs more of forward's work than its output and inputs
-    (max pooling's argmax, batch norm's statistics) sets ``saves = True`` and returns
-    ``(out, saved)`` from ``forward``; ``apply`` keeps ``saved`` (a tuple of arrays) on the
-    output Tensor, where ``vjp`` reads it as ``out.saved``. That is the one mechanism (as
-    MiniTorch's ``ctx.save_for_backward``): nothing is set on the primitive instance.
+    (max pooling's argmax) sets ``saves = True`` and returns ``(out, saved)`` from ``forward``;
+    ``apply`` keeps ``saved`` (a tuple of arrays) on the output Tensor, where ``vjp`` reads it
+    as ``out.saved``. That is the one mechanism (as MiniTorch's ``ctx.save_for_backward``):
+    nothing is set on the primitive instance. (Batch norm saves its batch statistics the same
+    way, for the layer that keeps running averages: ``functional.layers``.)
     """
 
     __slots__ = ()

@@ -8,7 +8,8 @@ A Tensor holds
 - ``grad``: where ``backward()`` accumulates (a Tensor, so it can itself be differentiated);
 - ``_seq``: a creation stamp, increasing: a Tensor can only depend on Tensors with smaller
   stamps, which lets the backward pass skip the part of a graph made before its inputs;
-- ``saved``: values its primitive's forward saved for the VJP (``autodiff.Primitive``), if any.
+- ``saved``: values its primitive's forward saved for the VJP (``autodiff.Primitive``), if
+  any (batch norm's batch statistics, read by the layer that keeps running averages).
 
 No math lives in this file, and it imports nothing of the engine above it: the operators and
 methods that compute (``x + y``, ``x @ y``, ``x.exp()``, ``x.sum()``, ``x.backward()``) are
