@@ -1,5 +1,5 @@
 """Benchmark: the whole machine. minimeta and PyTorch, each at its best setting and both on one
-thread, timed in one process, interleaved round by round.
+thread, each in a process of its own, interleaved round by round.
 
 Workloads (float32, conv4 on 28×28 images):
 - ``conv4``: forward + backward on 640 images;

@@ -10,7 +10,7 @@ op times add up to more than the wall time: profile with ``--threads 1`` to see 
 
 Ops are named by their own class (an op inheriting its ``forward`` is still itself). The timer
 costs 1.5–3 µs per op (a chain of 1000 multiplications and its gradient, timed with and without
-it), so the wall time printed is above an untimed run's: by 1–2% for MAML's 14 000 ops a
+it), so the wall time printed is above an untimed run's: by 1–2% for MAML 5-way's 15 000 ops a
 meta-iteration, less for the conv workloads' few large ones.
 
 Run: python benchmarks/profile_ops.py [--workload conv4|protonet|maml5|maml20] [--threads 2]

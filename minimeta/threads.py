@@ -40,8 +40,8 @@ policy before any OpenMP runtime loads: a process has one runtime, and numba's l
 whichever came first (PyTorch's, if PyTorch was imported first; a warning says so).
 
 ``configure()`` applies these policies process-wide; the command line (``--threads N``) and
-the examples call it, the benchmarks call ``malloc_policy()`` and ``omp_wait_policy()`` and set
-their threads themselves.
+the examples call it. The benchmarks set their threads themselves and apply the pieces they
+need (``malloc_policy()``, ``omp_wait_policy()``, or both).
 
 Read next: ``minimeta/cli.py`` (the command line).
 """
@@ -57,7 +57,8 @@ def malloc_policy(mmap_threshold=32 << 20, trim_threshold=1 << 30, arenas=1, mma
     """Fix glibc malloc's mmap and trim thresholds and its number of arenas, and serve every
     block from the heap (``mmap_max=0``); True if applied (Linux glibc), else False. One arena:
     worker threads share one heap instead of each keeping its own (the 2-worker MAML
-    meta-iteration peaked at 522 MiB with an arena per thread, 493 MiB with one). No mmap: a
+    meta-iteration peaked at 522 MiB with an arena per thread, 492 MiB with one, measured
+    2026-11-30; docs/PERFORMANCE.md, "Peak memory"). No mmap: a
     block over 32 MiB (conv4's first layer on 640 images: 128 MiB each) was a fresh mapping
     every time, 32 768 page faults to fill; from the heap it reuses memory already faulted in
     (docs/PERFORMANCE.md, "Process policy").

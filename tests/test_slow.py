@@ -1,7 +1,7 @@
 """Long checks kept out of the default test command: ``python -m pytest -m slow`` runs them.
 
 - the engine's self-check (``minimeta.selfcheck``: forward against the NumPy reference, then
-  gradcheck) of every primitive to the third order, with five times the examples of
+  gradcheck) of every primitive to the third order, with ten times the examples of
   ``minimeta gradcheck``;
 - MAML on the sinusoid tasks of Finn et al. 2017 trained for 10,000 iterations (about a minute):
   its loss falls, and after fine-tuning it beats the pretrained baseline by a wide margin.

@@ -33,8 +33,9 @@ A run folder holds one run. A fresh run refuses a folder that holds one (``check
 checkpoint fixes every setting that decides the model, the learner or the tasks trained on
 (``check_resume`` lists each one given otherwise, in one line); only those of
 ``MAY_CHANGE_ON_RESUME`` may differ: where and how the run is saved, watched and debugged
-(``out``, ``device``, ``checkpoint_every``, ``detect_anomaly``, ``validate_every``,
-``val_episodes``, ``minutes``: a resumed run's budget counts the training time already spent),
+(``out``, ``device``, ``threads``, ``checkpoint_every``, ``detect_anomaly``,
+``validate_every``, ``val_episodes``, ``minutes``: a resumed run's budget counts the training
+time already spent),
 and ``iterations``, to any count not below the checkpoint's iteration.
 
 Read next: ``minimeta/experiments/registry.py`` (the learners by name, with their papers' defaults).

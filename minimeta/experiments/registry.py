@@ -63,7 +63,7 @@ WHY_NOT = {  # why an option does not apply to the learners that lack it
 class LearnerSpec:
     """What the command line needs to know about one learner."""
 
-    family: str                    # "optimization" or "metric"
+    family: str                    # "optimization", "metric" or "model"
     build: Callable                # config -> (model, learner)
     defaults: dict                 # {training ways: {setting: the paper's value}}
     options: frozenset             # the entries of OPTIONAL this learner takes
