@@ -42,8 +42,24 @@ def test_inner_update_is_a_new_dict_and_differentiable():
     grads = mm.grad(F.mse_loss(net(x, params), y), list(params.values()), create_graph=True)
     fast = {k: p - 0.1 * g for (k, p), g in zip(params.items(), grads)}
     meta = mm.grad(F.mse_loss(net(x, fast), y), list(params.values()))
+    assert len(meta) == len(params) == 4
     assert all(g.shape == p.shape for g, p in zip(meta, params.values()))
     assert net.named_parameters()["0.weight"] is params["0.weight"]  # nothing mutated
+    # the values: (I − α H) ∇L(φ), with H·v from mm.hvp of the same loss at θ
+    names = list(params)
+
+    def loss_at(*ps):
+        return F.mse_loss(net(x, dict(zip(names, ps))), y)
+
+    at_phi = [t.detach().requires_grad_() for t in fast.values()]
+    g_phi = mm.grad(loss_at(*at_phi), at_phi)
+    h_g = mm.hvp(loss_at, list(params.values()), g_phi)
+    for m, gp, hg in zip(meta, g_phi, h_g):
+        np.testing.assert_allclose(m.numpy(), (gp - 0.1 * hg).numpy(), rtol=1e-12, atol=1e-14)
+    # a detached inner gradient (first order) differs: the check above would catch it
+    fo = {k: p - 0.1 * g.detach() for (k, p), g in zip(params.items(), grads)}
+    meta_fo = mm.grad(F.mse_loss(net(x, fo), y), list(params.values()))
+    assert max(np.abs((a - b).numpy()).max() for a, b in zip(meta_fo, meta)) > 1e-4
 
 
 
@@ -78,6 +94,43 @@ def test_sgd_momentum_and_adam_match_their_formulas():
     Adam([a], lr=0.1).step([np.array([4.0])])
     # first Adam step = lr·g/(|g| + eps): lr·sign(g) up to eps = 1e-8
     np.testing.assert_allclose(a.numpy(), [1.0 - 0.1 * 4.0 / (4.0 + 1e-8)], rtol=1e-14)
+
+
+def test_an_optimizer_step_leaves_the_array_a_parameter_was_made_from_alone():
+    w0 = np.array([1.0, -2.0])
+    w = mm.tensor(w0, requires_grad=True)       # a copy, as torch.tensor makes
+    SGD([w], lr=0.1).step([np.array([1.0, 1.0])])
+    np.testing.assert_array_equal(w0, [1.0, -2.0])
+    np.testing.assert_allclose(w.numpy(), [0.9, -2.1])
+    # the mutant: a Tensor wrapping the array (no copy) changes it, which the check would see
+    shared = mm.Tensor(w0, requires_grad=True)
+    SGD([shared], lr=0.1).step([np.array([1.0, 1.0])])
+    assert not np.array_equal(w0, [1.0, -2.0])
+
+
+def adam_by_hand(w, grads, lr, b1, b2, eps, wd):
+    """Kingma & Ba's algorithm 1, weight decay added to the gradient (PyTorch's Adam)."""
+    m = v = np.zeros_like(w)
+    for t, g in enumerate(grads, 1):
+        g = g + wd * w
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        w = w - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    return w
+
+
+@pytest.mark.parametrize("betas, wd", [((0.9, 0.999), 0.0), ((0.5, 0.8), 0.1)])
+def test_adam_matches_its_formula_over_several_steps(betas, wd):
+    # from step 2 on the betas, the moments and the bias correction all show
+    w0 = np.array([1.0, -2.0, 0.5])
+    grads = [np.array([4.0, -1.0, 0.1]), np.array([-2.0, 3.0, 0.1]), np.array([1.0, 1.0, -5.0])]
+    w = mm.tensor(w0, requires_grad=True)
+    opt = Adam([w], lr=0.1, betas=betas, weight_decay=wd)
+    for g in grads:
+        opt.step([g])
+    want = adam_by_hand(w0, grads, 0.1, *betas, 1e-8, wd)
+    np.testing.assert_allclose(w.numpy(), want, rtol=1e-13)
+    # the check sees swapped betas
+    assert not np.allclose(adam_by_hand(w0, grads, 0.1, *betas[::-1], 1e-8, wd), want)
 
 
 def test_clip_norm_rescales_all_gradients_together():

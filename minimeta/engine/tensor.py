@@ -143,25 +143,36 @@ def _as_array(data, dtype):
 
 # ----- making Tensors ---------------------------------------------------------------------------
 def tensor(data, requires_grad=False, dtype=None, device=None, name=None):
-    """Make a leaf Tensor from an array, a nested list or a number (NumPy's default dtypes),
-    on ``device`` ('cpu' or 'cuda'; default: where ``data`` already is).
+    """Make a leaf Tensor holding a copy of ``data``, an array, a nested list or a number
+    (NumPy's default dtypes), on ``device`` ('cpu' or 'cuda'; default: where ``data`` is).
 
-    >>> tensor([1.0, 2.0]).dtype
-    dtype('float64')
+    A copy, as ``torch.tensor`` makes: optimizers update parameters in place, and the array
+    passed in stays as it was. (``Tensor(array)`` wraps an array without copying; the library
+    uses it for arrays it has just made.)
+
+    >>> w0 = np.array([1.0, 2.0])
+    >>> w = tensor(w0, requires_grad=True)
+    >>> w.data += 1.0          # what an optimizer step does
+    >>> w0, w.dtype
+    (array([1., 2.]), dtype('float64'))
     """
+    source = data.data if isinstance(data, Tensor) else data
     if device is not None:
-        data = to_device(data.data if isinstance(data, Tensor) else data, device)
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
+        data = to_device(source, device)
+    out = Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
+    if out.data is source:  # neither a move, a conversion nor a new array copied it
+        out.data = source.copy()
+    return out
 
 
 def zeros(shape, dtype=np.float64, requires_grad=False, device="cpu"):
     """A leaf Tensor of zeros."""
-    return tensor(np.zeros(shape, dtype=dtype), requires_grad, device=device)
+    return Tensor(to_device(np.zeros(shape, dtype=dtype), device), requires_grad)
 
 
 def ones(shape, dtype=np.float64, requires_grad=False, device="cpu"):
     """A leaf Tensor of ones."""
-    return tensor(np.ones(shape, dtype=dtype), requires_grad, device=device)
+    return Tensor(to_device(np.ones(shape, dtype=dtype), device), requires_grad)
 
 
 def constant(x, like, dtype=None):
