@@ -105,6 +105,7 @@ def test_hand_unrolled_loop_gives_the_same_meta_gradient():
             fast = {k: p - 0.05 * g for (k, p), g in zip(fast.items(), gs)}
         total = total + F.mse_loss(net(mm.tensor(xq), fast), yq)
     hand = mm.grad(total / 3.0, list(params.values()))
+    assert len(ours) == len(hand) == len(params)
     for a, b in zip(ours, hand):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     # outer_step accumulates the same meta-gradient into .grad

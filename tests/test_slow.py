@@ -22,6 +22,8 @@ def test_selfcheck_of_every_primitive_to_the_third_order():
     for name, errors in report.items():
         assert sorted(errors) == [1, 2, 3], name                         # every order ran
         assert all(np.isfinite(v) for v in errors.values()), (name, errors)
+        # and compared a derivative that is not 0 = 0, as test_primitives does at its orders
+        assert all(errors.scale[k] > 1e-2 for k in (1, 2, 3)), (name, errors.scale)
 
 
 def test_maml_sinusoid_training_converges_and_beats_pretraining():
