@@ -121,12 +121,17 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with bias correction; weight decay added to the gradient."""
+    """Adam (Kingma & Ba 2015) with bias correction; weight decay added to the gradient.
+
+    Each parameter counts its own steps (``counts``), as PyTorch's Adam does: one whose
+    gradient was None for a while starts its bias correction at its own first step.
+    """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  clip_norm=None):
         super().__init__(params, lr, clip_norm)
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+        self.counts = [0] * len(self.params)
 
     def _update(self, i, p, g):
         b1, b2 = self.betas
@@ -137,6 +142,16 @@ class Adam(Optimizer):
         m += (1 - b1) * g
         v *= b2
         v += (1 - b2) * g * g
-        m_hat = m / (1 - b1 ** self.steps)
-        v_hat = v / (1 - b2 ** self.steps)
+        self.counts[i] += 1
+        m_hat = m / (1 - b1 ** self.counts[i])
+        v_hat = v / (1 - b2 ** self.counts[i])
         return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def state_dict(self):
+        return dict(super().state_dict(), counts=np.array(self.counts, dtype=np.int64))
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        # a checkpoint from before per-parameter counts: every parameter had every step
+        counts = state.get("counts", [self.steps] * len(self.params))
+        self.counts = [int(c) for c in counts]

@@ -254,3 +254,32 @@ def test_conv4_shapes_and_parameter_count():
     assert nn.conv4()(x).shape == (2, 64)
     conv = 64 * 9 + 64 + 3 * (64 * 64 * 9 + 64)
     assert sum(p.size for p in net.parameters()) == conv + 4 * 2 * 64 + 64 * 5 + 5
+
+
+def test_adam_counts_steps_per_parameter_and_keeps_the_counts_in_its_state():
+    # a parameter without a gradient for 10 steps then takes a first step of lr, as in PyTorch
+    a = mm.tensor(np.array([1.0]), requires_grad=True)
+    late = mm.tensor(np.array([1.0]), requires_grad=True)
+    opt = Adam([a, late], lr=0.1)
+    for _ in range(10):
+        opt.step([np.array([1.0]), None])
+    opt.step([np.array([1.0]), np.array([3.0])])
+    np.testing.assert_allclose(late.numpy(), [1.0 - 0.1 * 3.0 / (3.0 + 1e-8)], rtol=1e-14)
+    assert opt.counts == [11, 1]
+    # the counts survive state_dict / load_state_dict (a resumed run continues them)
+    again = Adam([mm.tensor(a.numpy()), mm.tensor(late.numpy())], lr=0.1)
+    again.load_state_dict(io_roundtrip(opt.state_dict()))
+    assert again.counts == [11, 1]
+    # a state saved before the counts existed: every parameter had every step
+    old = {k: v for k, v in opt.state_dict().items() if k != "counts"}
+    again.load_state_dict(old)
+    assert again.counts == [11, 11]
+
+
+def io_roundtrip(state):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "opt.npz")
+        io.save(path, state)
+        return io.load(path)

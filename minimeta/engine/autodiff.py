@@ -314,7 +314,7 @@ def backward(output, grad_output=None, create_graph=False):
         g = kept.get(id(leaf))
         if g is None:
             continue
-        if not create_graph:
-            g = g.detach()
+        if not create_graph:   # its own writable array: VJPs share and broadcast theirs
+            g = Tensor(array_module(g.data).array(g.data, copy=True))
         leaf.grad = g if leaf.grad is None else leaf.grad + g
 

@@ -100,6 +100,27 @@ class Tensor:
     def __len__(self):
         return len(self.data)
 
+    # NumPy interplay: ``np.asarray(t)`` is ``t.numpy()`` (CuPy arrays refuse, as CuPy does);
+    # a NumPy function called on a Tensor raises instead of making an array of Tensors, and
+    # ``array * t`` runs the Tensor's operator.
+    __array_ufunc__ = None
+
+    def __array__(self, dtype=None, copy=None):
+        if hasattr(self.data, "get"):
+            raise TypeError("tensor on the GPU: call .numpy() (or .cpu()) for a NumPy array")
+        out = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return np.array(out, copy=True) if copy else out
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def tolist(self):
+        """The values as nested Python lists (``numpy().tolist()``)."""
+        return self.numpy().tolist()
+
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
         op = f", op={type(self._op).__name__}" if self._op is not None else ""
@@ -119,7 +140,12 @@ class Tensor:
         return Tensor(self.data)
 
     def requires_grad_(self, flag=True):
-        """Set ``requires_grad`` in place (leaves only) and return self."""
+        """Set ``requires_grad`` in place (leaves only) and return self. On a Tensor an op
+        made, it would cut the graph already built through it: use ``detach()``."""
+        if self._op is not None:
+            raise ValueError(f"requires_grad_: this tensor was made by {self._op!r}, not a leaf; "
+                             "changing the flag would cut the graph built through it (use "
+                             ".detach() for a new leaf)")
         if flag and not is_float_dtype(self.dtype):
             raise TypeError(f"requires_grad_: integer/bool tensor of dtype {self.dtype}")
         self.requires_grad = bool(flag)

@@ -60,6 +60,8 @@ def one_hot(labels, n, dtype=None, like=None):
     from ..engine.tensor import Tensor
 
     labels = np.asarray(labels)
+    if labels.size and labels.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: labels must be integers, got dtype {labels.dtype}")
     if labels.ndim != 1 or (labels.size and (labels.min() < 0 or labels.max() >= n)):
         raise ValueError(f"one_hot: labels must be a vector of integers in [0, {n}), got "
                          f"shape {labels.shape}")

@@ -25,6 +25,9 @@ def conv4(out_features=None, hidden=64, in_channels=1, image_size=28, seed=0,
     >>> len(net.parameters())   # 4 × (conv w, b, bn w, b) + head w, b
     18
     """
+    if image_size < 16:
+        raise ValueError(f"conv4: image_size {image_size} is too small: four 2×2 poolings "
+                         "need 16 pixels or more")
     rng = np.random.default_rng(seed)
     layers, channels, size = [], in_channels, image_size
     for _ in range(4):

@@ -97,7 +97,11 @@ class BatchNorm2d(Module):
         self.add_buffer("running_var", np.ones(channels, dtype=np.float64))
 
     def forward(self, x, params):
-        return F.batch_norm(x, params.get("weight"), params.get("bias"),
+        weight = params.get("weight")
+        if x.ndim == 3 and (weight is None or weight.ndim != 2):
+            raise ValueError(f"BatchNorm2d: input {x.shape} is 3-D; give NCHW or NC (a 3-D "
+                             "input is read only as a stack of tasks (T, N, C), weight (T, C))")
+        return F.batch_norm(x, weight, params.get("bias"),
                             self._buffers["running_mean"], self._buffers["running_var"],
                             self.training, self.momentum, self.eps)
 

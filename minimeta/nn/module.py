@@ -22,6 +22,19 @@ from ..engine.backend import device_of, to_device, to_host
 from ..engine.tensor import Tensor
 
 
+class MissingParameter(ValueError):
+    """A params mapping lacks a parameter the module has: named in full (``2.bias``) by the time
+    it leaves the outermost module, so a misspelt key is never silently skipped."""
+
+    def __init__(self, module, names, given):
+        self.module, self.names, self.given = module, list(names), sorted(given)
+        super().__init__()
+
+    def __str__(self):
+        return (f"{self.module}: params has no {', '.join(map(repr, self.names))} (a module "
+                f"reads every parameter it has; given {len(self.given)} names)")
+
+
 def sub_params(params, prefix):
     """The entries of ``params`` under ``prefix`` + '.', with the prefix removed."""
     start = prefix + "."
@@ -41,13 +54,16 @@ class Module:
 
     # ----- registration ---------------------------------------------------------------------
     def add_param(self, name, array):
-        """Register a parameter (a float array becomes a leaf Tensor that requires grad)."""
+        """Register a parameter: a copy of ``array`` (a float array) as a leaf Tensor that
+        requires grad (a copy: optimizers update it in place, the array given stays as it was)."""
+        array = array.copy() if hasattr(array, "copy") else np.array(array)
         self._params[name] = Tensor(array, requires_grad=True, name=name)
         return self._params[name]
 
     def add_buffer(self, name, array):
-        """Register a buffer: state that is saved but not trained (batch-norm running stats)."""
-        self._buffers[name] = np.asarray(array)
+        """Register a buffer: state that is saved but not trained (batch-norm running stats);
+        a copy of ``array``, updated in place by the module."""
+        self._buffers[name] = array.copy() if hasattr(array, "copy") else np.array(array)
         return self._buffers[name]
 
     def add_child(self, name, module):
@@ -57,7 +73,12 @@ class Module:
 
     # ----- calling ---------------------------------------------------------------------------
     def __call__(self, x, params=None):
-        return self.forward(x, self.named_parameters() if params is None else params)
+        if params is None:
+            return self.forward(x, self.named_parameters())
+        missing = [k for k in self._params if k not in params]
+        if missing:
+            raise MissingParameter(type(self).__name__, missing, params)
+        return self.forward(x, params)
 
     def forward(self, x, params):
         raise NotImplementedError
@@ -68,7 +89,11 @@ class Module:
 
     def call_child(self, name, x, params):
         """Child ``name`` applied to ``x`` with its part of this module's ``params``."""
-        return self._children[name](x, self.child_params(name, params))
+        try:
+            return self._children[name](x, self.child_params(name, params))
+        except MissingParameter as err:   # named from here: "2.bias", not "bias"
+            raise MissingParameter(err.module, [f"{name}.{k}" for k in err.names],
+                                   params) from None
 
     # ----- inspection --------------------------------------------------------------------------
     def named_parameters(self):

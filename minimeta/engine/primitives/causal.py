@@ -16,6 +16,7 @@ Read next: ``kernels/__init__.py`` (the kernel table).
 """
 from ... import kernels as K
 from ..autodiff import Primitive, apply
+from .elementwise import floating
 
 
 class CausalConv1d(Primitive):
@@ -83,6 +84,7 @@ class CausalConv1dWeightGrad(Primitive):
 def causal_conv1d(x, w, dilation=1):
     """Differentiable causal dilated convolution of x (N, C, T) with w (O, C, k), no bias."""
     K.causal_ref._check(x.shape, w.shape, dilation)
+    x, w = floating("causal_conv1d", x, w)
     return apply(CausalConv1d(int(dilation)), x, w)
 
 

@@ -16,6 +16,7 @@ Read next: ``minimeta/engine/primitives/causal.py`` (the causal dilated 1-D conv
 from ... import kernels as K
 from ..autodiff import Primitive, apply
 from ..backend import array_module
+from .elementwise import floating
 from .shape import broadcast_to, getitem, reshape
 
 
@@ -184,7 +185,9 @@ class MaxPool2dBackward(Primitive):
 
 def conv2d(x, w, stride=1, padding=0, bias=None):
     """Differentiable convolution of NCHW ``x`` with OIHW ``w``, plus ``bias`` (O,) if given;
-    on a stack (a task axis in front of x and w), ``bias`` is (T, O)."""
+    on a stack (a task axis in front of x and w), ``bias`` is (T, O). Mixed dtypes promote as
+    NumPy's do (``floating``); integer images must be converted first."""
+    x, w, bias = floating("conv2d", x, w, bias)
     if bias is None:
         return apply(Conv2d(stride, padding), x, w)
     want = w.shape[:-3] if w.ndim in (4, 5) else bias.shape   # other ranks: _check says why

@@ -304,6 +304,20 @@ def astype(a, dtype):
     return a if a.dtype == dtype else apply(Cast(dtype), a)
 
 
+def floating(op, *tensors):
+    """``tensors`` (None passes through) in their common dtype by NumPy's promotion, for a
+    kernel that wants one floating dtype: a uint8 image met by float32 weights is converted
+    (a ``Cast``, so each gradient comes back in its own dtype); a TypeError naming ``op`` if
+    the common dtype is not floating."""
+    given = [t for t in tensors if t is not None]
+    dtype = np.result_type(*[t.dtype for t in given])
+    if dtype.kind != "f":
+        kinds = " and ".join(str(t.dtype) for t in given)
+        raise TypeError(f"{op}: needs floating arrays, got {kinds}; convert with "
+                        "astype(np.float32) (images: scale them to [0, 1] too)")
+    return [None if t is None else astype(t, dtype) for t in tensors]
+
+
 def isfinite(a):
     """A constant boolean Tensor: True where ``a`` is finite (a mask, no grad)."""
     return Tensor(array_module(a.data).isfinite(a.data))

@@ -146,9 +146,18 @@ def reshape(a, shape):
     return a if shape == a.shape else apply(Reshape(shape), a)
 
 
+def axis_in(axis, ndim, op):
+    """``axis`` as 0..ndim−1 (negative counts from the end); a ValueError naming ``op`` where
+    NumPy would raise its AxisError, never a silent wrap-around."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for a tensor of {ndim} dims")
+    return axis % ndim
+
+
 def transpose(a, axes=None):
     """Permute axes (None: reverse them)."""
-    axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(x % a.ndim for x in axes)
+    axes = tuple(reversed(range(a.ndim))) if axes is None else \
+        tuple(axis_in(x, a.ndim, "transpose") for x in axes)
     if sorted(axes) != list(range(a.ndim)):
         raise ValueError(f"transpose: {axes} is not a permutation of the {a.ndim} axes")
     return apply(Transpose(axes), a)
@@ -157,6 +166,7 @@ def transpose(a, axes=None):
 def swapaxes(a, i, j):
     """Exchange two axes (a transpose)."""
     axes = list(range(a.ndim))
+    i, j = axis_in(i, a.ndim, "swapaxes"), axis_in(j, a.ndim, "swapaxes")
     axes[i], axes[j] = axes[j], axes[i]
     return transpose(a, axes)
 
@@ -164,13 +174,16 @@ def swapaxes(a, i, j):
 def expand_dims(a, axis):
     """Insert a size-1 axis at ``axis`` (a reshape)."""
     shape = list(a.shape)
+    if not -a.ndim - 1 <= axis <= a.ndim:
+        raise ValueError(f"expand_dims: axis {axis} is out of range for a tensor of {a.ndim} "
+                         f"dims (a new axis goes at {-a.ndim - 1}..{a.ndim})")
     shape.insert(axis % (a.ndim + 1), 1)
     return reshape(a, shape)
 
 
 def squeeze(a, axis):
     """Remove the size-1 axis ``axis`` (a reshape)."""
-    if a.shape[axis] != 1:
+    if a.shape[axis_in(axis, a.ndim, "squeeze")] != 1:
         raise ValueError(f"squeeze: axis {axis} of shape {a.shape} is not of size 1")
     shape = list(a.shape)
     del shape[axis]
@@ -251,7 +264,9 @@ def concatenate(tensors, axis=0):
     tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("concatenate: needs at least one tensor")
-    axis = axis % tensors[0].ndim
+    if tensors[0].ndim == 0:
+        raise ValueError("concatenate: zero-dimensional tensors cannot be joined (stack them)")
+    axis = axis_in(axis, tensors[0].ndim, "concatenate")
     for t in tensors[1:]:
         if t.ndim != tensors[0].ndim or any(
             m != n for k, (m, n) in enumerate(zip(t.shape, tensors[0].shape)) if k != axis

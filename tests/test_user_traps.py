@@ -1,0 +1,166 @@
+"""What a user who knows NumPy or PyTorch expects, each once silently otherwise here.
+
+Found by probing the public API (2026-12-01); each test below (but the guard that negative axes
+still work) failed on the code before its fix:
+- ``mm.tensor`` and ``Module.add_param`` / ``add_buffer`` copy the array they are given, so an
+  optimizer's in-place step never reaches it;
+- a convolution of uint8 images with float32 weights promotes (it had run in uint8: garbage);
+- an axis out of range raises, as NumPy's AxisError does (it had wrapped around);
+- a params mapping without one of a module's parameters raises, naming it in full (a misspelt
+  bias had been skipped);
+- ``requires_grad_`` refuses a Tensor an op made (it had cut the graph built through it);
+- ``.backward()`` gives every leaf a gradient array of its own, writable (siblings had shared
+  one, and a sum's gradient had been a read-only broadcast view);
+- ``BatchNorm2d`` refuses a 3-D input that is not a stack (it had normalised the wrong axes);
+- NumPy functions refuse a Tensor instead of making an array of Tensors;
+- what had crashed deep inside (a ZeroDivisionError, a numba traceback) names the op.
+"""
+import numpy as np
+import pytest
+
+import minimeta as mm
+import minimeta.functional as F
+from minimeta import nn
+from minimeta.nn.module import MissingParameter
+from minimeta.optim import SGD
+
+
+def test_a_module_copies_the_arrays_it_registers():
+    w0, b0 = np.array([1.0, 2.0]), np.array([0.0])
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.add_param("w", w0)
+            self.add_buffer("b", b0)
+
+    m = M()
+    SGD(m.parameters(), lr=0.5).step([np.ones(2)])
+    m._buffers["b"] += 1.0
+    np.testing.assert_array_equal(w0, [1.0, 2.0])
+    np.testing.assert_array_equal(b0, [0.0])
+    np.testing.assert_array_equal(m.parameters()[0].numpy(), [0.5, 1.5])
+
+
+def test_a_convolution_promotes_mixed_dtypes_as_numpy_does():
+    images = np.full((1, 1, 3, 3), 200, np.uint8)
+    w = np.full((1, 1, 3, 3), 0.5, np.float32)
+    y = F.conv2d(mm.tensor(images), mm.tensor(w))
+    assert y.dtype == np.float32 and y.item() == 900.0
+    y = F.conv2d(mm.tensor(images.astype(np.float32)), mm.tensor(w.astype(np.float64)))
+    assert y.dtype == np.float64 and y.item() == 900.0
+    # each gradient comes back in its own tensor's dtype
+    x32 = mm.tensor(np.ones((1, 1, 3, 3), np.float32), requires_grad=True)
+    w64 = mm.tensor(np.ones((1, 1, 3, 3)), requires_grad=True)
+    gx, gw = mm.grad(F.conv2d(x32, w64).sum(), [x32, w64])
+    assert gx.dtype == np.float32 and gw.dtype == np.float64
+    with pytest.raises(TypeError, match="^conv2d: needs floating arrays, got int64 and int64"):
+        F.conv2d(mm.tensor(np.ones((1, 1, 3, 3), np.int64)),
+                 mm.tensor(np.ones((1, 1, 3, 3), np.int64)))
+    with pytest.raises(TypeError, match="^causal_conv1d: needs floating arrays"):
+        mm.causal_conv1d(mm.tensor(np.ones((1, 1, 4), np.int64)),
+                         mm.tensor(np.ones((1, 1, 2), np.int64)))
+
+
+X = mm.tensor(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: X.transpose(1, 2), "transpose: axis 2 is out of range for a tensor of 2 dims"),
+    (lambda: mm.swapaxes(X, 0, 2), "swapaxes: axis 2 is out of range"),
+    (lambda: mm.expand_dims(X, 3), "expand_dims: axis 3 is out of range for a tensor of 2"),
+    (lambda: mm.squeeze(X, -3), "squeeze: axis -3 is out of range"),
+    (lambda: mm.concatenate([X, X], axis=2), "concatenate: axis 2 is out of range"),
+    (lambda: mm.stack([X, X], axis=5), "expand_dims: axis 5 is out of range"),
+    (lambda: mm.concatenate([mm.tensor(1.0), mm.tensor(2.0)]), "concatenate: zero-dim"),
+])
+def test_an_axis_out_of_range_is_an_error_not_a_wrap_around(call, message):
+    with pytest.raises(ValueError, match="^" + message):
+        call()
+
+
+def test_negative_axes_still_count_from_the_end():
+    a = np.arange(6.0).reshape(2, 3)
+    t = mm.tensor(a)
+    assert mm.stack([t, t], axis=-1).shape == np.stack([a, a], axis=-1).shape
+    assert mm.expand_dims(t, -3).shape == (1, 2, 3)
+    np.testing.assert_array_equal(mm.concatenate([t, t], axis=-1).numpy(),
+                                  np.concatenate([a, a], axis=-1))
+    np.testing.assert_array_equal(t.transpose(-1, 0).numpy(), a.T)
+
+
+def test_params_without_one_of_the_modules_parameters_is_an_error_naming_it():
+    net = nn.mlp((2, 3, 1))
+    x = mm.tensor(np.ones((4, 2), np.float32))
+    params = dict(net.named_parameters())
+    params["2.bais"] = params.pop("2.bias")                       # a typo
+    with pytest.raises(MissingParameter, match=r"^Linear: params has no '2\.bias'"):
+        net(x, params)
+    bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    params = {k: v for k, v in bn.named_parameters().items() if k != "1.weight"}
+    with pytest.raises(MissingParameter, match=r"'1\.weight'"):
+        bn(mm.tensor(np.ones((2, 1, 5, 5), np.float32)), params)
+    # every parameter there, and more: fine (a learner may pass a larger mapping)
+    full = dict(net.named_parameters(), extra=mm.tensor(0.0))
+    np.testing.assert_array_equal(net(x, full).numpy(), net(x).numpy())
+
+
+def test_requires_grad_refuses_a_tensor_an_op_made():
+    x = mm.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3.0
+    y = (h * h + x).sum()
+    with pytest.raises(ValueError, match="^requires_grad_: this tensor was made by Mul"):
+        h.requires_grad_(False)
+    np.testing.assert_array_equal(mm.grad(y, [x])[0].numpy(), [19.0, 37.0])
+    assert mm.tensor([1.0]).requires_grad_().requires_grad          # leaves: as before
+
+
+def test_backward_gives_each_leaf_a_gradient_of_its_own():
+    a, b, c = (mm.tensor(np.ones(2), requires_grad=True) for _ in range(3))
+    ((a + b) * c).sum().backward()              # Add's VJP hands the same g to both inputs
+    assert a.grad.data is not b.grad.data
+    a.grad.data[0] = 100.0
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+    x = mm.tensor(np.ones(3), requires_grad=True)
+    x.sum().backward()                          # Sum's VJP is a broadcast (a read-only view)
+    x.grad.data *= 2.0
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0, 2.0])
+    seed = np.ones(2)
+    leaf = mm.tensor(np.zeros(2), requires_grad=True)
+    leaf.backward(seed)
+    leaf.grad.data[0] = 5.0
+    np.testing.assert_array_equal(seed, [1.0, 1.0])
+
+
+def test_batchnorm2d_refuses_a_3d_input_that_is_not_a_stack():
+    bn = nn.BatchNorm2d(4)
+    with pytest.raises(ValueError, match=r"^BatchNorm2d: input \(8, 4, 4\) is 3-D"):
+        bn(mm.tensor(np.ones((8, 4, 4), np.float32)))
+    # a stack of tasks (T, N, C) with per-task weights (T, C) is what 3-D means, and runs
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    stacked = {"weight": mm.tensor(np.ones((2, 4), np.float32)),
+               "bias": mm.tensor(np.zeros((2, 4), np.float32))}
+    y = bn(mm.tensor(x), stacked).numpy()
+    np.testing.assert_allclose(y.std(axis=1), 1.0, rtol=1e-3)
+
+
+def test_numpy_meets_a_tensor_as_an_array_or_refuses():
+    t = mm.tensor([1.0, 2.0], requires_grad=True)
+    np.testing.assert_array_equal(np.asarray(t), [1.0, 2.0])
+    assert float(mm.tensor(2.5)) == 2.5 and int(mm.tensor(3.0)) == 3 and t.tolist() == [1, 2]
+    assert isinstance(np.ones(2) * t, mm.Tensor)       # the Tensor's operator ran
+    with pytest.raises(TypeError, match="does not support ufuncs"):
+        np.exp(t)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: nn.conv4(5, image_size=15), ValueError, "conv4: image_size 15 is too small"),
+    (lambda: F.one_hot(np.array([0.0, 1.0]), 2), TypeError, "one_hot: labels must be integers"),
+    (lambda: F.max_pool2d(mm.tensor(np.ones((1, 1, 4, 4), np.float16)), 2), TypeError,
+     "max_pool2d: float16 arrays are not supported by the kernels"),
+])
+def test_what_crashed_deep_inside_is_a_one_line_error_naming_the_op(call, error, message):
+    # they had been a ZeroDivisionError, NumPy's IndexError and a 60-line numba traceback
+    with pytest.raises(error, match="^" + message):
+        call()
