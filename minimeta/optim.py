@@ -25,9 +25,16 @@ class Optimizer:
     """Holds the parameter list and per-parameter state arrays; subclasses define ``_update``."""
 
     def __init__(self, params, lr, clip_norm=None):
+        name = type(self).__name__
         self.params = list(params.values() if hasattr(params, "values") else params)
-        if lr <= 0:
-            raise ValueError(f"{type(self).__name__}: learning rate must be > 0, got {lr}")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{name}: parameter {i} is a {type(p).__name__}, not a Tensor "
+                                "(pass model.parameters())")
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError(f"{name}: a parameter is listed twice (it would be stepped twice)")
+        if not lr > 0:
+            raise ValueError(f"{name}: learning rate must be > 0, got {lr}")
         if clip_norm is not None and not clip_norm > 0:
             raise ValueError(f"{type(self).__name__}: clip_norm must be > 0, got {clip_norm}")
         self.lr, self.clip_norm, self.last_norm = lr, clip_norm, None
@@ -50,7 +57,8 @@ class Optimizer:
         arrays = []
         for i, (p, g) in enumerate(zip(self.params, grads)):
             if g is not None:
-                g = to_device(g.data if isinstance(g, Tensor) else g, p.device)
+                g = g.data if isinstance(g, Tensor) else g
+                g = to_device(g if hasattr(g, "shape") else np.asarray(g), p.device)
                 if g.shape != p.shape:
                     raise ValueError(f"{type(self).__name__}.step: gradient {i} has shape "
                                      f"{g.shape}, parameter {p.shape}")

@@ -13,7 +13,8 @@ still work) failed on the code before its fix:
   one, and a sum's gradient had been a read-only broadcast view);
 - ``BatchNorm2d`` refuses a 3-D input that is not a stack (it had normalised the wrong axes);
 - NumPy functions refuse a Tensor instead of making an array of Tensors;
-- what had crashed deep inside (a ZeroDivisionError, a numba traceback) names the op.
+- what had crashed deep inside (a ZeroDivisionError, a numba traceback) names the op;
+- an optimizer refuses a model in place of its parameters, a parameter listed twice, lr = nan.
 """
 import numpy as np
 import pytest
@@ -164,3 +165,17 @@ def test_what_crashed_deep_inside_is_a_one_line_error_naming_the_op(call, error,
     # they had been a ZeroDivisionError, NumPy's IndexError and a 60-line numba traceback
     with pytest.raises(error, match="^" + message):
         call()
+
+
+def test_an_optimizer_refuses_what_is_not_a_list_of_distinct_parameters():
+    from minimeta.optim import Adam
+
+    with pytest.raises(TypeError, match=r"^SGD: parameter 0 is a Linear, not a Tensor"):
+        SGD(nn.mlp((1, 2, 1)), lr=0.1)                 # the model itself, not its parameters
+    w = mm.tensor([1.0], requires_grad=True)
+    with pytest.raises(ValueError, match="^Adam: a parameter is listed twice"):
+        Adam([w, w])
+    with pytest.raises(ValueError, match="^SGD: learning rate must be > 0, got nan"):
+        SGD([w], lr=float("nan"))
+    SGD([w], lr=0.5).step([[2.0]])                     # a plain list is a gradient too
+    np.testing.assert_array_equal(w.numpy(), [0.0])
