@@ -73,6 +73,13 @@ def test_logsumexp_of_all_minus_infinity_is_minus_infinity_with_gradient_zero():
     assert d.tolist() == [[0.0, 0.0], [1.0, 0.0]]
 
 
+def test_logsumexp_with_a_plus_infinity_entry_has_nan_there_and_zero_elsewhere():
+    # undefined at the +inf entry; the finite entries' exp(x − inf) = 0 (it had been e^x)
+    with np.errstate(invalid="ignore"):
+        y, d = _grad(lambda t: mm.logsumexp(t, axis=0), [np.inf, 1.0])
+    assert y == np.inf and np.isnan(d[0]) and d[1] == 0.0
+
+
 def test_a_float32_leaf_gets_a_float32_gradient_whatever_it_met():
     x = mm.tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
     w = mm.tensor(np.array([0.5, -1.0]), requires_grad=True)  # float64

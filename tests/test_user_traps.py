@@ -179,3 +179,11 @@ def test_an_optimizer_refuses_what_is_not_a_list_of_distinct_parameters():
         SGD([w], lr=float("nan"))
     SGD([w], lr=0.5).step([[2.0]])                     # a plain list is a gradient too
     np.testing.assert_array_equal(w.numpy(), [0.0])
+
+
+def test_grad_of_an_output_made_under_no_grad_says_so():
+    x = mm.tensor([1.0], requires_grad=True)
+    with mm.no_grad():
+        y = (x * x).sum()
+    with pytest.raises(ValueError, match="^grad: no output requires grad"):
+        mm.grad(y, [x])

@@ -294,6 +294,9 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
     for i, x in enumerate(inputs):
         g = kept.get(id(x))
         if g is None and not allow_unused:
+            if not any(out.requires_grad for out in outputs):   # the likelier cause: say it
+                raise ValueError("grad: no output requires grad (computed under no_grad, or "
+                                 "from tensors that do not require grad)")
             raise ValueError(
                 f"grad: input {i} (shape {x.shape}) is not part of the graph of the outputs; "
                 "pass allow_unused=True to get None for it"
