@@ -14,8 +14,15 @@ still work) failed on the code before its fix:
 - ``BatchNorm2d`` refuses a 3-D input that is not a stack (it had normalised the wrong axes);
 - NumPy functions refuse a Tensor instead of making an array of Tensors;
 - what had crashed deep inside (a ZeroDivisionError, a numba traceback) names the op;
-- an optimizer refuses a model in place of its parameters, a parameter listed twice, lr = nan.
+- an optimizer refuses a model in place of its parameters, a parameter listed twice, lr = nan;
+- ``minimeta train`` refuses episodes the split cannot give before it touches the run folder;
+- a CNP refuses (K,) targets for (K, 1) predictions (the difference had broadcast to (K, K));
+- Matching and Relation Networks refuse a support set without some class (they had scored an
+  empty class); SNAIL and MANN are validated at their training ways (had been 5), MANN
+  defaults to 10 shots (1 shot: nothing to recall), SNAIL is not tested beyond its shots.
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -24,6 +31,7 @@ import minimeta.functional as F
 from minimeta import nn
 from minimeta.nn.module import MissingParameter
 from minimeta.optim import SGD
+from test_hostile_input import REAL, refused
 
 
 def test_a_module_copies_the_arrays_it_registers():
@@ -187,3 +195,73 @@ def test_grad_of_an_output_made_under_no_grad_says_so():
         y = (x * x).sum()
     with pytest.raises(ValueError, match="^grad: no output requires grad"):
         mm.grad(y, [x])
+
+
+@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
+@pytest.mark.parametrize("options, message", [
+    (["--shots", "10"], "--shots 10 + --queries 15 ask for 25 drawings of a class; each "
+                        "omniglot class has 20"),
+    (["--ways", "5000"], "--ways 5000 needs 5000 classes; the training part has 4400"),
+    (["--val-size", "1", "--validate-every", "2"],
+     "--val-size 1 leaves 4 validation classes, fewer than the 5 ways of validation"),
+])
+def test_episodes_the_split_cannot_give_are_refused_before_the_folder_is_used(
+        options, message, tmp_path, capsys):
+    # they had failed after the run's first checkpoint was written (its folder then refused
+    # the corrected command), or at the first validation, iterations later
+    out = tmp_path / "run"
+    line = refused(["train", "--learner", "maml", "--iterations", "3", "--meta-batch", "1",
+                    *options, "--out", str(out)], capsys)
+    assert line.startswith("minimeta train: " + message), line
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_a_cnp_refuses_targets_that_would_broadcast_into_a_wrong_loss():
+    from minimeta.data import SinusoidTasks
+    from minimeta.learners import CNP
+
+    xs, ys, xq, yq = SinusoidTasks(seed=0).sample(1, 5)[0]
+    learner = CNP()
+    assert np.isfinite(learner.evaluate((xs, ys, xq, yq))[0])
+    for call in (lambda: learner.evaluate((xs, ys, xq, yq[:, 0])),
+                 lambda: learner.task_loss((xs, ys, xq, yq[:, 0]))):
+        with pytest.raises(ValueError, match=r"^CNP: targets of shape \(5,\) for predictions"):
+            call()
+
+
+@pytest.mark.parametrize("support, query, message", [
+    (np.arange(1, 6), np.arange(1, 6), "support labels must cover 0..5"),   # no class 0
+    (np.arange(5), np.arange(7), "query labels must be support classes 0..4, got 0..6"),
+])
+def test_metric_learners_refuse_labels_without_support_classes(support, query, message):
+    from minimeta.learners import MatchingNet, ProtoNet, RelationNet
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((len(support), 1, 28, 28)).astype(np.float32)
+    xq = rng.standard_normal((len(query), 1, 28, 28)).astype(np.float32)
+    learners = (ProtoNet(nn.conv4()), MatchingNet(nn.conv4()),
+                RelationNet(nn.relation_embedding(), nn.relation_module()))
+    for learner in learners:      # Matching and Relation had scored an empty class 0
+        with pytest.raises(ValueError, match=f"^{type(learner).__name__}: {message}"):
+            learner.evaluate((x, support, xq, query))
+
+
+def test_model_based_heads_are_validated_at_their_training_ways():
+    from minimeta.experiments.config import RunConfig
+
+    assert RunConfig(learner="snail", ways=20).val_ways == 20        # had been 5
+    assert RunConfig(learner="protonet", ways=60).val_ways == 5       # metric: any ways
+    assert RunConfig(learner="mann").shots == 10                       # had been 1: no recall
+    from minimeta.data import omniglot
+    with pytest.raises(ValueError, match="^Omniglot: part must be 'train', 'val' or 'test'"):
+        omniglot.split_characters("lake", "tst")
+
+
+def test_eval_refuses_snail_at_more_shots_than_it_was_trained_with(tmp_path, capsys):
+    from minimeta.experiments.config import RunConfig
+    from test_hostile_input import write_checkpoint
+
+    path = write_checkpoint(tmp_path / "snail.npz", RunConfig(learner="snail", shots=1))
+    line = refused(["eval", "--checkpoint", path, "--shots", "5"], capsys)
+    assert line == ("minimeta eval: snail was trained with up to 1 shots, its sequences "
+                    "6 steps long; it cannot be tested 5-shot")

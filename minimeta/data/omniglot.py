@@ -137,6 +137,8 @@ def load(part, size=28, folder=None, verify=True):
 
 def split_characters(split, part, val_size=0, folder=None, verify=True, size=28):
     """Character images (characters, 20, size, size) of ``part`` ('train', 'val', 'test')."""
+    if part not in ("train", "val", "test"):
+        raise ValueError(f"Omniglot: part must be 'train', 'val' or 'test', got {part!r}")
     if split == "lake":
         if part == "val":
             raise ValueError("Omniglot: the 'lake' split has no validation part")

@@ -72,7 +72,8 @@ class RunConfig:
     dataset: str = option("omniglot", str, choices=("omniglot", "sinusoid"))
     ways: int = option(None, int, "classes per training episode (default 5; ProtoNet 60)",
                        least=1)
-    shots: int = option(1, int, least=1, most=MOST_PER_TASK)
+    shots: int = option(None, int, "examples per class in the support set (default 1; MANN 10, "
+                        "the drawings of a class in its sequence)", least=1, most=MOST_PER_TASK)
     queries: int = option(None, int, "query examples per class", least=1, most=MOST_PER_TASK)
     multi_step_loss: bool = option(False, bool, "MAML family: meta-train on the mean query "
                                    "loss after 1..K inner steps (Antoniou et al. 2019)")
@@ -115,7 +116,8 @@ class RunConfig:
                                   "and your source line")
     # not on the command line: filled in, or set by the sinusoid experiment
     val_ways: int = option(None, int, "validation ways: the training ones for the "
-                           "optimization learners (their head), 5 for the metric ones",
+                           "optimization and model-based learners (their head), 5 for the "
+                           "metric ones",
                            least=1, flag=False)
     stream_seed: int = option(None, int, "None: iteration i's tasks come from the seed "
                               "(seed, i), so a resumed run sees the same; an int: one stream "
@@ -149,7 +151,9 @@ class RunConfig:
         paper = {**COMMON_DEFAULTS, **table.get(self.ways, table[min(table)])}
         if self.dataset == "sinusoid":
             paper.update(SINUSOID_DEFAULTS)
-        paper["val_ways"] = self.ways if spec.family == "optimization" else 5
+        # a head as wide as the training ways (optimization- and model-based) is validated at
+        # those ways; a metric learner, which takes any, at 5
+        paper["val_ways"] = 5 if spec.family == "metric" else self.ways
         for name, value in paper.items():
             if getattr(self, name) is None and (name not in OPTIONAL or name in spec.options):
                 setattr(self, name, value)

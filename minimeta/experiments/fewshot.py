@@ -88,7 +88,9 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
             row = {"learner": config.learner, "fce": config.fce, what: mean, "interval": half,
                    "episodes": episodes, "ways": ways, "shots": shots, "queries": queries,
                    "part": part, "split": config.split, "iterations": state["iteration"],
-                   "train_seconds": state["seconds"], "checkpoint": checkpoint,
+                   "wall_seconds": state["seconds"],   # validation and checkpoints included
+                   "train_seconds": state.get("train_seconds", state["seconds"]),
+                   "checkpoint": checkpoint,
                    "train_ways": config.ways, "train_shots": config.shots,
                    "protocol": protocol, "settings": config.settings()}
             out.write(json.dumps(row) + "\n")
@@ -169,6 +171,10 @@ def _episode_shape(config, part, ways, shots, queries):
     if ways != config.ways and not metric:
         raise ValueError(f"eval: {config.learner} was trained {config.ways}-way and its head "
                          f"has {config.ways} outputs; it cannot be tested {ways}-way")
+    if config.learner == "snail" and shots > config.shots:
+        raise ValueError(f"eval: snail was trained with up to {config.shots} shots, its "
+                         f"sequences {config.ways * config.shots + 1} steps long; it cannot be "
+                         f"tested {shots}-shot")
     if shots + queries > DRAWINGS:
         raise ValueError(f"eval: --shots + --queries = {shots} + {queries} must be at most "
                          f"{DRAWINGS}, the drawings of each Omniglot character")

@@ -38,7 +38,7 @@ MAML_DEFAULTS = {
     20: dict(inner_lr=0.1, inner_steps=5, test_steps=5, meta_batch=16, queries=15)}
 REPTILE_DEFAULTS = {5: dict(inner_lr=1e-3, inner_steps=5, test_steps=50, meta_batch=5,
                             outer_lr=1.0, queries=15)}
-COMMON_DEFAULTS = dict(meta_batch=1, outer_lr=1e-3, lr_halve_every=0)  # under every table
+COMMON_DEFAULTS = dict(shots=1, meta_batch=1, outer_lr=1e-3, lr_halve_every=0)  # every table
 # The sinusoid experiment (Finn et al. 2017, section 5.1), for every optimization learner.
 SINUSOID_DEFAULTS = dict(inner_lr=0.01, inner_steps=1, test_steps=10, meta_batch=25, queries=10)
 SINUSOID_MLP = dict(sizes=(1, 40, 40, 1), init_std=0.01)  # normal(0, 0.01), the reference code
@@ -164,8 +164,8 @@ LEARNERS = {
     "snail": LearnerSpec("model", snail, {5: dict(queries=2, meta_batch=8),
                                           20: dict(queries=1, meta_batch=4)}, OUTER_OPTIMIZER,
                          datasets=("omniglot",)),
-    "mann": LearnerSpec("model", mann, {5: dict(queries=1, meta_batch=16)}, OUTER_OPTIMIZER,
-                        datasets=("omniglot",)),
+    "mann": LearnerSpec("model", mann, {5: dict(shots=10, queries=1, meta_batch=16)},
+                        OUTER_OPTIMIZER, datasets=("omniglot",)),
     "cnp": LearnerSpec("model", cnp, {5: {}}, OUTER_OPTIMIZER, datasets=("sinusoid",)),
 }
 

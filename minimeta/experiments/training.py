@@ -67,7 +67,25 @@ def task_source(config, part, ways=None, shots=None, queries=None):
     if config.dataset == "sinusoid":
         return lambda seq, n: SinusoidTasks(seed=seq).sample(n, shots, queries)
     classes = omniglot.class_images(config.split, part, val_size=config.val_size or 0)
+    try:
+        EpisodeSampler(classes, ways, shots, queries)  # its checks now, not mid-run
+    except ValueError:
+        raise ValueError(_at_fault(config, part, classes.shape[:2], ways, shots, queries)) \
+            from None
     return lambda seq, n: EpisodeSampler(classes, ways, shots, queries, seed=seq).batch(n)
+
+
+def _at_fault(config, part, sizes, ways, shots, queries):
+    """The options that ask for episodes the split cannot give, in one line."""
+    (n_classes, per_class), name = sizes, {"train": "training", "val": "validation"}[part]
+    if shots + queries > per_class:
+        return (f"--shots {shots} + --queries {queries} ask for {shots + queries} drawings of a "
+                f"class; each {config.dataset} class has {per_class}")
+    if part == "val":
+        return (f"--val-size {config.val_size} leaves {n_classes} validation classes, fewer "
+                f"than the {ways} ways of validation: raise --val-size or lower --val-ways")
+    return (f"--ways {ways} needs {ways} classes; the {name} part has {n_classes} (with "
+            f"--val-size {config.val_size} held out)")
 
 
 def batches(config, start=0):
@@ -123,13 +141,13 @@ def _train(config, state, model, learner, label, smooth, log):
         restore(state, model, learner, opt, checkpoint, config.learner)
         start, spent = int(state["iteration"]), float(state.get("seconds", 0.0))
         trained = float(state.get("train_seconds", spent))
+    batch = batches(config, start)   # the episodes' checks, before the folder is touched
+    validate = config.validate_every and config.dataset == "omniglot" and config.val_size
+    val_tasks = task_source(config, "val", config.val_ways) if validate else None
     if checkpoint:
         prepare_folder(config, start)
     if state is not None:
         log(f"resumed from {checkpoint} at iteration {start}")
-    batch = batches(config, start)
-    validate = config.validate_every and config.dataset == "omniglot" and config.val_size
-    val_tasks = task_source(config, "val", config.val_ways) if validate else None
     bar, began = Progress(config.iterations, label), time.perf_counter() - spent
     metrics_file = open(os.path.join(config.out, METRICS), "a") if checkpoint else None
     curve = []

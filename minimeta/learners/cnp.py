@@ -71,6 +71,7 @@ class CNP(Learner):
     def nll(self, xs, ys, xq, yq, params=None):
         """The mean Gaussian negative log-likelihood of the targets ``yq``."""
         mu, sigma = self.predict(xs, ys, xq, params)
+        _same_shape(yq, mu)
         z = (as_tensor(yq, self.params) - mu) / sigma
         return ops.mean(ops.log(sigma) + 0.5 * z * z) + 0.5 * math.log(2 * math.pi)
 
@@ -99,4 +100,13 @@ class CNP(Learner):
         xs, ys, xq, yq = task
         with no_grad():
             mu, _ = self.predict(xs, ys, xq)
+            _same_shape(yq, mu)
             return float(np.mean((mu.numpy() - np.asarray(yq)) ** 2)), None
+
+
+def _same_shape(targets, mu):
+    """Targets shaped like the predictions (a (K,) array against (K, 1) would broadcast to a
+    (K, K) difference: a wrong loss, silently)."""
+    if np.shape(targets) != mu.shape:
+        raise ValueError(f"CNP: targets of shape {np.shape(targets)} for predictions of shape "
+                         f"{mu.shape}: give them as (points, {mu.shape[-1]})")

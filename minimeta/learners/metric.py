@@ -56,7 +56,7 @@ class MetricLearner(Learner):
         """Query loss (a Tensor) and accuracy for one episode (xs, ys, xq, yq)."""
         xs, ys, xq, yq = task
         params = self.params if params is None else params
-        ways = int(np.max(ys)) + 1
+        ways = _check_labels(type(self).__name__, ys, yq)
         zs, zq = self.embed(xs, xq, params)
         scores = self.scores(zs, ys, zq, ways, params)
         return self.loss(scores, yq), F.accuracy(scores, yq)
@@ -66,6 +66,22 @@ class MetricLearner(Learner):
         with no_grad():
             loss, acc = self.task_loss(task)
         return loss.item(), acc
+
+
+def _check_labels(learner, ys, yq):
+    """The way count, max(ys) + 1, where every class 0..ways−1 has a support example and every
+    query label is one of them; else a ValueError (a class without shots would be scored
+    against nothing, silently)."""
+    ys, yq = np.asarray(ys), np.asarray(yq)
+    ways = int(ys.max()) + 1
+    empty = np.flatnonzero(np.bincount(ys, minlength=ways) == 0)
+    if ys.min() < 0 or empty.size:
+        raise ValueError(f"{learner}: support labels must cover 0..{ways - 1}, each class with "
+                         f"a shot; got {sorted(set(ys.tolist()))}")
+    if yq.size and (yq.min() < 0 or yq.max() >= ways):
+        raise ValueError(f"{learner}: query labels must be support classes 0..{ways - 1}, got "
+                         f"{yq.min()}..{yq.max()}")
+    return ways
 
 
 class ProtoNet(MetricLearner):
