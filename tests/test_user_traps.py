@@ -20,6 +20,8 @@ still work) failed on the code before its fix:
 - Matching and Relation Networks refuse a support set without some class (they had scored an
   empty class); SNAIL and MANN are validated at their training ways (had been 5), MANN
   defaults to 10 shots (1 shot: nothing to recall), SNAIL is not tested beyond its shots.
+- the learners check their rates and step counts as the command line does (nan had passed),
+  and refuse an empty meta-batch (its loss had been NaN with a NumPy warning).
 """
 import os
 
@@ -265,3 +267,25 @@ def test_eval_refuses_snail_at_more_shots_than_it_was_trained_with(tmp_path, cap
     line = refused(["eval", "--checkpoint", path, "--shots", "5"], capsys)
     assert line == ("minimeta eval: snail was trained with up to 1 shots, its sequences "
                     "6 steps long; it cannot be tested 5-shot")
+
+
+def test_the_learners_check_their_settings_and_refuse_an_empty_meta_batch():
+    from minimeta.learners import MAML, ProtoNet, Reptile, StackedTasks
+
+    net = nn.mlp((1, 4, 1), dtype=np.float64)
+    for make, message in [
+        (lambda: MAML(net, float("nan"), 1), "MAML: inner_lr must be a finite number > 0"),
+        (lambda: MAML(net, 0.1, 1, test_steps=-1), "MAML: test_steps must be an integer >= 0"),
+        (lambda: Reptile(net, -0.1, 5, 1.0), "Reptile: inner_lr must be a finite number > 0"),
+        (lambda: Reptile(net, 0.1, 5, 0.0), "Reptile: outer_lr must be a finite number > 0"),
+        (lambda: Reptile(net, 0.1, -1, 1.0), "Reptile: inner_steps must be an integer >= 0"),
+    ]:
+        with pytest.raises(ValueError, match="^" + message):
+            make()
+    maml = MAML(net, 0.1, 1, loss="mse")
+    for call, who in [(lambda: maml.outer_step([]), "MAML"), (lambda: maml.meta_gradient([]),
+                      "MAML"), (lambda: StackedTasks(maml).outer_step([]), "StackedTasks"),
+                      (lambda: Reptile(net, 0.1, 1, 1.0, loss="mse").outer_step([]), "Reptile"),
+                      (lambda: ProtoNet(nn.conv4()).outer_step([]), "ProtoNet")]:
+        with pytest.raises(ValueError, match=f"^{who}: a meta-batch needs at least one task"):
+            call()

@@ -81,6 +81,7 @@ class Learner:
         ``accuracy`` (when the task is a classification). Call the outer optimizer's
         ``step()`` and ``zero_grad()`` after it.
         """
+        tasks_given(tasks, type(self).__name__)
         if self.workers > 1 and len(tasks) > 1:
             params = self.meta_parameters()
 
@@ -102,6 +103,23 @@ class Learner:
             losses.append(loss.item())
             accs.append(acc)
         return summary(losses, accs)
+
+
+def tasks_given(tasks, who):
+    """Refuse an empty meta-batch (its mean loss would be NaN, with only a NumPy warning)."""
+    if len(tasks) == 0:
+        raise ValueError(f"{who}: a meta-batch needs at least one task, got none")
+
+
+def check_settings(who, rates=(), steps=()):
+    """``rates`` (name, value): finite numbers > 0; ``steps`` (name, value): integers >= 0;
+    else a ValueError naming the setting (the command line checks its options the same way)."""
+    for name, value in rates:
+        if not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and value > 0):
+            raise ValueError(f"{who}: {name} must be a finite number > 0, got {value}")
+    for name, value in steps:
+        if not (isinstance(value, (int, np.integer)) and value >= 0):
+            raise ValueError(f"{who}: {name} must be an integer >= 0, got {value}")
 
 
 def data_rng(array):

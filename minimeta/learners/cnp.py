@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import nn
 from ..engine import no_grad, ops
-from .base import Learner, as_tensor, data_rng, summary
+from .base import Learner, as_tensor, data_rng, summary, tasks_given
 
 
 def softplus(s):
@@ -84,6 +84,7 @@ class CNP(Learner):
         """The gradient of the training NLL over ``tasks``, accumulated into ``.grad``: the
         tasks stacked on a leading axis (their shapes must agree), the context their first k
         support points (k from 1..K, drawn from the batch's data), the targets all points."""
+        tasks_given(tasks, "CNP")
         shapes = {tuple(np.shape(a) for a in t) for t in tasks}
         if len(shapes) > 1:
             raise ValueError(f"CNP: the tasks of a meta-batch must have equal shapes, got "

@@ -30,7 +30,7 @@ import numpy as np
 from ..engine import grad
 from ..engine.backend import to_device, to_host
 from ..engine.tensor import Tensor
-from .base import Learner, as_tensor, total
+from .base import Learner, as_tensor, check_settings, tasks_given, total
 
 
 class MAML(Learner):
@@ -41,9 +41,9 @@ class MAML(Learner):
 
     def __init__(self, model, inner_lr, inner_steps=1, first_order=False, loss="cross_entropy",
                  params=None, test_steps=None, adapt_names=None, multi_step_loss=False):
-        if inner_steps < 0 or inner_lr <= 0:
-            raise ValueError(f"{type(self).__name__}: need inner_lr > 0 and inner_steps >= 0, "
-                             f"got {inner_lr}, {inner_steps}")
+        check_settings(type(self).__name__, [("inner_lr", inner_lr)],
+                       [("inner_steps", inner_steps)] + ([("test_steps", test_steps)]
+                                                         if test_steps is not None else []))
         super().__init__(model, loss, params)
         self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
         self.test_steps = inner_steps if test_steps is None else test_steps
@@ -103,6 +103,7 @@ class MAML(Learner):
     def meta_gradient(self, tasks):
         """∇θ of the mean query loss over ``tasks``, aligned with ``meta_parameters()`` (no
         accumulation; ``outer_step`` accumulates the same into ``.grad``, task by task)."""
+        tasks_given(tasks, type(self).__name__)
         mean = total([self.task_loss(task)[0] for task in tasks]) * (1.0 / len(tasks))
         return grad(mean, self.meta_parameters(), allow_unused=True)
 

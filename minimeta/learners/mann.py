@@ -27,7 +27,7 @@ from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
 from ..engine.primitives.attention import cosine_attention
-from .base import Learner, data_rng, summary
+from .base import Learner, data_rng, summary, tasks_given
 
 
 def least_used(usage, n, order=None):
@@ -138,6 +138,7 @@ class MANNLearner(Learner):
         return logits, np.stack([s[1] for s in seqs])
 
     def batch_loss(self, tasks):
+        tasks_given(tasks, "MANNLearner")
         logits, y = self.batch_logits(tasks)
         flat = ops.reshape(logits, (-1, self.ways))
         return self.loss(flat, y.reshape(-1)), F.accuracy(flat, y.reshape(-1))

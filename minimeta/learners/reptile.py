@@ -16,7 +16,7 @@ from ..engine import grad, no_grad
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
 from ..engine.workers import map_threads
-from .base import Learner, as_tensor, summary
+from .base import Learner, as_tensor, check_settings, summary, tasks_given
 
 
 class Reptile(Learner):
@@ -27,6 +27,10 @@ class Reptile(Learner):
         if inner_optimizer not in ("sgd", "adam"):
             raise ValueError(f"Reptile: inner_optimizer must be 'sgd' or 'adam', got "
                              f"{inner_optimizer!r}")
+        check_settings("Reptile", [("inner_lr", inner_lr), ("outer_lr", outer_lr)] +
+                       ([("test_lr", test_lr)] if test_lr is not None else []),
+                       [("inner_steps", inner_steps)] + ([("test_steps", test_steps)]
+                                                         if test_steps is not None else []))
         super().__init__(model, loss, params)
         self.inner_lr, self.inner_steps, self.outer_lr = inner_lr, inner_steps, outer_lr
         self.inner_optimizer = inner_optimizer
@@ -53,6 +57,7 @@ class Reptile(Learner):
     def outer_step(self, tasks):
         """θ ← θ + ε · mean(φᵢ − θ) over ``tasks``; returns the mean query loss/accuracy
         after adaptation (measured, not trained on)."""
+        tasks_given(tasks, "Reptile")
         delta = {k: array_module(p.data).zeros_like(p.data) for k, p in self.params.items()}
 
         def one(task):  # the tasks run on ``self.workers`` threads, added in task order

@@ -29,7 +29,7 @@ import numpy as np
 from ..engine import grad, ops
 from ..engine.workers import task_order
 from ..engine.tensor import Tensor
-from .base import summary
+from .base import summary, tasks_given
 from .maml import MAML
 
 
@@ -53,6 +53,7 @@ class StackedTasks:
 
     def stacked_loss(self, tasks):
         """Mean query loss (a Tensor) and accuracy of ``tasks``, adapted in one inner loop."""
+        tasks_given(tasks, "StackedTasks")
         shapes = {tuple(np.shape(part) for part in task) for task in tasks}
         if len(shapes) != 1:
             raise ValueError(f"StackedTasks: tasks must have equal shapes to be stacked, got "
