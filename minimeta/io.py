@@ -47,6 +47,9 @@ def _flatten(obj, prefix, arrays, kinds, names):
                 raise ValueError(f"save: key {key!r} contains '/', which separates levels")
             if not text or where == _META:
                 raise ValueError(f"save: key {key!r} is reserved or empty; rename it")
+            if text.endswith(".npy"):  # NumPy's archive reads "w.npy" back as entry "w"
+                raise ValueError(f"save: key {key!r} ends in '.npy', which the archive would "
+                                 "read back as another entry; rename it")
             if where in names:  # 1 and "1" are both stored as "1": one would be lost
                 raise ValueError(f"save: keys {names[where]!r} and {key!r} are both stored as "
                                  f"{where!r}; rename one of them")

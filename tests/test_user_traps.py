@@ -22,6 +22,7 @@ still work) failed on the code before its fix:
   defaults to 10 shots (1 shot: nothing to recall), SNAIL is not tested beyond its shots.
 - the learners check their rates and step counts as the command line does (nan had passed),
   and refuse an empty meta-batch (its loss had been NaN with a NumPy warning).
+- ``io.save`` refuses a key ending in '.npy' (NumPy's archive read 'w.npy' back as 'w').
 """
 import os
 
@@ -289,3 +290,11 @@ def test_the_learners_check_their_settings_and_refuse_an_empty_meta_batch():
                       (lambda: ProtoNet(nn.conv4()).outer_step([]), "ProtoNet")]:
         with pytest.raises(ValueError, match=f"^{who}: a meta-batch needs at least one task"):
             call()
+
+
+def test_save_refuses_a_key_the_archive_would_read_back_as_another(tmp_path):
+    from minimeta import io
+
+    with pytest.raises(ValueError, match=r"^save: key 'w\.npy' ends in '\.npy'"):
+        io.save(str(tmp_path / "c.npz"), {"w": np.ones(2), "w.npy": np.zeros(3)})
+    assert not (tmp_path / "c.npz").exists()

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import io
 from ..kernels.threads import cores
+from ..nn import BatchNorm2d
 from .config import RunConfig
 from .evaluation import run_episodes
 from .registry import LEARNERS
@@ -72,13 +73,16 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
         mean, half = run_episodes(learner, task_source(config, part, ways, shots, queries),
                                   episodes, seed, finite=True)
         family = LEARNERS[config.learner].family
-        steps = f"{config.test_steps} test steps, α = {config.inner_lr}, " \
-            if family == "optimization" else ""
+        alpha = "learned step sizes" if config.learner == "metasgd" else \
+            f"α = {config.inner_lr}"
+        steps = f"{config.test_steps} test steps, {alpha}, " if family == "optimization" else ""
+        norm = "batch norm with batch statistics, " if any(
+            isinstance(m, BatchNorm2d) for m in model._modules()) else ""
         trained = (f"trained {state['iteration']} iterations ({config.ways}-way "
                    f"{config.shots}-shot) in {state['seconds']:.0f} s")
         protocol = (f"{config.learner} on {config.dataset} ({config.split} split, {part} "
-                    f"part), {ways}-way {shots}-shot, {queries} queries per class, {steps}batch "
-                    f"norm with batch statistics, {trained}")
+                    f"part), {ways}-way {shots}-shot, {queries} queries per class, {steps}{norm}"
+                    f"{trained}")
         if config.dataset == "sinusoid":
             protocol = (f"{config.learner} on sinusoids, K = {shots} support points, {queries} "
                         f"query points, {steps}trained {state['iteration']} iterations (K = "

@@ -13,8 +13,10 @@ Batch norm in training mode normalises with the statistics of the batch in hand.
 inner loop that is the "transductive" batch norm of Finn et al.: every forward pass, at
 meta-training and at meta-test time, uses the statistics of the current support or query batch,
 and the running averages are never used. (With a running average, the inner loop's gradients
-would depend on earlier tasks.) With tasks on worker threads, the running buffers (used only in
-evaluation mode) are updated one task at a time, in the order the tasks finish.
+would depend on earlier tasks.) The running buffers (used only in evaluation mode) are still
+updated by every forward pass in training mode, a learner's ``evaluate`` included (so a
+checkpoint's buffers carry the statistics of the last batches it saw, validation ones too);
+with tasks on worker threads, one task at a time, in task order (``engine/workers.defer``).
 
 Read next: ``minimeta/functional/metric.py`` (similarities and the Matching read-out).
 """
