@@ -95,6 +95,11 @@ def _gradcheck(args):
               f"{rel:.2e} ({rel_at})")
     print(f"(float64 rows; the float32 cast row checks at eps 1e-3: largest error "
           f"{max(r[1] for n, r in report.items() if n not in exact and 1 in r):.1e})")
+    trivial = sorted(f"{name} (order {k})" for name, r in report.items()
+                     for k in r if not r.scale.get(k, 0.0) > 1e-12)
+    if trivial:  # passed, but compared 0 with 0: no evidence either way
+        print(f"{len(trivial)} checks compared only zeros (a derivative 0 = 0): "
+              f"{', '.join(trivial[:4])}{' ...' if len(trivial) > 4 else ''}; raise --examples")
     print(f"all {len(report)} rows passed")
     return 0
 
@@ -145,7 +150,8 @@ def build_parser():
     demo.add_argument("--omniglot-episodes", type=int, default=200)
     demo.set_defaults(run=_demo)
     check = sub.add_parser("gradcheck", help="check the engine's derivatives on this machine")
-    check.add_argument("--examples", type=int, default=10)
+    check.add_argument("--examples", type=int, default=10,
+                       help="hypothesis examples per row (default 10)")
     check.add_argument("--order", type=int, default=None,
                        help="check orders 1..N for every row (default: each row's own)")
     check.set_defaults(run=_gradcheck)

@@ -14,13 +14,24 @@ ever receives the constant weighting v as its incoming gradient g, so a VJP that
 (returns a correct value that is not differentiable in g) would pass every order. So each level
 checks instead
 
-    f̃(x) = post(f(pre(x))),   pre(x) = x + c (x − x₀)²,   post(y) = y + c y²
+    f̃(x) = post(f(pre(x))),   pre(x) = x + c·r·lc((x − x₀) / r),   post(y) = y + c·s·lc(y / s)
 
-with x₀ the point of the check (pre(x₀) = x₀: the check stays at the point the caller chose,
-inside the function's domain). The gradient reaching f is then g = v (1 + 2c y(x)), which
-depends on x, and every order of a linear op is non-trivial (the composite's second
-derivative is Jᵀ diag(2cv) J + …, never 0 = 0). ``GradcheckReport.scale`` records the largest
-|analytic| value per order, so a caller can assert that a check compared something.
+with lc = log cosh, x₀ the point of the check (pre(x₀) = x₀: the check stays at the point the
+caller chose, inside the function's domain), r = max(1, |x₀|) per input component and
+s = max(1, |f(x₀)|) per output component (so the maps bend on the scale of the values). The
+gradient reaching f is then g = v (1 + c·tanh(y / s)), which depends on x, and every order of a
+linear op is non-trivial (post'' = (c / s)·sech²(y / s) > 0 everywhere: never 0 = 0). The maps
+are built so that the check itself cannot mislead: their slopes 1 ± c never vanish (a slope of
+0 would hide the components where it vanished: y + c·y², the map used before, had one at
+y = −1/2c), and they grow no faster than linearly, so nesting them order after order neither
+overflows nor swamps f's own values (y + c·y² squared them at every order).
+``GradcheckReport.scale`` records the largest |analytic| value per order, so a caller can
+assert that a check compared something.
+
+The inputs reach ``f`` in the memory layout they were given in (a Fortran-ordered array or a
+strided view stays one: ``testing.arrays`` draws them so that kernels see every layout; a
+composed level hands ``f`` the new arrays pre(x)), and the finite-difference step is ``eps``
+times max(1, |x|) of the input at hand.
 
 Read next: ``minimeta/testing.py`` (hypothesis strategies for property tests).
 """
@@ -29,7 +40,7 @@ import numpy as np
 from .engine import Tensor, grad
 from .engine import ops
 
-CURVE = 0.25  # c above: the curvature of the pre- and post-maps
+CURVE = 0.25  # c above: the curvature of the pre- and post-maps (slopes within 1 ± c)
 
 
 class GradcheckError(AssertionError):
@@ -45,8 +56,33 @@ class GradcheckReport(dict):
         self.scale, self.relative = {}, {}
 
 
-def _leaves(arrays, dtype):
-    return [Tensor(np.array(a, dtype=dtype), requires_grad=True) for a in arrays]
+def _layout_of(array):
+    """'C', 'F' or 'strided': the memory layout of an input, to give ``f`` the same."""
+    if not isinstance(array, np.ndarray) or array.ndim == 0 or array.flags.c_contiguous:
+        return "C"
+    return "F" if array.flags.f_contiguous else "strided"
+
+
+def _in_layout(values, kind):
+    """``values`` laid out as ``kind`` ('C', 'F' or 'strided': a step of 2 in the last axis)."""
+    if kind == "F":
+        return np.asfortranarray(values)
+    if kind == "strided" and values.ndim > 0:
+        big = np.zeros(values.shape[:-1] + (2 * values.shape[-1],), dtype=values.dtype)
+        big[..., ::2] = values
+        return big[..., ::2]
+    return values
+
+
+def _leaves(arrays, dtype, layouts=None):
+    layouts = layouts or ["C"] * len(arrays)
+    return [Tensor(_in_layout(np.array(a, dtype=dtype), kind), requires_grad=True)
+            for a, kind in zip(arrays, layouts)]
+
+
+def _logcosh(t):
+    """log cosh t, smooth (no kink at 0, unlike |t| + log1p(e^−2|t|)); |t| stays small here."""
+    return ops.log((ops.exp(t) + ops.exp(-t)) * 0.5)
 
 
 def _inner(y, v):
@@ -69,23 +105,24 @@ def _flat_vjp(f, v):
     return vjp_fn
 
 
-def _composed(f, arrays, dtype):
+def _composed(f, arrays, dtype, layouts):
     """x ↦ post(f(pre(x))) (module docstring): the incoming gradient of f depends on x."""
     centres = [np.array(a, dtype=dtype) for a in arrays]
+    reach = [np.maximum(1.0, np.abs(x0)) for x0 in centres]
+    y0 = f(*_leaves(arrays, dtype, layouts))
+    scale = np.maximum(1.0, np.abs(np.asarray(y0.numpy(), dtype=np.float64)))
 
     def f_tilde(*xs):
-        shifted = []
-        for x, x0 in zip(xs, centres):
-            d = x - x0
-            shifted.append(x + CURVE * (d * d))
+        shifted = [x + CURVE * r * _logcosh((x - x0) / r) for x, x0, r in zip(xs, centres, reach)]
         y = f(*shifted)
-        return y + CURVE * (y * y)
+        s = Tensor(scale.astype(y.dtype))
+        return y + CURVE * s * _logcosh(y / s)
 
     return f_tilde
 
 
-def _check_once(f, arrays, level, rng, eps, atol, rtol, report, dtype):
-    xs = _leaves(arrays, dtype)
+def _check_once(f, arrays, level, rng, eps, atol, rtol, report, dtype, layouts, composed):
+    xs = _leaves(arrays, dtype, layouts)
     y = f(*xs)
     if not isinstance(y, Tensor):
         raise TypeError(f"gradcheck: the function must return a Tensor, got {type(y).__name__}")
@@ -102,9 +139,10 @@ def _check_once(f, arrays, level, rng, eps, atol, rtol, report, dtype):
             shifted = [np.array(a, dtype=np.float64) for a in arrays]
             shifted[i] = shifted[i] + step * u
             # recorded, not under no_grad: f may take gradients itself (an inner loop)
-            return _inner(f(*_leaves(shifted, dtype)), v)
+            return _inner(f(*_leaves(shifted, dtype, layouts)), v)
 
-        numeric = (at(eps) - at(-eps)) / (2 * eps)
+        h = eps * max(1.0, float(np.max(np.abs(x)))) if np.size(x) else eps
+        numeric = (at(h) - at(-h)) / (2 * h)
         err = abs(analytic - numeric)
         tol = atol + rtol * max(abs(analytic), abs(numeric))
         report[level] = max(report.get(level, 0.0), err)
@@ -112,10 +150,14 @@ def _check_once(f, arrays, level, rng, eps, atol, rtol, report, dtype):
         report.relative[level] = max(report.relative.get(level, 0.0),
                                      err / max(1.0, abs(analytic), abs(numeric)))
         if not err <= tol:  # also catches NaN
+            of = " of the composed function (compose=False checks f alone)" if composed else ""
+            hint = ("; a NaN: is the point outside f's domain, or on a kink a step of "
+                    f"{h:.3g} crosses?" if np.isnan(err) else "")
             raise GradcheckError(
-                f"gradcheck: order-{level} derivative w.r.t. input {i} (shape {np.shape(x)}) "
-                f"is wrong: analytic {analytic:.10g}, numeric {numeric:.10g}, "
-                f"|difference| {err:.3g} > tolerance {tol:.3g} (atol {atol}, rtol {rtol})"
+                f"gradcheck: order-{level} derivative{of} w.r.t. input {i} (shape "
+                f"{np.shape(x)}) is wrong: analytic {analytic:.10g}, numeric {numeric:.10g}, "
+                f"|difference| {err:.3g} > tolerance {tol:.3g} (atol {atol}, rtol {rtol}, "
+                f"step {h:.3g}, {np.dtype(dtype).name}){hint}"
             )
     return v
 
@@ -128,7 +170,10 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
     ``order >= 2``) checks each order through smooth maps before and after ``f`` (module
     docstring), which proves every VJP differentiable in its incoming gradient. The leaves
     are made with ``dtype`` (float64; a float32 check needs a larger ``eps`` and tolerances).
-    Returns a ``GradcheckReport``: ``{order: largest absolute error}``, with ``.scale``.
+    ``atol`` is absolute: for a function of tiny values, scale it to order 1 or lower ``atol``.
+    Check at a point without symmetries (not all ones: a VJP that swaps its inputs' gradients
+    is right there). Returns a ``GradcheckReport``: ``{order: largest absolute error}``, with
+    ``.scale``.
 
     >>> import minimeta as mm, numpy as np
     >>> errs = mm.gradcheck(lambda a: (a * a).tanh().sum(), [np.array([0.3, -1.2])], order=2)
@@ -139,17 +184,34 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
     ...
     ValueError: gradcheck: order must be >= 1, got 0
     """
-    if order < 1:
-        raise ValueError(f"gradcheck: order must be >= 1, got {order}")
+    _check_arguments(inputs, order, eps, atol, rtol, compose)
     compose = order >= 2 if compose is None else compose
-    arrays = [np.array(x.data if isinstance(x, Tensor) else x, dtype=np.float64)
-              for x in inputs]
+    given = [x.data if isinstance(x, Tensor) else x for x in inputs]
+    layouts = [_layout_of(x) for x in given]
+    arrays = [np.array(x, dtype=np.float64) for x in given]
     rng = np.random.default_rng(seed)
     report = GradcheckReport()
     fn = f
     for level in range(1, order + 1):
         if compose:
-            fn = _composed(fn, arrays, dtype)
-        v = _check_once(fn, arrays, level, rng, eps, atol, rtol, report, dtype)
+            fn = _composed(fn, arrays, dtype, layouts)
+        v = _check_once(fn, arrays, level, rng, eps, atol, rtol, report, dtype, layouts,
+                        compose)
         fn = _flat_vjp(fn, v)
     return report
+
+
+def _check_arguments(inputs, order, eps, atol, rtol, compose):
+    """One-line errors for calls that would check something else than asked, or nothing."""
+    if not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"gradcheck: inputs must be a list of arrays, one per argument of f, "
+                        f"got a {type(inputs).__name__} (write [x] for one input)")
+    if not (isinstance(order, (int, np.integer)) and order >= 1):
+        raise ValueError(f"gradcheck: order must be >= 1, got {order}")
+    if not eps > 0:
+        raise ValueError(f"gradcheck: eps must be > 0, got {eps}")
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if not value >= 0:
+            raise ValueError(f"gradcheck: {name} must be >= 0, got {value}")
+    if compose not in (None, True, False):
+        raise TypeError(f"gradcheck: compose must be True, False or None, got {compose!r}")

@@ -8,9 +8,10 @@
 
 - ``shapes``: tuples of small sizes, size-1 axes included (zero-size axes with ``min_side=0``);
 - ``broadcast_shapes``: tuples of shapes that broadcast together (size-1 and missing axes);
-- ``arrays``: float arrays of a shape (or a strategy of shapes), values bounded, optionally kept
-  a margin away from kinks (|x| > margin) for non-smooth functions, and drawn C-contiguous,
-  Fortran-ordered or as a strided (non-contiguous) view.
+- ``arrays``: float arrays of a shape (or a strategy of shapes), values in [low, high] (positive
+  ones with ``low > 0``, for log or sqrt), no subnormals, optionally kept a margin away from 0
+  (|x| >= margin, for relu or abs), and drawn C-contiguous, Fortran-ordered or as a strided
+  (non-contiguous) view, a layout ``mm.gradcheck`` hands on to the function.
 
 This module needs the ``test`` extra (hypothesis).
 
@@ -48,21 +49,39 @@ def _layout(array, kind):
 
 @st.composite
 def arrays(draw, shape, low=-2.0, high=2.0, dtype=np.float64, margin=0.0, layouts=True):
-    """Strategy for float arrays of ``shape`` (a tuple or a shape strategy).
+    """Strategy for float arrays of ``shape`` (a tuple or a shape strategy), values in
+    [``low``, ``high``] (no subnormals: they only test the hardware).
 
-    ``margin > 0`` keeps every value at least that far from 0 (and from each other's kinks),
-    for checking functions like relu or abs away from their non-differentiable point.
-    ``layouts=True`` also draws Fortran-ordered and non-contiguous views.
+    ``margin > 0`` keeps every value at least that far from 0, inside [low, high], for checking
+    functions like relu or abs away from their non-differentiable point (values can still tie:
+    ``distinct_arrays`` for max). ``layouts=True`` also draws Fortran-ordered and
+    non-contiguous views.
     """
     if not isinstance(shape, tuple):
         shape = draw(shape)
+    if not low < high:
+        raise ValueError(f"arrays: need low < high, got {low}, {high}")
     values = draw(hnp.arrays(np.float64, shape, elements=st.floats(
-        low, high, allow_nan=False, allow_infinity=False)))
+        low, high, allow_nan=False, allow_infinity=False, allow_subnormal=False)))
     if margin > 0:
-        values = np.where(values >= 0, values + margin, values - margin)
+        values = _away_from_zero(values, low, high, margin)
     values = values.astype(dtype)
     kind = draw(st.sampled_from(["C", "F", "strided"])) if layouts else "C"
     return _layout(values, kind)
+
+
+def _away_from_zero(values, low, high, margin):
+    """``values`` in [low, high] mapped into the part of it at least ``margin`` from 0."""
+    up, down = max(low, margin), min(high, -margin)   # the two pieces: [up, high], [low, down]
+    if up > high and down < low:
+        raise ValueError(f"arrays: no value of [{low}, {high}] is {margin} away from 0")
+    if up > high or down < low:              # one piece: map [low, high] onto it
+        a, b = (low, down) if up > high else (up, high)
+        return a + (values - low) * (b - a) / (high - low)
+    # both: the negative values onto [low, down], the others onto [up, high]
+    neg = low + (values - low) * (down - low) / (0.0 - low) if low < 0 else values
+    pos = up + values * (high - up) / high if high > 0 else values
+    return np.where(values < 0, neg, pos)
 
 
 @st.composite

@@ -44,3 +44,13 @@ def test_the_checked_in_graph_is_the_graph_the_tour_describes():
     by_matplotlib = [svg.count(f"fill: {c}") for c in ("#98fb98", "#add8e6", "#ffa500")]
     assert [1, 1, 22] in (by_dot, by_matplotlib)
     assert "](tour_graph.svg)" in TOUR.read_text(encoding="utf-8")
+
+
+def test_the_readmes_opening_example_runs():
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)   # raises if any line of it fails
+    assert float(scope["t"].numpy()[0]) != 0.0 and scope["h"].shape == (5,)

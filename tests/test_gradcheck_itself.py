@@ -1,0 +1,131 @@
+"""``mm.gradcheck`` and ``minimeta.testing`` checked themselves: verdicts a checker must not give.
+
+Each case was found by probing the checker (2026-12-01) and failed before its fix:
+- a false pass: the composition's post-map y + c·y² had slope 0 at y = −2, where a VJP that
+  returns zeros passed order 2 (now log cosh maps, slopes within 1 ± c);
+- false failures: the same map squared the values at every order (a correct x² failed order 2
+  at x = 10⁵, exp at 200 gave NaN), and a fixed step failed x² at 10⁶;
+- inputs made contiguous before they reached ``f``, so the layouts the strategies draw never
+  reached a kernel;
+- calls that checked something else than asked (an array for the list of inputs) or crashed
+  (eps = 0), and strategies that broke their own bounds (``margin``) or drew subnormals.
+"""
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import minimeta as mm
+import minimeta.gradcheck  # noqa: F401  (the module, for the mutant)
+from minimeta.testing import arrays, shapes
+
+
+class Zero(mm.Primitive):
+    """The identity with a VJP that returns zeros: wrong at every order."""
+
+    def forward(self, a):
+        return a.copy()
+
+    def vjp(self, g, out, a):
+        return (g * 0.0,)
+
+
+def test_a_zero_vjp_fails_at_every_output_value_even_minus_two():
+    for value in (-2.0, 0.0, 3.0):  # −2: where y + y²/4 had slope 0 and hid it
+        with pytest.raises(mm.GradcheckError, match="order-1"):
+            mm.gradcheck(lambda a: mm.apply(Zero(), a), [np.full(3, value)], order=2)
+
+
+def test_the_old_post_map_is_the_mutant_that_hides_it(monkeypatch):
+    # the check above can fail: with the old map's slope 1 + 2cy = 0 at y = −2, it passes
+    def old_composed(f, arrays, dtype, layouts):
+        def f_tilde(*xs):
+            y = f(*xs)
+            return y + 0.25 * (y * y)
+        return f_tilde
+
+    module = sys.modules["minimeta.gradcheck"]
+    monkeypatch.setattr(module, "_composed", old_composed)
+    mm.gradcheck(lambda a: mm.apply(Zero(), a), [np.full(3, -2.0)], order=2)   # no error
+
+
+@pytest.mark.parametrize("f, x", [
+    (lambda a: (a * a).sum(), 1e5),
+    (lambda a: a.exp().sum(), 200.0),
+    (lambda a: (a * a).sum(), 1e6),
+    (lambda a: (a * a * a).tanh().sum(), 0.3),
+])
+def test_correct_functions_pass_at_large_values_to_the_third_order(f, x):
+    report = mm.gradcheck(f, [np.array([x, -0.5 * x])], order=3)
+    assert sorted(report) == [1, 2, 3]
+
+
+def test_the_inputs_reach_f_in_the_layout_they_were_given_in():
+    seen = []
+
+    def f(a):
+        seen.append((a.data.flags.c_contiguous, a.data.flags.f_contiguous))
+        return (a * a).sum()
+
+    base = np.arange(12.0).reshape(3, 4) / 10
+    mm.gradcheck(f, [base[:, ::2]], order=2, compose=False)   # composed, f gets pre(x)
+    assert seen and set(seen) == {(False, False)}                       # strided, every call
+    seen.clear()
+    mm.gradcheck(f, [np.asfortranarray(base)], order=1)
+    assert set(seen) == {(False, True)}
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(inputs=np.ones(2)), TypeError, "gradcheck: inputs must be a list of arrays"),
+    (dict(eps=0.0), ValueError, "gradcheck: eps must be > 0, got 0.0"),
+    (dict(atol=-1.0), ValueError, "gradcheck: atol must be >= 0"),
+    (dict(rtol=float("nan")), ValueError, "gradcheck: rtol must be >= 0, got nan"),
+    (dict(compose="no"), TypeError, "gradcheck: compose must be True, False or None"),
+    (dict(order=0), ValueError, "gradcheck: order must be >= 1, got 0"),
+])
+def test_a_call_that_would_check_something_else_is_refused(kwargs, error, message):
+    call = dict(inputs=[np.ones(2)])
+    call.update(kwargs)
+    with pytest.raises(error, match="^" + message):
+        mm.gradcheck(lambda a: a.sum(), **call)
+
+
+def test_a_failure_says_what_was_checked_and_a_nan_says_where_to_look():
+    with pytest.raises(mm.GradcheckError, match=r"of the composed function .*step 1e-06, "
+                                                r"float64\)$"):
+        mm.gradcheck(lambda a: mm.apply(Zero(), a), [np.ones(2)], order=2)
+    with pytest.raises(mm.GradcheckError, match="a NaN: is the point outside f's domain"):
+        mm.gradcheck(lambda a: a.log().sum(), [np.array([-1.0])])
+
+
+@settings(max_examples=100, derandomize=True, database=None, deadline=None)
+@given(arrays(shapes(), low=-0.9, high=0.9, margin=0.2), arrays(shapes(), low=0.0, high=2.0,
+                                                               margin=0.1))
+def test_the_strategies_keep_their_bounds_and_margins(two_sided, positive):
+    for x, low, high, margin in ((two_sided, -0.9, 0.9, 0.2), (positive, 0.0, 2.0, 0.1)):
+        x = np.asarray(x)
+        assert np.all((x >= low) & (x <= high)), x             # margin had pushed past ±0.9
+        assert np.all(np.abs(x) >= margin - 1e-12), x
+        tiny = (x != 0) & (np.abs(x) < np.finfo(np.float64).tiny)
+        assert not tiny.any(), x                                 # no subnormals
+
+
+def test_the_gradcheck_command_says_when_a_check_compared_only_zeros(monkeypatch, capsys):
+    from minimeta import cli, selfcheck
+    from minimeta.gradcheck import GradcheckReport
+
+    def fake_run(examples, orders):      # one row whose order 2 saw only 0 = 0
+        report = GradcheckReport()
+        report[1], report[2] = 1e-9, 0.0
+        report.scale.update({1: 3.0, 2: 0.0})
+        report.relative.update({1: 1e-9, 2: 0.0})
+        cast = GradcheckReport()
+        cast[1], cast.scale[1], cast.relative[1] = 1e-6, 1.0, 1e-6
+        return {"mul": report, "cast": cast}
+
+    monkeypatch.setattr(selfcheck, "run", fake_run)
+    assert cli.main(["gradcheck", "--examples", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 checks compared only zeros (a derivative 0 = 0): mul (order 2); raise --examples" \
+        in out
