@@ -77,15 +77,16 @@ def task_source(config, part, ways=None, shots=None, queries=None):
 
 def _at_fault(config, part, sizes, ways, shots, queries):
     """The options that ask for episodes the split cannot give, in one line."""
-    (n_classes, per_class), name = sizes, {"train": "training", "val": "validation"}[part]
+    (n_classes, per_class) = sizes
+    name = {"train": "training", "val": "validation"}.get(part, part)
     if shots + queries > per_class:
         return (f"--shots {shots} + --queries {queries} ask for {shots + queries} drawings of a "
                 f"class; each {config.dataset} class has {per_class}")
     if part == "val":
         return (f"--val-size {config.val_size} leaves {n_classes} validation classes, fewer "
                 f"than the {ways} ways of validation: raise --val-size or lower --val-ways")
-    return (f"--ways {ways} needs {ways} classes; the {name} part has {n_classes} (with "
-            f"--val-size {config.val_size} held out)")
+    held = f" (with --val-size {config.val_size} held out)" if part == "train" else ""
+    return f"--ways {ways} needs {ways} classes; the {name} part has {n_classes}{held}"
 
 
 def batches(config, start=0):

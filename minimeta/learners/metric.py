@@ -73,8 +73,11 @@ def _check_labels(learner, ys, yq):
     query label is one of them; else a ValueError (a class without shots would be scored
     against nothing, silently)."""
     ys, yq = np.asarray(ys), np.asarray(yq)
+    if ys.size == 0 or ys.dtype.kind not in "iu" or yq.dtype.kind not in "iu":
+        raise ValueError(f"{learner}: labels must be integer arrays and the support non-empty, "
+                         f"got {ys.dtype} support and {yq.dtype} query labels")
     ways = int(ys.max()) + 1
-    empty = np.flatnonzero(np.bincount(ys, minlength=ways) == 0)
+    empty = np.flatnonzero(np.bincount(ys - min(0, ys.min()), minlength=ways) == 0)
     if ys.min() < 0 or empty.size:
         raise ValueError(f"{learner}: support labels must cover 0..{ways - 1}, each class with "
                          f"a shot; got {sorted(set(ys.tolist()))}")
