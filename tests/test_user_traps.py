@@ -34,7 +34,7 @@ import minimeta.functional as F
 from minimeta import nn
 from minimeta.nn.module import MissingParameter
 from minimeta.optim import SGD
-from test_hostile_input import REAL, refused
+from test_hostile_input import REAL, omni, refused  # noqa: F401  (omni: a fixture)
 
 
 def test_a_module_copies_the_arrays_it_registers():
@@ -298,3 +298,9 @@ def test_save_refuses_a_key_the_archive_would_read_back_as_another(tmp_path):
     with pytest.raises(ValueError, match=r"^save: key 'w\.npy' ends in '\.npy'"):
         io.save(str(tmp_path / "c.npz"), {"w": np.ones(2), "w.npy": np.zeros(3)})
     assert not (tmp_path / "c.npz").exists()
+
+
+@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
+def test_eval_at_more_ways_than_the_test_part_has_names_the_option(omni, capsys):
+    line = refused(["eval", "--checkpoint", omni, "--ways", "2000", "--episodes", "2"], capsys)
+    assert line == "minimeta eval: --ways 2000 needs 2000 classes; the test part has 1692"
