@@ -78,6 +78,31 @@ def apply_omp_policy(threads=1):
     return torch
 
 
+def positive(text):
+    """argparse type: an integer >= 1 (a count of repeats, rounds, threads, images)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def minimeta_threads(n):
+    """minimeta on ``n`` threads: numba's loops and the split of a kernel's work (BLAS is set
+    apart, ``blas_threads``). Without it numba starts one thread per core, which on a busy
+    machine made a "1 thread" row of tiny ops 30× slower."""
+    import numba
+
+    from minimeta.kernels import threads as kernel_threads
+
+    kernel_threads.set_split_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
 def torch_installed():
     """Whether PyTorch can be imported here, without importing it (and its OpenMP runtime)."""
     import importlib.util

@@ -18,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from minimeta import kernels as K
-from _timing import apply_omp_policy, median_time
+from _timing import apply_omp_policy, median_time, positive
 
 LAYERS = [(1, 28), (64, 14), (64, 7), (64, 3)]   # (input channels, side); 64 outputs, 3×3, pad 1
 
@@ -47,8 +47,8 @@ def torch_passes(torch, x, w, g, first):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=640)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=positive, default=640)
+    parser.add_argument("--threads", type=positive, default=1)
     args = parser.parse_args()
     torch = apply_omp_policy(args.threads)
     if torch:

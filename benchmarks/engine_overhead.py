@@ -20,7 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import minimeta as mm
-from _timing import apply_malloc_policy, median_time, report, try_torch
+from _timing import apply_malloc_policy, median_time, minimeta_threads, positive, report, try_torch
 
 STEPS = 1000
 
@@ -113,10 +113,11 @@ def anomaly_cost(rounds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="anomaly on/off rounds")
+    parser.add_argument("--rounds", type=positive, default=5, help="anomaly on/off rounds")
     parser.add_argument("--anomaly-only", action="store_true")
     args = parser.parse_args()
     apply_malloc_policy()
+    minimeta_threads(1)   # the tiny ops' cost, not numba threads fighting for the cores
     if args.anomaly_only:
         with threadpool_limits(limits=1):
             anomaly_cost(args.rounds)

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from minimeta import nn
 from minimeta.learners import MAML
+from _timing import positive
 
 
 def make_tasks(n_tasks, ways, shots, queries, rng):
@@ -43,7 +44,7 @@ def peak_mib(fn):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 5, 10])
-    parser.add_argument("--tasks", type=int, default=16)
+    parser.add_argument("--tasks", type=positive, default=16)
     parser.add_argument("--ways", type=int, default=20)
     parser.add_argument("--whole-batch-max-steps", type=int, default=1,
                         help="also measure the whole-batch backward up to this many steps "

@@ -16,7 +16,8 @@ from minimeta import nn
 from minimeta.data import SinusoidTasks
 from minimeta.learners import MAML, StackedTasks
 from minimeta.optim import Adam
-from _timing import add_malloc_flag, apply_malloc_policy, median_time, report, try_torch
+from _timing import (add_malloc_flag, apply_malloc_policy, median_time, minimeta_threads, positive,
+                     report, try_torch)
 
 TASKS = SinusoidTasks(seed=0).sample(25, 10)
 
@@ -76,13 +77,14 @@ def theirs(torch, steps, vectorize):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=positive, default=7)
     add_malloc_flag(parser)
     args = parser.parse_args()
     apply_malloc_policy(args)
     torch = try_torch()
     if torch:
         torch.set_num_threads(1)
+    minimeta_threads(1)
     print("1 thread; medians of", args.repeats)
     cases = [(steps, vectorize) for steps in (1, 5) for vectorize in (False, True)]
     with threadpool_limits(limits=1):

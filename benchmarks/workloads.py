@@ -19,7 +19,8 @@ import minimeta.functional as F
 from minimeta import kernels as K, nn
 from minimeta.learners import MAML
 from minimeta.optim import Adam
-from _timing import add_malloc_flag, apply_malloc_policy, apply_omp_policy, median_time, report
+from _timing import (add_malloc_flag, apply_malloc_policy, apply_omp_policy, median_time, positive,
+                     report)
 
 RNG = np.random.default_rng(0)
 
@@ -202,10 +203,10 @@ def main():
     from threadpoolctl import threadpool_limits
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive, default=1)
     parser.add_argument("--numba-threads", type=int, default=None,
                         help="numba's threads (default: --threads)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive, default=5)
     parser.add_argument("--only", choices=sorted(WORKLOADS), nargs="*")
     add_malloc_flag(parser)
     parser.add_argument("--no-reference", action="store_true",

@@ -24,6 +24,11 @@ def main(argv=None):
     parser.add_argument("--shots", type=int, default=10)
     parser.add_argument("--hidden", type=int, default=10, help="hidden width (H is n×n)")
     args = parser.parse_args(argv)
+    for name in ("shots", "hidden"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not args.alpha > 0:
+        parser.error(f"--alpha must be > 0, got {args.alpha}")
     net = nn.mlp((1, args.hidden, args.hidden, 1), dtype=np.float64, init_std=0.5)
     names = list(net.named_parameters())
     shapes = [p.shape for p in net.parameters()]

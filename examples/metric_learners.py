@@ -44,6 +44,14 @@ def main(argv=None):
     parser.add_argument("--test-episodes", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.fce and args.learner != "matching":
+        parser.error(f"--fce: full context embeddings are Matching Networks'; not {args.learner}")
+    for name in ("episodes", "train_way", "shots", "queries", "test_way", "test_episodes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.shots + args.queries > 20:
+        parser.error(f"--shots + --queries = {args.shots + args.queries}: an Omniglot class has "
+                     "20 drawings")
     configure()
 
     train = omniglot.class_images("vinyals", "train")         # (4800 classes, 20, 28, 28)

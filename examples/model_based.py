@@ -77,20 +77,31 @@ def main(argv=None):
     parser.add_argument("--learner", choices=["cnp", "snail", "mann"], default="cnp")
     parser.add_argument("--ways", type=int, default=5, help="snail: classes per episode")
     parser.add_argument("--minutes", type=float, default=None, help="training time budget")
-    parser.add_argument("--iterations", type=int, default=1000000)
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="training iterations (with --minutes: whichever ends first)")
     parser.add_argument("--test-tasks", type=int, default=None,
                         help="test tasks or episodes (default 600; mann 100)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.minutes is None and args.iterations == 1000000:
+    if args.minutes is None and args.iterations is None:
         parser.error("give --minutes or --iterations (the training budget)")
     if args.test_tasks is None:
         args.test_tasks = 100 if args.learner == "mann" else 600
+    for name in ("ways", "iterations", "test_tasks"):
+        value = getattr(args, name)
+        least = 2 if name == "test_tasks" else 1   # an interval needs two
+        if value is not None and value < least:
+            parser.error(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
+    if args.minutes is not None and not args.minutes > 0:
+        parser.error(f"--minutes must be > 0, got {args.minutes}")
+    if args.iterations is None:
+        args.iterations = 10 ** 9       # the minutes end it; the progress line counts time
     configure()
     learner, sample, test = make(args)
     opt = Adam(learner.meta_parameters(), lr=1e-3)
     budget = float("inf") if args.minutes is None else 60 * args.minutes
-    bar, start, done = Progress(args.iterations, args.learner), time.perf_counter(), 0
+    bar = Progress(args.iterations, args.learner, budget=None if args.minutes is None else budget)
+    start, done = time.perf_counter(), 0
     while done < args.iterations and time.perf_counter() - start < budget:
         metrics = learner.outer_step(sample(done))
         opt.step()

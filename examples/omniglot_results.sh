@@ -7,6 +7,16 @@
 # One thread each (run two of these side by side on 2 cores: 1 BLAS + 1 numba thread each).
 set -euo pipefail
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+RUNS="protonet protonet1 matching relation relation5 maml maml5 fomaml fomaml5 metasgd metasgd5
+    anil anil5 reptile reptile5 maml20 fomaml20 anil20 metasgd20 reptile20"
+for name in "$@"; do  # every name checked before anything is made or trained
+    case " $(echo $RUNS) " in
+    *" $name "*) ;;
+    *) echo "usage: examples/omniglot_results.sh [run ...]; runs: $(echo $RUNS)" >&2
+       [[ $name == -h || $name == --help ]] && exit 0
+       echo "omniglot_results.sh: unknown run $name" >&2; exit 2 ;;
+    esac
+done
 OUT=${OUT:-outputs/results}
 REPORT=$OUT/omniglot.jsonl
 mkdir -p "$OUT"
@@ -28,9 +38,7 @@ evaluate() {  # name, then the rows: ways:shots pairs
 }
 
 ALL_ROWS="5:1 5:5 20:1 20:5"
-[ $# -eq 0 ] && set -- protonet protonet1 matching relation relation5 maml maml5 fomaml \
-    fomaml5 metasgd metasgd5 anil anil5 reptile reptile5 maml20 fomaml20 anil20 metasgd20 \
-    reptile20
+[ $# -eq 0 ] && set -- $RUNS
 for learner in "$@"; do
     case $learner in
     protonet)  # the paper's 60-way 5-shot episodes; lr halved every 500 (paper: 2000)

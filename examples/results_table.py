@@ -125,11 +125,16 @@ def plot_curves(runs, path, smooth=50):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--report", default="outputs/results/omniglot.jsonl")
-    parser.add_argument("--plot", default="outputs/results/learning_curves.png")
+    parser.add_argument("--plot", default=None,
+                        help="the learning curves' figure (default: learning_curves.png beside "
+                        "the report)")
     args = parser.parse_args(argv)
-    if not os.path.exists(args.report):
-        parser.error(f"{args.report} does not exist: run examples/omniglot_results.sh first")
-    rows = [json.loads(line) for line in open(args.report)]
+    if not os.path.isfile(args.report):
+        parser.error(f"{args.report} is not a file: run examples/omniglot_results.sh first")
+    rows = [json.loads(line) for line in open(args.report) if line.strip()]
+    if not rows:
+        parser.error(f"{args.report} holds no rows: run examples/omniglot_results.sh first")
+    plot = args.plot or os.path.join(os.path.dirname(args.report), "learning_curves.png")
     order = {name: i for i, name in enumerate(PAPER)}
     rows.sort(key=lambda r: (order.get(r["learner"], 99), r["fce"], run_name(r), r["ways"],
                              r["shots"]))
@@ -138,7 +143,8 @@ def main(argv=None):
     runs = {f"{run_name(r)} ({r['train_ways']}-way {r['train_shots']}-shot)":
             os.path.dirname(r["checkpoint"]) for r in rows}
     try:
-        print(f"\nlearning curves: {plot_curves(runs, args.plot)}")
+        os.makedirs(os.path.dirname(plot) or ".", exist_ok=True)
+        print(f"\nlearning curves: {plot_curves(runs, plot)}")
     except ImportError:
         print("\n(no plot: pip install matplotlib)")
 

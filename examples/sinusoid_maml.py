@@ -70,30 +70,49 @@ def main(argv=None):
     alpha, steps = config.inner_lr, config.inner_steps
     if args.step_weights and len(args.multi_step_loss) != steps:
         parser.error(f"--step-weights needs {steps} weights (--train-steps)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"--out {args.out} is a file, not a folder")
+    record_path = os.path.join(args.out, "results.json")
+    if args.evaluate_only:
+        missing = [n for n in ("maml.npz", "pretrained.npz")
+                   if not os.path.isfile(os.path.join(args.out, n))]
+        if missing:
+            parser.error(f"--evaluate-only: {args.out} has no {' or '.join(missing)}: train "
+                         "there first")
     os.makedirs(args.out, exist_ok=True)
     configure()  # one BLAS thread: the matrices here are tiny (docs/PERFORMANCE.md)
     start = time.perf_counter()
+    trained = {"iterations": args.iterations, "shots": args.shots, "steps": steps,
+               "multi_step_loss": args.multi_step_loss}
     if args.evaluate_only:
         models = {name: load_model(os.path.join(args.out, f"{name.lower()}.npz"))
                   for name in ("MAML", "pretrained")}
         maml_time = float("nan")
+        if os.path.exists(record_path):  # how these models were trained, not the defaults
+            with open(record_path) as f:
+                record = json.load(f)
+            trained = {"iterations": record.get("iterations"), "shots": record.get("shots"),
+                       "steps": record.get("train_steps"),
+                       "multi_step_loss": record.get("multi_step_loss")}
+            maml_time = record.get("maml_seconds", maml_time)
     else:
         maml_model, _, _ = S.meta_train(config)
         maml_time = time.perf_counter() - start
         base_model, _ = S.pretrain(config)  # the same budget: iterations, points, Adam
         models = {"MAML": maml_model, "pretrained": base_model}
     results = S.evaluate(models, n_tasks=args.tasks, seed=args.eval_seed, lr=alpha)
-    msl = f" (multi-step loss {args.step_weights or 'equal weights'})" \
-        if args.multi_step_loss else ""
-    print(f"\nα = {alpha}; meta-trained with K = {args.shots} and {steps} "
-          f"inner step(s){msl} for {args.iterations} iterations "
+    weights = trained["multi_step_loss"]
+    msl = f" (multi-step loss {weights if isinstance(weights, list) else 'equal weights'})" \
+        if weights else ""
+    print(f"\nα = {alpha}; meta-trained with K = {trained['shots']} and {trained['steps']} "
+          f"inner step(s){msl} for {trained['iterations']} iterations "
           f"({maml_time:.0f} s for MAML); {args.tasks} held-out tasks, MSE ± 95% interval:\n")
     print(S.format_table(results))
     if not args.evaluate_only:  # otherwise the models were loaded from these files
         for name, model in models.items():
             io.save(os.path.join(args.out, f"{name.lower()}.npz"),
                     {"model": model.state_dict()})
-    path = os.path.join(args.out, "results.json")  # how the models were trained, and results
+    path = record_path  # how the models were trained, and the results
     run = {"iterations": args.iterations, "shots": args.shots, "train_steps": steps,
            "multi_step_loss": args.multi_step_loss, "seed": args.seed,
            "inner_lr": alpha, "clip_norm": args.clip_norm, "maml_seconds": maml_time}

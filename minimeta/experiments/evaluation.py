@@ -9,8 +9,8 @@ sinusoid experiment adapts both MAML and the pretrained baseline at test time), 
 
     >>> mean_ci([1.0, 2.0, 3.0])  # doctest: +ELLIPSIS
     (2.0, 1.1316...)
-    >>> mean_ci([4.0])
-    (4.0, 0.0)
+    >>> mean_ci([4.0])    # one value: no interval (not a certain 0)
+    (4.0, nan)
 
 Read next: ``minimeta/experiments/progress.py`` (a progress line).
 """
@@ -24,10 +24,11 @@ from .progress import Progress
 
 
 def mean_ci(values):
-    """Mean and the half-width of its 95% normal-approximation confidence interval (0 for
-    a single value)."""
+    """Mean and the half-width of its 95% normal-approximation confidence interval (NaN for
+    a single value: one episode says nothing of the spread)."""
     v = np.asarray(values, dtype=np.float64)
-    return float(v.mean()), float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return float(v.mean()), float(half)
 
 
 def run_episodes(learner, tasks, episodes, seed, label="eval", finite=False):

@@ -11,10 +11,12 @@ import time
 
 
 class Progress:
-    """Print ``label it/total  rate it/s  eta  metrics`` every ``every`` seconds and at the end."""
+    """Print ``label it/total  rate it/s  eta  metrics`` every ``every`` seconds and at the end.
+    With a time ``budget`` (seconds) the eta is whichever ends first, and a total the budget
+    will not reach is not shown."""
 
-    def __init__(self, total, label="", every=None, stream=None):
-        self.total, self.label = total, label
+    def __init__(self, total, label="", every=None, stream=None, budget=None):
+        self.total, self.label, self.budget = total, label, budget
         self.stream = stream or sys.stderr
         # a terminal gets a live line every 2 s; a log file a line every 30 s
         self.every = every if every is not None else (2.0 if self.stream.isatty() else 30.0)
@@ -27,10 +29,12 @@ class Progress:
         self.last = now
         rate = (i + 1) / max(now - self.start, 1e-9)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        eta = (self.total - i - 1) / rate
+        eta, total = (self.total - i - 1) / rate, f"/{self.total}"
+        if self.budget is not None and self.budget - (now - self.start) < eta:
+            eta, total = max(0.0, self.budget - (now - self.start)), ""  # time ends it first
         end = "\n" if i + 1 >= self.total or not self.stream.isatty() else "\r"
         try:
-            self.stream.write(f"{self.label} {i + 1}/{self.total}  {rate:.1f} it/s  "
+            self.stream.write(f"{self.label} {i + 1}{total}  {rate:.1f} it/s  "
                               f"eta {eta:.0f}s  {shown}{end}")
             self.stream.flush()
         except OSError:      # the stream has gone away: no more progress lines
