@@ -27,8 +27,10 @@ def test_sinusoid_example_trains_evaluates_and_summarises(tmp_path):
     assert (run["iterations"], run["train_steps"], run["seed"], run["clip_norm"]) == (20, 2, 5, 5)
     assert set(run["results"]) == {"MAML K=5", "pretrained K=5", "MAML K=10",
                                    "pretrained K=10"}
-    # re-evaluating keeps the record of how the models were trained
-    run_example("sinusoid_maml.py", "--evaluate-only", "--tasks", "3", "--out", out)
+    # re-evaluating keeps the record of how the models were trained, and prints it
+    again = run_example("sinusoid_maml.py", "--evaluate-only", "--tasks", "3", "--out", out)
+    assert "meta-trained with K = 10 and 2 inner step(s) (multi-step loss equal weights) for " \
+        "20 iterations" in again            # had printed the defaults: 1 step, 30000
     with open(os.path.join(out, "results.json")) as f:
         assert json.load(f)["iterations"] == 20
     table = run_example("sinusoid_table.py", out).splitlines()
@@ -60,3 +62,28 @@ def test_model_based_example_runs_each_learner_on_a_tiny_budget():
     printed = run_example("model_based.py", "--learner", "mann", "--iterations", "2",
                           "--test-tasks", "2")
     assert "mann: instance accuracy by presentation 1:" in printed and "10:" in printed
+
+
+@pytest.mark.parametrize("command, message", [
+    (["examples/omniglot_results.sh", "protonet", "typo"], "omniglot_results.sh: unknown run typo"),
+    (["examples/results_table.py", "--report", "{tmp}"], "is not a file"),
+    (["examples/metric_learners.py", "--learner", "protonet", "--fce"],
+     "--fce: full context embeddings are Matching Networks'"),
+    (["examples/metric_learners.py", "--queries", "0"], "--queries must be >= 1"),
+    (["examples/model_based.py", "--iterations", "-2"], "--iterations must be >= 1, got -2"),
+    (["examples/model_based.py", "--iterations", "5", "--test-tasks", "1"],
+     "--test-tasks must be >= 2"),
+    (["examples/hessian_view.py", "--hidden", "0"], "--hidden must be >= 1, got 0"),
+    (["examples/sinusoid_maml.py", "--evaluate-only", "--out", "{tmp}/none"],
+     "--evaluate-only: {tmp}/none has no maml.npz or pretrained.npz"),
+])
+def test_the_scripts_refuse_bad_arguments_before_doing_anything(command, message, tmp_path):
+    # they had made outputs/ first, trained a run and then failed, or raised tracebacks
+    command = [c.replace("{tmp}", str(tmp_path)) for c in command]
+    runner = ["bash"] if command[0].endswith(".sh") else [sys.executable]
+    done = subprocess.run(runner + [os.path.join(ROOT, command[0]), *command[1:]],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert message.replace("{tmp}", str(tmp_path)) in done.stderr.splitlines()[-1]
+    assert sorted(os.listdir(tmp_path)) == []            # nothing made, here or in outputs/
