@@ -65,6 +65,8 @@ def _gather(x, row_id, kh, kw, stride, padding, ho, wo, out):
     ch, p, q = row_id // (kh * kw), (row_id // kw) % kh, row_id % kw
     i_lo, i_hi = _span(stride, p, padding, h, ho)
     j_lo, j_hi = _span(stride, q, padding, w, wo)
+    if j_hi <= j_lo:  # the tap sees only padding: nothing to gather (and ``last`` below
+        return        # would be negative, a slice that wraps around to the row's end)
     first = j_lo * stride + q - padding
     last = (j_hi - 1) * stride + q - padding + 1
     for b in range(x.shape[0]):
@@ -92,6 +94,8 @@ def _col2im(cols, n, c, h, w, kh, kw, stride, padding, ho, wo):
             i_lo, i_hi = _span(stride, p, padding, h, ho)
             for q in range(kw):
                 j_lo, j_hi = _span(stride, q, padding, w, wo)
+                if j_hi <= j_lo:  # only padding under this tap (see ``_gather``)
+                    continue
                 first = j_lo * stride + q - padding
                 last = (j_hi - 1) * stride + q - padding + 1
                 row = cols[(ch * kh + p) * kw + q]

@@ -25,7 +25,8 @@ def close(a, b, dtype):
 @st.composite
 def conv_case(draw):
     dtype = draw(DTYPES)
-    k, s, p = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(0, 2))
+    # kernels to 7 and strides to 4: taps that see only padding (k 5, stride 2, padding 2)
+    k, s, p = draw(st.integers(1, 7)), draw(st.integers(1, 4)), draw(st.integers(0, 3))
     h, w = draw(st.integers(max(1, k - 2 * p), 9)), draw(st.integers(max(1, k - 2 * p), 9))
     c = draw(st.sampled_from([1, 2, 3]))
     x = draw(arrays((draw(st.integers(1, 3)), c, h, w), dtype=dtype))
@@ -67,6 +68,23 @@ def test_max_pool_numba_equals_reference(k, s, dtype, ties, data):
     g = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
     close(K.resolve(K.TABLE["max_pool2d_backward"].cpu)(g, idx, x.shape),
           K.TABLE["max_pool2d_backward"].reference(g, idx, x.shape), dtype)
+
+
+@pytest.mark.parametrize("k, s, p, h, c", [(5, 2, 2, 2, 1), (5, 3, 2, 3, 3), (6, 2, 2, 3, 1),
+                                           (7, 2, 3, 2, 2), (7, 3, 3, 3, 1), (5, 2, 2, 8, 64)])
+def test_a_tap_that_sees_only_padding_gathers_nothing(k, s, p, h, c):
+    # such a tap's slice ended at index −1, wrapping round to the row's end: wrong values,
+    # then an assertion inside numba at the next call (found 2026-12-01; k ≤ 3 never hit it)
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, c, h, h)), rng.standard_normal((3, c, k, k))
+    for _ in range(2):
+        y = K.conv_numba.conv2d(x, w, s, p)
+        close(y, K.conv_ref.conv2d(x, w, s, p), np.float64)
+        g = rng.standard_normal(y.shape)
+        close(K.conv_numba.conv2d_input_grad(g, w, x.shape, s, p),
+              K.conv_ref.conv2d_input_grad(g, w, x.shape, s, p), np.float64)
+        close(K.conv_numba.conv2d_weight_grad(x, g, w.shape, s, p),
+              K.conv_ref.conv2d_weight_grad(x, g, w.shape, s, p), np.float64)
 
 
 @st.composite
