@@ -253,7 +253,8 @@ def _total(parts):
 @_over_tasks
 def conv2d(x, w, stride=1, padding=0):
     """Forward convolution; same contract as ``conv_ref.conv2d``."""
-    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
+    dt = np.result_type(x.dtype, w.dtype)   # NumPy's promotion, as the reference
+    x, w = np.ascontiguousarray(x, dtype=dt), np.ascontiguousarray(w, dtype=dt)
     n, c = x.shape[:2]
     o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     ho = out_size(x.shape[2], kh, stride, padding)
@@ -283,7 +284,8 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     Stride 1 with padding p ≤ k − 1: a stride-1 convolution of g by the weights rotated by
     180° with in/out channels swapped, padding k − 1 − p (the shifted-GEMM path again).
     """
-    g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
+    dt = np.result_type(g.dtype, w.dtype)   # NumPy's promotion, as the reference
+    g, w = np.ascontiguousarray(g, dtype=dt), np.ascontiguousarray(w, dtype=dt)
     n, o, ho, wo = g.shape
     c, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     if stride == 1 and kh == kw and padding <= kh - 1:
@@ -309,7 +311,8 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
 @_over_tasks
 def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     """Weight gradient; same contract as the reference."""
-    x, g = np.ascontiguousarray(x), np.ascontiguousarray(g, dtype=x.dtype)
+    dt = np.result_type(x.dtype, g.dtype)   # NumPy's promotion, as the reference
+    x, g = np.ascontiguousarray(x, dtype=dt), np.ascontiguousarray(g, dtype=dt)
     o, c, kh, kw = w_shape
     n, _, ho, wo = g.shape
     if c == 1:

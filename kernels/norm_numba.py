@@ -169,6 +169,8 @@ def add_bias(y, b):
     at 14.6 (one core only). A non-contiguous ``y`` goes to the reference."""
     if not y.flags.c_contiguous:
         return norm_ref.add_bias(y, b)
+    if np.may_share_memory(y, b):  # b read while y is written: add a copy (as NumPy would)
+        b = b.copy()
     _add_bias(_as4(y, b), _as2(b, y, b))
     return y
 

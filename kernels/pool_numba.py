@@ -10,6 +10,12 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, inline="always")
+def _beats(v, best):
+    """v takes the window's place: larger, or the first NaN (``argmax``'s rule: a NaN wins)."""
+    return v > best or (v != v and best == best)
+
+
 @njit(parallel=True, cache=True)
 def _max_pool(x, k, s, y, idx):
     n, c, h, w = x.shape
@@ -24,7 +30,7 @@ def _max_pool(x, k, s, y, idx):
                 for p in range(k):
                     for q in range(k):
                         v = x[b, ch, i * s + p, j * s + q]
-                        if v > best:
+                        if _beats(v, best):
                             best = v
                             arg = (i * s + p) * w + j * s + q
                 y[b, ch, i, j] = best
@@ -46,11 +52,11 @@ def _max_pool_2x2(x, y, idx):
             row = plane * h * w + 2 * i * w       # flat index of the window row's start
             for j in range(wo):
                 best, arg = top[2 * j], 0
-                if top[2 * j + 1] > best:
+                if _beats(top[2 * j + 1], best):
                     best, arg = top[2 * j + 1], 1
-                if bottom[2 * j] > best:
+                if _beats(bottom[2 * j], best):
                     best, arg = bottom[2 * j], w
-                if bottom[2 * j + 1] > best:
+                if _beats(bottom[2 * j + 1], best):
                     best, arg = bottom[2 * j + 1], w + 1
                 yr[j] = best
                 ir[j] = row + 2 * j + arg
@@ -93,5 +99,7 @@ def max_pool2d_backward(g, argmax, x_shape):
     """Gradient of max pooling: ``g`` added at the flat ``argmax`` positions of x."""
     g = np.ascontiguousarray(g)
     gx = np.empty(x_shape, dtype=g.dtype)
+    if gx.size == 0:              # no planes to scatter into
+        return gx
     _scatter(g, np.ascontiguousarray(argmax), gx)
     return gx

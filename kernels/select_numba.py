@@ -55,6 +55,8 @@ def where(cond, a, b):
             cond.flags.c_contiguous and full.size >= 1024):
         return _reference(cond, a, b)
     dtype = full.dtype
+    if np.result_type(a, b) != dtype:  # NumPy's promotion (an int array with 0.5: float64)
+        return _reference(cond, a, b)
     fa, fb = _flat(a, cond.shape, dtype), _flat(b, cond.shape, dtype)
     if fa is None or fb is None or not (fa[1] or fb[1]):
         return _reference(cond, a, b)

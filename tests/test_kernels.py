@@ -477,3 +477,34 @@ def test_a_stack_of_batch_norms_is_one_per_task(case, tasks, seed):
     for double in (ref.batch_norm_double_backward,
                    K.resolve(K.TABLE["batch_norm_double_backward"].cpu)):
         assert_one_per_task(double(x, w, b, g, h), unpacked_double, tasks)
+
+
+def test_edge_cases_where_the_kernels_had_left_their_spec():
+    """Found by probing the kernels against their references (2026-12-01); each failed before."""
+    from minimeta.kernels import conv_numba, norm_numba, pool_numba, select_numba  # noqa: F401
+
+    rng = np.random.default_rng(0)
+    # where: a scalar promotes as NumPy's does (an int array with 0.5 had truncated it to 0)
+    cond = np.arange(2048) % 2 == 0
+    for a, b in ((np.arange(2048), 0.5), (np.ones(2048, np.float32), np.float64(0.1))):
+        got, want = K.select_numba.where(cond, a, b), K.select_ref.where(cond, a, b)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    # max pooling: a NaN later in its window wins, as argmax's (it had been skipped)
+    x = rng.standard_normal((2, 3, 6, 6))
+    x[0, 0, 1, 1] = x[1, 2, 3, 2] = np.nan
+    for k, s in ((2, 2), (3, 1)):
+        (y, i), (y_ref, i_ref) = K.pool_numba.max_pool2d(x, k, s), K.pool_ref.max_pool2d(x, k, s)
+        assert np.array_equal(y, y_ref, equal_nan=True) and np.array_equal(i, i_ref)
+    # an empty batch's pooling gradient (it had divided by zero)
+    empty = K.pool_numba.max_pool2d_backward(np.zeros((0, 3, 3, 3)),
+                                             np.zeros((0, 3, 3, 3), np.int32), (0, 3, 6, 6))
+    assert empty.shape == (0, 3, 6, 6)
+    # add_bias with a bias that is a view of y (it had read b while writing y)
+    y = rng.standard_normal((2, 3, 4, 4))
+    want = y + y[0, :, 0, 0].reshape(1, 3, 1, 1)
+    np.testing.assert_array_equal(K.norm_numba.add_bias(y, y[0, :, 0, 0]), want)
+    # conv with float32 images and float64 weights: float64, as the reference (it was float32)
+    xi, w = rng.standard_normal((2, 3, 7, 7)).astype(np.float32), rng.standard_normal((4, 3, 3, 3))
+    out = K.conv_numba.conv2d(xi, w, 1, 1)
+    assert out.dtype == np.float64
+    close(out, K.conv_ref.conv2d(xi, w, 1, 1), np.float64)
