@@ -25,7 +25,7 @@ def _max_pool(x, y, idx, k, stride):
     for p in range(k):
         for q in range(k):
             v = x[n, c, i * stride + p, j * stride + q]
-            if v > best:
+            if v > best or (v != v and best == best):   # the first NaN wins, as argmax's
                 best, best_r, best_c = v, i * stride + p, j * stride + q
     y[n, c, i, j] = best
     idx[n, c, i, j] = ((n * chans + c) * h + best_r) * w + best_c
