@@ -24,6 +24,8 @@ from minimeta.testing import arrays, shapes
 class Zero(mm.Primitive):
     """The identity with a VJP that returns zeros: wrong at every order."""
 
+    abstract = True  # a test's deliberate mutant: not one of the engine's primitives
+
     def forward(self, a):
         return a.copy()
 

@@ -195,7 +195,7 @@ def test_maml_meta_gradient_matches_pytorch():
 
 
 def test_bad_learner_arguments():
-    with pytest.raises(ValueError, match="inner_lr > 0"):
+    with pytest.raises(ValueError, match="MAML: inner_lr must be a finite number > 0"):
         MAML(nn.mlp(), -1.0)
     with pytest.raises(ValueError, match="inner_optimizer"):
         Reptile(nn.mlp(), 0.1, 1, 0.1, inner_optimizer="rmsprop")
