@@ -4,7 +4,8 @@ Parallel over channels (over tasks × channels for a stack: x (T, N, C, ...), w 
 batch norm is a stack of one). Forward: one pass gathers Σd and Σd² (float64 accumulators), one
 pass writes y, with d = x − K, K the channel's first value: the variance as E[d²] − E[d]² is
 then free of the cancellation E[x²] − E[x]² suffers where |mean| ≫ std (float32 activations
-at mean 10⁴ and std 1 lost every digit; a constant channel had variance 1e-3, not 0). Backward: one pass gathers Σx, Σx², Σg, Σg·x, one pass writes dx. Double
+at mean 10⁴ and std 1 lost every digit; a constant channel had variance 1e-3, not 0), every
+product in float64. Backward: one pass gathers Σd, Σd², Σg, Σg·d, one pass writes dx. Double
 backward (the VJP of the backward, which second-order MAML runs through every batch norm): one
 pass gathers seven sums, one writes dx and dg, where the NumPy reference makes some twenty
 array passes. The composite (about 9 full-size temporaries forward and 15 backward) is what
@@ -28,7 +29,7 @@ def _forward(x, w, b, eps):
     var = np.empty((tasks, c))
     for tc in prange(tasks * c):
         t, ch = tc // c, tc % c
-        shift0 = np.float64(x[t, 0, ch, 0])
+        shift0 = np.float64(x[t, 0, ch, 0]) if n * m else 0.0
         s = 0.0
         s2 = 0.0
         for i in range(n):
@@ -56,7 +57,8 @@ def _backward(x, w, g, eps, dx, dw, db):
     count = n * m
     for tc in prange(tasks * c):
         t, ch = tc // c, tc % c
-        shift0 = np.float64(x[t, 0, ch, 0])     # d = x − K (see the module docstring)
+        # d = x − K (see the module docstring); no element: nothing to shift
+        shift0 = np.float64(x[t, 0, ch, 0]) if n * m else 0.0
         sx = 0.0
         sx2 = 0.0
         sg = 0.0
@@ -93,7 +95,8 @@ def _double_backward(x, w, g, hx, hw, hb, eps, dx, dw, dg):
     count = n * m
     for tc in prange(tasks * c):
         t, ch = tc // c, tc % c
-        shift0 = np.float64(x[t, 0, ch, 0])     # d = x − K (see the module docstring)
+        # d = x − K (see the module docstring); no element: nothing to shift
+        shift0 = np.float64(x[t, 0, ch, 0]) if n * m else 0.0
         sx = sx2 = sg = sgx = sh = shx = shg = 0.0
         for i in range(n):
             for k in range(m):
