@@ -63,8 +63,9 @@ def _layout_of(array):
     return "F" if array.flags.f_contiguous else "strided"
 
 
-def _in_layout(values, kind):
-    """``values`` laid out as ``kind`` ('C', 'F' or 'strided': a step of 2 in the last axis)."""
+def in_layout(values, kind):
+    """``values`` laid out as ``kind`` ('C', 'F' or 'strided': a step of 2 in the last axis);
+    ``testing.arrays`` draws its layouts with it too."""
     if kind == "F":
         return np.asfortranarray(values)
     if kind == "strided" and values.ndim > 0:
@@ -76,7 +77,7 @@ def _in_layout(values, kind):
 
 def _leaves(arrays, dtype, layouts=None):
     layouts = layouts or ["C"] * len(arrays)
-    return [Tensor(_in_layout(np.array(a, dtype=dtype), kind), requires_grad=True)
+    return [Tensor(in_layout(np.array(a, dtype=dtype), kind), requires_grad=True)
             for a, kind in zip(arrays, layouts)]
 
 

@@ -21,6 +21,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from .gradcheck import in_layout
+
 
 def shapes(min_dims=0, max_dims=3, min_side=1, max_side=4):
     """Strategy for array shapes."""
@@ -34,17 +36,6 @@ def broadcast_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=
         num_shapes=num_shapes, min_dims=min_dims, max_dims=max_dims, min_side=min_side,
         max_side=max_side,
     ).map(lambda r: r.input_shapes)
-
-
-def _layout(array, kind):
-    """Same values as ``array`` in memory layout ``kind``: 'C', 'F' or 'strided'."""
-    if kind == "F":
-        return array.copy(order="F")
-    if kind == "strided" and array.ndim > 0:
-        big = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), dtype=array.dtype)
-        big[..., ::2] = array
-        return big[..., ::2]  # a view with a step of 2 in the last axis
-    return array.copy(order="C")
 
 
 @st.composite
@@ -67,7 +58,7 @@ def arrays(draw, shape, low=-2.0, high=2.0, dtype=np.float64, margin=0.0, layout
         values = _away_from_zero(values, low, high, margin)
     values = values.astype(dtype)
     kind = draw(st.sampled_from(["C", "F", "strided"])) if layouts else "C"
-    return _layout(values, kind)
+    return in_layout(values, kind)
 
 
 def _away_from_zero(values, low, high, margin):

@@ -317,7 +317,10 @@ def backward(output, grad_output=None, create_graph=False):
         g = kept.get(id(leaf))
         if g is None:
             continue
-        if not create_graph:   # its own writable array: VJPs share and broadcast theirs
-            g = Tensor(array_module(g.data).array(g.data, copy=True))
-        leaf.grad = g if leaf.grad is None else leaf.grad + g
+        if leaf.grad is not None:
+            leaf.grad = leaf.grad + (g if create_graph else g.detach())   # a new array
+        elif create_graph:
+            leaf.grad = g
+        else:   # its own writable array: VJPs share and broadcast theirs
+            leaf.grad = Tensor(array_module(g.data).array(g.data, copy=True))
 
