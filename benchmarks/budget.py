@@ -13,7 +13,8 @@ across resumes, so "10 minutes" is the 5-minute run trained 5 minutes more):
 
 The first two are PyTorch's protocol in issue 13 (figures there, measured on this kind of
 machine); with ``snail`` they make the three families' learning curves at equal wall-clock.
-Every command is printed before it runs; results go to ``<out>/budget.jsonl``.
+Every command is printed before it runs, and its output, progress lines included, as it
+comes; results go to ``<out>/budget.jsonl``, the commands' output to ``<out>/budget.log``.
 
 Run: python benchmarks/budget.py [--learners protonet maml snail snail20] [--minutes 5 10 20 30]
      [--out outputs/budget]
@@ -38,14 +39,22 @@ TESTS = {"protonet": [("5", "1"), ("20", "1")], "maml": [("5", "1")],
 
 
 def run(cmd, log):
+    """Run ``cmd``; its output (the progress lines of a run of many minutes) goes to ``log``
+    and, indented, to this script's stderr as it comes. Returns the wall-clock seconds."""
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     start = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    log.write(out.stdout + out.stderr)
-    log.flush()
-    if out.returncode:
-        sys.exit(f"budget: the command above failed (exit {out.returncode}):\n{out.stderr}")
-    return out.stdout, time.perf_counter() - start
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1) as child:
+        said = []
+        for line in child.stdout:
+            log.write(line)
+            log.flush()
+            sys.stderr.write("    " + line)
+            said.append(line)
+    if child.returncode:
+        sys.exit(f"budget: the command above failed (exit {child.returncode}):\n"
+                 + "".join(said[-20:]))
+    return time.perf_counter() - start
 
 
 def main():
@@ -72,7 +81,7 @@ def main():
             cmd = mm + ["train"] + TRAIN[learner] + [
                 "--iterations", "1000000", "--minutes", str(minutes), "--validate-every", "0",
                 "--out", folder] + (["--resume"] if i or args.extend else ["--overwrite"])
-            _, wall = run(cmd, log)
+            wall = run(cmd, log)
             last = json.loads(open(os.path.join(folder, "metrics.jsonl")).readlines()[-1])
             for ways, shots in TESTS[learner]:
                 report = os.path.join(args.out, "eval.jsonl")

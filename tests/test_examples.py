@@ -87,3 +87,30 @@ def test_the_scripts_refuse_bad_arguments_before_doing_anything(command, message
     assert "Traceback" not in done.stderr
     assert message.replace("{tmp}", str(tmp_path)) in done.stderr.splitlines()[-1]
     assert sorted(os.listdir(tmp_path)) == []            # nothing made, here or in outputs/
+
+
+def test_the_budget_script_shows_a_run_s_progress_as_it_comes(tmp_path, monkeypatch):
+    # it had captured each run's output to the end: 30 minutes of silence, then a log
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
+                                                                         "budget.py"))
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    seen = tmp_path / "seen"
+    child = ("import os, sys, time\nprint('iteration 1', flush=True)\n"
+             f"for _ in range(200):\n    if os.path.exists({str(seen)!r}):\n        break\n"
+             "    time.sleep(0.05)\nelse:\n    sys.exit(3)\nprint('done', file=sys.stderr)")
+
+    class Stderr:
+        def write(self, text):
+            said.append(text)
+            seen.touch()              # the child goes on only once its first line is shown
+
+    said = []
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    with open(tmp_path / "log", "w") as log:
+        assert budget.run([sys.executable, "-c", child], log) > 0
+    assert said == ["    iteration 1\n", "    done\n"]
+    assert (tmp_path / "log").read_text() == "iteration 1\ndone\n"
+    with open(tmp_path / "log", "w") as log, pytest.raises(SystemExit, match="exit 3"):
+        budget.run([sys.executable, "-c", "import sys; print('why'); sys.exit(3)"], log)

@@ -366,3 +366,42 @@ def lines_in(path):
             return f.read().count(b"\n")
     except FileNotFoundError:
         return 0
+
+
+# ----- 7. the progress line of a resumed or budgeted run tells the truth ---------------------
+class Clock:
+    """A stand-in for ``time`` in the progress module: each reading is 31 s after the last,
+    so every update prints (a log file gets a line every 30 s)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 31.0
+        return self.now
+
+
+def progress_lines(args, capsys, monkeypatch):
+    from minimeta.experiments import progress
+    monkeypatch.setattr(progress, "time", Clock())
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    return [line for line in capsys.readouterr().err.splitlines() if " it/s " in line]
+
+
+def test_a_resumed_run_counts_its_rate_from_where_it_resumed(tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "run")
+    assert cli.main(SINE + ["--iterations", "6", "--out", out]) == 0
+    lines = progress_lines(SINE + ["--iterations", "8", "--out", out, "--resume"], capsys,
+                           monkeypatch)
+    # an iteration every 31 s, so 31 s to go after the 7th (counted from 0, the rate read
+    # 7 iterations in 31 s, and the eta 4 s)
+    assert [line.split("  ")[0::2] for line in lines] == [
+        ["train 7/8", "eta 31s"], ["train 8/8", "eta 0s"]], lines
+
+
+def test_under_a_time_budget_the_line_shows_no_total_it_will_not_reach(tmp_path, capsys,
+                                                                       monkeypatch):
+    lines = progress_lines(SINE + ["--iterations", "60000", "--minutes", "0.01", "--out",
+                                   str(tmp_path / "run")], capsys, monkeypatch)
+    assert lines and all("/60000" not in line for line in lines), lines

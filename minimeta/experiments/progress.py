@@ -13,10 +13,19 @@ import time
 class Progress:
     """Print ``label it/total  rate it/s  eta  metrics`` every ``every`` seconds and at the end.
     With a time ``budget`` (seconds) the eta is whichever ends first, and a total the budget
-    will not reach is not shown."""
+    will not reach is not shown. A loop resumed at iteration ``first`` counts its rate from
+    there, not from 0.
 
-    def __init__(self, total, label="", every=None, stream=None, budget=None):
-        self.total, self.label, self.budget = total, label, budget
+    >>> import io
+    >>> out = io.StringIO()
+    >>> bar = Progress(10, "train", every=0.0, stream=out, first=4)
+    >>> bar.update(4)
+    >>> out.getvalue().startswith("train 5/10  ")
+    True
+    """
+
+    def __init__(self, total, label="", every=None, stream=None, budget=None, first=0):
+        self.total, self.label, self.budget, self.first = total, label, budget, first
         self.stream = stream or sys.stderr
         # a terminal gets a live line every 2 s; a log file a line every 30 s
         self.every = every if every is not None else (2.0 if self.stream.isatty() else 30.0)
@@ -27,9 +36,9 @@ class Progress:
         if self.stream is None or (now - self.last < self.every and i + 1 < self.total):
             return
         self.last = now
-        rate = (i + 1) / max(now - self.start, 1e-9)
+        rate = max(i + 1 - self.first, 0) / max(now - self.start, 1e-9)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        eta, total = (self.total - i - 1) / rate, f"/{self.total}"
+        eta, total = (self.total - i - 1) / max(rate, 1e-9), f"/{self.total}"
         if self.budget is not None and self.budget - (now - self.start) < eta:
             eta, total = max(0.0, self.budget - (now - self.start)), ""  # time ends it first
         end = "\n" if i + 1 >= self.total or not self.stream.isatty() else "\r"

@@ -149,13 +149,15 @@ def _train(config, state, model, learner, label, smooth, log):
         prepare_folder(config, start)
     if state is not None:
         log(f"resumed from {checkpoint} at iteration {start}")
-    bar, began = Progress(config.iterations, label), time.perf_counter() - spent
+    budget = None if config.minutes is None else 60.0 * config.minutes
+    bar = Progress(config.iterations, label, first=start,
+                   budget=None if budget is None else max(budget - trained, 0.0))
+    began = time.perf_counter() - spent
     metrics_file = open(os.path.join(config.out, METRICS), "a") if checkpoint else None
     curve = []
     # done: the iteration the weights are at; sound: they came from finite steps only; busy:
     # an iteration's update (and its record) is under way
     run = {"done": start, "saved": start, "sound": True, "busy": False, "trained": trained}
-    budget = None if config.minutes is None else 60.0 * config.minutes
 
     def save(iteration):
         if checkpoint is None:
