@@ -80,15 +80,9 @@ def apply_omp_policy(threads=1):
 
 def positive(text):
     """argparse type: an integer >= 1 (a count of repeats, rounds, threads, images)."""
-    import argparse
+    from minimeta.experiments.config import count
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return count(1)(text)
 
 
 def minimeta_threads(n):

@@ -15,18 +15,16 @@ import minimeta as mm
 import minimeta.functional as F
 from minimeta import nn
 from minimeta.data import SinusoidTasks
+from minimeta.experiments.config import count
 from minimeta.learners import MAML
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alpha", type=float, default=0.01)
-    parser.add_argument("--shots", type=int, default=10)
-    parser.add_argument("--hidden", type=int, default=10, help="hidden width (H is n×n)")
+    parser.add_argument("--shots", type=count(1), default=10)
+    parser.add_argument("--hidden", type=count(1), default=10, help="hidden width (H is n×n)")
     args = parser.parse_args(argv)
-    for name in ("shots", "hidden"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if not args.alpha > 0:
         parser.error(f"--alpha must be > 0, got {args.alpha}")
     net = nn.mlp((1, args.hidden, args.hidden, 1), dtype=np.float64, init_std=0.5)

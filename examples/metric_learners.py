@@ -15,6 +15,7 @@ import argparse
 
 from minimeta import nn
 from minimeta.data import EpisodeSampler, omniglot
+from minimeta.experiments.config import count
 from minimeta.experiments.evaluation import run_episodes
 from minimeta.experiments.progress import Progress
 from minimeta.learners import MatchingNet, ProtoNet, RelationNet
@@ -36,19 +37,16 @@ def main(argv=None):
     parser.add_argument("--learner", choices=["protonet", "matching", "relation"],
                         default="protonet")
     parser.add_argument("--fce", action="store_true", help="matching: full context embeddings")
-    parser.add_argument("--episodes", type=int, default=300, help="training episodes")
-    parser.add_argument("--train-way", type=int, default=20)
-    parser.add_argument("--shots", type=int, default=1)
-    parser.add_argument("--queries", type=int, default=5, help="per class, in training")
-    parser.add_argument("--test-way", type=int, default=5)
-    parser.add_argument("--test-episodes", type=int, default=600)
+    parser.add_argument("--episodes", type=count(1), default=300, help="training episodes")
+    parser.add_argument("--train-way", type=count(1), default=20)
+    parser.add_argument("--shots", type=count(1), default=1)
+    parser.add_argument("--queries", type=count(1), default=5, help="per class, in training")
+    parser.add_argument("--test-way", type=count(1), default=5)
+    parser.add_argument("--test-episodes", type=count(1), default=600)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.fce and args.learner != "matching":
         parser.error(f"--fce: full context embeddings are Matching Networks'; not {args.learner}")
-    for name in ("episodes", "train_way", "shots", "queries", "test_way", "test_episodes"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.shots + args.queries > 20:
         parser.error(f"--shots + --queries = {args.shots + args.queries}: an Omniglot class has "
                      "20 drawings")

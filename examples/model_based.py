@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from minimeta.data import EpisodeSampler, SinusoidTasks, omniglot
+from minimeta.experiments.config import count
 from minimeta.experiments.evaluation import mean_ci, run_episodes
 from minimeta.experiments.progress import Progress
 from minimeta.experiments.sinusoid import held_out_tasks
@@ -75,23 +76,18 @@ def make(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learner", choices=["cnp", "snail", "mann"], default="cnp")
-    parser.add_argument("--ways", type=int, default=5, help="snail: classes per episode")
+    parser.add_argument("--ways", type=count(1), default=5, help="snail: classes per episode")
     parser.add_argument("--minutes", type=float, default=None, help="training time budget")
-    parser.add_argument("--iterations", type=int, default=None,
+    parser.add_argument("--iterations", type=count(1), default=None,
                         help="training iterations (with --minutes: whichever ends first)")
-    parser.add_argument("--test-tasks", type=int, default=None,
-                        help="test tasks or episodes (default 600; mann 100)")
+    parser.add_argument("--test-tasks", type=count(2), default=None,
+                        help="test tasks or episodes, >= 2 for an interval (default 600; mann 100)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.minutes is None and args.iterations is None:
         parser.error("give --minutes or --iterations (the training budget)")
     if args.test_tasks is None:
         args.test_tasks = 100 if args.learner == "mann" else 600
-    for name in ("ways", "iterations", "test_tasks"):
-        value = getattr(args, name)
-        least = 2 if name == "test_tasks" else 1   # an interval needs two
-        if value is not None and value < least:
-            parser.error(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
     if args.minutes is not None and not args.minutes > 0:
         parser.error(f"--minutes must be > 0, got {args.minutes}")
     if args.iterations is None:

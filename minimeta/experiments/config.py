@@ -63,6 +63,29 @@ MOST = 10 ** 9  # no count of a run is larger: beyond it a run is a typo, or nev
 MOST_PER_TASK = 10 ** 4  # examples per class, tasks per batch, inner steps
 
 
+def count(least=1):
+    """An argparse ``type`` for the scripts' counts: an integer from ``least`` to ``MOST``.
+
+    >>> count(2)("3"), count()("1")
+    (3, 1)
+    >>> count(2)("1")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be >= 2, got 1
+    """
+    import argparse
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not least <= value <= MOST:
+            raise argparse.ArgumentTypeError(f"must be >= {least}, got {value}" if value < least
+                                             else f"must be <= {MOST}, got {value}")
+        return value
+    return parse
+
+
 @dataclass
 class RunConfig:
     """Every setting of a training run (the command line's option for ``x_y`` is ``--x-y``);
