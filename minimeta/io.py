@@ -2,7 +2,9 @@
 
 Layout inside the archive: each leaf is stored under its '/'-joined key path, and the entry
 ``__minimeta__`` holds a JSON description (format version, and for every key whether it was an
-array, an int, a float, a bool, a string or None), so ``load`` rebuilds the same nested dict.
+array, an int, a float, a bool, a string or None), so ``load`` rebuilds the nested dict: the
+same Python scalars, arrays and nesting, with every key a string (an int key 5 comes back as
+"5") and a NumPy scalar (``np.float32(0.5)``) as a 0-d array.
 ``save`` writes to a temporary file in the same folder and renames it over the target: a crash
 mid-write never leaves a half-written checkpoint under the real name. ``folder_lock`` keeps a
 run's folder to one writer at a time.

@@ -21,8 +21,22 @@ from .engine.backend import to_device, to_host
 from .engine.tensor import Tensor
 
 
+def _check(cls, name, value, ok, what):
+    """``value``, or a ValueError naming the optimizer and the hyper-parameter."""
+    try:
+        good = bool(ok(value))
+    except TypeError:
+        good = False
+    if not good:
+        raise ValueError(f"{cls}: {name} must be {what}, got {value!r}")
+    return value
+
+
 class Optimizer:
-    """Holds the parameter list and per-parameter state arrays; subclasses define ``_update``."""
+    """Holds the parameter list and per-parameter state arrays; subclasses define ``_update``
+    and name their state arrays in ``slots``."""
+
+    slots = ()
 
     def __init__(self, params, lr, clip_norm=None):
         name = type(self).__name__
@@ -91,8 +105,10 @@ class Optimizer:
         return slots[i]
 
     def state_dict(self):
-        """Hyper-parameters, step count and state arrays (None slots saved as empty)."""
-        out = {"lr": self.lr, "steps": self.steps}
+        """The optimizer's name, learning rate, step count and state arrays (``<slot>.<i>``
+        for parameter i; a slot never made is not saved). The other hyper-parameters are the
+        constructor's, not saved."""
+        out = {"optimizer": type(self).__name__, "lr": self.lr, "steps": self.steps}
         for name, slots in self.state.items():
             for i, arr in enumerate(slots):
                 if arr is not None:
@@ -100,22 +116,38 @@ class Optimizer:
         return out
 
     def load_state_dict(self, state):
-        """Restore what ``state_dict`` saved."""
-        self.lr, self.steps = float(state["lr"]), int(state["steps"])
-        self.state = {}
+        """Restore what ``state_dict`` saved; a state of another optimizer, or for other
+        parameters, is a ValueError naming the first misfit, and nothing is changed."""
+        name, n = type(self).__name__, len(self.params)
+        kind = str(state.get("optimizer", name))  # checkpoints before the name: unchecked
+        if kind != name:
+            raise ValueError(f"{name}.load_state_dict: the state is a {kind}'s")
+        loaded = {}
         for key, arr in state.items():
-            if "." in key:
-                name, i = key.rsplit(".", 1)
-                slots = self.state.setdefault(name, [None] * len(self.params))
-                slots[int(i)] = to_device(np.array(arr), self.params[int(i)].device)
+            if "." not in key:
+                continue
+            slot, i = key.rsplit(".", 1)
+            if slot not in self.slots or not i.isdigit() or int(i) >= n:
+                raise ValueError(f"{name}.load_state_dict: {key} fits none of its state "
+                                 f"({', '.join(self.slots) or 'none'}, for {n} parameters)")
+            p = self.params[int(i)]
+            if np.shape(arr) != p.shape:
+                raise ValueError(f"{name}.load_state_dict: {key} has shape {np.shape(arr)}, "
+                                 f"parameter {i} {p.shape}")
+            loaded.setdefault(slot, [None] * n)[int(i)] = to_device(np.array(arr), p.device)
+        self.lr, self.steps, self.state = float(state["lr"]), int(state["steps"]), loaded
 
 
 class SGD(Optimizer):
     """p ← p − lr·v with v ← momentum·v + (g + weight_decay·p) (plain SGD when momentum = 0)."""
 
+    slots = ("velocity",)
+
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, clip_norm=None):
         super().__init__(params, lr, clip_norm)
-        self.momentum, self.weight_decay = momentum, weight_decay
+        self.momentum = _check("SGD", "momentum", momentum, lambda m: 0 <= m < 1, "in [0, 1)")
+        self.weight_decay = _check("SGD", "weight_decay", weight_decay, lambda w: w >= 0,
+                                   ">= 0")
 
     def _update(self, i, p, g):
         if self.weight_decay:
@@ -135,10 +167,17 @@ class Adam(Optimizer):
     gradient was None for a while starts its bias correction at its own first step.
     """
 
+    slots = ("m", "v")
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  clip_norm=None):
         super().__init__(params, lr, clip_norm)
-        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+        _check("Adam", "betas", betas, lambda b: len(b) == 2 and all(0 <= x < 1 for x in b),
+               "two numbers in [0, 1)")
+        self.betas = tuple(betas)
+        self.eps = _check("Adam", "eps", eps, lambda e: e >= 0, ">= 0")
+        self.weight_decay = _check("Adam", "weight_decay", weight_decay, lambda w: w >= 0,
+                                   ">= 0")
         self.counts = [0] * len(self.params)
 
     def _update(self, i, p, g):
@@ -159,7 +198,10 @@ class Adam(Optimizer):
         return dict(super().state_dict(), counts=np.array(self.counts, dtype=np.int64))
 
     def load_state_dict(self, state):
-        super().load_state_dict(state)
         # a checkpoint from before per-parameter counts: every parameter had every step
-        counts = state.get("counts", [self.steps] * len(self.params))
-        self.counts = [int(c) for c in counts]
+        counts = [int(c) for c in state.get("counts", [int(state["steps"])] * len(self.params))]
+        if len(counts) != len(self.params):
+            raise ValueError(f"Adam.load_state_dict: counts for {len(counts)} parameters, "
+                             f"this Adam holds {len(self.params)}")
+        super().load_state_dict(state)
+        self.counts = counts

@@ -233,7 +233,7 @@ def test_a_checkpoint_of_another_architecture_is_named(sine, tmp_path, capsys,
     path = write_checkpoint(tmp_path / "ways.npz", RunConfig(learner="maml", ways=20),
                             model_state=five)
     assert re.fullmatch(r"minimeta eval: .* has shape \(\d+, 5\), expected \(\d+, 20\) "
-                        r"\(another architecture or way count\?\)",
+                        r"\(another architecture or way count\?\); nothing loaded",
                         refused(["eval", "--checkpoint", path], capsys))
 
 

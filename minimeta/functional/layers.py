@@ -31,6 +31,7 @@ from ..engine.primitives import conv as C
 from ..engine.primitives.normalization import BatchNorm, batch_norm_composite  # noqa: F401
 
 conv2d_input_grad, conv2d_weight_grad = C.conv2d_input_grad, C.conv2d_weight_grad
+whole = C.whole  # an int option's check (strides, padding, windows), for the layers too
 
 
 def linear(x, w, b=None):
@@ -86,8 +87,22 @@ def max_pool2d(x, kernel, stride=None):
 
 
 def avg_pool2d(x, kernel, stride=None):
-    """Mean over k×k windows: the sum of k² strided slices of ``x``, divided by k²."""
-    stride = stride or kernel
+    """Mean over k×k windows: the sum of k² strided slices of ``x``, divided by k²; ``stride``
+    defaults to ``kernel`` (floor mode, no padding), and a stack (T, N, C, H, W) pools each
+    image.
+
+    >>> import minimeta as mm, numpy as np
+    >>> avg_pool2d(mm.tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).numpy()[0, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]])
+    """
+    kernel = C.whole("avg_pool2d", "kernel", kernel, 1)
+    stride = kernel if stride is None else C.whole("avg_pool2d", "stride", stride, 1)
+    if x.ndim not in (4, 5) or min(x.shape[-2:]) < kernel:
+        raise ValueError(f"avg_pool2d: input {x.shape} must be NCHW (or a stack TNCHW) with "
+                         f"sides >= kernel {kernel}")
+    if x.ndim == 5:
+        return _per_image(x, lambda x4: avg_pool2d(x4, kernel, stride))
     ho = (x.shape[2] - kernel) // stride + 1
     wo = (x.shape[3] - kernel) // stride + 1
     total = None

@@ -7,6 +7,7 @@ Read next: ``minimeta/functional/layers.py`` (linear, conv2d, pooling, batch nor
 import numpy as np
 
 from ..engine import ops
+from ..engine.primitives.elementwise import floating
 from ..engine.tensor import Tensor
 
 
@@ -25,13 +26,13 @@ def softmax(z, axis=-1):
     return ops.exp(log_softmax(z, axis))
 
 
-def _labels(labels, n, classes):
+def _labels(labels, n, classes, op="cross_entropy"):
     labels = np.asarray(labels.numpy() if isinstance(labels, Tensor) else labels)
     if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"cross_entropy: labels must be {n} integers, got shape {labels.shape}"
+        raise ValueError(f"{op}: labels must be {n} integers, got shape {labels.shape}"
                          f" dtype {labels.dtype}")
     if n and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(f"cross_entropy: labels must lie in [0, {classes}), got "
+        raise ValueError(f"{op}: labels must lie in [0, {classes}), got "
                          f"[{labels.min()}, {labels.max()}]")
     return labels
 
@@ -51,8 +52,18 @@ def cross_entropy(logits, labels):
 
 
 def mse_loss(pred, target):
-    """Mean of (pred − target)² over all elements (shapes must match)."""
-    target = ops.constant(target, pred, dtype=pred.dtype)
+    """Mean of (pred − target)² over all elements (shapes must match). An array ``target``
+    takes a floating ``pred``'s dtype; an integer ``pred`` is promoted with it (NumPy's rule),
+    so 0.5 is not truncated to 0.
+
+    >>> import minimeta as mm, numpy as np
+    >>> mse_loss(mm.tensor(np.array([1, 2])), [0.5, 0.5]).item()
+    1.25
+    """
+    if np.issubdtype(pred.dtype, np.floating):
+        target = ops.constant(target, pred, dtype=pred.dtype)
+    else:
+        pred, target = floating("mse_loss", pred, ops.constant(target, pred))
     if pred.shape != target.shape:
         raise ValueError(f"mse_loss: prediction {pred.shape} and target {target.shape} differ")
     diff = pred - target
@@ -60,6 +71,15 @@ def mse_loss(pred, target):
 
 
 def accuracy(logits, labels):
-    """Fraction of rows whose argmax equals the label (a float, not differentiable)."""
-    labels = np.asarray(labels.numpy() if isinstance(labels, Tensor) else labels)
+    """Fraction of rows whose argmax equals the label (a float, not differentiable);
+    ``logits`` (N, C), ``labels`` N integers (not one-hot, not (N, 1): either would compare
+    every row with every label).
+
+    >>> import minimeta as mm
+    >>> accuracy(mm.tensor([[2.0, 0.0], [0.0, 1.0]]), [0, 0])
+    0.5
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"accuracy: logits must be (N, C), got {logits.shape}")
+    labels = _labels(labels, logits.shape[0], logits.shape[1], "accuracy")
     return float(np.mean(np.argmax(logits.numpy(), axis=-1) == labels))

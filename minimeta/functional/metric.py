@@ -2,6 +2,8 @@
 
 Read next: ``minimeta/functional/sequence.py`` (SNAIL's gated causal convolution and attention).
 """
+import numpy as np
+
 from ..engine import ops
 from ..engine.primitives.attention import cosine_attention as _fused_attention
 from ..engine.primitives.attention import cosine_attention_composite, smooth_norm  # noqa: F401
@@ -41,8 +43,11 @@ def cosine_attention(queries, support, support_onehot, eps=1e-8, fused=True):
     and 3-D inputs (a task axis) it runs the fused primitive (one kernel forward, one backward);
     otherwise, or with ``fused=False``, the composite below, which is its reference definition.
     """
-    if fused and queries.ndim == 3 and support.ndim == 3 and getattr(support_onehot, "ndim",
-                                                                        0) == 3:
+    given = tuple(getattr(support_onehot, "shape", None) or np.shape(support_onehot))
+    if len(given) < 2 or given[-2] != support.shape[-2]:
+        raise ValueError(f"cosine_attention: support_onehot {given} must be (..., s, n) for "
+                         f"support {support.shape}: one-hot rows (one_hot), not labels")
+    if fused and queries.ndim == 3 and support.ndim == 3 and len(given) == 3:
         y = ops.constant(support_onehot, queries)
         return _fused_attention(queries, support, y.astype(queries.dtype), eps)
     return cosine_attention_composite(queries, support, support_onehot, eps)
@@ -55,8 +60,6 @@ def one_hot(labels, n, dtype=None, like=None):
     >>> one_hot([1, 0], 2).numpy().tolist()
     [[0.0, 1.0], [1.0, 0.0]]
     """
-    import numpy as np
-
     from ..engine.tensor import Tensor
 
     labels = np.asarray(labels)

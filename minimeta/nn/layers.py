@@ -13,6 +13,7 @@ Read next: ``minimeta/nn/snail.py`` (SNAIL's blocks: temporal convolutions and c
 import numpy as np
 
 from .. import functional as F
+from ..functional.layers import whole
 from .module import Module
 
 
@@ -35,6 +36,10 @@ class Sequential(Module):
         return x
 
     def __getitem__(self, i):
+        if isinstance(i, slice):
+            raise TypeError(f"Sequential[{i.start}:{i.stop}]: slices are not offered (a slice "
+                            "would need its parameters renamed); index one layer, or build a "
+                            "new Sequential of the layers")
         return self._children[self._names[i]]
 
     def __len__(self):
@@ -68,7 +73,9 @@ class Conv2d(Module):
                  seed=0, rng=None, dtype=np.float32):
         super().__init__()
         r = _rng(seed, rng)
-        self.stride, self.padding = stride, padding
+        kernel_size = whole("Conv2d", "kernel_size", kernel_size, 1)
+        self.stride = whole("Conv2d", "stride", stride, 1)
+        self.padding = whole("Conv2d", "padding", padding, 0)
         shape = (out_channels, in_channels, kernel_size, kernel_size)
         std = np.sqrt(2.0 / (in_channels * kernel_size * kernel_size))
         self.add_param("weight", (r.standard_normal(shape) * std).astype(dtype))
@@ -89,6 +96,12 @@ class BatchNorm2d(Module):
 
     def __init__(self, channels, momentum=0.1, eps=1e-5, affine=True, dtype=np.float32):
         super().__init__()
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating)) \
+                or not 0 <= momentum <= 1:
+            raise ValueError(f"BatchNorm2d: momentum must be a number in [0, 1] (None, "
+                             f"PyTorch's cumulative average, is not offered), got {momentum!r}")
+        if not (isinstance(eps, (int, float, np.floating)) and eps > 0):
+            raise ValueError(f"BatchNorm2d: eps must be a number > 0, got {eps!r}")
         self.momentum, self.eps = momentum, eps
         if affine:
             self.add_param("weight", np.ones(channels, dtype=dtype))
@@ -125,7 +138,9 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size, stride=None):
         super().__init__()
-        self.kernel_size, self.stride = kernel_size, stride or kernel_size
+        self.kernel_size = whole("MaxPool2d", "kernel_size", kernel_size, 1)
+        self.stride = self.kernel_size if stride is None else whole("MaxPool2d", "stride",
+                                                                     stride, 1)
 
     def forward(self, x, params):
         return F.max_pool2d(x, self.kernel_size, self.stride)

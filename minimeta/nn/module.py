@@ -183,10 +183,12 @@ class Module:
             raise StateDictError(
                 f"load_state_dict: the state is not this {type(self).__name__}'s (another "
                 f"architecture?): missing {missing}; unexpected {extra}{shapes}")
-        for k, p in params.items():
-            _copy_into(p.data, state[f"param:{k}"], k)
-        for k, b in buffers.items():
-            _copy_into(b, state[f"buffer:{k}"], k)
+        pairs = [(p.data, state[f"param:{k}"], k) for k, p in params.items()] + \
+            [(b, state[f"buffer:{k}"], k) for k, b in buffers.items()]
+        for target, value, name in pairs:   # every shape checked before anything is copied
+            _fits(target, value, name)
+        for target, value, _ in pairs:
+            target[...] = to_device(np.asarray(value), device_of(target))
 
     def __repr__(self):
         inner = "".join(f"\n  ({k}): {repr(c)}".replace("\n", "\n  ")
@@ -212,9 +214,8 @@ def _listed(keys, shapes, most=6):
     return f"[{text}]{more}" if keys else "none"
 
 
-def _copy_into(target, value, name):
-    value = np.asarray(value)
-    if value.shape != target.shape:
-        raise ValueError(f"load_state_dict: {name} has shape {value.shape}, expected "
-                         f"{target.shape} (another architecture or way count?)")
-    target[...] = to_device(value, device_of(target))
+def _fits(target, value, name):
+    shape = np.shape(value)
+    if shape != target.shape:
+        raise ValueError(f"load_state_dict: {name} has shape {shape}, expected "
+                         f"{target.shape} (another architecture or way count?); nothing loaded")

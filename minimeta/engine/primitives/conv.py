@@ -13,11 +13,23 @@ and every shape (the family stays closed: the identities hold task by task).
 
 Read next: ``minimeta/engine/primitives/causal.py`` (the causal dilated 1-D convolution (SNAIL's)).
 """
+import numpy as np
+
 from ... import kernels as K
 from ..autodiff import Primitive, apply
 from ..backend import array_module
 from .elementwise import floating
 from .shape import broadcast_to, getitem, reshape
+
+
+def whole(op, name, value, least):
+    """``value`` if it is an int (not a bool) >= ``least``, else a ValueError naming ``op``
+    and the option: strides, padding and pooling windows are one number for both axes."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < least:
+        raise ValueError(f"{op}: {name} must be an int >= {least} (one value for both axes), "
+                         f"got {value!r}")
+    return int(value)
 
 
 def _check(x_shape, w_shape, stride, padding):
@@ -187,6 +199,7 @@ def conv2d(x, w, stride=1, padding=0, bias=None):
     """Differentiable convolution of NCHW ``x`` with OIHW ``w``, plus ``bias`` (O,) if given;
     on a stack (a task axis in front of x and w), ``bias`` is (T, O). Mixed dtypes promote as
     NumPy's do (``floating``); integer images must be converted first."""
+    stride, padding = whole("conv2d", "stride", stride, 1), whole("conv2d", "padding", padding, 0)
     x, w, bias = floating("conv2d", x, w, bias)
     if bias is None:
         return apply(Conv2d(stride, padding), x, w)
@@ -214,4 +227,6 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
 
 def max_pool2d(x, kernel, stride=None):
     """Differentiable max pooling (stride defaults to the kernel size)."""
-    return apply(MaxPool2d(kernel, stride or kernel), x)
+    kernel = whole("max_pool2d", "kernel", kernel, 1)
+    stride = kernel if stride is None else whole("max_pool2d", "stride", stride, 1)
+    return apply(MaxPool2d(kernel, stride), x)
