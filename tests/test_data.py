@@ -1,5 +1,6 @@
 """Omniglot loading (on synthetic archives and, when present, the real ones) and episodes."""
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -105,6 +106,21 @@ def test_real_omniglot_vinyals_split(tmp_path, monkeypatch):
     assert xs.shape == (100, 1, 28, 28) and xq.shape == (300, 1, 28, 28)
 
 
+@pytest.mark.skipif(not REAL, reason="Omniglot not found in MINIMETA_DATA_DIR")
+@pytest.mark.parametrize("part", ["background", "evaluation"])
+def test_the_pixel_check_passes_a_conversion_of_the_reference_pixels(part):
+    # The reference copy stores True as byte 255, a conversion (PNG >= 128) as byte 1: the
+    # check had hashed raw bytes, so every fresh download failed it (found by probing).
+    with np.load(omniglot.archive_path(part)) as archive:
+        reference = archive["images"]
+    converted = reference.view(np.uint8) != 0          # what convert_zip makes: bytes 0/1
+    assert np.array_equal(converted, reference)
+    assert fetch.pixels_sha256(converted) == fetch.ARCHIVES[part][1]
+    assert fetch.pixels_sha256(reference) == fetch.ARCHIVES[part][1]
+    converted[0, 0, 0, 0] = ~converted[0, 0, 0, 0]          # one pixel differs: refused
+    assert fetch.pixels_sha256(converted) != fetch.ARCHIVES[part][1]
+
+
 def _png_zip(path, folder, ids, drawers=20, missing=None, seed=0):
     """A small Omniglot-style zip: <folder>/<alphabet>/characterNN/CCCC_DD.png, 6×5 pixels."""
     import zipfile
@@ -186,3 +202,83 @@ def test_corrupt_npz_is_named(fake_omniglot):
     (fake_omniglot / omniglot.FILES["background"][0]).write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot read .*images_background.npz"):
         omniglot.load("background", verify=False)
+
+
+# ----- found by probing (2026-12-01); each failed on the code before its fix ----------------
+@pytest.mark.parametrize("size", [39, 78, 93, 95])
+def test_area_matrix_for_sizes_whose_last_edge_rounds_above_the_input(size):
+    r = omniglot.area_matrix(105, size)        # had raised IndexError: index 105
+    np.testing.assert_allclose(r.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(r.sum(axis=0), size / 105, rtol=1e-12)
+
+
+class _Cut:
+    """A response whose connection breaks mid-body (chunked transfer: IncompleteRead)."""
+    headers = {"Content-Length": "100"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self, n):
+        import http.client
+        raise http.client.IncompleteRead(b"", 100)
+
+
+def test_a_connection_cut_mid_download_is_a_connection_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", lambda *a, **k: _Cut())
+    with pytest.raises(ConnectionError, match=r"could not download .*IncompleteRead"):
+        fetch.download("https://example.org/a.zip", str(tmp_path / "a.zip"),
+                       log=lambda *a, **k: None)      # had escaped as a traceback
+    assert os.listdir(tmp_path) == []                 # and had left a.zip.part
+
+
+def test_a_folder_that_cannot_be_written_is_not_called_offline(tmp_path, monkeypatch):
+    import errno
+    import io
+
+    class Full(io.BytesIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device", self.name)
+
+    opened = []
+
+    def full_open(path, mode):
+        opened.append(path)
+        out = Full()
+        out.name = path
+        return out
+
+    response = _Cut()
+    response.read = lambda n, blocks=[b"x" * 10, b""]: blocks.pop(0)
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", lambda *a, **k: response)
+    (tmp_path / "a.part").write_bytes(b"")
+    monkeypatch.setattr(fetch, "open", full_open, raising=False)
+    monkeypatch.setattr(fetch.os, "remove", lambda path: opened.append(("removed", path)))
+    with pytest.raises(OSError, match="No space left") as info:
+        fetch.download("https://example.org/a", str(tmp_path / "a"), log=lambda *a, **k: None)
+    assert not isinstance(info.value, ConnectionError)       # had said "Offline?"
+    assert opened == [str(tmp_path / "a.part"), ("removed", str(tmp_path / "a.part"))]
+    monkeypatch.undo()
+    with pytest.raises(NotADirectoryError):                   # a file where the folder is
+        fetch.download("https://example.org/a", str(tmp_path / "a.part" / "b.zip"),
+                       log=lambda *a, **k: None)
+
+
+def test_without_pillow_nothing_is_downloaded_and_the_error_says_what_to_install(
+        tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "PIL", None)             # an import of PIL fails
+    monkeypatch.setattr(fetch, "download", lambda *a, **k: pytest.fail("downloaded"))
+    with pytest.raises(RuntimeError, match=r"needs pillow: pip install 'minimeta\[data\]'"):
+        fetch.fetch("background", str(tmp_path), "images_background.npz")
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_time(fake_omniglot, monkeypatch):
+    (fake_omniglot / "not-a-folder").write_text("")
+    monkeypatch.setenv("MINIMETA_CACHE_DIR", str(fake_omniglot / "not-a-folder"))
+    with pytest.warns(RuntimeWarning, match="cannot cache the resized images .*set "
+                                            "MINIMETA_CACHE_DIR"):
+        images = omniglot.load("evaluation", size=7, verify=False)   # had raised on saving
+    assert images.shape == (4, 20, 7, 7)

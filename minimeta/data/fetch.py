@@ -7,13 +7,15 @@ Used only on a machine with no copy of the data (``omniglot.archive_path`` calls
    folder, streaming to a temporary file, and check its md5 against the value published with
    torchvision's Omniglot loader (the archives' own sha256 is not published);
 2. convert: every ``<alphabet>/characterNN/CCCC_DD.png`` becomes ``images[CCCC − first, DD − 1]``
-   (bool, True for paper; pillow reads the PNGs), and check the **sha256 of the decoded pixel
-   array** against the value of the reference copy, which proves the whole pipeline;
+   (bool, True for paper; pillow reads the PNGs), and check the **sha256 of the decoded
+   pixels** (as bytes 0 and 1, ``pixels_sha256``) against the value of the reference copy,
+   which proves the whole pipeline;
 3. write ``images_<part>.npz`` (``images``, ``labels``) atomically and delete the zip.
 
 Read next: ``minimeta/data/episodes.py`` (the episode sampler).
 """
 import hashlib
+import http.client
 import io
 import os
 import re
@@ -25,50 +27,79 @@ import zlib
 import numpy as np
 
 URL = "https://github.com/brendenlake/omniglot/raw/master/python/images_{part}.zip"
-# part: (md5 of the zip, sha256 of the decoded bool pixel array, characters, first file id)
+# part: (md5 of the zip, pixels_sha256 of the decoded pixels, characters, first file id)
 ARCHIVES = {
     "background": ("68d2efa1b9178cc56df9314c21c6e718",
-                   "97db6dcdf39955c3a949e197621f8f318092986b37e116c9b4996150e8d2d8a3", 964, 1),
+                   "9121d28f81874a5939b6e932f85c56f0c63db652bfdbd0fb391f6d5eeec01f0f", 964, 1),
     "evaluation": ("6b91aef0f799c5bb55b94e3f2daec811",
-                   "a76180acf0908643e1a9494a1a841d2af4bbbbdc6d7e01e0db92eed7d1c6f902", 659, 965),
+                   "ebe4b0f06a588946ccb62c6e8d9e0eede457e4242f1bfca1309a1f946313b72e", 659, 965),
 }
 DRAWERS = 20
 _NAME = re.compile(r"(\d{4})_(\d{2})\.png$")
 
 
 def pixels_sha256(images):
-    """sha256 of a C-ordered bool pixel array: the content check of a converted archive."""
-    return hashlib.sha256(np.ascontiguousarray(images, dtype=bool).tobytes()).hexdigest()
+    """sha256 of the pixels as C-ordered bytes 0 and 1: the content check of a converted
+    archive. A bool array may hold any non-zero byte for True (the reference copy's are 255,
+    a conversion's are 1), so the bytes are made 0/1 first.
+
+    >>> a = np.array([True, False])
+    >>> pixels_sha256(a) == pixels_sha256(np.array([255, 0], np.uint8).view(bool))
+    True
+    """
+    images = np.asarray(images)
+    canonical = images.view(np.uint8) != 0 if images.dtype == bool else images != 0
+    return hashlib.sha256(np.ascontiguousarray(canonical).tobytes()).hexdigest()
 
 
 def download(url, path, md5=None, chunk=1 << 20, log=print):
-    """Stream ``url`` to ``path`` (atomically), checking its md5 when given."""
+    """Stream ``url`` to ``path`` (atomically), checking its md5 when given. What the network
+    does wrong (offline, a cut connection) is a ``ConnectionError``; what the folder does
+    wrong (read-only, full) is its own ``OSError``, naming the file. Neither leaves a file."""
     tmp = path + ".part"
     digest = hashlib.md5()
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            for block in iter(lambda: response.read(chunk), b""):
-                out.write(block)
-                digest.update(block)
-                done += len(block)
-                if total:
-                    log(f"\rdownloading {os.path.basename(path)}: {done / total:.0%}", end="")
-        log("")
-    except (urllib.error.URLError, OSError) as err:
-        if os.path.exists(tmp):
+    with open(tmp, "wb") as out:        # a folder we may not write to fails here, offline
+        try:
+            try:
+                response = urllib.request.urlopen(url, timeout=60)
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+                raise _Network(err) from err
+            with response:
+                total = int(response.headers.get("Content-Length") or 0)
+                done = 0
+                while True:
+                    try:
+                        block = response.read(chunk)
+                    except (OSError, http.client.HTTPException) as err:   # IncompleteRead
+                        raise _Network(err) from err
+                    if not block:
+                        break
+                    out.write(block)             # a full disk: its OSError, as it is
+                    digest.update(block)
+                    done += len(block)
+                    if total:
+                        log(f"\rdownloading {os.path.basename(path)}: {done / total:.0%}",
+                            end="")
+        except BaseException as err:
+            out.close()
             os.remove(tmp)
-        raise ConnectionError(
-            f"Omniglot: could not download {url} ({err}). Offline? Put the two .npz files in "
-            f"a folder and set MINIMETA_DATA_DIR to it, or download the zip by hand to "
-            f"{path}.") from err
+            if isinstance(err, _Network):
+                raise ConnectionError(
+                    f"Omniglot: could not download {url} ({err.args[0]}). Offline? Put the two "
+                    f".npz files in a folder and set MINIMETA_DATA_DIR to it, or download the "
+                    f"zip by hand to {path}.") from err.args[0]
+            raise
+    log("")
     if md5 and digest.hexdigest() != md5:
         os.remove(tmp)
         raise ValueError(f"Omniglot: {url} has md5 {digest.hexdigest()}, expected {md5} "
                          "(a truncated or changed download); try again")
     os.replace(tmp, path)
     return path
+
+
+class _Network(Exception):
+    """Carries an error of the network (not of the folder) out of ``download``'s loop."""
 
 
 def convert_zip(zip_path, characters=None, first=None):
@@ -131,6 +162,12 @@ def _read_png(archive, name, zip_path, image):
 def fetch(part, folder, npz_name, log=print):
     """Download, check and convert one part into ``folder/npz_name``; return its path."""
     md5, pixels, characters, first = ARCHIVES[part]
+    try:
+        import PIL  # noqa: F401  (before a download that could not be converted)
+    except ImportError as err:
+        raise RuntimeError("Omniglot: no copy found, and converting the original archives "
+                           "needs pillow: pip install 'minimeta[data]' (or set "
+                           "MINIMETA_DATA_DIR to a folder holding the two .npz files)") from err
     os.makedirs(folder, exist_ok=True)
     zip_path = os.path.join(folder, f"images_{part}.zip")
     if not os.path.exists(zip_path):

@@ -23,8 +23,10 @@ Splits:
 
 Read next: ``minimeta/data/fetch.py`` (downloading the originals).
 """
+import contextlib
 import hashlib
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -100,7 +102,7 @@ def area_matrix(n_in, n_out):
     r = np.zeros((n_out, n_in))
     for i in range(n_out):
         lo, hi = i * scale, (i + 1) * scale
-        for j in range(int(np.floor(lo)), int(np.ceil(hi))):
+        for j in range(int(np.floor(lo)), min(int(np.ceil(hi)), n_in)):  # hi may round above n_in
             r[i, j] = min(hi, j + 1) - max(lo, j)
     return r / scale
 
@@ -128,10 +130,17 @@ def load(part, size=28, folder=None, verify=True):
                          "'images' array. Delete it and fetch it again.") from err
     ink = ~raw.astype(bool)
     out = np.concatenate([resize(ink[a:a + 64], size) for a in range(0, len(ink), 64)])
-    os.makedirs(cache_dir(), exist_ok=True)
     tmp = cached + f".tmp{os.getpid()}.npy"
-    np.save(tmp, out)
-    os.replace(tmp, cached)  # atomic: a crash never leaves half a cache file
+    try:
+        os.makedirs(cache_dir(), exist_ok=True)
+        np.save(tmp, out)
+        os.replace(tmp, cached)  # atomic: a crash never leaves half a cache file
+    except OSError as err:       # the cache only saves time: go on without it, once said
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        warnings.warn(f"Omniglot: cannot cache the resized images in {cache_dir()} "
+                      f"({err.strerror or err}); set MINIMETA_CACHE_DIR to a writable folder "
+                      "to save the resize next time", RuntimeWarning, stacklevel=2)
     return out
 
 
