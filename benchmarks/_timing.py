@@ -8,7 +8,9 @@ meta-iteration took ~25% longer, with ~600 minor page faults per iteration inste
 adaptive malloc thresholds had moved, and the heap returned memory to the OS and faulted it
 back at every iteration), while PyTorch timed after minimeta was unchanged. The benchmarks
 apply minimeta's malloc policy (``minimeta/threads.py``, fixed thresholds, as the examples and
-the command line do) and time every minimeta case before PyTorch's.
+the command line do); ``engine_overhead.py`` and ``sinusoid_maml.py`` time every minimeta case
+before PyTorch's, ``workloads.py`` minimeta's before PyTorch's workload by workload, and
+``machine.py`` runs each library in a process of its own.
 """
 import statistics
 import time

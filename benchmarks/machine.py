@@ -102,7 +102,7 @@ def set_minimeta(threads, learner):
 
     if kernel_threads is not None:
         kernel_threads.set_split_threads(threads)
-    numba.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # a preset cap
     if learner is not None:
         learner.workers = threads
 
@@ -141,7 +141,8 @@ def main():
     servers = {"minimeta": Server("minimeta", keys, args)}
     if torch_installed():
         servers["torch"] = Server("torch", keys, args)
-    cases = [(key, lib, n) for key in keys for lib in servers for n in (CORES, 1)]
+    counts = sorted({CORES, 1}, reverse=True)   # one core: one count, not the same twice
+    cases = [(key, lib, n) for key in keys for lib in servers for n in counts]
     print(f"{CORES} cores; each library in its own process; BLAS 1 thread for minimeta; "
           f"{args.rounds} interleaved rounds", flush=True)
     samples = {case: [] for case in cases}

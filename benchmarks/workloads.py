@@ -19,8 +19,8 @@ import minimeta.functional as F
 from minimeta import kernels as K, nn
 from minimeta.learners import MAML
 from minimeta.optim import Adam
-from _timing import (add_malloc_flag, apply_malloc_policy, apply_omp_policy, median_time, positive,
-                     report)
+from _timing import (add_malloc_flag, apply_malloc_policy, apply_omp_policy, median_time,
+                     minimeta_threads, positive, report)
 
 RNG = np.random.default_rng(0)
 
@@ -91,7 +91,7 @@ def torch_conv4(torch, x, params):
         w, b, g, beta = params[4 * i:4 * i + 4]
         x = tf.conv2d(x, w, b, padding=1)
         x = tf.batch_norm(x, None, None, g, beta, training=True)
-        x = tf.max_pool2d(tf.relu(x), 2)
+        x = tf.relu(tf.max_pool2d(x, 2))   # pool, then relu: nn.conv4's order
     x = x.flatten(1)
     return x @ params[16] + params[17] if len(params) > 16 else x
 
@@ -130,7 +130,7 @@ def torch_conv4_stacked(torch, x, params, tasks):
         x = tf.conv2d(x, w.reshape((-1,) + w.shape[2:]), b.reshape(-1), padding=1,
                       groups=tasks)
         x = tf.batch_norm(x, None, None, g.reshape(-1), beta.reshape(-1), training=True)
-        x = tf.max_pool2d(tf.relu(x), 2)
+        x = tf.relu(tf.max_pool2d(x, 2))   # pool, then relu: nn.conv4's order
     x = x.reshape(x.shape[0], tasks, -1).transpose(0, 1)           # (T, N, features)
     return x @ params[16] + params[17]
 
@@ -216,8 +216,7 @@ def main():
     torch = apply_omp_policy(max(args.threads, args.numba_threads or 1))
     if torch:
         torch.set_num_threads(args.threads)
-    import numba
-    numba.set_num_threads(args.numba_threads or args.threads)
+    minimeta_threads(args.numba_threads or args.threads)   # numba and the kernels' split
     print(f"{args.threads} thread(s) for BLAS and torch, {args.numba_threads or args.threads} "
           f"for numba; medians of {args.repeats}")
     with threadpool_limits(limits=args.threads):

@@ -163,8 +163,10 @@ def concurrent(n):
         return n
     if not _LAYER.get("warned"):
         _LAYER["warned"] = True
-        warnings.warn(f"minimeta: numba's threading layer is '{threading_layer()}' (no OpenMP or "
-                      "TBB runtime found), which aborts when two threads run its kernels, so "
+        why = "NUMBA_THREADING_LAYER chose it" if os.environ.get("NUMBA_THREADING_LAYER") \
+            else "no OpenMP or TBB runtime found"
+        warnings.warn(f"minimeta: numba's threading layer is '{threading_layer()}' ({why}), "
+                      "which aborts when two threads run its kernels, so "
                       "tasks and kernel pieces run one at a time (about half speed on 2 cores); "
                       "install OpenMP (libgomp1 on Debian/Ubuntu) or TBB (`pip install tbb`, "
                       "its lib directory on LD_LIBRARY_PATH) to use every core",

@@ -16,6 +16,11 @@ at a time:
 - numba's ``prange`` kernels (im2col, pooling, batch norm, attention, select) use every core
   when called from the main thread, one when called from a worker.
 
+How many: the cores this process may use, or ``--threads N`` (``configure(threads=N)``).
+``OMP_NUM_THREADS`` is not read (it sizes OpenMP's pools, and minimeta's threads are its
+own): to give a process fewer cores, pass ``--threads`` or run it under ``taskset``, which
+every count above follows; ``NUMBA_NUM_THREADS`` caps numba's loops only.
+
 No core ever runs two busy threads of ours. Measured, with another process keeping one core
 busy as well: docs/PERFORMANCE.md. Where numba has neither OpenMP nor TBB, its fallback
 threading layer aborts the process when two threads run its kernels, so there the tasks and

@@ -148,3 +148,43 @@ def test_machine_times_minimeta_outside_pytorchs_openmp_runtime(mode, tmp_path, 
     if importlib.util.find_spec("torch") is None:  # nothing of PyTorch's to bind to: vacuous
         pytest.skip("PyTorch is not installed: the server ran, the binding check needs PyTorch")
     assert ("torch" in bound) == (mode == "mutant"), bound
+
+
+def test_workloads_on_one_thread_run_minimeta_s_kernels_on_one_thread(monkeypatch, capsys):
+    # --threads 1 had set numba and PyTorch to one thread, but not the kernels' split, which
+    # stayed at every core while the line said "1 thread(s)"
+    import numba
+
+    import workloads
+    from minimeta.kernels import threads as kernel_threads
+
+    seen = []
+
+    def fake():
+        return lambda: seen.append((kernel_threads.split_threads(), numba.get_num_threads()))
+
+    kernel_threads.set_split_threads(2)
+    monkeypatch.setattr(workloads, "WORKLOADS", {"fake": ("a recorder", fake)})
+    monkeypatch.setattr(workloads, "apply_omp_policy", lambda threads: None)   # no PyTorch
+    monkeypatch.setattr(sys, "argv", ["workloads.py", "--threads", "1", "--repeats", "1",
+                                      "--only", "fake", "--no-reference"])
+    try:
+        workloads.main()
+    finally:
+        kernel_threads.set_split_threads(kernel_threads.cores())
+        numba.set_num_threads(min(kernel_threads.cores(), numba.config.NUMBA_NUM_THREADS))
+    assert seen and set(seen) == {(1, 1)}, seen
+
+
+def test_machine_caps_numba_at_the_threads_numba_started(monkeypatch):
+    # NUMBA_NUM_THREADS below the core count had crashed machine.py's minimeta process
+    import numba
+
+    import machine
+
+    asked = []
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)
+    monkeypatch.setattr(numba, "set_num_threads", asked.append)
+    monkeypatch.setattr(machine, "kernel_threads", None)
+    machine.set_minimeta(2, None)
+    assert asked == [1]

@@ -56,6 +56,13 @@ REJECTED = [  # (options after `minimeta train`, the one-line error)
      "--test-steps does not apply to protonet: " + WHY_NOT["test_steps"]),
     (["--learner", "protonet", "--dataset", "sinusoid"],
      "protonet classifies images: use --dataset omniglot"),
+    (["--learner", "snail", "--dataset", "sinusoid"],     # had said "regresses functions"
+     "snail classifies images: use --dataset omniglot"),
+    (["--learner", "mann", "--dataset", "sinusoid"], "mann classifies images: use --dataset "
+                                                      "omniglot"),
+    (["--learner", "snail", "--ways", "1"],       # had trained: loss 0, accuracy 1
+     "--ways must be at least 2 to classify, got 1"),
+    (["--learner", "protonet", "--ways", "1"], "--ways must be at least 2 to classify, got 1"),
 ]
 
 
@@ -108,6 +115,7 @@ def test_papers_defaults_are_filled_in_one_place():
     assert RunConfig(learner="maml", ways=20).val_ways == 20   # the head's way count
     assert RunConfig(learner="reptile").lr_halve_every is None  # no outer optimizer
     assert RunConfig(learner="maml", split="lake").val_size == 0
+    assert RunConfig(learner="cnp", dataset="sinusoid").shots == 10   # context sizes 1..10
     given = RunConfig(learner="maml", ways=20, inner_lr=0.05, queries=3)
     assert (given.inner_lr, given.queries, given.inner_steps) == (0.05, 3, 5)
 

@@ -102,8 +102,9 @@ def test_presentations_and_instance_accuracy():
     rng = np.random.default_rng(6)
     ys = np.repeat(np.arange(3), 4)
     task = (rng.random((12, 1, 2, 2)), ys, None, None)
-    acc = learner.instance_accuracy([task], upto=4)
-    assert acc.shape == (4,) and ((0 <= acc) & (acc <= 1)).all()
+    acc = learner.instance_accuracy([task], upto=6)
+    assert acc.shape == (6,) and ((0 <= acc[:4]) & (acc[:4] <= 1)).all()
+    assert np.isnan(acc[4:]).all()            # no 5th or 6th presentation: not "0% right"
     _, y, prev = learner.sequence(task[0], ys)
     assert (prev[0] == 0).all() and (prev[1:].argmax(1) == y[:-1]).all()  # the label lags
     loss, _ = learner.evaluate(task)
@@ -159,3 +160,14 @@ def test_a_trained_mann_binds_the_labels_it_is_told(trained):
     untrained = MANNLearner(ways=3, image_size=2, hidden=HIDDEN, rows=ROWS, width=WIDTH,
                             heads=1, dtype=np.float32)
     assert later_accuracy(untrained, episodes) < 0.42        # the threshold is not a given
+
+
+def test_a_float32_mann_computes_in_float32():
+    # its usage masks were float64 constants, so memory, reads and logits ran in float64
+    learner = MANNLearner(ways=3, image_size=2, hidden=5, rows=6, width=3, heads=2,
+                          dtype=np.float32)
+    rng = np.random.default_rng(0)
+    task = (rng.random((9, 1, 2, 2)).astype(np.float32), np.repeat(np.arange(3), 3), None, None)
+    logits, _ = learner.batch_logits([task])
+    loss, _ = learner.batch_loss([task])
+    assert logits.dtype == np.float32 and loss.dtype == np.float32

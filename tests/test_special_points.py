@@ -80,6 +80,29 @@ def test_logsumexp_with_a_plus_infinity_entry_has_nan_there_and_zero_elsewhere()
     assert y == np.inf and np.isnan(d[0]) and d[1] == 0.0
 
 
+def test_a_tensor_power_at_base_zero_has_the_finite_derivatives():
+    # as PyTorch; each had been NaN (0 · log 0, 0 · inf), but for the infinite one
+    x = mm.tensor(np.array([0.0, 1.0, 2.0]), requires_grad=True)
+    w = mm.tensor(np.array(2.0), requires_grad=True)
+    (gw,) = mm.grad((x ** w).sum(), [w])              # 0 ** w is 0 near w = 2: no 0 · log 0
+    assert gw.item() == pytest.approx(4 * np.log(2.0), rel=1e-14)
+    for exponent, order, want in [(0.0, 1, 0.0), (1.0, 2, 0.0), (2.0, 3, 0.0), (2.0, 1, 0.0),
+                                  (1.0, 1, 1.0), (2.0, 2, 2.0)]:
+        z = mm.tensor(np.array([0.0]), requires_grad=True)
+        y = (z ** mm.tensor(np.array(exponent))).sum()
+        for _ in range(order):
+            (y,) = mm.grad(y, [z], create_graph=True)
+            y = y.sum()
+        assert y.item() == want, (exponent, order)   # d/dx x⁰ = 0: had been 0 · inf = NaN
+    with np.errstate(divide="ignore"):
+        z = mm.tensor(np.array([0.0]), requires_grad=True)
+        (g,) = mm.grad((z ** mm.tensor(np.array(0.5))).sum(), [z])
+    assert g.numpy().tolist() == [np.inf]            # an infinite derivative stays one
+    z = mm.tensor(np.array([0.0]), requires_grad=True)
+    (g,) = mm.grad((z ** np.int64(0)).sum(), [z])     # a NumPy integer is a number exponent
+    assert g.numpy().tolist() == [0.0]
+
+
 def test_a_float32_leaf_gets_a_float32_gradient_whatever_it_met():
     x = mm.tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
     w = mm.tensor(np.array([0.5, -1.0]), requires_grad=True)  # float64

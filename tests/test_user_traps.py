@@ -23,6 +23,9 @@ still work) failed on the code before its fix:
 - the learners check their rates and step counts as the command line does (nan had passed),
   and refuse an empty meta-batch (its loss had been NaN with a NumPy warning).
 - ``io.save`` refuses a key ending in '.npy' (NumPy's archive read 'w.npy' back as 'w').
+- a cast to integers is a constant (it had passed gradients through, scaled or zeroed); ``hvp``
+  refuses vectors that do not match the inputs; a bad axis of a 0-d Tensor is named, and
+  ``max`` over the non-empty axis of an empty Tensor works as NumPy's does.
 """
 import os
 
@@ -304,3 +307,29 @@ def test_save_refuses_a_key_the_archive_would_read_back_as_another(tmp_path):
 def test_eval_at_more_ways_than_the_test_part_has_names_the_option(omni, capsys):
     line = refused(["eval", "--checkpoint", omni, "--ways", "2000", "--episodes", "2"], capsys)
     assert line == "minimeta eval: --ways 2000 needs 2000 classes; the test part has 1692"
+
+
+def test_a_cast_to_integers_is_a_constant_not_a_path_for_gradients():
+    # it had stayed in the graph: d/dx (int(x) * 1.0) read 1, (int(x) * 0.5) read 0
+    x = mm.tensor([1.5, 2.5], requires_grad=True)
+    y = x.astype(np.int64)
+    assert not y.requires_grad and y.numpy().tolist() == [1, 2]
+    assert x.astype(np.float32).requires_grad                # between floats: differentiable
+
+
+def test_hvp_refuses_vectors_that_do_not_match_the_inputs():
+    f = lambda a, b: (a * b).sum() ** 2                              # noqa: E731
+    a, b = mm.tensor([1.0, 2.0]), mm.tensor([3.0, 4.0])
+    with pytest.raises(ValueError, match=r"hvp: v must be one vector per input"):
+        mm.hvp(f, [a, b], [mm.tensor([1.0, 0.0])])            # zip had dropped b's
+    with pytest.raises(ValueError, match=r"inputs \[\(2, 3\)\], v \[\(3,\)\]"):
+        mm.hvp(lambda a: (a ** 3).sum(), [mm.tensor(np.ones((2, 3)))], [np.ones(3)])  # tiled
+
+
+def test_reductions_name_a_bad_axis_of_a_scalar_and_max_keeps_empty_rows():
+    for op in (mm.sum, mm.mean, mm.max, mm.logsumexp):      # had raised NumPy's AxisError
+        with pytest.raises(ValueError, match="axis 0 is out of range for a tensor of 0 dims"):
+            op(mm.tensor(1.0), axis=0)
+    assert mm.max(mm.tensor(np.zeros((0, 3))), axis=1).shape == (0,)   # as NumPy
+    with pytest.raises(ValueError, match="max: cannot reduce an empty axis"):
+        mm.max(mm.tensor(np.zeros((0, 3))), axis=0)

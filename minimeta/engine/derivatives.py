@@ -26,6 +26,9 @@ def hvp(f, inputs, v):
     """
     xs = _differentiable(inputs)
     vs = [t if isinstance(t, Tensor) else Tensor(t) for t in v]
+    if len(vs) != len(xs) or any(w.shape != x.shape for w, x in zip(vs, xs)):
+        raise ValueError(f"hvp: v must be one vector per input, of its shape: inputs "
+                         f"{[x.shape for x in xs]}, v {[w.shape for w in vs]}")
     gs = grad(f(*xs), xs, create_graph=True, allow_unused=True)
     dot = None
     for g, w in zip(gs, vs):

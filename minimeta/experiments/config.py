@@ -96,7 +96,8 @@ class RunConfig:
     ways: int = option(None, int, "classes per training episode (default 5; ProtoNet 60)",
                        least=1)
     shots: int = option(None, int, "examples per class in the support set (default 1; MANN 10, "
-                        "the drawings of a class in its sequence)", least=1, most=MOST_PER_TASK)
+                        "the drawings of a class in its sequence; CNP 10, the most context "
+                        "points)", least=1, most=MOST_PER_TASK)
     queries: int = option(None, int, "query examples per class", least=1, most=MOST_PER_TASK)
     multi_step_loss: bool = option(False, bool, "MAML family: meta-train on the mean query "
                                    "loss after 1..K inner steps (Antoniou et al. 2019)")
@@ -114,7 +115,8 @@ class RunConfig:
                                  "(0: never)", least=0)
     val_size: int = option(100, int, "characters of the 1200 meta-training ones held out to "
                            "validate", least=0)
-    validate_every: int = option(500, int, "iterations (0: never)", least=0)
+    validate_every: int = option(500, int, "iterations (0: never); Omniglot runs only (a "
+                                 "sinusoid run is tested by minimeta eval)", least=0)
     val_episodes: int = option(100, int, least=2)
     seed: int = option(0, int, least=0)
     out: str = option("outputs/run", str, "the run's folder")  # None (from Python): no files
@@ -155,7 +157,8 @@ class RunConfig:
                 raise ValueError(f"{flag(name)} does not apply to {self.learner}: "
                                  f"{WHY_NOT[name]}")
         if self.dataset not in spec.datasets:
-            what = "classifies images" if spec.family == "metric" else "regresses functions"
+            what = "classifies images" if "omniglot" in spec.datasets else \
+                "regresses functions"
             raise ValueError(f"{self.learner} {what}: use --dataset {spec.datasets[0]}")
         if self.stream_seed is not None and self.dataset != "sinusoid":
             raise ValueError("stream_seed: one stream of tasks is the sinusoid experiment's; "
@@ -165,6 +168,8 @@ class RunConfig:
                              "--out, or replace it")
         self._fill_defaults(spec)
         self._check_types()
+        if self.dataset == "omniglot" and self.ways < 2:   # loss 0, accuracy 1, nothing learnt
+            raise ValueError(f"--ways must be at least 2 to classify, got {self.ways}")
 
     def _fill_defaults(self, spec):
         """The paper's value for every unset setting the learner takes (one place)."""

@@ -166,7 +166,8 @@ LEARNERS = {
                          datasets=("omniglot",)),
     "mann": LearnerSpec("model", mann, {5: dict(shots=10, queries=1, meta_batch=16)},
                         OUTER_OPTIMIZER, datasets=("omniglot",)),
-    "cnp": LearnerSpec("model", cnp, {5: {}}, OUTER_OPTIMIZER, datasets=("sinusoid",)),
+    "cnp": LearnerSpec("model", cnp, {5: dict(shots=10)}, OUTER_OPTIMIZER,  # context 1..10
+                       datasets=("sinusoid",)),
 }
 
 

@@ -72,14 +72,20 @@ def mse_loss(pred, target):
 
 def accuracy(logits, labels):
     """Fraction of rows whose argmax equals the label (a float, not differentiable);
-    ``logits`` (N, C), ``labels`` N integers (not one-hot, not (N, 1): either would compare
-    every row with every label).
+    ``logits`` (N, C) and ``labels`` N integers, or a stack of them, (T, N, C) and (T, N).
+    Not one-hot labels, nor (N, 1): either would compare every row with every label.
 
     >>> import minimeta as mm
     >>> accuracy(mm.tensor([[2.0, 0.0], [0.0, 1.0]]), [0, 0])
     0.5
     """
-    if logits.ndim != 2:
-        raise ValueError(f"accuracy: logits must be (N, C), got {logits.shape}")
-    labels = _labels(labels, logits.shape[0], logits.shape[1], "accuracy")
-    return float(np.mean(np.argmax(logits.numpy(), axis=-1) == labels))
+    if logits.ndim < 2:
+        raise ValueError(f"accuracy: logits must be (N, C) or a stack of them, got "
+                         f"{logits.shape}")
+    labels = np.asarray(labels.numpy() if isinstance(labels, Tensor) else labels)
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(f"accuracy: labels must be {logits.shape[:-1]} integers for logits "
+                         f"{logits.shape}, got shape {labels.shape} dtype {labels.dtype}")
+    labels = _labels(labels.reshape(-1), labels.size, logits.shape[-1], "accuracy")
+    predicted = np.argmax(logits.numpy(), axis=-1).reshape(-1)
+    return float(np.mean(predicted == labels))

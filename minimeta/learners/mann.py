@@ -47,9 +47,10 @@ def lrua_write(memory, read_prev, usage_prev, gate, keys, n_reads):
     (σ(α), in (0, 1)) are Tensors; ``usage_prev`` (B, R) is an array (usage only picks rows)."""
     order = np.argsort(usage_prev, axis=1, kind="stable")
     lu = least_used(usage_prev, n_reads, order)                   # the n least-used rows
-    weights = gate * read_prev + (1.0 - gate) * ops.constant(lu[:, None, :], memory)
+    dt = memory.dtype              # the masks in the memory's dtype: float64 ones had made
+    weights = gate * read_prev + (1.0 - gate) * ops.constant(lu[:, None, :], memory, dtype=dt)
     zero = 1.0 - least_used(usage_prev, 1, order)                 # the least-used row cleared
-    cleared = memory * ops.constant(zero[:, :, None], memory)
+    cleared = memory * ops.constant(zero[:, :, None], memory, dtype=dt)   # all float64
     return cleared + ops.matmul(weights, keys, trans_a=True), weights
 
 
@@ -77,7 +78,7 @@ class MANN(nn.Module):
         zeros = lambda *shape: ops.constant(np.zeros(shape, dt), like)  # noqa: E731
         h, c = zeros(b, self.hidden), zeros(b, self.hidden)
         memory, reads = zeros(b, self.rows, self.width), zeros(b, self.heads * self.width)
-        read_w, usage = zeros(b, self.heads, self.rows), np.zeros((b, self.rows))
+        read_w, usage = zeros(b, self.heads, self.rows), np.zeros((b, self.rows), dt)
         eye = ops.constant(np.broadcast_to(np.eye(self.rows, dtype=dt),
                                            (b, self.rows, self.rows)), like)
         logits = []
@@ -159,7 +160,8 @@ class MANNLearner(Learner):
         return loss.item(), acc
 
     def instance_accuracy(self, tasks, upto=10):
-        """Accuracy at the 1st, 2nd, …, ``upto``-th presentation of a class, over ``tasks``."""
+        """Accuracy at the 1st, 2nd, …, ``upto``-th presentation of a class, over ``tasks``;
+        NaN for a presentation no episode has (episodes of 3 drawings a class have no 4th)."""
         hits, counts = np.zeros(upto), np.zeros(upto)
         with no_grad():
             logits, y = self.batch_logits(tasks)
@@ -169,4 +171,4 @@ class MANNLearner(Learner):
             for n in range(1, upto + 1):
                 hits[n - 1] += np.sum(p[k == n] == labels[k == n])
                 counts[n - 1] += np.sum(k == n)
-        return hits / np.maximum(counts, 1)
+        return np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)

@@ -16,6 +16,7 @@ Read next: ``kernels/__init__.py`` (the kernel table).
 """
 from ... import kernels as K
 from ..autodiff import Primitive, apply
+from .conv import whole
 from .elementwise import floating
 
 
@@ -83,9 +84,10 @@ class CausalConv1dWeightGrad(Primitive):
 
 def causal_conv1d(x, w, dilation=1):
     """Differentiable causal dilated convolution of x (N, C, T) with w (O, C, k), no bias."""
+    dilation = whole("causal_conv1d", "dilation", dilation, 1, axes=1)   # 1.9 had read as 1
     K.causal_ref._check(x.shape, w.shape, dilation)
     x, w = floating("causal_conv1d", x, w)
-    return apply(CausalConv1d(int(dilation)), x, w)
+    return apply(CausalConv1d(dilation), x, w)
 
 
 def causal_conv1d_input_grad(g, w, dilation=1):

@@ -22,13 +22,13 @@ from .elementwise import floating
 from .shape import broadcast_to, getitem, reshape
 
 
-def whole(op, name, value, least):
+def whole(op, name, value, least, axes=2):
     """``value`` if it is an int (not a bool) >= ``least``, else a ValueError naming ``op``
     and the option: strides, padding and pooling windows are one number for both axes."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
             or value < least:
-        raise ValueError(f"{op}: {name} must be an int >= {least} (one value for both axes), "
-                         f"got {value!r}")
+        both = " (one value for both axes)" if axes == 2 else ""
+        raise ValueError(f"{op}: {name} must be an int >= {least}{both}, got {value!r}")
     return int(value)
 
 

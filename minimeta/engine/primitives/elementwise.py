@@ -89,17 +89,26 @@ class PowScalar(Primitive):
 
 
 class Pow(Primitive):
-    """out = a ** b, both tensors (a > 0 where b needs a gradient).
+    """out = a ** b, both tensors (a ≥ 0 where b needs a gradient).
 
-    VJP: (g * b * a ** (b - 1), g * out * log(a)).
+    VJP: (g * b * a ** (b - 1), g * out * log(a)), except at a = 0, as PyTorch: there the
+    first is 0 where b = 0 (a⁰ is constant; the formula reads 0 · inf), the second 0 where
+    b ≥ 0 (0 ** b is constant for b > 0; the formula reads 0 · −inf). The masked entries see
+    a = 1 inside the formulas (the "double where"), so no NaN reaches a higher derivative.
     """
 
     def forward(self, a, b):
         return a ** b
 
     def vjp(self, g, out, a, b):
-        ga = g * b * a ** (b - 1.0) if _need(a) else None
-        gb = g * out * log(a) if _need(b) else None
+        zero = a.data == 0
+        ga = gb = None
+        if _need(a):
+            flat = zero & (b.data == 0)         # d/da a⁰ = 0, not b · a⁻¹ = 0 · inf
+            ga = where(flat, 0.0, g * b * where(flat, 1.0, a) ** (b - 1.0))
+        if _need(b):
+            const = zero & (b.data >= 0)        # d/db 0 ** b = 0, not 0 · log 0
+            gb = g * out * log(where(const, 1.0, a))
         return ga, gb
 
 
@@ -262,8 +271,9 @@ def neg(a):
 
 def pow(a, b):
     """a ** b: a Python-number exponent uses ``PowScalar``, a tensor exponent ``Pow``."""
-    if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        return apply(PowScalar(b), a)
+    if isinstance(a, Tensor) and isinstance(b, (int, float, np.integer)) \
+            and not isinstance(b, bool):
+        return apply(PowScalar(int(b) if isinstance(b, np.integer) else b), a)
     return _binary(Pow, a, b)
 
 
@@ -299,9 +309,20 @@ def where(cond, a, b):
 
 
 def astype(a, dtype):
-    """Convert to ``dtype`` (differentiable between float dtypes)."""
+    """Convert to ``dtype``: differentiable between float dtypes; to an integer or bool dtype
+    a constant (truncation's derivative is 0 almost everywhere, and an integer Tensor does not
+    carry gradients), as PyTorch does.
+
+    >>> from minimeta.engine.tensor import tensor
+    >>> astype(tensor([1.5], requires_grad=True), np.int64).requires_grad
+    False
+    """
     dtype = np.dtype(dtype)
-    return a if a.dtype == dtype else apply(Cast(dtype), a)
+    if a.dtype == dtype:
+        return a
+    if not np.issubdtype(dtype, np.inexact):
+        return Tensor(a.data.astype(dtype))
+    return apply(Cast(dtype), a)
 
 
 def floating(op, *tensors):

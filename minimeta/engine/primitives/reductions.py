@@ -22,9 +22,9 @@ def normalize_axis(axis, ndim, op):
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     result = []
     for a in axes:
-        if not -ndim <= a < (ndim if ndim > 1 else 1):
+        if not -ndim <= a < ndim:
             raise ValueError(f"{op}: axis {a} is out of range for a tensor of {ndim} dims")
-        result.append(a % ndim if ndim else 0)
+        result.append(a % ndim)
     return tuple(sorted(result))
 
 
@@ -68,8 +68,9 @@ class Max(Primitive):
         self.axes, self.keepdims = axes, keepdims
 
     def forward(self, a):
-        if a.size == 0:
-            raise ValueError(f"max: cannot reduce an empty tensor of shape {a.shape}")
+        if any(a.shape[i] == 0 for i in self.axes):      # (0, 3) over axis 1 is (0,)
+            raise ValueError(f"max: cannot reduce an empty axis of a tensor of shape "
+                             f"{a.shape} (axes {self.axes})")
         return a.max(axis=self.axes, keepdims=self.keepdims)
 
     def vjp(self, g, out, a):
