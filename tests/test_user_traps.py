@@ -34,7 +34,7 @@ import pytest
 
 import minimeta as mm
 import minimeta.functional as F
-from minimeta import nn
+from minimeta import cli, nn
 from minimeta.nn.module import MissingParameter
 from minimeta.optim import SGD
 from test_hostile_input import REAL, omni, refused  # noqa: F401  (omni: a fixture)
@@ -333,3 +333,16 @@ def test_reductions_name_a_bad_axis_of_a_scalar_and_max_keeps_empty_rows():
     assert mm.max(mm.tensor(np.zeros((0, 3))), axis=1).shape == (0,)   # as NumPy
     with pytest.raises(ValueError, match="max: cannot reduce an empty axis"):
         mm.max(mm.tensor(np.zeros((0, 3))), axis=0)
+
+
+@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
+def test_a_mann_evaluation_says_it_scores_every_step_not_queries(tmp_path, capsys):
+    # its protocol had read "10 queries per class": MANN reads no queries
+    from minimeta.experiments.config import RunConfig
+    from test_hostile_input import write_checkpoint
+
+    path = write_checkpoint(tmp_path / "mann.npz", RunConfig(learner="mann", shots=2))
+    assert cli.main(["eval", "--checkpoint", path, "--episodes", "2"]) == 0
+    said = capsys.readouterr().out
+    assert "5-way sequences of 2 drawings per class, every step scored" in said, said
+    assert "queries" not in said

@@ -83,6 +83,10 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
         protocol = (f"{config.learner} on {config.dataset} ({config.split} split, {part} "
                     f"part), {ways}-way {shots}-shot, {queries} queries per class, {steps}{norm}"
                     f"{trained}")
+        if config.learner == "mann":   # no queries read: each step of the sequence scored
+            protocol = protocol.replace(f"{shots}-shot, {queries} queries per class",
+                                        f"sequences of {shots} drawings per class, every step "
+                                        "scored")
         if config.dataset == "sinusoid":
             protocol = (f"{config.learner} on sinusoids, K = {shots} support points, {queries} "
                         f"query points, {steps}trained {state['iteration']} iterations (K = "
