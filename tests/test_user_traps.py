@@ -346,3 +346,22 @@ def test_a_mann_evaluation_says_it_scores_every_step_not_queries(tmp_path, capsy
     said = capsys.readouterr().out
     assert "5-way sequences of 2 drawings per class, every step scored" in said, said
     assert "queries" not in said
+
+
+def test_matching_s_full_context_embeddings_take_the_embedding_s_dtype():
+    # they had always been float32: a float64 model's gradients agreed to 1e-8, not 1e-14
+    from minimeta.learners import MatchingNet
+
+    for dtype in (np.float32, np.float64):
+        net = MatchingNet(nn.conv4(dtype=dtype), fce=True).net
+        assert {p.dtype for p in net.parameters()} == {np.dtype(dtype)}
+
+
+@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
+def test_an_evaluation_says_when_matching_has_full_context_embeddings(tmp_path, capsys):
+    from minimeta.experiments.config import RunConfig
+    from test_hostile_input import write_checkpoint
+
+    path = write_checkpoint(tmp_path / "m.npz", RunConfig(learner="matching", fce=True))
+    assert cli.main(["eval", "--checkpoint", path, "--episodes", "2"]) == 0
+    assert "| matching with full context embeddings on omniglot" in capsys.readouterr().out

@@ -176,7 +176,10 @@ class RunConfig:
         if self.ways is None:
             self.ways = 5 if self.dataset == "sinusoid" else spec.default_ways
         table = spec.defaults
-        paper = {**COMMON_DEFAULTS, **table.get(self.ways, table[min(table)])}
+        smallest = min(k for k in table if isinstance(k, int))
+        paper = {**COMMON_DEFAULTS, **table.get(self.ways, table[smallest])}
+        shots = self.shots if self.shots is not None else paper["shots"]
+        paper.update(table.get((self.ways, shots), {}))    # a paper's per-shot values
         if self.dataset == "sinusoid":
             paper.update(SINUSOID_DEFAULTS)
         # a head as wide as the training ways (optimization- and model-based) is validated at

@@ -80,7 +80,8 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
             isinstance(m, BatchNorm2d) for m in model._modules()) else ""
         trained = (f"trained {state['iteration']} iterations ({config.ways}-way "
                    f"{config.shots}-shot) in {state['seconds']:.0f} s")
-        protocol = (f"{config.learner} on {config.dataset} ({config.split} split, {part} "
+        learner_name = config.learner + (" with full context embeddings" if config.fce else "")
+        protocol = (f"{learner_name} on {config.dataset} ({config.split} split, {part} "
                     f"part), {ways}-way {shots}-shot, {queries} queries per class, {steps}{norm}"
                     f"{trained}")
         if config.learner == "mann":   # no queries read: each step of the sequence scored

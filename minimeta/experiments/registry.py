@@ -29,10 +29,12 @@ from ..data import omniglot
 from ..learners import (ANIL, CNP, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile,
                         MANNLearner, SnailLearner, StackedTasks)
 
-# Paper defaults by training way count (a way count not in a table reads its smallest one):
+# Paper defaults by training way count (a way count not in a table reads its smallest one),
+# and by (ways, shots) where a paper's differ by shots, over the way count's:
 # Finn et al. 2017 (MAML), Nichol et al. 2018 (Reptile), Snell et al. 2017 (60-way training
 # episodes, 5 queries per class, Adam 1e-3 halved every 2000 episodes), Vinyals et al. 2016,
-# Sung et al. 2018 (19 queries per class for 5-way, 10 for 20-way).
+# Sung et al. 2018 (queries per class: 5-way 19 at 1 shot, 15 at 5; 20-way 10 at 1, 5 at 5,
+# as their code's batch_num_per_class).
 MAML_DEFAULTS = {
     5: dict(inner_lr=0.4, inner_steps=1, test_steps=3, meta_batch=32, queries=15),
     20: dict(inner_lr=0.1, inner_steps=5, test_steps=5, meta_batch=16, queries=15)}
@@ -160,7 +162,8 @@ LEARNERS = {
     "relation": LearnerSpec(
         "metric", metric(lambda c: RelationNet(nn.relation_embedding(seed=c.seed),
                                                nn.relation_module(seed=c.seed + 1))),
-        {5: dict(queries=19), 20: dict(queries=10)}, METRIC_OPTIONS, datasets=("omniglot",)),
+        {5: dict(queries=19), 20: dict(queries=10), (5, 5): dict(queries=15),
+         (20, 5): dict(queries=5)}, METRIC_OPTIONS, datasets=("omniglot",)),
     "snail": LearnerSpec("model", snail, {5: dict(queries=2, meta_batch=8),
                                           20: dict(queries=1, meta_batch=4)}, OUTER_OPTIMIZER,
                          datasets=("omniglot",)),

@@ -8,8 +8,11 @@ ordered dict, so ``task_loss(task, params)`` is a function of them like any mode
 metric learner can sit inside a MAML-style outer loop.
 
 Support and query images are embedded in **one** forward pass, so batch norm normalises with
-the statistics of the whole episode (as the reference ProtoNet code does); nothing is kept
-between episodes.
+the statistics of the whole episode, in training and in evaluation alike (the reference
+ProtoNet code trains so, but evaluates with running statistics, ``model.eval()``; Sung et al.'s
+Relation Network code never switches): a query's score depends on the other queries of its
+episode (RESULTS.md, "transductive"). The running buffers are still updated by every
+episode, ``evaluate`` included, and saved, but never read.
 
 - ``ProtoNet`` (Snell et al. 2017): prototype c_k = mean of class k's support embeddings;
   logits = −|f(x) − c_k|²; cross-entropy.
@@ -99,12 +102,15 @@ class ProtoNet(MetricLearner):
 
 class MatchingNet(MetricLearner):
     """Matching Networks with cosine attention; ``fce=True`` adds full context embeddings
-    (``nn.FullContextEmbedding`` with ``steps`` processing steps, over ``dim`` features)."""
+    (``nn.FullContextEmbedding`` with ``steps`` processing steps, over ``dim`` features, in
+    the embedding's dtype)."""
 
     def __init__(self, embedding, fce=False, dim=64, steps=5, seed=0):
         children = {"embed": embedding}
         if fce:
-            children["fce"] = nn.FullContextEmbedding(dim, steps, seed=seed)
+            dtypes = {p.dtype for p in embedding.parameters()}
+            dtype = dtypes.pop() if len(dtypes) == 1 else np.float32   # had been float32
+            children["fce"] = nn.FullContextEmbedding(dim, steps, seed=seed, dtype=dtype)
         super().__init__(_container(**children))
         self.fce = fce
 
