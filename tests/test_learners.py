@@ -201,6 +201,40 @@ def test_bad_learner_arguments():
         Reptile(nn.mlp(), 0.1, 1, 0.1, inner_optimizer="rmsprop")
     with pytest.raises(ValueError, match="head prefix"):
         ANIL(nn.mlp(), 0.1, head="nope.")
+    # found by probing: these had been accepted, to fail later or run wrongly
+    with pytest.raises(ValueError, match=r"MAML: adapt_names \['nope'\] name no parameter"):
+        MAML(nn.mlp(), 0.3, 1, adapt_names=["nope"])          # a bare KeyError at a step
+    with pytest.raises(ValueError, match="MAML: inner_steps must be an integer >= 0, got True"):
+        MAML(nn.mlp(), 0.3, True)
+    with pytest.raises(ValueError, match=r"Reptile: .*Adam: betas must be|Adam: betas must be"):
+        Reptile(nn.mlp(), 0.1, 1, 0.1, inner_optimizer="adam", inner_betas=(1.0, 0.9))
+    w = mm.tensor(np.ones((2, 1)), requires_grad=True)
+    anil = ANIL(None, 0.1, params={"body": mm.tensor(np.ones(2)), "w": w})
+    assert anil.adapt_names == ["w"]                  # dotless names: the head had been 'w.'
+
+
+def test_reptile_s_inner_adam_takes_the_paper_s_betas():
+    # the paper's code runs Adam with β1 = 0; the betas had been fixed at (0.9, 0.999)
+    net = nn.mlp((1, 3, 1), dtype=np.float64, seed=1)
+    x, y = RNG.standard_normal((4, 1)), RNG.standard_normal((4, 1))
+    fast = {}
+    for betas in ((0.9, 0.999), (0.0, 0.999)):
+        reptile = Reptile(net, 1e-3, 5, 1.0, inner_optimizer="adam", loss="mse",
+                          inner_betas=betas)
+        fast[betas] = reptile.adapt(x, y)
+    p = {k: v.numpy().copy() for k, v in net.named_parameters().items()}
+    m = {k: np.zeros_like(v) for k, v in p.items()}
+    v2 = {k: np.zeros_like(v) for k, v in p.items()}
+    for t in range(1, 6):                      # Adam with β1 = 0, written out
+        params = {k: mm.tensor(a, requires_grad=True) for k, a in p.items()}
+        gs = mm.grad(F.mse_loss(net(mm.tensor(x), params), y), list(params.values()))
+        for (k, a), g in zip(p.items(), gs):
+            m[k] = g.numpy()
+            v2[k] = 0.999 * v2[k] + 0.001 * g.numpy() ** 2
+            p[k] = a - 1e-3 * m[k] / (np.sqrt(v2[k] / (1 - 0.999 ** t)) + 1e-8)
+    for k in p:
+        np.testing.assert_allclose(fast[(0.0, 0.999)][k].numpy(), p[k], rtol=1e-12)
+    assert not np.allclose(fast[(0.9, 0.999)]["0.weight"].numpy(), p["0.weight"], rtol=1e-6)
 
 
 def test_anil_with_an_empty_params_dict_is_an_error_not_the_models_parameters():

@@ -103,6 +103,21 @@ def test_weighted_multi_step_loss_and_bad_weights():
         MAML(net, 0.2, 2, loss="mse", multi_step_loss=[0.0, 0.0])
 
 
+def test_a_custom_loss_that_is_not_a_mean_stacks_to_the_loop_s_meta_gradient():
+    # the stack had taken T × the loss of the flattened batch, the sum of the task losses only
+    # for a mean: a sum of squares gave meta-gradients up to 7× off (found by probing)
+    sse = lambda out, y: mm.sum((out - mm.tensor(y)) ** 2)         # noqa: E731
+    rng = np.random.default_rng(0)
+    tasks = [tuple(rng.standard_normal((5, 1)) for _ in range(4)) for _ in range(3)]
+    learner = MAML(nn.mlp((1, 8, 1), dtype=np.float64, seed=2, init_std=0.5), 0.01, 2,
+                   loss=sse)
+    loop, stacked = learner.meta_gradient(tasks), StackedTasks(learner).meta_gradient(tasks)
+    for a, b in zip(loop, stacked):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-10, atol=1e-13)
+    assert StackedTasks(learner).outer_step(tasks)["loss"] == pytest.approx(
+        learner.outer_step(tasks)["loss"], rel=1e-12)
+
+
 def test_stacked_classification_loss_and_accuracy_equal_the_loop():
     rng = np.random.default_rng(5)
     tasks = [(rng.standard_normal((6, 2)), rng.integers(0, 3, 6),

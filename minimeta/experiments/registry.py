@@ -106,7 +106,7 @@ def maml_family(cls, **fixed):
 
 
 def reptile(config):
-    """Reptile with an inner Adam, as in the paper."""
+    """Reptile with an inner Adam (betas (0.9, 0.999); the paper's code: β₁ = 0)."""
     model = model_for(config)
     return model, Reptile(model, config.inner_lr, config.inner_steps, config.outer_lr,
                           inner_optimizer="adam", loss=loss_for(config),

@@ -118,7 +118,8 @@ def check_settings(who, rates=(), steps=()):
         if not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and value > 0):
             raise ValueError(f"{who}: {name} must be a finite number > 0, got {value}")
     for name, value in steps:
-        if not (isinstance(value, (int, np.integer)) and value >= 0):
+        if isinstance(value, (bool, np.bool_)) or not (isinstance(value, (int, np.integer))
+                                                      and value >= 0):
             raise ValueError(f"{who}: {name} must be an integer >= 0, got {value}")
 
 

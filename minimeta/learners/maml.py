@@ -19,9 +19,13 @@ is the exact ∇θ L(φ, Q) = ∇φ L(φ, Q) · Π_k (I − α ∇² L(φ_k, S))
   your MAML"), so the initialisation is good after every step count; a list of K weights
   (normalised to sum 1) weighs the steps unequally.
 
-The inner loss is the **mean** over the support examples (the reference TensorFlow MAML sums
-over a K-shot batch for regression, which multiplies the effective α by K); batch norm always
-normalises with the statistics of the batch in hand (see ``functional/layers.py``).
+The inner loss is the **mean** over the support examples, as in most PyTorch ports, with the
+paper's α (0.4 for 5-way, 0.1 for 20-way Omniglot). The reference TensorFlow code means its
+regression loss too, but not its classification loss: per-example cross-entropy divided by K,
+which ``tf.gradients`` sums over the N·K examples, so N times the mean, and its α = 0.4
+(5-way) and 0.1 (20-way) are both an inner step of 2.0 on a mean loss (docs/RESULTS.md
+compares the two). Batch norm always normalises with the statistics of the batch in hand
+(see ``functional/layers.py``).
 
 Read next: ``minimeta/learners/stacked.py`` (a meta-batch as one stacked batch).
 """
@@ -48,6 +52,10 @@ class MAML(Learner):
         self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
         self.test_steps = inner_steps if test_steps is None else test_steps
         self.adapt_names = list(self.params) if adapt_names is None else list(adapt_names)
+        unknown = [n for n in self.adapt_names if n not in self.params]
+        if unknown or not self.adapt_names:
+            raise ValueError(f"{type(self).__name__}: adapt_names {unknown or '[]'} name no "
+                             f"parameter of {sorted(self.params)[:8]}")
         self.multi_step_loss = step_weights(multi_step_loss, inner_steps, type(self).__name__)
 
     # ----- the inner loop: φ₀ = θ, φ_{k+1} = φ_k − α ∇ L(φ_k, S) ---------------------------
@@ -166,7 +174,9 @@ class ANIL(MAML):
         params = model.named_parameters() if params is None else params
         if not params:
             raise ValueError("ANIL: no parameters to adapt (params is empty)")
-        head = head if head is not None else list(params)[-1].rsplit(".", 1)[0] + "."
+        last = list(params)[-1]         # '17.weight' → '17.'; a name without a dot: itself
+        head = head if head is not None else (last.rsplit(".", 1)[0] + "." if "." in last
+                                              else last)
         names = [n for n in params if n.startswith(head)]
         if not names:
             raise ValueError(f"ANIL: no parameter name starts with head prefix {head!r}")

@@ -1,7 +1,9 @@
 """Reptile (Nichol, Achiam and Schulman 2018): meta-learning without second derivatives.
 
-For each task, start from θ and run k steps of an ordinary optimizer (SGD or Adam, as in the
-paper) on the task's data, reaching φᵢ. Then move θ toward the adapted weights:
+For each task, start from θ and run k steps of an ordinary optimizer (SGD or Adam) on the
+task's data, reaching φᵢ. (The paper's code runs Adam with β₁ = 0, no momentum across its
+few steps; ``inner_betas`` sets it, default (0.9, 0.999) as PyTorch's, which the runs of
+docs/RESULTS.md used.) Then move θ toward the adapted weights:
 
     θ ← θ + ε · mean_i (φᵢ − θ).
 
@@ -23,7 +25,8 @@ class Reptile(Learner):
     """Reptile with an inner SGD or Adam optimizer (state reset for every task)."""
 
     def __init__(self, model, inner_lr, inner_steps, outer_lr, inner_optimizer="sgd",
-                 loss="cross_entropy", params=None, test_steps=None, test_lr=None):
+                 loss="cross_entropy", params=None, test_steps=None, test_lr=None,
+                 inner_betas=(0.9, 0.999)):
         if inner_optimizer not in ("sgd", "adam"):
             raise ValueError(f"Reptile: inner_optimizer must be 'sgd' or 'adam', got "
                              f"{inner_optimizer!r}")
@@ -33,15 +36,18 @@ class Reptile(Learner):
                                                          if test_steps is not None else []))
         super().__init__(model, loss, params)
         self.inner_lr, self.inner_steps, self.outer_lr = inner_lr, inner_steps, outer_lr
-        self.inner_optimizer = inner_optimizer
+        self.inner_optimizer, self.inner_betas = inner_optimizer, tuple(inner_betas)
+        if inner_optimizer == "adam":
+            optim.Adam([Tensor([0.0])], betas=self.inner_betas)   # its check, now
         self.test_steps = inner_steps if test_steps is None else test_steps
         self.test_lr = inner_lr if test_lr is None else test_lr
 
     def adapt(self, x, y, steps=None, lr=None):
         """φ after ``steps`` optimizer steps from θ on (x, y): a dict of new leaf Tensors."""
         fast = {k: Tensor(p.data.copy(), requires_grad=True) for k, p in self.params.items()}
-        make = optim.SGD if self.inner_optimizer == "sgd" else optim.Adam
-        opt = make(list(fast.values()), lr=self.inner_lr if lr is None else lr)
+        lr = self.inner_lr if lr is None else lr
+        opt = optim.SGD(list(fast.values()), lr=lr) if self.inner_optimizer == "sgd" else \
+            optim.Adam(list(fast.values()), lr=lr, betas=self.inner_betas)
         x = as_tensor(x, fast)
         for _ in range(self.inner_steps if steps is None else steps):
             loss = self.loss(self.model(x, fast), y)

@@ -29,7 +29,7 @@ import numpy as np
 from ..engine import grad, ops
 from ..engine.workers import task_order
 from ..engine.tensor import Tensor
-from .base import summary, tasks_given
+from .base import LOSSES, summary, tasks_given
 from .maml import MAML
 
 
@@ -65,7 +65,7 @@ class StackedTasks:
         view.params = {name: ops.broadcast_to(p, (n,) + (1,) * (p.ndim == 1) + p.shape)
                        if name in learner.adapt_names else p
                        for name, p in learner.params.items()}
-        view.loss = lambda out, target: learner.loss(_flat(out), _flat(target)) * n
+        view.loss = lambda out, target: _summed(learner.loss, out, target, n)
         with task_order(n):     # batch-norm running averages: updated in the loop's order
             loss, acc = view.task_loss(tuple(np.stack(part) for part in zip(*tasks)))
         return loss * (1.0 / n), acc
@@ -80,6 +80,20 @@ class StackedTasks:
         loss, acc = self.stacked_loss(tasks)
         loss.backward()
         return summary([loss.item()], [acc])
+
+
+def _summed(loss, out, target, n):
+    """The sum of the ``n`` task losses of stacked ``out`` and ``target``: a named loss (a mean
+    over examples) on the flattened batch, times ``n``; any other callable (a sum of squares,
+    a weighted loss) task by task, since ``n`` times its value on the flattened batch is the
+    sum of the task losses only for a mean."""
+    if loss in LOSSES.values():
+        return loss(_flat(out), _flat(target)) * n
+    total = None
+    for t in range(n):
+        term = loss(out[t], target[t])
+        total = term if total is None else total + term
+    return total
 
 
 def _flat(a):
