@@ -9,8 +9,11 @@ to a PNG. Nothing is typed in by hand except the papers' numbers.
     python examples/results_table.py [--report outputs/results/omniglot.jsonl]
 """
 import argparse
+import dataclasses
 import json
 import os
+
+from minimeta.experiments.config import FLAGS, RunConfig, flag
 
 # Paper anchors, % (5-way 1-shot, 5-way 5-shot, 20-way 1-shot, 20-way 5-shot).
 PAPER = {
@@ -24,18 +27,35 @@ PAPER = {
     "relation": ("Sung et al. 2018", (99.6, 99.8, 97.6, 99.1)),
 }
 COLUMNS = [(5, 1), (5, 5), (20, 1), (20, 5)]
-FLAGS = [("ways", "--ways"), ("shots", "--shots"), ("queries", "--queries"),
-         ("iterations", "--iterations"), ("meta_batch", "--meta-batch"),
-         ("lr_halve_every", "--lr-halve-every"), ("validate_every", "--validate-every"),
-         ("seed", "--seed"), ("out", "--out")]
+# options that say how a run was watched or run, not what it learned: left out of commands
+WATCHING = {"resume", "overwrite", "device", "checkpoint_every", "detect_anomaly", "threads",
+            "val_episodes"}
 
 
 def train_command(s):
-    """The ``minimeta train`` command that reproduces a run's settings."""
-    parts = ["minimeta train", f"--learner {s['learner']}"]
-    parts += [f"{flag} {s[key]}" for key, flag in FLAGS if s.get(key) not in (None, 0)]
-    switches = [f"--{key.replace('_', '-')}" for key in ("fce", "multi_step_loss") if s.get(key)]
-    return " ".join(parts + switches)
+    """The ``minimeta train`` command that reproduces a run's settings: its learner, ways,
+    shots, iterations and folder, and every other setting that differs from what ``minimeta
+    train`` would choose for them (a 0 included: ``--lr-halve-every 0`` is not the default)."""
+    config = RunConfig.from_settings(s, resume=False, overwrite=False)
+    chosen = RunConfig(learner=config.learner, dataset=config.dataset, ways=config.ways,
+                       shots=config.shots)
+    parts, note = ["minimeta train", f"--learner {config.learner}"], ""
+    for f in dataclasses.fields(RunConfig):
+        name, value = f.name, getattr(config, f.name)
+        if name not in FLAGS or name in WATCHING or name == "learner" or value is None:
+            continue
+        shown = name in ("ways", "shots", "iterations", "out") or \
+            (name == "dataset" and value != "omniglot")
+        if not shown and value == getattr(chosen, name):
+            continue
+        if isinstance(value, tuple):            # step weights: the Python API's only
+            parts.append(flag(name))
+            note = f"  # and multi_step_loss={list(value)} (from Python)"
+        elif isinstance(value, bool):
+            parts += [flag(name)] if value else []
+        else:
+            parts.append(f"{flag(name)} {value}")
+    return " ".join(parts) + note
 
 
 def eval_command(row):
@@ -132,8 +152,14 @@ def main(argv=None):
     if not os.path.isfile(args.report):
         parser.error(f"{args.report} is not a file: run examples/omniglot_results.sh first")
     rows = [json.loads(line) for line in open(args.report) if line.strip()]
+    other = [r for r in rows if "accuracy" not in r]      # a sinusoid row records its MSE
+    rows = [r for r in rows if "accuracy" in r]
+    if other:
+        print(f"results_table: {len(other)} row(s) without an accuracy (sinusoid runs) "
+              f"left out of the Omniglot table")
     if not rows:
-        parser.error(f"{args.report} holds no rows: run examples/omniglot_results.sh first")
+        parser.error(f"{args.report} holds no Omniglot rows: run examples/omniglot_results.sh "
+                     "first")
     plot = args.plot or os.path.join(os.path.dirname(args.report), "learning_curves.png")
     order = {name: i for i, name in enumerate(PAPER)}
     rows.sort(key=lambda r: (order.get(r["learner"], 99), r["fce"], run_name(r), r["ways"],

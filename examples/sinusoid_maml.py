@@ -5,7 +5,7 @@ number of iterations, evaluates both on 600 held-out tasks with K = 5 and K = 10
 prints the MSE after 0, 1, 5 and 10 gradient steps with 95% intervals, saves both models and
 draws the paper's figure.
 
-    python examples/sinusoid_maml.py --iterations 30000      # the figures in docs/RESULTS.md
+    python examples/sinusoid_maml.py --iterations 70000      # the paper's length (RESULTS.md)
     python examples/sinusoid_maml.py --iterations 500        # a quick look
 
 Outputs go to ``outputs/sinusoid/`` (ignored by git).
@@ -95,6 +95,11 @@ def main(argv=None):
                        "steps": record.get("train_steps"),
                        "multi_step_loss": record.get("multi_step_loss")}
             maml_time = record.get("maml_seconds", maml_time)
+            recorded = record.get("inner_lr", alpha)    # fine-tune at the α trained with
+            if args.inner_lr is not None and args.inner_lr != recorded:
+                parser.error(f"--evaluate-only: the models in {args.out} were trained with "
+                             f"α = {recorded}, and results.json keeps it; drop --inner-lr")
+            alpha = recorded
     else:
         maml_model, _, _ = S.meta_train(config)
         maml_time = time.perf_counter() - start

@@ -52,6 +52,11 @@ def main():
     parser.add_argument("runs", nargs="+", help="output folders of examples/sinusoid_maml.py "
                         "(or their results_eval*.json files)")
     args = parser.parse_args()
+    for where in args.runs:                 # each checked before the table starts
+        path = where if where.endswith(".json") else os.path.join(where, "results.json")
+        if not os.path.isfile(path):
+            parser.error(f"{path} is not a file: give a folder examples/sinusoid_maml.py "
+                         "wrote, or one of its results*.json files")
     print("| run | seed | meta-training | iterations | MAML time | 1 step | 5 steps | "
           "10 steps | pretrained, 10 steps |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -91,6 +91,9 @@ def save(path, obj):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
     try:
+        # mkstemp makes the file 0600; a checkpoint gets the mode any new file would (0644
+        # under umask 022), so whoever may read the run's metrics may read its checkpoint
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -100,6 +103,16 @@ def save(path, obj):
         with contextlib.suppress(FileNotFoundError):   # cleared by another writer meanwhile
             os.remove(tmp)
         raise
+
+
+def _umask():
+    """The process's umask: read where Linux shows it, else set and put back at once."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _not_a_checkpoint(path, why):
@@ -201,6 +214,7 @@ def folder_lock(folder):
     if folder is None or fcntl is None:
         yield
         return
+    made = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -212,5 +226,10 @@ def folder_lock(folder):
         except OSError:
             pass        # no locks on this file system: the run goes on without one
         yield
+    except BaseException:
+        if made:        # a run refused before it wrote anything leaves no empty folder
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)        # only if still empty
+        raise
     finally:
         os.close(fd)

@@ -116,6 +116,7 @@ def test_papers_defaults_are_filled_in_one_place():
     assert RunConfig(learner="reptile").lr_halve_every is None  # no outer optimizer
     assert RunConfig(learner="maml", split="lake").val_size == 0
     assert RunConfig(learner="cnp", dataset="sinusoid").shots == 10   # context sizes 1..10
+    assert RunConfig(learner="maml", dataset="sinusoid").shots == 10  # K = 10, had been 1
     # Sung et al.'s queries differ by shots (5-way 5-shot had asked for 5 + 19 drawings)
     assert [RunConfig(learner="relation", ways=w, shots=k).queries
             for w, k in ((5, 1), (5, 5), (20, 1), (20, 5))] == [19, 15, 10, 5]

@@ -20,7 +20,7 @@ def test_sinusoid_example_trains_evaluates_and_summarises(tmp_path):
     out = str(tmp_path / "run")
     printed = run_example("sinusoid_maml.py", "--iterations", "20", "--tasks", "3",
                           "--train-steps", "2", "--multi-step-loss", "--seed", "5",
-                          "--clip-norm", "5", "--out", out)
+                          "--clip-norm", "5", "--inner-lr", "0.02", "--out", out)
     assert "| MAML | 5 |" in printed and "multi-step loss" in printed
     with open(os.path.join(out, "results.json")) as f:
         run = json.load(f)
@@ -31,8 +31,14 @@ def test_sinusoid_example_trains_evaluates_and_summarises(tmp_path):
     again = run_example("sinusoid_maml.py", "--evaluate-only", "--tasks", "3", "--out", out)
     assert "meta-trained with K = 10 and 2 inner step(s) (multi-step loss equal weights) for " \
         "20 iterations" in again            # had printed the defaults: 1 step, 30000
+    assert "α = 0.02;" in again             # had fine-tuned at the default α, 0.01
     with open(os.path.join(out, "results.json")) as f:
-        assert json.load(f)["iterations"] == 20
+        rerun = json.load(f)
+    assert rerun["iterations"] == 20 and rerun["results"] == run["results"]   # the same tasks
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "sinusoid_maml.py"),
+                           "--evaluate-only", "--inner-lr", "0.5", "--out", out],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "trained with α = 0.02" in done.stderr
     table = run_example("sinusoid_table.py", out).splitlines()
     assert table[2].startswith("| paper") and table[3].startswith("| run | 5 | 2 steps, multi")
     assert "clipped at norm 5" in table[3]
@@ -77,6 +83,7 @@ def test_model_based_example_runs_each_learner_on_a_tiny_budget():
     (["examples/metric_learners.py", "--episodes", "1e3"],
      "argument --episodes: '1e3' is not an integer"),
     (["examples/hessian_view.py", "--hidden", "0"], "argument --hidden: must be >= 1, got 0"),
+    (["examples/sinusoid_table.py", "{tmp}/none"], "{tmp}/none/results.json is not a file"),
     (["examples/sinusoid_maml.py", "--evaluate-only", "--out", "{tmp}/none"],
      "--evaluate-only: {tmp}/none has no maml.npz or pretrained.npz"),
 ])
@@ -117,3 +124,47 @@ def test_the_budget_script_shows_a_run_s_progress_as_it_comes(tmp_path, monkeypa
     assert (tmp_path / "log").read_text() == "iteration 1\ndone\n"
     with open(tmp_path / "log", "w") as log, pytest.raises(SystemExit, match="exit 3"):
         budget.run([sys.executable, "-c", "import sys; print('why'); sys.exit(3)"], log)
+
+
+def _results_table():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "results_table", os.path.join(ROOT, "examples", "results_table.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("settings", [
+    dict(learner="protonet", ways=20, lr_halve_every=0, validate_every=0, outer_lr=0.003,
+         split="lake", clip_norm=1.0, iterations=2),
+    dict(learner="maml", dataset="sinusoid", inner_lr=0.02, inner_steps=2, test_steps=4,
+         multi_step_loss=True, minutes=3.0, iterations=50),
+    dict(learner="matching", fce=True, ways=5, shots=5, queries=3, val_size=50, seed=4,
+         iterations=10),
+    dict(learner="relation", ways=5, shots=5, iterations=7, meta_batch=2),
+])
+def test_the_results_table_commands_reproduce_the_run_s_settings(settings, tmp_path):
+    # they had left out --outer-lr, --split, --clip-norm, the inner loop's settings, --minutes,
+    # and any setting of 0 (so --lr-halve-every 0 fell back to 2000): found by probing
+    from minimeta import cli
+    from minimeta.experiments.config import MAY_CHANGE_ON_RESUME, RunConfig
+
+    run = RunConfig(out=str(tmp_path / "run"), **settings)
+    command = _results_table().train_command(run.settings())
+    assert command.startswith("minimeta train --learner ")
+    args = cli.build_parser().parse_args(command.split()[1:])
+    again = RunConfig.from_args(args)
+    kept = MAY_CHANGE_ON_RESUME - {"iterations", "out", "minutes", "validate_every"}
+    differ = {k for k in run.settings() if k not in kept and
+              run.settings()[k] != again.settings().get(k)}
+    assert not differ, (command, differ)
+
+
+def test_the_results_table_leaves_out_rows_without_an_accuracy(tmp_path, capsys):
+    report = tmp_path / "mixed.jsonl"
+    report.write_text(json.dumps({"learner": "maml", "MSE": 0.5}) + "\n")
+    with pytest.raises(SystemExit):            # no Omniglot rows: one line, not a KeyError
+        _results_table().main(["--report", str(report)])
+    err = capsys.readouterr()
+    assert "1 row(s) without an accuracy" in err.out and "no Omniglot rows" in err.err

@@ -239,7 +239,15 @@ def test_resume_cuts_the_log_to_the_checkpoint_and_removes_stale_temporaries(tmp
     open(os.path.join(out, "metrics.jsonl"), "w").writelines(lines[:2] + lines[3:])
     assert refused(SINE + ["--iterations", "7", "--out", out, "--resume"], capsys) == (
         f"minimeta train: --resume: {out}/metrics.jsonl does not hold iterations 1 to 6, once "
-        "each (its checkpoint's), but 2 of them: --overwrite to start afresh")
+        "each (its checkpoint's), but 2 of them: move it aside to go on with a new log from "
+        "iteration 7 (the checkpoint is kept), or --overwrite to start afresh")
+    # moved aside, the run goes on from its checkpoint (only --overwrite had been offered,
+    # which deletes it): found by probing
+    os.rename(os.path.join(out, "metrics.jsonl"), os.path.join(out, "old.jsonl"))
+    assert cli.main(SINE + ["--iterations", "7", "--out", out, "--resume"]) == 0
+    assert "metrics.jsonl was not there: a new one starts at iteration 7" in \
+        capsys.readouterr().out
+    assert [r["iteration"] for r in metrics(out)] == [7] and checkpoint(out)["iteration"] == 7
 
 
 # ----- 5. a NaN or an inf stops the run at its last finite checkpoint -----------------------
@@ -405,3 +413,34 @@ def test_under_a_time_budget_the_line_shows_no_total_it_will_not_reach(tmp_path,
     lines = progress_lines(SINE + ["--iterations", "60000", "--minutes", "0.01", "--out",
                                    str(tmp_path / "run")], capsys, monkeypatch)
     assert lines and all("/60000" not in line for line in lines), lines
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(
+    os.environ.get("MINIMETA_DATA_DIR", ""), "images_background.npz")), reason="needs Omniglot")
+def test_validating_leaves_the_checkpoint_as_it_would_be_without(tmp_path):
+    # validation episodes had moved batch norm's running averages, so a run resumed with
+    # another --validate-every (allowed) ended with other buffers (found by probing)
+    run = ["train", "--learner", "protonet", "--ways", "5", "--queries", "2", "--threads",
+           "1", "--val-episodes", "2"]
+    straight, cut = str(tmp_path / "straight"), str(tmp_path / "cut")
+    assert cli.main(run + ["--iterations", "4", "--validate-every", "0", "--out", straight]) == 0
+    assert cli.main(run + ["--iterations", "2", "--validate-every", "0", "--out", cut]) == 0
+    assert cli.main(run + ["--iterations", "4", "--validate-every", "1", "--out", cut,
+                           "--resume"]) == 0
+    assert "val_accuracy" in metrics(cut)[-1]
+    assert_same_state(checkpoint(straight), checkpoint(cut))
+    buffers = [k for k in checkpoint(cut)["model"] if k.startswith("buffer:")]
+    assert buffers                                     # batch norm's, compared above
+
+
+def test_the_eta_under_a_budget_counts_the_budget_s_own_clock(monkeypatch):
+    # it had counted wall time (validation and checkpoints too) against a budget of training
+    # time, so it read "eta 0s" long before the run ended (found by probing)
+    import io as text_io
+
+    from minimeta.experiments import progress
+    monkeypatch.setattr(progress, "time", Clock())          # 31 s of wall time a reading
+    out = text_io.StringIO()
+    bar = progress.Progress(10 ** 6, "train", stream=out, budget=100.0, spent=lambda: 40.0)
+    bar.update(0)
+    assert out.getvalue().split("  ")[2] == "eta 60s", out.getvalue()   # not 100 − 31 = 69

@@ -219,7 +219,7 @@ def test_episodes_the_split_cannot_give_are_refused_before_the_folder_is_used(
     line = refused(["train", "--learner", "maml", "--iterations", "3", "--meta-batch", "1",
                     *options, "--out", str(out)], capsys)
     assert line.startswith("minimeta train: " + message), line
-    assert not out.exists() or os.listdir(out) == []
+    assert not out.exists()          # no empty folder left either (found by probing)
 
 
 def test_a_cnp_refuses_targets_that_would_broadcast_into_a_wrong_loss():
@@ -365,3 +365,36 @@ def test_an_evaluation_says_when_matching_has_full_context_embeddings(tmp_path, 
     path = write_checkpoint(tmp_path / "m.npz", RunConfig(learner="matching", fce=True))
     assert cli.main(["eval", "--checkpoint", path, "--episodes", "2"]) == 0
     assert "| matching with full context embeddings on omniglot" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_a_checkpoint_gets_the_mode_of_any_new_file(umask, tmp_path):
+    # it had been 0600 whatever the umask (mkstemp's), while metrics.jsonl was 0644
+    from minimeta import io
+
+    previous = os.umask(umask)
+    try:
+        io.save(str(tmp_path / "c.npz"), {"w": np.ones(2)})
+        (tmp_path / "plain").write_text("")
+    finally:
+        os.umask(previous)
+    mode = lambda name: os.stat(tmp_path / name).st_mode & 0o777     # noqa: E731
+    assert mode("c.npz") == mode("plain") == 0o666 & ~umask
+
+
+def test_the_demo_s_hint_without_omniglot_fits_how_the_data_dir_is_set(tmp_path, monkeypatch,
+                                                                        capsys):
+    # with MINIMETA_DATA_DIR set it had said "`minimeta train` to download it", which then
+    # refuses to download (found by probing)
+    import types
+
+    args = types.SimpleNamespace(omniglot_iterations=1, omniglot_episodes=2, seed=0,
+                                 out=str(tmp_path))
+    monkeypatch.setenv("MINIMETA_DATA_DIR", str(tmp_path / "empty"))
+    cli._demo_omniglot(args)
+    assert "or unset it and `minimeta train` downloads them" in capsys.readouterr().out
+    monkeypatch.delenv("MINIMETA_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cli._demo_omniglot(args)
+    assert "set MINIMETA_DATA_DIR to a folder holding them, or `minimeta train` downloads " \
+        "them" in capsys.readouterr().out

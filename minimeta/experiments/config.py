@@ -96,8 +96,8 @@ class RunConfig:
     ways: int = option(None, int, "classes per training episode (default 5; ProtoNet 60)",
                        least=1)
     shots: int = option(None, int, "examples per class in the support set (default 1; MANN 10, "
-                        "the drawings of a class in its sequence; CNP 10, the most context "
-                        "points)", least=1, most=MOST_PER_TASK)
+                        "the drawings of a class in its sequence; on sinusoids 10 points, "
+                        "for the CNP the most context points)", least=1, most=MOST_PER_TASK)
     queries: int = option(None, int, "query examples per class", least=1, most=MOST_PER_TASK)
     multi_step_loss: bool = option(False, bool, "MAML family: meta-train on the mean query "
                                    "loss after 1..K inner steps (Antoniou et al. 2019)")

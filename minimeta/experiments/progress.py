@@ -12,8 +12,9 @@ import time
 
 class Progress:
     """Print ``label it/total  rate it/s  eta  metrics`` every ``every`` seconds and at the end.
-    With a time ``budget`` (seconds) the eta is whichever ends first, and a total the budget
-    will not reach is not shown. A loop resumed at iteration ``first`` counts its rate from
+    With a time ``budget`` (seconds; counted by ``spent()`` when given, else by this line's
+    wall clock) the eta is whichever ends first, and a total the budget will not reach is not
+    shown. A loop resumed at iteration ``first`` counts its rate from
     there, not from 0.
 
     >>> import io
@@ -24,8 +25,10 @@ class Progress:
     True
     """
 
-    def __init__(self, total, label="", every=None, stream=None, budget=None, first=0):
+    def __init__(self, total, label="", every=None, stream=None, budget=None, first=0,
+                 spent=None):
         self.total, self.label, self.budget, self.first = total, label, budget, first
+        self.spent = spent  # the budget's clock (seconds), if not this line's wall clock
         self.stream = stream or sys.stderr
         # a terminal gets a live line every 2 s; a log file a line every 30 s
         self.every = every if every is not None else (2.0 if self.stream.isatty() else 30.0)
@@ -39,8 +42,9 @@ class Progress:
         rate = max(i + 1 - self.first, 0) / max(now - self.start, 1e-9)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         eta, total = (self.total - i - 1) / max(rate, 1e-9), f"/{self.total}"
-        if self.budget is not None and self.budget - (now - self.start) < eta:
-            eta, total = max(0.0, self.budget - (now - self.start)), ""  # time ends it first
+        spent = self.spent() if self.spent is not None else now - self.start
+        if self.budget is not None and self.budget - spent < eta:
+            eta, total = max(0.0, self.budget - spent), ""  # time ends it first
         end = "\n" if i + 1 >= self.total or not self.stream.isatty() else "\r"
         try:
             self.stream.write(f"{self.label} {i + 1}{total}  {rate:.1f} it/s  "

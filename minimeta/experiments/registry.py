@@ -42,7 +42,8 @@ REPTILE_DEFAULTS = {5: dict(inner_lr=1e-3, inner_steps=5, test_steps=50, meta_ba
                             outer_lr=1.0, queries=15)}
 COMMON_DEFAULTS = dict(shots=1, meta_batch=1, outer_lr=1e-3, lr_halve_every=0)  # every table
 # The sinusoid experiment (Finn et al. 2017, section 5.1), for every optimization learner.
-SINUSOID_DEFAULTS = dict(inner_lr=0.01, inner_steps=1, test_steps=10, meta_batch=25, queries=10)
+SINUSOID_DEFAULTS = dict(inner_lr=0.01, inner_steps=1, test_steps=10, meta_batch=25, shots=10,
+                         queries=10)   # K = 10 points to train on, as the paper's experiment
 SINUSOID_MLP = dict(sizes=(1, 40, 40, 1), init_std=0.01)  # normal(0, 0.01), the reference code
 
 # Options of RunConfig that only some learners take; the others reject them (config.py).

@@ -145,19 +145,19 @@ def _train(config, state, model, learner, label, smooth, log):
     batch = batches(config, start)   # the episodes' checks, before the folder is touched
     validate = config.validate_every and config.dataset == "omniglot" and config.val_size
     val_tasks = task_source(config, "val", config.val_ways) if validate else None
-    if checkpoint:
-        prepare_folder(config, start)
+    logged = prepare_folder(config, start) if checkpoint else True
     if state is not None:
-        log(f"resumed from {checkpoint} at iteration {start}")
+        log(f"resumed from {checkpoint} at iteration {start}" + ("" if logged else
+            f"; {METRICS} was not there: a new one starts at iteration {start + 1}"))
     budget = None if config.minutes is None else 60.0 * config.minutes
-    bar = Progress(config.iterations, label, first=start,
-                   budget=None if budget is None else max(budget - trained, 0.0))
     began = time.perf_counter() - spent
     metrics_file = open(os.path.join(config.out, METRICS), "a") if checkpoint else None
     curve = []
     # done: the iteration the weights are at; sound: they came from finite steps only; busy:
     # an iteration's update (and its record) is under way
     run = {"done": start, "saved": start, "sound": True, "busy": False, "trained": trained}
+    bar = Progress(config.iterations, label, first=start, budget=budget,
+                   spent=lambda: run["trained"])   # the budget's clock: training time only
 
     def save(iteration):
         if checkpoint is None:
@@ -211,7 +211,8 @@ def _train(config, state, model, learner, label, smooth, log):
                         record["grad_norm"] = opt.last_norm
                     if problem is None and validate and ((it + 1) % config.validate_every == 0
                                                          or it + 1 == config.iterations):
-                        record.update(validation(learner, val_tasks, config, it + 1, log))
+                        record.update(validation(learner, val_tasks, config, it + 1, log,
+                                                 model))
                     if metrics_file is not None:
                         metrics_file.write(json.dumps(finite_or_null({**record, **metrics}),
                                                       allow_nan=False) + "\n")
@@ -307,15 +308,19 @@ def prepare_folder(config, iteration):
             with contextlib.suppress(FileNotFoundError):   # gone since the listing
                 os.remove(os.path.join(config.out, name))
     if config.resume:
-        cut_metrics(os.path.join(config.out, METRICS), iteration)
+        return cut_metrics(os.path.join(config.out, METRICS), iteration)
+    return True
 
 
 def cut_metrics(path, iteration):
     """Cut the log at ``path`` after its line of ``iteration``: what follows was run after the
     checkpoint and will be run again. ``ValueError`` unless it starts with iterations 1, 2, …,
-    ``iteration``, once each."""
+    ``iteration``, once each; but no log at all (moved aside) is allowed: False, and the new
+    log starts after the checkpoint's iteration (the weights are never stranded)."""
     size, seen = 0, 0
-    if iteration and os.path.exists(path):
+    if iteration and not os.path.exists(path):
+        return False
+    if iteration:
         with open(path, "rb") as f:
             for line in f:
                 try:
@@ -329,10 +334,12 @@ def cut_metrics(path, iteration):
                     break
     if seen != iteration:
         raise ValueError(f"--resume: {path} does not hold iterations 1 to {iteration}, once "
-                         f"each (its checkpoint's), but {seen} of them: --overwrite to start "
-                         "afresh")
+                         f"each (its checkpoint's), but {seen} of them: move it aside to go on "
+                         f"with a new log from iteration {iteration + 1} (the checkpoint is "
+                         "kept), or --overwrite to start afresh")
     with open(path, "ab") as f:
         f.truncate(size)
+    return True
 
 
 def learner_state(learner):
@@ -356,10 +363,18 @@ def finite_or_null(record):
             for k, v in record.items()}
 
 
-def validation(learner, tasks, config, iteration, log):
+def validation(learner, tasks, config, iteration, log, model=None):
     """Accuracy ± 95% interval on ``config.val_episodes`` held-out episodes (always the same
-    ones: seed 999), logged; returns the metrics record's validation fields."""
-    acc, half = run_episodes(learner, tasks, config.val_episodes, 999, "val")
+    ones: seed 999), logged; returns the metrics record's validation fields. ``model``'s
+    buffers (batch norm's running averages, which every episode updates) are put back
+    afterwards, so the checkpoint does not depend on how often a run was validated (a run
+    resumed with another ``--validate-every`` ends where an uninterrupted one does)."""
+    kept = {} if model is None else {k: b.copy() for k, b in model.named_buffers().items()}
+    try:
+        acc, half = run_episodes(learner, tasks, config.val_episodes, 999, "val")
+    finally:
+        for name, buffer in (model.named_buffers().items() if kept else ()):
+            buffer[...] = kept[name]
     log(f"\nvalidation at iteration {iteration}: accuracy {acc:.4f} ± {half:.4f} "
         f"({config.val_episodes} episodes, {config.val_ways}-way {config.shots}-shot)")
     return {"val_accuracy": acc, "val_interval": half}
