@@ -36,6 +36,31 @@ def test_torch_stacked_maml_equals_the_loop_over_tasks(steps):
         np.testing.assert_allclose(stacked, loop, rtol=1e-3, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize("steps", [1, 2])
+def test_the_pytorch_maml_that_the_benchmarks_time_is_minimeta_s_computation(steps):
+    # the stacked test above compares PyTorch with PyTorch; this one ties the reference to
+    # minimeta: the same θ and tasks give the same meta-gradient (suggested by a review)
+    torch = pytest.importorskip("torch")
+    import workloads
+    from minimeta import nn
+    from minimeta.learners import MAML
+
+    workloads.RNG = np.random.default_rng(3)
+    tasks = workloads.maml_tasks(2, 3, 1, 2)
+    learner = MAML(nn.conv4(3), 0.4, steps)
+    learner.outer_step(tasks)
+    ours = [p.grad.numpy() for p in learner.meta_parameters()]
+    workloads.RNG = np.random.default_rng(3)
+    run = workloads.torch_maml(torch, ways=3, queries=2, n_tasks=2, steps=steps, step=False)
+    with torch.no_grad():
+        for theirs, p in zip(run.params, learner.meta_parameters()):
+            theirs.copy_(torch.from_numpy(p.numpy()))
+    run()
+    scale = max(np.abs(p.grad.numpy()).max() for p in run.params)
+    for p, g in zip(run.params, ours):   # float32 both: relative to the largest entry
+        np.testing.assert_allclose(g, p.grad.numpy(), rtol=0, atol=1e-4 * scale)
+
+
 def test_the_op_profiler_times_each_op_once_and_puts_every_forward_back():
     import minimeta as mm
     import profile_ops
