@@ -19,7 +19,8 @@ from .engine.autodiff import toposort
 
 def _label(t):
     op = type(t._op).__name__ if t._op is not None else ("leaf" if t.requires_grad else "const")
-    name = f"{t.name}\\n" if t.name else ""
+    escaped = str(t.name).replace("\\", "\\\\").replace('"', '\\"')   # DOT's quoting
+    name = f"{escaped}\\n" if t.name else ""
     return f"{name}{op}\\n{tuple(t.shape)} {t.dtype}"
 
 

@@ -444,3 +444,18 @@ def test_the_eta_under_a_budget_counts_the_budget_s_own_clock(monkeypatch):
     bar = progress.Progress(10 ** 6, "train", stream=out, budget=100.0, spent=lambda: 40.0)
     bar.update(0)
     assert out.getvalue().split("  ")[2] == "eta 60s", out.getvalue()   # not 100 − 31 = 69
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(
+    os.environ.get("MINIMETA_DATA_DIR", ""), "images_background.npz")), reason="needs Omniglot")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_validation_whose_outputs_are_not_finite_is_not_scored_as_chance(tmp_path, capsys):
+    # NaN logits had scored 0.2 ± 0.0 (argmax of NaN: class 0), written as val_accuracy 0.2
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "--learner", "maml", "--iterations", "1", "--meta-batch", "2",
+                     "--inner-lr", "1e6", "--test-steps", "5", "--validate-every", "1",
+                     "--val-episodes", "4", "--queries", "2", "--threads", "1",
+                     "--out", out]) == 0
+    assert "validation at iteration 1: val: the query loss of episode 0 is nan" in \
+        capsys.readouterr().out
+    assert metrics(out)[-1]["val_accuracy"] is None          # null in JSON: no number

@@ -148,12 +148,12 @@ def _vjp_site(node):
     order, site = getattr(node, "_site", (None, None))
     order = "?" if order is None else order + 1
     if hasattr(site, "_op"):  # made inside another VJP (site is that node): name it
-        where = f"inside {_vjp_site(site)}"
+        where = f"called inside {_vjp_site(site)}"
     else:
-        where = _format_site(site) if site is not None else \
-            "a place not recorded (its forward ran outside detect_anomaly)"
+        where = "called at " + _format_site(site) if site is not None else \
+            "called at a place not recorded (its forward ran outside detect_anomaly)"
     return (f"the VJP of {node._op!r} (derivative of order {order}; inputs "
-            f"{_describe(node._parents)}), whose forward op was called at {where}")
+            f"{_describe(node._parents)}), whose forward op was {where}")
 
 
 def checked_vjp(node, g):

@@ -17,12 +17,13 @@ tensor, anomaly); the primitives it runs are above it.
 
 Read next: ``minimeta/engine/primitives/__init__.py`` (the primitive set, file by file).
 """
-import contextlib
 import functools
+import inspect
 import threading
+import warnings
 
 from .anomaly import ANOMALY, check_forward, checked_vjp
-from .backend import array_module, device_of
+from .backend import array_module, device_of, is_float_dtype
 from .tensor import STAMPS, Tensor
 
 
@@ -83,13 +84,13 @@ def apply(op, *inputs):
     out._seq = next(STAMPS)
     out._from_backward = STATE.backward_depth > 0
     # recorded when any input requires grad (the first and last are tested before the loop)
-    if STATE.enabled and inputs and (inputs[0].requires_grad or inputs[-1].requires_grad
-                                     or any(t.requires_grad for t in inputs)):
-        out.requires_grad = True
+    if STATE.enabled and inputs and (inputs[0]._requires_grad or inputs[-1]._requires_grad
+                                     or any(t._requires_grad for t in inputs)):
+        out._requires_grad = True
         out._op = op
         out._parents = inputs
     else:
-        out.requires_grad = False
+        out._requires_grad = False
         out._op = None
         out._parents = ()
     if ANOMALY.on:  # mm.detect_anomaly(): off by default, one attribute test when off
@@ -106,15 +107,26 @@ def _check_devices(op, arrays):
                            "move them with .to('cpu') or .to('cuda')")
 
 
-@contextlib.contextmanager
-def set_grad_enabled(flag):
-    """Context manager: turn recording on or off inside the block, restoring it after."""
-    previous = STATE.enabled
-    STATE.enabled = bool(flag)
-    try:
-        yield
-    finally:
-        STATE.enabled = previous
+class set_grad_enabled:
+    """Turn recording on or off: at once, as PyTorch's, so that ``mm.set_grad_enabled(False)``
+    alone switches it off (as a bare call it had done nothing); as a ``with`` block, back to
+    what it was when the block ends.
+
+    >>> import minimeta as mm
+    >>> with mm.set_grad_enabled(False):
+    ...     (mm.tensor([1.0], requires_grad=True) * 2).requires_grad
+    False
+    """
+
+    def __init__(self, flag):
+        self._previous = STATE.enabled
+        STATE.enabled = bool(flag)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        STATE.enabled = self._previous
 
 
 class no_grad:
@@ -136,6 +148,23 @@ class no_grad:
         STATE.enabled = self._previous
 
     def __call__(self, fn):
+        if inspect.isgeneratorfunction(fn):    # each step of the generator runs unrecorded
+            @functools.wraps(fn)
+            def steps(*args, **kwargs):
+                with no_grad():
+                    it = fn(*args, **kwargs)
+                    value = next(it)
+                try:
+                    while True:
+                        sent = yield value
+                        with no_grad():
+                            value = it.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    it.close()
+            return steps
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             with no_grad():
@@ -200,9 +229,14 @@ def _initial_grads(outputs, grad_outputs):
                 )
             seed = Tensor(array_module(out.data).ones_like(out.data))
         elif not isinstance(seed, Tensor):
-            seed = Tensor(seed, dtype=out.dtype)
+            seed = Tensor(seed)
         if seed.shape != out.shape:
             raise ValueError(f"grad: grad_output of shape {seed.shape} for output {out.shape}")
+        if seed.dtype != out.dtype:    # a gradient has the dtype of the tensor it belongs to
+            if not is_float_dtype(seed.dtype):
+                raise TypeError(f"grad: grad_output of dtype {seed.dtype} for output of "
+                                f"dtype {out.dtype}; give floating values")
+            seed = seed.astype(out.dtype)
         result.append(seed)
     return result
 
@@ -306,7 +340,15 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
 
 
 def backward(output, grad_output=None, create_graph=False):
-    """Accumulate gradients of ``output`` into ``.grad`` of every leaf that requires grad."""
+    """Accumulate gradients of ``output`` into ``.grad`` of every leaf that requires grad.
+
+    With ``create_graph=True`` a leaf's ``.grad`` holds a graph that holds the leaf: a
+    reference cycle, freed by Python's garbage collector, not at once (a warning says so, as
+    PyTorch's does); ``grad(..., create_graph=True)`` makes no cycle."""
+    if create_graph:
+        warnings.warn("backward(create_graph=True): each leaf's .grad now holds a graph that "
+                      "holds the leaf, a reference cycle that only the garbage collector "
+                      "frees; mm.grad(..., create_graph=True) makes none", stacklevel=3)
     if not output.requires_grad:
         raise ValueError("backward: the output does not require grad (no leaf needs a gradient)")
     order = toposort([output])

@@ -10,10 +10,24 @@ from .tensor import Tensor
 from . import ops
 
 
-def _differentiable(xs):
-    """Inputs as Tensors that require grad (constants are wrapped as new leaves)."""
+def _differentiable(xs, op="hvp"):
+    """Inputs as Tensors that require grad (constants are wrapped as new leaves); a single
+    Tensor in place of the list is refused (iterated, its rows had become the inputs)."""
+    if isinstance(xs, Tensor):
+        raise TypeError(f"{op}: give the inputs as a list of Tensors ([x]), not one Tensor")
     return [x if isinstance(x, Tensor) and x.requires_grad
             else Tensor(x, requires_grad=True) for x in xs]
+
+
+def _scalar(y, op):
+    """``y``, checked to be a Tensor of one element (what ``op`` differentiates)."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"{op}: f must return a Tensor computed from its inputs, got "
+                        f"{type(y).__name__}")
+    if y.size != 1:
+        raise ValueError(f"{op}: f must return a scalar, got shape {y.shape} (sum it, or "
+                         "use jacobian)")
+    return y
 
 
 def hvp(f, inputs, v):
@@ -25,11 +39,13 @@ def hvp(f, inputs, v):
     array([ 6., 12.])
     """
     xs = _differentiable(inputs)
+    if isinstance(v, Tensor):
+        raise TypeError("hvp: give v as a list of Tensors, one per input ([v])")
     vs = [t if isinstance(t, Tensor) else Tensor(t) for t in v]
     if len(vs) != len(xs) or any(w.shape != x.shape for w, x in zip(vs, xs)):
         raise ValueError(f"hvp: v must be one vector per input, of its shape: inputs "
                          f"{[x.shape for x in xs]}, v {[w.shape for w in vs]}")
-    gs = grad(f(*xs), xs, create_graph=True, allow_unused=True)
+    gs = grad(_scalar(f(*xs), "hvp"), xs, create_graph=True, allow_unused=True)
     dot = None
     for g, w in zip(gs, vs):
         if g is not None:
@@ -52,6 +68,9 @@ def jacobian(f, x):
     """
     (x,) = _differentiable([x])
     y = f(x)
+    if not isinstance(y, Tensor):
+        raise TypeError(f"jacobian: f must return a Tensor computed from x, got "
+                        f"{type(y).__name__}")
     flat = ops.reshape(y, (-1,))
     rows = []
     for i in range(flat.shape[0]):
@@ -72,7 +91,7 @@ def hessian(f, x):
            [ 0., 12.]])
     """
     def gradient(z):
-        (g,) = grad(f(z), [z], create_graph=True, allow_unused=True)
+        (g,) = grad(_scalar(f(z), "hessian"), [z], create_graph=True, allow_unused=True)
         return ops.zeros(z.shape, dtype=z.dtype, device=z.device) if g is None else g
 
     return jacobian(gradient, x)

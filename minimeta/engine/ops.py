@@ -64,7 +64,20 @@ TENSOR_METHODS = {
     "transpose": lambda a, *axes: transpose(a, axes[0] if len(axes) == 1 else (axes or None)),
     "T": property(lambda a: transpose(a), doc="Reverse the axes."),
     "backward": lambda a, grad=None, create_graph=False: backward(a, grad, create_graph),
+    # in place: refused, since Python would rebind the name to a new Tensor and leave the
+    # parameter as it was (a PyTorch-style ``p -= lr * p.grad`` had silently trained nothing)
+    **{f"__i{op}__": (lambda op: lambda a, b: _in_place(op))(op)
+       for op in ("add", "sub", "mul", "truediv", "pow", "matmul")},
 }
+
+
+def _in_place(op):
+    symbol = {"add": "+=", "sub": "-=", "mul": "*=", "truediv": "/=", "pow": "**=",
+              "matmul": "@="}[op]
+    raise TypeError(f"Tensor: in-place {symbol} is not offered: it would bind the name to a "
+                    f"new Tensor and leave the one you hold unchanged. Update a parameter's "
+                    f"array (p.data {symbol} ...) or use an optimizer; in a graph, write "
+                    f"x = x {symbol[:-1]} y")
 for _name, _fn in TENSOR_METHODS.items():
     setattr(Tensor, _name, _fn)
 Tensor.__hash__ = object.__hash__  # identity hashing, although == is elementwise

@@ -42,8 +42,8 @@ class Tensor:
     array([2., 4.])
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_op", "_parents", "_from_backward", "name",
-                 "_seq", "_site", "saved")
+    __slots__ = ("data", "grad", "_requires_grad", "_op", "_parents", "_from_backward",
+                 "name", "_seq", "_site", "saved")
     # _site: set by anomaly mode only (engine/anomaly.py); saved: set by ``apply`` only for a
     # primitive that saves values for its VJP (``Primitive.saves``)
     __array_priority__ = 1000  # numpy_array * tensor dispatches to Tensor.__rmul__
@@ -63,7 +63,7 @@ class Tensor:
             )
         self.data = data
         self.grad = None
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
         self._op = None
         self._parents = ()
         self._from_backward = False
@@ -76,6 +76,10 @@ class Tensor:
     ndim = property(lambda self: self.data.ndim, doc="Number of axes.")
     size = property(lambda self: self.data.size, doc="Number of elements.")
     is_leaf = property(lambda self: self._op is None, doc="True when no op produced it.")
+    requires_grad = property(
+        lambda self: self._requires_grad, lambda self, flag: self.requires_grad_(flag),
+        doc="Whether gradients flow to it; set on a leaf only (``requires_grad_``'s checks: "
+            "on a Tensor an op made it would cut the graph, and silently change gradients).")
     device = property(lambda self: device_of(self.data), doc="'cpu' or 'cuda'.")
 
     def to(self, device):
@@ -99,6 +103,13 @@ class Tensor:
 
     def __len__(self):
         return len(self.data)
+
+    def __iter__(self):
+        """The rows (``self[i]``); a 0-d Tensor is not iterable, as in NumPy (without this,
+        Python's fallback read its IndexError as an empty sequence: list(t) was [])."""
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self)))
 
     # NumPy interplay: ``np.asarray(t)`` is ``t.numpy()`` (CuPy arrays refuse, as CuPy does);
     # a NumPy function called on a Tensor raises instead of making an array of Tensors, and
@@ -148,7 +159,7 @@ class Tensor:
                              ".detach() for a new leaf)")
         if flag and not is_float_dtype(self.dtype):
             raise TypeError(f"requires_grad_: integer/bool tensor of dtype {self.dtype}")
-        self.requires_grad = bool(flag)
+        self._requires_grad = bool(flag)
         return self
 
 

@@ -29,7 +29,7 @@ Read next: ``minimeta/engine/derivatives.py`` (hvp, jacobian, hessian).
 """
 import contextlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from ..kernels import threads as kernel_threads
 from .anomaly import ANOMALY
@@ -118,14 +118,16 @@ def map_threads(fn, items, workers):
     """``[fn(item) for item in items]`` on ``workers`` threads, results in order.
 
     With ``workers`` ≤ 1 or a single item it is the plain loop in the calling thread (also
-    where numba's threading layer cannot take two threads: ``kernels.threads.concurrent``). The
-    first exception raised by ``fn`` is raised here; items not yet started are dropped.
+    where numba's threading layer cannot take two threads: ``kernels.threads.concurrent``,
+    and inside a worker: a nested call waiting on the pool its caller holds would never
+    end). An exception raised by ``fn`` is raised here as soon as it happens (the earliest
+    item's, if several have failed by then); items not yet started are dropped.
     """
     items = list(items)
     if int(workers) < 1:
         raise ValueError(f"map_threads: workers must be at least 1, got {workers}")
     workers = kernel_threads.concurrent(min(workers, len(items)))  # 1 if numba cannot take it
-    if workers <= 1:
+    if workers <= 1 or getattr(_DEFERRED, "pending", None) is not None:  # in a worker: inline
         return [fn(item) for item in items]
     saved = settings()
 
@@ -139,6 +141,10 @@ def map_threads(fn, items, workers):
 
     futures = [_pool(workers).submit(run, item) for item in items]
     try:
+        wait(futures, return_when=FIRST_EXCEPTION)     # not item by item: the first error
+        failed = [f for f in futures if f.done() and f.exception() is not None]
+        if failed:
+            raise failed[0].exception()
         done = [f.result() for f in futures]
     finally:
         for f in futures:  # on an error, drop what has not started

@@ -31,10 +31,11 @@ def mean_ci(values):
     return float(v.mean()), float(half)
 
 
-def run_episodes(learner, tasks, episodes, seed, label="eval", finite=False):
+def run_episodes(learner, tasks, episodes, seed, label="eval", finite=True):
     """Mean and 95% half-interval of the accuracy (or MSE) over ``episodes`` episodes; episode
-    i is ``tasks([seed, i], 1)[0]``. With ``finite``, a query loss that is NaN or inf stops
-    it (``FloatingPointError``): an accuracy computed from such outputs means nothing.
+    i is ``tasks([seed, i], 1)[0]``. A query loss that is NaN or inf stops it
+    (``FloatingPointError``; ``finite=False`` lets it through): an accuracy computed from
+    such outputs means nothing (NaN logits score as class 0: chance, believably).
     Episodes are drawn here and evaluated on ``learner.workers`` threads, a few at a time;
     each episode's result does not depend on the threads."""
     values, bar = [], Progress(episodes, label)

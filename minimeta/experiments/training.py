@@ -372,6 +372,9 @@ def validation(learner, tasks, config, iteration, log, model=None):
     kept = {} if model is None else {k: b.copy() for k, b in model.named_buffers().items()}
     try:
         acc, half = run_episodes(learner, tasks, config.val_episodes, 999, "val")
+    except FloatingPointError as err:   # adapted weights that diverge: said, not scored
+        log(f"\nvalidation at iteration {iteration}: {err}")    # (as chance, it had been)
+        return {"val_accuracy": float("nan"), "val_interval": float("nan")}
     finally:
         for name, buffer in (model.named_buffers().items() if kept else ()):
             buffer[...] = kept[name]
