@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 import minimeta as mm
 from minimeta import kernels as K
 from minimeta.engine.autodiff import Primitive, toposort
-from minimeta.gradcheck import GradcheckReport
+from minimeta.gradcheck import GradcheckError, GradcheckReport
 from minimeta.engine.primitives import (attention as At, causal as Ca, conv as C,
                                         elementwise as E, fused as Fu, linalg as L,
                                         normalization as N, reductions as R, shape as S)
@@ -228,7 +228,7 @@ def recorded_primitives(row, xs, static):
 COMPOSED = ("add", "sub", "mul", "div", "neg", "exp", "log")  # gradcheck's log cosh maps
 
 
-class RowFailure(AssertionError):
+class RowFailure(GradcheckError):
     """A row of the table failed; the first line of the message names it."""
 
 
@@ -242,8 +242,9 @@ def run(max_examples=None, orders=None, rows=None, out=print, shrink=True):
 
     The primitives gradcheck's composition is made of (``COMPOSED``) are checked alone at
     orders from 2 first: a VJP of theirs wrong at order 2 fails every composed check, and
-    would be blamed on the first row. A failure is a ``RowFailure`` whose first line names
-    the row.
+    would be blamed on the first row. (One wrong only in how it uses its incoming gradient
+    passes alone and still fails every composed row; the message says so.) A failure is a
+    ``RowFailure`` whose first line names the row.
     """
     rows = list(rows or ROWS)
     wanted = lambda row: orders or row.orders                            # noqa: E731
@@ -292,4 +293,7 @@ def _hypothesis(row, max_examples, shrink, orders, report, compose=None):
         text = str(err).strip()
         what = "forward differs from NumPy" if f"{row.name}: forward" in text else \
             text.splitlines()[0]
+        if "composed function" in what:
+            what += (" [the composition is made of exp, log, add, sub, mul, div and neg: if "
+                     "every row fails so, look at theirs]")
         raise RowFailure(f"row {row.name}{alone}: {what}\n{text}") from err

@@ -198,4 +198,6 @@ def test_the_gradcheck_command_runs_the_whole_table(capsys):
     assert "order 3: largest error" in out  # the conv family's own order
     with mutated(Exp, _detached):
         assert cli.main(["gradcheck", "--examples", "5"]) == 1
-    assert "FAILED: gradcheck: order-2 derivative" in capsys.readouterr().err
+    err = capsys.readouterr().err     # exp, wrong only in its incoming gradient: every
+    assert "FAILED: row add: gradcheck: order-2 derivative" in err     # composed row fails,
+    assert "if every row fails so, look at theirs]" in err              # and the line says so
