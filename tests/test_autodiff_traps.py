@@ -121,22 +121,27 @@ def test_map_threads_nested_in_a_worker_runs_inline_instead_of_deadlocking():
 
 
 def test_map_threads_raises_a_task_s_error_without_waiting_for_earlier_tasks():
-    started = []
+    started, finished, release = [], [], threading.Event()
 
     def task(i):
         started.append(i)
         if i == 0:
-            time.sleep(2.0)
+            release.wait(30)          # runs until the test lets it go
+            finished.append(i)
         if i == 1:
             raise RuntimeError("task 1 broke")
         return i
 
-    begin = time.perf_counter()
     with pytest.raises(RuntimeError, match="task 1 broke"):
         map_threads(task, range(12), 2)
-    assert time.perf_counter() - begin < 1.5            # had waited for task 0's 2 s
-    time.sleep(2.2)                                     # task 0 ends in the background
-    assert len(started) < 12                            # the rest were dropped
+    assert finished == []             # raised while task 0 still ran (it had waited for it)
+    release.set()
+    for _ in range(300):              # task 0 ends in the background
+        if finished:
+            break
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert finished == [0] and sorted(started) == [0, 1]   # the rest dropped, not run
 
 
 def test_to_dot_quotes_names():

@@ -187,7 +187,7 @@ def toposort(roots, floor=0):
     steps (which φₖ₋₁ depends on), making k steps cost O(k²) in bookkeeping.
     """
     order, visited = [], set()
-    stack = [(t, False) for t in roots if t.requires_grad and t._seq >= floor]
+    stack = [(t, False) for t in roots if t._requires_grad and t._seq >= floor]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -198,7 +198,7 @@ def toposort(roots, floor=0):
         visited.add(id(node))
         stack.append((node, True))
         for parent in node._parents:
-            if parent.requires_grad and parent._seq >= floor and id(parent) not in visited:
+            if parent._requires_grad and parent._seq >= floor and id(parent) not in visited:
                 stack.append((parent, False))
     return order
 

@@ -131,11 +131,18 @@ def map_threads(fn, items, workers):
         return [fn(item) for item in items]
     saved = settings()
 
+    failed = threading.Event()    # set by the first error: items not yet begun are skipped
+
     def run(item):
+        if failed.is_set():
+            return None, []
         _DEFERRED.pending = []
         try:
             with applied(saved):
                 return fn(item), _DEFERRED.pending
+        except BaseException:
+            failed.set()
+            raise
         finally:
             _DEFERRED.pending = None
 

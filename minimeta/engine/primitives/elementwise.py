@@ -16,7 +16,7 @@ from ..tensor import Tensor, lift_pair
 
 
 def _need(t):
-    return t.requires_grad
+    return t._requires_grad   # the flag itself (the property checks only when set)
 
 
 class Add(Primitive):
