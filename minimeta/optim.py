@@ -34,9 +34,10 @@ def _check(cls, name, value, ok, what):
 
 class Optimizer:
     """Holds the parameter list and per-parameter state arrays; subclasses define ``_update``
-    and name their state arrays in ``slots``."""
+    and name their state arrays in ``slots`` (None, a subclass's default: any names, as
+    ``_slot`` makes them)."""
 
-    slots = ()
+    slots = None
 
     def __init__(self, params, lr, clip_norm=None):
         name = type(self).__name__
@@ -127,9 +128,11 @@ class Optimizer:
             if "." not in key:
                 continue
             slot, i = key.rsplit(".", 1)
-            if slot not in self.slots or not i.isdigit() or int(i) >= n:
+            if (self.slots is not None and slot not in self.slots) or not i.isdigit() \
+                    or int(i) >= n:
                 raise ValueError(f"{name}.load_state_dict: {key} fits none of its state "
-                                 f"({', '.join(self.slots) or 'none'}, for {n} parameters)")
+                                 f"({', '.join(self.slots or ()) or 'none'}, for {n} "
+                                 "parameters)")
             p = self.params[int(i)]
             if np.shape(arr) != p.shape:
                 raise ValueError(f"{name}.load_state_dict: {key} has shape {np.shape(arr)}, "

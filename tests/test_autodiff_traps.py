@@ -73,15 +73,33 @@ def test_set_grad_enabled_called_alone_and_no_grad_on_a_generator():
 
     assert [t.requires_grad for t in doubled(3)] == [False, False, False]
     assert (x * 2).requires_grad             # and recording is back between the steps
+    assert list(doubled(0)) == []            # an empty generator ends, as without no_grad
+
+    @mm.no_grad()
+    def recovers():
+        try:
+            yield 1
+        except ValueError:
+            yield "recovered"
+
+    steps = recovers()
+    assert next(steps) == 1 and steps.throw(ValueError) == "recovered"   # throw reaches it
+
+    @mm.set_grad_enabled(False)               # a decorator switches nothing when applied
+    def unrecorded():
+        return x * 2
+
+    assert (x * 2).requires_grad and not unrecorded().requires_grad
+    assert (x * 2).requires_grad
 
 
 def test_a_grad_output_is_taken_in_its_output_s_dtype():
     x = mm.tensor([1.0, 2.0], requires_grad=True)
-    (g,) = mm.grad(x, [x], grad_outputs=[np.array([1.0, 0.0], np.float32)])
-    assert g.dtype == np.float64
-    with pytest.raises(TypeError, match="grad_output of dtype int64 for output of dtype "
-                                        "float64"):
-        mm.grad(x, [x], grad_outputs=[np.array([1, 0])])     # had come back as the gradient
+    for seed in (np.array([1.0, 0.0], np.float32), np.array([1, 0])):
+        (g,) = mm.grad(x, [x], grad_outputs=[seed])   # an int seed had come back as the grad
+        assert g.dtype == np.float64 and g.numpy().tolist() == [1.0, 0.0]
+    (g,) = mm.grad((x * x).sum(), [x], grad_outputs=[1])     # a Python 1, as PyTorch takes
+    assert g.dtype == np.float64 and g.numpy().tolist() == [2.0, 4.0]
 
 
 def test_backward_with_create_graph_warns_of_its_reference_cycle():

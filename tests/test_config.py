@@ -121,6 +121,7 @@ def test_papers_defaults_are_filled_in_one_place():
     assert [RunConfig(learner="relation", ways=w, shots=k).queries
             for w, k in ((5, 1), (5, 5), (20, 1), (20, 5))] == [19, 15, 10, 5]
     assert RunConfig(learner="relation", ways=5, shots=5, queries=3).queries == 3
+    assert RunConfig(learner="relation", ways=10, shots=5).queries == 15   # as 5-way's table
     given = RunConfig(learner="maml", ways=20, inner_lr=0.05, queries=3)
     assert (given.inner_lr, given.queries, given.inner_steps) == (0.05, 3, 5)
 

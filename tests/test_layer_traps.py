@@ -120,6 +120,24 @@ def test_an_optimizer_refuses_a_state_that_is_not_its_own_and_changes_nothing(st
         sgd.load_state_dict(adam.state_dict())
 
 
+def test_a_subclass_that_names_no_slots_loads_its_own_state():
+    from minimeta.optim import Optimizer
+
+    class Momentum(Optimizer):                 # a user's optimizer, written before ``slots``
+        def _update(self, i, p, g):
+            v = self._slot("velocity", i, p)
+            v *= 0.9
+            v += g
+            return self.lr * v
+
+    p = mm.tensor(np.array([1.0]), requires_grad=True)
+    opt = Momentum([p], lr=0.1)
+    opt.step([np.array([1.0])])
+    again = Momentum([p], lr=0.1)
+    again.load_state_dict(opt.state_dict())
+    assert again.state["velocity"][0].tolist() == [1.0]
+
+
 def test_a_state_saved_before_the_optimizer_was_named_still_loads():
     _, adam = stepped(Adam)
     old = {k: v for k, v in adam.state_dict().items() if k not in ("optimizer", "counts")}

@@ -248,6 +248,14 @@ def test_resume_cuts_the_log_to_the_checkpoint_and_removes_stale_temporaries(tmp
     assert "metrics.jsonl was not there: a new one starts at iteration 7" in \
         capsys.readouterr().out
     assert [r["iteration"] for r in metrics(out)] == [7] and checkpoint(out)["iteration"] == 7
+    assert cli.main(SINE + ["--iterations", "9", "--out", out, "--resume"]) == 0   # and again
+    assert [r["iteration"] for r in metrics(out)] == [7, 8, 9]    # (had been refused: "0 of
+    lines = open(os.path.join(out, "metrics.jsonl")).readlines()   # 1 to 7")
+    open(os.path.join(out, "metrics.jsonl"), "w").writelines(lines[1:])
+    assert refused(SINE + ["--iterations", "10", "--out", out, "--resume"], capsys).endswith(
+        "does not hold iterations 7 to 9, once each (its checkpoint's), but 0 of them: move it "
+        "aside to go on with a new log from iteration 10 (the checkpoint is kept), or "
+        "--overwrite to start afresh")
 
 
 # ----- 5. a NaN or an inf stops the run at its last finite checkpoint -----------------------

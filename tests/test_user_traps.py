@@ -336,6 +336,16 @@ def test_reductions_name_a_bad_axis_of_a_scalar_and_max_keeps_empty_rows():
 
 
 @pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
+def test_eval_refuses_one_way(tmp_path, capsys):        # one class: accuracy 1, meaningless
+    from minimeta.experiments.config import RunConfig
+    from test_hostile_input import write_checkpoint
+
+    path = write_checkpoint(tmp_path / "p.npz", RunConfig(learner="protonet"))
+    assert refused(["eval", "--checkpoint", path, "--ways", "1", "--episodes", "2"],
+                   capsys) == "minimeta eval: --ways must be at least 2 to classify, got 1"
+
+
+@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
 def test_a_mann_evaluation_says_it_scores_every_step_not_queries(tmp_path, capsys):
     # its protocol had read "10 queries per class": MANN reads no queries
     from minimeta.experiments.config import RunConfig

@@ -110,7 +110,7 @@ def _check_devices(op, arrays):
 class set_grad_enabled:
     """Turn recording on or off: at once, as PyTorch's, so that ``mm.set_grad_enabled(False)``
     alone switches it off (as a bare call it had done nothing); as a ``with`` block, back to
-    what it was when the block ends.
+    what it was when the block ends; as a decorator, for each call of the function.
 
     >>> import minimeta as mm
     >>> with mm.set_grad_enabled(False):
@@ -119,14 +119,24 @@ class set_grad_enabled:
     """
 
     def __init__(self, flag):
-        self._previous = STATE.enabled
-        STATE.enabled = bool(flag)
+        self._flag, self._previous = bool(flag), STATE.enabled
+        STATE.enabled = self._flag
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         STATE.enabled = self._previous
+
+    def __call__(self, fn):
+        STATE.enabled = self._previous     # decorating switches nothing: each call does
+        flag = self._flag
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(flag):
+                return fn(*args, **kwargs)
+        return wrapper
 
 
 class no_grad:
@@ -151,18 +161,20 @@ class no_grad:
         if inspect.isgeneratorfunction(fn):    # each step of the generator runs unrecorded
             @functools.wraps(fn)
             def steps(*args, **kwargs):
-                with no_grad():
-                    it = fn(*args, **kwargs)
-                    value = next(it)
-                try:
-                    while True:
-                        sent = yield value
+                it, resume, value = fn(*args, **kwargs), "send", None
+                while True:
+                    try:
                         with no_grad():
-                            value = it.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-                finally:
-                    it.close()
+                            out = getattr(it, resume)(value)   # send(None) starts it
+                    except StopIteration as stop:
+                        return stop.value
+                    try:
+                        value, resume = (yield out), "send"
+                    except GeneratorExit:
+                        it.close()
+                        raise
+                    except BaseException as err:   # g.throw(...): into fn's body
+                        value, resume = err, "throw"
             return steps
 
         @functools.wraps(fn)
@@ -233,10 +245,8 @@ def _initial_grads(outputs, grad_outputs):
         if seed.shape != out.shape:
             raise ValueError(f"grad: grad_output of shape {seed.shape} for output {out.shape}")
         if seed.dtype != out.dtype:    # a gradient has the dtype of the tensor it belongs to
-            if not is_float_dtype(seed.dtype):
-                raise TypeError(f"grad: grad_output of dtype {seed.dtype} for output of "
-                                f"dtype {out.dtype}; give floating values")
-            seed = seed.astype(out.dtype)
+            seed = seed.astype(out.dtype) if is_float_dtype(seed.dtype) else \
+                Tensor(seed.data.astype(out.dtype))     # 1 as well as 1.0, as PyTorch
         result.append(seed)
     return result
 

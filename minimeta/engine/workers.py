@@ -149,9 +149,9 @@ def map_threads(fn, items, workers):
     futures = [_pool(workers).submit(run, item) for item in items]
     try:
         wait(futures, return_when=FIRST_EXCEPTION)     # not item by item: the first error
-        failed = [f for f in futures if f.done() and f.exception() is not None]
-        if failed:
-            raise failed[0].exception()
+        errors = [f for f in futures if f.done() and f.exception() is not None]
+        if errors:
+            raise errors[0].exception()
         done = [f.result() for f in futures]
     finally:
         for f in futures:  # on an error, drop what has not started

@@ -61,6 +61,7 @@ def option(default, kind, help=None, choices=None, least=None, above=None, flag=
 
 MOST = 10 ** 9  # no count of a run is larger: beyond it a run is a typo, or never ends
 MOST_PER_TASK = 10 ** 4  # examples per class, tasks per batch, inner steps
+DRAWINGS = 20  # an Omniglot character has 20 drawings: shots + queries at most
 
 
 def count(least=1):
@@ -179,7 +180,8 @@ class RunConfig:
         smallest = min(k for k in table if isinstance(k, int))
         paper = {**COMMON_DEFAULTS, **table.get(self.ways, table[smallest])}
         shots = self.shots if self.shots is not None else paper["shots"]
-        paper.update(table.get((self.ways, shots), {}))    # a paper's per-shot values
+        ways = self.ways if self.ways in table else smallest   # as the way count's table
+        paper.update(table.get((ways, shots), {}))    # a paper's per-shot values
         if self.dataset == "sinusoid":
             paper.update(SINUSOID_DEFAULTS)
         # a head as wide as the training ways (optimization- and model-based) is validated at

@@ -18,7 +18,7 @@ import numpy as np
 from .. import io
 from ..kernels.threads import cores
 from ..nn import BatchNorm2d
-from .config import RunConfig
+from .config import DRAWINGS, RunConfig
 from .evaluation import run_episodes
 from .registry import LEARNERS
 from .registry import build as build_config
@@ -27,7 +27,6 @@ from .training import task_source
 __all__ = ["evaluate", "run_episodes", "build", "settings_with_defaults"]
 MAX_EPISODES = 1_000_000     # a 95% interval of ±0.1% needs about 10 000
 MAX_POINTS = 100_000         # sinusoid support or query points per task
-DRAWINGS = 20                # an Omniglot character has 20 drawings: shots + queries at most
 
 
 def settings_with_defaults(settings):
@@ -177,6 +176,8 @@ def _episode_shape(config, part, ways, shots, queries):
                 raise ValueError(f"eval: --{name} must be at most {MAX_POINTS} points per "
                                  f"sinusoid task, got {value}")
         return ways, shots, queries
+    if ways < 2:          # one class: every answer right, accuracy 1 measuring nothing
+        raise ValueError(f"eval: --ways must be at least 2 to classify, got {ways}")
     if ways != config.ways and not metric:
         raise ValueError(f"eval: {config.learner} was trained {config.ways}-way and its head "
                          f"has {config.ways} outputs; it cannot be tested {ways}-way")

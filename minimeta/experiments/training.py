@@ -145,10 +145,11 @@ def _train(config, state, model, learner, label, smooth, log):
     batch = batches(config, start)   # the episodes' checks, before the folder is touched
     validate = config.validate_every and config.dataset == "omniglot" and config.val_size
     val_tasks = task_source(config, "val", config.val_ways) if validate else None
-    logged = prepare_folder(config, start) if checkpoint else True
+    first = int(state.get("log_from", 1)) if state is not None else 1
+    log_from = prepare_folder(config, start, first) if checkpoint else 1
     if state is not None:
-        log(f"resumed from {checkpoint} at iteration {start}" + ("" if logged else
-            f"; {METRICS} was not there: a new one starts at iteration {start + 1}"))
+        log(f"resumed from {checkpoint} at iteration {start}" + ("" if log_from == first else
+            f"; {METRICS} was not there: a new one starts at iteration {log_from}"))
     budget = None if config.minutes is None else 60.0 * config.minutes
     began = time.perf_counter() - spent
     metrics_file = open(os.path.join(config.out, METRICS), "a") if checkpoint else None
@@ -166,7 +167,8 @@ def _train(config, state, model, learner, label, smooth, log):
         os.fsync(metrics_file.fileno())
         state = {"model": model.state_dict(), "iteration": iteration,
                  "seconds": time.perf_counter() - began, "settings": config.settings(),
-                 "learner": learner_state(learner), "train_seconds": run["trained"]}
+                 "learner": learner_state(learner), "train_seconds": run["trained"],
+                 "log_from": log_from}      # the first iteration metrics.jsonl holds
         if opt is not None:
             state["optim"] = opt.state_dict()
         io.save(checkpoint, state)
@@ -298,9 +300,10 @@ def restore(state, model, learner, opt, path, name):
         learner.load_state_dict(state.get("learner", {}))
 
 
-def prepare_folder(config, iteration):
+def prepare_folder(config, iteration, first=1):
     """Create the folder; delete stale temporary files (and, for ``overwrite``, the run it
-    held); cut ``metrics.jsonl`` back to the checkpoint's ``iteration`` when resuming."""
+    held); cut ``metrics.jsonl`` (which starts at iteration ``first``) back to the
+    checkpoint's ``iteration`` when resuming. Returns the iteration the log starts at."""
     os.makedirs(config.out, exist_ok=True)
     for name in os.listdir(config.out):
         stale = name.startswith(".tmp-") and name.endswith(".npz")
@@ -308,19 +311,20 @@ def prepare_folder(config, iteration):
             with contextlib.suppress(FileNotFoundError):   # gone since the listing
                 os.remove(os.path.join(config.out, name))
     if config.resume:
-        return cut_metrics(os.path.join(config.out, METRICS), iteration)
-    return True
+        return cut_metrics(os.path.join(config.out, METRICS), iteration, first)
+    return 1
 
 
-def cut_metrics(path, iteration):
+def cut_metrics(path, iteration, first=1):
     """Cut the log at ``path`` after its line of ``iteration``: what follows was run after the
-    checkpoint and will be run again. ``ValueError`` unless it starts with iterations 1, 2, …,
-    ``iteration``, once each; but no log at all (moved aside) is allowed: False, and the new
-    log starts after the checkpoint's iteration (the weights are never stranded)."""
-    size, seen = 0, 0
-    if iteration and not os.path.exists(path):
-        return False
-    if iteration:
+    checkpoint and will be run again. ``ValueError`` unless it holds iterations ``first``,
+    ``first`` + 1, …, ``iteration``, once each; but no log at all (moved aside) is allowed: a
+    new one starts after the checkpoint's iteration (the weights are never stranded), and the
+    checkpoint records where (``log_from``). Returns the iteration the log starts at."""
+    size, seen = 0, first - 1
+    if iteration > seen and not os.path.exists(path):
+        return iteration + 1
+    if iteration > seen:
         with open(path, "rb") as f:
             for line in f:
                 try:
@@ -333,13 +337,14 @@ def cut_metrics(path, iteration):
                 if seen == iteration:
                     break
     if seen != iteration:
-        raise ValueError(f"--resume: {path} does not hold iterations 1 to {iteration}, once "
-                         f"each (its checkpoint's), but {seen} of them: move it aside to go on "
-                         f"with a new log from iteration {iteration + 1} (the checkpoint is "
-                         "kept), or --overwrite to start afresh")
-    with open(path, "ab") as f:
-        f.truncate(size)
-    return True
+        raise ValueError(f"--resume: {path} does not hold iterations {first} to {iteration}, "
+                         f"once each (its checkpoint's), but {seen - first + 1} of them: move "
+                         f"it aside to go on with a new log from iteration {iteration + 1} "
+                         "(the checkpoint is kept), or --overwrite to start afresh")
+    if os.path.exists(path):
+        with open(path, "ab") as f:
+            f.truncate(size)
+    return first
 
 
 def learner_state(learner):

@@ -24,8 +24,8 @@ paper's α (0.4 for 5-way, 0.1 for 20-way Omniglot). The reference TensorFlow co
 regression loss too, but not its classification loss: per-example cross-entropy divided by K,
 which ``tf.gradients`` sums over the N·K examples, so N times the mean, and its α = 0.4
 (5-way) and 0.1 (20-way) are both an inner step of 2.0 on a mean loss (docs/RESULTS.md
-compares the two at 30 minutes: 95.4% with 0.4, 88.2% with 2.0). Batch norm always normalises with the statistics of the batch in hand
-(see ``functional/layers.py``).
+compares the two at 30 minutes: 95.4% with 0.4, 88.2% with 2.0). Batch norm always
+normalises with the statistics of the batch in hand (see ``functional/layers.py``).
 
 Read next: ``minimeta/learners/stacked.py`` (a meta-batch as one stacked batch).
 """

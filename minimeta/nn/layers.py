@@ -10,6 +10,8 @@ The default dtype is float32 (training speed); pass ``dtype=np.float64`` for gra
 
 Read next: ``minimeta/nn/snail.py`` (SNAIL's blocks: temporal convolutions and causal attention).
 """
+import numbers
+
 import numpy as np
 
 from .. import functional as F
@@ -96,11 +98,11 @@ class BatchNorm2d(Module):
 
     def __init__(self, channels, momentum=0.1, eps=1e-5, affine=True, dtype=np.float32):
         super().__init__()
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating)) \
+        if isinstance(momentum, (bool, np.bool_)) or not isinstance(momentum, numbers.Real) \
                 or not 0 <= momentum <= 1:
             raise ValueError(f"BatchNorm2d: momentum must be a number in [0, 1] (None, "
                              f"PyTorch's cumulative average, is not offered), got {momentum!r}")
-        if not (isinstance(eps, (int, float, np.floating)) and eps > 0):
+        if not (isinstance(eps, numbers.Real) and eps > 0):
             raise ValueError(f"BatchNorm2d: eps must be a number > 0, got {eps!r}")
         self.momentum, self.eps = momentum, eps
         if affine:
