@@ -214,7 +214,6 @@ def folder_lock(folder):
     if folder is None or fcntl is None:
         yield
         return
-    made = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -226,10 +225,5 @@ def folder_lock(folder):
         except OSError:
             pass        # no locks on this file system: the run goes on without one
         yield
-    except BaseException:
-        if made:        # a run refused before it wrote anything leaves no empty folder
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)        # only if still empty
-        raise
     finally:
         os.close(fd)

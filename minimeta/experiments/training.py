@@ -124,27 +124,35 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
     with a ``NonFiniteError``.
     """
     state = open_run(config)  # the checks, before anything is written
+    made = config.out is not None and not os.path.isdir(config.out)
     with io.folder_lock(config.out):   # one run at a time writes a folder
-        return _train(config, state, model, learner, label, smooth, log)
+        return _train(config, state, model, learner, label, smooth, log, made)
 
 
-def _train(config, state, model, learner, label, smooth, log):
-    """``train``, its folder checked and held."""
+def _train(config, state, model, learner, label, smooth, log, made=False):
+    """``train``, its folder checked and held (``made``: created for this run)."""
     log = tolerant(log)  # a terminal that hung up (SIGHUP) must not stop the run by itself
-    if learner is None:
-        model, learner = build(config)
-    learner.workers = config.threads or cores()  # tasks on worker threads (engine/workers.py)
-    opt = Adam(learner.meta_parameters(), lr=config.outer_lr, clip_norm=config.clip_norm) \
-        if LEARNERS[config.learner].outer_optimizer else None
-    checkpoint = None if config.out is None else os.path.join(config.out, CHECKPOINT)
-    start, spent, trained = 0, 0.0, 0.0  # trained: training time, the budget's clock
-    if state is not None:
-        restore(state, model, learner, opt, checkpoint, config.learner)
-        start, spent = int(state["iteration"]), float(state.get("seconds", 0.0))
-        trained = float(state.get("train_seconds", spent))
-    batch = batches(config, start)   # the episodes' checks, before the folder is touched
-    validate = config.validate_every and config.dataset == "omniglot" and config.val_size
-    val_tasks = task_source(config, "val", config.val_ways) if validate else None
+    try:     # what can refuse the run (the data, the episodes) comes before the folder is used
+        if learner is None:
+            model, learner = build(config)
+        learner.workers = config.threads or cores()  # tasks on worker threads (workers.py)
+        opt = Adam(learner.meta_parameters(), lr=config.outer_lr,
+                   clip_norm=config.clip_norm) if LEARNERS[config.learner].outer_optimizer \
+            else None
+        checkpoint = None if config.out is None else os.path.join(config.out, CHECKPOINT)
+        start, spent, trained = 0, 0.0, 0.0  # trained: training time, the budget's clock
+        if state is not None:
+            restore(state, model, learner, opt, checkpoint, config.learner)
+            start, spent = int(state["iteration"]), float(state.get("seconds", 0.0))
+            trained = float(state.get("train_seconds", spent))
+        batch = batches(config, start)   # the episodes' checks, before the folder is touched
+        validate = config.validate_every and config.dataset == "omniglot" and config.val_size
+        val_tasks = task_source(config, "val", config.val_ways) if validate else None
+    except BaseException:
+        if made:      # a run refused before it wrote anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                os.rmdir(config.out)        # (only if empty)
+        raise
     first = int(state.get("log_from", 1)) if state is not None else 1
     log_from = prepare_folder(config, start, first) if checkpoint else 1
     if state is not None:
