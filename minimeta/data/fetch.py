@@ -60,34 +60,19 @@ def download(url, path, md5=None, chunk=1 << 20, log=print):
     digest = hashlib.md5()
     with open(tmp, "wb") as out:        # a folder we may not write to fails here, offline
         try:
-            try:
-                response = urllib.request.urlopen(url, timeout=60)
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-                raise _Network(err) from err
-            with response:
-                total = int(response.headers.get("Content-Length") or 0)
+            with _network(url, path, lambda: urllib.request.urlopen(url, timeout=60)) as got:
+                total = int(got.headers.get("Content-Length") or 0)
                 done = 0
-                while True:
-                    try:
-                        block = response.read(chunk)
-                    except (OSError, http.client.HTTPException) as err:   # IncompleteRead
-                        raise _Network(err) from err
-                    if not block:
-                        break
+                for block in iter(lambda: _network(url, path, lambda: got.read(chunk)), b""):
                     out.write(block)             # a full disk: its OSError, as it is
                     digest.update(block)
                     done += len(block)
                     if total:
                         log(f"\rdownloading {os.path.basename(path)}: {done / total:.0%}",
                             end="")
-        except BaseException as err:
+        except BaseException:
             out.close()
             os.remove(tmp)
-            if isinstance(err, _Network):
-                raise ConnectionError(
-                    f"Omniglot: could not download {url} ({err.args[0]}). Offline? Put the two "
-                    f".npz files in a folder and set MINIMETA_DATA_DIR to it, or download the "
-                    f"zip by hand to {path}.") from err.args[0]
             raise
     log("")
     if md5 and digest.hexdigest() != md5:
@@ -98,8 +83,16 @@ def download(url, path, md5=None, chunk=1 << 20, log=print):
     return path
 
 
-class _Network(Exception):
-    """Carries an error of the network (not of the folder) out of ``download``'s loop."""
+def _network(url, path, call):
+    """``call()`` (opening ``url``, reading from it); an error of the network, not of the
+    folder (IncompleteRead included), as a ``ConnectionError`` saying what to do."""
+    try:
+        return call()
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        raise ConnectionError(
+            f"Omniglot: could not download {url} ({err}). Offline? Put the two .npz files in "
+            f"a folder and set MINIMETA_DATA_DIR to it, or download the zip by hand to "
+            f"{path}.") from err
 
 
 def convert_zip(zip_path, characters=None, first=None):

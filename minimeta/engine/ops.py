@@ -66,14 +66,13 @@ TENSOR_METHODS = {
     "backward": lambda a, grad=None, create_graph=False: backward(a, grad, create_graph),
     # in place: refused, since Python would rebind the name to a new Tensor and leave the
     # parameter as it was (a PyTorch-style ``p -= lr * p.grad`` had silently trained nothing)
-    **{f"__i{op}__": (lambda op: lambda a, b: _in_place(op))(op)
-       for op in ("add", "sub", "mul", "truediv", "pow", "matmul")},
+    **{f"__i{op}__": (lambda symbol: lambda a, b: _in_place(symbol))(symbol) for op, symbol in
+       {"add": "+=", "sub": "-=", "mul": "*=", "truediv": "/=", "pow": "**=",
+        "matmul": "@="}.items()},
 }
 
 
-def _in_place(op):
-    symbol = {"add": "+=", "sub": "-=", "mul": "*=", "truediv": "/=", "pow": "**=",
-              "matmul": "@="}[op]
+def _in_place(symbol):
     raise TypeError(f"Tensor: in-place {symbol} is not offered: it would bind the name to a "
                     f"new Tensor and leave the one you hold unchanged. Update a parameter's "
                     f"array (p.data {symbol} ...) or use an optimizer; in a graph, write "
