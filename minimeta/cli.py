@@ -169,14 +169,18 @@ def build_parser():
     add_arguments(train)  # one option per field of RunConfig, which holds the defaults
     train.set_defaults(run=_train)
     ev = sub.add_parser("eval", help="evaluate a checkpoint on test episodes")
-    ev.add_argument("--checkpoint", required=True)
-    ev.add_argument("--episodes", type=int, default=600)
-    ev.add_argument("--seed", type=int, default=12345)
-    ev.add_argument("--part", default="test", choices=["train", "val", "test"])
+    ev.add_argument("--checkpoint", required=True, help="a run's checkpoint.npz")
+    ev.add_argument("--episodes", type=int, default=600, help="test episodes (default: 600)")
+    ev.add_argument("--seed", type=int, default=12345,
+                    help="of the test episodes (default: 12345)")
+    ev.add_argument("--part", default="test", choices=["train", "val", "test"],
+                    help="the split's part to draw from (default: test)")
     ev.add_argument("--ways", type=int, default=None, help="default: the training run's")
     ev.add_argument("--shots", type=int, default=None, help="default: the training run's")
-    ev.add_argument("--queries", type=int, default=None, help="default: the training run's")
-    ev.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ev.add_argument("--queries", type=int, default=None,
+                    help="default: the training run's (0: only for mann, which reads none)")
+    ev.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="(default: cpu)")
     ev.add_argument("--report", default=None,
                     help="append the result and its protocol as a JSON line to this file")
     ev.set_defaults(run=_eval)
@@ -196,7 +200,8 @@ class _Parser(argparse.ArgumentParser):
 EXPECTED = (OSError, ValueError, RuntimeError, FloatingPointError, EOFError, MemoryError,
             zipfile.BadZipFile)
 BUGS = (RecursionError, NotImplementedError)  # RuntimeErrors that are programming errors
-FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}   # a full disk, a quota
+FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC),   # a full disk, a quota,
+        errno.EFBIG}                                             # a file size limit
 OS_HINTS = {
     FileExistsError: "a file is where a folder is needed: choose another path",
     NotADirectoryError: "a part of the path is a file, not a folder: choose another path",
@@ -212,10 +217,12 @@ def message(err, command=""):
         text = (f"out of memory ({err or 'an allocation failed'}): ask for fewer or smaller "
                 "tasks, episodes or batches")
     elif isinstance(err, OSError) and err.errno in FULL:
-        kept = " (the run's last checkpoint is kept: then --resume)" \
-            if command == "train" else ""
+        kept = "" if command != "train" else " (nothing was saved: then rerun)" if getattr(
+            err, "nothing_saved", False) else " (the run's last checkpoint is kept: then --resume)"
         where = f"{err.filename}: " if err.filename else ""
-        text = f"{where}{err.strerror}: free some space{kept}"
+        fix = "a file size limit (ulimit -f, or the file system's)" if \
+            err.errno == errno.EFBIG else "free some space"
+        text = f"{where}{err.strerror}: {fix}{kept}"
     elif isinstance(err, OSError) and err.strerror and err.filename:
         hint = OS_HINTS.get(type(err))
         text = f"{err.filename}: {err.strerror}" + (f" ({hint})" if hint else "")
@@ -230,7 +237,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     checks = () if args.command == "train" else (  # train's options: RunConfig checks them
         ("iterations", 1), ("tasks", 2), ("examples", 1), ("order", 1), ("ways", 1),
-        ("shots", 1), ("queries", 1), ("episodes", 2), ("omniglot_iterations", 0),
+        ("shots", 1), ("queries", 0), ("episodes", 2), ("omniglot_iterations", 0),
         ("omniglot_episodes", 2), ("seed", 0))
     for name, least in checks:
         value = getattr(args, name, None)

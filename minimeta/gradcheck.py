@@ -4,7 +4,8 @@
 random output weighting v,
 
     analytic  ⟨u, vjp_i(v)⟩        (reverse mode, through the engine)
-    numeric   (⟨v, f(x + εu)⟩ − ⟨v, f(x − εu)⟩) / 2ε   (central difference, float64)
+    numeric   (⟨v, f(x + εu)⟩ − ⟨v, f(x − εu)⟩) / 2ε   (central difference: f in the leaves'
+                                                     dtype, ⟨v, ·⟩ summed in float64)
 
 Then, for ``order > 1``, it recurses on the function x ↦ vjp(v)(x), whose own VJP exercises the
 graph built with ``create_graph=True`` (the scheme of HIPS autograd's ``check_grads``).
@@ -31,7 +32,14 @@ assert that a check compared something.
 The inputs reach ``f`` in the memory layout they were given in (a Fortran-ordered array or a
 strided view stays one: ``testing.arrays`` draws them so that kernels see every layout; a
 composed level hands ``f`` the new arrays pre(x)), and the finite-difference step is ``eps``
-times max(1, |x|) of the input at hand.
+times max(1, |x|) entry by entry (u scaled by it), so that one large entry does not coarsen
+the step of the small ones beside it.
+
+What a pass proves: for each order and input, one random direction u (``directions`` of them
+with that argument) agrees within ``atol + rtol · max(|analytic|, |numeric|)``. A gradient
+wrong in a single entry of n moves ⟨u, ·⟩ by that entry's share only, so a small error in one
+entry of many can pass one direction: check with a few ``directions`` or seeds. ``atol`` is
+absolute: a function of tiny values (|f| ~ 1e-8) passes with a gradient off by 2×; scale it.
 
 Read next: ``minimeta/testing.py`` (hypothesis strategies for property tests).
 """
@@ -110,7 +118,7 @@ def _composed(f, arrays, dtype, layouts):
     """x ↦ post(f(pre(x))) (module docstring): the incoming gradient of f depends on x."""
     centres = [np.array(a, dtype=dtype) for a in arrays]
     reach = [np.maximum(1.0, np.abs(x0)) for x0 in centres]
-    y0 = f(*_leaves(arrays, dtype, layouts))
+    y0 = _output(f, _leaves(arrays, dtype, layouts))
     scale = np.maximum(1.0, np.abs(np.asarray(y0.numpy(), dtype=np.float64)))
 
     def f_tilde(*xs):
@@ -122,56 +130,90 @@ def _composed(f, arrays, dtype, layouts):
     return f_tilde
 
 
-def _check_once(f, arrays, level, rng, eps, atol, rtol, report, dtype, layouts, composed):
-    xs = _leaves(arrays, dtype, layouts)
+def _output(f, xs):
+    """f(*xs), refused in one line unless it is a Tensor."""
     y = f(*xs)
     if not isinstance(y, Tensor):
         raise TypeError(f"gradcheck: the function must return a Tensor, got {type(y).__name__}")
+    return y
+
+
+def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, composed,
+                directions):
+    xs = _leaves(arrays, dtype, layouts)
+    y = _output(f, xs)
     v = rng.standard_normal(y.shape)
     if y.requires_grad:
         vjps = grad(y, xs, grad_outputs=[Tensor(v, dtype=y.dtype)], allow_unused=True)
     else:
         vjps = [None] * len(xs)
     for i, x in enumerate(arrays):
-        u = rng.standard_normal(np.shape(x))
-        analytic = 0.0 if vjps[i] is None else float(np.sum(vjps[i].numpy() * u))
+        for _ in range(directions):
+            u = rng.standard_normal(np.shape(x)) * np.maximum(1.0, np.abs(x))  # the step's scale
+            analytic = 0.0 if vjps[i] is None else float(np.sum(vjps[i].numpy() * u))
 
-        def at(step):
-            shifted = [np.array(a, dtype=np.float64) for a in arrays]
-            shifted[i] = shifted[i] + step * u
-            # recorded, not under no_grad: f may take gradients itself (an inner loop)
-            return _inner(f(*_leaves(shifted, dtype, layouts)), v)
+            def at(step):
+                shifted = [np.array(a, dtype=np.float64) for a in arrays]
+                shifted[i] = shifted[i] + step * u
+                # recorded, not under no_grad: f may take gradients itself (an inner loop)
+                return _inner(f(*_leaves(shifted, dtype, layouts)), v)
 
-        h = eps * max(1.0, float(np.max(np.abs(x)))) if np.size(x) else eps
-        numeric = (at(h) - at(-h)) / (2 * h)
-        err = abs(analytic - numeric)
-        tol = atol + rtol * max(abs(analytic), abs(numeric))
-        report[level] = max(report.get(level, 0.0), err)
-        report.scale[level] = max(report.scale.get(level, 0.0), abs(analytic))
-        report.relative[level] = max(report.relative.get(level, 0.0),
-                                     err / max(1.0, abs(analytic), abs(numeric)))
-        if not err <= tol:  # also catches NaN
-            of = " of the composed function (compose=False checks f alone)" if composed else ""
-            hint = ("; a NaN: is the point outside f's domain, or on a kink a step of "
-                    f"{h:.3g} crosses?" if np.isnan(err) else "")
-            raise GradcheckError(
-                f"gradcheck: order-{level} derivative{of} w.r.t. input {i} (shape "
-                f"{np.shape(x)}) is wrong: analytic {analytic:.10g}, numeric {numeric:.10g}, "
-                f"|difference| {err:.3g} > tolerance {tol:.3g} (atol {atol}, rtol {rtol}, "
-                f"step {h:.3g}, {np.dtype(dtype).name}){hint}"
-            )
+            numeric = (at(eps) - at(-eps)) / (2 * eps)
+            _compare(analytic, numeric, tols, report, level, lambda: _failure(
+                f, at, analytic, numeric, tols, eps, level, i, x, dtype, y.dtype, composed))
     return v
 
 
+def _compare(analytic, numeric, tols, report, level, failure):
+    """Record one comparison in ``report``; raise ``failure()`` when it is off."""
+    atol, rtol = tols
+    err = abs(analytic - numeric)
+    report[level] = max(report.get(level, 0.0), err)
+    report.scale[level] = max(report.scale.get(level, 0.0), abs(analytic))
+    report.relative[level] = max(report.relative.get(level, 0.0),
+                                 err / max(1.0, abs(analytic), abs(numeric)))
+    if not err <= atol + rtol * max(abs(analytic), abs(numeric)):  # also catches NaN
+        raise failure()
+
+
+def _failure(f, at, analytic, numeric, tols, eps, level, i, x, dtype, out_dtype, composed):
+    """The ``GradcheckError`` of one failed comparison, with a hint where one can be had: a
+    NaN, or a difference quotient that moves with the step (a kink or jump within it)."""
+    atol, rtol = tols
+    err, tol = abs(analytic - numeric), atol + rtol * max(abs(analytic), abs(numeric))
+    step = f"step {eps:.3g}·max(1, |x|)"
+    if np.isnan(err):
+        hint = f"; a NaN: is the point outside f's domain, or on a kink a {step} crosses?"
+    elif np.finfo(out_dtype).eps * 100 > eps:     # the rounding of f's values swamps the step
+        hint = (f"; f's values are {np.dtype(out_dtype).name}, whose rounding swamps a step of "
+                f"{eps:.3g}: compute in float64, or raise eps and the tolerances")
+    else:
+        finer = (at(eps / 10) - at(-eps / 10)) / (eps / 5)
+        moved = abs(finer - numeric) > max(tol, 0.1 * err)
+        hint = (f"; the difference quotient moves with the step ({finer:.10g} at a tenth of "
+                "it): a kink or a jump of f within a step of the point?" if moved else "")
+    of = " of the composed function (compose=False checks f alone)" if composed else ""
+    kinds = np.dtype(dtype).name if np.dtype(out_dtype) == np.dtype(dtype) else \
+        f"{np.dtype(dtype).name} inputs, {np.dtype(out_dtype).name} output"
+    return GradcheckError(
+        f"gradcheck: order-{level} derivative{of} w.r.t. input {i} (shape "
+        f"{np.shape(x)}) is wrong: analytic {analytic:.10g}, numeric {numeric:.10g}, "
+        f"|difference| {err:.3g} > tolerance {tol:.3g} (atol {atol}, rtol {rtol}, "
+        f"{step}, {kinds}){hint}")
+
+
 def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compose=None,
-              dtype=np.float64):
+              dtype=np.float64, directions=1):
     """Check derivatives of ``f`` up to ``order`` at ``inputs``; raise ``GradcheckError`` if off.
 
     ``f`` takes Tensors and returns a Tensor (any shape). ``compose`` (default: on when
     ``order >= 2``) checks each order through smooth maps before and after ``f`` (module
     docstring), which proves every VJP differentiable in its incoming gradient. The leaves
-    are made with ``dtype`` (float64; a float32 check needs a larger ``eps`` and tolerances).
-    ``atol`` is absolute: for a function of tiny values, scale it to order 1 or lower ``atol``.
+    are made with ``dtype`` (float64; a float32 check needs a larger ``eps`` and tolerances,
+    such as ``selfcheck.F32``'s ``eps=1e-3, atol=2e-3, rtol=2e-3`` for values of order 1,
+    at which a VJP off by 1% may pass). ``directions``: random directions per input and
+    order. ``atol`` is absolute: for a function of tiny values, scale it to order 1 or lower
+    ``atol``.
     Check at a point without symmetries (not all ones: a VJP that swaps its inputs' gradients
     is right there). Returns a ``GradcheckReport``: ``{order: largest absolute error}``, with
     ``.scale``.
@@ -185,7 +227,7 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
     ...
     ValueError: gradcheck: order must be >= 1, got 0
     """
-    _check_arguments(inputs, order, eps, atol, rtol, compose)
+    _check_arguments(inputs, order, eps, atol, rtol, compose, directions)
     compose = order >= 2 if compose is None else compose
     given = [x.data if isinstance(x, Tensor) else x for x in inputs]
     layouts = [_layout_of(x) for x in given]
@@ -196,19 +238,21 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
     for level in range(1, order + 1):
         if compose:
             fn = _composed(fn, arrays, dtype, layouts)
-        v = _check_once(fn, arrays, level, rng, eps, atol, rtol, report, dtype, layouts,
-                        compose)
+        v = _check_once(fn, arrays, level, rng, eps, (atol, rtol), report, dtype, layouts,
+                        compose, directions)
         fn = _flat_vjp(fn, v)
     return report
 
 
-def _check_arguments(inputs, order, eps, atol, rtol, compose):
+def _check_arguments(inputs, order, eps, atol, rtol, compose, directions):
     """One-line errors for calls that would check something else than asked, or nothing."""
     if not isinstance(inputs, (list, tuple)):
         raise TypeError(f"gradcheck: inputs must be a list of arrays, one per argument of f, "
                         f"got a {type(inputs).__name__} (write [x] for one input)")
     if not (isinstance(order, (int, np.integer)) and order >= 1):
         raise ValueError(f"gradcheck: order must be >= 1, got {order}")
+    if not (isinstance(directions, (int, np.integer)) and directions >= 1):
+        raise ValueError(f"gradcheck: directions must be an integer >= 1, got {directions!r}")
     if not eps > 0:
         raise ValueError(f"gradcheck: eps must be > 0, got {eps}")
     for name, value in (("atol", atol), ("rtol", rtol)):

@@ -21,7 +21,9 @@ import contextlib
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -99,9 +101,11 @@ def save(path, obj):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):   # cleared by another writer meanwhile
             os.remove(tmp)
+        if isinstance(err, OSError) and not err.filename:   # a full disk names no file
+            err.filename = path
         raise
 
 
@@ -113,6 +117,14 @@ def _umask():
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# what reading a damaged archive raises: zipfile's BadZipFile (a bad CRC too), EOFError,
+# NotImplementedError ("zip file version 21.0": a flipped version byte), RuntimeError ("is
+# encrypted": a flipped flag), and, from an .npy entry's header, tokenize's TokenError or a
+# SyntaxError (a ValueError, a header that parses to nonsense, is handled below)
+DAMAGED = (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError,
+           tokenize.TokenError, SyntaxError, zlib.error)
 
 
 def _not_a_checkpoint(path, why):
@@ -134,9 +146,9 @@ def _read(path):
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise ValueError(f"load: {path} is truncated or not a checkpoint ({err}); use "
-                         "another checkpoint") from None
+    except DAMAGED as err:   # a cut file, or a flipped byte in the zip's or an entry's header
+        raise ValueError(f"load: {path} is damaged, truncated or not a checkpoint "
+                         f"({type(err).__name__}: {err}); use another checkpoint") from None
     except ValueError as err:  # an object array, or an entry numpy cannot parse
         why = "it holds pickled objects, which a checkpoint never does" if "pickle" in \
             str(err) or "Object arrays" in str(err) else f"an unreadable entry: {err}"

@@ -3,9 +3,10 @@
 ``ORDER`` lists every module once, each with a few words on what it holds. The last paragraph
 of each module's docstring, its "Read next:" line, is generated from this list: it names the
 next module (by its path from the repository root) and what that module holds. So the line
-through the package is written once, here; ``python -m minimeta.reading --write`` rewrites the
-lines after an edit, and ``tests/test_structure.py`` checks that every module's line matches
-and that ``ORDER`` names every module of the package exactly once.
+through the package is written once, here. ``python -m minimeta.reading`` prints the order,
+``--check`` names the modules whose line is stale, ``--write`` rewrites the lines after an
+edit, and ``tests/test_structure.py`` checks that every module's line matches and that
+``ORDER`` names every module of the package exactly once.
 
     >>> ORDER[0][0], ORDER[-1][0]
     ('minimeta/__init__.py', 'minimeta/reading.py')
@@ -94,6 +95,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("minimeta/experiments/config.py", "a run's settings, checked: RunConfig"),
     ("minimeta/experiments/registry.py", "the learners by name, with their papers' defaults"),
     ("minimeta/experiments/training.py", "the one training loop"),
+    ("minimeta/experiments/runfolder.py", "a run's folder: what may start there, and resume"),
     ("minimeta/experiments/stopping.py", "how a run stops without losing work: signals"),
     ("minimeta/experiments/evaluation.py", "the 95% interval, test episodes, fine-tuning"),
     ("minimeta/experiments/progress.py", "a progress line"),
@@ -158,8 +160,17 @@ def write(root=ROOT):
     return changed
 
 
+def listing():
+    """The reading order, one numbered line per module (``python -m minimeta.reading``)."""
+    width = max(len(path) for path, _ in ORDER)
+    return "\n".join(f"{i:2d}. {path:<{width}}  {what}" for i, (path, what) in
+                     enumerate(ORDER, 1))
+
+
 if __name__ == "__main__":
     if "--write" in sys.argv[1:]:
         print("\n".join(write()) or "every Read next line was up to date")
-    else:
+    elif "--check" in sys.argv[1:]:
         print("\n".join(stale()) or "every Read next line is up to date")
+    else:
+        print(listing())

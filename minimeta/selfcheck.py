@@ -159,13 +159,16 @@ ROWS = [
 ]
 
 
-def primitive_classes():
-    """Every concrete ``Primitive`` subclass defined now (abstract bases set ``abstract``)."""
+def primitive_classes(package="minimeta"):
+    """Every concrete ``Primitive`` subclass defined now (abstract bases set ``abstract``) in
+    ``package`` (None: anywhere; a reader's own, the tour's doctests' among them)."""
     found, todo = set(), [Primitive]
     while todo:
         for sub in todo.pop().__subclasses__():
             todo.append(sub)
-            if not sub.__dict__.get("abstract", False):
+            module = sub.__module__
+            if not sub.__dict__.get("abstract", False) and (
+                    package is None or module == package or module.startswith(package + ".")):
                 found.add(sub)
     return found
 

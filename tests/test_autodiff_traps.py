@@ -13,6 +13,8 @@ failed on the code before its fix (found by probing, 2026-12-01):
   error at once (it had waited for every earlier task); ``viz.to_dot`` quotes names; the
   primitive table names the row that fails, and checks the composition's parts alone first.
 """
+import contextlib
+import re
 import threading
 import time
 import warnings
@@ -186,3 +188,39 @@ def test_the_primitive_table_names_the_failing_row_and_checks_the_composition_fi
     monkeypatch.setattr(E.Exp, "vjp", lambda self, g, out, a: (g * Tensor(out.numpy()),))
     with pytest.raises(selfcheck.RowFailure, match=r"^row exp \(checked alone"):
         selfcheck.run(3, rows=rows, out=lambda *a: None, shrink=False)
+
+
+class ShortVJP(mm.Primitive):
+    """a·sin b whose VJP forgets b's entry (a short tuple), or returns an array or a bare
+    Tensor: a zip over the parents had dropped b's gradient without a word."""
+
+    abstract = True
+
+    def __init__(self, returns):
+        self.returns = returns
+
+    def forward(self, a, b):
+        return a * np.sin(b)
+
+    def vjp(self, g, out, a, b):
+        ga = g * mm.tensor(np.sin(b.data))
+        return {"short": (ga,), "array": (ga, g.data), "bare": ga}[self.returns]
+
+
+@pytest.mark.parametrize("returns, message", [
+    ("short", "ShortVJP.vjp: returned 1 result; a VJP returns a tuple of one gradient (or None) "
+              "per input, 2 here"),
+    ("array", "ShortVJP.vjp: returned a result of type ndarray; a VJP returns Tensors (or None)"),
+    ("bare", "ShortVJP.vjp: returned a result of type Tensor; a VJP returns a tuple of one "
+             "gradient"),
+])
+@pytest.mark.parametrize("anomaly", [False, True])
+def test_a_vjp_that_returns_the_wrong_number_or_kind_of_results_is_named(returns, message,
+                                                                         anomaly):
+    a = mm.tensor([0.7, -1.1], requires_grad=True)
+    b = mm.tensor([1.9, 0.2], requires_grad=True)
+    with mm.detect_anomaly() if anomaly else contextlib.nullcontext():
+        with pytest.raises(TypeError, match="^" + re.escape(message)):
+            mm.apply(ShortVJP(returns), a, b).sum().backward()     # b.grad had stayed None
+        with pytest.raises(TypeError, match="^" + re.escape(message)):
+            mm.grad(mm.apply(ShortVJP(returns), a, b).sum(), [a, b])

@@ -33,7 +33,7 @@ REJECTED = [  # (options after `minimeta train`, the one-line error)
     (SINUSOID + ["--meta-batch", "0"], "--meta-batch must be at least 1, got 0"),
     (SINUSOID + ["--iterations", "0"], "--iterations must be at least 1, got 0"),
     (SINUSOID + ["--shots", "0"], "--shots must be at least 1, got 0"),
-    (SINUSOID + ["--queries", "0"], "--queries must be at least 1, got 0"),
+    (SINUSOID + ["--queries", "0"], "--queries must be at least 1 for maml, got 0"),
     (SINUSOID + ["--seed", "-1"], "--seed must be at least 0, got -1"),
     (["--learner", "maml", "--ways", "0"], "--ways must be at least 1, got 0"),
     (["--learner", "protonet", "--val-size", "-1"], "--val-size must be at least 0, got -1"),

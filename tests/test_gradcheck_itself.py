@@ -8,7 +8,12 @@ Each case was found by probing the checker (2026-12-01) and failed before its fi
 - inputs made contiguous before they reached ``f``, so the layouts the strategies draw never
   reached a kernel;
 - calls that checked something else than asked (an array for the list of inputs) or crashed
-  (eps = 0), and strategies that broke their own bounds (``margin``) or drew subnormals.
+  (eps = 0), and strategies that broke their own bounds (``margin``) or drew subnormals;
+- (a second probe, as a user checking their own functions) one step for a whole array, set by
+  its largest entry, which failed correct functions at the small entries beside a large one;
+  an AttributeError, not the one-line TypeError, for a function returning a tuple from order
+  2; a correct relu failed beside its kink with no hint; float32 outputs of float64 inputs
+  reported as float64; a single wrong entry of many passing the one direction checked.
 """
 import sys
 
@@ -94,8 +99,8 @@ def test_a_call_that_would_check_something_else_is_refused(kwargs, error, messag
 
 
 def test_a_failure_says_what_was_checked_and_a_nan_says_where_to_look():
-    with pytest.raises(mm.GradcheckError, match=r"of the composed function .*step 1e-06, "
-                                                r"float64\)$"):
+    with pytest.raises(mm.GradcheckError, match=r"of the composed function .*step "
+                                                r"1e-06·max\(1, \|x\|\), float64\)$"):
         mm.gradcheck(lambda a: mm.apply(Zero(), a), [np.ones(2)], order=2)
     with pytest.raises(mm.GradcheckError, match="a NaN: is the point outside f's domain"):
         mm.gradcheck(lambda a: a.log().sum(), [np.array([-1.0])])
@@ -131,3 +136,57 @@ def test_the_gradcheck_command_says_when_a_check_compared_only_zeros(monkeypatch
     out = capsys.readouterr().out
     assert "1 checks compared only zeros (a derivative 0 = 0): mul (order 2); raise --examples" \
         in out
+
+
+@pytest.mark.parametrize("f, x, order", [
+    (lambda a: a.log(), [0.5, 2e4], 1),      # failed: |difference| 3.5e-5 > 2.6e-6
+    (lambda a: a.tanh(), [0.3, 1e4], 2),
+    (lambda a: a.log(), [0.01, 1e5], 1),     # NaN: a step of 0.1 crossed 0
+])
+def test_one_large_entry_does_not_coarsen_the_step_of_the_small_ones(f, x, order):
+    assert sorted(mm.gradcheck(f, [np.array(x)], order=order)) == list(range(1, order + 1))
+
+
+def test_a_function_that_returns_no_tensor_is_refused_in_one_line_at_every_order():
+    for order in (1, 2):
+        with pytest.raises(TypeError, match="^gradcheck: the function must return a Tensor, "
+                                            "got tuple$"):
+            mm.gradcheck(lambda a: (a.exp(), a), [np.array([0.3, -1.2])], order=order)
+
+
+def test_a_kink_within_the_step_is_named_and_a_wrong_vjp_is_not_blamed_on_one():
+    with pytest.raises(mm.GradcheckError, match="the difference quotient moves with the step"):
+        mm.gradcheck(lambda a: a.relu().sum(), [np.array([1e-7, 1.0, -2.0])])   # correct relu
+    with pytest.raises(mm.GradcheckError) as info:
+        mm.gradcheck(lambda a: mm.apply(Zero(), a).sum(), [np.array([0.5, 1.5])])
+    assert "moves with the step" not in str(info.value)
+
+
+def test_a_failure_names_an_output_dtype_other_than_the_inputs():
+    with pytest.raises(mm.GradcheckError, match=r"float64 inputs, float32 output\); f's "
+                                                r"values are float32, whose rounding swamps"):
+        mm.gradcheck(lambda a: mm.apply(Zero(), a).astype(np.float32).sum(),
+                     [np.array([0.5, 1.5])])
+
+
+class OneOff(mm.Primitive):
+    """x², with a VJP 1% off in entry 7 of 100 only."""
+
+    abstract = True
+
+    def forward(self, a):
+        return a * a
+
+    def vjp(self, g, out, a):
+        w = np.full(a.shape, 2.0)
+        w[7] *= 1.01
+        return (g * a * mm.tensor(w),)
+
+
+def test_more_directions_catch_a_single_wrong_entry_that_one_direction_misses():
+    x, f = np.linspace(0.5, 1.5, 100), lambda a: mm.apply(OneOff(), a)
+    mm.gradcheck(f, [x], seed=19)        # one direction: entry 7's share within rtol
+    with pytest.raises(mm.GradcheckError, match="order-1"):
+        mm.gradcheck(f, [x], seed=19, directions=4)
+    with pytest.raises(ValueError, match="^gradcheck: directions must be an integer >= 1"):
+        mm.gradcheck(f, [x], directions=0)

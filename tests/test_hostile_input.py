@@ -126,7 +126,7 @@ def test_load_names_files_that_are_not_checkpoints(tmp_path):
     io.save(str(tmp_path / "ckpt.npz"), {"a": np.ones(1000)})
     data = (tmp_path / "ckpt.npz").read_bytes()
     (tmp_path / "ckpt.npz").write_bytes(data[: len(data) // 2])
-    assert "truncated or not a checkpoint" in message(tmp_path / "ckpt.npz")
+    assert "damaged, truncated or not a checkpoint" in message(tmp_path / "ckpt.npz")
 
 
 @pytest.mark.parametrize("meta, entries, match", [
@@ -266,8 +266,11 @@ def test_eval_counts_are_checked(sine, omni, capsys, no_evaluation):
     assert line(sine, "--episodes", "1") == "minimeta eval: --episodes must be at least 2, got 1"
     assert line(sine, "--episodes", str(10 ** 20)) == (
         f"minimeta eval: --episodes must be between 2 and 1000000, got {10 ** 20}")
-    for name in ("ways", "shots", "queries"):
+    for name in ("ways", "shots"):
         assert line(sine, f"--{name}", "0") == f"minimeta eval: --{name} must be at least 1, got 0"
+    assert line(sine, "--queries", "0") == (   # 0 only for MANN, which reads no queries
+        "minimeta eval: --queries must be at least 1 for maml, got 0")
+    assert line(sine, "--queries", "-1") == "minimeta eval: --queries must be at least 0, got -1"
     assert line(sine, "--seed", "-1") == "minimeta eval: --seed must be at least 0, got -1"
     assert line(sine, "--ways", "3") == (
         "minimeta eval: --ways does not apply to sinusoid regression (no classes)")

@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 import minimeta as mm
 import minimeta.functional as F
 from minimeta import kernels as K
-from minimeta.kernels import attention_ref
+from minimeta.kernels import attention_ref, conv_ref
 from minimeta.testing import arrays
 from test_kernel_references import check_max_pool, tied_arrays
 
@@ -27,11 +27,35 @@ def conv_case(draw):
     dtype = draw(DTYPES)
     # kernels to 7 and strides to 4: taps that see only padding (k 5, stride 2, padding 2)
     k, s, p = draw(st.integers(1, 7)), draw(st.integers(1, 4)), draw(st.integers(0, 3))
-    h, w = draw(st.integers(max(1, k - 2 * p), 9)), draw(st.integers(max(1, k - 2 * p), 9))
+    # planes to 16: stride-1 layers of 11×11 and up take the shifted GEMMs, the input gradient
+    # too (at 9 at most, no example had reached them: a mirrored filter there had passed)
+    h, w = draw(st.integers(max(1, k - 2 * p), 16)), draw(st.integers(max(1, k - 2 * p), 16))
     c = draw(st.sampled_from([1, 2, 3]))
     x = draw(arrays((draw(st.integers(1, 3)), c, h, w), dtype=dtype))
     wt = draw(arrays((draw(st.integers(1, 4)), c, k, k), dtype=dtype))
     return x, wt, s, p, dtype
+
+
+@pytest.mark.parametrize("shape, out, k, padding", [((2, 3, 14, 14), 4, 3, 1),
+                                                    ((1, 2, 20, 21), 3, 5, 2)])
+def test_the_shifted_gemm_paths_equal_the_reference(shape, out, k, padding, monkeypatch):
+    from minimeta.kernels import conv_numba
+
+    taken = []
+    for name in ("_shifted_gemm_conv", "_shifted_gemm_weight_grad"):
+        real = getattr(conv_numba, name)
+        monkeypatch.setattr(conv_numba, name, lambda *a, _f=real, _n=name: taken.append(_n)
+                            or _f(*a))
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal(shape), rng.standard_normal((out, shape[1], k, k))
+    y = conv_numba.conv2d(x, w, 1, padding)
+    close(y, conv_ref.conv2d(x, w, 1, padding), np.float64)
+    g = rng.standard_normal(y.shape)
+    close(conv_numba.conv2d_input_grad(g, w, x.shape, 1, padding),
+          conv_ref.conv2d_input_grad(g, w, x.shape, 1, padding), np.float64)
+    close(conv_numba.conv2d_weight_grad(x, g, w.shape, 1, padding),
+          conv_ref.conv2d_weight_grad(x, g, w.shape, 1, padding), np.float64)
+    assert taken == ["_shifted_gemm_conv", "_shifted_gemm_conv", "_shifted_gemm_weight_grad"]
 
 
 @given(conv_case())

@@ -163,3 +163,18 @@ def test_mse_of_an_integer_prediction_does_not_truncate_the_target():
     assert F.mse_loss(mm.tensor(np.array([1, 2])), [0.5, 0.5]).item() == 1.25   # had been 2.5
     pred = mm.tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
     assert F.mse_loss(pred, np.array([0.5, 0.5])).dtype == np.float32    # float stays its own
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_batch_norm_promotes_mixed_dtypes_fused_or_not(fused):
+    # the fused primitive had returned float32 for a float32 input and float64 weights, where
+    # its composite (and x * w + b) gave float64: two results of one call, by a flag
+    rng = np.random.default_rng(0)
+    x = mm.tensor(rng.standard_normal((4, 3)).astype(np.float32), requires_grad=True)
+    w, b = (mm.tensor(rng.standard_normal(3), requires_grad=True) for _ in range(2))
+    y = F.batch_norm(x, w, b, fused=fused)
+    assert y.dtype == np.float64
+    gx, gw = mm.grad((y * y).sum() + y.sum(), [x, w])
+    assert (gx.dtype, gw.dtype) == (np.float32, np.float64)   # each its own leaf's dtype
+    other = F.batch_norm(x, w, b, fused=not fused)
+    np.testing.assert_allclose(y.numpy(), other.numpy(), rtol=1e-12, atol=1e-12)

@@ -171,3 +171,30 @@ def test_a_float32_mann_computes_in_float32():
     logits, _ = learner.batch_logits([task])
     loss, _ = learner.batch_loss([task])
     assert logits.dtype == np.float32 and loss.dtype == np.float32
+
+
+def test_queries_zero_is_for_the_learner_that_reads_none(tmp_path, capsys):
+    from minimeta import cli
+    from minimeta.experiments.config import RunConfig
+    from test_hostile_input import REAL, refused, write_checkpoint
+
+    # MANN reads no queries, yet drew one per class, so 20-drawing sequences were refused;
+    # --queries 0 now lets them through, and only for MANN
+    with pytest.raises(ValueError, match="^--queries must be at least 1 for maml, got 0$"):
+        RunConfig(learner="maml", queries=0)
+    assert RunConfig(learner="mann", shots=20, queries=0).queries == 0
+    if not REAL:
+        return
+    line = refused(["train", "--learner", "mann", "--shots", "20", "--out",
+                    str(tmp_path / "run")], capsys)
+    assert line.endswith("has 20 (mann reads no queries: add --queries 0)"), line
+    path = str(tmp_path / "mann.npz")
+    write_checkpoint(path, RunConfig(learner="mann", shots=20, queries=0, out=None))
+    assert cli.main(["eval", "--checkpoint", path, "--episodes", "2"]) == 0
+    assert "sequences of 20 drawings per class" in capsys.readouterr().out
+    line = refused(["eval", "--checkpoint", path, "--episodes", "2", "--queries", "1"], capsys)
+    assert line.endswith("(mann reads no queries: add --queries 0)"), line
+    path = str(tmp_path / "maml.npz")
+    write_checkpoint(path, RunConfig(learner="maml", out=None))
+    line = refused(["eval", "--checkpoint", path, "--episodes", "2", "--queries", "0"], capsys)
+    assert line == "minimeta eval: --queries must be at least 1 for maml, got 0", line

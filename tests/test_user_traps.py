@@ -209,7 +209,8 @@ def test_grad_of_an_output_made_under_no_grad_says_so():
                         "omniglot class has 20"),
     (["--ways", "5000"], "--ways 5000 needs 5000 classes; the training part has 4400"),
     (["--val-size", "1", "--validate-every", "2"],
-     "--val-size 1 leaves 4 validation classes, fewer than the 5 ways of validation"),
+     "--val-size 1 leaves 4 validation classes, fewer than the 5 ways of validation: raise "
+     "--val-size, or validate never (--validate-every 0)"),   # had named no option, --val-ways
 ])
 def test_episodes_the_split_cannot_give_are_refused_before_the_folder_is_used(
         options, message, tmp_path, capsys):
@@ -408,3 +409,4 @@ def test_the_demo_s_hint_without_omniglot_fits_how_the_data_dir_is_set(tmp_path,
     cli._demo_omniglot(args)
     assert "set MINIMETA_DATA_DIR to a folder holding them, or `minimeta train` downloads " \
         "them" in capsys.readouterr().out
+

@@ -106,6 +106,7 @@ def test_conv_numba_takes_winograd_for_wide_layers(shape, padding, dtype, monkey
     stack = np.stack([x, x[::-1]])
     ws = np.stack([w, -w])
     ys = conv_numba.conv2d(stack, ws, 1, padding)
+    close(ys[0], y, dtype)
     close(ys[1], conv_ref.conv2d(x[::-1], -w, 1, padding), dtype)
 
 
@@ -145,3 +146,29 @@ def test_second_order_derivatives_through_winograd_equal_the_reference(monkeypat
         slow = hvp()
     for a, b in zip(fast, slow):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("images", [2, 16])            # F(2×2) and F(4×4) tiles
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_a_non_finite_input_reaches_the_outputs_it_does_in_the_reference(images, bad):
+    # a Winograd tile mixes all its pixels: one inf had made 800 non-finite outputs for the
+    # reference's 288, most of them NaN (inf − inf); such a result is now done again directly
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((images, 32, 8, 8)), rng.standard_normal((32, 32, 3, 3))
+    x[0, 0, 3, 3] = bad
+    assert W.pays(x.shape, w.shape, 1, 1)
+    y = conv_ref.conv2d(x, w, 1, 1)
+    g = rng.standard_normal(y.shape)
+    g[0, 1, 2, 2] = bad
+    for got, want in (
+            (conv_numba.conv2d(x, w, 1, 1), y),
+            (conv_numba.conv2d_input_grad(g, w, x.shape, 1, 1),
+             conv_ref.conv2d_input_grad(g, w, x.shape, 1, 1)),
+            (conv_numba.conv2d_weight_grad(x, g, w.shape, 1, 1),
+             conv_ref.conv2d_weight_grad(x, g, w.shape, 1, 1))):
+        assert not np.isfinite(want).all()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-9)

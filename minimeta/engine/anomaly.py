@@ -156,12 +156,13 @@ def _vjp_site(node):
             f"{_describe(node._parents)}), whose forward op was {where}")
 
 
-def checked_vjp(node, g):
-    """``node``'s VJP on ``g``, run with ``node`` as the context of the ops it applies; raise
-    if a result holds a NaN or an inf."""
+def checked_vjp(node, g, results):
+    """``node``'s VJP on ``g``, run with ``node`` as the context of the ops it applies, its
+    results checked by ``results`` (the autodiff's check of their number and type); raise if
+    a result holds a NaN or an inf."""
     outer, ANOMALY.node = ANOMALY.node, node
     try:
-        grads = node._op.vjp(g, node, *node._parents)
+        grads = results(node, node._op.vjp(g, node, *node._parents))
     finally:
         ANOMALY.node = outer
     for i, pg in enumerate(grads):

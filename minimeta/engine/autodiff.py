@@ -293,9 +293,9 @@ def _run_backward(outputs, seeds, create_graph, keep, order):
                     continue
                 parents = node._parents
                 if ANOMALY.on:  # the VJP run under mm.detect_anomaly(), its results checked
-                    in_grads = checked_vjp(node, g)
+                    in_grads = checked_vjp(node, g, _vjp_results)
                 else:
-                    in_grads = node._op.vjp(g, node, *parents)
+                    in_grads = _vjp_results(node, node._op.vjp(g, node, *parents))
                 for parent, pg in zip(parents, in_grads):
                     key = id(parent)
                     if pg is None or key not in relevant:
@@ -309,6 +309,24 @@ def _run_backward(outputs, seeds, create_graph, keep, order):
     finally:
         STATE.backward_depth -= 1
     return kept
+
+
+def _vjp_results(node, in_grads):
+    """``in_grads`` if it is what a VJP returns: a tuple (or list) of a Tensor or None per
+    input of the node; else a ``TypeError`` naming the primitive (a short tuple had left the
+    last inputs' gradients out without a word)."""
+    n = len(node._parents)
+    if type(in_grads) in (tuple, list) and len(in_grads) == n:
+        for pg in in_grads:
+            if pg is not None and not isinstance(pg, Tensor):
+                raise TypeError(f"{type(node._op).__name__}.vjp: returned a result of type "
+                                f"{type(pg).__name__}; a VJP returns Tensors (or None)")
+        return in_grads
+    what = (f"{len(in_grads)} result{'s' * (len(in_grads) != 1)}"
+            if type(in_grads) in (tuple, list)
+            else f"a result of type {type(in_grads).__name__}")
+    raise TypeError(f"{type(node._op).__name__}.vjp: returned {what}; a VJP returns a tuple of "
+                    f"one gradient (or None) per input, {n} here")
 
 
 def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=False):

@@ -99,7 +99,8 @@ class RunConfig:
     shots: int = option(None, int, "examples per class in the support set (default 1; MANN 10, "
                         "the drawings of a class in its sequence; on sinusoids 10 points, "
                         "for the CNP the most context points)", least=1, most=MOST_PER_TASK)
-    queries: int = option(None, int, "query examples per class", least=1, most=MOST_PER_TASK)
+    queries: int = option(None, int, "query examples per class (0 only for mann, which reads "
+                          "none)", least=0, most=MOST_PER_TASK)
     multi_step_loss: bool = option(False, bool, "MAML family: meta-train on the mean query "
                                    "loss after 1..K inner steps (Antoniou et al. 2019)")
     fce: bool = option(False, bool, "matching: full context embeddings (Vinyals et al. 2016)")
@@ -169,6 +170,8 @@ class RunConfig:
                              "--out, or replace it")
         self._fill_defaults(spec)
         self._check_types()
+        if self.queries == 0 and spec.reads_queries:
+            raise ValueError(f"--queries must be at least 1 for {self.learner}, got 0")
         if self.dataset == "omniglot" and self.ways < 2:   # loss 0, accuracy 1, nothing learnt
             raise ValueError(f"--ways must be at least 2 to classify, got {self.ways}")
 

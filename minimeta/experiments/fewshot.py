@@ -109,7 +109,7 @@ def _check_counts(episodes, ways, shots, queries):
     """The counts asked for (``None``: the training run's), checked before anything runs."""
     for name, value, least, most in (("episodes", episodes, 2, MAX_EPISODES),
                                      ("ways", ways, 1, None), ("shots", shots, 1, None),
-                                     ("queries", queries, 1, None)):
+                                     ("queries", queries, 0, None)):
         if value is None and name != "episodes":
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -167,7 +167,9 @@ def _episode_shape(config, part, ways, shots, queries):
     against what the learner and the data set allow."""
     metric = LEARNERS[config.learner].family == "metric"
     ways, shots = ways or config.ways, shots or config.shots
-    queries = queries or config.queries
+    queries = config.queries if queries is None else queries
+    if queries == 0 and LEARNERS[config.learner].reads_queries:
+        raise ValueError(f"eval: --queries must be at least 1 for {config.learner}, got 0")
     if config.dataset == "sinusoid":
         if ways != config.ways:
             raise ValueError("eval: --ways does not apply to sinusoid regression (no classes)")
@@ -186,8 +188,10 @@ def _episode_shape(config, part, ways, shots, queries):
                          f"sequences {config.ways * config.shots + 1} steps long; it cannot be "
                          f"tested {shots}-shot")
     if shots + queries > DRAWINGS:
+        unread = "" if LEARNERS[config.learner].reads_queries else \
+            f" ({config.learner} reads no queries: add --queries 0)"
         raise ValueError(f"eval: --shots + --queries = {shots} + {queries} must be at most "
-                         f"{DRAWINGS}, the drawings of each Omniglot character")
+                         f"{DRAWINGS}, the drawings of each Omniglot character{unread}")
     if part == "val" and config.split == "vinyals" and not config.val_size:
         raise ValueError("eval: the run held out no validation characters (--val-size 0): "
                          "use --part test (or train)")
@@ -197,7 +201,8 @@ def _episode_shape(config, part, ways, shots, queries):
 @contextlib.contextmanager
 def _report_file(path):
     """The report ``path`` opened to append (None: no report), refused before the evaluation
-    if it cannot be; a report file created here is removed again if the evaluation fails."""
+    if it cannot be; a report file created here is removed again if the evaluation fails, and
+    one that was there is cut back to its earlier results (a full disk: no half line)."""
     if not path:
         yield None
         return
@@ -215,10 +220,14 @@ def _report_file(path):
     except OSError as err:
         raise ValueError(f"eval: cannot write the report {path} ({err.strerror}); give a "
                          "path you can write to") from None
+    size = f.tell()   # the end of the earlier results: a failed append is cut back to it
     try:
         with f:
             yield f
     except BaseException:
-        if not existed and os.path.exists(path) and os.path.getsize(path) == 0:
-            os.remove(path)
+        with contextlib.suppress(OSError):   # a half-written line had taken the next result
+            if not existed and os.path.getsize(path) <= size:
+                os.remove(path)
+            else:
+                os.truncate(path, size)
         raise

@@ -73,6 +73,7 @@ class LearnerSpec:
     default_ways: int = 5          # training ways when --ways is not given
     outer_optimizer: bool = True   # False: the learner updates θ itself (Reptile)
     datasets: tuple = ("omniglot", "sinusoid")
+    reads_queries: bool = True     # False: the episode's query part is never read (MANN)
 
 
 def model_for(config):
@@ -169,7 +170,7 @@ LEARNERS = {
                                           20: dict(queries=1, meta_batch=4)}, OUTER_OPTIMIZER,
                          datasets=("omniglot",)),
     "mann": LearnerSpec("model", mann, {5: dict(shots=10, queries=1, meta_batch=16)},
-                        OUTER_OPTIMIZER, datasets=("omniglot",)),
+                        OUTER_OPTIMIZER, datasets=("omniglot",), reads_queries=False),
     "cnp": LearnerSpec("model", cnp, {5: dict(shots=10)}, OUTER_OPTIMIZER,  # context 1..10
                        datasets=("sinusoid",)),
 }

@@ -48,9 +48,9 @@ class GracefulStop:
     (it calls back into Python as a kernel returns its arrays), which turns it into a
     ``SystemError``: the run's ``except KeyboardInterrupt`` never sees it, the process ends
     with a traceback and the iterations since the last checkpoint are lost (1 Ctrl-C in 12
-    did so, sent at random 1.5–4 s into a ProtoNet run). Only the main thread takes signals, and only signals at their
-    default (``_default``) are taken over: a handler of the caller's, or SIGINT or SIGHUP
-    ignored (``nohup ... &``), is left as it is."""
+    did so, sent at random 1.5–4 s into a ProtoNet run). Only the main thread takes signals,
+    and only signals at their default (``_default``) are taken over: a handler of the
+    caller's, or SIGINT or SIGHUP ignored (``nohup ... &``), is left as it is."""
 
     def __enter__(self):
         self.caught = []

@@ -34,7 +34,7 @@ goes on exactly as the uninterrupted run would have; both delete the temporary f
 (``.tmp-*.npz``) a killed write left. A NaN or inf in the loss, the meta-gradient or the
 weights stops the run (``NonFiniteError``, naming the iteration) before it reaches a checkpoint.
 
-Read next: ``minimeta/experiments/stopping.py`` (how a run stops without losing work: signals).
+Read next: ``minimeta/experiments/runfolder.py`` (a run's folder: what may start there, and resume).
 """
 import contextlib
 import json
@@ -54,6 +54,7 @@ from ..optim import Adam
 from .evaluation import run_episodes
 from .progress import Progress, tolerant
 from .registry import LEARNERS, build
+from .runfolder import CHECKPOINT, METRICS, Home, open_run, prepare_folder
 from .stopping import GracefulStop, Terminated, updating
 
 Run = namedtuple("Run", "model learner curve checkpoint")
@@ -63,7 +64,7 @@ def task_source(config, part, ways=None, shots=None, queries=None):
     """A function (seed sequence, n) → n tasks of the dataset's split ``part``; ``ways``,
     ``shots`` and ``queries`` default to the config's."""
     ways, shots = ways or config.ways, shots or config.shots
-    queries = queries or config.queries
+    queries = config.queries if queries is None else queries
     if config.dataset == "sinusoid":
         return lambda seq, n: SinusoidTasks(seed=seq).sample(n, shots, queries)
     classes = omniglot.class_images(config.split, part, val_size=config.val_size or 0)
@@ -80,11 +81,14 @@ def _at_fault(config, part, sizes, ways, shots, queries):
     (n_classes, per_class) = sizes
     name = {"train": "training", "val": "validation"}.get(part, part)
     if shots + queries > per_class:
+        unread = "" if LEARNERS[config.learner].reads_queries or not queries else \
+            f" ({config.learner} reads no queries: add --queries 0)"
         return (f"--shots {shots} + --queries {queries} ask for {shots + queries} drawings of a "
-                f"class; each {config.dataset} class has {per_class}")
+                f"class; each {config.dataset} class has {per_class}{unread}")
     if part == "val":
         return (f"--val-size {config.val_size} leaves {n_classes} validation classes, fewer "
-                f"than the {ways} ways of validation: raise --val-size or lower --val-ways")
+                f"than the {ways} ways of validation: raise --val-size, or validate never "
+                "(--validate-every 0)")
     held = f" (with --val-size {config.val_size} held out)" if part == "train" else ""
     return f"--ways {ways} needs {ways} classes; the {name} part has {n_classes}{held}"
 
@@ -107,9 +111,6 @@ def batches(config, start=0):
 
 class NonFiniteError(FloatingPointError):
     """A NaN or an inf in training: the run stopped, its last finite checkpoint kept."""
-
-
-CHECKPOINT, METRICS = "checkpoint.npz", "metrics.jsonl"
 
 
 def train(config, model=None, learner=None, label="train", smooth=1, log=print):
@@ -161,6 +162,7 @@ def _train(config, state, model, learner, label, smooth, log, made=False):
     budget = None if config.minutes is None else 60.0 * config.minutes
     began = time.perf_counter() - spent
     metrics_file = open(os.path.join(config.out, METRICS), "a") if checkpoint else None
+    home = Home(config.out) if checkpoint else None
     curve = []
     # done: the iteration the weights are at; sound: they came from finite steps only; busy:
     # an iteration's update (and its record) is under way
@@ -171,6 +173,7 @@ def _train(config, state, model, learner, label, smooth, log, made=False):
     def save(iteration):
         if checkpoint is None:
             return
+        home.check(iteration, run["saved"])  # not a new folder at the old path: stop
         metrics_file.flush()  # the log reaches the checkpoint's iteration before it exists
         os.fsync(metrics_file.fileno())
         state = {"model": model.state_dict(), "iteration": iteration,
@@ -193,7 +196,7 @@ def _train(config, state, model, learner, label, smooth, log, made=False):
 
     try:
         if checkpoint and state is None:
-            save(0)  # a folder with metrics always has a checkpoint to resume from
+            first_save(save, metrics_file, made)  # a folder with metrics has a checkpoint
         run["last"] = time.perf_counter()
         with detect_anomaly(config.detect_anomaly), GracefulStop() as signals:
             for it in range(start, config.iterations):
@@ -247,6 +250,25 @@ def _train(config, state, model, learner, label, smooth, log, made=False):
     return Run(model, learner, curve, checkpoint)
 
 
+def first_save(save, metrics_file, made):
+    """``save(0)``; if it fails (a full disk), the fresh run's folder is left as it was found:
+    no empty ``metrics.jsonl`` that a rerun would take for a run, with no checkpoint to
+    resume from (it had refused both a rerun and --resume); the error says nothing was kept."""
+    try:
+        save(0)
+    except BaseException as err:
+        metrics_file.close()
+        path = metrics_file.name
+        with contextlib.suppress(OSError):
+            if os.path.getsize(path) == 0:
+                os.remove(path)
+                if made:
+                    os.rmdir(os.path.dirname(path))
+        if isinstance(err, OSError):
+            err.nothing_saved = True     # minimeta train says so, not "--resume"
+        raise
+
+
 def step(it, metrics, learner, opt, run):
     """The outer optimizer's step (when there is one) if the loss and the meta-gradient are
     finite; returns what is not finite, or None. Sets ``run["done"]`` when the weights have
@@ -270,29 +292,6 @@ def step(it, metrics, learner, opt, run):
     return problem
 
 
-def open_run(config):
-    """The checks of ``config.out`` before a run starts (``ValueError``, one line); returns
-    the checkpoint to resume from (a dict), or None for a fresh run."""
-    if config.out is None:
-        if config.resume:
-            raise ValueError("resume: a run without a folder (out=None) has nothing to resume")
-        return None
-    path = os.path.join(config.out, CHECKPOINT)
-    if config.resume:
-        if not os.path.exists(path):
-            raise ValueError(f"--resume: no run to resume in {config.out} ({path} does not "
-                             "exist); drop --resume to start one there")
-        state = io.load(path)
-        config.check_resume(state["settings"], int(state["iteration"]))
-        return state
-    held = [name for name in (CHECKPOINT, METRICS)
-            if os.path.exists(os.path.join(config.out, name))]
-    if held and not config.overwrite:
-        raise ValueError(f"{config.out} already holds a run ({', '.join(held)}): --resume to "
-                         "continue it, --overwrite to replace it, or another --out")
-    return None
-
-
 def restore(state, model, learner, opt, path, name):
     """Load a checkpoint's model, optimizer and learner state (in place); ``name``: the
     learner's."""
@@ -306,53 +305,6 @@ def restore(state, model, learner, opt, path, name):
                          f"saved: {name}'s would restart from its initial values")
     if hasattr(learner, "load_state_dict"):
         learner.load_state_dict(state.get("learner", {}))
-
-
-def prepare_folder(config, iteration, first=1):
-    """Create the folder; delete stale temporary files (and, for ``overwrite``, the run it
-    held); cut ``metrics.jsonl`` (which starts at iteration ``first``) back to the
-    checkpoint's ``iteration`` when resuming. Returns the iteration the log starts at."""
-    os.makedirs(config.out, exist_ok=True)
-    for name in os.listdir(config.out):
-        stale = name.startswith(".tmp-") and name.endswith(".npz")
-        if stale or (config.overwrite and name in (CHECKPOINT, METRICS)):
-            with contextlib.suppress(FileNotFoundError):   # gone since the listing
-                os.remove(os.path.join(config.out, name))
-    if config.resume:
-        return cut_metrics(os.path.join(config.out, METRICS), iteration, first)
-    return 1
-
-
-def cut_metrics(path, iteration, first=1):
-    """Cut the log at ``path`` after its line of ``iteration``: what follows was run after the
-    checkpoint and will be run again. ``ValueError`` unless it holds iterations ``first``,
-    ``first`` + 1, …, ``iteration``, once each; but no log at all (moved aside) is allowed: a
-    new one starts after the checkpoint's iteration (the weights are never stranded), and the
-    checkpoint records where (``log_from``). Returns the iteration the log starts at."""
-    size, seen = 0, first - 1
-    if iteration > seen and not os.path.exists(path):
-        return iteration + 1
-    if iteration > seen:
-        with open(path, "rb") as f:
-            for line in f:
-                try:
-                    number = json.loads(line)["iteration"] if line.endswith(b"\n") else None
-                except (ValueError, KeyError, TypeError):
-                    number = None
-                if number != seen + 1:
-                    break
-                size, seen = size + len(line), seen + 1
-                if seen == iteration:
-                    break
-    if seen != iteration:
-        raise ValueError(f"--resume: {path} does not hold iterations {first} to {iteration}, "
-                         f"once each (its checkpoint's), but {seen - first + 1} of them: move "
-                         f"it aside to go on with a new log from iteration {iteration + 1} "
-                         "(the checkpoint is kept), or --overwrite to start afresh")
-    if os.path.exists(path):
-        with open(path, "ab") as f:
-            f.truncate(size)
-    return first
 
 
 def learner_state(learner):

@@ -29,6 +29,7 @@ from ..engine.backend import array_module
 from ..kernels import norm_ref
 from ..engine.workers import defer
 from ..engine.primitives import conv as C
+from ..engine.primitives.elementwise import floating
 from ..engine.primitives.normalization import BatchNorm, batch_norm_composite  # noqa: F401
 
 conv2d_input_grad, conv2d_weight_grad = C.conv2d_input_grad, C.conv2d_weight_grad
@@ -150,6 +151,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
         ops.ones(per, dtype=x.dtype, device=x.device)
     b = _per_task(bias, per, x) if bias is not None else \
         ops.zeros(per, dtype=x.dtype, device=x.device)
+    x, w, b = floating("batch_norm", x, w, b)  # NumPy's promotion, as the composite's ops
     if fused:
         y = ops.apply(BatchNorm(eps), x, w, b)
         mean, var = y.saved  # the batch statistics, saved by the primitive's forward

@@ -108,8 +108,9 @@ def presentations(labels):
 
 class MANNLearner(Learner):
     """MANN on episodes (xs, ys, ...): the support set, ``ways`` classes × 10 drawings, is the
-    sequence (the query part is unused); images are resized by the area matrices ``resize``
-    (rows, cols) when given (the paper's 20×20), flattened."""
+    sequence (the query part is unused: a run may draw none, ``--queries 0``); images are
+    resized by the area matrices ``resize`` (rows, cols) when given (the paper's 20×20),
+    flattened."""
 
     def __init__(self, ways=5, image_size=20, resize=None, seed=0, dtype=np.float32, **sizes):
         self.ways, self.resize, self.dtype = ways, resize, dtype

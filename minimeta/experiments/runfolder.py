@@ -1,0 +1,117 @@
+"""A run's folder: what may start in it, how a resumed run finds its files as it left them,
+and that it is still where the run began.
+
+``open_run`` checks ``--out`` before anything is written (a fresh run refuses a folder holding
+a run unless ``overwrite``; ``resume`` needs its checkpoint); ``prepare_folder`` clears what a
+killed write left (``.tmp-*.npz``) and, on resume, cuts ``metrics.jsonl`` back to the
+checkpoint's iteration (``cut_metrics``). ``Home`` remembers which folder a run began in: a
+folder moved or removed while the run trains stops it at its next checkpoint
+(``FolderMoved``), where ``io.save`` would have made a new folder at the old path, holding the
+later checkpoints apart from the metrics, which follow the moved folder.
+
+Read next: ``minimeta/experiments/stopping.py`` (how a run stops without losing work: signals).
+"""
+import contextlib
+import json
+import os
+
+from .. import io
+
+CHECKPOINT, METRICS = "checkpoint.npz", "metrics.jsonl"
+
+
+class FolderMoved(RuntimeError):
+    """The run's folder was moved or removed while the run trained."""
+
+
+class Home:
+    """The folder a run began in, by identity (device and inode), not by its path."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.where = self._identity()
+
+    def _identity(self):
+        with contextlib.suppress(OSError):
+            st = os.stat(self.folder)
+            return st.st_dev, st.st_ino
+        return None
+
+    def check(self, iteration, saved):
+        """Raise ``FolderMoved`` (one line) unless the folder is still at its path."""
+        if self._identity() != self.where:
+            raise FolderMoved(
+                f"training stopped at iteration {iteration}: the run's folder {self.folder} "
+                f"was moved or removed while it trained; the folder, wherever it is now, holds "
+                f"the checkpoint of iteration {saved} and {METRICS} beyond it: --resume it "
+                "there (--out its new path)")
+
+
+def open_run(config):
+    """The checks of ``config.out`` before a run starts (``ValueError``, one line); returns
+    the checkpoint to resume from (a dict), or None for a fresh run."""
+    if config.out is None:
+        if config.resume:
+            raise ValueError("resume: a run without a folder (out=None) has nothing to resume")
+        return None
+    path = os.path.join(config.out, CHECKPOINT)
+    if config.resume:
+        if not os.path.exists(path):
+            raise ValueError(f"--resume: no run to resume in {config.out} ({path} does not "
+                             "exist); drop --resume to start one there")
+        state = io.load(path)
+        config.check_resume(state["settings"], int(state["iteration"]))
+        return state
+    held = [name for name in (CHECKPOINT, METRICS)
+            if os.path.exists(os.path.join(config.out, name))]
+    if held and not config.overwrite:
+        raise ValueError(f"{config.out} already holds a run ({', '.join(held)}): --resume to "
+                         "continue it, --overwrite to replace it, or another --out")
+    return None
+
+
+def prepare_folder(config, iteration, first=1):
+    """Create the folder; delete stale temporary files (and, for ``overwrite``, the run it
+    held); cut ``metrics.jsonl`` (which starts at iteration ``first``) back to the
+    checkpoint's ``iteration`` when resuming. Returns the iteration the log starts at."""
+    os.makedirs(config.out, exist_ok=True)
+    for name in os.listdir(config.out):
+        stale = name.startswith(".tmp-") and name.endswith(".npz")
+        if stale or (config.overwrite and name in (CHECKPOINT, METRICS)):
+            with contextlib.suppress(FileNotFoundError):   # gone since the listing
+                os.remove(os.path.join(config.out, name))
+    if config.resume:
+        return cut_metrics(os.path.join(config.out, METRICS), iteration, first)
+    return 1
+
+
+def cut_metrics(path, iteration, first=1):
+    """Cut the log at ``path`` after its line of ``iteration``: what follows was run after the
+    checkpoint and will be run again. ``ValueError`` unless it holds iterations ``first``,
+    ``first`` + 1, …, ``iteration``, once each; but no log at all (moved aside) is allowed: a
+    new one starts after the checkpoint's iteration (the weights are never stranded), and the
+    checkpoint records where (``log_from``). Returns the iteration the log starts at."""
+    size, seen = 0, first - 1
+    if iteration > seen and not os.path.exists(path):
+        return iteration + 1
+    if iteration > seen:
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    number = json.loads(line)["iteration"] if line.endswith(b"\n") else None
+                except (ValueError, KeyError, TypeError):
+                    number = None
+                if number != seen + 1:
+                    break
+                size, seen = size + len(line), seen + 1
+                if seen == iteration:
+                    break
+    if seen != iteration:
+        raise ValueError(f"--resume: {path} does not hold iterations {first} to {iteration}, "
+                         f"once each (its checkpoint's), but {seen - first + 1} of them: move "
+                         f"it aside to go on with a new log from iteration {iteration + 1} "
+                         "(the checkpoint is kept), or --overwrite to start afresh")
+    if os.path.exists(path):
+        with open(path, "ab") as f:
+            f.truncate(size)
+    return first
