@@ -64,4 +64,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from minimeta.cli import script
+
+    raise SystemExit(script(main))

@@ -38,12 +38,12 @@ def main(argv=None):
                         default="protonet")
     parser.add_argument("--fce", action="store_true", help="matching: full context embeddings")
     parser.add_argument("--episodes", type=count(1), default=300, help="training episodes")
-    parser.add_argument("--train-way", type=count(1), default=20)
+    parser.add_argument("--train-way", type=count(2), default=20)
     parser.add_argument("--shots", type=count(1), default=1)
     parser.add_argument("--queries", type=count(1), default=5, help="per class, in training")
-    parser.add_argument("--test-way", type=count(1), default=5)
-    parser.add_argument("--test-episodes", type=count(1), default=600)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-way", type=count(2), default=5)
+    parser.add_argument("--test-episodes", type=count(2), default=600)
+    parser.add_argument("--seed", type=count(0), default=0)
     args = parser.parse_args(argv)
     if args.fce and args.learner != "matching":
         parser.error(f"--fce: full context embeddings are Matching Networks'; not {args.learner}")
@@ -75,4 +75,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from minimeta.cli import script
+
+    raise SystemExit(script(main))

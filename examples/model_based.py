@@ -82,7 +82,7 @@ def main(argv=None):
                         help="training iterations (with --minutes: whichever ends first)")
     parser.add_argument("--test-tasks", type=count(2), default=None,
                         help="test tasks or episodes, >= 2 for an interval (default 600; mann 100)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=count(0), default=0)
     args = parser.parse_args(argv)
     if args.minutes is None and args.iterations is None:
         parser.error("give --minutes or --iterations (the training budget)")
@@ -110,4 +110,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from minimeta.cli import script
+
+    raise SystemExit(script(main))

@@ -176,4 +176,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from minimeta.cli import script
+
+    raise SystemExit(script(main))

@@ -51,6 +51,8 @@ def main(argv=None):
     parser.add_argument("--out", default="outputs/sinusoid")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="load maml.npz and pretrained.npz from --out instead of training")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train afresh in an --out that holds an earlier run's models")
     args = parser.parse_args(argv)
     if args.tasks < 2:
         parser.error(f"--tasks must be at least 2, got {args.tasks}")
@@ -79,6 +81,13 @@ def main(argv=None):
         if missing:
             parser.error(f"--evaluate-only: {args.out} has no {' or '.join(missing)}: train "
                          "there first")
+    held = [n for n in ("maml.npz", "pretrained.npz", "results.json")
+            if os.path.exists(os.path.join(args.out, n))]
+    if held and not (args.evaluate_only or args.overwrite):   # had been replaced silently
+        parser.error(f"--out {args.out} holds an earlier run ({', '.join(held)}): "
+                     "--evaluate-only to test it, --overwrite to replace it, or another --out")
+    if not args.out:
+        parser.error("--out must be a folder path, got ''")
     os.makedirs(args.out, exist_ok=True)
     configure()  # one BLAS thread: the matrices here are tiny (docs/PERFORMANCE.md)
     start = time.perf_counter()
@@ -142,4 +151,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from minimeta.cli import script
+
+    raise SystemExit(script(main))

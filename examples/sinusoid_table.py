@@ -68,4 +68,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from minimeta.cli import script
+
+    raise SystemExit(script(main))

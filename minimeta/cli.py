@@ -23,6 +23,7 @@ def _demo(args):
     from .experiments import sinusoid as S
     from .threads import configure
 
+    omniglot_run = _demo_checks(args)   # every option checked before the first part runs
     configure()
     os.makedirs(args.out, exist_ok=True)
     print(f"minimeta demo: MAML on sinusoids (Finn et al. 2017, sec. 5.1), {args.iterations} "
@@ -40,16 +41,61 @@ def _demo(args):
         print(f"\nfigure: {S.plot_task(models, os.path.join(args.out, 'sinusoid_maml.png'))}")
     except ImportError:
         print("\n(no figure: install the examples extra, pip install -e '.[examples]')")
-    if args.omniglot_iterations:
-        _demo_omniglot(args)
+    if omniglot_run is not None:
+        _demo_omniglot(args, omniglot_run)
     return 0
 
 
-def _demo_omniglot(args):
-    """A short ProtoNet run on Omniglot, when the data are already on this machine."""
+def _demo_checks(args):
+    """The demo's options, checked at once (``ValueError`` naming the option); returns the
+    ProtoNet run's config, or None (``--omniglot-iterations 0``). Its folder,
+    ``<--out>/protonet``, is replaced only if it holds an earlier demo's run: a run of the
+    user's there had been overwritten without a word."""
+    from . import io
+    from .experiments.config import RunConfig
+    from .experiments.fewshot import MAX_EPISODES
+    from .experiments.training import CHECKPOINT, METRICS
+
+    if not args.out:
+        raise ValueError("--out must be a folder path, got ''")
+    for name, value, most in (("tasks", args.tasks, MAX_EPISODES),
+                              ("omniglot-episodes", args.omniglot_episodes, MAX_EPISODES)):
+        if value > most:
+            raise ValueError(f"--{name} must be at most {most}, got {value}")
+    if not args.omniglot_iterations:
+        return None
+    try:
+        config = RunConfig(learner="protonet", ways=20, queries=5,
+                           iterations=args.omniglot_iterations, seed=args.seed,
+                           out=os.path.join(args.out, "protonet"), overwrite=True,
+                           checkpoint_every=1e9, validate_every=0, val_episodes=2)
+    except ValueError as err:
+        raise ValueError(str(err).replace("--iterations", "--omniglot-iterations")
+                         ) from None
+    held = [n for n in (CHECKPOINT, METRICS) if os.path.exists(os.path.join(config.out, n))]
+    if held:
+        mine = {k: v for k, v in config.settings().items() if k not in DEMO_MAY_DIFFER}
+        try:
+            saved = io.load(os.path.join(config.out, CHECKPOINT))["settings"]
+            theirs = {k: v for k, v in RunConfig.from_settings(saved).settings().items()
+                      if k not in DEMO_MAY_DIFFER}
+        except (OSError, ValueError, KeyError):
+            theirs = None
+        if theirs != mine:
+            raise ValueError(f"{config.out} holds a run that is not an earlier demo's "
+                             f"({', '.join(held)}), which the demo would replace: give "
+                             "another --out")
+    return config
+
+
+DEMO_MAY_DIFFER = ("iterations", "seed", "out", "overwrite", "resume", "threads", "minutes")
+
+
+def _demo_omniglot(args, config):
+    """A short ProtoNet run on Omniglot (``config``), when the data are already on this
+    machine."""
     from .data import omniglot
     from .experiments import fewshot
-    from .experiments.config import RunConfig
     from .experiments.training import train
 
     found = [os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES[p][0]))
@@ -63,11 +109,6 @@ def _demo_omniglot(args):
         return
     print(f"\nPrototypical Networks on Omniglot: {args.omniglot_iterations} training episodes "
           f"(20-way 1-shot), then {args.omniglot_episodes} test episodes (5-way 1-shot)")
-    config = RunConfig(learner="protonet", ways=20, queries=5,
-                       iterations=args.omniglot_iterations, seed=args.seed,
-                       out=os.path.join(args.out, "protonet"), overwrite=True,
-                       checkpoint_every=1e9,
-                       validate_every=0, val_episodes=2)
     path = train(config).checkpoint
     fewshot.evaluate(path, args.omniglot_episodes, ways=5, shots=1, queries=15)
 
@@ -79,6 +120,8 @@ def _gradcheck(args):
         print(f"minimeta gradcheck needs hypothesis ({err}); pip install 'minimeta[test]'",
               file=sys.stderr)
         return 2
+    if args.order is not None and args.order > MAX_ORDER:   # each order costs some times more
+        raise ValueError(f"--order must be at most {MAX_ORDER}, got {args.order}")
     orders = None if args.order is None else tuple(range(1, args.order + 1))
     print(f"gradcheck of all {len(selfcheck.ROWS)} rows of the primitive table "
           f"({len(selfcheck.primitive_classes())} primitives), orders "
@@ -105,6 +148,9 @@ def _gradcheck(args):
               f"{', '.join(trivial[:4])}{' ...' if len(trivial) > 4 else ''}; raise --examples")
     print(f"all {len(report)} rows passed")
     return 0
+
+
+MAX_ORDER = 4   # gradcheck --order: order 4 of every row takes minutes, each order more
 
 
 def _train(args):
@@ -163,7 +209,8 @@ def build_parser():
     check.add_argument("--examples", type=int, default=10,
                        help="hypothesis examples per row (default 10)")
     check.add_argument("--order", type=int, default=None,
-                       help="check orders 1..N for every row (default: each row's own)")
+                       help="check orders 1..N for every row, N at most 4 (default: each "
+                       "row's own)")
     check.set_defaults(run=_gradcheck)
     train = sub.add_parser("train", help="meta-train a learner (checkpoints, --resume)")
     add_arguments(train)  # one option per field of RunConfig, which holds the defaults
@@ -188,8 +235,13 @@ def build_parser():
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors on one line (the usage is ``--help``'s); the subcommands'
+    """argparse, with its errors on one line (the usage is ``--help``'s), and no abbreviated
+    options (``--lr 100`` had been read as ``--lr-halve-every 100``); the subcommands'
     parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -210,12 +262,28 @@ OS_HINTS = {
 }
 
 
+def script(main, argv=None):
+    """Run an example's ``main(argv)`` as ``minimeta`` runs a command: a mistake in the input
+    (an ``EXPECTED`` error) is one line on stderr, ``<script>: <what>``, and exit 2, not a
+    traceback; a bug keeps its traceback. The examples end with
+    ``raise SystemExit(script(main))``."""
+    prog = os.path.basename(sys.argv[0]) or "script"
+    try:
+        main() if argv is None else main(argv)    # what it returns is its own (a count, say)
+        return 0
+    except BUGS:
+        raise
+    except EXPECTED as err:
+        print(f"{prog}: {message(err)}", file=sys.stderr)
+        return 2
+
+
 def message(err, command=""):
     """One line saying what ``err`` (an ``EXPECTED`` error) is (without a leading
     ``command: ``, which the caller prints)."""
     if isinstance(err, MemoryError):
-        text = (f"out of memory ({err or 'an allocation failed'}): ask for fewer or smaller "
-                "tasks, episodes or batches")
+        text = (f"out of memory ({str(err) or 'an allocation failed'}): ask for fewer or "
+                "smaller tasks, episodes or batches")
     elif isinstance(err, OSError) and err.errno in FULL:
         kept = "" if command != "train" else " (nothing was saved: then rerun)" if getattr(
             err, "nothing_saved", False) else " (the run's last checkpoint is kept: then --resume)"
@@ -234,7 +302,10 @@ def message(err, command=""):
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # named against the subcommand, whose --help lists what it takes
+        parser.exit(2, f"minimeta {args.command}: error: unrecognized arguments: "
+                    f"{' '.join(extra)} (see minimeta {args.command} --help)\n")
     checks = () if args.command == "train" else (  # train's options: RunConfig checks them
         ("iterations", 1), ("tasks", 2), ("examples", 1), ("order", 1), ("ways", 1),
         ("shots", 1), ("queries", 0), ("episodes", 2), ("omniglot_iterations", 0),

@@ -180,6 +180,8 @@ def _scalar(path, key, kind, stored):
 def load(path, require=()):
     """Read a checkpoint written by ``save``; clear errors (``ValueError``) for a truncated or
     foreign file, and for one lacking a top-level key of ``require``."""
+    if not path:
+        raise ValueError("load: no checkpoint path given (an empty one)")
     if not os.path.exists(path):
         raise FileNotFoundError(f"load: no checkpoint at {path}")
     kinds, arrays = _read(path)

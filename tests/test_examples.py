@@ -39,6 +39,12 @@ def test_sinusoid_example_trains_evaluates_and_summarises(tmp_path):
                            "--evaluate-only", "--inner-lr", "0.5", "--out", out],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "trained with α = 0.02" in done.stderr
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "sinusoid_maml.py"),
+                           "--iterations", "3", "--tasks", "2", "--out", out],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.splitlines()[-1].endswith(   # had replaced it
+        "holds an earlier run (maml.npz, pretrained.npz, results.json): --evaluate-only to "
+        "test it, --overwrite to replace it, or another --out")
     table = run_example("sinusoid_table.py", out).splitlines()
     assert table[2].startswith("| paper") and table[3].startswith("| run | 5 | 2 steps, multi")
     assert "clipped at norm 5" in table[3]
@@ -86,6 +92,17 @@ def test_model_based_example_runs_each_learner_on_a_tiny_budget():
     (["examples/sinusoid_table.py", "{tmp}/none"], "{tmp}/none/results.json is not a file"),
     (["examples/sinusoid_maml.py", "--evaluate-only", "--out", "{tmp}/none"],
      "--evaluate-only: {tmp}/none has no maml.npz or pretrained.npz"),
+    # a second probe's: tracebacks, or a number that measures nothing
+    (["examples/metric_learners.py", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+    (["examples/model_based.py", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+    (["examples/metric_learners.py", "--train-way", "1"],
+     "argument --train-way: must be >= 2, got 1"),          # had scored accuracy 1.0
+    (["examples/metric_learners.py", "--test-episodes", "1"],
+     "argument --test-episodes: must be >= 2, got 1"),      # had printed ± nan
+    (["examples/metric_learners.py", "--train-way", "5000", "--episodes", "1"],
+     "metric_learners.py: EpisodeSampler: 5000-way episodes need at least 5000 classes"),
+    (["examples/sinusoid_maml.py", "--train-steps", "2", "--step-weights=nan,1"],
+     "--multi-step-loss weights must be finite and >= 0, got [nan, 1.0]"),
 ])
 def test_the_scripts_refuse_bad_arguments_before_doing_anything(command, message, tmp_path):
     # they had made outputs/ first, trained a run and then failed, or raised tracebacks

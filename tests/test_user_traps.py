@@ -400,13 +400,13 @@ def test_the_demo_s_hint_without_omniglot_fits_how_the_data_dir_is_set(tmp_path,
     import types
 
     args = types.SimpleNamespace(omniglot_iterations=1, omniglot_episodes=2, seed=0,
-                                 out=str(tmp_path))
+                                 out=str(tmp_path), tasks=2)
     monkeypatch.setenv("MINIMETA_DATA_DIR", str(tmp_path / "empty"))
-    cli._demo_omniglot(args)
+    cli._demo_omniglot(args, cli._demo_checks(args))
     assert "or unset it and `minimeta train` downloads them" in capsys.readouterr().out
     monkeypatch.delenv("MINIMETA_DATA_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    cli._demo_omniglot(args)
+    cli._demo_omniglot(args, cli._demo_checks(args))
     assert "set MINIMETA_DATA_DIR to a folder holding them, or `minimeta train` downloads " \
         "them" in capsys.readouterr().out
 

@@ -97,10 +97,12 @@ def test_weighted_multi_step_loss_and_bad_weights():
     for g, g1, g3 in zip(got, *parts):
         np.testing.assert_allclose(g.numpy(), 0.75 * g1.numpy() + 0.25 * g3.numpy(),
                                    rtol=1e-10, atol=1e-13)
-    with pytest.raises(ValueError, match="needs 3 weights"):
+    with pytest.raises(ValueError, match="needs 3 finite weights"):
         MAML(net, 0.2, 3, loss="mse", multi_step_loss=[1.0, 1.0])
-    with pytest.raises(ValueError, match="needs 2 weights"):
+    with pytest.raises(ValueError, match="needs 2 finite weights"):
         MAML(net, 0.2, 2, loss="mse", multi_step_loss=[0.0, 0.0])
+    with pytest.raises(ValueError, match="needs 2 finite weights"):   # a NaN passed every test
+        MAML(net, 0.2, 2, loss="mse", multi_step_loss=[float("nan"), 1.0])
 
 
 def test_a_custom_loss_that_is_not_a_mean_stacks_to_the_loop_s_meta_gradient():

@@ -115,8 +115,8 @@ class RunConfig:
     outer_lr: float = option(None, float, above=0)
     lr_halve_every: int = option(None, int, "halve the outer learning rate every N iterations "
                                  "(0: never)", least=0)
-    val_size: int = option(100, int, "characters of the 1200 meta-training ones held out to "
-                           "validate", least=0)
+    val_size: int = option(None, int, "characters of the 1200 meta-training ones held out to "
+                           "validate (default 100; none on --split lake)", least=0)
     validate_every: int = option(500, int, "iterations (0: never); Omniglot runs only (a "
                                  "sinusoid run is tested by minimeta eval)", least=0)
     val_episodes: int = option(100, int, least=2)
@@ -165,6 +165,8 @@ class RunConfig:
         if self.stream_seed is not None and self.dataset != "sinusoid":
             raise ValueError("stream_seed: one stream of tasks is the sinusoid experiment's; "
                              "Omniglot episodes come from the seed (seed, iteration)")
+        if self.out == "":
+            raise ValueError("--out must be a folder path, got ''")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite exclude each other: continue the run in "
                              "--out, or replace it")
@@ -193,8 +195,14 @@ class RunConfig:
         for name, value in paper.items():
             if getattr(self, name) is None and (name not in OPTIONAL or name in spec.options):
                 setattr(self, name, value)
-        if self.split == "lake":
-            self.val_size = 0  # the background/evaluation split has no validation part
+        if self.split == "lake":   # the background/evaluation split has no validation part
+            if self.val_size:      # given, it had been set to 0 without a word
+                raise ValueError(f"--val-size does not apply to --split lake (its background "
+                                 f"and evaluation parts hold no validation part), got "
+                                 f"{self.val_size}")
+            self.val_size = 0
+        elif self.val_size is None:
+            self.val_size = 100
 
     def _check_types(self):
         """Every set field against its type, choices and bounds (``ValueError`` naming it)."""
@@ -237,6 +245,9 @@ class RunConfig:
             except (TypeError, ValueError):
                 raise ValueError(f"--multi-step-loss must be True, False or a list of step "
                                  f"weights, got {steps!r}") from None
+            if not all(math.isfinite(w) and w >= 0 for w in self.multi_step_loss):
+                raise ValueError(f"--multi-step-loss weights must be finite and >= 0, got "
+                                 f"{list(self.multi_step_loss)}")
         else:
             self.multi_step_loss = bool(steps)
 

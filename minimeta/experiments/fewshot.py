@@ -171,6 +171,9 @@ def _episode_shape(config, part, ways, shots, queries):
     if queries == 0 and LEARNERS[config.learner].reads_queries:
         raise ValueError(f"eval: --queries must be at least 1 for {config.learner}, got 0")
     if config.dataset == "sinusoid":
+        if part != "test":
+            raise ValueError(f"eval: --part {part} does not apply to sinusoid regression (its "
+                             "tasks are drawn afresh, not split into parts)")
         if ways != config.ways:
             raise ValueError("eval: --ways does not apply to sinusoid regression (no classes)")
         for name, value in (("shots", shots), ("queries", queries)):
@@ -203,9 +206,11 @@ def _report_file(path):
     """The report ``path`` opened to append (None: no report), refused before the evaluation
     if it cannot be; a report file created here is removed again if the evaluation fails, and
     one that was there is cut back to its earlier results (a full disk: no half line)."""
-    if not path:
+    if path is None:
         yield None
         return
+    if not path:
+        raise ValueError("eval: --report needs a file path, got ''")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise ValueError(f"eval: --report {path} is a folder; give a file path (the result "

@@ -14,10 +14,40 @@ Read next: ``minimeta/experiments/stopping.py`` (how a run stops without losing 
 import contextlib
 import json
 import os
+import tempfile
 
 from .. import io
 
 CHECKPOINT, METRICS = "checkpoint.npz", "metrics.jsonl"
+
+
+def first_missing(folder):
+    """The outermost folder of ``folder``'s path that does not exist yet (None: all do): what
+    making ``folder`` creates, and a refused run removes again (``unmake``)."""
+    if folder is None:
+        return None
+    missing, path = None, os.path.abspath(folder)
+    while not os.path.isdir(path):
+        missing, parent = path, os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def unmake(folder, made):
+    """Remove ``folder`` and its parents up to ``made`` (``first_missing``'s, before the run
+    made them), each only if empty: a refused run leaves no folders behind (``--out a/b/c``
+    had left ``a`` and ``a/b``)."""
+    if made is None:
+        return
+    path = os.path.abspath(folder)
+    with contextlib.suppress(OSError):       # not empty: kept, and the ones above it too
+        while True:
+            os.rmdir(path)
+            if path == made:
+                break
+            path = os.path.dirname(path)
 
 
 class FolderMoved(RuntimeError):
@@ -57,6 +87,10 @@ def open_run(config):
     path = os.path.join(config.out, CHECKPOINT)
     if config.resume:
         if not os.path.exists(path):
+            if os.path.exists(os.path.join(config.out, METRICS)):
+                raise ValueError(f"--resume: {config.out} holds {METRICS} but no checkpoint to "
+                                 "resume from: --overwrite to start afresh there, or another "
+                                 "--out")
             raise ValueError(f"--resume: no run to resume in {config.out} ({path} does not "
                              "exist); drop --resume to start one there")
         state = io.load(path)
@@ -65,8 +99,9 @@ def open_run(config):
     held = [name for name in (CHECKPOINT, METRICS)
             if os.path.exists(os.path.join(config.out, name))]
     if held and not config.overwrite:
-        raise ValueError(f"{config.out} already holds a run ({', '.join(held)}): --resume to "
-                         "continue it, --overwrite to replace it, or another --out")
+        resume = "--resume to continue it, " if CHECKPOINT in held else ""
+        raise ValueError(f"{config.out} already holds a run ({', '.join(held)}): {resume}"
+                         "--overwrite to replace it, or another --out")
     return None
 
 
@@ -75,6 +110,13 @@ def prepare_folder(config, iteration, first=1):
     held); cut ``metrics.jsonl`` (which starts at iteration ``first``) back to the
     checkpoint's ``iteration`` when resuming. Returns the iteration the log starts at."""
     os.makedirs(config.out, exist_ok=True)
+    try:   # a folder that cannot be written fails now, not at the first checkpoint, minutes on
+        fd, probe = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=config.out)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise ValueError(f"--out {config.out} cannot be written ({err.strerror}): a folder you "
+                         "may write to") from None
     for name in os.listdir(config.out):
         stale = name.startswith(".tmp-") and name.endswith(".npz")
         if stale or (config.overwrite and name in (CHECKPOINT, METRICS)):

@@ -54,7 +54,8 @@ from ..optim import Adam
 from .evaluation import run_episodes
 from .progress import Progress, tolerant
 from .registry import LEARNERS, build
-from .runfolder import CHECKPOINT, METRICS, Home, open_run, prepare_folder
+from .runfolder import (CHECKPOINT, METRICS, Home, first_missing, open_run, prepare_folder,
+                        unmake)
 from .stopping import GracefulStop, Terminated, updating
 
 Run = namedtuple("Run", "model learner curve checkpoint")
@@ -125,13 +126,14 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print):
     with a ``NonFiniteError``.
     """
     state = open_run(config)  # the checks, before anything is written
-    made = config.out is not None and not os.path.isdir(config.out)
+    made = first_missing(config.out)   # the folders this run makes, removed if refused
     with io.folder_lock(config.out):   # one run at a time writes a folder
         return _train(config, state, model, learner, label, smooth, log, made)
 
 
-def _train(config, state, model, learner, label, smooth, log, made=False):
-    """``train``, its folder checked and held (``made``: created for this run)."""
+def _train(config, state, model, learner, label, smooth, log, made=None):
+    """``train``, its folder checked and held (``made``: the outermost folder created for
+    this run, ``runfolder.first_missing``)."""
     log = tolerant(log)  # a terminal that hung up (SIGHUP) must not stop the run by itself
     try:     # what can refuse the run (the data, the episodes) comes before the folder is used
         if learner is None:
@@ -150,9 +152,7 @@ def _train(config, state, model, learner, label, smooth, log, made=False):
         validate = config.validate_every and config.dataset == "omniglot" and config.val_size
         val_tasks = task_source(config, "val", config.val_ways) if validate else None
     except BaseException:
-        if made:      # a run refused before it wrote anything leaves no empty folder behind
-            with contextlib.suppress(OSError):
-                os.rmdir(config.out)        # (only if empty)
+        unmake(config.out, made)   # a run refused before it wrote anything leaves no folder
         raise
     first = int(state.get("log_from", 1)) if state is not None else 1
     log_from = prepare_folder(config, start, first) if checkpoint else 1
@@ -196,7 +196,7 @@ def _train(config, state, model, learner, label, smooth, log, made=False):
 
     try:
         if checkpoint and state is None:
-            first_save(save, metrics_file, made)  # a folder with metrics has a checkpoint
+            first_save(save, metrics_file, config.out, made)  # metrics: a checkpoint too
         run["last"] = time.perf_counter()
         with detect_anomaly(config.detect_anomaly), GracefulStop() as signals:
             for it in range(start, config.iterations):
@@ -250,7 +250,7 @@ def _train(config, state, model, learner, label, smooth, log, made=False):
     return Run(model, learner, curve, checkpoint)
 
 
-def first_save(save, metrics_file, made):
+def first_save(save, metrics_file, folder, made):
     """``save(0)``; if it fails (a full disk), the fresh run's folder is left as it was found:
     no empty ``metrics.jsonl`` that a rerun would take for a run, with no checkpoint to
     resume from (it had refused both a rerun and --resume); the error says nothing was kept."""
@@ -262,8 +262,7 @@ def first_save(save, metrics_file, made):
         with contextlib.suppress(OSError):
             if os.path.getsize(path) == 0:
                 os.remove(path)
-                if made:
-                    os.rmdir(os.path.dirname(path))
+                unmake(folder, made)
         if isinstance(err, OSError):
             err.nothing_saved = True     # minimeta train says so, not "--resume"
         raise

@@ -29,6 +29,8 @@ normalises with the statistics of the batch in hand (see ``functional/layers.py`
 
 Read next: ``minimeta/learners/stacked.py`` (a meta-batch as one stacked batch).
 """
+import math
+
 import numpy as np
 
 from ..engine import grad
@@ -189,7 +191,8 @@ def step_weights(multi_step_loss, steps, who):
     if isinstance(multi_step_loss, bool):
         return multi_step_loss
     weights = [float(w) for w in multi_step_loss]
-    if len(weights) != steps or not weights or min(weights) < 0 or sum(weights) <= 0:
-        raise ValueError(f"{who}: multi_step_loss needs {steps} weights >= 0, not all 0, "
-                         f"got {weights}")
+    if len(weights) != steps or not all(math.isfinite(w) and w >= 0 for w in weights) or \
+            sum(weights) <= 0:   # a NaN had passed every comparison, and been ignored
+        raise ValueError(f"{who}: multi_step_loss needs {steps} finite weights >= 0, not all "
+                         f"0, got {weights}")
     return [w / sum(weights) for w in weights]
