@@ -95,7 +95,8 @@ ROWS = [
     Row("log", mm.log, np.log, unary(0.2, 3.0), (E.Log,)),
     Row("sqrt", mm.sqrt, np.sqrt, unary(0.2, 3.0), (E.Sqrt,)),
     Row("tanh", mm.tanh, np.tanh, unary(), (E.Tanh,)),
-    Row("sigmoid", mm.sigmoid, lambda a: 1 / (1 + np.exp(-a)), unary(-4.0, 4.0), (E.Sigmoid,)),
+    Row("sigmoid", mm.sigmoid, lambda a: 1 / (1 + np.exp(-a)), unary(-20.0, 20.0),
+        (E.Sigmoid,)),   # to -20: where (1 + tanh(a/2)) / 2 had lost float32 to cancellation
     Row("relu", mm.relu, lambda a: np.maximum(a, 0), unary(margin=0.05), (E.Relu,)),
     Row("abs", mm.abs, np.abs, unary(margin=0.05), (E.Abs,)),
     Row("maximum", mm.maximum, np.maximum, separated_pair(), (E.Maximum,)),

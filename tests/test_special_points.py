@@ -126,3 +126,36 @@ def test_a_broadcast_float32_leaf_keeps_its_dtype_and_shape(shape):
     (g,) = mm.grad(y, [x])
     assert g.dtype == np.float32 and g.shape == (3,)
     assert g.numpy().tolist() == [2.0 * (shape[0] if len(shape) == 2 else 1)] * 3
+
+
+def test_sigmoid_of_a_large_negative_input_keeps_its_relative_precision():
+    # computed as (1 + tanh(x/2)) / 2 it cancelled: float32 sigmoid(-17) was 44% off and
+    # sigmoid(-20) 0, so log(sigmoid(-20)) was -inf with a NaN gradient (found by probing)
+    x = np.array([-10.0, -17.0, -20.0, -40.0])
+    exact = np.exp(x) / (1.0 + np.exp(x))
+    for dtype, rtol in ((np.float32, 1e-6), (np.float64, 1e-15)):
+        got = mm.sigmoid(mm.tensor(x.astype(dtype))).numpy()
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, exact, rtol=rtol)
+    t = mm.tensor(np.array([-40.0, 0.0, 40.0, np.inf, -np.inf]), requires_grad=True)
+    (g,) = mm.grad(mm.log(mm.sigmoid(t[:1])).sum(), [t])
+    assert g.numpy()[0] == pytest.approx(1.0)
+    np.testing.assert_array_equal(mm.sigmoid(t).numpy()[1:], [0.5, 1.0, 1.0, 0.0])
+    mm.gradcheck(lambda a: mm.sigmoid(a), [np.array([-30.0, -3.0, 2.0])], order=2)
+
+
+def test_log_softmax_of_large_logits_keeps_the_small_term():
+    # z − logsumexp(z) rounded log Σ exp(z − m) away against a large m (found by probing)
+    np.testing.assert_array_equal(F.softmax(mm.tensor([[0.0, 1e30, 1e30]])).numpy(),
+                                  [[0.0, 0.5, 0.5]])                # the row had summed to 2
+    base = np.array([[0.0, -5.0, -5.5]])
+    want = -(base[0, 0] - np.log(np.exp(base).sum()))              # the loss, shift-free
+    for shift in (-1e3, -1e4, -1e5):
+        z = mm.tensor((base + shift).astype(np.float32), requires_grad=True)
+        loss = F.cross_entropy(z, [0])
+        (g,) = mm.grad(loss, [z])
+        assert loss.item() == pytest.approx(want, rel=1e-5)          # 4% off at −1e4
+        assert g.numpy()[0, 0] == pytest.approx(np.exp(-want) - 1.0, rel=1e-4)
+    masked = mm.tensor([[-np.inf, 0.0, 1.0]], requires_grad=True)   # a masked entry: still
+    (g,) = mm.grad(F.log_softmax(masked)[0, 2], [masked])           # its gradient 0
+    assert g.numpy()[0, 0] == 0.0 and np.isfinite(g.numpy()).all()

@@ -92,7 +92,7 @@ class RunConfig:
     """Every setting of a training run (the command line's option for ``x_y`` is ``--x-y``);
     None: the learner's paper's value, filled in when the config is made."""
 
-    learner: str = option(None, str, choices=tuple(LEARNERS))
+    learner: str = option(None, str, choices=LEARNERS)   # the live table: yours too
     dataset: str = option("omniglot", str, choices=("omniglot", "sinusoid"))
     ways: int = option(None, int, "classes per training episode (default 5; ProtoNet 60)",
                        least=1)

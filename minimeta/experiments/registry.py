@@ -17,6 +17,12 @@ that only some learners take, and whether an outer optimizer (Adam) updates the 
 ``config.py`` reads these tables when it fills a run's unset settings; ``build`` is what a
 training run and ``minimeta eval`` call.
 
+A learner of your own joins by name: put a ``LearnerSpec`` in ``LEARNERS`` (in the process that
+trains, and in the one that evaluates), and ``RunConfig(learner=name)``, ``train`` and
+``fewshot.evaluate`` take it as one of these (``tests/test_extending.py`` registers one).
+Its ``build`` must return the model whose ``named_parameters()`` the learner trains: the
+checkpoint holds the model's state, and ``train`` refuses a learner trained on other Tensors.
+
 Read next: ``minimeta/experiments/training.py`` (the one training loop).
 """
 from dataclasses import dataclass

@@ -137,7 +137,14 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
     log = tolerant(log)  # a terminal that hung up (SIGHUP) must not stop the run by itself
     try:     # what can refuse the run (the data, the episodes) comes before the folder is used
         if learner is None:
+            if model is not None:    # it had been replaced by the registry's, silently
+                raise ValueError("train: a model without its learner; give the learner built "
+                                 "on it too (learner=...), or neither")
             model, learner = build(config)
+        elif model is None:
+            raise ValueError("train: a learner without its model; give the model whose weights "
+                             "it trains too (model=...): the checkpoint saves the model's")
+        own(model, learner)
         learner.workers = config.threads or cores()  # tasks on worker threads (workers.py)
         opt = Adam(learner.meta_parameters(), lr=config.outer_lr,
                    clip_norm=config.clip_norm) if LEARNERS[config.learner].outer_optimizer \
@@ -248,6 +255,18 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
         if metrics_file is not None:
             metrics_file.close()
     return Run(model, learner, curve, checkpoint)
+
+
+def own(model, learner):
+    """Refuse a learner whose parameters are not the model's own Tensors (copies, say): the
+    checkpoint holds ``model.state_dict()``, so their training would never be saved."""
+    mine = {id(p) for p in model.parameters()}
+    stray = [name for name, p in getattr(learner, "params", {}).items() if id(p) not in mine]
+    if stray:
+        more = f" and {len(stray) - 3} more" if len(stray) > 3 else ""
+        raise ValueError(f"train: the learner's parameters {', '.join(stray[:3])}{more} are not "
+                         "the model's own Tensors, so the checkpoint (the model's state) would "
+                         "not hold what it trains: build the learner on model.named_parameters()")
 
 
 def first_save(save, metrics_file, folder, made):

@@ -1,23 +1,34 @@
 """Softmax, log-softmax and the losses, as compositions (their VJPs come from the primitives).
 
-log_softmax(z) = z − logsumexp(z): the stable form, whose gradient is one − softmax.
+log_softmax(z) = (z − m) − logsumexp(z − m), m the row's largest value (a constant): the
+stable form, whose gradient is one − softmax.
 
 Read next: ``minimeta/functional/layers.py`` (linear, conv2d, pooling, batch norm).
 """
 import numpy as np
 
 from ..engine import ops
+from ..engine.backend import array_module
 from ..engine.primitives.elementwise import floating
 from ..engine.tensor import Tensor
 
 
 def log_softmax(z, axis=-1):
-    """z − logsumexp(z) along ``axis``.
+    """(z − m) − logsumexp(z − m) along ``axis``, m the row's largest finite value taken as a
+    constant (the derivatives are those of z − logsumexp(z)). Shifting first keeps the small
+    term: z − logsumexp(z) rounds log Σ exp(z − m) away against a large m, and subtracting
+    does not restore it (float32 logits of −1e4 lost 4% of a small loss and its gradient).
 
     >>> import minimeta as mm
     >>> float(log_softmax(mm.tensor([0.0, 0.0])).exp().sum().item())
     1.0
+    >>> softmax(mm.tensor([0.0, 1e30, 1e30])).numpy()      # not [0, 1, 1]
+    array([0. , 0.5, 0.5])
     """
+    if z.shape and z.shape[axis] > 0:
+        xp = array_module(z.data)
+        m = xp.max(z.data, axis=axis, keepdims=True)
+        z = z - ops.constant(xp.where(xp.isfinite(m), m, 0), z)
     return z - ops.logsumexp(z, axis, keepdims=True)
 
 

@@ -59,6 +59,11 @@ class StackedTasks:
             raise ValueError(f"StackedTasks: tasks must have equal shapes to be stacked, got "
                              f"{sorted(shapes)}")
         learner, n = self.learner, len(tasks)
+        scalars = [name for name in learner.adapt_names if learner.params[name].ndim == 0]
+        if scalars:   # (n,) would meet a layer's last axis, not the task axis: silently wrong
+            raise ValueError(f"StackedTasks: the 0-d parameter {scalars[0]!r} gets no task axis "
+                             "a layer would broadcast right; give it shape (1,), or run the "
+                             "tasks in a loop (the learner itself)")
         view = copy.copy(learner)
         # a 1-D parameter (a bias) becomes (n, 1, size): ready to broadcast over each task's
         # examples in x @ w + b

@@ -62,7 +62,10 @@ class Module:
 
     def add_buffer(self, name, array):
         """Register a buffer: state that is saved but not trained (batch-norm running stats);
-        a copy of ``array``, updated in place by the module."""
+        a copy of ``array``, updated in place by the module. The tasks of a meta-batch run on
+        worker threads: update it through ``engine.workers.defer(update)``, as batch norm
+        does, or the updates of concurrent tasks interleave in no fixed order (a run is then
+        not reproducible, nor a resumed run equal to an uninterrupted one)."""
         self._buffers[name] = array.copy() if hasattr(array, "copy") else np.array(array)
         return self._buffers[name]
 

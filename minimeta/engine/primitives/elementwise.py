@@ -153,13 +153,18 @@ class Tanh(Primitive):
 
 
 class Sigmoid(Primitive):
-    """out = 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2 (no overflow).
+    """out = 1 / (1 + exp(-a)), computed from e = exp(−|a|) ∈ (0, 1]: 1 / (1 + e) for a ≥ 0,
+    e / (1 + e) below, so nothing overflows and a negative a keeps its relative precision
+    ((1 + tanh(a/2)) / 2, used before, cancelled there: sigmoid(−20) was 0 in float32, and
+    log(sigmoid(−20)) −inf).
 
     VJP: g * out * (1 - out).
     """
 
     def forward(self, a):
-        return 0.5 * (1.0 + array_module(a).tanh(0.5 * a))
+        xp = array_module(a)
+        e = xp.exp(-xp.abs(a))
+        return xp.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
     def vjp(self, g, out, a):
         return (g * (out * (1.0 - out)),)
