@@ -231,7 +231,7 @@ def _report_file(path):
             yield f
     except BaseException:
         with contextlib.suppress(OSError):   # a half-written line had taken the next result
-            if not existed and os.path.getsize(path) <= size:
+            if not existed:
                 os.remove(path)
             else:
                 os.truncate(path, size)
