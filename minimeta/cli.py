@@ -302,10 +302,13 @@ def message(err, command=""):
 
 def main(argv=None):
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = parser.parse_known_args(argv)
-    if extra:   # named against the subcommand, whose --help lists what it takes
-        parser.exit(2, f"minimeta {args.command}: error: unrecognized arguments: "
-                    f"{' '.join(extra)} (see minimeta {args.command} --help)\n")
+    if extra:   # named against the subcommand, whose --help lists what it takes, if after it
+        where = f"minimeta {args.command}" if argv.index(extra[0]) > argv.index(
+            args.command) else "minimeta"
+        parser.exit(2, f"{where}: error: unrecognized arguments: {' '.join(extra)} (see "
+                    f"{where} --help)\n")
     checks = () if args.command == "train" else (  # train's options: RunConfig checks them
         ("iterations", 1), ("tasks", 2), ("examples", 1), ("order", 1), ("ways", 1),
         ("shots", 1), ("queries", 0), ("episodes", 2), ("omniglot_iterations", 0),

@@ -36,7 +36,8 @@ times max(1, |x|) entry by entry (u scaled by it), so that one large entry does 
 the step of the small ones beside it.
 
 What a pass proves: for each order and input, one random direction u (``directions`` of them
-with that argument) agrees within ``atol + rtol · max(|analytic|, |numeric|)``. A gradient
+with that argument; one for each decade of the entries' sizes, so that large entries do not
+drown small ones) agrees within ``atol + rtol · max(|analytic|, |numeric|)``. A gradient
 wrong in a single entry of n moves ⟨u, ·⟩ by that entry's share only, so a small error in one
 entry of many can pass one direction: check with a few ``directions`` or seeds. ``atol`` is
 absolute: a function of tiny values (|f| ~ 1e-8) passes with a gradient off by 2×; scale it.
@@ -148,8 +149,8 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
     else:
         vjps = [None] * len(xs)
     for i, x in enumerate(arrays):
-        for _ in range(directions):
-            u = rng.standard_normal(np.shape(x)) * np.maximum(1.0, np.abs(x))  # the step's scale
+        scale = np.maximum(1.0, np.abs(x))
+        for part, u in _directions(rng, scale, directions):
             analytic = 0.0 if vjps[i] is None else float(np.sum(vjps[i].numpy() * u))
 
             def at(step):
@@ -160,8 +161,27 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
 
             numeric = (at(eps) - at(-eps)) / (2 * eps)
             _compare(analytic, numeric, tols, report, level, lambda: _failure(
-                at, analytic, numeric, tols, eps, level, i, x, dtype, y.dtype, composed))
+                at, analytic, numeric, tols, eps, level, (i, part), x, dtype, y.dtype,
+                composed))
     return v
+
+
+def _directions(rng, scale, directions):
+    """(which entries, u) for each direction of one input: u random, times each entry's
+    step scale max(1, |x|). Entries of different decades of size get directions of their own
+    (u zero elsewhere): in one direction, an entry of 1e4 would outweigh an error in one of
+    0.3 beside it, and the tolerance, which grows with the total, would swallow it."""
+    decade = np.floor(np.log10(scale))
+    groups = [None] if scale.size == 0 or decade.min() == decade.max() else \
+        [decade == d for d in np.unique(decade)]
+    for group in groups:
+        for _ in range(directions):
+            u = rng.standard_normal(scale.shape) * scale
+            if group is None:
+                yield "", u
+            else:
+                low = 10.0 ** decade[group].min()
+                yield f", its entries of size {low:.0e} to {10 * low:.0e}", u * group
 
 
 def _compare(analytic, numeric, tols, report, level, failure):
@@ -176,7 +196,7 @@ def _compare(analytic, numeric, tols, report, level, failure):
         raise failure()
 
 
-def _failure(at, analytic, numeric, tols, eps, level, i, x, dtype, out_dtype, composed):
+def _failure(at, analytic, numeric, tols, eps, level, where, x, dtype, out_dtype, composed):
     """The ``GradcheckError`` of one failed comparison, with a hint where one can be had: a
     NaN, or a difference quotient that moves with the step (a kink or jump within it)."""
     atol, rtol = tols
@@ -196,9 +216,10 @@ def _failure(at, analytic, numeric, tols, eps, level, i, x, dtype, out_dtype, co
     of = " of the composed function (compose=False checks f alone)" if composed else ""
     kinds = np.dtype(dtype).name if np.dtype(out_dtype) == np.dtype(dtype) else \
         f"{np.dtype(dtype).name} inputs, {np.dtype(out_dtype).name} output"
+    i, part = where
     return GradcheckError(
         f"gradcheck: order-{level} derivative{of} w.r.t. input {i} (shape "
-        f"{np.shape(x)}) is wrong: analytic {analytic:.10g}, numeric {numeric:.10g}, "
+        f"{np.shape(x)}{part}) is wrong: analytic {analytic:.10g}, numeric {numeric:.10g}, "
         f"|difference| {err:.3g} > tolerance {tol:.3g} (atol {atol}, rtol {rtol}, "
         f"{step}, {kinds}){hint}")
 

@@ -19,8 +19,10 @@ Read next: ``minimeta/learners/__init__.py`` (the learners).
 """
 import contextlib
 import json
+import errno
 import os
-import tempfile
+import secrets
+import tempfile  # noqa: F401  (folder_lock's doctest)
 import tokenize
 import zipfile
 import zlib
@@ -89,13 +91,10 @@ def save(path, obj):
     arrays, kinds = {}, {}
     _flatten(obj, "", arrays, kinds, {})
     arrays[_META] = np.asarray(json.dumps({"format": FORMAT, "kinds": kinds}))
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(path) or os.curdir   # as given: the OS follows a link, then ..
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    fd, tmp = _temporary(folder)
     try:
-        # mkstemp makes the file 0600; a checkpoint gets the mode any new file would (0644
-        # under umask 022), so whoever may read the run's metrics may read its checkpoint
-        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -109,14 +108,19 @@ def save(path, obj):
         raise
 
 
-def _umask():
-    """The process's umask: read where Linux shows it, else set and put back at once."""
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        with open("/proc/self/status") as f:
-            return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _temporary(folder):
+    """(fd, path) of a new ``.tmp-<random>.npz`` in ``folder``, the path as given (not made
+    absolute, as ``tempfile.mkstemp`` does: ``link/../run`` had put the checkpoints in
+    ``./run`` and the metrics where the link leads), with the mode any new file gets (0666
+    less the umask: 0644 under 022), so whoever may read the run's metrics may read it."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(6)}.npz")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                           | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", folder)
 
 
 # what reading a damaged archive raises: zipfile's BadZipFile (a bad CRC too), EOFError,

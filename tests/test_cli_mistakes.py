@@ -41,6 +41,14 @@ def test_a_mistake_is_one_line_before_anything_runs(argv, line, tmp_path, monkey
     assert os.listdir(tmp_path) == []
 
 
+def test_an_unknown_option_before_the_subcommand_is_not_blamed_on_it(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--bogus", "demo"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == ("minimeta: error: unrecognized arguments: --bogus (see "
+                                       "minimeta --help)\n")
+
+
 def test_multi_step_loss_weights_must_be_finite():
     # a NaN weight passed every comparison: ignored with one step, or a NonFiniteError later
     for weights in ([float("nan")], [float("inf"), 1.0], [-1.0]):
@@ -48,6 +56,9 @@ def test_multi_step_loss_weights_must_be_finite():
                                              ">= 0"):
             RunConfig(learner="maml", dataset="sinusoid", multi_step_loss=weights)
     assert RunConfig(learner="maml", split="lake").val_size == 0      # lake: none held out
+    old = RunConfig(learner="maml").settings()          # an older dict: lake with 100
+    old["split"] = "lake"
+    assert RunConfig.from_settings(old).val_size == 0   # read as before, not refused
     assert RunConfig(learner="maml").val_size == 100
 
 
@@ -82,10 +93,14 @@ def test_a_folder_that_cannot_be_written_is_refused_before_training(tmp_path, ca
 
     assert cli.main(SINE + ["--out", str(tmp_path / "run")]) == 0
 
-    def refuse(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
+    real = os.open
 
-    monkeypatch.setattr(runfolder.tempfile, "mkstemp", refuse)
+    def refuse(path, *args, **kwargs):
+        if ".tmp-probe" in str(path):
+            raise PermissionError(13, "Permission denied")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(runfolder.os, "open", refuse)
     line = refused(SINE + ["--out", str(tmp_path / "run"), "--resume", "--iterations", "5"],
                    capsys)
     assert line == (f"minimeta train: --out {tmp_path / 'run'} cannot be written (Permission "
@@ -133,3 +148,15 @@ def test_the_demo_replaces_only_an_earlier_demo_s_run(tmp_path):
 def test_memory_errors_say_what_failed_even_without_a_message():
     assert cli.message(MemoryError()) == ("out of memory (an allocation failed): ask for "
                                           "fewer or smaller tasks, episodes or batches")
+
+
+def test_a_run_through_a_link_and_dotdot_keeps_its_files_together(tmp_path):
+    # link/../run is where the OS goes (the link's target's parent); the checkpoint had gone
+    # to the path made absolute as text (./run), apart from the metrics, and the folder
+    # probe had refused the run (found by review)
+    (tmp_path / "far" / "inner").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "far" / "inner")
+    out = os.path.join(str(tmp_path / "link"), os.pardir, "run")
+    assert cli.main(SINE + ["--out", out]) == 0
+    assert sorted(os.listdir(tmp_path / "far" / "run")) == ["checkpoint.npz", "metrics.jsonl"]
+    assert not (tmp_path / "run").exists()

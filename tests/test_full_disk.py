@@ -162,3 +162,23 @@ def test_a_run_folder_moved_while_it_trains_stops_the_run_and_is_resumed_where_i
     training.train(sinusoid(moved, iterations=8, resume=True), log=lambda *a: None)
     with open(moved / "metrics.jsonl") as f:
         assert [json.loads(x)["iteration"] for x in f] == list(range(1, 9))
+
+
+def test_a_failed_evaluation_takes_back_only_its_own_bytes(tmp_path):
+    # the report had been cut back to its size when the evaluation began: a second
+    # evaluation's line, appended meanwhile, went with it (found by review)
+    from minimeta.experiments.fewshot import _report_file
+
+    for existed in (False, True):
+        path = str(tmp_path / f"report{existed}.jsonl")
+        if existed:
+            with open(path, "w") as f:
+                f.write('{"earlier": 1}\n')
+        with pytest.raises(KeyboardInterrupt):
+            with _report_file(path) as first:                # an evaluation that fails
+                with _report_file(path) as second:
+                    second.write('{"second": 1}\n')          # one that ends first
+                assert first is not second
+                raise KeyboardInterrupt
+        with open(path) as f:
+            assert f.read().splitlines()[-1] == '{"second": 1}'

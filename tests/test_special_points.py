@@ -159,3 +159,13 @@ def test_log_softmax_of_large_logits_keeps_the_small_term():
     masked = mm.tensor([[-np.inf, 0.0, 1.0]], requires_grad=True)   # a masked entry: still
     (g,) = mm.grad(F.log_softmax(masked)[0, 2], [masked])           # its gradient 0
     assert g.numpy()[0, 0] == 0.0 and np.isfinite(g.numpy()).all()
+
+
+def test_log_softmax_takes_a_tuple_of_axes_and_names_an_axis_out_of_range():
+    # the shift's guard had indexed the shape with the axis: a TypeError for a tuple, an
+    # IndexError out of range, where logsumexp's own error names the axis (found by review)
+    z = mm.tensor(np.arange(12.0).reshape(3, 4))
+    total = F.log_softmax(z, axis=(0, 1)).exp().sum().item()
+    assert total == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="^logsumexp: axis 2 is out of range"):
+        F.log_softmax(z, axis=2)

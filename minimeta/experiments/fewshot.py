@@ -86,7 +86,8 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
         if config.learner == "mann":   # no queries read: each step of the sequence scored
             protocol = protocol.replace(f"{shots}-shot, {queries} queries per class",
                                         f"sequences of {shots} drawings per class, every step "
-                                        "scored")
+                                        f"scored ({queries} more drawn per class, unread: they "
+                                        "move the draw)")
         if config.dataset == "sinusoid":
             protocol = (f"{config.learner} on sinusoids, K = {shots} support points, {queries} "
                         f"query points, {steps}trained {state['iteration']} iterations (K = "
@@ -203,9 +204,9 @@ def _episode_shape(config, part, ways, shots, queries):
 
 @contextlib.contextmanager
 def _report_file(path):
-    """The report ``path`` opened to append (None: no report), refused before the evaluation
-    if it cannot be; a report file created here is removed again if the evaluation fails, and
-    one that was there is cut back to its earlier results (a full disk: no half line)."""
+    """The report ``path`` opened to append (None: no report) as a ``Report``, refused before
+    the evaluation if it cannot be; a report file created here and left empty is removed
+    again if the evaluation fails."""
     if path is None:
         yield None
         return
@@ -221,18 +222,37 @@ def _report_file(path):
                          "existing folder")
     existed = os.path.exists(path)
     try:
-        f = open(path, "a")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     except OSError as err:
         raise ValueError(f"eval: cannot write the report {path} ({err.strerror}); give a "
                          "path you can write to") from None
-    size = f.tell()   # the end of the earlier results: a failed append is cut back to it
     try:
-        with f:
-            yield f
+        yield Report(fd)
     except BaseException:
-        with contextlib.suppress(OSError):   # a half-written line had taken the next result
-            if not existed:
+        with contextlib.suppress(OSError):   # only an empty file of ours: others may append
+            if not existed and os.path.getsize(path) == 0:
                 os.remove(path)
-            else:
-                os.truncate(path, size)
         raise
+    finally:
+        os.close(fd)
+
+
+class Report:
+    """A report file, appended to a line at a time (``O_APPEND``: evaluations running side by
+    side, as ``examples/omniglot_results.sh`` runs them, each add whole lines). A line cut
+    short (a full disk, a file size limit) is taken back if nothing was appended after it:
+    a half line had glued the next result onto it, and the file no longer parsed."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def write(self, line):
+        data, done = line.encode(), 0
+        try:
+            while done < len(data):
+                done += os.write(self.fd, data[done:])
+        except OSError:
+            end = os.lseek(self.fd, 0, os.SEEK_CUR)    # where our bytes end (O_APPEND)
+            if done and os.fstat(self.fd).st_size == end:
+                os.ftruncate(self.fd, end - done)
+            raise

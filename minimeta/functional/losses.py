@@ -14,8 +14,9 @@ from ..engine.tensor import Tensor
 
 
 def log_softmax(z, axis=-1):
-    """(z − m) − logsumexp(z − m) along ``axis``, m the row's largest finite value taken as a
-    constant (the derivatives are those of z − logsumexp(z)). Shifting first keeps the small
+    """(z − m) − logsumexp(z − m) along ``axis`` (an int or a tuple), m the row's largest
+    value (0 where that is not finite) taken as a constant: the derivatives are those of
+    z − logsumexp(z). Shifting first keeps the small
     term: z − logsumexp(z) rounds log Σ exp(z − m) away against a large m, and subtracting
     does not restore it (float32 logits of −1e4 lost 4% of a small loss and its gradient).
 
@@ -25,8 +26,9 @@ def log_softmax(z, axis=-1):
     >>> softmax(mm.tensor([0.0, 1e30, 1e30])).numpy()      # not [0, 1, 1]
     array([0. , 0.5, 0.5])
     """
-    if z.shape and z.shape[axis] > 0:
-        xp = array_module(z.data)
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    if z.size and all(isinstance(a, int) and -z.ndim <= a < z.ndim for a in axes):
+        xp = array_module(z.data)     # (an axis out of range: logsumexp's error names it)
         m = xp.max(z.data, axis=axis, keepdims=True)
         z = z - ops.constant(xp.where(xp.isfinite(m), m, 0), z)
     return z - ops.logsumexp(z, axis, keepdims=True)
