@@ -69,9 +69,15 @@ def main():
     parser.add_argument("--plot-only", action="store_true",
                         help="draw <out>/curves.png from <out>/budget.jsonl, train nothing")
     args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    if args.episodes < 2 or not all(m > 0 for m in args.minutes):
+        parser.error(f"--episodes must be at least 2 and every --minutes > 0, got "
+                     f"{args.episodes} and {args.minutes}")
     if args.plot_only:
+        if not os.path.isfile(os.path.join(args.out, "budget.jsonl")):
+            parser.error(f"--plot-only: {args.out} holds no budget.jsonl: run without "
+                         "--plot-only first")
         return plot(args.out)
+    os.makedirs(args.out, exist_ok=True)
     mm = [sys.executable, "-m", "minimeta.cli"]
     results = open(os.path.join(args.out, "budget.jsonl"), "a")
     log = open(os.path.join(args.out, "budget.log"), "a")

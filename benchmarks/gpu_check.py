@@ -316,11 +316,15 @@ def main():
                         help="seconds for the whole check; training gets what is left")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--episodes", type=int, default=600)
-    parser.add_argument("--phases", nargs="+",
-                        default=["env", "tests", "launches", "timings", "train"])
+    phases = ["env", "tests", "launches", "timings", "train"]
+    parser.add_argument("--phases", nargs="+", default=phases, choices=phases)
     parser.add_argument("--only", nargs="+", help="timing cases (default all)")
     parser.add_argument("--simulate", action="store_true")
     args = parser.parse_args()
+    for name, value, least in (("budget", args.budget, 1), ("rounds", args.rounds, 1),
+                               ("episodes", args.episodes, 2)):
+        if not value >= least:      # (a NaN budget too)
+            parser.error(f"--{name} must be at least {least}, got {value}")
     if args.simulate:
         simulated()
         args.rounds, args.episodes = min(args.rounds, 2), min(args.episodes, 4)

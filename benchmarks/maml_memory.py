@@ -43,9 +43,9 @@ def peak_mib(fn):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--steps", type=positive, nargs="+", default=[1, 5, 10])
     parser.add_argument("--tasks", type=positive, default=16)
-    parser.add_argument("--ways", type=int, default=20)
+    parser.add_argument("--ways", type=positive, default=20)
     parser.add_argument("--whole-batch-max-steps", type=int, default=1,
                         help="also measure the whole-batch backward up to this many steps "
                         "(it holds every task's graph: about 2.9 GiB at 1 step)")

@@ -103,6 +103,11 @@ def test_model_based_example_runs_each_learner_on_a_tiny_budget():
      "metric_learners.py: EpisodeSampler: 5000-way episodes need at least 5000 classes"),
     (["examples/sinusoid_maml.py", "--train-steps", "2", "--step-weights=nan,1"],
      "--multi-step-loss weights must be finite and >= 0, got [nan, 1.0]"),
+    (["benchmarks/budget.py", "--plot-only", "--out", "{tmp}/none"],
+     "--plot-only: {tmp}/none holds no budget.jsonl"),       # had made it, then a traceback
+    (["benchmarks/maml_memory.py", "--ways", "0"], "argument --ways: must be >= 1, got 0"),
+    (["benchmarks/gpu_check.py", "--phases", "bogus"], "argument --phases: invalid choice"),
+    (["benchmarks/gpu_check.py", "--rounds", "-1"], "--rounds must be at least 1, got -1"),
 ])
 def test_the_scripts_refuse_bad_arguments_before_doing_anything(command, message, tmp_path):
     # they had made outputs/ first, trained a run and then failed, or raised tracebacks
