@@ -81,8 +81,12 @@ def main():
     mm = [sys.executable, "-m", "minimeta.cli"]
     results = open(os.path.join(args.out, "budget.jsonl"), "a")
     log = open(os.path.join(args.out, "budget.log"), "a")
+    earlier = [json.loads(line) for line in open(os.path.join(args.out, "budget.jsonl"))]
     for learner in args.learners:
         folder = os.path.join(args.out, learner)
+        # a fresh training run (--overwrite) is a new curve; --extend goes on with the last
+        ids = [r.get("run") for r in earlier if r["learner"] == learner]
+        run_id = ids[-1] if args.extend and ids else time.strftime("%Y-%m-%dT%H:%M:%S")
         for i, minutes in enumerate(sorted(args.minutes)):
             cmd = mm + ["train"] + TRAIN[learner] + [
                 "--iterations", "1000000", "--minutes", str(minutes), "--validate-every", "0",
@@ -100,11 +104,19 @@ def main():
                           "iterations": last["iteration"],
                           "train_seconds": last.get("train_seconds"), "train_wall_s": wall,
                           "ways": int(ways), "shots": int(shots),
-                          "accuracy": row.get("accuracy"), "interval": row.get("interval")}
+                          "accuracy": row.get("accuracy"), "interval": row.get("interval"),
+                          "episodes": args.episodes, "run": run_id}
                 results.write(json.dumps(record) + "\n")
                 results.flush()
                 print(json.dumps(record), flush=True)
     plot(args.out)
+
+
+def latest_runs(rows):
+    """The rows of each learner's last training run (``run``): a fresh run's 5 minutes had
+    been drawn on one curve with an earlier run's 10 and 20."""
+    latest = {r["learner"]: r.get("run") for r in rows}
+    return [r for r in rows if r.get("run") == latest[r["learner"]]]
 
 
 def plot(out):
@@ -116,17 +128,19 @@ def plot(out):
     except ImportError:
         print("budget: matplotlib is not installed, so no curves.png (pip install matplotlib)")
         return
-    curves = {}
-    for line in open(os.path.join(out, "budget.jsonl")):
-        r = json.loads(line)
+    curves, episodes = {}, set()
+    for r in latest_runs([json.loads(line) for line in open(os.path.join(out, "budget.jsonl"))]):
         key = f"{r['learner']} ({r['ways']}-way {r['shots']}-shot)"
         curves.setdefault(key, {})[r["minutes"]] = (100 * r["accuracy"], 100 * r["interval"])
+        episodes.add(r.get("episodes", 600))                # (rows before it was recorded)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for key, points in sorted(curves.items()):
         m = sorted(points)
         ax.errorbar(m, [points[t][0] for t in m], [points[t][1] for t in m], marker="o",
                     capsize=3, label=key)
-    ax.set(xlabel="minutes of training (this machine)", ylabel="test accuracy (%), 600 episodes",
+    counts = " or ".join(str(e) for e in sorted(episodes))
+    ax.set(xlabel="minutes of training (this machine)",
+           ylabel=f"test accuracy (%, ± 95%), {counts} episodes",
            title="Omniglot: accuracy at equal wall-clock budget")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -122,19 +122,24 @@ def plot_curves(runs, path, smooth=50):
         records = [json.loads(line) for line in open(os.path.join(folder, "metrics.jsonl"))]
         it = np.array([r["iteration"] for r in records])
         acc = np.array([r.get("accuracy", np.nan) for r in records])
-        k = min(smooth, len(acc))
-        ax.plot(it[k - 1:], np.convolve(acc, np.ones(k) / k, "valid"), lw=1,
-                label=f"training ({k}-iteration mean)")
-        val = [(r["iteration"], r["val_accuracy"]) for r in records if "val_accuracy" in r]
+        k = max(1, min(smooth, len(acc) // 5))   # a short run keeps some points to draw
+        mean = np.convolve(acc, np.ones(k) / k, "valid")
+        ax.plot(it[k - 1:], mean, ".-" if len(mean) < 30 else "-", lw=1, color="C0",
+                label="training (running mean)")
+        val = [(r["iteration"], r["val_accuracy"]) for r in records
+               if r.get("val_accuracy") is not None]
         if val:
-            ax.plot(*zip(*val), "o--", label="validation")
-        ax.set_title(name, fontsize=9)
+            ax.plot(*zip(*val), "o--", color="C1", label="validation")
+        ax.set_title(f"{name}\n(training: mean of {k} iterations)", fontsize=8)
         ax.grid(alpha=0.3)
         ax.set_xlabel("iteration", fontsize=8)
     for ax in axes.flat[len(runs):]:
         ax.axis("off")
-    axes[0, 0].set_ylabel("query accuracy")
-    axes[0, 0].legend(fontsize=7)
+    for row in axes[:, 0]:
+        row.set_ylabel("query accuracy (fraction)")
+    handles = [plt.Line2D([], [], color="C0", marker=".", label="training (running mean)"),
+               plt.Line2D([], [], color="C1", marker="o", ls="--", label="validation")]
+    fig.legend(handles=handles, loc="upper right", fontsize=7)   # one legend for every panel
     fig.suptitle("Omniglot meta-training on this machine")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -143,8 +143,9 @@ def main(argv=None):
         json.dump(run, f, indent=1)
     os.replace(path + ".tmp", path)
     try:
-        path = S.plot_task(models, os.path.join(args.out, "sinusoid_maml.png"),
-                           lr=alpha)
+        path = S.plot_task(models, os.path.join(args.out, "sinusoid_maml.png"), lr=alpha,
+                           trained=f"K = {trained['shots']}, {trained['iterations']} "
+                           "iterations")
         print(f"\nfigure: {path}")
     except ImportError:
         print("\n(matplotlib not installed: pip install minimeta[examples] for the figure)")

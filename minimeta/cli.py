@@ -38,7 +38,9 @@ def _demo(args):
           f"(α = 0.01), {time.perf_counter() - start:.0f} s in all:\n")
     print(S.format_table(results))
     try:
-        print(f"\nfigure: {S.plot_task(models, os.path.join(args.out, 'sinusoid_maml.png'))}")
+        figure = S.plot_task(models, os.path.join(args.out, "sinusoid_maml.png"),
+                             trained=f"K = {config.shots}, {args.iterations} iterations")
+        print(f"\nfigure: {figure}")
     except ImportError:
         print("\n(no figure: install the examples extra, pip install -e '.[examples]')")
     if omniglot_run is not None:

@@ -190,3 +190,15 @@ def test_the_results_table_leaves_out_rows_without_an_accuracy(tmp_path, capsys)
         _results_table().main(["--report", str(report)])
     err = capsys.readouterr()
     assert "1 row(s) without an accuracy" in err.out and "no Omniglot rows" in err.err
+
+
+def test_the_budget_plot_draws_each_learner_s_last_run_only():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
+                                                                         "budget.py"))
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    rows = [dict(learner="maml", minutes=m, run=run) for m, run in
+            ((5, "a"), (10, "a"), (20, "a"), (5, "b"))] + [dict(learner="protonet", minutes=5)]
+    kept = budget.latest_runs(rows)
+    assert [(r["learner"], r["minutes"]) for r in kept] == [("maml", 5), ("protonet", 5)]

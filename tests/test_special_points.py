@@ -169,3 +169,20 @@ def test_log_softmax_takes_a_tuple_of_axes_and_names_an_axis_out_of_range():
     assert total == pytest.approx(1.0)
     with pytest.raises(ValueError, match="^logsumexp: axis 2 is out of range"):
         F.log_softmax(z, axis=2)
+
+
+def test_the_95_percent_interval_uses_student_t_for_few_episodes():
+    # 1.96·s/√n had covered the mean 70% of the time at 2 episodes, 87% at 5 (found by
+    # probing); t's quantile: 12.706 at 1 degree of freedom, 1.964 at 599, 1.960 in the limit
+    from minimeta.experiments.evaluation import mean_ci, t975
+
+    assert t975(1) == pytest.approx(12.7062) and t975(599) == pytest.approx(1.9639, abs=1e-4)
+    assert t975(31) == pytest.approx(2.0395, abs=1e-4) and t975(10 ** 7) == pytest.approx(
+        1.95996, abs=1e-5)
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(4000):
+        x = rng.standard_normal(3)
+        mean, half = mean_ci(x)
+        hits += abs(mean) <= half
+    assert 0.93 < hits / 4000 < 0.97           # 95%, at 3 episodes (1.96 gave about 0.80)

@@ -127,7 +127,7 @@ def stat(values, start):
 
 def format_table(results):
     """The results as a Markdown table: rows (model, K), columns 0/1/5/10 steps."""
-    head = "| model | K | " + " | ".join(f"{s} steps" for s in EVAL_STEPS) + " |"
+    head = "| model | K | " + " | ".join(f"{s} step{'s' * (s != 1)}" for s in EVAL_STEPS) + " |"
     lines = [head, "|" + "---|" * (len(EVAL_STEPS) + 2)]
     for (name, shots), row in results.items():
         cells = " | ".join(_cell(*row[s]) for s in EVAL_STEPS)
@@ -142,8 +142,10 @@ def _cell(mean, half, median, diverged):
     return text
 
 
-def plot_task(models, path, shots=5, seed=7, lr=0.01):
-    """The paper's figure: one task, its K points, each model before and after 1 and 10 steps."""
+def plot_task(models, path, shots=5, seed=7, lr=0.01, trained=""):
+    """The paper's figure: one task, its K points, each model before and after 1 and 10 steps
+    of SGD at rate ``lr``; ``trained`` (how the models were trained, "K = 10, 30000
+    iterations" say) joins each panel's title."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -161,8 +163,12 @@ def plot_task(models, path, shots=5, seed=7, lr=0.01):
             if step in (0, 1, 10):
                 with no_grad():
                     ax.plot(grid, model(Tensor(grid), fast).numpy(), "--" if step == 0 else "-",
-                            label=f"after {step} steps" if step else "pre-update")
-        ax.set_title(name)
+                            label=f"after {step} step{'s' * (step != 1)}" if step
+                            else "pre-update")
+        ax.set_title(f"{name}{f' (trained {trained})' if trained else ''}: a test task, "
+                     f"K = {shots}, α = {lr:g}", fontsize=10)
+        ax.set_xlabel("x")
+        ax.set_ylabel("y = A sin(x − φ)")
         ax.set_ylim(-5.5, 5.5)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

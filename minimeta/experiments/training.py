@@ -362,5 +362,6 @@ def validation(learner, tasks, config, iteration, log, model=None):
         for name, buffer in (model.named_buffers().items() if kept else ()):
             buffer[...] = kept[name]
     log(f"\nvalidation at iteration {iteration}: accuracy {acc:.4f} ± {half:.4f} "
-        f"({config.val_episodes} episodes, {config.val_ways}-way {config.shots}-shot)")
+        f"(95% interval, {config.val_episodes} episodes, {config.val_ways}-way "
+        f"{config.shots}-shot)")
     return {"val_accuracy": acc, "val_interval": half}
