@@ -133,6 +133,7 @@ def main(argv=None):
     if args.evaluate_only and os.path.exists(path):  # keep the record of the training
         with open(path) as f:
             run = {k: v for k, v in json.load(f).items() if k != "results"}
+    run["tasks"] = args.tasks          # the held-out tasks these results are over
     run["eval_seed"] = args.eval_seed
     run["results"] = {f"{n} K={k}": {s: dict(zip(("mean", "ci95", "median", "diverged"), v))
                                      for s, v in row.items()}

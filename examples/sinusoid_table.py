@@ -40,6 +40,12 @@ def row(where):
                                       " (" + "/".join(f"{w:g}" for w in weights) + ")")
     if run.get("clip_norm"):
         how += f", meta-gradient clipped at norm {run['clip_norm']:g}"
+    if run.get("inner_lr", 0.01) != 0.01:     # the paper's α and K unless said
+        how += f", α = {run['inner_lr']:g}"
+    if run.get("shots", 10) != 10:
+        how += f", trained with K = {run['shots']}"
+    if run.get("tasks", 600) != 600:
+        name += f" ({run['tasks']} test tasks)"
     maml = run["results"]["MAML K=5"]
     base = run["results"]["pretrained K=5"]["10"]
     return (f"| {name} | {run.get('seed', '—')} | {how} | "
@@ -57,8 +63,8 @@ def main():
         if not os.path.isfile(path):
             parser.error(f"{path} is not a file: give a folder examples/sinusoid_maml.py "
                          "wrote, or one of its results*.json files")
-    print("| run | seed | meta-training | iterations | MAML time | 1 step | 5 steps | "
-          "10 steps | pretrained, 10 steps |")
+    print("| run | seed | meta-training | iterations | MAML time | MSE at K = 5 (± 95%), 1 step "
+          "| 5 steps | 10 steps | pretrained, 10 steps |")
     print("|---|---|---|---|---|---|---|---|---|")
     paper = " | ".join(f"{v:.2f}" for v in PAPER["MAML"])
     print(f"| paper (Finn et al. 2017) | — | 1 step | 70000 | — | {paper} | "

@@ -46,8 +46,9 @@ def test_sinusoid_example_trains_evaluates_and_summarises(tmp_path):
         "holds an earlier run (maml.npz, pretrained.npz, results.json): --evaluate-only to "
         "test it, --overwrite to replace it, or another --out")
     table = run_example("sinusoid_table.py", out).splitlines()
-    assert table[2].startswith("| paper") and table[3].startswith("| run | 5 | 2 steps, multi")
-    assert "clipped at norm 5" in table[3]
+    assert table[2].startswith("| paper") and table[3].startswith(
+        "| run (3 test tasks) | 5 | 2 steps, multi")     # a smoke run had read as a full one
+    assert "clipped at norm 5, α = 0.02 |" in table[3]  # and α had not been shown
 
 
 def test_sinusoid_example_rejects_a_bad_option_in_one_line():
