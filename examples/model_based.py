@@ -90,6 +90,10 @@ def main(argv=None):
         args.test_tasks = 100 if args.learner == "mann" else 600
     if args.minutes is not None and not args.minutes > 0:
         parser.error(f"--minutes must be > 0, got {args.minutes}")
+    if args.learner != "snail" and args.ways != 5:   # had been ignored without a word
+        parser.error(f"--ways is snail's; {args.learner} here runs the paper's setting")
+    if args.learner == "snail" and args.ways < 2:
+        parser.error(f"--ways must be at least 2 to classify, got {args.ways}")
     if args.iterations is None:
         args.iterations = 10 ** 9       # the minutes end it; the progress line counts time
     configure()

@@ -107,6 +107,8 @@ def test_model_based_example_runs_each_learner_on_a_tiny_budget():
     (["benchmarks/budget.py", "--plot-only", "--out", "{tmp}/none"],
      "--plot-only: {tmp}/none holds no budget.jsonl"),       # had made it, then a traceback
     (["benchmarks/maml_memory.py", "--ways", "0"], "argument --ways: must be >= 1, got 0"),
+    (["examples/model_based.py", "--learner", "mann", "--ways", "5000", "--iterations", "1"],
+     "--ways is snail's; mann here runs the paper's setting"),     # had been ignored
     (["benchmarks/gpu_check.py", "--phases", "bogus"], "argument --phases: invalid choice"),
     (["benchmarks/gpu_check.py", "--rounds", "-1"], "--rounds must be at least 1, got -1"),
 ])
