@@ -93,7 +93,7 @@ def save(path, obj):
     arrays[_META] = np.asarray(json.dumps({"format": FORMAT, "kinds": kinds}))
     folder = os.path.dirname(path) or os.curdir   # as given: the OS follows a link, then ..
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = _temporary(folder)
+    fd, tmp = temporary(folder)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -108,13 +108,13 @@ def save(path, obj):
         raise
 
 
-def _temporary(folder):
-    """(fd, path) of a new ``.tmp-<random>.npz`` in ``folder``, the path as given (not made
+def temporary(folder, prefix=".tmp-"):
+    """(fd, path) of a new ``<prefix><random>.npz`` in ``folder``, the path as given (not made
     absolute, as ``tempfile.mkstemp`` does: ``link/../run`` had put the checkpoints in
     ``./run`` and the metrics where the link leads), with the mode any new file gets (0666
     less the umask: 0644 under 022), so whoever may read the run's metrics may read it."""
     for _ in range(100):
-        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(6)}.npz")
+        tmp = os.path.join(folder, f"{prefix}{secrets.token_hex(6)}.npz")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                            | getattr(os, "O_BINARY", 0), 0o666), tmp

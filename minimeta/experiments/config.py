@@ -46,7 +46,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from .registry import (COMMON_DEFAULTS, LEARNERS, OPTIONAL, SINUSOID_DEFAULTS, WHY_NOT)
+from .registry import (COMMON_DEFAULTS, LEARNERS, OPTIONAL, SINUSOID_DEFAULTS, WHY_NOT,
+                       no_queries)
 
 
 def option(default, kind, help=None, choices=None, least=None, above=None, flag=True,
@@ -172,8 +173,7 @@ class RunConfig:
                              "--out, or replace it")
         self._fill_defaults(spec)
         self._check_types()
-        if self.queries == 0 and spec.reads_queries:
-            raise ValueError(f"--queries must be at least 1 for {self.learner}, got 0")
+        no_queries(self.learner, self.queries)
         if self.dataset == "omniglot" and self.ways < 2:   # loss 0, accuracy 1, nothing learnt
             raise ValueError(f"--ways must be at least 2 to classify, got {self.ways}")
 

@@ -20,7 +20,7 @@ from ..kernels.threads import cores
 from ..nn import BatchNorm2d
 from .config import DRAWINGS, RunConfig
 from .evaluation import run_episodes
-from .registry import LEARNERS
+from .registry import LEARNERS, no_queries, unread
 from .registry import build as build_config
 from .training import task_source
 
@@ -169,8 +169,7 @@ def _episode_shape(config, part, ways, shots, queries):
     metric = LEARNERS[config.learner].family == "metric"
     ways, shots = ways or config.ways, shots or config.shots
     queries = config.queries if queries is None else queries
-    if queries == 0 and LEARNERS[config.learner].reads_queries:
-        raise ValueError(f"eval: --queries must be at least 1 for {config.learner}, got 0")
+    no_queries(config.learner, queries, "eval: ")
     if config.dataset == "sinusoid":
         if part != "test":
             raise ValueError(f"eval: --part {part} does not apply to sinusoid regression (its "
@@ -192,10 +191,9 @@ def _episode_shape(config, part, ways, shots, queries):
                          f"sequences {config.ways * config.shots + 1} steps long; it cannot be "
                          f"tested {shots}-shot")
     if shots + queries > DRAWINGS:
-        unread = "" if LEARNERS[config.learner].reads_queries else \
-            f" ({config.learner} reads no queries: add --queries 0)"
         raise ValueError(f"eval: --shots + --queries = {shots} + {queries} must be at most "
-                         f"{DRAWINGS}, the drawings of each Omniglot character{unread}")
+                         f"{DRAWINGS}, the drawings of each Omniglot character"
+                         f"{unread(config.learner, queries)}")
     if part == "val" and config.split == "vinyals" and not config.val_size:
         raise ValueError("eval: the run held out no validation characters (--val-size 0): "
                          "use --part test (or train)")

@@ -182,6 +182,19 @@ LEARNERS = {
 }
 
 
+def no_queries(learner, queries, prefix=""):
+    """Refuse 0 queries (``ValueError``) to a learner that reads them: only MANN reads none."""
+    if queries == 0 and LEARNERS[learner].reads_queries:
+        raise ValueError(f"{prefix}--queries must be at least 1 for {learner}, got 0")
+
+
+def unread(learner, queries):
+    """The hint after "shots + queries ask for more drawings than a class has": a learner that
+    reads no queries needs none drawn."""
+    return "" if LEARNERS[learner].reads_queries or not queries else \
+        f" ({learner} reads no queries: add --queries 0)"
+
+
 def build(config):
     """Model (the Module whose state is checkpointed) and learner of a ``RunConfig``."""
     return LEARNERS[config.learner].build(config)

@@ -109,9 +109,9 @@ def prepare_folder(config, iteration, first=1):
     held); cut ``metrics.jsonl`` (which starts at iteration ``first``) back to the
     checkpoint's ``iteration`` when resuming. Returns the iteration the log starts at."""
     os.makedirs(config.out, exist_ok=True)
-    probe = os.path.join(config.out, f".tmp-probe-{os.getpid()}.npz")   # the path as given
     try:   # a folder that cannot be written fails now, not at the first checkpoint, minutes on
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        fd, probe = io.temporary(config.out, ".tmp-probe-")     # as io.save will make one
+        os.close(fd)
         os.remove(probe)
     except OSError as err:
         raise ValueError(f"--out {config.out} cannot be written ({err.strerror}): a folder you "

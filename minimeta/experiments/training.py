@@ -53,7 +53,7 @@ from ..kernels.threads import cores
 from ..optim import Adam
 from .evaluation import run_episodes
 from .progress import Progress, tolerant
-from .registry import LEARNERS, build
+from .registry import LEARNERS, build, unread
 from .runfolder import (CHECKPOINT, METRICS, Home, first_missing, open_run, prepare_folder,
                         unmake)
 from .stopping import GracefulStop, Terminated, updating
@@ -82,10 +82,9 @@ def _at_fault(config, part, sizes, ways, shots, queries):
     (n_classes, per_class) = sizes
     name = {"train": "training", "val": "validation"}.get(part, part)
     if shots + queries > per_class:
-        unread = "" if LEARNERS[config.learner].reads_queries or not queries else \
-            f" ({config.learner} reads no queries: add --queries 0)"
         return (f"--shots {shots} + --queries {queries} ask for {shots + queries} drawings of a "
-                f"class; each {config.dataset} class has {per_class}{unread}")
+                f"class; each {config.dataset} class has {per_class}"
+                f"{unread(config.learner, queries)}")
     if part == "val":
         return (f"--val-size {config.val_size} leaves {n_classes} validation classes, fewer "
                 f"than the {ways} ways of validation: raise --val-size, or validate never "
