@@ -84,6 +84,7 @@ class Optimizer:
         for i, (p, g) in enumerate(zip(self.params, arrays)):
             if g is not None:
                 p.data -= self._update(i, p.data, g * scale if scale != 1 else g).astype(p.dtype)
+                p.changed_in_place()   # a graph made before the step is stale from now on
 
     def _clip_scale(self, arrays):
         """min(1, clip_norm / ‖g‖) over all gradients; records ‖g‖ in ``last_norm``.

@@ -209,10 +209,23 @@ def toposort(roots, floor=0):
             continue
         visited.add(id(node))
         stack.append((node, True))
+        seq = node._seq
         for parent in node._parents:
+            if parent._seq > seq:   # changed in place after this op read it
+                raise _stale(node, parent)
             if parent._requires_grad and parent._seq >= floor and id(parent) not in visited:
                 stack.append((parent, False))
     return order
+
+
+def _stale(node, parent):
+    """The error for a graph whose ``parent`` was changed in place after ``node`` was made
+    from it (``Tensor.changed_in_place``): its VJPs would read the new values."""
+    name = f" '{parent.name}'" if parent.name else ""
+    return RuntimeError(
+        f"backward: {type(node._op).__name__} used a tensor{name} of shape {parent.shape} that "
+        "was changed in place since (an optimizer step or a load), so its gradient would be "
+        "computed at the new values; compute the output again after the change")
 
 
 def _as_list(x):
@@ -356,6 +369,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
     for i, x in enumerate(inputs):
         g = kept.get(id(x))
         if g is None and not allow_unused:
+            toposort(outputs)   # raises if the reason is a change in place (the floor hid it)
             if not any(out.requires_grad for out in outputs):   # the likelier cause: say it
                 raise ValueError("grad: no output requires grad (computed under no_grad, or "
                                  "from tensors that do not require grad)")

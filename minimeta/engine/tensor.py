@@ -7,7 +7,9 @@ A Tensor holds
   has ``_op is None``),
 - ``grad``: where ``backward()`` accumulates (a Tensor, so it can itself be differentiated);
 - ``_seq``: a creation stamp, increasing: a Tensor can only depend on Tensors with smaller
-  stamps, which lets the backward pass skip the part of a graph made before its inputs;
+  stamps, which lets the backward pass skip the part of a graph made before its inputs; a
+  Tensor changed in place takes a new one (``changed_in_place``), so the backward pass knows
+  a graph made from its old values (a parent stamped after its child) and refuses it;
 - ``saved``: values its primitive's forward saved for the VJP (``autodiff.Primitive``), if
   any (batch norm's batch statistics, read by the layer that keeps running averages).
 
@@ -92,6 +94,18 @@ class Tensor:
             return self
         return Tensor(to_device(self.data, device), requires_grad=self.requires_grad,
                       name=self.name)
+
+    def changed_in_place(self):
+        """Say that ``data`` was changed in place (an optimizer step, a load) and return self.
+
+        The Tensor takes a new stamp, later than every op already applied to it, so a graph
+        built from its old values is stale: the backward pass refuses it (PyTorch's version
+        counter, in the stamp) instead of running its VJPs on the new values. The optimizers,
+        Reptile's outer step and ``load_state_dict`` call it; writing ``.data`` yourself does
+        not (nor does it in PyTorch).
+        """
+        self._seq = next(STAMPS)
+        return self
 
     def cpu(self):
         """``to('cpu')``."""

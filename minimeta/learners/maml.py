@@ -162,6 +162,7 @@ class MetaSGD(MAML):
                 raise ValueError(f"MetaSGD: rate {name} has shape {value.shape}, expected "
                                  f"{r.shape}")
             r.data[...] = to_device(value.astype(r.dtype), r.device)
+            r.changed_in_place()
 
 
 class ANIL(MAML):

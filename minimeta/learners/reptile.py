@@ -80,6 +80,7 @@ class Reptile(Learner):
             accs.append(acc)
         for k, p in self.params.items():
             p.data += (self.outer_lr * delta[k]).astype(p.dtype)
+            p.changed_in_place()
         return summary(losses, accs)
 
     def evaluate(self, task, steps=None):

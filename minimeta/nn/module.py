@@ -132,7 +132,10 @@ class Module:
         Do it before building an optimizer whose state should live on the device.
         """
         for p in self.parameters():
-            p.data = to_device(p.data, device)
+            moved = to_device(p.data, device)
+            if moved is not p.data:
+                p.data = moved
+                p.changed_in_place()
         for module in self._modules():
             for name, b in module._buffers.items():
                 module._buffers[name] = to_device(b, device)
@@ -192,6 +195,8 @@ class Module:
             _fits(target, value, name)
         for target, value, _ in pairs:
             target[...] = to_device(np.asarray(value), device_of(target))
+        for p in params.values():
+            p.changed_in_place()
 
     def __repr__(self):
         inner = "".join(f"\n  ({k}): {repr(c)}".replace("\n", "\n  ")

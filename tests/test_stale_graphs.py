@@ -1,0 +1,85 @@
+"""A graph made before an in-place change of one of its tensors is refused, not differentiated
+at the new values (found by probing, 2026-12-01: ``loss = (w ** 3).sum(); opt.step(...);
+mm.grad(loss, [w])`` gave 3 w_new², with no error, in place of 3 w_old²). Every in-place change
+the library makes (an optimizer step, Reptile's outer step, ``load_state_dict``, a learned
+rate's load, ``Module.to`` onto another device) gives the tensor a new stamp
+(``Tensor.changed_in_place``); the backward pass refuses a parent stamped after its child.
+"""
+import numpy as np
+import pytest
+
+import minimeta as mm
+from minimeta import nn, optim
+from minimeta.learners import MetaSGD, Reptile
+
+STALE = r"changed in place since"
+
+
+def cubes():
+    w = mm.tensor([1.0, 2.0], requires_grad=True, name="w")
+    return w, (w ** 3).sum()
+
+
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.5),
+                                  lambda p: optim.SGD(p, lr=0.5, momentum=0.9),
+                                  lambda p: optim.Adam(p, lr=0.5)])
+def test_a_loss_made_before_an_optimizer_step_is_refused_by_grad_and_backward(make):
+    w, loss = cubes()
+    make([w]).step([mm.tensor([1.0, 1.0])])
+    with pytest.raises(RuntimeError, match=f"PowScalar used a tensor 'w' .*{STALE}"):
+        mm.grad(loss, [w])
+    with pytest.raises(RuntimeError, match=STALE):
+        loss.backward()
+    (g,) = mm.grad((w ** 3).sum(), [w])     # made again after the step: its values
+    np.testing.assert_allclose(g.numpy(), 3 * w.numpy() ** 2)
+
+
+def test_a_step_on_one_of_two_inputs_is_found_below_the_other():
+    a = mm.tensor([1.0], requires_grad=True)
+    b = mm.tensor([2.0], requires_grad=True)
+    loss = (a * b).sum()
+    optim.SGD([b], lr=0.1).step([mm.tensor([1.0])])
+    with pytest.raises(RuntimeError, match=f"Mul used a tensor of shape \\(1,\\) .*{STALE}"):
+        mm.grad(loss, [a, b])
+    with pytest.raises(RuntimeError, match=STALE):
+        mm.grad(loss, [a])      # b is no input, but the VJP for a reads it
+
+
+def test_a_gradient_taken_before_the_step_is_untouched_and_a_second_order_graph_too():
+    w, loss = cubes()
+    (g,) = mm.grad(loss, [w], create_graph=True)
+    (h,) = mm.grad(g.sum(), [w])             # all before the step: as ever
+    optim.SGD([w], lr=0.5).step([g.detach()])
+    np.testing.assert_allclose(h.numpy(), [6.0, 12.0])
+    with pytest.raises(RuntimeError, match=STALE):
+        mm.grad(g.sum(), [w])               # g's graph holds the old w
+
+
+def test_load_state_dict_and_reptile_s_outer_step_and_learned_rates_make_graphs_stale():
+    net = nn.mlp((1, 4, 1), dtype=np.float64)
+    x, y = np.ones((3, 1)), np.zeros((3, 1))
+    params = net.parameters()
+    loss = ((net(mm.tensor(x)) - mm.tensor(y)) ** 2).mean()
+    net.load_state_dict(net.state_dict())
+    with pytest.raises(RuntimeError, match=STALE):
+        mm.grad(loss, params)
+
+    reptile = Reptile(net, 0.1, 1, 0.5, loss="mse")
+    loss = ((net(mm.tensor(x)) - mm.tensor(y)) ** 2).mean()
+    reptile.outer_step([(x, y, x, y)])
+    with pytest.raises(RuntimeError, match=STALE):
+        mm.grad(loss, params)
+
+    msgd = MetaSGD(net, 0.1, 1, loss="mse")
+    rate = next(iter(msgd.rates.values()))
+    use = (rate * 2.0).sum()
+    msgd.load_state_dict(msgd.state_dict())
+    with pytest.raises(RuntimeError, match=STALE):
+        mm.grad(use, [rate])
+
+
+def test_module_to_its_own_device_keeps_graphs():
+    net = nn.mlp((1, 4, 1), dtype=np.float64)
+    loss = net(mm.tensor(np.ones((2, 1)))).sum()
+    net.to("cpu")
+    assert len(mm.grad(loss, net.parameters())) == len(net.parameters())
