@@ -10,9 +10,11 @@
 Read next: ``minimeta/_kernels_path.py`` (how a checkout imports kernels/ as minimeta.kernels).
 """
 import argparse
+import contextlib
 import errno
 import os
 import sys
+import tempfile
 import time
 import zipfile
 
@@ -42,7 +44,7 @@ def _demo(args):
                              trained=f"K = {config.shots}, {args.iterations} iterations")
         print(f"\nfigure: {figure}")
     except ImportError:
-        print("\n(no figure: install the examples extra, pip install -e '.[examples]')")
+        print("\n(no figure: matplotlib is not installed; pip install matplotlib)")
     if omniglot_run is not None:
         _demo_omniglot(args, omniglot_run)
     return 0
@@ -130,7 +132,8 @@ def _gradcheck(args):
           f"{'1-2, conv family 1-3' if orders is None else orders}, {args.examples} hypothesis "
           "examples each (float64, central differences; orders >= 2 composed)")
     try:
-        report = selfcheck.run(args.examples, orders)
+        with _hypothesis_home():
+            report = selfcheck.run(args.examples, orders)
     except AssertionError as err:  # GradcheckError, or a forward differing from NumPy
         print(f"FAILED: {str(err).strip().splitlines()[0]}", file=sys.stderr)
         return 1
@@ -150,6 +153,21 @@ def _gradcheck(args):
               f"{', '.join(trivial[:4])}{' ...' if len(trivial) > 4 else ''}; raise --examples")
     print(f"all {len(report)} rows passed")
     return 0
+
+
+@contextlib.contextmanager
+def _hypothesis_home():
+    """hypothesis' storage in a temporary folder for the block: it keeps a cache of constants
+    there (even with no example database), by default in ``.hypothesis/`` of the folder the
+    command runs in, which a user's own folder should not get (found by probing, 2026-12-01)."""
+    from hypothesis import configuration
+    before = vars(configuration).get("__hypothesis_home_directory")
+    with tempfile.TemporaryDirectory(prefix="minimeta-hypothesis-") as home:
+        configuration.set_hypothesis_home_dir(home)
+        try:
+            yield
+        finally:
+            configuration.set_hypothesis_home_dir(before)
 
 
 MAX_ORDER = 4   # gradcheck --order: order 4 of every row takes minutes, each order more

@@ -108,6 +108,16 @@ ORDER = [  # (path from the repository root, what it holds)
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a checkout has kernels/ beside minimeta/; an installed copy has it as minimeta/kernels/
+CHECKOUT = os.path.isfile(os.path.join(ROOT, "kernels", "__init__.py"))
+
+
+def where(path, root=ROOT):
+    """The file of ``ORDER``'s ``path`` under ``root``: in an installed copy ``kernels/``
+    lives in ``minimeta/kernels/``."""
+    if path.startswith("kernels/") and not os.path.isfile(os.path.join(root, path)):
+        path = "minimeta/" + path
+    return os.path.join(root, path)
 _LINE = re.compile(r"\n(Read next|Read ``|Start reading)[^\n]*(\n(?!\n)[^\n]*)*")
 
 
@@ -140,7 +150,7 @@ def stale(root=ROOT):
     """Paths whose "Read next:" line differs from the one ``ORDER`` generates."""
     out = []
     for i, (path, _) in enumerate(ORDER):
-        with open(os.path.join(root, path), encoding="utf-8") as f:
+        with open(where(path, root), encoding="utf-8") as f:
             source = f.read()
         if with_line(source, i) != source:
             out.append(path)
@@ -152,7 +162,7 @@ def write(root=ROOT):
     changed = stale(root)
     for i, (path, _) in enumerate(ORDER):
         if path in changed:
-            full = os.path.join(root, path)
+            full = where(path, root)
             with open(full, encoding="utf-8") as f:
                 source = f.read()
             with open(full, "w", encoding="utf-8") as f:
@@ -161,16 +171,40 @@ def write(root=ROOT):
 
 
 def listing():
-    """The reading order, one numbered line per module (``python -m minimeta.reading``)."""
+    """The reading order, one numbered line per module (``python -m minimeta.reading``), and
+    where the files are when that is not a checkout (``kernels/`` installs in ``minimeta/``).
+    """
     width = max(len(path) for path, _ in ORDER)
-    return "\n".join(f"{i:2d}. {path:<{width}}  {what}" for i, (path, what) in
-                     enumerate(ORDER, 1))
+    lines = [f"{i:2d}. {path:<{width}}  {what}" for i, (path, what) in enumerate(ORDER, 1)]
+    if not CHECKOUT:
+        lines.append(f"(an installed copy: the files are under {ROOT}, kernels/ in "
+                     "minimeta/kernels/)")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """``python -m minimeta.reading [--check | --write]``; an exit status, 2 for bad use."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m minimeta.reading", allow_abbrev=False,
+                                     description="The reading order of the source.")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--check", action="store_true",
+                      help="name the modules whose Read next line is stale (exit 1 if any)")
+    what.add_argument("--write", action="store_true",
+                      help="rewrite the stale Read next lines (in a checkout only)")
+    args = parser.parse_args(argv)
+    if args.write and not CHECKOUT:
+        parser.error(f"--write edits the source of a checkout; {ROOT} is an installed copy")
+    if args.write:
+        print("\n".join(write()) or "every Read next line was up to date")
+    elif args.check:
+        old = stale()
+        print("\n".join(old) or "every Read next line is up to date")
+        return 1 if old else 0
+    else:
+        print(listing())
+    return 0
 
 
 if __name__ == "__main__":
-    if "--write" in sys.argv[1:]:
-        print("\n".join(write()) or "every Read next line was up to date")
-    elif "--check" in sys.argv[1:]:
-        print("\n".join(stale()) or "every Read next line is up to date")
-    else:
-        print(listing())
+    sys.exit(main())

@@ -15,6 +15,9 @@ Each case was found by probing the checker (2026-12-01) and failed before its fi
   2; a correct relu failed beside its kink with no hint; float32 outputs of float64 inputs
   reported as float64; a single wrong entry of many passing the one direction checked.
 """
+import os
+import re
+import subprocess
 import sys
 
 import numpy as np
@@ -213,3 +216,15 @@ def test_a_large_entry_does_not_drown_an_error_in_a_small_one():
                                                     r"1e\+00 to 1e\+01\)"):
             mm.gradcheck(lambda t: mm.apply(OffBesideLarge(), t), [x], seed=seed)
     mm.gradcheck(lambda t: 2 * t, [x])                   # the correct one passes
+
+
+def test_the_gradcheck_command_leaves_no_hypothesis_folder_where_it_runs(tmp_path):
+    """hypothesis keeps a cache of constants even without an example database, by default in
+    ``.hypothesis/`` of the working folder: ``minimeta gradcheck`` run in a user's folder had
+    left one there (found by probing, 2026-12-01). It goes to a temporary folder now."""
+    code = "import sys, minimeta.cli as c; sys.exit(c.main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", code, "gradcheck", "--examples", "1",
+                           "--order", "1"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and re.search(r"all \d+ rows passed", done.stdout), \
+        done.stderr[-500:]
+    assert os.listdir(tmp_path) == []

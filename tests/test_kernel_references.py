@@ -1,8 +1,13 @@
 """The NumPy references in kernels/ against naive loops written straight from their formulas."""
+import doctest
+import importlib
+import pathlib
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+import minimeta.kernels
 from minimeta.kernels import conv_ref, pool_ref
 from minimeta.testing import arrays
 
@@ -94,11 +99,24 @@ def test_max_pool_ties_stay_inside_each_window(k, s, fill):
     check_max_pool(x, k, s, *pool_ref.max_pool2d(np.asfortranarray(x), k, s))
 
 
-def test_kernel_docstring_examples():
-    # kernels/ is not collected by pytest directly: it must be imported as minimeta.kernels
-    # (numba's on-disk cache records the module name it compiled under).
-    import doctest
-    from minimeta.kernels import attention_ref
-    for module in (conv_ref, pool_ref, attention_ref):
-        failures, _ = doctest.testmod(module)
-        assert failures == 0, module.__name__
+def kernel_modules_with_examples():
+    """Every module of kernels/ whose source holds a docstring example (``>>>``), by name."""
+    folder = pathlib.Path(minimeta.kernels.__file__).parent
+    return sorted(f.stem for f in folder.glob("*.py") if ">>>" in f.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", kernel_modules_with_examples())
+def test_kernel_docstring_examples(name):
+    """Every docstring example in kernels/, run. kernels/ is not collected by pytest directly:
+    it must be imported as minimeta.kernels (numba's on-disk cache records the module name it
+    compiled under). A list of three modules had left 20 of 25 examples unrun (found by
+    probing, 2026-12-01), one of the three without any example."""
+    module = importlib.import_module(f"minimeta.kernels.{name}" if name != "__init__"
+                                     else "minimeta.kernels")
+    failures, attempted = doctest.testmod(module)
+    assert attempted > 0 and failures == 0, (name, attempted, failures)
+
+
+def test_the_docstring_examples_of_kernels_are_all_found():
+    names = kernel_modules_with_examples()
+    assert {"__init__", "conv_ref", "norm_ref", "winograd_numba", "threads"} <= set(names)

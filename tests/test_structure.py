@@ -176,6 +176,31 @@ def test_the_reading_check_sees_a_hand_edited_line(tmp_path):
     assert reading.stale(str(tmp_path)) == []
 
 
+def test_the_reading_order_works_in_an_installed_copy_and_refuses_unknown_options(
+        tmp_path, monkeypatch, capsys):
+    """In an installed copy kernels/ is minimeta/kernels/: ``--check`` had crashed there with
+    a FileNotFoundError, ``--write`` would have edited site-packages, and an unknown option
+    had been ignored (found by probing, 2026-12-01)."""
+    import shutil
+
+    from minimeta import reading
+
+    for path, _ in reading.ORDER:
+        copy = tmp_path / ("minimeta/" + path if path.startswith("kernels/") else path)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / path, copy)
+    assert reading.stale(str(tmp_path)) == []
+    monkeypatch.setattr(reading, "ROOT", str(tmp_path))
+    monkeypatch.setattr(reading, "CHECKOUT", False)
+    with pytest.raises(SystemExit) as stop:
+        reading.main(["--write"])
+    assert stop.value.code == 2 and "an installed copy" in capsys.readouterr().err
+    assert reading.main([]) == 0 and "installed copy" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        reading.main(["--bogus"])
+    assert stop.value.code == 2 and "--bogus" in capsys.readouterr().err
+
+
 def test_a_checkout_runs_its_own_kernels(tmp_path):
     """A second checkout put first on PYTHONPATH imports its own kernels/, not those of the
     checkout installed (editable) in the environment: a before / after benchmark once timed

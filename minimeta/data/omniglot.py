@@ -24,6 +24,7 @@ Splits:
 Read next: ``minimeta/data/fetch.py`` (downloading the originals).
 """
 import contextlib
+import glob
 import hashlib
 import os
 import warnings
@@ -115,11 +116,17 @@ def resize(images, size):
                      optimize=True)
 
 
+_UNCACHED = set()   # the cache folders a warning has named (once each, not once a load)
+
+
 def load(part, size=28, folder=None, verify=True):
-    """Images of ``part`` as float32 (characters, 20, size, size), ink 1.0, cached on disk."""
+    """Images of ``part`` as float32 (characters, 20, size, size), ink 1.0, cached on disk.
+
+    The cache is named by the archive's content (its sha256), so a copy or a touch of the same
+    archive finds it, and a new cache of ``part`` at ``size`` replaces the others (keyed by
+    size and modification time, each re-copy of the archive had added 40-60 MB)."""
     path = archive_path(part, folder, verify)
-    stamp = f"{os.path.getsize(path)}-{int(os.path.getmtime(path))}"
-    cached = os.path.join(cache_dir(), f"omniglot_{part}_{size}_{stamp}.npy")
+    cached = os.path.join(cache_dir(), f"omniglot_{part}_{size}_{sha256(path)[:16]}.npy")
     if os.path.exists(cached):
         return np.load(cached)
     try:
@@ -135,13 +142,26 @@ def load(part, size=28, folder=None, verify=True):
         os.makedirs(cache_dir(), exist_ok=True)
         np.save(tmp, out)
         os.replace(tmp, cached)  # atomic: a crash never leaves half a cache file
+        _forget_others(part, size, cached)
     except OSError as err:       # the cache only saves time: go on without it, once said
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if cache_dir() in _UNCACHED:
+            return out
+        _UNCACHED.add(cache_dir())
         warnings.warn(f"Omniglot: cannot cache the resized images in {cache_dir()} "
                       f"({err.strerror or err}); set MINIMETA_CACHE_DIR to a writable folder "
                       "to save the resize next time", RuntimeWarning, stacklevel=2)
     return out
+
+
+def _forget_others(part, size, keep):
+    """Remove the caches of ``part`` at ``size`` other than ``keep``: those of other archive
+    contents and of older versions (never another writer's temporary file)."""
+    for other in glob.glob(os.path.join(cache_dir(), f"omniglot_{part}_{size}_*.npy")):
+        if other != keep and ".tmp" not in os.path.basename(other):
+            with contextlib.suppress(OSError):
+                os.remove(other)
 
 
 def split_characters(split, part, val_size=0, folder=None, verify=True, size=28):
