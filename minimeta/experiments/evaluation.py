@@ -58,17 +58,21 @@ def t975(df):
             / (92160 * v ** 4))
 
 
-def run_episodes(learner, tasks, episodes, seed, label="eval", finite=True):
+def run_episodes(learner, tasks, episodes, seed, label="eval", finite=True, cut=None):
     """Mean and 95% half-interval of the accuracy (or MSE) over ``episodes`` episodes; episode
     i is ``tasks([seed, i], 1)[0]``. A query loss that is NaN or inf stops it
     (``FloatingPointError``; ``finite=False`` lets it through): an accuracy computed from
     such outputs means nothing (NaN logits score as class 0: chance, believably).
     Episodes are drawn here and evaluated on ``learner.workers`` threads, a few at a time;
-    each episode's result does not depend on the threads."""
+    each episode's result does not depend on the threads. ``cut``, a function asked before
+    each few episodes, returns True to give up: the result is then None (training's
+    validation, cut short by a stop signal)."""
     values, bar = [], Progress(episodes, label)
     workers = getattr(learner, "workers", 1)
     block = 4 * workers
     for start in range(0, episodes, block):
+        if cut is not None and cut():
+            return None
         drawn = [tasks([seed, i], 1)[0] for i in range(start, min(start + block, episodes))]
         for i, (loss, acc) in enumerate(map_threads(learner.evaluate, drawn, workers),
                                         start):

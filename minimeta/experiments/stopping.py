@@ -3,10 +3,12 @@
 A run outlives Ctrl-C and the signals whose default action would end the process on the spot,
 SIGTERM (``kill``, ``docker stop``, a batch scheduler's time limit) and SIGHUP (the terminal
 or the ssh connection that started it closed). Inside ``GracefulStop`` the training loop
-notes them and stops between iterations, raising ``KeyboardInterrupt`` or, for a stop
-signal, ``Terminated`` (a ``KeyboardInterrupt`` too, so one ``except`` in ``training.train``
-saves the whole iterations on either); ``updating`` marks the part of an iteration where the
-weights move, which a second signal may cut short.
+notes them and stops between iterations (a validation in progress gives up within a few
+episodes: the checkpoint keeps that iteration's line, and ``--resume`` validates it first),
+raising ``KeyboardInterrupt`` or, for a stop signal, ``Terminated`` (a ``KeyboardInterrupt``
+too, so one ``except`` in ``training.train`` saves the whole iterations on either);
+``updating`` marks the part of an iteration where the weights move, which a second signal
+may cut short.
 
 Read next: ``minimeta/experiments/evaluation.py`` (the 95% interval, test episodes, fine-tuning).
 """

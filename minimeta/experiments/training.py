@@ -161,7 +161,9 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
         unmake(config.out, made)   # a run refused before it wrote anything leaves no folder
         raise
     first = int(state.get("log_from", 1)) if state is not None else 1
-    log_from = prepare_folder(config, start, first) if checkpoint else 1
+    # a line the checkpoint holds (its validation cut short by a stop signal) comes first
+    pending = json.loads(state["pending"]) if state is not None and "pending" in state else None
+    log_from = prepare_folder(config, start - bool(pending), first) if checkpoint else 1
     if state is not None:
         log(f"resumed from {checkpoint} at iteration {start}" + ("" if log_from == first else
             f"; {METRICS} was not there: a new one starts at iteration {log_from}"))
@@ -171,8 +173,9 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
     home = Home(config.out) if checkpoint else None
     curve = []
     # done: the iteration the weights are at; sound: they came from finite steps only; busy:
-    # an iteration's update (and its record) is under way
-    run = {"done": start, "saved": start, "sound": True, "busy": False, "trained": trained}
+    # an iteration's update is under way; pending: its metrics line, until written
+    run = {"done": start, "saved": start, "sound": True, "busy": False, "trained": trained,
+           "pending": pending}
     bar = Progress(config.iterations, label, first=start, budget=budget,
                    spent=lambda: run["trained"])   # the budget's clock: training time only
 
@@ -188,6 +191,8 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
                  "log_from": log_from}      # the first iteration metrics.jsonl holds
         if opt is not None:
             state["optim"] = opt.state_dict()
+        if run["pending"] is not None:   # the iteration's line, not yet in metrics.jsonl
+            state["pending"] = json.dumps(run["pending"])
         io.save(checkpoint, state)
         run["saved"], run["last"] = iteration, time.perf_counter()
 
@@ -200,11 +205,32 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
         raise NonFiniteError(f"iteration {it + 1}: {what}; training stopped: {kept} with "
                              "--detect-anomaly to find the op that made it")
 
+    def write_line(signals):
+        """Write the pending metrics line, validating first when it is due; a stop signal
+        cuts the validation short (raising here), and the line waits in the checkpoint for
+        the resumed run, which validates the same weights (found by probing, 2026-12-01: a
+        stop had waited for the whole validation, up to 35 s, and a second signal then, or
+        docker's SIGKILL after its 10 s, lost every iteration since the last checkpoint)."""
+        line = run["pending"]
+        values = {}
+        if line["validate"]:
+            values = validation(learner, val_tasks, config, line["record"]["iteration"], log,
+                                model, cut=lambda: bool(signals.caught))
+            if values is None:
+                signals.check()
+        if metrics_file is not None:
+            metrics_file.write(json.dumps(finite_or_null(
+                {**line["record"], **values, **line["metrics"]}), allow_nan=False) + "\n")
+            metrics_file.flush()
+        run["pending"] = None
+
     try:
         if checkpoint and state is None:
             first_save(save, metrics_file, config.out, made)  # metrics: a checkpoint too
         run["last"] = time.perf_counter()
         with detect_anomaly(config.detect_anomaly), GracefulStop() as signals:
+            if run["pending"] is not None:
+                write_line(signals)
             for it in range(start, config.iterations):
                 signals.check()  # Ctrl-C, SIGTERM, SIGHUP: stop here, between iterations
                 if budget is not None and run["trained"] >= budget:
@@ -217,7 +243,7 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
                 tasks = batch(it)
                 if opt is not None:  # the meta-gradient, into .grad
                     metrics = learner.outer_step(tasks)
-                with updating(run):  # the weights move, the iteration is logged
+                with updating(run):  # the weights move, the iteration's line is made
                     if opt is None:  # the learner updates θ in its outer step (Reptile)
                         metrics = learner.outer_step(tasks)
                     problem = step(it, metrics, learner, opt, run)
@@ -228,14 +254,12 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
                     if opt is not None and opt.last_norm is not None and \
                             run["done"] == it + 1:  # the norm of this step, when clipping
                         record["grad_norm"] = opt.last_norm
-                    if problem is None and validate and ((it + 1) % config.validate_every == 0
-                                                         or it + 1 == config.iterations):
-                        record.update(validation(learner, val_tasks, config, it + 1, log,
-                                                 model))
-                    if metrics_file is not None:
-                        metrics_file.write(json.dumps(finite_or_null({**record, **metrics}),
-                                                      allow_nan=False) + "\n")
-                        metrics_file.flush()
+                    due = problem is None and validate and (
+                        (it + 1) % config.validate_every == 0 or it + 1 == config.iterations)
+                    run["pending"] = {"record": record, "validate": bool(due),
+                                      "metrics": {k: float(v) if isinstance(v, np.floating)
+                                                  else v for k, v in metrics.items()}}
+                write_line(signals)   # the weights are whole from here: a stop saves them
                 if problem is not None:
                     stop(it, problem)
                 curve.append(metrics["loss"])
@@ -248,7 +272,10 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
             if run["sound"] and not run["busy"]:
                 save(run["done"])
             how = f"stopped by {err}" if isinstance(err, Terminated) else "interrupted"
-            log(f"\n{how}: checkpoint at iteration {run['saved']} in {checkpoint} (--resume)")
+            then = "" if run["pending"] is None or not run["pending"]["validate"] else \
+                " (its validation, cut short, runs first on --resume)"
+            log(f"\n{how}: checkpoint at iteration {run['saved']} in {checkpoint}{then} "
+                "(--resume)")
         raise
     finally:
         if metrics_file is not None:
@@ -345,15 +372,19 @@ def finite_or_null(record):
             for k, v in record.items()}
 
 
-def validation(learner, tasks, config, iteration, log, model=None):
+def validation(learner, tasks, config, iteration, log, model=None, cut=None):
     """Accuracy ± 95% interval on ``config.val_episodes`` held-out episodes (always the same
-    ones: seed 999), logged; returns the metrics record's validation fields. ``model``'s
-    buffers (batch norm's running averages, which every episode updates) are put back
-    afterwards, so the checkpoint does not depend on how often a run was validated (a run
-    resumed with another ``--validate-every`` ends where an uninterrupted one does)."""
+    ones: seed 999), logged; returns the metrics record's validation fields, or None when
+    ``cut()`` said to give up (``run_episodes``). ``model``'s buffers (batch norm's running
+    averages, which every episode updates) are put back afterwards, so the checkpoint does not
+    depend on how often a run was validated (a run resumed with another ``--validate-every``
+    ends where an uninterrupted one does)."""
     kept = {} if model is None else {k: b.copy() for k, b in model.named_buffers().items()}
     try:
-        acc, half = run_episodes(learner, tasks, config.val_episodes, 999, "val")
+        result = run_episodes(learner, tasks, config.val_episodes, 999, "val", cut=cut)
+        if result is None:
+            return None
+        acc, half = result
     except FloatingPointError as err:   # adapted weights that diverge: said, not scored
         log(f"\nvalidation at iteration {iteration}: {err}")    # (as chance, it had been)
         return {"val_accuracy": float("nan"), "val_interval": float("nan")}
