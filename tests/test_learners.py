@@ -242,3 +242,48 @@ def test_anil_with_an_empty_params_dict_is_an_error_not_the_models_parameters():
 
     with pytest.raises(ValueError, match="ANIL: no parameters"):
         ANIL(nn.mlp([1, 4, 1]), 0.1, params={})
+
+
+# ----- evaluate(): what the reported accuracies come from -------------------------------------
+# A mutant scoring MAML's support set, or Reptile's ignoring test_steps or test_lr, had passed
+# every test (found by probing the suite with mutants, 2026-12-01): each is a hand-written SGD
+# fine-tune here, scored on the query set.
+def fine_tuned_query_loss(net, task, steps, lr, rates=None, names=None):
+    xs, ys, xq, yq = task
+    fast = {k: mm.tensor(p.numpy(), requires_grad=True)
+            for k, p in net.named_parameters().items()}
+    for _ in range(steps):
+        grads = mm.grad(F.mse_loss(net(mm.tensor(xs), fast), ys), list(fast.values()))
+        fast = {k: mm.tensor(p.numpy() - (rates[k] if rates else lr) * g.numpy()
+                             if names is None or k in names else p.numpy(), requires_grad=True)
+                for (k, p), g in zip(fast.items(), grads)}
+    return F.mse_loss(net(mm.tensor(xq), fast), yq).item()
+
+
+EVAL_TASK = tuple(np.random.default_rng(7).standard_normal((4, 5, 1)))   # four sets, apart
+
+
+def test_evaluate_fine_tunes_on_the_support_set_and_scores_the_query_set():
+    assert not np.allclose(EVAL_TASK[0], EVAL_TASK[2])
+    net = nn.mlp((1, 8, 1), dtype=np.float64)
+    loss, _ = MAML(net, 0.05, 1, loss="mse", test_steps=4).evaluate(EVAL_TASK)
+    assert loss == pytest.approx(fine_tuned_query_loss(net, EVAL_TASK, 4, 0.05), rel=1e-10)
+    assert loss != pytest.approx(fine_tuned_query_loss(net, EVAL_TASK, 1, 0.05), rel=1e-6)
+    msgd = MetaSGD(net, 0.05, 1, loss="mse", test_steps=3)
+    for k, r in msgd.rates.items():                 # learned rates, one per element
+        r.data[...] = np.random.default_rng(1).uniform(0.01, 0.1, r.shape)
+    rates = {k: r.numpy() for k, r in msgd.rates.items()}
+    assert msgd.evaluate(EVAL_TASK)[0] == pytest.approx(
+        fine_tuned_query_loss(net, EVAL_TASK, 3, None, rates), rel=1e-10)
+    anil = ANIL(net, 0.05, 1, loss="mse", test_steps=3)
+    assert anil.evaluate(EVAL_TASK)[0] == pytest.approx(
+        fine_tuned_query_loss(net, EVAL_TASK, 3, 0.05, names=anil.adapt_names), rel=1e-10)
+
+
+def test_reptile_evaluates_with_its_test_steps_and_test_lr():
+    net = nn.mlp((1, 8, 1), dtype=np.float64)
+    reptile = Reptile(net, 0.01, 2, 0.5, loss="mse", test_steps=7, test_lr=0.05)
+    assert reptile.evaluate(EVAL_TASK)[0] == pytest.approx(
+        fine_tuned_query_loss(net, EVAL_TASK, 7, 0.05), rel=1e-10)
+    assert reptile.evaluate(EVAL_TASK, steps=2)[0] == pytest.approx(
+        fine_tuned_query_loss(net, EVAL_TASK, 2, 0.05), rel=1e-10)

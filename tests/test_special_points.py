@@ -86,6 +86,10 @@ def test_a_tensor_power_at_base_zero_has_the_finite_derivatives():
     w = mm.tensor(np.array(2.0), requires_grad=True)
     (gw,) = mm.grad((x ** w).sum(), [w])              # 0 ** w is 0 near w = 2: no 0 · log 0
     assert gw.item() == pytest.approx(4 * np.log(2.0), rel=1e-14)
+    for exponent in (0.0, 3.0):   # at exponent 0 too (a mutant 'b > 0' gave -inf: probing)
+        b = mm.tensor(np.array([exponent]), requires_grad=True)
+        (gb,) = mm.grad((mm.tensor(np.array([0.0])) ** b).sum(), [b])
+        assert gb.numpy().tolist() == [0.0], exponent
     for exponent, order, want in [(0.0, 1, 0.0), (1.0, 2, 0.0), (2.0, 3, 0.0), (2.0, 1, 0.0),
                                   (1.0, 1, 1.0), (2.0, 2, 2.0)]:
         z = mm.tensor(np.array([0.0]), requires_grad=True)
