@@ -17,7 +17,7 @@ Read next: ``minimeta/engine/__init__.py`` (the engine, and its reading order).
 from . import _kernels_path  # noqa: F401  (makes ``minimeta.kernels`` importable from a checkout)
 from .engine import *  # noqa: F401,F403
 from .engine import __all__ as _engine_all
-from .gradcheck import gradcheck, GradcheckError
+from .gradcheck import gradcheck, GradcheckError, GradcheckWarning
 
 __version__ = "0.1.0"
-__all__ = list(_engine_all) + ["gradcheck", "GradcheckError"]
+__all__ = list(_engine_all) + ["gradcheck", "GradcheckError", "GradcheckWarning"]

@@ -159,9 +159,13 @@ def _gradcheck(args):
 def _hypothesis_home():
     """hypothesis' storage in a temporary folder for the block: it keeps a cache of constants
     there (even with no example database), by default in ``.hypothesis/`` of the folder the
-    command runs in, which a user's own folder should not get (found by probing, 2026-12-01)."""
+    command runs in, which a user's own folder should not get (found by probing, 2026-12-01);
+    unless the user chose one (HYPOTHESIS_STORAGE_DIRECTORY)."""
     from hypothesis import configuration
     before = vars(configuration).get("__hypothesis_home_directory")
+    if before is not None or os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        yield                  # a folder the user chose: theirs
+        return
     with tempfile.TemporaryDirectory(prefix="minimeta-hypothesis-") as home:
         configuration.set_hypothesis_home_dir(home)
         try:

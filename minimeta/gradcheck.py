@@ -4,8 +4,8 @@
 random output weighting v,
 
     analytic  ⟨u, vjp_i(v)⟩        (reverse mode, through the engine)
-    numeric   (⟨v, f(x + εu)⟩ − ⟨v, f(x − εu)⟩) / 2ε   (central difference: f in the leaves'
-                                                     dtype, ⟨v, ·⟩ summed in float64)
+    numeric   ⟨v, f(x + εu) − f(x − εu)⟩ / 2ε   (central difference: f in the leaves' dtype,
+                                               differenced, then weighted in float64)
 
 Then, for ``order > 1``, it recurses on the function x ↦ vjp(v)(x), whose own VJP exercises the
 graph built with ``create_graph=True`` (the scheme of HIPS autograd's ``check_grads``).
@@ -44,6 +44,8 @@ absolute: a function of tiny values (|f| ~ 1e-8) passes with a gradient off by 2
 
 Read next: ``minimeta/testing.py`` (hypothesis strategies for property tests).
 """
+import warnings
+
 import numpy as np
 
 from .engine import Tensor, grad
@@ -54,6 +56,10 @@ CURVE = 0.25  # c above: the curvature of the pre- and post-maps (slopes within 
 
 class GradcheckError(AssertionError):
     """A derivative disagreed with its finite-difference estimate."""
+
+
+class GradcheckWarning(UserWarning):
+    """A check that passed but compared only zeros: it proved nothing."""
 
 
 class GradcheckReport(dict):
@@ -75,7 +81,7 @@ def _layout_of(array):
 def in_layout(values, kind):
     """``values`` laid out as ``kind`` ('C', 'F' or 'strided': a step of 2 in the last axis);
     ``testing.arrays`` draws its layouts with it too."""
-    if kind == "F":
+    if kind == "F" and values.ndim > 0:   # (NumPy's asfortranarray makes a 0-d array 1-d)
         return np.asfortranarray(values)
     if kind == "strided" and values.ndim > 0:
         big = np.zeros(values.shape[:-1] + (2 * values.shape[-1],), dtype=values.dtype)
@@ -95,9 +101,12 @@ def _logcosh(t):
     return ops.log((ops.exp(t) + ops.exp(-t)) * 0.5)
 
 
-def _inner(y, v):
-    """⟨v, y⟩ as a float, or 0 when ``y`` is empty."""
-    return float(np.sum(np.asarray(y.numpy(), dtype=np.float64) * v))
+def _quotient(at, step, v):
+    """⟨v, f(x + step·u) − f(x − step·u)⟩ / 2·step, the outputs differenced before they are
+    weighted: an output entry the step leaves unchanged then adds an exact 0, not the rounding
+    of a large ⟨v, f⟩ (which had swamped the slope of an input's small entries beside large
+    ones: a correct ``a * a`` failed at [1e4, 0.5], found by probing, 2026-12-01)."""
+    return float(np.sum((at(step) - at(-step)) * v)) / (2 * step)
 
 
 def _flat_vjp(f, v):
@@ -157,12 +166,15 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
                 shifted = [np.array(a, dtype=np.float64) for a in arrays]
                 shifted[i] = shifted[i] + step * u
                 # recorded, not under no_grad: f may take gradients itself (an inner loop)
-                return _inner(f(*_leaves(shifted, dtype, layouts)), v)
+                return np.asarray(f(*_leaves(shifted, dtype, layouts)).numpy(),
+                                  dtype=np.float64)
 
-            numeric = (at(eps) - at(-eps)) / (2 * eps)
+            numeric = _quotient(at, eps, v)
+            laid = "" if layouts is None or layouts[i] == "C" else \
+                {"F": ", Fortran-ordered", "strided": ", a strided view"}[layouts[i]]
             _compare(analytic, numeric, tols, report, level, lambda: _failure(
-                at, analytic, numeric, tols, eps, level, (i, part), x, dtype, y.dtype,
-                composed))
+                at, v, analytic, numeric, tols, eps, level, (i, laid + part), x, dtype,
+                y.dtype, composed))
     return v
 
 
@@ -196,23 +208,39 @@ def _compare(analytic, numeric, tols, report, level, failure):
         raise failure()
 
 
-def _failure(at, analytic, numeric, tols, eps, level, where, x, dtype, out_dtype, composed):
+def _failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dtype,
+             composed):
     """The ``GradcheckError`` of one failed comparison, with a hint where one can be had: a
-    NaN, or a difference quotient that moves with the step (a kink or jump within it)."""
+    NaN, outputs whose rounding swamps the step, a point on a kink (the one-sided quotients
+    differ), or a quotient that moves with the step (a kink or jump within it)."""
     atol, rtol = tols
     err, tol = abs(analytic - numeric), atol + rtol * max(abs(analytic), abs(numeric))
     step = f"step {eps:.3g}·max(1, |x|)"
+    unit = np.finfo(out_dtype).eps if np.issubdtype(out_dtype, np.floating) else 0.0
+    here = at(0.0)
+    noise = 8 * unit * float(np.sum(np.abs(v) * np.abs(here))) / (2 * eps)
     if np.isnan(err):
         hint = f"; a NaN: is the point outside f's domain, or on a kink a {step} crosses?"
-    elif np.issubdtype(out_dtype, np.floating) and np.finfo(out_dtype).eps * 100 > eps:
-        # the rounding of f's values swamps the step
+    elif unit * 100 > eps:   # the rounding of f's values swamps the step
         hint = (f"; f's values are {np.dtype(out_dtype).name}, whose rounding swamps a step of "
                 f"{eps:.3g}: compute in float64, or raise eps and the tolerances")
+    elif err < 4 * noise:
+        hint = (f"; f's values (up to {np.max(np.abs(here)):.3g}) round by about {noise:.3g} "
+                "of the quotient, more than the step changes them: the check cannot tell "
+                "here; check at a point of smaller values, or with a larger eps")
     else:
-        finer = (at(eps / 10) - at(-eps / 10)) / (eps / 5)
-        moved = abs(finer - numeric) > max(tol, 0.1 * err)
-        hint = (f"; the difference quotient moves with the step ({finer:.10g} at a tenth of "
-                "it): a kink or a jump of f within a step of the point?" if moved else "")
+        right = float(np.sum((at(eps) - here) * v)) / eps
+        left = float(np.sum((here - at(-eps)) * v)) / eps
+        finer = _quotient(at, eps / 10, v)
+        if abs(right - left) > max(tol, 0.5 * err):
+            hint = (f"; the one-sided quotients differ ({left:.10g} from the left, "
+                    f"{right:.10g} from the right): a kink or a jump of f at the point or "
+                    "within a step of it?")
+        elif abs(finer - numeric) > max(tol, 0.1 * err):
+            hint = (f"; the difference quotient moves with the step ({finer:.10g} at a tenth "
+                    "of it): a kink or a jump of f within a step of the point?")
+        else:
+            hint = ""
     of = " of the composed function (compose=False checks f alone)" if composed else ""
     kinds = np.dtype(dtype).name if np.dtype(out_dtype) == np.dtype(dtype) else \
         f"{np.dtype(dtype).name} inputs, {np.dtype(out_dtype).name} output"
@@ -247,7 +275,7 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
     >>> mm.gradcheck(lambda a: a.exp(), [np.ones(2)], order=0)
     Traceback (most recent call last):
     ...
-    ValueError: gradcheck: order must be >= 1, got 0
+    ValueError: gradcheck: order must be an integer >= 1, got 0
     """
     _check_arguments(inputs, order, eps, atol, rtol, compose, directions)
     compose = order >= 2 if compose is None else compose
@@ -263,6 +291,11 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
         v = _check_once(fn, arrays, level, rng, eps, (atol, rtol), report, dtype, layouts,
                         compose, directions)
         fn = _flat_vjp(fn, v)
+    if report and not any(report.scale.values()):
+        warnings.warn("gradcheck: every derivative compared was 0, analytic and numeric: f "
+                      "does not depend on its inputs here (does it use the Tensors passed in, "
+                      "not a model's own parameters?); the check proved nothing",
+                      GradcheckWarning, stacklevel=2)
     return report
 
 
@@ -272,7 +305,7 @@ def _check_arguments(inputs, order, eps, atol, rtol, compose, directions):
         raise TypeError(f"gradcheck: inputs must be a list of arrays, one per argument of f, "
                         f"got a {type(inputs).__name__} (write [x] for one input)")
     if not (isinstance(order, (int, np.integer)) and order >= 1):
-        raise ValueError(f"gradcheck: order must be >= 1, got {order}")
+        raise ValueError(f"gradcheck: order must be an integer >= 1, got {order!r}")
     if not (isinstance(directions, (int, np.integer)) and directions >= 1):
         raise ValueError(f"gradcheck: directions must be an integer >= 1, got {directions!r}")
     if not eps > 0:

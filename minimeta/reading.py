@@ -112,12 +112,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKOUT = os.path.isfile(os.path.join(ROOT, "kernels", "__init__.py"))
 
 
-def where(path, root=ROOT):
-    """The file of ``ORDER``'s ``path`` under ``root``: in an installed copy ``kernels/``
-    lives in ``minimeta/kernels/``."""
+def where(path, root=None):
+    """The file of ``ORDER``'s ``path`` under ``root`` (default ``ROOT``): in an installed copy
+    ``kernels/`` lives in ``minimeta/kernels/``."""
+    root = ROOT if root is None else root
     if path.startswith("kernels/") and not os.path.isfile(os.path.join(root, path)):
         path = "minimeta/" + path
     return os.path.join(root, path)
+
+
 _LINE = re.compile(r"\n(Read next|Read ``|Start reading)[^\n]*(\n(?!\n)[^\n]*)*")
 
 
@@ -146,7 +149,7 @@ def with_line(source, i):
     return body + "\n\n" + line_after(i) + "\n" + source[end:]
 
 
-def stale(root=ROOT):
+def stale(root=None):
     """Paths whose "Read next:" line differs from the one ``ORDER`` generates."""
     out = []
     for i, (path, _) in enumerate(ORDER):
@@ -157,7 +160,7 @@ def stale(root=ROOT):
     return out
 
 
-def write(root=ROOT):
+def write(root=None):
     """Rewrite every module's "Read next:" line from ``ORDER``; return the paths changed."""
     changed = stale(root)
     for i, (path, _) in enumerate(ORDER):

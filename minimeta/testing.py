@@ -40,7 +40,7 @@ def broadcast_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=
 
 @st.composite
 def arrays(draw, shape, low=-2.0, high=2.0, dtype=np.float64, margin=0.0, layouts=True):
-    """Strategy for float arrays of ``shape`` (a tuple or a shape strategy), values in
+    """Strategy for float arrays of ``shape`` (a tuple, an int or a shape strategy), values in
     [``low``, ``high``] (no subnormals: they only test the hardware).
 
     ``margin > 0`` keeps every value at least that far from 0, inside [low, high], for checking
@@ -48,8 +48,7 @@ def arrays(draw, shape, low=-2.0, high=2.0, dtype=np.float64, margin=0.0, layout
     ``distinct_arrays`` for max). ``layouts=True`` also draws Fortran-ordered and
     non-contiguous views.
     """
-    if not isinstance(shape, tuple):
-        shape = draw(shape)
+    shape = _shape(draw, shape, "arrays")
     if not low < high:
         raise ValueError(f"arrays: need low < high, got {low}, {high}")
     values = draw(hnp.arrays(np.float64, shape, elements=st.floats(
@@ -59,6 +58,19 @@ def arrays(draw, shape, low=-2.0, high=2.0, dtype=np.float64, margin=0.0, layout
     values = values.astype(dtype)
     kind = draw(st.sampled_from(["C", "F", "strided"])) if layouts else "C"
     return in_layout(values, kind)
+
+
+def _shape(draw, shape, who):
+    """A shape given as a tuple, a list, an int (as hypothesis' own ``arrays`` takes) or a
+    shape strategy, as a tuple; else a one-line TypeError (it had been an AttributeError)."""
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    if isinstance(shape, (tuple, list)):
+        return tuple(shape)
+    if isinstance(shape, st.SearchStrategy):
+        return tuple(draw(shape))
+    raise TypeError(f"{who}: shape must be a tuple, an int or a shape strategy "
+                    f"(testing.shapes()), got {type(shape).__name__}")
 
 
 def _away_from_zero(values, low, high, margin):
@@ -78,8 +90,7 @@ def _away_from_zero(values, low, high, margin):
 @st.composite
 def distinct_arrays(draw, shape, low=-2.0, high=2.0, gap=1e-3):
     """Float64 arrays of ``shape`` whose values differ pairwise by at least ``gap`` (for max)."""
-    if not isinstance(shape, tuple):
-        shape = draw(shape)
+    shape = _shape(draw, shape, "distinct_arrays")
     n = int(np.prod(shape))
     picks = draw(st.lists(st.integers(0, int((high - low) / gap)), min_size=n, max_size=n,
                           unique=True))

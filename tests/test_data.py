@@ -42,21 +42,36 @@ def test_load_resizes_inverts_and_caches(fake_omniglot):
 
 
 def test_the_cache_is_named_by_content_and_one_per_part_and_size(fake_omniglot):
-    """A touch or a re-copy of the same archive finds its cache; a new cache replaces the other
-    caches of its part and size (found by probing, 2026-12-01: keyed by size and mtime, each
-    re-copy of the archives had left another 40-60 MB, 870 MB in all on this machine)."""
+    """A touch or a re-copy of the same archive finds its cache; a new cache replaces the older
+    versions' caches of its part and size (found by probing, 2026-12-01: keyed by size and
+    mtime, each re-copy of the archives had left another 40-60 MB, 870 MB in all on this
+    machine), not another content's (two archives sharing the folder, found by the review)."""
     cache = fake_omniglot / "cache"
     cache.mkdir()
     (cache / "omniglot_background_28_123-456.npy").write_bytes(b"an older version's")
     (cache / "omniglot_background_7_123-456.npy").write_bytes(b"another size's")
-    (cache / "omniglot_background_28_x.npy.tmp99.npy").write_bytes(b"a writer's, now")
+    (cache / "omniglot_background_28_x.npy.tmp99-1.npy").write_bytes(b"a writer's, now")
+    (cache / "omniglot_background_28_0123456789abcdef.npy").write_bytes(b"another content's")
     out = omniglot.load("background", verify=False)
     archive = fake_omniglot / omniglot.FILES["background"][0]
     os.utime(archive, (1, 1))                     # as a re-copy of the archive leaves it
     np.testing.assert_array_equal(omniglot.load("background", verify=False), out)
     names = sorted(os.listdir(cache))
-    assert len(names) == 3 and "omniglot_background_7_123-456.npy" in names, names
-    assert "omniglot_background_28_x.npy.tmp99.npy" in names, names
+    assert len(names) == 4 and "omniglot_background_7_123-456.npy" in names, names
+    assert "omniglot_background_28_123-456.npy" not in names, names
+    assert {"omniglot_background_28_x.npy.tmp99-1.npy",
+            "omniglot_background_28_0123456789abcdef.npy"} <= set(names), names
+
+
+def test_the_cache_folder_is_no_pattern(fake_omniglot, monkeypatch):
+    """A cache folder named like a glob pattern (``cache[12]``) had its pruning delete an old
+    cache file in the sibling folder ``cache1`` (found by the review, 2026-12-01)."""
+    sibling = fake_omniglot / "cache1"
+    sibling.mkdir()
+    (sibling / "omniglot_background_28_123-456.npy").write_bytes(b"not this folder's")
+    monkeypatch.setenv("MINIMETA_CACHE_DIR", str(fake_omniglot / "cache[12]"))
+    omniglot.load("background", verify=False)
+    assert os.listdir(sibling) == ["omniglot_background_28_123-456.npy"]
 
 
 def test_a_cache_folder_that_cannot_be_written_is_said_once(fake_omniglot, monkeypatch):

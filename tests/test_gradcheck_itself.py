@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from hypothesis import given, settings
 
 import minimeta as mm
 import minimeta.gradcheck  # noqa: F401  (the module, for the mutant)
-from minimeta.testing import arrays, shapes
+from minimeta.testing import arrays, distinct_arrays, shapes
 
 
 class Zero(mm.Primitive):
@@ -92,7 +93,8 @@ def test_the_inputs_reach_f_in_the_layout_they_were_given_in():
     (dict(atol=-1.0), ValueError, "gradcheck: atol must be >= 0"),
     (dict(rtol=float("nan")), ValueError, "gradcheck: rtol must be >= 0, got nan"),
     (dict(compose="no"), TypeError, "gradcheck: compose must be True, False or None"),
-    (dict(order=0), ValueError, "gradcheck: order must be >= 1, got 0"),
+    (dict(order=0), ValueError, "gradcheck: order must be an integer >= 1, got 0"),
+    (dict(order=1.0), ValueError, "gradcheck: order must be an integer >= 1, got 1.0"),
 ])
 def test_a_call_that_would_check_something_else_is_refused(kwargs, error, message):
     call = dict(inputs=[np.ones(2)])
@@ -158,11 +160,44 @@ def test_a_function_that_returns_no_tensor_is_refused_in_one_line_at_every_order
 
 
 def test_a_kink_within_the_step_is_named_and_a_wrong_vjp_is_not_blamed_on_one():
-    with pytest.raises(mm.GradcheckError, match="the difference quotient moves with the step"):
+    with pytest.raises(mm.GradcheckError, match="one-sided quotients differ .* a kink or a "
+                                                "jump of f at the point or within a step"):
         mm.gradcheck(lambda a: a.relu().sum(), [np.array([1e-7, 1.0, -2.0])])   # correct relu
+    with pytest.raises(mm.GradcheckError, match="one-sided quotients differ"):
+        mm.gradcheck(lambda a: a.relu().sum(), [np.array([0.0, 0.5])])  # on it (had no hint)
     with pytest.raises(mm.GradcheckError) as info:
         mm.gradcheck(lambda a: mm.apply(Zero(), a).sum(), [np.array([0.5, 1.5])])
-    assert "moves with the step" not in str(info.value)
+    assert "kink" not in str(info.value) and "round" not in str(info.value)
+
+
+def test_an_input_mixing_large_and_small_entries_passes_where_the_check_can_tell():
+    """The outputs are differenced before they are weighted: a correct ``a * a`` had failed at
+    [1e4, 0.5], the rounding of its large outputs swamping the small entry's slope, with a
+    hint blaming a kink (found by probing, 2026-12-01). Where the rounding of one large output
+    does swamp it (a sum), the failure says so, not kink."""
+    mm.gradcheck(lambda a: a * a, [np.array([1e4, 0.5])])
+    mm.gradcheck(lambda a: a * a, [np.array([1e5, 0.5, 3e4])])
+    with pytest.raises(mm.GradcheckError, match=r"f's values \(up to 1e\+08\) round by about "
+                                                ".* the check cannot tell here"):
+        mm.gradcheck(lambda a: (a * a).sum(), [np.array([1e4, 0.3, -0.7])])
+
+
+def test_a_check_that_compares_only_zeros_warns_that_it_proved_nothing():
+    """``lambda *ps: loss(model(x))``, a model using its own parameters, not those passed in,
+    had passed at every order without a word (found by probing, 2026-12-01)."""
+    w = mm.tensor(np.array([0.3, -1.2]))
+    with pytest.warns(mm.GradcheckWarning, match="does not depend on its inputs"):
+        report = mm.gradcheck(lambda a: (w * w).sum(), [np.array([0.5, 1.5])], order=2)
+    assert report == {1: 0.0, 2: 0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mm.GradcheckWarning)
+        mm.gradcheck(lambda a: (a * w).sum(), [np.array([0.5, 1.5])], order=2)
+
+
+def test_a_failure_names_the_layout_of_an_input_not_in_c_order():
+    x = np.asfortranarray(np.array([[0.5, 1.5], [-0.3, 0.8]]))
+    with pytest.raises(mm.GradcheckError, match=r"shape \(2, 2\), Fortran-ordered\)"):
+        mm.gradcheck(lambda a: mm.apply(Zero(), a).sum(), [x])
 
 
 def test_a_failure_names_an_output_dtype_other_than_the_inputs():
@@ -228,3 +263,23 @@ def test_the_gradcheck_command_leaves_no_hypothesis_folder_where_it_runs(tmp_pat
     assert done.returncode == 0 and re.search(r"all \d+ rows passed", done.stdout), \
         done.stderr[-500:]
     assert os.listdir(tmp_path) == []
+
+
+@given(arrays(3), arrays([2, 3]), distinct_arrays(4))
+@settings(max_examples=5)
+def test_the_strategies_take_an_int_or_a_list_for_a_shape(a, b, c):
+    """As hypothesis' own ``arrays``; both had been an AttributeError (probing, 2026-12-01)."""
+    assert a.shape == (3,) and b.shape == (2, 3) and c.shape == (4,)
+
+
+def test_a_shape_of_another_kind_is_a_one_line_error():
+    with pytest.raises(TypeError, match="arrays: shape must be a tuple, an int or a shape "):
+        given(arrays("3"))(lambda a: None)()
+
+
+@given(arrays(()))
+@settings(max_examples=20)
+def test_a_zero_d_array_stays_zero_d_in_every_layout(a):
+    """``np.asfortranarray`` turns a 0-d array into shape (1,): the scatter_add row drew such a
+    g for a scalar slot and failed once its draws moved (2026-12-01)."""
+    assert a.shape == ()

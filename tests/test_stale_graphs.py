@@ -83,3 +83,26 @@ def test_module_to_its_own_device_keeps_graphs():
     loss = net(mm.tensor(np.ones((2, 1)))).sum()
     net.to("cpu")
     assert len(mm.grad(loss, net.parameters())) == len(net.parameters())
+
+
+def test_a_loss_mixing_graphs_from_before_and_after_a_step_is_refused():
+    """The creation stamps that bound the backward walk (``floor``) had hidden the stale part
+    of ``a + b``: its term was dropped and the gradient came back as 2 w_new alone (found by
+    the review, 2026-12-01). The change has a stamp of its own now."""
+    w, a = cubes()
+    optim.SGD([w], lr=0.5).step([mm.tensor([1.0, 1.0])])
+    loss = a + (w ** 2).sum()
+    for differentiate in (lambda: mm.grad(loss, [w]), loss.backward,
+                          lambda: mm.grad(a, [w], allow_unused=True)):
+        with pytest.raises(RuntimeError, match=STALE):
+            differentiate()
+
+
+def test_a_gradient_that_runs_no_vjp_of_the_changed_tensor_is_allowed():
+    w = mm.tensor([1.0, 2.0], requires_grad=True)
+    z = w * 3.0
+    optim.SGD([w], lr=0.5).step([mm.tensor([1.0, 1.0])])
+    (g,) = mm.grad((z ** 2).sum(), [z])      # the walk stops at z: Mul's VJP never runs
+    np.testing.assert_allclose(g.numpy(), [6.0, 12.0])
+    with pytest.raises(ValueError, match="only a leaf's data"):
+        z.changed_in_place()

@@ -6,6 +6,7 @@ landed inside a numba kernel became a SystemError: either way the work since the
 periodic checkpoint (every 5 minutes by default) was gone."""
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -375,7 +376,12 @@ def test_a_signal_during_validation_cuts_it_short_and_the_resumed_run_validates_
     assert len(episodes) <= 4 < config.val_episodes       # one block of episodes, not 40
     assert checkpoint(config.out)["iteration"] == 2 and "pending" in checkpoint(config.out)
     assert [r["iteration"] for r in metrics(config.out)] == [1]
-    assert "its validation, cut short, runs first on --resume" in said[-1]
+    assert said[-1].endswith("(--resume; its validation, cut short, runs first)")
+    off = str(tmp_path / "off")                      # resumed with validation turned off: the
+    shutil.copytree(config.out, off)                 # line is written without (it had raised)
+    training.train(RunConfig.from_settings(config.settings(), out=off, resume=True,
+                                           validate_every=0), **QUIET)
+    assert [sorted(r) == sorted(metrics(off)[0]) for r in metrics(off)] == [True] * 4
     training.train(RunConfig.from_settings(config.settings(), resume=True), **QUIET)
     assert_same_state(checkpoint(config.out), checkpoint(str(tmp_path / "straight")))
     assert "pending" not in checkpoint(config.out)

@@ -196,6 +196,9 @@ def test_the_reading_order_works_in_an_installed_copy_and_refuses_unknown_option
         reading.main(["--write"])
     assert stop.value.code == 2 and "an installed copy" in capsys.readouterr().err
     assert reading.main([]) == 0 and "installed copy" in capsys.readouterr().out
+    assert reading.main(["--check"]) == 0 and "up to date" in capsys.readouterr().out
+    (tmp_path / "minimeta/kernels/conv_ref.py").write_text('"""stale"""\n', encoding="utf-8")
+    assert reading.main(["--check"]) == 1 and "kernels/conv_ref.py" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stop:
         reading.main(["--bogus"])
     assert stop.value.code == 2 and "--bogus" in capsys.readouterr().err

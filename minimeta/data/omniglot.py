@@ -27,6 +27,7 @@ import contextlib
 import glob
 import hashlib
 import os
+import re
 import warnings
 import zipfile
 
@@ -123,12 +124,12 @@ def load(part, size=28, folder=None, verify=True):
     """Images of ``part`` as float32 (characters, 20, size, size), ink 1.0, cached on disk.
 
     The cache is named by the archive's content (its sha256), so a copy or a touch of the same
-    archive finds it, and a new cache of ``part`` at ``size`` replaces the others (keyed by
-    size and modification time, each re-copy of the archive had added 40-60 MB)."""
+    archive finds it (keyed by size and modification time, each re-copy of the archive had
+    added 40-60 MB; a new cache removes those older ones of its part and size)."""
     path = archive_path(part, folder, verify)
     cached = os.path.join(cache_dir(), f"omniglot_{part}_{size}_{sha256(path)[:16]}.npy")
-    if os.path.exists(cached):
-        return np.load(cached)
+    with contextlib.suppress(OSError, ValueError, EOFError):   # none, gone or damaged:
+        return np.load(cached)                                # made again
     try:
         with np.load(path) as archive:
             raw = archive["images"]
@@ -156,10 +157,13 @@ def load(part, size=28, folder=None, verify=True):
 
 
 def _forget_others(part, size, keep):
-    """Remove the caches of ``part`` at ``size`` other than ``keep``: those of other archive
-    contents and of older versions (never another writer's temporary file)."""
-    for other in glob.glob(os.path.join(cache_dir(), f"omniglot_{part}_{size}_*.npy")):
-        if other != keep and ".tmp" not in os.path.basename(other):
+    """Remove the caches of ``part`` at ``size`` that older versions keyed by the archive's size
+    and modification time (``<bytes>-<seconds>``); not those of another content (two archives
+    sharing a cache folder would delete each other's) nor a writer's temporary file."""
+    pattern = os.path.join(glob.escape(cache_dir()), f"omniglot_{part}_{size}_*-*.npy")
+    for other in glob.glob(pattern):
+        stamp = os.path.basename(other)[len(f"omniglot_{part}_{size}_"):-len(".npy")]
+        if other != keep and re.fullmatch(r"\d+-\d+", stamp):
             with contextlib.suppress(OSError):
                 os.remove(other)
 

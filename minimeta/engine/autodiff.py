@@ -89,10 +89,11 @@ def apply(op, *inputs):
         out._requires_grad = True
         out._op = op
         out._parents = inputs
-    else:
+    else:   # a leaf: a constant for the ops that take it
         out._requires_grad = False
         out._op = None
         out._parents = ()
+        out._changed = 0
     if ANOMALY.on:  # mm.detect_anomaly(): off by default, one attribute test when off
         check_forward(op, inputs, out)
     return out
@@ -209,23 +210,24 @@ def toposort(roots, floor=0):
             continue
         visited.add(id(node))
         stack.append((node, True))
-        seq = node._seq
         for parent in node._parents:
-            if parent._seq > seq:   # changed in place after this op read it
-                raise _stale(node, parent)
             if parent._requires_grad and parent._seq >= floor and id(parent) not in visited:
                 stack.append((parent, False))
     return order
 
 
-def _stale(node, parent):
-    """The error for a graph whose ``parent`` was changed in place after ``node`` was made
-    from it (``Tensor.changed_in_place``): its VJPs would read the new values."""
-    name = f" '{parent.name}'" if parent.name else ""
-    return RuntimeError(
-        f"backward: {type(node._op).__name__} used a tensor{name} of shape {parent.shape} that "
-        "was changed in place since (an optimizer step or a load), so its gradient would be "
-        "computed at the new values; compute the output again after the change")
+def _check_fresh(node):
+    """Raise if a leaf among ``node``'s inputs was changed in place after ``node`` was made
+    from it (``Tensor.changed_in_place``): the VJP would read the new values."""
+    seq = node._seq
+    for parent in node._parents:
+        if parent._op is None and parent._changed > seq:
+            name = f" '{parent.name}'" if parent.name else ""
+            raise RuntimeError(
+                f"backward: {type(node._op).__name__} used a tensor{name} of shape "
+                f"{parent.shape} that was changed in place since (an optimizer step or a "
+                "load), so its gradient would be computed at the new values; compute the "
+                "output again after the change")
 
 
 def _as_list(x):
@@ -304,6 +306,7 @@ def _run_backward(outputs, seeds, create_graph, keep, order):
                     kept[nid] = g
                 if not expand:
                     continue
+                _check_fresh(node)   # its VJP reads its inputs: as they were, or refused
                 parents = node._parents
                 if ANOMALY.on:  # the VJP run under mm.detect_anomaly(), its results checked
                     in_grads = checked_vjp(node, g, _vjp_results)
@@ -369,7 +372,6 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
     for i, x in enumerate(inputs):
         g = kept.get(id(x))
         if g is None and not allow_unused:
-            toposort(outputs)   # raises if the reason is a change in place (the floor hid it)
             if not any(out.requires_grad for out in outputs):   # the likelier cause: say it
                 raise ValueError("grad: no output requires grad (computed under no_grad, or "
                                  "from tensors that do not require grad)")

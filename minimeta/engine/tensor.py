@@ -7,9 +7,10 @@ A Tensor holds
   has ``_op is None``),
 - ``grad``: where ``backward()`` accumulates (a Tensor, so it can itself be differentiated);
 - ``_seq``: a creation stamp, increasing: a Tensor can only depend on Tensors with smaller
-  stamps, which lets the backward pass skip the part of a graph made before its inputs; a
-  Tensor changed in place takes a new one (``changed_in_place``), so the backward pass knows
-  a graph made from its old values (a parent stamped after its child) and refuses it;
+  stamps, which lets the backward pass skip the part of a graph made before its inputs;
+- ``_changed`` (leaves): the stamp of the last change of ``data`` in place
+  (``changed_in_place``; 0: never), so the backward pass knows a graph made from the old
+  values (a leaf changed after the op that read it) and refuses it;
 - ``saved``: values its primitive's forward saved for the VJP (``autodiff.Primitive``), if
   any (batch norm's batch statistics, read by the layer that keeps running averages).
 
@@ -45,9 +46,10 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "_requires_grad", "_op", "_parents", "_from_backward",
-                 "name", "_seq", "_site", "saved")
+                 "name", "_seq", "_site", "saved", "_changed")
     # _site: set by anomaly mode only (engine/anomaly.py); saved: set by ``apply`` only for a
-    # primitive that saves values for its VJP (``Primitive.saves``)
+    # primitive that saves values for its VJP (``Primitive.saves``); _changed: set on leaves
+    # only (``__init__``), read only for leaves (``_op is None``)
     __array_priority__ = 1000  # numpy_array * tensor dispatches to Tensor.__rmul__
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -71,6 +73,7 @@ class Tensor:
         self._from_backward = False
         self.name = name
         self._seq = next(STAMPS)
+        self._changed = 0
 
     # ----- plain properties of the array -----------------------------------------------------
     shape = property(lambda self: self.data.shape, doc="Shape of the array (a tuple).")
@@ -96,15 +99,20 @@ class Tensor:
                       name=self.name)
 
     def changed_in_place(self):
-        """Say that ``data`` was changed in place (an optimizer step, a load) and return self.
+        """Say that this leaf's ``data`` was changed in place (an optimizer step, a load) and
+        return self.
 
-        The Tensor takes a new stamp, later than every op already applied to it, so a graph
-        built from its old values is stale: the backward pass refuses it (PyTorch's version
-        counter, in the stamp) instead of running its VJPs on the new values. The optimizers,
-        Reptile's outer step and ``load_state_dict`` call it; writing ``.data`` yourself does
-        not (nor does it in PyTorch).
+        It records a stamp later than every op already applied to it: a graph built from its
+        old values is stale, and the backward pass refuses to run a VJP of an op made before
+        the change (PyTorch's version counter, a little stricter: PyTorch checks only the
+        values a VJP saved, so it lets ``(w + 1)`` through). The optimizers, Reptile's outer
+        step, ``Module.load_state_dict``, ``Module.to`` (onto another device) and Meta-SGD's
+        ``load_state_dict`` call it; writing ``.data`` yourself does not (nor in PyTorch).
         """
-        self._seq = next(STAMPS)
+        if self._op is not None:
+            raise ValueError("changed_in_place: only a leaf's data may change in place (an op's "
+                             "output feeds the graph below it)")
+        self._changed = next(STAMPS)
         return self
 
     def cpu(self):

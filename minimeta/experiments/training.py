@@ -12,19 +12,25 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   when there is one), ``learner`` (what the learner trains besides the model:
   ``learner.state_dict()``, Meta-SGD's inner rates under ``learner/rates/<parameter>``; {} for
   the others), ``iteration`` (the iterations done), ``seconds``, ``train_seconds`` (the
-  clock of ``--minutes``: sampling to optimizer step only) and ``settings``. It is written
-  when a fresh run starts (iteration 0), every ``checkpoint_every`` seconds, at the end and on
-  Ctrl-C, SIGTERM (``kill``, ``docker stop``, a scheduler's time limit) or SIGHUP (the
-  terminal or the ssh connection closed), each of which lets the iteration in hand finish and
-  be logged, then stops the run (``stopping.py``): only whole iterations are saved.
+  clock of ``--minutes``: sampling to optimizer step only), ``settings`` and, after a stop
+  signal cut a validation short, ``pending`` (that iteration's metrics line, as JSON). It is
+  written when a fresh run starts (iteration 0), every ``checkpoint_every`` seconds, at the
+  end and on Ctrl-C, SIGTERM (``kill``, ``docker stop``, a scheduler's time limit) or SIGHUP
+  (the terminal or the ssh connection closed), each of which lets the iteration in hand
+  finish, then stops the run (``stopping.py``): only whole iterations are saved.
 - ``metrics.jsonl``: one JSON object per iteration (iteration, seconds, train_seconds,
-  grad_norm when clipping, val_accuracy and val_interval when validating, and the learner's metrics;
-  a NaN or an inf is written as null), flushed to disk before every checkpoint, so it always reaches
-  at least the checkpoint's iteration.
+  grad_norm when clipping, val_accuracy and val_interval when validating, and the learner's
+  metrics; a NaN or an inf is written as null), flushed to disk before every checkpoint, so it
+  reaches the checkpoint's iteration, or the one before when the checkpoint holds that line
+  (``pending``: ``--resume`` validates and writes it first).
 - The random state: the episodes of iteration i are drawn from a generator seeded with
   (seed, i), and nothing else is random while training, so the settings and the iteration are
   the whole of it; the sinusoid experiment's single task stream (``stream_seed``) is replayed
-  up to the iteration it resumes at.
+  up to the iteration it resumes at. One exception to "bit for bit": numba's parallel
+  kernels are built with fastmath, and code it has just compiled may sum in another order
+  than the same code loaded from its cache (numba issue 10617), so the first process after
+  the kernels were compiled can differ from later ones in the last bit of a float64 sum (seen
+  in batch norm's running variances, ~1e-15; the float32 weights and the metrics matched).
 
 Every run refuses a folder another run is writing (``io.folder_lock``, held while it trains).
 A fresh run refuses a folder holding a run unless ``overwrite`` (which deletes it); ``resume``
@@ -213,7 +219,7 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
         docker's SIGKILL after its 10 s, lost every iteration since the last checkpoint)."""
         line = run["pending"]
         values = {}
-        if line["validate"]:
+        if line["validate"] and validate:   # (a resumed run may have turned validation off)
             values = validation(learner, val_tasks, config, line["record"]["iteration"], log,
                                 model, cut=lambda: bool(signals.caught))
             if values is None:
@@ -273,9 +279,9 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
                 save(run["done"])
             how = f"stopped by {err}" if isinstance(err, Terminated) else "interrupted"
             then = "" if run["pending"] is None or not run["pending"]["validate"] else \
-                " (its validation, cut short, runs first on --resume)"
-            log(f"\n{how}: checkpoint at iteration {run['saved']} in {checkpoint}{then} "
-                "(--resume)")
+                "; its validation, cut short, runs first"
+            log(f"\n{how}: checkpoint at iteration {run['saved']} in {checkpoint} "
+                f"(--resume{then})")
         raise
     finally:
         if metrics_file is not None:
