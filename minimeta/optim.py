@@ -46,6 +46,10 @@ class Optimizer:
             if not isinstance(p, Tensor):
                 raise TypeError(f"{name}: parameter {i} is a {type(p).__name__}, not a Tensor "
                                 "(pass model.parameters())")
+            if not p.is_leaf:   # (its step had been half applied, then refused)
+                raise ValueError(f"{name}: parameter {i} (shape {p.shape}) was made by an op, "
+                                 "not a leaf: an optimizer steps leaves (pass "
+                                 "model.parameters(), or .detach().requires_grad_())")
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError(f"{name}: a parameter is listed twice (it would be stepped twice)")
         if not lr > 0:
@@ -83,8 +87,12 @@ class Optimizer:
         self.steps += 1
         for i, (p, g) in enumerate(zip(self.params, arrays)):
             if g is not None:
-                p.data -= self._update(i, p.data, g * scale if scale != 1 else g).astype(p.dtype)
-                p.changed_in_place()   # a graph made before the step is stale from now on
+                # a new array, not one written in place: what a graph already took from the
+                # old one (a view, w.T, w[1:], w.detach()) keeps the values it was built with;
+                # the leaf itself is stamped, and a VJP reading it from before is refused
+                p.data = p.data - self._update(i, p.data, g * scale if scale != 1 else g
+                                               ).astype(p.dtype)
+                p.changed_in_place()
 
     def _clip_scale(self, arrays):
         """min(1, clip_norm / ‖g‖) over all gradients; records ‖g‖ in ``last_norm``.

@@ -63,6 +63,17 @@ def test_the_cache_is_named_by_content_and_one_per_part_and_size(fake_omniglot):
             "omniglot_background_28_0123456789abcdef.npy"} <= set(names), names
 
 
+def test_a_cache_file_of_another_shape_or_kind_is_made_again(fake_omniglot):
+    out = omniglot.load("background", verify=False)
+    (cached,) = (fake_omniglot / "cache").iterdir()
+    for wrong in (np.zeros((3, 3)), out.astype(np.float64), b"not an array"):
+        if isinstance(wrong, bytes):
+            cached.write_bytes(wrong)
+        else:
+            np.save(cached, wrong)
+        np.testing.assert_array_equal(omniglot.load("background", verify=False), out)
+
+
 def test_the_cache_folder_is_no_pattern(fake_omniglot, monkeypatch):
     """A cache folder named like a glob pattern (``cache[12]``) had its pruning delete an old
     cache file in the sibling folder ``cache1`` (found by the review, 2026-12-01)."""

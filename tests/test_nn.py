@@ -102,9 +102,11 @@ def test_an_optimizer_step_leaves_the_array_a_parameter_was_made_from_alone():
     SGD([w], lr=0.1).step([np.array([1.0, 1.0])])
     np.testing.assert_array_equal(w0, [1.0, -2.0])
     np.testing.assert_allclose(w.numpy(), [0.9, -2.1])
+    w.data -= 0.5                                # by hand, in place: w0 still as it was
+    np.testing.assert_array_equal(w0, [1.0, -2.0])
     # the mutant: a Tensor wrapping the array (no copy) changes it, which the check would see
     shared = mm.Tensor(w0, requires_grad=True)
-    SGD([shared], lr=0.1).step([np.array([1.0, 1.0])])
+    shared.data -= 0.5
     assert not np.array_equal(w0, [1.0, -2.0])
 
 

@@ -106,3 +106,26 @@ def test_a_gradient_that_runs_no_vjp_of_the_changed_tensor_is_allowed():
     np.testing.assert_allclose(g.numpy(), [6.0, 12.0])
     with pytest.raises(ValueError, match="only a leaf's data"):
         z.changed_in_place()
+
+
+def test_what_a_graph_took_from_the_old_array_keeps_its_values():
+    """An optimizer gives the leaf a new array: a view taken before the step (w.T) keeps the
+    values the graph was built with, so the gradient through it is the old graph's (it had
+    been a mix of old and new values, [[46, 66]], found by the review, 2026-12-01)."""
+    w = mm.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    x = mm.tensor([[1.0, 1.0]], requires_grad=True)
+    loss = ((x @ w.T) ** 2).sum()
+    frozen = w.detach()
+    optim.SGD([w], lr=0.1).step([np.ones((2, 2))])
+    (g,) = mm.grad(loss, [x])
+    old = np.array([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_allclose(g.numpy(), 2 * (np.ones((1, 2)) @ old.T) @ old)   # [[48, 68]]
+    np.testing.assert_array_equal(frozen.numpy(), old)
+    with pytest.raises(RuntimeError, match=STALE):
+        mm.grad(loss, [w])                   # Transpose's VJP runs, on the changed leaf
+
+
+def test_an_optimizer_refuses_a_tensor_an_op_made():
+    w = mm.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(ValueError, match=r"SGD: parameter 1 \(shape \(2,\)\) was made by an op"):
+        optim.SGD([w, w * 2.0], lr=0.1)      # its step had been half applied, then refused

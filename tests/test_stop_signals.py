@@ -100,27 +100,34 @@ def ctrl_c():
     signal.signal(signal.SIGINT, previous)
 
 
-def signalled_at_the_third_step(tmp_path, sig, pause=0.0):
-    """A Reptile run (6 iterations, sinusoid) done straight into ``tmp_path/straight``, and the
-    same run set up in ``tmp_path/cut`` with ``sig`` sent to this process inside its third
-    outer step (the weights half-moved), ``pause`` seconds before the step goes on; returns
-    (config, model, learner) of the cut run, to train."""
-    config = RunConfig(learner="reptile", dataset="sinusoid", iterations=6, shots=5,
-                       queries=5, meta_batch=3, out=str(tmp_path / "straight"))
+def signalled(tmp_path, sig, config, method, call, pause=0.0):
+    """``config``'s run done straight into ``tmp_path/straight``, and the same run set up in
+    ``tmp_path/cut`` with ``sig`` sent to this process inside the ``call``-th call of its
+    learner's ``method``, ``pause`` seconds before the call goes on; returns (config, model,
+    learner, calls) of the cut run, to train (``calls``: one entry per call made)."""
+    config = RunConfig.from_settings(config.settings(), out=str(tmp_path / "straight"))
     training.train(config, **QUIET)
     config = RunConfig.from_settings(config.settings(), out=str(tmp_path / "cut"))
     model, learner = build(config)
-    step, calls = learner.outer_step, []
+    original, calls = getattr(learner, method), []
 
-    def signalled_at_the_third(tasks):
+    def signalling(*args):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == call:
             os.kill(os.getpid(), sig)
             time.sleep(pause)
-        return step(tasks)
+        return original(*args)
 
-    learner.outer_step = signalled_at_the_third
-    return config, model, learner
+    setattr(learner, method, signalling)
+    return config, model, learner, calls
+
+
+def signalled_at_the_third_step(tmp_path, sig, pause=0.0):
+    """A Reptile run (6 iterations, sinusoid), ``sig`` sent inside its third outer step (the
+    weights half-moved): ``signalled``'s (config, model, learner)."""
+    config = RunConfig(learner="reptile", dataset="sinusoid", iterations=6, shots=5,
+                       queries=5, meta_batch=3)
+    return signalled(tmp_path, sig, config, "outer_step", 3, pause)[:3]
 
 
 def test_ctrl_c_waits_for_the_update_and_its_record(tmp_path, ctrl_c):
@@ -356,20 +363,9 @@ def test_a_signal_during_validation_cuts_it_short_and_the_resumed_run_validates_
     Now the validation gives up within a few episodes, the checkpoint keeps the iteration's
     line, and the resumed run validates the same weights first: the same log and state."""
     config = RunConfig(learner="protonet", dataset="omniglot", ways=5, queries=2, threads=1,
-                       iterations=4, validate_every=2, val_episodes=40,
-                       out=str(tmp_path / "straight"))
-    training.train(config, **QUIET)
-    config = RunConfig.from_settings(config.settings(), out=str(tmp_path / "cut"))
-    model, learner = build(config)
-    evaluate, episodes = learner.evaluate, []
-
-    def signalled_in_the_validation_at_two(task):
-        episodes.append(1)
-        if len(episodes) == 3:
-            os.kill(os.getpid(), sig)
-        return evaluate(task)
-
-    learner.evaluate = signalled_in_the_validation_at_two
+                       iterations=4, validate_every=2, val_episodes=40)
+    # the third episode of the validation at iteration 2
+    config, model, learner, episodes = signalled(tmp_path, sig, config, "evaluate", 3)
     said = []
     with pytest.raises(raised_for(sig)):
         training.train(config, model, learner, log=said.append)

@@ -129,7 +129,9 @@ def load(part, size=28, folder=None, verify=True):
     path = archive_path(part, folder, verify)
     cached = os.path.join(cache_dir(), f"omniglot_{part}_{size}_{sha256(path)[:16]}.npy")
     with contextlib.suppress(OSError, ValueError, EOFError):   # none, gone or damaged:
-        return np.load(cached)                                # made again
+        images = np.load(cached)                              # made again
+        if images.dtype == np.float32 and images.shape[1:] == (20, size, size):
+            return images     # (a file of another shape or dtype had been returned as it was)
     try:
         with np.load(path) as archive:
             raw = archive["images"]

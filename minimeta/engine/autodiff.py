@@ -225,9 +225,9 @@ def _check_fresh(node):
             name = f" '{parent.name}'" if parent.name else ""
             raise RuntimeError(
                 f"backward: {type(node._op).__name__} used a tensor{name} of shape "
-                f"{parent.shape} that was changed in place since (an optimizer step or a "
-                "load), so its gradient would be computed at the new values; compute the "
-                "output again after the change")
+                f"{parent.shape} that was changed in place since (an optimizer step, a load "
+                "or a move), so its VJP would read the new values; compute the output again "
+                "after the change")
 
 
 def _as_list(x):

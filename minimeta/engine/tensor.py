@@ -104,10 +104,13 @@ class Tensor:
 
         It records a stamp later than every op already applied to it: a graph built from its
         old values is stale, and the backward pass refuses to run a VJP of an op made before
-        the change (PyTorch's version counter, a little stricter: PyTorch checks only the
-        values a VJP saved, so it lets ``(w + 1)`` through). The optimizers, Reptile's outer
-        step, ``Module.load_state_dict``, ``Module.to`` (onto another device) and Meta-SGD's
-        ``load_state_dict`` call it; writing ``.data`` yourself does not (nor in PyTorch).
+        the change whose input it is (PyTorch's version counter, a little stricter: PyTorch
+        checks only the values a VJP saved, so it lets ``(w + 1)`` through). The optimizers,
+        Reptile's outer step, ``Module.load_state_dict``, ``Module.to`` (onto another device)
+        and Meta-SGD's ``load_state_dict`` call it, and give the leaf a new array rather than
+        write into its old one, so what a graph took from the old array (a view: ``w.T``,
+        ``w[1:]``, ``w.detach()``) keeps the values it was built with. Writing ``.data``
+        yourself is not tracked (nor in PyTorch).
         """
         if self._op is not None:
             raise ValueError("changed_in_place: only a leaf's data may change in place (an op's "
@@ -211,7 +214,7 @@ def tensor(data, requires_grad=False, dtype=None, device=None, name=None):
 
     >>> w0 = np.array([1.0, 2.0])
     >>> w = tensor(w0, requires_grad=True)
-    >>> w.data += 1.0          # what an optimizer step does
+    >>> w.data += 1.0          # in place, by hand (an optimizer's step makes a new array)
     >>> w0, w.dtype
     (array([1., 2.]), dtype('float64'))
     """

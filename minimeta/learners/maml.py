@@ -161,7 +161,7 @@ class MetaSGD(MAML):
             if value.shape != r.shape:
                 raise ValueError(f"MetaSGD: rate {name} has shape {value.shape}, expected "
                                  f"{r.shape}")
-            r.data[...] = to_device(value.astype(r.dtype), r.device)
+            r.data = to_device(value.astype(r.dtype), r.device)   # a new array (optim.py)
             r.changed_in_place()
 
 

@@ -79,8 +79,8 @@ class Reptile(Learner):
             losses.append(loss)
             accs.append(acc)
         for k, p in self.params.items():
-            p.data += (self.outer_lr * delta[k]).astype(p.dtype)
-            p.changed_in_place()
+            p.data = p.data + (self.outer_lr * delta[k]).astype(p.dtype)   # a new array, as
+            p.changed_in_place()                                          # optim's steps
         return summary(losses, accs)
 
     def evaluate(self, task, steps=None):

@@ -168,7 +168,9 @@ class Module:
         return state
 
     def load_state_dict(self, state):
-        """Copy arrays from ``state`` (as made by ``state_dict``) into this module, in place."""
+        """Copy arrays from ``state`` (as made by ``state_dict``) into this module: the same
+        parameter Tensors, holding new arrays (as an optimizer step leaves them), and the
+        buffers in place."""
         params, buffers = self.named_parameters(), self.named_buffers()
         expected = {f"param:{k}" for k in params} | {f"buffer:{k}" for k in buffers}
         if not isinstance(state, dict):
@@ -193,10 +195,11 @@ class Module:
             [(b, state[f"buffer:{k}"], k) for k, b in buffers.items()]
         for target, value, name in pairs:   # every shape checked before anything is copied
             _fits(target, value, name)
-        for target, value, _ in pairs:
-            target[...] = to_device(np.asarray(value), device_of(target))
-        for p in params.values():
+        for k, p in params.items():   # new arrays, as an optimizer step makes (optim.py)
+            p.data = to_device(np.array(state[f"param:{k}"], dtype=p.dtype), p.device)
             p.changed_in_place()
+        for k, b in buffers.items():  # in place: the layers hold these arrays
+            b[...] = to_device(np.asarray(state[f"buffer:{k}"]), device_of(b))
 
     def __repr__(self):
         inner = "".join(f"\n  ({k}): {repr(c)}".replace("\n", "\n  ")
