@@ -3,7 +3,9 @@
 ``step(grads=None)`` takes the gradients in parameter order (as ``mm.grad`` returns them) or,
 when omitted, reads each parameter's ``.grad``. ``clip_norm`` (any optimizer) rescales the
 gradients first so that their global L2 norm is at most that value; ``last_norm`` keeps the norm
-seen before clipping, for logging. Updates touch ``.data`` directly: an optimizer
+seen before clipping, for logging. Updates set ``.data`` directly, to a new array (what a
+graph took from the old one keeps its values; the Tensor is stamped as changed, and a VJP that
+would read it from before the step is refused: ``Tensor.changed_in_place``): an optimizer
 step is not part of any derivative (meta-learners that differentiate through an update build
 the new parameters with Tensor ops instead, see ``learners/``).
 

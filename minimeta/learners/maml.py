@@ -151,7 +151,8 @@ class MetaSGD(MAML):
         return {"rates": {name: to_host(r.data).copy() for name, r in self.rates.items()}}
 
     def load_state_dict(self, state):
-        """Copy saved rates into ``rates`` in place (the outer optimizer holds them)."""
+        """Load saved rates into ``rates``, the same Tensors (the outer optimizer holds them)
+        holding new arrays."""
         rates = (state or {}).get("rates", {})
         if set(rates) != set(self.rates):
             raise ValueError(f"MetaSGD: the saved rates are for {sorted(rates)}, the learner's "

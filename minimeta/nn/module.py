@@ -55,7 +55,8 @@ class Module:
     # ----- registration ---------------------------------------------------------------------
     def add_param(self, name, array):
         """Register a parameter: a copy of ``array`` (a float array) as a leaf Tensor that
-        requires grad (a copy: optimizers update it in place, the array given stays as it was)."""
+        requires grad (a copy: hand-written updates may write into it in place; the array given
+        stays as it was)."""
         array = array.copy() if hasattr(array, "copy") else np.array(array)
         self._params[name] = Tensor(array, requires_grad=True, name=name)
         return self._params[name]
