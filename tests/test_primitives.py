@@ -11,6 +11,7 @@
 The largest error per order is printed at the end of the session (``-s`` shows it).
 """
 import contextlib
+import warnings
 
 import numpy as np
 import pytest
@@ -122,10 +123,13 @@ def test_a_vjp_that_detaches_its_gradient_fails_its_row(cls):
     with mutated(cls, _detached):
         with pytest.raises(mm.GradcheckError, match="order-2"):
             run(rows=[row], orders=(2,), **QUIET)
-        # what the composition adds: the plain check of a lone primitive cannot see it
+        # what the composition adds: the plain check of a lone primitive cannot see it (an
+        # example that selects nothing compares only zeros: its warning is expected here)
         for xs, static in _examples(row, 3):
-            mm.gradcheck(lambda *ts: row.fn(*ts, *static), xs, order=2, compose=False,
-                         dtype=row.dtype, **row.tol)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", mm.GradcheckWarning)
+                mm.gradcheck(lambda *ts: row.fn(*ts, *static), xs, order=2, compose=False,
+                             dtype=row.dtype, **row.tol)
 
 
 def test_the_bias_row_catches_a_wrong_bias_gradient():
