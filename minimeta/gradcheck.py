@@ -233,9 +233,8 @@ def _failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dt
                 "here; check at a point of smaller values, or with a larger eps")
     else:
         def gap(step):   # right minus left one-sided quotient: ~f''·step where f is smooth
-            centre = here if step == eps else at(0.0)
-            right = float(np.sum(((up if step == eps else at(step)) - centre) * v)) / step
-            left = float(np.sum((centre - (down if step == eps else at(-step))) * v)) / step
+            right = float(np.sum(((up if step == eps else at(step)) - here) * v)) / step
+            left = float(np.sum((here - (down if step == eps else at(-step))) * v)) / step
             return right, left
         right, left = gap(eps)
         finer = _quotient(at, eps / 10, v)

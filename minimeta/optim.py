@@ -92,8 +92,9 @@ class Optimizer:
                 # a new array, not one written in place: what a graph already took from the
                 # old one (a view, w.T, w[1:], w.detach()) keeps the values it was built with;
                 # the leaf itself is stamped, and a VJP reading it from before is refused
-                p.data = p.data - self._update(i, p.data, g * scale if scale != 1 else g
-                                               ).astype(p.dtype)
+                new = p.data.copy(order="K")   # its layout, and 0-d stays an array
+                new -= self._update(i, p.data, g * scale if scale != 1 else g).astype(p.dtype)
+                p.data = new
                 p.changed_in_place()
 
     def _clip_scale(self, arrays):

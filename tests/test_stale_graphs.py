@@ -129,3 +129,21 @@ def test_an_optimizer_refuses_a_tensor_an_op_made():
     w = mm.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(ValueError, match=r"SGD: parameter 1 \(shape \(2,\)\) was made by an op"):
         optim.SGD([w, w * 2.0], lr=0.1)      # its step had been half applied, then refused
+
+
+def test_a_step_keeps_a_parameter_s_kind_shape_and_layout():
+    """The new array an update makes keeps the old one's layout, and a 0-d parameter stays a
+    0-d array (``p.data - u`` had made it a NumPy scalar, which refuses writes and
+    ``np.asarray``: the review, 2026-12-01); a load gives C order whatever the state's."""
+    s = mm.tensor(np.array(2.0), requires_grad=True)
+    f = mm.Tensor(np.asfortranarray(np.ones((2, 3))), requires_grad=True)
+    optim.SGD([s], lr=0.1).step([mm.tensor(1.0)])
+    optim.Adam([f], lr=0.1).step([np.ones((2, 3))])
+    assert type(s.data) is np.ndarray and s.shape == () and np.asarray(s) == 1.9
+    assert f.data.flags.f_contiguous and f.dtype == np.float64
+    assert type(mm.tensor(np.float64(2.0)).data) is np.ndarray
+    assert np.asarray(s.exp()) == pytest.approx(np.exp(1.9))     # an op's 0-d result too
+    net = nn.mlp((1, 4, 1))
+    state = {k: np.asfortranarray(v) for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    assert all(p.data.flags.c_contiguous and p.dtype == np.float32 for p in net.parameters())

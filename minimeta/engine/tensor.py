@@ -60,6 +60,8 @@ class Tensor:
                 data = _as_array(data, dtype)
             elif dtype is not None:
                 data = data.astype(dtype, copy=False)
+        if isinstance(data, np.generic):   # a NumPy scalar: a 0-d array (it takes writes)
+            data = np.array(data)
         if requires_grad and not is_float_dtype(data.dtype):
             raise TypeError(
                 f"tensor: only floating tensors can require grad, got dtype {data.dtype}; "
@@ -145,7 +147,8 @@ class Tensor:
         if hasattr(self.data, "get"):
             raise TypeError("tensor on the GPU: call .numpy() (or .cpu()) for a NumPy array")
         out = self.data if dtype is None else self.data.astype(dtype, copy=False)
-        return np.array(out, copy=True) if copy else out
+        # an op's 0-d result may be a NumPy scalar, which NumPy refuses from __array__
+        return np.array(out, copy=True) if copy else np.asarray(out)
 
     def __float__(self):
         return float(self.item())

@@ -79,8 +79,10 @@ class Reptile(Learner):
             losses.append(loss)
             accs.append(acc)
         for k, p in self.params.items():
-            p.data = p.data + (self.outer_lr * delta[k]).astype(p.dtype)   # a new array, as
-            p.changed_in_place()                                          # optim's steps
+            new = p.data.copy(order="K")   # a new array, as optim's steps make
+            new += (self.outer_lr * delta[k]).astype(p.dtype)
+            p.data = new
+            p.changed_in_place()
         return summary(losses, accs)
 
     def evaluate(self, task, steps=None):

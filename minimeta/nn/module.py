@@ -197,7 +197,8 @@ class Module:
         for target, value, name in pairs:   # every shape checked before anything is copied
             _fits(target, value, name)
         for k, p in params.items():   # new arrays, as an optimizer step makes (optim.py)
-            p.data = to_device(np.array(state[f"param:{k}"], dtype=p.dtype), p.device)
+            p.data = to_device(np.array(state[f"param:{k}"], dtype=p.dtype, order="C"),
+                               p.device)
             p.changed_in_place()
         for k, b in buffers.items():  # in place: the layers hold these arrays
             b[...] = to_device(np.asarray(state[f"buffer:{k}"]), device_of(b))
