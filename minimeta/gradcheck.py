@@ -160,6 +160,8 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
         vjps = [None] * len(xs)
     for i, x in enumerate(arrays):
         scale = np.maximum(1.0, np.abs(x))
+        laid = "" if layouts is None or layouts[i] == "C" else \
+            {"F": ", Fortran-ordered", "strided": ", a strided view"}[layouts[i]]
         for part, u in _directions(rng, scale, directions):
             analytic = 0.0 if vjps[i] is None else float(np.sum(vjps[i].numpy() * u))
 
@@ -171,8 +173,6 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
                                   dtype=np.float64)
 
             numeric = _quotient(at, eps, v)
-            laid = "" if layouts is None or layouts[i] == "C" else \
-                {"F": ", Fortran-ordered", "strided": ", a strided view"}[layouts[i]]
             _compare(analytic, numeric, tols, report, level, lambda: _failure(
                 at, v, analytic, numeric, tols, eps, level, (i, laid + part), x, dtype,
                 y.dtype, composed))
@@ -232,13 +232,11 @@ def _failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dt
                 "of the quotient, more than the step changes them: the check cannot tell "
                 "here; check at a point of smaller values, or with a larger eps")
     else:
-        def gap(step):   # right minus left one-sided quotient: ~f''·step where f is smooth
-            right = float(np.sum(((up if step == eps else at(step)) - here) * v)) / step
-            left = float(np.sum((here - (down if step == eps else at(-step))) * v)) / step
-            return right, left
-        right, left = gap(eps)
-        finer = _quotient(at, eps / 10, v)
-        right10, left10 = gap(eps / 10)
+        def sides(plus, minus, s):   # one-sided quotients: right − left ~ f''·s if smooth
+            return (float(np.sum((plus - here) * v)) / s, float(np.sum((here - minus) * v)) / s)
+        up10, down10 = at(eps / 10), at(-eps / 10)
+        (right, left), (right10, left10) = sides(up, down, eps), sides(up10, down10, eps / 10)
+        finer = float(np.sum((up10 - down10) * v)) / (eps / 5)   # the quotient at a tenth
         # a kink's gap stays as the step shrinks; a smooth curve's shrinks with it
         if abs(right - left) > max(tol, 0.5 * err) and \
                 abs(right10 - left10) > 0.5 * abs(right - left):

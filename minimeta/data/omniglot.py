@@ -24,7 +24,6 @@ Splits:
 Read next: ``minimeta/data/fetch.py`` (downloading the originals).
 """
 import contextlib
-import glob
 import hashlib
 import os
 import re
@@ -145,7 +144,7 @@ def load(part, size=28, folder=None, verify=True):
         os.makedirs(cache_dir(), exist_ok=True)
         np.save(tmp, out)
         os.replace(tmp, cached)  # atomic: a crash never leaves half a cache file
-        _forget_others(part, size, cached)
+        _forget_others(part, size)
     except OSError as err:       # the cache only saves time: go on without it, once said
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -158,16 +157,15 @@ def load(part, size=28, folder=None, verify=True):
     return out
 
 
-def _forget_others(part, size, keep):
+def _forget_others(part, size):
     """Remove the caches of ``part`` at ``size`` that older versions keyed by the archive's size
     and modification time (``<bytes>-<seconds>``); not those of another content (two archives
     sharing a cache folder would delete each other's) nor a writer's temporary file."""
-    pattern = os.path.join(glob.escape(cache_dir()), f"omniglot_{part}_{size}_*-*.npy")
-    for other in glob.glob(pattern):
-        stamp = os.path.basename(other)[len(f"omniglot_{part}_{size}_"):-len(".npy")]
-        if other != keep and re.fullmatch(r"\d+-\d+", stamp):
+    old = re.compile(rf"omniglot_{part}_{size}_\d+-\d+\.npy")
+    for name in os.listdir(cache_dir()):
+        if old.fullmatch(name):
             with contextlib.suppress(OSError):
-                os.remove(other)
+                os.remove(os.path.join(cache_dir(), name))
 
 
 def split_characters(split, part, val_size=0, folder=None, verify=True, size=28):

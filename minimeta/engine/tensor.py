@@ -55,13 +55,13 @@ class Tensor:
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
         if isinstance(data, Tensor):
             data = data.data
-        if dtype is not None or not hasattr(data, "__array_interface__"):
+        # (a NumPy scalar becomes a 0-d array, which takes writes)
+        if dtype is not None or isinstance(data, np.generic) or \
+                not hasattr(data, "__array_interface__"):
             if not type(data).__module__.startswith("cupy"):
                 data = _as_array(data, dtype)
             elif dtype is not None:
                 data = data.astype(dtype, copy=False)
-        if isinstance(data, np.generic):   # a NumPy scalar: a 0-d array (it takes writes)
-            data = np.array(data)
         if requires_grad and not is_float_dtype(data.dtype):
             raise TypeError(
                 f"tensor: only floating tensors can require grad, got dtype {data.dtype}; "

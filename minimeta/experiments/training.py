@@ -263,8 +263,7 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
                     due = problem is None and validate and (
                         (it + 1) % config.validate_every == 0 or it + 1 == config.iterations)
                     run["pending"] = {"record": record, "validate": bool(due),
-                                      "metrics": {k: float(v) if isinstance(v, np.floating)
-                                                  else v for k, v in metrics.items()}}
+                                      "metrics": metrics}
                 write_line(signals)   # the weights are whole from here: a stop saves them
                 if problem is not None:
                     stop(it, problem)
