@@ -199,7 +199,7 @@ def test_bad_learner_arguments():
         MAML(nn.mlp(), -1.0)
     with pytest.raises(ValueError, match="inner_optimizer"):
         Reptile(nn.mlp(), 0.1, 1, 0.1, inner_optimizer="rmsprop")
-    with pytest.raises(ValueError, match="head prefix"):
+    with pytest.raises(ValueError, match="ANIL: head 'nope' names no parameter"):
         ANIL(nn.mlp(), 0.1, head="nope.")
     # found by probing: these had been accepted, to fail later or run wrongly
     with pytest.raises(ValueError, match=r"MAML: adapt_names \['nope'\] name no parameter"):
@@ -211,6 +211,22 @@ def test_bad_learner_arguments():
     w = mm.tensor(np.ones((2, 1)), requires_grad=True)
     anil = ANIL(None, 0.1, params={"body": mm.tensor(np.ones(2)), "w": w})
     assert anil.adapt_names == ["w"]                  # dotless names: the head had been 'w.'
+
+
+def test_anil_head_is_a_module_name_not_a_bare_string_prefix():
+    """Found by probing: head='head' had also adapted 'headnorm.*', part of the body, and a
+    dotless default head 'w' every name starting with 'w'."""
+    one = lambda: mm.tensor(np.ones(2), requires_grad=True)   # noqa: E731
+    params = {"body.weight": one(), "headnorm.weight": one(), "head.weight": one(),
+              "head.bias": one()}
+    for head in ("head", "head.", None):
+        assert ANIL(None, 0.1, params=params, head=head).adapt_names == \
+            ["head.weight", "head.bias"]
+    assert ANIL(None, 0.1, params=params, head="head.bias").adapt_names == ["head.bias"]
+    dotless = {"w": one(), "w2": one()}
+    assert ANIL(None, 0.1, params=dotless).adapt_names == ["w2"]
+    assert ANIL(None, 0.1, params=dotless, head="w").adapt_names == ["w"]
+    assert ANIL(nn.conv4(), 0.1).adapt_names == ["13.weight", "13.bias"]
 
 
 def test_reptile_s_inner_adam_takes_the_paper_s_betas():

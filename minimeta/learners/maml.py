@@ -169,8 +169,10 @@ class MetaSGD(MAML):
 class ANIL(MAML):
     """ANIL (Raghu et al. 2020): "almost no inner loop", only ``head`` parameters adapt.
 
-    ``head`` is a name prefix (default: the prefix of the last parameter, e.g. '17.' for the
-    linear head of ``conv4``).
+    ``head`` names a module (or one parameter): the parameters named ``head`` or starting with
+    ``head.`` adapt, so 'head' takes 'head.weight' but not 'headnorm.weight' (a trailing dot
+    is optional). Default: the last parameter's module, e.g. '13' for the linear head of
+    ``conv4``, or the last parameter itself when its name has no dot.
     """
 
     def __init__(self, model, inner_lr, inner_steps=1, head=None, **kwargs):
@@ -178,12 +180,12 @@ class ANIL(MAML):
         params = model.named_parameters() if params is None else params
         if not params:
             raise ValueError("ANIL: no parameters to adapt (params is empty)")
-        last = list(params)[-1]         # '17.weight' → '17.'; a name without a dot: itself
-        head = head if head is not None else (last.rsplit(".", 1)[0] + "." if "." in last
-                                              else last)
-        names = [n for n in params if n.startswith(head)]
+        last = list(params)[-1]         # '17.weight' → '17'; a name without a dot: itself
+        head = (last.rsplit(".", 1)[0] if head is None else str(head)).rstrip(".")
+        names = [n for n in params if n == head or n.startswith(head + ".")]
         if not names:
-            raise ValueError(f"ANIL: no parameter name starts with head prefix {head!r}")
+            raise ValueError(f"ANIL: head {head!r} names no parameter (none is {head!r} or "
+                             f"starts with {head + '.'!r})")
         super().__init__(model, inner_lr, inner_steps, adapt_names=names, **kwargs)
 
 
