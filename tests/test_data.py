@@ -108,14 +108,61 @@ def test_splits_and_rotations(fake_omniglot):
         train = omniglot.class_images("vinyals", "train", verify=False)
         test = omniglot.class_images("vinyals", "test", verify=False)
         val = omniglot.class_images("vinyals", "val", val_size=2, verify=False)
+        train5 = omniglot.class_images("vinyals", "train", val_size=2, verify=False)
     finally:
         omniglot.TRAIN_CHARACTERS = saved
     assert train.shape[0] == 4 * 7 and test.shape[0] == 4 * 3 and val.shape[0] == 4 * 2
     np.testing.assert_array_equal(train[7], np.rot90(train[0], 1, axes=(-2, -1)))
+    # the parts share no class, rotations included, and meta-training keeps the rest
+    parts = [classes_of(part) for part in (train5, val, test)]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert parts[0] | parts[1] == classes_of(train) and len(parts[0] | parts[1] | parts[2]) == 40
     lake = omniglot.class_images("lake", "train", rotations=False, verify=False)
     assert lake.shape == (6, 20, 28, 28)
     with pytest.raises(ValueError, match="no validation"):
         omniglot.class_images("lake", "val", verify=False)
+
+
+def classes_of(images):
+    """Each class's images, as bytes: a set to compare split parts by content."""
+    return {c.tobytes() for c in images}
+
+
+def test_split_parts_are_disjoint_even_when_the_split_rows_overlap(fake_omniglot, monkeypatch):
+    """The mutant: a test part that reuses meta-training characters. ``classes_of`` sees it
+    (the check above is not vacuous: distinct fake characters give distinct bytes)."""
+    train = omniglot.class_images("vinyals", "train", verify=False)
+    real = omniglot.np.random.default_rng
+    monkeypatch.setattr(omniglot.np.random, "default_rng",
+                        lambda seed: _Repeating(real(seed)))
+    leaky = omniglot.class_images("vinyals", "test", verify=False)
+    assert classes_of(train) & classes_of(leaky)
+
+
+class _Repeating:
+    """A generator whose permutation repeats its first rows at the end (test reuses train)."""
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def permutation(self, n):
+        order = self.rng.permutation(n)
+        return np.concatenate([order[:n - 4], order[:4]])
+
+
+def test_episode_labels_are_shuffled_not_tied_to_class_order():
+    """An episode's label 0 is not its lowest class: labels tied to class order would tell a
+    fixed-head learner (MAML) the rotation, as Omniglot's classes are laid out rotation by
+    rotation; each label lands on every class over many episodes, in every order."""
+    classes = np.arange(8 * 20, dtype=np.float32).reshape(8, 20, 1, 1)
+    sampler, seen, ordered = EpisodeSampler(classes, 4, 1, 0, seed=3), set(), 0
+    for _ in range(300):
+        xs, ys, _, _ = sampler.sample()
+        drawn = (xs[:, 0, 0, 0] // 20).astype(int)[np.argsort(ys)]    # class of label 0, 1, ..
+        seen |= {(label, c) for label, c in enumerate(drawn)}
+        ordered += bool(np.all(np.diff(drawn) > 0))
+    assert seen == {(label, c) for label in range(4) for c in range(8)}
+    assert ordered < 300 * 0.15                     # 1/24 of the draws, 12.5 expected
 
 
 @given(ways=st.integers(1, 6), shots=st.integers(1, 4), queries=st.integers(0, 5),
@@ -154,6 +201,7 @@ def test_real_omniglot_vinyals_split(tmp_path, monkeypatch):
     train = omniglot.class_images("vinyals", "train")
     test = omniglot.class_images("vinyals", "test")
     assert train.shape == (4800, 20, 28, 28) and test.shape == (4 * 423, 20, 28, 28)
+    assert not classes_of(train) & classes_of(test)       # no character, nor a rotation of it
     assert 0.05 < train.mean() < 0.2            # about 8% ink before resizing
     xs, ys, xq, yq = EpisodeSampler(test, 20, 5, 15, seed=0).sample()
     assert xs.shape == (100, 1, 28, 28) and xq.shape == (300, 1, 28, 28)
