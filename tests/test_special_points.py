@@ -167,11 +167,11 @@ def test_log_softmax_of_large_logits_keeps_the_small_term():
 
 def test_log_softmax_takes_a_tuple_of_axes_and_names_an_axis_out_of_range():
     # the shift's guard had indexed the shape with the axis: a TypeError for a tuple, an
-    # IndexError out of range, where logsumexp's own error names the axis (found by review)
+    # IndexError out of range, where the error now names log_softmax and the axis (found by review)
     z = mm.tensor(np.arange(12.0).reshape(3, 4))
     total = F.log_softmax(z, axis=(0, 1)).exp().sum().item()
     assert total == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="^logsumexp: axis 2 is out of range"):
+    with pytest.raises(ValueError, match="^log_softmax: axis 2 is out of range"):
         F.log_softmax(z, axis=2)
 
 

@@ -147,3 +147,57 @@ def test_a_step_keeps_a_parameter_s_kind_shape_and_layout():
     state = {k: np.asfortranarray(v) for k, v in net.state_dict().items()}
     net.load_state_dict(state)
     assert all(p.data.flags.c_contiguous and p.dtype == np.float32 for p in net.parameters())
+
+
+# A graph reads the plain arrays it was given as they were when it ran: an op keeps its own
+# copy of an operand, an index, a mask or labels, so a caller that refills its array before
+# the backward pass (a buffer reused for the next batch) changes nothing (found by probing,
+# 2026-12-01: each of these had given the gradient of the refilled array, beside a loss value
+# computed from the old one).
+def refilled(make, refill, wrt):
+    """The gradient of ``make()`` with respect to ``wrt``, after ``refill()`` has changed the
+    arrays ``make`` read, against the gradient with nothing refilled."""
+    (before,) = mm.grad(make(), [wrt])
+    loss = make()
+    refill()
+    (after,) = mm.grad(loss, [wrt])
+    return before.numpy(), after.numpy()
+
+
+def test_a_graph_reads_its_plain_arrays_as_they_were_when_it_ran():
+    import minimeta.functional as F
+
+    x = mm.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    logits = mm.tensor(np.arange(6.0).reshape(2, 3) / 4, requires_grad=True)
+    w, cond, index, labels = (np.array([3.0, 4.0, 5.0]), np.array([True, False, True]),
+                              np.array([0, 0, 2]), np.array([0, 1]))
+    cases = [
+        (lambda: (x * w * x).sum(), lambda: w.__imul__(10), x),              # an operand
+        (lambda: (mm.where(cond, x, 0.0) ** 2).sum(), lambda: cond.fill(False), x),   # a mask
+        (lambda: (x[index] ** 2).sum(), lambda: index.fill(1), x),           # an index
+        (lambda: (x[(index,)] ** 2).sum(), lambda: index.fill(1), x),        # one in a tuple
+        (lambda: F.cross_entropy(logits, labels), lambda: labels.fill(2), logits),  # labels
+    ]
+    for make, refill, wrt in cases:
+        w[:], cond[:], index[:], labels[:] = [3.0, 4.0, 5.0], [True, False, True], [0, 0, 2], \
+            [0, 1]
+        before, after = refilled(make, refill, wrt)
+        assert np.abs(before).sum() > 0
+        np.testing.assert_array_equal(after, before)
+
+
+def test_an_eval_mode_batch_norm_graph_keeps_the_running_statistics_it_read():
+    """A batch-norm graph in eval mode read the running buffers, which a train-mode forward
+    then updates in place: its gradient still uses the statistics its forward used. (This
+    held before the copies too: the VJPs read the forward's own results, not the buffers.)"""
+    import minimeta.functional as F
+
+    x = mm.tensor(np.random.default_rng(0).normal(size=(4, 2)), requires_grad=True)
+    mean, var = np.zeros(2), np.full(2, 4.0)
+    (before,) = mm.grad(F.batch_norm(x, running_mean=mean, running_var=var,
+                                     training=False).sum(), [x])
+    loss = F.batch_norm(x, running_mean=mean, running_var=var, training=False).sum()
+    F.batch_norm(x * 10, running_mean=mean, running_var=var, training=True)  # updates them
+    assert var[0] != 4.0
+    np.testing.assert_allclose(mm.grad(loss, [x])[0].numpy(), before, rtol=1e-15)
+    np.testing.assert_allclose(before, 1 / np.sqrt(4.0 + 1e-5), rtol=1e-12)

@@ -71,3 +71,14 @@ def to_host(x):
 def is_float_dtype(dtype):
     """True for floating dtypes, the only ones that may carry gradients."""
     return np.issubdtype(np.dtype(dtype), np.floating)
+
+
+def check_grad_dtype(dtype, op):
+    """Refuse a dtype that cannot carry gradients here, naming ``op``: integers and bools,
+    and float16, for which the kernels (which the VJPs run) have no path."""
+    if not is_float_dtype(dtype):
+        raise TypeError(f"{op}: only floating tensors can require grad, got dtype "
+                        f"{np.dtype(dtype)}; pass dtype=np.float64 (or float32)")
+    if np.dtype(dtype) == np.float16:
+        raise TypeError(f"{op}: float16 tensors cannot require grad: the kernels the "
+                        "gradients run have no float16 path; use float32")

@@ -35,7 +35,18 @@ __all__ = [
 
 
 def _reduction(fn):
-    return lambda self, axis=None, keepdims=False: fn(self, axis, keepdims)
+    """The method ``x.<fn>(axis=None, keepdims=False)``. NumPy's ``np.sum(x)`` calls it with
+    ``dtype=None, out=None``, taken when None; any other keyword (``dim=``, PyTorch's name)
+    is an error naming the method."""
+    def method(self, axis=None, keepdims=False, **numpy):
+        for key, value in numpy.items():
+            if key not in ("dtype", "out") or value is not None:
+                raise TypeError(f"{fn.__name__}: unexpected argument {key}={value!r} (it takes "
+                                "axis= and keepdims=, as NumPy does)")
+        return fn(self, axis, keepdims)
+    method.__name__ = method.__qualname__ = fn.__name__
+    method.__doc__ = fn.__doc__
+    return method
 
 
 TENSOR_METHODS = {
@@ -46,7 +57,7 @@ TENSOR_METHODS = {
     "__truediv__": div, "__rtruediv__": lambda a, b: div(b, a),
     "__pow__": pow, "__rpow__": lambda a, b: pow(b, a),
     "__matmul__": matmul, "__rmatmul__": lambda a, b: matmul(b, a),
-    "__neg__": neg, "__getitem__": getitem,
+    "__neg__": neg, "__pos__": lambda a: a, "__abs__": abs, "__getitem__": getitem,
     "__bool__": lambda a: bool(a.data),  # as NumPy: one element, else "ambiguous" (ValueError)
     # comparisons give constant boolean Tensors (masks); hashing stays by identity
     "__lt__": lambda a, b: compare("less", a, b),
@@ -74,8 +85,9 @@ TENSOR_METHODS = {
 
 def _in_place(symbol):
     raise TypeError(f"Tensor: in-place {symbol} is not offered: it would bind the name to a "
-                    f"new Tensor and leave the one you hold unchanged. Update a parameter's "
-                    f"array (p.data {symbol} ...) or use an optimizer; in a graph, write "
+                    f"new Tensor and leave the one you hold unchanged. Use an optimizer, or "
+                    f"update a parameter's array by hand (p.data = p.data - lr * "
+                    f"p.grad.data, then p.changed_in_place()); in a graph, write "
                     f"x = x {symbol[:-1]} y")
 for _name, _fn in TENSOR_METHODS.items():
     setattr(Tensor, _name, _fn)

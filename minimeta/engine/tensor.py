@@ -29,7 +29,7 @@ import itertools
 
 import numpy as np
 
-from .backend import array_module, device_of, is_float_dtype, to_device
+from .backend import array_module, check_grad_dtype, device_of, to_device
 
 
 STAMPS = itertools.count()  # next(STAMPS): the creation stamp of a new Tensor
@@ -62,11 +62,8 @@ class Tensor:
                 data = _as_array(data, dtype)
             elif dtype is not None:
                 data = data.astype(dtype, copy=False)
-        if requires_grad and not is_float_dtype(data.dtype):
-            raise TypeError(
-                f"tensor: only floating tensors can require grad, got dtype {data.dtype}; "
-                "pass dtype=np.float64 (or float32)"
-            )
+        if requires_grad:
+            check_grad_dtype(data.dtype, "tensor")
         self.data = data
         self.grad = None
         self._requires_grad = bool(requires_grad)
@@ -185,8 +182,8 @@ class Tensor:
             raise ValueError(f"requires_grad_: this tensor was made by {self._op!r}, not a leaf; "
                              "changing the flag would cut the graph built through it (use "
                              ".detach() for a new leaf)")
-        if flag and not is_float_dtype(self.dtype):
-            raise TypeError(f"requires_grad_: integer/bool tensor of dtype {self.dtype}")
+        if flag:
+            check_grad_dtype(self.dtype, "requires_grad_")
         self._requires_grad = bool(flag)
         return self
 
@@ -224,8 +221,14 @@ def tensor(data, requires_grad=False, dtype=None, device=None, name=None):
     source = data.data if isinstance(data, Tensor) else data
     if device is not None:
         data = to_device(source, device)
-    out = Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
-    if out.data is source:  # neither a move, a conversion nor a new array copied it
+    return owned(Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name), source)
+
+
+def owned(out, source):
+    """``out``, made from ``source``, with its own copy of the array where neither a move, a
+    conversion nor a new array copied it: a Tensor or a constant holds what it was given
+    then, not what the caller's array holds later (a buffer reused for the next batch)."""
+    if out.data is source:
         out.data = source.copy()
     return out
 
@@ -245,11 +248,13 @@ def constant(x, like, dtype=None):
 
     Plain arrays met by an op are lifted this way: a constant goes where its partner is, as a
     Python number takes its partner's dtype. Two *Tensors* on different devices are an error.
+    The constant holds a copy (``owned``): the gradient of ``(x * w).sum()``, ``w`` an array
+    changed in place before the backward pass, is still ``w`` as the loss saw it.
     """
     if isinstance(x, Tensor):
         return x
     device = like.device if isinstance(like, Tensor) else device_of(like)
-    return Tensor(to_device(x, device), dtype=dtype)
+    return owned(Tensor(to_device(x, device), dtype=dtype), x)
 
 
 def lift(x, like):

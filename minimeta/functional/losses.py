@@ -10,6 +10,7 @@ import numpy as np
 from ..engine import ops
 from ..engine.backend import array_module
 from ..engine.primitives.elementwise import floating
+from ..engine.primitives.reductions import normalize_axis
 from ..engine.tensor import Tensor
 
 
@@ -26,9 +27,9 @@ def log_softmax(z, axis=-1):
     >>> softmax(mm.tensor([0.0, 1e30, 1e30])).numpy()      # not [0, 1, 1]
     array([0. , 0.5, 0.5])
     """
-    axes = axis if isinstance(axis, tuple) else (axis,)
-    if z.size and all(isinstance(a, int) and -z.ndim <= a < z.ndim for a in axes):
-        xp = array_module(z.data)     # (an axis out of range: logsumexp's error names it)
+    axis = normalize_axis(axis, z.ndim, "log_softmax")
+    if z.size:
+        xp = array_module(z.data)
         m = xp.max(z.data, axis=axis, keepdims=True)
         z = z - ops.constant(xp.where(xp.isfinite(m), m, 0), z)
     return z - ops.logsumexp(z, axis, keepdims=True)

@@ -30,6 +30,9 @@ def pairwise_sq_distances(a, b):
     The expanded form uses one matmul (fast) but can round to tiny negatives when points
     coincide; it is left unclamped so its derivatives stay exact.
     """
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"pairwise_sq_distances: points a {a.shape} and b {b.shape} must be "
+                         "(..., n, d) and (..., m, d), of one width d")
     aa = ops.sum(a * a, -1, keepdims=True)                        # (..., n, 1)
     bb = ops.expand_dims(ops.sum(b * b, -1), -2)                   # (..., 1, m)
     return aa + bb - 2.0 * ops.matmul(a, b, trans_b=True)         # a bᵀ, no transpose op
@@ -65,9 +68,12 @@ def one_hot(labels, n, dtype=None, like=None):
     labels = np.asarray(labels)
     if labels.size and labels.dtype.kind not in "iu":
         raise TypeError(f"one_hot: labels must be integers, got dtype {labels.dtype}")
-    if labels.ndim != 1 or (labels.size and (labels.min() < 0 or labels.max() >= n)):
+    if labels.ndim != 1:
         raise ValueError(f"one_hot: labels must be a vector of integers in [0, {n}), got "
                          f"shape {labels.shape}")
+    bad = labels[(labels < 0) | (labels >= n)]
+    if bad.size:
+        raise ValueError(f"one_hot: labels must lie in [0, {n}), got {bad[0]}")
     eye = np.eye(n, dtype=dtype or np.float64)[labels]
     return ops.constant(eye, like) if like is not None else Tensor(eye)
 

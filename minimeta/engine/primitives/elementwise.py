@@ -10,8 +10,8 @@ Read next: ``minimeta/engine/primitives/shape.py`` (reshape, transpose, broadcas
 import numpy as np
 
 from ... import kernels as K
-from ..autodiff import Primitive, apply
-from ..backend import array_module, to_device
+from ..autodiff import STATE, Primitive, apply
+from ..backend import array_module, check_grad_dtype, to_device
 from ..tensor import Tensor, lift_pair
 
 
@@ -300,10 +300,13 @@ def maximum(a, b):
 
 
 def where(cond, a, b):
-    """Elementwise ``cond ? a : b``; ``cond`` is a boolean array or Tensor (not differentiated)."""
-    cond = cond.data if isinstance(cond, Tensor) else cond
+    """Elementwise ``cond ? a : b``; ``cond`` is a boolean array or Tensor (not differentiated,
+    and copied: the VJP routes by the mask the forward used, whatever the caller does to it).
+    """
+    given = cond = cond.data if isinstance(cond, Tensor) else cond
     a, b = lift_pair(a, b)
     cond = to_device(cond, a.device)
+    cond = cond.copy() if cond is given and hasattr(cond, "copy") else cond
     try:
         np.broadcast_shapes(np.shape(cond), a.shape, b.shape)
     except ValueError:
@@ -327,6 +330,8 @@ def astype(a, dtype):
         return a
     if not np.issubdtype(dtype, np.inexact):
         return Tensor(a.data.astype(dtype))
+    if a.requires_grad and STATE.enabled:
+        check_grad_dtype(dtype, "astype")
     return apply(Cast(dtype), a)
 
 
@@ -352,7 +357,12 @@ def isfinite(a):
 def compare(name, a, b):
     """A constant boolean Tensor ``numpy.<name>(a, b)`` (less, equal, ...): a mask, no grad."""
     a, b = lift_pair(a, b)
-    return Tensor(getattr(array_module(a.data), name)(a.data, b.data))
+    try:
+        return Tensor(getattr(array_module(a.data), name)(a.data, b.data))
+    except ValueError:  # NumPy's broadcasting error, restated with the op's name
+        if a.shape == b.shape:
+            raise
+        raise ValueError(f"{name}: shapes {a.shape} and {b.shape} cannot broadcast") from None
 
 
 def sign(a):

@@ -12,19 +12,21 @@ import math
 from ..autodiff import Primitive, apply
 from ..backend import array_module
 from .elementwise import compare, exp, where
-from .shape import broadcast_to, reshape
+from .shape import broadcast_to, integers, reshape
 
 
 def normalize_axis(axis, ndim, op):
     """Turn ``axis`` (None, int or tuple, maybe negative) into a sorted tuple of axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = integers(axis, op)
     result = []
     for a in axes:
         if not -ndim <= a < ndim:
             raise ValueError(f"{op}: axis {a} is out of range for a tensor of {ndim} dims")
         result.append(a % ndim)
+    if len(set(result)) < len(result):
+        raise ValueError(f"{op}: axis {axis} repeats an axis")
     return tuple(sorted(result))
 
 

@@ -6,7 +6,9 @@ indexing stays differentiable to any order.
 
 Read next: ``minimeta/engine/primitives/reductions.py`` (sum, max, logsumexp, and the unbroadcast).
 """
+import copy
 import math
+import operator
 
 import numpy as np
 
@@ -135,20 +137,45 @@ class Concatenate(Primitive):
 
 
 # ----- the user-facing functions (re-exported by ops.py) ---------------------------------------
+def integer(value, op, what="axis"):
+    """``value`` as a Python int: an int or a NumPy integer, not a bool (``x.sum(True)``, a
+    slip for ``keepdims=True``, would be axis 1) nor anything else, which is a TypeError
+    naming ``op``."""
+    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
+        raise TypeError(f"{op}: {what} must be an integer, got {value!r}")
+    return operator.index(value)
+
+
+def integers(values, op, what="axis"):
+    """An int or a sequence of them (``integer`` each) as a tuple of ints."""
+    if hasattr(values, "__index__") or isinstance(values, (bool, np.bool_)):
+        return (integer(values, op, what),)
+    try:
+        return tuple(integer(v, op, what) for v in values)
+    except TypeError:
+        if isinstance(values, (tuple, list)):
+            raise
+        raise TypeError(f"{op}: {what} must be an integer or a tuple of them, got "
+                        f"{values!r}") from None
+
+
 def reshape(a, shape):
     """Reshape (one -1 allowed)."""
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    known = math.prod(n for n in shape if n != -1)
-    if -1 in shape and known:
-        shape = tuple(a.size // known if n == -1 else n for n in shape)
+    asked = integers(shape, "reshape", "shape")
+    if asked.count(-1) > 1 or any(n < -1 for n in asked):
+        raise ValueError(f"reshape: shape {asked} may hold one -1 and no other negative size")
+    known = math.prod(n for n in asked if n != -1)
+    shape = tuple(a.size // known if n == -1 and known else n for n in asked)
     if math.prod(shape) != a.size or -1 in shape:
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} into {shape}")
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} "
+                         f"elements) into {asked}")
     return a if shape == a.shape else apply(Reshape(shape), a)
 
 
 def axis_in(axis, ndim, op):
     """``axis`` as 0..ndim−1 (negative counts from the end); a ValueError naming ``op`` where
     NumPy would raise its AxisError, never a silent wrap-around."""
+    axis = integer(axis, op)
     if not -ndim <= axis < ndim:
         raise ValueError(f"{op}: axis {axis} is out of range for a tensor of {ndim} dims")
     return axis % ndim
@@ -157,7 +184,7 @@ def axis_in(axis, ndim, op):
 def transpose(a, axes=None):
     """Permute axes (None: reverse them)."""
     axes = tuple(reversed(range(a.ndim))) if axes is None else \
-        tuple(axis_in(x, a.ndim, "transpose") for x in axes)
+        tuple(axis_in(x, a.ndim, "transpose") for x in integers(axes, "transpose", "axes"))
     if sorted(axes) != list(range(a.ndim)):
         raise ValueError(f"transpose: {axes} is not a permutation of the {a.ndim} axes")
     return apply(Transpose(axes), a)
@@ -172,28 +199,39 @@ def swapaxes(a, i, j):
 
 
 def expand_dims(a, axis):
-    """Insert a size-1 axis at ``axis`` (a reshape)."""
-    shape = list(a.shape)
-    if not -a.ndim - 1 <= axis <= a.ndim:
-        raise ValueError(f"expand_dims: axis {axis} is out of range for a tensor of {a.ndim} "
-                         f"dims (a new axis goes at {-a.ndim - 1}..{a.ndim})")
-    shape.insert(axis % (a.ndim + 1), 1)
-    return reshape(a, shape)
+    """Insert size-1 axes at ``axis`` (an int or a tuple, positions in the result, as in
+    NumPy; a reshape)."""
+    axes, ndim = integers(axis, "expand_dims"), a.ndim + len(integers(axis, "expand_dims"))
+    for x in axes:
+        if not -ndim <= x < ndim:
+            raise ValueError(f"expand_dims: axis {x} is out of range for a tensor of {a.ndim} "
+                             f"dims (a new axis goes at {-ndim}..{ndim - 1})")
+    new = {x % ndim for x in axes}
+    if len(new) < len(axes):
+        raise ValueError(f"expand_dims: axis {axis} repeats an axis")
+    rest = iter(a.shape)
+    return reshape(a, [1 if k in new else next(rest) for k in range(ndim)])
 
 
-def squeeze(a, axis):
-    """Remove the size-1 axis ``axis`` (a reshape)."""
-    if a.shape[axis_in(axis, a.ndim, "squeeze")] != 1:
-        raise ValueError(f"squeeze: axis {axis} of shape {a.shape} is not of size 1")
-    shape = list(a.shape)
-    del shape[axis]
-    return reshape(a, shape)
+def squeeze(a, axis=None):
+    """Remove the size-1 axes ``axis`` (an int, a tuple, or None: every size-1 axis; a
+    reshape)."""
+    axes = [k for k, n in enumerate(a.shape) if n == 1] if axis is None else \
+        [axis_in(x, a.ndim, "squeeze") for x in integers(axis, "squeeze")]
+    for x in axes:
+        if a.shape[x] != 1:
+            raise ValueError(f"squeeze: axis {x} of shape {a.shape} is not of size 1")
+    return reshape(a, [n for k, n in enumerate(a.shape) if k not in axes])
 
 
 def broadcast_to(a, shape):
     """Broadcast to ``shape`` (its VJP is the engine's unbroadcast)."""
-    shape = tuple(shape)
-    if np.broadcast_shapes(a.shape, shape) != shape:
+    shape = integers(shape, "broadcast_to", "shape")
+    try:
+        fits = np.broadcast_shapes(a.shape, shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
         raise ValueError(f"broadcast_to: cannot broadcast shape {a.shape} to {shape}")
     return a if a.shape == shape else apply(BroadcastTo(shape), a)
 
@@ -227,13 +265,16 @@ def integer_arrays(index, ndim):
 
 def _plain_index(index, shape, device, op):
     """Replace Tensors inside an index by their arrays (indices are never differentiated),
-    and put index arrays on the indexed tensor's device. Off the CPU, host index arrays are
-    checked against ``shape`` first: CuPy wraps an out-of-range entry around without a word
-    (NumPy raises). Index arrays already on the GPU are not checked (it would wait for it)."""
-    if isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    elif isinstance(index, Tensor):
-        index = index.data
+    and put index arrays on the indexed tensor's device; host index arrays are copied, so
+    the VJP scatters where the forward gathered even if the caller's array changes between
+    them (labels reused for the next batch). Off the CPU, host index arrays are checked
+    against ``shape`` first: CuPy wraps an out-of-range entry around without a word (NumPy
+    raises). Index arrays already on the GPU are not checked (it would wait for it)."""
+    def own(i):
+        i = i.data if isinstance(i, Tensor) else i
+        return i.copy() if isinstance(i, np.ndarray) else copy.deepcopy(i) \
+            if isinstance(i, list) else i
+    index = tuple(map(own, index)) if isinstance(index, tuple) else own(index)
     if device == "cpu":     # NumPy checks the bounds itself
         return index
     for _, axis, arr in integer_arrays(index, len(shape)):
@@ -260,10 +301,12 @@ def scatter_add(g, index, shape):
 
 
 def concatenate(tensors, axis=0):
-    """Join tensors along an existing axis."""
+    """Join tensors along an existing axis (None: flattened, as in NumPy)."""
     tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("concatenate: needs at least one tensor")
+    if axis is None:                        # NumPy's: each flattened first
+        tensors, axis = [reshape(t, -1) for t in tensors], 0
     if tensors[0].ndim == 0:
         raise ValueError("concatenate: zero-dimensional tensors cannot be joined (stack them)")
     axis = axis_in(axis, tensors[0].ndim, "concatenate")

@@ -1,0 +1,111 @@
+"""The Tensor API's argument forms, as a NumPy user writes them (found by probing the API,
+2026-12-01; each test failed on the code before its fix, but four rows of the argument forms,
+which already worked, kept as guards):
+- ``x.sum(True)``, a slip for ``keepdims=True``, had summed axis 1 (bool is an int);
+- NumPy integers as axes, tuples in ``squeeze`` and ``expand_dims``, ``concatenate(axis=None)``
+  and an int shape in ``broadcast_to`` had crashed with Python's own errors;
+- errors named the wrong value (``reshape`` the shape after its -1 was filled in, ``one_hot``
+  the labels' shape, ``pairwise_sq_distances`` a transposed shape) or no op at all (NumPy's
+  broadcasting errors, ``x.sum(dim=0)``); ``np.sum(x)`` had failed on ``out=``;
+- float16 tensors could require grad, to fail in the backward pass naming a kernel (``where``)
+  the user never called.
+"""
+import numpy as np
+import pytest
+
+import minimeta as mm
+import minimeta.functional as F
+
+X = np.arange(6.0).reshape(2, 3)
+
+
+@pytest.mark.parametrize("method", ["sum", "mean", "max", "logsumexp"])
+def test_a_bool_axis_is_refused_and_a_numpy_integer_axis_is_an_axis(method):
+    x = mm.tensor(X)
+    with pytest.raises(TypeError, match=f"^{method}: axis must be an integer, got True$"):
+        getattr(x, method)(True)
+    np.testing.assert_array_equal(getattr(x, method)(np.int64(1)).numpy(),
+                                  getattr(x, method)(1).numpy())
+    np.testing.assert_array_equal(getattr(x, method)((np.int32(0), -1)).numpy(),
+                                  getattr(x, method)((0, 1)).numpy())
+    with pytest.raises(ValueError, match=rf"^{method}: axis \(0, -2\) repeats an axis$"):
+        getattr(x, method)((0, -2))
+
+
+def test_softmax_takes_a_numpy_integer_axis_and_still_shifts_by_the_max():
+    z = mm.tensor([0.0, 1e30, 1e30])
+    np.testing.assert_array_equal(F.softmax(z, np.int64(0)).numpy(), [0.0, 0.5, 0.5])
+    with pytest.raises(TypeError, match="^log_softmax: axis must be an integer, got True$"):
+        F.softmax(z, True)
+
+
+TWICE = lambda a: 2 * a       # noqa: E731  d/da Σ out², each element of a read once
+
+
+@pytest.mark.parametrize("call, expected, grad", [
+    (lambda t: mm.squeeze(t, (0, 2)), lambda a: np.squeeze(a, (0, 2)), TWICE),
+    (lambda t: mm.squeeze(t, None), lambda a: np.squeeze(a), TWICE),
+    (lambda t: mm.squeeze(t, np.int64(-1)), lambda a: np.squeeze(a, -1), TWICE),
+    (lambda t: mm.expand_dims(t, (0, -1)), lambda a: np.expand_dims(a, (0, -1)), TWICE),
+    (lambda t: mm.expand_dims(t, (1, 3)), lambda a: np.expand_dims(a, (1, 3)), TWICE),
+    (lambda t: mm.concatenate([t, t * 2], axis=None), lambda a: np.concatenate([a, a * 2], None),
+     lambda a: 2 * a + 8 * a),
+    (lambda t: mm.broadcast_to(t[0, :, 0], 3), lambda a: np.broadcast_to(a[0, :, 0], 3), TWICE),
+    (lambda t: mm.broadcast_to(t[0, :1, 0], (2, 3)), lambda a: np.broadcast_to(a[0, :1, 0],
+                                                                              (2, 3)),
+     lambda a: np.where(np.arange(3)[None, :, None] == 0, 12 * a, 0)),
+    (lambda t: t.transpose(np.int64(2), 0, 1), lambda a: a.transpose(2, 0, 1), TWICE),
+    (lambda t: t.reshape(np.int64(3), -1), lambda a: a.reshape(3, -1), TWICE),
+    (lambda t: np.sum(t), lambda a: np.sum(a), lambda a: 2 * a.sum() * np.ones_like(a)),
+    (lambda t: abs(-t) + (+t), lambda a: 2 * a, lambda a: 8 * a),
+])
+def test_numpy_argument_forms_give_numpys_values_and_gradients(call, expected, grad):
+    a = np.arange(1.0, 4.0).reshape(1, 3, 1)
+    t = mm.tensor(a, requires_grad=True)
+    out = call(t)
+    assert isinstance(out, mm.Tensor)
+    np.testing.assert_array_equal(out.numpy(), expected(a))
+    (g,) = mm.grad((out * out).sum(), [t])
+    np.testing.assert_allclose(g.numpy(), grad(a), rtol=1e-15)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda x: x.reshape(-1, 4), ValueError,
+     r"reshape: cannot reshape a tensor of shape \(2, 3\) \(6 elements\) into \(-1, 4\)"),
+    (lambda x: x[:1, :1].reshape(-1, -1), ValueError,
+     r"reshape: shape \(-1, -1\) may hold one -1 and no other negative size"),
+    (lambda x: x.reshape("a"), TypeError, "reshape: shape must be an integer or a tuple"),
+    (lambda x: mm.broadcast_to(x, (3, 3)), ValueError,
+     r"broadcast_to: cannot broadcast shape \(2, 3\) to \(3, 3\)"),
+    (lambda x: x.transpose(0), ValueError, r"transpose: \(0,\) is not a permutation of the 2"),
+    (lambda x: x == mm.zeros(2), ValueError, r"equal: shapes \(2, 3\) and \(2,\) cannot"),
+    (lambda x: x < np.ones(4), ValueError, r"less: shapes \(2, 3\) and \(4,\) cannot"),
+    (lambda x: x.sum(dim=0), TypeError, "sum: unexpected argument dim=0"),
+    (lambda x: np.sum(x, out=np.zeros(())), TypeError, "sum: unexpected argument out="),
+    (lambda x: mm.squeeze(x, (0,)), ValueError, r"squeeze: axis 0 of shape \(2, 3\) is not"),
+    (lambda x: mm.expand_dims(x, (0, 0)), ValueError, r"expand_dims: axis \(0, 0\) repeats"),
+    (lambda x: mm.expand_dims(x, (0, 4)), ValueError, "expand_dims: axis 4 is out of range"),
+    (lambda x: F.one_hot([0, 3, 1], 3), ValueError, r"one_hot: labels must lie in \[0, 3\), "
+     "got 3"),
+    (lambda x: F.pairwise_sq_distances(x, mm.ones((2, 4))), ValueError,
+     r"pairwise_sq_distances: points a \(2, 3\) and b \(2, 4\) must be"),
+])
+def test_a_bad_argument_is_one_line_naming_the_op_and_the_value_given(call, error, message):
+    with pytest.raises(error, match="^" + message) as caught:
+        call(mm.tensor(X))
+    assert "\n" not in str(caught.value)
+
+
+def test_float16_cannot_require_grad_anywhere_it_would_fail_later():
+    half = np.ones(2, np.float16)
+    message = "float16 tensors cannot require grad: the kernels the gradients run have no"
+    with pytest.raises(TypeError, match=f"^tensor: {message}"):
+        mm.tensor(half, requires_grad=True)
+    with pytest.raises(TypeError, match=f"^requires_grad_: {message}"):
+        mm.tensor(half).requires_grad_()
+    x = mm.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match=f"^astype: {message}"):
+        x.astype(np.float16)
+    with mm.no_grad():                                   # no graph: a float16 copy is fine
+        assert x.astype(np.float16).dtype == np.float16
+    assert mm.relu(mm.tensor(half)).dtype == np.float16   # forward only, as before
