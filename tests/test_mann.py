@@ -191,7 +191,9 @@ def test_queries_zero_is_for_the_learner_that_reads_none(tmp_path, capsys):
     path = str(tmp_path / "mann.npz")
     write_checkpoint(path, RunConfig(learner="mann", shots=20, queries=0, out=None))
     assert cli.main(["eval", "--checkpoint", path, "--episodes", "2"]) == 0
-    assert "sequences of 20 drawings per class" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "sequences of 20 drawings per class, every step scored, trained" in said
+    assert "unread" not in said     # (it had said "0 more drawn per class, unread: ...")
     line = refused(["eval", "--checkpoint", path, "--episodes", "2", "--queries", "1"], capsys)
     assert line.endswith("(mann reads no queries: add --queries 0)"), line
     path = str(tmp_path / "maml.npz")

@@ -84,10 +84,11 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
                     f"part), {ways}-way {shots}-shot, {queries} queries per class, {steps}{norm}"
                     f"{trained}")
         if config.learner == "mann":   # no queries read: each step of the sequence scored
+            unread = f" ({queries} more drawn per class, unread: they move the draw)" \
+                if queries else ""
             protocol = protocol.replace(f"{shots}-shot, {queries} queries per class",
                                         f"sequences of {shots} drawings per class, every step "
-                                        f"scored ({queries} more drawn per class, unread: they "
-                                        "move the draw)")
+                                        f"scored{unread}")
         if config.dataset == "sinusoid":
             protocol = (f"{config.learner} on sinusoids, K = {shots} support points, {queries} "
                         f"query points, {steps}trained {state['iteration']} iterations (K = "

@@ -14,7 +14,10 @@ sampled with K shots and k of each class are kept) and shuffles the support step
 are seeded by a checksum of the episode's images, so a resumed run repeats them.
 
 The embedding is conv4 (64 features for 28×28 images); the whole network, embedding and SNAIL,
-is trained end to end by the outer optimizer on the queries' cross-entropy.
+is trained end to end by the outer optimizer on the queries' cross-entropy. Its batch norm
+normalises with the statistics of the whole episode's images (support, every query, and in
+training the shots drawn but not kept), so a query's logits move a little with the other
+queries drawn (no label is read: only their images), and with the query count.
 
 Read next: ``minimeta/learners/mann.py`` (a memory-augmented network (MANN)).
 """
