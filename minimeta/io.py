@@ -4,7 +4,8 @@ Layout inside the archive: each leaf is stored under its '/'-joined key path, an
 ``__minimeta__`` holds a JSON description (format version, and for every key whether it was an
 array, an int, a float, a bool, a string or None), so ``load`` rebuilds the nested dict: the
 same Python scalars, arrays and nesting, with every key a string (an int key 5 comes back as
-"5") and a NumPy scalar (``np.float32(0.5)``) as a 0-d array.
+"5") and a NumPy scalar (``np.float32(0.5)``) as a 0-d array. A list or tuple of numbers, or
+of strings, is stored as an array, and read back as one; a mixed or ragged one is refused.
 ``save`` writes to a temporary file in the same folder and renames it over the target: a crash
 mid-write never leaves a half-written checkpoint under the real name. ``folder_lock`` keeps a
 run's folder to one writer at a time.
@@ -42,6 +43,31 @@ _META = "__minimeta__"
 _INT64 = np.iinfo(np.int64)
 
 
+def _sequence(obj, prefix):
+    """A list or tuple as the array NumPy makes of it, refused where that array would not
+    read back as the values given: ragged, or mixing strings with numbers (``[1, 'a']``
+    became two strings)."""
+    leaves, stack = [], [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        else:
+            leaves.append(item)
+    kinds = {"str" if isinstance(v, str) else "number" if isinstance(v, (int, float, np.number,
+             np.bool_)) else type(v).__name__ for v in leaves}
+    try:
+        data = np.asarray(obj)
+    except ValueError:
+        data = None
+    if data is None or len(kinds) > 1 or not kinds <= {"str", "number"} or data.dtype.hasobject:
+        what = "ragged" if data is None else f"holding {', '.join(sorted(kinds))}"
+        raise TypeError(f"save: the {type(obj).__name__} at {prefix!r} ({what}) would not read "
+                        "back as given: store numbers or strings of one kind, as an array; "
+                        "nothing was written")
+    return data
+
+
 def _flatten(obj, prefix, arrays, kinds, names):
     if isinstance(obj, dict):
         if not obj and prefix:
@@ -71,8 +97,13 @@ def _flatten(obj, prefix, arrays, kinds, names):
                              "store it as a float or a string")
         kinds[prefix], arrays[prefix] = "int", np.asarray(obj, dtype=np.int64)
     elif isinstance(obj, (float, str)):  # np.float64 is a float: stored as one
+        if isinstance(obj, str) and obj.endswith("\0"):
+            raise ValueError(f"save: the string at {prefix!r} ends in NUL, which the archive "
+                             "drops; nothing was written")
         kinds[prefix] = "float" if isinstance(obj, float) else "str"
         arrays[prefix] = np.asarray(float(obj) if isinstance(obj, float) else str(obj))
+    elif isinstance(obj, (list, tuple)):
+        kinds[prefix], arrays[prefix] = "array", _sequence(obj, prefix)
     else:
         data = to_host(obj.numpy() if hasattr(obj, "numpy") else obj)
         if not isinstance(data, np.ndarray) or data.dtype.hasobject:

@@ -44,6 +44,9 @@ class Optimizer:
     def __init__(self, params, lr, clip_norm=None):
         name = type(self).__name__
         self.params = list(params.values() if hasattr(params, "values") else params)
+        if not self.params:   # (a model of unregistered layers has none: nothing would train)
+            raise ValueError(f"{name}: no parameters to optimize (model.parameters() was empty: "
+                             "register layers with add_child, parameters with add_param)")
         for i, p in enumerate(self.params):
             if not isinstance(p, Tensor):
                 raise TypeError(f"{name}: parameter {i} is a {type(p).__name__}, not a Tensor "
@@ -53,7 +56,8 @@ class Optimizer:
                                  "not a leaf: an optimizer steps leaves (pass "
                                  "model.parameters(), or .detach().requires_grad_())")
         if len({id(p) for p in self.params}) != len(self.params):
-            raise ValueError(f"{name}: a parameter is listed twice (it would be stepped twice)")
+            raise ValueError(f"{name}: a parameter is listed twice (it would be stepped twice; "
+                             "for tied weights, list each Tensor once)")
         if not lr > 0:
             raise ValueError(f"{name}: learning rate must be > 0, got {lr}")
         if clip_norm is not None and not clip_norm > 0:

@@ -25,6 +25,7 @@ Read next: ``minimeta/functional/metric.py`` (similarities and the Matching read
 import numpy as np
 
 from ..engine import ops
+from ..engine.tensor import Tensor
 from ..engine.backend import array_module
 from ..kernels import norm_ref
 from ..engine.workers import defer
@@ -36,6 +37,23 @@ conv2d_input_grad, conv2d_weight_grad = C.conv2d_input_grad, C.conv2d_weight_gra
 whole = C.whole  # an int option's check (strides, padding, windows), for the layers too
 
 
+def _tensors(*xs):
+    """``xs`` as Tensors: an array among them (an input, a weight from a params dict of arrays)
+    becomes a constant on the device of the first Tensor (its own, if none); None stays None.
+    Every layer takes arrays so (conv2d had failed on a memoryview: an ndarray's ``.data``)."""
+    like = next((x for x in xs if isinstance(x, Tensor)), None)
+    return [x if x is None or isinstance(x, Tensor) else
+            ops.constant(x, like if like is not None else x) for x in xs]
+
+
+def _fits(small, shape):
+    """True when an array of shape ``small`` broadcasts to ``shape`` without enlarging it."""
+    try:
+        return np.broadcast_shapes(small, shape) == tuple(shape)
+    except ValueError:
+        return False
+
+
 def linear(x, w, b=None):
     """x @ w (+ b), with ``w`` of shape (in, out) and ``b`` (out,); both broadcast, so a stack
     of layers, ``w`` (T, in, out) and ``b`` (T, 1, out) on ``x`` (T, n, in), is one layer per
@@ -45,9 +63,13 @@ def linear(x, w, b=None):
     >>> linear(mm.tensor([[1.0, 2.0]]), mm.tensor([[1.0], [1.0]]), mm.tensor([0.5])).numpy()
     array([[3.5]])
     """
+    x, w, b = _tensors(x, w, b)
     if w.ndim < 2 or x.shape[-1] != w.shape[-2]:
         raise ValueError(f"linear: input features {x.shape} do not match weight {w.shape}")
     y = x @ w
+    if b is not None and not _fits(b.shape, y.shape):
+        raise ValueError(f"linear: bias {b.shape} does not fit weight {w.shape} (output "
+                         f"{y.shape}): it would broadcast the output to another shape")
     return y if b is None else y + b
 
 
@@ -64,6 +86,7 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     ...        mm.tensor(np.zeros((4, 1, 2)))).shape               # 4 tasks, a filter each
     (4, 1, 2, 1, 1)
     """
+    x, w, b = _tensors(x, w, b)
     if x.ndim == 5 and w.ndim == 4:             # a stack, one filter shared by every task
         y = _per_image(x, lambda x4: C.conv2d(x4, w, stride, padding))
         if b is None:
@@ -83,6 +106,7 @@ def _per_image(x, f):
 
 def max_pool2d(x, kernel, stride=None):
     """Max over k×k windows, ``stride`` defaulting to ``kernel`` (floor mode, no padding)."""
+    (x,) = _tensors(x)
     if x.ndim == 5:
         return _per_image(x, lambda x4: C.max_pool2d(x4, kernel, stride))
     return C.max_pool2d(x, kernel, stride)
@@ -99,6 +123,7 @@ def avg_pool2d(x, kernel, stride=None):
            [10.5, 12.5]])
     """
     kernel = C.whole("avg_pool2d", "kernel", kernel, 1)
+    (x,) = _tensors(x)
     stride = kernel if stride is None else C.whole("avg_pool2d", "stride", stride, 1)
     if x.ndim not in (4, 5) or min(x.shape[-2:]) < kernel:
         raise ValueError(f"avg_pool2d: input {x.shape} must be NCHW (or a stack TNCHW) with "
@@ -130,12 +155,17 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     unless ``fused=False``, which runs ``batch_norm_composite``, its reference definition.
     ``training=False`` normalises with the running buffers.
     """
+    x, weight, bias = _tensors(x, weight, bias)
     if x.ndim not in (2, 3, 4, 5):
         raise ValueError(f"batch_norm: input must be NC or NCHW (or a stack of them, TNC or "
                          f"TNCHW), got {x.shape}")
     stack = x.ndim in (3, 5)
     tasks, c = (x.shape[0] if stack else 1), x.shape[1 + stack]
     shape = (1,) * stack + (1, c) + (1,) * (x.ndim - 2 - stack)
+    for name, buffer in (("running_mean", running_mean), ("running_var", running_var)):
+        if buffer is not None and np.size(buffer) != c:   # (one channel's had filled all 3)
+            raise ValueError(f"batch_norm: {name} has {np.size(buffer)} values for an input "
+                             f"of {c} channels {x.shape}")
     if not training:
         if running_mean is None:
             raise ValueError("batch_norm: training=False needs running_mean and running_var")
@@ -239,4 +269,5 @@ def dropout(x, p=0.5, training=True, rng=None):
 
 def flatten(x):
     """Reshape (N, ...) to (N, features); a stack of images (T, N, C, H, W) to (T, N, features)."""
+    (x,) = _tensors(x)
     return ops.reshape(x, x.shape[:1 + (x.ndim == 5)] + (-1,))

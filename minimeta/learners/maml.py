@@ -81,6 +81,7 @@ class MAML(Learner):
             for name, g in zip(self.adapt_names, grads):
                 if g is not None:
                     fast[name] = fast[name] - self.step_size(name) * g
+            refuse_unused(grads, len(path) - 1, type(self).__name__)
             path.append(fast)
         return path
 
@@ -187,6 +188,15 @@ class ANIL(MAML):
             raise ValueError(f"ANIL: head {head!r} names no parameter (none is {head!r} or "
                              f"starts with {head + '.'!r})")
         super().__init__(model, inner_lr, inner_steps, adapt_names=names, **kwargs)
+
+
+def refuse_unused(grads, step, who):
+    """Refuse an inner step whose support loss depends on no adapted parameter: a forward that
+    ignores ``params`` (children called as ``self.fc(x)``) would adapt nothing, silently."""
+    if all(g is None for g in grads):
+        raise ValueError(f"{who}: the support loss after inner step {step} does not depend on "
+                         "any adapted parameter: the model's forward must read its weights from "
+                         "params (call children with self.call_child(name, x, params))")
 
 
 def step_weights(multi_step_loss, steps, who):

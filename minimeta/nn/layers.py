@@ -1,11 +1,14 @@
 """The standard layers as Modules: each forward is one call into ``minimeta.functional``.
 
-Initialisation (seeded: pass ``seed`` or a ``numpy.random.Generator`` as ``rng``):
+Initialisation (seeded: pass ``seed`` or a ``numpy.random.Generator`` as ``rng``; with
+neither, the layer draws from ``STREAM``, the process's one generator, so each layer gets
+weights of its own):
 - ``Linear`` and ``Conv2d`` weights: Kaiming-normal, std = sqrt(2 / fan_in), the choice for
   layers followed by ReLU (He et al. 2015); biases start at zero. ``Linear(init_std=s)`` draws
   normal(0, s) instead (the sinusoid MLP of the MAML reference code uses s = 0.01).
 - ``BatchNorm2d``: weight 1, bias 0, running mean 0, running variance 1.
-- ``LSTMCell``: uniform(−1/√H, 1/√H) for all weights, as in PyTorch.
+- ``LSTMCell``: uniform(−1/√H, 1/√H) for all weights and its one bias, as PyTorch draws
+  each of its two (b_ih + b_hh: a wider sum).
 The default dtype is float32 (training speed); pass ``dtype=np.float64`` for gradient checks.
 
 Read next: ``minimeta/nn/snail.py`` (SNAIL's blocks: temporal convolutions and causal attention).
@@ -19,8 +22,17 @@ from ..functional.layers import whole
 from .module import Module
 
 
+# Layers made with neither ``seed`` nor ``rng`` draw their weights from this one stream, in the
+# order they are made: each layer its own draw (two Linear(64, 64) had both been seeded 0, so
+# equal), and the same weights again in a fresh process that makes the same layers.
+STREAM = np.random.default_rng(0)
+
+
 def _rng(seed, rng):
-    return rng if rng is not None else np.random.default_rng(seed)
+    """``rng``; else a generator seeded ``seed``; else the process's ``STREAM``."""
+    if rng is not None:
+        return rng
+    return np.random.default_rng(seed) if seed is not None else STREAM
 
 
 class Sequential(Module):
@@ -51,7 +63,7 @@ class Sequential(Module):
 class Linear(Module):
     """y = x @ weight + bias with weight (in, out)."""
 
-    def __init__(self, in_features, out_features, bias=True, seed=0, rng=None,
+    def __init__(self, in_features, out_features, bias=True, seed=None, rng=None,
                  dtype=np.float32, init_std=None):
         super().__init__()
         r = _rng(seed, rng)
@@ -72,7 +84,7 @@ class Conv2d(Module):
     """2-D convolution with OIHW weight and per-channel bias."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 seed=0, rng=None, dtype=np.float32):
+                 seed=None, rng=None, dtype=np.float32):
         super().__init__()
         r = _rng(seed, rng)
         kernel_size = whole("Conv2d", "kernel_size", kernel_size, 1)
@@ -161,7 +173,7 @@ class LSTMCell(Module):
     ``recurrent_size`` is the width of the recurrent input h (default: ``hidden_size``).
     """
 
-    def __init__(self, input_size, hidden_size, seed=0, rng=None, dtype=np.float32,
+    def __init__(self, input_size, hidden_size, seed=None, rng=None, dtype=np.float32,
                  recurrent_size=None):
         super().__init__()
         r = _rng(seed, rng)

@@ -14,6 +14,7 @@ with the same names, which is all an inner-loop update needs: a new dict, no mut
 
 Read next: ``minimeta/nn/layers.py`` (the layers as modules).
 """
+import contextlib
 from collections import OrderedDict
 
 import numpy as np
@@ -29,6 +30,10 @@ class MissingParameter(ValueError):
     def __init__(self, module, names, given):
         self.module, self.names, self.given = module, list(names), sorted(given)
         super().__init__()
+
+    def within(self, name, params):
+        """The same error, as a module's child ``name`` given its part of ``params``."""
+        return MissingParameter(self.module, [f"{name}.{k}" for k in self.names], params)
 
     def __str__(self):
         return (f"{self.module}: params has no {', '.join(map(repr, self.names))} (a module "
@@ -53,10 +58,34 @@ class Module:
         self.training = True
 
     # ----- registration ---------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        """Refuse a submodule or a trainable Tensor set as an attribute, PyTorch's way to
+        register one: here it would be registered nowhere, so ``parameters()``, ``state_dict()``
+        and an optimizer would never see it, and ``self.fc(x)`` would ignore ``params``."""
+        if isinstance(value, Module) or (isinstance(value, Tensor) and value.requires_grad):
+            how = (f"self.add_child({name!r}, ...), and in forward self.call_child({name!r}, x, "
+                   "params)") if isinstance(value, Module) else \
+                f"self.add_param({name!r}, array), and in forward params[{name!r}]"
+            raise TypeError(f"{type(self).__name__}: self.{name} = {type(value).__name__}(...) "
+                            f"registers nothing (forward reads its weights from params): use "
+                            f"{how}")
+        object.__setattr__(self, name, value)
+
+    def _named(self, name, what):
+        """``name`` checked: a non-empty string without a dot (a dot joins a child's names, so
+        'fc.weight' beside a child 'fc' would hide one of the two), not yet taken."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"{type(self).__name__}.{what}: name {name!r} must be a non-empty "
+                             "string without '.' (dots join a child's names to its own)")
+        if name in self._params or name in self._buffers or name in self._children:
+            raise ValueError(f"{type(self).__name__}.{what}: name {name!r} is taken")
+        return name
+
     def add_param(self, name, array):
         """Register a parameter: a copy of ``array`` (a float array) as a leaf Tensor that
         requires grad (a copy: hand-written updates may write into it in place; the array given
         stays as it was)."""
+        name = self._named(name, "add_param")
         array = array.copy() if hasattr(array, "copy") else np.array(array)
         self._params[name] = Tensor(array, requires_grad=True, name=name)
         return self._params[name]
@@ -67,11 +96,16 @@ class Module:
         worker threads: update it through ``engine.workers.defer(update)``, as batch norm
         does, or the updates of concurrent tasks interleave in no fixed order (a run is then
         not reproducible, nor a resumed run equal to an uninterrupted one)."""
+        name = self._named(name, "add_buffer")
         self._buffers[name] = array.copy() if hasattr(array, "copy") else np.array(array)
         return self._buffers[name]
 
     def add_child(self, name, module):
         """Register a submodule; its parameters appear as ``name.<param>``."""
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}.add_child: {name!r} is a "
+                            f"{type(module).__name__}, not a Module")
+        name = self._named(name, "add_child")
         self._children[name] = module
         return module
 
@@ -79,25 +113,45 @@ class Module:
     def __call__(self, x, params=None):
         if params is None:
             return self.forward(x, self.named_parameters())
+        return self.forward(x, self.own(params))
+
+    def own(self, params):
+        """``params``, checked to hold this module's own parameters (``MissingParameter``)."""
         missing = [k for k in self._params if k not in params]
         if missing:
             raise MissingParameter(type(self).__name__, missing, params)
-        return self.forward(x, params)
+        return params
 
     def forward(self, x, params):
         raise NotImplementedError
 
     def child_params(self, name, params):
-        """The part of ``params`` that belongs to child ``name``."""
-        return sub_params(params, name)
+        """The part of ``params`` that belongs to child ``name``, which must hold the child's
+        own parameters (a forward that reads them without ``call_child``, as SNAIL's query
+        path does, had met a bare KeyError)."""
+        sub, child = sub_params(params, name), self._children[name]
+        missing = [k for k in child._params if k not in sub]
+        if missing:
+            raise MissingParameter(type(child).__name__, [f"{name}.{k}" for k in missing],
+                                   params)
+        return sub
 
     def call_child(self, name, x, params):
         """Child ``name`` applied to ``x`` with its part of this module's ``params``."""
         try:
-            return self._children[name](x, self.child_params(name, params))
+            return self._children[name](x, sub_params(params, name))
         except MissingParameter as err:   # named from here: "2.bias", not "bias"
-            raise MissingParameter(err.module, [f"{name}.{k}" for k in err.names],
-                                   params) from None
+            raise err.within(name, params) from None
+
+    @staticmethod
+    @contextlib.contextmanager
+    def naming(name, params):
+        """Inside, a parameter missing from child ``name``'s ``params`` is named from here, as
+        ``call_child`` names it (for a forward that calls a child's other methods)."""
+        try:
+            yield
+        except MissingParameter as err:
+            raise err.within(name, params) from None
 
     # ----- inspection --------------------------------------------------------------------------
     def named_parameters(self):

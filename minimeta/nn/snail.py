@@ -50,8 +50,10 @@ class DenseBlock(Module):
 
 
 class TCBlock(Module):
-    """⌈log₂ steps⌉ dense blocks of ``filters``, dilations 2, 4, …: the receptive field of
-    the last one covers the whole sequence."""
+    """⌈log₂ steps⌉ dense blocks of ``filters``, dilations 2, 4, …, as in the paper's
+    pseudocode. Each block's kernel is 2 wide and every dilation even, so the output at step t
+    reads steps t, t − 2, t − 4, … back to the start, not the odd offsets: in SNAIL an
+    attention block, which reads every earlier step, comes first."""
 
     def __init__(self, channels, steps, filters, rng, dtype=np.float32):
         super().__init__()
@@ -70,7 +72,9 @@ class TCBlock(Module):
 
     def forward_queries(self, s, x, params):
         for name in self._names:
-            s, x = self._children[name].forward_queries(s, x, self.child_params(name, params))
+            sub = self.child_params(name, params)      # (names what it lacks from here)
+            with self.naming(name, params):             # (and what the child's children lack)
+                s, x = self._children[name].forward_queries(s, x, sub)
         return s, x
 
 
@@ -131,7 +135,10 @@ class SNAIL(Module):
         """(Q, ways): the logits at the last step of the Q sequences [s, x_i], for a support
         sequence s (1, features, S) and queries x (Q, features), the support steps computed
         once (``functional/sequence.py``): equal to ``forward`` on the Q sequences, faster."""
+        params = self.own(params)
         for name in self._names:
-            s, x = self._children[name].forward_queries(s, x, self.child_params(name, params))
+            sub = self.child_params(name, params)      # (names what it lacks from here)
+            with self.naming(name, params):             # (and what the child's children lack)
+                s, x = self._children[name].forward_queries(s, x, sub)
         w = params["w_out"]
         return ops.matmul(x, w.reshape(w.shape[:2]), trans_b=True) + params["b_out"]

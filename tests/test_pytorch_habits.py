@@ -1,0 +1,151 @@
+"""A PyTorch user's own model and training loop, each habit once silently wrong here (found by
+probing the nn, optim and io layers, 2026-12-01; each test failed on the code before its fix):
+- ``self.fc = Linear(...)`` registered nothing: ``parameters()`` was empty, an optimizer of
+  no parameters was accepted and trained nothing, and a forward calling ``self.fc(x)`` ignored
+  ``params``, so MAML adapted nothing (its loss equal before and after the inner steps);
+- layers made without ``seed`` were all seeded 0: two ``Linear(64, 64)`` started equal;
+- ``BatchNorm2d(3, affine=False)`` on 1 channel copied its statistics into all 3 buffers, and
+  a (3,) bias on a (4, 1) weight broadcast a linear layer's output to (2, 3);
+- conv2d, pooling, batch norm and flatten failed on NumPy arrays (a memoryview error);
+- ``io.save`` turned ``[1, 'a']`` into two strings and dropped a string's trailing NUL;
+- a parameter named 'fc.weight' beside a child 'fc' hid one of the two;
+- a parameter missing from FCE's or SNAIL's query path was a bare KeyError.
+"""
+import os
+
+import numpy as np
+import pytest
+
+import minimeta as mm
+from minimeta import io, nn, optim
+from minimeta.learners import MAML
+from minimeta.nn.module import MissingParameter
+from minimeta.nn.snail import SNAIL
+
+
+class Attributes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(1, 1)
+
+
+def test_a_layer_or_a_parameter_set_as_an_attribute_is_refused_with_the_way_to_do_it():
+    with pytest.raises(TypeError, match=r"^Attributes: self.fc = Linear\(...\) registers nothing"
+                       r".*self.add_child\('fc', ...\), and in forward self.call_child\('fc'"):
+        Attributes()
+    module = nn.Module()
+    with pytest.raises(TypeError, match=r"self.w = Tensor\(...\) .*self.add_param\('w', array"):
+        module.w = mm.tensor([1.0], requires_grad=True)
+    module.scale = mm.tensor([2.0])                      # a constant is plain state: allowed
+    module.width = 3
+    with pytest.raises(ValueError, match="^SGD: no parameters to optimize"):
+        optim.SGD(nn.Module().parameters(), lr=0.1)
+
+
+class Ignores(nn.Module):
+    """Children registered, but called without their part of params (PyTorch's habit)."""
+
+    def __init__(self):
+        super().__init__()
+        self.add_child("fc", nn.Linear(1, 1, seed=0, dtype=np.float64))
+
+    def forward(self, x, params):
+        return self._children["fc"](x)
+
+
+def test_maml_refuses_a_model_whose_forward_ignores_params():
+    x = np.linspace(-1, 1, 8).reshape(8, 1)
+    task = (x, 2 * x, x, 2 * x)
+    with pytest.raises(ValueError, match="^MAML: the support loss after inner step 1 does not "
+                       "depend on any adapted parameter"):
+        MAML(Ignores(), 0.1, inner_steps=2, loss="mse").meta_gradient([task])
+    net = nn.Sequential(nn.Linear(1, 1, seed=0, dtype=np.float64))       # reads params
+    assert all(g is not None for g in MAML(net, 0.1, inner_steps=2, loss="mse")
+               .meta_gradient([task]))
+
+
+def test_layers_without_a_seed_draw_weights_of_their_own_and_a_seed_repeats():
+    a, b = nn.Linear(16, 16), nn.Linear(16, 16)
+    assert not np.array_equal(a.parameters()[0].numpy(), b.parameters()[0].numpy())
+    c, d = nn.Conv2d(4, 4, 3), nn.Conv2d(4, 4, 3)
+    assert not np.array_equal(c.parameters()[0].numpy(), d.parameters()[0].numpy())
+    e, f = nn.Linear(16, 16, seed=3), nn.Linear(16, 16, seed=3)
+    np.testing.assert_array_equal(e.parameters()[0].numpy(), f.parameters()[0].numpy())
+    g, h = nn.LSTMCell(3, 4), nn.LSTMCell(3, 4)
+    assert not np.array_equal(g.parameters()[0].numpy(), h.parameters()[0].numpy())
+    np.testing.assert_array_equal(nn.conv4(5).parameters()[0].numpy(),
+                                  nn.conv4(5).parameters()[0].numpy())   # a model: seed 0
+
+
+def test_batch_norm_buffers_and_a_linear_bias_must_fit_the_input():
+    x = mm.tensor(np.random.default_rng(0).normal(size=(8, 1, 4, 4)))
+    for training in (True, False):
+        bn = nn.BatchNorm2d(3, affine=False, dtype=np.float64).train(training)
+        with pytest.raises(ValueError, match=r"^batch_norm: running_mean has 3 values for an "
+                           r"input of 1 channels \(8, 1, 4, 4\)"):
+            bn(x)
+        assert bn.named_buffers()["running_mean"].tolist() == [0.0, 0.0, 0.0]
+    layer = nn.Linear(1, 4)
+    bad = {"weight": mm.tensor(np.ones((4, 1))), "bias": mm.tensor(np.ones(3))}
+    with pytest.raises(ValueError, match=r"^linear: bias \(3,\) does not fit weight \(4, 1\)"):
+        layer(mm.tensor(np.ones((2, 4))), bad)
+    from minimeta.functional import linear
+
+    y = linear(mm.tensor(np.ones((2, 5, 4))), mm.tensor(np.ones((2, 4, 3))),
+               mm.tensor(np.ones((2, 1, 3))))                        # a stack of 2 tasks
+    assert y.shape == (2, 5, 3)
+
+
+def test_every_layer_takes_numpy_arrays_as_inputs_and_as_params():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(2, 1, 28, 28)).astype(np.float32)
+    for model in (nn.conv4(5), nn.Sequential(nn.Conv2d(1, 2, 3, seed=0), nn.MaxPool2d(2),
+                                             nn.BatchNorm2d(2), nn.Flatten())):
+        expected = model(mm.tensor(images)).numpy()
+        np.testing.assert_array_equal(model(images).numpy(), expected)
+        arrays = {k: v.numpy() for k, v in model.named_parameters().items()}
+        np.testing.assert_array_equal(model(mm.tensor(images), arrays).numpy(), expected)
+
+
+def test_save_refuses_what_would_not_read_back_as_given_and_writes_nothing(tmp_path):
+    path = str(tmp_path / "c.npz")
+    io.save(path, {"betas": (0.9, 0.999), "names": ["a", "b"], "rows": [[1, 2], [3, 4]]})
+    back = io.load(path)
+    np.testing.assert_array_equal(back["betas"], [0.9, 0.999])
+    assert back["names"].tolist() == ["a", "b"] and back["rows"].tolist() == [[1, 2], [3, 4]]
+    other = str(tmp_path / "d.npz")
+    for value, message in (([1, "a"], r"the list at 'v' \(holding number, str\)"),
+                           ([[1, 2], [3]], r"the list at 'v' \(ragged\)"),
+                           ([None], r"the list at 'v' \(holding NoneType\)"),
+                           ("ab\0", "the string at 'v' ends in NUL")):
+        with pytest.raises((TypeError, ValueError), match="^save: " + message):
+            io.save(other, {"v": value})
+        assert not os.path.exists(other)
+
+
+def test_a_name_with_a_dot_or_taken_twice_is_refused():
+    module = nn.Module()
+    module.add_child("fc", nn.Linear(1, 1))
+    with pytest.raises(ValueError, match="^Module.add_param: name 'fc.weight' must be a "
+                       "non-empty string without '.'"):
+        module.add_param("fc.weight", np.ones(1))
+    with pytest.raises(ValueError, match="^Module.add_buffer: name 'fc' is taken"):
+        module.add_buffer("fc", np.ones(1))
+    with pytest.raises(TypeError, match="^Module.add_child: 'x' is a int, not a Module"):
+        module.add_child("x", 3)
+    assert list(module.named_parameters()) == ["fc.weight", "fc.bias"]
+
+
+def test_a_parameter_missing_from_a_query_path_is_named_in_full():
+    x = lambda *s: mm.tensor(np.random.default_rng(0).standard_normal(s))   # noqa: E731
+    fce = nn.FullContextEmbedding(4, steps=2, dtype=np.float64)
+    params = {k: v for k, v in fce.named_parameters().items() if k != "attention.bias"}
+    with pytest.raises(MissingParameter, match="params has no 'attention.bias'"):
+        fce((x(3, 4), x(2, 4)), params)
+    net = SNAIL(3, 6, 5, dtype=np.float64, sizes=((4, 3), 4, (4, 3)))
+    for name in ("tc1.1.wf", "w_out", "att2.wk"):
+        params = {k: v for k, v in net.named_parameters().items() if k != name}
+        with pytest.raises(MissingParameter, match=f"params has no '{name}'"):
+            net.forward_queries(x(1, 5, 5), x(2, 5), params)
+        with pytest.raises(MissingParameter, match=f"params has no '{name}'"):
+            net(x(1, 5, 6), params)
