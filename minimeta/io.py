@@ -4,8 +4,9 @@ Layout inside the archive: each leaf is stored under its '/'-joined key path, an
 ``__minimeta__`` holds a JSON description (format version, and for every key whether it was an
 array, an int, a float, a bool, a string or None), so ``load`` rebuilds the nested dict: the
 same Python scalars, arrays and nesting, with every key a string (an int key 5 comes back as
-"5") and a NumPy scalar (``np.float32(0.5)``) as a 0-d array. A list or tuple of numbers, or
-of strings, is stored as an array, and read back as one; a mixed or ragged one is refused.
+"5") and a NumPy scalar (``np.float32(0.5)``) as a 0-d array. A list or tuple of numbers,
+bools or strings (or of arrays or Tensors of one shape) is stored as one array, and read back
+as one; a ragged one, or one mixing those kinds, is refused.
 ``save`` writes to a temporary file in the same folder and renames it over the target: a crash
 mid-write never leaves a half-written checkpoint under the real name. ``folder_lock`` keeps a
 run's folder to one writer at a time.
@@ -44,9 +45,10 @@ _INT64 = np.iinfo(np.int64)
 
 
 def _sequence(obj, prefix):
-    """A list or tuple as the array NumPy makes of it, refused where that array would not
-    read back as the values given: ragged, or mixing strings with numbers (``[1, 'a']``
-    became two strings)."""
+    """A list or tuple as the array NumPy makes of it (numbers, bools, arrays and Tensors of
+    one shape stack), refused where that array would not read back as the values given:
+    ragged, or mixing kinds (``[1, 'a']`` became two strings, ``[True, 2]`` two ints), or
+    holding a string that ends in NUL (dropped)."""
     leaves, stack = [], [obj]
     while stack:
         item = stack.pop()
@@ -54,18 +56,35 @@ def _sequence(obj, prefix):
             stack.extend(item)
         else:
             leaves.append(item)
-    kinds = {"str" if isinstance(v, str) else "number" if isinstance(v, (int, float, np.number,
-             np.bool_)) else type(v).__name__ for v in leaves}
+    kinds = {_kind(v) for v in leaves}
     try:
-        data = np.asarray(obj)
-    except ValueError:
+        data = np.asarray([to_host(v.numpy()) if hasattr(v, "numpy") else v for v in obj]
+                          if any(hasattr(v, "numpy") for v in obj) else obj)
+    except (ValueError, TypeError):
         data = None
-    if data is None or len(kinds) > 1 or not kinds <= {"str", "number"} or data.dtype.hasobject:
-        what = "ragged" if data is None else f"holding {', '.join(sorted(kinds))}"
+    nul = any(isinstance(v, str) and v.endswith("\0") for v in leaves)
+    if data is None or len(kinds) > 1 or nul or data.dtype.hasobject or \
+            not kinds <= {"str", "number", "bool"}:
+        what = "ragged" if data is None else "a string ending in NUL" if nul else \
+            f"holding {', '.join(sorted(kinds))}"
         raise TypeError(f"save: the {type(obj).__name__} at {prefix!r} ({what}) would not read "
                         "back as given: store numbers or strings of one kind, as an array; "
                         "nothing was written")
     return data
+
+
+def _kind(value):
+    """'bool', 'number' or 'str' for what an array of ``value`` keeps as given; else a type."""
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float, np.number)):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None:       # an array or a Tensor: its dtype's kind
+        return "bool" if dtype.kind == "b" else "number" if dtype.kind in "iufc" else str(dtype)
+    return type(value).__name__
 
 
 def _flatten(obj, prefix, arrays, kinds, names):

@@ -147,7 +147,11 @@ def configure(blas_threads=1, threads=None):
     omp_wait_policy()
     malloc_policy()
     threadpool_limits(limits=blas_threads, user_api="blas")
-    threads = threads or kernel_threads.cores()
+    if threads is not None and (isinstance(threads, bool) or int(threads) != threads or
+                                threads < 1):
+        raise ValueError(f"configure: threads must be an integer >= 1 (None: every core), got "
+                         f"{threads!r}")
+    threads = int(threads) if threads is not None else kernel_threads.cores()
     kernel_threads.set_split_threads(threads)
     import numba
 

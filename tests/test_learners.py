@@ -226,7 +226,7 @@ def test_anil_head_is_a_module_name_not_a_bare_string_prefix():
     dotless = {"w": one(), "w2": one()}
     assert ANIL(None, 0.1, params=dotless).adapt_names == ["w2"]
     assert ANIL(None, 0.1, params=dotless, head="w").adapt_names == ["w"]
-    assert ANIL(nn.conv4(), 0.1).adapt_names == ["13.weight", "13.bias"]
+    assert ANIL(nn.conv4(5), 0.1).adapt_names == ["17.weight", "17.bias"]     # the head
 
 
 def test_reptile_s_inner_adam_takes_the_paper_s_betas():

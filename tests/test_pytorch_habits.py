@@ -2,14 +2,16 @@
 probing the nn, optim and io layers, 2026-12-01; each test failed on the code before its fix):
 - ``self.fc = Linear(...)`` registered nothing: ``parameters()`` was empty, an optimizer of
   no parameters was accepted and trained nothing, and a forward calling ``self.fc(x)`` ignored
-  ``params``, so MAML adapted nothing (its loss equal before and after the inner steps);
+  ``params``, so MAML adapted nothing (its loss equal before and after the inner steps), as
+  it did inside ``no_grad`` (its support loss had no graph);
 - layers made without ``seed`` were all seeded 0: two ``Linear(64, 64)`` started equal;
 - ``BatchNorm2d(3, affine=False)`` on 1 channel copied its statistics into all 3 buffers, and
   a (3,) bias on a (4, 1) weight broadcast a linear layer's output to (2, 3);
 - conv2d, pooling, batch norm and flatten failed on NumPy arrays (a memoryview error);
 - ``io.save`` turned ``[1, 'a']`` into two strings and dropped a string's trailing NUL;
 - a parameter named 'fc.weight' beside a child 'fc' hid one of the two;
-- a parameter missing from FCE's or SNAIL's query path was a bare KeyError.
+- a parameter missing from FCE's or SNAIL's query path was a bare KeyError;
+- ``BatchNorm2d``, ``MaxPool2d`` and ``LSTMCell`` printed no sizes (``BatchNorm2d()``).
 """
 import os
 
@@ -18,7 +20,7 @@ import pytest
 
 import minimeta as mm
 from minimeta import io, nn, optim
-from minimeta.learners import MAML
+from minimeta.learners import MAML, MetaSGD, Reptile
 from minimeta.nn.module import MissingParameter
 from minimeta.nn.snail import SNAIL
 
@@ -38,6 +40,14 @@ def test_a_layer_or_a_parameter_set_as_an_attribute_is_refused_with_the_way_to_d
         module.w = mm.tensor([1.0], requires_grad=True)
     module.scale = mm.tensor([2.0])                      # a constant is plain state: allowed
     module.width = 3
+    for held in ([nn.Linear(1, 1)], {"a": nn.Linear(1, 1)}, (mm.tensor([1.0],
+                                                                        requires_grad=True),)):
+        with pytest.raises(TypeError, match=r"self.blocks = (list|dict|tuple) holding a "
+                           r"(Linear|Tensor) registers nothing"):    # PyTorch's ModuleList
+            module.blocks = held
+    head = nn.conv4(5)
+    head.add_child("17", nn.Linear(64, 20))             # a new head replaces the old one
+    assert head(np.ones((1, 1, 28, 28), np.float32)).shape == (1, 20)
     with pytest.raises(ValueError, match="^SGD: no parameters to optimize"):
         optim.SGD(nn.Module().parameters(), lr=0.1)
 
@@ -53,15 +63,33 @@ class Ignores(nn.Module):
         return self._children["fc"](x)
 
 
-def test_maml_refuses_a_model_whose_forward_ignores_params():
+@pytest.mark.parametrize("steps", [1, 2])
+def test_maml_refuses_a_model_whose_forward_ignores_params(steps):
     x = np.linspace(-1, 1, 8).reshape(8, 1)
     task = (x, 2 * x, x, 2 * x)
-    with pytest.raises(ValueError, match="^MAML: the support loss after inner step 1 does not "
-                       "depend on any adapted parameter"):
-        MAML(Ignores(), 0.1, inner_steps=2, loss="mse").meta_gradient([task])
+    for learner in (MAML, MetaSGD):
+        with pytest.raises(ValueError, match=f"^{learner.__name__}: the query output does not "
+                           "depend on the adapted weights"):
+            learner(Ignores(), 0.1, inner_steps=steps, loss="mse").meta_gradient([task])
+        with pytest.raises(ValueError, match="the query output does not depend"):
+            learner(Ignores(), 0.1, inner_steps=steps, loss="mse").evaluate(task)
     net = nn.Sequential(nn.Linear(1, 1, seed=0, dtype=np.float64))       # reads params
-    assert all(g is not None for g in MAML(net, 0.1, inner_steps=2, loss="mse")
-               .meta_gradient([task]))
+    maml = MAML(net, 0.1, inner_steps=steps, loss="mse")
+    assert all(g is not None for g in maml.meta_gradient([task]))
+    assert maml.checked_reads                                # checked once, then not again
+
+
+def test_maml_and_reptile_adapt_inside_no_grad():
+    """``evaluate`` inside ``no_grad`` fine-tunes as outside (MAML had skipped its inner
+    steps: the support loss had no graph, so no gradient and no step)."""
+    x = np.linspace(-1, 1, 8).reshape(8, 1)
+    task = (x, 2 * x + 1, x, 2 * x + 1)
+    for learner in (MAML(nn.mlp((1, 8, 1), dtype=np.float64), 0.1, 3, loss="mse"),
+                    Reptile(nn.mlp((1, 8, 1), dtype=np.float64), 0.1, 3, 0.5, loss="mse")):
+        outside = learner.evaluate(task)
+        with mm.no_grad():
+            assert learner.evaluate(task) == outside
+        assert learner.evaluate(task, steps=0) != outside      # the steps do move the loss
 
 
 def test_layers_without_a_seed_draw_weights_of_their_own_and_a_seed_repeats():
@@ -109,14 +137,20 @@ def test_every_layer_takes_numpy_arrays_as_inputs_and_as_params():
 
 def test_save_refuses_what_would_not_read_back_as_given_and_writes_nothing(tmp_path):
     path = str(tmp_path / "c.npz")
-    io.save(path, {"betas": (0.9, 0.999), "names": ["a", "b"], "rows": [[1, 2], [3, 4]]})
+    io.save(path, {"betas": (0.9, 0.999), "names": ["a", "b"], "rows": [[1, 2], [3, 4]],
+                   "losses": [np.float64(0.5), np.array(0.25)], "flags": [True, False],
+                   "grads": [mm.tensor([1.0, 2.0]), mm.tensor([3.0, 4.0])]})
     back = io.load(path)
     np.testing.assert_array_equal(back["betas"], [0.9, 0.999])
     assert back["names"].tolist() == ["a", "b"] and back["rows"].tolist() == [[1, 2], [3, 4]]
+    assert back["losses"].tolist() == [0.5, 0.25] and back["flags"].dtype == bool
+    assert back["grads"].tolist() == [[1.0, 2.0], [3.0, 4.0]]
     other = str(tmp_path / "d.npz")
     for value, message in (([1, "a"], r"the list at 'v' \(holding number, str\)"),
                            ([[1, 2], [3]], r"the list at 'v' \(ragged\)"),
                            ([None], r"the list at 'v' \(holding NoneType\)"),
+                           ([True, 2], r"the list at 'v' \(holding bool, number\)"),
+                           (["ab\0"], r"the list at 'v' \(a string ending in NUL\)"),
                            ("ab\0", "the string at 'v' ends in NUL")):
         with pytest.raises((TypeError, ValueError), match="^save: " + message):
             io.save(other, {"v": value})
@@ -129,7 +163,8 @@ def test_a_name_with_a_dot_or_taken_twice_is_refused():
     with pytest.raises(ValueError, match="^Module.add_param: name 'fc.weight' must be a "
                        "non-empty string without '.'"):
         module.add_param("fc.weight", np.ones(1))
-    with pytest.raises(ValueError, match="^Module.add_buffer: name 'fc' is taken"):
+    with pytest.raises(ValueError, match="^Module.add_buffer: name 'fc' is taken by another "
+                       "kind"):
         module.add_buffer("fc", np.ones(1))
     with pytest.raises(TypeError, match="^Module.add_child: 'x' is a int, not a Module"):
         module.add_child("x", 3)
@@ -149,3 +184,20 @@ def test_a_parameter_missing_from_a_query_path_is_named_in_full():
             net.forward_queries(x(1, 5, 5), x(2, 5), params)
         with pytest.raises(MissingParameter, match=f"params has no '{name}'"):
             net(x(1, 5, 6), params)
+    from minimeta.learners import SnailLearner
+
+    learner = SnailLearner(3, 1, dtype=np.float64, sizes=((4, 3), 4, (4, 3)))
+    images = np.random.default_rng(0).random((3, 1, 28, 28))
+    task = (images, np.arange(3), images, np.arange(3))
+    for shared in (True, False):
+        params = {k: v for k, v in learner.params.items() if k != "snail.tc1.1.wf"}
+        with pytest.raises(MissingParameter, match="params has no 'snail.tc1.1.wf'"):
+            learner.logits(*task[:3], params=params, shared=shared)
+
+
+def test_a_layer_prints_its_sizes():
+    assert repr(nn.BatchNorm2d(3)) == "BatchNorm2d(3, momentum=0.1, eps=1e-05)"
+    assert repr(nn.BatchNorm2d(3, affine=False)).endswith(", affine=False)")
+    assert repr(nn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2)"
+    assert repr(nn.LSTMCell(3, 4)) == "LSTMCell(3, 4)"
+    assert "(1): BatchNorm2d(64, " in repr(nn.conv4(5))

@@ -186,6 +186,20 @@ def test_a_graph_reads_its_plain_arrays_as_they_were_when_it_ran():
         np.testing.assert_array_equal(after, before)
 
 
+def test_another_librarys_memory_is_copied_too():
+    """A CPU torch tensor or a memoryview, which NumPy views without a copy (a review found
+    them still read at backward time)."""
+    import torch
+
+    for make in (lambda: torch.tensor([3.0, 4.0], dtype=torch.float64),
+                 lambda: memoryview(np.array([3.0, 4.0]))):
+        x = mm.tensor([1.0, 2.0], requires_grad=True)
+        w = make()
+        loss = (x * mm.constant(w, x) * x).sum()
+        np.asarray(w)[:] = 100.0                     # the caller refills its buffer
+        np.testing.assert_array_equal(mm.grad(loss, [x])[0].numpy(), [6.0, 16.0])
+
+
 def test_an_eval_mode_batch_norm_graph_keeps_the_running_statistics_it_read():
     """A batch-norm graph in eval mode read the running buffers, which a train-mode forward
     then updates in place: its gradient still uses the statistics its forward used. (This

@@ -57,6 +57,9 @@ TWICE = lambda a: 2 * a       # noqa: E731  d/da Σ out², each element of a rea
     (lambda t: t.transpose(np.int64(2), 0, 1), lambda a: a.transpose(2, 0, 1), TWICE),
     (lambda t: t.reshape(np.int64(3), -1), lambda a: a.reshape(3, -1), TWICE),
     (lambda t: np.sum(t), lambda a: np.sum(a), lambda a: 2 * a.sum() * np.ones_like(a)),
+    (lambda t: t.reshape(np.array([3, 1])), lambda a: a.reshape(3, 1), TWICE),   # (a review
+    (lambda t: t.transpose(np.argsort([2, 0, 1])), lambda a: a.transpose(1, 2, 0), TWICE),
+    (lambda t: t.sum(np.array([0, 2])), lambda a: a.sum((0, 2)), TWICE),  # found these refused)
     (lambda t: abs(-t) + (+t), lambda a: 2 * a, lambda a: 8 * a),
 ])
 def test_numpy_argument_forms_give_numpys_values_and_gradients(call, expected, grad):
@@ -84,6 +87,7 @@ def test_numpy_argument_forms_give_numpys_values_and_gradients(call, expected, g
     (lambda x: np.sum(x, out=np.zeros(())), TypeError, "sum: unexpected argument out="),
     (lambda x: mm.squeeze(x, (0,)), ValueError, r"squeeze: axis 0 of shape \(2, 3\) is not"),
     (lambda x: mm.expand_dims(x, (0, 0)), ValueError, r"expand_dims: axis \(0, 0\) repeats"),
+    (lambda x: mm.squeeze(x[:1], (0, 0)), ValueError, r"squeeze: axis \(0, 0\) repeats"),
     (lambda x: mm.expand_dims(x, (0, 4)), ValueError, "expand_dims: axis 4 is out of range"),
     (lambda x: F.one_hot([0, 3, 1], 3), ValueError, r"one_hot: labels must lie in \[0, 3\), "
      "got 3"),
@@ -109,3 +113,23 @@ def test_float16_cannot_require_grad_anywhere_it_would_fail_later():
     with mm.no_grad():                                   # no graph: a float16 copy is fine
         assert x.astype(np.float16).dtype == np.float16
     assert mm.relu(mm.tensor(half)).dtype == np.float16   # forward only, as before
+
+
+def test_the_engine_functions_take_plain_arrays():
+    """A NumPy array where a Tensor goes: a constant Tensor, as ``mm.exp`` had always taken
+    one (``mm.sum`` and ``mm.reshape`` had failed on the array's memoryview, ``.data``)."""
+    a = np.arange(6.0).reshape(2, 3)
+    for call, expected in [(lambda v: mm.sum(v, 1), a.sum(1)), (lambda v: mm.mean(v), a.mean()),
+                           (lambda v: mm.max(v, 0), a.max(0)),
+                           (lambda v: mm.reshape(v, (3, 2)), a.reshape(3, 2)),
+                           (lambda v: mm.transpose(v), a.T),
+                           (lambda v: mm.swapaxes(v, 0, 1), a.T),
+                           (lambda v: mm.squeeze(v[None]), a),
+                           (lambda v: mm.expand_dims(v, 0), a[None]),
+                           (lambda v: mm.broadcast_to(v, (2, 2, 3)),
+                            np.broadcast_to(a, (2, 2, 3))),
+                           (lambda v: F.pairwise_sq_distances(v, v)[0, 1], 27.0),
+                           (lambda v: F.cosine_similarity(v, v)[0], 1.0)]:
+        out = call(a)
+        assert isinstance(out, mm.Tensor) and not out.requires_grad
+        np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)

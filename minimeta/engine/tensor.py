@@ -226,10 +226,14 @@ def tensor(data, requires_grad=False, dtype=None, device=None, name=None):
 
 def owned(out, source):
     """``out``, made from ``source``, with its own copy of the array where neither a move, a
-    conversion nor a new array copied it: a Tensor or a constant holds what it was given
-    then, not what the caller's array holds later (a buffer reused for the next batch)."""
-    if out.data is source:
-        out.data = source.copy()
+    conversion nor a new array copied it (``source`` itself, or a NumPy view of another
+    library's memory: a CPU torch tensor, a memoryview): a Tensor or a constant holds what it
+    was given then, not what the caller's array holds later (a buffer reused for the next
+    batch)."""
+    data = out.data
+    if data is source or (type(data) is np.ndarray and not data.flags.owndata and
+                          not isinstance(source, np.ndarray)):
+        out.data = data.copy()
     return out
 
 

@@ -43,7 +43,9 @@ _DEFERRED = threading.local()   # .pending: the running item's deferred updates,
 def defer(update, task=None):
     """Run ``update()`` now, or, inside ``map_threads``'s workers, after every item is done,
     in the order of the items; an update of stacked ``task`` t inside ``task_order``, at its
-    end, after those of tasks 0..t-1 (see the module docstring)."""
+    end, after those of tasks 0..t-1 (see the module docstring). So an item that reads a
+    buffer it has itself updated (batch norm in eval mode after a training-mode forward) sees
+    the value from before the call; the learners' tasks never do."""
     by_task = getattr(_DEFERRED, "by_task", None)
     if task is not None and by_task is not None:
         by_task[task].append(update)

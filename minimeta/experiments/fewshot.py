@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from .. import io
-from ..kernels.threads import cores
+from ..kernels.threads import split_threads
 from ..nn import BatchNorm2d
 from .config import DRAWINGS, RunConfig
 from .evaluation import run_episodes
@@ -59,7 +59,7 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
         config = _config(state, checkpoint, device)
         _check_finite(state, checkpoint)
         model, learner = build(config)
-        learner.workers = cores()  # episodes on every core (kernels/threads.py)
+        learner.workers = split_threads()  # every core, or what configure(threads=) set
         try:
             model.load_state_dict(state["model"])
         except ValueError as err:  # a state of another architecture (StateDictError)

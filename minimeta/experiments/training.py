@@ -17,7 +17,8 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   written when a fresh run starts (iteration 0), every ``checkpoint_every`` seconds, at the
   end and on Ctrl-C, SIGTERM (``kill``, ``docker stop``, a scheduler's time limit) or SIGHUP
   (the terminal or the ssh connection closed), each of which lets the iteration in hand
-  finish, then stops the run (``stopping.py``): only whole iterations are saved.
+  finish, then stops the run (``stopping.py``): only whole iterations are saved (a second
+  signal that cuts an outer step short leaves no trace of it: ``whole_or_none``).
 - ``metrics.jsonl``: one JSON object per iteration (iteration, seconds, train_seconds,
   grad_norm when clipping, val_accuracy and val_interval when validating, and the learner's
   metrics; a NaN or an inf is written as null), flushed to disk before every checkpoint, so it
@@ -56,6 +57,7 @@ from ..engine import detect_anomaly
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
 from ..kernels.threads import cores
+from ..learners.base import put_back, snapshot, whole_or_none
 from ..optim import Adam
 from .evaluation import run_episodes
 from .progress import Progress, tolerant
@@ -247,8 +249,9 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
                 if opt is not None and config.lr_halve_every:
                     opt.lr = config.outer_lr * 0.5 ** (it // config.lr_halve_every)
                 tasks = batch(it)
-                if opt is not None:  # the meta-gradient, into .grad
-                    metrics = learner.outer_step(tasks)
+                if opt is not None:  # the meta-gradient, into .grad; cut short: no trace
+                    with whole_or_none(opt.params, model):
+                        metrics = learner.outer_step(tasks)
                 with updating(run):  # the weights move, the iteration's line is made
                     if opt is None:  # the learner updates θ in its outer step (Reptile)
                         metrics = learner.outer_step(tasks)
@@ -302,8 +305,7 @@ def own(model, learner):
 
 def first_save(save, metrics_file, folder, made):
     """``save(0)``; if it fails (a full disk), the fresh run's folder is left as it was found:
-    no empty ``metrics.jsonl`` that a rerun would take for a run, with no checkpoint to
-    resume from (it had refused both a rerun and --resume); the error says nothing was kept."""
+    no empty ``metrics.jsonl`` that a rerun would take for a run with no checkpoint."""
     try:
         save(0)
     except BaseException as err:
@@ -357,8 +359,7 @@ def restore(state, model, learner, opt, path, name):
 
 
 def learner_state(learner):
-    state = getattr(learner, "state_dict", None)
-    return state() if state is not None else {}
+    return learner.state_dict() if hasattr(learner, "state_dict") else {}
 
 
 def all_finite(arrays):
@@ -384,7 +385,7 @@ def validation(learner, tasks, config, iteration, log, model=None, cut=None):
     averages, which every episode updates) are put back afterwards, so the checkpoint does not
     depend on how often a run was validated (a run resumed with another ``--validate-every``
     ends where an uninterrupted one does)."""
-    kept = {} if model is None else {k: b.copy() for k, b in model.named_buffers().items()}
+    kept = snapshot(model)
     try:
         result = run_episodes(learner, tasks, config.val_episodes, 999, "val", cut=cut)
         if result is None:
@@ -394,8 +395,7 @@ def validation(learner, tasks, config, iteration, log, model=None, cut=None):
         log(f"\nvalidation at iteration {iteration}: {err}")    # (as chance, it had been)
         return {"val_accuracy": float("nan"), "val_interval": float("nan")}
     finally:
-        for name, buffer in (model.named_buffers().items() if kept else ()):
-            buffer[...] = kept[name]
+        put_back(kept)
     log(f"\nvalidation at iteration {iteration}: accuracy {acc:.4f} ± {half:.4f} "
         f"(95% interval, {config.val_episodes} episodes, {config.val_ways}-way "
         f"{config.shots}-shot)")

@@ -10,6 +10,7 @@ MAML and its variants (``maml.py``), Reptile (``reptile.py``) and the metric-bas
 
 Read next: ``minimeta/learners/maml.py`` (MAML, first-order MAML, Meta-SGD, ANIL).
 """
+import contextlib
 import functools
 import operator
 import zlib
@@ -50,6 +51,12 @@ class Learner:
 
     def task_loss(self, task):
         raise NotImplementedError
+
+    def module(self):
+        """The Module that holds the buffers (``self.model``; the metric and model-based
+        learners call theirs ``self.net``), or None."""
+        model = getattr(self, "model", None)       # (not ``or``: a Sequential has a len)
+        return model if model is not None else getattr(self, "net", None)
 
     def accuracy(self, out, y):
         """The fraction of correct predictions, or None for a regression."""
@@ -97,12 +104,42 @@ class Learner:
                         p.grad = g if p.grad is None else p.grad + g
             return summary([r[0] for r in results], [r[1] for r in results])
         losses, accs = [], []
-        for task in tasks:
-            loss, acc = self.task_loss(task)
-            (loss * (1.0 / len(tasks))).backward()
-            losses.append(loss.item())
-            accs.append(acc)
+        with whole_or_none(self.meta_parameters(), self.module()):
+            for task in tasks:
+                loss, acc = self.task_loss(task)
+                (loss * (1.0 / len(tasks))).backward()
+                losses.append(loss.item())
+                accs.append(acc)
         return summary(losses, accs)
+
+
+@contextlib.contextmanager
+def whole_or_none(params, model):
+    """Inside, an exception (an inf under ``detect_anomaly``, a second Ctrl-C) puts the
+    ``.grad`` of ``params`` and ``model``'s buffers back as they were: a meta-batch's gradient
+    and batch-norm updates count whole or not at all, on one thread as on several (where
+    ``map_threads`` drops a failed call's deferred updates), and a checkpoint saved after an
+    outer step cut short holds no part of it. (The buffers are small: batch norm's.)"""
+    grads, buffers = [p.grad for p in params], snapshot(model)
+    try:
+        yield
+    except BaseException:
+        for p, g in zip(params, grads):
+            p.grad = g
+        put_back(buffers)
+        raise
+
+
+def snapshot(model):
+    """(buffer, a copy) for each of ``model``'s buffers (none for a learner without a
+    Module): what ``put_back`` writes back, in place."""
+    return [(b, b.copy()) for b in (model.named_buffers().values()
+                                    if hasattr(model, "named_buffers") else ())]
+
+
+def put_back(pairs):
+    for buffer, before in pairs:
+        buffer[...] = before
 
 
 def tasks_given(tasks, who):

@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from ..engine import grad
+from ..engine import grad, set_grad_enabled
 from ..engine.backend import to_device, to_host
 from ..engine.tensor import Tensor
 from .base import Learner, as_tensor, check_settings, tasks_given, total
@@ -59,6 +59,7 @@ class MAML(Learner):
             raise ValueError(f"{type(self).__name__}: adapt_names {unknown or '[]'} name no "
                              f"parameter of {sorted(self.params)[:8]}")
         self.multi_step_loss = step_weights(multi_step_loss, inner_steps, type(self).__name__)
+        self.checked_reads = False      # (query_loss checks once that forward reads params)
 
     # ----- the inner loop: φ₀ = θ, φ_{k+1} = φ_k − α ∇ L(φ_k, S) ---------------------------
     def step_size(self, name):
@@ -81,7 +82,6 @@ class MAML(Learner):
             for name, g in zip(self.adapt_names, grads):
                 if g is not None:
                     fast[name] = fast[name] - self.step_size(name) * g
-            refuse_unused(grads, len(path) - 1, type(self).__name__)
             path.append(fast)
         return path
 
@@ -98,6 +98,12 @@ class MAML(Learner):
         used = path[1:] if every_step is not False and len(path) > 2 else path[-1:]
         weights = every_step if isinstance(every_step, list) else [1.0 / len(used)] * len(used)
         outs = [self.model(xq, fast) for fast in used]
+        if not self.checked_reads and len(path) > 1 and outs[-1].requires_grad:
+            if not reads_adapted(outs[-1], path):   # once: a walk over the query's graph
+                raise ValueError(f"{type(self).__name__}: the query output does not depend on "
+                                 "the adapted weights: the model's forward must read its "
+                                 "weights from params (self.call_child(name, x, params))")
+            self.checked_reads = True
         if len(outs) == 1:
             loss = self.loss(outs[0], yq)
         else:  # the weighted sum; a zero weight adds nothing to the graph
@@ -123,7 +129,8 @@ class MAML(Learner):
         steps, taken without a graph through them."""
         xs, ys, xq, yq = task
         steps = self.test_steps if steps is None else steps
-        path = self.adapt_path(self.params, xs, ys, steps, create_graph=False)
+        with set_grad_enabled(True):    # the inner gradients need a graph, even in no_grad
+            path = self.adapt_path(self.params, xs, ys, steps, create_graph=False)
         loss, acc = self.query_loss(path, xq, yq)
         return loss.item(), acc
 
@@ -172,8 +179,8 @@ class ANIL(MAML):
 
     ``head`` names a module (or one parameter): the parameters named ``head`` or starting with
     ``head.`` adapt, so 'head' takes 'head.weight' but not 'headnorm.weight' (a trailing dot
-    is optional). Default: the last parameter's module, e.g. '13' for the linear head of
-    ``conv4``, or the last parameter itself when its name has no dot.
+    is optional). Default: the last parameter's module, e.g. '17' for the linear head of
+    ``conv4(5)``, or the last parameter itself when its name has no dot.
     """
 
     def __init__(self, model, inner_lr, inner_steps=1, head=None, **kwargs):
@@ -190,13 +197,20 @@ class ANIL(MAML):
         super().__init__(model, inner_lr, inner_steps, adapt_names=names, **kwargs)
 
 
-def refuse_unused(grads, step, who):
-    """Refuse an inner step whose support loss depends on no adapted parameter: a forward that
-    ignores ``params`` (children called as ``self.fc(x)``) would adapt nothing, silently."""
-    if all(g is None for g in grads):
-        raise ValueError(f"{who}: the support loss after inner step {step} does not depend on "
-                         "any adapted parameter: the model's forward must read its weights from "
-                         "params (call children with self.call_child(name, x, params))")
+def reads_adapted(out, path):
+    """Whether ``out``'s graph reaches a weight the inner loop ``path`` changed (a Tensor of
+    φ_K that is not θ's): a forward that ignores ``params`` (children called as
+    ``self.fc(x)``) would give the query loss at θ, and a plain gradient for a meta-gradient."""
+    wanted = {id(t) for k, t in path[-1].items() if t is not path[0].get(k)}
+    seen, stack = set(), [out]
+    while stack and wanted:
+        t = stack.pop()
+        if id(t) in wanted:
+            return True
+        if id(t) not in seen:
+            seen.add(id(t))
+            stack.extend(t._parents)
+    return not wanted
 
 
 def step_weights(multi_step_loss, steps, who):

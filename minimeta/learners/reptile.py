@@ -15,7 +15,7 @@ The loss by name, the task data as a Tensor and the metrics come from ``base.py`
 Read next: ``minimeta/learners/metric.py`` (Prototypical, Matching and Relation Networks).
 """
 from .. import optim
-from ..engine import grad, no_grad
+from ..engine import grad, no_grad, set_grad_enabled
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
 from ..engine.workers import map_threads
@@ -88,5 +88,6 @@ class Reptile(Learner):
     def evaluate(self, task, steps=None):
         """Query loss and accuracy after fine-tuning on the support set."""
         xs, ys, xq, yq = task
-        fast = self.adapt(xs, ys, self.test_steps if steps is None else steps, self.test_lr)
+        with set_grad_enabled(True):    # the fine-tuning needs gradients, even in no_grad
+            fast = self.adapt(xs, ys, self.test_steps if steps is None else steps, self.test_lr)
         return self.query_metrics(fast, xq, yq)

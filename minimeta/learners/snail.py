@@ -26,6 +26,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
+from ..nn.module import sub_params
 from ..nn.snail import OMNIGLOT, SNAIL
 from .base import Learner, data_rng
 
@@ -81,7 +82,8 @@ class SnailLearner(Learner):
                                        params)[:, :, -1]
         support, query = self.steps(xs, ys, xq, params, order)
         seq = ops.expand_dims(ops.transpose(support, (1, 0)), 0)            # (1, C, n_s)
-        return self.snail.forward_queries(seq, query, self.net.child_params("snail", params))
+        with self.net.naming("snail", params):        # a missing 'snail.*' named in full
+            return self.snail.forward_queries(seq, query, sub_params(params, "snail"))
 
     def task_loss(self, task):
         """Cross-entropy and accuracy of the queries; k ≤ K shots and the support order drawn

@@ -132,6 +132,11 @@ class BatchNorm2d(Module):
                             self._buffers["running_mean"], self._buffers["running_var"],
                             self.training, self.momentum, self.eps)
 
+    def extra_repr(self):
+        affine = "" if "weight" in self._params else ", affine=False"
+        return (f"{self._buffers['running_mean'].shape[0]}, momentum={self.momentum}, "
+                f"eps={self.eps}{affine}")
+
 
 class ReLU(Module):
     """max(x, 0)."""
@@ -158,6 +163,9 @@ class MaxPool2d(Module):
 
     def forward(self, x, params):
         return F.max_pool2d(x, self.kernel_size, self.stride)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
 
 class Flatten(Module):
@@ -188,3 +196,8 @@ class LSTMCell(Module):
     def forward(self, inputs, params):
         x, (h, c) = inputs
         return F.lstm_cell(x, h, c, params["w_ih"], params["w_hh"], params["bias"])
+
+    def extra_repr(self):
+        inputs, recurrent = (self._params[k].shape[0] for k in ("w_ih", "w_hh"))
+        more = "" if recurrent == self.hidden_size else f", recurrent_size={recurrent}"
+        return f"{inputs}, {self.hidden_size}{more}"

@@ -62,30 +62,39 @@ class Module:
         """Refuse a submodule or a trainable Tensor set as an attribute, PyTorch's way to
         register one: here it would be registered nowhere, so ``parameters()``, ``state_dict()``
         and an optimizer would never see it, and ``self.fc(x)`` would ignore ``params``."""
-        if isinstance(value, Module) or (isinstance(value, Tensor) and value.requires_grad):
-            how = (f"self.add_child({name!r}, ...), and in forward self.call_child({name!r}, x, "
-                   "params)") if isinstance(value, Module) else \
-                f"self.add_param({name!r}, array), and in forward params[{name!r}]"
-            raise TypeError(f"{type(self).__name__}: self.{name} = {type(value).__name__}(...) "
+        items = value.values() if isinstance(value, dict) else value \
+            if isinstance(value, (list, tuple)) else (value,)     # (PyTorch's ModuleList too)
+        held = [v for v in items if isinstance(v, Module) or (isinstance(v, Tensor) and
+                                                              v.requires_grad)]
+        if held:
+            key = repr(name) if value is held[0] else "name"      # one, or each of several
+            how = (f"self.add_child({key}, ...), and in forward self.call_child({key}, x, "
+                   "params)") if isinstance(held[0], Module) else \
+                f"self.add_param({key}, array), and in forward params[{key}]"
+            what = "(...)" if value is held[0] else f" holding a {type(held[0]).__name__}"
+            raise TypeError(f"{type(self).__name__}: self.{name} = {type(value).__name__}{what} "
                             f"registers nothing (forward reads its weights from params): use "
                             f"{how}")
         object.__setattr__(self, name, value)
 
-    def _named(self, name, what):
+    def _named(self, name, what, kind):
         """``name`` checked: a non-empty string without a dot (a dot joins a child's names, so
-        'fc.weight' beside a child 'fc' would hide one of the two), not yet taken."""
+        'fc.weight' beside a child 'fc' would hide one of the two), not one of the other kinds
+        (a parameter, a buffer, a child); the same kind is replaced, as a new head replaces
+        a child."""
         if not isinstance(name, str) or not name or "." in name:
             raise ValueError(f"{type(self).__name__}.{what}: name {name!r} must be a non-empty "
                              "string without '.' (dots join a child's names to its own)")
-        if name in self._params or name in self._buffers or name in self._children:
-            raise ValueError(f"{type(self).__name__}.{what}: name {name!r} is taken")
+        if any(name in d for d in (self._params, self._buffers, self._children) if d is not kind):
+            raise ValueError(f"{type(self).__name__}.{what}: name {name!r} is taken by another "
+                             "kind (a parameter, a buffer or a child)")
         return name
 
     def add_param(self, name, array):
         """Register a parameter: a copy of ``array`` (a float array) as a leaf Tensor that
         requires grad (a copy: hand-written updates may write into it in place; the array given
         stays as it was)."""
-        name = self._named(name, "add_param")
+        name = self._named(name, "add_param", self._params)
         array = array.copy() if hasattr(array, "copy") else np.array(array)
         self._params[name] = Tensor(array, requires_grad=True, name=name)
         return self._params[name]
@@ -96,7 +105,7 @@ class Module:
         worker threads: update it through ``engine.workers.defer(update)``, as batch norm
         does, or the updates of concurrent tasks interleave in no fixed order (a run is then
         not reproducible, nor a resumed run equal to an uninterrupted one)."""
-        name = self._named(name, "add_buffer")
+        name = self._named(name, "add_buffer", self._buffers)
         self._buffers[name] = array.copy() if hasattr(array, "copy") else np.array(array)
         return self._buffers[name]
 
@@ -105,7 +114,7 @@ class Module:
         if not isinstance(module, Module):
             raise TypeError(f"{type(self).__name__}.add_child: {name!r} is a "
                             f"{type(module).__name__}, not a Module")
-        name = self._named(name, "add_child")
+        name = self._named(name, "add_child", self._children)
         self._children[name] = module
         return module
 

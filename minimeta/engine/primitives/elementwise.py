@@ -300,10 +300,11 @@ def maximum(a, b):
 
 
 def where(cond, a, b):
-    """Elementwise ``cond ? a : b``; ``cond`` is a boolean array or Tensor (not differentiated,
-    and copied: the VJP routes by the mask the forward used, whatever the caller does to it).
-    """
-    given = cond = cond.data if isinstance(cond, Tensor) else cond
+    """Elementwise ``cond ? a : b``; ``cond`` is a boolean array or Tensor (not differentiated;
+    an array is copied: the VJP routes by the mask the forward used, whatever the caller then
+    does to its array)."""
+    given = None if isinstance(cond, Tensor) else cond      # the caller's own array
+    cond = cond.data if isinstance(cond, Tensor) else cond
     a, b = lift_pair(a, b)
     cond = to_device(cond, a.device)
     cond = cond.copy() if cond is given and hasattr(cond, "copy") else cond

@@ -147,8 +147,10 @@ def integer(value, op, what="axis"):
 
 
 def integers(values, op, what="axis"):
-    """An int or a sequence of them (``integer`` each) as a tuple of ints."""
-    if hasattr(values, "__index__") or isinstance(values, (bool, np.bool_)):
+    """An int or a sequence of them (``integer`` each; a 1-d NumPy array too) as a tuple of
+    ints."""
+    if isinstance(values, (bool, np.bool_)) or (hasattr(values, "__index__") and
+                                                 np.ndim(values) == 0):
         return (integer(values, op, what),)
     try:
         return tuple(integer(v, op, what) for v in values)
@@ -161,6 +163,7 @@ def integers(values, op, what="axis"):
 
 def reshape(a, shape):
     """Reshape (one -1 allowed)."""
+    a = a if isinstance(a, Tensor) else Tensor(a)
     asked = integers(shape, "reshape", "shape")
     if asked.count(-1) > 1 or any(n < -1 for n in asked):
         raise ValueError(f"reshape: shape {asked} may hold one -1 and no other negative size")
@@ -183,6 +186,7 @@ def axis_in(axis, ndim, op):
 
 def transpose(a, axes=None):
     """Permute axes (None: reverse them)."""
+    a = a if isinstance(a, Tensor) else Tensor(a)
     axes = tuple(reversed(range(a.ndim))) if axes is None else \
         tuple(axis_in(x, a.ndim, "transpose") for x in integers(axes, "transpose", "axes"))
     if sorted(axes) != list(range(a.ndim)):
@@ -192,6 +196,7 @@ def transpose(a, axes=None):
 
 def swapaxes(a, i, j):
     """Exchange two axes (a transpose)."""
+    a = a if isinstance(a, Tensor) else Tensor(a)
     axes = list(range(a.ndim))
     i, j = axis_in(i, a.ndim, "swapaxes"), axis_in(j, a.ndim, "swapaxes")
     axes[i], axes[j] = axes[j], axes[i]
@@ -201,6 +206,7 @@ def swapaxes(a, i, j):
 def expand_dims(a, axis):
     """Insert size-1 axes at ``axis`` (an int or a tuple, positions in the result, as in
     NumPy; a reshape)."""
+    a = a if isinstance(a, Tensor) else Tensor(a)
     axes, ndim = integers(axis, "expand_dims"), a.ndim + len(integers(axis, "expand_dims"))
     for x in axes:
         if not -ndim <= x < ndim:
@@ -216,8 +222,11 @@ def expand_dims(a, axis):
 def squeeze(a, axis=None):
     """Remove the size-1 axes ``axis`` (an int, a tuple, or None: every size-1 axis; a
     reshape)."""
+    a = a if isinstance(a, Tensor) else Tensor(a)
     axes = [k for k, n in enumerate(a.shape) if n == 1] if axis is None else \
         [axis_in(x, a.ndim, "squeeze") for x in integers(axis, "squeeze")]
+    if len(set(axes)) < len(axes):
+        raise ValueError(f"squeeze: axis {axis} repeats an axis")
     for x in axes:
         if a.shape[x] != 1:
             raise ValueError(f"squeeze: axis {x} of shape {a.shape} is not of size 1")
@@ -226,6 +235,7 @@ def squeeze(a, axis=None):
 
 def broadcast_to(a, shape):
     """Broadcast to ``shape`` (its VJP is the engine's unbroadcast)."""
+    a = a if isinstance(a, Tensor) else Tensor(a)
     shape = integers(shape, "broadcast_to", "shape")
     try:
         fits = np.broadcast_shapes(a.shape, shape) == shape
@@ -265,13 +275,14 @@ def integer_arrays(index, ndim):
 
 def _plain_index(index, shape, device, op):
     """Replace Tensors inside an index by their arrays (indices are never differentiated),
-    and put index arrays on the indexed tensor's device; host index arrays are copied, so
-    the VJP scatters where the forward gathered even if the caller's array changes between
-    them (labels reused for the next batch). Off the CPU, host index arrays are checked
-    against ``shape`` first: CuPy wraps an out-of-range entry around without a word (NumPy
-    raises). Index arrays already on the GPU are not checked (it would wait for it)."""
+    and put index arrays on the indexed tensor's device; the caller's own arrays and lists
+    are copied, so the VJP scatters where the forward gathered even if the caller's array
+    changes between them (labels reused for the next batch). Off the CPU, host index arrays
+    are checked against ``shape`` first: CuPy wraps an out-of-range entry around without a
+    word (NumPy raises). Index arrays already on the GPU are not checked (it would wait)."""
     def own(i):
-        i = i.data if isinstance(i, Tensor) else i
+        if isinstance(i, Tensor):
+            return i.data
         return i.copy() if isinstance(i, np.ndarray) else copy.deepcopy(i) \
             if isinstance(i, list) else i
     index = tuple(map(own, index)) if isinstance(index, tuple) else own(index)
