@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import minimeta as mm
+import minimeta.functional as F
 from minimeta import io, nn, optim
 from minimeta.learners import MAML, MetaSGD, Reptile
 from minimeta.nn.module import MissingParameter
@@ -201,3 +202,62 @@ def test_a_layer_prints_its_sizes():
     assert repr(nn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2)"
     assert repr(nn.LSTMCell(3, 4)) == "LSTMCell(3, 4)"
     assert "(1): BatchNorm2d(64, " in repr(nn.conv4(5))
+
+
+class Tuple(nn.Module):
+    """Returns (logits, penalty); the loss unpacks them."""
+
+    def __init__(self):
+        super().__init__()
+        self.add_child("fc", nn.Linear(2, 3, seed=0, dtype=np.float64))
+
+    def forward(self, x, params):
+        out = self.call_child("fc", x, params)
+        return out, (out * out).mean()
+
+
+def test_research_models_that_had_been_refused_or_silently_wrong():
+    """Found by probing custom research models, 2026-12-01: a tuple output crashed MAML's new
+    check; a frozen layer failed in grad with no name; a layer registered as two children came
+    apart after the first inner step (0.089 off PyTorch's tie); a tensor kept on self was
+    refused; StackedTasks ran a subclass's own inner loop over all tasks at once."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 2)), np.arange(6) % 3
+    task = (x, y, x, y)
+
+    def loss(out, labels):
+        return F.cross_entropy(out[0], labels) + out[1]
+
+    maml = MAML(Tuple(), 0.1, 2, loss=loss)
+    assert all(g is not None for g in maml.meta_gradient([task]))
+    frozen = nn.Sequential(nn.Linear(2, 4, seed=0, dtype=np.float64), nn.ReLU(),
+                           nn.Linear(4, 3, seed=1, dtype=np.float64))
+    frozen[0].parameters()[0].requires_grad = False      # a frozen first weight
+    for learner in (MAML(frozen, 0.1, 2), Reptile(frozen, 0.1, 2, 0.5)):
+        before = frozen[0].parameters()[0].numpy().copy()
+        learner.outer_step([task])
+        assert all(p is not frozen[0].parameters()[0] for p in learner.meta_parameters())
+        np.testing.assert_array_equal(frozen[0].parameters()[0].numpy(), before)
+    lin, twice = nn.Linear(2, 2), nn.Module()
+    twice.add_child("a", lin)
+    with pytest.raises(ValueError, match="^Module.add_child: 'b' is a module already in this"):
+        twice.add_child("b", lin)
+    twice.add_child("a", lin)                            # the same child again: nothing new
+    tied = {"a.weight": lin.parameters()[0], "b.weight": lin.parameters()[0]}
+    with pytest.raises(ValueError, match="^MAML: parameters 'a.weight' and 'b.weight' are one "
+                       "Tensor"):
+        MAML(lambda v, p: v, 0.1, params=tied)
+    kept = nn.Module()
+    kept.last = mm.tensor([1.0], requires_grad=True) * 2   # an op's result: plain state
+    with pytest.raises(ValueError, match="^Module.add_param: name 'dense/kernel' must be"):
+        nn.Module().add_param("dense/kernel", np.ones(1))
+    with pytest.raises(TypeError, match="^task inputs must be arrays, got a tuple of 2"):
+        MAML(nn.Linear(2, 3), 0.1).evaluate(((x, x), y, x, y))
+
+    class Clipped(MAML):
+        def adapt_path(self, *args, **kwargs):
+            return super().adapt_path(*args, **kwargs)
+
+    from minimeta.learners import StackedTasks
+    with pytest.raises(TypeError, match="^StackedTasks: Clipped has an inner loop of its own"):
+        StackedTasks(Clipped(nn.Linear(2, 3), 0.1))

@@ -46,6 +46,7 @@ class Learner:
         the loss named 'cross_entropy', never guessed from a callable."""
         self.model = model
         self.params = params if params is not None else model.named_parameters()
+        distinct(self.params, type(self).__name__)
         self.loss = default_loss(loss) if isinstance(loss, str) else loss
         self.classification = isinstance(loss, str) and loss in CLASSIFICATION
 
@@ -63,8 +64,9 @@ class Learner:
         return F.accuracy(out, y) if self.classification else None
 
     def meta_parameters(self):
-        """Everything the outer optimizer updates."""
-        return list(self.params.values())
+        """Everything the outer optimizer updates: the parameters that require grad (a frozen
+        one, ``requires_grad = False``, is read by the model but never trained)."""
+        return [p for p in self.params.values() if p.requires_grad]
 
     def state_dict(self):
         """What the learner trains besides the model's weights (checkpointed with them):
@@ -142,6 +144,18 @@ def put_back(pairs):
         buffer[...] = before
 
 
+def distinct(params, who):
+    """Refuse one Tensor under two names (a layer registered as two children): the inner loop
+    adapts each name apart, so the tie would break after the first step, silently."""
+    first = {}
+    for name, p in params.items():
+        if id(p) in first:
+            raise ValueError(f"{who}: parameters {first[id(p)]!r} and {name!r} are one Tensor "
+                             "(a layer registered twice?): to tie weights, register it once and "
+                             "call it twice (call_child), or read one parameter in two places")
+        first[id(p)] = name
+
+
 def tasks_given(tasks, who):
     """Refuse an empty meta-batch (its mean loss would be NaN, with only a NumPy warning)."""
     if len(tasks) == 0:
@@ -168,7 +182,11 @@ def data_rng(array):
 
 
 def as_tensor(x, params):
-    """Task data as a constant Tensor on the device of the parameters ``params``."""
+    """Task data as a constant Tensor on the device of the parameters ``params``: an array
+    (a tuple of inputs is not stacked into one behind the model's back: it is refused)."""
+    if isinstance(x, tuple):
+        raise TypeError(f"task inputs must be arrays, got a tuple of {len(x)}: put the parts "
+                        "in one array, or write a learner whose task_loss unpacks them")
     return ops.constant(x, next(iter(params.values())))
 
 

@@ -53,7 +53,8 @@ class MAML(Learner):
         super().__init__(model, loss, params)
         self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
         self.test_steps = inner_steps if test_steps is None else test_steps
-        self.adapt_names = list(self.params) if adapt_names is None else list(adapt_names)
+        self.adapt_names = [n for n, p in self.params.items() if p.requires_grad] \
+            if adapt_names is None else list(adapt_names)     # (frozen ones: not adapted)
         unknown = [n for n in self.adapt_names if n not in self.params]
         if unknown or not self.adapt_names:
             raise ValueError(f"{type(self).__name__}: adapt_names {unknown or '[]'} name no "
@@ -98,8 +99,9 @@ class MAML(Learner):
         used = path[1:] if every_step is not False and len(path) > 2 else path[-1:]
         weights = every_step if isinstance(every_step, list) else [1.0 / len(used)] * len(used)
         outs = [self.model(xq, fast) for fast in used]
-        if not self.checked_reads and len(path) > 1 and outs[-1].requires_grad:
-            if not reads_adapted(outs[-1], path):   # once: a walk over the query's graph
+        if not self.checked_reads and len(path) > 1 and any(
+                t.requires_grad for t in tensors_in(outs[-1])):
+            if not reads_adapted(tensors_in(outs[-1]), path):   # once: a walk over its graph
                 raise ValueError(f"{type(self).__name__}: the query output does not depend on "
                                  "the adapted weights: the model's forward must read its "
                                  "weights from params (self.call_child(name, x, params))")
@@ -197,12 +199,20 @@ class ANIL(MAML):
         super().__init__(model, inner_lr, inner_steps, adapt_names=names, **kwargs)
 
 
-def reads_adapted(out, path):
-    """Whether ``out``'s graph reaches a weight the inner loop ``path`` changed (a Tensor of
-    φ_K that is not θ's): a forward that ignores ``params`` (children called as
-    ``self.fc(x)``) would give the query loss at θ, and a plain gradient for a meta-gradient."""
+def tensors_in(out):
+    """The Tensors of a model's output: itself, or those of a tuple or list it returned."""
+    if isinstance(out, (tuple, list)):
+        return [t for part in out for t in tensors_in(part)]
+    return [out] if isinstance(out, Tensor) else []
+
+
+def reads_adapted(outs, path):
+    """Whether the graph of the Tensors ``outs`` reaches a weight the inner loop ``path``
+    changed (a Tensor of φ_K that is not θ's): a forward that ignores ``params`` (children
+    called as ``self.fc(x)``) would give the query loss at θ, and a plain gradient for a
+    meta-gradient."""
     wanted = {id(t) for k, t in path[-1].items() if t is not path[0].get(k)}
-    seen, stack = set(), [out]
+    seen, stack = set(), list(outs)
     while stack and wanted:
         t = stack.pop()
         if id(t) in wanted:

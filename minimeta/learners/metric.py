@@ -28,7 +28,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
-from .base import Learner
+from .base import Learner, distinct
 
 
 class MetricLearner(Learner):
@@ -38,6 +38,7 @@ class MetricLearner(Learner):
     def __init__(self, net):
         self.net = net
         self.params = net.named_parameters()
+        distinct(self.params, type(self).__name__)
 
     # ----- the method: embeddings, then a head that scores each query against each class -----
     def embed(self, xs, xq, params):

@@ -45,14 +45,16 @@ class Reptile(Learner):
 
     def adapt(self, x, y, steps=None, lr=None):
         """φ after ``steps`` optimizer steps from θ on (x, y): a dict of new leaf Tensors."""
-        fast = {k: Tensor(p.data.copy(), requires_grad=True) for k, p in self.params.items()}
+        fast = {k: Tensor(p.data.copy(), requires_grad=True) if p.requires_grad else p
+                for k, p in self.params.items()}            # (a frozen parameter stays)
+        trained = [t for t in fast.values() if t.requires_grad]
         lr = self.inner_lr if lr is None else lr
-        opt = optim.SGD(list(fast.values()), lr=lr) if self.inner_optimizer == "sgd" else \
-            optim.Adam(list(fast.values()), lr=lr, betas=self.inner_betas)
+        opt = optim.SGD(trained, lr=lr) if self.inner_optimizer == "sgd" else \
+            optim.Adam(trained, lr=lr, betas=self.inner_betas)
         x = as_tensor(x, fast)
         for _ in range(self.inner_steps if steps is None else steps):
             loss = self.loss(self.model(x, fast), y)
-            opt.step(grad(loss, list(fast.values())))
+            opt.step(grad(loss, trained))
         return fast
 
     def query_metrics(self, fast, xq, yq):
@@ -79,6 +81,8 @@ class Reptile(Learner):
             losses.append(loss)
             accs.append(acc)
         for k, p in self.params.items():
+            if not p.requires_grad:
+                continue
             new = p.data.copy(order="K")   # a new array, as optim's steps make
             new += (self.outer_lr * delta[k]).astype(p.dtype)
             p.data = new

@@ -44,6 +44,10 @@ class StackedTasks:
         if not isinstance(learner, MAML):
             raise TypeError(f"StackedTasks: wraps a MAML-family learner, not "
                             f"{type(learner).__name__}")
+        if type(learner).adapt_path is not MAML.adapt_path:   # (a norm, a clip: over all T)
+            raise TypeError(f"StackedTasks: {type(learner).__name__} has an inner loop of its "
+                            "own (adapt_path), which would act on the T stacked copies at once "
+                            "(a gradient norm over every task): run its per-task loop instead")
         self.learner = learner
 
     def __getattr__(self, name):  # only called for names this wrapper does not define

@@ -65,7 +65,7 @@ class Module:
         items = value.values() if isinstance(value, dict) else value \
             if isinstance(value, (list, tuple)) else (value,)     # (PyTorch's ModuleList too)
         held = [v for v in items if isinstance(v, Module) or (isinstance(v, Tensor) and
-                                                              v.requires_grad)]
+                                                              v.requires_grad and v.is_leaf)]
         if held:
             key = repr(name) if value is held[0] else "name"      # one, or each of several
             how = (f"self.add_child({key}, ...), and in forward self.call_child({key}, x, "
@@ -82,9 +82,10 @@ class Module:
         'fc.weight' beside a child 'fc' would hide one of the two), not one of the other kinds
         (a parameter, a buffer, a child); the same kind is replaced, as a new head replaces
         a child."""
-        if not isinstance(name, str) or not name or "." in name:
+        if not isinstance(name, str) or not name or "." in name or "/" in name:
             raise ValueError(f"{type(self).__name__}.{what}: name {name!r} must be a non-empty "
-                             "string without '.' (dots join a child's names to its own)")
+                             "string without '.' (dots join a child's names to its own) or '/' "
+                             "(a checkpoint's levels)")
         if any(name in d for d in (self._params, self._buffers, self._children) if d is not kind):
             raise ValueError(f"{type(self).__name__}.{what}: name {name!r} is taken by another "
                              "kind (a parameter, a buffer or a child)")
@@ -115,6 +116,11 @@ class Module:
             raise TypeError(f"{type(self).__name__}.add_child: {name!r} is a "
                             f"{type(module).__name__}, not a Module")
         name = self._named(name, "add_child", self._children)
+        if self._children.get(name) is not module and (any(
+                m is module for m in self._modules()) or any(m is self for m in module._modules())):
+            raise ValueError(f"{type(self).__name__}.add_child: {name!r} is a module already "
+                             "in this one (or holding it): registered twice, its parameters "
+                             "would come apart under two names; call one child twice instead")
         self._children[name] = module
         return module
 
