@@ -83,7 +83,8 @@ def _kind(value):
         return "str"
     dtype = getattr(value, "dtype", None)
     if dtype is not None:       # an array or a Tensor: its dtype's kind
-        return "bool" if dtype.kind == "b" else "number" if dtype.kind in "iufc" else str(dtype)
+        return "bool" if dtype.kind == "b" else "number" if dtype.kind in "iufc" else \
+            "str" if dtype.kind == "U" else str(dtype)
     return type(value).__name__
 
 

@@ -221,6 +221,8 @@ class Adam(Optimizer):
         counts = [int(c) for c in state.get("counts", [int(state["steps"])] * len(self.params))]
         if len(counts) != len(self.params):
             raise ValueError(f"Adam.load_state_dict: counts for {len(counts)} parameters, "
-                             f"this Adam holds {len(self.params)}")
+                             f"this Adam holds {len(self.params)} (another model, or a "
+                             "parameter frozen or unfrozen since: the learners optimize only "
+                             "those that require grad)")
         super().load_state_dict(state)
         self.counts = counts

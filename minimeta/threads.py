@@ -52,6 +52,7 @@ Read next: ``minimeta/cli.py`` (the command line).
 """
 import ctypes
 import ctypes.util
+import numbers
 import os
 import sys
 
@@ -144,13 +145,13 @@ def configure(blas_threads=1, threads=None):
 
     from .kernels import threads as kernel_threads
 
+    if threads is not None and (isinstance(threads, bool) or not isinstance(
+            threads, numbers.Real) or int(threads) != threads or threads < 1):
+        raise ValueError(f"configure: threads must be an integer >= 1 (None: every core), got "
+                         f"{threads!r}")     # (checked before anything is set)
     omp_wait_policy()
     malloc_policy()
     threadpool_limits(limits=blas_threads, user_api="blas")
-    if threads is not None and (isinstance(threads, bool) or int(threads) != threads or
-                                threads < 1):
-        raise ValueError(f"configure: threads must be an integer >= 1 (None: every core), got "
-                         f"{threads!r}")
     threads = int(threads) if threads is not None else kernel_threads.cores()
     kernel_threads.set_split_threads(threads)
     import numba

@@ -32,6 +32,46 @@ def default_loss(name):
     return LOSSES[name]
 
 
+def all_or_nothing(outer_step):
+    """``outer_step`` (a learner's method) inside ``whole_or_none``: a step that raises leaves
+    no ``.grad`` and no batch-norm update behind (every learner's; Reptile moves θ only once
+    every task is done)."""
+    @functools.wraps(outer_step)
+    def step(self, tasks):
+        with whole_or_none(self.meta_parameters(), self.module()):
+            return outer_step(self, tasks)
+    return step
+
+
+@contextlib.contextmanager
+def whole_or_none(params, model):
+    """Inside, an exception (an inf under ``detect_anomaly``, a second Ctrl-C) puts the
+    ``.grad`` of ``params`` and ``model``'s buffers back as they were: a meta-batch's gradient
+    and batch-norm updates count whole or not at all, on one thread as on several (where
+    ``map_threads`` drops a failed call's deferred updates), and a checkpoint saved after an
+    outer step cut short holds no part of it. (The buffers are small: batch norm's.)"""
+    grads, buffers = [p.grad for p in params], snapshot(model)
+    try:
+        yield
+    except BaseException:
+        for p, g in zip(params, grads):
+            p.grad = g
+        put_back(buffers)
+        raise
+
+
+def snapshot(model):
+    """(buffer, a copy) for each of ``model``'s buffers (none for a learner without a
+    Module): what ``put_back`` writes back, in place."""
+    return [(b, b.copy()) for b in (model.named_buffers().values()
+                                    if hasattr(model, "named_buffers") else ())]
+
+
+def put_back(pairs):
+    for buffer, before in pairs:
+        buffer[...] = before
+
+
 class Learner:
     """Base class: subclasses set ``self.params`` and define ``task_loss`` and ``evaluate``."""
 
@@ -79,6 +119,7 @@ class Learner:
             raise ValueError(f"{type(self).__name__}: no learner state to load, got "
                              f"{sorted(state)}")
 
+    @all_or_nothing
     def outer_step(self, tasks):
         """Accumulate the gradient of the mean query loss over ``tasks`` into ``.grad``.
 
@@ -106,42 +147,12 @@ class Learner:
                         p.grad = g if p.grad is None else p.grad + g
             return summary([r[0] for r in results], [r[1] for r in results])
         losses, accs = [], []
-        with whole_or_none(self.meta_parameters(), self.module()):
-            for task in tasks:
-                loss, acc = self.task_loss(task)
-                (loss * (1.0 / len(tasks))).backward()
-                losses.append(loss.item())
-                accs.append(acc)
+        for task in tasks:
+            loss, acc = self.task_loss(task)
+            (loss * (1.0 / len(tasks))).backward()
+            losses.append(loss.item())
+            accs.append(acc)
         return summary(losses, accs)
-
-
-@contextlib.contextmanager
-def whole_or_none(params, model):
-    """Inside, an exception (an inf under ``detect_anomaly``, a second Ctrl-C) puts the
-    ``.grad`` of ``params`` and ``model``'s buffers back as they were: a meta-batch's gradient
-    and batch-norm updates count whole or not at all, on one thread as on several (where
-    ``map_threads`` drops a failed call's deferred updates), and a checkpoint saved after an
-    outer step cut short holds no part of it. (The buffers are small: batch norm's.)"""
-    grads, buffers = [p.grad for p in params], snapshot(model)
-    try:
-        yield
-    except BaseException:
-        for p, g in zip(params, grads):
-            p.grad = g
-        put_back(buffers)
-        raise
-
-
-def snapshot(model):
-    """(buffer, a copy) for each of ``model``'s buffers (none for a learner without a
-    Module): what ``put_back`` writes back, in place."""
-    return [(b, b.copy()) for b in (model.named_buffers().values()
-                                    if hasattr(model, "named_buffers") else ())]
-
-
-def put_back(pairs):
-    for buffer, before in pairs:
-        buffer[...] = before
 
 
 def distinct(params, who):

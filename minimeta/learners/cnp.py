@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import nn
 from ..engine import no_grad, ops
-from .base import Learner, as_tensor, data_rng, summary, tasks_given
+from .base import Learner, all_or_nothing, as_tensor, data_rng, summary, tasks_given
 
 
 def softplus(s):
@@ -80,6 +80,7 @@ class CNP(Learner):
         xs, ys, xq, yq = task
         return self.nll(xs, ys, xq, yq), None
 
+    @all_or_nothing
     def outer_step(self, tasks):
         """The gradient of the training NLL over ``tasks``, accumulated into ``.grad``: the
         tasks stacked on a leading axis (their shapes must agree), the context their first k

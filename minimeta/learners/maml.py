@@ -42,8 +42,9 @@ from .base import Learner, as_tensor, check_settings, tasks_given, total
 class MAML(Learner):
     """Model-agnostic meta-learning with an exact (second-order) meta-gradient. ``model``,
     ``loss`` and ``params`` are as in ``base.Learner``, whose ``outer_step`` accumulates the
-    meta-gradient into ``.grad``. Only the ``adapt_names`` (default: all of θ) adapt;
-    evaluation takes ``test_steps`` (default ``inner_steps``) steps."""
+    meta-gradient into ``.grad``. Only the ``adapt_names`` (default: all of θ; a frozen
+    parameter, ``requires_grad = False``, is never adapted) adapt; evaluation takes
+    ``test_steps`` (default ``inner_steps``) steps."""
 
     def __init__(self, model, inner_lr, inner_steps=1, first_order=False, loss="cross_entropy",
                  params=None, test_steps=None, adapt_names=None, multi_step_loss=False):
@@ -53,14 +54,19 @@ class MAML(Learner):
         super().__init__(model, loss, params)
         self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
         self.test_steps = inner_steps if test_steps is None else test_steps
-        self.adapt_names = [n for n, p in self.params.items() if p.requires_grad] \
-            if adapt_names is None else list(adapt_names)     # (frozen ones: not adapted)
-        unknown = [n for n in self.adapt_names if n not in self.params]
-        if unknown or not self.adapt_names:
+        self._adapt = list(self.params) if adapt_names is None else list(adapt_names)
+        unknown = [n for n in self._adapt if n not in self.params]
+        if unknown or not self._adapt:
             raise ValueError(f"{type(self).__name__}: adapt_names {unknown or '[]'} name no "
                              f"parameter of {sorted(self.params)[:8]}")
         self.multi_step_loss = step_weights(multi_step_loss, inner_steps, type(self).__name__)
         self.checked_reads = False      # (query_loss checks once that forward reads params)
+
+    @property
+    def adapt_names(self):
+        """The names the inner loop adapts: those given (default: all of θ) but the ones
+        frozen now (``requires_grad = False``), which the model reads as they are."""
+        return [n for n in self._adapt if self.params[n].requires_grad]
 
     # ----- the inner loop: φ₀ = θ, φ_{k+1} = φ_k − α ∇ L(φ_k, S) ---------------------------
     def step_size(self, name):
@@ -103,8 +109,10 @@ class MAML(Learner):
                 t.requires_grad for t in tensors_in(outs[-1])):
             if not reads_adapted(tensors_in(outs[-1]), path):   # once: a walk over its graph
                 raise ValueError(f"{type(self).__name__}: the query output does not depend on "
-                                 "the adapted weights: the model's forward must read its "
-                                 "weights from params (self.call_child(name, x, params))")
+                                 "the adapted weights (or none was adapted): the model's "
+                                 "forward must read its weights from params "
+                                 "(self.call_child(name, x, params)), and adapt_names name "
+                                 "weights the support loss reads")
             self.checked_reads = True
         if len(outs) == 1:
             loss = self.loss(outs[0], yq)
@@ -133,7 +141,7 @@ class MAML(Learner):
         steps = self.test_steps if steps is None else steps
         with set_grad_enabled(True):    # the inner gradients need a graph, even in no_grad
             path = self.adapt_path(self.params, xs, ys, steps, create_graph=False)
-        loss, acc = self.query_loss(path, xq, yq)
+            loss, acc = self.query_loss(path, xq, yq)
         return loss.item(), acc
 
 
@@ -148,13 +156,13 @@ class MetaSGD(MAML):
         super().__init__(model, inner_lr, inner_steps, **kwargs)
         self.rates = {name: Tensor(to_device(np.full(p.shape, inner_lr, dtype=p.dtype),
                                              p.device), requires_grad=True, name=f"lr:{name}")
-                      for name, p in self.params.items() if name in self.adapt_names}
+                      for name, p in self.params.items() if name in self._adapt}
 
     def step_size(self, name):
         return self.rates[name]
 
     def meta_parameters(self):
-        return list(self.params.values()) + list(self.rates.values())
+        return super().meta_parameters() + list(self.rates.values())
 
     def state_dict(self):
         """The learned rates, ``{"rates": {parameter name: array}}``."""
@@ -213,14 +221,14 @@ def reads_adapted(outs, path):
     meta-gradient."""
     wanted = {id(t) for k, t in path[-1].items() if t is not path[0].get(k)}
     seen, stack = set(), list(outs)
-    while stack and wanted:
+    while stack:
         t = stack.pop()
         if id(t) in wanted:
             return True
         if id(t) not in seen:
             seen.add(id(t))
             stack.extend(t._parents)
-    return not wanted
+    return False        # (nothing adapted, too: no weight had a gradient, or all are frozen)
 
 
 def step_weights(multi_step_loss, steps, who):

@@ -27,7 +27,7 @@ from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
 from ..engine.primitives.attention import cosine_attention
-from .base import Learner, data_rng, summary, tasks_given
+from .base import Learner, all_or_nothing, data_rng, summary, tasks_given
 
 
 def least_used(usage, n, order=None):
@@ -148,6 +148,7 @@ class MANNLearner(Learner):
     def task_loss(self, task):
         return self.batch_loss([task])
 
+    @all_or_nothing
     def outer_step(self, tasks):
         """The meta-batch's episodes run as one batch through the recurrence."""
         loss, acc = self.batch_loss(tasks)

@@ -19,7 +19,7 @@ from ..engine import grad, no_grad, set_grad_enabled
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
 from ..engine.workers import map_threads
-from .base import Learner, as_tensor, check_settings, summary, tasks_given
+from .base import Learner, all_or_nothing, as_tensor, check_settings, summary, tasks_given
 
 
 class Reptile(Learner):
@@ -63,6 +63,7 @@ class Reptile(Learner):
             out = self.model(as_tensor(xq, fast), fast)
             return self.loss(out, yq).item(), self.accuracy(out, yq)
 
+    @all_or_nothing
     def outer_step(self, tasks):
         """θ ← θ + ε · mean(φᵢ − θ) over ``tasks``; returns the mean query loss/accuracy
         after adaptation (measured, not trained on)."""

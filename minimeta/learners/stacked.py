@@ -29,7 +29,7 @@ import numpy as np
 from ..engine import grad, ops
 from ..engine.workers import task_order
 from ..engine.tensor import Tensor
-from .base import LOSSES, summary, tasks_given
+from .base import LOSSES, all_or_nothing, summary, tasks_given
 from .maml import MAML
 
 
@@ -84,6 +84,7 @@ class StackedTasks:
         return grad(self.stacked_loss(tasks)[0], self.learner.meta_parameters(),
                     allow_unused=True)
 
+    @all_or_nothing
     def outer_step(self, tasks):
         """As ``Learner.outer_step``, the whole meta-batch in one graph."""
         loss, acc = self.stacked_loss(tasks)

@@ -77,25 +77,27 @@ class Module:
                             f"{how}")
         object.__setattr__(self, name, value)
 
-    def _named(self, name, what, kind):
+    def _named(self, name, what, replace=None):
         """``name`` checked: a non-empty string without a dot (a dot joins a child's names, so
-        'fc.weight' beside a child 'fc' would hide one of the two), not one of the other kinds
-        (a parameter, a buffer, a child); the same kind is replaced, as a new head replaces
-        a child."""
+        'fc.weight' beside a child 'fc' would hide one of the two) or a slash, and not taken
+        (a name used twice in a loop had kept one layer), but by the child ``replace``
+        allows to replace."""
         if not isinstance(name, str) or not name or "." in name or "/" in name:
             raise ValueError(f"{type(self).__name__}.{what}: name {name!r} must be a non-empty "
                              "string without '.' (dots join a child's names to its own) or '/' "
                              "(a checkpoint's levels)")
-        if any(name in d for d in (self._params, self._buffers, self._children) if d is not kind):
-            raise ValueError(f"{type(self).__name__}.{what}: name {name!r} is taken by another "
-                             "kind (a parameter, a buffer or a child)")
+        if name in self._params or name in self._buffers or (name in self._children and
+                                                             not replace):
+            more = " (add_child(..., replace=True) replaces a child)" if \
+                name in self._children else ""
+            raise ValueError(f"{type(self).__name__}.{what}: name {name!r} is taken{more}")
         return name
 
     def add_param(self, name, array):
         """Register a parameter: a copy of ``array`` (a float array) as a leaf Tensor that
         requires grad (a copy: hand-written updates may write into it in place; the array given
         stays as it was)."""
-        name = self._named(name, "add_param", self._params)
+        name = self._named(name, "add_param")
         array = array.copy() if hasattr(array, "copy") else np.array(array)
         self._params[name] = Tensor(array, requires_grad=True, name=name)
         return self._params[name]
@@ -106,18 +108,21 @@ class Module:
         worker threads: update it through ``engine.workers.defer(update)``, as batch norm
         does, or the updates of concurrent tasks interleave in no fixed order (a run is then
         not reproducible, nor a resumed run equal to an uninterrupted one)."""
-        name = self._named(name, "add_buffer", self._buffers)
+        name = self._named(name, "add_buffer")
         self._buffers[name] = array.copy() if hasattr(array, "copy") else np.array(array)
         return self._buffers[name]
 
-    def add_child(self, name, module):
-        """Register a submodule; its parameters appear as ``name.<param>``."""
+    def add_child(self, name, module, replace=False):
+        """Register a submodule; its parameters appear as ``name.<param>``. ``replace=True``
+        replaces the child of that name (a new head: build the learner and the optimizer
+        after it, as they hold the parameters they were given)."""
         if not isinstance(module, Module):
             raise TypeError(f"{type(self).__name__}.add_child: {name!r} is a "
                             f"{type(module).__name__}, not a Module")
-        name = self._named(name, "add_child", self._children)
-        if self._children.get(name) is not module and (any(
-                m is module for m in self._modules()) or any(m is self for m in module._modules())):
+        name = self._named(name, "add_child", replace)
+        if self._children.get(name) is not module and (
+                any(m is module for m in self._modules()) or
+                any(m is self for m in module._modules())):
             raise ValueError(f"{type(self).__name__}.add_child: {name!r} is a module already "
                              "in this one (or holding it): registered twice, its parameters "
                              "would come apart under two names; call one child twice instead")
