@@ -14,7 +14,9 @@ Comparisons, ``sign`` and ``isfinite`` return constant (non-differentiable) Tens
 Read next: ``minimeta/engine/workers.py`` (the tasks of a meta-batch on worker threads).
 """
 from .autodiff import apply, backward  # noqa: F401  (apply: re-exported for functional)
-from .tensor import Tensor, constant, ones, tensor, zeros
+import numpy as np
+
+from .tensor import ARRAY_FUNCTIONS, Tensor, constant, ones, plain, tensor, zeros
 from .primitives.elementwise import (abs, add, astype, compare, div, exp, isfinite, log,
                                      maximum, mul, neg, pow, relu, sigmoid, sign, sqrt, sub,
                                      tanh, where)
@@ -93,3 +95,38 @@ for _name, _fn in TENSOR_METHODS.items():
     setattr(Tensor, _name, _fn)
 Tensor.__hash__ = object.__hash__  # identity hashing, although == is elementwise
 Tensor.backward.__doc__ = "Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf."
+
+
+def _numpy(name, fn):
+    """``fn`` as NumPy's ``np.<name>`` on a Tensor: NumPy's keywords taken where they change
+    nothing (None, ``order='C'``), any other refused naming the function."""
+    def run(*args, **kwargs):
+        for key in [k for k in kwargs if k in _NUMPY_DEFAULTS]:
+            value = kwargs.pop(key)
+            if value is not None and value != _NUMPY_DEFAULTS[key]:
+                raise TypeError(f"np.{name} on a Tensor: {key}={value!r} is not offered")
+        return fn(*args, **kwargs)
+    return run
+
+
+_NUMPY_DEFAULTS = {"out": None, "dtype": None, "subok": False, "where": True,
+                   "casting": "same_kind", "order": "C"}
+
+
+def _reshape(a, shape=None, newshape=None):
+    return reshape(plain(a), shape if newshape is None else newshape)
+
+
+ARRAY_FUNCTIONS.update({getattr(np, name): _numpy(name, fn) for name, fn in {
+    "sum": lambda a, axis=None, keepdims=False: sum(plain(a), axis, keepdims),
+    "mean": lambda a, axis=None, keepdims=False: mean(plain(a), axis, keepdims),
+    "max": lambda a, axis=None, keepdims=False: max(plain(a), axis, keepdims),
+    "amax": lambda a, axis=None, keepdims=False: max(plain(a), axis, keepdims),
+    "transpose": lambda a, axes=None: transpose(plain(a), axes),
+    "reshape": _reshape, "squeeze": lambda a, axis=None: squeeze(a, axis),
+    "expand_dims": expand_dims, "swapaxes": swapaxes, "broadcast_to": broadcast_to,
+    "concatenate": lambda arrays, axis=0: concatenate(arrays, axis),
+    "stack": lambda arrays, axis=0: stack(arrays, axis), "where": where,
+    "shape": lambda a: plain(a).shape, "ndim": lambda a: plain(a).ndim,
+    "size": lambda a, axis=None: plain(a).size if axis is None else plain(a).shape[axis],
+}.items()})

@@ -136,9 +136,23 @@ class Tensor:
         return (self[i] for i in range(len(self)))
 
     # NumPy interplay: ``np.asarray(t)`` is ``t.numpy()`` (CuPy arrays refuse, as CuPy does);
-    # a NumPy function called on a Tensor raises instead of making an array of Tensors, and
-    # ``array * t`` runs the Tensor's operator.
+    # a NumPy ufunc called on a Tensor raises instead of making an array of Tensors, and
+    # ``array * t`` runs the Tensor's operator; other NumPy functions: ``__array_function__``.
     __array_ufunc__ = None
+
+    def __array_function__(self, func, types, args, kwargs):
+        """``np.sum(t)``, ``np.reshape(t, s)`` and the like run minimeta's own function
+        (``ARRAY_FUNCTIONS``, filled by ``ops.py``), keeping the graph; any other NumPy
+        function runs on the values, and is refused where a Tensor requires grad (``np.clip``,
+        ``np.ravel`` had returned an array, dropping the graph without a word)."""
+        mine = ARRAY_FUNCTIONS.get(func)
+        if mine is not None:
+            return mine(*args, **kwargs)
+        if any(t.requires_grad for t in _tensors_in((args, kwargs))):
+            raise TypeError(f"np.{func.__name__} on a Tensor that requires grad would drop its "
+                            "graph: use minimeta's function (mm.*), or .detach().numpy() for "
+                            "the values")
+        return func(*_arrays((args))[0], **_arrays(kwargs)[0])
 
     def __array__(self, dtype=None, copy=None):
         if hasattr(self.data, "get"):
@@ -204,6 +218,28 @@ def _as_array(data, dtype):
 
 
 # ----- making Tensors ---------------------------------------------------------------------------
+ARRAY_FUNCTIONS = {}     # NumPy function → minimeta's, for ``Tensor.__array_function__``
+
+
+def _tensors_in(tree):
+    if isinstance(tree, Tensor):
+        return [tree]
+    items = tree.values() if isinstance(tree, dict) else tree \
+        if isinstance(tree, (list, tuple)) else ()
+    return [t for item in items for t in _tensors_in(item)]
+
+
+def _arrays(tree):
+    """``tree`` (nested tuples, lists, dicts) with every Tensor as its array, in a 1-tuple."""
+    if isinstance(tree, Tensor):
+        return (tree.data,)
+    if isinstance(tree, dict):
+        return ({k: _arrays(v)[0] for k, v in tree.items()},)
+    if isinstance(tree, (list, tuple)):
+        return (type(tree)(_arrays(v)[0] for v in tree),)
+    return (tree,)
+
+
 def tensor(data, requires_grad=False, dtype=None, device=None, name=None):
     """Make a leaf Tensor holding a copy of ``data``, an array, a nested list or a number
     (NumPy's default dtypes), on ``device`` ('cpu' or 'cuda'; default: where ``data`` is).
@@ -225,16 +261,27 @@ def tensor(data, requires_grad=False, dtype=None, device=None, name=None):
 
 
 def owned(out, source):
-    """``out``, made from ``source``, with its own copy of the array where neither a move, a
-    conversion nor a new array copied it (``source`` itself, or a NumPy view of another
-    library's memory: a CPU torch tensor, a memoryview): a Tensor or a constant holds what it
-    was given then, not what the caller's array holds later (a buffer reused for the next
-    batch)."""
-    data = out.data
+    """``out``, made from ``source``, holding ``fresh(out.data, source)``: a Tensor or a
+    constant holds what it was given then, not what the caller's array holds later (a buffer
+    reused for the next batch)."""
+    out.data = fresh(out.data, source)
+    return out
+
+
+def fresh(data, source):
+    """``data`` (the array made of ``source``), copied where neither a move, a conversion nor
+    a new array copied it: ``source`` itself, or a NumPy view of another library's memory (a
+    CPU torch tensor, a memoryview)."""
     if data is source or (type(data) is np.ndarray and not data.flags.owndata and
                           not isinstance(source, np.ndarray)):
-        out.data = data.copy()
-    return out
+        return data.copy()
+    return data
+
+
+def plain(a):
+    """``a``, a Tensor, or a plain array (a list, a number) as a constant Tensor of its own
+    (``owned``): what the engine's functions do with an argument that is not a Tensor."""
+    return a if isinstance(a, Tensor) else owned(Tensor(a), a)
 
 
 def zeros(shape, dtype=np.float64, requires_grad=False, device="cpu"):

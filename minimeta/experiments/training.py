@@ -23,7 +23,8 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   grad_norm when clipping, val_accuracy and val_interval when validating, and the learner's
   metrics; a NaN or an inf is written as null), flushed to disk before every checkpoint, so it
   reaches the checkpoint's iteration, or the one before when the checkpoint holds that line
-  (``pending``: ``--resume`` validates and writes it first).
+  (``pending``: ``--resume`` validates and writes it first). A run's last iteration is always
+  validated, so a run extended by ``--resume`` keeps that line's validation fields.
 - The random state: the episodes of iteration i are drawn from a generator seeded with
   (seed, i), and nothing else is random while training, so the settings and the iteration are
   the whole of it; the sinusoid experiment's single task stream (``stream_seed``) is replayed

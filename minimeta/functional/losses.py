@@ -14,7 +14,7 @@ from ..engine.primitives.reductions import normalize_axis
 from ..engine.tensor import Tensor
 
 
-def log_softmax(z, axis=-1):
+def log_softmax(z, axis=-1, op="log_softmax"):
     """(z − m) − logsumexp(z − m) along ``axis`` (an int or a tuple), m the row's largest
     value (0 where that is not finite) taken as a constant: the derivatives are those of
     z − logsumexp(z). Shifting first keeps the small
@@ -27,7 +27,7 @@ def log_softmax(z, axis=-1):
     >>> softmax(mm.tensor([0.0, 1e30, 1e30])).numpy()      # not [0, 1, 1]
     array([0. , 0.5, 0.5])
     """
-    axis = normalize_axis(axis, z.ndim, "log_softmax")
+    axis = normalize_axis(axis, z.ndim, op)        # (``op``: the name an error gives)
     if z.size:
         xp = array_module(z.data)
         m = xp.max(z.data, axis=axis, keepdims=True)
@@ -37,7 +37,7 @@ def log_softmax(z, axis=-1):
 
 def softmax(z, axis=-1):
     """exp(log_softmax(z)): probabilities along ``axis``."""
-    return ops.exp(log_softmax(z, axis))
+    return ops.exp(log_softmax(z, axis, "softmax"))
 
 
 def _labels(labels, n, classes, op="cross_entropy"):

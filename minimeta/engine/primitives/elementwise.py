@@ -12,7 +12,7 @@ import numpy as np
 from ... import kernels as K
 from ..autodiff import STATE, Primitive, apply
 from ..backend import array_module, check_grad_dtype, to_device
-from ..tensor import Tensor, lift_pair
+from ..tensor import Tensor, fresh, lift_pair, plain
 
 
 def _need(t):
@@ -271,7 +271,7 @@ def div(a, b):
 
 def neg(a):
     """-a."""
-    return apply(Neg(), a)
+    return apply(Neg(), plain(a))
 
 
 def pow(a, b):
@@ -304,10 +304,11 @@ def where(cond, a, b):
     an array is copied: the VJP routes by the mask the forward used, whatever the caller then
     does to its array)."""
     given = None if isinstance(cond, Tensor) else cond      # the caller's own array
-    cond = cond.data if isinstance(cond, Tensor) else cond
+    cond = cond.data if isinstance(cond, Tensor) else cond if K.on_gpu(cond) else \
+        np.asarray(cond)                                    # (a list, a torch mask: arrays)
     a, b = lift_pair(a, b)
     cond = to_device(cond, a.device)
-    cond = cond.copy() if cond is given and hasattr(cond, "copy") else cond
+    cond = fresh(cond, given) if given is not None else cond
     try:
         np.broadcast_shapes(np.shape(cond), a.shape, b.shape)
     except ValueError:

@@ -11,7 +11,7 @@ import math
 
 from ..autodiff import Primitive, apply
 from ..backend import array_module
-from ..tensor import Tensor
+from ..tensor import plain
 from .elementwise import compare, exp, where
 from .shape import broadcast_to, integers, reshape
 
@@ -135,13 +135,13 @@ def unbroadcast(g, shape, op):
 # ----- the user-facing functions (re-exported by ops.py) ---------------------------------------
 def sum(a, axis=None, keepdims=False):
     """Sum over ``axis`` (None: all axes)."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
+    a = plain(a)
     return apply(Sum(normalize_axis(axis, a.ndim, "sum"), keepdims), a)
 
 
 def mean(a, axis=None, keepdims=False):
     """Mean over ``axis``: a composition, sum(a) * (1 / n)."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
+    a = plain(a)
     axes = normalize_axis(axis, a.ndim, "mean")
     n = math.prod(a.shape[i] for i in axes)
     if n == 0:
@@ -151,13 +151,13 @@ def mean(a, axis=None, keepdims=False):
 
 def max(a, axis=None, keepdims=False):
     """Maximum over ``axis``; tied maxima share the gradient."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
+    a = plain(a)
     return apply(Max(normalize_axis(axis, a.ndim, "max"), keepdims), a)
 
 
 def logsumexp(a, axis=None, keepdims=False):
     """log Σ exp(a) over ``axis``, computed without overflow."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
+    a = plain(a)
     return apply(LogSumExp(normalize_axis(axis, a.ndim, "logsumexp"), keepdims), a)
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..autodiff import Primitive, apply
 from ..backend import array_module, to_device
-from ..tensor import Tensor
+from ...kernels import on_gpu
+from ..tensor import Tensor, plain
 
 
 class Reshape(Primitive):
@@ -141,9 +142,12 @@ def integer(value, op, what="axis"):
     """``value`` as a Python int: an int or a NumPy integer, not a bool (``x.sum(True)``, a
     slip for ``keepdims=True``, would be axis 1) nor anything else, which is a TypeError
     naming ``op``."""
-    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
-        raise TypeError(f"{op}: {what} must be an integer, got {value!r}")
-    return operator.index(value)
+    try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        return operator.index(value)        # (a float, a 0-d float array: a TypeError)
+    except TypeError:
+        raise TypeError(f"{op}: {what} must be an integer, got {value!r}") from None
 
 
 def integers(values, op, what="axis"):
@@ -152,6 +156,8 @@ def integers(values, op, what="axis"):
     if isinstance(values, (bool, np.bool_)) or (hasattr(values, "__index__") and
                                                  np.ndim(values) == 0):
         return (integer(values, op, what),)
+    if isinstance(values, np.ndarray) and values.dtype.kind not in "iu":   # ([] is float)
+        raise TypeError(f"{op}: {what} must be an integer or a tuple of them, got {values!r}")
     try:
         return tuple(integer(v, op, what) for v in values)
     except TypeError:
@@ -163,7 +169,7 @@ def integers(values, op, what="axis"):
 
 def reshape(a, shape):
     """Reshape (one -1 allowed)."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
+    a = plain(a)
     asked = integers(shape, "reshape", "shape")
     if asked.count(-1) > 1 or any(n < -1 for n in asked):
         raise ValueError(f"reshape: shape {asked} may hold one -1 and no other negative size")
@@ -186,7 +192,7 @@ def axis_in(axis, ndim, op):
 
 def transpose(a, axes=None):
     """Permute axes (None: reverse them)."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
+    a = plain(a)
     axes = tuple(reversed(range(a.ndim))) if axes is None else \
         tuple(axis_in(x, a.ndim, "transpose") for x in integers(axes, "transpose", "axes"))
     if sorted(axes) != list(range(a.ndim)):
@@ -196,7 +202,7 @@ def transpose(a, axes=None):
 
 def swapaxes(a, i, j):
     """Exchange two axes (a transpose)."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
+    a = plain(a)
     axes = list(range(a.ndim))
     i, j = axis_in(i, a.ndim, "swapaxes"), axis_in(j, a.ndim, "swapaxes")
     axes[i], axes[j] = axes[j], axes[i]
@@ -206,8 +212,9 @@ def swapaxes(a, i, j):
 def expand_dims(a, axis):
     """Insert size-1 axes at ``axis`` (an int or a tuple, positions in the result, as in
     NumPy; a reshape)."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
-    axes, ndim = integers(axis, "expand_dims"), a.ndim + len(integers(axis, "expand_dims"))
+    a = plain(a)
+    axes = integers(axis, "expand_dims")
+    ndim = a.ndim + len(axes)
     for x in axes:
         if not -ndim <= x < ndim:
             raise ValueError(f"expand_dims: axis {x} is out of range for a tensor of {a.ndim} "
@@ -222,7 +229,7 @@ def expand_dims(a, axis):
 def squeeze(a, axis=None):
     """Remove the size-1 axes ``axis`` (an int, a tuple, or None: every size-1 axis; a
     reshape)."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
+    a = plain(a)
     axes = [k for k, n in enumerate(a.shape) if n == 1] if axis is None else \
         [axis_in(x, a.ndim, "squeeze") for x in integers(axis, "squeeze")]
     if len(set(axes)) < len(axes):
@@ -235,7 +242,7 @@ def squeeze(a, axis=None):
 
 def broadcast_to(a, shape):
     """Broadcast to ``shape`` (its VJP is the engine's unbroadcast)."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
+    a = plain(a)
     shape = integers(shape, "broadcast_to", "shape")
     try:
         fits = np.broadcast_shapes(a.shape, shape) == shape
@@ -273,6 +280,15 @@ def integer_arrays(index, ndim):
         axis += width(item, arr)
 
 
+def _buffer(obj):
+    """Whether ``obj`` exposes memory NumPy can view (a memoryview, ``array.array``)."""
+    try:
+        memoryview(obj)
+        return True
+    except TypeError:
+        return False
+
+
 def _plain_index(index, shape, device, op):
     """Replace Tensors inside an index by their arrays (indices are never differentiated),
     and put index arrays on the indexed tensor's device; the caller's own arrays and lists
@@ -281,10 +297,11 @@ def _plain_index(index, shape, device, op):
     are checked against ``shape`` first: CuPy wraps an out-of-range entry around without a
     word (NumPy raises). Index arrays already on the GPU are not checked (it would wait)."""
     def own(i):
-        if isinstance(i, Tensor):
-            return i.data
-        return i.copy() if isinstance(i, np.ndarray) else copy.deepcopy(i) \
-            if isinstance(i, list) else i
+        if isinstance(i, Tensor) or isinstance(i, np.generic) or on_gpu(i):
+            return i.data if isinstance(i, Tensor) else i
+        if isinstance(i, list):
+            return copy.deepcopy(i)
+        return np.array(i) if hasattr(i, "__array__") or _buffer(i) else i
     index = tuple(map(own, index)) if isinstance(index, tuple) else own(index)
     if device == "cpu":     # NumPy checks the bounds itself
         return index
@@ -302,6 +319,7 @@ def _plain_index(index, shape, device, op):
 
 def getitem(a, index):
     """``a[index]`` with NumPy semantics; differentiable through a scatter-add."""
+    a = plain(a)
     return apply(GetItem(_plain_index(index, a.shape, a.device, "getitem")), a)
 
 
