@@ -13,10 +13,10 @@ Comparisons, ``sign`` and ``isfinite`` return constant (non-differentiable) Tens
 
 Read next: ``minimeta/engine/workers.py`` (the tasks of a meta-batch on worker threads).
 """
-from .autodiff import apply, backward  # noqa: F401  (apply: re-exported for functional)
 import numpy as np
 
-from .tensor import ARRAY_FUNCTIONS, Tensor, constant, ones, plain, tensor, zeros
+from .autodiff import apply, backward  # noqa: F401  (apply: re-exported for functional)
+from .tensor import ARRAY_FUNCTIONS, Tensor, constant, ones, tensor, zeros
 from .primitives.elementwise import (abs, add, astype, compare, div, exp, isfinite, log,
                                      maximum, mul, neg, pow, relu, sigmoid, sign, sqrt, sub,
                                      tanh, where)
@@ -113,20 +113,19 @@ _NUMPY_DEFAULTS = {"out": None, "dtype": None, "subok": False, "where": True,
                    "casting": "same_kind", "order": "C"}
 
 
-def _reshape(a, shape=None, newshape=None):
-    return reshape(plain(a), shape if newshape is None else newshape)
+def _reshape(a, shape=None, newshape=None):      # (NumPy 2.1 renamed newshape to shape)
+    return reshape(a, shape if newshape is None else newshape)
 
 
+def _size(a, axis=None):
+    return a.size if axis is None else a.shape[axis]
+
+
+# minimeta's functions lift a plain array themselves (``tensor.plain``): NumPy's call them as
+# they are, with NumPy's argument names where they differ
 ARRAY_FUNCTIONS.update({getattr(np, name): _numpy(name, fn) for name, fn in {
-    "sum": lambda a, axis=None, keepdims=False: sum(plain(a), axis, keepdims),
-    "mean": lambda a, axis=None, keepdims=False: mean(plain(a), axis, keepdims),
-    "max": lambda a, axis=None, keepdims=False: max(plain(a), axis, keepdims),
-    "amax": lambda a, axis=None, keepdims=False: max(plain(a), axis, keepdims),
-    "transpose": lambda a, axes=None: transpose(plain(a), axes),
-    "reshape": _reshape, "squeeze": lambda a, axis=None: squeeze(a, axis),
-    "expand_dims": expand_dims, "swapaxes": swapaxes, "broadcast_to": broadcast_to,
-    "concatenate": lambda arrays, axis=0: concatenate(arrays, axis),
-    "stack": lambda arrays, axis=0: stack(arrays, axis), "where": where,
-    "shape": lambda a: plain(a).shape, "ndim": lambda a: plain(a).ndim,
-    "size": lambda a, axis=None: plain(a).size if axis is None else plain(a).shape[axis],
+    "sum": sum, "mean": mean, "max": max, "amax": max, "transpose": transpose,
+    "reshape": _reshape, "squeeze": squeeze, "expand_dims": expand_dims, "swapaxes": swapaxes,
+    "broadcast_to": broadcast_to, "concatenate": concatenate, "stack": stack, "where": where,
+    "shape": lambda a: a.shape, "ndim": lambda a: a.ndim, "size": _size,
 }.items()})

@@ -261,21 +261,16 @@ def tensor(data, requires_grad=False, dtype=None, device=None, name=None):
 
 
 def owned(out, source):
-    """``out``, made from ``source``, holding ``fresh(out.data, source)``: a Tensor or a
-    constant holds what it was given then, not what the caller's array holds later (a buffer
-    reused for the next batch)."""
-    out.data = fresh(out.data, source)
-    return out
-
-
-def fresh(data, source):
-    """``data`` (the array made of ``source``), copied where neither a move, a conversion nor
-    a new array copied it: ``source`` itself, or a NumPy view of another library's memory (a
-    CPU torch tensor, a memoryview)."""
+    """``out``, made from ``source``, with its own copy of the array where neither a move, a
+    conversion nor a new array copied it (``source`` itself, or a NumPy view of another
+    library's memory: a CPU torch tensor, a memoryview): a Tensor or a constant holds what it
+    was given then, not what the caller's array holds later (a buffer reused for the next
+    batch)."""
+    data = out.data
     if data is source or (type(data) is np.ndarray and not data.flags.owndata and
                           not isinstance(source, np.ndarray)):
-        return data.copy()
-    return data
+        out.data = data.copy()
+    return out
 
 
 def plain(a):

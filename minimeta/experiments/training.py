@@ -18,7 +18,7 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   end and on Ctrl-C, SIGTERM (``kill``, ``docker stop``, a scheduler's time limit) or SIGHUP
   (the terminal or the ssh connection closed), each of which lets the iteration in hand
   finish, then stops the run (``stopping.py``): only whole iterations are saved (a second
-  signal that cuts an outer step short leaves no trace of it: ``whole_or_none``).
+  signal that cuts an outer step short leaves no trace of it: ``all_or_nothing``).
 - ``metrics.jsonl``: one JSON object per iteration (iteration, seconds, train_seconds,
   grad_norm when clipping, val_accuracy and val_interval when validating, and the learner's
   metrics; a NaN or an inf is written as null), flushed to disk before every checkpoint, so it
@@ -58,7 +58,7 @@ from ..engine import detect_anomaly
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
 from ..kernels.threads import cores
-from ..learners.base import put_back, snapshot, whole_or_none
+from ..learners.base import put_back, snapshot
 from ..optim import Adam
 from .evaluation import run_episodes
 from .progress import Progress, tolerant
@@ -251,8 +251,7 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
                     opt.lr = config.outer_lr * 0.5 ** (it // config.lr_halve_every)
                 tasks = batch(it)
                 if opt is not None:  # the meta-gradient, into .grad; cut short: no trace
-                    with whole_or_none(opt.params, model):
-                        metrics = learner.outer_step(tasks)
+                    metrics = learner.outer_step(tasks)       # (learners: all_or_nothing)
                 with updating(run):  # the weights move, the iteration's line is made
                     if opt is None:  # the learner updates θ in its outer step (Reptile)
                         metrics = learner.outer_step(tasks)

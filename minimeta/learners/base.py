@@ -34,8 +34,9 @@ def default_loss(name):
 
 def all_or_nothing(outer_step):
     """``outer_step`` (a learner's method) inside ``whole_or_none``: a step that raises leaves
-    no ``.grad`` and no batch-norm update behind (every learner's; Reptile moves θ only once
-    every task is done)."""
+    no ``.grad`` and no batch-norm update behind (every learner's, so a checkpoint saved
+    after a step cut short holds whole iterations only; a learner of one's own wraps its
+    ``outer_step`` so; Reptile moves θ only once every task is done)."""
     @functools.wraps(outer_step)
     def step(self, tasks):
         with whole_or_none(self.meta_parameters(), self.module()):

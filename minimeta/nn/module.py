@@ -149,12 +149,8 @@ class Module:
         """The part of ``params`` that belongs to child ``name``, which must hold the child's
         own parameters (a forward that reads them without ``call_child``, as SNAIL's query
         path does, had met a bare KeyError)."""
-        sub, child = sub_params(params, name), self._children[name]
-        missing = [k for k in child._params if k not in sub]
-        if missing:
-            raise MissingParameter(type(child).__name__, [f"{name}.{k}" for k in missing],
-                                   params)
-        return sub
+        with self.naming(name, params):
+            return self._children[name].own(sub_params(params, name))
 
     def call_child(self, name, x, params):
         """Child ``name`` applied to ``x`` with its part of this module's ``params``."""

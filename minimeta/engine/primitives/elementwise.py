@@ -12,7 +12,7 @@ import numpy as np
 from ... import kernels as K
 from ..autodiff import STATE, Primitive, apply
 from ..backend import array_module, check_grad_dtype, to_device
-from ..tensor import Tensor, fresh, lift_pair, plain
+from ..tensor import Tensor, constant, lift_pair, plain
 
 
 def _need(t):
@@ -284,7 +284,7 @@ def pow(a, b):
 
 def _unary(cls):
     def fn(a):
-        return apply(cls(), a if isinstance(a, Tensor) else Tensor(a))
+        return apply(cls(), plain(a))
 
     fn.__name__ = cls.__name__.lower()
     fn.__doc__ = f"Elementwise {fn.__name__} (primitive ``{cls.__name__}``)."
@@ -303,12 +303,9 @@ def where(cond, a, b):
     """Elementwise ``cond ? a : b``; ``cond`` is a boolean array or Tensor (not differentiated;
     an array is copied: the VJP routes by the mask the forward used, whatever the caller then
     does to its array)."""
-    given = None if isinstance(cond, Tensor) else cond      # the caller's own array
-    cond = cond.data if isinstance(cond, Tensor) else cond if K.on_gpu(cond) else \
-        np.asarray(cond)                                    # (a list, a torch mask: arrays)
     a, b = lift_pair(a, b)
+    cond = (cond if isinstance(cond, Tensor) else constant(cond, a)).data   # (a's copy)
     cond = to_device(cond, a.device)
-    cond = fresh(cond, given) if given is not None else cond
     try:
         np.broadcast_shapes(np.shape(cond), a.shape, b.shape)
     except ValueError:
