@@ -97,6 +97,9 @@ def test_numpy_argument_forms_give_numpys_values_and_gradients(call, expected, g
     (lambda x: np.clip(x.detach().requires_grad_(), 0, 1), TypeError,
      "np.clip on a Tensor that requires grad would drop its graph"),
     (lambda x: np.reshape(x, 6, order="F"), TypeError, "np.reshape on a Tensor: order='F' is"),
+    (lambda x: mm.scatter_add(x[0], [0, 1], (5,)), ValueError,
+     r"scatter_add: g of shape \(3,\) does not fit zeros\(\(5,\)\)\[index\]"),
+    (lambda x: mm.scatter_add(x, 0, 2.0), TypeError, "scatter_add: shape must be an integer"),
     (lambda x: F.pairwise_sq_distances(x, mm.ones((2, 4))), ValueError,
      r"pairwise_sq_distances: points a \(2, 3\) and b \(2, 4\) must be"),
 ])
@@ -135,7 +138,11 @@ def test_the_engine_functions_take_plain_arrays():
                            (lambda v: mm.broadcast_to(v, (2, 2, 3)),
                             np.broadcast_to(a, (2, 2, 3))),
                            (lambda v: F.pairwise_sq_distances(v, v)[0, 1], 27.0),
-                           (lambda v: F.cosine_similarity(v, v)[0], 1.0)]:
+                           (lambda v: F.cosine_similarity(v, v)[0], 1.0),
+                           # these two had failed on the array's memoryview (2026-12-01)
+                           (lambda v: mm.scatter_add(v[0], [2, 0, 2], 4), [1.0, 0, 2, 0]),
+                           (lambda v: mm.causal_conv1d(v[None], np.ones((1, 2, 2))),
+                            [[[3.0, 8, 12]]])]:
         out = call(a)
         assert isinstance(out, mm.Tensor) and not out.requires_grad
         np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)

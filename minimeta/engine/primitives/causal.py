@@ -16,6 +16,7 @@ Read next: ``kernels/__init__.py`` (the kernel table).
 """
 from ... import kernels as K
 from ..autodiff import Primitive, apply
+from ..tensor import plain
 from .conv import whole
 from .elementwise import floating
 
@@ -85,6 +86,7 @@ class CausalConv1dWeightGrad(Primitive):
 def causal_conv1d(x, w, dilation=1):
     """Differentiable causal dilated convolution of x (N, C, T) with w (O, C, k), no bias."""
     dilation = whole("causal_conv1d", "dilation", dilation, 1, axes=1)   # 1.9 had read as 1
+    x, w = plain(x), plain(w)
     K.causal_ref._check(x.shape, w.shape, dilation)
     x, w = floating("causal_conv1d", x, w)
     return apply(CausalConv1d(dilation), x, w)

@@ -324,9 +324,15 @@ def getitem(a, index):
 
 
 def scatter_add(g, index, shape):
-    """zeros(shape) with ``g`` added at ``index`` (the VJP of ``getitem``)."""
-    index = _plain_index(index, tuple(shape), g.device, "scatter_add")
-    return apply(ScatterAdd(index, tuple(shape)), g)
+    """zeros(shape) with ``g`` added at ``index`` (the VJP of ``getitem``); ``g`` broadcasts
+    to the selection ``zeros(shape)[index]`` as in ``out[index] = g``."""
+    g, shape = plain(g), integers(shape, "scatter_add", "shape")
+    index = _plain_index(index, shape, g.device, "scatter_add")
+    try:
+        return apply(ScatterAdd(index, shape), g)
+    except ValueError as e:     # NumPy's broadcasting error, restated with the op's name
+        raise ValueError(f"scatter_add: g of shape {g.shape} does not fit "
+                         f"zeros({shape})[index] ({e})") from None
 
 
 def concatenate(tensors, axis=0):

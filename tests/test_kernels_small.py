@@ -1,0 +1,124 @@
+"""The small kernels (bias add and its gradient, where, the causal 1-d convolution) equal
+their NumPy references, and edge cases where kernels had once left their spec. Read after
+test_kernels.py."""
+import numpy as np
+from hypothesis import given, strategies as st
+
+from minimeta import kernels as K
+from minimeta.testing import arrays
+from test_kernels import DTYPES, close
+
+
+@given(st.data(), DTYPES, st.booleans(), st.booleans())
+def test_add_bias_numba_equals_reference(data, dtype, stack, strided):
+    """y += b per channel, in place (the same array comes back), on a single batch and on a
+    stack of tasks; a non-contiguous y takes the reference's road and is still updated."""
+    shape = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4)),
+             data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5)))
+    tasks = (data.draw(st.integers(1, 3)),) if stack else ()
+    y = data.draw(arrays(tasks + shape, dtype=dtype))
+    b = data.draw(arrays(tasks + shape[1:2], dtype=dtype))
+    if strided:
+        y = np.repeat(y, 2, axis=-1)[..., ::2]
+    y0 = y.copy()
+    want = K.TABLE["add_bias"].reference(y.copy(), b)
+    got = K.resolve(K.TABLE["add_bias"].cpu)(y, b)
+    assert got is y
+    close(got, want, dtype)
+    view = (tasks[0], 1, -1, 1, 1) if stack else (1, -1, 1, 1)
+    np.testing.assert_array_equal(want, y0 + b.reshape(view))       # the spec: y moved by b
+
+
+@given(st.data(), DTYPES, st.booleans(), st.sampled_from(["C", "strided", "int"]))
+def test_bias_grad_numba_equals_reference(data, dtype, stack, kind):
+    """Σ g per channel, on a single batch and on a stack of tasks, in g's dtype; the fast path
+    (contiguous floats) and the reference's road (a strided view, integers) agree with the
+    spec, which is a plain sum over every axis but the task and channel axes."""
+    shape = tuple(data.draw(st.lists(st.integers(1, 5), min_size=2, max_size=4)))
+    tasks = (data.draw(st.integers(1, 3)),) if stack else ()
+    g = data.draw(arrays(tasks + shape, dtype=dtype, layouts=False))
+    if kind == "strided":
+        g = np.repeat(g, 2, axis=-1)[..., ::2]
+    elif kind == "int":
+        g = np.round(g * 10).astype(np.int64)
+    want = K.TABLE["bias_grad"].reference(g, stack)
+    got = K.resolve(K.TABLE["bias_grad"].cpu)(g, stack)
+    assert got.shape == tasks + shape[1:2] and got.dtype == g.dtype
+    close(got, want, np.float64 if kind == "int" else dtype)
+    axes = tuple(a for a in range(g.ndim) if a != len(tasks) + 1 and not (stack and a == 0))
+    close(want, g.astype(np.float64).sum(axis=axes), dtype)       # the spec, spelled out
+
+
+@given(st.data(), DTYPES, st.sampled_from(["full", "a scalar", "b scalar", "view", "bcast"]))
+def test_where_numba_equals_reference(data, dtype, kind):
+    """The select kernel equals np.where bit for bit, on its fast path (sizes past 1024, a
+    scalar on either side) and on the fallbacks (views, broadcasting)."""
+    n = data.draw(st.sampled_from([3, 1500, 5000]))
+    a = data.draw(arrays((n,), dtype=dtype))
+    b = data.draw(arrays((n,), dtype=dtype))
+    cond = np.asarray(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    if kind == "a scalar":
+        a = np.asarray(a[0])
+    elif kind == "b scalar":
+        b = np.asarray(b[0])
+    elif kind == "view":
+        a = np.repeat(a, 2)[::2]
+    elif kind == "bcast":
+        cond, b = np.stack([cond, ~cond]), b[None]
+        a = np.stack([a, a])
+    kernel = K.resolve(K.TABLE["where"].cpu)
+    got, want = kernel(cond, a, b), K.TABLE["where"].reference(cond, a, b)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+@given(st.data(), DTYPES, st.integers(1, 9), st.integers(1, 3), st.booleans())
+def test_causal_conv1d_cpu_equals_reference(data, dtype, length, k, strided):
+    """SNAIL's causal convolution family: the CPU kernels equal the reference for dilations
+    from 1 to past the length, lengths from 1, batch 1 included, non-contiguous inputs."""
+    dilation = data.draw(st.integers(1, length + 2))
+    n, c, o = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)), data.draw(
+        st.integers(1, 3))
+    x = data.draw(arrays((n, c, 2 * length if strided else length), dtype=dtype))
+    x = x[:, :, ::2] if strided else x
+    w = data.draw(arrays((o, c, k), dtype=dtype))
+    g = data.draw(arrays((n, o, length), dtype=dtype))
+    g = np.asfortranarray(g) if strided else g
+    for name, args in (("causal_conv1d", (x, w, dilation)),
+                       ("causal_conv1d_input_grad", (g, w, dilation)),
+                       ("causal_conv1d_weight_grad", (x, g, w.shape, dilation))):
+        got = K.resolve(K.TABLE[name].cpu)(*args)
+        want = K.TABLE[name].reference(*args)
+        assert got.dtype == want.dtype == dtype and got.shape == want.shape
+        close(got, want, dtype)
+
+
+def test_edge_cases_where_the_kernels_had_left_their_spec():
+    """Found by probing the kernels against their references (2026-12-01); each failed before."""
+    from minimeta.kernels import conv_numba, norm_numba, pool_numba, select_numba  # noqa: F401
+
+    rng = np.random.default_rng(0)
+    # where: a scalar promotes as NumPy's does (an int array with 0.5 had truncated it to 0)
+    cond = np.arange(2048) % 2 == 0
+    for a, b in ((np.arange(2048), 0.5), (np.ones(2048, np.float32), np.float64(0.1))):
+        got, want = K.select_numba.where(cond, a, b), K.select_ref.where(cond, a, b)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    # max pooling: a NaN later in its window wins, as argmax's (it had been skipped)
+    x = rng.standard_normal((2, 3, 6, 6))
+    x[0, 0, 1, 1] = x[1, 2, 3, 2] = np.nan
+    for k, s in ((2, 2), (3, 1)):
+        (y, i), (y_ref, i_ref) = K.pool_numba.max_pool2d(x, k, s), K.pool_ref.max_pool2d(x, k, s)
+        assert np.array_equal(y, y_ref, equal_nan=True) and np.array_equal(i, i_ref)
+    # an empty batch's pooling gradient (it had divided by zero)
+    empty = K.pool_numba.max_pool2d_backward(np.zeros((0, 3, 3, 3)),
+                                             np.zeros((0, 3, 3, 3), np.int32), (0, 3, 6, 6))
+    assert empty.shape == (0, 3, 6, 6)
+    # add_bias with a bias that is a view of y (it had read b while writing y)
+    y = rng.standard_normal((2, 3, 4, 4))
+    want = y + y[0, :, 0, 0].reshape(1, 3, 1, 1)
+    np.testing.assert_array_equal(K.norm_numba.add_bias(y, y[0, :, 0, 0]), want)
+    # conv with float32 images and float64 weights: float64, as the reference (it was float32)
+    xi, w = rng.standard_normal((2, 3, 7, 7)).astype(np.float32), rng.standard_normal((4, 3, 3, 3))
+    out = K.conv_numba.conv2d(xi, w, 1, 1)
+    assert out.dtype == np.float64
+    close(out, K.conv_ref.conv2d(xi, w, 1, 1), np.float64)
