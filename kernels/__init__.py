@@ -189,8 +189,9 @@ def on_gpu(array):
 def lookup(name, array=None):
     """The implementation of kernel ``name`` to run now on arrays like ``array``."""
     row = TABLE[name]
-    if array is not None and array.dtype == _np.float16:
-        raise TypeError(f"{name}: float16 arrays are not supported by the kernels; use float32")
+    if array is not None and array.dtype.kind == "f" and array.dtype.itemsize not in (4, 8):
+        raise TypeError(f"{name}: {array.dtype} arrays are not supported by the kernels; use "
+                        "float32 or float64")
     gpu = array is not None and on_gpu(array)
     if LOCAL.reference:     # the spec is NumPy: on GPU arrays it runs on host copies
         return via_host(row.reference) if gpu and row.cuda else row.reference

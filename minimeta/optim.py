@@ -62,7 +62,9 @@ class Optimizer:
             raise ValueError(f"{name}: learning rate must be > 0, got {lr}")
         if clip_norm is not None and not clip_norm > 0:
             raise ValueError(f"{type(self).__name__}: clip_norm must be > 0, got {clip_norm}")
-        self.lr, self.clip_norm, self.last_norm = lr, clip_norm, None
+        # Python numbers: NumPy scalars (np.float64) had widened float32 updates to float64
+        self.lr, self.last_norm = float(lr), None
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
         self.steps = 0
         self.state = {}  # name -> list of arrays, one per parameter
 
@@ -153,7 +155,8 @@ class Optimizer:
             if np.shape(arr) != p.shape:
                 raise ValueError(f"{name}.load_state_dict: {key} has shape {np.shape(arr)}, "
                                  f"parameter {i} {p.shape}")
-            loaded.setdefault(slot, [None] * n)[int(i)] = to_device(np.array(arr), p.device)
+            loaded.setdefault(slot, [None] * n)[int(i)] = to_device(   # the parameter's dtype
+                np.array(arr, dtype=p.dtype), p.device)
         self.lr, self.steps, self.state = float(state["lr"]), int(state["steps"]), loaded
 
 
@@ -164,9 +167,10 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, clip_norm=None):
         super().__init__(params, lr, clip_norm)
-        self.momentum = _check("SGD", "momentum", momentum, lambda m: 0 <= m < 1, "in [0, 1)")
-        self.weight_decay = _check("SGD", "weight_decay", weight_decay, lambda w: w >= 0,
-                                   ">= 0")
+        self.momentum = float(_check("SGD", "momentum", momentum, lambda m: 0 <= m < 1,
+                                     "in [0, 1)"))
+        self.weight_decay = float(_check("SGD", "weight_decay", weight_decay,
+                                         lambda w: w >= 0, ">= 0"))
 
     def _update(self, i, p, g):
         if self.weight_decay:
@@ -193,10 +197,10 @@ class Adam(Optimizer):
         super().__init__(params, lr, clip_norm)
         _check("Adam", "betas", betas, lambda b: len(b) == 2 and all(0 <= x < 1 for x in b),
                "two numbers in [0, 1)")
-        self.betas = tuple(betas)
-        self.eps = _check("Adam", "eps", eps, lambda e: e >= 0, ">= 0")
-        self.weight_decay = _check("Adam", "weight_decay", weight_decay, lambda w: w >= 0,
-                                   ">= 0")
+        self.betas = tuple(float(b) for b in betas)
+        self.eps = float(_check("Adam", "eps", eps, lambda e: e >= 0, ">= 0"))
+        self.weight_decay = float(_check("Adam", "weight_decay", weight_decay,
+                                         lambda w: w >= 0, ">= 0"))
         self.counts = [0] * len(self.params)
 
     def _update(self, i, p, g):

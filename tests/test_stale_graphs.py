@@ -216,3 +216,37 @@ def test_an_eval_mode_batch_norm_graph_keeps_the_running_statistics_it_read():
     assert var[0] != 4.0
     np.testing.assert_allclose(mm.grad(loss, [x])[0].numpy(), before, rtol=1e-15)
     np.testing.assert_allclose(before, 1 / np.sqrt(4.0 + 1e-5), rtol=1e-12)
+
+
+def test_a_seed_array_is_read_as_it_was_when_the_gradient_ran():
+    """``grad_outputs=u`` (and ``backward(u)``) with ``create_graph``: a later order read ``u``
+    at its new values, 100× here (found by probing, 2026-12-01); now the seed is copied."""
+    x = mm.tensor([1.0, 2.0], requires_grad=True)
+    u = np.ones(2)
+    (gx,) = mm.grad(x ** 3, [x], grad_outputs=u, create_graph=True)
+    u[...] = 100.0
+    np.testing.assert_array_equal(mm.grad(gx.sum(), [x])[0].numpy(), [6.0, 12.0])
+    w = mm.tensor([1.0, 2.0], requires_grad=True)
+    seed = np.ones(2)
+    with pytest.warns(UserWarning, match="reference cycle"):
+        (w ** 3).backward(seed, create_graph=True)
+    seed[...] = 100.0
+    np.testing.assert_array_equal(mm.grad(w.grad.sum(), [w])[0].numpy(), [6.0, 12.0])
+
+
+@pytest.mark.parametrize("write", [
+    lambda t: np.copyto(t, 7.0), lambda t: np.fill_diagonal(t, 7.0),
+    lambda t: np.put(t, [0, 1, 2, 3], 7.0), lambda t: np.putmask(t, np.ones((2, 2), bool), 7.0),
+    lambda t: t.numpy().__setitem__(0, 7.0), lambda t: np.asarray(t).__imul__(7.0)])
+def test_numpy_cannot_write_into_a_tensor_a_graph_may_hold(write):
+    """NumPy's in-place functions on a constant, and writes through ``numpy()`` or
+    ``np.asarray``, had changed a recorded graph without a word (the gradient of
+    ``(x @ w).sum()`` became [14, 14]); they now meet a read-only view, as NumPy refuses."""
+    x = mm.tensor([[3.0, 4.0], [5.0, 6.0]])
+    w = mm.tensor([1.0, 1.0], requires_grad=True)
+    loss = (x @ w).sum()
+    with pytest.raises(ValueError, match="read-only"):
+        write(x)
+    np.testing.assert_array_equal(mm.grad(loss, [w])[0].numpy(), [8.0, 10.0])
+    assert np.array(x).flags.writeable and x.data.flags.writeable     # copies, and .data
+    assert np.mean(x) == 4.5 and np.allclose(x, x.numpy())           # reading is as before

@@ -24,7 +24,7 @@ import warnings
 
 from .anomaly import ANOMALY, check_forward, checked_vjp
 from .backend import array_module, device_of, is_float_dtype
-from .tensor import STAMPS, Tensor
+from .tensor import STAMPS, Tensor, plain
 
 
 class _GradState(threading.local):
@@ -255,8 +255,8 @@ def _initial_grads(outputs, grad_outputs):
                     "(or backward(grad=...)) of that shape"
                 )
             seed = Tensor(array_module(out.data).ones_like(out.data))
-        elif not isinstance(seed, Tensor):
-            seed = Tensor(seed)
+        else:   # the caller's array copied: a later order reads it as it is now
+            seed = plain(seed)
         if seed.shape != out.shape:
             raise ValueError(f"grad: grad_output of shape {seed.shape} for output {out.shape}")
         if seed.dtype != out.dtype:    # a gradient has the dtype of the tensor it belongs to

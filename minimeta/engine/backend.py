@@ -75,10 +75,10 @@ def is_float_dtype(dtype):
 
 def check_grad_dtype(dtype, op):
     """Refuse a dtype that cannot carry gradients here, naming ``op``: integers and bools,
-    and float16, for which the kernels (which the VJPs run) have no path."""
+    and float16 and longdouble, for which the kernels (which the VJPs run) have no path."""
     if not is_float_dtype(dtype):
         raise TypeError(f"{op}: only floating tensors can require grad, got dtype "
                         f"{np.dtype(dtype)}; pass dtype=np.float64 (or float32)")
-    if np.dtype(dtype) == np.float16:
-        raise TypeError(f"{op}: float16 tensors cannot require grad: the kernels the "
-                        "gradients run have no float16 path; use float32")
+    if np.dtype(dtype) not in (np.float32, np.float64):      # float16, longdouble
+        raise TypeError(f"{op}: {np.dtype(dtype)} tensors cannot require grad: the kernels the "
+                        "gradients run have no such path; use float32 or float64")

@@ -152,12 +152,13 @@ class Tensor:
             raise TypeError(f"np.{func.__name__} on a Tensor that requires grad would drop its "
                             "graph: use minimeta's function (mm.*), or .detach().numpy() for "
                             "the values")
+        # on read-only views: np.copyto(t, 7) on a constant had changed a graph that read it
         return func(*_arrays((args))[0], **_arrays(kwargs)[0])
 
     def __array__(self, dtype=None, copy=None):
         if hasattr(self.data, "get"):
             raise TypeError("tensor on the GPU: call .numpy() (or .cpu()) for a NumPy array")
-        out = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        out = self.numpy() if dtype is None else self.data.astype(dtype, copy=False)
         # an op's 0-d result may be a NumPy scalar, which NumPy refuses from __array__
         return np.array(out, copy=True) if copy else np.asarray(out)
 
@@ -178,8 +179,11 @@ class Tensor:
         return f"tensor({body}, dtype={self.dtype}{grad}{op})"
 
     def numpy(self):
-        """The underlying array (no copy) for NumPy; a host copy for CuPy."""
-        return self.data.get() if hasattr(self.data, "get") else self.data
+        """The values for NumPy: a read-only view of the array (no copy), or a host copy of a
+        GPU array. Read-only, because a graph may hold this very array for its backward pass
+        (``w.numpy()[0] = 100`` had silently changed the gradient): copy it to change it, or
+        write ``.data``, which is untracked (``docs/ENGINE.md``)."""
+        return _read_only(self.data.get() if hasattr(self.data, "get") else self.data)
 
     def item(self):
         """The value of a one-element tensor as a Python scalar."""
@@ -229,10 +233,20 @@ def _tensors_in(tree):
     return [t for item in items for t in _tensors_in(item)]
 
 
+def _read_only(array):
+    """A view of a NumPy ``array`` that NumPy refuses to write through (a scalar as it is)."""
+    if type(array) is not np.ndarray or not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def _arrays(tree):
-    """``tree`` (nested tuples, lists, dicts) with every Tensor as its array, in a 1-tuple."""
+    """``tree`` (nested tuples, lists, dicts) with every Tensor as a read-only view of its
+    array, in a 1-tuple."""
     if isinstance(tree, Tensor):
-        return (tree.data,)
+        return (_read_only(tree.data),)
     if isinstance(tree, dict):
         return ({k: _arrays(v)[0] for k, v in tree.items()},)
     if isinstance(tree, (list, tuple)):

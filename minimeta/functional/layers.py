@@ -156,6 +156,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     ``training=False`` normalises with the running buffers.
     """
     x, weight, bias = _tensors(x, weight, bias)
+    eps = float(eps)    # a Python number: np.float64(1e-5) had made eval's float32 float64
     if x.ndim not in (2, 3, 4, 5):
         raise ValueError(f"batch_norm: input must be NC or NCHW (or a stack of them, TNC or "
                          f"TNCHW), got {x.shape}")
@@ -169,6 +170,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     if not training:
         if running_mean is None:
             raise ValueError("batch_norm: training=False needs running_mean and running_var")
+        x = floating("batch_norm", x, weight, bias)[0]   # as training's (uint8 stats wrapped)
         mean = ops.constant(running_mean.reshape(shape).astype(x.dtype, copy=False), x)
         var = ops.constant(running_var.reshape(shape).astype(x.dtype, copy=False), x)
         return _affine((x - mean) / ops.sqrt(var + eps), weight, bias, x, stack)

@@ -5,6 +5,7 @@ Read next: ``minimeta/functional/sequence.py`` (SNAIL's gated causal convolution
 import numpy as np
 
 from ..engine import ops
+from ..engine.primitives.elementwise import floating
 from ..engine.primitives.attention import cosine_attention as _fused_attention
 from ..engine.primitives.attention import cosine_attention_composite, smooth_norm  # noqa: F401
 
@@ -51,8 +52,10 @@ def cosine_attention(queries, support, support_onehot, eps=1e-8, fused=True):
         raise ValueError(f"cosine_attention: support_onehot {given} must be (..., s, n) for "
                          f"support {support.shape}: one-hot rows (one_hot), not labels")
     if fused and queries.ndim == 3 and support.ndim == 3 and len(given) == 3:
-        y = ops.constant(support_onehot, queries)
-        return _fused_attention(queries, support, y.astype(queries.dtype), eps)
+        # NumPy's promotion, as the composite's (a float64 one-hot had given float32 here)
+        q, s = ops.constant(queries, support), ops.constant(support, queries)
+        q, s, y = floating("cosine_attention", q, s, ops.constant(support_onehot, q))
+        return _fused_attention(q, s, y, eps)
     return cosine_attention_composite(queries, support, support_onehot, eps)
 
 

@@ -194,12 +194,15 @@ def data_rng(array):
 
 
 def as_tensor(x, params):
-    """Task data as a constant Tensor on the device of the parameters ``params``: an array
-    (a tuple of inputs is not stacked into one behind the model's back: it is refused)."""
+    """Task data as a constant Tensor on the device and in the floating dtype of the
+    parameters ``params`` (float64 images, NumPy's default, had run a float32 model's whole
+    task in float64); an array: a tuple of inputs is not stacked into one behind the model's
+    back, it is refused. A Tensor is taken as it is."""
     if isinstance(x, tuple):
         raise TypeError(f"task inputs must be arrays, got a tuple of {len(x)}: put the parts "
                         "in one array, or write a learner whose task_loss unpacks them")
-    return ops.constant(x, next(iter(params.values())))
+    like = next(iter(params.values()))
+    return ops.constant(x, like, dtype=like.dtype if like.dtype.kind == "f" else None)
 
 
 def total(terms):

@@ -52,8 +52,10 @@ class MAML(Learner):
                        [("inner_steps", inner_steps)] + ([("test_steps", test_steps)]
                                                          if test_steps is not None else []))
         super().__init__(model, loss, params)
-        self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
-        self.test_steps = inner_steps if test_steps is None else test_steps
+        # Python numbers: np.float64(0.4) had run a float32 model's inner loop in float64
+        self.inner_lr, self.inner_steps = float(inner_lr), int(inner_steps)
+        self.first_order = first_order
+        self.test_steps = self.inner_steps if test_steps is None else int(test_steps)
         self._adapt = list(self.params) if adapt_names is None else list(adapt_names)
         unknown = [n for n in self._adapt if n not in self.params]
         if unknown or not self._adapt:

@@ -28,7 +28,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
-from .base import Learner, distinct
+from .base import Learner, as_tensor, distinct
 
 
 class MetricLearner(Learner):
@@ -43,8 +43,7 @@ class MetricLearner(Learner):
     # ----- the method: embeddings, then a head that scores each query against each class -----
     def embed(self, xs, xq, params):
         """Support and query embeddings from one forward pass of the ``embed`` child."""
-        like = next(iter(params.values()))
-        x = ops.concatenate([ops.constant(xs, like), ops.constant(xq, like)], axis=0)
+        x = ops.concatenate([as_tensor(xs, params), as_tensor(xq, params)], axis=0)
         z = self.net.call_child("embed", x, params)
         return z[:xs.shape[0]], z[xs.shape[0]:]
 

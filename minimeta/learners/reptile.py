@@ -36,12 +36,13 @@ class Reptile(Learner):
                        [("inner_steps", inner_steps)] + ([("test_steps", test_steps)]
                                                          if test_steps is not None else []))
         super().__init__(model, loss, params)
-        self.inner_lr, self.inner_steps, self.outer_lr = inner_lr, inner_steps, outer_lr
+        self.inner_lr, self.outer_lr = float(inner_lr), float(outer_lr)   # Python numbers
+        self.inner_steps = int(inner_steps)
         self.inner_optimizer, self.inner_betas = inner_optimizer, tuple(inner_betas)
         if inner_optimizer == "adam":
             optim.Adam([Tensor([0.0])], betas=self.inner_betas)   # its check, now
-        self.test_steps = inner_steps if test_steps is None else test_steps
-        self.test_lr = inner_lr if test_lr is None else test_lr
+        self.test_steps = self.inner_steps if test_steps is None else int(test_steps)
+        self.test_lr = self.inner_lr if test_lr is None else float(test_lr)
 
     def adapt(self, x, y, steps=None, lr=None):
         """φ after ``steps`` optimizer steps from θ on (x, y): a dict of new leaf Tensors."""

@@ -28,7 +28,7 @@ from .. import nn
 from ..engine import no_grad, ops
 from ..nn.module import sub_params
 from ..nn.snail import OMNIGLOT, SNAIL
-from .base import Learner, data_rng
+from .base import Learner, as_tensor, data_rng
 
 
 class SnailLearner(Learner):
@@ -53,7 +53,7 @@ class SnailLearner(Learner):
         given), each image's embedding with its one-hot label, and the queries' embeddings with
         a zero label; C = features + ways."""
         like = next(iter(params.values()))
-        x = ops.concatenate([ops.constant(xs, like), ops.constant(xq, like)], axis=0)
+        x = ops.concatenate([as_tensor(xs, params), as_tensor(xq, params)], axis=0)
         z = self.net.call_child("embed", x, params)
         z = ops.reshape(z, (z.shape[0], -1))
         n_s, n_q = len(xs), len(xq)

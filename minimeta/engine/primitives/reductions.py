@@ -77,8 +77,9 @@ class Max(Primitive):
         return a.max(axis=self.axes, keepdims=self.keepdims)
 
     def vjp(self, g, out, a):
-        mask = compare("equal", a, _keep(out, a.shape, self.axes))
-        count = sum(mask, self.axes, keepdims=True)  # constant: mask carries no grad
+        # constants (no grad), in g's dtype: an int64 count had made float32's g float64
+        mask = compare("equal", a, _keep(out, a.shape, self.axes)).astype(g.dtype)
+        count = sum(mask, self.axes, keepdims=True)
         return (_keep(g, a.shape, self.axes) * mask / count,)
 
 
