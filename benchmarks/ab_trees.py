@@ -7,11 +7,15 @@ of many short repeats is what noise moves least. Each line: case, best ms, media
     for r in 1 2 3 4 5 6; do for t in /tmp/before .; do
         (cd $t && PYTHONPATH=$t python benchmarks/ab_trees.py $t); done; done
 """
+import argparse
 import statistics
 import sys
 import time
 
-sys.path.insert(0, sys.argv[1] + "/benchmarks")
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("tree", help="the checkout whose benchmarks/ (and minimeta, through "
+                    "PYTHONPATH) to time")
+sys.path.insert(0, parser.parse_args().tree + "/benchmarks")
 from threadpoolctl import threadpool_limits
 import sinusoid_maml as S
 import engine_overhead as E

@@ -96,23 +96,46 @@ def torch_conv4(torch, x, params):
     return x @ params[16] + params[17] if len(params) > 16 else x
 
 
-def torch_maml(torch, ways=5, queries=15, n_tasks=32, steps=1, device="cpu", step=True):
+def torch_maml(torch, ways=5, queries=15, n_tasks=32, steps=1, device="cpu", step=True,
+               workers=1):
     """PyTorch's second-order MAML meta-iteration (functional conv4, α 0.4, Adam step; with
-    ``step=False`` the meta-gradient is left in ``run.params``' ``.grad``)."""
+    ``step=False`` the meta-gradient is left in ``run.params``' ``.grad``). ``workers`` > 1
+    runs the tasks on that many Python threads, as minimeta's learners do (autograd releases
+    the GIL; the caller sets ``torch.set_num_threads(1)``): each thread sums its tasks'
+    meta-gradients, then the sums are added in a fixed order."""
+    import concurrent.futures
+
     tf = torch.nn.functional
     params = torch_conv4_params(torch, head=ways, device=device)
     opt = torch.optim.Adam(params, 1e-3)
     tasks = [tuple(torch.from_numpy(a).to(device) for a in t)
              for t in maml_tasks(n_tasks, ways, 1, queries)]
 
+    def query_loss(xs, ys, xq, yq):
+        fast = params
+        for _ in range(steps):
+            loss = tf.cross_entropy(torch_conv4(torch, xs, fast), ys)
+            grads = torch.autograd.grad(loss, fast, create_graph=True)
+            fast = [p - 0.4 * g for p, g in zip(fast, grads)]
+        return tf.cross_entropy(torch_conv4(torch, xq, fast), yq) / len(tasks)
+
+    def summed(part):
+        total = None
+        for task in part:
+            grads = torch.autograd.grad(query_loss(*task), params)
+            total = grads if total is None else [a + b for a, b in zip(total, grads)]
+        return total
+
+    pool = concurrent.futures.ThreadPoolExecutor(workers) if workers > 1 else None
+
     def run():
-        for xs, ys, xq, yq in tasks:
-            fast = params
-            for _ in range(steps):
-                loss = tf.cross_entropy(torch_conv4(torch, xs, fast), ys)
-                grads = torch.autograd.grad(loss, fast, create_graph=True)
-                fast = [p - 0.4 * g for p, g in zip(fast, grads)]
-            (tf.cross_entropy(torch_conv4(torch, xq, fast), yq) / len(tasks)).backward()
+        if pool is None:
+            for task in tasks:
+                query_loss(*task).backward()
+        else:
+            for part in pool.map(summed, [tasks[w::workers] for w in range(workers)]):
+                for p, g in zip(params, part):
+                    p.grad = g if p.grad is None else p.grad + g
         if step:
             opt.step()
             opt.zero_grad()

@@ -5,10 +5,13 @@ Its ``ndarray`` keeps a NumPy array inside and hands it out only when asked expl
 
 * implicit device → host: ``np.asarray(x)`` raises ``TypeError: Implicit conversion to a NumPy
   array is not allowed`` (``float(x)``, ``x.item()``, ``bool(x)`` of one element are allowed);
-* implicit host → device: a NumPy array met by a ufunc, an operator, a CuPy function or as the
-  value of ``x[i] = v`` raises ``TypeError: Unsupported type <class 'numpy.ndarray'>``
-  (NumPy scalars and Python numbers are fine; NumPy index arrays are copied over, as CuPy does,
-  and their out-of-range entries wrap around, as CuPy's do, where NumPy raises);
+* implicit host → device: a NumPy array met by a ufunc, an operator or a CuPy function raises
+  ``TypeError: Unsupported type <class 'numpy.ndarray'>``, and as the value of ``x[i] = v``
+  with a basic index ``ValueError: non-scalar numpy.ndarray cannot be used for fill`` (NumPy
+  scalars, 0-d arrays and Python numbers are fine; NumPy index arrays are copied over, as CuPy
+  does, with the values of ``x[idx] = v`` and ``np.add.at(x, idx, v)``, and out-of-range
+  entries wrap around, as CuPy's do, where NumPy raises); ``add.at`` refuses the dtypes CuPy
+  has no atomic add for (int64);
 * NumPy-only functions: a NumPy function CuPy lacks (``__array_function__`` finds no
   ``cupy`` name for it), an ndarray method CuPy lacks, a ufunc method CuPy does not support
   (``np.multiply.at``, ``np.maximum.reduce``): the names come from a real CuPy
@@ -28,6 +31,9 @@ import numpy as np
 import cupy_api
 
 SCALARS = (numbers.Number, np.generic)
+# the dtypes CuPy's add.at has an atomic add for (``_scatter_op_single``): not int64
+AT_ADD_DTYPES = {np.dtype(t) for t in (np.int32, np.float16, np.float32, np.float64,
+                                       np.uint32, np.uint64)}
 # device → host reads by kind: each one would wait for the GPU to finish its queued work
 TRANSFERS = collections.Counter()
 # calls on device arrays by kind (CuPy functions and methods, ufuncs, numba.cuda launches): a
@@ -79,6 +85,12 @@ def _cupy_key(key, shape):
         if axis < len(shape) and shape[axis]:
             items[position] = arr % shape[axis]
     return tuple(items) if isinstance(key, tuple) else items[0]
+
+
+def _advanced(key):
+    """True when the (unwrapped) index holds an integer or boolean array or a list."""
+    items = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(i, (np.ndarray, list)) for i in items)
 
 
 def _device_call(f, args, kwargs):
@@ -167,8 +179,16 @@ class ndarray:
         return _wrap(self._a[_cupy_key(key, self.shape)])   # host index arrays are fine
 
     def __setitem__(self, key, value):
+        key = _cupy_key(key, self.shape)
+        if _advanced(key):          # CuPy's _scatter_op copies a host value over (core.array)
+            self._a[key] = _unwrap(value)
+            return
+        if isinstance(value, np.ndarray):   # a basic index is CuPy's fill: numbers only
+            if value.shape != ():
+                raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
+            value = value.item()
         _refuse_host(value)
-        self._a[_cupy_key(key, self.shape)] = _unwrap(value)
+        self._a[key] = _unwrap(value)
 
     # ---- NumPy's protocols, as CuPy answers them
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -233,8 +253,11 @@ class _ufunc:
         if not allowed.get(method, False):
             raise NotImplementedError(f"`cupy_{name}.{method}` is not supported yet")
         operands = list(inputs) + list(kwargs.get("out", ()))
-        if method == "at":                  # indices may come from the host, as in x[i]
-            operands = [inputs[0]] + list(inputs[2:])
+        if method == "at":      # indices and values may come from the host, as in x[i] = v
+            operands = [inputs[0]]
+            if name == "add" and inputs[0].dtype not in AT_ADD_DTYPES:
+                raise TypeError("cupy.add.at only supports int32, float16, float32, float64, "
+                                "uint32, uint64, as data type")
         for x in operands:
             if not isinstance(x, (ndarray,) + SCALARS):
                 raise TypeError(f"Unsupported type {type(x)}")

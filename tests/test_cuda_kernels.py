@@ -22,11 +22,11 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
-# + 1 kernel table + 12 learners + one per row of the primitive table (46) + 1 reference
-# kernels on GPU arrays + 1 device reads + 1 device calls = 71. A test added below must be
+# + 1 kernel table + 13 learners + one per row of the primitive table (46) + 1 reference
+# kernels on GPU arrays + 1 device reads + 1 device calls = 72. A test added below must be
 # added here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
-            "snail", "mann", "maml_stacked", "anil_stacked"]
+            "snail", "mann", "cnp", "maml_stacked", "anil_stacked"]
 ROWS = [row.name for row in selfcheck.ROWS]
 EXPECTED = sorted(
     ["test_the_simulator_is_on", "test_conv_family_matches_reference",
@@ -52,7 +52,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 25 + len(ROWS) == 71
+    assert len(EXPECTED) == 26 + len(ROWS) == 72
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -189,7 +189,7 @@ if SIMULATED:
         """Models small enough for the simulator (4×4 images), in float64, seeded."""
         from minimeta import nn
         from minimeta.learners import ANIL, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet
-        from minimeta.learners import MANNLearner, Reptile, SnailLearner, StackedTasks
+        from minimeta.learners import CNP, MANNLearner, Reptile, SnailLearner, StackedTasks
 
         def embed(flat=True):
             layers = [nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=1),
@@ -217,6 +217,7 @@ if SIMULATED:
                                           sizes=((4, 3), 3, (4, 2))),
             "mann": lambda: MANNLearner(2, 4, hidden=4, rows=4, width=3, heads=1,
                                         dtype=np.float64),
+            "cnp": lambda: CNP(hidden=4, layers=2, dtype=np.float64),
             # a meta-batch as one stack: batched convolutions, per-task batch norms
             "maml_stacked": lambda: StackedTasks(MAML(classifier(), 0.3, 2)),
             "anil_stacked": lambda: StackedTasks(ANIL(classifier(), 0.3, 2)),
@@ -231,11 +232,13 @@ if SIMULATED:
         import fake_cupy
 
         from minimeta import io, optim
-        from minimeta.data import EpisodeSampler
+        from minimeta.data import EpisodeSampler, SinusoidTasks
 
         fake_cupy.install(monkeypatch)
         classes = np.random.default_rng(0).random((4, 3, 4, 4))
         tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(3 if "stacked" in kind else 1)
+        if kind == "cnp":       # it regresses functions: sinusoid tasks
+            tasks = SinusoidTasks(seed=0).sample(2, 3, 3)
         results = {}
         for device in ("cpu", "cuda"):
             learner = _small_models(kind)

@@ -5,7 +5,7 @@ same numbers (like a fused kernel against its composite), for every learner that
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import minimeta as mm
 import minimeta.functional as F
@@ -206,21 +206,29 @@ def small_conv4(seed):
 
 @settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 10_000), n_tasks=st.integers(1, 3), steps=st.integers(1, 2),
-       kind=st.sampled_from(["maml", "fomaml", "metasgd", "anil"]))
+       kind=st.sampled_from(["maml", "fomaml", "metasgd", "anil", "weights", "frozen"]))
+@example(seed=1, n_tasks=2, steps=1, kind="weights")
+@example(seed=2, n_tasks=2, steps=2, kind="frozen")
 def test_stacked_conv_net_meta_gradient_equals_the_loop(seed, n_tasks, steps, kind):
     """conv4 through ``StackedTasks``: batched convolutions (one filter per task, or shared by
-    the stack in ANIL's body), per-task batch statistics, pooling and flatten over the stack;
-    meta-gradients, accumulated gradients, metrics and the batch-norm running buffers (updated
-    task by task in task order) equal the loop's."""
+    the stack in ANIL's body, or a filter per task with a shared bias: the weights adapted
+    alone, or a bias frozen, which the stack had refused), per-task batch statistics, pooling
+    and flatten over the stack; meta-gradients, accumulated gradients, metrics and the
+    batch-norm running buffers (updated task by task in task order) equal the loop's."""
     rng = np.random.default_rng(seed)
     tasks = image_tasks(rng, n_tasks)
+    weights = lambda net: [n for n in net.named_parameters() if n.endswith("weight")]  # noqa
     make = {"maml": lambda net: MAML(net, 0.3, steps),
             "fomaml": lambda net: MAML(net, 0.3, steps, first_order=True),
             "metasgd": lambda net: MetaSGD(net, 0.3, steps),
-            "anil": lambda net: ANIL(net, 0.3, steps)}[kind]
+            "anil": lambda net: ANIL(net, 0.3, steps),
+            "weights": lambda net: MAML(net, 0.3, steps, adapt_names=weights(net)),
+            "frozen": lambda net: MAML(net, 0.3, steps)}[kind]
     out = []
     for vectorize in (False, True):
         net = small_conv4(seed % 7)
+        if kind == "frozen":
+            net.named_parameters()["4.bias"].requires_grad = False
         learner = stacked_if(vectorize, make(net))
         grads = [_array(g) for g in learner.meta_gradient(tasks)]
         metrics = learner.outer_step(tasks)

@@ -76,7 +76,7 @@ def linear(x, w, b=None):
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-D convolution of NCHW ``x`` by OIHW ``w``, plus a per-channel bias ``b`` (O,); on a
     stack of tasks (5-D ``x``), one convolution per task (with ``w`` (T, O, C, kh, kw) and
-    ``b`` (T, 1, O)) or one shared by all (``w`` OIHW, ``b`` (O,)).
+    ``b`` (T, 1, O)) or one shared by all (``w`` OIHW, ``b`` (O,)), or a mix of the two.
 
     >>> import minimeta as mm, numpy as np
     >>> conv2d(mm.tensor(np.ones((1, 1, 3, 3))), mm.tensor(np.ones((2, 1, 3, 3))),
@@ -95,6 +95,8 @@ def conv2d(x, w, b=None, stride=1, padding=0):
         return y + ops.reshape(b, (b.shape[0], 1, -1, 1, 1) if per_task else (1, 1, -1, 1, 1))
     if b is not None and w.ndim == 5 and b.ndim == 3:       # (T, 1, O) from StackedTasks
         b = ops.reshape(b, (b.shape[0], b.shape[2]))
+    elif b is not None and w.ndim == 5 and b.ndim == 1:     # a bias shared by the tasks (not
+        b = ops.broadcast_to(b, (w.shape[0],) + b.shape)   # adapted; it had been refused)
     return C.conv2d(x, w, stride, padding, b)   # the bias added inside, in place
 
 

@@ -1,9 +1,10 @@
 """A memory-augmented neural network (MANN; Santoro et al. 2016): an LSTM controller with an
 external memory, written by least-recently-used access (LRUA) and read by cosine addressing.
 
-An episode is a sequence: 5 classes × 10 drawings in a random order, 50 steps, each image
-shown with the *previous* step's label (labels assigned per episode), so the network must bind
-an image to the label it is told one step later and recall it when the class comes back. At
+An episode is a sequence: 5 classes × 10 drawings in a random order, 50 steps (by default;
+ways × shots in general), each image shown with the *previous* step's label (labels assigned
+per episode), so the network must bind an image to the label it is told one step later and
+recall it when the class comes back. At
 step t, with controller state h_t and one key k_t per read head (4 heads of 40 features):
 
     write   w^w_t = σ(α_t) · w^r_{t−1} + (1 − σ(α_t)) · w^lu_{t−1},
@@ -156,7 +157,8 @@ class MANNLearner(Learner):
         return summary([loss.item()], [acc])
 
     def evaluate(self, task, steps=None):
-        """Loss and accuracy over all 50 steps (no graph; ``steps`` is ignored)."""
+        """Loss and accuracy over all the episode's steps (ways × shots: 50 at 5 × 10; no
+        graph; ``steps`` is ignored)."""
         with no_grad():
             loss, acc = self.batch_loss([task])
         return loss.item(), acc
