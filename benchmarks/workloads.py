@@ -133,7 +133,8 @@ def torch_maml(torch, ways=5, queries=15, n_tasks=32, steps=1, device="cpu", ste
             for task in tasks:
                 query_loss(*task).backward()
         else:
-            for part in pool.map(summed, [tasks[w::workers] for w in range(workers)]):
+            shares = [tasks[w::workers] for w in range(min(workers, len(tasks)))]
+            for part in pool.map(summed, shares):
                 for p, g in zip(params, part):
                     p.grad = g if p.grad is None else p.grad + g
         if step:

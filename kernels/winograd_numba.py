@@ -30,7 +30,10 @@ Two tile sizes (``tile()`` picks one per call): F(2×2, 3×3), 16 multiplies for
 float32 (error about 4e-7 of the output's scale); and F(4×4, 3×3), 36 for 16 (4× fewer), whose
 constants (1/6, 1/24, 8) cost a few bits (about 1e-5 in float32; float64 keeps about 1e-14).
 Chosen by measurement (docs/PERFORMANCE.md): only for layers wide enough that the GEMMs
-dominate the transforms (``pays``); F(4×4) on batches of 16 images and more (``tile``).
+dominate the transforms (``pays``); F(4×4) on batches of 16 images and more (``tile``). F(4×4)'s
+few bits matter where a max-pool window holds near ties: a float32 error of 1e-6 may pick
+another maximum, and a gradient moves by 1e-3 (found by a probe, 2026-12-01; PyTorch picks
+another less often); ``MINIMETA_WINOGRAD=f2`` (F(2×2) only) or ``off`` trades speed for that.
 
 >>> rng = np.random.default_rng(0)
 >>> x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3))
@@ -45,6 +48,7 @@ True
 Read next: ``kernels/causal_cpu.py`` (the causal 1-D convolution on the CPU: a GEMM per tap).
 """
 import functools
+import os
 
 import numpy as np
 from numba import njit, prange
@@ -66,13 +70,18 @@ TILES = {  # m: (Aᵀ (m × a), G (a × 3), Bᵀ (a × a)), a = m + 2
 MIN_CHANNELS = 32  # narrower layers, or fewer output pixels than MIN_PIXELS over the batch:
 MIN_PIXELS = 128   # there the transforms outweigh the multiplies saved (measured)
 CHUNK_BYTES = 2 << 20  # the transformed tiles of a chunk of images stay in cache
+# MINIMETA_WINOGRAD: "auto" (the measured choice below), "f2" (F(2×2) only: float32 results
+# as precise as the direct product, a little slower) or "off" (the direct GEMMs only)
+MODE = os.environ.get("MINIMETA_WINOGRAD", "auto").lower()
+if MODE not in ("auto", "f2", "off"):
+    raise ValueError(f"MINIMETA_WINOGRAD must be auto, f2 or off, got {MODE!r}")
 
 
 def pays(x_shape, w_shape, stride, padding):
     """Whether ``conv_numba`` takes this path: 3×3 filters, stride 1, wide enough channels,
     enough output pixels."""
     o, c, kh, kw = w_shape
-    if stride != 1 or kh != 3 or kw != 3 or min(c, o) < MIN_CHANNELS:
+    if MODE == "off" or stride != 1 or kh != 3 or kw != 3 or min(c, o) < MIN_CHANNELS:
         return False
     ho, wo = _grid(x_shape, padding, 1)[:2]
     return ho > 0 and wo > 0 and x_shape[0] * ho * wo >= MIN_PIXELS
@@ -181,8 +190,9 @@ def tile(n, ho, wo):
     """The tile size m: F(4×4) for batches of 16 images and more, where its GEMMs are big
     enough to gain from 2.25× fewer multiplies than F(2×2) (10–40% faster on conv4's layers at
     20–75 images, even at 640); F(2×2), cheaper to transform and more precise, on a few images
-    (a 5-image support set: 10–40% faster). Measured per layer, docs/PERFORMANCE.md."""
-    return 4 if n >= 16 else 2
+    (a 5-image support set: 10–40% faster). Measured per layer, docs/PERFORMANCE.md.
+    ``MINIMETA_WINOGRAD=f2``: F(2×2) always."""
+    return 4 if n >= 16 and MODE == "auto" else 2
 
 
 def _chunks(n, per_image):

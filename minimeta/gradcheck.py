@@ -48,7 +48,7 @@ import warnings
 
 import numpy as np
 
-from .engine import Tensor, grad
+from .engine import Tensor, grad, set_grad_enabled
 from .engine import ops
 
 CURVE = 0.25  # c above: the curvature of the pre- and post-maps (slopes within 1 ± c)
@@ -175,8 +175,35 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
             numeric = _quotient(at, eps, v)
             _compare(analytic, numeric, tols, report, level, lambda: _failure(
                 at, v, analytic, numeric, tols, eps, level, (i, laid + part), x, dtype,
-                y.dtype, composed))
+                y.dtype, composed, _blame(y, xs, v, u, i, at, eps, tols, arrays, level)))
     return v
+
+
+def _blame(y, xs, v, u, i, at, eps, tols, arrays, level):
+    """At order k >= 2 the output is every input's order-(k−1) gradient, concatenated: the
+    blocks (named by their input) whose derivative w.r.t. input ``i`` is off, as words; at
+    order 1, whether ``f``'s output is outside the graph."""
+    if not y.requires_grad:
+        return ("; f's output does not require grad: it was made outside the graph (through "
+                "NumPy, .numpy(), .data or a constant), so every analytic derivative is 0")
+    if level == 1 or len(arrays) < 2:
+        return ""
+    wrong, start = [], 0
+    for j, a in enumerate(arrays):
+        mask = np.zeros(v.shape)
+        mask[start:start + a.size] = 1.0
+        start += a.size
+        (g,) = grad(y, [xs[i]], grad_outputs=[Tensor(v * mask, dtype=y.dtype)],
+                    allow_unused=True)
+        analytic = 0.0 if g is None else float(np.sum(g.numpy() * u))
+        numeric = _quotient(at, eps, v * mask)
+        if not abs(analytic - numeric) <= tols[0] + tols[1] * max(abs(analytic), abs(numeric)):
+            wrong.append(j)
+    if not wrong:
+        return ""
+    names = " and ".join(f"input {j}" for j in wrong)
+    return (f"; the wrong part is the order-{level - 1} gradient w.r.t. {names}, as input {i} "
+            f"moves (look at the VJP that gives it)")
 
 
 def _directions(rng, scale, directions):
@@ -211,7 +238,7 @@ def _compare(analytic, numeric, tols, report, level, failure):
 
 
 def _failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dtype,
-             composed):
+             composed, blame=""):
     """The ``GradcheckError`` of one failed comparison, with a hint where one can be had: a
     NaN, outputs whose rounding swamps the step, a point on a kink (the one-sided quotients
     differ), or a quotient that moves with the step (a kink or jump within it)."""
@@ -243,6 +270,13 @@ def _failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dt
             hint = (f"; the one-sided quotients differ ({left:.10g} from the left, "
                     f"{right:.10g} from the right): a kink or a jump of f at the point or "
                     "within a step of it?")
+        # a smooth curve's central difference errs by ~f'''·step²: at a tenth of the step,
+        # about a hundredth of the error (a kink within the step follows no such law)
+        elif abs(finer - numeric) > max(tol, 0.1 * err) and \
+                err / 300 < abs(finer - analytic) < err / 30:
+            hint = (f"; the difference quotient moves toward the analytic value as the step "
+                    f"shrinks ({finer:.10g} at a tenth of it): f curves sharply within a step "
+                    "of the point (near a singularity?): lower eps, or check farther from it")
         elif abs(finer - numeric) > max(tol, 0.1 * err):
             hint = (f"; the difference quotient moves with the step ({finer:.10g} at a tenth "
                     "of it): a kink or a jump of f within a step of the point?")
@@ -256,7 +290,7 @@ def _failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dt
         f"gradcheck: order-{level} derivative{of} w.r.t. input {i} (shape "
         f"{np.shape(x)}{part}) is wrong: analytic {analytic:.10g}, numeric {numeric:.10g}, "
         f"|difference| {err:.3g} > tolerance {tol:.3g} (atol {atol}, rtol {rtol}, "
-        f"{step}, {kinds}){hint}")
+        f"{step}, {kinds}){hint}{blame}")
 
 
 def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compose=None,
@@ -289,15 +323,20 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
     given = [x.data if isinstance(x, Tensor) else x for x in inputs]
     layouts = [_layout_of(x) for x in given]
     arrays = [np.array(x, dtype=np.float64) for x in given]
+    for i, x in enumerate(arrays):
+        if not np.isfinite(x).all():
+            raise ValueError(f"gradcheck: input {i} holds {x[~np.isfinite(x)].flat[0]}: check "
+                             "at a finite point")
     rng = np.random.default_rng(seed)
     report = GradcheckReport()
     fn = f
-    for level in range(1, order + 1):
-        if compose:
-            fn = _composed(fn, arrays, dtype, layouts)
-        v = _check_once(fn, arrays, level, rng, eps, (atol, rtol), report, dtype, layouts,
-                        compose, directions)
-        fn = _flat_vjp(fn, v)
+    with set_grad_enabled(True):    # (under no_grad every analytic derivative had been 0)
+        for level in range(1, order + 1):
+            if compose:
+                fn = _composed(fn, arrays, dtype, layouts)
+            v = _check_once(fn, arrays, level, rng, eps, (atol, rtol), report, dtype,
+                            layouts, compose, directions)
+            fn = _flat_vjp(fn, v)
     if report and not any(report.scale.values()) and not any(report.numeric.values()):
         warnings.warn("gradcheck: every derivative compared was 0, analytic and numeric: f "
                       "does not depend on its inputs here (does it use the Tensors passed in, "

@@ -24,6 +24,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("minimeta/engine/backend.py", "devices: NumPy on the CPU, CuPy on a GPU"),
     ("minimeta/engine/tensor.py", "the Tensor, and making Tensors"),
     ("minimeta/engine/anomaly.py", "finding the first NaN or inf"),
+    ("minimeta/engine/grad_mode.py", "no_grad: whether ops are recorded"),
     ("minimeta/engine/autodiff.py", "the Primitive contract, apply, the backward pass"),
     ("minimeta/engine/primitives/__init__.py", "the primitive set, file by file"),
     ("minimeta/engine/primitives/elementwise.py", "arithmetic and elementwise primitives"),

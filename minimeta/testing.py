@@ -9,9 +9,13 @@
 - ``shapes``: tuples of small sizes, size-1 axes included (zero-size axes with ``min_side=0``);
 - ``broadcast_shapes``: tuples of shapes that broadcast together (size-1 and missing axes);
 - ``arrays``: float arrays of a shape (or a strategy of shapes), values in [low, high] (positive
-  ones with ``low > 0``, for log or sqrt), no subnormals, optionally kept a margin away from 0
-  (|x| >= margin, for relu or abs), and drawn C-contiguous, Fortran-ordered or as a strided
-  (non-contiguous) view, a layout ``mm.gradcheck`` hands on to the function.
+  ones with ``low > 0``, for log or sqrt: keep ``low`` far from the singularity on the scale
+  of the step, say 0.1 for a third order, where a step of 1e-6 is 1e-3 of x = 1e-3 and the
+  quotient is too coarse), no subnormals, optionally kept a margin away from 0 (|x| >= margin,
+  for relu or abs), and drawn C-contiguous, Fortran-ordered or as a strided (non-contiguous)
+  view, a layout ``mm.gradcheck`` hands on to the function;
+- ``distinct_arrays``: arrays whose entries differ pairwise by at least ``gap`` (no ties: for
+  max, sort or anything that picks one entry among equals).
 
 This module needs the ``test`` extra (hypothesis).
 

@@ -27,7 +27,8 @@ def test_torch_stacked_and_threaded_maml_equal_the_loop_over_tasks(steps):
     shape = dict(ways=3, queries=2, n_tasks=3, steps=steps, step=False)
     grads = []
     threaded = lambda torch, **kw: workloads.torch_maml(torch, workers=2, **kw)  # noqa: E731
-    for make in (workloads.torch_maml, workloads.torch_maml_stacked, threaded):
+    spare = lambda torch, **kw: workloads.torch_maml(torch, workers=5, **kw)  # noqa: E731
+    for make in (workloads.torch_maml, workloads.torch_maml_stacked, threaded, spare):
         workloads.RNG = np.random.default_rng(4)    # the same tasks for both
         run = make(torch, **shape)
         run()
@@ -58,7 +59,7 @@ def test_the_pytorch_maml_that_the_benchmarks_time_is_minimeta_s_computation(ste
     run = workloads.torch_maml(torch, ways=3, queries=2, n_tasks=2, steps=steps, step=False)
     with torch.no_grad():
         for theirs, p in zip(run.params, learner.meta_parameters()):
-            theirs.copy_(torch.from_numpy(p.numpy()))
+            theirs.copy_(torch.from_numpy(p.numpy().copy()))
     run()
     scale = max(np.abs(p.grad.numpy()).max() for p in run.params)
     for p, g in zip(run.params, ours):   # float32 both: relative to the largest entry

@@ -150,3 +150,30 @@ def test_longdouble_cannot_require_grad_and_the_kernels_name_it():
     x = mm.tensor(np.ones((1, 1, 3, 3), np.longdouble))
     with pytest.raises(TypeError, match="^conv2d: float128 arrays are not supported"):
         F.conv2d(x, np.ones((1, 1, 2, 2), np.longdouble))
+
+
+def test_task_data_keeps_integer_and_boolean_dtypes_and_a_tensor_is_cast_too():
+    """Only floating data takes the parameters' dtype: integer ids had been cast to float32
+    (a model that indexes with them failed), found by a review; a float64 Tensor given as
+    task data is cast as an array is (it had run the task in float64), its graph kept."""
+    from minimeta.learners.base import as_tensor
+
+    params = {"w": mm.tensor(np.ones(2, np.float32), requires_grad=True)}
+    assert as_tensor(np.array([1, 2]), params).dtype == np.int64
+    assert as_tensor(np.array([True, False]), params).dtype == np.bool_
+    assert as_tensor(np.ones(2), params).dtype == np.float32
+    x = mm.tensor(np.ones(2), requires_grad=True)
+    lifted = as_tensor(x, params)
+    assert lifted.dtype == np.float32 and mm.grad(lifted.sum(), [x])[0].dtype == np.float64
+    ids = np.array([[0, 1], [1, 0]])
+
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.add_param("emb", mm.tensor(np.arange(6.0).reshape(3, 2), requires_grad=True))
+
+        def forward(self, x, params):
+            return params["emb"][x].sum(axis=1)
+    learner = MAML(Bag(), 0.1, 1)
+    assert np.isfinite(learner.outer_step([(ids, np.array([0, 1]), ids, np.array([1, 0]))])[
+        "loss"])

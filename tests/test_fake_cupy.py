@@ -202,3 +202,14 @@ def test_a_gpu_run_resumes_where_it_stopped(tmp_path):
     assert resumed.keys() == whole.keys()
     for key in whole:
         np.testing.assert_array_equal(resumed[key], whole[key], err_msg=key)
+
+
+def test_a_gpu_tensor_s_numpy_is_a_host_copy_the_caller_may_change(cp):
+    """Only host arrays a graph may hold are handed out read-only: a GPU tensor's numpy() is
+    a fresh copy (a review found it read-only too)."""
+    import minimeta as mm
+
+    t = mm.tensor(np.arange(3.0), device="cuda")
+    h = t.numpy()
+    h *= 2
+    np.testing.assert_array_equal(t.numpy(), [0.0, 1.0, 2.0])

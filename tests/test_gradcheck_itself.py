@@ -329,3 +329,59 @@ def test_no_warning_when_the_numeric_side_saw_a_slope():
     with warnings.catch_warnings():
         warnings.simplefilter("error", mm.GradcheckWarning)
         mm.gradcheck(lambda a: a * 0.0 + a.detach() * 5e-7, [np.array([0.5, 1.5])])
+
+
+class DetachesA(mm.Primitive):
+    """a·b², whose VJP for b detaches a: right at order 1, its derivative in a is lost."""
+
+    abstract = True
+
+    def forward(self, a, b):
+        return a * b * b
+
+    def vjp(self, g, out, a, b):
+        return (g * b * b, 2 * g * a.detach() * b)
+
+
+def test_what_a_third_probe_found_a_user_would_misread():
+    """(A user checking their own functions, 2026-12-01; each failed before its fix.)"""
+    point = [np.array([0.3, -1.2]), np.array([0.7, 1.1])]
+    # at order 2 the failure had named input 0, whose VJP is right: now the wrong block too
+    with pytest.raises(mm.GradcheckError, match="w.r.t. input 0 .*; the wrong part is the "
+                       "order-1 gradient w.r.t. input 1, as input 0 moves"):
+        mm.gradcheck(lambda a, b: mm.apply(DetachesA(), a, b), point, order=2)
+    # a correct log near its singularity had been blamed on a kink
+    with pytest.raises(mm.GradcheckError, match="moves toward the analytic value as the step "
+                       "shrinks .*near a singularity"):
+        mm.gradcheck(lambda a: a.log(), [np.full(3, 0.002)], order=3)
+    mm.gradcheck(lambda a: a.log(), [np.full(3, 0.002)], order=3, eps=1e-7)
+    # under no_grad every analytic derivative had been 0; an output cut from its inputs says so
+    with mm.no_grad():
+        mm.gradcheck(lambda a: (a * a).sum(), [point[0]])
+    with pytest.raises(mm.GradcheckError, match="f's output does not require grad"):
+        mm.gradcheck(lambda a: mm.tensor(np.tanh(a.numpy())).sum(), [point[0]])
+    with pytest.raises(ValueError, match="^gradcheck: input 1 holds nan: check at a finite"):
+        mm.gradcheck(lambda a, b: a * b, [point[0], np.array([np.nan, 1.0])])
+
+
+def test_apply_names_an_input_that_is_no_tensor_and_a_forward_that_gives_no_array():
+    """A NumPy array's .data is a memoryview: forward had failed on it with NumPy's words;
+    a Python number from forward had failed only in the backward pass."""
+    class Square(mm.Primitive):
+        abstract = True
+
+        def forward(self, a):
+            return a * a
+
+        def vjp(self, g, out, a):
+            return (2 * g * a,)
+
+    class Scalar(Square):
+        def forward(self, a):
+            return float((a * a).sum())
+
+    with pytest.raises(TypeError, match="^apply: input 0 of Square is a ndarray, not a Tensor"):
+        mm.apply(Square(), np.array([1.0, 2.0]))
+    with pytest.raises(TypeError, match="^Scalar.forward returned a float, not an array"):
+        mm.apply(Scalar(), mm.tensor([1.0, 2.0], requires_grad=True))
+    assert mm.apply(Square(), mm.tensor([3.0])).numpy().tolist() == [9.0]

@@ -21,7 +21,7 @@ import pytest
 import minimeta as mm
 import minimeta.functional as F
 from minimeta import io, nn, optim
-from minimeta.learners import MAML, MetaSGD, Reptile
+from minimeta.learners import MAML, MetaSGD, Reptile, StackedTasks
 from minimeta.nn.module import MissingParameter
 from minimeta.nn.snail import SNAIL
 
@@ -80,6 +80,12 @@ def test_maml_refuses_a_model_whose_forward_ignores_params(steps):
     maml = MAML(net, 0.1, inner_steps=steps, loss="mse")
     assert all(g is not None for g in maml.meta_gradient([task]))
     assert maml.checked_reads                                # checked once, then not again
+    stacked = MAML(nn.Sequential(nn.Linear(1, 1, seed=0, dtype=np.float64)), 0.1,
+                   inner_steps=steps, loss="mse")
+    StackedTasks(stacked).meta_gradient([task, task])      # its view's check had been lost,
+    assert stacked.checked_reads                            # so it walked the graph each step
+    with pytest.raises(ValueError, match="the query output does not depend"):
+        StackedTasks(MAML(Ignores(), 0.1, inner_steps=steps, loss="mse")).meta_gradient([task])
 
 
 def test_maml_and_reptile_adapt_inside_no_grad():

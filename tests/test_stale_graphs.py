@@ -237,7 +237,8 @@ def test_a_seed_array_is_read_as_it_was_when_the_gradient_ran():
 @pytest.mark.parametrize("write", [
     lambda t: np.copyto(t, 7.0), lambda t: np.fill_diagonal(t, 7.0),
     lambda t: np.put(t, [0, 1, 2, 3], 7.0), lambda t: np.putmask(t, np.ones((2, 2), bool), 7.0),
-    lambda t: t.numpy().__setitem__(0, 7.0), lambda t: np.asarray(t).__imul__(7.0)])
+    lambda t: t.numpy().__setitem__(0, 7.0), lambda t: np.asarray(t).__imul__(7.0),
+    lambda t: np.asarray(t, dtype=t.dtype).__setitem__(0, 7.0)])      # (a review's find)
 def test_numpy_cannot_write_into_a_tensor_a_graph_may_hold(write):
     """NumPy's in-place functions on a constant, and writes through ``numpy()`` or
     ``np.asarray``, had changed a recorded graph without a word (the gradient of
@@ -250,3 +251,14 @@ def test_numpy_cannot_write_into_a_tensor_a_graph_may_hold(write):
     np.testing.assert_array_equal(mm.grad(loss, [w])[0].numpy(), [8.0, 10.0])
     assert np.array(x).flags.writeable and x.data.flags.writeable     # copies, and .data
     assert np.mean(x) == 4.5 and np.allclose(x, x.numpy())           # reading is as before
+
+
+def test_a_tensor_on_an_ndarray_subclass_is_read_only_too(tmp_path):
+    """A memmap keeps its type inside a Tensor: ``numpy()`` had handed it out writable."""
+    x = mm.tensor(np.memmap(tmp_path / "x", np.float64, "w+", shape=(2, 2)))
+    x.data[...] = [[3.0, 4.0], [5.0, 6.0]]
+    w = mm.tensor([1.0, 1.0], requires_grad=True)
+    loss = (x @ w).sum()
+    with pytest.raises(ValueError, match="read-only"):
+        x.numpy()[0] = 7.0
+    np.testing.assert_array_equal(mm.grad(loss, [w])[0].numpy(), [8.0, 10.0])

@@ -16,7 +16,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 ENGINE_ORDER = [
-    "backend", "tensor", "anomaly", "autodiff", "primitives.elementwise", "primitives.shape",
+    "backend", "tensor", "anomaly", "grad_mode", "autodiff", "primitives.elementwise",
+    "primitives.shape",
     "primitives.reductions", "primitives.linalg", "primitives.fused", "primitives.attention",
     "primitives.normalization", "primitives.conv", "primitives.causal", "primitives", "ops",
     "workers", "derivatives", "",

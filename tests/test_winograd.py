@@ -1,6 +1,10 @@
 """Winograd convolution (kernels/winograd_numba.py) equals the reference convolution, as a kernel
 on its own, as the path ``conv_numba`` takes for wide 3×3 layers, and through second-order
 derivatives; a wrong transform constant is caught."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -172,3 +176,28 @@ def test_a_non_finite_input_reaches_the_outputs_it_does_in_the_reference(images,
         np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
         finite = np.isfinite(want)
         np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("mode, taken, bound", [("auto", 4, 5e-6), ("f2", 2, 6e-7),
+                                                ("off", None, 6e-7)])
+def test_minimeta_winograd_trades_speed_for_float32_digits(mode, taken, bound, monkeypatch):
+    """``MINIMETA_WINOGRAD``: the default takes F(4×4) on a batch of 32 (float32 error ~1.5e-6
+    of the output's scale), ``f2`` F(2×2) and ``off`` the direct GEMMs (both ~3e-7, as
+    PyTorch's): a probe found F(4×4)'s error flipping max-pool choices (2026-12-01)."""
+    monkeypatch.setattr(W, "MODE", mode)
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((32, 64, 14, 14)), rng.standard_normal((64, 64, 3, 3)) / 24
+    assert W.pays(x.shape, w.shape, 1, 1) == (taken is not None)
+    assert taken is None or W.tile(32, 14, 14) == taken
+    want = conv_ref.conv2d(x, w, 1, 1)
+    got = conv_numba.conv2d(x.astype(np.float32), w.astype(np.float32), 1, 1)
+    error = np.sqrt(np.mean((got - want) ** 2) / np.mean(want ** 2))     # relative RMS
+    assert error < bound and (mode == "auto") == (error > 6e-7)
+
+
+def test_a_bad_minimeta_winograd_is_one_line_at_import():
+    env = dict(os.environ, MINIMETA_WINOGRAD="fast")
+    out = subprocess.run([sys.executable, "-c", "import minimeta.kernels.winograd_numba"],
+                         env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and out.stderr.strip().splitlines()[-1] == (
+        "ValueError: MINIMETA_WINOGRAD must be auto, f2 or off, got 'fast'")

@@ -24,7 +24,7 @@ import pytest
 import minimeta as mm
 from minimeta import kernels as K, nn
 from minimeta.data import omniglot
-from minimeta.engine import autodiff, workers
+from minimeta.engine import autodiff, grad_mode, workers
 from minimeta.kernels import conv_numba, conv_ref, threads as kernel_threads
 from minimeta.learners import ANIL, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile
 
@@ -134,7 +134,9 @@ def test_isolation_test_fails_with_a_shared_state(monkeypatch):
     class Shared:
         enabled, backward_depth = True, 0
 
-    monkeypatch.setattr(autodiff, "STATE", Shared())
+    shared = Shared()
+    monkeypatch.setattr(autodiff, "STATE", shared)      # read by apply
+    monkeypatch.setattr(grad_mode, "STATE", shared)     # switched by no_grad
     with pytest.raises(ValueError,
                        match="does not require grad|not part of the graph|no output requires"):
         _record_while_other_thread_in_no_grad()

@@ -14,7 +14,7 @@ Orders: a Tensor made from your inputs is of order 0; the VJP of a node of order
 part of a derivative of order k + 1, and so does every op it applies; an op applied to Tensors
 of orders up to k (a gradient taken with ``create_graph=True``, say) is of order k.
 
-Read next: ``minimeta/engine/autodiff.py`` (the Primitive contract, apply, the backward pass).
+Read next: ``minimeta/engine/grad_mode.py`` (no_grad: whether ops are recorded).
 """
 import contextlib
 import linecache

@@ -13,31 +13,18 @@ Broadcasting is undone in one place, ``reductions.unbroadcast`` (called here as 
 method ``sum_to``): a vjp may return a gradient of the broadcast shape and the backward pass
 sums it down to its input's shape (``MatMul``, which reshapes a 1-D operand into a matrix,
 sums that one itself). This file imports only the layers below it (backend,
-tensor, anomaly); the primitives it runs are above it.
+tensor, anomaly, grad_mode: whether recording is on); the primitives it runs are above it.
 
 Read next: ``minimeta/engine/primitives/__init__.py`` (the primitive set, file by file).
 """
-import functools
-import inspect
-import threading
 import warnings
 
 from .anomaly import ANOMALY, check_forward, checked_vjp
 from .backend import array_module, device_of, is_float_dtype
+from .grad_mode import STATE, set_grad_enabled
 from .tensor import STAMPS, Tensor, plain
 
 
-class _GradState(threading.local):
-    """This thread's switches: is recording on, and are we inside a backward pass (for
-    ``viz``). Per thread, so the tasks of a meta-batch can run on worker threads
-    (``workers.py``); a new thread starts with recording on."""
-
-    def __init__(self):
-        self.enabled = True
-        self.backward_depth = 0
-
-
-STATE = _GradState()
 
 
 class Primitive:
@@ -75,10 +62,16 @@ def apply(op, *inputs):
     if len(arrays) > 1 and (type(arrays[0]) is not type(arrays[-1]) or len(arrays) > 2):
         _check_devices(op, arrays)
     out = Tensor.__new__(Tensor)
-    if op.saves:  # forward returns (out, saved): see Primitive
-        out.data, out.saved = op.forward(*arrays)
-    else:
-        out.data = op.forward(*arrays)
+    try:
+        if op.saves:  # forward returns (out, saved): see Primitive
+            out.data, out.saved = op.forward(*arrays)
+        else:
+            out.data = op.forward(*arrays)
+    except Exception:
+        _check_inputs(op, inputs)   # a plain array's .data is a memoryview: say so instead
+        raise
+    if not hasattr(out.data, "dtype"):      # a Python number would fail in backward, later
+        raise TypeError(f"{op!r}.forward returned a {type(out.data).__name__}, not an array")
     out.grad = None
     out.name = None
     out._seq = next(STAMPS)
@@ -99,6 +92,14 @@ def apply(op, *inputs):
     return out
 
 
+def _check_inputs(op, inputs):
+    """A TypeError naming ``op`` and the first input that is not a Tensor."""
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"apply: input {i} of {op!r} is a {type(t).__name__}, not a Tensor "
+                            "(mm.tensor(x) or mm.constant(x, like) makes one)") from None
+
+
 def _check_devices(op, arrays):
     """Raise if the inputs of ``op`` live on different devices (never moved silently)."""
     devices = [device_of(a) for a in arrays]
@@ -106,89 +107,6 @@ def _check_devices(op, arrays):
         where = ", ".join(f"input {i} on {d}" for i, d in enumerate(devices))
         raise RuntimeError(f"{type(op).__name__}: tensors on different devices ({where}); "
                            "move them with .to('cpu') or .to('cuda')")
-
-
-class set_grad_enabled:
-    """Turn recording on or off: at once, as PyTorch's, so that ``mm.set_grad_enabled(False)``
-    alone switches it off (as a bare call it had done nothing); as a ``with`` block, back to
-    what it was when the block ends; as a decorator, for each call of the function.
-
-    >>> import minimeta as mm
-    >>> with mm.set_grad_enabled(False):
-    ...     (mm.tensor([1.0], requires_grad=True) * 2).requires_grad
-    False
-    """
-
-    def __init__(self, flag):
-        self._flag, self._previous = bool(flag), STATE.enabled
-        STATE.enabled = self._flag
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        STATE.enabled = self._previous
-
-    def __call__(self, fn):
-        STATE.enabled = self._previous     # decorating switches nothing: each call does
-        flag = self._flag
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with set_grad_enabled(flag):
-                return fn(*args, **kwargs)
-        return wrapper
-
-
-class no_grad:
-    """Record nothing inside the block (or the decorated function).
-
-    >>> import minimeta as mm
-    >>> x = mm.tensor([1.0], requires_grad=True)
-    >>> with mm.no_grad():
-    ...     y = x * 2
-    >>> y.requires_grad
-    False
-    """
-
-    def __enter__(self):
-        self._previous = STATE.enabled
-        STATE.enabled = False
-
-    def __exit__(self, *exc):
-        STATE.enabled = self._previous
-
-    def __call__(self, fn):
-        if inspect.isgeneratorfunction(fn):    # each step of the generator runs unrecorded
-            @functools.wraps(fn)
-            def steps(*args, **kwargs):
-                it, resume, value = fn(*args, **kwargs), "send", None
-                while True:
-                    try:
-                        with no_grad():
-                            out = getattr(it, resume)(value)   # send(None) starts it
-                    except StopIteration as stop:
-                        return stop.value
-                    try:
-                        value, resume = (yield out), "send"
-                    except GeneratorExit:
-                        it.close()
-                        raise
-                    except BaseException as err:   # g.throw(...): into fn's body
-                        value, resume = err, "throw"
-            return steps
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with no_grad():
-                return fn(*args, **kwargs)
-
-        return wrapper
-
-
-def is_grad_enabled():
-    """True when ops are being recorded."""
-    return STATE.enabled
 
 
 def toposort(roots, floor=0):

@@ -158,7 +158,7 @@ class Tensor:
     def __array__(self, dtype=None, copy=None):
         if hasattr(self.data, "get"):
             raise TypeError("tensor on the GPU: call .numpy() (or .cpu()) for a NumPy array")
-        out = self.numpy() if dtype is None else self.data.astype(dtype, copy=False)
+        out = self.numpy() if dtype is None else self.numpy().astype(dtype, copy=False)
         # an op's 0-d result may be a NumPy scalar, which NumPy refuses from __array__
         return np.array(out, copy=True) if copy else np.asarray(out)
 
@@ -180,10 +180,10 @@ class Tensor:
 
     def numpy(self):
         """The values for NumPy: a read-only view of the array (no copy), or a host copy of a
-        GPU array. Read-only, because a graph may hold this very array for its backward pass
-        (``w.numpy()[0] = 100`` had silently changed the gradient): copy it to change it, or
-        write ``.data``, which is untracked (``docs/ENGINE.md``)."""
-        return _read_only(self.data.get() if hasattr(self.data, "get") else self.data)
+        GPU array (yours to change). Read-only, because a graph may hold this very array for
+        its backward pass (``w.numpy()[0] = 100`` had silently changed the gradient): copy it
+        to change it, or write ``.data``, which is untracked (``docs/ENGINE.md``)."""
+        return self.data.get() if hasattr(self.data, "get") else _read_only(self.data)
 
     def item(self):
         """The value of a one-element tensor as a Python scalar."""
@@ -234,8 +234,9 @@ def _tensors_in(tree):
 
 
 def _read_only(array):
-    """A view of a NumPy ``array`` that NumPy refuses to write through (a scalar as it is)."""
-    if type(array) is not np.ndarray or not array.flags.writeable:
+    """A view of a NumPy ``array`` (a subclass too: a memmap) that NumPy refuses to write
+    through; a scalar, or an array read-only already, as it is."""
+    if not isinstance(array, np.ndarray) or not array.flags.writeable:
         return array
     view = array.view()
     view.flags.writeable = False

@@ -89,7 +89,9 @@ def run_episodes(learner, tasks, episodes, seed, label="eval", finite=True, cut=
 def fine_tune(model, params, x_support, y_support, steps, lr=0.01, loss=F.mse_loss):
     """Plain SGD from ``params`` on the mean support loss: yields the weights (new leaf
     Tensors) after 0, 1, …, ``steps`` steps of size ``lr``."""
-    fast = {k: Tensor(p.numpy(), requires_grad=True) for k, p in params.items()}
+    # new leaves on the same arrays (not numpy()'s read-only views: numba compiles each
+    # kernel anew for read-only arrays, seconds)
+    fast = {k: p.detach().requires_grad_() for k, p in params.items()}
     xs = Tensor(x_support)
     for step in range(steps + 1):
         yield fast

@@ -194,15 +194,18 @@ def data_rng(array):
 
 
 def as_tensor(x, params):
-    """Task data as a constant Tensor on the device and in the floating dtype of the
-    parameters ``params`` (float64 images, NumPy's default, had run a float32 model's whole
-    task in float64); an array: a tuple of inputs is not stacked into one behind the model's
-    back, it is refused. A Tensor is taken as it is."""
+    """Task data as a constant Tensor on the device of the parameters ``params``, floating
+    data in their floating dtype (float64 images, NumPy's default, had run a float32 model's
+    whole task in float64); integer and boolean data (ids, masks) as they are. An array, or a
+    Tensor: a tuple of inputs is not stacked into one behind the model's back, it is refused."""
     if isinstance(x, tuple):
         raise TypeError(f"task inputs must be arrays, got a tuple of {len(x)}: put the parts "
                         "in one array, or write a learner whose task_loss unpacks them")
     like = next(iter(params.values()))
-    return ops.constant(x, like, dtype=like.dtype if like.dtype.kind == "f" else None)
+    x = ops.constant(x, like)
+    if x.dtype.kind == "f" and like.dtype.kind == "f" and x.dtype != like.dtype:
+        x = x.astype(like.dtype)    # a Cast: a Tensor's graph, if it has one, is kept
+    return x
 
 
 def total(terms):

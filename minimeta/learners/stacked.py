@@ -77,6 +77,8 @@ class StackedTasks:
         view.loss = lambda out, target: _summed(learner.loss, out, target, n)
         with task_order(n):     # batch-norm running averages: updated in the loop's order
             loss, acc = view.task_loss(tuple(np.stack(part) for part in zip(*tasks)))
+        if hasattr(view, "checked_reads"):      # MAML's one-time check, done: not every step
+            learner.checked_reads = view.checked_reads
         return loss * (1.0 / n), acc
 
     def meta_gradient(self, tasks):
