@@ -183,9 +183,12 @@ def _blame(y, xs, v, u, i, at, eps, tols, arrays, level):
     """At order k >= 2 the output is every input's order-(k−1) gradient, concatenated: the
     blocks (named by their input) whose derivative w.r.t. input ``i`` is off, as words; at
     order 1, whether ``f``'s output is outside the graph."""
-    if not y.requires_grad:
+    if not y.requires_grad and level == 1:
         return ("; f's output does not require grad: it was made outside the graph (through "
                 "NumPy, .numpy(), .data or a constant), so every analytic derivative is 0")
+    if not y.requires_grad:
+        return (f"; the order-{level - 1} gradient does not require grad: a VJP made it outside "
+                "the graph (through NumPy, .data or detach), so its derivatives read as 0")
     if level == 1 or len(arrays) < 2:
         return ""
     wrong, start = [], 0

@@ -343,6 +343,18 @@ class DetachesA(mm.Primitive):
         return (g * b * b, 2 * g * a.detach() * b)
 
 
+class ThroughNumPy(mm.Primitive):
+    """a², whose VJP goes through NumPy: right at order 1, no graph for order 2."""
+
+    abstract = True
+
+    def forward(self, a):
+        return a * a
+
+    def vjp(self, g, out, a):
+        return (mm.tensor(2 * g.numpy() * a.numpy()),)
+
+
 def test_what_a_third_probe_found_a_user_would_misread():
     """(A user checking their own functions, 2026-12-01; each failed before its fix.)"""
     point = [np.array([0.3, -1.2]), np.array([0.7, 1.1])]
@@ -360,6 +372,9 @@ def test_what_a_third_probe_found_a_user_would_misread():
         mm.gradcheck(lambda a: (a * a).sum(), [point[0]])
     with pytest.raises(mm.GradcheckError, match="f's output does not require grad"):
         mm.gradcheck(lambda a: mm.tensor(np.tanh(a.numpy())).sum(), [point[0]])
+    with pytest.raises(mm.GradcheckError, match="the order-1 gradient does not require grad: "
+                       "a VJP made it outside the graph"):
+        mm.gradcheck(lambda a: mm.apply(ThroughNumPy(), a), [point[0]], order=2, compose=False)
     with pytest.raises(ValueError, match="^gradcheck: input 1 holds nan: check at a finite"):
         mm.gradcheck(lambda a, b: a * b, [point[0], np.array([np.nan, 1.0])])
 

@@ -25,8 +25,6 @@ from .grad_mode import STATE, set_grad_enabled
 from .tensor import STAMPS, Tensor, plain
 
 
-
-
 class Primitive:
     """Base class of all primitives. Subclasses set ``forward`` and ``vjp``.
 
