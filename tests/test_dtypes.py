@@ -177,3 +177,13 @@ def test_task_data_keeps_integer_and_boolean_dtypes_and_a_tensor_is_cast_too():
     learner = MAML(Bag(), 0.1, 1)
     assert np.isfinite(learner.outer_step([(ids, np.array([0, 1]), ids, np.array([1, 0]))])[
         "loss"])
+
+
+def test_an_integer_tensor_divided_by_a_python_int_is_numpy_s_float64():
+    """``uint8 / 300`` had raised OverflowError (300 lifted as uint8); NumPy gives float64."""
+    x = np.array([5, 10], np.uint8)
+    for got, want in ((mm.tensor(x) / 300, x / 300), (300 / mm.tensor(x), 300 / x),
+                      (mm.tensor(x) / 2, x / 2)):
+        assert got.dtype == want.dtype == np.float64
+        np.testing.assert_array_equal(got.numpy(), want)
+    assert (mm.tensor(np.ones(2, np.float32)) / 3).dtype == np.float32     # floats as before

@@ -265,7 +265,10 @@ def mul(a, b):
 
 
 def div(a, b):
-    """a / b, broadcasting."""
+    """a / b, broadcasting. NumPy divides integers in float64, so a Python int beside an
+    integer tensor is lifted as a float (as uint8, ``x / 300`` had overflowed)."""
+    a, b = (float(v) if type(v) is int and isinstance(w, Tensor) and w.dtype.kind in "iub"
+            else v for v, w in ((a, b), (b, a)))
     return _binary(Div, a, b)
 
 
