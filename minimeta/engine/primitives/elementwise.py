@@ -267,8 +267,10 @@ def mul(a, b):
 def div(a, b):
     """a / b, broadcasting. NumPy divides integers in float64, so a Python int beside an
     integer tensor is lifted as a float (as uint8, ``x / 300`` had overflowed)."""
-    a, b = (float(v) if type(v) is int and isinstance(w, Tensor) and w.dtype.kind in "iub"
-            else v for v, w in ((a, b), (b, a)))
+    if type(b) is int and isinstance(a, Tensor) and a.dtype.kind in "iub":
+        b = float(b)
+    elif type(a) is int and isinstance(b, Tensor) and b.dtype.kind in "iub":
+        a = float(a)
     return _binary(Div, a, b)
 
 
