@@ -34,11 +34,12 @@ batch-norm rows also take a stack of tasks, a leading task axis on every array
 batched launch on a GPU.
 
 Kernels take arrays and return arrays; they never see a Tensor. The engine calls them only
-through ``lookup(name, array)``. It returns the CUDA version when ``array`` lives on a GPU
-(a CuPy array, or one with ``__cuda_array_interface__``), else the CPU version, unless
+through ``lookup(name, array, *more)``. It returns the CUDA version when ``array`` lives on a
+GPU (a CuPy array, or one with ``__cuda_array_interface__``), else the CPU version, unless
 ``MINIMETA_KERNELS=reference`` is set or the code runs inside ``use_reference()`` (for teaching
-and debugging). numba (and numba.cuda) is imported on the first lookup of one of its kernels,
-never with minimeta (where numba can write its cache neither beside the kernels nor in the
+and debugging), or one of the arrays is empty (the reference: NumPy's rules for empty axes).
+numba (and numba.cuda) is imported on the first lookup of one of its kernels, never with
+minimeta (where numba can write its cache neither beside the kernels nor in the
 home folder, the lookup gives it a private temporary folder: ``_import``).
 
 Read next: ``kernels/conv_ref.py`` (convolution in NumPy: the spec).
@@ -186,14 +187,18 @@ def on_gpu(array):
                                                                 "__cuda_array_interface__")
 
 
-def lookup(name, array=None):
-    """The implementation of kernel ``name`` to run now on arrays like ``array``."""
+def lookup(name, array=None, *more):
+    """The implementation of kernel ``name`` to run now on arrays like ``array``. Where it or
+    one of ``more`` (the call's other arrays) is empty, the reference: NumPy's rules for empty
+    axes are the spec, and an accelerated version would reshape by -1 or launch no blocks."""
     row = TABLE[name]
     if array is not None and array.dtype.kind == "f" and array.dtype.itemsize not in (4, 8):
         raise TypeError(f"{name}: {array.dtype} arrays are not supported by the kernels; use "
                         "float32 or float64")
     gpu = array is not None and on_gpu(array)
-    if LOCAL.reference:     # the spec is NumPy: on GPU arrays it runs on host copies
+    # the spec is NumPy: on GPU arrays it runs on host copies
+    if LOCAL.reference or array is not None and (array.size == 0 or
+                                                 any(a.size == 0 for a in more)):
         return via_host(row.reference) if gpu and row.cuda else row.reference
     if gpu:
         return resolve(row.cuda) if row.cuda else row.reference

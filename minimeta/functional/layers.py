@@ -22,6 +22,8 @@ with tasks on worker threads, one task at a time, in task order (``engine/worker
 Read next: ``minimeta/functional/metric.py`` (similarities and the Matching read-out).
 """
 
+import math
+
 import numpy as np
 
 from ..engine import ops
@@ -274,4 +276,5 @@ def dropout(x, p=0.5, training=True, rng=None):
 def flatten(x):
     """Reshape (N, ...) to (N, features); a stack of images (T, N, C, H, W) to (T, N, features)."""
     (x,) = _tensors(x)
-    return ops.reshape(x, x.shape[:1 + (x.ndim == 5)] + (-1,))
+    lead = 1 + (x.ndim == 5)    # (features counted: a batch of 0 leaves -1 undetermined)
+    return ops.reshape(x, x.shape[:lead] + (math.prod(x.shape[lead:]),))

@@ -28,6 +28,8 @@ def log_softmax(z, axis=-1, op="log_softmax"):
     array([0. , 0.5, 0.5])
     """
     axis = normalize_axis(axis, z.ndim, op)        # (``op``: the name an error gives)
+    if any(z.shape[a] == 0 for a in axis):   # nothing to normalise: empty, as PyTorch's
+        return z + 0.0                       # (logsumexp refuses an empty axis)
     if z.size:
         xp = array_module(z.data)
         m = xp.max(z.data, axis=axis, keepdims=True)
@@ -60,6 +62,9 @@ def cross_entropy(logits, labels):
     """
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (N, C), got {logits.shape}")
+    if logits.shape[0] == 0:   # (the engine's mean refuses it, naming "mean")
+        raise ValueError(f"cross_entropy: no rows in logits {logits.shape}: the mean loss of "
+                         "an empty batch is undefined")
     labels = _labels(labels, logits.shape[0], logits.shape[1])
     picked = log_softmax(logits)[np.arange(logits.shape[0]), labels]
     return -ops.mean(picked)

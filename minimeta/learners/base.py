@@ -174,6 +174,16 @@ def tasks_given(tasks, who):
         raise ValueError(f"{who}: a meta-batch needs at least one task, got none")
 
 
+def nonempty(who, **parts):
+    """Refuse a task whose ``parts`` (name=array) have no rows: a support set without shots, a
+    context without points, an episode without steps. NumPy's error from deep inside (``low >=
+    high``, a reshape of size 0) would name neither the learner nor the part."""
+    for name, array in parts.items():
+        if len(array) == 0:
+            raise ValueError(f"{who}: empty {name} in the task (shape {np.shape(array)}); it "
+                             "needs at least one")
+
+
 def check_settings(who, rates=(), steps=()):
     """``rates`` (name, value): finite numbers > 0; ``steps`` (name, value): integers >= 0;
     else a ValueError naming the setting (the command line checks its options the same way)."""

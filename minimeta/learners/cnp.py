@@ -29,7 +29,8 @@ import numpy as np
 
 from .. import nn
 from ..engine import no_grad, ops
-from .base import Learner, all_or_nothing, as_tensor, data_rng, summary, tasks_given
+from .base import (Learner, all_or_nothing, as_tensor, data_rng, nonempty, summary,
+                   tasks_given)
 
 
 def softplus(s):
@@ -78,6 +79,7 @@ class CNP(Learner):
     def task_loss(self, task):
         """(NLL on the query points, None): a regression has no accuracy."""
         xs, ys, xq, yq = task
+        nonempty("CNP", context=xs, targets=xq)
         return self.nll(xs, ys, xq, yq), None
 
     @all_or_nothing
@@ -91,6 +93,7 @@ class CNP(Learner):
             raise ValueError(f"CNP: the tasks of a meta-batch must have equal shapes, got "
                              f"{sorted(shapes)}")
         xs, ys, xq, yq = (np.stack([t[i] for t in tasks]) for i in range(4))
+        nonempty("CNP", context=xs[0])
         k = context_size(xs)
         loss = self.nll(xs[:, :k], ys[:, :k], np.concatenate([xs, xq], axis=1),
                         np.concatenate([ys, yq], axis=1))
@@ -100,6 +103,7 @@ class CNP(Learner):
     def evaluate(self, task, steps=None):
         """(MSE of μ on the query points, None); ``steps`` is ignored (no inner loop)."""
         xs, ys, xq, yq = task
+        nonempty("CNP", context=xs, targets=xq)    # (the mean over no targets: NaN)
         with no_grad():
             mu, _ = self.predict(xs, ys, xq)
             _same_shape(yq, mu)

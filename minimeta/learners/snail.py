@@ -28,7 +28,7 @@ from .. import nn
 from ..engine import no_grad, ops
 from ..nn.module import sub_params
 from ..nn.snail import OMNIGLOT, SNAIL
-from .base import Learner, as_tensor, data_rng
+from .base import Learner, as_tensor, check_settings, data_rng, nonempty
 
 
 class SnailLearner(Learner):
@@ -38,6 +38,9 @@ class SnailLearner(Learner):
 
     def __init__(self, ways, shots, seed=0, embedding=None, dtype=np.float32, features=64,
                  vary_shots=True, sizes=OMNIGLOT):
+        check_settings("SnailLearner", steps=(("ways", ways), ("shots", shots)))
+        if ways < 1 or shots < 1:   # (shots=0 had failed in outer_step: "low >= high")
+            raise ValueError(f"SnailLearner: ways and shots must be >= 1, got {ways}, {shots}")
         self.ways, self.shots, self.vary_shots = ways, shots, vary_shots
         net = nn.Module()
         net.add_child("embed", embedding if embedding is not None else
@@ -90,6 +93,7 @@ class SnailLearner(Learner):
         from the episode (``base.data_rng``)."""
         xs, ys, xq, yq = task
         ys = np.asarray(ys)
+        nonempty("SnailLearner", support=ys, queries=yq)
         rng = data_rng(xs)
         keep = np.arange(len(ys))
         if self.vary_shots:
@@ -103,6 +107,7 @@ class SnailLearner(Learner):
         """Query loss and accuracy of one episode, all its support shots in a random order
         (no graph; ``steps`` is ignored: there is no inner loop)."""
         xs, ys, xq, yq = task
+        nonempty("SnailLearner", support=ys, queries=yq)
         order = data_rng(xs).permutation(len(ys))
         with no_grad():
             scores = self.logits(xs, ys, xq, order=order)

@@ -33,7 +33,7 @@ class CausalConv1d(Primitive):
         self.dilation = dilation
 
     def forward(self, x, w):
-        return K.lookup("causal_conv1d", x)(x, w, self.dilation)
+        return K.lookup("causal_conv1d", x, w)(x, w, self.dilation)
 
     def vjp(self, g, out, x, w):
         gx = causal_conv1d_input_grad(g, w, self.dilation) if x.requires_grad else None
@@ -54,7 +54,7 @@ class CausalConv1dInputGrad(Primitive):
         self.dilation = dilation
 
     def forward(self, g, w):
-        return K.lookup("causal_conv1d_input_grad", g)(g, w, self.dilation)
+        return K.lookup("causal_conv1d_input_grad", g, w)(g, w, self.dilation)
 
     def vjp(self, h, out, g, w):
         dg = causal_conv1d(h, w, self.dilation) if g.requires_grad else None
@@ -75,7 +75,7 @@ class CausalConv1dWeightGrad(Primitive):
         self.w_shape, self.dilation = tuple(w_shape), dilation
 
     def forward(self, x, g):
-        return K.lookup("causal_conv1d_weight_grad", x)(x, g, self.w_shape, self.dilation)
+        return K.lookup("causal_conv1d_weight_grad", x, g)(x, g, self.w_shape, self.dilation)
 
     def vjp(self, h, out, x, g):
         dx = causal_conv1d_input_grad(g, h, self.dilation) if x.requires_grad else None

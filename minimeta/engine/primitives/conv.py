@@ -69,12 +69,12 @@ class Conv2d(Primitive):
 
     def forward(self, x, w, b=None):
         _check(x.shape, w.shape, self.stride, self.padding)
-        y = K.lookup("conv2d", x)(x, w, self.stride, self.padding)
+        y = K.lookup("conv2d", x, w)(x, w, self.stride, self.padding)
         if b is None:
             return y
         if b.dtype != y.dtype or array_module(y).may_share_memory(y, x):
             return y + b.reshape(K.norm_ref.layout(y, b)[1])   # promoted, as an Add would
-        return K.lookup("add_bias", y)(y, b)    # y += b in place: y is the kernel's own
+        return K.lookup("add_bias", y, b)(y, b)    # y += b in place: y is the kernel's own
 
     def vjp(self, g, out, x, w, b=None):
         gx = conv2d_input_grad(g, w, x.shape, self.stride, self.padding) \
@@ -119,7 +119,7 @@ class Conv2dInputGrad(Primitive):
         self.x_shape, self.stride, self.padding = tuple(x_shape), stride, padding
 
     def forward(self, g, w):
-        return K.lookup("conv2d_input_grad", g)(g, w, self.x_shape, self.stride, self.padding)
+        return K.lookup("conv2d_input_grad", g, w)(g, w, self.x_shape, self.stride, self.padding)
 
     def vjp(self, h, out, g, w):
         dg = conv2d(h, w, self.stride, self.padding) if g.requires_grad else None
@@ -140,7 +140,7 @@ class Conv2dWeightGrad(Primitive):
         self.w_shape, self.stride, self.padding = tuple(w_shape), stride, padding
 
     def forward(self, x, g):
-        return K.lookup("conv2d_weight_grad", x)(x, g, self.w_shape, self.stride, self.padding)
+        return K.lookup("conv2d_weight_grad", x, g)(x, g, self.w_shape, self.stride, self.padding)
 
     def vjp(self, h, out, x, g):
         dx = conv2d_input_grad(g, h, x.shape, self.stride, self.padding) \

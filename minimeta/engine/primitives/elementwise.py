@@ -214,7 +214,7 @@ class Where(Primitive):
         self.cond = cond
 
     def forward(self, a, b):
-        return K.lookup("where", a)(self.cond, a, b)
+        return K.lookup("where", a, b)(self.cond, a, b)
 
     def vjp(self, g, out, a, b):
         ga = where(self.cond, g, 0.0) if _need(a) else None

@@ -50,7 +50,7 @@ class Fused(Primitive):
         raise NotImplementedError
 
     def forward(self, *arrays):
-        return K.lookup(self.kernel, arrays[0])(*arrays, *self.static())
+        return K.lookup(self.kernel, *arrays)(*arrays, *self.static())
 
     def vjp(self, g, out, *inputs):
         packed = apply(FusedVJP(self), *inputs, g)
@@ -71,7 +71,7 @@ class _OfFused(Primitive):
         return f"{type(self.fused).__name__}{self.suffix}"
 
     def forward(self, *arrays):
-        kernel = K.lookup(getattr(self.fused, self.kernel_attr), arrays[0])
+        kernel = K.lookup(getattr(self.fused, self.kernel_attr), *arrays)
         return kernel(*arrays, *self.fused.static())
 
 

@@ -59,7 +59,7 @@ class BatchNorm(Fused):
             raise ValueError(f"batch_norm: input {x.shape} must be NC or NCHW with weight and "
                              f"bias (C,), or a stack (T, N, C[, H, W]) with (T, C); got "
                              f"weight {w.shape}, bias {b.shape}")
-        y, batch_mean, batch_var = K.lookup(self.kernel, x)(x, w, b, self.eps)
+        y, batch_mean, batch_var = K.lookup(self.kernel, x, w, b)(x, w, b, self.eps)
         return y, (batch_mean, batch_var)
 
     def composite(self, x, w, b):
