@@ -35,8 +35,12 @@ ratio: minimeta's time over PyTorch's in the same round, its median and range ov
 ``--memory`` instead runs the 5-way MAML meta-iteration alone in a fresh process per library
 (and per minimeta worker count) and prints its peak RSS.
 
+``--before <checkout>`` also times that checkout's minimeta (say a ``git worktree`` of an older
+commit) in a third process, in the same rounds: each round's ratio of this tree's time over
+the other's, at all cores and at one thread, is the before/after figure a change needs.
+
 Run: python benchmarks/machine.py [--rounds 5] [--only maml5 maml5_stacked] [--memory]
-(``PYTHONPATH=<another checkout>`` times that checkout's minimeta with this script: "before".)
+[--before /tmp/old-checkout]
 """
 import argparse
 import json
@@ -125,6 +129,8 @@ def main():
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--serve", choices=["minimeta", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the table as JSON here")
+    parser.add_argument("--before", metavar="CHECKOUT",
+                        help="also time this checkout's minimeta, in the same rounds")
     parser.add_argument("--default-omp-wait", action="store_true",
                         help="leave numba's OpenMP threads spinning after each loop "
                              "(GNU OpenMP's default) instead of minimeta's passive policy")
@@ -142,6 +148,10 @@ def main():
     if args.serve:
         return serve(args.serve, keys, args.default_omp_wait)
     servers = {"minimeta": Server("minimeta", keys, args)}
+    if args.before:
+        if not os.path.isdir(os.path.join(args.before, "minimeta")):
+            parser.error(f"--before: {args.before} holds no minimeta package")
+        servers["before"] = Server("before", keys, args)
     if torch_installed():
         servers["torch"] = Server("torch", keys, args)
     cases = [(key, lib, n) for key in keys for lib in servers for n in settings(lib, key)]
@@ -163,6 +173,8 @@ def main():
         for server in servers.values():
             server.close()
     report(keys, samples, "torch" in servers, args.json)
+    if args.before:
+        report_before(keys, samples)
 
 
 class Server:
@@ -175,7 +187,10 @@ class Server:
             env.pop("OMP_WAIT_POLICY", None)
             if args.torch_omp_wait:
                 env["OMP_WAIT_POLICY"] = args.torch_omp_wait
-        command = [sys.executable, os.path.abspath(__file__), "--serve", lib, "--only", *keys]
+        if lib == "before":     # minimeta from the other checkout, with this tree's workloads
+            env["PYTHONPATH"] = os.path.abspath(args.before)
+        command = [sys.executable, os.path.abspath(__file__), "--serve",
+                   "torch" if lib == "torch" else "minimeta", "--only", *keys]
         if args.default_omp_wait:
             command.append("--default-omp-wait")
         self.lib = lib
@@ -281,6 +296,19 @@ def report(keys, samples, with_torch, json_path):
     if json_path:
         with open(json_path, "w") as f:
             json.dump(table, f, indent=1)
+
+
+def report_before(keys, samples):
+    """This tree's minimeta over the ``--before`` checkout's, round by round (paired)."""
+    for key in keys:
+        line = f"{key:9s} after / before, paired:"
+        for n in settings("minimeta", key):
+            after, before = samples[key, "minimeta", n], samples[key, "before", n]
+            ratios = [a / b for a, b in zip(after, before)]
+            line += (f" | {n} thread(s) median {statistics.median(ratios):.3f} "
+                     f"[{min(ratios):.3f}-{max(ratios):.3f}] (before "
+                     f"{statistics.median(before):.3f} s, after {statistics.median(after):.3f} s)")
+        print(line, flush=True)
 
 
 def paired_ratios(samples, key):

@@ -10,7 +10,8 @@ Each function has the signature of its reference in ``conv_ref.py`` and must agr
 
 The GEMM paths cut their work into independent pieces (chunks of images, blocks of columns,
 spans of the weight gradient's sum) that ``threads.parallel_map`` spreads over the cores, one
-BLAS and one numba thread each; partial sums are added in a fixed order.
+BLAS and one numba thread each; partial sums are cut and added in an order fixed by the data,
+not by the thread count (``threads.ordered_sum``): the same bits on one core or eight.
 
 Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.md):
 - 3×3 filters at stride 1 on 32 channels and more (conv4's 64-channel layers, forward and both
@@ -37,7 +38,7 @@ from numba import njit, prange
 
 from . import winograd_numba as winograd
 from .conv_ref import out_size, over_tasks
-from .threads import parallel_map, shares, split_threads
+from .threads import GROUPS, ordered_sum, parallel_map, shares
 
 
 def _over_tasks(kernel):
@@ -137,20 +138,18 @@ def _conv_c1(x, w, stride, padding, ho, wo):
 
 
 def _weight_grad_c1(x, g, w_shape, stride, padding):
-    """One input channel: gw = Σ_b g[b] · P[b]ᵀ, (O × Ho·Wo) · (Ho·Wo × kh·kw) per image, each
-    thread summing its chunks, the threads' sums added in order."""
+    """One input channel: gw = Σ_b g[b] · P[b]ᵀ, (O × Ho·Wo) · (Ho·Wo × kh·kw) per image, the
+    chunks of images summed in runs fixed by their count (``threads.ordered_sum``)."""
     n, o, ho, wo = g.shape
     g3 = g.reshape(n, o, ho * wo)
 
-    def chunks(share):
-        gw = np.zeros((o, w_shape[2] * w_shape[3]), dtype=x.dtype)
-        for a, b in share:
-            P = _patches(x[a:b], w_shape[2], w_shape[3], stride, padding, ho, wo)
-            gw += np.matmul(g3[a:b], P.transpose(0, 2, 1)).sum(axis=0)
-        return gw
+    def part(bounds):  # one chunk of images
+        a, b = bounds
+        P = _patches(x[a:b], w_shape[2], w_shape[3], stride, padding, ho, wo)
+        return np.matmul(g3[a:b], P.transpose(0, 2, 1)).sum(axis=0)
 
-    dealt = shares(_chunks(n, w_shape[2] * w_shape[3] * ho * wo * x.itemsize))
-    return _total(parallel_map(chunks, dealt)).reshape(w_shape)
+    chunks = _chunks(n, w_shape[2] * w_shape[3] * ho * wo * x.itemsize)
+    return ordered_sum(part, chunks).reshape(w_shape)
 
 
 def _chunks(n, per_image):
@@ -218,8 +217,9 @@ def _shifted_gemm_conv(x, w, padding):
 
 def _shifted_gemm_weight_grad(x, g, w_shape, padding):
     """Stride-1 weight gradient: gw[:, :, p, q] = G (O × L) · X[:, shift:shift + L]ᵀ, with the
-    output gradient G laid on the padded grid (zeros on the junk positions). Each thread takes
-    a span of the L columns and the spans' partial sums are added in order."""
+    output gradient G laid on the padded grid (zeros on the junk positions). The L columns are
+    cut into up to ``GROUPS`` spans (by L, not by the thread count), the spans shared out over
+    the threads and their partial sums added in order."""
     o, c, kh, kw = w_shape
     n, _, ho, wo = g.shape
     hp, wp = x.shape[2] + 2 * padding, x.shape[3] + 2 * padding
@@ -238,7 +238,7 @@ def _shifted_gemm_weight_grad(x, g, w_shape, padding):
                 gw[:, :, p, q] = G[:, a:b] @ X[:, a + shift:b + shift].T
         return gw
 
-    parts = max(1, min(split_threads(), length // 4096))
+    parts = max(1, min(GROUPS, length // 4096))   # not the thread count: fixed rounding
     cuts = [length * i // parts for i in range(parts + 1)]
     return _total(parallel_map(span, zip(cuts[:-1], cuts[1:])))
 
@@ -337,13 +337,10 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     if c > 1 and _shifted_pays(x.shape, kh, stride, padding):
         return _shifted_gemm_weight_grad(x, g, w_shape, padding)
 
-    def chunks(share):  # one thread's partial sum over its chunks of images
-        gw = np.zeros((o, c * kh * kw), dtype=x.dtype)
-        for a, b in share:
-            cols = _im2col(x[a:b], kh, kw, stride, padding, ho, wo)
-            g2 = g[a:b].transpose(1, 0, 2, 3).reshape(o, (b - a) * ho * wo)
-            gw += g2 @ cols.T              # BLAS reads the transposed view without a copy
-        return gw
+    def part(bounds):  # one chunk of images
+        a, b = bounds
+        cols = _im2col(x[a:b], kh, kw, stride, padding, ho, wo)
+        g2 = g[a:b].transpose(1, 0, 2, 3).reshape(o, (b - a) * ho * wo)
+        return g2 @ cols.T              # BLAS reads the transposed view without a copy
 
-    dealt = shares(_chunks(n, c * kh * kw * ho * wo * x.itemsize))
-    return _total(parallel_map(chunks, dealt)).reshape(w_shape)
+    return ordered_sum(part, _chunks(n, c * kh * kw * ho * wo * x.itemsize)).reshape(w_shape)

@@ -53,7 +53,7 @@ import os
 import numpy as np
 from numba import njit, prange
 
-from .threads import parallel_map, shares
+from .threads import ordered_sum, parallel_map
 
 TILES = {  # m: (Aᵀ (m × a), G (a × 3), Bᵀ (a × a)), a = m + 2
     2: (np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64),
@@ -234,8 +234,9 @@ def conv2d(x, w, padding=1, m=None):
 
 
 def conv2d_weight_grad(x, g, padding=1, m=None):
-    """gw = conv_ref.conv2d_weight_grad(x, g, (O, C, 3, 3), 1, padding), by F(m×m, 3×3); each
-    thread sums its chunks' products, the threads' sums added in order."""
+    """gw = conv_ref.conv2d_weight_grad(x, g, (O, C, 3, 3), 1, padding), by F(m×m, 3×3); the
+    chunks' products summed in runs fixed by the chunk count (``threads.ordered_sum``: the same
+    bits on any number of threads)."""
     x = np.ascontiguousarray(x)
     n, c = x.shape[:2]
     o, ho, wo = g.shape[1:]
@@ -244,17 +245,14 @@ def conv2d_weight_grad(x, g, padding=1, m=None):
     a2 = (m + 2) ** 2
     A = _rows(m, "A", x.dtype)                                            # A: (a × m)
 
-    def share(chunks):
-        gU = np.zeros((a2, o, c), dtype=x.dtype)
-        for a, b in chunks:
-            V = _input_tiles(x[a:b], padding, m)                          # (a², P, C)
-            gh = np.zeros((b - a, th * m, tw * m, o), dtype=x.dtype)      # gY on the tile grid
-            gh[:, :ho, :wo] = g[a:b].transpose(0, 2, 3, 1)
-            gM = _tiles_in(gh, *A, m, th, tw)                             # A gY Aᵀ: (a², P, O)
-            gU += np.matmul(gM.transpose(0, 2, 1), V)                     # (a², O, C)
-        return gU
+    def part(bounds):  # one chunk of images
+        a, b = bounds
+        V = _input_tiles(x[a:b], padding, m)                              # (a², P, C)
+        gh = np.zeros((b - a, th * m, tw * m, o), dtype=x.dtype)          # gY on the tile grid
+        gh[:, :ho, :wo] = g[a:b].transpose(0, 2, 3, 1)
+        gM = _tiles_in(gh, *A, m, th, tw)                                 # A gY Aᵀ: (a², P, O)
+        return np.matmul(gM.transpose(0, 2, 1), V)                        # (a², O, C)
 
-    parts = parallel_map(share, shares(_chunks(n, a2 * th * tw * max(c, o) * x.itemsize)))
-    gU = sum(parts[1:], parts[0])
+    gU = ordered_sum(part, _chunks(n, a2 * th * tw * max(c, o) * x.itemsize))
     gw = _kron(m, x.dtype).T @ gU.reshape(a2, o * c)                      # Gᵀ gU G: (9, O·C)
     return np.ascontiguousarray(gw.T.reshape(o, c, 3, 3))

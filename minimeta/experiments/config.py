@@ -210,9 +210,12 @@ class RunConfig:
             raise ValueError("--learner is required")
         for f in fields(self):
             value, meta = getattr(self, f.name), f.metadata
+            kind, name = meta["kind"], flag(f.name) if meta["flag"] else f.name
+            if value is None and kind in (int, float) and f.default is not None:
+                raise ValueError(f"{name} must be given (its default is {f.default!r}), got "
+                                 "None")  # (seed=None had crashed in NumPy after the first save)
             if value is None or f.name == "multi_step_loss":
                 continue
-            kind, name = meta["kind"], flag(f.name) if meta["flag"] else f.name
             if meta["choices"] and value not in meta["choices"]:
                 raise ValueError(f"{name} must be one of {', '.join(meta['choices'])}, "
                                  f"got {value!r}")

@@ -33,6 +33,9 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   than the same code loaded from its cache (numba issue 10617), so the first process after
   the kernels were compiled can differ from later ones in the last bit of a float64 sum (seen
   in batch norm's running variances, ~1e-15; the float32 weights and the metrics matched).
+  ``--threads`` changes no bit: the tasks' gradients are added in task order whatever the
+  workers, and a kernel's sums are cut by the data, not the core count
+  (``kernels.threads.ordered_sum``). Another machine's BLAS may round otherwise.
 
 Every run refuses a folder another run is writing (``io.folder_lock``, held while it trains).
 A fresh run refuses a folder holding a run unless ``overwrite`` (which deletes it); ``resume``

@@ -62,7 +62,7 @@ class MANN(nn.Module):
     def __init__(self, image_features, ways=5, hidden=200, rows=128, width=40, heads=4,
                  gamma=0.95, seed=0, dtype=np.float32):
         super().__init__()
-        rng = np.random.default_rng(seed)
+        rng = nn.layers.generator(seed)   # seed None: the process stream
         self.ways, self.rows, self.width, self.heads, self.gamma = ways, rows, width, heads, gamma
         self.hidden = hidden
         self.add_child("controller", nn.LSTMCell(image_features + ways + heads * width, hidden,

@@ -14,7 +14,8 @@ Read next: ``minimeta/optim.py`` (SGD and Adam).
 """
 import numpy as np
 
-from .layers import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
+from .layers import (BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential,
+                     generator)
 
 
 def conv4(out_features=None, hidden=64, in_channels=1, image_size=28, seed=0,
@@ -28,7 +29,7 @@ def conv4(out_features=None, hidden=64, in_channels=1, image_size=28, seed=0,
     if image_size < 16:
         raise ValueError(f"conv4: image_size {image_size} is too small: four 2×2 poolings "
                          "need 16 pixels or more")
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)
     layers, channels, size = [], in_channels, image_size
     for _ in range(4):
         layers += [Conv2d(channels, hidden, 3, padding=1, rng=rng, dtype=dtype),
@@ -52,7 +53,7 @@ def relation_embedding(hidden=64, in_channels=1, seed=0, dtype=np.float32):
     >>> relation_embedding()(mm.tensor(np.zeros((2, 1, 28, 28), np.float32))).shape
     (2, 64, 5, 5)
     """
-    rng, layers = np.random.default_rng(seed), []
+    rng, layers = generator(seed), []
     for c_in, padding, pool in ((in_channels, 0, True), (hidden, 0, True), (hidden, 1, False),
                                 (hidden, 1, False)):
         _block(layers, c_in, hidden, padding, pool, rng, dtype)
@@ -61,7 +62,7 @@ def relation_embedding(hidden=64, in_channels=1, seed=0, dtype=np.float32):
 
 def relation_module(hidden=64, fc=8, seed=1, dtype=np.float32):
     """Sung et al.'s relation module: 2 padded blocks with pooling (5 → 1), then 64 → 8 → 1."""
-    rng, layers = np.random.default_rng(seed), []
+    rng, layers = generator(seed), []
     _block(layers, 2 * hidden, hidden, 1, True, rng, dtype)
     _block(layers, hidden, hidden, 1, True, rng, dtype)
     layers += [Flatten(), Linear(hidden, fc, rng=rng, dtype=dtype), ReLU(),
@@ -75,7 +76,7 @@ def mlp(sizes=(1, 40, 40, 1), seed=0, dtype=np.float32, init_std=None):
     ``init_std=None`` uses Kaiming-normal weights; a number draws normal(0, init_std), as the
     MAML reference code does for the sinusoid regressor (0.01).
     """
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(Linear(n_in, n_out, rng=rng, dtype=dtype, init_std=init_std))

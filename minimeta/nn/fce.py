@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import functional as F
 from ..engine import ops
-from .layers import LSTMCell
+from .layers import LSTMCell, generator
 from .module import Module
 
 
@@ -31,7 +31,7 @@ class FullContextEmbedding(Module):
         super().__init__()
         if steps < 1:
             raise ValueError(f"FullContextEmbedding: need steps >= 1, got {steps}")
-        rng = np.random.default_rng(seed)
+        rng = generator(seed)
         self.dim, self.steps = dim, steps
         self.add_child("forward", LSTMCell(dim, dim, rng=rng, dtype=dtype))
         self.add_child("backward", LSTMCell(dim, dim, rng=rng, dtype=dtype))

@@ -2,7 +2,8 @@
 
 Initialisation (seeded: pass ``seed`` or a ``numpy.random.Generator`` as ``rng``; with
 neither, the layer draws from ``STREAM``, the process's one generator, so each layer gets
-weights of its own):
+weights of its own; ``generator``, which the backbones and learners use too, so that
+``seed=None`` means the same everywhere):
 - ``Linear`` and ``Conv2d`` weights: Kaiming-normal, std = sqrt(2 / fan_in), the choice for
   layers followed by ReLU (He et al. 2015); biases start at zero. ``Linear(init_std=s)`` draws
   normal(0, s) instead (the sinusoid MLP of the MAML reference code uses s = 0.01).
@@ -28,7 +29,7 @@ from .module import Module
 STREAM = np.random.default_rng(0)
 
 
-def _rng(seed, rng):
+def generator(seed=None, rng=None):
     """``rng``; else a generator seeded ``seed``; else the process's ``STREAM``."""
     if rng is not None:
         return rng
@@ -66,7 +67,7 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, seed=None, rng=None,
                  dtype=np.float32, init_std=None):
         super().__init__()
-        r = _rng(seed, rng)
+        r = generator(seed, rng)
         self.shape = (in_features, out_features)
         std = np.sqrt(2.0 / in_features) if init_std is None else init_std
         self.add_param("weight", (r.standard_normal(self.shape) * std).astype(dtype))
@@ -86,7 +87,7 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  seed=None, rng=None, dtype=np.float32):
         super().__init__()
-        r = _rng(seed, rng)
+        r = generator(seed, rng)
         kernel_size = whole("Conv2d", "kernel_size", kernel_size, 1)
         self.stride = whole("Conv2d", "stride", stride, 1)
         self.padding = whole("Conv2d", "padding", padding, 0)
@@ -184,7 +185,7 @@ class LSTMCell(Module):
     def __init__(self, input_size, hidden_size, seed=None, rng=None, dtype=np.float32,
                  recurrent_size=None):
         super().__init__()
-        r = _rng(seed, rng)
+        r = generator(seed, rng)
         bound = 1.0 / np.sqrt(hidden_size)
         self.hidden_size = hidden_size
         recurrent_size = hidden_size if recurrent_size is None else recurrent_size

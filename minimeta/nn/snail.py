@@ -25,6 +25,7 @@ import numpy as np
 from .. import functional as F
 from ..engine import ops
 from ..engine.primitives.causal import causal_conv1d
+from .layers import generator
 from .module import Module
 
 
@@ -111,7 +112,7 @@ class SNAIL(Module):
 
     def __init__(self, ways, steps, features, seed=0, dtype=np.float32, sizes=OMNIGLOT):
         super().__init__()
-        rng = np.random.default_rng(seed)
+        rng = generator(seed)
         c = features
         self._names = []
         for i, size in enumerate(sizes):

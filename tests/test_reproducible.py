@@ -1,0 +1,99 @@
+"""Reproducible runs. The same bits on any number of kernel threads: a kernel's sum is cut into
+runs fixed by the data (``kernels.threads.ordered_sum``), never by the thread count (each
+thread's own share had given each thread count its own rounding: ProtoNet with a meta-batch of
+1, whose kernels split over the cores, ended 6e-5 apart after 4 steps on one thread and on
+two). ``seed=None`` means the process stream for every model, as for a layer. A run's config
+refuses None where a number is needed, before it writes anything."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minimeta as mm
+from minimeta import kernels as K
+from minimeta.kernels import threads as kernel_threads
+from minimeta.experiments.config import RunConfig
+from minimeta.learners import CNP, ProtoNet
+from minimeta.nn import backbones
+
+
+@pytest.fixture
+def split():
+    before = kernel_threads.split_threads()
+
+    def set_to(n):
+        kernel_threads.set_split_threads(n)
+    yield set_to
+    kernel_threads.set_split_threads(before)
+
+
+# (x shape, w shape, stride, padding): the paths of conv_numba.conv2d_weight_grad, each with
+# at least 3 chunks of images (two chunks add up the same in any grouping)
+PATHS = {
+    "one input channel": ((300, 1, 28, 28), (16, 1, 3, 3), 1, 1),
+    "winograd": ((96, 32, 14, 14), (32, 32, 3, 3), 1, 1),
+    "shifted GEMMs": ((160, 8, 14, 14), (8, 8, 3, 3), 1, 1),
+    "im2col": ((600, 8, 14, 14), (8, 8, 3, 3), 2, 1),
+}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_weight_gradients_have_the_same_bits_on_any_thread_count(path, split):
+    x_shape, w_shape, stride, padding = PATHS[path]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)      # float64: exact enough to check the sum as well
+    ho = (x_shape[2] + 2 * padding - w_shape[2]) // stride + 1
+    g = rng.standard_normal((x_shape[0], w_shape[0], ho, ho))
+    kernel = K.lookup("conv2d_weight_grad", x, g)
+    results = []
+    for n in (1, 2, 3, 5):
+        split(n)
+        results.append(kernel(x, g, w_shape, stride, padding))
+    spec = K.TABLE["conv2d_weight_grad"].reference(x, g, w_shape, stride, padding)
+    np.testing.assert_allclose(results[0], spec, rtol=1e-9, atol=1e-9)  # the right sum at all
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_a_protonet_step_has_the_same_bits_on_one_thread_and_on_three(split):
+    rng = np.random.default_rng(1)
+    task = (rng.random((20, 1, 28, 28)), np.repeat(np.arange(5), 4),
+            rng.random((40, 1, 28, 28)), np.repeat(np.arange(5), 8))
+    params = []
+    for n in (1, 3):
+        split(n)
+        learner = ProtoNet(backbones.conv4(hidden=16, seed=0))
+        opt = mm.optim.Adam(learner.meta_parameters(), lr=1e-3)
+        for _ in range(2):
+            opt.zero_grad()
+            learner.outer_step([task])
+            opt.step()
+        params.append({k: p.numpy().copy() for k, p in learner.params.items()})
+    for k in params[0]:
+        np.testing.assert_array_equal(params[1][k], params[0][k], err_msg=k)
+
+
+def test_seed_none_is_the_process_stream_for_every_model():
+    """conv4/mlp(seed=None) had drawn from the OS (new weights in every process), unlike a
+    layer's seed=None; CNP(seed=None) had failed on None + 1."""
+    code = ("import minimeta.nn as nn\n"
+            "from minimeta.learners import CNP, SnailLearner\n"
+            "nets = [nn.conv4(seed=None), nn.mlp(seed=None), CNP(seed=None).net, "
+            "SnailLearner(2, 1, seed=None).net]\n"
+            "print(repr([float(p.numpy().sum()) for n in nets for p in n.parameters()]))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].count(",") > 20
+    a, b = CNP(seed=None), CNP(seed=None)   # two draws from the stream: different weights
+    assert not np.array_equal(a.params["encoder.0.weight"].numpy(),
+                              b.params["encoder.0.weight"].numpy())
+
+
+@pytest.mark.parametrize("option, flag", [("seed", "--seed"), ("iterations", "--iterations"),
+                                          ("checkpoint_every", "--checkpoint-every")])
+def test_a_config_refuses_none_for_a_number(option, flag, tmp_path):
+    """seed=None had passed the checks and failed in NumPy after the first checkpoint."""
+    with pytest.raises(ValueError, match=f"{flag} must be given .* got None"):
+        RunConfig(learner="maml", out=str(tmp_path / "run"), **{option: None})
+    assert not (tmp_path / "run").exists()
