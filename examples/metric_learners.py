@@ -29,7 +29,8 @@ def make_learner(name, fce=False, seed=0):
         return ProtoNet(nn.conv4(seed=seed))                    # 28×28 → 64 features
     if name == "matching":
         return MatchingNet(nn.conv4(seed=seed), fce=fce, seed=seed)
-    return RelationNet(nn.relation_embedding(seed=seed), nn.relation_module(seed=seed + 1))
+    return RelationNet(nn.relation_embedding(seed=seed),
+                       nn.relation_module(seed=nn.layers.derived(seed, 1)))
 
 
 def main(argv=None):

@@ -97,3 +97,12 @@ def test_a_config_refuses_none_for_a_number(option, flag, tmp_path):
     with pytest.raises(ValueError, match=f"{flag} must be given .* got None"):
         RunConfig(learner="maml", out=str(tmp_path / "run"), **{option: None})
     assert not (tmp_path / "run").exists()
+
+
+def test_a_models_second_network_is_no_other_seeds_first():
+    """CNP(seed=s) had seeded its decoder s + 1: seed 0's decoder began as seed 1's encoder,
+    scaled (every ratio 0.1245), so runs meant as independent seeds were partly one run."""
+    decoder = CNP(seed=0).params["decoder.0.weight"].numpy().ravel()
+    encoder = CNP(seed=1).params["encoder.0.weight"].numpy().ravel()
+    ratio = decoder[:encoder.size] / encoder
+    assert not np.allclose(ratio, ratio[0])

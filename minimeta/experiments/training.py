@@ -35,7 +35,9 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   in batch norm's running variances, ~1e-15; the float32 weights and the metrics matched).
   ``--threads`` changes no bit: the tasks' gradients are added in task order whatever the
   workers, and a kernel's sums are cut by the data, not the core count
-  (``kernels.threads.ordered_sum``). Another machine's BLAS may round otherwise.
+  (``kernels.threads.ordered_sum``), while BLAS runs on one thread (``threads.configure``, which
+  the command line calls; from Python without it, BLAS's own threads may round SNAIL's
+  gradients otherwise). Another machine's BLAS may round otherwise too.
 
 Every run refuses a folder another run is writing (``io.folder_lock``, held while it trains).
 A fresh run refuses a folder holding a run unless ``overwrite`` (which deletes it); ``resume``

@@ -44,11 +44,6 @@ def context_size(xs):
     return int(data_rng(xs).integers(1, xs.shape[1] + 1))
 
 
-def _next(seed):
-    """The second network's seed: ``seed`` + 1, or None (the process stream) for None."""
-    return None if seed is None else seed + 1
-
-
 class CNP(Learner):
     """A conditional neural process on (x, y) points with ``x_dim`` and ``y_dim`` features:
     encoder MLP (x, y) → ``hidden`` …, decoder MLP (x, r) → (μ, s) for each y feature."""
@@ -58,7 +53,7 @@ class CNP(Learner):
         sizes_g = (x_dim + hidden,) + (hidden,) * (layers - 1) + (2 * y_dim,)
         net = nn.Module()
         net.add_child("encoder", nn.mlp(sizes_h, seed=seed, dtype=dtype))
-        net.add_child("decoder", nn.mlp(sizes_g, seed=_next(seed), dtype=dtype))
+        net.add_child("decoder", nn.mlp(sizes_g, seed=nn.layers.derived(seed, 1), dtype=dtype))
         super().__init__(net, loss="mse", params=net.named_parameters())
         self.net, self.y_dim = net, y_dim
 

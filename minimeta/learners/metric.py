@@ -110,7 +110,8 @@ class MatchingNet(MetricLearner):
         if fce:
             dtypes = {p.dtype for p in embedding.parameters()}
             dtype = dtypes.pop() if len(dtypes) == 1 else np.float32   # had been float32
-            children["fce"] = nn.FullContextEmbedding(dim, steps, seed=seed, dtype=dtype)
+            fce_seed = nn.layers.derived(seed, 1)    # not the embedding's conv4 seed itself
+            children["fce"] = nn.FullContextEmbedding(dim, steps, seed=fce_seed, dtype=dtype)
         super().__init__(_container(**children))
         self.fce = fce
 

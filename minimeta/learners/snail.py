@@ -29,7 +29,6 @@ from ..engine import no_grad, ops
 from ..nn.module import sub_params
 from ..nn.snail import OMNIGLOT, SNAIL
 from .base import Learner, as_tensor, check_settings, data_rng, nonempty
-from .cnp import _next
 
 
 class SnailLearner(Learner):
@@ -46,7 +45,7 @@ class SnailLearner(Learner):
         net = nn.Module()
         net.add_child("embed", embedding if embedding is not None else
                       nn.conv4(seed=seed, dtype=dtype))
-        self.snail = SNAIL(ways, ways * shots + 1, features + ways, seed=_next(seed), dtype=dtype,
+        self.snail = SNAIL(ways, ways * shots + 1, features + ways, seed=nn.layers.derived(seed, 1), dtype=dtype,
                            sizes=sizes)
         net.add_child("snail", self.snail)
         super().__init__(net, loss="cross_entropy", params=net.named_parameters())

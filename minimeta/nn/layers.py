@@ -29,8 +29,20 @@ from .module import Module
 STREAM = np.random.default_rng(0)
 
 
+def derived(seed, part):
+    """The seed of a model's ``part``-th network (1, 2, ...) for a model seeded ``seed``: the
+    pair (seed, part), a stream of its own; None (the process stream) for None. (seed + 1 had
+    been the next run's seed: seed 0's CNP decoder started as seed 1's encoder, scaled.)
+
+    >>> derived(0, 1), derived(None, 1)
+    ((0, 1), None)
+    """
+    return None if seed is None else (seed, part)
+
+
 def generator(seed=None, rng=None):
-    """``rng``; else a generator seeded ``seed``; else the process's ``STREAM``."""
+    """``rng``; else a generator seeded ``seed`` (an int, or a ``derived`` pair); else the
+    process's ``STREAM``."""
     if rng is not None:
         return rng
     return np.random.default_rng(seed) if seed is not None else STREAM
