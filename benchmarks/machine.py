@@ -187,8 +187,10 @@ class Server:
             env.pop("OMP_WAIT_POLICY", None)
             if args.torch_omp_wait:
                 env["OMP_WAIT_POLICY"] = args.torch_omp_wait
-        if lib == "before":     # minimeta from the other checkout, with this tree's workloads
-            env["PYTHONPATH"] = os.path.abspath(args.before)
+        if args.before and lib != "torch":  # each side's minimeta from its own tree
+            tree = args.before if lib == "before" else \
+                os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+            env["PYTHONPATH"] = os.path.abspath(tree)
         command = [sys.executable, os.path.abspath(__file__), "--serve",
                    "torch" if lib == "torch" else "minimeta", "--only", *keys]
         if args.default_omp_wait:

@@ -149,7 +149,7 @@ def _weight_grad_c1(x, g, w_shape, stride, padding):
         return np.matmul(g3[a:b], P.transpose(0, 2, 1)).sum(axis=0)
 
     chunks = _chunks(n, w_shape[2] * w_shape[3] * ho * wo * x.itemsize)
-    return ordered_sum(part, chunks).reshape(w_shape)
+    return ordered_sum(part, chunks, lambda: np.zeros(w_shape, x.dtype)).reshape(w_shape)
 
 
 def _chunks(n, per_image):
@@ -343,4 +343,5 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
         g2 = g[a:b].transpose(1, 0, 2, 3).reshape(o, (b - a) * ho * wo)
         return g2 @ cols.T              # BLAS reads the transposed view without a copy
 
-    return ordered_sum(part, _chunks(n, c * kh * kw * ho * wo * x.itemsize)).reshape(w_shape)
+    chunks = _chunks(n, c * kh * kw * ho * wo * x.itemsize)
+    return ordered_sum(part, chunks, lambda: np.zeros(w_shape, x.dtype)).reshape(w_shape)

@@ -253,6 +253,7 @@ def conv2d_weight_grad(x, g, padding=1, m=None):
         gM = _tiles_in(gh, *A, m, th, tw)                                 # A gY Aᵀ: (a², P, O)
         return np.matmul(gM.transpose(0, 2, 1), V)                        # (a², O, C)
 
-    gU = ordered_sum(part, _chunks(n, a2 * th * tw * max(c, o) * x.itemsize))
+    gU = ordered_sum(part, _chunks(n, a2 * th * tw * max(c, o) * x.itemsize),
+                     lambda: np.zeros((a2, o, c), x.dtype))
     gw = _kron(m, x.dtype).T @ gU.reshape(a2, o * c)                      # Gᵀ gU G: (9, O·C)
     return np.ascontiguousarray(gw.T.reshape(o, c, 3, 3))

@@ -165,7 +165,7 @@ def test_machine_times_minimeta_outside_pytorchs_openmp_runtime(mode, tmp_path, 
     monkeypatch.setenv("LD_DEBUG_OUTPUT", str(tmp_path / "ld"))
     monkeypatch.delenv("NUMBA_THREADING_LAYER", raising=False)
     server = machine.Server("minimeta", ["conv4"], machine.argparse.Namespace(
-        default_omp_wait=False, torch_omp_wait=None))
+        default_omp_wait=False, torch_omp_wait=None, before=None))
     try:
         server.ready()
         assert server.time("conv4", 1) > 0
