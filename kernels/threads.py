@@ -252,6 +252,11 @@ def ordered_sum(part, chunks, empty):
     q, r = divmod(len(chunks), k)                   # r runs of q + 1 chunks, then q each
     ends = [i * q + min(i, r) for i in range(k + 1)]
     runs = [chunks[a:b] for a, b in zip(ends[:-1], ends[1:])]
+    if split_threads() == 1:   # the same additions in the same order, two buffers live, not k
+        total = run_sum(runs[0])
+        for run in runs[1:]:
+            total += run_sum(run)
+        return total
     sums = parallel_map(run_sum, runs)
     total = sums[0]
     for s in sums[1:]:
