@@ -45,16 +45,18 @@ home folder, the lookup gives it a private temporary folder: ``_import``).
 Read next: ``kernels/conv_ref.py`` (convolution in NumPy: the spec).
 """
 import contextlib
+import functools
 import importlib
 import os as _os
 import stat as _stat
 import tempfile as _tempfile
+import threading
 from dataclasses import dataclass
 
 import numpy as _np
 
 from . import attention_ref, causal_ref, conv_ref, norm_ref, pool_ref, select_ref
-from .threads import LOCAL
+from .threads import LOCAL, concurrent_kernels
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,26 @@ def lookup(name, array=None, *more):
         return via_host(row.reference) if gpu and row.cuda else row.reference
     if gpu:
         return resolve(row.cuda) if row.cuda else row.reference
-    return resolve(row.cpu) if row.cpu else row.reference
+    if not row.cpu:
+        return row.reference
+    return resolve(row.cpu) if concurrent_kernels() else _one_at_a_time(resolve(row.cpu))
+
+
+_SERIAL = {}
+_KERNEL_LOCK = threading.RLock()
+
+
+def _one_at_a_time(kernel):
+    """``kernel`` behind one process-wide lock, where numba's threading layer is ``workqueue``:
+    two threads in its kernels at once abort the process, the user's threads as well as
+    minimeta's workers (which ``threads.concurrent`` already runs one at a time)."""
+    if kernel not in _SERIAL:
+        @functools.wraps(kernel)
+        def serial(*args):
+            with _KERNEL_LOCK:
+                return kernel(*args)
+        _SERIAL[kernel] = serial
+    return _SERIAL[kernel]
 
 
 def via_host(reference):

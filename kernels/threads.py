@@ -8,7 +8,9 @@ minimeta uses a multi-core CPU in one of two ways at a time, never both:
   images, blocks of output columns, filter taps) and ``parallel_map`` runs them on
   ``split_threads()`` threads. Each piece runs its GEMM on one BLAS thread and its numba loops
   on one numba thread, so the cores are shared out, never oversubscribed. NumPy's GEMM and
-  numba's compiled loops release the GIL, so the pieces really run at once.
+  numba's compiled loops release the GIL, so the pieces really run at once. A sum over the
+  pieces (a weight gradient) goes through ``ordered_sum``, whose runs are fixed by the data:
+  the same bits on any number of threads.
 - **across tasks**: ``minimeta/engine/workers.py`` runs the tasks of a meta-batch on worker
   threads; each worker calls ``worker_thread()`` first, so its kernels stay on its own core.
 
@@ -105,16 +107,30 @@ class _Switches(threading.local):
     def __init__(self):
         self.reference = _DEFAULTS["reference"]
         self.split = None  # None: the process default, _DEFAULTS["split"]
+        if _DEFAULTS["numba"] is not None:   # numba's count is per thread: this one's too
+            import numba
+
+            numba.set_num_threads(_DEFAULTS["numba"])
 
 
 _DEFAULTS = {"reference": os.environ.get("MINIMETA_KERNELS", "").lower() == "reference",
-             "split": cores()}
+             "split": cores(), "numba": None}   # numba: None until set_numba_threads
 LOCAL = _Switches()
 
 
 def split_threads():
     """How many threads a kernel called from this thread may split its work into."""
     return LOCAL.split if LOCAL.split is not None else _DEFAULTS["split"]
+
+
+def set_numba_threads(n):
+    """numba's thread count, for the calling thread and for every thread that first touches
+    the kernels after this one (numba's count is per thread: a thread started after
+    ``configure(threads=1)`` had run numba's loops on every core)."""
+    import numba
+
+    _DEFAULTS["numba"] = min(int(n), numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(_DEFAULTS["numba"])
 
 
 def set_split_threads(n):

@@ -138,8 +138,9 @@ def configure(blas_threads=1, threads=None):
     ``omp_wait_policy()`` and ``malloc_policy()``. Returns the number of threads, for the
     learners' ``workers``.
 
-    The BLAS limit is process-wide (``threadpoolctl``); the numba count applies to the calling
-    thread (numba's is per thread; worker threads set their own to 1).
+    The BLAS limit is process-wide (``threadpoolctl``); numba's count is per thread, so it is
+    set for the calling thread and for threads that touch the kernels later
+    (``kernels.threads.set_numba_threads``; minimeta's worker threads set theirs to 1).
     """
     from threadpoolctl import threadpool_limits
 
@@ -154,7 +155,5 @@ def configure(blas_threads=1, threads=None):
     threadpool_limits(limits=blas_threads, user_api="blas")
     threads = int(threads) if threads is not None else kernel_threads.cores()
     kernel_threads.set_split_threads(threads)
-    import numba
-
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    kernel_threads.set_numba_threads(threads)
     return threads

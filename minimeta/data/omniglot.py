@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import os
 import re
+import threading
 import warnings
 import zipfile
 
@@ -139,7 +140,7 @@ def load(part, size=28, folder=None, verify=True):
                          "'images' array. Delete it and fetch it again.") from err
     ink = ~raw.astype(bool)
     out = np.concatenate([resize(ink[a:a + 64], size) for a in range(0, len(ink), 64)])
-    tmp = cached + f".tmp{os.getpid()}.npy"
+    tmp = cached + f".tmp{os.getpid()}-{threading.get_ident()}.npy"   # (two threads, two files)
     try:
         os.makedirs(cache_dir(), exist_ok=True)
         np.save(tmp, out)

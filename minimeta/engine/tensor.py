@@ -75,6 +75,22 @@ class Tensor:
         self._seq = next(STAMPS)
         self._changed = 0
 
+    def __getstate__(self):
+        """For pickle (every protocol) and ``copy``: the slots that are set."""
+        return {k: getattr(self, k) for k in self.__slots__ if hasattr(self, k)}
+
+    def __setstate__(self, state):
+        """A Tensor loaded from a pickle or made by ``copy`` is stamped now, as if created now.
+        Its old stamp came from another counter (another process's, a saved session's), and
+        ``grad`` leaves out the graph below its oldest input's stamp: every op made here had
+        been left out (an unpickled MAML adapted nothing). Pickle builds parents before their
+        children, so a copied graph keeps its order."""
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._seq = next(STAMPS)
+        if self._op is None:
+            self._changed = 0   # (an old stamp of a change would refuse every graph made here)
+
     # ----- plain properties of the array -----------------------------------------------------
     shape = property(lambda self: self.data.shape, doc="Shape of the array (a tuple).")
     dtype = property(lambda self: self.data.dtype, doc="dtype of the array.")

@@ -25,7 +25,8 @@ from .module import Module
 
 # Layers made with neither ``seed`` nor ``rng`` draw their weights from this one stream, in the
 # order they are made: each layer its own draw (two Linear(64, 64) had both been seeded 0, so
-# equal), and the same weights again in a fresh process that makes the same layers.
+# equal), and the same weights again in a fresh process that makes the same layers in the same
+# order (from one thread: threads making layers at once take the draws in the order they run).
 STREAM = np.random.default_rng(0)
 
 
