@@ -49,6 +49,7 @@ import functools
 import importlib
 import os as _os
 import stat as _stat
+import sys as _sys
 import tempfile as _tempfile
 import threading
 from dataclasses import dataclass
@@ -206,7 +207,9 @@ def lookup(name, array=None, *more):
         return resolve(row.cuda) if row.cuda else row.reference
     if not row.cpu:
         return row.reference
-    return resolve(row.cpu) if concurrent_kernels() else _one_at_a_time(resolve(row.cpu))
+    kernel = resolve(row.cpu)   # (numba is imported by its kernels' modules, not for the others)
+    return kernel if "numba" not in _sys.modules or concurrent_kernels() else \
+        _one_at_a_time(kernel)
 
 
 _SERIAL = {}
@@ -219,9 +222,9 @@ def _one_at_a_time(kernel):
     minimeta's workers (which ``threads.concurrent`` already runs one at a time)."""
     if kernel not in _SERIAL:
         @functools.wraps(kernel)
-        def serial(*args):
+        def serial(*args, **kwargs):
             with _KERNEL_LOCK:
-                return kernel(*args)
+                return kernel(*args, **kwargs)
         _SERIAL[kernel] = serial
     return _SERIAL[kernel]
 
