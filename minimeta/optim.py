@@ -17,6 +17,8 @@ the new parameters with Tensor ops instead, see ``learners/``).
 
 Read next: ``minimeta/io.py`` (atomic .npz checkpoints).
 """
+import math
+
 import numpy as np
 
 from .engine.backend import to_device, to_host
@@ -58,10 +60,10 @@ class Optimizer:
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError(f"{name}: a parameter is listed twice (it would be stepped twice; "
                              "for tied weights, list each Tensor once)")
-        if not lr > 0:
-            raise ValueError(f"{name}: learning rate must be > 0, got {lr}")
-        if clip_norm is not None and not clip_norm > 0:
-            raise ValueError(f"{type(self).__name__}: clip_norm must be > 0, got {clip_norm}")
+        if not 0 < lr < math.inf:   # (inf had been taken, as the learners and CLI refuse it)
+            raise ValueError(f"{name}: learning rate must be a finite number > 0, got {lr}")
+        if clip_norm is not None and not 0 < clip_norm < math.inf:
+            raise ValueError(f"{name}: clip_norm must be a finite number > 0, got {clip_norm}")
         # Python numbers: NumPy scalars (np.float64) had widened float32 updates to float64
         self.lr, self.last_norm = float(lr), None
         self.clip_norm = None if clip_norm is None else float(clip_norm)
@@ -77,6 +79,10 @@ class Optimizer:
         """Apply one update with ``grads`` (Tensors or arrays, in parameter order)."""
         if grads is None:
             grads = [p.grad for p in self.params]
+        if hasattr(grads, "values"):    # list() of a dict had given its keys, the names
+            raise TypeError(f"{type(self).__name__}.step: grads must be a list in the "
+                            "parameters' order, got a dict (list(grads.values()) if its order "
+                            "is theirs)")
         grads = list(grads)
         if len(grads) != len(self.params):
             raise ValueError(f"{type(self).__name__}.step: {len(grads)} gradients for "
@@ -170,7 +176,7 @@ class SGD(Optimizer):
         self.momentum = float(_check("SGD", "momentum", momentum, lambda m: 0 <= m < 1,
                                      "in [0, 1)"))
         self.weight_decay = float(_check("SGD", "weight_decay", weight_decay,
-                                         lambda w: w >= 0, ">= 0"))
+                                         lambda w: 0 <= w < math.inf, "finite, >= 0"))
 
     def _update(self, i, p, g):
         if self.weight_decay:
@@ -198,9 +204,9 @@ class Adam(Optimizer):
         _check("Adam", "betas", betas, lambda b: len(b) == 2 and all(0 <= x < 1 for x in b),
                "two numbers in [0, 1)")
         self.betas = tuple(float(b) for b in betas)
-        self.eps = float(_check("Adam", "eps", eps, lambda e: e >= 0, ">= 0"))
+        self.eps = float(_check("Adam", "eps", eps, lambda e: 0 <= e < math.inf, "finite, >= 0"))
         self.weight_decay = float(_check("Adam", "weight_decay", weight_decay,
-                                         lambda w: w >= 0, ">= 0"))
+                                         lambda w: 0 <= w < math.inf, "finite, >= 0"))
         self.counts = [0] * len(self.params)
 
     def _update(self, i, p, g):

@@ -149,14 +149,27 @@ def test_a_state_saved_before_the_optimizer_was_named_still_loads():
 @pytest.mark.parametrize("make, message", [
     (lambda p: Adam([p], betas=(1.0, 0.999)), r"Adam: betas must be two numbers in \[0, 1\)"),
     (lambda p: Adam([p], betas=0.9), "Adam: betas must be"),
-    (lambda p: Adam([p], eps=-1e-8), "Adam: eps must be >= 0"),
-    (lambda p: Adam([p], weight_decay=-0.1), "Adam: weight_decay must be >= 0"),
+    (lambda p: Adam([p], eps=-1e-8), "Adam: eps must be finite, >= 0"),
+    (lambda p: Adam([p], weight_decay=-0.1), "Adam: weight_decay must be finite, >= 0"),
     (lambda p: SGD([p], lr=0.1, momentum=-0.9), r"SGD: momentum must be in \[0, 1\)"),
-    (lambda p: SGD([p], lr=0.1, weight_decay=float("nan")), "SGD: weight_decay must be >= 0"),
+    (lambda p: SGD([p], lr=0.1, weight_decay=float("nan")), "SGD: weight_decay must be finite"),
+    # infinities had been taken (the learners and the command line refuse them)
+    (lambda p: SGD([p], lr=float("inf")), "SGD: learning rate must be a finite number > 0"),
+    (lambda p: SGD([p], lr=0.1, weight_decay=float("inf")), "SGD: weight_decay must be finite"),
+    (lambda p: Adam([p], eps=float("inf")), "Adam: eps must be finite"),
+    (lambda p: Adam([p], clip_norm=float("inf")), "Adam: clip_norm must be a finite number"),
 ])
 def test_optimizer_hyper_parameters_are_checked(make, message):
     with pytest.raises(ValueError, match=message):
         make(mm.tensor([1.0], requires_grad=True))
+
+
+def test_step_refuses_a_dict_of_gradients():
+    """list() of a dict gives its keys: the names had been read as gradients."""
+    p = mm.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match="SGD.step: grads must be a list in the parameters'"):
+        SGD({"w": p}, lr=0.1).step({"w": np.ones(2)})
+    np.testing.assert_array_equal(p.numpy(), [1.0, 2.0])
 
 
 def test_mse_of_an_integer_prediction_does_not_truncate_the_target():

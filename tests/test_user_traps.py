@@ -189,7 +189,8 @@ def test_an_optimizer_refuses_what_is_not_a_list_of_distinct_parameters():
     w = mm.tensor([1.0], requires_grad=True)
     with pytest.raises(ValueError, match="^Adam: a parameter is listed twice"):
         Adam([w, w])
-    with pytest.raises(ValueError, match="^SGD: learning rate must be > 0, got nan"):
+    with pytest.raises(ValueError, match="^SGD: learning rate must be a finite number > 0, "
+                                         "got nan"):
         SGD([w], lr=float("nan"))
     SGD([w], lr=0.5).step([[2.0]])                     # a plain list is a gradient too
     np.testing.assert_array_equal(w.numpy(), [0.0])

@@ -130,30 +130,42 @@ class Learner:
         (``engine/workers.py``), each handing back its gradient, added in task order: peak
         memory then holds ``workers`` graphs. Returns a dict with the mean query ``loss`` and
         ``accuracy`` (when the task is a classification). Call the outer optimizer's
-        ``step()`` and ``zero_grad()`` after it.
+        ``step()`` and ``zero_grad()`` after it. Gradients go to ``meta_parameters()`` only, on
+        one thread as on several: a Tensor the loss reads that is not among them gets none
+        (register it; one thread had filled its ``.grad`` through ``backward()``, several had
+        not, and a failed step had left part of it there).
         """
         tasks_given(tasks, type(self).__name__)
-        if self.workers > 1 and len(tasks) > 1:
-            params = self.meta_parameters()
+        params = self.meta_parameters()
 
-            def one(task):
+        def one(numbered):
+            i, task = numbered
+            try:
                 loss, acc = self.task_loss(task)
                 return loss.item(), acc, grad(loss * (1.0 / len(tasks)), params,
                                               allow_unused=True)
+            except Exception as error:   # which task of the batch (Python 3.11 prints notes)
+                if hasattr(error, "add_note"):
+                    error.add_note(f"{type(self).__name__}.outer_step: in task {i} of "
+                                   f"{len(tasks)}")
+                raise
 
-            results = map_threads(one, tasks, self.workers)
+        def add(grads):
+            for p, g in zip(params, grads):
+                if g is not None:
+                    p.grad = g if p.grad is None else p.grad + g
+
+        if self.workers > 1 and len(tasks) > 1:
+            results = map_threads(one, enumerate(tasks), self.workers)
             for _, _, grads in results:
-                for p, g in zip(params, grads):
-                    if g is not None:
-                        p.grad = g if p.grad is None else p.grad + g
-            return summary([r[0] for r in results], [r[1] for r in results])
-        losses, accs = [], []
-        for task in tasks:
-            loss, acc = self.task_loss(task)
-            (loss * (1.0 / len(tasks))).backward()
-            losses.append(loss.item())
-            accs.append(acc)
-        return summary(losses, accs)
+                add(grads)
+        else:
+            results = []
+            for numbered in enumerate(tasks):   # each task's gradient added before the next
+                loss, acc, grads = one(numbered)
+                add(grads)
+                results.append((loss, acc, None))
+        return summary([r[0] for r in results], [r[1] for r in results])
 
 
 def distinct(params, who):
