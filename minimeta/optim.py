@@ -98,16 +98,34 @@ class Optimizer:
                 g = g.astype(p.dtype, copy=False)
             arrays.append(g)
         scale = self._clip_scale(arrays)
+        # the step is whole or not at all: every array below is new (parameters, state), so an
+        # update that raises midway (an overflow under np.errstate(all="raise")) puts back the
+        # old ones, and no parameter has been stepped once of two
+        before = (self.steps, [p.data for p in self.params],
+                  {k: list(v) for k, v in self.state.items()}, self._counters())
         self.steps += 1
-        for i, (p, g) in enumerate(zip(self.params, arrays)):
-            if g is not None:
-                # a new array, not one written in place: what a graph already took from the
-                # old one (a view, w.T, w[1:], w.detach()) keeps the values it was built with;
-                # the leaf itself is stamped, and a VJP reading it from before is refused
-                new = p.data.copy(order="K")   # its layout, and 0-d stays an array
-                new -= self._update(i, p.data, g * scale if scale != 1 else g).astype(p.dtype)
-                p.data = new
-                p.changed_in_place()
+        try:
+            for i, (p, g) in enumerate(zip(self.params, arrays)):
+                if g is not None:
+                    # a new array, not one written in place: what a graph already took from
+                    # the old one (a view, w.T, w[1:], w.detach()) keeps the values it was
+                    # built with; the leaf is stamped, and a VJP reading it from before is
+                    # refused
+                    new = p.data.copy(order="K")   # its layout, and 0-d stays an array
+                    new -= self._update(i, p.data, g * scale if scale != 1 else g
+                                        ).astype(p.dtype)
+                    p.data = new
+                    p.changed_in_place()
+        except BaseException:
+            self.steps, data, self.state, counters = before
+            for p, d in zip(self.params, data):
+                p.data = d
+            self._counters(counters)
+            raise
+
+    def _counters(self, counts=None):
+        """Per-parameter step counts (Adam's), as a copy; or set them back to ``counts``."""
+        return None
 
     def _clip_scale(self, arrays):
         """min(1, clip_norm / ‖g‖) over all gradients; records ‖g‖ in ``last_norm``.
@@ -123,9 +141,13 @@ class Optimizer:
             raise FloatingPointError(f"{type(self).__name__}.step: gradient norm is {norm}")
         return min(1.0, self.clip_norm / norm) if norm > 0 else 1.0
 
-    def _slot(self, name, i, like):
+    def _slot(self, name, i, like, value=None):
+        """State ``name`` of parameter i (zeros at first); with ``value``, set it to that new
+        array (never written in place: ``step`` undoes a step that raises by the old ones)."""
         slots = self.state.setdefault(name, [None] * len(self.params))
-        if slots[i] is None:
+        if value is not None:
+            slots[i] = value
+        elif slots[i] is None:
             slots[i] = np.zeros_like(like)
         return slots[i]
 
@@ -182,10 +204,7 @@ class SGD(Optimizer):
         if self.weight_decay:
             g = g + self.weight_decay * p
         if self.momentum:
-            v = self._slot("velocity", i, p)
-            v *= self.momentum
-            v += g
-            g = v
+            g = self._slot("velocity", i, p, self.momentum * self._slot("velocity", i, p) + g)
         return self.lr * g
 
 
@@ -213,15 +232,17 @@ class Adam(Optimizer):
         b1, b2 = self.betas
         if self.weight_decay:
             g = g + self.weight_decay * p
-        m, v = self._slot("m", i, p), self._slot("v", i, p)
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * g * g
+        m = self._slot("m", i, p, b1 * self._slot("m", i, p) + (1 - b1) * g)
+        v = self._slot("v", i, p, b2 * self._slot("v", i, p) + (1 - b2) * g * g)
         self.counts[i] += 1
         m_hat = m / (1 - b1 ** self.counts[i])
         v_hat = v / (1 - b2 ** self.counts[i])
         return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def _counters(self, counts=None):
+        if counts is not None:
+            self.counts = counts
+        return list(self.counts)
 
     def state_dict(self):
         return dict(super().state_dict(), counts=np.array(self.counts, dtype=np.int64))

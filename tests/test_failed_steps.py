@@ -48,3 +48,33 @@ def test_one_thread_and_two_give_the_same_bits():
         grads.append([p.grad.numpy() for p in learner.meta_parameters()])
     for a, b in zip(*grads):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make", [lambda ps: mm.optim.Adam(ps, lr=0.1),
+                                  lambda ps: mm.optim.SGD(ps, lr=10.0, momentum=0.9)])
+def test_an_optimizer_step_that_raises_midway_steps_nothing(make):
+    """Under np.errstate(all="raise") an overflow in parameter 1's update had left parameter 0
+    stepped, the moments of parameter 1 inf and the step counted: a retry stepped parameter 0
+    twice."""
+    def fresh():
+        return [mm.tensor(np.full(3, v, np.float32), requires_grad=True) for v in (1.0, 2.0, 3.0)]
+    good = [np.full(3, 0.5, np.float32)] * 3
+    ps = fresh()
+    opt = make(ps)
+    opt.step(good)
+    saved = [p.numpy().copy() for p in ps], opt.state_dict()
+    with np.errstate(all="raise"), pytest.raises(FloatingPointError):
+        opt.step([good[0], np.full(3, 1e38, np.float32), good[2]])   # g·g, lr·g overflow
+    for p, before in zip(ps, saved[0]):
+        np.testing.assert_array_equal(p.numpy(), before)
+    state = opt.state_dict()
+    assert state.keys() == saved[1].keys()
+    for k in state:
+        np.testing.assert_array_equal(state[k], saved[1][k])
+    opt.step(good)
+    twin_ps = fresh()
+    twin = make(twin_ps)
+    twin.step(good)
+    twin.step(good)
+    for p, q in zip(ps, twin_ps):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
