@@ -45,19 +45,17 @@ home folder, the lookup gives it a private temporary folder: ``_import``).
 Read next: ``kernels/conv_ref.py`` (convolution in NumPy: the spec).
 """
 import contextlib
-import functools
 import importlib
 import os as _os
 import stat as _stat
 import sys as _sys
 import tempfile as _tempfile
-import threading
 from dataclasses import dataclass
 
 import numpy as _np
 
 from . import attention_ref, causal_ref, conv_ref, norm_ref, pool_ref, select_ref
-from .threads import LOCAL, concurrent_kernels
+from .threads import LOCAL, concurrent_kernels, one_at_a_time
 
 
 @dataclass(frozen=True)
@@ -209,24 +207,8 @@ def lookup(name, array=None, *more):
         return row.reference
     kernel = resolve(row.cpu)   # (numba is imported by its kernels' modules, not for the others)
     return kernel if "numba" not in _sys.modules or concurrent_kernels() else \
-        _one_at_a_time(kernel)
+        one_at_a_time(kernel)
 
-
-_SERIAL = {}
-_KERNEL_LOCK = threading.RLock()
-
-
-def _one_at_a_time(kernel):
-    """``kernel`` behind one process-wide lock, where numba's threading layer is ``workqueue``:
-    two threads in its kernels at once abort the process, the user's threads as well as
-    minimeta's workers (which ``threads.concurrent`` already runs one at a time)."""
-    if kernel not in _SERIAL:
-        @functools.wraps(kernel)
-        def serial(*args, **kwargs):
-            with _KERNEL_LOCK:
-                return kernel(*args, **kwargs)
-        _SERIAL[kernel] = serial
-    return _SERIAL[kernel]
 
 
 def via_host(reference):

@@ -240,15 +240,7 @@ def _shifted_gemm_weight_grad(x, g, w_shape, padding):
 
     parts = max(1, min(GROUPS, length // 4096))   # not the thread count: fixed rounding
     cuts = [length * i // parts for i in range(parts + 1)]
-    return _total(parallel_map(span, zip(cuts[:-1], cuts[1:])))
-
-
-def _total(parts):
-    """The sum of partial results, added in order (the same result for the same split)."""
-    out = parts[0]
-    for part in parts[1:]:
-        out += part
-    return out
+    return ordered_sum(span, zip(cuts[:-1], cuts[1:]), None)      # (never empty: parts >= 1)
 
 
 def _finite(y):

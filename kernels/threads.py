@@ -31,6 +31,7 @@ True
 Read next: ``kernels/conv_numba.py`` (convolution with numba on the CPU).
 """
 import contextlib
+import functools
 import math
 import os
 import threading
@@ -190,6 +191,23 @@ def concurrent(n):
     return 1
 
 
+_SERIAL = {}
+_KERNEL_LOCK = threading.RLock()
+
+
+def one_at_a_time(kernel):
+    """``kernel`` behind one process-wide lock, for numba's ``workqueue`` layer, where two
+    threads in its kernels at once abort the process: the user's threads as well as
+    minimeta's (which ``concurrent`` already runs one at a time)."""
+    if kernel not in _SERIAL:
+        @functools.wraps(kernel)
+        def serial(*args, **kwargs):
+            with _KERNEL_LOCK:
+                return kernel(*args, **kwargs)
+        _SERIAL[kernel] = serial
+    return _SERIAL[kernel]
+
+
 def worker_thread():
     """Make the calling thread a worker: its kernels run on this thread alone (no split, one
     numba thread). BLAS is limited to one thread process-wide by ``minimeta.threads``."""
@@ -268,14 +286,11 @@ def ordered_sum(part, chunks, empty):
     q, r = divmod(len(chunks), k)                   # r runs of q + 1 chunks, then q each
     ends = [i * q + min(i, r) for i in range(k + 1)]
     runs = [chunks[a:b] for a, b in zip(ends[:-1], ends[1:])]
-    if split_threads() == 1:   # the same additions in the same order, two buffers live, not k
-        total = run_sum(runs[0])
-        for run in runs[1:]:
-            total += run_sum(run)
-        return total
-    sums = parallel_map(run_sum, runs)
-    total = sums[0]
-    for s in sums[1:]:
+    # one thread: each run summed as the fold reaches it (two buffers live, not k); the same
+    # additions in the same order either way
+    sums = iter(map(run_sum, runs) if split_threads() == 1 else parallel_map(run_sum, runs))
+    total = next(sums)
+    for s in sums:
         total += s
     return total
 

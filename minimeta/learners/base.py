@@ -18,7 +18,7 @@ import zlib
 import numpy as np
 
 from .. import functional as F
-from ..engine import grad, ops
+from ..engine import Tensor, grad, ops
 from ..engine.workers import map_threads
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
@@ -164,7 +164,7 @@ class Learner:
             for numbered in enumerate(tasks):   # each task's gradient added before the next
                 loss, acc, grads = one(numbered)
                 add(grads)
-                results.append((loss, acc, None))
+                results.append((loss, acc, None))     # (its gradient added, not kept)
         return summary([r[0] for r in results], [r[1] for r in results])
 
 
@@ -224,10 +224,11 @@ def as_tensor(x, params):
         raise TypeError(f"task inputs must be arrays, got a tuple of {len(x)}: put the parts "
                         "in one array, or write a learner whose task_loss unpacks them")
     like = next(iter(params.values()))
-    x = ops.constant(x, like)
-    if x.dtype.kind == "f" and like.dtype.kind == "f" and x.dtype != like.dtype:
-        x = x.astype(like.dtype)    # a Cast: a Tensor's graph, if it has one, is kept
-    return x
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+    floating = like.dtype.kind == "f" and dtype.kind == "f"
+    if not isinstance(x, Tensor):   # one conversion (a copy, then a cast, had been two)
+        return ops.constant(x, like, dtype=like.dtype if floating else None)
+    return x.astype(like.dtype) if floating and x.dtype != like.dtype else x  # a Cast: graph kept
 
 
 def total(terms):
