@@ -1,6 +1,10 @@
 """Mistakes a user makes at the command line, found by a second probe of the CLI (2026-12-01),
 each refused in one line before anything runs or is lost; every one had been accepted,
-misread, refused late or by a traceback, or had cost the user a run.
+misread, refused late or by a traceback, or had cost the user a run. Below them, the same for
+``minimeta eval`` (from the public-API probe of ``test_user_traps.py``): SNAIL is not tested
+beyond its shots, nor any learner at one way or at more ways than the part holds; MANN's and
+Matching's (full context) protocols are said as they are; the demo's hint without Omniglot fits
+how the data folder is set; a path through a file is one line.
 
 Read next: ``test_runs.py`` (checkpoints, resume and stops).
 """
@@ -12,7 +16,7 @@ import pytest
 from minimeta import cli, io
 from minimeta.experiments.config import RunConfig
 from minimeta.experiments.runfolder import first_missing, unmake
-from test_hostile_input import refused, write_checkpoint
+from test_hostile_input import REAL, omni, refused, write_checkpoint  # noqa: F401 (a fixture)
 
 SINE = ["train", "--learner", "maml", "--dataset", "sinusoid", "--iterations", "2",
         "--meta-batch", "1"]
@@ -160,3 +164,72 @@ def test_a_run_through_a_link_and_dotdot_keeps_its_files_together(tmp_path):
     assert cli.main(SINE + ["--out", out]) == 0
     assert sorted(os.listdir(tmp_path / "far" / "run")) == ["checkpoint.npz", "metrics.jsonl"]
     assert not (tmp_path / "run").exists()
+
+
+def test_eval_refuses_snail_at_more_shots_than_it_was_trained_with(tmp_path, capsys):
+    path = write_checkpoint(tmp_path / "snail.npz", RunConfig(learner="snail", shots=1))
+    line = refused(["eval", "--checkpoint", path, "--shots", "5"], capsys)
+    assert line == ("minimeta eval: snail was trained with up to 1 shots, its sequences "
+                    "6 steps long; it cannot be tested 5-shot")
+
+
+@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
+def test_eval_at_more_ways_than_the_test_part_has_names_the_option(omni, capsys):
+    line = refused(["eval", "--checkpoint", omni, "--ways", "2000", "--episodes", "2"], capsys)
+    assert line == "minimeta eval: --ways 2000 needs 2000 classes; the test part has 1692"
+
+
+@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
+def test_eval_refuses_one_way(tmp_path, capsys):        # one class: accuracy 1, meaningless
+    path = write_checkpoint(tmp_path / "p.npz", RunConfig(learner="protonet"))
+    assert refused(["eval", "--checkpoint", path, "--ways", "1", "--episodes", "2"],
+                   capsys) == "minimeta eval: --ways must be at least 2 to classify, got 1"
+
+
+@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
+def test_a_mann_evaluation_says_it_scores_every_step_not_queries(tmp_path, capsys):
+    # its protocol had read "10 queries per class": MANN reads no queries
+    path = write_checkpoint(tmp_path / "mann.npz", RunConfig(learner="mann", shots=2))
+    assert cli.main(["eval", "--checkpoint", path, "--episodes", "2"]) == 0
+    said = capsys.readouterr().out
+    assert "5-way sequences of 2 drawings per class, every step scored" in said, said
+    assert "queries" not in said
+
+
+@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
+def test_an_evaluation_says_when_matching_has_full_context_embeddings(tmp_path, capsys):
+    path = write_checkpoint(tmp_path / "m.npz", RunConfig(learner="matching", fce=True))
+    assert cli.main(["eval", "--checkpoint", path, "--episodes", "2"]) == 0
+    assert "| matching with full context embeddings on omniglot" in capsys.readouterr().out
+
+
+def test_the_demo_s_hint_without_omniglot_fits_how_the_data_dir_is_set(tmp_path, monkeypatch,
+                                                                        capsys):
+    # with MINIMETA_DATA_DIR set it had said "`minimeta train` to download it", which then
+    # refuses to download (found by probing)
+    args = types.SimpleNamespace(omniglot_iterations=1, omniglot_episodes=2, seed=0,
+                                 out=str(tmp_path), tasks=2)
+    monkeypatch.setenv("MINIMETA_DATA_DIR", str(tmp_path / "empty"))
+    cli._demo_omniglot(args, cli._demo_checks(args))
+    assert "or unset it and `minimeta train` downloads them" in capsys.readouterr().out
+    monkeypatch.delenv("MINIMETA_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cli._demo_omniglot(args, cli._demo_checks(args))
+    assert "set MINIMETA_DATA_DIR to a folder holding them, or `minimeta train` downloads " \
+        "them" in capsys.readouterr().out
+
+
+# ----- 3. ordinary mistakes, no tracebacks -----------------------------------------------------
+def test_out_on_a_file_is_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    train = ["train", "--learner", "maml", "--dataset", "sinusoid", "--iterations", "1"]
+    assert refused(train + ["--out", str(afile)], capsys) == (
+        f"minimeta train: {afile}: File exists (a file is where a folder is needed: choose "
+        "another path)")
+    # unwritable: tests run as root, whom chmod does not stop; a path under a file stops all
+    for argv in (train + ["--out", str(afile / "sub")],
+                 ["demo", "--iterations", "1", "--tasks", "2", "--out", str(afile / "sub")]):
+        assert refused(argv, capsys).endswith(
+            f"{afile}/sub: Not a directory (a part of the path is a file, not a folder: "
+            "choose another path)")

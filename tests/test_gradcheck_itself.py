@@ -8,7 +8,8 @@ Each case was found by probing the checker (2026-12-01) and failed before its fi
 - inputs made contiguous before they reached ``f``, so the layouts the strategies draw never
   reached a kernel;
 - calls that checked something else than asked (an array for the list of inputs) or crashed
-  (eps = 0), and strategies that broke their own bounds (``margin``) or drew subnormals;
+  (eps = 0), and strategies that broke their own bounds (``margin``) or drew subnormals
+  (``test_strategies.py``);
 - (a second probe, as a user checking their own functions) one step for a whole array, set by
   its largest entry, which failed correct functions at the small entries beside a large one;
   an AttributeError, not the one-line TypeError, for a function returning a tuple from order
@@ -23,11 +24,9 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
 
 import minimeta as mm
 import minimeta.gradcheck  # noqa: F401  (the module, for the mutant)
-from minimeta.testing import arrays, distinct_arrays, shapes
 
 
 class Zero(mm.Primitive):
@@ -109,18 +108,6 @@ def test_a_failure_says_what_was_checked_and_a_nan_says_where_to_look():
         mm.gradcheck(lambda a: mm.apply(Zero(), a), [np.ones(2)], order=2)
     with pytest.raises(mm.GradcheckError, match="a NaN: is the point outside f's domain"):
         mm.gradcheck(lambda a: a.log().sum(), [np.array([-1.0])])
-
-
-@settings(max_examples=100, derandomize=True, database=None, deadline=None)
-@given(arrays(shapes(), low=-0.9, high=0.9, margin=0.2), arrays(shapes(), low=0.0, high=2.0,
-                                                               margin=0.1))
-def test_the_strategies_keep_their_bounds_and_margins(two_sided, positive):
-    for x, low, high, margin in ((two_sided, -0.9, 0.9, 0.2), (positive, 0.0, 2.0, 0.1)):
-        x = np.asarray(x)
-        assert np.all((x >= low) & (x <= high)), x             # margin had pushed past ±0.9
-        assert np.all(np.abs(x) >= margin - 1e-12), x
-        tiny = (x != 0) & (np.abs(x) < np.finfo(np.float64).tiny)
-        assert not tiny.any(), x                                 # no subnormals
 
 
 def test_the_gradcheck_command_says_when_a_check_compared_only_zeros(monkeypatch, capsys):
@@ -264,26 +251,6 @@ def test_the_gradcheck_command_leaves_no_hypothesis_folder_where_it_runs(tmp_pat
     assert done.returncode == 0 and re.search(r"all \d+ rows passed", done.stdout), \
         done.stderr[-500:]
     assert os.listdir(tmp_path) == []
-
-
-@given(arrays(3), arrays([2, 3]), distinct_arrays(4))
-@settings(max_examples=5)
-def test_the_strategies_take_an_int_or_a_list_for_a_shape(a, b, c):
-    """As hypothesis' own ``arrays``; both had been an AttributeError (probing, 2026-12-01)."""
-    assert a.shape == (3,) and b.shape == (2, 3) and c.shape == (4,)
-
-
-def test_a_shape_of_another_kind_is_a_one_line_error():
-    with pytest.raises(TypeError, match="arrays: shape must be a tuple, an int or a shape "):
-        given(arrays("3"))(lambda a: None)()
-
-
-@given(arrays(()))
-@settings(max_examples=20)
-def test_a_zero_d_array_stays_zero_d_in_every_layout(a):
-    """``np.asfortranarray`` turns a 0-d array into shape (1,): the scatter_add row drew such a
-    g for a scalar slot and failed once its draws moved (2026-12-01)."""
-    assert a.shape == ()
 
 
 class HalfAgain(mm.Primitive):

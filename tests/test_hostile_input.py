@@ -291,22 +291,6 @@ def test_eval_counts_are_checked(sine, omni, capsys, no_evaluation):
                                                 "use --part test (or train)")
 
 
-# ----- 3. ordinary mistakes, no tracebacks -----------------------------------------------------
-def test_out_on_a_file_is_one_line(tmp_path, capsys):
-    afile = tmp_path / "afile"
-    afile.write_text("")
-    train = ["train", "--learner", "maml", "--dataset", "sinusoid", "--iterations", "1"]
-    assert refused(train + ["--out", str(afile)], capsys) == (
-        f"minimeta train: {afile}: File exists (a file is where a folder is needed: choose "
-        "another path)")
-    # unwritable: tests run as root, whom chmod does not stop; a path under a file stops all
-    for argv in (train + ["--out", str(afile / "sub")],
-                 ["demo", "--iterations", "1", "--tasks", "2", "--out", str(afile / "sub")]):
-        assert refused(argv, capsys).endswith(
-            f"{afile}/sub: Not a directory (a part of the path is a file, not a folder: "
-            "choose another path)")
-
-
 def broken_archives(folder):
     """Two truncated .npz archives, as an interrupted copy leaves them."""
     folder.mkdir()

@@ -19,7 +19,8 @@ still work) failed on the code before its fix:
 - a CNP refuses (K,) targets for (K, 1) predictions (the difference had broadcast to (K, K));
 - Matching and Relation Networks refuse a support set without some class (they had scored an
   empty class); SNAIL and MANN are validated at their training ways (had been 5), MANN
-  defaults to 10 shots (1 shot: nothing to recall), SNAIL is not tested beyond its shots.
+  defaults to 10 shots (1 shot: nothing to recall); ``minimeta eval``'s refusals are in
+  ``test_cli_mistakes.py``.
 - the learners check their rates and step counts as the command line does (nan had passed),
   and refuse an empty meta-batch (its loss had been NaN with a NumPy warning).
 - ``io.save`` refuses a key ending in '.npy' (NumPy's archive read 'w.npy' back as 'w').
@@ -34,10 +35,10 @@ import pytest
 
 import minimeta as mm
 import minimeta.functional as F
-from minimeta import cli, nn
+from minimeta import nn
 from minimeta.nn.module import MissingParameter
 from minimeta.optim import SGD
-from test_hostile_input import REAL, omni, refused  # noqa: F401  (omni: a fixture)
+from test_hostile_input import REAL, refused
 
 
 def test_a_module_copies_the_arrays_it_registers():
@@ -265,16 +266,6 @@ def test_model_based_heads_are_validated_at_their_training_ways():
         omniglot.split_characters("lake", "tst")
 
 
-def test_eval_refuses_snail_at_more_shots_than_it_was_trained_with(tmp_path, capsys):
-    from minimeta.experiments.config import RunConfig
-    from test_hostile_input import write_checkpoint
-
-    path = write_checkpoint(tmp_path / "snail.npz", RunConfig(learner="snail", shots=1))
-    line = refused(["eval", "--checkpoint", path, "--shots", "5"], capsys)
-    assert line == ("minimeta eval: snail was trained with up to 1 shots, its sequences "
-                    "6 steps long; it cannot be tested 5-shot")
-
-
 def test_the_learners_check_their_settings_and_refuse_an_empty_meta_batch():
     from minimeta.learners import MAML, ProtoNet, Reptile, StackedTasks
 
@@ -305,12 +296,6 @@ def test_save_refuses_a_key_the_archive_would_read_back_as_another(tmp_path):
     assert not (tmp_path / "c.npz").exists()
 
 
-@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
-def test_eval_at_more_ways_than_the_test_part_has_names_the_option(omni, capsys):
-    line = refused(["eval", "--checkpoint", omni, "--ways", "2000", "--episodes", "2"], capsys)
-    assert line == "minimeta eval: --ways 2000 needs 2000 classes; the test part has 1692"
-
-
 def test_a_cast_to_integers_is_a_constant_not_a_path_for_gradients():
     # it had stayed in the graph: d/dx (int(x) * 1.0) read 1, (int(x) * 0.5) read 0
     x = mm.tensor([1.5, 2.5], requires_grad=True)
@@ -337,29 +322,6 @@ def test_reductions_name_a_bad_axis_of_a_scalar_and_max_keeps_empty_rows():
         mm.max(mm.tensor(np.zeros((0, 3))), axis=0)
 
 
-@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
-def test_eval_refuses_one_way(tmp_path, capsys):        # one class: accuracy 1, meaningless
-    from minimeta.experiments.config import RunConfig
-    from test_hostile_input import write_checkpoint
-
-    path = write_checkpoint(tmp_path / "p.npz", RunConfig(learner="protonet"))
-    assert refused(["eval", "--checkpoint", path, "--ways", "1", "--episodes", "2"],
-                   capsys) == "minimeta eval: --ways must be at least 2 to classify, got 1"
-
-
-@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
-def test_a_mann_evaluation_says_it_scores_every_step_not_queries(tmp_path, capsys):
-    # its protocol had read "10 queries per class": MANN reads no queries
-    from minimeta.experiments.config import RunConfig
-    from test_hostile_input import write_checkpoint
-
-    path = write_checkpoint(tmp_path / "mann.npz", RunConfig(learner="mann", shots=2))
-    assert cli.main(["eval", "--checkpoint", path, "--episodes", "2"]) == 0
-    said = capsys.readouterr().out
-    assert "5-way sequences of 2 drawings per class, every step scored" in said, said
-    assert "queries" not in said
-
-
 def test_matching_s_full_context_embeddings_take_the_embedding_s_dtype():
     # they had always been float32: a float64 model's gradients agreed to 1e-8, not 1e-14
     from minimeta.learners import MatchingNet
@@ -367,16 +329,6 @@ def test_matching_s_full_context_embeddings_take_the_embedding_s_dtype():
     for dtype in (np.float32, np.float64):
         net = MatchingNet(nn.conv4(dtype=dtype), fce=True).net
         assert {p.dtype for p in net.parameters()} == {np.dtype(dtype)}
-
-
-@pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
-def test_an_evaluation_says_when_matching_has_full_context_embeddings(tmp_path, capsys):
-    from minimeta.experiments.config import RunConfig
-    from test_hostile_input import write_checkpoint
-
-    path = write_checkpoint(tmp_path / "m.npz", RunConfig(learner="matching", fce=True))
-    assert cli.main(["eval", "--checkpoint", path, "--episodes", "2"]) == 0
-    assert "| matching with full context embeddings on omniglot" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])
@@ -392,22 +344,3 @@ def test_a_checkpoint_gets_the_mode_of_any_new_file(umask, tmp_path):
         os.umask(previous)
     mode = lambda name: os.stat(tmp_path / name).st_mode & 0o777     # noqa: E731
     assert mode("c.npz") == mode("plain") == 0o666 & ~umask
-
-
-def test_the_demo_s_hint_without_omniglot_fits_how_the_data_dir_is_set(tmp_path, monkeypatch,
-                                                                        capsys):
-    # with MINIMETA_DATA_DIR set it had said "`minimeta train` to download it", which then
-    # refuses to download (found by probing)
-    import types
-
-    args = types.SimpleNamespace(omniglot_iterations=1, omniglot_episodes=2, seed=0,
-                                 out=str(tmp_path), tasks=2)
-    monkeypatch.setenv("MINIMETA_DATA_DIR", str(tmp_path / "empty"))
-    cli._demo_omniglot(args, cli._demo_checks(args))
-    assert "or unset it and `minimeta train` downloads them" in capsys.readouterr().out
-    monkeypatch.delenv("MINIMETA_DATA_DIR")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    cli._demo_omniglot(args, cli._demo_checks(args))
-    assert "set MINIMETA_DATA_DIR to a folder holding them, or `minimeta train` downloads " \
-        "them" in capsys.readouterr().out
-

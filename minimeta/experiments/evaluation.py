@@ -4,8 +4,8 @@ Every interval the experiments print is ``mean_ci``'s: the mean ± t·std/√n (
 n − 1 degrees of freedom, sample standard deviation; t = 1.964 at 600), over test episodes or
 held-out tasks. The tables of docs/RESULTS.md, printed before 2026-12-01's last session, used
 1.96: at their 600 episodes, 0.2% narrower.
-``run_episodes`` evaluates a learner on n episodes (validation during training, ``minimeta
-eval``); ``fine_tune`` is the one fine-tuning loop (plain SGD on a task's support loss, as the
+``run_episodes`` evaluates a learner on n episodes (``minimeta eval``; ``validation``, the
+same during training, logged, with batch norm's buffers put back); ``fine_tune`` is the one fine-tuning loop (plain SGD on a task's support loss, as the
 sinusoid experiment adapts both MAML and the pretrained baseline at test time), and
 ``fine_tune_curve`` the query loss along it.
 
@@ -22,6 +22,7 @@ from .. import functional as F
 from ..engine import grad, no_grad
 from ..engine.tensor import Tensor
 from ..engine.workers import map_threads
+from ..learners.base import put_back, snapshot
 from .progress import Progress
 
 
@@ -110,3 +111,27 @@ def fine_tune_curve(model, params, x_s, y_s, x_q, y_q, steps, lr=0.01, loss=F.ms
             with no_grad():
                 out[step] = loss(model(xq, fast), y_q).item()
     return out
+
+
+def validation(learner, tasks, config, iteration, log, model=None, cut=None):
+    """Accuracy ± 95% interval on ``config.val_episodes`` held-out episodes (always the same
+    ones: seed 999), logged; returns the metrics record's validation fields, or None when
+    ``cut()`` said to give up (``run_episodes``). ``model``'s buffers (batch norm's running
+    averages, which every episode updates) are put back afterwards, so the checkpoint does not
+    depend on how often a run was validated (a run resumed with another ``--validate-every``
+    ends where an uninterrupted one does)."""
+    kept = snapshot(model)
+    try:
+        result = run_episodes(learner, tasks, config.val_episodes, 999, "val", cut=cut)
+        if result is None:
+            return None
+        acc, half = result
+    except FloatingPointError as err:   # adapted weights that diverge: said, not scored
+        log(f"\nvalidation at iteration {iteration}: {err}")    # (as chance, it had been)
+        return {"val_accuracy": float("nan"), "val_interval": float("nan")}
+    finally:
+        put_back(kept)
+    log(f"\nvalidation at iteration {iteration}: accuracy {acc:.4f} ± {half:.4f} "
+        f"(95% interval, {config.val_episodes} episodes, {config.val_ways}-way "
+        f"{config.shots}-shot)")
+    return {"val_accuracy": acc, "val_interval": half}

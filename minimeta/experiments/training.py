@@ -63,9 +63,8 @@ from ..engine import detect_anomaly
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
 from ..kernels.threads import cores
-from ..learners.base import put_back, snapshot
 from ..optim import Adam
-from .evaluation import run_episodes
+from .evaluation import validation
 from .progress import Progress, tolerant
 from .registry import LEARNERS, build, unread
 from .runfolder import (CHECKPOINT, METRICS, Home, first_missing, open_run, prepare_folder,
@@ -381,27 +380,3 @@ def finite_or_null(record):
     """The record with every non-finite float as None (JSON has no NaN)."""
     return {k: None if isinstance(v, float) and not np.isfinite(v) else v
             for k, v in record.items()}
-
-
-def validation(learner, tasks, config, iteration, log, model=None, cut=None):
-    """Accuracy ± 95% interval on ``config.val_episodes`` held-out episodes (always the same
-    ones: seed 999), logged; returns the metrics record's validation fields, or None when
-    ``cut()`` said to give up (``run_episodes``). ``model``'s buffers (batch norm's running
-    averages, which every episode updates) are put back afterwards, so the checkpoint does not
-    depend on how often a run was validated (a run resumed with another ``--validate-every``
-    ends where an uninterrupted one does)."""
-    kept = snapshot(model)
-    try:
-        result = run_episodes(learner, tasks, config.val_episodes, 999, "val", cut=cut)
-        if result is None:
-            return None
-        acc, half = result
-    except FloatingPointError as err:   # adapted weights that diverge: said, not scored
-        log(f"\nvalidation at iteration {iteration}: {err}")    # (as chance, it had been)
-        return {"val_accuracy": float("nan"), "val_interval": float("nan")}
-    finally:
-        put_back(kept)
-    log(f"\nvalidation at iteration {iteration}: accuracy {acc:.4f} ± {half:.4f} "
-        f"(95% interval, {config.val_episodes} episodes, {config.val_ways}-way "
-        f"{config.shots}-shot)")
-    return {"val_accuracy": acc, "val_interval": half}

@@ -16,7 +16,7 @@ and the running averages are never used. (With a running average, the inner loop
 would depend on earlier tasks.) The running buffers (used only in evaluation mode) are still
 updated by every forward pass in training mode, a learner's ``evaluate`` included (so a
 checkpoint's buffers carry the statistics of the last batches it saw; a training run's
-validation puts them back, ``experiments/training.validation``);
+validation puts them back, ``experiments/evaluation.validation``);
 with tasks on worker threads, one task at a time, in task order (``engine/workers.defer``).
 
 Read next: ``minimeta/functional/metric.py`` (similarities and the Matching read-out).

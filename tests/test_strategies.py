@@ -1,0 +1,42 @@
+"""``minimeta.testing``'s hypothesis strategies, checked themselves (the checker's own verdicts
+are in ``test_gradcheck_itself.py``): each case failed before its fix (probing, 2026-12-01).
+
+Read next: ``test_meta_gradcheck.py`` (MAML's meta-gradient against finite differences).
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from minimeta.testing import arrays, distinct_arrays, shapes
+
+
+@settings(max_examples=100, derandomize=True, database=None, deadline=None)
+@given(arrays(shapes(), low=-0.9, high=0.9, margin=0.2), arrays(shapes(), low=0.0, high=2.0,
+                                                               margin=0.1))
+def test_the_strategies_keep_their_bounds_and_margins(two_sided, positive):
+    for x, low, high, margin in ((two_sided, -0.9, 0.9, 0.2), (positive, 0.0, 2.0, 0.1)):
+        x = np.asarray(x)
+        assert np.all((x >= low) & (x <= high)), x             # margin had pushed past ±0.9
+        assert np.all(np.abs(x) >= margin - 1e-12), x
+        tiny = (x != 0) & (np.abs(x) < np.finfo(np.float64).tiny)
+        assert not tiny.any(), x                                 # no subnormals
+
+
+@given(arrays(3), arrays([2, 3]), distinct_arrays(4))
+@settings(max_examples=5)
+def test_the_strategies_take_an_int_or_a_list_for_a_shape(a, b, c):
+    """As hypothesis' own ``arrays``; both had been an AttributeError (probing, 2026-12-01)."""
+    assert a.shape == (3,) and b.shape == (2, 3) and c.shape == (4,)
+
+
+def test_a_shape_of_another_kind_is_a_one_line_error():
+    with pytest.raises(TypeError, match="arrays: shape must be a tuple, an int or a shape "):
+        given(arrays("3"))(lambda a: None)()
+
+
+@given(arrays(()))
+@settings(max_examples=20)
+def test_a_zero_d_array_stays_zero_d_in_every_layout(a):
+    """``np.asfortranarray`` turns a 0-d array into shape (1,): the scatter_add row drew such a
+    g for a scalar slot and failed once its draws moved (2026-12-01)."""
+    assert a.shape == ()
