@@ -1,8 +1,9 @@
 """The GPU check: everything issue 18 asks of a GPU machine, in one command and one call.
 
 1. ``env``: the GPU, CuPy, numba (and numba-cuda), PyTorch, the host's cores (CPU quota, numba's
-   threading layer), and where NVVM came from (numba-cuda compiles kernels with it; if it finds
-   none, the one ``gpu_prepare.sh`` carried: ``nvvm``);
+   threading layer), and which NVVM runs a kernel here, the PTX version it writes and the
+   driver's (``_nvvm.py``: numba's own, else the machine's toolkit, else the one
+   ``gpu_prepare.sh`` carried);
 2. ``tests``: the ``gpu`` tests (``tests/test_gpu.py``): every CUDA kernel against its NumPy
    reference in float32 and float64 at the production block size, every row of the primitive
    table (forward, VJP and the VJP's own VJP) on the GPU against the CPU, the second-order
@@ -25,8 +26,13 @@
 5. ``train``: second-order MAML on Omniglot 5-way 1-shot on the GPU for the minutes left
    (``minimeta train --device cuda --minutes``), then ``minimeta eval`` on 600 test episodes.
 
-A phase that fails is recorded and the next one runs; everything lands in
-``<out>/gpu_check.json`` and the console. ``--budget`` (seconds) sizes the training to fit.
+A phase that fails is recorded and the next one runs, and so does a timing case;
+``<out>/gpu_check.json`` is rewritten after every phase and every timing case, so a run cut
+short keeps what it measured. ``--budget`` (seconds) bounds each phase: the tests a third of it
+(each test at most 3 minutes where pytest-timeout is installed, and ``-v``: the log names the
+test that hung), the timings a quarter (cases that do not fit are marked skipped), training the
+rest but two minutes for the evaluation; a training or evaluation command that overruns gets a
+SIGTERM (minimeta saves its checkpoint and stops), then a SIGKILL 30 s later.
 
 ``--simulate`` runs the whole script without a GPU, at small sizes: CuPy stood in by
 ``tests/fake_cupy.py``, the CUDA kernels in numba's simulator (``tests/simulated_gpu.py``),
@@ -35,12 +41,15 @@ PyTorch on the CPU. It proves the script before the scarce minutes on a GPU.
 Run: python benchmarks/gpu_check.py [--out outputs/gpu] [--budget 540] [--simulate]
 """
 import argparse
+import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+
+from _nvvm import nvvm   # (the script's folder is on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -78,63 +87,13 @@ def environment(cp, torch):
     return info
 
 
-NVVM_PROBE = """
-import math
-from numba import cuda, types
-
-@cuda.jit
-def probe(x):
-    i = cuda.grid(1)
-    if i < x.size:
-        x[i] = math.sqrt(x[i])
-
-cuda.compile_ptx(probe.py_func, (types.float32[::1],), cc=(9, 0))
-"""
-
-
-def nvvm(root=ROOT):
-    """Whether numba-cuda can compile kernels here: it needs NVVM (the CUDA toolkit's compiler
-    library), which numba-cuda brings only with its [cu13] extra. If it cannot and
-    ``gpu_prepare.sh`` carried one, unpack it and point CUDA_HOME at it (for this process and
-    its children; numba-cuda searches there after its own places, CuPy reads CUDA_PATH, not
-    CUDA_HOME). Called before numba is imported; the probe compiles a kernel that calls
-    libdevice to PTX in a child Python (a failed library load is not retried in a process)."""
-    def probe():
-        done = subprocess.run([sys.executable, "-c", NVVM_PROBE], capture_output=True,
-                              text=True, timeout=300)
-        if done.returncode == 0:
-            return None
-        lines = done.stderr.strip().splitlines() or ["no output"]
-        return next((line for line in reversed(lines) if "Error" in line), lines[-1])[:300]
-
-    error = probe()
-    if error is None:
-        return {"nvvm": "found by numba"}
-    carried = os.path.join(root, ".gpu", "cuda", "nvvm")
-    packed = os.path.join(carried, "lib64", "libnvvm.so.4.xz")
-    if not os.path.exists(packed):
-        return {"nvvm": f"missing: {error}"}
-    import lzma
-    import shutil
-    import tempfile
-
-    home = tempfile.mkdtemp(prefix="minimeta-cuda-")    # outside the checkout: not carried
-    os.makedirs(os.path.join(home, "nvvm", "lib64"))
-    with lzma.open(packed) as src, \
-            open(os.path.join(home, "nvvm", "lib64", "libnvvm.so.4"), "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    shutil.copytree(os.path.join(carried, "libdevice"), os.path.join(home, "nvvm", "libdevice"))
-    os.environ["CUDA_HOME"] = home
-    again = probe()
-    return {"nvvm": f"carried, unpacked to {home}" if again is None else f"missing: {again}",
-            "nvvm_own_search": error}
-
-
 def gpu_tests(simulate, timeout, out):
     """The ``gpu`` tests in a child pytest, its output in ``<out>/gpu_tests.log`` (kept when
     the time runs out, so a slow first compilation still shows how far the tests got)."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=",
            "-m", "gpu", "-rs", "--durations=10", os.path.join(TESTS, "test_gpu.py")]
+    if importlib.util.find_spec("pytest_timeout") is not None:     # one hung test, not all
+        cmd += ["--timeout", "180"]
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
         [ROOT, TESTS, os.environ.get("PYTHONPATH", "")]))
     if simulate:
@@ -172,62 +131,85 @@ def cases(device, torch_device, torch, small):
     return {name: (ours[name], theirs.get(name)) for name in machine.KEYS}
 
 
-def timings(cp, torch, torch_device, rounds, small, only, seconds):
-    """Each case gets ``seconds`` / cases: as many rounds (at least 3, at most ``rounds``) as
-    its second warm-up call says fit."""
-    sync_mm = cp.cuda.Device().synchronize
-    sync_t = (torch.cuda.synchronize if torch_device == "cuda" else lambda: None) \
-        if torch is not None else None
+def timings(cp, torch, torch_device, rounds, small, only, seconds, save=lambda table: None):
+    """Each case gets an equal share of what is left of ``seconds``: as many rounds (at least
+    3, at most ``rounds``) as its second warm-up call says fit. A case that raises (out of
+    memory, a kernel that fails) is recorded as its error and the next one runs; once the
+    phase's ``seconds`` are spent the cases left are marked skipped. ``save(table)`` after
+    each case (the report on disk)."""
+    syncs = (cp.cuda.Device().synchronize,
+             (torch.cuda.synchronize if torch_device == "cuda" else lambda: None)
+             if torch is not None else None)
+    deadline = time.perf_counter() + seconds
     table = {}
     todo = {k: v for k, v in cases("cuda", torch_device, torch, small).items()
             if not only or k in only}
-    for name, (make_mine, make_theirs) in todo.items():
-        mine = make_mine()
-        calls = {"minimeta": (mine, sync_mm)}
-        if make_theirs is not None:
-            theirs = make_theirs()
-            calls["torch"] = (theirs, sync_t)
-            calls["torch_tuned"] = (tuned(torch, theirs), sync_t)
-        one_round = 0.0
-        for fn, sync in calls.values():        # warm-up: kernel compilation, pools
-            fn()
+    for i, (name, makers) in enumerate(todo.items()):
+        share = (deadline - time.perf_counter()) / (len(todo) - i)
+        if share <= 0:
+            table[name] = {"skipped": f"the phase's {seconds:.0f} s were spent"}
+            say(f"{name:9s} skipped: {table[name]['skipped']}")
+        else:
+            try:
+                table[name] = time_case(cp, name, makers, syncs, torch, torch_device,
+                                        rounds, share, table)
+            except Exception as err:  # the next case may still run (not after a lost context)
+                table[name] = {"error": f"{type(err).__name__}: {err}"[:500]}
+                say(f"{name:9s} FAILED: {table[name]['error']}")
+        save(table)
+    return table
+
+
+def time_case(cp, name, makers, syncs, torch, torch_device, rounds, seconds, table):
+    """One row of ``timings``: minimeta and PyTorch (default and tuned) interleaved, the order
+    rotated each round; medians, ranges, memory peaks, ratios (``table``: the rows so far, for
+    a stacked case's ratio to PyTorch's loop)."""
+    (make_mine, make_theirs), (sync_mm, sync_t) = makers, syncs
+    mine = make_mine()
+    calls = {"minimeta": (mine, sync_mm)}
+    if make_theirs is not None:
+        theirs = make_theirs()
+        calls["torch"] = (theirs, sync_t)
+        calls["torch_tuned"] = (tuned(torch, theirs), sync_t)
+    one_round = 0.0
+    for fn, sync in calls.values():        # warm-up: kernel compilation, pools
+        fn()
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        one_round += time.perf_counter() - t
+    fit = int(seconds / max(one_round, 1e-6))
+    samples = {lib: [] for lib in calls}
+    items = list(calls.items())
+    for r in range(max(3, min(rounds, fit))):
+        k = r % len(items)
+        for lib, (fn, sync) in items[k:] + items[:k]:   # rotated: each in each place in turn
             sync()
             t = time.perf_counter()
             fn()
             sync()
-            one_round += time.perf_counter() - t
-        fit = int(seconds / len(todo) / max(one_round, 1e-6))
-        samples = {lib: [] for lib in calls}
-        items = list(calls.items())
-        for r in range(max(3, min(rounds, fit))):
-            k = r % len(items)
-            for lib, (fn, sync) in items[k:] + items[:k]:   # rotated: each in each place in turn
-                sync()
-                t = time.perf_counter()
-                fn()
-                sync()
-                samples[lib].append(time.perf_counter() - t)
-        row = {lib: {"median_s": statistics.median(s), "min_s": min(s), "max_s": max(s),
-                     "rounds": len(s)} for lib, s in samples.items()}
-        row["minimeta"]["peak_bytes"] = cupy_peak(cp, mine, sync_mm)
-        if "torch" in calls and torch_device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-            theirs()
-            torch.cuda.synchronize()
-            row["torch"]["peak_bytes"] = torch.cuda.max_memory_allocated()
-        if "torch" in row:                       # against PyTorch at its best setting
-            row["ratio"] = row["minimeta"]["median_s"] / torch_best(row)
-        loop = table.get(name.removesuffix("_stacked"), {})
-        if name.endswith("_stacked") and "torch" in loop:   # against PyTorch's per-task loop
-            row["ratio_to_torch_loop"] = row["minimeta"]["median_s"] / torch_best(loop)
-        table[name] = row
-        say(f"{name:9s} " + " | ".join(
-            f"{lib} {r['median_s'] * 1e3:9.2f} ms [{r['min_s'] * 1e3:.2f}-{r['max_s'] * 1e3:.2f}]"
-            f" peak {r.get('peak_bytes', 0) / 2**20:7.1f} MiB" for lib, r in row.items()
-            if isinstance(r, dict)) + (f" | ratio {row['ratio']:.2f}" if "ratio" in row else "")
-            + (f" | vs torch loop {row['ratio_to_torch_loop']:.2f}"
-               if "ratio_to_torch_loop" in row else ""))
-    return table
+            samples[lib].append(time.perf_counter() - t)
+    row = {lib: {"median_s": statistics.median(s), "min_s": min(s), "max_s": max(s),
+                 "rounds": len(s)} for lib, s in samples.items()}
+    row["minimeta"]["peak_bytes"] = cupy_peak(cp, mine, sync_mm)
+    if "torch" in calls and torch_device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        theirs()
+        torch.cuda.synchronize()
+        row["torch"]["peak_bytes"] = torch.cuda.max_memory_allocated()
+    if "torch" in row:                       # against PyTorch at its best setting
+        row["ratio"] = row["minimeta"]["median_s"] / torch_best(row)
+    loop = table.get(name.removesuffix("_stacked"), {})
+    if name.endswith("_stacked") and "torch" in loop:   # against PyTorch's per-task loop
+        row["ratio_to_torch_loop"] = row["minimeta"]["median_s"] / torch_best(loop)
+    say(f"{name:9s} " + " | ".join(
+        f"{lib} {r['median_s'] * 1e3:9.2f} ms [{r['min_s'] * 1e3:.2f}-{r['max_s'] * 1e3:.2f}]"
+        f" peak {r.get('peak_bytes', 0) / 2**20:7.1f} MiB" for lib, r in row.items()
+        if isinstance(r, dict)) + (f" | ratio {row['ratio']:.2f}" if "ratio" in row else "")
+        + (f" | vs torch loop {row['ratio_to_torch_loop']:.2f}"
+           if "ratio_to_torch_loop" in row else ""))
+    return row
 
 
 def tuned(torch, fn):
@@ -266,14 +248,18 @@ def cupy_peak(cp, fn, sync):
     return peak[0]
 
 
-def train(out, minutes, episodes, device, simulate):
+def train(out, minutes, episodes, device, simulate, end):
+    """``minimeta train`` for ``minutes`` of training, then ``minimeta eval``, each a child
+    whose output streams to the console; ``end`` (``elapsed()`` seconds) bounds both
+    (``bounded``). A training run stopped so still has its checkpoint, which is evaluated."""
     run_dir = os.path.join(out, "maml5w1s")
+    checkpoint = os.path.join(run_dir, "checkpoint.npz")
     mm = [sys.executable, "-m", "minimeta.cli"]
     size = ["--iterations", "2", "--meta-batch", "2"] if simulate else ["--iterations", "1000000"]
     cmds = [mm + ["train", "--learner", "maml", "--ways", "5", "--shots", "1", "--device", device,
                   "--minutes", f"{minutes:.2f}", "--validate-every", "0", "--out", run_dir,
                   "--overwrite"] + size,
-            mm + ["eval", "--checkpoint", os.path.join(run_dir, "checkpoint.npz"),
+            mm + ["eval", "--checkpoint", checkpoint,
                   "--episodes", str(episodes), "--device", device,
                   "--report", os.path.join(out, "eval.jsonl")]]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
@@ -281,19 +267,49 @@ def train(out, minutes, episodes, device, simulate):
         env["PYTHONPATH"] = os.pathsep.join([TESTS, env["PYTHONPATH"]])
         cmds = [[sys.executable, os.path.join(HERE, "gpu_check.py"), "--as-simulated"]
                 + c[len(mm):] for c in cmds]
-    result = {}
-    for cmd in cmds:
+    result = {"episodes": episodes, "minutes": minutes}
+    # training: its minutes and a minute to start (data, compilation), but not past the end
+    # less a minute for the evaluation; the evaluation: what is left
+    for what, cmd, seconds in (("train", cmds[0], min(minutes * 60 + 60, end - elapsed() - 60)),
+                               ("eval", cmds[1], end - elapsed())):
         say("$ " + " ".join(cmd))
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        print(done.stdout[-3000:], done.stderr[-3000:], flush=True)
-        if done.returncode:
-            raise RuntimeError(f"the command above failed (exit {done.returncode})")
+        code = bounded(cmd, env, max(30.0, seconds))
+        result[f"{what}_exit"] = code
+        if code == "timed out" and what == "train" and os.path.exists(checkpoint):
+            continue          # stopped by SIGTERM: its whole iterations were saved
+        if code != 0:
+            raise RuntimeError("the command above " + ("ran out of time" if code == "timed out"
+                                                       else f"failed (exit {code})"))
     last = json.loads(open(os.path.join(run_dir, "metrics.jsonl")).readlines()[-1])
     row = json.loads(open(os.path.join(out, "eval.jsonl")).readlines()[-1])
     result.update(iterations=last["iteration"], train_seconds=last.get("train_seconds"),
-                  accuracy=row.get("accuracy"), interval=row.get("interval"),
-                  episodes=episodes, minutes=minutes)
+                  accuracy=row.get("accuracy"), interval=row.get("interval"))
     return result
+
+
+def bounded(cmd, env, seconds, grace=30):
+    """Run ``cmd`` (its output to this console); past ``seconds``, SIGTERM (minimeta saves the
+    iterations done and stops), then SIGKILL ``grace`` s later. Its exit code, or "timed
+    out"."""
+    child = subprocess.Popen(cmd, env=env)
+    try:
+        return child.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        say(f"past its {seconds:.0f} s: SIGTERM")
+        child.terminate()
+        try:
+            child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        return "timed out"
+
+
+def write(path, report):
+    """The report on disk, whole or not at all (a kill mid-write leaves the last one)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def simulated():
@@ -329,7 +345,7 @@ def main():
         simulated()
         args.rounds, args.episodes = min(args.rounds, 2), min(args.episodes, 4)
     os.makedirs(args.out, exist_ok=True)
-    found = {"nvvm": "simulated"} if args.simulate else nvvm()    # before numba's import
+    found = {"nvvm": "simulated"} if args.simulate else nvvm(ROOT)   # before numba
     say(f"NVVM: {found['nvvm']}")
     sys.path.insert(0, ROOT)
     from minimeta.engine.backend import cupy_module
@@ -361,17 +377,18 @@ def main():
                     failed.append(phase)
             elif phase == "timings":
                 report[phase] = timings(cp, torch, torch_device, args.rounds, args.simulate,
-                                        args.only, args.budget / 4)
+                                        args.only, args.budget / 4, save=lambda table: write(
+                                            path, dict(report, timings=table)))
             elif phase == "train":
                 minutes = max(0.05, (args.budget - elapsed() - 120) / 60)
-                report[phase] = train(args.out, minutes, args.episodes, "cuda", args.simulate)
+                report[phase] = train(args.out, minutes, args.episodes, "cuda", args.simulate,
+                                      end=args.budget)
             say(json.dumps(report[phase])[:1500])
         except Exception as err:   # record it and go on: the minutes on a GPU are few
             failed.append(phase)
             report[phase] = {"error": f"{type(err).__name__}: {err}"}
             say(f"{phase} FAILED: {report[phase]['error']}")
-        with open(path, "w") as f:
-            json.dump(report, f, indent=1)
+        write(path, report)
     say(f"report: {path}; failed phases: {failed or 'none'}")
     return 1 if failed else 0
 

@@ -3,9 +3,11 @@
 # no network and no minimeta: the two Omniglot archives (5.6 MB), a threadpoolctl wheel (a
 # core dependency the machine's Python lacks; pure Python, imported straight from the wheel),
 # and NVVM, the CUDA 13 compiler library numba-cuda compiles kernels with, in case that machine
-# lacks it (numba-cuda brings it only with its [cu13] extra): libnvvm.so.4, xz-compressed
-# (23 MB; gpu_check.py unpacks it and points CUDA_HOME at .gpu/cuda only if numba-cuda cannot
-# find an NVVM of its own), and libdevice. About 30 MB in all, under the 64 MiB a carry allows.
+# lacks one that works (numba-cuda brings it only with its [cu13] extra): libnvvm.so.4,
+# xz-compressed (23 MB; gpu_check.py unpacks it to a CUDA_HOME only if neither numba-cuda's own
+# NVVM nor the machine's toolkit runs a kernel: benchmarks/_nvvm.py), and libdevice. NVVM 13.0
+# exactly: the machine's driver is CUDA 13.0 (580.159), which loads PTX up to ISA 9.0; NVVM
+# 13.5 writes 9.5, which it refuses. About 30 MB in all, under the 64 MiB a carry allows.
 # Then carry ".gpu" with the checkout and run there, from the repository root:
 #   export PYTHONPATH=$PWD:$(ls $PWD/.gpu/wheels/*.whl | paste -sd:)
 #   export MINIMETA_DATA_DIR=$PWD/.gpu/omniglot
@@ -16,13 +18,16 @@ data="${MINIMETA_DATA_DIR:-../shared/data/omniglot}"
 mkdir -p .gpu/omniglot .gpu/wheels .gpu/cuda/nvvm/lib64 .gpu/cuda/nvvm/libdevice
 cp "$data"/images_background.npz "$data"/images_evaluation.npz .gpu/omniglot/
 pip download -q --no-deps --only-binary=:all: -d .gpu/wheels threadpoolctl
-if [ ! -f .gpu/cuda/nvvm/lib64/libnvvm.so.4.xz ]; then
+nvvm="nvidia-nvvm==13.0.*"     # written beside it: a copy of another version is fetched anew
+if [ ! -f .gpu/cuda/nvvm/lib64/libnvvm.so.4.xz ] \
+        || [ "$(cat .gpu/cuda/nvvm/VERSION 2>/dev/null)" != "$nvvm" ]; then
     tmp="$(mktemp -d)"
     pip download -q --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
-        -d "$tmp" "nvidia-nvvm==13.*"
+        -d "$tmp" "$nvvm"
     python3 -m zipfile -e "$tmp"/nvidia_nvvm-*.whl "$tmp/x"
     xz -6 -T0 -c "$tmp/x/nvidia/cu13/lib/libnvvm.so.4" > .gpu/cuda/nvvm/lib64/libnvvm.so.4.xz
     cp "$tmp/x/nvidia/cu13/nvvm/libdevice/libdevice.10.bc" .gpu/cuda/nvvm/libdevice/
+    echo "$nvvm" > .gpu/cuda/nvvm/VERSION
     rm -rf "$tmp"
 fi
 ls -l .gpu/omniglot .gpu/wheels .gpu/cuda/nvvm/lib64 .gpu/cuda/nvvm/libdevice

@@ -2,13 +2,12 @@
 would be a false figure): the stacked MAML meta-iteration that the GPU check times against
 minimeta's ``StackedTasks`` gives the per-task loop's meta-gradient; the op profiler
 (``benchmarks/profile_ops.py``) counts each op once, in its phase, and leaves no wrapper behind;
-the GPU check unpacks the NVVM it carries only where numba finds none; ``machine.py`` times
-minimeta in a process whose OpenMP runtime is not PyTorch's."""
+``machine.py`` times minimeta in a process whose OpenMP runtime is not PyTorch's. (The GPU
+check's own logic: ``test_gpu_check.py``.)"""
 import collections
 import glob
 import importlib.util
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -88,51 +87,6 @@ def test_the_op_profiler_times_each_op_once_and_puts_every_forward_back():
     assert calls["Exp", "forward"] == calls["Mul", "forward"] == calls["Sum", "forward"] == 1
     assert calls["Mul", "backward"] >= 3 and calls["Exp", "backward"] == 0
     assert ("Exp", "forward", (4,)) in timer.totals
-
-
-def test_gpu_check_unpacks_the_carried_nvvm_only_when_numba_finds_none(tmp_path, monkeypatch):
-    """``gpu_check.nvvm``: numba-cuda compiles kernels with NVVM, which the GPU machine may
-    lack; ``gpu_prepare.sh`` carries one, xz-compressed. The probe (a child Python compiling a
-    kernel) is stood in: it succeeds only where CUDA_HOME holds the unpacked library and
-    libdevice, or where numba finds an NVVM of its own."""
-    import lzma
-    import shutil
-
-    import gpu_check
-
-    carried = tmp_path / ".gpu" / "cuda" / "nvvm"
-    (carried / "lib64").mkdir(parents=True)
-    (carried / "libdevice").mkdir()
-    with lzma.open(carried / "lib64" / "libnvvm.so.4.xz", "wb") as f:
-        f.write(b"the library")
-    (carried / "libdevice" / "libdevice.10.bc").write_bytes(b"bitcode")
-    own = [False]
-
-    def probe(cmd, **kwargs):
-        home = os.environ.get("CUDA_HOME", "/nowhere")
-        lib = os.path.join(home, "nvvm", "lib64", "libnvvm.so.4")
-        ok = own[0] or (os.path.exists(lib) and open(lib, "rb").read() == b"the library"
-                        and os.path.exists(os.path.join(home, "nvvm", "libdevice",
-                                                        "libdevice.10.bc")))
-        return subprocess.CompletedProcess(cmd, 0 if ok else 1, "", "" if ok else
-                                           "Traceback\nDynamicLibNotFoundError: no libnvvm\n")
-
-    monkeypatch.setattr(gpu_check.subprocess, "run", probe)
-    monkeypatch.delenv("CUDA_HOME", raising=False)
-    found = gpu_check.nvvm(root=str(tmp_path))
-    home = os.environ["CUDA_HOME"]
-    try:
-        assert found == {"nvvm": f"carried, unpacked to {home}",
-                         "nvvm_own_search": "DynamicLibNotFoundError: no libnvvm"}
-        assert not str(home).startswith(str(tmp_path))      # not inside the carried tree
-    finally:
-        shutil.rmtree(home)
-    monkeypatch.delenv("CUDA_HOME")
-    assert gpu_check.nvvm(root=str(tmp_path / "nothing carried")) == {
-        "nvvm": "missing: DynamicLibNotFoundError: no libnvvm"}
-    own[0] = True                                  # numba's own NVVM: nothing else touched
-    assert gpu_check.nvvm(root=str(tmp_path)) == {"nvvm": "found by numba"}
-    assert "CUDA_HOME" not in os.environ
 
 
 def numbas_openmp(log_folder):
