@@ -23,7 +23,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--shots", type=count(1), default=10)
-    parser.add_argument("--hidden", type=count(1), default=10, help="hidden width (H is n×n)")
+    parser.add_argument("--hidden", type=count(1), default=10,
+                        help="hidden width h of the 1-h-h-1 MLP (H is n×n for its n = h² + 4h + 1 "
+                        "parameters)")
     args = parser.parse_args(argv)
     if not args.alpha > 0:
         parser.error(f"--alpha must be > 0, got {args.alpha}")

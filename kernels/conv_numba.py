@@ -17,10 +17,13 @@ Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.m
 - 3×3 filters at stride 1 on 32 channels and more (conv4's 64-channel layers, forward and both
   gradients): Winograd's minimal filtering (``kernels/winograd_numba.py``), 2.25–4× fewer
   multiplies; 1.6–3× faster than the paths below on those layers.
-- other 64-channel layers, stride 1, planes of 14×14 and up: "shifted GEMMs" (no im2col copy at
-  all, see ``_shifted_gemm_conv``), same speed as im2col + GEMM there and 9× less memory.
-- other 64-channel layers: im2col + GEMM, in cache-sized chunks of images. The GEMM has
-  K = C·kh·kw = 576, which OpenBLAS runs near its peak (about 80 GFLOP/s on one core here).
+- other layers of 2 channels and more at stride 1 whose padded plane is under 1.5 times the
+  output plane (``_shifted_pays``: 14×14 and up at padding 1, 256 grid points for 196 outputs):
+  "shifted GEMMs" (no im2col copy at all, see ``_shifted_gemm_conv``), same speed as im2col +
+  GEMM on conv4's 64-channel layers and 9× less memory.
+- other multi-channel layers (7×7 planes: 81 points for 49): im2col + GEMM, in cache-sized
+  chunks of images. On conv4's layers the GEMM has K = C·kh·kw = 576, which OpenBLAS runs near
+  its peak (about 80 GFLOP/s on one core here).
 - 1-input-channel layers (the first Omniglot layer): image-major patches (``_patches``) and one
   GEMM per image, over the stack: the output comes out in its (N, O, H, W) layout and the
   weight gradient reads g as it is, where the channel-major path transposes either (2–4×

@@ -116,6 +116,8 @@ def test_float16_cannot_require_grad_anywhere_it_would_fail_later():
         mm.tensor(half, requires_grad=True)
     with pytest.raises(TypeError, match=f"^requires_grad_: {message}"):
         mm.tensor(half).requires_grad_()
+    with pytest.raises(TypeError, match=f"^requires_grad =: {message}"):
+        mm.tensor(half).requires_grad = True
     x = mm.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(TypeError, match=f"^astype: {message}"):
         x.astype(np.float16)

@@ -127,6 +127,8 @@ def test_requires_grad_refuses_a_tensor_an_op_made():
     y = (h * h + x).sum()
     with pytest.raises(ValueError, match="^requires_grad_: this tensor was made by Mul"):
         h.requires_grad_(False)
+    with pytest.raises(ValueError, match="^requires_grad =: this tensor was made by Mul"):
+        h.requires_grad = False              # the property names itself (it had said "_")
     np.testing.assert_array_equal(mm.grad(y, [x])[0].numpy(), [19.0, 37.0])
     assert mm.tensor([1.0]).requires_grad_().requires_grad          # leaves: as before
 

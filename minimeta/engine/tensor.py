@@ -98,7 +98,8 @@ class Tensor:
     size = property(lambda self: self.data.size, doc="Number of elements.")
     is_leaf = property(lambda self: self._op is None, doc="True when no op produced it.")
     requires_grad = property(
-        lambda self: self._requires_grad, lambda self, flag: self.requires_grad_(flag),
+        lambda self: self._requires_grad,
+        lambda self, flag: self.requires_grad_(flag, who="requires_grad ="),
         doc="Whether gradients flow to it; set on a leaf only (``requires_grad_``'s checks: "
             "on a Tensor an op made it would cut the graph, and silently change gradients).")
     device = property(lambda self: device_of(self.data), doc="'cpu' or 'cuda'.")
@@ -210,15 +211,16 @@ class Tensor:
         """A new leaf sharing the same array, cut from the graph."""
         return Tensor(self.data)
 
-    def requires_grad_(self, flag=True):
+    def requires_grad_(self, flag=True, who="requires_grad_"):
         """Set ``requires_grad`` in place (leaves only) and return self. On a Tensor an op
-        made, it would cut the graph already built through it: use ``detach()``."""
+        made, it would cut the graph already built through it: use ``detach()``. (``who``:
+        what an error names, the property's setter or this method.)"""
         if self._op is not None:
-            raise ValueError(f"requires_grad_: this tensor was made by {self._op!r}, not a leaf; "
+            raise ValueError(f"{who}: this tensor was made by {self._op!r}, not a leaf; "
                              "changing the flag would cut the graph built through it (use "
                              ".detach() for a new leaf)")
         if flag:
-            check_grad_dtype(self.dtype, "requires_grad_")
+            check_grad_dtype(self.dtype, who)
         self._requires_grad = bool(flag)
         return self
 
