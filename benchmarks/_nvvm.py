@@ -52,8 +52,11 @@ def probe():
     """(None, info) when the probe kernel compiled and ran in a child Python (with this
     process's CUDA_HOME); (the error's line, info) when not. ``info``: what the child found
     before it stopped (``ptx_version``, ``driver``, ``kernel_ran``)."""
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                          timeout=300)
+    try:
+        done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                              timeout=120)
+    except subprocess.TimeoutExpired as err:
+        return f"the probe ran past {err.timeout:.0f} s", {}
     info = {}
     for line in done.stdout.splitlines():
         if line.startswith("NVVM_PROBE "):

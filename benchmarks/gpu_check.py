@@ -345,7 +345,10 @@ def main():
         simulated()
         args.rounds, args.episodes = min(args.rounds, 2), min(args.episodes, 4)
     os.makedirs(args.out, exist_ok=True)
-    found = {"nvvm": "simulated"} if args.simulate else nvvm(ROOT)   # before numba
+    try:
+        found = {"nvvm": "simulated"} if args.simulate else nvvm(ROOT)   # before numba
+    except Exception as err:            # say it, and let the phases show what still works
+        found = {"nvvm": f"the search failed: {type(err).__name__}: {err}"}
     say(f"NVVM: {found['nvvm']}")
     sys.path.insert(0, ROOT)
     from minimeta.engine.backend import cupy_module

@@ -171,3 +171,12 @@ def test_an_overrunning_command_gets_sigterm_first_then_sigkill(tmp_path):
     assert gpu_check.bounded([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ),
                              10) == 3
 
+
+def test_a_probe_that_hangs_is_a_failure_not_a_crash(monkeypatch):
+    import _nvvm
+
+    def hang(cmd, timeout, **kw):
+        raise subprocess.TimeoutExpired(cmd, timeout)
+
+    monkeypatch.setattr(_nvvm.subprocess, "run", hang)
+    assert _nvvm.probe() == ("the probe ran past 120 s", {})
