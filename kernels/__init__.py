@@ -149,6 +149,25 @@ def _import(module, import_module=importlib.import_module):
     return import_module(module)
 
 
+def compiled_before(module="conv_numba"):
+    """Whether numba's cache holds kernels of ``module`` (a name in this package, or a
+    module) compiled before: an index file of any of its cached kernels (a run uses some of
+    them, not all), so that their first use loads them instead of compiling them (the
+    convolutions: about half a minute on two cores, once a machine). None where it cannot
+    tell: the references in use, or a numba whose cache is laid out otherwise (read through
+    numba's private attributes)."""
+    if LOCAL.reference:
+        return None
+    try:
+        if isinstance(module, str):
+            module = _import(f"{__name__}.{module}")
+        indexes = [kernel._cache._cache_file._index_path for kernel in vars(module).values()
+                   if getattr(getattr(kernel, "_cache", None), "_cache_file", None) is not None]
+    except (AttributeError, ImportError):
+        return None
+    return any(_os.path.exists(index) for index in indexes) if indexes else None
+
+
 def private_cache_dir():
     """``<tmp>/minimeta-numba-<uid>``, made with mode 700; a fresh ``mkdtemp`` instead if that
     path is someone else's, a link, or open to others (compiled code is loaded from there)."""

@@ -2,7 +2,10 @@
 
 Spec: ``pool_ref.py`` (the argmax is the flat index into x of the first maximum of each
 window). The backward adds g at those indices with ``cuda.atomic.add``, so overlapping windows
-(stride < kernel) that share a maximum sum correctly.
+(stride < kernel) that share a maximum sum correctly, though in the order the threads arrive:
+the last bits of such a sum may differ from run to run (docs/PERFORMANCE.md, "The same bits";
+non-overlapping windows, conv4's 2×2 at stride 2, add each input at most once onto zero: the
+same bits every run).
 
 Read next: ``kernels/attention_cuda.py`` (cosine attention on a GPU).
 """

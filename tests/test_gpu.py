@@ -134,6 +134,24 @@ def test_second_order_maml_meta_gradient_on_gpu_equals_cpu(stacked):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9 * scale)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_meta_gradient_on_gpu_repeats_its_bits(dtype):
+    """Two runs of the same stacked MAML meta-gradient on the GPU, bit for bit (the CPU's
+    promise, ``test_reproducible.py``; on a GPU only conv4's 2×2 pooling uses atomics, each
+    input added at most once: docs/PERFORMANCE.md, "The same bits")."""
+    from minimeta.learners import MAML, StackedTasks
+
+    tasks = [(RNG.standard_normal((5, 1, 28, 28)).astype(dtype), np.arange(5),
+              RNG.standard_normal((10, 1, 28, 28)).astype(dtype), np.repeat(np.arange(5), 2))
+             for _ in range(3)]
+    runs = []
+    for _ in range(2):
+        learner = StackedTasks(MAML(nn.conv4(5, dtype=dtype, seed=1).to("cuda"), 0.4, 2))
+        runs.append([g.numpy() for g in learner.meta_gradient(tasks)])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_every_learner_trains_a_step_on_gpu(tmp_path):
     """The command line's learners, built on the GPU, take a training step and evaluate, on
     synthetic episodes (the GPU machine need not hold Omniglot)."""

@@ -16,7 +16,9 @@ container with a read-only root file system), every kernel module failed to impo
 locator available"); ``kernels._import`` now gives numba a private temporary folder. Last,
 ``configure`` sets OMP_WAIT_POLICY=PASSIVE before numba's OpenMP runtime loads (checked with
 the runtime's own report, ``OMP_DISPLAY_ENV``). (Where PyTorch was imported first, numba's
-loops run in PyTorch's runtime instead: ``test_benchmark_workloads.py``.)
+loops run in PyTorch's runtime instead: ``test_benchmark_workloads.py``.) And a machine's first
+run pauses about half a minute while numba compiles the convolutions: it is said beforehand
+(``kernels.compiled_before``), a silence had looked like a hang.
 
 Read next: ``test_budget.py`` (training budgets in minutes).
 """
@@ -335,3 +337,37 @@ def test_configure_warns_where_an_openmp_runtime_came_first(case):
         assert run.returncode != 0 and "an OpenMP runtime was loaded before" in run.stderr
     else:
         assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_a_first_run_says_numba_is_compiling_and_a_later_one_does_not(tmp_path, monkeypatch):
+    """``kernels.compiled_before`` reads numba's cache index of a module's kernels: False
+    before any was compiled (a fresh cache), True once one was; the note is printed only for
+    an Omniglot run on the CPU whose kernels were not compiled before."""
+    from minimeta import kernels
+    from minimeta.experiments import progress
+
+    (tmp_path / "tiny_kernels.py").write_text(textwrap.dedent("""
+        import numba
+
+        @numba.njit(cache=True)
+        def plus_one(x):
+            return x + 1
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))     # numba caches beside it: a fresh cache
+    import tiny_kernels
+
+    assert kernels.compiled_before(tiny_kernels) is False
+    assert tiny_kernels.plus_one(1) == 2                      # compiled, cached
+    assert kernels.compiled_before(tiny_kernels) is True
+    with kernels.use_reference():                              # no numba at all: cannot tell
+        assert kernels.compiled_before(tiny_kernels) is None
+    for compiled, dataset, device, said in [(False, "omniglot", "cpu", True),
+                                            (True, "omniglot", "cpu", False),
+                                            (None, "omniglot", "cpu", False),
+                                            (False, "sinusoid", "cpu", False),
+                                            (False, "omniglot", "cuda", False)]:
+        monkeypatch.setattr(progress, "compiled_before", lambda compiled=compiled: compiled)
+        note = progress.first_use_note(dataset, device)
+        assert (note is not None) == said, (compiled, dataset, device)
+        if said:
+            assert note.startswith("(first use here: numba compiles the convolution kernels")

@@ -20,6 +20,7 @@ from ..kernels.threads import split_threads
 from ..nn import BatchNorm2d
 from .config import DRAWINGS, RunConfig
 from .evaluation import run_episodes
+from .progress import first_use_note
 from .registry import LEARNERS, no_queries, unread
 from .registry import build as build_config
 from .training import task_source
@@ -69,6 +70,9 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
             learner.load_state_dict(state["learner"])
         ways, shots, queries = _episode_shape(config, part, ways, shots, queries)
         what = "accuracy" if config.dataset == "omniglot" else "MSE"
+        note = first_use_note(config.dataset, device)    # a pause of half a minute, once
+        if note:
+            log(note)
         mean, half = run_episodes(learner, task_source(config, part, ways, shots, queries),
                                   episodes, seed, finite=True)
         family = LEARNERS[config.learner].family

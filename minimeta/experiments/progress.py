@@ -9,6 +9,8 @@ Read next: ``minimeta/experiments/sinusoid.py`` (the sinusoid experiment).
 import sys
 import time
 
+from ..kernels import compiled_before
+
 
 class Progress:
     """Print ``label it/total  rate it/s  eta  metrics`` every ``every`` seconds and at the end.
@@ -72,3 +74,13 @@ def tolerant(write):
         except OSError:
             pass
     return call
+
+
+def first_use_note(dataset, device):
+    """A line to print before a run whose convolution kernels numba has not compiled on this
+    machine yet (``kernels.compiled_before``): its first iteration pauses about half a minute
+    more, once; or None (a sinusoid run has no convolutions, a GPU run other kernels)."""
+    if dataset != "omniglot" or device != "cpu" or compiled_before() is not False:
+        return None
+    return ("(first use here: numba compiles the convolution kernels, about half a minute, "
+            "once; later runs load them from its cache)")

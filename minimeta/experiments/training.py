@@ -65,7 +65,7 @@ from ..engine.tensor import Tensor
 from ..kernels.threads import cores
 from ..optim import Adam
 from .evaluation import validation
-from .progress import Progress, tolerant
+from .progress import Progress, first_use_note, tolerant
 from .registry import LEARNERS, build, unread
 from .runfolder import (CHECKPOINT, METRICS, Home, first_missing, open_run, prepare_folder,
                         unmake)
@@ -191,6 +191,9 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
            "pending": pending}
     bar = Progress(config.iterations, label, first=start, budget=budget,
                    spent=lambda: run["trained"])   # the budget's clock: training time only
+    note = first_use_note(config.dataset, config.device)  # a pause of half a minute, once
+    if note:
+        log(note)
 
     def save(iteration):
         if checkpoint is None:
