@@ -6,7 +6,7 @@ import contextlib
 import time
 from unittest import mock
 
-from numba import cuda
+from minimeta.kernels._cuda import cuda     # numba.cuda (after its NumPy 2.5 alias)
 
 
 @cuda.jit

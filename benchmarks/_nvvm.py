@@ -22,6 +22,8 @@ import sys
 PROBE = """
 import json, math
 import numpy as np
+if not hasattr(np, "row_stack"):    # NumPy 2.5 and numba-cuda: as kernels/_cuda.py does
+    np.row_stack = np.vstack
 from numba import cuda, types
 
 @cuda.jit

@@ -12,11 +12,24 @@ stream before every launch by default, so the host would wait for the GPU to fin
 queued work at each kernel. ``launch`` hands numba views made with ``sync=False`` instead, and
 launches on CuPy's current stream, which keeps the order of the work without the wait.
 
+The CUDA modules take ``cuda`` from here, not from numba: numba-cuda (to 0.30.4, its newest
+release) registers an overload of ``np.row_stack`` when it compiles its first kernel, and NumPy
+2.5 removed ``row_stack``, so with NumPy 2.5 every kernel failed to compile with an
+AttributeError (NVIDIA/numba-cuda#907, closed unfixed; found by a probe of the newest
+releases, 2026-12-02: the GPU machine has NumPy 2.5.2). Where it is missing, ``row_stack`` is
+given back as the alias of ``vstack`` it was, before numba.cuda is imported.
+
 Read next: ``kernels/conv_cuda.py`` (convolution on a GPU).
 """
 import math
 
+import numpy as _np
+
 from . import array_module
+
+if not hasattr(_np, "row_stack"):       # NumPy ≥ 2.5: see the module docstring
+    _np.row_stack = _np.vstack
+from numba import cuda  # noqa: E402  (after the alias)
 
 THREADS = 128
 
@@ -43,8 +56,6 @@ def device_args(args):
     device = [hasattr(a, "__cuda_array_interface__") for a in args]
     if not any(device):
         return args, 0
-    from numba import cuda
-
     xp = array_module(args[device.index(True)])    # CuPy, or NumPy for another library's
     ptr = xp.cuda.get_current_stream().ptr if xp.__name__ == "cupy" else 0
     if ptr and ptr not in _STREAMS:

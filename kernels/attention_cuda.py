@@ -16,9 +16,9 @@ Read next: ``minimeta/engine/ops.py`` (the user-facing namespace and the Tensor'
 """
 import math
 
-from numba import cuda
 
 from . import _cuda, array_module
+from ._cuda import cuda
 
 
 @cuda.jit

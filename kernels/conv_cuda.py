@@ -16,9 +16,9 @@ the CUDA simulator (``tests/test_cuda_kernels.py``).
 
 Read next: ``kernels/causal_cuda.py`` (the causal 1-D convolution on a GPU).
 """
-from numba import cuda
 
 from . import _cuda, array_module
+from ._cuda import cuda
 from .conv_ref import out_size
 
 

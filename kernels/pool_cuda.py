@@ -9,9 +9,9 @@ same bits every run).
 
 Read next: ``kernels/attention_cuda.py`` (cosine attention on a GPU).
 """
-from numba import cuda
 
 from . import _cuda, array_module
+from ._cuda import cuda
 from .conv_ref import out_size
 
 
