@@ -7,17 +7,27 @@ whose PTX the driver refuses at the first launch (``CUDA_ERROR_UNSUPPORTED_PTX_V
 13.5 writes PTX ISA 9.5, a CUDA 13.0 driver loads up to 9.0). Compiling alone proves neither,
 so the probe compiles a kernel that calls libdevice, **launches it and checks its result**, in
 a child Python (a failed library load is not retried within a process), and records the PTX
-version and the driver's. Where the probe fails, ``nvvm`` tries, in order, the machine's own
-toolkit (``CUDA_HOME=/usr/local/cuda``, when it has an ``nvvm`` folder and CUDA_HOME is unset:
-numba-cuda looks there only when told) and the copy ``gpu_prepare.sh`` carried (NVVM 13.0,
-xz-compressed, unpacked to a temporary CUDA_HOME outside the checkout). The first that runs the
-kernel is kept in CUDA_HOME for this process and its children (CuPy reads CUDA_PATH, not
-CUDA_HOME); the report's ``env`` says which, and why the others failed.
+version, the driver's and the library numba loaded. Where the probe fails (but for a hang,
+which no other library would cure), ``nvvm`` tries, in order, the machine's own toolkit
+(``/usr/local/cuda/nvvm``) and the copy ``gpu_prepare.sh`` carried (NVVM 13.0, xz-compressed,
+unpacked to a temporary folder outside the checkout, removed if it fails too). Setting
+CUDA_HOME is not enough: numba-cuda finds NVVM through cuda-pathfinder, which takes a pip
+wheel's library (``numba-cuda[cu13]`` brings the newest) before CUDA_HOME, but keeps one that
+is already loaded. So a candidate is **preloaded**: ``LD_PRELOAD`` for the probe and, once
+chosen, for this process's children (the tests, training, evaluation), and ``ctypes.CDLL`` in
+this process before numba is imported; CUDA_HOME is set too (libdevice). The report's ``env``
+says which library ran the kernel and why the others did not (a review, 2026-12-02, found
+that CUDA_HOME alone would have probed the wheel's library three times).
 """
+import ctypes
+import glob
 import json
+import lzma
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 PROBE = """
 import json, math
@@ -40,6 +50,11 @@ try:
     info["driver"] = ".".join(map(str, cuda.cudadrv.driver.driver.get_version()))
 except Exception as err:
     info["driver"] = f"unknown ({type(err).__name__})"
+try:
+    from numba.cuda.cuda_paths import _get_nvvm_path
+    info["nvvm_path"] = str(_get_nvvm_path())
+except Exception as err:    # (a private function: another numba-cuda may lack it)
+    info["nvvm_path"] = f"unknown ({type(err).__name__})"
 print("NVVM_PROBE " + json.dumps(info), flush=True)
 x = cuda.to_device(np.array([4.0, 9.0], dtype=np.float32))
 probe[1, 32](x)
@@ -50,13 +65,14 @@ print("NVVM_PROBE " + json.dumps(info), flush=True)
 """
 
 
-def probe():
-    """(None, info) when the probe kernel compiled and ran in a child Python (with this
-    process's CUDA_HOME); (the error's line, info) when not. ``info``: what the child found
-    before it stopped (``ptx_version``, ``driver``, ``kernel_ran``)."""
+def probe(env=None):
+    """(None, info) when the probe kernel compiled and ran in a child Python (this process's
+    environment updated by ``env``); (the error's line, info) when not. ``info``: what the
+    child found before it stopped (``ptx_version``, ``driver``, ``nvvm_path``,
+    ``kernel_ran``)."""
     try:
         done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                              timeout=120)
+                              timeout=120, env=dict(os.environ, **(env or {})))
     except subprocess.TimeoutExpired as err:
         return f"the probe ran past {err.timeout:.0f} s", {}
     info = {}
@@ -70,46 +86,51 @@ def probe():
 
 
 def nvvm(root, system="/usr/local/cuda"):
-    """Find an NVVM that runs a kernel here (see the module docstring), set CUDA_HOME to it
-    when it is not numba's own, and say which: ``{"nvvm": how, ...the probe's info,
-    "nvvm_failed": {where: why} for those tried before}``. Called before numba is imported."""
+    """Find an NVVM that runs a kernel here (see the module docstring), preload it when it is
+    not numba's own, and say which: ``{"nvvm": how, ...the probe's info, "nvvm_failed":
+    {where: why} for those tried before}``. Called before numba is imported."""
     failed = {}
     error, info = probe()
     if error is None:
         return {"nvvm": "found by numba", **info}
     failed["numba's own search"] = dict(info, error=error)
-    if "CUDA_HOME" not in os.environ and os.path.isdir(os.path.join(system, "nvvm", "lib64")):
-        os.environ["CUDA_HOME"] = system
-        error, info = probe()
+    for how, home, lib, made in ([] if hung(error) else candidates(root, system)):
+        env = {"CUDA_HOME": home, "LD_PRELOAD": " ".join(
+            filter(None, [lib, os.environ.get("LD_PRELOAD")]))}
+        error, info = probe(env)
         if error is None:
-            return {"nvvm": f"the system's, CUDA_HOME={system}", **info, "nvvm_failed": failed}
-        failed[system] = dict(info, error=error)
-        del os.environ["CUDA_HOME"]
+            os.environ.update(env)      # the children load it first, and so does this process
+            ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+            return {"nvvm": f"{how}: {lib}", **info, "nvvm_failed": failed}
+        failed[how] = dict(info, error=error)
+        if made:
+            shutil.rmtree(home, ignore_errors=True)
+        if hung(error):                 # a hang: not a matter of which NVVM
+            break
+    return {"nvvm": f"missing: {error}", "nvvm_failed": failed}
+
+
+def hung(error):
+    """Whether a probe's ``error`` is its time running out."""
+    return error.startswith("the probe ran past")
+
+
+def candidates(root, system):
+    """(how, CUDA_HOME, the library, made here) for each NVVM to try after numba's own, in
+    order, made only when reached: the system toolkit's, then the carried one unpacked."""
+    found = sorted(glob.glob(os.path.join(system, "nvvm", "lib64", "libnvvm.so*")))
+    if found:
+        yield "the system's", system, found[0], False
     carried = os.path.join(root, ".gpu", "cuda", "nvvm")
     packed = os.path.join(carried, "lib64", "libnvvm.so.4.xz")
-    if not os.path.exists(packed):
-        return {"nvvm": f"missing: {error}", "nvvm_failed": failed}
-    home = unpack(carried, packed)
-    previous = os.environ.get("CUDA_HOME")
-    os.environ["CUDA_HOME"] = home
-    error, info = probe()
-    if error is None:
-        return {"nvvm": f"carried, unpacked to {home}", **info, "nvvm_failed": failed}
-    failed["carried"] = dict(info, error=error)
-    if previous is None:
-        del os.environ["CUDA_HOME"]
-    else:
-        os.environ["CUDA_HOME"] = previous
-    return {"nvvm": f"missing: {error}", "nvvm_failed": failed}
+    if os.path.exists(packed):
+        home = unpack(carried, packed)
+        yield "carried", home, os.path.join(home, "nvvm", "lib64", "libnvvm.so.4"), True
 
 
 def unpack(carried, packed):
     """The carried NVVM and libdevice unpacked into a new temporary CUDA_HOME (outside the
     checkout: not carried back)."""
-    import lzma
-    import shutil
-    import tempfile
-
     home = tempfile.mkdtemp(prefix="minimeta-cuda-")
     os.makedirs(os.path.join(home, "nvvm", "lib64"))
     with lzma.open(packed) as src, \

@@ -28,11 +28,13 @@
 
 A phase that fails is recorded and the next one runs, and so does a timing case;
 ``<out>/gpu_check.json`` is rewritten after every phase and every timing case, so a run cut
-short keeps what it measured. ``--budget`` (seconds) bounds each phase: the tests a third of it
-(each test at most 3 minutes where pytest-timeout is installed, and ``-v``: the log names the
-test that hung), the timings a quarter (cases that do not fit are marked skipped), training the
-rest but two minutes for the evaluation; a training or evaluation command that overruns gets a
-SIGTERM (minimeta saves its checkpoint and stops), then a SIGKILL 30 s later.
+short keeps what it measured. ``--budget`` (seconds) bounds each phase by what is left when it
+starts: the tests at most a third of the budget and under half of what is left (each test a
+quarter of that, at most 3 minutes, where pytest-timeout is installed; ``-v``: the log names
+the test that hung), the timings a quarter and under 40% (cases that do not fit are marked
+skipped), the training the rest but two minutes (skipped with under 100 s left), then the
+evaluation what training left (``_gpu_train.py``: a command that overruns gets SIGTERM, on
+which minimeta saves its checkpoint, then SIGKILL 30 s later).
 
 ``--simulate`` runs the whole script without a GPU, at small sizes: CuPy stood in by
 ``tests/fake_cupy.py``, the CUDA kernels in numba's simulator (``tests/simulated_gpu.py``),
@@ -49,6 +51,7 @@ import subprocess
 import sys
 import time
 
+from _gpu_train import train
 from _nvvm import nvvm   # (the script's folder is on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -93,7 +96,7 @@ def gpu_tests(simulate, timeout, out):
     cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=",
            "-m", "gpu", "-rs", "--durations=10", os.path.join(TESTS, "test_gpu.py")]
     if importlib.util.find_spec("pytest_timeout") is not None:     # one hung test, not all
-        cmd += ["--timeout", "180"]
+        cmd += ["--timeout", str(int(max(10, min(180, timeout / 4))))]
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
         [ROOT, TESTS, os.environ.get("PYTHONPATH", "")]))
     if simulate:
@@ -248,68 +251,15 @@ def cupy_peak(cp, fn, sync):
     return peak[0]
 
 
-def train(out, minutes, episodes, device, simulate, end):
-    """``minimeta train`` for ``minutes`` of training, then ``minimeta eval``, each a child
-    whose output streams to the console; ``end`` (``elapsed()`` seconds) bounds both
-    (``bounded``). A training run stopped so still has its checkpoint, which is evaluated."""
-    run_dir = os.path.join(out, "maml5w1s")
-    checkpoint = os.path.join(run_dir, "checkpoint.npz")
-    mm = [sys.executable, "-m", "minimeta.cli"]
-    size = ["--iterations", "2", "--meta-batch", "2"] if simulate else ["--iterations", "1000000"]
-    cmds = [mm + ["train", "--learner", "maml", "--ways", "5", "--shots", "1", "--device", device,
-                  "--minutes", f"{minutes:.2f}", "--validate-every", "0", "--out", run_dir,
-                  "--overwrite"] + size,
-            mm + ["eval", "--checkpoint", checkpoint,
-                  "--episodes", str(episodes), "--device", device,
-                  "--report", os.path.join(out, "eval.jsonl")]]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    if simulate:       # the child processes stand CuPy in too
-        env["PYTHONPATH"] = os.pathsep.join([TESTS, env["PYTHONPATH"]])
-        cmds = [[sys.executable, os.path.join(HERE, "gpu_check.py"), "--as-simulated"]
-                + c[len(mm):] for c in cmds]
-    result = {"episodes": episodes, "minutes": minutes}
-    # training: its minutes and a minute to start (data, compilation), but not past the end
-    # less a minute for the evaluation; the evaluation: what is left
-    for what, cmd, seconds in (("train", cmds[0], min(minutes * 60 + 60, end - elapsed() - 60)),
-                               ("eval", cmds[1], end - elapsed())):
-        say("$ " + " ".join(cmd))
-        code = bounded(cmd, env, max(30.0, seconds))
-        result[f"{what}_exit"] = code
-        if code == "timed out" and what == "train" and os.path.exists(checkpoint):
-            continue          # stopped by SIGTERM: its whole iterations were saved
-        if code != 0:
-            raise RuntimeError("the command above " + ("ran out of time" if code == "timed out"
-                                                       else f"failed (exit {code})"))
-    last = json.loads(open(os.path.join(run_dir, "metrics.jsonl")).readlines()[-1])
-    row = json.loads(open(os.path.join(out, "eval.jsonl")).readlines()[-1])
-    result.update(iterations=last["iteration"], train_seconds=last.get("train_seconds"),
-                  accuracy=row.get("accuracy"), interval=row.get("interval"))
-    return result
-
-
-def bounded(cmd, env, seconds, grace=30):
-    """Run ``cmd`` (its output to this console); past ``seconds``, SIGTERM (minimeta saves the
-    iterations done and stops), then SIGKILL ``grace`` s later. Its exit code, or "timed
-    out"."""
-    child = subprocess.Popen(cmd, env=env)
-    try:
-        return child.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        say(f"past its {seconds:.0f} s: SIGTERM")
-        child.terminate()
-        try:
-            child.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        return "timed out"
-
-
 def write(path, report):
-    """The report on disk, whole or not at all (a kill mid-write leaves the last one)."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(path + ".tmp", path)
+    """The report on disk, whole or not at all (a kill mid-write leaves the last one); a
+    failed write is said, and the check goes on (the console has the figures too)."""
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump(report, f, indent=1)
+        os.replace(path + ".tmp", path)
+    except OSError as err:
+        say(f"could not write {path}: {err}")
 
 
 def simulated():
@@ -363,13 +313,15 @@ def main():
     torch_device = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
     report, failed = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "simulated": args.simulate}, []
     path = os.path.join(args.out, "gpu_check.json")
+    left = lambda: args.budget - elapsed()                              # noqa: E731
     for phase in args.phases:
-        say(f"== {phase}")
+        say(f"== {phase} ({left():.0f} s left)")
         try:
             if phase == "env":
                 report[phase] = dict(environment(cp, torch), **found)
-            elif phase == "tests":
-                report[phase] = gpu_tests(args.simulate, max(60, args.budget / 3), args.out)
+            elif phase == "tests":        # a third of the budget, or under half what is left
+                report[phase] = gpu_tests(args.simulate, max(30, min(args.budget / 3,
+                                                                     0.45 * left())), args.out)
                 if report[phase]["exit_code"]:
                     failed.append(phase)
             elif phase == "launches":
@@ -378,14 +330,21 @@ def main():
                 report[phase] = launches(cp, args.simulate)
                 if not report[phase]["kernel_ran"]:
                     failed.append(phase)
-            elif phase == "timings":
+            elif phase == "timings":      # a quarter of the budget, or 40% of what is left
                 report[phase] = timings(cp, torch, torch_device, args.rounds, args.simulate,
-                                        args.only, args.budget / 4, save=lambda table: write(
-                                            path, dict(report, timings=table)))
+                                        args.only, max(10, min(args.budget / 4, 0.4 * left())),
+                                        save=lambda table: write(path, dict(report,
+                                                                            timings=table)))
+                if any("error" in row for row in report[phase].values()):
+                    failed.append(phase)
+            elif phase == "train" and left() < 100:      # not even a minute to train
+                report[phase] = {"skipped": f"{left():.0f} s were left"}
+                failed.append(phase)
             elif phase == "train":
-                minutes = max(0.05, (args.budget - elapsed() - 120) / 60)
-                report[phase] = train(args.out, minutes, args.episodes, "cuda", args.simulate,
-                                      end=args.budget)
+                report[phase] = train(args.out, max(0.05, (left() - 120) / 60), args.episodes,
+                                      "cuda", args.simulate, left, say=say)
+                if "eval_error" in report[phase]:
+                    failed.append(phase)
             say(json.dumps(report[phase])[:1500])
         except Exception as err:   # record it and go on: the minutes on a GPU are few
             failed.append(phase)

@@ -18,7 +18,7 @@ Chosen by measurement (benchmarks/conv_kernels.py, figures in docs/PERFORMANCE.m
   gradients): Winograd's minimal filtering (``kernels/winograd_numba.py``), 2.25–4× fewer
   multiplies; 1.6–3× faster than the paths below on those layers.
 - other layers of 2 channels and more at stride 1 whose padded plane is under 1.5 times the
-  output plane (``_shifted_pays``: 14×14 and up at padding 1, 256 grid points for 196 outputs):
+  output plane (``_shifted_pays``: 9×9 and up at 3×3, padding 1; 14×14: 256 points, 196 out):
   "shifted GEMMs" (no im2col copy at all, see ``_shifted_gemm_conv``), same speed as im2col +
   GEMM on conv4's 64-channel layers and 9× less memory.
 - other multi-channel layers (7×7 planes: 81 points for 49): im2col + GEMM, in cache-sized

@@ -28,21 +28,29 @@ def carry(root):
     (carried / "libdevice" / "libdevice.10.bc").write_bytes(b"bitcode")
 
 
-def machine(monkeypatch, nvvms):
-    """Stand in the probe's child Python on a machine with a CUDA 13.0 driver: ``nvvms`` maps
-    where an NVVM is found ("own", or a CUDA_HOME folder) to the PTX version it writes; a
-    CUDA_HOME holding the carried library writes 9.0. The kernel runs only for PTX ≤ 9.0."""
+def toolkit(root, ptx):
+    """A stand-in system toolkit at ``root`` whose NVVM writes PTX ``ptx``."""
+    lib = root / "nvvm" / "lib64" / "libnvvm.so.4"
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(f"NVVM writing PTX {ptx}".encode())
+    return root
+
+
+def machine(monkeypatch, own):
+    """Stand in the probe's child Python on a machine with a CUDA 13.0 driver, whose numba-cuda
+    loads the NVVM of a pip wheel (writing PTX ``own``; None: no NVVM) unless another library
+    is preloaded: cuda-pathfinder takes the wheel's before CUDA_HOME but keeps a loaded one. A
+    stand-in library says which PTX it writes; the kernel runs only for PTX ≤ 9.0. Returns
+    the module and the libraries ``ctypes.CDLL`` loaded into this process."""
     import _nvvm
 
-    def run(cmd, **kwargs):
-        home = os.environ.get("CUDA_HOME")
-        lib = os.path.join(home or "/nowhere", "nvvm", "lib64", "libnvvm.so.4")
-        if home in nvvms:
-            ptx = nvvms[home]
-        elif home and os.path.exists(lib) and open(lib, "rb").read() == b"NVVM 13.0":
-            ptx = "9.0"
+    def run(cmd, env=None, **kwargs):
+        preload = (env or {}).get("LD_PRELOAD", "").split()
+        if preload:
+            text = open(preload[0], "rb").read()
+            ptx = "9.0" if text == b"NVVM 13.0" else text.decode().split()[-1]
         else:
-            ptx = nvvms.get("own")
+            ptx = own
         if ptx is None:
             return subprocess.CompletedProcess(cmd, 1, "", "Traceback\nNvvmSupportError: "
                                                "libNVVM cannot be found\n")
@@ -54,55 +62,77 @@ def machine(monkeypatch, nvvms):
         return subprocess.CompletedProcess(
             cmd, 0, out + "NVVM_PROBE " + json.dumps(dict(info, kernel_ran=True)) + "\n", "")
 
+    loaded = []
     monkeypatch.setattr(_nvvm.subprocess, "run", run)
-    monkeypatch.delenv("CUDA_HOME", raising=False)
-    return _nvvm
+    monkeypatch.setattr(_nvvm.ctypes, "CDLL", lambda lib, mode=0: loaded.append(lib))
+    clean_environment(monkeypatch)
+    return _nvvm, loaded
 
 
-def test_an_nvvm_newer_than_the_driver_is_passed_over_for_one_that_runs_a_kernel(
+def clean_environment(monkeypatch):
+    """No CUDA_HOME or LD_PRELOAD, and whatever ``nvvm`` sets put back after the test (set
+    first so that monkeypatch records them: a bare delenv of an absent variable records
+    nothing, and an LD_PRELOAD left behind reaches every later child process)."""
+    for name in ("CUDA_HOME", "LD_PRELOAD"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def test_an_nvvm_newer_than_the_driver_is_passed_over_for_one_preloaded_that_runs(
         tmp_path, monkeypatch):
     carry(tmp_path)
-    system = tmp_path / "usr-local-cuda"
-    (system / "nvvm" / "lib64").mkdir(parents=True)
+    system = toolkit(tmp_path / "usr-local-cuda", "9.0")
     # numba's own NVVM is 13.5 (PTX 9.5): it compiles, the driver refuses it at the launch
-    _nvvm = machine(monkeypatch, {"own": "9.5", str(system): "9.0"})
+    _nvvm, loaded = machine(monkeypatch, own="9.5")
     found = _nvvm.nvvm(str(tmp_path), system=str(system))
-    assert found["nvvm"] == f"the system's, CUDA_HOME={system}"
+    lib = str(system / "nvvm" / "lib64" / "libnvvm.so.4")
+    assert found["nvvm"] == f"the system's: {lib}"
     assert (found["ptx_version"], found["kernel_ran"]) == ("9.0", True)
     assert "UNSUPPORTED_PTX_VERSION" in found["nvvm_failed"]["numba's own search"]["error"]
+    # preloaded for the children and in this process; CUDA_HOME alone would not have won
+    assert os.environ["LD_PRELOAD"] == lib and loaded == [lib]
     assert os.environ["CUDA_HOME"] == str(system)
 
 
 def test_the_carried_nvvm_is_unpacked_where_neither_numba_nor_the_system_has_one_that_runs(
         tmp_path, monkeypatch):
     carry(tmp_path)
-    system = tmp_path / "usr-local-cuda"
-    (system / "nvvm" / "lib64").mkdir(parents=True)
-    _nvvm = machine(monkeypatch, {"own": "9.5", str(system): "9.5"})
+    system = toolkit(tmp_path / "usr-local-cuda", "9.5")
+    _nvvm, loaded = machine(monkeypatch, own="9.5")
     found = _nvvm.nvvm(str(tmp_path), system=str(system))
     home = os.environ["CUDA_HOME"]
     try:
-        assert found["nvvm"] == f"carried, unpacked to {home}" and found["kernel_ran"]
-        assert set(found["nvvm_failed"]) == {"numba's own search", str(system)}
+        lib = os.path.join(home, "nvvm", "lib64", "libnvvm.so.4")
+        assert found["nvvm"] == f"carried: {lib}" and found["kernel_ran"]
+        assert set(found["nvvm_failed"]) == {"numba's own search", "the system's"}
         assert not home.startswith(str(tmp_path))       # not inside the carried tree
+        assert os.environ["LD_PRELOAD"] == lib and loaded == [lib]
     finally:
         shutil.rmtree(home)
 
 
-def test_numba_s_own_nvvm_is_kept_when_its_kernel_runs_and_nothing_is_unpacked(
+def test_numba_s_own_nvvm_is_kept_when_its_kernel_runs_and_nothing_is_preloaded(
         tmp_path, monkeypatch):
     carry(tmp_path)
-    _nvvm = machine(monkeypatch, {"own": "9.0"})
+    _nvvm, loaded = machine(monkeypatch, own="9.0")
     assert _nvvm.nvvm(str(tmp_path), system=str(tmp_path / "none")) == {
         "nvvm": "found by numba", "ptx_version": "9.0", "driver": "13.0", "kernel_ran": True}
-    assert "CUDA_HOME" not in os.environ
+    assert "CUDA_HOME" not in os.environ and "LD_PRELOAD" not in os.environ and not loaded
 
 
-def test_without_an_nvvm_that_runs_the_report_says_missing_and_why(tmp_path, monkeypatch):
-    _nvvm = machine(monkeypatch, {})           # none anywhere, nothing carried
-    found = _nvvm.nvvm(str(tmp_path / "nothing carried"), system=str(tmp_path / "none"))
-    assert found["nvvm"] == "missing: NvvmSupportError: libNVVM cannot be found"
-    assert "CUDA_HOME" not in os.environ
+def test_without_an_nvvm_that_runs_the_report_says_missing_and_cleans_up(tmp_path, monkeypatch):
+    carry(tmp_path)
+    _nvvm, loaded = machine(monkeypatch, own=None)
+    made = []
+    unpack = _nvvm.unpack
+    monkeypatch.setattr(_nvvm, "unpack", lambda *a: made.append(unpack(*a)) or made[-1])
+    with open(tmp_path / ".gpu" / "cuda" / "nvvm" / "lib64" / "libnvvm.so.4.xz", "wb") as f:
+        f.write(lzma.compress(b"NVVM writing PTX 9.5"))          # a carried copy too new
+    found = _nvvm.nvvm(str(tmp_path), system=str(tmp_path / "none"))
+    assert found["nvvm"] == "missing: CudaAPIError: [222] CUDA_ERROR_UNSUPPORTED_PTX_VERSION"
+    assert set(found["nvvm_failed"]) == {"numba's own search", "carried"}
+    assert made and not os.path.exists(made[0])                 # the unpacked copy removed
+    assert "CUDA_HOME" not in os.environ and "LD_PRELOAD" not in os.environ and not loaded
 
 
 def test_a_probe_that_compiles_but_never_ran_its_kernel_is_not_a_success(monkeypatch):
@@ -113,6 +143,35 @@ def test_a_probe_that_compiles_but_never_ran_its_kernel_is_not_a_success(monkeyp
         cmd, 0, 'NVVM_PROBE {"ptx_version": "9.5", "driver": "13.0"}\n', ""))
     error, info = _nvvm.probe()
     assert error is not None and info == {"ptx_version": "9.5", "driver": "13.0"}
+
+
+def test_a_probe_that_hangs_is_a_failure_and_no_other_nvvm_is_tried(tmp_path, monkeypatch):
+    import _nvvm
+
+    calls = []
+
+    def hang(cmd, timeout, **kw):
+        calls.append(cmd)
+        raise subprocess.TimeoutExpired(cmd, timeout)
+
+    carry(tmp_path)
+    clean_environment(monkeypatch)
+    monkeypatch.setattr(_nvvm.subprocess, "run", hang)
+    monkeypatch.setattr(_nvvm, "unpack", lambda *a: calls.append("unpacked"))
+    assert _nvvm.probe() == ("the probe ran past 120 s", {})
+    for system in (toolkit(tmp_path / "sys", "9.0"), tmp_path / "none"):
+        calls.clear()
+        found = _nvvm.nvvm(str(tmp_path), system=str(system))
+        assert found["nvvm"] == "missing: the probe ran past 120 s" and len(calls) == 1, calls
+    # numba's own fails at once, the system's hangs: the carried copy is not unpacked
+    monkeypatch.setattr(_nvvm.subprocess, "run", lambda cmd, timeout, env, **kw: (
+        calls.append(env.get("LD_PRELOAD")), hang(cmd, timeout))[-1] if env.get("LD_PRELOAD")
+        else subprocess.CompletedProcess(cmd, 1, "", "NvvmSupportError: not found\n"))
+    calls.clear()
+    found = _nvvm.nvvm(str(tmp_path), system=str(toolkit(tmp_path / "sys2", "9.0")))
+    assert found["nvvm"] == "missing: the probe ran past 120 s"
+    assert "unpacked" not in calls and set(found["nvvm_failed"]) == {"numba's own search",
+                                                                      "the system's"}
 
 
 def host_cupy():
@@ -154,29 +213,63 @@ def test_the_cases_left_when_the_timings_share_is_spent_are_skipped(monkeypatch)
 
 
 def test_an_overrunning_command_gets_sigterm_first_then_sigkill(tmp_path):
-    import gpu_check
+    import _gpu_train
 
     saved = tmp_path / "saved"
     polite = ("import signal, sys, time\n"
               f"signal.signal(signal.SIGTERM, lambda *a: (open({str(saved)!r}, 'w').write('x'),"
               " sys.exit(143)))\nprint('started', flush=True)\ntime.sleep(60)\n")
     start = time.perf_counter()
-    assert gpu_check.bounded([sys.executable, "-c", polite], dict(os.environ), 2) == "timed out"
+    assert _gpu_train.bounded([sys.executable, "-c", polite], dict(os.environ), 2) == "timed out"
     assert saved.exists() and time.perf_counter() - start < 20     # it saved, then ended
     deaf = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
     start = time.perf_counter()
-    assert gpu_check.bounded([sys.executable, "-c", deaf], dict(os.environ), 1,
+    assert _gpu_train.bounded([sys.executable, "-c", deaf], dict(os.environ), 1,
                              grace=1) == "timed out"
     assert time.perf_counter() - start < 20                          # killed after the grace
-    assert gpu_check.bounded([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ),
+    assert _gpu_train.bounded([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ),
                              10) == 3
 
 
-def test_a_probe_that_hangs_is_a_failure_not_a_crash(monkeypatch):
-    import _nvvm
+def fake_commands(monkeypatch, out, durations, codes):
+    """``_gpu_train.train``'s two commands stood in: each advances a fake clock by its
+    duration (capped by its limit) and exits with its code; training writes a checkpoint and
+    its metrics, a successful evaluation its report. Returns the limits each was given."""
+    import _gpu_train
 
-    def hang(cmd, timeout, **kw):
-        raise subprocess.TimeoutExpired(cmd, timeout)
+    clock, limits = [0.0], []
 
-    monkeypatch.setattr(_nvvm.subprocess, "run", hang)
-    assert _nvvm.probe() == ("the probe ran past 120 s", {})
+    def bounded(cmd, env, seconds, grace=30, say=print):
+        limits.append(seconds)
+        what = len(limits) - 1
+        clock[0] += min(durations[what], seconds)
+        if what == 0:
+            run = out / "maml5w1s"
+            run.mkdir(exist_ok=True)
+            (run / "checkpoint.npz").write_bytes(b"")
+            (run / "metrics.jsonl").write_text('{"iteration": 900, "train_seconds": 250.0}\n')
+        elif codes[what] == 0:
+            (out / "eval.jsonl").write_text('{"accuracy": 0.9, "interval": 0.01}\n')
+        return "timed out" if durations[what] > seconds else codes[what]
+
+    monkeypatch.setattr(_gpu_train, "bounded", bounded)
+    return _gpu_train, (lambda: 480 - 300 - clock[0]), limits      # 300 s spent before
+
+
+def test_the_evaluation_s_limit_is_what_training_left_and_its_failure_keeps_the_figures(
+        tmp_path, monkeypatch):
+    # 180 s left: training gets its minute and a minute to start but never the last minute
+    _gpu_train, left, limits = fake_commands(monkeypatch, tmp_path, [110, 999], [0, 0])
+    result = _gpu_train.train(str(tmp_path), 1.0, 600, "cuda", False, left, say=lambda m: 0)
+    assert limits == [120, 70]            # the evaluation: the 70 s left after training
+    assert result["eval_exit"] == "timed out" and result["eval_error"] == "ran out of time"
+    assert result["iterations"] == 900 and result["train_seconds"] == 250.0   # kept
+
+
+def test_a_training_stopped_by_its_limit_is_evaluated_from_its_checkpoint(
+        tmp_path, monkeypatch):
+    _gpu_train, left, limits = fake_commands(monkeypatch, tmp_path, [999, 20], [0, 0])
+    result = _gpu_train.train(str(tmp_path), 1.0, 600, "cuda", False, left, say=lambda m: 0)
+    assert limits == [120, 60] and result["train_exit"] == "timed out"
+    assert (result["iterations"], result["accuracy"]) == (900, 0.9)
+    assert "eval_error" not in result

@@ -4,10 +4,10 @@ Every interval the experiments print is ``mean_ci``'s: the mean ± t·std/√n (
 n − 1 degrees of freedom, sample standard deviation; t = 1.964 at 600), over test episodes or
 held-out tasks. The tables of docs/RESULTS.md, printed before 2026-12-01's last session, used
 1.96: at their 600 episodes, 0.2% narrower.
-``run_episodes`` evaluates a learner on n episodes (``minimeta eval``; ``validation``, the
-same during training, logged, with batch norm's buffers put back); ``fine_tune`` is the one fine-tuning loop (plain SGD on a task's support loss, as the
-sinusoid experiment adapts both MAML and the pretrained baseline at test time), and
-``fine_tune_curve`` the query loss along it.
+``run_episodes`` evaluates a learner on n episodes (``minimeta eval``; ``validation``, the same
+during training, logged, with batch norm's buffers put back); ``fine_tune`` is the one
+fine-tuning loop (plain SGD on a task's support loss, as the sinusoid experiment adapts both
+MAML and the pretrained baseline at test time), and ``fine_tune_curve`` the query loss along it.
 
     >>> mean_ci([1.0, 2.0, 3.0])  # doctest: +ELLIPSIS
     (2.0, 2.4841...)

@@ -10,6 +10,7 @@ import sys
 import time
 
 from ..kernels import compiled_before
+from ..nn import Conv2d
 
 
 class Progress:
@@ -76,11 +77,13 @@ def tolerant(write):
     return call
 
 
-def first_use_note(dataset, device):
-    """A line to print before a run whose convolution kernels numba has not compiled on this
-    machine yet (``kernels.compiled_before``): its first iteration pauses about half a minute
-    more, once; or None (a sinusoid run has no convolutions, a GPU run other kernels)."""
-    if dataset != "omniglot" or device != "cpu" or compiled_before() is not False:
+def first_use_note(model, device):
+    """A line to print before a run of ``model`` whose convolution kernels numba has not
+    compiled on this machine yet (``kernels.compiled_before``): its first iteration pauses
+    about half a minute more, once; or None (a model without convolutions, as MANN's or a
+    sinusoid MLP; a GPU run, whose kernels are others)."""
+    if device != "cpu" or not any(isinstance(m, Conv2d) for m in model._modules()) \
+            or compiled_before() is not False:
         return None
     return ("(first use here: numba compiles the convolution kernels, about half a minute, "
             "once; later runs load them from its cache)")

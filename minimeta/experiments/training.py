@@ -191,7 +191,7 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
            "pending": pending}
     bar = Progress(config.iterations, label, first=start, budget=budget,
                    spent=lambda: run["trained"])   # the budget's clock: training time only
-    note = first_use_note(config.dataset, config.device)  # a pause of half a minute, once
+    note = first_use_note(model, config.device)  # a pause of half a minute, once
     if note:
         log(note)
 
