@@ -258,9 +258,10 @@ def fake_commands(monkeypatch, out, durations, codes):
 
 def test_the_evaluation_s_limit_is_what_training_left_and_its_failure_keeps_the_figures(
         tmp_path, monkeypatch):
-    # 180 s left: training gets its minute and a minute to start but never the last minute
+    # 180 s left: training would get its 3 minutes and one to start, but never the last
+    # minute: 120 s
     _gpu_train, left, limits = fake_commands(monkeypatch, tmp_path, [110, 999], [0, 0])
-    result = _gpu_train.train(str(tmp_path), 1.0, 600, "cuda", False, left, say=lambda m: 0)
+    result = _gpu_train.train(str(tmp_path), 3.0, 600, "cuda", False, left, say=lambda m: 0)
     assert limits == [120, 70]            # the evaluation: the 70 s left after training
     assert result["eval_exit"] == "timed out" and result["eval_error"] == "ran out of time"
     assert result["iterations"] == 900 and result["train_seconds"] == 250.0   # kept
@@ -268,8 +269,9 @@ def test_the_evaluation_s_limit_is_what_training_left_and_its_failure_keeps_the_
 
 def test_a_training_stopped_by_its_limit_is_evaluated_from_its_checkpoint(
         tmp_path, monkeypatch):
+    # half a minute of training and one to start: 90 s, then the 90 s left to evaluate
     _gpu_train, left, limits = fake_commands(monkeypatch, tmp_path, [999, 20], [0, 0])
-    result = _gpu_train.train(str(tmp_path), 1.0, 600, "cuda", False, left, say=lambda m: 0)
-    assert limits == [120, 60] and result["train_exit"] == "timed out"
+    result = _gpu_train.train(str(tmp_path), 0.5, 600, "cuda", False, left, say=lambda m: 0)
+    assert limits == [90, 90] and result["train_exit"] == "timed out"
     assert (result["iterations"], result["accuracy"]) == (900, 0.9)
     assert "eval_error" not in result

@@ -353,13 +353,17 @@ def test_a_first_run_says_numba_is_compiling_and_a_later_one_does_not(tmp_path, 
         @numba.njit(cache=True)
         def plus_one(x):
             return x + 1
+
+        @numba.njit(cache=True)
+        def plus_two(x):
+            return x + 2
         """))
     monkeypatch.syspath_prepend(str(tmp_path))     # numba caches beside it: a fresh cache
     import tiny_kernels
 
     assert kernels.compiled_before(tiny_kernels) is False
-    assert tiny_kernels.plus_one(1) == 2                      # compiled, cached
-    assert kernels.compiled_before(tiny_kernels) is True
+    assert tiny_kernels.plus_one(1) == 2        # one of two compiled, cached: a run uses some
+    assert kernels.compiled_before(tiny_kernels) is True      # (a ProtoNet step, 4 of 5)
     with kernels.use_reference():                              # no numba at all: cannot tell
         assert kernels.compiled_before(tiny_kernels) is None
     from minimeta import nn
