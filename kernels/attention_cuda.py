@@ -16,7 +16,6 @@ Read next: ``minimeta/engine/ops.py`` (the user-facing namespace and the Tensor'
 """
 import math
 
-
 from . import _cuda, array_module
 from ._cuda import cuda
 

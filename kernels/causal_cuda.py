@@ -9,7 +9,6 @@ tested against it under the CUDA simulator (``tests/test_cuda_kernels.py``).
 
 Read next: ``kernels/pool_cuda.py`` (max pooling on a GPU).
 """
-
 from . import _cuda, array_module
 from ._cuda import cuda
 from .causal_ref import _check

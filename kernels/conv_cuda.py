@@ -16,7 +16,6 @@ the CUDA simulator (``tests/test_cuda_kernels.py``).
 
 Read next: ``kernels/causal_cuda.py`` (the causal 1-D convolution on a GPU).
 """
-
 from . import _cuda, array_module
 from ._cuda import cuda
 from .conv_ref import out_size

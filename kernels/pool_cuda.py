@@ -9,7 +9,6 @@ same bits every run).
 
 Read next: ``kernels/attention_cuda.py`` (cosine attention on a GPU).
 """
-
 from . import _cuda, array_module
 from ._cuda import cuda
 from .conv_ref import out_size

@@ -78,13 +78,19 @@ def clean_environment(monkeypatch):
         monkeypatch.delenv(name)
 
 
+def search(tmp_path, monkeypatch, system_ptx):
+    """``nvvm`` on the stand-in machine: a carried copy, a system toolkit writing PTX
+    ``system_ptx``, and numba's own NVVM 13.5 (PTX 9.5: it compiles, the driver refuses it at
+    the launch). (what it found, the libraries loaded here, the toolkit's folder)"""
+    carry(tmp_path)
+    system = toolkit(tmp_path / "usr-local-cuda", system_ptx)
+    _nvvm, loaded = machine(monkeypatch, own="9.5")
+    return _nvvm.nvvm(str(tmp_path), system=str(system)), loaded, system
+
+
 def test_an_nvvm_newer_than_the_driver_is_passed_over_for_one_preloaded_that_runs(
         tmp_path, monkeypatch):
-    carry(tmp_path)
-    system = toolkit(tmp_path / "usr-local-cuda", "9.0")
-    # numba's own NVVM is 13.5 (PTX 9.5): it compiles, the driver refuses it at the launch
-    _nvvm, loaded = machine(monkeypatch, own="9.5")
-    found = _nvvm.nvvm(str(tmp_path), system=str(system))
+    found, loaded, system = search(tmp_path, monkeypatch, "9.0")
     lib = str(system / "nvvm" / "lib64" / "libnvvm.so.4")
     assert found["nvvm"] == f"the system's: {lib}"
     assert (found["ptx_version"], found["kernel_ran"]) == ("9.0", True)
@@ -96,10 +102,7 @@ def test_an_nvvm_newer_than_the_driver_is_passed_over_for_one_preloaded_that_run
 
 def test_the_carried_nvvm_is_unpacked_where_neither_numba_nor_the_system_has_one_that_runs(
         tmp_path, monkeypatch):
-    carry(tmp_path)
-    system = toolkit(tmp_path / "usr-local-cuda", "9.5")
-    _nvvm, loaded = machine(monkeypatch, own="9.5")
-    found = _nvvm.nvvm(str(tmp_path), system=str(system))
+    found, loaded, _ = search(tmp_path, monkeypatch, "9.5")
     home = os.environ["CUDA_HOME"]
     try:
         lib = os.path.join(home, "nvvm", "lib64", "libnvvm.so.4")
