@@ -12,9 +12,12 @@ across resumes, so "10 minutes" is the 5-minute run trained 5 minutes more):
   20-way 1-shot and 5-shot. No learning-rate halving for either.
 
 The first two are PyTorch's protocol in issue 13 (figures there, measured on this kind of
-machine); with ``snail`` they make the three families' learning curves at equal wall-clock.
+machine); with ``snail`` they make the three families' learning curves at equal training time.
 Every command is printed before it runs, and its output, progress lines included, as it
 comes; results go to ``<out>/budget.jsonl``, the commands' output to ``<out>/budget.log``.
+A row's ``train_seconds`` is the run's training clock over all its segments (the budget);
+``train_wall_s`` the wall-clock seconds of this segment's command alone (validation and
+checkpoints too).
 
 Run: python benchmarks/budget.py [--learners protonet maml snail snail20] [--minutes 5 10 20 30]
      [--out outputs/budget]
@@ -141,7 +144,7 @@ def plot(out):
     counts = " or ".join(str(e) for e in sorted(episodes))
     ax.set(xlabel="minutes of training (this machine)",
            ylabel=f"test accuracy (%, ± 95%), {counts} episodes",
-           title="Omniglot: accuracy at equal wall-clock budget")
+           title="Omniglot: accuracy at equal training time")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     path = os.path.join(out, "curves.png")

@@ -1,4 +1,4 @@
-"""The GPU check: everything issue 18 asks of a GPU machine, in one command and one call.
+"""The GPU check: everything the GPU path owes on real hardware, in one command and one call.
 
 1. ``env``: the GPU, CuPy, numba (and numba-cuda), PyTorch, the host's cores (CPU quota, numba's
    threading layer), and which NVVM runs a kernel here, the PTX version it writes and the
@@ -277,15 +277,20 @@ def main():
         from minimeta.cli import main as cli
         return cli()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="outputs/gpu")
+    parser.add_argument("--out", default="outputs/gpu",
+                        help="folder of report.json and the logs (default: outputs/gpu)")
     parser.add_argument("--budget", type=float, default=540,
-                        help="seconds for the whole check; training gets what is left")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--episodes", type=int, default=600)
+                        help="seconds for the whole check; training gets what is left "
+                             "(default: 540)")
+    parser.add_argument("--rounds", type=int, default=7, help="timing rounds (default: 7)")
+    parser.add_argument("--episodes", type=int, default=600,
+                        help="test episodes after training (default: 600)")
     phases = ["env", "tests", "launches", "timings", "train"]
     parser.add_argument("--phases", nargs="+", default=phases, choices=phases)
     parser.add_argument("--only", nargs="+", help="timing cases (default all)")
-    parser.add_argument("--simulate", action="store_true")
+    parser.add_argument("--simulate", action="store_true",
+                        help="no GPU: numba's CUDA simulator and the stand-in CuPy (a dry run "
+                             "of the script, 2 rounds, 4 episodes)")
     args = parser.parse_args()
     for name, value, least in (("budget", args.budget, 1), ("rounds", args.rounds, 1),
                                ("episodes", args.episodes, 2)):

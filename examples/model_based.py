@@ -27,7 +27,7 @@ import numpy as np
 from minimeta.data import EpisodeSampler, SinusoidTasks, omniglot
 from minimeta.experiments.config import count
 from minimeta.experiments.evaluation import mean_ci, run_episodes
-from minimeta.experiments.progress import Progress
+from minimeta.experiments.progress import Progress, first_use_note
 from minimeta.experiments.sinusoid import held_out_tasks
 from minimeta.learners import CNP, MANNLearner, SnailLearner
 from minimeta.optim import Adam
@@ -48,6 +48,7 @@ def make(args):
         return learner, lambda i: stream.sample(25, 10, 10), test
     if args.learner == "snail":
         learner = SnailLearner(args.ways, 5, seed=args.seed)
+        first_use_note(learner.net, "cpu", print)    # its conv embedding: numba compiles, once
         train = EpisodeSampler(omniglot.class_images("vinyals", "train"), args.ways, 5, 2,
                                seed=args.seed)
         test_classes = omniglot.class_images("vinyals", "test")

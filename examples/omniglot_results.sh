@@ -24,7 +24,8 @@ mkdir -p "$OUT"
 train() {  # name, then the arguments of minimeta train (a run begun before is resumed)
     local name=$1 resume=""; shift
     [[ -f "$OUT/$name/checkpoint.npz" ]] && resume=--resume
-    minimeta train --out "$OUT/$name" $resume "$@" 2>&1 | tee "$OUT/$name.train.log"
+    # tee -i: Ctrl-C stops minimeta, which then says where its checkpoint is; tee must stay
+    minimeta train --out "$OUT/$name" $resume "$@" 2>&1 | tee -i "$OUT/$name.train.log"
 }
 
 evaluate() {  # name, then the rows: ways:shots pairs

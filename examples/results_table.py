@@ -130,7 +130,8 @@ def plot_curves(runs, path, smooth=50):
                if r.get("val_accuracy") is not None]
         if val:
             ax.plot(*zip(*val), "o--", color="C1", label="validation")
-        ax.set_title(f"{name}\n(training: mean of {k} iterations)", fontsize=8)
+        ax.set_title(f"{name}\n(training: mean of {k} iteration{'s' * (k != 1)})",
+                     fontsize=8)
         ax.grid(alpha=0.3)
         ax.set_xlabel("iteration", fontsize=8)
     for ax in axes.flat[len(runs):]:

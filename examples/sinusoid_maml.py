@@ -30,12 +30,15 @@ def load_model(path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=30000, help="meta-iterations")
-    parser.add_argument("--shots", type=int, default=10, help="K used for meta-training")
-    parser.add_argument("--tasks", type=int, default=600, help="held-out evaluation tasks")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iterations", type=int, default=30000,
+                        help="meta-iterations (default: 30000; the paper: 70000)")
+    parser.add_argument("--shots", type=int, default=10,
+                        help="K used for meta-training (default: 10)")
+    parser.add_argument("--tasks", type=int, default=600,
+                        help="held-out evaluation tasks (default: 600)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     parser.add_argument("--eval-seed", type=int, default=1234,
-                        help="seed of the held-out tasks (the tables use 1234)")
+                        help="seed of the held-out tasks (default: 1234, the tables')")
     parser.add_argument("--inner-lr", type=float, default=None,
                         help="α, for meta-training and for fine-tuning at test time (default: "
                              "the paper's, 0.01)")
@@ -48,7 +51,8 @@ def main(argv=None):
                              "--multi-step-loss), e.g. 0.6,0.1,0.1,0.1,0.1")
     parser.add_argument("--clip-norm", type=float, default=None,
                         help="bound on the global norm of each meta-gradient (default: none)")
-    parser.add_argument("--out", default="outputs/sinusoid")
+    parser.add_argument("--out", default="outputs/sinusoid",
+                        help="folder of the models and results (default: outputs/sinusoid)")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="load maml.npz and pretrained.npz from --out instead of training")
     parser.add_argument("--overwrite", action="store_true",
@@ -93,6 +97,7 @@ def main(argv=None):
     start = time.perf_counter()
     trained = {"iterations": args.iterations, "shots": args.shots, "steps": steps,
                "multi_step_loss": args.multi_step_loss}
+    recorded_tasks = args.tasks     # the held-out tasks of results.json
     if args.evaluate_only:
         models = {name: load_model(os.path.join(args.out, f"{name.lower()}.npz"))
                   for name in ("MAML", "pretrained")}
@@ -104,6 +109,7 @@ def main(argv=None):
                        "steps": record.get("train_steps"),
                        "multi_step_loss": record.get("multi_step_loss")}
             maml_time = record.get("maml_seconds", maml_time)
+            recorded_tasks = record.get("tasks", args.tasks)
             recorded = record.get("inner_lr", alpha)    # fine-tune at the α trained with
             if args.inner_lr is not None and args.inner_lr != recorded:
                 parser.error(f"--evaluate-only: the models in {args.out} were trained with "
@@ -138,11 +144,16 @@ def main(argv=None):
     run["results"] = {f"{n} K={k}": {s: dict(zip(("mean", "ci95", "median", "diverged"), v))
                                      for s, v in row.items()}
                       for (n, k), row in results.items()}
-    if args.eval_seed != 1234:  # other held-out tasks: beside the main results, not over them
-        path = os.path.join(args.out, f"results_eval{args.eval_seed}.json")
+    # other held-out tasks go beside the run's results, not over them (an --evaluate-only on
+    # 100 tasks had replaced the 600 tasks' results.json without a word)
+    if args.eval_seed != 1234 or args.tasks != recorded_tasks:
+        path = os.path.join(args.out, "results" + (
+            f"_eval{args.eval_seed}" if args.eval_seed != 1234 else "") + (
+            f"_{args.tasks}tasks" if args.tasks != recorded_tasks else "") + ".json")
     with open(path + ".tmp", "w") as f:
         json.dump(run, f, indent=1)
     os.replace(path + ".tmp", path)
+    print(f"\nresults: {path}")
     try:
         path = S.plot_task(models, os.path.join(args.out, "sinusoid_maml.png"), lr=alpha,
                            trained=f"K = {trained['shots']}, {trained['iterations']} "

@@ -113,7 +113,9 @@ def _demo_omniglot(args, config):
         return
     print(f"\nPrototypical Networks on Omniglot: {args.omniglot_iterations} training episodes "
           f"(20-way 1-shot), then {args.omniglot_episodes} test episodes (5-way 1-shot)")
-    path = train(config).checkpoint
+    # its checkpoint is the demo's own: a stop says to run the demo again, not to resume a
+    # `minimeta train` of other settings (a user who had done so found the folder refused)
+    path = train(config, resume="`minimeta demo` runs this part again").checkpoint
     fewshot.evaluate(path, args.omniglot_episodes, ways=5, shots=1, queries=15)
 
 

@@ -103,7 +103,9 @@ REAL = os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES["backgrou
 
 @pytest.mark.skipif(not REAL, reason="Omniglot not found in MINIMETA_DATA_DIR")
 def test_short_omniglot_train_and_eval(tmp_path, monkeypatch, capsys):
+    from minimeta.experiments import progress
     monkeypatch.setenv("MINIMETA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(progress, "compiled_before", lambda: False)   # as on a fresh machine
     out = str(tmp_path / "omni")
     report = str(tmp_path / "report.jsonl")
     for learner in ("maml", "reptile", "protonet", "matching", "relation"):
@@ -116,7 +118,9 @@ def test_short_omniglot_train_and_eval(tmp_path, monkeypatch, capsys):
         assert 0.0 <= last["val_accuracy"] <= 1.0 and last["seconds"] > 0
         assert cli.main(["eval", "--checkpoint", os.path.join(out + learner, "checkpoint.npz"),
                          "--episodes", "4", "--report", report]) == 0
-        assert "accuracy" in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert "accuracy" in said
+        assert said.count("(first use here: numba compiles") == 2     # train's, then eval's
     # metric learners test on other way and shot counts; MAML's head fixes its way count
     assert cli.main(["eval", "--checkpoint", out + "protonet/checkpoint.npz", "--episodes", "3",
                      "--ways", "20", "--shots", "5", "--queries", "1", "--report", report]) == 0
@@ -141,3 +145,29 @@ def test_demo_runs_on_a_tiny_budget(tmp_path, monkeypatch, capsys):
         assert "accuracy" in out and "5-way 1-shot" in out
     else:
         assert "no Omniglot" in out
+
+
+@pytest.mark.skipif(not REAL, reason="Omniglot not found in MINIMETA_DATA_DIR")
+def test_an_interrupted_demo_says_to_run_the_demo_again_which_then_runs(tmp_path, monkeypatch,
+                                                                      capsys):
+    """Ctrl-C in the demo's ProtoNet part had said "(--resume)", which `minimeta demo` does
+    not take, and a `minimeta train --resume` of that folder is refused (other settings)."""
+    from minimeta.learners.metric import MetricLearner
+    monkeypatch.setenv("MINIMETA_CACHE_DIR", str(tmp_path / "cache"))
+    demo = ["demo", "--iterations", "2", "--tasks", "2", "--out", str(tmp_path),
+            "--omniglot-iterations", "3", "--omniglot-episodes", "2"]
+    calls, task_loss = [0], MetricLearner.task_loss
+
+    def interrupted(self, task, params=None):
+        calls[0] += 1
+        if calls[0] == 2:                     # the second episode
+            raise KeyboardInterrupt
+        return task_loss(self, task, params)
+
+    monkeypatch.setattr(MetricLearner, "task_loss", interrupted)
+    assert cli.main(demo) == 130
+    said = capsys.readouterr().out
+    assert "interrupted: checkpoint at iteration 1 in" in said
+    assert "(`minimeta demo` runs this part again)" in said and "--resume" not in said
+    monkeypatch.setattr(MetricLearner, "task_loss", task_loss)
+    assert cli.main(demo) == 0 and "accuracy" in capsys.readouterr().out

@@ -35,6 +35,13 @@ def test_sinusoid_example_trains_evaluates_and_summarises(tmp_path):
     with open(os.path.join(out, "results.json")) as f:
         rerun = json.load(f)
     assert rerun["iterations"] == 20 and rerun["results"] == run["results"]   # the same tasks
+    # other held-out tasks go beside them: 4 tasks had replaced the 3 tasks' results.json
+    other = run_example("sinusoid_maml.py", "--evaluate-only", "--tasks", "4", "--out", out)
+    assert f"results: {os.path.join(out, 'results_4tasks.json')}" in other
+    with open(os.path.join(out, "results.json")) as f:
+        assert json.load(f) == rerun
+    with open(os.path.join(out, "results_4tasks.json")) as f:
+        assert json.load(f)["tasks"] == 4
     done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "sinusoid_maml.py"),
                            "--evaluate-only", "--inner-lr", "0.5", "--out", out],
                           capture_output=True, text=True, timeout=120)
@@ -77,12 +84,27 @@ def test_model_based_example_runs_each_learner_on_a_tiny_budget():
     assert "mann: instance accuracy by presentation 1:" in printed and "10:" in printed
 
 
+def test_the_metric_example_tests_on_what_its_shots_leave_of_a_class():
+    # its test episodes had asked for 15 queries whatever --shots, so at 6 to 19 shots the
+    # run failed after training (a probe's)
+    from minimeta.data import omniglot
+
+    if not os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES["background"][0])):
+        pytest.skip("Omniglot absent")
+    printed = run_example("metric_learners.py", "--shots", "6", "--train-way", "3",
+                          "--episodes", "1", "--test-episodes", "2")
+    assert "5-way 6-shot test accuracy" in printed and "(2 episodes, 14 queries per class)" \
+        in printed
+
+
 @pytest.mark.parametrize("command, message", [
     (["examples/omniglot_results.sh", "protonet", "typo"], "omniglot_results.sh: unknown run typo"),
     (["examples/results_table.py", "--report", "{tmp}"], "is not a file"),
     (["examples/metric_learners.py", "--learner", "protonet", "--fce"],
      "--fce: full context embeddings are Matching Networks'"),
     (["examples/metric_learners.py", "--queries", "0"], "argument --queries: must be >= 1, got 0"),
+    (["examples/metric_learners.py", "--shots", "6", "--test-queries", "15"],
+     "--shots + --test-queries = 21: an Omniglot class has 20 drawings"),  # after training
     (["examples/model_based.py", "--iterations", "-2"],
      "argument --iterations: must be >= 1, got -2"),
     (["examples/model_based.py", "--iterations", "5", "--test-tasks", "1"],

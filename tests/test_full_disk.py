@@ -61,8 +61,10 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_goes_on(tmp_path):
     assert child.returncode == 0, child.stderr[-3000:]
     seen = json.loads(child.stdout.splitlines()[-1])
     assert seen["code"] == 2
+    progress, last = seen["err"].splitlines()[:-1], seen["err"].splitlines()[-1]
     assert re.fullmatch(r"minimeta train: (\S+: )?No space left on device: free some space "
-                        r"\(the run's last checkpoint is kept: then --resume\)\n", seen["err"])
+                        r"\(the run's last checkpoint is kept: then --resume\)", last)
+    assert all(re.match(r"train \d+/1000000  ", line) for line in progress), progress
     assert seen["saved"] > 100                    # trained a while, saved every iteration
     assert seen["resumed"] == 0, seen["resumed_err"]
     assert seen["logged"] == list(range(1, seen["saved"] + 6))

@@ -379,7 +379,9 @@ def test_a_first_run_says_numba_is_compiling_and_a_later_one_does_not(tmp_path, 
                                           (False, mann, "cpu", False),
                                           (False, conv4, "cuda", False)]:
         monkeypatch.setattr(progress, "compiled_before", lambda compiled=compiled: compiled)
-        note = progress.first_use_note(model, device)
+        lines = []
+        note = progress.first_use_note(model, device, lines.append)
         assert (note is not None) == said, (compiled, model, device)
+        assert lines == ([note] if said else [])
         if said:
             assert note.startswith("(first use here: numba compiles the convolution kernels")

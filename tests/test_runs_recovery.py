@@ -236,3 +236,18 @@ def test_a_validation_whose_outputs_are_not_finite_is_not_scored_as_chance(tmp_p
     assert "validation at iteration 1: val: the query loss of episode 0 is nan" in \
         capsys.readouterr().out
     assert metrics(out)[-1]["val_accuracy"] is None          # null in JSON: no number
+
+
+def test_a_progress_line_in_a_log_comes_at_once_then_every_30_s():
+    # a log (not a terminal) got its first line only after 30 s: a piped run looked hung
+    import io as text_io
+
+    from minimeta.experiments import progress
+    out = text_io.StringIO()
+    bar = progress.Progress(100, "train", stream=out)
+    assert bar.every == 30.0                                 # a StringIO is not a terminal
+    bar.update(0)
+    bar.update(1)
+    assert out.getvalue().startswith("train 1/100  ") and out.getvalue().count("\n") == 1
+    bar.update(99)                                           # and the last iteration's
+    assert out.getvalue().count("\n") == 2 and "train 100/100" in out.getvalue()

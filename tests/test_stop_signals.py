@@ -70,7 +70,9 @@ def test_a_stop_signal_saves_the_iteration_in_hand_and_exits_128_plus_it(tmp_pat
     assert code == 128 + sig == {"SIGTERM": 143, "SIGHUP": 129}[name], err
     said = f"stopped by {name}: checkpoint at iteration {done} in {out}/checkpoint.npz"
     assert said + " (--resume)" in text
-    assert err.strip() == f"stopped by {name}"
+    *progress, last = [line for line in err.splitlines() if line]   # progress, then the stop
+    assert last == f"stopped by {name}"
+    assert all(line.startswith("train ") and " it/s  eta " in line for line in progress), err
     assert done >= 20                      # not the start-of-run checkpoint: the work is kept
     assert [r["iteration"] for r in metrics(out)] == list(range(1, done + 1))
     # and the run goes on from there, each iteration logged once

@@ -70,9 +70,7 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
             learner.load_state_dict(state["learner"])
         ways, shots, queries = _episode_shape(config, part, ways, shots, queries)
         what = "accuracy" if config.dataset == "omniglot" else "MSE"
-        note = first_use_note(model, device)    # a pause of half a minute, once
-        if note:
-            log(note)
+        first_use_note(model, device, log)    # a pause of half a minute, once
         mean, half = run_episodes(learner, task_source(config, part, ways, shots, queries),
                                   episodes, seed, finite=True)
         family = LEARNERS[config.learner].family

@@ -14,7 +14,8 @@ from ..nn import Conv2d
 
 
 class Progress:
-    """Print ``label it/total  rate it/s  eta  metrics`` every ``every`` seconds and at the end.
+    """Print ``label it/total  rate it/s  eta  metrics`` at the first update, then every
+    ``every`` seconds, and at the end (a log piped to a file had shown nothing for 30 s).
     With a time ``budget`` (seconds; counted by ``spent()`` when given, else by this line's
     wall clock) the eta is whichever ends first, and a total the budget will not reach is not
     shown. A loop resumed at iteration ``first`` counts its rate from
@@ -36,12 +37,14 @@ class Progress:
         # a terminal gets a live line every 2 s; a log file a line every 30 s
         self.every = every if every is not None else (2.0 if self.stream.isatty() else 30.0)
         self.start = self.last = time.perf_counter()
+        self.shown = False    # nothing printed yet: the first update is
 
     def update(self, i, **metrics):
         now = time.perf_counter()
-        if self.stream is None or (now - self.last < self.every and i + 1 < self.total):
+        if self.stream is None or (now - self.last < self.every and i + 1 < self.total
+                                   and self.shown):
             return
-        self.last = now
+        self.last, self.shown = now, True
         rate = max(i + 1 - self.first, 0) / max(now - self.start, 1e-9)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         eta, total = (self.total - i - 1) / max(rate, 1e-9), f"/{self.total}"
@@ -77,13 +80,16 @@ def tolerant(write):
     return call
 
 
-def first_use_note(model, device):
-    """A line to print before a run of ``model`` whose convolution kernels numba has not
-    compiled on this machine yet (``kernels.compiled_before``): its first iteration pauses
-    about half a minute more, once; or None (a model without convolutions, as MANN's or a
-    sinusoid MLP; a GPU run, whose kernels are others)."""
+def first_use_note(model, device, log=None):
+    """The line said (through ``log``, when given) before a run of ``model`` whose convolution
+    kernels numba has not compiled on this machine yet (``kernels.compiled_before``): its first
+    iteration pauses about half a minute more, once; or None, said nothing (a model without
+    convolutions, as MANN's or a sinusoid MLP; a GPU run, whose kernels are others)."""
     if device != "cpu" or not any(isinstance(m, Conv2d) for m in model._modules()) \
             or compiled_before() is not False:
         return None
-    return ("(first use here: numba compiles the convolution kernels, about half a minute, "
+    note = ("(first use here: numba compiles the convolution kernels, about half a minute, "
             "once; later runs load them from its cache)")
+    if log is not None:
+        log(note)
+    return note

@@ -126,24 +126,26 @@ class NonFiniteError(FloatingPointError):
     """A NaN or an inf in training: the run stopped, its last finite checkpoint kept."""
 
 
-def train(config, model=None, learner=None, label="train", smooth=1, log=print):
+def train(config, model=None, learner=None, label="train", smooth=1, log=print,
+          resume="--resume"):
     """Train as ``config`` says; returns ``Run(model, learner, curve, checkpoint)``.
 
     ``model`` and ``learner`` come from the registry unless given (the sinusoid experiment's
     pretrained baseline brings its own learner). ``curve`` holds the loss of every iteration
     run here, ``checkpoint`` the checkpoint's path (None when ``config.out`` is None: then no
     file is written). The progress line, labelled ``label``, shows the latest metrics, its
-    loss averaged over the last ``smooth`` iterations. A folder that may not be used as asked
+    loss averaged over the last ``smooth`` iterations; a stop (Ctrl-C, a signal) says where the
+    checkpoint is and how the run goes on (``resume``). A folder that may not be used as asked
     is a ``ValueError`` before anything is built or written; a NaN or an inf stops the run
     with a ``NonFiniteError``.
     """
     state = open_run(config)  # the checks, before anything is written
     made = first_missing(config.out)   # the folders this run makes, removed if refused
     with io.folder_lock(config.out):   # one run at a time writes a folder
-        return _train(config, state, model, learner, label, smooth, log, made)
+        return _train(config, state, model, learner, label, smooth, log, made, resume)
 
 
-def _train(config, state, model, learner, label, smooth, log, made=None):
+def _train(config, state, model, learner, label, smooth, log, made=None, resume="--resume"):
     """``train``, its folder checked and held (``made``: the outermost folder created for
     this run, ``runfolder.first_missing``)."""
     log = tolerant(log)  # a terminal that hung up (SIGHUP) must not stop the run by itself
@@ -191,9 +193,7 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
            "pending": pending}
     bar = Progress(config.iterations, label, first=start, budget=budget,
                    spent=lambda: run["trained"])   # the budget's clock: training time only
-    note = first_use_note(model, config.device)  # a pause of half a minute, once
-    if note:
-        log(note)
+    first_use_note(model, config.device, log)  # a pause of half a minute, once
 
     def save(iteration):
         if checkpoint is None:
@@ -290,7 +290,7 @@ def _train(config, state, model, learner, label, smooth, log, made=None):
             then = "" if run["pending"] is None or not run["pending"]["validate"] else \
                 "; its validation, cut short, runs first"
             log(f"\n{how}: checkpoint at iteration {run['saved']} in {checkpoint} "
-                f"(--resume{then})")
+                f"({resume}{then})")
         raise
     finally:
         if metrics_file is not None:
