@@ -134,7 +134,9 @@ def _flatten(obj, prefix, arrays, kinds, names):
 
 
 def save(path, obj):
-    """Write nested dict ``obj`` to ``path`` (.npz) atomically. A value it could not read back
+    """Write nested dict ``obj`` to ``path`` (.npz) atomically and durably: a temporary file,
+    flushed to the disk, renamed over ``path``, then the rename itself flushed (the folder's
+    fsync), so a power cut leaves the old file or the new one. A value it could not read back
     (an object array, an int beyond 64 bits, two keys stored under one name) is refused
     before anything is written."""
     if not isinstance(obj, dict):
@@ -151,12 +153,28 @@ def save(path, obj):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        sync_folder(folder)
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):   # cleared by another writer meanwhile
             os.remove(tmp)
         if isinstance(err, OSError) and not err.filename:   # a full disk names no file
             err.filename = path
         raise
+
+
+def sync_folder(folder):
+    """Flush ``folder``'s entries (a rename into it) to the disk, where the system can: POSIX
+    wants a folder's own fsync for a rename to last; Windows opens no folder (skipped)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:          # some file systems refuse a folder's fsync: nothing more to do
+        pass
+    finally:
+        os.close(fd)
 
 
 def temporary(folder, prefix=".tmp-"):

@@ -243,3 +243,24 @@ def test_counts_have_an_upper_bound_named_in_one_line(option, value):
     with pytest.raises(ValueError, match=rf"^--{option.replace('_', '-')} must be at most \d+, "
                                          rf"got {value}$"):
         RunConfig(learner="maml", dataset="sinusoid", **{option: value})
+
+
+@pytest.mark.parametrize("option", ["inner_steps", "shots", "meta_batch", "iterations",
+                                    "threads"])
+def test_a_count_s_upper_bound_is_its_last_value(option):
+    # (a mutation audit: the bound + 1 had passed)
+    from minimeta.experiments.config import MOST, MOST_PER_TASK, RunConfig
+
+    most = {"iterations": MOST, "threads": 1024}.get(option, MOST_PER_TASK)
+    RunConfig(learner="maml", dataset="sinusoid", **{option: most})
+    with pytest.raises(ValueError, match=f"must be at most {most}, got {most + 1}$"):
+        RunConfig(learner="maml", dataset="sinusoid", **{option: most + 1})
+
+
+def test_a_resumed_run_may_end_where_its_checkpoint_is_but_not_before():
+    from minimeta.experiments.config import RunConfig
+
+    saved = RunConfig(learner="protonet", out="run", iterations=20).settings()
+    RunConfig(learner="protonet", out="run", iterations=10).check_resume(saved, 10)
+    with pytest.raises(ValueError, match="--iterations 9 is below the checkpoint's iteration 10"):
+        RunConfig(learner="protonet", out="run", iterations=9).check_resume(saved, 10)

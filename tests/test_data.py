@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from minimeta.data import EpisodeSampler, fetch, omniglot
+from minimeta.data import EpisodeSampler, SinusoidTasks, fetch, omniglot
 
 
 @pytest.fixture
@@ -109,18 +109,38 @@ def test_splits_and_rotations(fake_omniglot):
         test = omniglot.class_images("vinyals", "test", verify=False)
         val = omniglot.class_images("vinyals", "val", val_size=2, verify=False)
         train5 = omniglot.class_images("vinyals", "train", val_size=2, verify=False)
+        test5 = omniglot.class_images("vinyals", "test", val_size=2, verify=False)
     finally:
         omniglot.TRAIN_CHARACTERS = saved
     assert train.shape[0] == 4 * 7 and test.shape[0] == 4 * 3 and val.shape[0] == 4 * 2
     np.testing.assert_array_equal(train[7], np.rot90(train[0], 1, axes=(-2, -1)))
     # the parts share no class, rotations included, and meta-training keeps the rest
-    parts = [classes_of(part) for part in (train5, val, test)]
+    np.testing.assert_array_equal(test5, test)  # validation is cut from training, not test
+    parts = [classes_of(part) for part in (train5, val, test5)]
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     assert parts[0] | parts[1] == classes_of(train) and len(parts[0] | parts[1] | parts[2]) == 40
     lake = omniglot.class_images("lake", "train", rotations=False, verify=False)
     assert lake.shape == (6, 20, 28, 28)
     with pytest.raises(ValueError, match="no validation"):
         omniglot.class_images("lake", "val", verify=False)
+
+
+def test_the_vinyals_split_is_pinned():
+    """Which characters are for testing is part of every checkpoint's meaning: another seed
+    (or another generator) would test old models on characters they trained on."""
+    order = np.random.default_rng(omniglot.SPLIT_SEED).permutation(1623)
+    assert order[:6].tolist() == [1229, 854, 493, 864, 898, 584]
+    assert omniglot.TRAIN_CHARACTERS == 1200
+
+
+def test_a_sinusoid_task_s_support_and_queries_lie_on_its_one_sine():
+    """y = A·sin(x − φ) for the task's own A and φ, support and query alike (queries drawn
+    from another task's sine had passed every test: a mutation audit's)."""
+    amps, phases = SinusoidTasks(seed=3, dtype=np.float64).sample_functions(4)
+    tasks = SinusoidTasks(seed=3, dtype=np.float64).sample(4, 5, 7)
+    for (xs, ys, xq, yq), a, p in zip(tasks, amps, phases):
+        for x, y in ((xs, ys), (xq, yq)):
+            np.testing.assert_allclose(y, a * np.sin(x - p), rtol=1e-12, atol=1e-12)
 
 
 def classes_of(images):

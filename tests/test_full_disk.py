@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -184,3 +185,28 @@ def test_a_failed_evaluation_takes_back_only_its_own_bytes(tmp_path):
                 raise KeyboardInterrupt
         with open(path) as f:
             assert f.read().splitlines()[-1] == '{"second": 1}'
+
+
+def test_a_save_that_fails_leaves_the_last_checkpoint_and_no_temporary(tmp_path, monkeypatch):
+    # (a mutation audit: nothing had failed with the temporary file left behind)
+    path = str(tmp_path / "checkpoint.npz")
+    io.save(path, {"iteration": 1})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.np, "savez", full)
+    with pytest.raises(OSError, match="No space left"):
+        io.save(path, {"iteration": 2})
+    assert os.listdir(tmp_path) == ["checkpoint.npz"] and io.load(path)["iteration"] == 1
+
+
+def test_a_save_reaches_the_disk_before_it_replaces_the_last(tmp_path, monkeypatch):
+    # without the first fsync, a power cut after the rename can leave an empty checkpoint;
+    # without the folder's, the rename itself may not have reached the disk
+    calls, replace, fsync = [], io.os.replace, io.os.fsync
+    monkeypatch.setattr(io.os, "fsync", lambda fd: (calls.append(
+        "fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync"), fsync(fd)))
+    monkeypatch.setattr(io.os, "replace", lambda a, b: (calls.append("replace"), replace(a, b)))
+    io.save(str(tmp_path / "checkpoint.npz"), {"iteration": 1})
+    assert calls == ["fsync", "replace", "fsync folder"]

@@ -200,3 +200,24 @@ def test_queries_zero_is_for_the_learner_that_reads_none(tmp_path, capsys):
     write_checkpoint(path, RunConfig(learner="maml", out=None))
     line = refused(["eval", "--checkpoint", path, "--episodes", "2", "--queries", "0"], capsys)
     assert line == "minimeta eval: --queries must be at least 1 for maml, got 0", line
+
+
+def test_usage_decays_and_adds_each_step_s_reads_and_writes(monkeypatch):
+    """u_t = γ·u_{t−1} + Σ_heads (w^r_t + w^w_t), γ = 0.95 (Santoro et al. 2016), the usage
+    each write is given; usage without the writes, or without the decay, had passed every test
+    (a mutation audit's), since it only picks rows."""
+    from minimeta.learners import mann
+    seen, write = [], mann.lrua_write
+
+    def spy(memory, read_prev, usage_prev, gate, keys, n_reads):
+        new, w = write(memory, read_prev, usage_prev, gate, keys, n_reads)
+        seen.append((usage_prev.copy(), read_prev.numpy().copy(), w.numpy().copy()))
+        return new, w
+
+    monkeypatch.setattr(mann, "lrua_write", spy)
+    net = MANN(6, ways=3, hidden=8, rows=7, width=4, heads=2, seed=0, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    net((mm.tensor(rng.standard_normal((2, 5, 6))), mm.tensor(np.zeros((2, 5, 3)))))
+    assert len(seen) == 5 and net.gamma == 0.95
+    for (u0, _, w0), (u1, r1, _) in zip(seen, seen[1:]):    # r1: the reads of u0's step
+        np.testing.assert_allclose(u1, 0.95 * u0 + (r1 + w0).sum(axis=1), rtol=1e-12)

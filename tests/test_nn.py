@@ -252,6 +252,32 @@ def test_train_eval_switches_batch_norm():
     np.testing.assert_array_equal(bn.named_buffers()["running_var"], rv)
 
 
+def test_eval_and_train_reach_every_layer_and_batch_norm_takes_its_eps():
+    # (a mutation audit: a Module.eval() that stopped at the top, and an eps dropped from
+    # batch norm's call, had each passed every test)
+    net = nn.conv4(5).eval()
+    assert not any(m.training for m in net._modules())
+    assert all(m.training for m in net.train()._modules())
+    x = np.random.default_rng(0).standard_normal((4, 3, 2, 2))
+    y = nn.BatchNorm2d(3, eps=0.5, dtype=np.float64)(mm.tensor(x)).numpy()
+    mean, var = x.mean(axis=(0, 2, 3))[:, None, None], x.var(axis=(0, 2, 3))[:, None, None]
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 0.5), rtol=1e-10)
+
+
+def test_the_layers_start_at_their_documented_scales():
+    """He-normal Linear and Conv2d (std √(2 / fan-in)) with zero biases; LSTMCell uniform in
+    ±1/√hidden (PyTorch's). The draws are large enough to tell fan-in from fan-out."""
+    w = nn.Linear(1000, 300, seed=0).named_parameters()["weight"].numpy()
+    assert abs(w.std() / np.sqrt(2 / 1000) - 1) < 0.02
+    assert not nn.Linear(4, 3, seed=0).named_parameters()["bias"].numpy().any()
+    assert nn.Linear(4, 3, seed=0, init_std=0.0).named_parameters()["weight"].numpy().max() == 0
+    conv = nn.Conv2d(8, 64, 3, seed=0).named_parameters()
+    assert abs(conv["weight"].numpy().std() / np.sqrt(2 / 72) - 1) < 0.03
+    assert not conv["bias"].numpy().any()
+    lstm = nn.LSTMCell(100, 25, seed=0).named_parameters()["w_ih"].numpy()
+    assert 0.19 < np.abs(lstm).max() <= 0.2                      # 1/√25, not 1/√100
+
+
 def test_lstm_cell_module():
     """The documented gate order i, f, g, o; c' = σ(f)c + σ(i)tanh(g), h' = σ(o)tanh(c')."""
     cell = nn.LSTMCell(3, 4, dtype=np.float64)

@@ -238,3 +238,31 @@ def test_the_query_label_never_enters_the_input(trained):
     loss2, _ = trained.evaluate((xs, ys, xq, (yq + 1) % 3))
     assert loss1 != loss2  # the labels are scored ...
     np.testing.assert_array_equal(trained.logits(xs, ys, xq).numpy(), a)  # ... never read
+
+
+def support_orders(monkeypatch, call, shots=3, episodes=25):
+    """The support orders ``call(learner, episode)`` hands to ``logits``."""
+    learner, orders = tiny_learner(3, shots), []
+    logits = SnailLearner.logits
+
+    def spy(self, xs, ys, xq, params=None, order=None, shared=True):
+        orders.append(np.asarray(order).copy())
+        return logits(self, xs, ys, xq, params, order, shared)
+
+    monkeypatch.setattr(SnailLearner, "logits", spy)
+    rng = np.random.default_rng(11)
+    for _ in range(episodes):
+        call(learner, synthetic_episode(rng, 3, shots, 2))
+    return orders
+
+
+def test_training_draws_every_shot_count_and_testing_shuffles_the_support(monkeypatch):
+    """Training keeps k of K shots a class, k from 1 to K, K included (one model for every
+    shot count: Mishra et al. 2018); testing keeps all, in a random order, as the docstring
+    says. (A k that never reached K, and a test support in class order, had passed every
+    test: a mutation audit's.)"""
+    trained = support_orders(monkeypatch, lambda learner, task: learner.task_loss(task))
+    assert {len(order) // 3 for order in trained} == {1, 2, 3}
+    tested = support_orders(monkeypatch, lambda learner, task: learner.evaluate(task))
+    assert all(sorted(order) == list(range(9)) for order in tested)
+    assert sum((order != np.arange(9)).any() for order in tested) >= 20

@@ -85,6 +85,19 @@ def test_module_to_its_own_device_keeps_graphs():
     assert len(mm.grad(loss, net.parameters())) == len(net.parameters())
 
 
+def test_module_to_another_device_makes_graphs_stale(monkeypatch):
+    """A graph made before ``Module.to`` moved the parameters reads arrays they no longer
+    hold: refused (without the stamp it had passed every test: a mutation audit's). The move
+    is a copy here, where no GPU is: ``to_device`` returns a new array, as it would."""
+    from minimeta.nn import module
+    net = nn.mlp((1, 4, 1), dtype=np.float64)
+    loss = net(mm.tensor(np.ones((2, 1)))).sum()
+    monkeypatch.setattr(module, "to_device", lambda array, device: array.copy())
+    net.to("cuda")
+    with pytest.raises(RuntimeError, match=STALE):
+        mm.grad(loss, net.parameters())
+
+
 def test_a_loss_mixing_graphs_from_before_and_after_a_step_is_refused():
     """The creation stamps that bound the backward walk (``floor``) had hidden the stale part
     of ``a + b``: its term was dropped and the gradient came back as 2 w_new alone (found by

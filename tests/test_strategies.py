@@ -47,3 +47,29 @@ def test_a_zero_d_array_stays_zero_d_in_every_layout(a):
     """``np.asfortranarray`` turns a 0-d array into shape (1,): the scatter_add row drew such a
     g for a scalar slot and failed once its draws moved (2026-12-01)."""
     assert a.shape == ()
+
+
+LAYOUTS = []
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None)
+@given(arrays((2, 3)))
+def draw_layouts(x):
+    LAYOUTS.append("C" if x.flags.c_contiguous else "F" if x.flags.f_contiguous else "strided")
+
+
+def test_arrays_come_in_every_layout_and_distinct_arrays_are_distinct():
+    """A kernel that reads its input as C-ordered is wrong on an F-ordered or strided one:
+    ``arrays`` draws all three (drawing C only had passed every test: a mutation audit's);
+    ``distinct_arrays`` keeps ``gap`` between any two values (max's ties)."""
+    LAYOUTS.clear()
+    draw_layouts()
+    assert set(LAYOUTS) == {"C", "F", "strided"}
+
+    @settings(max_examples=50, derandomize=True, database=None, deadline=None)
+    @given(distinct_arrays((6,), gap=1e-3))
+    def gaps(x):
+        apart = np.abs(x[:, None] - x[None, :]) + np.eye(6)
+        assert apart.min() >= 1e-3 - 1e-12, x
+
+    gaps()
