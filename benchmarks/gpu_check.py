@@ -278,7 +278,7 @@ def main():
         return cli()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs/gpu",
-                        help="folder of report.json and the logs (default: outputs/gpu)")
+                        help="folder of gpu_check.json and the logs (default: outputs/gpu)")
     parser.add_argument("--budget", type=float, default=540,
                         help="seconds for the whole check; training gets what is left "
                              "(default: 540)")

@@ -81,7 +81,8 @@ def main(argv=None):
     mean, half = run_episodes(learner, tasks, args.test_episodes, seed=12345)
     print(f"{args.learner}{' (FCE)' if args.fce else ''}: {args.test_way}-way {args.shots}-shot "
           f"test accuracy {mean:.4f} ± {half:.4f} ({args.test_episodes} episodes, "
-          f"{args.test_queries} queries per class) after {args.episodes} {args.train_way}-way training episodes")
+          f"{args.test_queries} queries per class) after {args.episodes} {args.train_way}-way "
+          "training episodes")
     return mean
 
 

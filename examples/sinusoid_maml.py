@@ -97,19 +97,23 @@ def main(argv=None):
     start = time.perf_counter()
     trained = {"iterations": args.iterations, "shots": args.shots, "steps": steps,
                "multi_step_loss": args.multi_step_loss}
-    recorded_tasks = args.tasks     # the held-out tasks of results.json
+    recorded_tasks, record = args.tasks, None   # the held-out tasks of the run's own results
     if args.evaluate_only:
         models = {name: load_model(os.path.join(args.out, f"{name.lower()}.npz"))
                   for name in ("MAML", "pretrained")}
         maml_time = float("nan")
-        if os.path.exists(record_path):  # how these models were trained, not the defaults
-            with open(record_path) as f:
+        # how these models were trained, not the defaults: results.json, or the one results
+        # file of a run trained with another --eval-seed
+        records = [path for path in (record_path, os.path.join(
+            args.out, f"results_eval{args.eval_seed}.json")) if os.path.exists(path)]
+        if records:
+            with open(records[0]) as f:
                 record = json.load(f)
             trained = {"iterations": record.get("iterations"), "shots": record.get("shots"),
                        "steps": record.get("train_steps"),
                        "multi_step_loss": record.get("multi_step_loss")}
             maml_time = record.get("maml_seconds", maml_time)
-            recorded_tasks = record.get("tasks", args.tasks)
+            recorded_tasks = record.get("tasks", 600)  # (600 before it was recorded)
             recorded = record.get("inner_lr", alpha)    # fine-tune at the α trained with
             if args.inner_lr is not None and args.inner_lr != recorded:
                 parser.error(f"--evaluate-only: the models in {args.out} were trained with "
@@ -129,6 +133,10 @@ def main(argv=None):
           f"({maml_time:.0f} s for MAML); {args.tasks} held-out tasks, MSE ± 95% interval:\n")
     print(S.format_table(results))
     if not args.evaluate_only:  # otherwise the models were loaded from these files
+        for name in sorted(os.listdir(args.out)):    # (--overwrite) the replaced models'
+            if name.startswith("results") and name.endswith(".json"):
+                os.remove(os.path.join(args.out, name))
+                print(f"--overwrite: removed {name}: results of the models replaced")
         for name, model in models.items():
             io.save(os.path.join(args.out, f"{name.lower()}.npz"),
                     {"model": model.state_dict()})
@@ -136,9 +144,8 @@ def main(argv=None):
     run = {"iterations": args.iterations, "shots": args.shots, "train_steps": steps,
            "multi_step_loss": args.multi_step_loss, "seed": args.seed,
            "inner_lr": alpha, "clip_norm": args.clip_norm, "maml_seconds": maml_time}
-    if args.evaluate_only and os.path.exists(path):  # keep the record of the training
-        with open(path) as f:
-            run = {k: v for k, v in json.load(f).items() if k != "results"}
+    if record is not None:             # keep the record of the training
+        run = {k: v for k, v in record.items() if k != "results"}
     run["tasks"] = args.tasks          # the held-out tasks these results are over
     run["eval_seed"] = args.eval_seed
     run["results"] = {f"{n} K={k}": {s: dict(zip(("mean", "ci95", "median", "diverged"), v))

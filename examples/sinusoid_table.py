@@ -56,7 +56,8 @@ def row(where):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="output folders of examples/sinusoid_maml.py "
-                        "(or their results_eval*.json files)")
+                        "(or their other results: results_eval<seed>.json, "
+                        "results[_eval<seed>]_<N>tasks.json)")
     args = parser.parse_args()
     for where in args.runs:                 # each checked before the table starts
         path = where if where.endswith(".json") else os.path.join(where, "results.json")

@@ -115,7 +115,7 @@ def _demo_omniglot(args, config):
           f"(20-way 1-shot), then {args.omniglot_episodes} test episodes (5-way 1-shot)")
     # its checkpoint is the demo's own: a stop says to run the demo again, not to resume a
     # `minimeta train` of other settings (a user who had done so found the folder refused)
-    path = train(config, resume="`minimeta demo` runs this part again").checkpoint
+    path = train(config, resume_hint="`minimeta demo` runs this part again").checkpoint
     fewshot.evaluate(path, args.omniglot_episodes, ways=5, shots=1, queries=15)
 
 

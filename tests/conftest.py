@@ -5,6 +5,7 @@ speed is measured in benchmarks/, never in tests.
 """
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -16,3 +17,14 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def nothing_may_run(monkeypatch):
+    """A command's work (training, the gradcheck, the demo's sinusoid part) made to fail the
+    test at once: a refusal test whose check let the command through then fails in a second,
+    not after the whole run (a mutation audit's mutants had trained for minutes, or hung)."""
+    from minimeta import selfcheck
+    from minimeta.experiments import sinusoid, training
+    for module, name in ((training, "train"), (selfcheck, "run"), (sinusoid, "meta_train")):
+        monkeypatch.setattr(module, name, lambda *_, **__: pytest.fail("not refused"))

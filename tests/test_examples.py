@@ -58,6 +58,27 @@ def test_sinusoid_example_trains_evaluates_and_summarises(tmp_path):
     assert "clipped at norm 5, α = 0.02 |" in table[3]  # and α had not been shown
 
 
+def test_sinusoid_results_of_other_tasks_go_beside_and_overwrite_clears_them(tmp_path):
+    # a run tested on --eval-seed 99 keeps its record in results_eval99.json: re-testing it on
+    # other tasks had replaced that file, recorded as trained 30000 iterations (a review's)
+    out = str(tmp_path / "run")
+    run_example("sinusoid_maml.py", "--iterations", "3", "--tasks", "2", "--eval-seed", "99",
+                "--out", out)
+    with open(os.path.join(out, "results_eval99.json")) as f:
+        first = json.load(f)
+    again = run_example("sinusoid_maml.py", "--evaluate-only", "--tasks", "3", "--eval-seed",
+                        "99", "--out", out)
+    assert "for 3 iterations" in again and "results_eval99_3tasks.json" in again
+    with open(os.path.join(out, "results_eval99.json")) as f:
+        assert json.load(f) == first
+    with open(os.path.join(out, "results_eval99_3tasks.json")) as f:
+        assert json.load(f)["iterations"] == 3
+    fresh = run_example("sinusoid_maml.py", "--iterations", "4", "--tasks", "2", "--overwrite",
+                        "--out", out)       # new models: the old ones' results go with them
+    assert "--overwrite: removed results_eval99.json: results of the models replaced" in fresh
+    assert sorted(n for n in os.listdir(out) if n.endswith(".json")) == ["results.json"]
+
+
 def test_sinusoid_example_rejects_a_bad_option_in_one_line():
     done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "sinusoid_maml.py"),
                            "--inner-lr", "nan", "--out", "unused"], capture_output=True,

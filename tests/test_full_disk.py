@@ -205,8 +205,14 @@ def test_a_save_reaches_the_disk_before_it_replaces_the_last(tmp_path, monkeypat
     # without the first fsync, a power cut after the rename can leave an empty checkpoint;
     # without the folder's, the rename itself may not have reached the disk
     calls, replace, fsync = [], io.os.replace, io.os.fsync
-    monkeypatch.setattr(io.os, "fsync", lambda fd: (calls.append(
-        "fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync"), fsync(fd)))
+    home = os.stat(tmp_path)
+
+    def which(fd):       # the file, or its folder (not another: a review's mutant synced '.')
+        st = os.fstat(fd)
+        return "fsync" if not stat.S_ISDIR(st.st_mode) else "fsync folder" if (
+            st.st_dev, st.st_ino) == (home.st_dev, home.st_ino) else "fsync another folder"
+
+    monkeypatch.setattr(io.os, "fsync", lambda fd: (calls.append(which(fd)), fsync(fd)))
     monkeypatch.setattr(io.os, "replace", lambda a, b: (calls.append("replace"), replace(a, b)))
     io.save(str(tmp_path / "checkpoint.npz"), {"iteration": 1})
     assert calls == ["fsync", "replace", "fsync folder"]

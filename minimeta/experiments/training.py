@@ -127,7 +127,7 @@ class NonFiniteError(FloatingPointError):
 
 
 def train(config, model=None, learner=None, label="train", smooth=1, log=print,
-          resume="--resume"):
+          resume_hint="--resume"):
     """Train as ``config`` says; returns ``Run(model, learner, curve, checkpoint)``.
 
     ``model`` and ``learner`` come from the registry unless given (the sinusoid experiment's
@@ -135,17 +135,19 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print,
     run here, ``checkpoint`` the checkpoint's path (None when ``config.out`` is None: then no
     file is written). The progress line, labelled ``label``, shows the latest metrics, its
     loss averaged over the last ``smooth`` iterations; a stop (Ctrl-C, a signal) says where the
-    checkpoint is and how the run goes on (``resume``). A folder that may not be used as asked
-    is a ``ValueError`` before anything is built or written; a NaN or an inf stops the run
-    with a ``NonFiniteError``.
+    checkpoint is and how the run goes on (``resume_hint``). A folder that may not be used as
+    asked is a ``ValueError`` before anything is built or written; a NaN or an inf stops the
+    run with a ``NonFiniteError``.
     """
     state = open_run(config)  # the checks, before anything is written
     made = first_missing(config.out)   # the folders this run makes, removed if refused
     with io.folder_lock(config.out):   # one run at a time writes a folder
-        return _train(config, state, model, learner, label, smooth, log, made, resume)
+        return _train(config, state, model, learner, label, smooth, log, made,
+                      resume_hint)
 
 
-def _train(config, state, model, learner, label, smooth, log, made=None, resume="--resume"):
+def _train(config, state, model, learner, label, smooth, log, made=None,
+           resume_hint="--resume"):
     """``train``, its folder checked and held (``made``: the outermost folder created for
     this run, ``runfolder.first_missing``)."""
     log = tolerant(log)  # a terminal that hung up (SIGHUP) must not stop the run by itself
@@ -290,7 +292,7 @@ def _train(config, state, model, learner, label, smooth, log, made=None, resume=
             then = "" if run["pending"] is None or not run["pending"]["validate"] else \
                 "; its validation, cut short, runs first"
             log(f"\n{how}: checkpoint at iteration {run['saved']} in {checkpoint} "
-                f"({resume}{then})")
+                f"({resume_hint}{then})")
         raise
     finally:
         if metrics_file is not None:
