@@ -248,9 +248,11 @@ def test_a_progress_line_in_a_log_comes_at_once_then_every_30_s():
     assert bar.every == 30.0                                 # a StringIO is not a terminal
     bar.update(0)
     bar.update(1)
-    assert out.getvalue().startswith("train 1/100  ") and out.getvalue().count("\n") == 1
+    assert out.getvalue().startswith("train 1/100  first ") and out.getvalue().count("\n") == 1
+    assert " it/s" not in out.getvalue()            # one iteration's time is no rate yet
     bar.update(99)                                           # and the last iteration's
-    assert out.getvalue().count("\n") == 2 and "train 100/100" in out.getvalue()
+    assert out.getvalue().count("\n") == 2 and "train 100/100  " in out.getvalue()
+    assert out.getvalue().splitlines()[1].split("  ")[1].endswith(" it/s")
 
 
 # ----- 8. every learner, stopped and resumed, ends where a straight run does ----------------

@@ -14,8 +14,9 @@ from ..nn import Conv2d
 
 
 class Progress:
-    """Print ``label it/total  rate it/s  eta  metrics`` at the first update, then every
-    ``every`` seconds, and at the end (a log piped to a file had shown nothing for 30 s).
+    """Print ``label it/total  rate it/s  eta  metrics`` every ``every`` seconds and at the
+    end; the first update at once, with the time it took in place of a rate (a log piped to a
+    file had shown nothing for 30 s).
     With a time ``budget`` (seconds; counted by ``spent()`` when given, else by this line's
     wall clock) the eta is whichever ends first, and a total the budget will not reach is not
     shown. A loop resumed at iteration ``first`` counts its rate from
@@ -44,6 +45,7 @@ class Progress:
         if self.stream is None or (now - self.last < self.every and i + 1 < self.total
                                    and self.shown):
             return
+        early = not self.shown and now - self.last < self.every and i + 1 < self.total
         self.last, self.shown = now, True
         rate = max(i + 1 - self.first, 0) / max(now - self.start, 1e-9)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
@@ -52,9 +54,12 @@ class Progress:
         if self.budget is not None and self.budget - spent < eta:
             eta, total = max(0.0, self.budget - spent), ""  # time ends it first
         end = "\n" if i + 1 >= self.total or not self.stream.isatty() else "\r"
+        # the line printed early: its first iterations' time, not yet a rate to extrapolate
+        # (numba's compile or cache load is in it: an eta from it had been 3× too long)
+        pace = f"first {now - self.start:.2f} s" if early else \
+            f"{rate:.1f} it/s  eta {eta:.0f}s"
         try:
-            self.stream.write(f"{self.label} {i + 1}{total}  {rate:.1f} it/s  "
-                              f"eta {eta:.0f}s  {shown}{end}")
+            self.stream.write(f"{self.label} {i + 1}{total}  {pace}  {shown}{end}")
             self.stream.flush()
         except OSError:      # the stream has gone away: no more progress lines
             self.stream = None
