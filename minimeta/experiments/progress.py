@@ -42,10 +42,9 @@ class Progress:
 
     def update(self, i, **metrics):
         now = time.perf_counter()
-        if self.stream is None or (now - self.last < self.every and i + 1 < self.total
-                                   and self.shown):
+        early = now - self.last < self.every and i + 1 < self.total   # before its time
+        if self.stream is None or (early and self.shown):
             return
-        early = not self.shown and now - self.last < self.every and i + 1 < self.total
         self.last, self.shown = now, True
         rate = max(i + 1 - self.first, 0) / max(now - self.start, 1e-9)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
@@ -54,7 +53,7 @@ class Progress:
         if self.budget is not None and self.budget - spent < eta:
             eta, total = max(0.0, self.budget - spent), ""  # time ends it first
         end = "\n" if i + 1 >= self.total or not self.stream.isatty() else "\r"
-        # the line printed early: its first iterations' time, not yet a rate to extrapolate
+        # the first line, printed early: its iterations' time, not yet a rate to extrapolate
         # (numba's compile or cache load is in it: an eta from it had been 3× too long)
         pace = f"first {now - self.start:.2f} s" if early else \
             f"{rate:.1f} it/s  eta {eta:.0f}s"

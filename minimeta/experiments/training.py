@@ -146,8 +146,7 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print,
                       resume_hint)
 
 
-def _train(config, state, model, learner, label, smooth, log, made=None,
-           resume_hint="--resume"):
+def _train(config, state, model, learner, label, smooth, log, made, resume_hint):
     """``train``, its folder checked and held (``made``: the outermost folder created for
     this run, ``runfolder.first_missing``)."""
     log = tolerant(log)  # a terminal that hung up (SIGHUP) must not stop the run by itself
