@@ -36,8 +36,9 @@ blocks of every size from the heap (M_MMAP_MAX 0): glibc maps each block over 32
 unmaps it when freed, so conv4's 128 MiB activations on 640 images were faulted in page by page
 at every step (33 000–56 000 minor faults per forward + backward, 15–20% of its time). The
 cost, as with PyTorch's and CuPy's caching allocators: up to 1 GiB of freed heap stays with the
-process for reuse (peaks measured unchanged). It also keeps one malloc arena for all threads,
-so the worker threads do not each hold a heap of their own.
+process for reuse (peaks measured unchanged). It also gives malloc one arena (heap) per core:
+glibc's default, one per thread, let each hold free blocks of its own (a higher peak), and a
+single one shared made the workers wait on each other's allocations (slower).
 
 And OpenMP's threads (numba's ``omp`` threading layer) sleep when a loop ends instead of
 spinning on the cores the next kernel wants (``omp_wait_policy``), where minimeta sets the
@@ -59,12 +60,17 @@ import sys
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -3, -4, -8  # glibc's malloc.h
 
 
-def malloc_policy(mmap_threshold=32 << 20, trim_threshold=1 << 30, arenas=1, mmap_max=0):
+def malloc_policy(mmap_threshold=32 << 20, trim_threshold=1 << 30, arenas=None, mmap_max=0):
     """Fix glibc malloc's mmap and trim thresholds and its number of arenas, and serve every
-    block from the heap (``mmap_max=0``); True if applied (Linux glibc), else False. One arena:
-    worker threads share one heap instead of each keeping its own (the 2-worker MAML
-    meta-iteration peaked at 522 MiB with an arena per thread, 492 MiB with one, measured
-    2026-11-30; docs/PERFORMANCE.md, "Peak memory"). No mmap: a
+    block from the heap (``mmap_max=0``); True if applied (Linux glibc), else False.
+
+    Arenas (``arenas``, default: one per core this process may use, ``kernels.threads.cores``):
+    as many heaps as threads that run at once. glibc's default, an arena per thread up to 8 per
+    core, gave the main thread's heap and each worker's their own free blocks (the 2-worker MAML
+    meta-iteration peaked at 522 MiB with an arena per thread, 492 MiB with one, 2026-11-30;
+    432 MiB with 3 arenas, 391 with 2, 396 with 1, 2026-12-02). One arena shared by two workers
+    made every allocation of one wait on the other's lock: the same iteration 6–12% slower than
+    with two, at the same peak (docs/PERFORMANCE.md, "Process policy"). No mmap: a
     block over 32 MiB (conv4's first layer on 640 images: 128 MiB each) was a fresh mapping
     every time, 32 768 page faults to fill; from the heap it reuses memory already faulted in
     (docs/PERFORMANCE.md, "Process policy").
@@ -80,6 +86,9 @@ def malloc_policy(mmap_threshold=32 << 20, trim_threshold=1 << 30, arenas=1, mma
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if arenas is None:
+        from .kernels.threads import cores
+        arenas = cores()
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)
                 and mallopt(M_TRIM_THRESHOLD, trim_threshold)
                 and mallopt(M_MMAP_MAX, mmap_max)
@@ -150,10 +159,10 @@ def configure(blas_threads=1, threads=None):
             threads, numbers.Real) or int(threads) != threads or threads < 1):
         raise ValueError(f"configure: threads must be an integer >= 1 (None: every core), got "
                          f"{threads!r}")     # (checked before anything is set)
-    omp_wait_policy()
-    malloc_policy()
-    threadpool_limits(limits=blas_threads, user_api="blas")
     threads = int(threads) if threads is not None else kernel_threads.cores()
+    omp_wait_policy()
+    malloc_policy(arenas=threads)       # a heap per thread that runs at once
+    threadpool_limits(limits=blas_threads, user_api="blas")
     kernel_threads.set_split_threads(threads)
     kernel_threads.set_numba_threads(threads)
     return threads
