@@ -250,3 +250,21 @@ def test_the_primitive_lists_in_the_docs_name_every_primitive():
     # the check fails on a list that lost a name, or a count gone stale
     assert unlisted(primitives.__doc__.replace("BiasGrad", ""), classes)[0] == ["BiasGrad"]
     assert unlisted(primitives.__doc__.replace("41 classes", "39 classes"), classes)[1] is False
+
+
+def test_lines_within_100_characters_and_files_within_about_400_lines():
+    """The house style, which a reader of the source relies on: no line over 100 characters
+    (Markdown tables apart: a row cannot wrap) and no Python file over 420 lines."""
+    paths = [p for folder in ("minimeta", "kernels", "tests", "examples", "benchmarks", "docs")
+             for p in sorted((ROOT / folder).rglob("*")) if p.suffix in (".py", ".md", ".sh")]
+    paths += [ROOT / "README.md", ROOT / ".ci" / "run"]
+    long_lines, long_files = [], []
+    for path in paths:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        long_lines += [f"{path.relative_to(ROOT)}:{i}" for i, line in enumerate(lines, 1)
+                       if len(line) > 100 and not line.startswith("|")]
+        if path.suffix == ".py" and len(lines) > 420:
+            long_files.append(f"{path.relative_to(ROOT)} ({len(lines)} lines)")
+    assert len(paths) > 100
+    assert not long_lines, long_lines
+    assert not long_files, long_files

@@ -168,8 +168,9 @@ LEARNERS = {
         {5: dict(queries=15), 20: dict(queries=5)}, METRIC_OPTIONS | {"fce"},
         datasets=("omniglot",)),
     "relation": LearnerSpec(
-        "metric", metric(lambda c: RelationNet(nn.relation_embedding(seed=c.seed),
-                                               nn.relation_module(seed=nn.layers.derived(c.seed, 1)))),
+        "metric", metric(lambda c: RelationNet(
+            nn.relation_embedding(seed=c.seed),
+            nn.relation_module(seed=nn.layers.derived(c.seed, 1)))),
         {5: dict(queries=19), 20: dict(queries=10), (5, 5): dict(queries=15),
          (20, 5): dict(queries=5)}, METRIC_OPTIONS, datasets=("omniglot",)),
     "snail": LearnerSpec("model", snail, {5: dict(queries=2, meta_batch=8),

@@ -45,8 +45,8 @@ class SnailLearner(Learner):
         net = nn.Module()
         net.add_child("embed", embedding if embedding is not None else
                       nn.conv4(seed=seed, dtype=dtype))
-        self.snail = SNAIL(ways, ways * shots + 1, features + ways, seed=nn.layers.derived(seed, 1), dtype=dtype,
-                           sizes=sizes)
+        self.snail = SNAIL(ways, ways * shots + 1, features + ways,
+                           seed=nn.layers.derived(seed, 1), dtype=dtype, sizes=sizes)
         net.add_child("snail", self.snail)
         super().__init__(net, loss="cross_entropy", params=net.named_parameters())
         self.net = net
