@@ -64,13 +64,17 @@ def malloc_policy(mmap_threshold=32 << 20, trim_threshold=1 << 30, arenas=None, 
     """Fix glibc malloc's mmap and trim thresholds and its number of arenas, and serve every
     block from the heap (``mmap_max=0``); True if applied (Linux glibc), else False.
 
-    Arenas (``arenas``, default: one per core this process may use, ``kernels.threads.cores``):
-    as many heaps as threads that run at once. glibc's default, an arena per thread up to 8 per
-    core, gave the main thread's heap and each worker's their own free blocks (the 2-worker MAML
-    meta-iteration peaked at 522 MiB with an arena per thread, 492 MiB with one, 2026-11-30;
-    432 MiB with 3 arenas, 391 with 2, 396 with 1, 2026-12-02). One arena shared by two workers
-    made every allocation of one wait on the other's lock: the same iteration 6–12% slower than
-    with two, at the same peak (docs/PERFORMANCE.md, "Process policy"). No mmap: a
+    Arenas (``arenas``, default: one per core this process may use, ``kernels.threads.cores``,
+    whatever ``--threads`` says: an arena is only made when a new thread first allocates, so a
+    spare one costs nothing): as many heaps as threads that run at once. glibc's default, an
+    arena per thread up to 8 per core, gave the main thread's heap and each worker's their own
+    free blocks (the 2-worker MAML meta-iteration peaked at 522 MiB with an arena per thread,
+    492 MiB with one, 2026-11-30; 432 MiB with 3 arenas, 391 with 2, 396 with 1, 2026-12-02).
+    One arena shared by two workers made every allocation of one wait on the other's lock: the
+    same iteration 6–12% slower than with two, at the same peak (docs/PERFORMANCE.md, "Max
+    pooling without branches"). glibc reads the limit once, when a thread first needs an arena
+    after it is set, and keeps it: a later call cannot change the count, so the policy comes
+    first (``configure`` applies it before any worker starts). No mmap: a
     block over 32 MiB (conv4's first layer on 640 images: 128 MiB each) was a fresh mapping
     every time, 32 768 page faults to fill; from the heap it reuses memory already faulted in
     (docs/PERFORMANCE.md, "Process policy").
@@ -159,10 +163,10 @@ def configure(blas_threads=1, threads=None):
             threads, numbers.Real) or int(threads) != threads or threads < 1):
         raise ValueError(f"configure: threads must be an integer >= 1 (None: every core), got "
                          f"{threads!r}")     # (checked before anything is set)
-    threads = int(threads) if threads is not None else kernel_threads.cores()
     omp_wait_policy()
-    malloc_policy(arenas=threads)       # a heap per thread that runs at once
+    malloc_policy()
     threadpool_limits(limits=blas_threads, user_api="blas")
+    threads = int(threads) if threads is not None else kernel_threads.cores()
     kernel_threads.set_split_threads(threads)
     kernel_threads.set_numba_threads(threads)
     return threads

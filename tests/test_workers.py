@@ -15,8 +15,6 @@ Read next: ``test_machine_limits.py`` (numba without OpenMP or TBB, and a CPU qu
 import json
 import os
 import threading
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -350,64 +348,3 @@ def test_configure_refuses_zero_threads():
         with pytest.raises(ValueError, match=f"^configure: threads must be an integer >= 1 "
                            rf"\(None: every core\), got {bad!r}"):
             configure(threads=bad)
-
-
-_FAULTS = """
-import resource, sys
-import numpy as np
-from minimeta.threads import malloc_policy
-core = getattr(np, "_core", None) or np.core         # NumPy 2, NumPy 1
-core.multiarray._set_madvise_hugepage(False)         # 4 KiB pages: 16 384 faults per block
-applied = malloc_policy(mmap_max=int(sys.argv[1]))
-np.ones(16 << 20, np.float32)                        # the first 64 MiB block faults in
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(4):
-    np.ones(16 << 20, np.float32)                    # allocated, filled, freed
-print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_malloc_policy_reuses_large_blocks_without_page_faults():
-    """Under the policy a freed 64 MiB block is reused, not unmapped and faulted in again; the
-    mutant (glibc's default, mmap for blocks over the threshold) faults at every block."""
-    def faults(mmap_max):
-        out = subprocess.run([sys.executable, "-c", _FAULTS, str(mmap_max)], check=True,
-                             capture_output=True, text=True).stdout.split()
-        if out[0] != "True":
-            pytest.skip("malloc_policy not applied (not glibc)")
-        return int(out[1])
-    policy, mutant = faults(0), faults(65536)
-    assert mutant > 4 * 10_000                      # 4 blocks × 16 384 pages
-    assert policy < 1_000
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_malloc_policy_gives_a_heap_per_thread_that_runs(monkeypatch):
-    """malloc gets one arena per core (one shared by two workers made each wait on the other's
-    lock: MAML 5-way 6–12% slower), or per ``configure(threads=N)`` thread: the mutants (one
-    arena, glibc's one per thread) leave the count at 1 or unset."""
-    import types
-
-    import numba
-
-    from minimeta import threads as policy
-
-    calls = []
-
-    def mallopt(param, value):
-        calls.append((param, value))
-        return 1
-    fake = types.SimpleNamespace(CDLL=lambda *a: types.SimpleNamespace(mallopt=mallopt),
-                                 c_int=policy.ctypes.c_int, util=policy.ctypes.util)
-    monkeypatch.setattr(policy, "ctypes", fake)        # this module's libc, no other's
-    assert policy.malloc_policy() is True
-    assert (policy.M_ARENA_MAX, kernel_threads.cores()) in calls
-    split, numba_threads = kernel_threads.split_threads(), numba.get_num_threads()
-    try:
-        calls.clear()
-        assert policy.configure(threads=3) == 3
-        assert [v for p, v in calls if p == policy.M_ARENA_MAX] == [3]
-    finally:
-        kernel_threads.set_split_threads(split)
-        numba.set_num_threads(numba_threads)
