@@ -13,7 +13,7 @@ from numba import njit, prange
 @njit(cache=True, inline="always")
 def _beats(v, best):
     """v takes the window's place: larger, or the first NaN (``argmax``'s rule: a NaN wins).
-    Bitwise operators, not ``or``/``and``: no short-circuit, so no branch."""
+    Bitwise operators, not ``or``/``and``: no short-circuit, so nothing to branch on."""
     return (v > best) | ((v != v) & (best == best))
 
 
@@ -40,7 +40,7 @@ def _max_pool(x, k, s, y, idx):
 
 @njit(parallel=True, cache=True)
 def _max_pool_2x2(x, y, idx):
-    """kernel = stride = 2 (conv4's pooling): a tournament with no branches. The two top
+    """kernel = stride = 2 (conv4's pooling): a tournament of selects, no ``if``. The two top
     candidates meet, then the two bottom ones, then the two winners; each meeting keeps the
     earlier one unless the later ``_beats`` it, so the first maximum (or first NaN) wins, as in
     the window's order. Selects instead of ifs, on flat planes: on random data every ``if``
