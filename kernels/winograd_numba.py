@@ -177,14 +177,21 @@ def _grid(shape, padding, m):
     return ho, wo, -(-ho // m), -(-wo // m)
 
 
+def _on_grid(a, offset, hp, wp, dtype):
+    """a (N, C, H, W) made channel-last, at (offset, offset) of an (N, hp, wp, C) grid of zeros.
+    Only the border is zeroed, the inside being written next (np.zeros was a pass more)."""
+    n, c, h, w = a.shape
+    out = np.empty((n, hp, wp, c), dtype=dtype)
+    out[:, :offset] = out[:, offset + h:] = 0
+    out[:, :, :offset] = out[:, :, offset + w:] = 0
+    out[:, offset:offset + h, offset:offset + w] = a.transpose(0, 2, 3, 1)
+    return out
+
+
 def _input_tiles(x, padding, m):
     """V (a², N·tiles, C): x made channel-last on the zero-padded tile grid, transformed."""
-    n, c, h, w = x.shape
     _, _, th, tw = _grid(x.shape, padding, m)
-    xh = np.empty((n, th * m + 2, tw * m + 2, c), dtype=x.dtype)
-    xh[:, :padding] = xh[:, padding + h:] = 0           # zeros on the border only: the inside
-    xh[:, :, :padding] = xh[:, :, padding + w:] = 0     # is written next (np.zeros was a pass
-    xh[:, padding:padding + h, padding:padding + w] = x.transpose(0, 2, 3, 1)   # more)
+    xh = _on_grid(x, padding, th * m + 2, tw * m + 2, x.dtype)
     return _tiles_in(xh, *_rows(m, "Bt", x.dtype), m, th, tw)
 
 
@@ -250,9 +257,7 @@ def conv2d_weight_grad(x, g, padding=1, m=None):
     def part(bounds):  # one chunk of images
         a, b = bounds
         V = _input_tiles(x[a:b], padding, m)                              # (a², P, C)
-        gh = np.empty((b - a, th * m, tw * m, o), dtype=x.dtype)          # gY on the tile grid,
-        gh[:, ho:] = gh[:, :, wo:] = 0                                    # zeros where tiles
-        gh[:, :ho, :wo] = g[a:b].transpose(0, 2, 3, 1)                    # overhang
+        gh = _on_grid(g[a:b], 0, th * m, tw * m, x.dtype)                 # gY on the tile grid
         gM = _tiles_in(gh, *A, m, th, tw)                                 # A gY Aᵀ: (a², P, O)
         return np.matmul(gM.transpose(0, 2, 1), V)                        # (a², O, C)
 
