@@ -2,6 +2,7 @@
 their NumPy references, and edge cases where kernels had once left their spec. Read after
 test_kernels.py."""
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
 from minimeta import kernels as K
@@ -122,3 +123,22 @@ def test_edge_cases_where_the_kernels_had_left_their_spec():
     out = K.conv_numba.conv2d(xi, w, 1, 1)
     assert out.dtype == np.float64
     close(out, K.conv_ref.conv2d(xi, w, 1, 1), np.float64)
+
+
+@pytest.mark.parametrize("h, w", [(2, 2), (2, 3), (3, 2), (5, 7), (7, 7), (6, 7), (7, 6),
+                                  (14, 14), (28, 28), (9, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_2x2_pooling_kernel_on_every_parity_of_height_and_width(h, w, dtype):
+    """``_max_pool_2x2`` has a flat path (even width: rows back to back) and a row-by-row one
+    (odd width; conv4's last pooling, 7×7); a hypothesis draw of (k, s) = (2, 2) with an odd
+    width is rare enough that CI's 20 examples may miss it. Values from {NaN, ±inf, ±0, ±1}
+    (ties, NaNs: the first wins) and random ones, against the reference."""
+    from minimeta.kernels import pool_numba  # noqa: F401
+
+    rng = np.random.default_rng(h * 100 + w)
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 1.0])
+    for x in (rng.choice(specials, (3, 4, h, w)), rng.standard_normal((3, 4, h, w))):
+        x = x.astype(dtype)
+        (y, i), (y_ref, i_ref) = K.pool_numba.max_pool2d(x, 2, 2), K.pool_ref.max_pool2d(x, 2, 2)
+        assert y.dtype == dtype and np.array_equal(y, y_ref, equal_nan=True)
+        assert np.array_equal(i, i_ref)
