@@ -52,11 +52,14 @@ def _max_pool_2x2(x, y, idx):
     picks the winner's index, not its value, and loads it. On that machine, one thread:
     22.3 → 4.8 ms on 75×64×28×28, 5.8 → 1.0 ms on 14×14, 1.0 → 0.5 ms on 7×7 against a
     tournament of selects (which had been 2–2.2× faster than ``_max_pool`` on the Xeon).
-    The winners' scratch is made once per chunk of planes, not once a plane."""
+    The planes run in 64 chunks, each with its scratch for the winners (on one thread 10–19%
+    faster than a plane per ``prange`` iteration; 64 shares out evenly on 1, 2, 4, 8, 16 or 32
+    threads)."""
     n, c, h, w = x.shape
     ho, wo = y.shape[2], y.shape[3]
     planes = n * c
-    xp, yp, ip = x.reshape(planes, h * w), y.reshape(planes, ho * wo), idx.reshape(planes, -1)
+    xp, yp = x.reshape(planes, h * w), y.reshape(planes, ho * wo)
+    ip = idx.reshape(planes, ho * wo)
     chunks = min(planes, 64)
     for chunk in prange(chunks):
         best = np.empty(2 * ho * wo, x.dtype)       # round 1's winners: (2·ho rows, wo)
@@ -108,6 +111,8 @@ def max_pool2d(x, kernel, stride):
     wo = (x.shape[3] - kernel) // stride + 1
     y = np.empty((x.shape[0], x.shape[1], ho, wo), dtype=x.dtype)
     idx = np.empty(y.shape, dtype=np.int32 if x.size < 2 ** 31 else np.int64)
+    if y.size == 0:               # no planes, or none of their windows: nothing to compare
+        return y, idx
     if kernel == stride == 2:
         _max_pool_2x2(x, y, idx)
     else:

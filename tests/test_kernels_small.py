@@ -111,6 +111,11 @@ def test_edge_cases_where_the_kernels_had_left_their_spec():
         (y, i), (y_ref, i_ref) = K.pool_numba.max_pool2d(x, k, s), K.pool_ref.max_pool2d(x, k, s)
         assert np.array_equal(y, y_ref, equal_nan=True) and np.array_equal(i, i_ref)
     # an empty batch's pooling gradient (it had divided by zero)
+    # a batch or channel axis of 0 (the 2×2 kernel had divided by zero on no planes)
+    for shape in ((0, 3, 4, 4), (2, 0, 4, 4), (0, 0, 5, 5)):
+        (y, i), (y_ref, i_ref) = (K.pool_numba.max_pool2d(np.zeros(shape), 2, 2),
+                                  K.pool_ref.max_pool2d(np.zeros(shape), 2, 2))
+        assert y.shape == y_ref.shape and i.shape == i_ref.shape
     empty = K.pool_numba.max_pool2d_backward(np.zeros((0, 3, 3, 3)),
                                              np.zeros((0, 3, 3, 3), np.int32), (0, 3, 6, 6))
     assert empty.shape == (0, 3, 6, 6)
@@ -137,7 +142,8 @@ def test_the_2x2_pooling_kernel_on_every_parity_of_height_and_width(h, w, dtype)
 
     rng = np.random.default_rng(h * 100 + w)
     specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 1.0])
-    for x in (rng.choice(specials, (3, 4, h, w)), rng.standard_normal((3, 4, h, w))):
+    # 3·50 planes: more than the kernel's 64 chunks, so a chunk holds several
+    for x in (rng.choice(specials, (3, 50, h, w)), rng.standard_normal((3, 50, h, w))):
         x = x.astype(dtype)
         (y, i), (y_ref, i_ref) = K.pool_numba.max_pool2d(x, 2, 2), K.pool_ref.max_pool2d(x, 2, 2)
         assert y.dtype == dtype and np.array_equal(y, y_ref, equal_nan=True)

@@ -9,6 +9,7 @@ imports, those inside functions too). Layers, lowest first:
 and inside the engine, files in their reading order (each imports only those before it).
 """
 import ast
+import os
 import pathlib
 
 import pytest
@@ -261,8 +262,11 @@ def _source_files(folders):
         listed = subprocess.run(["git", "ls-files", "-z", "--", *folders], cwd=ROOT,
                                 capture_output=True, check=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
+        listed = b""
+    tracked = [ROOT / os.fsdecode(name) for name in sorted(listed.split(b"\0")) if name]
+    if not tracked:     # no git, or this tree untracked inside another repository
         return [p for folder in folders for p in sorted((ROOT / folder).rglob("*"))]
-    return [ROOT / name for name in sorted(listed.decode().split("\0")) if name]
+    return [p for p in tracked if p.is_file()]     # (deleted, not yet committed: gone)
 
 
 def test_lines_within_100_characters_and_files_within_about_400_lines():
