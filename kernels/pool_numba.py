@@ -2,7 +2,8 @@
 
 ``max_pool2d`` has the contract of ``pool_ref.max_pool2d`` (flat argmax indices into x, first
 maximum on ties). ``max_pool2d_backward`` scatters a gradient to those positions; its reference
-is ``pool_ref.max_pool2d_backward``. Both run one image-channel plane per parallel iteration.
+is ``pool_ref.max_pool2d_backward``. Each parallel iteration takes whole image-channel planes:
+one (the general window, the scatter) or a chunk of them (the 2×2 kernel of conv4).
 
 Read next: ``kernels/attention_numba.py`` (cosine attention with numba).
 """
