@@ -23,10 +23,11 @@ from _timing import (add_malloc_flag, apply_malloc_policy, apply_omp_policy, med
                      minimeta_threads, positive, report)
 
 RNG = np.random.default_rng(0)
+DTYPE = np.float32    # the images' (and so the computation's); a test sets float64
 
 
 def images(n):
-    return RNG.random((n, 1, 28, 28), dtype=np.float32)
+    return RNG.random((n, 1, 28, 28), dtype=DTYPE)
 
 
 def mm_conv4(batch=640, device="cpu"):

@@ -47,15 +47,12 @@ def _max_pool_2x2(x, y, idx):
     NaN) wins, as in the window's order.
 
     A select of two floats is branch-free only where the processor has an instruction for it
-    (AVX-512's masked moves, the Xeon): on an AVX2 machine (a Zen 3 EPYC) each select was a
-    branch, a coin toss on random data. So round 1, when rows run back to back (even width),
-    is one flat loop over the plane's pairs, which LLVM turns into vector blends, and round 2
-    picks the winner's index, not its value, and loads it. On that machine, one thread:
-    22.3 → 4.8 ms on 75×64×28×28, 5.8 → 1.0 ms on 14×14, 1.0 → 0.5 ms on 7×7 against a
-    tournament of selects (which had been 2–2.2× faster than ``_max_pool`` on the Xeon).
-    The planes run in 64 chunks, each with its scratch for the winners (on one thread 10–19%
-    faster than a plane per ``prange`` iteration; 64 shares out evenly on 1, 2, 4, 8, 16 or 32
-    threads)."""
+    (AVX-512's masked moves): on an AVX2 machine each select was a branch, a coin toss on
+    random data. So round 1, when rows run back to back (even width), is one flat loop over the
+    plane's pairs, which LLVM turns into vector blends, and round 2 picks the winner's index,
+    not its value, and loads it. The planes run in 64 chunks, each with its scratch for the
+    winners (64 shares out evenly on 1 to 32 threads). Measurements: docs/PERFORMANCE.md, "Max
+    pooling on an AVX2 machine"."""
     n, c, h, w = x.shape
     ho, wo = y.shape[2], y.shape[3]
     planes = n * c

@@ -25,8 +25,7 @@ def test_torch_stacked_and_threaded_maml_equal_the_loop_over_tasks(steps, monkey
     torch = pytest.importorskip("torch")
     import workloads
 
-    monkeypatch.setattr(workloads, "images",
-                        lambda n: workloads.RNG.random((n, 1, 28, 28), dtype=np.float64))
+    monkeypatch.setattr(workloads, "DTYPE", np.float64)
     shape = dict(ways=3, queries=2, n_tasks=3, steps=steps, step=False)
     grads = []
     threaded = lambda torch, **kw: workloads.torch_maml(torch, workers=2, **kw)  # noqa: E731
