@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 
-from minimeta.experiments.config import FLAGS, RunConfig, flag
+from minimeta.experiments.config import FLAGS, OMNIGLOT_ONLY, RunConfig, flag
 
 # Paper anchors, % (5-way 1-shot, 5-way 5-shot, 20-way 1-shot, 20-way 5-shot).
 PAPER = {
@@ -42,7 +42,8 @@ def train_command(s):
     parts, note = ["minimeta train", f"--learner {config.learner}"], ""
     for f in dataclasses.fields(RunConfig):
         name, value = f.name, getattr(config, f.name)
-        if name not in FLAGS or name in WATCHING or name == "learner" or value is None:
+        if name not in FLAGS or name in WATCHING or name == "learner" or value is None or \
+                (config.dataset == "sinusoid" and name in OMNIGLOT_ONLY):   # refused there
             continue
         shown = name in ("ways", "shots", "iterations", "out") or \
             (name == "dataset" and value != "omniglot")

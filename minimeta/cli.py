@@ -186,10 +186,9 @@ def _train(args):
 
     config = RunConfig.from_args(args)
     configure(threads=config.threads)
-    print("minimeta train: " + config.describe())
     try:  # NumPy's overflow warnings stay quiet: the loop reports a non-finite value itself
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            train(config)
+            train(config, announce="minimeta train: " + config.describe())
     except NonFiniteError as err:  # the run failed (exit 1); a refused one exits 2
         print(f"\nminimeta train: {err}" if sys.stderr.isatty() else f"minimeta train: {err}",
               file=sys.stderr)
@@ -217,7 +216,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="the sinusoid MAML experiment on a short budget, with "
                           "its figure, then ProtoNet on Omniglot if its data are found (about "
-                          "2 minutes on 2 cores)")
+                          "3 minutes on 2 cores)")
     demo.add_argument("--iterations", type=int, default=10000,
                       help="sinusoid MAML meta-iterations (default 10000)")
     demo.add_argument("--tasks", type=int, default=600,

@@ -4,9 +4,9 @@
 of each module's docstring, its "Read next:" line, is generated from this list: it names the
 next module (by its path from the repository root) and what that module holds. So the line
 through the package is written once, here. ``python -m minimeta.reading`` prints the order,
-``--check`` names the modules whose line is stale, ``--write`` rewrites the lines after an
-edit, and ``tests/test_structure.py`` checks that every module's line matches and that
-``ORDER`` names every module of the package exactly once.
+``--check`` names the modules whose line is stale and those ``ORDER`` leaves out, ``--write``
+rewrites the lines after an edit, and ``tests/test_structure.py`` checks that every module's
+line matches and that ``ORDER`` names every module of the package exactly once.
 
     >>> ORDER[0][0], ORDER[-1][0]
     ('minimeta/__init__.py', 'minimeta/reading.py')
@@ -161,6 +161,22 @@ def stale(root=None):
     return out
 
 
+def unlisted(root=None):
+    """Modules on disk that ``ORDER`` does not name (a new file, say), by their ``ORDER`` path
+    (``kernels/`` for ``minimeta/kernels/`` in an installed copy)."""
+    root = ROOT if root is None else root
+    listed, found = {path for path, _ in ORDER}, []
+    for top in ("minimeta", "kernels"):
+        for folder, dirs, files in os.walk(os.path.join(root, top)):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
+                path = path[len("minimeta/"):] if path.startswith("minimeta/kernels/") else path
+                if path not in listed:
+                    found.append(path)
+    return found
+
+
 def write(root=None):
     """Rewrite every module's "Read next:" line from ``ORDER``; return the paths changed."""
     changed = stale(root)
@@ -193,7 +209,8 @@ def main(argv=None):
                                      description="The reading order of the source.")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--check", action="store_true",
-                      help="name the modules whose Read next line is stale (exit 1 if any)")
+                      help="name the modules whose Read next line is stale, and those the order "
+                      "leaves out (exit 1 if any)")
     what.add_argument("--write", action="store_true",
                       help="rewrite the stale Read next lines (in a checkout only)")
     args = parser.parse_args(argv)
@@ -202,9 +219,11 @@ def main(argv=None):
     if args.write:
         print("\n".join(write()) or "every Read next line was up to date")
     elif args.check:
-        old = stale()
-        print("\n".join(old) or "every Read next line is up to date")
-        return 1 if old else 0
+        old, new = stale(), unlisted()
+        print("\n".join(old + [f"{path}: not in the reading order (add it to ORDER)"
+                               for path in new])
+              or "every module is in the reading order, and its Read next line up to date")
+        return 1 if old or new else 0
     else:
         print(listing())
     return 0

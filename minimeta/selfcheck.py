@@ -8,7 +8,8 @@ hypothesis strategy for its inputs (``selfcheck_inputs.py``: the domain), the pr
 it exercises (``covers``: the coverage test finds every ``Primitive`` subclass at run time and
 asks for a row that covers it, then checks that the row's graph really holds it), and the orders
 to check. Orders from 2 on go through ``gradcheck``'s composition, so each primitive's VJP is
-proven differentiable in its incoming gradient, and linear ops compare non-zero numbers.
+proven differentiable in its incoming gradient, and linear ops compare non-zero numbers. A row
+of several inputs is checked again with a drawn subset of them held constant (``partial``).
 
 Read next: ``minimeta/viz.py`` (a graph as Graphviz DOT text).
 """
@@ -285,14 +286,13 @@ def _hypothesis(row, max_examples, shrink, orders, report, compose=None):
         np.testing.assert_allclose(out_t.numpy(), row.ref(*xs, *static), rtol=1e-12,
                                    atol=1e-12, err_msg=f"{row.name}: forward")
         for order in orders:
-            with warnings.catch_warnings():   # an all-zero check: counted in .scale, below
-                warnings.simplefilter("ignore", GradcheckWarning)
-                errors = mm.gradcheck(lambda *ts: row.fn(*ts, *static), xs, order=order,
-                                      dtype=row.dtype, compose=compose, **row.tol)
-            report[order] = max(report.get(order, 0.0), errors[order])
-            for mine, theirs in ((report.scale, errors.scale),
-                                 (report.relative, errors.relative)):
-                mine[order] = max(mine.get(order, 0.0), theirs[order])
+            _gradcheck(row, lambda *ts: row.fn(*ts, *static), xs, order, compose, report)
+        if len(xs) > 1 and compose is None:    # again, some inputs held constant (below)
+            held = data.draw(st.integers(1, 2 ** len(xs) - 2), label="held constant (bits)")
+            free = [i for i in range(len(xs)) if not held >> i & 1]
+            for order in orders:
+                _gradcheck(row, partial(row, xs, static, free), [xs[i] for i in free], order,
+                           compose, report)
 
     try:
         check()
@@ -304,3 +304,26 @@ def _hypothesis(row, max_examples, shrink, orders, report, compose=None):
             what += (" [the composition is made of exp, log, add, sub, mul, div and neg: if "
                      "every row fails so, look at theirs]")
         raise RowFailure(f"row {row.name}{alone}: {what}\n{text}") from err
+
+
+def partial(row, xs, static, free):
+    """``row``'s function of the inputs ``free`` (their indices) only, the others constants:
+    a VJP skips the gradient of an input that needs none, and that branch had gone unchecked
+    (a mutation audit: concatenate giving a constant's slice to the input after it, maximum
+    skipping ``b`` when ``a`` needed no gradient; both had passed every row)."""
+    def fn(*ts):
+        args = [mm.tensor(np.asarray(x, dtype=row.dtype)) for x in xs]
+        for i, t in zip(free, ts):
+            args[i] = t
+        return row.fn(*args, *static)
+    return fn
+
+
+def _gradcheck(row, fn, xs, order, compose, report):
+    """gradcheck of ``fn`` at ``xs``, its worst errors merged into ``report``."""
+    with warnings.catch_warnings():   # an all-zero check: counted in .scale, by the caller
+        warnings.simplefilter("ignore", GradcheckWarning)
+        errors = mm.gradcheck(fn, xs, order=order, dtype=row.dtype, compose=compose, **row.tol)
+    report[order] = max(report.get(order, 0.0), errors[order])
+    for mine, theirs in ((report.scale, errors.scale), (report.relative, errors.relative)):
+        mine[order] = max(mine.get(order, 0.0), theirs[order])

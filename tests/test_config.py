@@ -51,9 +51,24 @@ REJECTED = [  # (options after `minimeta train`, the one-line error)
     (["--learner", "protonet", "--multi-step-loss"],
      "--multi-step-loss does not apply to protonet: " + WHY_NOT["multi_step_loss"]),
     (["--learner", "matching", "--inner-lr", "0.1"],
-     "--inner-lr does not apply to matching: " + WHY_NOT["inner_lr"]),
+     "--inner-lr does not apply to matching: a metric learner has no inner loop"),
     (["--learner", "protonet", "--test-steps", "3"],
-     "--test-steps does not apply to protonet: " + WHY_NOT["test_steps"]),
+     "--test-steps does not apply to protonet: a metric learner has no inner loop"),
+    (["--learner", "snail", "--inner-lr", "0.1"],   # had said "a metric learner"
+     "--inner-lr does not apply to snail: a model-based learner has no inner loop"),
+    (["--learner", "cnp", "--inner-steps", "2"],
+     "--inner-steps does not apply to cnp: a model-based learner has no inner loop"),
+    # Omniglot's options on a sinusoid run: they had trained, and been saved in its settings
+    (SINUSOID + ["--ways", "3"], "--ways does not apply to --dataset sinusoid: regression has "
+                                 "no classes"),
+    (SINUSOID + ["--split", "lake"], "--split does not apply to --dataset sinusoid: a split of "
+                                     "Omniglot's characters"),
+    (SINUSOID + ["--val-size", "500"], "--val-size does not apply to --dataset sinusoid: the "
+                                       "characters held out to validate an Omniglot run"),
+    (SINUSOID + ["--validate-every", "7"], "--validate-every does not apply to --dataset "
+     "sinusoid: an Omniglot run is validated; a sinusoid run is tested by minimeta eval"),
+    (SINUSOID + ["--val-episodes", "50"], "--val-episodes does not apply to --dataset "
+     "sinusoid: an Omniglot run is validated; a sinusoid run is tested by minimeta eval"),
     (["--learner", "protonet", "--dataset", "sinusoid"],
      "protonet classifies images: use --dataset omniglot"),
     (["--learner", "snail", "--dataset", "sinusoid"],     # had said "regresses functions"
@@ -77,6 +92,41 @@ def test_each_rejected_value_is_a_one_line_error_naming_the_option(options, mess
     assert not os.path.exists(out)                                     # checked before training
     flag = message.split()[0]
     assert flag.startswith("--") or "classifies images" in message
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--learner", "reptile", "--inner-steps", "0"],      # had trained: θ never moved
+     "Reptile: inner_steps must be at least 1, got 0: with none, φ = θ and the outer step "
+     "θ + ε·(φ − θ) never moves θ"),
+    (SINUSOID + ["--inner-steps", "0", "--multi-step-loss"],   # had averaged over no steps
+     "MAML: multi_step_loss needs inner_steps of at least 1 (it weighs the query losses after "
+     "steps 1..K), got 0"),
+])
+def test_settings_under_which_nothing_is_learnt_are_refused(options, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--dataset", "sinusoid", *options, "--out", str(out)])
+    said = capsys.readouterr()
+    assert exit_info.value.code == 2 and said.out == "" and not out.exists()
+    assert said.err == f"minimeta train: {message}\n"
+
+
+def test_maml_without_inner_steps_is_plain_training_on_the_query_loss():
+    """``--inner-steps 0`` is allowed (a baseline): its meta-gradient is ∇θ of the query loss
+    at θ, and its multi-step loss is refused (above)."""
+    from minimeta import functional as F
+    from minimeta.data import SinusoidTasks
+    from minimeta.engine import grad
+    from minimeta.nn import mlp
+
+    model = mlp((1, 8, 1), dtype=np.float64)
+    tasks = SinusoidTasks(seed=3).sample(2, 4, 4)
+    learner = MAML(model, inner_lr=0.5, inner_steps=0, loss="mse")
+    params = list(learner.meta_parameters())
+    mean = (F.mse_loss(model(tasks[0][2], learner.params), tasks[0][3]) +
+            F.mse_loss(model(tasks[1][2], learner.params), tasks[1][3])) * 0.5
+    for got, want in zip(learner.meta_gradient(tasks), grad(mean, params)):
+        np.testing.assert_allclose(got.data, want.data, rtol=1e-12, atol=1e-14)
 
 
 def test_the_same_checks_from_python():

@@ -206,3 +206,20 @@ def test_the_gradcheck_command_runs_the_whole_table(capsys):
     err = capsys.readouterr().err     # exp, wrong only in its incoming gradient: every
     assert "FAILED: row add: gradcheck: order-2 derivative" in err     # composed row fails,
     assert "if every row fails so, look at theirs]" in err              # and the line says so
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_a_fused_vjp_differentiates_a_constant_input_s_share(order):
+    """FusedVJP packs a gradient for every input of the fused op, a constant's too (cosine
+    attention's y, the labels, say), and that share depends on the other inputs. Its own VJP
+    had dropped that dependence (the rows' check with inputs held constant found it; the
+    engine's backward never reads a constant's share, so no training was affected)."""
+    from minimeta.engine.primitives import attention as At, fused as Fu
+
+    rng = np.random.default_rng(0)
+    q, s, y, g = (rng.standard_normal(shape) for shape in ((1, 2, 3), (1, 4, 3), (1, 4, 2),
+                                                          (1, 2, 2)))
+    vjp = Fu.FusedVJP(At.CosineAttention(1e-8))
+    errors = mm.gradcheck(lambda qt, st_, gt: mm.apply(vjp, qt, st_, mm.tensor(y), gt),
+                          [q, s, g], order=order)
+    assert errors.scale[order] > 1e-2

@@ -4,7 +4,8 @@ attention mask, label binding and gradient checks.
 - Causal leakage (hypothesis): the output at step t of a dense block, a TC block, an attention
   block and the whole stack does not change when any input after t changes; a mutation (the
   attention mask removed) is caught by the same check.
-- The masked attention against a NumPy computation written independently.
+- The masked attention, and a whole TC block (its dilations 2, 4, … and gated dense blocks),
+  against NumPy computations written independently.
 - Label binding: a small SNAIL trained on synthetic episodes reads the support labels (shuffling
   them drops its query accuracy to chance), and the query's true label never enters its input.
 - Gradient checks of orders 1 and 2 through each block and through a whole episode loss with
@@ -84,6 +85,31 @@ def test_masked_attention_matches_numpy():
             want[b, t] = (p / p.sum()) @ v[b, :t + 1]
     np.testing.assert_allclose(got[..., :3], x, rtol=0, atol=0)
     np.testing.assert_allclose(got[..., 3:], want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [2, 5, 8, 11])
+def test_a_tc_block_matches_numpy_with_the_paper_s_dilations(steps):
+    """A TC block against NumPy: ⌈log₂ T⌉ dense blocks of dilations 2, 4, 8, …, each
+    [x, tanh(conv_f x) ⊙ σ(conv_g x)] with a causal kernel-2 convolution (tap 0 at t − d, tap 1
+    at t). A mutation audit found the dilations (1, 2, …; all 2; ⌈ln T⌉ blocks) and the gate
+    (tanh ⊙ tanh) could change with every test passing: causality and sharing still held."""
+    rng = np.random.default_rng(steps)
+    block = TCBlock(3, steps, 2, rng, F64)
+    p = {name: rng.standard_normal(w.shape) for name, w in block.named_parameters().items()}
+    x = rng.standard_normal((2, 3, steps))
+    got = block(mm.tensor(x), {k: mm.tensor(v) for k, v in p.items()}).numpy()
+    want, sig = x, lambda z: 1.0 / (1.0 + np.exp(-z))        # noqa: E731
+    for i in range(1, int(np.ceil(np.log2(steps))) + 1):
+        d = 2 ** i
+        late = np.zeros_like(want)                              # x at t − d, 0 before step 0
+        if d < steps:
+            late[..., d:] = want[..., :-d]
+        f, g = ((np.einsum("oc,bct->bot", p[f"{i}.w{k}"][..., 0], late)
+                 + np.einsum("oc,bct->bot", p[f"{i}.w{k}"][..., 1], want)
+                 + p[f"{i}.b{k}"][:, None]) for k in "fg")
+        want = np.concatenate([want, np.tanh(f) * sig(g)], axis=1)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("order", [1, 2])

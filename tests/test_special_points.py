@@ -56,6 +56,18 @@ def test_max_ties_share_the_gradient_equally():
     assert y == 2.0 and np.allclose(d, [1 / 3, 0.0, 1 / 3, 1 / 3], rtol=0, atol=1e-16)
 
 
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_max_ties_along_an_axis_share_each_row_s_gradient(keepdims):
+    """Ties counted per row of the reduced axis (the ``max`` row draws distinct values, so only
+    the test above, with no axis, had caught a VJP without its division by the count)."""
+    x = mm.tensor(np.array([[2.0, 1.0, 2.0], [0.0, 5.0, -1.0], [3.0, 3.0, 3.0]]),
+                  requires_grad=True)
+    g = np.array([6.0, 2.0, 9.0]).reshape((3, 1) if keepdims else (3,))
+    (d,) = mm.grad((mm.max(x, axis=1, keepdims=keepdims) * mm.tensor(g)).sum(), [x])
+    np.testing.assert_allclose(d.numpy(), [[3.0, 0.0, 3.0], [0.0, 2.0, 0.0], [3.0, 3.0, 3.0]],
+                               rtol=0, atol=1e-15)
+
+
 def test_cosine_similarity_at_a_zero_vector_is_zero_with_a_finite_gradient():
     eps = 1e-8
     b = np.array([3.0, 4.0])

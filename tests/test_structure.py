@@ -176,6 +176,9 @@ def test_the_reading_check_sees_a_hand_edited_line(tmp_path):
     assert reading.stale(str(tmp_path)) == ["minimeta/engine/tensor.py"]
     assert reading.write(str(tmp_path)) == ["minimeta/engine/tensor.py"]
     assert reading.stale(str(tmp_path)) == []
+    assert reading.unlisted(str(tmp_path)) == []
+    (tmp_path / "minimeta/learners/mine.py").write_text('"""Not in ORDER."""\n')  # --check
+    assert reading.unlisted(str(tmp_path)) == ["minimeta/learners/mine.py"]  # had passed it
 
 
 def test_the_reading_order_works_in_an_installed_copy_and_refuses_unknown_options(
@@ -191,9 +194,14 @@ def test_the_reading_order_works_in_an_installed_copy_and_refuses_unknown_option
         copy = tmp_path / ("minimeta/" + path if path.startswith("kernels/") else path)
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / path, copy)
-    assert reading.stale(str(tmp_path)) == []
+    assert reading.stale(str(tmp_path)) == [] and reading.unlisted(str(tmp_path)) == []
     monkeypatch.setattr(reading, "ROOT", str(tmp_path))
     monkeypatch.setattr(reading, "CHECKOUT", False)
+    (tmp_path / "minimeta/kernels/extra.py").write_text('"""Not in ORDER."""\n')
+    assert reading.main(["--check"]) == 1
+    assert capsys.readouterr().out == "kernels/extra.py: not in the reading order (add it to " \
+        "ORDER)\n"
+    (tmp_path / "minimeta/kernels/extra.py").unlink()
     with pytest.raises(SystemExit) as stop:
         reading.main(["--write"])
     assert stop.value.code == 2 and "an installed copy" in capsys.readouterr().err

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from .registry import (COMMON_DEFAULTS, LEARNERS, OPTIONAL, SINUSOID_DEFAULTS, WHY_NOT,
+from .registry import (COMMON_DEFAULTS, FAMILY, LEARNERS, OPTIONAL, SINUSOID_DEFAULTS, WHY_NOT,
                        no_queries)
 
 
@@ -111,7 +111,9 @@ class RunConfig:
     iterations: int = option(60000, int, least=1)
     meta_batch: int = option(None, int, "tasks per meta-batch", least=1, most=MOST_PER_TASK)
     inner_lr: float = option(None, float, above=0)
-    inner_steps: int = option(None, int, least=0, most=MOST_PER_TASK)
+    inner_steps: int = option(None, int, "inner-loop steps a task in training (0, MAML family: "
+                              "none, the query loss at θ itself: plain multi-task training, a "
+                              "baseline; Reptile needs 1)", least=0, most=MOST_PER_TASK)
     test_steps: int = option(None, int, least=0, most=MOST_PER_TASK)
     outer_lr: float = option(None, float, above=0)
     lr_halve_every: int = option(None, int, "halve the outer learning rate every N iterations "
@@ -158,7 +160,7 @@ class RunConfig:
         for name in sorted(OPTIONAL - spec.options):
             if getattr(self, name) not in (None, False):
                 raise ValueError(f"{flag(name)} does not apply to {self.learner}: "
-                                 f"{WHY_NOT[name]}")
+                                 + WHY_NOT[name].format(family=FAMILY.get(spec.family, "this")))
         if self.dataset not in spec.datasets:
             what = "classifies images" if "omniglot" in spec.datasets else \
                 "regresses functions"
@@ -260,7 +262,13 @@ class RunConfig:
         """The config of parsed ``minimeta train`` options (an option not given: None)."""
         given = {f.name: getattr(namespace, f.name, None) for f in fields(cls)
                  if f.metadata["flag"]}
-        return cls(**{k: v for k, v in given.items() if v is not None})
+        given = {k: v for k, v in given.items() if v is not None}
+        # refused here, where "given" is known: the config fills some of them in by default
+        stray = [name for name in OMNIGLOT_ONLY if name in given]
+        if given.get("dataset") == "sinusoid" and stray:
+            raise ValueError(f"{flag(stray[0])} does not apply to --dataset sinusoid: "
+                             f"{OMNIGLOT_ONLY[stray[0]]}")
+        return cls(**given)
 
     @classmethod
     def from_settings(cls, settings, **overrides):
@@ -314,6 +322,15 @@ class RunConfig:
         return ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
                          if f.metadata["flag"] or getattr(self, f.name) is not None)
 
+
+# The options of an Omniglot run only; a sinusoid run given one refuses it (``from_args``).
+OMNIGLOT_ONLY = {
+    "ways": "regression has no classes",
+    "split": "a split of Omniglot's characters",
+    "val_size": "the characters held out to validate an Omniglot run",
+    "validate_every": "an Omniglot run is validated; a sinusoid run is tested by minimeta eval",
+    "val_episodes": "an Omniglot run is validated; a sinusoid run is tested by minimeta eval",
+}
 
 # The settings a resumed run may change (``check_resume``); the checkpoint fixes the others.
 MAY_CHANGE_ON_RESUME = frozenset({"iterations", "out", "resume", "overwrite", "device",

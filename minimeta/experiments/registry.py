@@ -57,14 +57,15 @@ INNER_LOOP = frozenset({"inner_lr", "inner_steps", "test_steps"})
 OUTER_OPTIMIZER = frozenset({"clip_norm", "lr_halve_every"})
 MAML_OPTIONS = INNER_LOOP | OUTER_OPTIMIZER | {"multi_step_loss"}
 OPTIONAL = MAML_OPTIONS | {"fce"}
-WHY_NOT = {  # why an option does not apply to the learners that lack it
+FAMILY = {"optimization": "an optimization", "metric": "a metric", "model": "a model-based"}
+WHY_NOT = {  # why an option does not apply to the learners that lack it ({family}: theirs)
     "fce": "full context embeddings are Matching Networks' (--learner matching)",
     "multi_step_loss": "the multi-step loss is the MAML family's (maml, fomaml, metasgd, anil)",
     "clip_norm": "Reptile has no meta-gradient to clip (its update is θ + ε·mean(φ − θ))",
     "lr_halve_every": "Reptile has no outer optimizer (its outer step is ε, --outer-lr)",
-    "inner_lr": "a metric learner has no inner loop",
-    "inner_steps": "a metric learner has no inner loop",
-    "test_steps": "a metric learner has no inner loop",
+    "inner_lr": "{family} learner has no inner loop",
+    "inner_steps": "{family} learner has no inner loop",
+    "test_steps": "{family} learner has no inner loop",
 }
 
 

@@ -127,7 +127,7 @@ class NonFiniteError(FloatingPointError):
 
 
 def train(config, model=None, learner=None, label="train", smooth=1, log=print,
-          resume_hint="--resume"):
+          resume_hint="--resume", announce=None):
     """Train as ``config`` says; returns ``Run(model, learner, curve, checkpoint)``.
 
     ``model`` and ``learner`` come from the registry unless given (the sinusoid experiment's
@@ -137,16 +137,18 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print,
     loss averaged over the last ``smooth`` iterations; a stop (Ctrl-C, a signal) says where the
     checkpoint is and how the run goes on (``resume_hint``). A folder that may not be used as
     asked is a ``ValueError`` before anything is built or written; a NaN or an inf stops the
-    run with a ``NonFiniteError``.
+    run with a ``NonFiniteError``. ``announce``, a line (the command line's settings), is
+    logged once every check has passed, before the first write: a refused run prints its
+    one-line error only.
     """
     state = open_run(config)  # the checks, before anything is written
     made = first_missing(config.out)   # the folders this run makes, removed if refused
     with io.folder_lock(config.out):   # one run at a time writes a folder
         return _train(config, state, model, learner, label, smooth, log, made,
-                      resume_hint)
+                      resume_hint, announce)
 
 
-def _train(config, state, model, learner, label, smooth, log, made, resume_hint):
+def _train(config, state, model, learner, label, smooth, log, made, resume_hint, announce):
     """``train``, its folder checked and held (``made``: the outermost folder created for
     this run, ``runfolder.first_missing``)."""
     log = tolerant(log)  # a terminal that hung up (SIGHUP) must not stop the run by itself
@@ -180,6 +182,8 @@ def _train(config, state, model, learner, label, smooth, log, made, resume_hint)
     # a line the checkpoint holds (its validation cut short by a stop signal) comes first
     pending = json.loads(state["pending"]) if state is not None and "pending" in state else None
     log_from = prepare_folder(config, start - bool(pending), first) if checkpoint else 1
+    if announce is not None:   # (prepare_folder's last check passed)
+        log(announce)
     if state is not None:
         log(f"resumed from {checkpoint} at iteration {start}" + ("" if log_from == first else
             f"; {METRICS} was not there: a new one starts at iteration {log_from}"))

@@ -12,7 +12,8 @@ trained on the Gaussian negative log-likelihood of the targets,
 
 There is no inner loop: adapting to a task is one forward pass, so the engine needs no second
 derivatives here (the meta-gradient is an ordinary gradient through h, the mean and g). The
-floor 0.1 on σ is the paper's: it keeps the likelihood from rewarding a collapsed variance.
+floor 0.1 on σ is that of DeepMind's reference code for the paper (its CNP notebook, "bound
+the variance"): it keeps the likelihood from rewarding a collapsed variance.
 A meta-batch runs as one batch: the MLPs broadcast over a leading task axis. As in the paper,
 training varies the context size, so one model serves every K: each meta-batch takes its first
 k support points as the context, k drawn from 1..K (the draw is seeded by the batch's own data,

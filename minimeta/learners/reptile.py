@@ -35,6 +35,9 @@ class Reptile(Learner):
                        ([("test_lr", test_lr)] if test_lr is not None else []),
                        [("inner_steps", inner_steps)] + ([("test_steps", test_steps)]
                                                          if test_steps is not None else []))
+        if inner_steps == 0:            # (it had trained: every outer step a no-op)
+            raise ValueError("Reptile: inner_steps must be at least 1, got 0: with none, "
+                             "φ = θ and the outer step θ + ε·(φ − θ) never moves θ")
         super().__init__(model, loss, params)
         self.inner_lr, self.outer_lr = float(inner_lr), float(outer_lr)   # Python numbers
         self.inner_steps = int(inner_steps)

@@ -22,6 +22,7 @@ Read next: ``minimeta/engine/primitives/attention.py`` (fused cosine attention).
 """
 from ... import kernels as K
 from ..autodiff import Primitive, apply, grad, set_grad_enabled
+from ..tensor import Tensor
 from .reductions import sum
 from .shape import reshape
 
@@ -94,8 +95,12 @@ class FusedVJP(_OfFused):
 def _partial(args):
     """Local stand-ins: the derivatives wanted in a VJP are partial ones, with respect to the
     direct inputs. Differentiating with respect to ``args`` themselves would also follow paths
-    through their ancestors (g usually depends on x), counting them twice."""
-    return [apply(Alias(), t) if t.requires_grad else t for t in args]
+    through their ancestors (g usually depends on x), counting them twice. A constant gets a
+    stand-in leaf: the kernels pack a gradient for it too, a function of the other inputs,
+    and its derivatives with respect to them are needed (a mutation audit's check with some
+    inputs held constant found them dropped)."""
+    return [apply(Alias(), t) if t.requires_grad else Tensor(t.data, requires_grad=True)
+            for t in args]
 
 
 def composite_vjp_vjp(fused, args, h):
@@ -103,10 +108,9 @@ def composite_vjp_vjp(fused, args, h):
     composite, recorded (so it can be differentiated again): FusedVJP's VJP."""
     local = _partial(args)
     inputs, g = local[:-1], local[-1]
-    first = [t for t in inputs if t.requires_grad]
     inner = sum(g * fused.composite(*inputs))
-    firsts = dict(zip(map(id, first), grad(inner, first, create_graph=True, allow_unused=True)))
-    return _grad_of_pairing(unpack(h, inputs), [firsts.get(id(t)) for t in inputs], local)
+    firsts = grad(inner, inputs, create_graph=True, allow_unused=True)
+    return _grad_of_pairing(unpack(h, inputs), firsts, local)
 
 
 def _grad_of_pairing(pieces, derivatives, local):
@@ -117,11 +121,9 @@ def _grad_of_pairing(pieces, derivatives, local):
         if d is not None:
             term = sum(piece * d)
             total = term if total is None else total + term
-    if total is None or not total.requires_grad:
+    if total is None:
         return (None,) * len(local)
-    wanted = [t for t in local if t.requires_grad]
-    found = dict(zip(map(id, wanted), grad(total, wanted, create_graph=True, allow_unused=True)))
-    return tuple(found.get(id(t)) for t in local)
+    return tuple(grad(total, local, create_graph=True, allow_unused=True))
 
 
 class FusedVJPVJP(_OfFused):
