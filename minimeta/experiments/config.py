@@ -111,9 +111,9 @@ class RunConfig:
     iterations: int = option(60000, int, least=1)
     meta_batch: int = option(None, int, "tasks per meta-batch", least=1, most=MOST_PER_TASK)
     inner_lr: float = option(None, float, above=0)
-    inner_steps: int = option(None, int, "inner-loop steps a task in training (0, MAML family: "
-                              "none, the query loss at θ itself: plain multi-task training, a "
-                              "baseline; Reptile needs 1)", least=0, most=MOST_PER_TASK)
+    inner_steps: int = option(None, int, "inner-loop steps per task in training (MAML family: "
+                              "0 trains θ on the query loss itself, a multi-task baseline; "
+                              "Reptile needs at least 1)", least=0, most=MOST_PER_TASK)
     test_steps: int = option(None, int, least=0, most=MOST_PER_TASK)
     outer_lr: float = option(None, float, above=0)
     lr_halve_every: int = option(None, int, "halve the outer learning rate every N iterations "

@@ -12,9 +12,9 @@ VJP (one kernel, ``batch_norm_backward``), with ĝ = g · w:
 The second order is one kernel too (``batch_norm_double_backward``, the VJP of that VJP:
 ``fused.py``); the third and higher go through ``batch_norm_composite`` below, the reference
 definition written with the engine's primitives (``functional.layers`` re-exports it). The
-forward kernel also
-returns the batch mean and biased variance: forward saves them on the output
-(``saves``; read as ``y.saved``) for the running-average update in ``functional.layers``.
+forward kernel also returns the batch mean and biased variance: forward saves them on the
+output (``saves``; read as ``y.saved``) for the running-average update in
+``functional.layers``.
 
 Read next: ``minimeta/engine/primitives/conv.py`` (the convolution family and max pooling).
 """
