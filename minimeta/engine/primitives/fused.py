@@ -110,20 +110,23 @@ def composite_vjp_vjp(fused, args, h):
     inputs, g = local[:-1], local[-1]
     inner = sum(g * fused.composite(*inputs))
     firsts = grad(inner, inputs, create_graph=True, allow_unused=True)
-    return _grad_of_pairing(unpack(h, inputs), firsts, local)
+    return _grad_of_pairing(unpack(h, inputs), firsts, local, args)
 
 
-def _grad_of_pairing(pieces, derivatives, local):
+def _grad_of_pairing(pieces, derivatives, local, args):
     """∇_local Σ ⟨piece, derivative⟩ (pairs without a derivative skipped), recorded; one entry
-    per Tensor of ``local``, None where nothing depends on it."""
+    per Tensor of ``local``, None where nothing depends on it or its arg in ``args`` is a
+    constant (the engine would drop that gradient: it is not computed)."""
     total = None
     for piece, d in zip(pieces, derivatives):
         if d is not None:
             term = sum(piece * d)
             total = term if total is None else total + term
-    if total is None:
+    wanted = [t for t, a in zip(local, args) if a.requires_grad]
+    if total is None or not wanted:
         return (None,) * len(local)
-    return tuple(grad(total, local, create_graph=True, allow_unused=True))
+    found = dict(zip(map(id, wanted), grad(total, wanted, create_graph=True, allow_unused=True)))
+    return tuple(found.get(id(t)) for t in local)
 
 
 class FusedVJPVJP(_OfFused):
@@ -139,7 +142,7 @@ class FusedVJPVJP(_OfFused):
         with set_grad_enabled(True):
             local = _partial(args)
             seconds = composite_vjp_vjp(self.fused, local[:-1], local[-1])
-            return _grad_of_pairing(unpack(k, local[:-1]), seconds, local)
+            return _grad_of_pairing(unpack(k, local[:-1]), seconds, local, args)
 
 
 class Alias(Primitive):
