@@ -9,6 +9,8 @@
 - Gradient checks of order 1 and 2 of the episode loss with respect to the parameters and to
   the context (so a CNP can sit inside an outer loop like the other learners).
 - The command line trains and evaluates it on sinusoids and refuses Omniglot.
+- Training works: a trained CNP predicts a function from its own context far better than from
+  another task's; a mutant that pairs the context's y values with the wrong x fails that.
 
 Read next: ``test_workers.py`` (tasks on worker threads).
 """
@@ -198,3 +200,39 @@ def test_evaluate_is_the_mse_of_the_mean_from_the_context_alone():
     for yq in (rng.standard_normal((7, 1)), 10.0 + rng.standard_normal((7, 1))):
         mse, acc = cnp.evaluate((xs, ys, xq, yq))
         assert acc is None and mse == pytest.approx(np.mean((mu - yq) ** 2), rel=1e-12)
+
+
+def train_cnp(steps=2000, mutate=False):
+    """A small CNP (hidden 32) trained ``steps`` Adam steps (lr 5e-3) on 25 sinusoid tasks of
+    10 + 10 points a step; ``mutate``: the context's y values paired with the wrong x (a bug
+    the unit tests above do not see: the context is still read, the NLL still right)."""
+    from minimeta.data import SinusoidTasks
+    cnp, stream = CNP(hidden=32, layers=3, seed=1), SinusoidTasks(seed=2)
+    if mutate:
+        real = cnp.nll
+        cnp.nll = lambda xs, ys, xq, yq, params=None: real(xs, ys[:, ::-1], xq, yq, params)
+    opt = mm.optim.Adam(cnp.meta_parameters(), 5e-3)
+    for _ in range(steps):
+        cnp.outer_step(stream.sample(25, 10, 10))
+        opt.step()
+        opt.zero_grad()
+    return cnp
+
+
+def own_and_other_context_mse(cnp):
+    """Mean MSE on 100 held-out K = 10 tasks (100 query points each) with each task's own
+    context, and with the next task's context (what a model blind to the context scores)."""
+    from minimeta.experiments.sinusoid import held_out_tasks
+    tasks = held_out_tasks(10, 100)
+    other = tasks[1:] + tasks[:1]
+    return tuple(np.mean([cnp.evaluate((c[0], c[1], t[2], t[3]))[0]
+                          for c, t in zip(contexts, tasks)]) for contexts in (tasks, other))
+
+
+@pytest.mark.parametrize("mutate", [False, True], ids=["cnp", "mutant"])
+def test_a_trained_cnp_predicts_each_function_from_its_context(mutate):
+    """After 2000 steps (about 8 s) the MSE with a task's own context is about 0.6, against
+    4.9 with another task's (0.76 of it for the mutant, whose context can say the amplitude but
+    not the phase; other seeds: 0.13-0.5 of it, the curve has a plateau before its drop)."""
+    own, other = own_and_other_context_mse(train_cnp(mutate=mutate))
+    assert (own < 0.4 * other) != mutate, (own, other)

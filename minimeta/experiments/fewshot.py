@@ -170,6 +170,9 @@ def _episode_shape(config, part, ways, shots, queries):
     """Ways, shots and queries of the test episodes (default: the training run's), checked
     against what the learner and the data set allow."""
     metric = LEARNERS[config.learner].family == "metric"
+    if config.dataset == "sinusoid" and ways is not None:   # --ways 5 too: it means nothing
+        raise ValueError("eval: --ways does not apply to a sinusoid run: regression has no "
+                         "classes")
     ways, shots = ways or config.ways, shots or config.shots
     queries = config.queries if queries is None else queries
     no_queries(config.learner, queries, "eval: ")
@@ -177,8 +180,6 @@ def _episode_shape(config, part, ways, shots, queries):
         if part != "test":
             raise ValueError(f"eval: --part {part} does not apply to sinusoid regression (its "
                              "tasks are drawn afresh, not split into parts)")
-        if ways != config.ways:
-            raise ValueError("eval: --ways does not apply to sinusoid regression (no classes)")
         for name, value in (("shots", shots), ("queries", queries)):
             if value > MAX_POINTS:
                 raise ValueError(f"eval: --{name} must be at most {MAX_POINTS} points per "
