@@ -149,11 +149,13 @@ def test_cli_trains_and_evaluates_a_cnp(tmp_path, capsys):
     out, report = str(tmp_path / "cnp"), str(tmp_path / "r.jsonl")
     assert cli.main(["train", "--learner", "cnp", "--dataset", "sinusoid", "--shots", "10",
                      "--queries", "10", "--iterations", "40", "--out", out]) == 0
-    losses = [json.loads(line)["loss"] for line in open(os.path.join(out, "metrics.jsonl"))]
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        losses = [json.loads(line)["loss"] for line in f]
     assert len(losses) == 40 and np.mean(losses[-10:]) < np.mean(losses[:10])
     assert cli.main(["eval", "--checkpoint", os.path.join(out, "checkpoint.npz"), "--shots",
                      "5", "--queries", "20", "--episodes", "8", "--report", report]) == 0
-    row = json.loads(open(report).read())
+    with open(report) as f:
+        row = json.loads(f.read())
     assert row["learner"] == "cnp" and row["shots"] == 5 and row["MSE"] > 0
     assert "K = 5 support points" in capsys.readouterr().out
     with pytest.raises(SystemExit) as info:
