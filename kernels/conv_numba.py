@@ -43,6 +43,11 @@ from . import winograd_numba as winograd
 from .conv_ref import out_size, over_tasks
 from .threads import GROUPS, ordered_sum, parallel_map, shares
 
+# How work is cut: images in chunks of an im2col buffer near CHUNK_BYTES (cache-sized); the
+# shifted GEMMs' columns in blocks of BLOCK. Tests make both tiny, so small inputs take
+# several chunks and blocks (at the sizes drawn otherwise, every input fitted in one).
+CHUNK_BYTES, BLOCK = 4 << 20, 4096
+
 
 def _over_tasks(kernel):
     """A stack of tasks, the tasks spread over the cores (each one's kernel on one thread)."""
@@ -157,7 +162,7 @@ def _weight_grad_c1(x, g, w_shape, stride, padding):
 
 def _chunks(n, per_image):
     """Image ranges whose im2col buffer stays near 4 MiB (cache-sized, not memory-sized)."""
-    step = max(1, min(n, (4 << 20) // max(per_image, 1)))
+    step = max(1, min(n, CHUNK_BYTES // max(per_image, 1)))
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
@@ -199,7 +204,7 @@ def _shifted_gemm_conv(x, w, padding):
     taps = [(np.ascontiguousarray(w[:, :, p, q]), p * wp + q)
             for p in range(kh) for q in range(kw)]
     Y = np.empty((o, length), dtype=x.dtype)
-    block = 4096
+    block = BLOCK
 
     def blocks(starts):  # one thread's share of the column blocks
         acc = np.empty((o, block), dtype=x.dtype)
@@ -241,7 +246,7 @@ def _shifted_gemm_weight_grad(x, g, w_shape, padding):
                 gw[:, :, p, q] = G[:, a:b] @ X[:, a + shift:b + shift].T
         return gw
 
-    parts = max(1, min(GROUPS, length // 4096))   # not the thread count: fixed rounding
+    parts = max(1, min(GROUPS, length // BLOCK))   # not the thread count: fixed rounding
     cuts = [length * i // parts for i in range(parts + 1)]
     return ordered_sum(span, zip(cuts[:-1], cuts[1:]), None)      # (never empty: parts >= 1)
 

@@ -13,7 +13,8 @@
   of the step, say 0.1 for a third order, where a step of 1e-6 is 1e-3 of x = 1e-3 and the
   quotient is too coarse), no subnormals, optionally kept a margin away from 0 (|x| >= margin,
   for relu or abs), and drawn C-contiguous, Fortran-ordered or as a strided (non-contiguous)
-  view, a layout ``mm.gradcheck`` hands on to the function;
+  view, a layout ``mm.gradcheck`` hands on to the function; past 64 elements half of them
+  dense (hypothesis' own large arrays are mostly one repeated value);
 - ``distinct_arrays``: arrays whose entries differ pairwise by at least ``gap`` (no ties: for
   max, sort or anything that picks one entry among equals).
 
@@ -26,6 +27,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from .gradcheck import in_layout
+
+SPARSE_UP_TO = 64   # arrays of more elements are drawn dense half the time (``arrays``)
 
 
 def shapes(min_dims=0, max_dims=3, min_side=1, max_side=4):
@@ -47,6 +50,12 @@ def arrays(draw, shape, low=-2.0, high=2.0, dtype=np.float64, margin=0.0, layout
     """Strategy for float arrays of ``shape`` (a tuple, an int or a shape strategy), values in
     [``low``, ``high``] (no subnormals: they only test the hardware).
 
+    Past ``SPARSE_UP_TO`` elements, hypothesis' own arrays hold a few drawn values in a sea of
+    one fill value (of 1500, often a single distinct value; a kernel test at the sizes where
+    the fast paths start compared constants, and a ``where`` kernel with its branches swapped
+    passed it): half the draws there are dense instead, every element its own uniform draw
+    from a seed hypothesis draws (no shrinking inside them).
+
     ``margin > 0`` keeps every value at least that far from 0, inside [low, high], for checking
     functions like relu or abs away from their non-differentiable point (values can still tie:
     ``distinct_arrays`` for max). ``layouts=True`` also draws Fortran-ordered and
@@ -55,8 +64,12 @@ def arrays(draw, shape, low=-2.0, high=2.0, dtype=np.float64, margin=0.0, layout
     shape = _shape(draw, shape, "arrays")
     if not low < high:
         raise ValueError(f"arrays: need low < high, got {low}, {high}")
-    values = draw(hnp.arrays(np.float64, shape, elements=st.floats(
-        low, high, allow_nan=False, allow_infinity=False, allow_subnormal=False)))
+    if int(np.prod(shape)) > SPARSE_UP_TO and draw(st.booleans()):
+        seed = draw(st.integers(0, 2 ** 32 - 1), label="seed of a dense array")
+        values = np.random.default_rng(seed).uniform(low, high, shape)
+    else:
+        values = draw(hnp.arrays(np.float64, shape, elements=st.floats(
+            low, high, allow_nan=False, allow_infinity=False, allow_subnormal=False)))
     if margin > 0:
         values = _away_from_zero(values, low, high, margin)
     values = values.astype(dtype)

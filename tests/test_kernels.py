@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import minimeta as mm
 import minimeta.functional as F
@@ -23,7 +23,7 @@ def close(a, b, dtype):
 
 
 @st.composite
-def conv_case(draw):
+def conv_case(draw, images=(1, 3)):
     dtype = draw(DTYPES)
     # kernels to 7 and strides to 4: taps that see only padding (k 5, stride 2, padding 2)
     k, s, p = draw(st.integers(1, 7)), draw(st.integers(1, 4)), draw(st.integers(0, 3))
@@ -31,7 +31,7 @@ def conv_case(draw):
     # too (at 9 at most, no example had reached them: a mirrored filter there had passed)
     h, w = draw(st.integers(max(1, k - 2 * p), 16)), draw(st.integers(max(1, k - 2 * p), 16))
     c = draw(st.sampled_from([1, 2, 3]))
-    x = draw(arrays((draw(st.integers(1, 3)), c, h, w), dtype=dtype))
+    x = draw(arrays((draw(st.integers(*images)), c, h, w), dtype=dtype))
     wt = draw(arrays((draw(st.integers(1, 4)), c, k, k), dtype=dtype))
     return x, wt, s, p, dtype
 
@@ -60,7 +60,40 @@ def test_the_shifted_gemm_paths_equal_the_reference(shape, out, k, padding, monk
 
 @given(conv_case())
 def test_conv_family_numba_equals_reference(case):
-    x, w, s, p, dtype = case
+    check_conv_family(*case)
+
+
+@st.composite
+def shifted_case(draw):
+    """A layer that takes the shifted GEMMs: 3×3, stride 1, padding 1, planes of 12-16."""
+    dtype, n, c, o = draw(DTYPES), draw(st.integers(2, 3)), draw(st.integers(2, 3)), 2
+    h, w = draw(st.integers(12, 16)), draw(st.integers(12, 16))
+    return draw(arrays((n, c, h, w), dtype=dtype)), draw(arrays((o, c, 3, 3), dtype=dtype)), \
+        1, 1, dtype
+
+
+@settings(max_examples=50)
+@given(st.one_of(conv_case(images=(2, 4)), shifted_case()), st.integers(1, 600),
+       st.integers(1, 40))
+def test_conv_family_in_many_chunks_and_blocks_equals_reference(case, chunk_bytes, block):
+    """The same, the work cut small: 2-4 images (each shifted by its own offset, so no two are
+    equal) in chunks of one or a few, on every path (the one-channel GEMMs included; half the
+    layers take the shifted GEMMs), their columns in blocks of 1-40. At the real cuts (4 MiB,
+    4096 columns) no drawn input took two: a chunk or block reading another's images or
+    columns had passed every test of this file (a mutation audit; 7 mutants now fail here)."""
+    from minimeta.kernels import conv_numba
+
+    x, *rest = case
+    case = (x + np.arange(len(x), dtype=x.dtype).reshape(-1, 1, 1, 1) / 4, *rest)
+    real = conv_numba.CHUNK_BYTES, conv_numba.BLOCK
+    conv_numba.CHUNK_BYTES, conv_numba.BLOCK = chunk_bytes, block
+    try:
+        check_conv_family(*case)
+    finally:
+        conv_numba.CHUNK_BYTES, conv_numba.BLOCK = real
+
+
+def check_conv_family(x, w, s, p, dtype):
     cpu = {name: K.resolve(K.TABLE[name].cpu) for name in
            ("conv2d", "conv2d_input_grad", "conv2d_weight_grad")}
     ref = {name: K.TABLE[name].reference for name in cpu}
