@@ -161,7 +161,7 @@ def _weight_grad_c1(x, g, w_shape, stride, padding):
 
 
 def _chunks(n, per_image):
-    """Image ranges whose im2col buffer stays near 4 MiB (cache-sized, not memory-sized)."""
+    """Image ranges whose im2col buffer stays near CHUNK_BYTES (cache-sized, not memory-sized)."""
     step = max(1, min(n, CHUNK_BYTES // max(per_image, 1)))
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
