@@ -191,9 +191,11 @@ def bias_grad(g, stacked=False):
 
 
 def batch_norm(x, w, b, eps=1e-5):
-    """Return (y, mean, biased variance); mean and variance are shaped like ``w``."""
+    """Return (y, mean, biased variance); mean and variance are shaped like ``w`` and of x's
+    dtype, as the reference's (summed in float64, they had been returned so)."""
     y, mean, var = _forward(_as4(x, w), _as2(w, x, w), _as2(b, x, w), eps)
-    return y.reshape(x.shape), mean.reshape(w.shape), var.reshape(w.shape)
+    return (y.reshape(x.shape), mean.reshape(w.shape).astype(x.dtype, copy=False),
+            var.reshape(w.shape).astype(x.dtype, copy=False))
 
 
 def batch_norm_backward(x, w, b, g, eps=1e-5):

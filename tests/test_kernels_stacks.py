@@ -8,16 +8,18 @@ from minimeta import kernels as K
 from test_kernels import conv_case, norm_case
 
 
-def assert_one_per_task(stacked, per_task, tasks):
+def assert_one_per_task(stacked, per_task, tasks, dtype=np.float64):
     """``stacked`` (an array or a packed vector) equals the ``tasks`` results of ``per_task(t)``
     stacked, or, for packed vectors of pieces, their pieces interleaved as the stack packs them
-    (every task's first piece, then every task's second, ...)."""
+    (every task's first piece, then every task's second, ...); both of ``dtype``."""
     parts = [per_task(t) for t in range(tasks)]
     if isinstance(parts[0], list):      # packed: [piece 0, piece 1, ...] per task
         parts = np.concatenate([np.concatenate([p[i].ravel() for p in parts])
                                 for i in range(len(parts[0]))])
-    np.testing.assert_allclose(stacked, np.stack(parts) if isinstance(parts, list) else parts,
-                               rtol=1e-10, atol=1e-12)
+    want = np.stack(parts) if isinstance(parts, list) else parts
+    assert stacked.dtype == want.dtype == dtype
+    tol = (1e-10, 1e-12) if dtype == np.float64 else (2e-4, 2e-4 * max(1.0, np.abs(want).max()))
+    np.testing.assert_allclose(stacked, want, rtol=tol[0], atol=tol[1])
 
 
 @st.composite
@@ -63,13 +65,15 @@ def test_the_per_task_check_catches_a_stack_that_mixes_tasks():
 def test_a_stack_of_batch_norms_is_one_per_task(case, tasks, seed):
     """The stacked references (statistics per task and channel, in one vectorised pass) and
     the numba kernels against the plain reference task by task: forward, backward, double
-    backward (whose packed outputs interleave the tasks piece by piece)."""
-    x0, _, _, _ = case
+    backward (whose packed outputs interleave the tasks piece by piece), in float64 and in
+    float32 (training's dtype; the audit found stacks run only in float64)."""
+    x0, _, _, dtype = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((tasks,) + x0.shape) + np.arange(x0.size).reshape(x0.shape) / 7
     c = x0.shape[1]
     w, b = rng.uniform(0.5, 2, (tasks, c)), rng.standard_normal((tasks, c))
     g, h = rng.standard_normal(x.shape), rng.standard_normal(x.size + 2 * w.size)
+    x, w, b, g, h = (a.astype(dtype) for a in (x, w, b, g, h))
     n = x0.size
     hx, hw, hb = h[:x.size].reshape(x.shape), h[x.size:x.size + w.size].reshape(w.shape), \
         h[x.size + w.size:].reshape(w.shape)
@@ -79,12 +83,13 @@ def test_a_stack_of_batch_norms_is_one_per_task(case, tasks, seed):
                                K.resolve(K.TABLE["batch_norm_backward"].cpu))):
         y, mean, var = forward(x, w, b)
         for got, i in ((y, 0), (mean, 1), (var, 2)):
-            assert_one_per_task(got, lambda t: ref.batch_norm(x[t], w[t], b[t])[i], tasks)
+            assert_one_per_task(got, lambda t: ref.batch_norm(x[t], w[t], b[t])[i], tasks,
+                                dtype)
 
         def unpacked_backward(t):
             out = ref.batch_norm_backward(x[t], w[t], b[t], g[t])
             return [out[:n], out[n:n + c], out[n + c:]]
-        assert_one_per_task(backward(x, w, b, g), unpacked_backward, tasks)
+        assert_one_per_task(backward(x, w, b, g), unpacked_backward, tasks, dtype)
 
     def unpacked_double(t):
         out = ref.batch_norm_double_backward(x[t], w[t], b[t], g[t],
@@ -92,4 +97,4 @@ def test_a_stack_of_batch_norms_is_one_per_task(case, tasks, seed):
         return [out[:n], out[n:n + c], out[n + c:n + 2 * c], out[n + 2 * c:]]
     for double in (ref.batch_norm_double_backward,
                    K.resolve(K.TABLE["batch_norm_double_backward"].cpu)):
-        assert_one_per_task(double(x, w, b, g, h), unpacked_double, tasks)
+        assert_one_per_task(double(x, w, b, g, h), unpacked_double, tasks, dtype)
