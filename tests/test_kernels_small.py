@@ -50,14 +50,20 @@ def test_bias_grad_numba_equals_reference(data, dtype, stack, kind):
     close(want, g.astype(np.float64).sum(axis=axes), dtype)       # the spec, spelled out
 
 
+@pytest.mark.parametrize("n", [3, 1500, 5000, 70000])
 @given(st.data(), DTYPES, st.sampled_from(["full", "a scalar", "b scalar", "view", "bcast"]))
-def test_where_numba_equals_reference(data, dtype, kind):
+def test_where_numba_equals_reference(n, data, dtype, kind):
     """The select kernel equals np.where bit for bit, on its fast path (sizes past 1024, a
-    scalar on either side) and on the fallbacks (views, broadcasting)."""
-    n = data.draw(st.sampled_from([3, 1500, 5000]))
-    a = data.draw(arrays((n,), dtype=dtype))
-    b = data.draw(arrays((n,), dtype=dtype))
-    cond = np.asarray(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    scalar on either side; past 32768, several blocks: a block ending one short had passed
+    every kernel test) and on the fallbacks (views, broadcasting)."""
+    if n > 1500:   # 5000 drawn booleans: too large a base example; values all distinct
+        rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+        a, b = (rng.uniform(-2, 2, n).astype(dtype) for _ in range(2))
+        cond = rng.random(n) < data.draw(st.floats(0.1, 0.9))
+    else:
+        a = data.draw(arrays((n,), dtype=dtype))
+        b = data.draw(arrays((n,), dtype=dtype))
+        cond = np.asarray(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
     if kind == "a scalar":
         a = np.asarray(a[0])
     elif kind == "b scalar":
