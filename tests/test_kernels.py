@@ -84,13 +84,10 @@ def test_conv_family_in_many_chunks_and_blocks_equals_reference(case, chunk_byte
     from minimeta.kernels import conv_numba
 
     x, *rest = case
-    case = (x + np.arange(len(x), dtype=x.dtype).reshape(-1, 1, 1, 1) / 4, *rest)
-    real = conv_numba.CHUNK_BYTES, conv_numba.BLOCK
-    conv_numba.CHUNK_BYTES, conv_numba.BLOCK = chunk_bytes, block
-    try:
-        check_conv_family(*case)
-    finally:
-        conv_numba.CHUNK_BYTES, conv_numba.BLOCK = real
+    with pytest.MonkeyPatch.context() as patch:    # (the fixture is per test, not per example)
+        patch.setattr(conv_numba, "CHUNK_BYTES", chunk_bytes)
+        patch.setattr(conv_numba, "BLOCK", block)
+        check_conv_family(x + np.arange(len(x), dtype=x.dtype).reshape(-1, 1, 1, 1) / 4, *rest)
 
 
 def check_conv_family(x, w, s, p, dtype):
