@@ -122,9 +122,9 @@ def _grad_of_pairing(pieces, derivatives, local, args):
         if d is not None:
             term = sum(piece * d)
             total = term if total is None else total + term
-    wanted = [t for t, a in zip(local, args) if a.requires_grad]
-    if total is None or not wanted:
+    if total is None:
         return (None,) * len(local)
+    wanted = [t for t, a in zip(local, args) if a.requires_grad]
     found = dict(zip(map(id, wanted), grad(total, wanted, create_graph=True, allow_unused=True)))
     return tuple(found.get(id(t)) for t in local)
 

@@ -27,16 +27,12 @@ from .shape import reshape
 
 def batch_norm_composite(x, weight, bias, eps=1e-5):
     """Training-mode batch norm written with primitives: the reference of the fused kernel.
-    A (T, C) weight and bias make it a stack of T batch norms on x (T, N, C, ...)."""
+    Weight and bias are (C,) (``functional.batch_norm`` gives ones and zeros for a missing
+    one), or (T, C): a stack of T batch norms on x (T, N, C, ...)."""
     axes, shape = K.norm_ref.layout(x, weight)    # a stack: per task and channel
     centered = x - mean(x, axes, keepdims=True)
     var = mean(centered * centered, axes, keepdims=True)
-    y = centered / sqrt(var + eps)
-    if weight is not None:
-        y = y * reshape(weight, shape)
-    if bias is not None:
-        y = y + reshape(bias, shape)
-    return y
+    return centered / sqrt(var + eps) * reshape(weight, shape) + reshape(bias, shape)
 
 
 class BatchNorm(Fused):
