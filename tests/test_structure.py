@@ -261,6 +261,31 @@ def test_the_primitive_lists_in_the_docs_name_every_primitive():
     assert unlisted(primitives.__doc__.replace("41 classes", "39 classes"), classes)[1] is False
 
 
+def unmapped(readme, mods):
+    """The modules of ``mods`` (``modules()``) that README's map of the source names neither
+    by their path (`minimeta/engine/tensor.py`) nor by their folder (`minimeta/functional/`);
+    a package's ``__init__`` is named by any path in its folder (`minimeta/engine/...`)."""
+    missing = []
+    for path in mods.values():
+        rel = path.relative_to(ROOT)
+        folder = rel.parent.as_posix() + "/"
+        named = f"`{folder}" if rel.name == "__init__.py" else f"`{rel.as_posix()}`"
+        if named not in readme and f"`{folder}`" not in readme:
+            missing.append(rel.as_posix())
+    return missing
+
+
+def test_the_readme_map_names_every_module():
+    """The README's "map of the source" is where a reader starts: a module it omits is one they
+    never find from there (grad_mode.py and workers.py were missing)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    mods = modules()
+    assert unmapped(readme, mods) == []
+    row = "| | `minimeta/engine/workers.py` |"
+    assert row in readme
+    assert unmapped(readme.replace(row, "| |"), mods) == ["minimeta/engine/workers.py"]
+
+
 def _source_files(folders):
     """The files under ``folders`` that git tracks (a scratch file of one's own, untracked, is
     not the source); every file where this is not a git checkout (an unpacked sdist)."""

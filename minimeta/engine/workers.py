@@ -6,7 +6,7 @@ over ``workers`` threads and returns the results in the order of ``items``, so t
 add the gradients in task order (the same sum, to float rounding, as a sequential loop).
 
 What makes this safe is that everything the engine switches is per thread: recording on or
-off and the backward depth (``autodiff.STATE``), anomaly mode (``anomaly.ANOMALY``), and the
+off and the backward depth (``grad_mode.STATE``), anomaly mode (``anomaly.ANOMALY``), and the
 kernels' reference switch and thread split (``kernels/threads.py``). A worker starts from its
 caller's settings (``settings()`` / ``applied()``), and its kernels run on its own core only
 (``kernels.threads.worker_thread``): two tasks on two cores, not two tasks fighting over four
