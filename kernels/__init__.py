@@ -25,13 +25,13 @@ they run on host copies of GPU arrays (``via_host``), as CuPy refuses to mix hos
 arrays.
 Families close under differentiation: conv2d and its two gradients; the causal dilated conv1d
 (SNAIL's) and its two; max pooling and its argmax scatter (whose own gradient is a gather);
-fused cosine attention and fused batch norm, whose composite definitions in
-``minimeta.functional`` give their higher derivatives (see
-``minimeta/engine/primitives/fused.py``); ``add_bias`` is the forward of the conv's bias, whose
-VJP is ``bias_grad``, whose own VJP is a broadcast (``engine/primitives/conv.py``). The conv and
-batch-norm rows also take a stack of tasks, a leading task axis on every array
-(``conv_ref.over_tasks``, the batch-norm references): what ``learners.StackedTasks`` runs, one
-batched launch on a GPU.
+fused cosine attention and fused batch norm, whose composite definitions
+(``engine/primitives/attention.py`` and ``normalization.py``, re-exported by
+``minimeta.functional``) give their higher derivatives (see ``engine/primitives/fused.py``);
+``add_bias`` is the forward of the conv's bias, whose VJP is ``bias_grad``, whose own VJP is a
+broadcast (``engine/primitives/conv.py``). The conv and batch-norm rows also take a stack of
+tasks, a leading task axis on every array (``conv_ref.over_tasks``, the batch-norm
+references): what ``learners.StackedTasks`` runs, one batched launch on a GPU.
 
 Kernels take arrays and return arrays; they never see a Tensor. The engine calls them only
 through ``lookup(name, array, *more)``. It returns the CUDA version when ``array`` lives on a

@@ -34,6 +34,23 @@ from numba import cuda  # noqa: E402  (after the alias)
 THREADS = 128
 
 
+def numba_cuda_config():
+    """numba's CUDA settings: ``numba.cuda.core.config`` in numba-cuda, ``numba.core.config``
+    where numba's own (older, or simulated) CUDA target is the one imported."""
+    try:
+        from numba.cuda.core import config
+    except ImportError:
+        from numba.core import config
+    return config
+
+
+# One thread per output element: a small array is a small grid, by design. numba-cuda warns
+# of "under-utilization due to low occupancy" at each new grid of under 128 blocks (conv4's
+# late layers, every pool scatter), into every log and test run (found by reading numba-cuda
+# 0.30.4's launch code, 2026-12-03; its simulator never warns).
+numba_cuda_config().CUDA_LOW_OCCUPANCY_WARNINGS = 0
+
+
 def contiguous(*arrays):
     """C-contiguous versions of the kernel inputs (views from transposes and slices are
     copied once: the kernels index dense arrays)."""

@@ -10,6 +10,7 @@ Read next: ``kernels/attention_numba.py`` (cosine attention with numba).
 import numpy as np
 from numba import njit, prange
 
+INT32_INDICES = 2 ** 31   # x with fewer elements than this gets int32 argmax indices
 
 @njit(cache=True, inline="always")
 def _beats(v, best):
@@ -102,13 +103,13 @@ def _scatter(g, idx, gx):
 
 
 def max_pool2d(x, kernel, stride):
-    """Return ``(y, argmax)`` like the reference; argmax is int32 when every flat index fits
-    (the saved indices of a graph take half the memory of int64)."""
+    """Return ``(y, argmax)`` like the reference; argmax is int32 when every flat index fits,
+    ``x.size < INT32_INDICES`` (the saved indices of a graph take half the memory of int64)."""
     x = np.ascontiguousarray(x)
     ho = (x.shape[2] - kernel) // stride + 1
     wo = (x.shape[3] - kernel) // stride + 1
     y = np.empty((x.shape[0], x.shape[1], ho, wo), dtype=x.dtype)
-    idx = np.empty(y.shape, dtype=np.int32 if x.size < 2 ** 31 else np.int64)
+    idx = np.empty(y.shape, dtype=np.int32 if x.size < INT32_INDICES else np.int64)
     if y.size == 0:               # no planes, or none of their windows: nothing to compare
         return y, idx
     if kernel == stride == 2:

@@ -257,10 +257,12 @@ def _failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dt
     elif unit * 100 > eps:   # the rounding of f's values swamps the step
         hint = (f"; f's values are {np.dtype(out_dtype).name}, whose rounding swamps a step of "
                 f"{eps:.3g}: compute in float64, or raise eps and the tolerances")
-    elif err < 2 * noise:
-        hint = (f"; f's values (up to {np.max(np.abs(here)):.3g}) round by about {noise:.3g} "
-                "of the quotient, more than the step changes them: the check cannot tell "
-                "here; check at a point of smaller values, or with a larger eps")
+    elif err < 2 * noise or not touched.any() and abs(analytic) < 2 * unit * float(
+            np.sum(np.abs(v) * np.abs(here))) / eps:   # the step moved no value: rounding?
+        rounding = max(noise, unit * float(np.sum(np.abs(v) * np.abs(here))) / eps)
+        hint = (f"; f's values (up to {np.max(np.abs(here)):.3g}) round by about "
+                f"{rounding:.3g} of the quotient, more than the step changes them: the check "
+                "cannot tell here; check at a point of smaller values, or with a larger eps")
     else:
         def sides(plus, minus, s):   # one-sided quotients: right − left ~ f''·s if smooth
             return (float(np.sum((plus - here) * v)) / s, float(np.sum((here - minus) * v)) / s)

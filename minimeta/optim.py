@@ -134,7 +134,8 @@ class Optimizer:
         """
         if self.clip_norm is None:
             return 1.0
-        norm = float(np.sqrt(sum(float((g.astype(np.float64) ** 2).sum())
+        # summed where the gradients are, read once (a GPU is waited for at each read)
+        norm = float(np.sqrt(sum((g.astype(np.float64) ** 2).sum()
                                  for g in arrays if g is not None)))
         self.last_norm = norm
         if not np.isfinite(norm):

@@ -8,8 +8,18 @@ The lists between the markers are generated from a real CuPy, which imports with
 
 Read next: ``tests/fake_cupy.py``.
 """
+import inspect
 import os
+import re
 import textwrap
+
+
+def _keywords(text):
+    """{"name" (or "linalg.name"): frozenset of the keywords it takes, "**" for any} from the
+    generated ``name(keyword, keyword)`` entries (wrapped anywhere at a space)."""
+    return {name: frozenset(filter(None, args.replace(",", " ").split())) for name, args in
+            re.findall(r"(\S+?)\(([^)]*)\)", text)}
+
 
 # --- generated
 VERSION = '14.2.0'
@@ -95,6 +105,96 @@ add multiply
 UFUNC_ACCUMULATE = frozenset('''
 add multiply
 '''.split())
+KEYWORDS = _keywords('''
+all(a, axis, out, keepdims) allclose(a, b, rtol, atol, equal_nan) alltrue(a, axis, out, keepdims)
+amax(a, axis, out, keepdims) amin(a, axis, out, keepdims) angle(z, deg) any(a, axis, out, keepdims)
+append(arr, values, axis) apply_along_axis(func1d, axis, arr, **) apply_over_axes(func, a, axes)
+arange(start, stop, step, dtype) argmax(a, axis, dtype, out, keepdims) argmin(a, axis, dtype, out,
+keepdims) argpartition(a, kth, axis) argsort(a, axis, kind) argwhere(a) around(a, decimals, out)
+array(obj, dtype, copy, order, subok, ndmin, blocking) array2string(a, **) array_equal(a1, a2,
+equal_nan) array_equiv(a1, a2) array_repr(arr, max_line_width, precision, suppress_small)
+array_split(ary, indices_or_sections, axis) array_str(arr, max_line_width, precision,
+suppress_small) asanyarray(a, dtype, order, copy, blocking) asarray(a, dtype, order, copy,
+blocking) asarray_chkfinite(a, dtype, order) ascontiguousarray(a, dtype) asfarray(a, dtype)
+asfortranarray(a, dtype) asnumpy(a, stream, order, out, blocking) astype(copy) atleast_1d()
+atleast_2d() atleast_3d() average(a, axis, weights, returned, keepdims) bartlett(M)
+base_repr(number, base, padding) binary_repr(num, width) bincount(x, weights, minlength)
+blackman(M) broadcast_arrays() broadcast_shapes() broadcast_to(array, shape) byte_bounds(a)
+can_cast(from_, to, casting) choose(a, choices, out, mode) clip(a, a_min, a_max, out)
+column_stack(tup) common_type() compress(condition, a, axis, out) concat(tup, axis, out, dtype,
+casting) concatenate(tup, axis, out, dtype, casting) convolve(a, v, mode) copy(a, order)
+copyto(dst, src, casting, where) corrcoef(a, y, rowvar, bias, ddof, dtype) correlate(a, v, mode)
+count_nonzero(a, axis) cov(a, y, rowvar, bias, ddof, fweights, aweights, dtype) cross(a, b, axisa,
+axisb, axisc, axis) cumprod(a, axis, dtype, out) cumproduct(a, axis, dtype, out) cumsum(a, axis,
+dtype, out) cumulative_prod(axis, dtype, out, include_initial) cumulative_sum(axis, dtype, out,
+include_initial) delete(arr, indices, axis) diag(v, k) diag_indices(n, ndim) diag_indices_from(arr)
+diagflat(v, k) diagonal(a, offset, axis1, axis2) diff(a, n, axis, prepend, append) digitize(x,
+bins, right) disp(**) dot(a, b, out) dsplit(ary, indices_or_sections) dstack(tup) ediff1d(arr,
+to_end, to_begin) einsum(**) empty(shape, dtype, order) empty_like(prototype, dtype, order, subok,
+shape) expand_dims(a, axis) extract(condition, a) eye(N, M, k, dtype, order) fill_diagonal(a, val,
+wrap) find_common_type(**) flatnonzero(a) flip(a, axis) fliplr(a) flipud(a)
+format_float_positional(x, **) format_float_scientific(x, **) frombuffer(**) fromfile(**)
+fromfunction(**) fromiter(**) fromstring(**) full(shape, fill_value, dtype, order) full_like(a,
+fill_value, dtype, order, subok, shape) genfromtxt(**) get_array_module() get_array_wrap(**)
+get_default_memory_pool() get_default_pinned_memory_pool() get_printoptions() gradient(f, axis,
+edge_order) hamming(M) hanning(M) histogram(x, bins, range, density, weights) histogram2d(x, y,
+bins, range, weights, density) histogramdd(sample, bins, range, weights, density) hsplit(ary,
+indices_or_sections) hstack(tup, dtype, casting) identity(n, dtype) imag(val) in1d(ar1, ar2,
+assume_unique, invert) indices(dimensions, dtype) inner(a, b) interp(x, xp, fp, left, right,
+period) intersect1d(arr1, arr2, assume_unique, return_indices) is_available() isclose(a, b, rtol,
+atol, equal_nan) iscomplex(x) iscomplexobj(x) isdtype(dtype, kind) isfortran(a) isin(element,
+test_elements, assume_unique, invert) isneginf(x, out) isposinf(x, out) isreal(x) isrealobj(x)
+isscalar(element) issctype(rep) issubclass_(arg1, arg2) issubdtype(arg1, arg2) issubsctype(arg1,
+arg2) iterable(y) ix_() kaiser(M, beta) kron(a, b) lexsort(keys) linspace(start, stop, num,
+endpoint, retstep, dtype, axis) load(file, mmap_mode, allow_pickle) loadtxt(**) logspace(start,
+stop, num, endpoint, base, dtype, axis) mask_indices(n, mask_func, k) matmul(axes, axis, keepdims,
+casting, dtype, signature, order, out) matrix_transpose() max(a, axis, out, keepdims)
+may_share_memory(a, b, max_work) mean(a, axis, dtype, out, keepdims) median(a, axis, out,
+overwrite_input, keepdims) meshgrid(**) min(a, axis, out, keepdims) mintypecode(typechars, typeset,
+default) moveaxis(a, source, destination) msort(a) nan_to_num(x, copy, nan, posinf, neginf)
+nanargmax(a, axis, dtype, out, keepdims) nanargmin(a, axis, dtype, out, keepdims) nancumprod(a,
+axis, dtype, out) nancumsum(a, axis, dtype, out) nanmax(a, axis, out, keepdims) nanmean(a, axis,
+dtype, out, keepdims) nanmedian(a, axis, out, overwrite_input, keepdims) nanmin(a, axis, out,
+keepdims) nanprod(a, axis, dtype, out, keepdims) nanstd(a, axis, dtype, out, ddof, keepdims)
+nansum(a, axis, dtype, out, keepdims) nanvar(a, axis, dtype, out, ddof, keepdims) ndim(a)
+nonzero(a) obj2sctype(rep, default) ones(shape, dtype, order) ones_like(a, dtype, order, subok,
+shape) outer(a, b, out) packbits(a, axis, bitorder) pad(array, pad_width, mode, **) partition(a,
+kth, axis) percentile(a, q, axis, out, overwrite_input, method, keepdims, interpolation)
+permute_dims(a, axes) piecewise(x, condlist, funclist) place(arr, mask, vals) poly(seq_of_zeros)
+polyadd(a1, a2) polyfit(x, y, deg, rcond, full, w, cov) polymul(a1, a2) polysub(a1, a2) polyval(p,
+x) printoptions(**) prod(a, axis, dtype, out, keepdims) product(a, axis, dtype, out, keepdims)
+promote_types() ptp(a, axis, out, keepdims) put(a, ind, v, mode) put_along_axis(arr, indices,
+values, axis) putmask(a, mask, values) quantile(a, q, axis, out, overwrite_input, method, keepdims,
+interpolation) ravel(a, order) ravel_multi_index(multi_index, dims, mode, order) real(val)
+real_if_close(a, tol) repeat(a, repeats, axis) require(a, dtype, requirements) reshape(a, newshape,
+order, copy) resize(a, new_shape) result_type() roll(a, shift, axis) rollaxis(a, axis, start)
+roots(p) rot90(a, k, axes) round(a, decimals, out) round_(a, decimals, out) row_stack(tup, dtype,
+casting) safe_eval(**) save(file, arr, allow_pickle) savetxt(fname, X, **) savez(file, **)
+savez_compressed(file, **) sctype2char(sctype) searchsorted(a, v, side, sorter) select(condlist,
+choicelist, default) set_printoptions(precision, threshold, edgeitems, linewidth, suppress, nanstr,
+infstr, formatter, sign, floatmode, legacy, override_repr) set_string_function(**) setdiff1d(ar1,
+ar2, assume_unique) setxor1d(ar1, ar2, assume_unique) shape(a) shares_memory(a, b, max_work)
+show_config(_full) sometrue(a, axis, out, keepdims) sort(a, axis, kind) sort_complex(a) split(ary,
+indices_or_sections, axis) squeeze(a, axis) stack(tup, axis, out, dtype, casting) std(a, axis,
+dtype, out, ddof, keepdims) sum(a, axis, dtype, out, keepdims) swapaxes(a, axis1, axis2) take(a,
+indices, axis, out) take_along_axis(a, indices, axis) tensordot(a, b, axes) tile(A, reps) trace(a,
+offset, axis1, axis2, dtype, out) transpose(a, axes) trapezoid(y, x, dx, axis) trapz(y, x, dx,
+axis) tri(N, M, k, dtype) tril(m, k) tril_indices(n, k, m) tril_indices_from(arr, k)
+trim_zeros(filt, trim) triu(m, k) triu_indices(n, k, m) triu_indices_from(arr, k) typename(char)
+union1d(arr1, arr2) unique(ar, return_index, return_inverse, return_counts, axis, equal_nan)
+unique_all(x) unique_counts(x) unique_inverse(x) unique_values(x) unpackbits(a, axis, bitorder)
+unravel_index(indices, dims, order) unwrap(p, discont, axis, period) vander(x, N, increasing)
+var(a, axis, dtype, out, ddof, keepdims) vdot(a, b) vsplit(ary, indices_or_sections) vstack(tup,
+dtype, casting) where(condition, x, y) who(vardict) zeros(shape, dtype, order) zeros_like(a, dtype,
+order, subok, shape) linalg.cholesky(a) linalg.cond(x, p) linalg.cross(axis) linalg.det(a)
+linalg.eig(a) linalg.eigh(a, UPLO) linalg.eigvals(a) linalg.eigvalsh(a, UPLO) linalg.inv(a)
+linalg.lstsq(a, b, rcond) linalg.matmul(axes, axis, keepdims, casting, dtype, signature, order,
+out) linalg.matrix_power(M, n) linalg.matrix_rank(M, tol) linalg.matrix_transpose(a) linalg.norm(x,
+ord, axis, keepdims) linalg.pinv(a, rcond) linalg.qr(a, mode) linalg.slogdet(a) linalg.solve(a, b)
+linalg.svd(a, full_matrices, compute_uv) linalg.tensorinv(a, ind) linalg.tensorsolve(a, b, axes)
+lib.stride_tricks.as_strided(x, shape, strides) lib.stride_tricks.sliding_window_view(x,
+window_shape, axis, subok, writeable)
+''')
 # --- end generated
 
 
@@ -116,6 +216,26 @@ def _generate():
             return True
         return sorted(n for n in ufuncs if ok(n))
 
+    def keywords(namespace, prefix):
+        """``name(keyword,...)`` per function whose signature Python can read (CuPy's Cython
+        ones it cannot: those stay unchecked); ``**`` where any keyword goes."""
+        entries = []
+        for n in sorted(n for n in dir(namespace) if not n.startswith("_")):
+            f = getattr(namespace, n)
+            if isinstance(f, (type, cupy.ufunc)) or not callable(f):
+                continue
+            try:
+                params = inspect.signature(f).parameters.values()
+            except (TypeError, ValueError):
+                continue
+            kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            names = [p.name for p in params if p.kind in kinds]
+            names += ["**"] * any(p.kind == p.VAR_KEYWORD for p in params)
+            entries.append(f"{prefix}{n}({', '.join(names)})")
+        return entries
+
+    signatures = (keywords(cupy, "") + keywords(cupy.linalg, "linalg.")
+                  + keywords(cupy.lib.stride_tricks, "lib.stride_tricks."))
     public = [n for n in dir(cupy) if not n.startswith("_")]
     ufuncs = [n for n in public if isinstance(getattr(cupy, n), cupy.ufunc)]
     at = [n for n in ufuncs if getattr(getattr(cupy, n), "_scatter_op", None)]
@@ -128,7 +248,9 @@ def _generate():
             + names("UFUNCS", ufuncs)
             + names("UFUNC_AT", at)
             + names("UFUNC_REDUCE", supports("reduce", None))
-            + names("UFUNC_ACCUMULATE", supports("accumulate", None)))
+            + names("UFUNC_ACCUMULATE", supports("accumulate", None))
+            + "KEYWORDS = _keywords('''\n" + textwrap.fill(" ".join(signatures), 99)
+            + "\n''')\n")
 
 
 if __name__ == "__main__":
@@ -136,5 +258,6 @@ if __name__ == "__main__":
     source = open(path).read()
     start, end = "# --- generated\n", "# --- end generated\n"
     head, rest = source.split(start)
+    generated = _generate()     # first: an error leaves the file as it was
     with open(path, "w") as f:
-        f.write(head + start + _generate() + end + rest.split(end)[1])
+        f.write(head + start + generated + end + rest.split(end)[1])

@@ -93,6 +93,17 @@ def _advanced(key):
     return any(isinstance(i, (np.ndarray, list)) for i in items)
 
 
+def _check_keywords(name, kwargs):
+    """Refuse, as Python would for CuPy's ``name``, a keyword its signature lacks (NumPy's take
+    more: ``np.sum(where=...)``, ``np.argsort(stable=...)``); CuPy's Cython functions, whose
+    signatures cannot be read, are not checked (``cupy_api.KEYWORDS``)."""
+    taken = cupy_api.KEYWORDS.get(name, {"**"})
+    bad = sorted(set(kwargs) - taken) if "**" not in taken else []
+    if bad:
+        raise TypeError(f"{name.rsplit('.', 1)[-1]}() got an unexpected keyword argument "
+                        f"{bad[0]!r}")
+
+
 def _device_call(f, args, kwargs):
     """``f`` on the arrays inside, after refusing host arrays among the arguments."""
     for a in list(args) + list(kwargs.values()):
@@ -205,6 +216,7 @@ class ndarray:
             return NotImplemented       # NumPy then raises "no implementation found for ..."
         if func is np.empty_like:
             return empty_like(*args, **kwargs)
+        _check_keywords(".".join(path), kwargs)
         return _device_call(func, args, kwargs)
 
 
@@ -349,7 +361,12 @@ def _namespace(names, numpy_module, label):
             return _ufunc(f)
         if isinstance(f, type) or not callable(f):
             return f
-        return lambda *args, **kwargs: _device_call(f, args, kwargs)
+        qualified = label.replace("cupy.", "", 1) + "." + name if "." in label else name
+
+        def call(*args, **kwargs):
+            _check_keywords(qualified, kwargs)
+            return _device_call(f, args, kwargs)
+        return call
     return lookup
 
 

@@ -126,3 +126,37 @@ def test_every_cuda_kernel_compiles_for_sm90(dtype, monkeypatch):
     assert compiled == {"_im2col", "_col2im", "_max_pool", "_scatter_add", "_norms", "_forward",
                         "_backward_queries", "_backward_support", "_input_grad",
                         "_weight_grad"}, compiled
+
+
+def _numba_cuda_installed():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return bool(version("numba-cuda"))
+    except PackageNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not _numba_cuda_installed(), reason="numba-cuda is not installed")
+def test_a_small_grid_launches_without_a_low_occupancy_warning():
+    """One thread per output: small arrays make small grids by design, and numba-cuda warned of
+    low occupancy at each grid under 128 blocks, into every log (found reading numba-cuda
+    0.30.4's launch code, 2026-12-03). Configuring a launch needs no GPU."""
+    import warnings
+
+    from minimeta.kernels import _cuda, pool_cuda
+
+    def warned(blocks):   # (numba caches a configuration: a new grid size each time)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pool_cuda._scatter_add[blocks, _cuda.THREADS, 0]
+        return [str(w.message) for w in caught if "occupancy" in str(w.message)]
+
+    assert warned(3) == []
+    config = _cuda.numba_cuda_config()
+    config.CUDA_LOW_OCCUPANCY_WARNINGS = 1      # numba-cuda's default: the check sees it
+    try:
+        assert warned(5) == ["Grid size 5 will likely result in GPU under-utilization due to "
+                            "low occupancy."]
+    finally:
+        config.CUDA_LOW_OCCUPANCY_WARNINGS = 0

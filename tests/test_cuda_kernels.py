@@ -23,7 +23,7 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
 # + 1 kernel table + 13 learners + one per row of the primitive table (46) + 1 reference
-# kernels on GPU arrays + 1 device reads + 1 device calls = 72. A test added below must be
+# kernels on GPU arrays + 2 device reads + 1 device calls = 73. A test added below must be
 # added here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann", "cnp", "maml_stacked", "anil_stacked"]
@@ -35,6 +35,7 @@ EXPECTED = sorted(
      "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions",
      "test_reference_kernels_run_on_gpu_arrays",
      "test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps",
+     "test_protonet_and_a_clipped_step_read_the_device_no_more_than_they_report",
      "test_a_stacked_meta_batch_makes_as_many_device_calls_whatever_its_size"]
     + [f"test_conv_across_block_boundaries[{n}]" for n in (31, 32, 33, 97)]
     + [f"test_every_learner_on_a_simulated_gpu_matches_the_cpu[{k}]" for k in LEARNERS]
@@ -52,7 +53,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 26 + len(ROWS) == 72
+    assert len(EXPECTED) == 27 + len(ROWS) == 73
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -342,3 +343,32 @@ if SIMULATED:
         assert calls[3, True] == calls[1, True], calls
         assert calls[3, False] >= 2.9 * calls[1, False], calls
         print(f"device calls per meta-batch: {calls}")
+
+    def test_protonet_and_a_clipped_step_read_the_device_no_more_than_they_report(monkeypatch):
+        """A ProtoNet episode reads its loss and its accuracy, nothing else (its check that
+        every class has a support example had read the class counts off the GPU: the labels
+        are on the host); an optimizer step that clips reads the gradient norm once (it had
+        read each parameter's sum of squares: one wait for the GPU per parameter)."""
+        import fake_cupy
+        import minimeta as mm
+        from minimeta import nn
+        from minimeta.data import EpisodeSampler
+        from minimeta.learners import ProtoNet
+        from minimeta.optim import Adam
+
+        fake_cupy.install(monkeypatch)
+        classes = np.random.default_rng(0).random((4, 3, 4, 4))
+        tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(3)
+        net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=1),
+                            nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()).to("cuda")
+        fake_cupy.TRANSFERS.clear()
+        ProtoNet(net).outer_step(tasks)
+        assert sum(fake_cupy.TRANSFERS.values()) == 2 * len(tasks), fake_cupy.TRANSFERS
+        params = list(net.named_parameters().values())
+        for p in params:
+            p.grad = mm.tensor(np.ones(p.shape), device="cuda")
+        optimizer = Adam(params, lr=1e-3, clip_norm=1.0)
+        fake_cupy.TRANSFERS.clear()
+        optimizer.step()
+        assert len(params) == 2 and dict(fake_cupy.TRANSFERS) == {"float": 1}
+        assert optimizer.last_norm == pytest.approx(np.sqrt(sum(p.size for p in params)))

@@ -3,7 +3,10 @@ untested: each test here failed on its mutant (named beside it) and passes on th
 Outputs listed twice, an op whose only differentiable input is in the middle, gradients in
 their leaf's dtype, detach, a device move keeping requires_grad, nested grad modes, anomaly
 reports after a grad inside a VJP, the workers' earliest error, negative labels, transposed
-accuracy labels, one_hot's dtype, mse's dtype, logsumexp over two axes.
+accuracy labels, one_hot's dtype, mse's dtype, logsumexp over two axes. Below them, what an
+adversarial probe against PyTorch found (2026-12-03), each failing on the code before its fix:
+one batch-norm buffer alone, a copied leaf's ``.grad`` graph, ``one_hot([])``, NumPy keywords
+given as arrays, ``set_grad_enabled`` on a generator.
 
 Read next: ``tests/test_stale_graphs.py`` (graphs made before an in-place change).
 """
@@ -135,3 +138,67 @@ def test_logsumexp_over_two_axes_drops_both():                  # lse_keepdims_s
     x = mm.tensor(np.zeros((2, 3, 4)))
     assert mm.logsumexp(x, axis=(0, 1)).shape == (4,)
     assert mm.logsumexp(x, axis=(0, 2), keepdims=True).shape == (1, 3, 1)
+
+
+# found by an adversarial probe of the engine against PyTorch (2026-12-03); each failed before
+def test_batch_norm_refuses_one_running_buffer_without_the_other_and_changes_nothing():
+    """One alone had updated ``running_mean`` before crashing on the missing variance, or, the
+    other way round, left ``running_var`` silently as it was (PyTorch refuses both)."""
+    import minimeta.functional as F
+
+    x, buffer = mm.tensor(np.random.default_rng(0).standard_normal((4, 3))), np.zeros(3)
+    for given in ({"running_mean": buffer}, {"running_var": buffer}):
+        for training in (True, False):
+            with pytest.raises(ValueError, match="batch_norm: running_mean and running_var "
+                                                 "go together"):
+                F.batch_norm(x, training=training, **given)
+    assert not buffer.any()
+
+
+def test_a_copied_or_unpickled_leaf_keeps_the_graph_of_its_grad():
+    """A leaf is rebuilt after its ``.grad``, a graph made from it: restamped last, it had hid
+    that graph from ``grad(w.grad, [w])`` ("not part of the graph")."""
+    import copy
+    import pickle
+    import warnings
+
+    w = mm.tensor([1.0, 2.0], requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # (the reference cycle create_graph=True makes)
+        (w * w * w).sum().backward(create_graph=True)
+    for w2 in (copy.deepcopy(w), pickle.loads(pickle.dumps(w))):
+        (h,) = mm.grad(w2.grad.sum(), [w2])
+        np.testing.assert_array_equal(h.numpy(), [6.0, 12.0])      # 6 w
+
+
+def test_one_hot_of_no_labels_is_an_empty_matrix():
+    """``[]`` is float64 to NumPy: it had failed as an index."""
+    from minimeta.functional import one_hot
+
+    assert one_hot([], 3).shape == (0, 3)
+
+
+def test_numpy_keywords_given_as_arrays_are_refused_by_name():
+    """An array compared with the default by ``!=`` had raised NumPy's "truth value of an
+    array is ambiguous" in place of the refusal."""
+    t = mm.tensor([1.0, 2.0])
+    for key, value in (("where", np.array([True, False])), ("out", np.zeros(2)),
+                       ("out", mm.tensor([0.0, 0.0]))):
+        with pytest.raises(TypeError, match=rf"np.sum on a Tensor: {key}=an array of shape "
+                                            r"\(2,\) is not offered"):
+            np.sum(t, **{key: value})
+    assert float(np.sum(t, where=np.True_, out=None)) == 3.0    # the defaults still pass
+
+
+def test_set_grad_enabled_decorates_each_step_of_a_generator():
+    """It had switched recording off for the call that makes the generator only (no_grad
+    covered every step): torch's switches each step."""
+    w = mm.tensor([1.0], requires_grad=True)
+
+    @mm.set_grad_enabled(False)
+    def steps():
+        yield (w * 2).requires_grad
+        yield (w * 2).requires_grad
+
+    it = steps()
+    assert next(it) is False and (w * 2).requires_grad and next(it) is False

@@ -114,6 +114,22 @@ def test_numpy_only_functions_and_methods_are_refused(cp):
     assert float(np.add.reduce(x)) == 6.0
 
 
+def test_keywords_cupy_lacks_are_refused(cp):
+    """NumPy's functions take keywords CuPy's do not (``where=``, ``stable=``): the stand-in,
+    which runs NumPy's, had taken them all (found by a review against CuPy 14.2, 2026-12-03).
+    The keywords are read from CuPy's Python signatures (``cupy_api.KEYWORDS``)."""
+    x = cp.asarray(np.arange(6.0).reshape(2, 3))
+    assert len(cupy_api.KEYWORDS) > 250 and "where" not in cupy_api.KEYWORDS["sum"]
+    with pytest.raises(TypeError, match="sum\\(\\) got an unexpected keyword argument 'where'"):
+        np.sum(x, where=np.ones((2, 3), bool))
+    with pytest.raises(TypeError, match="argsort\\(\\) got an unexpected keyword argument"):
+        cp.argsort(x, stable=True)
+    with pytest.raises(TypeError, match="norm\\(\\) got an unexpected keyword argument 'p'"):
+        cp.linalg.norm(x, p=2)
+    assert float(np.sum(x, axis=1, keepdims=True)[1, 0]) == 12.0   # what CuPy takes passes
+    assert float(np.linalg.norm(x, axis=1, keepdims=True)[0, 0]) == pytest.approx(np.sqrt(5))
+
+
 def test_a_host_array_inside_a_primitive_is_caught(cp, monkeypatch):
     """Mutations: a primitive that makes its output with NumPy, or reads its device input
     through ``np.asarray``, passes on the CPU and is refused on the stand-in."""

@@ -99,6 +99,16 @@ def test_the_stand_in_cupy_knows_this_cupy():
     scatters = {n for n in dir(cp) if isinstance(getattr(cp, n), cp.ufunc)
                 and getattr(getattr(cp, n), "_scatter_op", None)}
     assert scatters == set(cupy_api.UFUNC_AT), (cp.__version__, cupy_api.VERSION)
+    import inspect
+
+    def taken(name):      # the keywords this CuPy's function takes, "**" for any
+        f = cp
+        for part in name.split("."):
+            f = getattr(f, part)
+        params = inspect.signature(f).parameters.values()
+        anything = any(p.kind == p.VAR_KEYWORD for p in params)
+        return {p.name for p in params} | ({"**"} if anything else set())
+    assert [n for n, keys in cupy_api.KEYWORDS.items() if not keys <= taken(n)] == []
 
 
 def test_second_order_derivatives_on_gpu_equal_cpu():

@@ -168,6 +168,27 @@ def test_an_input_mixing_large_and_small_entries_passes_where_the_check_can_tell
     with pytest.raises(mm.GradcheckError, match=r"f's values \(up to 1e\+08\) round by about "
                                                 ".* the check cannot tell here"):
         mm.gradcheck(lambda a: (a * a).sum(), [np.array([1e4, 0.3, -0.7])])
+    # a step that moves no value at all (had no hint: the rounding was measured over the
+    # values that moved; found by probing, 2026-12-03)
+    with pytest.raises(mm.GradcheckError, match=r"numeric 0, .*f's values \(up to 1e\+12\) "
+                                                "round by about .* the check cannot tell here"):
+        mm.gradcheck(lambda a: (a * a).sum(), [np.array([1e6, 0.5])])
+    # but a function that is flat there, with a VJP that says otherwise, is simply wrong
+    with pytest.raises(mm.GradcheckError) as info:
+        mm.gradcheck(lambda a: mm.apply(Flat(), a).sum(), [np.array([1e6, 0.5])])
+    assert "numeric 0," in str(info.value) and "round" not in str(info.value)
+
+
+class Flat(mm.Primitive):
+    """out = 0 · a, with the identity's VJP: wrong, where no step moves any value."""
+
+    abstract = True  # a test's deliberate mutant: not one of the engine's primitives
+
+    def forward(self, a):
+        return a * 0.0
+
+    def vjp(self, g, out, a):
+        return (g,)
 
 
 def test_a_check_that_compares_only_zeros_warns_that_it_proved_nothing():

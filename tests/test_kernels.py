@@ -124,6 +124,26 @@ def test_max_pool_numba_equals_reference(k, s, dtype, ties, data):
           K.TABLE["max_pool2d_backward"].reference(g, idx, x.shape), dtype)
 
 
+@pytest.mark.parametrize("k, s", [(2, 2), (3, 2)])
+def test_max_pool_int64_indices_when_int32_cannot_hold_them(monkeypatch, k, s):
+    """x of 2**31 elements or more gets int64 argmax indices; such an x (16 GiB in float64)
+    cannot be made here, so the bound is lowered to 10: both kernels (2×2 and general) then run
+    on int64 indices and still equal the reference, forward and scatter."""
+    from minimeta.kernels import pool_numba
+    x = np.random.default_rng(2).standard_normal((2, 3, 7, 6))
+    monkeypatch.setattr(pool_numba, "INT32_INDICES", 10)
+    y, idx = pool_numba.max_pool2d(x, k, s)
+    y_ref, idx_ref = K.TABLE["max_pool2d"].reference(x, k, s)
+    assert idx.dtype == np.int64
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+    g = np.random.default_rng(3).standard_normal(y.shape)
+    np.testing.assert_array_equal(pool_numba.max_pool2d_backward(g, idx, x.shape),
+                                  K.TABLE["max_pool2d_backward"].reference(g, idx, x.shape))
+    monkeypatch.undo()
+    assert pool_numba.max_pool2d(x, k, s)[1].dtype == np.int32
+
+
 @pytest.mark.parametrize("k, s, p, h, c", [(5, 2, 2, 2, 1), (5, 3, 2, 3, 3), (6, 2, 2, 3, 1),
                                            (7, 2, 3, 2, 2), (7, 3, 3, 3, 1), (5, 2, 2, 8, 64)])
 def test_a_tap_that_sees_only_padding_gathers_nothing(k, s, p, h, c):

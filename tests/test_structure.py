@@ -261,6 +261,38 @@ def test_the_primitive_lists_in_the_docs_name_every_primitive():
     assert unlisted(primitives.__doc__.replace("41 classes", "39 classes"), classes)[1] is False
 
 
+def vjp_rule_breaks(source, name):
+    """Where a ``vjp`` in ``source`` reads ``.data`` or calls NumPy or a kernel (``np.``,
+    ``K.``): the rule of docs/ENGINE.md, "a vjp never touches .data, never calls NumPy or a
+    kernel directly: only Tensor ops", which
+    keeps every VJP differentiable (a mask made from arrays is a constant either way, but a
+    value read off ``.data`` would silently cut the graph)."""
+    breaks = []
+    for fn in ast.walk(ast.parse(source)):
+        if isinstance(fn, ast.FunctionDef) and fn.name == "vjp":
+            for node in ast.walk(fn):
+                name_of = node.value.id if isinstance(node, ast.Attribute) and \
+                    isinstance(node.value, ast.Name) else None
+                if isinstance(node, ast.Attribute) and (   # (K.norm_ref.layout: shapes only)
+                        node.attr == "data" or name_of == "np" or
+                        name_of == "K" and node.attr in ("lookup", "resolve", "TABLE")):
+                    breaks.append(f"{name}:{node.lineno} {ast.unparse(node)}")
+    return breaks
+
+
+def test_no_vjp_reads_data_or_calls_numpy_or_a_kernel():
+    folder = ROOT / "minimeta" / "engine" / "primitives"
+    sources = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.py"))}
+    assert len(sources) >= 9 and sum(s.count("def vjp(") for s in sources.values()) >= 40
+    assert [b for name, s in sources.items() for b in vjp_rule_breaks(s, name)] == []
+    # the check sees Pow's masks as they were written before (2026-12-03), on arrays, and a
+    # kernel called in place of the VJP primitive
+    was = sources["elementwise.py"].replace('compare("equal", a, 0)', "a.data == 0")
+    assert vjp_rule_breaks(was, "elementwise.py") == ["elementwise.py:104 a.data"]
+    was = sources["conv.py"].replace("gb = bias_grad(g,", "gb = K.lookup('bias_grad', g)(g,")
+    assert [b.split(" ")[1] for b in vjp_rule_breaks(was, "conv.py")] == ["K.lookup"]
+
+
 def unmapped(readme, mods):
     """The modules of ``mods`` (``modules()``) that README's map of the source names neither
     by their path (`minimeta/engine/tensor.py`) nor by their folder (`minimeta/functional/`);

@@ -2,7 +2,8 @@
 
 Reading order, which is also the import order (each file imports only those before it):
 ``backend.py`` → ``tensor.py`` → ``anomaly.py`` → ``grad_mode.py`` → ``autodiff.py`` →
-``primitives/`` (each file its primitive classes and their functions) → ``ops.py`` (the
+``primitives/`` (each file its primitive classes and their functions; the "Read next" chain
+then walks through ``kernels/``, what the primitives run, before coming back) → ``ops.py`` (the
 namespace, and the Tensor's operators) → ``workers.py`` (the tasks of a meta-batch on
 threads) → ``derivatives.py``. Nothing in this package imports ``functional``, ``nn`` or
 anything above.

@@ -1,8 +1,8 @@
 """Anomaly mode: find the first op whose forward output or VJP result holds a NaN or an inf.
 
     with mm.detect_anomaly():
-        loss = model(x, params)          # every op's output is checked as it is made
-        grads = mm.grad(loss, params)    # and every VJP result, at every order
+        loss = F.cross_entropy(model(x, params), y)   # every op's output checked as made
+        grads = mm.grad(loss, list(params.values()))  # and every VJP result, at every order
 
 The error names the primitive, its inputs' shapes and dtypes (and whether they were already
 non-finite), the order of differentiation, and the line of your code that called the forward

@@ -24,7 +24,8 @@ STATE = _GradState()
 class set_grad_enabled:
     """Turn recording on or off: at once, as PyTorch's, so that ``mm.set_grad_enabled(False)``
     alone switches it off (as a bare call it had done nothing); as a ``with`` block, back to
-    what it was when the block ends; as a decorator, for each call of the function.
+    what it was when the block ends; as a decorator, for each call of the function (each step,
+    for a generator function).
 
     >>> import minimeta as mm
     >>> with mm.set_grad_enabled(False):
@@ -45,12 +46,7 @@ class set_grad_enabled:
     def __call__(self, fn):
         STATE.enabled = self._previous     # decorating switches nothing: each call does
         flag = self._flag
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with set_grad_enabled(flag):
-                return fn(*args, **kwargs)
-        return wrapper
+        return _decorate(fn, lambda: set_grad_enabled(flag))
 
 
 class no_grad:
@@ -72,31 +68,37 @@ class no_grad:
         STATE.enabled = self._previous
 
     def __call__(self, fn):
-        if inspect.isgeneratorfunction(fn):    # each step of the generator runs unrecorded
-            @functools.wraps(fn)
-            def steps(*args, **kwargs):
-                it, resume, value = fn(*args, **kwargs), "send", None
-                while True:
-                    try:
-                        with no_grad():
-                            out = getattr(it, resume)(value)   # send(None) starts it
-                    except StopIteration as stop:
-                        return stop.value
-                    try:
-                        value, resume = (yield out), "send"
-                    except GeneratorExit:
-                        it.close()
-                        raise
-                    except BaseException as err:   # g.throw(...): into fn's body
-                        value, resume = err, "throw"
-            return steps
+        return _decorate(fn, no_grad)
 
+
+def _decorate(fn, mode):
+    """``fn`` run inside ``with mode():`` at each call; a generator function, at each of its
+    steps (the switch would otherwise cover only the call that makes the generator, and
+    leak to the caller between steps)."""
+    if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with no_grad():
-                return fn(*args, **kwargs)
+        def steps(*args, **kwargs):
+            it, resume, value = fn(*args, **kwargs), "send", None
+            while True:
+                try:
+                    with mode():
+                        out = getattr(it, resume)(value)   # send(None) starts it
+                except StopIteration as stop:
+                    return stop.value
+                try:
+                    value, resume = (yield out), "send"
+                except GeneratorExit:
+                    it.close()
+                    raise
+                except BaseException as err:   # g.throw(...): into fn's body
+                    value, resume = err, "throw"
+        return steps
 
-        return wrapper
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with mode():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def is_grad_enabled():

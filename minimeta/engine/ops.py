@@ -102,9 +102,13 @@ def _numpy(name, fn):
     nothing (None, ``order='C'``), any other refused naming the function."""
     def run(*args, **kwargs):
         for key in [k for k in kwargs if k in _NUMPY_DEFAULTS]:
-            value = kwargs.pop(key)
-            if value is not None and value != _NUMPY_DEFAULTS[key]:
-                raise TypeError(f"np.{name} on a Tensor: {key}={value!r} is not offered")
+            value = kwargs.pop(key)     # (an array compared with == is no yes or no)
+            if value is None or isinstance(value, (bool, str, np.bool_)) and \
+                    value == _NUMPY_DEFAULTS[key]:
+                continue
+            shape = value.shape if isinstance(value, (Tensor, np.ndarray)) else ()
+            shown = f"an array of shape {shape}" if shape else repr(value)
+            raise TypeError(f"np.{name} on a Tensor: {key}={shown} is not offered")
         return fn(*args, **kwargs)
     return run
 

@@ -20,8 +20,9 @@ attached to the class by ``ops.py``, the top of the engine, once the functions t
 (the table ``TENSOR_METHODS`` there). Below the class: the functions that make Tensors
 (``tensor``, ``zeros``, ``ones``, ``constant``) and lift numbers and arrays met by an op.
 
-dtypes follow NumPy 2 (NEP 50): a Python scalar is "weak" and takes the tensor's dtype, so
-``float32_tensor * 2.0`` stays float32, and float32 with float64 gives float64.
+dtypes follow NumPy 2 (NEP 50; NumPy 1.x's value-based casting on 1.x): a Python scalar is
+"weak" and takes the tensor's dtype, so ``float32_tensor * 2.0`` stays float32, and float32 with
+float64 gives float64.
 
 Read next: ``minimeta/engine/anomaly.py`` (finding the first NaN or inf).
 """
@@ -84,10 +85,13 @@ class Tensor:
         Its old stamp came from another counter (another process's, a saved session's), and
         ``grad`` leaves out the graph below its oldest input's stamp: every op made here had
         been left out (an unpickled MAML adapted nothing). Pickle builds parents before their
-        children, so a copied graph keeps its order."""
+        children, so a copied graph keeps its order; but a leaf is built after its ``grad``,
+        which may be a graph made from the leaf (``create_graph=True``): a leaf depends on
+        nothing, so it takes stamp 0, older than every Tensor (a newer one had left the graph
+        of its ``grad`` out of ``grad(leaf.grad, [leaf])``)."""
         for k, v in state.items():
             setattr(self, k, v)
-        self._seq = next(STAMPS)
+        self._seq = next(STAMPS) if self._op is not None else 0
         if self._op is None:
             self._changed = 0   # (an old stamp of a change would refuse every graph made here)
 

@@ -167,6 +167,9 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     stack = x.ndim in (3, 5)
     tasks, c = (x.shape[0] if stack else 1), x.shape[1 + stack]
     shape = (1,) * stack + (1, c) + (1,) * (x.ndim - 2 - stack)
+    if (running_mean is None) != (running_var is None):    # (one alone: half an update)
+        raise ValueError("batch_norm: running_mean and running_var go together: give both "
+                         "or neither")
     for name, buffer in (("running_mean", running_mean), ("running_var", running_var)):
         if buffer is not None and np.size(buffer) != c:   # (one channel's had filled all 3)
             raise ValueError(f"batch_norm: {name} has {np.size(buffer)} values for an input "

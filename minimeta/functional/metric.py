@@ -49,7 +49,8 @@ def cosine_attention(queries, support, support_onehot, eps=1e-8, fused=True):
     queries (..., q, d), support (..., s, d), support_onehot (..., s, n) → (..., q, n), the
     attention-weighted label distribution of each query (rows sum to 1). With ``fused=True``
     and 3-D inputs (a task axis) it runs the fused primitive (one kernel forward, one backward);
-    otherwise, or with ``fused=False``, the composite below, which is its reference definition.
+    otherwise, or with ``fused=False``, the composite (``cosine_attention_composite``, defined
+    in ``engine/primitives/attention.py``), which is its reference definition.
     """
     given = tuple(getattr(support_onehot, "shape", None) or np.shape(support_onehot))
     if len(given) < 2 or given[-2] != support.shape[-2]:
@@ -73,7 +74,9 @@ def one_hot(labels, n, dtype=None, like=None):
     from ..engine.tensor import Tensor
 
     labels = np.asarray(labels)
-    if labels.size and labels.dtype.kind not in "iu":
+    if not labels.size:                 # ([] is float64 to NumPy: no rows, of any dtype)
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind not in "iu":
         raise TypeError(f"one_hot: labels must be integers, got dtype {labels.dtype}")
     if labels.ndim != 1:
         raise ValueError(f"one_hot: labels must be a vector of integers in [0, {n}), got "
@@ -90,8 +93,8 @@ def class_means(z, labels, n):
 
     Written as onehotᵀ z / counts, one matmul, so it is differentiable at any order.
     """
-    onehot = one_hot(labels, n, z.dtype, like=z)
-    counts = ops.sum(onehot, 0)
-    if (counts.numpy() == 0).any():
+    onehot = one_hot(labels, n, z.dtype, like=z)     # (checks the labels)
+    if not np.bincount(np.asarray(labels), minlength=n).all():  # on the host: no GPU read
         raise ValueError(f"class_means: every class 0..{n - 1} needs at least one example")
+    counts = ops.sum(onehot, 0)
     return ops.matmul(onehot, z, trans_a=True) / ops.expand_dims(counts, -1)

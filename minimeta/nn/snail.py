@@ -1,7 +1,7 @@
 """SNAIL (Mishra et al. 2018): temporal convolutions and causal attention over a sequence of
 labelled examples, as Modules (the functions are in ``functional/sequence.py``).
 
-A sequence is (batch, channels, steps). ``snail(ways, steps, features)`` is the paper's
+A sequence is (batch, channels, steps). ``SNAIL(ways, steps, features)`` is the paper's
 Omniglot stack on top of an image embedding:
 
     Attention(64, 32) → TC(128) → Attention(256, 128) → TC(128) → Attention(512, 256)

@@ -2,7 +2,8 @@
 
 Forward and first-order VJP each run one kernel (``kernels/attention_*``); second and higher
 derivatives go through the composite below, the reference definition, written with the
-engine's own primitives (``functional.metric.cosine_attention`` re-exports it).
+engine's own primitives (``functional.metric.cosine_attention_composite`` re-exports it;
+``functional.metric.cosine_attention`` picks the fused primitive or this composite).
 
 Read next: ``minimeta/engine/primitives/normalization.py`` (fused batch normalisation).
 """

@@ -101,13 +101,13 @@ class Pow(Primitive):
         return a ** b
 
     def vjp(self, g, out, a, b):
-        zero = a.data == 0
+        zero = compare("equal", a, 0)       # masks: constant Tensors, as in every VJP
         ga = gb = None
-        if _need(a):
-            flat = zero & (b.data == 0)         # d/da a⁰ = 0, not b · a⁻¹ = 0 · inf
+        if _need(a):                        # d/da a⁰ = 0, not b · a⁻¹ = 0 · inf
+            flat = compare("logical_and", zero, compare("equal", b, 0))
             ga = where(flat, 0.0, g * b * where(flat, 1.0, a) ** (b - 1.0))
-        if _need(b):
-            const = zero & (b.data >= 0)        # d/db 0 ** b = 0, not 0 · log 0
+        if _need(b):                        # d/db 0 ** b = 0, not 0 · log 0
+            const = compare("logical_and", zero, compare("greater_equal", b, 0))
             gb = g * out * log(where(const, 1.0, a))
         return ga, gb
 

@@ -1,4 +1,4 @@
-"""Reductions over axes: sum, max, logsumexp (``mean`` is sum / n, a composition in ops.py).
+"""Reductions over axes: sum, max, logsumexp (``mean``, below, is sum · 1/n: a composition).
 
 The VJP of a reduction broadcasts the incoming gradient back over the reduced axes. ``_keep``
 first reshapes ``g`` to the shape with the reduced axes kept as size 1, so that broadcasting
