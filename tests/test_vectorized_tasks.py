@@ -310,3 +310,60 @@ def test_running_average_updates_merge_into_one_in_order():
     out = merged(updates)
     assert len(out) == 3 and out[1] is updates[1] and out[2] is updates[2]
     assert out[0].buffer is as_one and out[0].weight == 1
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("kind", ["maml", "metasgd", "anil"])
+def test_batch_norm_on_flat_features_stacks_to_the_loop(kind, affine):
+    """An MLP with ``BatchNorm2d`` on (N, C) features: stacked, its input is (T, N, C), with
+    StackedTasks' (T, 1, C) weight, or none, or ANIL's shared (C,) one; the layer had refused
+    all three as an ambiguous 3-D input (found comparing every learner with PyTorch,
+    2026-12-03). Meta-gradients, accumulated gradients and running buffers equal the loop's."""
+    rng = np.random.default_rng(9)
+    tasks = [(rng.standard_normal((4, 3)), rng.integers(0, 2, 4), rng.standard_normal((5, 3)),
+              rng.integers(0, 2, 5)) for _ in range(3)]
+    make = {"maml": MAML, "metasgd": MetaSGD, "anil": ANIL}[kind]
+    out = []
+    for vectorize in (False, True):
+        net = nn.Sequential(nn.Linear(3, 4, seed=0, dtype=np.float64),
+                            nn.BatchNorm2d(4, dtype=np.float64, affine=affine), nn.Tanh(),
+                            nn.Linear(4, 2, seed=1, dtype=np.float64))
+        learner = stacked_if(vectorize, make(net, 0.4, 2))
+        grads = [_array(g) for g in learner.meta_gradient(tasks)]
+        learner.outer_step(tasks)
+        out.append(grads + [_array(p.grad) for p in learner.meta_parameters()]
+                   + [b.copy() for b in net.named_buffers().values()])
+    for a, b in zip(*out):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match=r"BatchNorm2d: input \(3, 4, 4\) is 3-D"):
+        nn.BatchNorm2d(4, affine=affine)(mm.tensor(np.ones((3, 4, 4))))   # not in a stack
+
+
+@pytest.mark.parametrize("learner", ["stacked", "mann", "cnp"])
+def test_a_one_graph_outer_step_gives_gradients_to_meta_parameters_only(learner):
+    """As the task loop does (``Learner.outer_step``): a Tensor the model reads but does not
+    register gets no ``.grad`` (the one-graph steps had called ``loss.backward()``, which
+    fills every leaf it reaches)."""
+    from minimeta.learners import CNP, MANNLearner
+
+    rng = np.random.default_rng(15)
+    stray = mm.tensor(np.array([1.5]), requires_grad=True)
+    if learner == "stacked":
+        w = mm.tensor(rng.standard_normal((2, 1)), requires_grad=True)
+        meta = StackedTasks(MAML(lambda x, p: (x @ p["w"]) * stray, 0.1, 1, loss="mse",
+                                 params={"w": w}))
+        tasks = regression_tasks(rng, 2, 3, 3)
+    else:   # the stray scales the encoder's codes (CNP) or the logits (MANN)
+        meta = CNP(hidden=8, seed=0, dtype=np.float64) if learner == "cnp" else \
+            MANNLearner(2, image_size=4, seed=0, dtype=np.float64)
+        module = meta.net._children["encoder"] if learner == "cnp" else meta.net
+        forward = module.forward
+        module.forward = lambda x, params: forward(x, params) * stray
+        if learner == "cnp":
+            tasks = [tuple(rng.standard_normal((5, 1)) for _ in range(4)) for _ in range(2)]
+        else:
+            tasks = [(rng.random((4, 4, 4)), np.array([0, 1, 1, 0]), rng.random((2, 4, 4)),
+                      np.array([0, 1])) for _ in range(2)]
+    meta.outer_step(tasks)
+    assert stray.grad is None
+    assert all(p.grad is not None for p in meta.meta_parameters())

@@ -72,6 +72,13 @@ def task_order(tasks):
         defer(update)
 
 
+def stacked_tasks():
+    """The number of stacked tasks of the enclosing ``task_order`` block (on this thread), or
+    None outside one: a layer that cannot tell a stack from its input alone asks this."""
+    by_task = getattr(_DEFERRED, "by_task", None)
+    return None if by_task is None else len(by_task)
+
+
 def merged(updates):
     """``updates`` in order, except that those with the same ``merge_key`` (updates of one
     piece of state, which no other update touches) become one, ``type(u).merge(group)``, at

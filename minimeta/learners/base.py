@@ -44,6 +44,20 @@ def all_or_nothing(outer_step):
     return step
 
 
+def accumulate(params, grads):
+    """Add ``grads`` into the ``.grad`` of ``params`` (a None gradient adds nothing)."""
+    for p, g in zip(params, grads):
+        if g is not None:
+            p.grad = g if p.grad is None else p.grad + g
+
+
+def backward_to(loss, params):
+    """Accumulate ∂loss/∂params into their ``.grad`` and nowhere else: ``loss.backward()``
+    would fill every leaf the loss reads, a Tensor the model uses but does not register too
+    (the meta-batch's one-graph ``outer_step``s had, where the task loop had not)."""
+    accumulate(params, grad(loss, params, allow_unused=True))
+
+
 @contextlib.contextmanager
 def whole_or_none(params, model):
     """Inside, an exception (an inf under ``detect_anomaly``, a second Ctrl-C) puts the
@@ -151,9 +165,7 @@ class Learner:
                 raise
 
         def add(grads):
-            for p, g in zip(params, grads):
-                if g is not None:
-                    p.grad = g if p.grad is None else p.grad + g
+            accumulate(params, grads)
 
         if self.workers > 1 and len(tasks) > 1:
             results = map_threads(one, enumerate(tasks), self.workers)

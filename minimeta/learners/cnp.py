@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import nn
 from ..engine import no_grad, ops
-from .base import (Learner, all_or_nothing, as_tensor, data_rng, nonempty, summary,
+from .base import (Learner, all_or_nothing, as_tensor, backward_to, data_rng, nonempty, summary,
                    tasks_given)
 
 
@@ -98,7 +98,7 @@ class CNP(Learner):
         k = context_size(xs)
         loss = self.nll(xs[:, :k], ys[:, :k], np.concatenate([xs, xq], axis=1),
                         np.concatenate([ys, yq], axis=1))
-        loss.backward()
+        backward_to(loss, self.meta_parameters())
         return summary([loss.item()], [None])
 
     def evaluate(self, task, steps=None):

@@ -28,7 +28,8 @@ from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
 from ..engine.primitives.attention import cosine_attention
-from .base import Learner, all_or_nothing, data_rng, nonempty, summary, tasks_given
+from .base import (Learner, all_or_nothing, backward_to, data_rng, nonempty, summary,
+                   tasks_given)
 
 
 def least_used(usage, n, order=None):
@@ -108,10 +109,10 @@ def presentations(labels):
 
 
 class MANNLearner(Learner):
-    """MANN on episodes (xs, ys, ...): the support set, ``ways`` classes × 10 drawings, is the
-    sequence (the query part is unused: a run may draw none, ``--queries 0``); images are
-    resized by the area matrices ``resize`` (rows, cols) when given (the paper's 20×20),
-    flattened."""
+    """MANN on episodes (xs, ys, ...): the support set, ``ways`` classes × ``shots`` drawings
+    (10 by default), is the sequence (the query part is unused: a run may draw none,
+    ``--queries 0``); images are resized by the area matrices ``resize`` (rows, cols) when
+    given (the paper's 20×20), flattened."""
 
     def __init__(self, ways=5, image_size=20, resize=None, seed=0, dtype=np.float32, **sizes):
         self.ways, self.resize, self.dtype = ways, resize, dtype
@@ -154,7 +155,7 @@ class MANNLearner(Learner):
     def outer_step(self, tasks):
         """The meta-batch's episodes run as one batch through the recurrence."""
         loss, acc = self.batch_loss(tasks)
-        loss.backward()
+        backward_to(loss, self.meta_parameters())
         return summary([loss.item()], [acc])
 
     def evaluate(self, task, steps=None):

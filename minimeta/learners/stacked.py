@@ -29,7 +29,7 @@ import numpy as np
 from ..engine import grad, ops
 from ..engine.workers import task_order
 from ..engine.tensor import Tensor
-from .base import LOSSES, all_or_nothing, summary, tasks_given
+from .base import LOSSES, all_or_nothing, backward_to, summary, tasks_given
 from .maml import MAML
 
 
@@ -90,7 +90,7 @@ class StackedTasks:
     def outer_step(self, tasks):
         """As ``Learner.outer_step``, the whole meta-batch in one graph."""
         loss, acc = self.stacked_loss(tasks)
-        loss.backward()
+        backward_to(loss, self.meta_parameters())
         return summary([loss.item()], [acc])
 
 

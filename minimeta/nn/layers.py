@@ -19,6 +19,7 @@ import numbers
 import numpy as np
 
 from .. import functional as F
+from ..engine.workers import stacked_tasks
 from ..functional.layers import whole
 from .module import Module
 
@@ -139,7 +140,11 @@ class BatchNorm2d(Module):
 
     def forward(self, x, params):
         weight = params.get("weight")
-        if x.ndim == 3 and (weight is None or weight.ndim != 2):
+        # a 3-D input is a stack of tasks (T, N, C) only where something says so: a per-task
+        # weight, (T, C) or StackedTasks' (T, 1, C), or a StackedTasks run of T tasks (an NC
+        # model without affine weights had been refused there)
+        if x.ndim == 3 and (weight is None or weight.ndim == 1) and \
+                stacked_tasks() != x.shape[0]:
             raise ValueError(f"BatchNorm2d: input {x.shape} is 3-D; give NCHW or NC (a 3-D "
                              "input is read only as a stack of tasks (T, N, C), weight (T, C))")
         return F.batch_norm(x, weight, params.get("bias"),
