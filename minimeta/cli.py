@@ -55,10 +55,8 @@ def _demo_checks(args):
     ProtoNet run's config, or None (``--omniglot-iterations 0``). Its folder,
     ``<--out>/protonet``, is replaced only if it holds an earlier demo's run: a run of the
     user's there had been overwritten without a word."""
-    from . import io
     from .experiments.config import RunConfig
     from .experiments.fewshot import MAX_EPISODES
-    from .experiments.training import CHECKPOINT, METRICS
 
     if not args.out:
         raise ValueError("--out must be a folder path, got ''")
@@ -76,6 +74,18 @@ def _demo_checks(args):
     except ValueError as err:
         raise ValueError(str(err).replace("--iterations", "--omniglot-iterations")
                          ) from None
+    _refuse_a_run_not_the_demo_s(config)
+    return config
+
+
+def _refuse_a_run_not_the_demo_s(config):
+    """``ValueError`` if ``config.out`` holds a run that is not an earlier demo's (asked
+    before the demo starts, and again before its ProtoNet part replaces the folder: a run
+    made there in the minutes between had been replaced without a word)."""
+    from . import io
+    from .experiments.config import RunConfig
+    from .experiments.training import CHECKPOINT, METRICS
+
     held = [n for n in (CHECKPOINT, METRICS) if os.path.exists(os.path.join(config.out, n))]
     if held:
         mine = {k: v for k, v in config.settings().items() if k not in DEMO_MAY_DIFFER}
@@ -89,7 +99,6 @@ def _demo_checks(args):
             raise ValueError(f"{config.out} holds a run that is not an earlier demo's "
                              f"({', '.join(held)}), which the demo would replace: give "
                              "another --out")
-    return config
 
 
 DEMO_MAY_DIFFER = ("iterations", "seed", "out", "overwrite", "resume", "threads", "minutes")
@@ -102,6 +111,7 @@ def _demo_omniglot(args, config):
     from .experiments import fewshot
     from .experiments.training import train
 
+    _refuse_a_run_not_the_demo_s(config)    # again: the sinusoid part took minutes
     found = [os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES[p][0]))
              for p in ("background", "evaluation")]
     if not all(found):
@@ -193,9 +203,20 @@ def _train(args):
         print(f"\nminimeta train: {err}" if sys.stderr.isatty() else f"minimeta train: {err}",
               file=sys.stderr)
         return 1
-    print(f"checkpoint: {os.path.join(config.out, 'checkpoint.npz')}\n"
-          f"metrics: {config.out}/metrics.jsonl")
+    _say(f"checkpoint: {os.path.join(config.out, 'checkpoint.npz')}\n"
+         f"metrics: {config.out}/metrics.jsonl")
     return 0
+
+
+def _say(*text):
+    """``print`` for a command whose work is done and on disk: a stdout gone away (``| head``,
+    a full disk) is no failure (a finished run had exited 2, saying "--resume"), and what
+    is left unwritten is dropped, not flushed into the same error at exit."""
+    try:
+        print(*text, flush=True)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _eval(args):
@@ -204,7 +225,8 @@ def _eval(args):
 
     configure()
     fewshot.evaluate(args.checkpoint, args.episodes, args.seed, args.part, args.ways, args.shots,
-                     args.queries, args.report, args.device)
+                     args.queries, args.report, args.device,
+                     log=_say if args.report else print)   # (the report holds the result)
     return 0
 
 

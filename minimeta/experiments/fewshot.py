@@ -23,6 +23,7 @@ from .evaluation import run_episodes
 from .progress import first_use_note
 from .registry import LEARNERS, no_queries, unread
 from .registry import build as build_config
+from .runfolder import CHECKPOINT, METRICS, checked
 from .training import task_source
 
 __all__ = ["evaluate", "run_episodes", "build", "settings_with_defaults"]
@@ -95,8 +96,7 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
             protocol = (f"{config.learner} on sinusoids, K = {shots} support points, {queries} "
                         f"query points, {steps}trained {state['iteration']} iterations (K = "
                         f"{config.shots}) in {state['seconds']:.0f} s")
-        log(f"{what} {mean:.4f} ± {half:.4f} (95% interval, {episodes} episodes) | {protocol}")
-        if out is not None:
+        if out is not None:     # first: the result is kept even if stdout has gone away
             row = {"learner": config.learner, "fce": config.fce, what: mean, "interval": half,
                    "episodes": episodes, "ways": ways, "shots": shots, "queries": queries,
                    "part": part, "split": config.split, "iterations": state["iteration"],
@@ -106,6 +106,7 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
                    "train_ways": config.ways, "train_shots": config.shots,
                    "protocol": protocol, "settings": config.settings()}
             out.write(json.dumps(row) + "\n")
+        log(f"{what} {mean:.4f} ± {half:.4f} (95% interval, {episodes} episodes) | {protocol}")
     return mean, half
 
 
@@ -126,17 +127,7 @@ def _check_counts(episodes, ways, shots, queries):
 def _config(state, checkpoint, device):
     """The ``RunConfig`` of a checkpoint's settings; ``ValueError`` naming a bad checkpoint.
     Fills in ``state['seconds']`` (0 when absent) and checks ``state['iteration']``."""
-    settings = state["settings"]
-    iteration, seconds = (v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v
-                          for v in (state["iteration"], state.get("seconds", 0.0)))
-    if not isinstance(settings, dict):
-        raise ValueError(f"eval: {checkpoint}'s 'settings' is not a dict of settings")
-    if isinstance(iteration, bool) or not isinstance(iteration, numbers.Integral) \
-            or iteration < 0:
-        raise ValueError(f"eval: {checkpoint}'s 'iteration' is {iteration!r}, not a count")
-    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
-        raise ValueError(f"eval: {checkpoint}'s 'seconds' is {seconds!r}, not a number")
-    state["iteration"], state["seconds"] = int(iteration), float(seconds)
+    settings = checked(state, checkpoint, "eval")["settings"]
     try:
         return RunConfig.from_settings(settings, resume=False, device=device)
     except (ValueError, TypeError) as err:
@@ -218,6 +209,12 @@ def _report_file(path):
     if os.path.isdir(path):
         raise ValueError(f"eval: --report {path} is a folder; give a file path (the result "
                          "is appended to it as one JSON line)")
+    run_log = os.path.basename(path) == METRICS and os.path.exists(
+        os.path.join(os.path.dirname(path), CHECKPOINT))
+    if path.endswith(".npz") or run_log:   # (a line there had broken the run's --resume)
+        what = "a run's training log" if run_log else "a checkpoint's name (.npz)"
+        raise ValueError(f"eval: --report {path} is {what}; give a file of its own (the "
+                         "result is appended to it as one JSON line)")
     if not os.path.isdir(folder):
         what = "is a file, not a folder" if os.path.exists(folder) else "does not exist"
         raise ValueError(f"eval: --report {path}: {folder} {what}; give a file path in an "

@@ -13,7 +13,10 @@ Read next: ``minimeta/experiments/stopping.py`` (how a run stops without losing 
 """
 import contextlib
 import json
+import numbers
 import os
+
+import numpy as np
 
 from .. import io
 
@@ -76,6 +79,34 @@ class Home:
                 "there (--out its new path)")
 
 
+def no_log(folder):
+    """Whether ``folder`` holds no training log: no ``metrics.jsonl``, or an empty one, which a
+    run stopped between making it and its first checkpoint leaves (a SIGKILL then; a rerun and
+    ``--resume`` had both refused the folder: found by probing, 2026-12-03)."""
+    try:
+        return os.path.getsize(os.path.join(folder, METRICS)) == 0
+    except FileNotFoundError:
+        return True
+
+
+def checked(state, path, who):
+    """A run's checkpoint ``state``, its ``settings`` a dict, its ``iteration`` a count and its
+    ``seconds`` (0 when absent) a number, made Python's; else a ``ValueError`` naming ``who``
+    (``eval``, ``--resume``) and ``path``."""
+    settings = state["settings"]
+    iteration, seconds = (v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v
+                          for v in (state["iteration"], state.get("seconds", 0.0)))
+    if not isinstance(settings, dict):
+        raise ValueError(f"{who}: {path}'s 'settings' is not a dict of settings")
+    if isinstance(iteration, bool) or not isinstance(iteration, numbers.Integral) \
+            or iteration < 0:
+        raise ValueError(f"{who}: {path}'s 'iteration' is {iteration!r}, not a count")
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
+        raise ValueError(f"{who}: {path}'s 'seconds' is {seconds!r}, not a number")
+    state["iteration"], state["seconds"] = int(iteration), float(seconds)
+    return state
+
+
 def open_run(config):
     """The checks of ``config.out`` before a run starts (``ValueError``, one line); returns
     the checkpoint to resume from (a dict), or None for a fresh run."""
@@ -86,17 +117,25 @@ def open_run(config):
     path = os.path.join(config.out, CHECKPOINT)
     if config.resume:
         if not os.path.exists(path):
-            if os.path.exists(os.path.join(config.out, METRICS)):
+            if not no_log(config.out):
                 raise ValueError(f"--resume: {config.out} holds {METRICS} but no checkpoint to "
                                  "resume from: --overwrite to start afresh there, or another "
                                  "--out")
             raise ValueError(f"--resume: no run to resume in {config.out} ({path} does not "
                              "exist); drop --resume to start one there")
-        state = io.load(path)
-        config.check_resume(state["settings"], int(state["iteration"]))
+        state = checked(io.load(path, require=("model", "settings", "iteration")), path,
+                        "--resume")
+        try:        # (a checkpoint of minimeta's format, but not of a run: found by probing)
+            type(config).from_settings(state["settings"], resume=False, overwrite=False)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"--resume: {path} holds settings minimeta cannot use "
+                             f"({err})") from None
+        config.check_resume(state["settings"], state["iteration"])
         return state
     held = [name for name in (CHECKPOINT, METRICS)
             if os.path.exists(os.path.join(config.out, name))]
+    if held == [METRICS] and no_log(config.out):
+        held = []       # nothing trained, nothing to lose: a fresh run may start there
     if held and not config.overwrite:
         resume = "--resume to continue it, " if CHECKPOINT in held else ""
         raise ValueError(f"{config.out} already holds a run ({', '.join(held)}): {resume}"

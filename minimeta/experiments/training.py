@@ -195,7 +195,7 @@ def _train(config, state, model, learner, label, smooth, log, made, resume_hint,
     # done: the iteration the weights are at; sound: they came from finite steps only; busy:
     # an iteration's update is under way; pending: its metrics line, until written
     run = {"done": start, "saved": start, "sound": True, "busy": False, "trained": trained,
-           "pending": pending}
+           "pending": pending, "unsaved": bool(checkpoint) and state is None}
     bar = Progress(config.iterations, label, first=start, budget=budget,
                    spent=lambda: run["trained"])   # the budget's clock: training time only
     first_use_note(model, config.device, log)  # a pause of half a minute, once
@@ -246,10 +246,11 @@ def _train(config, state, model, learner, label, smooth, log, made, resume_hint,
         run["pending"] = None
 
     try:
-        if checkpoint and state is None:
-            first_save(save, metrics_file, config.out, made)  # metrics: a checkpoint too
-        run["last"] = time.perf_counter()
         with detect_anomaly(config.detect_anomaly), GracefulStop() as signals:
+            if run["unsaved"]:    # (a stop signal now waits for it: a second one cuts it short)
+                first_save(save, metrics_file, config.out, made)  # metrics: a checkpoint too
+                run["unsaved"] = False
+            run["last"] = time.perf_counter()
             if run["pending"] is not None:
                 write_line(signals)
             for it in range(start, config.iterations):
@@ -288,7 +289,10 @@ def _train(config, state, model, learner, label, smooth, log, made, resume_hint,
                     save(run["done"])
             save(run["done"])
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM or SIGHUP (Terminated)
-        if checkpoint:
+        if run["unsaved"]:    # cut short in the first save, which left the folder as it was
+            log(f"\n{'stopped by ' + str(err) if isinstance(err, Terminated) else 'interrupted'}"
+                f" before the run's first checkpoint: nothing saved, {config.out} as it was")
+        elif checkpoint:
             if run["sound"] and not run["busy"]:
                 save(run["done"])
             how = f"stopped by {err}" if isinstance(err, Terminated) else "interrupted"
