@@ -12,6 +12,7 @@ from numba import njit, prange
 
 INT32_INDICES = 2 ** 31   # x with fewer elements than this gets int32 argmax indices
 
+
 @njit(cache=True, inline="always")
 def _beats(v, best):
     """v takes the window's place: larger, or the first NaN (``argmax``'s rule: a NaN wins).
