@@ -97,6 +97,8 @@ def _flatten(obj, prefix, arrays, kinds, names):
             where = f"{prefix}/{text}" if prefix else text
             if "/" in text:
                 raise ValueError(f"save: key {key!r} contains '/', which separates levels")
+            if "\0" in text:   # the archive cuts an entry's name there: unreadable back
+                raise ValueError(f"save: key {key!r} contains a NUL character; rename it")
             if not text or where == _META:
                 raise ValueError(f"save: key {key!r} is reserved or empty; rename it")
             if text.endswith(".npy"):  # NumPy's archive reads "w.npy" back as entry "w"

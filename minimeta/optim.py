@@ -18,6 +18,7 @@ the new parameters with Tensor ops instead, see ``learners/``).
 Read next: ``minimeta/io.py`` (atomic .npz checkpoints).
 """
 import math
+import numbers
 
 import numpy as np
 
@@ -45,6 +46,9 @@ class Optimizer:
 
     def __init__(self, params, lr, clip_norm=None):
         name = type(self).__name__
+        if isinstance(params, Tensor):   # (list() had iterated over its elements)
+            raise TypeError(f"{name}: params must be a list of Tensors (model.parameters()), "
+                            f"got one Tensor: pass [it]")
         self.params = list(params.values() if hasattr(params, "values") else params)
         if not self.params:   # (a model of unregistered layers has none: nothing would train)
             raise ValueError(f"{name}: no parameters to optimize (model.parameters() was empty: "
@@ -60,10 +64,12 @@ class Optimizer:
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError(f"{name}: a parameter is listed twice (it would be stepped twice; "
                              "for tied weights, list each Tensor once)")
-        if not 0 < lr < math.inf:   # (inf had been taken, as the learners and CLI refuse it)
-            raise ValueError(f"{name}: learning rate must be a finite number > 0, got {lr}")
-        if clip_norm is not None and not 0 < clip_norm < math.inf:
-            raise ValueError(f"{name}: clip_norm must be a finite number > 0, got {clip_norm}")
+        # (inf had been taken, as the learners and CLI refuse it; a string had met "<")
+        _check(name, "learning rate", lr, lambda v: isinstance(v, numbers.Real) and
+               0 < v < math.inf, "a finite number > 0")
+        if clip_norm is not None:
+            _check(name, "clip_norm", clip_norm, lambda v: isinstance(v, numbers.Real) and
+                   0 < v < math.inf, "a finite number > 0")
         # Python numbers: NumPy scalars (np.float64) had widened float32 updates to float64
         self.lr, self.last_norm = float(lr), None
         self.clip_norm = None if clip_norm is None else float(clip_norm)

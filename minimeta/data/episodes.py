@@ -13,13 +13,31 @@ machine (NumPy's PCG64 generator).
 
 Read next: ``minimeta/experiments/__init__.py`` (the papers' experiments).
 """
+import numbers
+
 import numpy as np
+
+
+def count(who, name, value, least):
+    """``value`` if it is an integer of at least ``least``, else a one-line ``ValueError``
+    naming ``who`` and ``name`` (NumPy's own errors, deep inside, had named neither)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or value < least:
+        raise ValueError(f"{who}: {name} must be an integer of at least {least}, got "
+                         f"{value!r}")
+    return int(value)
 
 
 class EpisodeSampler:
     """Draws (x_support, y_support, x_query, y_query) episodes from ``classes``."""
 
     def __init__(self, classes, ways, shots, queries, seed=0):
+        if np.ndim(classes) != 4:
+            raise ValueError(f"EpisodeSampler: classes must be an array (classes, examples, "
+                             f"H, W), got shape {np.shape(classes)}")
+        ways, shots, queries = (count("EpisodeSampler", name, value, least) for name, value, least
+                                in (("ways", ways, 1), ("shots", shots, 1),
+                                    ("queries", queries, 0)))
         n_classes, per_class = classes.shape[:2]
         if ways > n_classes:
             fix = f"ask for at most {n_classes} ways" if n_classes else "no classes to draw"
@@ -52,4 +70,5 @@ class EpisodeSampler:
 
     def batch(self, n_tasks):
         """A meta-batch: a list of ``n_tasks`` episodes."""
-        return [self.sample() for _ in range(n_tasks)]
+        return [self.sample() for _ in range(count("EpisodeSampler.batch", "n_tasks",
+                                                   n_tasks, 1))]

@@ -25,6 +25,7 @@ Read next: ``minimeta/data/fetch.py`` (downloading the originals).
 """
 import contextlib
 import hashlib
+import numbers
 import os
 import re
 import threading
@@ -110,7 +111,9 @@ def area_matrix(n_in, n_out):
 
 
 def resize(images, size):
-    """Area-average resize of ink images (..., H, W) (ink = 1.0) to (..., size, size)."""
+    """Area-average resize of ink images (..., H, W) (ink = 1.0) to (..., size, size): each
+    output pixel the mean of its patch, in [0, 1] up to float32 rounding (a patch all ink may
+    give 1.0000002: the float32 weights of a row sum to 1 within an ulp)."""
     r_rows = area_matrix(images.shape[-2], size).astype(np.float32)
     r_cols = area_matrix(images.shape[-1], size).astype(np.float32)
     return np.einsum("ij,...jk,lk->...il", r_rows, images.astype(np.float32), r_cols,
@@ -173,12 +176,20 @@ def split_characters(split, part, val_size=0, folder=None, verify=True, size=28)
     """Character images (characters, 20, size, size) of ``part`` ('train', 'val', 'test')."""
     if part not in ("train", "val", "test"):
         raise ValueError(f"Omniglot: part must be 'train', 'val' or 'test', got {part!r}")
+    if isinstance(val_size, (bool, np.bool_)) or not isinstance(val_size, numbers.Integral):
+        raise ValueError(f"Omniglot: val_size must be an integer, got {val_size!r}")
     if split == "lake":
         if part == "val":
             raise ValueError("Omniglot: the 'lake' split has no validation part")
+        if val_size:    # (it had been ignored: the parts are the two published files)
+            raise ValueError(f"Omniglot: the 'lake' split holds no characters out for "
+                             f"validation, got val_size={val_size}: give 0")
         return load("background" if part == "train" else "evaluation", size, folder, verify)
     if split != "vinyals":
         raise ValueError(f"Omniglot: split must be 'vinyals' or 'lake', got {split!r}")
+    if part == "val" and not val_size:      # (had been an empty part: no episode to draw)
+        raise ValueError("Omniglot: the 'val' part is empty with val_size=0: hold some "
+                         "characters out (val_size > 0)")
     both = np.concatenate([load("background", size, folder, verify),
                            load("evaluation", size, folder, verify)])
     order = np.random.default_rng(SPLIT_SEED).permutation(len(both))

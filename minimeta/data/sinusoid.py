@@ -12,12 +12,19 @@ Read next: ``minimeta/data/omniglot.py`` (Omniglot: conversion and splits).
 """
 import numpy as np
 
+from .episodes import count
+
 
 class SinusoidTasks:
     """A seeded generator of sinusoid tasks."""
 
     def __init__(self, amplitude=(0.1, 5.0), phase=(0.0, np.pi), x_range=(-5.0, 5.0), seed=0,
                  dtype=np.float32):
+        for name, (low, high) in (("amplitude", amplitude), ("phase", phase),
+                                  ("x_range", x_range)):
+            if not low <= high:     # (NumPy had said "high - low < 0" at the first draw)
+                raise ValueError(f"SinusoidTasks: {name} must be a range (low, high) with "
+                                 f"low <= high, got {(low, high)}")
         self.amplitude, self.phase, self.x_range = amplitude, phase, x_range
         self.rng = np.random.default_rng(seed)
         self.dtype = dtype
@@ -34,10 +41,9 @@ class SinusoidTasks:
     def sample(self, n_tasks, shots, queries=None):
         """``n_tasks`` tuples (x_s, y_s, x_q, y_q): ``shots`` support and ``queries`` query
         points (default: as many as ``shots``)."""
-        if shots < 1 or n_tasks < 1:
-            raise ValueError(f"SinusoidTasks.sample: need n_tasks >= 1 and shots >= 1, got "
-                             f"{n_tasks}, {shots}")
-        queries = shots if queries is None else queries
+        who = "SinusoidTasks.sample"
+        n_tasks, shots = count(who, "n_tasks", n_tasks, 1), count(who, "shots", shots, 1)
+        queries = shots if queries is None else count(who, "queries", queries, 0)
         amps, phases = self.sample_functions(n_tasks)
         return [self.points(a, p, shots) + self.points(a, p, queries)
                 for a, p in zip(amps, phases)]

@@ -55,7 +55,7 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
     of another architecture, counts out of range. A query loss that is not finite stops the
     evaluation (``FloatingPointError``) instead of averaging it.
     """
-    _check_counts(episodes, ways, shots, queries)
+    _check_counts(episodes, ways, shots, queries, seed)
     with _report_file(report) as out:  # opened (or refused) before anything else runs
         state = io.load(checkpoint, require=("model", "settings", "iteration"))
         config = _config(state, checkpoint, device)
@@ -110,9 +110,11 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
     return mean, half
 
 
-def _check_counts(episodes, ways, shots, queries):
-    """The counts asked for (``None``: the training run's), checked before anything runs."""
+def _check_counts(episodes, ways, shots, queries, seed=0):
+    """The counts asked for (``None``: the training run's) and the seed, checked before
+    anything runs (a bad seed had failed in NumPy, after the model was built)."""
     for name, value, least, most in (("episodes", episodes, 2, MAX_EPISODES),
+                                     ("seed", seed, 0, None),
                                      ("ways", ways, 1, None), ("shots", shots, 1, None),
                                      ("queries", queries, 0, None)):
         if value is None and name != "episodes":

@@ -82,7 +82,12 @@ class Linear(Module):
                  dtype=np.float32, init_std=None):
         super().__init__()
         r = generator(seed, rng)
-        self.shape = (in_features, out_features)
+        # (0 features had divided by zero, and a NaN init_std made NaN weights)
+        self.shape = (whole("Linear", "in_features", in_features, 1, axes=1),
+                      whole("Linear", "out_features", out_features, 1, axes=1))
+        if init_std is not None and not (isinstance(init_std, numbers.Real)
+                                         and 0 <= init_std < np.inf):
+            raise ValueError(f"Linear: init_std must be a finite number >= 0, got {init_std!r}")
         std = np.sqrt(2.0 / in_features) if init_std is None else init_std
         self.add_param("weight", (r.standard_normal(self.shape) * std).astype(dtype))
         if bias:
@@ -102,6 +107,8 @@ class Conv2d(Module):
                  seed=None, rng=None, dtype=np.float32):
         super().__init__()
         r = generator(seed, rng)
+        in_channels = whole("Conv2d", "in_channels", in_channels, 1, axes=1)
+        out_channels = whole("Conv2d", "out_channels", out_channels, 1, axes=1)
         kernel_size = whole("Conv2d", "kernel_size", kernel_size, 1)
         self.stride = whole("Conv2d", "stride", stride, 1)
         self.padding = whole("Conv2d", "padding", padding, 0)

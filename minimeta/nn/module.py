@@ -221,6 +221,10 @@ class Module:
 
     def train(self, mode=True):
         """Set training mode (batch norm uses batch statistics) here and in every child."""
+        if not isinstance(mode, (bool, np.bool_)):   # ("no" is true: it had trained)
+            raise TypeError(f"{type(self).__name__}.train: mode must be True or False, got "
+                            f"{mode!r}")
+        mode = bool(mode)
         self.training = mode
         for child in self._children.values():
             child.train(mode)
@@ -264,14 +268,19 @@ class Module:
                 f"architecture?): missing {missing}; unexpected {extra}{shapes}")
         pairs = [(p.data, state[f"param:{k}"], k) for k, p in params.items()] + \
             [(b, state[f"buffer:{k}"], k) for k, b in buffers.items()]
-        for target, value, name in pairs:   # every shape checked before anything is copied
-            _fits(target, value, name)
-        for k, p in params.items():   # new arrays, as an optimizer step makes (optim.py)
-            p.data = to_device(np.array(state[f"param:{k}"], dtype=p.dtype, order="C"),
-                               p.device)
+        converted = []
+        for target, value, name in pairs:   # every value checked and converted before any
+            _fits(target, value, name)      # is copied (a string had half-loaded a model)
+            try:
+                converted.append(np.array(value, dtype=target.dtype, order="C"))
+            except (TypeError, ValueError) as err:
+                raise StateDictError(f"load_state_dict: {name} cannot be {target.dtype} "
+                                     f"({type(err).__name__}: {err}); nothing loaded") from None
+        for (k, p), value in zip(params.items(), converted):   # new arrays, as an optimizer
+            p.data = to_device(value, p.device)                # step makes (optim.py)
             p.changed_in_place()
-        for k, b in buffers.items():  # in place: the layers hold these arrays
-            b[...] = to_device(np.asarray(state[f"buffer:{k}"]), device_of(b))
+        for b, value in zip(buffers.values(), converted[len(params):]):  # in place: the
+            b[...] = to_device(value, device_of(b))                      # layers hold these
 
     def __repr__(self):
         inner = "".join(f"\n  ({k}): {repr(c)}".replace("\n", "\n  ")
