@@ -276,8 +276,8 @@ class Module:
             except (TypeError, ValueError) as err:
                 raise StateDictError(f"load_state_dict: {name} cannot be {target.dtype} "
                                      f"({type(err).__name__}: {err}); nothing loaded") from None
-        for (k, p), value in zip(params.items(), converted):   # new arrays, as an optimizer
-            p.data = to_device(value, p.device)                # step makes (optim.py)
+        for p, value in zip(params.values(), converted):   # new arrays, as an optimizer
+            p.data = to_device(value, p.device)            # step makes (optim.py)
             p.changed_in_place()
         for b, value in zip(buffers.values(), converted[len(params):]):  # in place: the
             b[...] = to_device(value, device_of(b))                      # layers hold these
