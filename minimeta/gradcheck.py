@@ -252,17 +252,19 @@ def _failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dt
     here, up, down = at(0.0), at(eps), at(-eps)
     touched = up != down     # outputs the step leaves alone add an exact 0 (``_quotient``)
     noise = 2 * unit * float(np.sum((np.abs(v) * np.abs(here))[touched])) / (2 * eps)
+    # a step that moved no value at all: its rounding over every output (noise is then 0)
+    swallowed = 0.0 if touched.any() else \
+        unit * float(np.sum(np.abs(v) * np.abs(here))) / eps
     if np.isnan(err):
         hint = f"; a NaN: is the point outside f's domain, or on a kink a {step} crosses?"
     elif unit * 100 > eps:   # the rounding of f's values swamps the step
         hint = (f"; f's values are {np.dtype(out_dtype).name}, whose rounding swamps a step of "
                 f"{eps:.3g}: compute in float64, or raise eps and the tolerances")
-    elif err < 2 * noise or not touched.any() and abs(analytic) < 2 * unit * float(
-            np.sum(np.abs(v) * np.abs(here))) / eps:   # the step moved no value: rounding?
-        rounding = max(noise, unit * float(np.sum(np.abs(v) * np.abs(here))) / eps)
+    elif err < 2 * noise or abs(analytic) < 2 * swallowed:
         hint = (f"; f's values (up to {np.max(np.abs(here)):.3g}) round by about "
-                f"{rounding:.3g} of the quotient, more than the step changes them: the check "
-                "cannot tell here; check at a point of smaller values, or with a larger eps")
+                f"{max(noise, swallowed):.3g} of the quotient, more than the step changes them: "
+                "the check cannot tell here; check at a point of smaller values, or with a larger "
+                "eps")
     else:
         def sides(plus, minus, s):   # one-sided quotients: right − left ~ f''·s if smooth
             return (float(np.sum((plus - here) * v)) / s, float(np.sum((here - minus) * v)) / s)

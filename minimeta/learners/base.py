@@ -164,18 +164,15 @@ class Learner:
                                    f"{len(tasks)}")
                 raise
 
-        def add(grads):
-            accumulate(params, grads)
-
         if self.workers > 1 and len(tasks) > 1:
             results = map_threads(one, enumerate(tasks), self.workers)
             for _, _, grads in results:
-                add(grads)
+                accumulate(params, grads)
         else:
             results = []
             for numbered in enumerate(tasks):   # each task's gradient added before the next
                 loss, acc, grads = one(numbered)
-                add(grads)
+                accumulate(params, grads)
                 results.append((loss, acc, None))     # (its gradient added, not kept)
         return summary([r[0] for r in results], [r[1] for r in results])
 
