@@ -37,7 +37,9 @@ Kernels take arrays and return arrays; they never see a Tensor. The engine calls
 through ``lookup(name, array, *more)``. It returns the CUDA version when ``array`` lives on a
 GPU (a CuPy array, or one with ``__cuda_array_interface__``), else the CPU version, unless
 ``MINIMETA_KERNELS=reference`` is set or the code runs inside ``use_reference()`` (for teaching
-and debugging), or one of the arrays is empty (the reference: NumPy's rules for empty axes).
+and debugging), or one of the arrays is empty (the reference: NumPy's rules for empty axes),
+or, on the CPU, not what the kernel computes exactly in (integers where it works in floats, a
+byte order not the machine's: the reference; ``_kernel_dtypes``).
 numba (and numba.cuda) is imported on the first lookup of one of its kernels, never with
 minimeta (where numba can write its cache neither beside the kernels nor in the
 home folder, the lookup gives it a private temporary folder: ``_import``).
@@ -47,6 +49,7 @@ Read next: ``kernels/conv_ref.py`` (convolution in NumPy: the spec).
 import contextlib
 import importlib
 import os as _os
+import pickle as _pickle
 import stat as _stat
 import sys as _sys
 import tempfile as _tempfile
@@ -149,23 +152,27 @@ def _import(module, import_module=importlib.import_module):
     return import_module(module)
 
 
-def compiled_before(module="conv_numba"):
+def compiled_before(module="conv_numba", dtype="float32"):
     """Whether numba's cache holds kernels of ``module`` (a name in this package, or a
-    module) compiled before: an index file of any of its cached kernels (a run uses some of
-    them, not all), so that their first use loads them instead of compiling them (the
-    convolutions: about half a minute on two cores, once a machine). None where it cannot
-    tell: the references in use, or a numba whose cache is laid out otherwise (read through
-    numba's private attributes)."""
+    module) compiled before for ``dtype`` arrays (a run's: the layers are float32): any of its
+    cached kernels (a run uses some of them, not all) with a fresh index entry whose signature
+    takes that dtype, so that their first use loads them instead of compiling them (the
+    convolutions: about half a minute on two cores, once a machine). An index alone had said
+    yes after the tour, whose float64 examples leave float64 versions only. None where it
+    cannot tell: the references in use, or a numba whose cache is laid out otherwise (read
+    through numba's private attributes)."""
     if LOCAL.reference:
         return None
     try:
         if isinstance(module, str):
             module = _import(f"{__name__}.{module}")
-        indexes = [kernel._cache._cache_file._index_path for kernel in vars(module).values()
-                   if getattr(getattr(kernel, "_cache", None), "_cache_file", None) is not None]
-    except (AttributeError, ImportError):
+        files = [kernel._cache._cache_file for kernel in vars(module).values()
+                 if getattr(getattr(kernel, "_cache", None), "_cache_file", None) is not None]
+        return any(any(dtype in str(kind) for kind in key[0])
+                   for file in files for key in file._load_index()) if files else None
+    except (AttributeError, ImportError, TypeError, IndexError, ValueError, EOFError,
+            _pickle.UnpicklingError):
         return None
-    return any(_os.path.exists(index) for index in indexes) if indexes else None
 
 
 def private_cache_dir():
@@ -224,10 +231,33 @@ def lookup(name, array=None, *more):
         return resolve(row.cuda) if row.cuda else row.reference
     if not row.cpu:
         return row.reference
+    if array is not None:   # the common case, native floats, in set lookups (this runs at every op)
+        usual = array.dtype in NATIVE_FLOATS
+        for a in more:
+            usual = usual and a.dtype in NATIVE_FLOATS
+        if not usual and not _kernel_dtypes(name, (array, *more)):
+            return row.reference
     kernel = resolve(row.cpu)   # (numba is imported by its kernels' modules, not for the others)
     return kernel if "numba" not in _sys.modules or concurrent_kernels() else \
         one_at_a_time(kernel)
 
+
+
+# rows whose numba kernels compute in their inputs' own dtype, exactly: integers are fine there
+ANY_DTYPE = frozenset({"where", "max_pool2d", "max_pool2d_backward"})
+NATIVE_FLOATS = frozenset({_np.dtype(_np.float32), _np.dtype(_np.float64)})
+
+
+def _kernel_dtypes(name, arrays):
+    """False where the numba kernel would not give the spec's numbers: an array in a byte order
+    not the machine's (numba refuses it), or an integer one in a row that computes in floats
+    (Winograd's matrices, attention's norms, batch norm's mean would be truncated). The engine
+    gives its kernels native floats; this is for the table called directly."""
+    for a in arrays:
+        dtype = a.dtype
+        if not dtype.isnative or dtype.kind != "f" and name not in ANY_DTYPE:
+            return False
+    return True
 
 
 def via_host(reference):

@@ -252,10 +252,12 @@ def _shifted_gemm_weight_grad(x, g, w_shape, padding):
 
 
 def _finite(y):
-    """Whether every value of a Winograd result is finite (its sum is: one pass, no mask).
-    A NaN or an inf in the input spreads over the whole tile it falls in (and inf − inf makes
-    NaN), so a result that is not finite is computed again by the direct paths, which give
-    the reference's non-finite values exactly; 3–4% of a Winograd layer's time."""
+    """Whether every value of a Winograd or shifted-GEMM result is finite (its sum is: one
+    pass, no mask). A NaN or an inf in the input spreads over the whole Winograd tile it falls
+    in (and inf − inf makes NaN), and the shifted GEMMs multiply padding and spare columns by
+    it (inf · 0 makes NaN), so a result that is not finite is computed again by the direct
+    paths, which give the reference's non-finite values exactly; 3–4% of a Winograd layer's
+    time."""
     return bool(np.isfinite(np.sum(y)))
 
 
@@ -306,7 +308,9 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
             if _finite(gx):
                 return gx
         if _shifted_pays(x_shape, kh, stride, kh - 1 - padding) and o > 1:
-            return _shifted_gemm_conv(g, flipped, kh - 1 - padding)
+            gx = _shifted_gemm_conv(g, flipped, kh - 1 - padding)
+            if _finite(gx):     # (it multiplies g's zero padding by the weights: inf · 0)
+                return gx
     w2t = w.reshape(o, -1).T
     gx = np.empty((n,) + tuple(x_shape[1:]), dtype=g.dtype)
 
@@ -335,7 +339,9 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
         if _finite(gw):
             return gw
     if c > 1 and _shifted_pays(x.shape, kh, stride, padding):
-        return _shifted_gemm_weight_grad(x, g, w_shape, padding)
+        gw = _shifted_gemm_weight_grad(x, g, w_shape, padding)
+        if _finite(gw):         # (its spare columns multiply pixels by zeros: inf · 0)
+            return gw
 
     def part(bounds):  # one chunk of images
         a, b = bounds

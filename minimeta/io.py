@@ -126,6 +126,10 @@ def _flatten(obj, prefix, arrays, kinds, names):
         arrays[prefix] = np.asarray(float(obj) if isinstance(obj, float) else str(obj))
     elif isinstance(obj, (list, tuple)):
         kinds[prefix], arrays[prefix] = "array", _sequence(obj, prefix)
+    elif isinstance(obj, np.ma.MaskedArray):  # the archive would keep the data, not the mask
+        raise TypeError(f"save: value at {prefix!r} is a masked array, whose mask would be "
+                        "lost; save .filled(...) and the mask as two entries; nothing was "
+                        "written")
     else:
         data = to_host(obj.numpy() if hasattr(obj, "numpy") else obj)
         if not isinstance(data, np.ndarray) or data.dtype.hasobject:

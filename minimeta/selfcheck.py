@@ -34,9 +34,9 @@ from minimeta.selfcheck_inputs import (attention_args, batch_norm_args, bias_gra
                                        conv_input_grad_args, conv_weight_grad_args,
                                        float32_unary, getitem_args,
                                        matmul_args, matmul_flags_args, pool_args,
-                                       pool_backward_args, reduce_args, reshape_args,
-                                       scatter_args, separated_pair, transpose_args, unary,
-                                       where_args)
+                                       pool_backward_args, pow_scalar_args, reduce_args,
+                                       reshape_args, scatter_args, separated_pair, transpose_args,
+                                       unary, where_args)
 
 
 @dataclass
@@ -92,6 +92,10 @@ ROWS = [
     Row("pow_scalar", lambda a: a ** 3, lambda a: a ** 3, unary(), (E.PowScalar,)),
     Row("pow_scalar_frac", lambda a: a ** -1.5, lambda a: a ** -1.5, unary(0.3, 2.0),
         (E.PowScalar,)),
+    Row("pow_scalar_exponents",
+        lambda a, cs: mm.concatenate([mm.reshape(a ** c, (-1,)) for c in cs]),
+        lambda a, cs: np.concatenate([np.reshape(a ** c, (-1,)) for c in cs]),
+        pow_scalar_args(), (E.PowScalar,)),
     Row("pow", mm.pow, np.power, binary(0.3, 2.0, -2.0, 2.0), (E.Pow,)),
     Row("exp", mm.exp, np.exp, unary(), (E.Exp,)),
     Row("log", mm.log, np.log, unary(0.2, 3.0), (E.Log,)),
@@ -106,6 +110,8 @@ ROWS = [
         where_args(), (E.Where,)),
     Row("cast", lambda x: mm.astype(x, np.float64), lambda x: x.astype(np.float64),
         float32_unary(), (E.Cast,), dtype=np.float32, tol=F32),
+    Row("cast_down", lambda x: mm.astype(x, np.float32), lambda x: x.astype(np.float32),
+        unary(), (E.Cast,), tol=F32),    # float64 -> float32: the VJP's other direction
     Row("sum", mm.sum, lambda x, ax, kd: np.sum(x, axis=ax, keepdims=kd), reduce_args(),
         (R.Sum,)),
     Row("mean", mm.mean, lambda x, ax, kd: np.mean(x, axis=ax, keepdims=kd), reduce_args(),

@@ -26,6 +26,16 @@ def binary(draw, low=-2.0, high=2.0, low_b=None, high_b=None):
 
 
 @st.composite
+def pow_scalar_args(draw):
+    """a, and every exponent of one kind for ``a ** c`` (PowScalar), each applied (the row
+    concatenates them): integers, 0 (its own branch) to 4 and negative (|a| >= 0.3), with a
+    of either sign; or fractional ones, with a in [0.3, 2]."""
+    if draw(st.booleans()):
+        return (draw(arrays(shapes(), -2.0, 2.0, margin=0.3)),), ((0, 1, 2, 4, -1, -2),)
+    return (draw(arrays(shapes(), 0.3, 2.0)),), ((0.5, 2.5, -0.5, 1.5),)
+
+
+@st.composite
 def separated_pair(draw):
     """Two broadcastable arrays that are nowhere within 0.05 of each other (maximum's kink)."""
     sa, sb = draw(broadcast_shapes(2))

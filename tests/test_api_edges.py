@@ -58,7 +58,7 @@ def test_load_state_dict_converts_everything_before_it_copies_anything():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
 
 
-def test_save_refuses_a_key_with_a_nul_and_keeps_the_checkpoint_there(tmp_path):
+def test_save_refuses_a_nul_key_or_a_mask_and_keeps_the_checkpoint_there(tmp_path):
     path = str(tmp_path / "checkpoint.npz")
     io.save(path, {"step": 1})
     for state in ({"run\0x": 2}, {"x": {"a\0": np.ones(2)}}):
@@ -66,6 +66,9 @@ def test_save_refuses_a_key_with_a_nul_and_keeps_the_checkpoint_there(tmp_path):
             io.save(path, state)
     assert io.load(path) == {"step": 1}
     assert os.listdir(tmp_path) == ["checkpoint.npz"]
+    with pytest.raises(TypeError, match="at 'x/m' is a masked array, whose mask would be lost"):
+        io.save(path, {"x": {"m": np.ma.masked_array([1.0, 2.0], mask=[0, 1])}})
+    assert io.load(path) == {"step": 1}
 
 
 @pytest.mark.parametrize("call, error, message", [

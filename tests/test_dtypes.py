@@ -152,6 +152,17 @@ def test_longdouble_cannot_require_grad_and_the_kernels_name_it():
         F.conv2d(x, np.ones((1, 1, 2, 2), np.longdouble))
 
 
+def test_a_complex_result_of_a_differentiable_op_is_refused_by_name():
+    """It had been recorded, and backward then cast the complex gradient to the real input,
+    losing its imaginary part with only NumPy's ComplexWarning (and a wrong sign for 1j)."""
+    x, c = mm.tensor([1.0, 2.0], requires_grad=True), mm.tensor(np.array([1j, 2.0]))
+    with pytest.raises(TypeError, match="^Mul: its result is complex128, and minimeta "
+                                        "differentiates real values only"):
+        x * c
+    assert (x.detach() * c).sum().item() == 4 + 1j      # without a graph, as NumPy
+    assert (x * c.numpy().real).requires_grad
+
+
 def test_task_data_keeps_integer_and_boolean_dtypes_and_a_tensor_is_cast_too():
     """Only floating data takes the parameters' dtype: integer ids had been cast to float32
     (a model that indexes with them failed), found by a review; a float64 Tensor given as

@@ -154,3 +154,51 @@ def test_the_2x2_pooling_kernel_on_every_parity_of_height_and_width(h, w, dtype)
         (y, i), (y_ref, i_ref) = K.pool_numba.max_pool2d(x, 2, 2), K.pool_ref.max_pool2d(x, 2, 2)
         assert y.dtype == dtype and np.array_equal(y, y_ref, equal_nan=True)
         assert np.array_equal(i, i_ref)
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_shifted_gemm_gradients_have_the_reference_s_non_finite_values(bad):
+    """conv_numba's docstring: a NaN or an inf reaches the outputs it reaches in the
+    reference. The shifted GEMMs (14×14, 3×3, padding 1) had made NaN of finite entries: the
+    weight gradient's spare columns multiply pixels by zeros, the input gradient multiplies
+    g's zero padding by the weights (an audit, against PyTorch too)."""
+    conv = K.resolve(K.TABLE["conv2d"].cpu).__module__
+    numba_conv = __import__(conv, fromlist=["_"])
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 2, 14, 14)), rng.standard_normal((2, 2, 3, 3))
+    g = rng.standard_normal((1, 2, 14, 14))
+    x[0, 0, 0, 0] = bad
+    with np.errstate(invalid="ignore"):
+        gw = numba_conv.conv2d_weight_grad(x, g, w.shape, 1, 1)
+        gw_ref = K.conv_ref.conv2d_weight_grad(x, g, w.shape, 1, 1)
+        w[0, 0, 0, 0] = bad
+        gx = numba_conv.conv2d_input_grad(g, w, x.shape, 1, 1)
+        gx_ref = K.conv_ref.conv2d_input_grad(g, w, x.shape, 1, 1)
+    assert np.isfinite(gw_ref).sum() > 0 and np.isfinite(gx_ref).sum() > 0
+    np.testing.assert_allclose(gw, gw_ref, rtol=1e-10, atol=1e-10)   # (NaNs compare equal)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-10, atol=1e-10)
+
+
+def test_the_table_gives_the_reference_s_numbers_for_integers_and_other_byte_orders():
+    """Integers had reached kernels that compute in floats (Winograd's matrices cast to int:
+    off by 310; attention's norms, batch norm's mean truncated), and a big-endian array made
+    numba's max pooling fail with a typing error; the engine casts, the table called directly
+    did not."""
+    import minimeta as mm
+    from minimeta import functional as F
+    rng = np.random.default_rng(0)
+    x, w = rng.integers(-3, 4, (2, 32, 10, 10)), rng.integers(-3, 4, (32, 32, 3, 3))
+    q, s = rng.integers(-3, 4, (1, 2, 3)), rng.integers(-3, 4, (1, 4, 3))
+    y = np.eye(2)[[0, 1, 0, 1]][None]
+    big = np.arange(16.0).reshape(1, 1, 4, 4).astype(">f8")
+    for name, arrays, args in (
+            ("conv2d", 2, (x, w, 1, 1)), ("cosine_attention", 2, (q, s, y)),
+            ("batch_norm", 3, (x[:, :2], np.ones(2), np.zeros(2), 1e-5)),
+            ("max_pool2d", 1, (big, 2, 2))):
+        want = K.TABLE[name].reference(*args)
+        got = K.lookup(name, *args[:arrays])(*args)
+        for a, b in zip(*((want, got) if isinstance(want, tuple) else ((want,), (got,)))):
+            assert a.dtype == b.dtype, name
+            np.testing.assert_allclose(a, b, err_msg=name)
+    np.testing.assert_array_equal(F.max_pool2d(mm.tensor(big), 2).numpy(), [[[[5, 7], [13, 15]]]])
+    assert K.lookup("where", np.ones(2, int)) is not K.TABLE["where"].reference   # exact on ints

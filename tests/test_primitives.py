@@ -6,7 +6,9 @@
 - coverage: every ``Primitive`` subclass found at run time has a row whose graph records it;
 - mutations: for each primitive, a VJP with its incoming gradient detached, and a VJP off by 1%,
   each make its row fail (and the detached one still passes the plain, uncomposed check: the
-  composition is what catches it).
+  composition is what catches it); VJPs wrong at order 2 on one path only (an exponent, a
+  cast's direction) fail theirs, and a fused VJP whose inner grad re-enters its own graph
+  fails at once (``no_runaway_backward``) where it had hung.
 
 The largest error per order is printed at the end of the session (``-s`` shows it).
 """
@@ -19,11 +21,30 @@ from hypothesis import given, strategies as st
 
 import minimeta as mm
 from minimeta import kernels as K
-from minimeta.engine.primitives import conv as C
+from minimeta.engine.primitives import conv as C, elementwise as E, fused as Fu
 from minimeta.selfcheck import ROWS, primitive_classes, recorded_primitives, run
 from minimeta.testing import arrays, shapes
 
 LARGEST = {}
+
+
+@pytest.fixture(autouse=True)
+def no_runaway_backward(monkeypatch):
+    """A VJP whose inner ``grad`` walks back into the graph that is differentiating it
+    (``fused._partial`` without its ``Alias`` stand-ins: the incoming gradient depends on the
+    op's own output) re-enters the backward pass ever deeper, each level ~3x the cost of the
+    last: the row hangs instead of failing. The engine's own nesting is 2 (a fused VJP's
+    ``grad`` inside a backward pass); past 4, fail at once."""
+    from minimeta.engine import autodiff
+    from minimeta.engine.grad_mode import STATE
+    run_backward = autodiff._run_backward
+
+    def guarded(*args, **kwargs):
+        if STATE.backward_depth >= 4:
+            raise AssertionError(f"backward re-entered {STATE.backward_depth} deep: a VJP's "
+                                 "grad walks back into the graph that called it")
+        return run_backward(*args, **kwargs)
+    monkeypatch.setattr(autodiff, "_run_backward", guarded)
 
 
 def _record(name, report):
@@ -223,3 +244,47 @@ def test_a_fused_vjp_differentiates_a_constant_input_s_share(order):
     errors = mm.gradcheck(lambda qt, st_, gt: mm.apply(vjp, qt, st_, mm.tensor(y), gt),
                           [q, s, g], order=order)
     assert errors.scale[order] > 1e-2
+
+
+# ----- mutations right at order 1 and wrong only on one path (a mutation audit, 2026-12-03) ----
+
+def _detached_when(condition, what):
+    """A VJP that, where ``condition(self, inputs)``, sees its inputs (or its incoming gradient
+    g) detached: right at order 1, wrong at order 2 (the VJP no longer depends on them)."""
+    def mutation(vjp):
+        def wrong(self, g, out, *inputs):
+            if condition(self, inputs):
+                if what == "g":
+                    g = g.detach()
+                else:
+                    inputs = tuple(t.detach() for t in inputs)
+            return vjp(self, g, out, *inputs)
+        return wrong
+    return mutation
+
+
+@pytest.mark.parametrize("cls, row_name, condition, what", [
+    # the table had tried only a ** 3 and a ** -1.5: a mutant at any other exponent survived
+    *[(E.PowScalar, "pow_scalar_exponents", lambda self, _, c=c: self.c == c, "a")
+      for c in (2, 4, -1, -2, 0.5, -0.5, 2.5, 1.5)],
+    # the cast row drew float32 inputs only: the float64 -> float32 VJP was never checked
+    (E.Cast, "cast_down", lambda self, inputs: inputs[0].dtype == np.float64, "g"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_a_vjp_wrong_at_order_2_on_one_path_fails_its_row(cls, row_name, condition, what):
+    row = next(r for r in ROWS if r.name == row_name)
+    run(rows=[row], orders=(1,), **QUIET)      # right at order 1: the row passes there
+    with mutated(cls, _detached_when(condition, what)):
+        run(rows=[row], orders=(1,), **QUIET)
+        with pytest.raises(mm.GradcheckError, match="order-2"):
+            run(rows=[row], orders=(2,), **QUIET)
+
+
+def test_fused_partials_without_their_stand_ins_fail_instead_of_hanging(monkeypatch):
+    """Without ``Alias`` stand-ins a fused VJP's inner grad walks back into the graph that
+    called it, ever deeper (each level ~3× the last): the rows had hung. The guard above
+    fails it at depth 4."""
+    monkeypatch.setattr(Fu, "_partial", lambda args: [
+        t if t.requires_grad else mm.Tensor(t.numpy(), requires_grad=True) for t in args])
+    for name in ("cosine_attention", "batch_norm_vjp"):
+        with pytest.raises(AssertionError, match="backward re-entered 4 deep"):
+            run(rows=[next(r for r in ROWS if r.name == name)], orders=(2,), **QUIET)

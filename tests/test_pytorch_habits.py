@@ -309,3 +309,30 @@ def test_frozen_parameters_and_a_head_nothing_reads():
                            r"weights \(or none was adapted\)"):
             with mm.no_grad():                           # evaluate checks inside no_grad too
                 learner.evaluate(task)
+
+
+def test_a_layer_freezes_with_requires_grad_underscore_and_its_attribute_is_refused():
+    """The tour's "to freeze one, set its requires_grad = False" read as a layer's froze
+    nothing: a Module took the attribute silently (a student's audit). PyTorch's
+    ``requires_grad_`` freezes them all."""
+    model = nn.Sequential(nn.Linear(2, 4, seed=0, dtype=np.float64), nn.Tanh(),
+                          nn.Linear(4, 1, seed=1, dtype=np.float64))
+    with pytest.raises(AttributeError, match="^Linear: a Module has no requires_grad"):
+        model[0].requires_grad = False
+    assert model[0].requires_grad_(False) is model[0]
+    with pytest.raises(TypeError, match="requires_grad_: expects True or False, got 'no'"):
+        model.requires_grad_("no")
+    assert [p.requires_grad for p in model.parameters()] == [False, False, True, True]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 2))
+    task = (x, np.sin(x[:, :1]), x, np.sin(x[:, :1]))
+    learner = MAML(model, 0.1, 1, loss="mse")
+    frozen = [p.numpy().copy() for p in model[0].parameters()]
+    head = model.named_parameters()["2.weight"]
+    before_head = head.numpy().copy()
+    optimizer = optim.SGD(learner.meta_parameters(), lr=0.1)
+    learner.outer_step([task])
+    optimizer.step()
+    for p, before in zip(model[0].parameters(), frozen):
+        np.testing.assert_array_equal(p.numpy(), before)
+    assert not np.array_equal(head.numpy(), before_head)        # the rest still trains

@@ -1,6 +1,6 @@
 """``minimeta.data``: task families and data sets as NumPy arrays (no Tensor, no engine import).
 
-Read next: ``minimeta/data/sinusoid.py`` (sinusoid regression tasks).
+Read next: ``minimeta/data/episodes.py`` (the episode sampler).
 """
 from .sinusoid import SinusoidTasks
 from .episodes import EpisodeSampler

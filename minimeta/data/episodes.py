@@ -11,7 +11,7 @@ machine (NumPy's PCG64 generator).
     >>> xs.shape, ys.tolist(), xq.shape
     ((5, 1, 28, 28), [0, 1, 2, 3, 4], (75, 1, 28, 28))
 
-Read next: ``minimeta/experiments/__init__.py`` (the papers' experiments).
+Read next: ``minimeta/data/sinusoid.py`` (sinusoid regression tasks).
 """
 import numbers
 

@@ -12,7 +12,7 @@ Used only on a machine with no copy of the data (``omniglot.archive_path`` calls
    which proves the whole pipeline;
 3. write ``images_<part>.npz`` (``images``, ``labels``) atomically and delete the zip.
 
-Read next: ``minimeta/data/episodes.py`` (the episode sampler).
+Read next: ``minimeta/data/omniglot.py`` (Omniglot: conversion and splits).
 """
 import hashlib
 import http.client

@@ -21,7 +21,7 @@ Splits:
   testing;
 - "lake": the background file for meta-training, the evaluation file for testing.
 
-Read next: ``minimeta/data/fetch.py`` (downloading the originals).
+Read next: ``minimeta/experiments/__init__.py`` (the papers' experiments).
 """
 import contextlib
 import hashlib

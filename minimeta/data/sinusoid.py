@@ -8,7 +8,7 @@ float32 arrays shaped (K, 1), seeded and reproducible.
     >>> [a.shape for a in tasks[0]]
     [(5, 1), (5, 1), (10, 1), (10, 1)]
 
-Read next: ``minimeta/data/omniglot.py`` (Omniglot: conversion and splits).
+Read next: ``minimeta/data/fetch.py`` (downloading the originals).
 """
 import numpy as np
 

@@ -12,7 +12,9 @@ test one attribute (``benchmarks/engine_overhead.py`` measures both settings).
 
 Orders: a Tensor made from your inputs is of order 0; the VJP of a node of order k computes
 part of a derivative of order k + 1, and so does every op it applies; an op applied to Tensors
-of orders up to k (a gradient taken with ``create_graph=True``, say) is of order k.
+of orders up to k (a gradient taken with ``create_graph=True``, say) is of order k. (First
+time through: primitives, VJPs and ``create_graph`` are defined in ``autodiff.py``, two files
+on; this module only hooks into them, which is why it comes first.)
 
 Read next: ``minimeta/engine/grad_mode.py`` (no_grad: whether ops are recorded).
 """

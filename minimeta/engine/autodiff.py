@@ -86,6 +86,9 @@ def apply(op, *inputs):
         out._op = None
         out._parents = ()
         out._changed = 0
+    if out._requires_grad and out.data.dtype.kind == "c":  # VJPs for reals would drop .imag
+        raise TypeError(f"{op!r}: its result is {out.data.dtype}, and minimeta differentiates "
+                        "real values only; detach() the inputs here")
     if ANOMALY.on:  # mm.detect_anomaly(): off by default, one attribute test when off
         check_forward(op, inputs, out)
     return out

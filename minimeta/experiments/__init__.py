@@ -7,5 +7,5 @@ every run trains through one loop (``training.py``); ``evaluation.py`` measures 
 interval, test episodes, fine-tuning curves). ``sinusoid.py`` is Finn et al.'s sinusoid
 experiment, ``fewshot.py`` the evaluation of a checkpoint (``minimeta eval``).
 
-Read next: ``minimeta/experiments/config.py`` (a run's settings, checked: RunConfig).
+Read next: ``minimeta/experiments/registry.py`` (the learners by name, with their papers' defaults).
 """

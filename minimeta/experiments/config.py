@@ -38,7 +38,7 @@ checkpoint fixes every setting that decides the model, the learner or the tasks 
 time already spent),
 and ``iterations``, to any count not below the checkpoint's iteration.
 
-Read next: ``minimeta/experiments/registry.py`` (the learners by name, with their papers' defaults).
+Read next: ``minimeta/experiments/training.py`` (the one training loop).
 """
 import math
 import numbers

@@ -23,7 +23,7 @@ trains, and in the one that evaluates), and ``RunConfig(learner=name)``, ``train
 Its ``build`` must return the model whose ``named_parameters()`` the learner trains: the
 checkpoint holds the model's state, and ``train`` refuses a learner trained on other Tensors.
 
-Read next: ``minimeta/experiments/training.py`` (the one training loop).
+Read next: ``minimeta/experiments/config.py`` (a run's settings, checked: RunConfig).
 """
 from dataclasses import dataclass
 from typing import Callable

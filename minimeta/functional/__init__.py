@@ -7,9 +7,9 @@ order come from the engine. Files, in reading order:
 - ``layers.py``: linear, conv2d (with bias), pooling, batch_norm, dropout, flatten;
 - ``metric.py``: cosine_similarity, pairwise_sq_distances, cosine_attention (Matching Nets),
   one_hot, class_means (prototypes);
-- ``recurrent.py``: lstm_cell;
 - ``sequence.py``: SNAIL's dense_block (gated causal convolution) and causal_attention, and
-  both for queries sharing their support steps.
+  both for queries sharing their support steps;
+- ``recurrent.py``: lstm_cell.
 
 Read next: ``minimeta/functional/losses.py`` (softmax, cross-entropy, MSE).
 """

@@ -1,7 +1,8 @@
 """Softmax, log-softmax and the losses, as compositions (their VJPs come from the primitives).
 
 log_softmax(z) = (z − m) − logsumexp(z − m), m the row's largest value (a constant): the
-stable form, whose gradient is one − softmax.
+stable form, whose derivative ∂ log_softmax(z)ᵢ/∂zⱼ is [i = j] − softmax(z)ⱼ (so cross-entropy's
+gradient with respect to z is softmax − one-hot).
 
 Read next: ``minimeta/functional/layers.py`` (linear, conv2d, pooling, batch norm).
 """

@@ -61,7 +61,12 @@ class Module:
     def __setattr__(self, name, value):
         """Refuse a submodule or a trainable Tensor set as an attribute, PyTorch's way to
         register one: here it would be registered nowhere, so ``parameters()``, ``state_dict()``
-        and an optimizer would never see it, and ``self.fc(x)`` would ignore ``params``."""
+        and an optimizer would never see it, and ``self.fc(x)`` would ignore ``params``. And
+        refuse ``requires_grad``: a Module has none, so setting one would freeze nothing."""
+        if name == "requires_grad":
+            raise AttributeError(f"{type(self).__name__}: a Module has no requires_grad (it would "
+                                 "freeze nothing); use .requires_grad_(False) for all its "
+                                 "weights, or set one weight Tensor's requires_grad")
         items = value.values() if isinstance(value, dict) else value \
             if isinstance(value, (list, tuple)) else (value,)     # (PyTorch's ModuleList too)
         held = [v for v in items if isinstance(v, Module) or (isinstance(v, Tensor) and
@@ -189,6 +194,16 @@ class Module:
             for k, v in child.named_buffers().items():
                 out[f"{cname}.{k}"] = v
         return out
+
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` on every parameter, children's included (False freezes them:
+        the learners read a frozen weight but neither adapt nor train it); returns self."""
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}.requires_grad_: expects True or False, got "
+                            f"{requires_grad!r}")
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
 
     @property
     def device(self):
