@@ -191,12 +191,12 @@ def test_the_table_gives_the_reference_s_numbers_for_integers_and_other_byte_ord
     q, s = rng.integers(-3, 4, (1, 2, 3)), rng.integers(-3, 4, (1, 4, 3))
     y = np.eye(2)[[0, 1, 0, 1]][None]
     big = np.arange(16.0).reshape(1, 1, 4, 4).astype(">f8")
-    for name, arrays, args in (
+    for name, n_arrays, args in (
             ("conv2d", 2, (x, w, 1, 1)), ("cosine_attention", 2, (q, s, y)),
             ("batch_norm", 3, (x[:, :2], np.ones(2), np.zeros(2), 1e-5)),
             ("max_pool2d", 1, (big, 2, 2))):
         want = K.TABLE[name].reference(*args)
-        got = K.lookup(name, *args[:arrays])(*args)
+        got = K.lookup(name, *args[:n_arrays])(*args)
         for a, b in zip(*((want, got) if isinstance(want, tuple) else ((want,), (got,)))):
             assert a.dtype == b.dtype, name
             np.testing.assert_allclose(a, b, err_msg=name)
