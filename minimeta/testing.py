@@ -72,7 +72,7 @@ def arrays(draw, shape, low=-2.0, high=2.0, dtype=np.float64, margin=0.0, layout
             low, high, allow_nan=False, allow_infinity=False, allow_subnormal=False)))
     if margin > 0:
         values = _away_from_zero(values, low, high, margin)
-    values = values.astype(dtype)
+    values = _in_dtype(values, dtype, low, high, margin)
     kind = draw(st.sampled_from(["C", "F", "strided"])) if layouts else "C"
     return in_layout(values, kind)
 
@@ -88,6 +88,26 @@ def _shape(draw, shape, who):
         return tuple(draw(shape))
     raise TypeError(f"{who}: shape must be a tuple, an int or a shape strategy "
                     f"(testing.shapes()), got {type(shape).__name__}")
+
+
+def _in_dtype(values, dtype, low, high, margin):
+    """float64 ``values`` cast to ``dtype`` and kept to the promises above, which a plain cast
+    to float32 had broken (an audit): 1e-45 became a subnormal, and 0.7 rounds below 0.7."""
+    out = np.asarray(values.astype(dtype))
+    if out.dtype == values.dtype or out.dtype.kind != "f":
+        return out
+    def inside(bound, toward):           # the nearest value of dtype on the inner side
+        b = out.dtype.type(bound)
+        wide_b = float(b)                # (compared as float64: NEP 50 would compare in dtype)
+        return b if (wide_b >= bound if toward > 0 else wide_b <= bound) else \
+            np.nextafter(b, out.dtype.type(toward))
+    wide = out.astype(np.float64)
+    out = np.array(np.clip(out, inside(low, np.inf), inside(high, -np.inf)), dtype=out.dtype)
+    out[np.abs(wide) < np.finfo(out.dtype).tiny] = 0       # the subnormals, to 0
+    if margin > 0:
+        near = np.abs(out.astype(np.float64)) < margin
+        out[near] = np.copysign(inside(margin, np.inf), np.where(wide[near] < 0, -1.0, 1.0))
+    return out
 
 
 def _away_from_zero(values, low, high, margin):

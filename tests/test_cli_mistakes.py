@@ -31,6 +31,10 @@ SINE = ["train", "--learner", "maml", "--dataset", "sinusoid", "--iterations", "
     (["train", "--learner", "maml", "--split", "lake", "--val-size", "50", "--out", "x"],
      "minimeta train: --val-size does not apply to --split lake (its background and "
      "evaluation parts hold no validation part), got 50"),       # had become 0, silently
+    *[(["train", "--learner", "protonet", *where, "--validate-every", "1", "--out", "x"],
+       f"minimeta train: --validate-every does not apply: {' '.join(where)} holds out no "
+       "validation characters (give --val-size N with --split vinyals, or --validate-every 0)")
+      for where in (["--split", "lake"], ["--val-size", "0"])],   # had been ignored, silently
     (["gradcheck", "--order", "99"], "minimeta gradcheck: --order must be at most 4, got 99"),
     (["eval", "--checkpoint", ""], "minimeta eval: load: no checkpoint path given (an empty "
                                    "one)"),

@@ -86,3 +86,52 @@ def test_a_learner_of_one_s_own_trains_and_evaluates_by_name(tmp_path, monkeypat
     assert isinstance(run.learner, Halved) and len(run.curve) == 2
     mse, _ = fewshot.evaluate(run.checkpoint, episodes=2, **QUIET)
     assert np.isfinite(mse)
+
+
+def test_a_saving_forward_that_returns_a_bare_array_is_refused_by_name():
+    """With ``saves = True`` a bare (2, 3) result had been split into a (3,) output and a
+    "saved" row, silently, and a (3,) one failed with an unnamed unpacking error."""
+    class Forgot(mm.Primitive):
+        abstract = True
+        saves = True
+
+        def forward(self, a):
+            return a * a
+
+        def vjp(self, g, out, a):
+            return (2 * g * a,)
+
+    for x in (np.ones((2, 3)), np.ones(3)):
+        with pytest.raises(TypeError, match=r"^Forgot.forward: saves = True, so it must return "
+                                            r"\(out, saved\)"):
+            mm.apply(Forgot(), mm.tensor(x, requires_grad=True))
+
+
+def test_gradcheck_checks_a_vjp_s_branch_for_an_input_held_constant():
+    """``g * b if a.requires_grad else None``: with the two tests swapped, every order had
+    passed, gradcheck making every input a leaf that needs a gradient (an audit of gradcheck);
+    it now checks again with a drawn subset held constant (``partial``)."""
+    class Mul(mm.Primitive):
+        abstract = True
+
+        def forward(self, a, b):
+            return a * b
+
+        def vjp(self, g, out, a, b):
+            return (g * b if a.requires_grad else None, g * a if b.requires_grad else None)
+
+    class Swapped(Mul):
+        abstract = True
+
+        def vjp(self, g, out, a, b):
+            return (g * b if b.requires_grad else None, g * a if a.requires_grad else None)
+
+    a, b = np.array([0.3, -1.2, 0.5]), np.array([0.7, 1.1, -0.4])
+    assert sorted(mm.gradcheck(lambda a, b: mm.apply(Mul(), a, b), [a, b], order=3)) == [1, 2, 3]
+    for seed in range(3):
+        with pytest.raises(mm.GradcheckError, match=r"^gradcheck: with input\(s\) \[[01]\] held "
+                                                    "constant"):
+            mm.gradcheck(lambda a, b: mm.apply(Swapped(), a, b), [a, b], seed=seed)
+    mm.gradcheck(lambda a, b: mm.apply(Swapped(), a, b), [a, b], partial=False)   # as before
+    with pytest.raises(TypeError, match="gradcheck: partial must be True, False or None"):
+        mm.gradcheck(lambda a: a, [a], partial="yes")

@@ -262,6 +262,11 @@ def test_model_based_heads_are_validated_at_their_training_ways():
 
     assert RunConfig(learner="snail", ways=20).val_ways == 20        # had been 5
     assert RunConfig(learner="protonet", ways=60).val_ways == 5       # metric: any ways
+    assert RunConfig(learner="protonet", ways=60, val_ways=20).val_ways == 20
+    for learner, val_ways in (("maml", 20), ("snail", 3)):    # a crash after iteration 1 (20),
+        with pytest.raises(ValueError, match=f"^val_ways must equal --ways \\(5\\) for "
+                                             f"{learner}: its head"):   # a silent 3-way (3)
+            RunConfig(learner=learner, ways=5, val_ways=val_ways)
     assert RunConfig(learner="mann").shots == 10                       # had been 1: no recall
     from minimeta.data import omniglot
     with pytest.raises(ValueError, match="^Omniglot: part must be 'train', 'val' or 'test'"):

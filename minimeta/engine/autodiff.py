@@ -63,7 +63,7 @@ def apply(op, *inputs):
     out = Tensor.__new__(Tensor)
     try:
         if op.saves:  # forward returns (out, saved): see Primitive
-            out.data, out.saved = op.forward(*arrays)
+            out.data, out.saved = _out_and_saved(op, op.forward(*arrays))
         else:
             out.data = op.forward(*arrays)
     except Exception:
@@ -92,6 +92,15 @@ def apply(op, *inputs):
     if ANOMALY.on:  # mm.detect_anomaly(): off by default, one attribute test when off
         check_forward(op, inputs, out)
     return out
+
+
+def _out_and_saved(op, result):
+    """``result``, checked to be forward's ``(out, saved)``: a bare array had been split along
+    its first axis into an output and a "saved" row (a user's primitive, found by an audit)."""
+    if type(result) is not tuple or len(result) != 2 or type(result[1]) is not tuple:
+        raise TypeError(f"{op!r}.forward: saves = True, so it must return (out, saved), saved "
+                        f"a tuple of arrays; got a {type(result).__name__}")
+    return result
 
 
 def _check_inputs(op, inputs):

@@ -197,6 +197,9 @@ class RunConfig:
         for name, value in paper.items():
             if getattr(self, name) is None and (name not in OPTIONAL or name in spec.options):
                 setattr(self, name, value)
+        if spec.family != "metric" and self.dataset == "omniglot" and self.val_ways != self.ways:
+            raise ValueError(f"val_ways must equal --ways ({self.ways}) for {self.learner}: its "
+                             f"head has one output per training way, got {self.val_ways}")
         if self.split == "lake":   # the background/evaluation split has no validation part
             if self.val_size:      # given, it had been set to 0 without a word
                 raise ValueError(f"--val-size does not apply to --split lake (its background "
@@ -268,7 +271,13 @@ class RunConfig:
         if given.get("dataset") == "sinusoid" and stray:
             raise ValueError(f"{flag(stray[0])} does not apply to --dataset sinusoid: "
                              f"{OMNIGLOT_ONLY[stray[0]]}")
-        return cls(**given)
+        config = cls(**given)
+        if given.get("validate_every") and not config.val_size:  # it had been ignored, unsaid
+            raise ValueError("--validate-every does not apply: "
+                             + ("--split lake" if config.split == "lake" else "--val-size 0")
+                             + " holds out no validation characters (give --val-size N with "
+                             "--split vinyals, or --validate-every 0)")
+        return config
 
     @classmethod
     def from_settings(cls, settings, **overrides):
