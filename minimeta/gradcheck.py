@@ -64,12 +64,13 @@ class GradcheckWarning(UserWarning):
 
 class GradcheckReport(dict):
     """``{order: largest absolute error}``; ``.scale`` is ``{order: largest |analytic|}``,
-    ``.numeric`` ``{order: largest |numeric|}`` and ``.relative``
-    ``{order: largest error / max(1, |analytic|, |numeric|)}``."""
+    ``.numeric`` ``{order: largest |numeric|}``, ``.relative``
+    ``{order: largest error / max(1, |analytic|, |numeric|)}`` and ``.by_input``
+    ``{input: largest |analytic| or |numeric|, over the orders}``."""
 
     def __init__(self):
         super().__init__()
-        self.scale, self.relative, self.numeric = {}, {}, {}
+        self.scale, self.relative, self.numeric, self.by_input = {}, {}, {}, {}
 
 
 def _layout_of(array):
@@ -173,6 +174,7 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
                                   dtype=np.float64)
 
             numeric = _quotient(at, eps, v)
+            report.by_input[i] = max(report.by_input.get(i, 0.0), abs(analytic), abs(numeric))
             _compare(analytic, numeric, tols, report, level, lambda: _failure(
                 at, v, analytic, numeric, tols, eps, level, (i, laid + part), x, dtype,
                 y.dtype, composed, _blame(y, xs, v, u, i, at, eps, tols, arrays, level)))
@@ -355,6 +357,13 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
                       "does not depend on its inputs here (does it use the Tensors passed in, "
                       "not a model's own parameters?); the check proved nothing",
                       GradcheckWarning, stacklevel=2)
+    elif idle := [i for i, value in report.by_input.items() if not value]:  # one of several
+        empty = [i for i in idle if arrays[i].size == 0]
+        warnings.warn(f"gradcheck: every derivative with respect to input(s) {idle} compared "
+                      f"was 0, analytic and numeric: " + (
+                          f"input(s) {empty} are empty" if empty else "does f use the Tensors "
+                          "passed in for them, not a model's own parameters?") +
+                      "; the check proved nothing about them", GradcheckWarning, stacklevel=2)
     return report
 
 

@@ -4,6 +4,8 @@ case had given a silently wrong number or lost the training, or could not be don
 
 Read next: ``test_runs.py`` (checkpoints, resume and stops).
 """
+import warnings
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,17 @@ def test_gradcheck_checks_a_vjp_s_branch_for_an_input_held_constant():
     mm.gradcheck(lambda a, b: mm.apply(Swapped(), a, b), [a, b], partial=False)   # as before
     with pytest.raises(TypeError, match="gradcheck: partial must be True, False or None"):
         mm.gradcheck(lambda a: a, [a], partial="yes")
+
+
+def test_gradcheck_names_an_input_f_ignores_or_an_empty_one():
+    """It warned only when every input compared zeros: f reading a model's own Tensor instead
+    of one passed in went unsaid beside another input (an audit of gradcheck)."""
+    a, b, own = np.array([0.3, -1.2]), np.array([0.7, 1.1]), mm.tensor(np.array([0.1, 0.2]))
+    with pytest.warns(mm.GradcheckWarning, match=r"input\(s\) \[1\] compared was 0.*does f use "
+                                                 "the Tensors passed in"):
+        mm.gradcheck(lambda w, b: (w * w + own).tanh().sum(), [a, b], order=2)
+    with pytest.warns(mm.GradcheckWarning, match=r"input\(s\) \[1\] are empty"):
+        mm.gradcheck(lambda w, b: (w * w).sum() + b.sum(), [a, np.zeros(0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mm.gradcheck(lambda w, b: (w * b).tanh().sum(), [a, b], order=2)    # both used: quiet
