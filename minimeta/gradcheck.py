@@ -348,7 +348,7 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
             v = _check_once(fn, arrays, level, rng, eps, (atol, rtol), report, dtype,
                             layouts, compose, directions)
             fn = _flat_vjp(fn, v)
-    if (len(arrays) > 1 if partial is None else partial) and len(arrays) > 1:
+    if len(arrays) > 1 and partial is not False:     # (None: on, there)
         _held_constant(f, arrays, layouts, rng, report, dict(
             order=order, eps=eps, atol=atol, rtol=rtol, seed=seed + 1, compose=compose,
             dtype=dtype, directions=directions, partial=False))

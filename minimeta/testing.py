@@ -96,6 +96,7 @@ def _in_dtype(values, dtype, low, high, margin):
     out = np.asarray(values.astype(dtype))
     if out.dtype == values.dtype or out.dtype.kind != "f":
         return out
+
     def inside(bound, toward):           # the nearest value of dtype on the inner side
         b = out.dtype.type(bound)
         wide_b = float(b)                # (compared as float64: NEP 50 would compare in dtype)
