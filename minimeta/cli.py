@@ -227,7 +227,8 @@ def _eval(args):
     configure()
     fewshot.evaluate(args.checkpoint, args.episodes, args.seed, args.part, args.ways, args.shots,
                      args.queries, args.report, args.device,
-                     log=_say if args.report else print)   # (the report holds the result)
+                     log=_say if args.report else print,   # (the report holds the result)
+                     test_steps=args.test_steps)
     return 0
 
 
@@ -274,6 +275,9 @@ def build_parser():
     ev.add_argument("--shots", type=int, default=None, help="default: the training run's")
     ev.add_argument("--queries", type=int, default=None,
                     help="default: the training run's (0: only for mann, which reads none)")
+    ev.add_argument("--test-steps", type=int, default=None,
+                    help="inner steps before scoring, for the MAML family and Reptile "
+                    "(default: the training run's)")
     ev.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                     help="(default: cpu)")
     ev.add_argument("--report", default=None,

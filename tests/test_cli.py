@@ -22,6 +22,18 @@ def test_train_resume_eval_round_trip_on_sinusoids(tmp_path, capsys):
     assert cli.main(["eval", "--checkpoint", os.path.join(out, "checkpoint.npz"),
                      "--episodes", "10"]) == 0
     assert "MSE" in capsys.readouterr().out
+    # another step count (the MAML paper's 1 and 10 of one model; it had meant editing the
+    # checkpoint): in the protocol line and in the report's settings
+    report = str(tmp_path / "report.jsonl")
+    mse = []
+    for steps in ("1", "0"):
+        assert cli.main(["eval", "--checkpoint", os.path.join(out, "checkpoint.npz"),
+                         "--episodes", "10", "--test-steps", steps, "--report", report]) == 0
+        row = json.loads(open(report).read().splitlines()[-1])
+        assert f" {steps} test steps, " in row["protocol"]
+        assert row["settings"]["test_steps"] == int(steps)
+        mse.append(row["MSE"])
+    assert mse[0] != mse[1]
 
 
 def test_clip_norm_is_applied_and_logged(tmp_path, capsys, monkeypatch):

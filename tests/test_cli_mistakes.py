@@ -36,6 +36,8 @@ SINE = ["train", "--learner", "maml", "--dataset", "sinusoid", "--iterations", "
        "validation characters (give --val-size N with --split vinyals, or --validate-every 0)")
       for where in (["--split", "lake"], ["--val-size", "0"])],   # had been ignored, silently
     (["gradcheck", "--order", "99"], "minimeta gradcheck: --order must be at most 4, got 99"),
+    (["eval", "--checkpoint", "c.npz", "--test-steps", "-1"],
+     "minimeta eval: --test-steps must be at least 0, got -1"),
     (["eval", "--checkpoint", ""], "minimeta eval: load: no checkpoint path given (an empty "
                                    "one)"),
     (["demo", "--omniglot-iterations", str(10 ** 11)],   # had come after the sinusoid part

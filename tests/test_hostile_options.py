@@ -100,7 +100,8 @@ EVAL_OPTIONS = sorted(a.option_strings[0] for a in
 def test_the_property_test_sees_every_numeric_option():
     assert {"--iterations", "--inner-lr", "--clip-norm", "--val-size", "--seed",
             "--checkpoint-every"} <= set(TRAIN_OPTIONS)
-    assert EVAL_OPTIONS == ["--episodes", "--queries", "--seed", "--shots", "--ways"]
+    assert EVAL_OPTIONS == ["--episodes", "--queries", "--seed", "--shots", "--test-steps",
+                            "--ways"]
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])

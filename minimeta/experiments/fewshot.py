@@ -9,6 +9,7 @@ MSE) with its 95% interval and the protocol; ``report`` appends both as one JSON
 Read next: ``minimeta/threads.py`` (the process policy: threads and malloc).
 """
 import contextlib
+import dataclasses
 import json
 import numbers
 import os
@@ -43,11 +44,14 @@ def build(config):
 
 
 def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots=None,
-             queries=None, report=None, device="cpu", log=print):
+             queries=None, report=None, device="cpu", log=print, test_steps=None):
     """Mean query accuracy (or MSE) over ``episodes`` test episodes, with its 95% interval.
 
     ``ways``, ``shots`` and ``queries`` default to the training run's; metric learners may
-    be tested on other way and shot counts (MAML's head fixes its way count). With ``report``,
+    be tested on other way and shot counts (MAML's head fixes its way count). ``test_steps``
+    (default the run's) tests an optimization learner after that many inner steps (the MAML
+    paper's sinusoid model after 1 and after 10; it had meant editing the checkpoint's
+    settings). With ``report``,
     the result and its protocol are appended as one JSON line to that file.
 
     Mistakes are one-line ``ValueError``s raised before any episode runs: a report path that
@@ -55,10 +59,15 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
     of another architecture, counts out of range. A query loss that is not finite stops the
     evaluation (``FloatingPointError``) instead of averaging it.
     """
-    _check_counts(episodes, ways, shots, queries, seed)
+    _check_counts(episodes, ways, shots, queries, seed, test_steps)
     with _report_file(report) as out:  # opened (or refused) before anything else runs
         state = io.load(checkpoint, require=("model", "settings", "iteration"))
         config = _config(state, checkpoint, device)
+        if test_steps is not None:
+            if LEARNERS[config.learner].family != "optimization":
+                raise ValueError(f"eval: --test-steps applies to the learners with an inner "
+                                 f"loop (the MAML family, Reptile), not {config.learner}")
+            config = dataclasses.replace(config, test_steps=test_steps)
         _check_finite(state, checkpoint)
         model, learner = build(config)
         learner.workers = split_threads()  # every core, or what configure(threads=) set
@@ -110,13 +119,14 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
     return mean, half
 
 
-def _check_counts(episodes, ways, shots, queries, seed=0):
+def _check_counts(episodes, ways, shots, queries, seed=0, test_steps=None):
     """The counts asked for (``None``: the training run's) and the seed, checked before
     anything runs (a bad seed had failed in NumPy, after the model was built)."""
     for name, value, least, most in (("episodes", episodes, 2, MAX_EPISODES),
                                      ("seed", seed, 0, None),
                                      ("ways", ways, 1, None), ("shots", shots, 1, None),
-                                     ("queries", queries, 0, None)):
+                                     ("queries", queries, 0, None),
+                                     ("test-steps", test_steps, 0, None)):
         if value is None and name != "episodes":
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
