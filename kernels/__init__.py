@@ -231,16 +231,11 @@ def lookup(name, array=None, *more):
         return resolve(row.cuda) if row.cuda else row.reference
     if not row.cpu:
         return row.reference
-    if array is not None:   # the common case, native floats, in set lookups (this runs at every op)
-        usual = array.dtype in NATIVE_FLOATS
-        for a in more:
-            usual = usual and a.dtype in NATIVE_FLOATS
-        if not usual and not _kernel_dtypes(name, (array, *more)):
-            return row.reference
+    if array is not None and not _kernel_dtypes(name, array, more):
+        return row.reference
     kernel = resolve(row.cpu)   # (numba is imported by its kernels' modules, not for the others)
     return kernel if "numba" not in _sys.modules or concurrent_kernels() else \
         one_at_a_time(kernel)
-
 
 
 # rows whose numba kernels compute in their inputs' own dtype, exactly: integers are fine there
@@ -248,13 +243,15 @@ ANY_DTYPE = frozenset({"where", "max_pool2d", "max_pool2d_backward"})
 NATIVE_FLOATS = frozenset({_np.dtype(_np.float32), _np.dtype(_np.float64)})
 
 
-def _kernel_dtypes(name, arrays):
+def _kernel_dtypes(name, array, more):
     """False where the numba kernel would not give the spec's numbers: an array in a byte order
     not the machine's (numba refuses it), or an integer one in a row that computes in floats
     (Winograd's matrices, attention's norms, batch norm's mean would be truncated). The engine
     gives its kernels native floats; this is for the table called directly."""
-    for a in arrays:
+    for a in (array, *more):
         dtype = a.dtype
+        if dtype in NATIVE_FLOATS:    # the common case, one set lookup (this runs at every op)
+            continue
         if not dtype.isnative or dtype.kind != "f" and name not in ANY_DTYPE:
             return False
     return True
