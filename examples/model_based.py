@@ -77,7 +77,8 @@ def make(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learner", choices=["cnp", "snail", "mann"], default="cnp")
-    parser.add_argument("--ways", type=count(1), default=5, help="snail: classes per episode")
+    parser.add_argument("--ways", type=count(1), default=None,
+                        help="snail: classes per episode (default 5)")
     parser.add_argument("--minutes", type=float, default=None, help="training time budget")
     parser.add_argument("--iterations", type=count(1), default=None,
                         help="training iterations (with --minutes: whichever ends first)")
@@ -91,8 +92,9 @@ def main(argv=None):
         args.test_tasks = 100 if args.learner == "mann" else 600
     if args.minutes is not None and not args.minutes > 0:
         parser.error(f"--minutes must be > 0, got {args.minutes}")
-    if args.learner != "snail" and args.ways != 5:   # had been ignored without a word
+    if args.learner != "snail" and args.ways is not None:   # (--ways 5 had been ignored)
         parser.error(f"--ways is snail's; {args.learner} here runs the paper's setting")
+    args.ways = 5 if args.ways is None else args.ways
     if args.learner == "snail" and args.ways < 2:
         parser.error(f"--ways must be at least 2 to classify, got {args.ways}")
     if args.iterations is None:

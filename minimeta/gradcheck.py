@@ -42,7 +42,7 @@ wrong in a single entry of n moves ⟨u, ·⟩ by that entry's share only, so a 
 entry of many can pass one direction: check with a few ``directions`` or seeds. ``atol`` is
 absolute: a function of tiny values (|f| ~ 1e-8) passes with a gradient off by 2×; scale it.
 
-Read next: ``minimeta/testing.py`` (hypothesis strategies for property tests).
+Read next: ``minimeta/gradcheck_explain.py`` (why a gradient check failed, in words).
 """
 import warnings
 
@@ -50,6 +50,7 @@ import numpy as np
 
 from .engine import Tensor, grad, set_grad_enabled
 from .engine import ops
+from .gradcheck_explain import blame, failure, quotient
 
 CURVE = 0.25  # c above: the curvature of the pre- and post-maps (slopes within 1 ± c)
 
@@ -103,14 +104,6 @@ def _logcosh(t):
     return ops.log((ops.exp(t) + ops.exp(-t)) * 0.5)
 
 
-def _quotient(at, step, v):
-    """⟨v, f(x + step·u) − f(x − step·u)⟩ / 2·step, the outputs differenced before they are
-    weighted: an output entry the step leaves unchanged then adds an exact 0, not the rounding
-    of a large ⟨v, f⟩ (which had swamped the slope of an input's small entries beside large
-    ones: a correct ``a * a`` failed at [1e4, 0.5], found by probing, 2026-12-01)."""
-    return float(np.sum((at(step) - at(-step)) * v)) / (2 * step)
-
-
 def _flat_vjp(f, v):
     """The function z ↦ concat(vec(vjp_i(v))) whose derivatives are f's next order."""
     def vjp_fn(*zs):
@@ -157,6 +150,7 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
     v = rng.standard_normal(y.shape)
     if y.requires_grad:
         vjps = grad(y, xs, grad_outputs=[Tensor(v, dtype=y.dtype)], allow_unused=True)
+        _same_in_any_layout(y, xs, v, vjps, tols, level)
     else:
         vjps = [None] * len(xs)
     for i, x in enumerate(arrays):
@@ -173,42 +167,52 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
                 return np.asarray(f(*_leaves(shifted, dtype, layouts)).numpy(),
                                   dtype=np.float64)
 
-            numeric = _quotient(at, eps, v)
+            numeric = quotient(at, eps, v)
             report.by_input[i] = max(report.by_input.get(i, 0.0), abs(analytic), abs(numeric))
-            _compare(analytic, numeric, tols, report, level, lambda: _failure(
+            _compare(analytic, numeric, tols, report, level, lambda: GradcheckError(failure(
                 at, v, analytic, numeric, tols, eps, level, (i, laid + part), x, dtype,
-                y.dtype, composed, _blame(y, xs, v, u, i, at, eps, tols, arrays, level)))
+                y.dtype, composed, blame(y, xs, v, u, i, at, eps, tols, arrays, level))))
     return v
 
 
-def _blame(y, xs, v, u, i, at, eps, tols, arrays, level):
-    """At order k >= 2 the output is every input's order-(k−1) gradient, concatenated: the
-    blocks (named by their input) whose derivative w.r.t. input ``i`` is off, as words; at
-    order 1, whether ``f``'s output is outside the graph."""
-    if not y.requires_grad and level == 1:
-        return ("; f's output does not require grad: it was made outside the graph (through "
-                "NumPy, .numpy(), .data or a constant), so every analytic derivative is 0")
-    if not y.requires_grad:
-        return (f"; the order-{level - 1} gradient does not require grad: a VJP made it outside "
-                "the graph (through NumPy, .data or detach), so its derivatives read as 0")
-    if level == 1 or len(arrays) < 2:
-        return ""
-    wrong, start = [], 0
-    for j, a in enumerate(arrays):
-        mask = np.zeros(v.shape)
-        mask[start:start + a.size] = 1.0
-        start += a.size
-        (g,) = grad(y, [xs[i]], grad_outputs=[Tensor(v * mask, dtype=y.dtype)],
-                    allow_unused=True)
-        analytic = 0.0 if g is None else float(np.sum(g.numpy() * u))
-        numeric = _quotient(at, eps, v * mask)
-        if not abs(analytic - numeric) <= tols[0] + tols[1] * max(abs(analytic), abs(numeric)):
-            wrong.append(j)
-    if not wrong:
-        return ""
-    names = " and ".join(f"input {j}" for j in wrong)
-    return (f"; the wrong part is the order-{level - 1} gradient w.r.t. {names}, as input {i} "
-            f"moves (look at the VJP that gives it)")
+def _same_in_any_layout(y, xs, v, vjps, tols, level):
+    """The gradients again, with the incoming gradient v Fortran-ordered (or, for one axis, a
+    strided view), which the engine hands a VJP too (a transpose's gradient is a view): a VJP
+    whose kernel assumed a C-ordered v had passed every check, v having always been one (an
+    audit of gradcheck, 2026-12-03)."""
+    if y.ndim == 0 or y.size < 2:
+        return
+    kind = "F" if y.ndim > 1 else "strided"
+    again = grad(y, xs, grad_outputs=[Tensor(in_layout(v.astype(y.dtype), kind))],
+                 allow_unused=True)
+    for i, (first, second) in enumerate(zip(vjps, again)):
+        a, b = (np.zeros(x.shape) if g is None else np.asarray(g.numpy(), dtype=np.float64)
+                for g, x in ((first, xs[i]), (second, xs[i])))
+        gap = np.abs(a - b)
+        if not np.all(gap <= tols[0] + tols[1] * np.maximum(np.abs(a), np.abs(b))):
+            laid = "Fortran-ordered" if kind == "F" else "a strided view"
+            raise GradcheckError(
+                f"gradcheck: order-{level} gradient w.r.t. input {i} changes when the "
+                f"incoming gradient is {laid} instead of C-ordered (largest difference "
+                f"{np.nanmax(gap) if gap.size else 0:.3g}): does a VJP, or its kernel, assume "
+                "a C-ordered gradient? (np.ascontiguousarray it)")
+
+
+def _watched(f):
+    """``f``, refused in one line when it writes into the data of an input: its leaves are
+    fresh copies here, so the check would pass, whereas in a graph the input's other users
+    (and the VJPs that saved it) read the overwritten values."""
+    def checked(*xs):
+        before = [x.data.copy() if isinstance(x, Tensor) else None for x in xs]
+        y = f(*xs)
+        for i, (x, old) in enumerate(zip(xs, before)):
+            if old is not None and not np.array_equal(x.data, old, equal_nan=True):
+                raise GradcheckError(f"gradcheck: f wrote into input {i} (its values changed "
+                                     "during the call): an op must not write into its "
+                                     "inputs, which other ops and saved VJPs still read")
+        return y
+
+    return checked
 
 
 def _directions(rng, scale, directions):
@@ -242,66 +246,6 @@ def _compare(analytic, numeric, tols, report, level, failure):
         raise failure()
 
 
-def _failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dtype,
-             composed, blame=""):
-    """The ``GradcheckError`` of one failed comparison, with a hint where one can be had: a
-    NaN, outputs whose rounding swamps the step, a point on a kink (the one-sided quotients
-    differ), or a quotient that moves with the step (a kink or jump within it)."""
-    atol, rtol = tols
-    err, tol = abs(analytic - numeric), atol + rtol * max(abs(analytic), abs(numeric))
-    step = f"step {eps:.3g}·max(1, |x|)"
-    unit = np.finfo(out_dtype).eps if np.issubdtype(out_dtype, np.floating) else 0.0
-    here, up, down = at(0.0), at(eps), at(-eps)
-    touched = up != down     # outputs the step leaves alone add an exact 0 (``_quotient``)
-    noise = 2 * unit * float(np.sum((np.abs(v) * np.abs(here))[touched])) / (2 * eps)
-    # a step that moved no value at all: its rounding over every output (noise is then 0)
-    swallowed = 0.0 if touched.any() else \
-        unit * float(np.sum(np.abs(v) * np.abs(here))) / eps
-    if np.isnan(err):
-        hint = f"; a NaN: is the point outside f's domain, or on a kink a {step} crosses?"
-    elif unit * 100 > eps:   # the rounding of f's values swamps the step
-        hint = (f"; f's values are {np.dtype(out_dtype).name}, whose rounding swamps a step of "
-                f"{eps:.3g}: compute in float64, or raise eps and the tolerances")
-    elif err < 2 * noise or abs(analytic) < 2 * swallowed:
-        hint = (f"; f's values (up to {np.max(np.abs(here)):.3g}) round by about "
-                f"{max(noise, swallowed):.3g} of the quotient, more than the step changes them: "
-                "the check cannot tell here; check at a point of smaller values, or with a larger "
-                "eps")
-    else:
-        def sides(plus, minus, s):   # one-sided quotients: right − left ~ f''·s if smooth
-            return (float(np.sum((plus - here) * v)) / s, float(np.sum((here - minus) * v)) / s)
-        up10, down10 = at(eps / 10), at(-eps / 10)
-        (right, left), (right10, left10) = sides(up, down, eps), sides(up10, down10, eps / 10)
-        finer = float(np.sum((up10 - down10) * v)) / (eps / 5)   # the quotient at a tenth
-        # a kink's gap stays as the step shrinks; a smooth curve's shrinks with it
-        if abs(right - left) > max(tol, 0.5 * err) and \
-                abs(right10 - left10) > 0.5 * abs(right - left):
-            hint = (f"; the one-sided quotients differ ({left:.10g} from the left, "
-                    f"{right:.10g} from the right): a kink or a jump of f at the point or "
-                    "within a step of it?")
-        # a smooth curve's central difference errs by ~f'''·step²: at a tenth of the step,
-        # about a hundredth of the error (a kink within the step follows no such law)
-        elif abs(finer - numeric) > max(tol, 0.1 * err) and \
-                err / 300 < abs(finer - analytic) < err / 30:
-            hint = (f"; the difference quotient moves toward the analytic value as the step "
-                    f"shrinks ({finer:.10g} at a tenth of it): f curves sharply within a step "
-                    "of the point (near a singularity?): lower eps, or check farther from it")
-        elif abs(finer - numeric) > max(tol, 0.1 * err):
-            hint = (f"; the difference quotient moves with the step ({finer:.10g} at a tenth "
-                    "of it): a kink or a jump of f within a step of the point?")
-        else:
-            hint = ""
-    of = " of the composed function (compose=False checks f alone)" if composed else ""
-    kinds = np.dtype(dtype).name if np.dtype(out_dtype) == np.dtype(dtype) else \
-        f"{np.dtype(dtype).name} inputs, {np.dtype(out_dtype).name} output"
-    i, part = where
-    return GradcheckError(
-        f"gradcheck: order-{level} derivative{of} w.r.t. input {i} (shape "
-        f"{np.shape(x)}{part}) is wrong: analytic {analytic:.10g}, numeric {numeric:.10g}, "
-        f"|difference| {err:.3g} > tolerance {tol:.3g} (atol {atol}, rtol {rtol}, "
-        f"{step}, {kinds}){hint}{blame}")
-
-
 def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compose=None,
               dtype=np.float64, directions=1, partial=None):
     """Check derivatives of ``f`` up to ``order`` at ``inputs``; raise ``GradcheckError`` if off.
@@ -316,9 +260,10 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
     ``atol``. ``partial`` (default: on for two inputs or more) checks every order again with
     a drawn subset of the inputs held constant (Tensors that need no gradient), since a VJP
     skips an input that needs none and that branch is code of its own (``_held_constant``).
-    Check at a point without symmetries (not all ones: a VJP that swaps its inputs' gradients
-    is right there). Returns a ``GradcheckReport``: ``{order: largest absolute error}``, with
-    ``.scale``.
+    Each order also takes the gradients with a Fortran-ordered v, which must not change them,
+    and an ``f`` that writes into an input is refused (``_watched``). Check at a point
+    without symmetries (not all ones: a VJP that swaps its inputs' gradients is right there).
+    Returns a ``GradcheckReport``: ``{order: largest absolute error}``, with ``.scale``.
 
     >>> import minimeta as mm, numpy as np
     >>> errs = mm.gradcheck(lambda a: (a * a).tanh().sum(), [np.array([0.3, -1.2])], order=2)
@@ -340,7 +285,7 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
                              "at a finite point")
     rng = np.random.default_rng(seed)
     report = GradcheckReport()
-    fn = f
+    fn = f = _watched(f)
     with set_grad_enabled(True):    # (under no_grad every analytic derivative had been 0)
         for level in range(1, order + 1):
             if compose:

@@ -60,6 +60,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("minimeta/engine/workers.py", "the tasks of a meta-batch on worker threads"),
     ("minimeta/engine/derivatives.py", "hvp, jacobian, hessian"),
     ("minimeta/gradcheck.py", "numerical gradient checks of any order"),
+    ("minimeta/gradcheck_explain.py", "why a gradient check failed, in words"),
     ("minimeta/testing.py", "hypothesis strategies for property tests"),
     ("minimeta/selfcheck_inputs.py", "the input domains of the primitive table"),
     ("minimeta/selfcheck.py", "the primitive table and its self-check"),

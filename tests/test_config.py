@@ -99,8 +99,8 @@ def test_each_rejected_value_is_a_one_line_error_naming_the_option(options, mess
      "Reptile: inner_steps must be at least 1, got 0: with none, φ = θ and the outer step "
      "θ + ε·(φ − θ) never moves θ"),
     (SINUSOID + ["--inner-steps", "0", "--multi-step-loss"],   # had averaged over no steps
-     "MAML: multi_step_loss needs inner_steps of at least 1 (it weighs the query losses after "
-     "steps 1..K), got 0"),
+     "--multi-step-loss needs --inner-steps of at least 1 (it weighs the query losses after "
+     "steps 1..K), got 0"),    # (the learner's own check had named no option)
 ])
 def test_settings_under_which_nothing_is_learnt_are_refused(options, message, tmp_path, capsys):
     out = tmp_path / "run"
@@ -314,3 +314,40 @@ def test_a_resumed_run_may_end_where_its_checkpoint_is_but_not_before():
     RunConfig(learner="protonet", out="run", iterations=10).check_resume(saved, 10)
     with pytest.raises(ValueError, match="--iterations 9 is below the checkpoint's iteration 10"):
         RunConfig(learner="protonet", out="run", iterations=9).check_resume(saved, 10)
+
+
+def test_a_sinusoid_run_shows_and_stores_no_omniglot_setting(tmp_path, capsys):
+    """A sinusoid run had printed and stored ``ways=5, split=vinyals, validate_every=500``,
+    settings of Omniglot runs that meant nothing to it; one given from Python other than its
+    default is refused by name, as the command line refuses one given at all."""
+    config = RunConfig(learner="maml", dataset="sinusoid", out="o")
+    stray = ("ways", "split", "val_size", "validate_every", "val_episodes", "val_ways")
+    assert [name for name in stray if getattr(config, name) is not None] == []
+    assert not any(f"{name}=" in config.describe() for name in stray)
+    assert not set(stray) & set(config.settings())
+    # a checkpoint written before holds them: it loads to the same config, and may resume
+    older = dict(config.settings(), ways=5, split="vinyals", val_size=100, validate_every=500,
+                 val_episodes=100, val_ways=5)
+    assert RunConfig.from_settings(older) == config
+    config.check_resume(older, 0)
+    assert dataclasses.replace(config, test_steps=3).test_steps == 3   # as eval --test-steps
+    for name, value in (("ways", 3), ("split", "lake"), ("validate_every", 7)):
+        with pytest.raises(ValueError, match=rf"^--{name.replace('_', '-')} does not apply to "
+                                             r"--dataset sinusoid: .*, got "):
+            RunConfig(learner="maml", dataset="sinusoid", **{name: value})
+    assert RunConfig(learner="cnp", dataset="sinusoid", validate_every=0).validate_every is None
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "--learner", "cnp", "--dataset", "sinusoid", "--iterations", "2",
+                     "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "learner=cnp" in printed and not any(f"{name}=" in printed for name in stray)
+    assert not set(stray) & set(io.load(os.path.join(out, "checkpoint.npz"))["settings"])
+    # eval --test-steps on a learner without an inner loop: one line, exit 2, nothing written
+    report = str(tmp_path / "report.jsonl")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["eval", "--checkpoint", os.path.join(out, "checkpoint.npz"), "--test-steps",
+                  "2", "--report", report])
+    assert exit_info.value.code == 2 and not os.path.exists(report)
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "minimeta eval: --test-steps applies to the learners with an inner loop (the MAML "
+        "family, Reptile), not cnp"]

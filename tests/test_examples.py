@@ -152,6 +152,8 @@ def test_the_metric_example_tests_on_what_its_shots_leave_of_a_class():
     (["benchmarks/maml_memory.py", "--ways", "0"], "argument --ways: must be >= 1, got 0"),
     (["examples/model_based.py", "--learner", "mann", "--ways", "5000", "--iterations", "1"],
      "--ways is snail's; mann here runs the paper's setting"),     # had been ignored
+    (["examples/model_based.py", "--learner", "cnp", "--ways", "5", "--iterations", "1"],
+     "--ways is snail's; cnp here runs the paper's setting"),      # 5, the default: ignored
     (["benchmarks/gpu_check.py", "--phases", "bogus"], "argument --phases: invalid choice"),
     (["benchmarks/gpu_check.py", "--rounds", "-1"], "--rounds must be at least 1, got -1"),
 ])

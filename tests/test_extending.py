@@ -151,3 +151,57 @@ def test_gradcheck_names_an_input_f_ignores_or_an_empty_one():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mm.gradcheck(lambda w, b: (w * b).tanh().sum(), [a, b], order=2)    # both used: quiet
+
+
+def test_gradcheck_hands_a_vjp_its_incoming_gradient_in_other_layouts():
+    """The incoming gradient had always been C-ordered, so a VJP whose kernel read its
+    buffer in C order passed every check (an audit of gradcheck): the engine hands a VJP
+    Fortran-ordered gradients and strided views too (a transpose's gradient is a view)."""
+    def kernel_assuming_c_order(g):        # the buffer in memory order, read as C order
+        return np.reshape(np.ravel(g, order="K"), g.shape)
+
+    class Double(mm.Primitive):
+        abstract = True
+
+        def forward(self, a):
+            return 2 * a
+
+        def vjp(self, g, out, a):
+            return (2 * g,)
+
+    class DoubleC(Double):
+        abstract = True
+
+        def vjp(self, g, out, a):
+            return (mm.tensor(2 * kernel_assuming_c_order(g.numpy())),)
+
+    a = np.array([[0.3, -1.2, 0.5], [0.7, 1.1, -0.4]])
+    mm.gradcheck(lambda a: mm.apply(Double(), a), [a])
+    mm.gradcheck(lambda a: mm.apply(DoubleC(), a[0]), [a])      # 1-D: any view reads right
+    with pytest.raises(mm.GradcheckError, match=r"^gradcheck: order-1 gradient w.r.t. input 0 "
+                                                r"changes when the incoming gradient is "
+                                                r"Fortran-ordered instead of C-ordered"):
+        mm.gradcheck(lambda a: mm.apply(DoubleC(), a), [a])
+
+
+def test_gradcheck_refuses_a_function_that_writes_into_its_input():
+    """gradcheck's leaves are fresh copies, so an op that doubled its input in place passed
+    (an audit of gradcheck); in a graph the input's other users read the doubled values."""
+    class DoubleInPlace(mm.Primitive):
+        abstract = True
+
+        def forward(self, a):
+            np.multiply(a, 2, out=a)
+            return a.copy()
+
+        def vjp(self, g, out, a):
+            return (2 * g,)
+
+    a = np.array([0.3, -1.2, 0.5])
+    with pytest.raises(mm.GradcheckError, match=r"^gradcheck: f wrote into input 0 \(its "
+                                                r"values changed during the call\)"):
+        mm.gradcheck(lambda a: mm.apply(DoubleInPlace(), a), [a])
+    x = mm.tensor(a.copy(), requires_grad=True)
+    (g,) = mm.grad((mm.apply(DoubleInPlace(), x) * x).sum(), [x])   # why: 4x read as 8x
+    assert not np.allclose(g.numpy(), 4 * a)
+    assert np.array_equal(a, [0.3, -1.2, 0.5])    # the caller's array was never handed over

@@ -274,3 +274,16 @@ def test_the_recurrence_matches_numpy_step_by_step():
     cut = dict(p, **{"out.weight": p["out.weight"].copy()})
     cut["out.weight"][net.hidden:] = 0.0            # the reads' share of the output
     assert np.abs(mann_numpy(net, cut, x, prev) - want).max() > 1e-2   # the reads matter here
+
+
+@pytest.mark.parametrize("ys, message", [
+    ([0, 1, 2, 3, 0, 1], r"episode labels must lie in \[0, 3\) \(its ways\), got 3"),
+    ([0.0, 1.0, 2.0, 1.0, 0.0, 1.0], "episode labels must be integers, got dtype float64"),
+])
+def test_labels_outside_the_ways_are_refused_by_name(ys, message):
+    """They had met a bare NumPy IndexError, naming neither MANNLearner nor the labels."""
+    learner = MANNLearner(ways=3, image_size=2, hidden=5, rows=6, width=3, heads=2, dtype=F64)
+    xs = np.random.default_rng(0).random((6, 1, 2, 2))
+    with pytest.raises(ValueError, match="^MANNLearner: " + message):
+        learner.evaluate((xs, np.array(ys), None, None))
+    learner.evaluate((xs, np.array([0, 1, 2, 2, 0, 1]), None, None))

@@ -241,3 +241,18 @@ def test_a_trained_cnp_predicts_each_function_from_its_context(mutate):
     0.5): a bound of 0.4 held there on this seed only."""
     own, other = own_and_other_context_mse(train_cnp(mutate=mutate))
     assert (own < 0.4 * other) != mutate, (own, other)
+
+
+def test_the_cnp_softplus_has_the_sigmoid_s_derivatives_at_zero():
+    """max(s, 0) + log(1 + e^−|s|) had the derivatives 1 and 0 at s = 0 (maximum's tie to s,
+    sign(0) = 0) where σ(0) = 0.5 and σ'(0) = 0.25: σ of a decoder output of exactly 0
+    (zero weights) learnt from a wrong slope (an audit of numerics)."""
+    s = mm.tensor(np.array([0.0, -3.0, 3.0, 800.0, -800.0]), requires_grad=True)
+    y = softplus(s)
+    np.testing.assert_allclose(y.numpy(), np.logaddexp(0.0, s.numpy()), rtol=1e-13)
+    (g,) = mm.grad(y.sum(), [s], create_graph=True)
+    (h,) = mm.grad(g.sum(), [s])
+    sig = 1 / (1 + np.exp(-s.numpy()))
+    np.testing.assert_allclose(g.numpy(), sig, rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(h.numpy(), sig * (1 - sig), rtol=1e-12, atol=1e-300)
+    mm.gradcheck(softplus, [np.array([0.0, -1.5, 2.0])], order=2)

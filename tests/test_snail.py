@@ -292,3 +292,16 @@ def test_training_draws_every_shot_count_and_testing_shuffles_the_support(monkey
     tested = support_orders(monkeypatch, lambda learner, task: learner.evaluate(task))
     assert all(sorted(order) == list(range(9)) for order in tested)
     assert sum((order != np.arange(9)).any() for order in tested) >= 20
+
+
+def test_labels_outside_the_ways_are_refused_in_training_as_in_testing():
+    """Training picks k shots class by class (0..ways−1) and had dropped the others without a
+    word: labels 1..3 of a 3-way learner trained on 2 of the 3 classes (an audit of the
+    model-based learners, 2026-12-03); testing had refused them."""
+    learner = tiny_learner()
+    xs, ys, xq, yq = synthetic_episode(np.random.default_rng(0))
+    learner.task_loss((xs, ys, xq, yq))
+    for task in ((xs, ys + 1, xq, yq), (xs, ys, xq, yq + 1)):
+        with pytest.raises(ValueError, match=r"^SnailLearner: (support|query) labels must lie "
+                                             r"in \[0, 3\) \(its ways\), got 3$"):
+            learner.task_loss(task)

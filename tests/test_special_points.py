@@ -51,6 +51,25 @@ def test_maximum_ties_send_the_whole_gradient_to_the_first_argument():
     assert ga.numpy().tolist() == [1.0, 0.0] and gb.numpy().tolist() == [0.0, 1.0]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_side_that_lost_gets_zero_even_under_an_infinite_gradient(dtype):
+    """maximum, max and x ** 0 had multiplied g by a mask (or by 0): inf · 0 made NaN of the
+    losers' gradient, and sqrt(maximum(d, 0)) at a squared distance rounded to −1e-7 spread
+    NaN to every embedding (an audit of numerics; PyTorch gives 0)."""
+    d = mm.tensor(np.array([-1e-7, 3.0], dtype=dtype), requires_grad=True)
+    (g,) = mm.grad(mm.sqrt(mm.maximum(d, 0.0)).sum(), [d])
+    np.testing.assert_allclose(g.numpy(), [0.0, 0.5 / np.sqrt(3.0)], rtol=1e-6)
+    a = mm.tensor(np.array([1.0, 3.0], dtype=dtype), requires_grad=True)
+    b = mm.tensor(np.array([2.0, 1.0], dtype=dtype), requires_grad=True)
+    ga, gb = mm.grad(mm.log(mm.maximum(a, b) - mm.tensor(np.array([2.0, 3.0], dtype))).sum(),
+                     [a, b])    # g = 1 / 0 = inf at both entries
+    assert ga.numpy().tolist() == [0.0, np.inf] and gb.numpy().tolist() == [np.inf, 0.0]
+    y, d = _grad(lambda t: mm.log(mm.max(t) - 3.0), [1.0, 3.0, 3.0])
+    assert d.tolist() == [0.0, np.inf, np.inf]
+    y, d = _grad(lambda t: mm.log(t ** 0 - 1.0).sum(), [2.0, 0.5])
+    assert d.tolist() == [0.0, 0.0]
+
+
 def test_max_ties_share_the_gradient_equally():
     y, d = _grad(lambda t: mm.max(t), [2.0, 1.0, 2.0, 2.0])
     assert y == 2.0 and np.allclose(d, [1 / 3, 0.0, 1 / 3, 1 / 3], rtol=0, atol=1e-16)

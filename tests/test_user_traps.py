@@ -209,8 +209,11 @@ def test_grad_of_an_output_made_under_no_grad_says_so():
 
 @pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
 @pytest.mark.parametrize("options, message", [
-    (["--shots", "10"], "--shots 10 + --queries 15 ask for 25 drawings of a class; each "
-                        "omniglot class has 20"),
+    (["--shots", "10"], "--shots 10 + --queries 15 (maml's default at 5-way) ask for 25 "
+                        "drawings of a class; each omniglot class has 20: give --queries 10 or "
+                        "fewer"),   # (had blamed a --queries 15 the user never typed)
+    (["--shots", "10", "--queries", "11"], "--shots 10 + --queries 11 ask for 21 drawings of "
+                                           "a class; each omniglot class has 20"),
     (["--ways", "5000"], "--ways 5000 needs 5000 classes; the training part has 4400"),
     (["--val-size", "1", "--validate-every", "2"],
      "--val-size 1 leaves 4 validation classes, fewer than the 5 ways of validation: raise "

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from .registry import (COMMON_DEFAULTS, FAMILY, LEARNERS, OPTIONAL, SINUSOID_DEFAULTS, WHY_NOT,
-                       no_queries)
+                       no_queries, unread)
 
 
 def option(default, kind, help=None, choices=None, least=None, above=None, flag=True,
@@ -173,19 +173,50 @@ class RunConfig:
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite exclude each other: continue the run in "
                              "--out, or replace it")
+        unset = {f.name for f in fields(self) if getattr(self, f.name) is None}
         self._fill_defaults(spec)
         self._check_types()
         no_queries(self.learner, self.queries)
-        if self.dataset == "omniglot" and self.ways < 2:   # loss 0, accuracy 1, nothing learnt
+        if self.multi_step_loss is not False and self.inner_steps == 0:   # (named no option)
+            raise ValueError("--multi-step-loss needs --inner-steps of at least 1 (it weighs "
+                             "the query losses after steps 1..K), got 0")
+        if self.dataset == "omniglot" and self.shots + self.queries > DRAWINGS:
+            raise ValueError(self._too_many_drawings(unset))
+        if self.dataset == "sinusoid":
+            self._drop_omniglot_settings()
+        elif self.ways < 2:   # loss 0, accuracy 1, nothing learnt
             raise ValueError(f"--ways must be at least 2 to classify, got {self.ways}")
+
+    def _too_many_drawings(self, unset):
+        """The error for shots + queries above an Omniglot class's drawings, which says of a
+        count the user did not give that it is the paper's default (and what would fit)."""
+        shots, queries = (f"--{n} {getattr(self, n)}" + (f" ({self.learner}'s default at "
+                          f"{self.ways}-way)" if n in unset else "") for n in ("shots", "queries"))
+        fits = DRAWINGS - self.shots
+        fix = f": give --queries {fits} or fewer" if "queries" in unset and fits > 0 else ""
+        return (f"{shots} + {queries} ask for {self.shots + self.queries} drawings of a class; "
+                f"each omniglot class has {DRAWINGS}{fix}{unread(self.learner, self.queries)}")
+
+    def _drop_omniglot_settings(self):
+        """A sinusoid run's Omniglot-only settings are None, so that neither its config line
+        nor its checkpoint shows a value that meant nothing (``validate_every=500`` had);
+        one given other than its default (or, for ``validate_every``, 0) is refused by name."""
+        for name, why in OMNIGLOT_ONLY.items():
+            value, default = getattr(self, name), _DEFAULTS[name]
+            if value is not None and value != default and not (name == "validate_every"
+                                                               and value == 0):  # never: so
+                raise ValueError(f"{flag(name)} does not apply to --dataset sinusoid: {why}, "
+                                 f"got {value!r}")
+            setattr(self, name, None)
+        self.val_ways = None
 
     def _fill_defaults(self, spec):
         """The paper's value for every unset setting the learner takes (one place)."""
-        if self.ways is None:
-            self.ways = 5 if self.dataset == "sinusoid" else spec.default_ways
+        if self.ways is None and self.dataset == "omniglot":
+            self.ways = spec.default_ways
         table = spec.defaults
         smallest = min(k for k in table if isinstance(k, int))
-        paper = {**COMMON_DEFAULTS, **table.get(self.ways, table[smallest])}
+        paper = {**COMMON_DEFAULTS, **table.get(self.ways or smallest, table[smallest])}
         shots = self.shots if self.shots is not None else paper["shots"]
         ways = self.ways if self.ways in table else smallest   # as the way count's table
         paper.update(table.get((ways, shots), {}))    # a paper's per-shot values
@@ -197,6 +228,8 @@ class RunConfig:
         for name, value in paper.items():
             if getattr(self, name) is None and (name not in OPTIONAL or name in spec.options):
                 setattr(self, name, value)
+        if self.dataset == "sinusoid":
+            return
         if spec.family != "metric" and self.dataset == "omniglot" and self.val_ways != self.ways:
             raise ValueError(f"val_ways must equal --ways ({self.ways}) for {self.learner}: its "
                              f"head has one output per training way, got {self.val_ways}")
@@ -216,7 +249,8 @@ class RunConfig:
         for f in fields(self):
             value, meta = getattr(self, f.name), f.metadata
             kind, name = meta["kind"], flag(f.name) if meta["flag"] else f.name
-            if value is None and kind in (int, float) and f.default is not None:
+            if value is None and kind in (int, float) and f.default is not None \
+                    and not (self.dataset == "sinusoid" and f.name in OMNIGLOT_ONLY):
                 raise ValueError(f"{name} must be given (its default is {f.default!r}), got "
                                  "None")  # (seed=None had crashed in NumPy after the first save)
             if value is None or f.name == "multi_step_loss":
@@ -297,6 +331,9 @@ class RunConfig:
                 values[name] = tuple(value.tolist()) if value.ndim else value.item()
         if values.get("split") == "lake":   # no validation part: an older dict's 100 meant 0
             values.pop("val_size", None)
+        if values.get("dataset") == "sinusoid":  # an older checkpoint's ways=5, split=vinyals
+            for name in (*OMNIGLOT_ONLY, "val_ways"):
+                values.pop(name, None)
         return cls(**values)
 
     def settings(self):
@@ -329,7 +366,8 @@ class RunConfig:
         """``name=value`` for every field (those off the command line only when set), as
         ``minimeta train`` prints it."""
         return ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
-                         if f.metadata["flag"] or getattr(self, f.name) is not None)
+                         if getattr(self, f.name) is not None or f.metadata["flag"]
+                         and not (self.dataset == "sinusoid" and f.name in OMNIGLOT_ONLY))
 
 
 # The options of an Omniglot run only; a sinusoid run given one refuses it (``from_args``).
@@ -346,6 +384,7 @@ MAY_CHANGE_ON_RESUME = frozenset({"iterations", "out", "resume", "overwrite", "d
                                   "checkpoint_every", "detect_anomaly", "validate_every",
                                   "val_episodes", "minutes", "threads"})
 FLAGS = frozenset(f.name for f in fields(RunConfig) if f.metadata["flag"])
+_DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 
 
 def _shown(config, name):

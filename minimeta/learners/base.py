@@ -205,6 +205,20 @@ def nonempty(who, **parts):
                              "needs at least one")
 
 
+def labels_within(who, ways, **parts):
+    """Refuse ``parts`` (name=labels) that are not integers in [0, ``ways``): a learner that
+    picks its examples class by class (SNAIL's shots) had dropped the others without a word,
+    and MANN's label inputs met a bare IndexError."""
+    for name, labels in parts.items():
+        labels = np.asarray(labels)
+        if labels.size and labels.dtype.kind not in "iu":
+            raise ValueError(f"{who}: {name} labels must be integers, got dtype {labels.dtype}")
+        bad = labels[(labels < 0) | (labels >= ways)]
+        if bad.size:
+            raise ValueError(f"{who}: {name} labels must lie in [0, {ways}) (its ways), got "
+                             f"{bad.flat[0]}")
+
+
 def check_settings(who, rates=(), steps=()):
     """``rates`` (name, value): finite numbers > 0; ``steps`` (name, value): integers >= 0;
     else a ValueError naming the setting (the command line checks its options the same way)."""

@@ -35,8 +35,12 @@ from .base import (Learner, all_or_nothing, as_tensor, backward_to, data_rng, no
 
 
 def softplus(s):
-    """log(1 + eˢ), computed as max(s, 0) + log(1 + e^−|s|) (no overflow for large s)."""
-    return ops.maximum(s, 0.0) + ops.log(1.0 + ops.exp(-ops.abs(s)))
+    """log(1 + eˢ), computed as s + log(1 + e⁻ˢ) for s > 0 and log(1 + eˢ) elsewhere (no
+    overflow for large s). Each side one smooth formula: max(s, 0) + log(1 + e^−|s|) had
+    the derivatives 1 and 0 at s = 0 (maximum's tie to s, sign(0) = 0), not σ(0) = 0.5 and
+    0.25."""
+    positive = s > 0
+    return ops.where(positive, s, 0.0) + ops.log(1.0 + ops.exp(ops.where(positive, -s, s)))
 
 
 def context_size(xs):

@@ -28,8 +28,8 @@ from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
 from ..engine.primitives.attention import cosine_attention
-from .base import (Learner, all_or_nothing, backward_to, data_rng, nonempty, summary,
-                   tasks_given)
+from .base import (Learner, all_or_nothing, backward_to, data_rng, labels_within, nonempty,
+                   summary, tasks_given)
 
 
 def least_used(usage, n, order=None):
@@ -124,6 +124,7 @@ class MANNLearner(Learner):
         """(images (T, features), labels (T,), previous-label one-hots (T, ways)) in an order
         drawn from the episode's checksum (a resumed run repeats it)."""
         nonempty("MANNLearner", episode=ys)
+        labels_within("MANNLearner", self.ways, episode=ys)
         order = data_rng(xs).permutation(len(ys))
         x, y = np.asarray(xs)[order], np.asarray(ys)[order]
         x = x.reshape(len(y), *x.shape[-2:]).astype(self.dtype)

@@ -28,7 +28,7 @@ from .. import nn
 from ..engine import no_grad, ops
 from ..nn.module import sub_params
 from ..nn.snail import OMNIGLOT, SNAIL
-from .base import Learner, as_tensor, check_settings, data_rng, nonempty
+from .base import Learner, as_tensor, check_settings, data_rng, labels_within, nonempty
 
 
 class SnailLearner(Learner):
@@ -94,6 +94,7 @@ class SnailLearner(Learner):
         xs, ys, xq, yq = task
         ys = np.asarray(ys)
         nonempty("SnailLearner", support=ys, queries=yq)
+        labels_within("SnailLearner", self.ways, support=ys, query=yq)
         rng = data_rng(xs)
         keep = np.arange(len(ys))
         if self.vary_shots:

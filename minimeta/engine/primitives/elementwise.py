@@ -83,8 +83,8 @@ class PowScalar(Primitive):
         return a ** self.c
 
     def vjp(self, g, out, a):
-        if self.c == 0:
-            return (g * 0.0,)
+        if self.c == 0:      # a⁰ is constant: 0, even where g is infinite (g · 0 was NaN)
+            return (where(False, g, 0.0),)
         return (g * (self.c * a ** (self.c - 1)),)
 
 
@@ -191,14 +191,16 @@ class Abs(Primitive):
 
 
 class Maximum(Primitive):
-    """out = max(a, b) elementwise.   VJP: (g * [a >= b], g * [a < b]) (ties go to a)."""
+    """out = max(a, b) elementwise.   VJP: (where(a >= b, g, 0), where(a < b, g, 0)) (ties go
+    to a). A ``where``, not g times the mask: the side that lost gets 0 even where g is
+    infinite (inf · 0 had been NaN: sqrt(maximum(d, 0)) at a d rounded below 0)."""
 
     def forward(self, a, b):
         return array_module(a).maximum(a, b)
 
     def vjp(self, g, out, a, b):
-        ga = g * (a >= b) if _need(a) else None
-        gb = g * (a < b) if _need(b) else None
+        ga = where(a >= b, g, 0.0) if _need(a) else None
+        gb = where(a < b, g, 0.0) if _need(b) else None
         return ga, gb
 
 

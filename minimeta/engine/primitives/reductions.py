@@ -61,8 +61,9 @@ class Sum(Primitive):
 class Max(Primitive):
     """out = max over ``axes`` of a.
 
-    VJP: g * mask / count, mask = [a == max] (constant). Ties share the gradient equally, so
-    the VJP is the gradient of the average of the tied maxima.
+    VJP: where(mask, g / count, 0), mask = [a == max] (constant). Ties share the gradient
+    equally, so the VJP is the gradient of the average of the tied maxima; the other entries
+    get 0, even where g is infinite (g · mask had made them NaN).
     """
 
     __slots__ = ("axes", "keepdims")
@@ -78,9 +79,9 @@ class Max(Primitive):
 
     def vjp(self, g, out, a):
         # constants (no grad), in g's dtype: an int64 count had made float32's g float64
-        mask = compare("equal", a, _keep(out, a.shape, self.axes)).astype(g.dtype)
-        count = sum(mask, self.axes, keepdims=True)
-        return (_keep(g, a.shape, self.axes) * mask / count,)
+        mask = compare("equal", a, _keep(out, a.shape, self.axes))
+        count = sum(mask.astype(g.dtype), self.axes, keepdims=True)
+        return (where(mask, _keep(g, a.shape, self.axes) / count, 0.0),)
 
 
 class LogSumExp(Primitive):
