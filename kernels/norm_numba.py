@@ -88,8 +88,9 @@ def _backward(x, w, g, eps, dx, dw, db):
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _double_backward(x, w, g, hx, hw, hb, eps, dx, dw, dg):
-    """The reference's formulas with every per-channel mean taken from raw sums: one pass
-    gathers Σx, Σx², Σg, Σg·x, Σhx, Σhx·x, Σhx·g; one pass writes dx and dg. Writes into views
+    """The reference's formulas with every per-channel mean taken from shifted sums: one pass
+    gathers Σd, Σd², Σg, Σg·d, Σhx, Σhx·d, Σhx·g (d = x − K, K the channel's first value, as in
+    the forward); one pass writes dx and dg. Writes into views
     of one packed output (db is zero, left to the caller)."""
     tasks, n, c, m = x.shape
     count = n * m

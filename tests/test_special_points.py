@@ -133,6 +133,12 @@ def test_a_tensor_power_at_base_zero_has_the_finite_derivatives():
         z = mm.tensor(np.array([0.0]), requires_grad=True)
         (g,) = mm.grad((z ** mm.tensor(np.array(0.5))).sum(), [z])
     assert g.numpy().tolist() == [np.inf]            # an infinite derivative stays one
+    with np.errstate(divide="ignore"):                # w < 0: the row's signs (−inf, −inf)
+        z = mm.tensor(np.array([0.0]), requires_grad=True)
+        b = mm.tensor(np.array([-0.5]), requires_grad=True)
+        y = z ** b
+        assert y.numpy().tolist() == [np.inf]
+        assert [t.numpy().tolist() for t in mm.grad(y.sum(), [z, b])] == [[-np.inf], [-np.inf]]
     z = mm.tensor(np.array([0.0]), requires_grad=True)
     (g,) = mm.grad((z ** np.int64(0)).sum(), [z])     # a NumPy integer is a number exponent
     assert g.numpy().tolist() == [0.0]

@@ -2,7 +2,7 @@
 
 log_softmax(z) = (z − m) − logsumexp(z − m), m the row's largest value (a constant): the
 stable form, whose derivative ∂ log_softmax(z)ᵢ/∂zⱼ is [i = j] − softmax(z)ⱼ (so cross-entropy's
-gradient with respect to z is softmax − one-hot).
+gradient with respect to z is (softmax − one-hot) / N, the loss being the mean over N rows).
 
 Read next: ``minimeta/functional/layers.py`` (linear, conv2d, pooling, batch norm).
 """

@@ -2,8 +2,9 @@
 
 Each class gives its forward on raw arrays and its VJP as a formula in Tensor ops. ``g`` is the
 gradient arriving at the output ``out``; the returned gradients may have the broadcast shape,
-the backward pass sums them down (``reductions.unbroadcast``). A gradient is skipped (None) for
-inputs that do not require it, so constants cost nothing in the backward pass.
+the backward pass sums them down (``reductions.unbroadcast``). A VJP that computes something
+for a gradient skips it (None) for inputs that do not require it, so constants cost nothing in
+the backward pass; one that only passes g on (``Add``) returns it, and the pass drops it.
 
 Read next: ``minimeta/engine/primitives/shape.py`` (reshape, transpose, broadcast, indexing).
 """
@@ -72,7 +73,9 @@ class Neg(Primitive):
 
 
 class PowScalar(Primitive):
-    """out = a ** c for a Python number c.   VJP: g * c * a ** (c - 1)."""
+    """out = a ** c for a Python number c.   VJP: g * c * a ** (c - 1); for c = 0 exactly 0
+    (a⁰ is constant: 0 even at a = 0 or under an infinite g, where the formula reads 0 · inf).
+    """
 
     __slots__ = ("c",)
 

@@ -88,8 +88,9 @@ class LogSumExp(Primitive):
     """out = log Σ exp(a) over ``axes``, computed stably as m + log Σ exp(a - m).
 
     VJP: g * exp(a - out) (that is, g times the softmax of a over the axes), with out taken
-    as 0 where it is not finite, so that a slice of all −inf (out = −inf) gets gradient 0,
-    not exp(−inf + inf) = NaN (docs/ENGINE.md, special points).
+    as 0 where it is −inf, so that a slice of all −inf gets gradient 0, not exp(−inf + inf)
+    = NaN; a slice with a +inf entry gets NaN there and 0 elsewhere, as in PyTorch
+    (docs/ENGINE.md, special points).
     """
 
     __slots__ = ("axes", "keepdims")
