@@ -3,10 +3,10 @@
     where(cond, a, b)[i] = a[i] if cond[i] else b[i]     (NumPy broadcasting)
 
 It is the whole forward of the ``Where`` primitive, and with it the VJP of ReLU, maximum, max
-and every masked gradient (``where(a > 0, g, 0)``; abs's is ``g * sign(a)``). NumPy's own ``np.where`` on a float32 array of
-a conv layer's size ran at about 8 ns an element on this project's machine (a branch per
-element on a random mask), as slow as the convolution that made the array; the numba version
-selects without branching.
+and every masked gradient (``where(a > 0, g, 0)``; abs's is ``g * sign(a)``). NumPy's own
+``np.where`` on a float32 array of a conv layer's size ran at about 8 ns an element on this
+project's machine (a branch per element on a random mask), as slow as the convolution that
+made the array; the numba version selects without branching.
 
 Read next: ``kernels/threads.py`` (one kernel's work split over the cores; per-thread switches).
 """

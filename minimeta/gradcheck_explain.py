@@ -52,9 +52,9 @@ def blame(y, xs, v, u, i, at, eps, tols, arrays, level):
 
 def failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dtype,
              composed, blame=""):
-    """The message of one failed comparison's ``GradcheckError``, with a hint where one can be had: a
-    NaN, outputs whose rounding swamps the step, a point on a kink (the one-sided quotients
-    differ), or a quotient that moves with the step (a kink or jump within it)."""
+    """The message of one failed comparison's ``GradcheckError``, with a hint where one can be
+    had: a NaN, outputs whose rounding swamps the step, a point on a kink (the one-sided
+    quotients differ), or a quotient that moves with the step (a kink or jump within it)."""
     atol, rtol = tols
     err, tol = abs(analytic - numeric), atol + rtol * max(abs(analytic), abs(numeric))
     step = f"step {eps:.3g}·max(1, |x|)"

@@ -28,3 +28,20 @@ def nothing_may_run(monkeypatch):
     from minimeta.experiments import sinusoid, training
     for module, name in ((training, "train"), (selfcheck, "run"), (sinusoid, "meta_train")):
         monkeypatch.setattr(module, name, lambda *_, **__: pytest.fail("not refused"))
+
+
+@pytest.fixture
+def fake_omniglot(tmp_path, monkeypatch):
+    """Two small archives in the real layout (bool images, True = paper), found through
+    ``MINIMETA_DATA_DIR``, with a cache of their own."""
+    import numpy as np
+
+    from minimeta.data import omniglot
+    rng = np.random.default_rng(0)
+    for part, n in (("background", 6), ("evaluation", 4)):
+        images = rng.random((n, 20, 105, 105)) > 0.1
+        np.savez_compressed(tmp_path / omniglot.FILES[part][0], images=images,
+                            labels=np.repeat(np.arange(n)[:, None], 20, 1))
+    monkeypatch.setenv("MINIMETA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MINIMETA_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path

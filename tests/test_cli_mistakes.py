@@ -240,3 +240,25 @@ def test_out_on_a_file_is_one_line(tmp_path, capsys):
         assert refused(argv, capsys).endswith(
             f"{afile}/sub: Not a directory (a part of the path is a file, not a folder: "
             "choose another path)")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--learner", "protonet", "--ways", "5000"],
+     "--ways 5000 needs 5000 classes; the training part has 4400 (with --val-size 100 held "
+     "out)"),
+    (["train", "--learner", "maml", "--split", "lake", "--ways", "4000"],
+     "--ways 4000 needs 4000 classes; the training part has 3856"),
+    (["train", "--learner", "maml", "--val-size", "1", "--validate-every", "2"],
+     "--val-size 1 leaves 4 validation classes, fewer than the 5 ways of validation: raise "
+     "--val-size, or validate never (--validate-every 0)"),
+])
+def test_more_ways_than_omniglot_has_are_refused_before_a_download(argv, message, tmp_path,
+                                                                   monkeypatch, capsys):
+    """On a fresh machine they had downloaded Omniglot (or failed to, offline), then been
+    refused (an audit of packaging, 2026-12-03): the published archives' sizes are known."""
+    from minimeta.data import fetch
+    monkeypatch.setenv("MINIMETA_DATA_DIR", str(tmp_path / "none"))
+    monkeypatch.setattr(fetch, "download", lambda *_, **__: pytest.fail("downloaded"))
+    out = tmp_path / "run"
+    assert refused(argv + ["--out", str(out)], capsys) == f"minimeta train: {message}"
+    assert sorted(os.listdir(tmp_path)) == []

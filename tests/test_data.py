@@ -9,19 +9,6 @@ from hypothesis import given, strategies as st
 from minimeta.data import EpisodeSampler, SinusoidTasks, fetch, omniglot
 
 
-@pytest.fixture
-def fake_omniglot(tmp_path, monkeypatch):
-    """Two small archives in the real layout (bool images, True = paper)."""
-    rng = np.random.default_rng(0)
-    for part, n in (("background", 6), ("evaluation", 4)):
-        images = rng.random((n, 20, 105, 105)) > 0.1
-        np.savez_compressed(tmp_path / omniglot.FILES[part][0], images=images,
-                            labels=np.repeat(np.arange(n)[:, None], 20, 1))
-    monkeypatch.setenv("MINIMETA_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("MINIMETA_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
-
-
 def test_resize_is_an_exact_area_average():
     r = omniglot.area_matrix(105, 28)
     np.testing.assert_allclose(r.sum(axis=1), 1.0, rtol=1e-14)

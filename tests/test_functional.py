@@ -195,3 +195,26 @@ def test_hvp_through_two_layer_conv_net_equals_finite_difference_of_gradients():
     for analytic, p, m in zip(hv, plus, minus):
         # a central difference of the gradient: truncation ~eps², rounding ~1e-16/eps
         np.testing.assert_allclose(analytic.numpy(), (p - m) / (2 * eps), rtol=1e-5, atol=1e-7)
+
+
+def test_squared_distances_of_far_embeddings_keep_float32_precision():
+    """1600-d float32 embeddings far from the origin (|z|² ≈ 1e4) at distances 7–9, as a
+    trained conv4's are: the expanded form |a|² + |b|² − 2a·b cancelled, distances off by
+    1.4e-2 against float64 (an audit of numerics); centred on b's mean, off by ~2e-6."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(1, 1600)) * 2.5
+    zq, zs = (base + rng.normal(size=(n, 1600)) * 0.05 for n in (30, 12))
+    w = np.cos(np.arange(30 * 12)).reshape(30, 12)
+
+    def run(dtype):
+        a, b = (mm.tensor(z.astype(dtype), requires_grad=True) for z in (zq, zs))
+        d = F.pairwise_sq_distances(a, b)
+        ga, gb = mm.grad((d * mm.tensor(w.astype(dtype))).sum(), [a, b])
+        return [np.asarray(t.numpy(), dtype=np.float64) for t in (d, ga, gb)]
+
+    exact, single = run(np.float64), run(np.float32)
+    np.testing.assert_allclose(exact[0], ((zq[:, None] - zs[None]) ** 2).sum(-1), rtol=1e-12)
+    assert 6 < exact[0].min() and exact[0].max() < 10
+    assert np.abs(single[0] - exact[0]).max() < 2e-5
+    for got, want in zip(single[1:], exact[1:]):
+        assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()

@@ -33,7 +33,9 @@ def test_wheel_installs_kernels_under_minimeta(tmp_path):
 
 
 def test_the_source_distribution_carries_what_its_tests_need(tmp_path):
-    """Every tracked file of tests/, examples/, benchmarks/ and docs/ and the LICENSE are in
+    """Every tracked file of tests/, examples/, benchmarks/, docs/ and .ci/ (a test reads
+    .ci/run: the sdist's suite had failed there, an audit of packaging, 2026-12-03) and the
+    LICENSE are in
     the sdist (found by probing, 2026-12-01: setuptools alone took only tests/test*.py, so the
     sdist's tests failed without conftest.py, fake_cupy.py, the examples they run; no
     LICENSE for its MIT licence)."""
@@ -42,11 +44,18 @@ def test_the_source_distribution_carries_what_its_tests_need(tmp_path):
     pytest.importorskip("setuptools")
     if shutil.which("git") is None or not os.path.exists(os.path.join(ROOT, ".git")):
         pytest.skip("needs a git checkout, to know the tracked files")
-    tracked = subprocess.run(["git", "ls-files", "tests", "examples", "benchmarks", "docs"],
+    tracked = subprocess.run(["git", "ls-files", "tests", "examples", "benchmarks", "docs", ".ci"],
                              cwd=ROOT, check=True, capture_output=True, text=True).stdout.split()
+    source = tmp_path / "source"       # the tracked files alone: a checkout's egg-info lists
+    every = subprocess.run(["git", "ls-files"], cwd=ROOT, check=True, capture_output=True,
+                           text=True).stdout.split()   # what its MANIFEST.in once took
+    for name in every:
+        if os.path.isfile(os.path.join(ROOT, name)):
+            os.makedirs(source / os.path.dirname(name), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), source / name)
     code = ("import sys; from setuptools import build_meta as b; "
             "print(b.build_sdist(sys.argv[1]))")
-    built = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, check=True,
+    built = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=source, check=True,
                            capture_output=True, text=True)
     # the licence as a TOML table was deprecated, builds to fail from 2027-02-18 (found by
     # probing, 2026-12-01)

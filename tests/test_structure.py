@@ -288,7 +288,8 @@ def test_no_vjp_reads_data_or_calls_numpy_or_a_kernel():
     # the check sees Pow's masks as they were written before (2026-12-03), on arrays, and a
     # kernel called in place of the VJP primitive
     was = sources["elementwise.py"].replace('compare("equal", a, 0)', "a.data == 0")
-    assert vjp_rule_breaks(was, "elementwise.py") == ["elementwise.py:104 a.data"]
+    line = next(i for i, text in enumerate(was.splitlines(), 1) if "a.data == 0" in text)
+    assert vjp_rule_breaks(was, "elementwise.py") == [f"elementwise.py:{line} a.data"]
     was = sources["conv.py"].replace("gb = bias_grad(g,", "gb = K.lookup('bias_grad', g)(g,")
     assert [b.split(" ")[1] for b in vjp_rule_breaks(was, "conv.py")] == ["K.lookup"]
 

@@ -208,6 +208,22 @@ def with_rotations(characters):
     return np.concatenate([np.rot90(characters, k, axes=(-2, -1)) for k in range(4)])
 
 
+def published_classes(split="vinyals", part="train", val_size=0, rotations=True):
+    """The classes ``class_images`` gives of the published archives (964 and 659 characters),
+    known without loading them: a request for more ways is refused before a download.
+
+    >>> published_classes("vinyals", "train", val_size=100), published_classes("lake", "test")
+    (4400, 2636)
+    """
+    characters = {name: info[2] for name, info in fetch.ARCHIVES.items()}
+    if split == "lake":
+        count = characters["background" if part == "train" else "evaluation"]
+    else:
+        count = {"train": TRAIN_CHARACTERS - val_size, "val": val_size,
+                 "test": sum(characters.values()) - TRAIN_CHARACTERS}.get(part, 0)
+    return count * (4 if rotations else 1)
+
+
 def class_images(split="vinyals", part="train", rotations=True, val_size=0, folder=None,
                  verify=True, size=28):
     """The classes of a split part, (classes, 20, size, size) float32, ready for episodes."""

@@ -58,7 +58,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import io
-from ..data import EpisodeSampler, SinusoidTasks, omniglot
+from ..data import EpisodeSampler, SinusoidTasks, fetch, omniglot
 from ..engine import detect_anomaly
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
@@ -81,6 +81,7 @@ def task_source(config, part, ways=None, shots=None, queries=None):
     queries = config.queries if queries is None else queries
     if config.dataset == "sinusoid":
         return lambda seq, n: SinusoidTasks(seed=seq).sample(n, shots, queries)
+    fits_published(config, part, ways, shots, queries)
     classes = omniglot.class_images(config.split, part, val_size=config.val_size or 0)
     try:
         EpisodeSampler(classes, ways, shots, queries)  # its checks now, not mid-run
@@ -88,6 +89,17 @@ def task_source(config, part, ways=None, shots=None, queries=None):
         raise ValueError(_at_fault(config, part, classes.shape[:2], ways, shots, queries)) \
             from None
     return lambda seq, n: EpisodeSampler(classes, ways, shots, queries, seed=seq).batch(n)
+
+
+def fits_published(config, part, ways=None, shots=None, queries=None):
+    """``ValueError`` (``_at_fault``'s line) for episodes more ways wide than the part of the
+    published archives has classes: known without loading them (a fresh machine had
+    downloaded Omniglot, then refused the run)."""
+    ways, shots = ways or config.ways, shots or config.shots
+    queries = config.queries if queries is None else queries
+    most = omniglot.published_classes(config.split, part, config.val_size or 0)
+    if config.dataset == "omniglot" and ways > most:
+        raise ValueError(_at_fault(config, part, (most, fetch.DRAWERS), ways, shots, queries))
 
 
 def _at_fault(config, part, sizes, ways, shots, queries):
@@ -102,7 +114,8 @@ def _at_fault(config, part, sizes, ways, shots, queries):
         return (f"--val-size {config.val_size} leaves {n_classes} validation classes, fewer "
                 f"than the {ways} ways of validation: raise --val-size, or validate never "
                 "(--validate-every 0)")
-    held = f" (with --val-size {config.val_size} held out)" if part == "train" else ""
+    held = f" (with --val-size {config.val_size} held out)" if part == "train" and \
+        config.val_size else ""
     return f"--ways {ways} needs {ways} classes; the {name} part has {n_classes}{held}"
 
 
@@ -172,8 +185,11 @@ def _train(config, state, model, learner, label, smooth, log, made, resume_hint,
             restore(state, model, learner, opt, checkpoint, config.learner)
             start, spent = int(state["iteration"]), float(state.get("seconds", 0.0))
             trained = float(state.get("train_seconds", spent))
-        batch = batches(config, start)   # the episodes' checks, before the folder is touched
         validate = config.validate_every and config.dataset == "omniglot" and config.val_size
+        fits_published(config, "train")  # both parts' sizes, before either is loaded
+        if validate:
+            fits_published(config, "val", config.val_ways)
+        batch = batches(config, start)   # the episodes' checks, before the folder is touched
         val_tasks = task_source(config, "val", config.val_ways) if validate else None
     except BaseException:
         unmake(config.out, made)   # a run refused before it wrote anything leaves no folder

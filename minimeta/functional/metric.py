@@ -26,18 +26,22 @@ def cosine_similarity(a, b, eps=1e-8):
 
 
 def pairwise_sq_distances(a, b):
-    """D[..., i, j] = |a_i − b_j|² for a (..., n, d) and b (..., m, d), as |a|² + |b|² − 2 a·b.
+    """D[..., i, j] = |a_i − b_j|² for a (..., n, d) and b (..., m, d), as |a|² + |b|² − 2 a·b,
+    both sets first centred on the mean of b (which changes no distance, nor its derivatives).
 
     The expanded form uses one matmul (fast, no (n, m, d) difference array) but can round to
     tiny negatives when points coincide; it is left unclamped so its derivatives stay exact.
-    It cancels where the points are far from the origin against their distances: in float32,
-    1600-d embeddings of |z|² ≈ 1e4 at distances 4–14 keep about 3 digits of the gradient
-    (PyTorch's with this formula the same; the difference form, Snell et al.'s code, keeps 5).
-    Use float64 there, or centre the points first (distances do not change).
+    Uncentred, it cancels where the points are far from the origin against their distances:
+    in float32, 1600-d embeddings of |z|² ≈ 1e4 at distances 4–14 kept about 3 digits of the
+    gradient (PyTorch's with this formula the same); centred, they keep 5, as the difference
+    form (Snell et al.'s code) does (``tests/test_functional.py``).
     """
     if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-1]:
         raise ValueError(f"pairwise_sq_distances: points a {a.shape} and b {b.shape} must be "
                          "(..., n, d) and (..., m, d), of one width d")
+    if b.shape[-2]:
+        centre = ops.mean(b, -2, keepdims=True)                    # (..., 1, d)
+        a, b = a - centre, b - centre
     aa = ops.sum(a * a, -1, keepdims=True)                        # (..., n, 1)
     bb = ops.expand_dims(ops.sum(b * b, -1), -2)                   # (..., 1, m)
     return aa + bb - 2.0 * ops.matmul(a, b, trans_b=True)         # a bᵀ, no transpose op
