@@ -18,9 +18,14 @@ that sleep after a loop; its single-thread setting has one worker, no split, one
 PyTorch's best is the fastest of ``set_num_threads`` = cores (its default), 1, and, for the
 MAML meta-iterations, the tasks on one Python thread per core with one intra-op thread each
 (``workloads.torch_maml(workers=...)``, minimeta's own strategy: autograd releases the GIL;
-added 2026-12-01 after a review: here 1.7× faster than its loop at 2 threads), with its
-OpenMP runtime at its default (spinning; ``--torch-omp-wait PASSIVE`` to try the other). Both
-processes take minimeta's malloc policy (PyTorch gains from it too).
+added 2026-12-01 after a review: here 1.7× faster than its loop at 2 threads), those again
+with the conv weights channels_last; for conv4 and ProtoNet, both thread counts again with
+channels_last weights (NHWC activations, oneDNN's faster layout) and with channels_last and
+``torch.compile`` (fused, as minimeta's kernels are; compiled in the warm-up; it cannot take
+the second order MAML needs): added 2026-12-03 after an audit of these benchmarks found them
+10–20% faster than the NCHW eager runs; with its OpenMP runtime at its default (spinning;
+``--torch-omp-wait PASSIVE`` to try the other). Both processes take minimeta's malloc policy
+(PyTorch gains from it too).
 
 **Each library runs in a process of its own** (``serve``), driven round by round by this one,
 which times nothing itself: a process has one OpenMP runtime. Imported first, PyTorch loads its
@@ -224,11 +229,22 @@ ANSWER = "machine.py> "   # the prefix of a server's answers, apart from anythin
 TASKS = f"{CORES}tasks"   # PyTorch's MAML with its tasks on CORES threads, one intra-op each
 
 
+LAYOUTS = ("cl", "compile")   # PyTorch's conv4 and ProtoNet: channels_last, and compiled too
+
+
 def settings(lib, key):
-    """The settings ``lib`` is timed at for workload ``key``: all cores, one thread, and for
-    PyTorch's looped MAML its tasks on threads (labels, as the servers read them)."""
+    """The settings ``lib`` is timed at for workload ``key``: all cores, one thread; for
+    PyTorch's looped MAML its tasks on threads, NCHW and channels_last; for its conv4 and
+    ProtoNet both thread counts again, channels_last ("2-cl") and compiled ("2-compile")
+    (labels, as the servers read them)."""
     names = [str(n) for n in sorted({CORES, 1}, reverse=True)]  # one core: one, not twice
-    return names + ([TASKS] if lib == "torch" and key in SHAPES and CORES > 1 else [])
+    if lib != "torch":
+        return names
+    if key in SHAPES:
+        return names + ([TASKS, f"{TASKS}-cl"] if CORES > 1 else [])
+    if key in ("conv4", "protonet"):
+        return names + [f"{n}-{layout}" for layout in LAYOUTS for n in names]
+    return names
 
 
 def serve(lib, keys, default_omp_wait=False):
@@ -252,6 +268,13 @@ def serve(lib, keys, default_omp_wait=False):
             if TASKS in settings(lib, key):
                 cases[key, TASKS] = (torch_maml(torch, **SHAPES[key], workers=CORES),
                                      lambda: torch.set_num_threads(1))
+                cases[key, f"{TASKS}-cl"] = (torch_maml(torch, **SHAPES[key], workers=CORES,
+                                                        channels_last=True),
+                                             lambda: torch.set_num_threads(1))
+            for layout in LAYOUTS if key in ("conv4", "protonet") else ():
+                run = torch_workloads(torch, layout=layout)[key]()   # one compile, both counts
+                for n in sorted({CORES, 1}, reverse=True):
+                    cases[key, f"{n}-{layout}"] = (run, lambda n=n: torch.set_num_threads(n))
     for run, setup in cases.values():
         setup()
         run()
@@ -287,8 +310,12 @@ def report(keys, samples, with_torch, json_path):
             line += f" | 1 thread {row['torch@1'][0]:7.3f} s"
             if TASKS in torch_settings:
                 line += f" | {cell(f'torch@{TASKS}', f'tasks on {CORES} threads')}"
+            for name in (n for n in torch_settings if "-" in n):   # the layouts
+                line += f" | {cell(f'torch@{name}', name)}"
+            one_t = min(row[f"torch@{n}"][0] for n in torch_settings  # its best on one thread
+                        if n == "1" or n.startswith("1-"))
             line += (f" || ratio best/best {best_mm / best_t:5.2f}, "
-                     f"1/1 {one_mm / row['torch@1'][0]:5.2f}")
+                     f"1/1 {one_mm / one_t:5.2f}")
             paired = paired_ratios(samples, key)
             row["paired"] = paired
             line += (f" || paired: median {statistics.median(paired):.2f} "

@@ -74,7 +74,10 @@ def mm_protonet(device="cpu"):
 
 
 # ----- PyTorch, written functionally like minimeta's conv4 --------------------------------------
-def torch_conv4_params(torch, head=5, device="cpu"):
+def torch_conv4_params(torch, head=5, device="cpu", channels_last=False):
+    """conv4's parameters, as minimeta's ``nn.conv4`` draws them; ``channels_last``: the conv
+    weights in NHWC memory order, which makes PyTorch's convolutions (oneDNN) take and give
+    NHWC activations, its faster CPU layout (an audit of these benchmarks, 2026-12-03)."""
     gen = torch.Generator().manual_seed(0)
     params = []
     for i in range(4):
@@ -83,7 +86,11 @@ def torch_conv4_params(torch, head=5, device="cpu"):
                    torch.zeros(64), torch.ones(64), torch.zeros(64)]
     if head:
         params += [torch.randn(64, head, generator=gen) * (2 / 64) ** 0.5, torch.zeros(head)]
-    return [p.to(device).requires_grad_() for p in params]
+    params = [p.to(device) for p in params]
+    if channels_last:
+        params = [p.contiguous(memory_format=torch.channels_last) if p.ndim == 4 else p
+                  for p in params]
+    return [p.requires_grad_() for p in params]
 
 
 def torch_conv4(torch, x, params):
@@ -98,16 +105,17 @@ def torch_conv4(torch, x, params):
 
 
 def torch_maml(torch, ways=5, queries=15, n_tasks=32, steps=1, device="cpu", step=True,
-               workers=1):
+               workers=1, channels_last=False):
     """PyTorch's second-order MAML meta-iteration (functional conv4, α 0.4, Adam step; with
     ``step=False`` the meta-gradient is left in ``run.params``' ``.grad``). ``workers`` > 1
     runs the tasks on that many Python threads, as minimeta's learners do (autograd releases
     the GIL; the caller sets ``torch.set_num_threads(1)``): each thread sums its tasks'
-    meta-gradients, then the sums are added in a fixed order."""
+    meta-gradients, then the sums are added in a fixed order. ``channels_last``: the conv
+    weights NHWC (``torch_conv4_params``)."""
     import concurrent.futures
 
     tf = torch.nn.functional
-    params = torch_conv4_params(torch, head=ways, device=device)
+    params = torch_conv4_params(torch, head=ways, device=device, channels_last=channels_last)
     opt = torch.optim.Adam(params, 1e-3)
     tasks = [tuple(torch.from_numpy(a).to(device) for a in t)
              for t in maml_tasks(n_tasks, ways, 1, queries)]
@@ -191,27 +199,34 @@ def torch_maml_stacked(torch, ways=5, queries=15, n_tasks=32, steps=1, device="c
     return run
 
 
-def torch_workloads(torch, device="cpu"):
+def torch_workloads(torch, device="cpu", layout="nchw"):
+    """PyTorch's conv4 and ProtoNet runs (and MAML's); ``layout`` "channels_last" (the conv
+    weights, hence the activations, NHWC) or "compile" (channels_last, and the network
+    through ``torch.compile``: fused, as minimeta's kernels are; it compiles at the first call,
+    the warm-up; it cannot take second order, so MAML has neither)."""
     tf = torch.nn.functional
+    last = layout != "nchw"
+    net = (lambda x, params: torch_conv4(torch, x, params))
+    if layout == "compile":
+        net = torch.compile(net)
 
     def conv4():
-        params = torch_conv4_params(torch, device=device)
+        params = torch_conv4_params(torch, device=device, channels_last=last)
         x = torch.from_numpy(images(640)).to(device)
         y = torch.from_numpy(RNG.integers(0, 5, 640)).to(device)
-        return lambda: torch.autograd.grad(tf.cross_entropy(torch_conv4(torch, x, params), y),
-                                           params)
+        return lambda: torch.autograd.grad(tf.cross_entropy(net(x, params), y), params)
 
     def maml():
         return torch_maml(torch, device=device)
 
     def protonet():
-        params = torch_conv4_params(torch, head=0, device=device)
+        params = torch_conv4_params(torch, head=0, device=device, channels_last=last)
         opt = torch.optim.Adam(params, 1e-3)
         xs, xq, yq = (torch.from_numpy(a).to(device) for a in proto_episode())
 
         def run():
-            protos = torch_conv4(torch, xs, params).reshape(60, 5, -1).mean(1)
-            logits = -torch.cdist(torch_conv4(torch, xq, params), protos) ** 2
+            protos = net(xs, params).reshape(60, 5, -1).mean(1)
+            logits = -torch.cdist(net(xq, params), protos) ** 2
             opt.zero_grad()
             tf.cross_entropy(logits, yq).backward()
             opt.step()
