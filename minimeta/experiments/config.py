@@ -203,8 +203,8 @@ class RunConfig:
         one given other than its default (or, for ``validate_every``, 0) is refused by name."""
         for name, why in OMNIGLOT_ONLY.items():
             value, default = getattr(self, name), _DEFAULTS[name]
-            if value is not None and value != default and not (name == "validate_every"
-                                                               and value == 0):  # never: so
+            never = name == "validate_every" and value == 0    # what a sinusoid run does
+            if value is not None and value != default and not never:
                 raise ValueError(f"{flag(name)} does not apply to --dataset sinusoid: {why}, "
                                  f"got {value!r}")
             setattr(self, name, None)

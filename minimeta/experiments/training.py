@@ -186,8 +186,8 @@ def _train(config, state, model, learner, label, smooth, log, made, resume_hint,
             start, spent = int(state["iteration"]), float(state.get("seconds", 0.0))
             trained = float(state.get("train_seconds", spent))
         validate = config.validate_every and config.dataset == "omniglot" and config.val_size
-        fits_published(config, "train")  # both parts' sizes, before either is loaded
-        if validate:
+        if validate:     # its size before the training part is loaded (which checks its own)
+            fits_published(config, "train")
             fits_published(config, "val", config.val_ways)
         batch = batches(config, start)   # the episodes' checks, before the folder is touched
         val_tasks = task_source(config, "val", config.val_ways) if validate else None
