@@ -230,6 +230,8 @@ TASKS = f"{CORES}tasks"   # PyTorch's MAML with its tasks on CORES threads, one 
 
 
 LAYOUTS = ("cl", "compile")   # PyTorch's conv4 and ProtoNet: channels_last, and compiled too
+COMPILABLE = ("conv4", "protonet")   # first order only: torch.compile takes no double backward
+THREADS = [str(n) for n in sorted({CORES, 1}, reverse=True)]  # one core: one, not twice
 
 
 def settings(lib, key):
@@ -237,14 +239,13 @@ def settings(lib, key):
     PyTorch's looped MAML its tasks on threads, NCHW and channels_last; for its conv4 and
     ProtoNet both thread counts again, channels_last ("2-cl") and compiled ("2-compile")
     (labels, as the servers read them)."""
-    names = [str(n) for n in sorted({CORES, 1}, reverse=True)]  # one core: one, not twice
     if lib != "torch":
-        return names
+        return THREADS
     if key in SHAPES:
-        return names + ([TASKS, f"{TASKS}-cl"] if CORES > 1 else [])
-    if key in ("conv4", "protonet"):
-        return names + [f"{n}-{layout}" for layout in LAYOUTS for n in names]
-    return names
+        return THREADS + ([TASKS, f"{TASKS}-cl"] if CORES > 1 else [])
+    if key in COMPILABLE:
+        return THREADS + [f"{n}-{layout}" for layout in LAYOUTS for n in THREADS]
+    return THREADS
 
 
 def serve(lib, keys, default_omp_wait=False):
@@ -271,10 +272,11 @@ def serve(lib, keys, default_omp_wait=False):
                 cases[key, f"{TASKS}-cl"] = (torch_maml(torch, **SHAPES[key], workers=CORES,
                                                         channels_last=True),
                                              lambda: torch.set_num_threads(1))
-            for layout in LAYOUTS if key in ("conv4", "protonet") else ():
+            for layout in LAYOUTS if key in COMPILABLE else ():
                 run = torch_workloads(torch, layout=layout)[key]()   # one compile, both counts
-                for n in sorted({CORES, 1}, reverse=True):
-                    cases[key, f"{n}-{layout}"] = (run, lambda n=n: torch.set_num_threads(n))
+                for n in THREADS:
+                    cases[key, f"{n}-{layout}"] = (run,
+                                                   lambda n=int(n): torch.set_num_threads(n))
     for run, setup in cases.values():
         setup()
         run()

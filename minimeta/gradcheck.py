@@ -185,9 +185,9 @@ def _same_in_any_layout(y, xs, v, vjps, tols, level):
     kind = "F" if y.ndim > 1 else "strided"
     again = grad(y, xs, grad_outputs=[Tensor(in_layout(v.astype(y.dtype), kind))],
                  allow_unused=True)
-    for i, (first, second) in enumerate(zip(vjps, again)):
+    for i, (x, first, second) in enumerate(zip(xs, vjps, again)):
         a, b = (np.zeros(x.shape) if g is None else np.asarray(g.numpy(), dtype=np.float64)
-                for g, x in ((first, xs[i]), (second, xs[i])))
+                for g in (first, second))
         gap = np.abs(a - b)
         if not np.all(gap <= tols[0] + tols[1] * np.maximum(np.abs(a), np.abs(b))):
             laid = "Fortran-ordered" if kind == "F" else "a strided view"

@@ -92,7 +92,8 @@ def test_pytorch_conv4_in_each_layout_is_minimeta_s_computation(monkeypatch):
         grads = []
         for layout in ("nchw", "channels_last"):
             workloads.RNG = np.random.default_rng(5)
-            grads.append([g.numpy() for g in torch_workloads(torch, layout)["conv4"]()()])
+            run = workloads.torch_workloads(torch, layout=layout)["conv4"]()
+            grads.append([g.numpy() for g in run()])
         for layout in ("nchw", "channels_last"):
             workloads.RNG = np.random.default_rng(5)
             params = workloads.torch_conv4_params(torch, channels_last=layout != "nchw")
@@ -113,11 +114,6 @@ def test_pytorch_conv4_in_each_layout_is_minimeta_s_computation(monkeypatch):
     for first, *others in zip(*grads):    # conv biases before batch norm: 0 up to rounding
         for other in others:
             np.testing.assert_allclose(other, first, rtol=1e-8, atol=1e-10 * scale)
-
-
-def torch_workloads(torch, layout):
-    import workloads
-    return workloads.torch_workloads(torch, layout=layout)
 
 
 def test_the_op_profiler_times_each_op_once_and_puts_every_forward_back():
