@@ -46,6 +46,13 @@ home folder, the lookup gives it a private temporary folder: ``_import``).
 
 Read next: ``kernels/conv_ref.py`` (convolution in NumPy: the spec).
 """
+if __name__ != "minimeta.kernels":     # this folder imported as a top-level package (from a
+    # checkout's root, ``import kernels``): numba's cache records the name a kernel module was
+    # imported by, and a cache written under "kernels" broke every later run of minimeta
+    # (ModuleNotFoundError: No module named 'kernels', raised from numba's cache loader)
+    raise ImportError(f"{__name__}: import the kernels as minimeta.kernels (from minimeta "
+                      "import kernels), not as a top-level package")
+
 import contextlib
 import importlib
 import os as _os

@@ -5,6 +5,15 @@ its shape, the other full or a single number, all C-contiguous and of one dtype.
 compiles to a blend (no branch), in ``prange`` blocks over numba's threads. Anything else
 (broadcast shapes, mixed dtypes, views) goes to the reference.
 
+Each block is a slice, its loop ``range(size)`` from 0, not ``range(lo, hi)`` over the whole
+array: numba wraps a negative index around (``a[-1]``), and an index that starts at a ``lo``
+computed from the ``prange`` index is not known to be ≥ 0, so every element kept that check
+and the loop did not vectorize (4.4 GB/s on one core, where a copy runs at 27). From 0, a
+relu's gradient on conv4's second layer at 640 images (8 million elements) takes 3 ms on one
+core instead of 15 (1.7 instead of 7.8 on two). A select of two full arrays loads both
+elements before it picks one: with each load under its condition the loop had not vectorized
+either (8.2 ms, against 3.9).
+
 Read next: ``kernels/_cuda.py`` (what the CUDA kernels share).
 """
 import numpy as np
@@ -15,22 +24,30 @@ from .select_ref import where as _reference
 _BLOCK = 1 << 15
 
 
+@njit(cache=True, inline="always")
+def _select_block(cond, a, b, out, a_full, b_full):
+    """One block: every loop runs from 0 over the block's slices (see the module docstring)."""
+    if a_full and b_full:
+        for i in range(out.size):
+            ai, bi = a[i], b[i]     # both loaded: a load under the condition is not vectorized
+            out[i] = ai if cond[i] else bi
+    elif a_full:
+        s = b[0]
+        for i in range(out.size):
+            out[i] = a[i] if cond[i] else s
+    else:
+        s = a[0]
+        for i in range(out.size):
+            out[i] = s if cond[i] else b[i]
+
+
 @njit(parallel=True, cache=True)
 def _select(cond, a, b, out, a_full, b_full):
     n = out.size
     for k in prange((n + _BLOCK - 1) // _BLOCK):
         lo, hi = k * _BLOCK, min(n, (k + 1) * _BLOCK)
-        if a_full and b_full:
-            for i in range(lo, hi):
-                out[i] = a[i] if cond[i] else b[i]
-        elif a_full:
-            s = b[0]
-            for i in range(lo, hi):
-                out[i] = a[i] if cond[i] else s
-        else:
-            s = a[0]
-            for i in range(lo, hi):
-                out[i] = s if cond[i] else b[i]
+        _select_block(cond[lo:hi], a[lo:hi] if a_full else a[:1], b[lo:hi] if b_full else b[:1],
+                      out[lo:hi], a_full, b_full)
 
 
 def _flat(x, shape, dtype):

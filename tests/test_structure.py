@@ -237,6 +237,22 @@ def test_a_checkout_runs_its_own_kernels(tmp_path):
     assert mark == "True" and path.startswith(str(tmp_path)), out.stdout
 
 
+
+def test_the_kernels_folder_refuses_to_be_imported_as_a_top_level_package():
+    """``import kernels`` from a checkout's root had worked, and numba's cache then recorded
+    kernels compiled under the name "kernels": every later run of minimeta failed loading
+    them (ModuleNotFoundError from numba's cache loader). The folder now refuses that name,
+    in one line, before anything compiles."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import kernels.select_numba"], cwd=ROOT,
+                         capture_output=True, text=True)
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode != 0 and last == ("ImportError: kernels: import the kernels as "
+                                            "minimeta.kernels (from minimeta import kernels), "
+                                            "not as a top-level package"), out.stderr
+
 def unlisted(text, classes):
     """The names of ``classes`` that ``text`` does not mention as a word, and whether it states
     their number ("these N classes" or "set (N)")."""
