@@ -65,7 +65,7 @@ from dataclasses import dataclass
 import numpy as _np
 
 from . import attention_ref, causal_ref, conv_ref, norm_ref, pool_ref, select_ref
-from .threads import LOCAL, concurrent_kernels, one_at_a_time
+from .threads import LOCAL, concurrent_kernels, one_at_a_time, user_stacklevel
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def _import(module, import_module=importlib.import_module):
     _os.environ["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR = folder
     warnings.warn(f"kernels: numba cannot write its cache beside the kernels or in the home "
                   f"folder; caching compiled kernels in {folder} (NUMBA_CACHE_DIR)",
-                  RuntimeWarning, stacklevel=3)
+                  RuntimeWarning, stacklevel=user_stacklevel())
     return import_module(module)
 
 

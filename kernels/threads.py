@@ -23,6 +23,10 @@ word where it finds neither runtime (no libgomp in a slim Docker image, pip's nu
 without ``pip install tbb``), aborts the whole process instead. ``concurrent(n)`` is the guard:
 there, tasks and pieces run one at a time (numba's own loops still use every core).
 
+Also here, in the lowest layer that needs them: what the machine allows (``cores``,
+``cpu_quota``, ``available_memory``), and ``user_stacklevel``, with which every warning of
+minimeta names the user's line that led to it.
+
 >>> split_threads() >= 1
 True
 >>> parallel_map(lambda i: i * i, range(5))
@@ -34,6 +38,7 @@ import contextlib
 import functools
 import math
 import os
+import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -100,6 +105,65 @@ def _quota(folder, name):
         return int(quota) / int(period) if int(quota) > 0 and int(period) > 0 else None
     except (OSError, ValueError, IndexError):
         return None
+
+
+def available_memory(meminfo="/proc/meminfo", root="/sys/fs/cgroup",
+                     groups="/proc/self/cgroup"):
+    """Bytes of memory this process may take, or None where that cannot be read: the
+    kernel's MemAvailable (free memory and the caches it can drop; where there is no
+    ``/proc``, as on macOS, the physical memory), no more than the limit of the process's
+    control group or of an ancestor (a container's ``--memory``: v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``). A group's limit, not its headroom: its usage counts the page
+    cache, which the kernel drops before it kills. What a run that cannot fit is refused
+    against (``experiments.registry.fits_memory``), no promise that one below it fits."""
+    limits = []
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open(meminfo) as f:
+            limits += [int(line.split()[1]) * 1024 for line in f
+                       if line.startswith("MemAvailable:")]
+    if not limits:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    try:
+        with open(groups) as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        lines = []
+    for _, controllers, path in (line for line in lines if len(line) == 3):
+        if controllers == "":                               # v2: one unified hierarchy
+            mount, name = root, "memory.max"
+        elif "memory" in controllers.split(","):            # v1: the memory controller's
+            mount, name = os.path.join(root, "memory"), "memory.limit_in_bytes"
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for depth in range(len(parts), -1, -1):             # the group, then its ancestors
+            with contextlib.suppress(OSError, ValueError, IndexError):   # "max": no limit
+                with open(os.path.join(mount, *parts[:depth], name)) as f:
+                    limits.append(int(f.read().split()[0]))
+    return min(limits) if limits else None
+
+
+def user_stacklevel():
+    """The ``stacklevel`` for ``warnings.warn``, called by the function that calls this, that
+    names the first frame outside minimeta (its kernels included): the user's line that called
+    into it, however many of minimeta's calls lie between (a fixed count had named a line of
+    minimeta's own when the call came through the engine, the data or the training loop). A
+    frame is minimeta's by its module's name (``minimeta.kernels`` in a checkout too); frames
+    of the import system are not counted, as ``warnings`` skips them. Where every frame is
+    minimeta's, the outermost one. (``skip_file_prefixes`` does this from Python 3.12;
+    minimeta supports 3.10.) ``minimeta/data/omniglot.py``, which imports NumPy only, has its
+    own copy."""
+    frame, level = sys._getframe(2), 1          # level 1: the function that warns
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not ("importlib" in name and "_bootstrap" in name):      # warnings skips these
+            level += 1
+            module = frame.f_globals.get("__name__", "")
+            if module != "minimeta" and not module.startswith("minimeta."):
+                return level
+        frame = frame.f_back
+    return level
 
 
 class _Switches(threading.local):
@@ -187,7 +251,7 @@ def concurrent(n):
                       "tasks and kernel pieces run one at a time (about half speed on 2 cores); "
                       "install OpenMP (libgomp1 on Debian/Ubuntu) or TBB (`pip install tbb`, "
                       "its lib directory on LD_LIBRARY_PATH) to use every core",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=user_stacklevel())
     return 1
 
 

@@ -51,6 +51,7 @@ import numpy as np
 from .engine import Tensor, grad, set_grad_enabled
 from .engine import ops
 from .gradcheck_explain import blame, failure, quotient
+from .kernels.threads import user_stacklevel
 
 CURVE = 0.25  # c above: the curvature of the pre- and post-maps (slopes within 1 ± c)
 
@@ -301,14 +302,15 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
         warnings.warn("gradcheck: every derivative compared was 0, analytic and numeric: f "
                       "does not depend on its inputs here (does it use the Tensors passed in, "
                       "not a model's own parameters?); the check proved nothing",
-                      GradcheckWarning, stacklevel=2)
+                      GradcheckWarning, stacklevel=user_stacklevel())
     elif idle := [i for i, value in report.by_input.items() if not value]:  # one of several
         empty = [i for i in idle if arrays[i].size == 0]
         warnings.warn(f"gradcheck: every derivative with respect to input(s) {idle} compared "
                       f"was 0, analytic and numeric: " + (
                           f"input(s) {empty} are empty" if empty else "does f use the Tensors "
                           "passed in for them, not a model's own parameters?") +
-                      "; the check proved nothing about them", GradcheckWarning, stacklevel=2)
+                      "; the check proved nothing about them", GradcheckWarning,
+                      stacklevel=user_stacklevel())
     return report
 
 

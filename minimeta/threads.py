@@ -119,11 +119,14 @@ def omp_wait_policy(policy="PASSIVE"):
     if loaded:
         import warnings
 
+        from .kernels.threads import user_stacklevel
+
         warnings.warn(f"omp_wait_policy: an OpenMP runtime was loaded before OMP_WAIT_POLICY="
                       f"{policy} could be set ({loaded[0]}); numba's loops run in it, under its "
                       f"policy (spinning by default: a conv net's step 10-30% slower on 2 "
                       f"cores); set OMP_WAIT_POLICY={policy} before Python starts, or configure "
-                      f"minimeta before importing PyTorch", RuntimeWarning, stacklevel=2)
+                      f"minimeta before importing PyTorch", RuntimeWarning,
+                      stacklevel=user_stacklevel())
     return policy
 
 

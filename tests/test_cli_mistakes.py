@@ -4,7 +4,8 @@ misread, refused late or by a traceback, or had cost the user a run. Below them,
 ``minimeta eval`` (from the public-API probe of ``test_user_traps.py``): SNAIL is not tested
 beyond its shots, nor any learner at one way or at more ways than the part holds; MANN's and
 Matching's (full context) protocols are said as they are; the demo's hint without Omniglot fits
-how the data folder is set; a path through a file is one line.
+how the data folder is set; a path through a file is one line. Last, a MANN run larger than
+the memory available is refused by its estimate before anything is built.
 
 Read next: ``test_runs.py`` (checkpoints, resume and stops).
 """
@@ -262,3 +263,50 @@ def test_more_ways_than_omniglot_has_are_refused_before_a_download(argv, message
     out = tmp_path / "run"
     assert refused(argv + ["--out", str(out)], capsys) == f"minimeta train: {message}"
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_mann_run_larger_than_the_memory_is_refused_before_anything_is_built(
+        tmp_path, monkeypatch, capsys):
+    """2000-way MANN episodes are sequences of 20 000 steps, whose graph the backward keeps:
+    about 90 GiB a meta-batch of 16. The run had built its model, loaded Omniglot and written
+    its folder, then taken memory until the system killed it (at 22 GB). It is refused by
+    the estimate, in one line, before anything is built (here: with 16 GiB available)."""
+    from minimeta.experiments import registry, training
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(registry, "available_memory", lambda: 16 * 2 ** 30,
+                        raising=False)      # (without the check, the run reached build)
+    monkeypatch.setattr(training, "build", lambda config: pytest.fail("built: not refused"))
+    line = refused(["train", "--learner", "mann", "--ways", "2000", "--queries", "0",
+                    "--validate-every", "0", "--out", "run"], capsys)
+    assert line.startswith("minimeta train: --ways 2000, --shots 10, --meta-batch 16: ") and \
+        "more than the 16.0 GiB of memory available" in line, line
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_usual_mann_runs_pass_the_memory_check(monkeypatch):
+    """The default run (5-way, 10 shots, 16 episodes: about 0.16 GiB), the paper's 15-way one
+    and examples/model_based.py's (the default's, its learner built by itself) fit in 1 GiB;
+    a learner without an estimate is never refused."""
+    from minimeta.experiments import registry
+    from minimeta.learners.mann import training_bytes
+    monkeypatch.setattr(registry, "available_memory", lambda: 2 ** 30)
+    for ways in (5, 15):
+        registry.fits_memory(RunConfig(learner="mann", ways=ways, out=None))
+    assert training_bytes(5, 10, 1, 16) < 0.2 * 2 ** 30
+    monkeypatch.setattr(registry, "available_memory", lambda: 1)
+    registry.fits_memory(RunConfig(learner="protonet", out=None))
+
+
+@pytest.mark.parametrize("groups, files, gib", [
+    ("0::/\n", {"memory.max": "max\n"}, 8),                            # v2, no limit
+    ("0::/pod/c\n", {"pod/memory.max": f"{2 ** 31}\n", "pod/c/memory.max": "max\n"}, 2),
+    ("5:memory:/docker/x\n", {"memory/memory.limit_in_bytes": f"{2 ** 32}\n"}, 4),   # v1
+])
+def test_the_memory_available_is_the_smallest_limit(tmp_path, groups, files, gib):
+    """The kernel's MemAvailable (8 GiB here), or a control group's limit below it (v2: an
+    ancestor's, "max" being none; v1: a container's, its group's folder bind-mounted)."""
+    from minimeta.kernels.threads import available_memory
+    from test_machine_limits import cgroup_tree
+    (tmp_path / "meminfo").write_text(f"MemTotal: 1 kB\nMemAvailable: {8 * 2 ** 20} kB\n")
+    tree = cgroup_tree(tmp_path, groups, files)
+    assert available_memory(meminfo=str(tmp_path / "meminfo"), **tree) == gib * 2 ** 30

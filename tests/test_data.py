@@ -81,6 +81,19 @@ def test_a_cache_folder_that_cannot_be_written_is_said_once(fake_omniglot, monke
     assert len([w for w in said if "cannot cache" in str(w.message)]) == 1
 
 
+def test_the_cache_warning_names_the_line_that_called_minimeta(fake_omniglot, monkeypatch):
+    """Reached through ``class_images`` (``load`` is two calls down), the warning had named a
+    line of omniglot.py: it names the caller's, here this file's."""
+    import warnings
+
+    (fake_omniglot / "blocked").write_text("")
+    monkeypatch.setenv("MINIMETA_CACHE_DIR", str(fake_omniglot / "blocked"))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        omniglot.class_images("lake", "test", size=6, verify=False)
+    assert [w.filename for w in said] == [__file__], [(w.filename, w.lineno) for w in said]
+
+
 def test_wrong_checksum_and_missing_files_are_clear_errors(fake_omniglot, monkeypatch):
     with pytest.raises(ValueError, match="wrong sha256"):
         omniglot.load("background")

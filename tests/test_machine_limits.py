@@ -22,6 +22,7 @@ run pauses about half a minute while numba compiles the convolutions: it is said
 
 Read next: ``test_budget.py`` (training budgets in minutes).
 """
+import importlib
 import os
 import shutil
 import subprocess
@@ -189,6 +190,23 @@ def test_a_kernel_module_numba_cannot_cache_is_retried_with_a_private_cache(no_c
     folder = os.environ["NUMBA_CACHE_DIR"]
     assert calls == ["minimeta.kernels.conv_numba"] * 2 and numba.config.CACHE_DIR == folder
     assert os.path.dirname(folder) == str(no_cache_dir) and os.stat(folder).st_mode & 0o777 == 0o700
+
+
+def test_the_cache_warning_names_the_line_that_called_minimeta(no_cache_dir, monkeypatch):
+    """The kernel is imported at its first use, deep in the engine: the warning had named a
+    line of the kernels' own; it names the caller's, here this file's."""
+    import warnings
+
+    from minimeta import functional as F, tensor
+
+    pool = importlib.import_module("minimeta.kernels.pool_numba")
+    monkeypatch.setattr(K._import, "__defaults__", (importer(NO_LOCATOR, pool)[0],))
+    monkeypatch.setattr(K, "_LOADED", {})                    # imported afresh
+    monkeypatch.setattr(K.LOCAL, "reference", False)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        F.max_pool2d(tensor(np.ones((1, 1, 4, 4), np.float32)), 2)
+    assert [w.filename for w in said] == [__file__], [(w.filename, w.lineno) for w in said]
 
 
 def test_other_failures_and_a_chosen_cache_are_left_alone(no_cache_dir, monkeypatch):

@@ -3,17 +3,25 @@ every step's logits equal a NumPy reading of the whole recurrence (memory includ
 addressing of zeroed memory stays finite, the episode loss has correct first and
 second derivatives, and a trained MANN reads the labels it is told: a small one trained on
 synthetic episodes answers above chance when a class comes back, and below chance when the
-labels it was told are permuted among the classes.
+labels it was told are permuted among the classes. And the estimate of a training step's
+memory, by which a run too large is refused, follows the measured peak.
 
 Read next: ``test_model_based.py`` (conditional neural processes).
 """
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import minimeta as mm
 from minimeta.engine.primitives.attention import cosine_attention
-from minimeta.learners.mann import MANN, MANNLearner, least_used, lrua_write, presentations
+from minimeta.learners.mann import (MANN, MANNLearner, least_used, lrua_write, presentations,
+                                    training_bytes)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 F64 = np.float64
 HIDDEN, ROWS, WIDTH, LR, STEPS = 32, 8, 8, 3e-3, 200   # the label-binding MANN (below)
@@ -287,3 +295,46 @@ def test_labels_outside_the_ways_are_refused_by_name(ys, message):
     with pytest.raises(ValueError, match="^MANNLearner: " + message):
         learner.evaluate((xs, np.array(ys), None, None))
     learner.evaluate((xs, np.array([0, 1, 2, 2, 0, 1]), None, None))
+
+
+PEAK = """
+import sys
+import numpy as np
+from minimeta.threads import configure
+from minimeta.experiments.config import RunConfig
+from minimeta.experiments.registry import build
+configure(threads=1)
+rng = np.random.default_rng(0)
+
+def tasks(ways, shots, n):
+    return [(rng.random((ways * shots, 1, 28, 28), dtype=np.float32),
+             np.repeat(np.arange(ways), shots), None, None) for _ in range(n)]
+
+def kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field))
+
+build(RunConfig(learner="mann", ways=2, shots=1, out=None))[1].outer_step(tasks(2, 1, 2))
+with open("/proc/self/clear_refs", "w") as f:   # the peak from here (numba may have compiled)
+    f.write("5")
+before = kib("VmRSS:")
+ways, shots, batch = map(int, sys.argv[1:])
+config = RunConfig(learner="mann", ways=ways, shots=shots, queries=0, meta_batch=batch,
+                   out=None)
+build(config)[1].outer_step(tasks(ways, shots, batch))
+print((kib("VmHWM:") - before) * 1024)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_the_memory_estimate_follows_a_measured_training_step():
+    """``training_bytes``, which ``minimeta train`` refuses a run by (``registry.fits_memory``),
+    against the peak resident memory of a 20-way 10-shot step on 4 episodes (~160 MiB) in a
+    child process: an estimate far above would refuse runs that fit, one far below would let
+    a run be killed."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, "-c", PEAK, "20", "10", "4"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    measured = int(run.stdout.split()[-1])
+    assert 0.8 < training_bytes(20, 10, 0, 4) / measured < 1.25, measured

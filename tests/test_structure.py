@@ -310,6 +310,22 @@ def test_no_vjp_reads_data_or_calls_numpy_or_a_kernel():
     assert [b.split(" ")[1] for b in vjp_rule_breaks(was, "conv.py")] == ["K.lookup"]
 
 
+def test_every_warning_names_the_users_line():
+    """Each ``warnings.warn`` of minimeta passes ``stacklevel=user_stacklevel()`` (its copy in
+    the data layer: ``_user_stacklevel()``), which names the first line outside minimeta: the
+    fixed counts had named minimeta's own lines when the call came from deeper inside
+    (``test_machine_limits.py`` and ``test_data.py`` check two of them run)."""
+    calls, fixed = 0, []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "warnings.warn":
+                calls += 1
+                level = [ast.unparse(k.value) for k in node.keywords if k.arg == "stacklevel"]
+                if level not in (["user_stacklevel()"], ["_user_stacklevel()"]):
+                    fixed.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert calls >= 7 and fixed == []
+
+
 def unmapped(readme, mods):
     """The modules of ``mods`` (``modules()``) that README's map of the source names neither
     by their path (`minimeta/engine/tensor.py`) nor by their folder (`minimeta/functional/`);

@@ -28,6 +28,7 @@ import hashlib
 import numbers
 import os
 import re
+import sys
 import threading
 import warnings
 import zipfile
@@ -157,8 +158,26 @@ def load(part, size=28, folder=None, verify=True):
         _UNCACHED.add(cache_dir())
         warnings.warn(f"Omniglot: cannot cache the resized images in {cache_dir()} "
                       f"({err.strerror or err}); set MINIMETA_CACHE_DIR to a writable folder "
-                      "to save the resize next time", RuntimeWarning, stacklevel=2)
+                      "to save the resize next time", RuntimeWarning,
+                      stacklevel=_user_stacklevel())
     return out
+
+
+def _user_stacklevel():
+    """The ``stacklevel`` that names the first frame outside minimeta: the user's call, not
+    ``split_characters`` (``class_images`` and the training loop reach ``load`` through it).
+    A copy of ``kernels.threads.user_stacklevel`` (its docstring says why each step), as the
+    data layer imports NumPy and the standard library only."""
+    frame, level = sys._getframe(2), 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not ("importlib" in name and "_bootstrap" in name):
+            level += 1
+            module = frame.f_globals.get("__name__", "")
+            if module != "minimeta" and not module.startswith("minimeta."):
+                return level
+        frame = frame.f_back
+    return level
 
 
 def _forget_others(part, size):

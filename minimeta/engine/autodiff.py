@@ -20,6 +20,7 @@ Read next: ``minimeta/engine/primitives/__init__.py`` (the primitive set, file b
 import threading
 import warnings
 
+from ..kernels.threads import user_stacklevel
 from .anomaly import ANOMALY, check_forward, checked_vjp
 from .backend import array_module, device_of, is_float_dtype
 from .grad_mode import STATE, set_grad_enabled
@@ -321,7 +322,8 @@ def backward(output, grad_output=None, create_graph=False):
     if create_graph:
         warnings.warn("backward(create_graph=True): each leaf's .grad now holds a graph that "
                       "holds the leaf, a reference cycle that only the garbage collector "
-                      "frees; mm.grad(..., create_graph=True) makes none", stacklevel=3)
+                      "frees; mm.grad(..., create_graph=True) makes none",
+                      stacklevel=user_stacklevel())
     if not output.requires_grad:
         raise ValueError("backward: the output does not require grad (no leaf needs a gradient)")
     order = toposort([output])

@@ -32,8 +32,10 @@ import numpy as np
 
 from .. import nn
 from ..data import omniglot
+from ..kernels.threads import available_memory
 from ..learners import (ANIL, CNP, MAML, MatchingNet, MetaSGD, ProtoNet, RelationNet, Reptile,
                         MANNLearner, SnailLearner, StackedTasks)
+from ..learners.mann import training_bytes
 
 # Paper defaults by training way count (a way count not in a table reads its smallest one),
 # and by (ways, shots) where a paper's differ by shots, over the way count's:
@@ -81,6 +83,7 @@ class LearnerSpec:
     outer_optimizer: bool = True   # False: the learner updates θ itself (Reptile)
     datasets: tuple = ("omniglot", "sinusoid")
     reads_queries: bool = True     # False: the episode's query part is never read (MANN)
+    peak_bytes: Callable = None    # config -> a training step's peak bytes; None: unestimated
 
 
 def model_for(config):
@@ -178,7 +181,9 @@ LEARNERS = {
                                           20: dict(queries=1, meta_batch=4)}, OUTER_OPTIMIZER,
                          datasets=("omniglot",)),
     "mann": LearnerSpec("model", mann, {5: dict(shots=10, queries=1, meta_batch=16)},
-                        OUTER_OPTIMIZER, datasets=("omniglot",), reads_queries=False),
+                        OUTER_OPTIMIZER, datasets=("omniglot",), reads_queries=False,
+                        peak_bytes=lambda c: training_bytes(c.ways, c.shots, c.queries,
+                                                            c.meta_batch)),
     "cnp": LearnerSpec("model", cnp, {5: dict(shots=10)}, OUTER_OPTIMIZER,  # context 1..10
                        datasets=("sinusoid",)),
 }
@@ -195,6 +200,23 @@ def unread(learner, queries):
     reads no queries needs none drawn."""
     return "" if LEARNERS[learner].reads_queries or not queries else \
         f" ({learner} reads no queries: add --queries 0)"
+
+
+def fits_memory(config):
+    """Refuse (``ValueError``, one line) a run whose learner estimates a training step's peak
+    above the memory available (``kernels.threads.available_memory``); checked before anything
+    is built, read or written. A 2000-way MANN (sequences of 20 000 steps) had built its
+    model, loaded Omniglot and written its folder, then grown until the system killed it, at
+    22 GB. CPU runs only: on a GPU the graph is in the GPU's memory."""
+    estimate = LEARNERS[config.learner].peak_bytes
+    if estimate is None or config.device != "cpu":
+        return
+    need, have = estimate(config), available_memory()
+    if have is not None and need > have:
+        raise ValueError(f"--ways {config.ways}, --shots {config.shots}, --meta-batch "
+                         f"{config.meta_batch}: a training step of {config.learner} needs "
+                         f"about {need / 2 ** 30:.1f} GiB, more than the {have / 2 ** 30:.1f} "
+                         "GiB of memory available: give fewer --ways, --shots or --meta-batch")
 
 
 def build(config):

@@ -66,7 +66,7 @@ from ..kernels.threads import cores
 from ..optim import Adam
 from .evaluation import validation
 from .progress import Progress, first_use_note, tolerant
-from .registry import LEARNERS, build, unread
+from .registry import LEARNERS, build, fits_memory, unread
 from .runfolder import (CHECKPOINT, METRICS, Home, first_missing, open_run, prepare_folder,
                         unmake)
 from .stopping import GracefulStop, Terminated, updating
@@ -149,11 +149,13 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print,
     file is written). The progress line, labelled ``label``, shows the latest metrics, its
     loss averaged over the last ``smooth`` iterations; a stop (Ctrl-C, a signal) says where the
     checkpoint is and how the run goes on (``resume_hint``). A folder that may not be used as
-    asked is a ``ValueError`` before anything is built or written; a NaN or an inf stops the
-    run with a ``NonFiniteError``. ``announce``, a line (the command line's settings), is
+    asked, or a run larger than the memory available (``registry.fits_memory``), is a
+    ``ValueError`` before anything is built or written; a NaN or an inf stops the run with a
+    ``NonFiniteError``. ``announce``, a line (the command line's settings), is
     logged once every check has passed, before the first write: a refused run prints its
     one-line error only.
     """
+    fits_memory(config)       # from the settings alone: before a checkpoint is read
     state = open_run(config)  # the checks, before anything is written
     made = first_missing(config.out)   # the folders this run makes, removed if refused
     with io.folder_lock(config.out):   # one run at a time writes a folder
