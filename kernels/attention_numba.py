@@ -10,8 +10,14 @@ Read next: ``kernels/norm_numba.py`` (batch norm with numba).
 import numpy as np
 from numba import njit, prange
 
+# Sums may be reordered (no other fast-math license: NaN and inf keep their rules): the dot
+# products and norms over d then run as vector reductions, which strict IEEE order forbids
+# (LLVM: "cannot prove it is safe to reorder floating-point operations"); 1.4–2.7× faster on
+# one core, the error against the reference unchanged (~3e-7 in float32, ~1e-15 in float64).
+REASSOC = {"reassoc"}
 
-@njit(cache=True)
+
+@njit(cache=True, fastmath=REASSOC)
 def _normalize(v, eps):
     n, d = v.shape
     out = np.empty_like(v)
@@ -26,7 +32,7 @@ def _normalize(v, eps):
     return out, r
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=REASSOC)
 def _softmax_row(qh_i, sh):
     m = sh.shape[0]
     a = np.empty(m, dtype=sh.dtype)
@@ -46,7 +52,7 @@ def _softmax_row(qh_i, sh):
     return a
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=REASSOC)
 def _forward(q, s, y, eps):
     b_n, q_n, _ = q.shape
     out = np.zeros((b_n, q_n, y.shape[2]), dtype=q.dtype)
@@ -61,7 +67,7 @@ def _forward(q, s, y, eps):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=REASSOC)
 def _norm_backward(v, r, dvh, out):
     for i in range(v.shape[0]):
         dot = 0.0
@@ -71,7 +77,7 @@ def _norm_backward(v, r, dvh, out):
             out[i, k] = dvh[i, k] / r[i] - v[i, k] * dot / r[i] ** 3
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=REASSOC)
 def _backward(q, s, y, g, eps):
     b_n, q_n, d = q.shape
     s_n, n_cls = s.shape[1], y.shape[2]

@@ -67,10 +67,21 @@ def _span(stride, q, padding, size, n_out):
 
 
 @njit(cache=True, inline="always")
-def _gather(x, row_id, kh, kw, stride, padding, ho, wo, out):
-    """out[b, (i, j)] = x[b, c, i·s + p − pad, j·s + q − pad] for tap row_id = (c, p, q), every
-    image b, over the outputs whose receptive field is inside the image (``out`` starts
-    zeroed: the padding). One row of the im2col matrix, for ``_im2col`` and ``_patches``."""
+def _copy(src, dst, add):
+    """dst[j] = src[j] (or += with ``add``), a loop from 0 over two slices (see ``_gather``)."""
+    for j in range(dst.size):
+        dst[j] = dst[j] + src[j] if add else src[j]
+
+
+@njit(cache=True, inline="always")
+def _gather(x, row_id, kh, kw, stride, padding, ho, wo, out, image_major):
+    """Tap row_id = (c, p, q) of every image b: at (i, j) of row out[b, row_id] (``_patches``,
+    ``image_major``) or out[row_id, b] (``_im2col``), x[b, c, i·s + p − pad, j·s + q − pad],
+    over the outputs whose receptive field is inside the image (``out`` starts zeroed: the
+    padding). Each run of a row is copied by a loop from 0 over slices, the image's of unit step
+    at stride 1: ``out[b, lo:hi] = x[b, c, r, a:z:s]`` into ``P[:, row_id]`` (a step of unknown
+    size on both sides) had compiled to AVX-512 gathers and scatters, 2× slower on one core
+    (0.81 against 0.37 ms for a chunk of 148 first-layer images)."""
     h, w = x.shape[2], x.shape[3]
     ch, p, q = row_id // (kh * kw), (row_id // kw) % kh, row_id % kw
     i_lo, i_hi = _span(stride, p, padding, h, ho)
@@ -80,9 +91,13 @@ def _gather(x, row_id, kh, kw, stride, padding, ho, wo, out):
     first = j_lo * stride + q - padding
     last = (j_hi - 1) * stride + q - padding + 1
     for b in range(x.shape[0]):
+        row = out[b, row_id] if image_major else out[row_id, b]
         for i in range(i_lo, i_hi):
-            out[b, i * wo + j_lo:i * wo + j_hi] = \
-                x[b, ch, i * stride + p - padding, first:last:stride]
+            dst, src = row[i * wo + j_lo:i * wo + j_hi], x[b, ch, i * stride + p - padding]
+            if stride == 1:
+                _copy(src[first:last], dst, False)
+            else:
+                _copy(src[first:last:stride], dst, False)
 
 
 @njit(parallel=True, cache=True)
@@ -90,14 +105,17 @@ def _im2col(x, kh, kw, stride, padding, ho, wo):
     """Channel-major columns: cols[(c, p, q), (n, i, j)], so one GEMM serves a whole chunk."""
     n, c = x.shape[0], x.shape[1]
     cols = np.zeros((c * kh * kw, n * ho * wo), dtype=x.dtype)
+    rows = cols.reshape(c * kh * kw, n, ho * wo)
     for row_id in prange(c * kh * kw):
-        _gather(x, row_id, kh, kw, stride, padding, ho, wo, cols[row_id].reshape(n, ho * wo))
+        _gather(x, row_id, kh, kw, stride, padding, ho, wo, rows, False)
     return cols
 
 
 @njit(parallel=True, cache=True)
 def _col2im(cols, n, c, h, w, kh, kw, stride, padding, ho, wo):
-    """The adjoint of ``_im2col``; parallel over channels (each owns its pixels)."""
+    """The adjoint of ``_im2col``; parallel over channels (each owns its pixels). Its runs are
+    added by loops from 0 over slices, as ``_gather`` copies them (2.9× faster on 5 images of
+    3×3 than ``x[..., a:z:s] += row[lo:hi]``, a scatter)."""
     x = np.zeros((n, c, h, w), dtype=cols.dtype)
     for ch in prange(c):
         for p in range(kh):
@@ -112,8 +130,12 @@ def _col2im(cols, n, c, h, w, kh, kw, stride, padding, ho, wo):
                 for b in range(n):
                     base = b * ho * wo
                     for i in range(i_lo, i_hi):
-                        x[b, ch, i * stride + p - padding, first:last:stride] += \
-                            row[base + i * wo + j_lo:base + i * wo + j_hi]
+                        src = row[base + i * wo + j_lo:base + i * wo + j_hi]
+                        dst = x[b, ch, i * stride + p - padding]
+                        if stride == 1:
+                            _copy(src, dst[first:last], True)
+                        else:
+                            _copy(src, dst[first:last:stride], True)
     return x
 
 
@@ -125,7 +147,7 @@ def _patches(x, kh, kw, stride, padding, ho, wo):
     n, c = x.shape[0], x.shape[1]
     P = np.zeros((n, c * kh * kw, ho * wo), dtype=x.dtype)
     for row_id in prange(c * kh * kw):
-        _gather(x, row_id, kh, kw, stride, padding, ho, wo, P[:, row_id])
+        _gather(x, row_id, kh, kw, stride, padding, ho, wo, P, True)
     return P
 
 
