@@ -9,10 +9,10 @@ Each block is a slice, its loop ``range(size)`` from 0, not ``range(lo, hi)`` ov
 array: numba wraps a negative index around (``a[-1]``), and an index that starts at a ``lo``
 computed from the ``prange`` index is not known to be ≥ 0, so every element kept that check
 and the loop did not vectorize (4.4 GB/s on one core, where a copy runs at 27). From 0, a
-relu's gradient on conv4's second layer at 640 images (8 million elements) takes 3 ms on one
-core instead of 15 (1.7 instead of 7.8 on two). A select of two full arrays loads both
+relu's gradient on conv4's second layer at 640 images (8 million elements) takes 2.6 ms on
+one core instead of 15.2 (1.8 instead of 7.8 on two). A select of two full arrays loads both
 elements before it picks one: with each load under its condition the loop had not vectorized
-either (8.2 ms, against 3.9).
+either (8.2 ms, against 3.6; docs/PERFORMANCE.md, "Loops that had not vectorized").
 
 Read next: ``kernels/_cuda.py`` (what the CUDA kernels share).
 """
