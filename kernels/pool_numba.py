@@ -56,7 +56,7 @@ def _max_pool_2x2(x, y, idx):
     1, too short for a vector) plays both rounds window by window, no scratch: 1.7× and 3×
     faster on one core than the rounds row by row through the scratch, whose index picks and
     reloads had cost more than the comparisons. The planes run in 64 chunks, each with its
-    scratch for the winners (64 shares out evenly on 1 to 32 threads). Measurements:
+    scratch for the winners of even planes (64 shares out evenly on 1 to 32 threads). Measurements:
     docs/PERFORMANCE.md, "Max pooling on an AVX2 machine"."""
     n, c, h, w = x.shape
     ho, wo = y.shape[2], y.shape[3]
@@ -65,32 +65,44 @@ def _max_pool_2x2(x, y, idx):
     ip = idx.reshape(planes, ho * wo)
     chunks = min(planes, 64)
     for chunk in prange(chunks):
-        best = np.empty(2 * ho * wo, x.dtype)       # round 1's winners: (2·ho rows, wo)
-        at = np.empty(2 * ho * wo, idx.dtype)       # and their flat indices into x
+        best = np.empty(2 * ho * wo if w == 2 * wo else 0, x.dtype)   # round 1's winners
+        at = np.empty(best.size, idx.dtype)                          # and their flat indices
         for plane in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
-            xr, yr, ir, base = xp[plane], yp[plane], ip[plane], plane * h * w
-            if w == 2 * wo:                         # round 1 over the rows back to back
-                for p in range(2 * ho * wo):
-                    a, b = xr[2 * p], xr[2 * p + 1]
-                    m = _beats(b, a)
-                    best[p] = b if m else a
-                    at[p] = base + 2 * p + m
-                for i in range(ho):                 # round 2: top row's winners vs bottom's
-                    top, out = 2 * i * wo, i * wo
-                    for j in range(wo):
-                        k = top + j + wo * _beats(best[top + wo + j], best[top + j])
-                        yr[out + j], ir[out + j] = best[k], at[k]
-            else:                                   # an odd width: both rounds, window by window
-                for i in range(ho):
-                    for j in range(wo):
-                        k = 2 * i * w + 2 * j       # the window's top left
-                        tl, tr, bl, br = xr[k], xr[k + 1], xr[k + w], xr[k + w + 1]
-                        m1, m2 = _beats(tr, tl), _beats(br, bl)
-                        upper = tr if m1 else tl
-                        lower = br if m2 else bl
-                        m3 = _beats(lower, upper)
-                        yr[i * wo + j] = lower if m3 else upper
-                        ir[i * wo + j] = base + k + (w + m2 if m3 else m1)
+            if w == 2 * wo:
+                _rounds(xp[plane], yp[plane], ip[plane], plane * h * w, ho, wo, best, at)
+            else:
+                _windows(xp[plane], yp[plane], ip[plane], plane * h * w, ho, wo, w)
+
+
+@njit(cache=True, inline="always")
+def _rounds(xr, yr, ir, base, ho, wo, best, at):
+    """One plane of even width: round 1 over its rows back to back into the scratch (``best``,
+    ``at``: 2·ho rows of wo winners), round 2 between each pair of rows' winners."""
+    for p in range(2 * ho * wo):
+        a, b = xr[2 * p], xr[2 * p + 1]
+        m = _beats(b, a)
+        best[p] = b if m else a
+        at[p] = base + 2 * p + m
+    for i in range(ho):                 # round 2: top row's winners vs bottom's
+        top, out = 2 * i * wo, i * wo
+        for j in range(wo):
+            k = top + j + wo * _beats(best[top + wo + j], best[top + j])
+            yr[out + j], ir[out + j] = best[k], at[k]
+
+
+@njit(cache=True, inline="always")
+def _windows(xr, yr, ir, base, ho, wo, w):
+    """One plane of odd width ``w``: both rounds window by window, in the same order."""
+    for i in range(ho):
+        for j in range(wo):
+            k = 2 * i * w + 2 * j       # the window's top left
+            tl, tr, bl, br = xr[k], xr[k + 1], xr[k + w], xr[k + w + 1]
+            m1, m2 = _beats(tr, tl), _beats(br, bl)
+            upper = tr if m1 else tl
+            lower = br if m2 else bl
+            m3 = _beats(lower, upper)
+            yr[i * wo + j] = lower if m3 else upper
+            ir[i * wo + j] = base + k + (w + m2 if m3 else m1)
 
 
 @njit(parallel=True, cache=True)
