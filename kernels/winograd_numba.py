@@ -15,8 +15,12 @@ of a tile, one matrix product over all tiles at once: M[ξ] = V[ξ] · U[ξ]ᵀ,
 - ``_tiles_in``: every input tile d → V = Bᵀ d B;
 - ``_tiles_out``: every M tile → Y = Aᵀ M A, cropped to the output.
 
-The tile transforms are numba loops over channel-last arrays (N, H, W, C), so the innermost
-loop of each is a contiguous run over channels, which vectorises.
+The tile transforms are numba loops over channel-last arrays (N, H, W, C). Each applies a 1-D
+transform twice, along rows, then along columns; the six 1-D transforms (Bᵀ, Aᵀ and A of both
+tile sizes) are written out in ``_line``, their zeros and ±1s skipped and shared terms computed
+once, each a vector loop over a contiguous run of numbers: a whole row of the grid, then a tile
+row's channels. The transformed tiles are stored tile by tile, (tiles, a², C), a tile's numbers
+together; each GEMM reads its ξ from there as a strided (tiles × C) matrix, as BLAS allows.
 
 The **weight gradient** is the same identity read backwards (each step is linear, so its
 adjoint is its transpose): gw_oc = Gᵀ [Σ_tiles (A gY_o Aᵀ) ⊙ V_c] G, where gY's tiles go
@@ -87,88 +91,108 @@ def pays(x_shape, w_shape, stride, padding):
     return ho > 0 and wo > 0 and x_shape[0] * ho * wo >= MIN_PIXELS
 
 
-@functools.lru_cache(maxsize=None)
-def _rows(m, which, dtype):
-    """The rows of tile size m's matrix ``which`` ("Bt", "At" or "A") as their non-zero
-    entries, the transforms being mostly zeros and ±1: (how many in each row, their columns,
-    their values in ``dtype``), for the loops below. Made once per (m, which, dtype)."""
-    at, _, bt = TILES[m]
-    L = {"Bt": bt, "At": at, "A": at.T}[which].astype(dtype)
-    count = np.count_nonzero(L, axis=1)
-    cols = np.zeros(L.shape, dtype=np.int64)
-    vals = np.zeros(L.shape, dtype=L.dtype)
-    for u, row in enumerate(L):
-        nz = np.flatnonzero(row)
-        cols[u, :len(nz)], vals[u, :len(nz)] = nz, row[nz]
-    return count, cols, vals
+# The six 1-D transforms of TILES, written out: what each matrix does to a column of k numbers
+# (each number a run of channels here), its zeros and ±1s skipped, its shared terms computed
+# once. Numbered for the kernels below; tests/test_winograd.py holds each to its matrix.
+BT2, BT4, AT2, AT4, A2, A4 = range(6)   # Bᵀ (a × a), Aᵀ (m × a), A (a × m), for m = 2 and 4
+LINES = {(2, "Bt"): BT2, (4, "Bt"): BT4, (2, "At"): AT2, (4, "At"): AT4,
+         (2, "A"): A2, (4, "A"): A4}
+
+
+@njit(inline="always", fastmath=True)
+def _line(kind, s, d):
+    """d[r, q] = Σ_k L[r, k] s[k, q] for the transform L numbered ``kind`` (``LINES``): the k
+    rows of s, each a run of numbers, into the r rows of d, both C-contiguous (a run is then a
+    vector loop; numba's views with a step are not). Every row is loaded once and every output
+    stored once (the general product, a loop over the matrix's entries, read and wrote each
+    output once an entry)."""
+    if kind == BT4:                                      # Bᵀ of F(4×4, 3×3): 6 → 6
+        for q in range(s.shape[1]):
+            s0, s1, s2, s3, s4, s5 = s[0, q], s[1, q], s[2, q], s[3, q], s[4, q], s[5, q]
+            e, f = s4 - 4 * s2, s3 - 4 * s1              # (rows 1 and 2 share these)
+            u, v = s4 - s2, 2 * (s3 - s1)                # (rows 3 and 4)
+            d[0, q] = 4 * s0 - 5 * s2 + s4
+            d[1, q], d[2, q] = e + f, e - f
+            d[3, q], d[4, q] = u + v, u - v
+            d[5, q] = 4 * s1 - 5 * s3 + s5
+    elif kind == AT4:                                    # Aᵀ of F(4×4, 3×3): 6 → 4
+        for q in range(s.shape[1]):
+            s0, s1, s2, s3, s4, s5 = s[0, q], s[1, q], s[2, q], s[3, q], s[4, q], s[5, q]
+            p, m, r, t = s1 + s2, s1 - s2, s3 + s4, s3 - s4
+            d[0, q], d[1, q] = s0 + p + r, m + 2 * t
+            d[2, q], d[3, q] = p + 4 * r, m + 8 * t + s5
+    elif kind == A4:                                     # A of F(4×4, 3×3): 4 → 6
+        for q in range(s.shape[1]):
+            s0, s1, s2, s3 = s[0, q], s[1, q], s[2, q], s[3, q]
+            e, f, e4, f8 = s0 + s2, s1 + s3, s0 + 4 * s2, 2 * s1 + 8 * s3
+            d[0, q], d[1, q], d[2, q] = s0, e + f, e - f
+            d[3, q], d[4, q], d[5, q] = e4 + f8, e4 - f8, s3
+    elif kind == BT2:                                    # Bᵀ of F(2×2, 3×3): 4 → 4
+        for q in range(s.shape[1]):
+            s0, s1, s2, s3 = s[0, q], s[1, q], s[2, q], s[3, q]
+            d[0, q], d[1, q], d[2, q], d[3, q] = s0 - s2, s1 + s2, s2 - s1, s1 - s3
+    elif kind == AT2:                                    # Aᵀ of F(2×2, 3×3): 4 → 2
+        for q in range(s.shape[1]):
+            s1, s2 = s[1, q], s[2, q]
+            d[0, q], d[1, q] = s[0, q] + s1 + s2, s1 - s2 - s[3, q]
+    else:                                                # A of F(2×2, 3×3): 2 → 4
+        for q in range(s.shape[1]):
+            s0, s1 = s[0, q], s[1, q]
+            d[0, q], d[1, q], d[2, q], d[3, q] = s0, s0 + s1, s0 - s1, -s1
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _tiles_in(xh, count, cols, vals, step, th, tw):
-    """Z[(u, v), (b, i, j), :] = Σ_kl L[u, k] L[v, l] xh[b, i·step + k, j·step + l, :]: every
-    tile (tiles ``step`` apart) → L tile Lᵀ, over all channels, L given by ``_rows(L)``.
-    First along rows (R, one tile row's worth), then along columns."""
-    n, _, wp, c = xh.shape
-    r = len(count)
-    Z = np.empty((r * r, n * th * tw, c), dtype=xh.dtype)
+def _tiles_in(xh, kind, k, r, step, th, tw, spare):
+    """Z[(b, i, j), (u, v), :] = Σ_kl L[u, k] L[v, l] xh[b, i·step + k, j·step + l, :]: every
+    k × k tile (tiles ``step`` apart) → L tile Lᵀ (r × r), over all channels, L the transform
+    numbered ``kind``. First along rows (R, a tile row's worth at once), then along columns, a
+    tile's row at a time, into the tile's (r², C) block of Z; Z has ``spare`` rows a tile
+    (``_spare``), and what is returned is a view without them."""
+    n, hp, wp, c = xh.shape
+    rows = xh.reshape(n, hp, wp * c)            # a row of the grid as one run of numbers
+    Z = np.empty((n * th * tw, r * r + spare, c), dtype=xh.dtype)
     for t in prange(n * th):                    # one tile row (image b, row i) per iteration
         b, i = t // th, t % th
         R = np.empty((r, wp, c), dtype=xh.dtype)
-        for u in range(r):                      # R[u] = Σ_k L[u, k] · row i·step + k
-            Ru, src, first = R[u], xh[b, i * step + cols[u, 0]], vals[u, 0]
-            for col in range(wp):
-                for ch in range(c):
-                    Ru[col, ch] = first * src[col, ch]
-            for e in range(1, count[u]):
-                src, coef = xh[b, i * step + cols[u, e]], vals[u, e]
-                for col in range(wp):
-                    for ch in range(c):
-                        Ru[col, ch] += coef * src[col, ch]
-        for j in range(tw):                     # Z[(u, v)] = Σ_l L[v, l] · R[u] column j·step + l
+        _line(kind, rows[b, i * step:i * step + k], R.reshape(r, wp * c))
+        for j in range(tw):                     # Z[u, v] = Σ_l L[v, l] · R[u] column j·step + l
             for u in range(r):
-                Ru = R[u]
-                for v in range(r):
-                    out, at, first = Z[u * r + v, t * tw + j], j * step + cols[v, 0], vals[v, 0]
-                    for ch in range(c):
-                        out[ch] = first * Ru[at, ch]
-                    for e in range(1, count[v]):
-                        at, coef = j * step + cols[v, e], vals[v, e]
-                        for ch in range(c):
-                            out[ch] += coef * Ru[at, ch]
-    return Z
+                _line(kind, R[u, j * step:j * step + k], Z[t * tw + j, u * r:u * r + r])
+    return Z[:, :r * r]
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _tiles_out(M, count, cols, vals, n, th, tw, ho, wo):
-    """y[b, i·m + u, j·m + v, :] = Σ_kl A[u, k] A[v, l] M[(k, l), (b, i, j), :], channel-last,
-    cropped to ho × wo (tiles at the bottom and right edges may overhang); A by ``_rows(A)``."""
-    o, m = M.shape[2], len(count)
-    a = int(np.sqrt(M.shape[0]) + 0.5)
+def _tiles_out(M, kind, m, n, th, tw, ho, wo):
+    """y[b, i·m + u, j·m + v, :] = Σ_kl A[u, k] A[v, l] M[(b, i, j), (k, l), :], channel-last,
+    cropped to ho × wo (tiles at the bottom and right edges may overhang); Aᵀ numbered
+    ``kind``, M with ``_spare`` rows a tile after its a². A tile along its rows first (S), then
+    along its columns."""
+    o = M.shape[2]
+    a = m + 2
     y = np.empty((n, ho, wo, o), dtype=M.dtype)
     for t in prange(n * th):
         b, i = t // th, t % th
         S = np.empty((m, a, o), dtype=M.dtype)
+        T = np.empty((m, o), dtype=M.dtype)
         for j in range(tw):
-            p = t * tw + j
-            for u in range(m):                  # S[u, v] = Σ_k A[u, k] M[(k, v)]
-                for v in range(a):
-                    out, src, first = S[u, v], M[cols[u, 0] * a + v, p], vals[u, 0]
-                    for oc in range(o):
-                        out[oc] = first * src[oc]
-                    for e in range(1, count[u]):
-                        src, coef = M[cols[u, e] * a + v, p], vals[u, e]
-                        for oc in range(o):
-                            out[oc] += coef * src[oc]
+            _line(kind, M[t * tw + j, :a * a].reshape(a, a * o), S.reshape(m, a * o))
+            cols = min(m, wo - j * m)
             for u in range(min(m, ho - i * m)):  # y = Σ_l A[v, l] S[u, l], cropped
-                for v in range(min(m, wo - j * m)):
-                    out, src, first = y[b, i * m + u, j * m + v], S[u, cols[v, 0]], vals[v, 0]
-                    for oc in range(o):
-                        out[oc] = first * src[oc]
-                    for e in range(1, count[v]):
-                        src, coef = S[u, cols[v, e]], vals[v, e]
-                        for oc in range(o):
-                            out[oc] += coef * src[oc]
+                if cols == m:
+                    _line(kind, S[u], y[b, i * m + u, j * m:j * m + m])
+                else:                           # a tile overhanging the right edge
+                    _line(kind, S[u], T)
+                    y[b, i * m + u, j * m:j * m + cols] = T[:cols]
     return y
+
+
+def _spare(a2, c, dtype):
+    """Rows of padding after each tile's a² rows of C numbers: one where a tile's block is a
+    multiple of 4 KiB (F(2×2) on 64 float32 channels: 16 · 64 · 4 bytes), else none. Rows a
+    multiple of 4 KiB apart share the cache's sets: the 16 GEMMs of F(2×2) on 14 images took
+    1.62 ms reading such rows, 1.28 ms with the spare row (docs/PERFORMANCE.md); on F(4×4)'s
+    blocks (9 KiB) a spare row made no difference that could be told from the noise."""
+    return int(a2 * c * np.dtype(dtype).itemsize % 4096 == 0)
 
 
 def _grid(shape, padding, m):
@@ -189,10 +213,11 @@ def _on_grid(a, offset, hp, wp, dtype):
 
 
 def _input_tiles(x, padding, m):
-    """V (a², N·tiles, C): x made channel-last on the zero-padded tile grid, transformed."""
+    """V (N·tiles, a², C): x made channel-last on the zero-padded tile grid, transformed."""
     _, _, th, tw = _grid(x.shape, padding, m)
     xh = _on_grid(x, padding, th * m + 2, tw * m + 2, x.dtype)
-    return _tiles_in(xh, *_rows(m, "Bt", x.dtype), m, th, tw)
+    spare = _spare((m + 2) ** 2, x.shape[1], x.dtype)
+    return _tiles_in(xh, LINES[m, "Bt"], m + 2, m + 2, m, th, tw, spare)
 
 
 def tile(n, ho, wo):
@@ -227,15 +252,16 @@ def conv2d(x, w, padding=1, m=None):
     m = m or tile(n, ho, wo)
     th, tw = _grid(x.shape, padding, m)[2:]
     a2 = (m + 2) ** 2
-    U = _kron(m, x.dtype) @ w.reshape(o * c, 9).T.astype(x.dtype)        # G w Gᵀ: (a², O·C)
-    Ut = np.ascontiguousarray(U.reshape(a2, o, c).transpose(0, 2, 1))     # (a², C, O)
-    A = _rows(m, "At", x.dtype)
+    wt = w.transpose(1, 0, 2, 3).reshape(c * o, 9).astype(x.dtype, copy=False)  # (C·O, 9)
+    Ut = (_kron(m, x.dtype) @ wt.T).reshape(a2, c, o)                     # G w Gᵀ: (a², C, O)
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
 
     def chunk(bounds):  # chunks write disjoint images of y
         a, b = bounds
-        V = _input_tiles(x[a:b], padding, m)                              # (a², P, C)
-        Y = _tiles_out(np.matmul(V, Ut), *A, b - a, th, tw, ho, wo)       # (n, Ho, Wo, O)
+        V = _input_tiles(x[a:b], padding, m)                              # (P, a², C)
+        M = np.empty((V.shape[0], a2 + _spare(a2, o, x.dtype), o), dtype=x.dtype)  # (P, a², O)
+        np.matmul(V.transpose(1, 0, 2), Ut, out=M[:, :a2].transpose(1, 0, 2))  # a² GEMMs
+        Y = _tiles_out(M, LINES[m, "At"], m, b - a, th, tw, ho, wo)       # (n, Ho, Wo, O)
         y[a:b] = Y.transpose(0, 3, 1, 2)
 
     parallel_map(chunk, _chunks(n, a2 * th * tw * max(c, o) * x.itemsize))
@@ -252,14 +278,14 @@ def conv2d_weight_grad(x, g, padding=1, m=None):
     m = m or tile(n, ho, wo)
     th, tw = _grid(x.shape, padding, m)[2:]
     a2 = (m + 2) ** 2
-    A = _rows(m, "A", x.dtype)                                            # A: (a × m)
 
     def part(bounds):  # one chunk of images
         a, b = bounds
-        V = _input_tiles(x[a:b], padding, m)                              # (a², P, C)
+        V = _input_tiles(x[a:b], padding, m)                              # (P, a², C)
         gh = _on_grid(g[a:b], 0, th * m, tw * m, x.dtype)                 # gY on the tile grid
-        gM = _tiles_in(gh, *A, m, th, tw)                                 # A gY Aᵀ: (a², P, O)
-        return np.matmul(gM.transpose(0, 2, 1), V)                        # (a², O, C)
+        spare = _spare(a2, o, x.dtype)
+        gM = _tiles_in(gh, LINES[m, "A"], m, m + 2, m, th, tw, spare)     # A gY Aᵀ: (P, a², O)
+        return np.matmul(gM.transpose(1, 2, 0), V.transpose(1, 0, 2))    # (a², O, C)
 
     gU = ordered_sum(part, _chunks(n, a2 * th * tw * max(c, o) * x.itemsize),
                      lambda: np.zeros((a2, o, c), x.dtype))

@@ -49,12 +49,10 @@ def test_winograd_equals_reference(case):
 
 @pytest.fixture
 def fresh_transforms():
-    """The transforms are cached per (tile, dtype); a test that edits ``TILES`` starts and
-    ends with empty caches."""
-    W._rows.cache_clear()
+    """The filter transform is cached per (tile, dtype); a test that edits ``TILES`` starts and
+    ends with an empty cache."""
     W._kron.cache_clear()
     yield
-    W._rows.cache_clear()
     W._kron.cache_clear()
 
 
@@ -72,16 +70,48 @@ def test_a_wrong_transform_constant_is_caught(monkeypatch, fresh_transforms):
         check_against_reference(x, w, 1, 2, np.float64)
 
 
-def test_a_wrong_input_transform_is_caught(monkeypatch, fresh_transforms):
-    """Mutation: a sign flipped in Bᵀ (read through the cached sparse rows) must fail."""
-    rng = np.random.default_rng(2)
-    x, w = rng.standard_normal((1, 2, 5, 7)), rng.standard_normal((3, 2, 3, 3))
-    at, g, bt = W.TILES[4]
-    bad = bt.copy()
-    bad[2, 1] = -bad[2, 1]
-    monkeypatch.setitem(W.TILES, 4, (at, g, bad))
-    with pytest.raises(AssertionError):
-        check_against_reference(x, w, 1, 4, np.float64)
+def matrix(m, which):
+    """The spec of a written-out transform: its matrix in ``TILES``."""
+    at, _, bt = W.TILES[m]
+    return {"Bt": bt, "At": at, "A": at.T}[which]
+
+
+def transform_mismatches(s_by_size):
+    """The (m, which) whose written-out transform ``_line`` differs from its matrix on the
+    given inputs (a dict: number of input rows → array of rows)."""
+    bad = []
+    for (m, which), kind in W.LINES.items():
+        L = matrix(m, which)
+        s = s_by_size[L.shape[1]]
+        d = np.full((L.shape[0], s.shape[1]), np.nan)
+        W._line(kind, s, d)
+        if not np.allclose(d, L @ s, rtol=1e-13, atol=1e-13 * max(1.0, np.abs(s).max())):
+            bad.append((m, which))
+    return bad
+
+
+@given(st.integers(1, 40).flatmap(
+    lambda q: st.tuples(*(arrays((k, q), dtype=np.float64) for k in (2, 4, 6)))))
+def test_each_written_out_transform_is_its_matrix(rows):
+    """The six 1-D transforms the kernels run (``_line``: Bᵀ, Aᵀ and A of both tile sizes, written
+    out with their zeros skipped and terms shared) equal multiplication by ``TILES``, every row
+    of the output written."""
+    assert transform_mismatches(dict(zip((2, 4, 6), rows))) == []
+
+
+@pytest.mark.parametrize("m, which, at", [(4, "Bt", (2, 1)), (4, "At", (3, 5)), (2, "Bt", (0, 2)),
+                                          (2, "At", (1, 3)), (4, "A", (4, 2))])
+def test_a_wrong_entry_in_a_transform_matrix_is_caught(m, which, at, monkeypatch):
+    """Mutation: one entry of a matrix of ``TILES`` off (a sign flipped, or 1 added where it is
+    0) makes the written-out transform disagree with its spec."""
+    rng = np.random.default_rng(5)
+    rows = {k: rng.standard_normal((k, 7)) for k in (2, 4, 6)}
+    assert transform_mismatches(rows) == []
+    at_, g, bt = (t.copy() for t in W.TILES[m])
+    bad = {"Bt": bt, "At": at_, "A": at_.T}[which]
+    bad[at] = -bad[at] if bad[at] else 1.0
+    monkeypatch.setitem(W.TILES, m, (at_, g, bt))
+    assert (m, which) in transform_mismatches(rows)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -201,3 +231,21 @@ def test_a_bad_minimeta_winograd_is_one_line_at_import():
                          env=env, capture_output=True, text=True)
     assert out.returncode != 0 and out.stderr.strip().splitlines()[-1] == (
         "ValueError: MINIMETA_WINOGRAD must be auto, f2 or off, got 'fast'")
+
+
+def test_a_spare_row_pads_tiles_that_are_a_multiple_of_4_kib_and_changes_no_number(monkeypatch):
+    """``_spare``: F(2×2) on 64 float32 channels (16 · 64 · 4 bytes) gets a row of padding, F(4×4)
+    (36 · 64 · 4) none; with the padding forced on or off the results are the same numbers."""
+    assert W._spare(16, 64, np.float32) == 1 and W._spare(16, 32, np.float64) == 1
+    assert W._spare(36, 64, np.float32) == 0 and W._spare(16, 48, np.float32) == 0
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((3, 64, 9, 9)), rng.standard_normal((8, 64, 3, 3))
+    g = rng.standard_normal((3, 8, 9, 9))
+    results = []
+    for spare in (0, 1, 3):
+        monkeypatch.setattr(W, "_spare", lambda *args: spare)
+        results.append([W.conv2d(x, w, 1, m) for m in (2, 4)]
+                       + [W.conv2d_weight_grad(x, g, 1, m) for m in (2, 4)])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
