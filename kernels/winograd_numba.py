@@ -102,10 +102,10 @@ LINES = {(2, "Bt"): BT2, (4, "Bt"): BT4, (2, "At"): AT2, (4, "At"): AT4,
 @njit(inline="always", fastmath=True)
 def _line(kind, s, d):
     """d[r, q] = Σ_k L[r, k] s[k, q] for the transform L numbered ``kind`` (``LINES``): the k
-    rows of s, each a run of numbers, into the r rows of d, both C-contiguous (a run is then a
-    vector loop; numba's views with a step are not). Every row is loaded once and every output
-    stored once (the general product, a loop over the matrix's entries, read and wrote each
-    output once an entry)."""
+    rows of s, each a run of numbers, into the r rows of d. The kernels pass C-contiguous views
+    (numba then knows each run is contiguous; a view with a step is typed with its strides read
+    at run time). Every row is loaded once and every output stored once (the general product, a
+    loop over the matrix's entries, read and wrote each output once an entry)."""
     if kind == BT4:                                      # Bᵀ of F(4×4, 3×3): 6 → 6
         for q in range(s.shape[1]):
             s0, s1, s2, s3, s4, s5 = s[0, q], s[1, q], s[2, q], s[3, q], s[4, q], s[5, q]
@@ -190,7 +190,7 @@ def _spare(a2, c, dtype):
     """Rows of padding after each tile's a² rows of C numbers: one where a tile's block is a
     multiple of 4 KiB (F(2×2) on 64 float32 channels: 16 · 64 · 4 bytes), else none. Rows a
     multiple of 4 KiB apart share the cache's sets: the 16 GEMMs of F(2×2) on 14 images took
-    1.62 ms reading such rows, 1.28 ms with the spare row (docs/PERFORMANCE.md); on F(4×4)'s
+    1.52-1.62 ms reading such rows, 1.28 with the spare row (docs/PERFORMANCE.md); on F(4×4)'s
     blocks (9 KiB) a spare row made no difference that could be told from the noise."""
     return int(a2 * c * np.dtype(dtype).itemsize % 4096 == 0)
 
