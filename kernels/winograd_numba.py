@@ -255,11 +255,12 @@ def conv2d(x, w, padding=1, m=None):
     wt = w.transpose(1, 0, 2, 3).reshape(c * o, 9).astype(x.dtype, copy=False)  # (C·O, 9)
     Ut = (_kron(m, x.dtype) @ wt.T).reshape(a2, c, o)                     # G w Gᵀ: (a², C, O)
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
+    spare = _spare(a2, o, x.dtype)
 
     def chunk(bounds):  # chunks write disjoint images of y
         a, b = bounds
         V = _input_tiles(x[a:b], padding, m)                              # (P, a², C)
-        M = np.empty((V.shape[0], a2 + _spare(a2, o, x.dtype), o), dtype=x.dtype)  # (P, a², O)
+        M = np.empty((V.shape[0], a2 + spare, o), dtype=x.dtype)          # (P, a², O)
         np.matmul(V.transpose(1, 0, 2), Ut, out=M[:, :a2].transpose(1, 0, 2))  # a² GEMMs
         Y = _tiles_out(M, LINES[m, "At"], m, b - a, th, tw, ho, wo)       # (n, Ho, Wo, O)
         y[a:b] = Y.transpose(0, 3, 1, 2)
@@ -278,12 +279,12 @@ def conv2d_weight_grad(x, g, padding=1, m=None):
     m = m or tile(n, ho, wo)
     th, tw = _grid(x.shape, padding, m)[2:]
     a2 = (m + 2) ** 2
+    spare = _spare(a2, o, x.dtype)
 
     def part(bounds):  # one chunk of images
         a, b = bounds
         V = _input_tiles(x[a:b], padding, m)                              # (P, a², C)
         gh = _on_grid(g[a:b], 0, th * m, tw * m, x.dtype)                 # gY on the tile grid
-        spare = _spare(a2, o, x.dtype)
         gM = _tiles_in(gh, LINES[m, "A"], m, m + 2, m, th, tw, spare)     # A gY Aᵀ: (P, a², O)
         return np.matmul(gM.transpose(1, 2, 0), V.transpose(1, 0, 2))    # (a², O, C)
 
