@@ -26,12 +26,12 @@ def _demo(args):
     from .threads import configure
 
     omniglot_run = _demo_checks(args)   # every option checked before the first part runs
+    config = S.maml_config(args.iterations, seed=args.seed)   # (had come after --out was made)
     configure()
     os.makedirs(args.out, exist_ok=True)
     print(f"minimeta demo: MAML on sinusoids (Finn et al. 2017, sec. 5.1), {args.iterations} "
           f"meta-iterations, then the pretrained baseline, then {args.tasks} held-out tasks")
     start = time.perf_counter()
-    config = S.maml_config(args.iterations, seed=args.seed)
     maml, _, _ = S.meta_train(config)
     base, _ = S.pretrain(config)
     models = {"MAML": maml, "pretrained": base}

@@ -45,6 +45,11 @@ SINE = ["train", "--learner", "maml", "--dataset", "sinusoid", "--iterations", "
      f"minimeta demo: --omniglot-iterations must be at most 1000000000, got {10 ** 11}"),
     (["demo", "--tasks", str(10 ** 11)],                 # had trained, then run out of memory
      f"minimeta demo: --tasks must be at most 1000000, got {10 ** 11}"),
+    (["demo", "--seed", "999999999"],                    # had trained MAML, then named
+     "minimeta demo: --seed must be at most 999999998 (the task streams of MAML and of the "
+     "baseline are seeded with seed + 1 and seed + 2), got 999999999"),   # "stream_seed"
+    (["demo", "--iterations", str(10 ** 10), "--omniglot-iterations", "0"],  # had made --out
+     f"minimeta demo: --iterations must be at most 1000000000, got {10 ** 10}"),
 ])
 def test_a_mistake_is_one_line_before_anything_runs(argv, line, tmp_path, monkeypatch, capsys,
                                                     nothing_may_run):

@@ -137,6 +137,23 @@ def test_a_report_line_cut_by_a_size_limit_is_taken_back(tmp_path):
     assert report.read_text() == line * 2            # cut back to the earlier results
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_report_on_a_full_disk_is_named_and_the_result_is_still_said(tmp_path, capsys):
+    # it had said "No space left on device: free some space", naming no file, and the result
+    # of the episodes run was lost with the report
+    from test_hostile_input import write_checkpoint
+
+    path = write_checkpoint(tmp_path / "c.npz", sinusoid(None))
+    with pytest.raises(SystemExit) as info:
+        cli.main(["eval", "--checkpoint", path, "--episodes", "2", "--report", "/dev/full"])
+    assert info.value.code == 2
+    said = capsys.readouterr()
+    assert said.err.splitlines()[-1] == ("minimeta eval: /dev/full: No space left on device: "
+                                         "free some space")
+    assert re.match(r"MSE \d+\.\d{4} ± \d+\.\d{4} \(95% interval, 2 episodes\) \| maml on "
+                    r"sinusoids", said.out)
+
+
 def test_a_run_folder_moved_while_it_trains_stops_the_run_and_is_resumed_where_it_went(
         tmp_path):
     # io.save had made a new folder at the old path for the later checkpoints, while the

@@ -92,6 +92,24 @@ def test_a_non_finite_step_keeps_the_last_finite_checkpoint(learner, how, every,
     assert (log[4]["loss"] is None) == (how == "loss")
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")
+def test_an_anomaly_stop_keeps_the_whole_iterations_as_a_non_finite_stop_does(tmp_path, capsys):
+    # --detect-anomaly had stopped at the first op of iteration 2 saving nothing: the
+    # checkpoint stayed at 0 (up to --checkpoint-every seconds of sound iterations lost),
+    # where the same run without it keeps iteration 1
+    out = str(tmp_path / "run")
+    args = SINE + ["--iterations", "40", "--outer-lr", "10", "--out", out, "--detect-anomaly"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("minimeta train: detect_anomaly: ") and err.endswith(
+        f"; training stopped: {out}/checkpoint.npz holds iteration 1, the last whole one")
+    assert checkpoint(out)["iteration"] == 1
+    assert [r["iteration"] for r in metrics(out)] == [1]
+
+
 # ----- 6. killed at random moments, resumed: the same run -----------------------------------
 def test_a_run_killed_four_times_ends_where_an_uninterrupted_one_does(tmp_path):
     args = ["train", "--learner", "maml", "--dataset", "sinusoid", "--shots", "2", "--queries",

@@ -105,6 +105,8 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
             protocol = (f"{config.learner} on sinusoids, K = {shots} support points, {queries} "
                         f"query points, {steps}trained {state['iteration']} iterations (K = "
                         f"{config.shots}) in {state['seconds']:.0f} s")
+        said = (f"{what} {mean:.4f} ± {half:.4f} (95% interval, {episodes} episodes) | "
+                f"{protocol}")
         if out is not None:     # first: the result is kept even if stdout has gone away
             row = {"learner": config.learner, "fce": config.fce, what: mean, "interval": half,
                    "episodes": episodes, "ways": ways, "shots": shots, "queries": queries,
@@ -114,8 +116,12 @@ def evaluate(checkpoint, episodes=600, seed=12345, part="test", ways=None, shots
                    "checkpoint": checkpoint,
                    "train_ways": config.ways, "train_shots": config.shots,
                    "protocol": protocol, "settings": config.settings()}
-            out.write(json.dumps(row) + "\n")
-        log(f"{what} {mean:.4f} ± {half:.4f} (95% interval, {episodes} episodes) | {protocol}")
+            try:
+                out.write(json.dumps(row) + "\n")
+            except OSError:     # a full disk: the result is said, not lost with the report
+                log(said)
+                raise
+        log(said)
     return mean, half
 
 
@@ -238,7 +244,7 @@ def _report_file(path):
         raise ValueError(f"eval: cannot write the report {path} ({err.strerror}); give a "
                          "path you can write to") from None
     try:
-        yield Report(fd)
+        yield Report(fd, path)
     except BaseException:
         with contextlib.suppress(OSError):   # only an empty file of ours: others may append
             if not existed and os.path.getsize(path) == 0:
@@ -254,16 +260,18 @@ class Report:
     short (a full disk, a file size limit) is taken back if nothing was appended after it:
     a half line had glued the next result onto it, and the file no longer parsed."""
 
-    def __init__(self, fd):
-        self.fd = fd
+    def __init__(self, fd, path=None):
+        self.fd, self.path = fd, path
 
     def write(self, line):
         data, done = line.encode(), 0
         try:
             while done < len(data):
                 done += os.write(self.fd, data[done:])
-        except OSError:
+        except OSError as err:
             end = os.lseek(self.fd, 0, os.SEEK_CUR)    # where our bytes end (O_APPEND)
             if done and os.fstat(self.fd).st_size == end:
                 os.ftruncate(self.fd, end - done)
+            if not err.filename:    # a full disk names no file: the report's, not a bare line
+                err.filename = self.path
             raise

@@ -14,13 +14,15 @@ run this module.
 
 Read next: ``minimeta/experiments/fewshot.py`` (evaluating a checkpoint: minimeta eval).
 """
+import numbers
+
 import numpy as np
 
 from ..data import SinusoidTasks
 from ..engine import no_grad
 from ..engine.tensor import Tensor
 from ..learners.base import Learner
-from .config import RunConfig
+from .config import MOST, RunConfig
 from .evaluation import fine_tune, fine_tune_curve, mean_ci
 from .registry import model_for
 from .training import train
@@ -31,7 +33,12 @@ EVAL_STEPS = (0, 1, 5, 10)
 def maml_config(iterations, shots=10, seed=0, **settings):
     """The experiment's run: K = ``shots`` support and as many query points per task, no
     files written; ``settings`` sets any other field of ``RunConfig`` (``inner_lr``,
-    ``inner_steps``, ``multi_step_loss``, ``clip_norm``, ``learner="fomaml"``, …)."""
+    ``inner_steps``, ``multi_step_loss``, ``clip_norm``, ``learner="fomaml"``, …). A seed
+    whose streams (seed + 1, and the baseline's seed + 2) pass ``MOST`` is refused here: it
+    had trained MAML, then failed naming ``stream_seed``."""
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed > MOST - 2:
+        raise ValueError(f"--seed must be at most {MOST - 2} (the task streams of MAML and of "
+                         f"the baseline are seeded with seed + 1 and seed + 2), got {seed}")
     return RunConfig(**{"learner": "maml", "dataset": "sinusoid", "iterations": iterations,
                         "shots": shots, "queries": shots, "seed": seed,
                         "stream_seed": seed + 1, "out": None, **settings})

@@ -45,7 +45,8 @@ refuses a folder without a checkpoint or a config that changes a setting the che
 (``RunConfig.check_resume``), cuts ``metrics.jsonl`` back to the checkpoint's iteration and
 goes on exactly as the uninterrupted run would have; both delete the temporary files
 (``.tmp-*.npz``) a killed write left. A NaN or inf in the loss, the meta-gradient or the
-weights stops the run (``NonFiniteError``, naming the iteration) before it reaches a checkpoint.
+weights stops the run (``NonFiniteError``, naming the iteration) before it reaches a checkpoint;
+so does ``detect_anomaly``'s ``AnomalyError``, the whole iterations before it saved.
 
 Read next: ``minimeta/experiments/runfolder.py`` (a run's folder: what may start there, and resume).
 """
@@ -59,7 +60,7 @@ import numpy as np
 
 from .. import io
 from ..data import EpisodeSampler, SinusoidTasks, fetch, omniglot
-from ..engine import detect_anomaly
+from ..engine import AnomalyError, detect_anomaly
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
 from ..kernels.threads import cores
@@ -319,6 +320,13 @@ def _train(config, state, model, learner, label, smooth, log, made, resume_hint,
             log(f"\n{how}: checkpoint at iteration {run['saved']} in {checkpoint} "
                 f"({resume_hint}{then})")
         raise
+    except AnomalyError as err:   # --detect-anomaly: the whole iterations before it are saved
+        if not checkpoint:        # too, as a non-finite stop saves them (it had saved none)
+            raise
+        if run["sound"] and not (run["busy"] or run["unsaved"]) and run["saved"] != run["done"]:
+            save(run["done"])
+        raise AnomalyError(f"{err}; training stopped: {checkpoint} holds iteration "
+                           f"{run['saved']}, the last whole one") from err
     finally:
         if metrics_file is not None:
             metrics_file.close()
