@@ -1,6 +1,8 @@
 """Omniglot loading (on synthetic archives and, when present, the real ones) and episodes."""
 import os
+import struct
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -317,6 +319,23 @@ def test_fresh_machine_downloads_checks_converts_and_loads(tmp_path, monkeypatch
 
 def test_corrupt_npz_is_named(fake_omniglot):
     (fake_omniglot / omniglot.FILES["background"][0]).write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot read .*images_background.npz"):
+        omniglot.load("background", verify=False)
+
+
+def test_an_npz_with_a_damaged_deflate_stream_is_named(fake_omniglot):
+    """A flipped byte inside the compressed images (not a truncation: the zip directory is
+    whole) fails in zlib; its zlib.error had escaped both the checksum's pixel fallback and
+    ``load``, instead of the errors that say to delete the file and fetch it again."""
+    path = fake_omniglot / omniglot.FILES["background"][0]
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.getinfo("images.npy").header_offset
+    name_len, extra_len = struct.unpack("<HH", data[offset + 26:offset + 30])
+    data[offset + 30 + name_len + extra_len] = 0xFF     # deflate block type 3: invalid
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="wrong sha256"):
+        omniglot.load("background")
     with pytest.raises(ValueError, match="cannot read .*images_background.npz"):
         omniglot.load("background", verify=False)
 

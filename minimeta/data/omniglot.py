@@ -32,6 +32,7 @@ import sys
 import threading
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -90,8 +91,8 @@ def _pixels_match(path, part):
     try:
         with open(path, "rb") as f, np.load(f) as archive:  # f closed even if np.load fails
             return fetch.pixels_sha256(archive["images"]) == fetch.ARCHIVES[part][1]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return False  # truncated or not an .npz: then it is "the wrong sha256"
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return False  # truncated, not an .npz or a damaged stream: then "the wrong sha256"
 
 
 def area_matrix(n_in, n_out):
@@ -139,7 +140,7 @@ def load(part, size=28, folder=None, verify=True):
     try:
         with np.load(path) as archive:
             raw = archive["images"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as err:
         raise ValueError(f"Omniglot: cannot read {path} ({err}); it should be an .npz with an "
                          "'images' array. Delete it and fetch it again.") from err
     ink = ~raw.astype(bool)
