@@ -121,10 +121,11 @@ def _flat_vjp(f, v):
 
 
 def _relaid(t, kind):
-    """``t`` (computed, so C-ordered) as a Tensor of the same values laid out as ``kind``, made
-    of differentiable views and copies: at composed levels ``f`` gets pre(x), and had got it in
-    C order whatever the caller's layout, so only order 1 uncomposed had shown a kernel an
-    input in another layout (a known gap, closed 2026-12-03)."""
+    """``t`` (in whatever layout the ops that computed it gave) as a Tensor of the same values
+    laid out as ``kind``, made of differentiable views and copies: at composed levels ``f``
+    gets pre(x), and had got it in C order whatever the caller's layout, so only order 1
+    uncomposed had shown a kernel an input in another layout (a known gap, closed
+    2026-12-03)."""
     if t.ndim == 0 or kind == "C":
         return t
     if kind == "F":                   # the reversed shape in C order, transposed: an F view

@@ -22,8 +22,8 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
-# + 1 kernel table + 13 learners + one per row of the primitive table (46) + 1 reference
-# kernels on GPU arrays + 2 device reads + 1 device calls = 73. A test added below must be
+# + 1 kernel table + 13 learners + one per row of the primitive table (48) + 1 reference
+# kernels on GPU arrays + 2 device reads + 1 device calls = 75. A test added below must be
 # added here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann", "cnp", "maml_stacked", "anil_stacked"]
