@@ -1,7 +1,7 @@
 """What CuPy has, by name, so that the stand-in (``tests/fake_cupy.py``) refuses what CuPy
 refuses: a NumPy function CuPy lacks, an ndarray method it lacks, a ufunc method it does not
 support (CuPy scatters with ``.at`` only for the ufuncs listed, reduces only with ``add`` and
-``multiply``).
+``multiply``), and the three flags of its arrays (``Flags``).
 
 The lists between the markers are generated from a real CuPy, which imports without a GPU:
 ``pip install cupy-cuda13x && python tests/cupy_api.py`` rewrites them in place.
@@ -193,9 +193,47 @@ out) linalg.matrix_power(M, n) linalg.matrix_rank(M, tol) linalg.matrix_transpos
 ord, axis, keepdims) linalg.pinv(a, rcond) linalg.qr(a, mode) linalg.slogdet(a) linalg.solve(a, b)
 linalg.svd(a, full_matrices, compute_uv) linalg.tensorinv(a, ind) linalg.tensorsolve(a, b, axes)
 lib.stride_tricks.as_strided(x, shape, strides) lib.stride_tricks.sliding_window_view(x,
-window_shape, axis, subok, writeable)
+window_shape, axis, subok, writeable) ndarray.all(axis, out, keepdims) ndarray.any(axis, out,
+keepdims) ndarray.argmax(axis, out, dtype, keepdims) ndarray.argmin(axis, out, dtype, keepdims)
+ndarray.argpartition(kth, axis) ndarray.argsort(axis, kind) ndarray.astype(dtype, order, casting,
+subok, copy) ndarray.byteswap(inplace) ndarray.choose(choices, out, mode) ndarray.clip(min, max,
+out) ndarray.compress(condition, axis, out) ndarray.conj() ndarray.conjugate() ndarray.copy(order)
+ndarray.cumprod(axis, dtype, out) ndarray.cumsum(axis, dtype, out) ndarray.diagonal(offset, axis1,
+axis2) ndarray.dot(b, out) ndarray.dump(file) ndarray.dumps() ndarray.fill(value)
+ndarray.flatten(order) ndarray.get(stream, order, out, blocking) ndarray.item() ndarray.max(axis,
+out, keepdims) ndarray.mdspan(index_type, allow_unsafe) ndarray.mean(axis, dtype, out, keepdims)
+ndarray.min(axis, out, keepdims) ndarray.nonzero() ndarray.partition(kth, axis) ndarray.prod(axis,
+dtype, out, keepdims) ndarray.ptp(axis, out, keepdims) ndarray.put(indices, values, mode)
+ndarray.ravel(order) ndarray.reduced_view(dtype) ndarray.repeat(repeats, axis)
+ndarray.reshape(order, copy) ndarray.round(decimals, out) ndarray.scatter_add(slices, value)
+ndarray.scatter_max(slices, value) ndarray.scatter_min(slices, value) ndarray.searchsorted(v, side,
+sorter) ndarray.set(arr, stream) ndarray.sort(axis, kind) ndarray.squeeze(axis) ndarray.std(axis,
+dtype, out, ddof, keepdims) ndarray.sum(axis, dtype, out, keepdims) ndarray.swapaxes(axis1, axis2)
+ndarray.take(indices, axis, out) ndarray.toDlpack() ndarray.tobytes(order) ndarray.tofile(fid, sep,
+format) ndarray.tolist() ndarray.trace(offset, axis1, axis2, dtype, out) ndarray.transpose()
+ndarray.var(axis, dtype, out, ddof, keepdims) ndarray.view(dtype, type) ufunc.accumulate(array,
+axis, dtype, out) ufunc.at(a, indices, b) ufunc.outer(A, B, **) ufunc.reduce(array, axis, dtype,
+out, keepdims) ufunc.reduceat(array, indices, axis, dtype, out) ufunc.__call__(out, casting, dtype)
 ''')
 # --- end generated
+
+
+class Flags:
+    """CuPy's ``ndarray.flags``: three of NumPy's (no ``writeable``, ``aligned``; CuPy's arrays
+    are always writeable), by attribute or by their full upper-case names."""
+    __slots__ = ("c_contiguous", "f_contiguous", "owndata")
+
+    def __init__(self, flags):
+        self.c_contiguous, self.f_contiguous = flags.c_contiguous, flags.f_contiguous
+        self.owndata = flags.owndata
+
+    fnc = property(lambda self: self.f_contiguous and not self.c_contiguous)
+    forc = property(lambda self: self.f_contiguous or self.c_contiguous)
+
+    def __getitem__(self, name):
+        if name not in ("C_CONTIGUOUS", "F_CONTIGUOUS", "OWNDATA"):
+            raise KeyError(f"{name} is not defined for cupy.ndarray.flags")
+        return getattr(self, name.lower())
 
 
 def _generate():
@@ -234,8 +272,41 @@ def _generate():
             entries.append(f"{prefix}{n}({', '.join(names)})")
         return entries
 
+    def documented(owner, prefix):
+        """``prefix.name(keyword,...)`` per method of ``owner`` (ndarray, ufunc) from the
+        signature Cython writes at the head of its docstring, which ``inspect`` cannot read:
+        ``_ndarray_base.sum(self, axis=None, dtype=None, out=None, keepdims=False) -> ...``."""
+        entries = []
+        for n in sorted(n for n in dir(owner) if not n.startswith("_")):
+            doc = (getattr(getattr(owner, n), "__doc__", None) or "").strip()
+            found = re.match(rf"[\w.]*\b{n}\(self,?(.*?)\)( ->|$|\n)", doc)
+            if found:
+                params = [p.strip() for p in found.group(1).split(",") if p.strip()]
+                names = ["**" if p.startswith("**") else p.split("=")[0].split()[-1]
+                         for p in params if not p.startswith("*") or p.startswith("**")]
+                entries.append(f"{prefix}{n}({', '.join(names)})")
+        return entries
+
+    def ufunc_call():
+        """The keywords a CuPy ufunc's call takes (``**kwargs`` read by hand: it answers
+        ``Wrong arguments`` to the others, ``where=`` among them, before it touches a GPU)."""
+        taken = []
+        for k in ("out", "where", "casting", "order", "dtype", "subok", "signature", "axes",
+                  "axis", "keepdims"):
+            try:
+                cupy.add(1, 2, **{k: None})
+            except TypeError as err:
+                if "Wrong arguments" in str(err):
+                    continue
+            except Exception:   # past the check (no GPU; a bad value)
+                pass
+            taken.append(k)
+        return [f"ufunc.__call__({', '.join(taken)})"]
+
     signatures = (keywords(cupy, "") + keywords(cupy.linalg, "linalg.")
-                  + keywords(cupy.lib.stride_tricks, "lib.stride_tricks."))
+                  + keywords(cupy.lib.stride_tricks, "lib.stride_tricks.")
+                  + documented(cupy.ndarray, "ndarray.") + documented(cupy.ufunc, "ufunc.")
+                  + ufunc_call())
     public = [n for n in dir(cupy) if not n.startswith("_")]
     ufuncs = [n for n in public if isinstance(getattr(cupy, n), cupy.ufunc)]
     at = [n for n in ufuncs if getattr(getattr(cupy, n), "_scatter_op", None)]

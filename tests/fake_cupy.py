@@ -14,8 +14,9 @@ Its ``ndarray`` keeps a NumPy array inside and hands it out only when asked expl
   has no atomic add for (int64);
 * NumPy-only functions: a NumPy function CuPy lacks (``__array_function__`` finds no
   ``cupy`` name for it), an ndarray method CuPy lacks, a ufunc method CuPy does not support
-  (``np.multiply.at``, ``np.maximum.reduce``): the names come from a real CuPy
-  (``tests/cupy_api.py``).
+  (``np.multiply.at``, ``np.maximum.reduce``), a keyword CuPy's function, method or ufunc
+  lacks (``np.sum(x, where=m)``, ``x.max(initial=0)``, ``np.add(x, y, where=m)``): the names
+  come from a real CuPy (``tests/cupy_api.py``).
 
 Reductions give 0-d arrays, not scalars, as on CuPy. Like CuPy, a NumPy function applied to
 these arrays returns them. Under numba's CUDA simulator the kernels get the NumPy array inside
@@ -95,8 +96,9 @@ def _advanced(key):
 
 def _check_keywords(name, kwargs):
     """Refuse, as Python would for CuPy's ``name``, a keyword its signature lacks (NumPy's take
-    more: ``np.sum(where=...)``, ``np.argsort(stable=...)``); CuPy's Cython functions, whose
-    signatures cannot be read, are not checked (``cupy_api.KEYWORDS``)."""
+    more: ``np.sum(where=...)``, ``np.argsort(stable=...)``); CuPy's Cython functions whose
+    signatures can be read neither by ``inspect`` nor from their docstring are not checked
+    (``cupy_api.KEYWORDS``; ``ndarray.sum``, ``ufunc.reduce``: its methods')."""
     taken = cupy_api.KEYWORDS.get(name, {"**"})
     bad = sorted(set(kwargs) - taken) if "**" not in taken else []
     if bad:
@@ -173,7 +175,7 @@ class ndarray:
     ndim = property(lambda self: self._a.ndim)
     size = property(lambda self: self._a.size)
     strides = property(lambda self: self._a.strides)
-    flags = property(lambda self: self._a.flags)
+    flags = property(lambda self: cupy_api.Flags(self._a.flags))
     nbytes = property(lambda self: self._a.nbytes)
     itemsize = property(lambda self: self._a.itemsize)
     T = property(lambda self: ndarray._of(self._a.T))
@@ -184,7 +186,11 @@ class ndarray:
         attr = getattr(self._a, name)
         if not callable(attr):
             return _wrap(attr)
-        return lambda *args, **kwargs: _device_call(attr, args, kwargs)
+
+        def method(*args, **kwargs):
+            _check_keywords(f"ndarray.{name}", kwargs)
+            return _device_call(attr, args, kwargs)
+        return method
 
     def __getitem__(self, key):
         return _wrap(self._a[_cupy_key(key, self.shape)])   # host index arrays are fine
@@ -264,6 +270,10 @@ class _ufunc:
                    "accumulate": name in cupy_api.UFUNC_ACCUMULATE}
         if not allowed.get(method, False):
             raise NotImplementedError(f"`cupy_{name}.{method}` is not supported yet")
+        if method != "__call__":        # NumPy's initial=, where= (outer's **kwargs: unread)
+            _check_keywords(f"ufunc.{method}", kwargs)
+        elif set(kwargs) - cupy_api.KEYWORDS["ufunc.__call__"]:     # where=, order=, subok=
+            raise TypeError(f"Wrong arguments {kwargs}")
         operands = list(inputs) + list(kwargs.get("out", ()))
         if method == "at":      # indices and values may come from the host, as in x[i] = v
             operands = [inputs[0]]
@@ -342,6 +352,8 @@ def install(monkeypatch=None):
     launch = _cuda.launch
 
     def host_launch(kernel, n, *args):
+        for a in args:      # numba would copy a host array over and back at every launch
+            _refuse_host(a)
         DEVICE_CALLS["kernel"] += 1
         launch(kernel, n, *[a._a if isinstance(a, ndarray) else a for a in args])
 

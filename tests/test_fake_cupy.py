@@ -130,6 +130,76 @@ def test_keywords_cupy_lacks_are_refused(cp):
     assert float(np.linalg.norm(x, axis=1, keepdims=True)[0, 0]) == pytest.approx(np.sqrt(5))
 
 
+def test_ufunc_and_method_keywords_cupy_lacks_are_refused(cp):
+    """A CuPy ufunc takes out=, dtype= and casting= only (``Wrong arguments`` to NumPy's
+    where=, order=, subok=), and its ndarray and ufunc methods the keywords their Cython
+    signatures name (no ``x.max(initial=)``, ``x.sum(where=)``, ``np.add.reduce(initial=)``):
+    the stand-in, which runs NumPy's, had taken them all, these signatures being unreadable by
+    ``inspect`` (found by an audit against CuPy 14.2, 2026-12-03; they are read from CuPy's
+    docstrings, the ufunc's call by probing it)."""
+    x = cp.asarray(np.arange(6.0).reshape(2, 3))
+    mask = x > 1.0
+    assert cupy_api.KEYWORDS["ufunc.__call__"] == {"out", "dtype", "casting"}
+    for refused, message in [(lambda: np.add(x, 1.0, where=mask), "^Wrong arguments"),
+                             (lambda: cp.exp(x, order="C"), "^Wrong arguments"),
+                             (lambda: np.add.reduce(x, initial=0.0), r"^reduce\(\) got an "),
+                             (lambda: x.sum(where=mask), r"^sum\(\) got an unexpected keyword"),
+                             (lambda: x.max(initial=0.0), r"^max\(\) got an unexpected"),
+                             (lambda: x.mean(axis=0, where=mask), r"^mean\(\) got an "),
+                             (lambda: x.argsort(stable=True), r"^argsort\(\) got an ")]:
+        with pytest.raises(TypeError, match=message):
+            refused()
+    # what CuPy takes passes
+    assert float(np.add(x, 1.0, out=cp.empty_like(x), dtype=np.float64)[1, 2]) == 6.0
+    assert float(np.add.reduce(x, axis=1, keepdims=True)[1, 0]) == 12.0
+    assert float(x.max(axis=0, keepdims=True)[0, 2]) == 5.0 and float(x.sum(axis=(0, 1))) == 15
+    assert x.astype(np.float32, copy=False).dtype == np.float32
+    assert x.reshape((3, 2), order="F").shape == (3, 2) and x.argsort(axis=1, kind="stable").ndim
+    # CuPy's flags are three: no writeable, nor NumPy's short keys
+    assert x.flags.c_contiguous and x.flags["OWNDATA"] and not x.T.flags.c_contiguous
+    with pytest.raises(AttributeError):
+        x.flags.writeable
+    with pytest.raises(KeyError, match="WRITEABLE is not defined for cupy.ndarray.flags"):
+        x.flags["WRITEABLE"]
+
+
+def test_a_host_array_handed_to_a_kernel_is_refused(cp):
+    """numba copies a host array handed to a kernel onto the GPU and back at each launch,
+    without a word: the stand-in's launch refuses one, as CuPy's functions do (it had handed
+    it to the simulator as it was)."""
+    from minimeta.kernels import _cuda
+
+    launched = []
+
+    class Kernel:       # what launch reads of a numba kernel: kernel[blocks, threads, stream]
+        def __getitem__(self, config):
+            return lambda *args: launched.append(args)
+
+    with pytest.raises(TypeError, match=UNSUPPORTED):
+        _cuda.launch(Kernel(), 4, cp.zeros(4), np.zeros(4), 2)
+    _cuda.launch(Kernel(), 4, cp.zeros(4), np.float32(2.0), 2)
+    assert len(launched) == 1 and type(launched[0][0]) is np.ndarray    # the array inside
+
+
+def test_batch_norm_s_composite_updates_running_buffers_on_the_gpu(cp):
+    """``batch_norm(fused=False)`` took its batch statistics from ``x.numpy()``, host copies,
+    and added them into the running buffers, CuPy arrays on the GPU: CuPy refuses the host
+    operand (found by an audit against CuPy 14.2, 2026-12-03). The fused path's are the
+    same statistics."""
+    import minimeta as mm
+    from minimeta import functional as F
+
+    x = np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32) + 1.0
+    buffers = {}
+    for fused in (True, False):
+        mean, var = cp.asarray(np.zeros(3, np.float32)), cp.asarray(np.ones(3, np.float32))
+        F.batch_norm(mm.tensor(x, device="cuda"), running_mean=mean, running_var=var,
+                     fused=fused)
+        buffers[fused] = np.concatenate([mean.get(), var.get()])
+    np.testing.assert_allclose(buffers[False], buffers[True], rtol=1e-6)
+    np.testing.assert_allclose(buffers[False][:3], 0.1 * x.mean(axis=(0, 2, 3)), rtol=1e-6)
+
+
 def test_a_host_array_inside_a_primitive_is_caught(cp, monkeypatch):
     """Mutations: a primitive that makes its output with NumPy, or reads its device input
     through ``np.asarray``, passes on the CPU and is refused on the stand-in."""

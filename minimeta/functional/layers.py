@@ -197,7 +197,8 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     else:
         y = batch_norm_composite(x, w, b, eps)
         axes = norm_ref.layout(x, w)[0]
-        mean, var = x.numpy().mean(axis=axes), x.numpy().var(axis=axes)
+        # on x's device, as the buffers they update are (numpy()'s host copies: CuPy refused)
+        mean, var = x.data.mean(axis=axes), x.data.var(axis=axes)
     if running_mean is not None:
         # tasks on worker threads, or stacked, share the buffers: updates go in task order
         means, variances = np.reshape(mean, (tasks, c)), np.reshape(var, (tasks, c))
