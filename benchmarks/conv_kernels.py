@@ -65,7 +65,9 @@ def main():
         kernel_threads.set_split_threads(args.threads)
     except ImportError:  # an older tree
         pass
-    with threadpool_limits(limits=1):
+    # BLAS only: a bare limit also caps OpenMP, PyTorch's intra-op pool (its threads, and
+    # oneDNN's), which had timed PyTorch on one thread at --threads 2
+    with threadpool_limits(limits=1, user_api="blas"):
         for c, side in LAYERS:
             n, o = args.batch, 64
             x = rng.standard_normal((n, c, side, side)).astype(np.float32)
@@ -75,7 +77,7 @@ def main():
             flops = 2 * n * o * c * 9 * side * side * (2 if first else 3)
             a = rng.standard_normal((o, c * 9)).astype(np.float32)
             b = rng.standard_normal((c * 9, n * side * side)).astype(np.float32)
-            with threadpool_limits(limits=args.threads):
+            with threadpool_limits(limits=args.threads, user_api="blas"):
                 gemm = median_time(lambda: a @ b, repeats=5) * (2 if first else 3)
             t_numba = median_time(passes(numba_impl, x, w, g, first), repeats=5)
             t_ref = median_time(passes(ref_impl, x, w, g, first), repeats=3, warmup=1)

@@ -121,16 +121,18 @@ def cases(device, torch_device, torch, small):
     """{name: (make the minimeta call, make the PyTorch call or None)}: the same computation in
     each (``machine.py``'s cases, the stacked MAML ones included), built only when timed."""
     import machine
-    from workloads import mm_conv4
+    from workloads import mm_conv4, torch_workloads
 
     shapes = {k: dict(v, n_tasks=2, queries=2) if small else v
               for k, v in machine.SHAPES.items()}
+    batch = 64 if small else 640        # conv4's images, both sides (PyTorch's had stayed 640)
     ours = {k: lambda k=k: machine.minimeta_cases(k, device, shapes)[0] for k in machine.KEYS}
-    ours["conv4"] = lambda: mm_conv4(64 if small else 640, device=device)
+    ours["conv4"] = lambda: mm_conv4(batch, device=device)
     theirs = {}
     if torch is not None:
         for key in machine.KEYS:
             theirs[key] = lambda k=key: machine.torch_case(torch, k, torch_device, shapes)
+        theirs["conv4"] = lambda: torch_workloads(torch, torch_device, batch=batch)["conv4"]()
     return {name: (ours[name], theirs.get(name)) for name in machine.KEYS}
 
 

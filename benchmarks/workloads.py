@@ -199,11 +199,12 @@ def torch_maml_stacked(torch, ways=5, queries=15, n_tasks=32, steps=1, device="c
     return run
 
 
-def torch_workloads(torch, device="cpu", layout="nchw"):
+def torch_workloads(torch, device="cpu", layout="nchw", batch=640):
     """PyTorch's conv4 and ProtoNet runs (and MAML's); ``layout`` "channels_last" (the conv
     weights, hence the activations, NHWC) or "compile" (channels_last, and the network
     through ``torch.compile``: fused, as minimeta's kernels are; it compiles at the first call,
-    the warm-up; it cannot take second order, so MAML has neither)."""
+    the warm-up; it cannot take second order, so MAML has neither); ``batch``: conv4's images,
+    as ``mm_conv4``'s."""
     tf = torch.nn.functional
     last = layout != "nchw"
     net = (lambda x, params: torch_conv4(torch, x, params))
@@ -212,8 +213,8 @@ def torch_workloads(torch, device="cpu", layout="nchw"):
 
     def conv4():
         params = torch_conv4_params(torch, device=device, channels_last=last)
-        x = torch.from_numpy(images(640)).to(device)
-        y = torch.from_numpy(RNG.integers(0, 5, 640)).to(device)
+        x = torch.from_numpy(images(batch)).to(device)
+        y = torch.from_numpy(RNG.integers(0, 5, batch)).to(device)
         return lambda: torch.autograd.grad(tf.cross_entropy(net(x, params), y), params)
 
     def maml():

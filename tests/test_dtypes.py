@@ -198,3 +198,14 @@ def test_an_integer_tensor_divided_by_a_python_int_is_numpy_s_float64():
         assert got.dtype == want.dtype == np.float64
         np.testing.assert_array_equal(got.numpy(), want)
     assert (mm.tensor(np.ones(2, np.float32)) / 3).dtype == np.float32     # floats as before
+
+
+@pytest.mark.parametrize("axis, keepdims", [(None, False), (-1, True), ((0, 1), False)])
+def test_the_mean_of_float16_sums_in_float32_as_numpy_s_does(axis, keepdims):
+    """NumPy's mean sums float16 in float32 and gives float16; summed in float16, the mean
+    of 70000 ones had been inf (the sum passes 65504), where NumPy's is 1."""
+    a = np.ones((2, 70000), dtype=np.float16)
+    m = mm.tensor(a).mean(axis, keepdims)
+    expected = a.mean(axis, keepdims=keepdims)
+    assert m.dtype == np.float16 and m.shape == expected.shape
+    np.testing.assert_array_equal(m.numpy(), expected)

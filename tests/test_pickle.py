@@ -69,3 +69,24 @@ def test_a_maml_learner_adapts_in_the_process_that_loads_it():
                          capture_output=True, check=True).stdout.decode().splitlines()
     w = learner.params["0.weight"].numpy()
     assert out == [repr(adapted), repr(float((2 * w).sum()))]
+
+
+@pytest.mark.parametrize("copied", [lambda t: pickle.loads(pickle.dumps(t)), copy.deepcopy],
+                         ids=["pickle", "deepcopy"])
+def test_a_copied_stale_graph_is_still_refused_and_a_fresh_one_still_runs(copied):
+    """A loss made before an optimizer step is refused; a copy of it had been accepted (the
+    copy is stamped anew and the leaf's stamp of the change forgotten), its VJPs reading the
+    stepped weights: the gradient of w·w at w = [1, 2] came back as [1, 3], not [2, 4]."""
+    w = mm.tensor([1.0, 2.0], requires_grad=True)
+    stale = (w * w).sum()
+    mm.optim.SGD([w], lr=0.5).step([np.ones(2)])
+    fresh = (w * w).sum()
+    stale_copy, w_copy = copied((stale, w))
+    assert stale_copy.item() == 5.0
+    with pytest.raises(RuntimeError, match="changed in place since"):
+        mm.grad(stale_copy, [w_copy])
+    fresh_copy, w_copy = copied((fresh, w))
+    np.testing.assert_array_equal(mm.grad(fresh_copy, [w_copy])[0].numpy(), [1.0, 3.0])
+    mm.optim.SGD([w_copy], lr=0.5).step([np.ones(2)])     # stepped after the copy: refused
+    with pytest.raises(RuntimeError, match="changed in place since"):
+        mm.grad(fresh_copy, [w_copy])

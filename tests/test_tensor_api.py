@@ -185,3 +185,20 @@ def test_shape_functions_masks_and_indices_copy_the_callers_buffer():
     index[0] = index[1] = index[2] = 1
     np.testing.assert_array_equal(mm.grad(y, [x])[0].numpy(), [4.0, 0.0, 6.0])
     assert mm.expand_dims(mm.tensor(np.ones((3, 1))), iter([0])).shape == (1, 3, 1)
+
+
+@pytest.mark.parametrize("index", [((0, 0), 1), (((2, 2, 0),)), (slice(None), range(-4, 4)),
+                                   (((0, 0), (1, 1)), slice(1, None))],
+                         ids=["tuple", "tuple-rows", "range", "nested-tuple"])
+def test_a_tuple_or_range_inside_an_index_adds_the_gradient_of_its_repeats(index):
+    """NumPy reads a tuple (or a range) inside an index as an index array, as it reads a list,
+    and ``x[(0, 0), 1]`` picks x[0, 1] twice; its scatter had written the gradient once (the
+    basic-index path) and silently lost the repeats."""
+    a = np.arange(12.0).reshape(3, 4)
+    x = mm.tensor(a, requires_grad=True)
+    y = x[index]
+    np.testing.assert_array_equal(y.numpy(), a[index])
+    (g,) = mm.grad(y.sum(), [x])
+    expected = np.zeros_like(a)
+    np.add.at(expected, index, 1.0)
+    np.testing.assert_array_equal(g.numpy(), expected)

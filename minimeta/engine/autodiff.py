@@ -150,8 +150,9 @@ def _check_fresh(node):
     """Raise if a leaf among ``node``'s inputs was changed in place after ``node`` was made
     from it (``Tensor.changed_in_place``): the VJP would read the new values."""
     seq = node._seq
-    for parent in node._parents:
-        if parent._op is None and parent._changed > seq:
+    copied = getattr(node, "_changed", 0)   # a copy of a stale node (Tensor.__getstate__)
+    for i, parent in enumerate(node._parents):
+        if parent._op is None and parent._changed > seq or copied == i + 1:
             name = f" '{parent.name}'" if parent.name else ""
             raise RuntimeError(
                 f"backward: {type(node._op).__name__} used a tensor{name} of shape "

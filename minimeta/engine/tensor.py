@@ -10,7 +10,8 @@ A Tensor holds
   stamps, which lets the backward pass skip the part of a graph made before its inputs;
 - ``_changed`` (leaves): the stamp of the last change of ``data`` in place
   (``changed_in_place``; 0: never), so the backward pass knows a graph made from the old
-  values (a leaf changed after the op that read it) and refuses it;
+  values (a leaf changed after the op that read it) and refuses it; on an op's output, set
+  only on a copy (pickle, ``copy``) of one made stale so: 1 + the changed input's position;
 - ``saved``: values its primitive's forward saved for the VJP (``autodiff.Primitive``), if
   any (batch norm's batch statistics, read by the layer that keeps running averages).
 
@@ -50,7 +51,7 @@ class Tensor:
                  "name", "_seq", "_site", "saved", "_changed")
     # _site: set by anomaly mode only (engine/anomaly.py); saved: set by ``apply`` only for a
     # primitive that saves values for its VJP (``Primitive.saves``); _changed: set on leaves
-    # only (``__init__``), read only for leaves (``_op is None``)
+    # (``__init__``), and on a copy of an op's output only where its graph was stale
     __array_priority__ = 1000  # numpy_array * tensor dispatches to Tensor.__rmul__
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -77,8 +78,18 @@ class Tensor:
         self._changed = 0
 
     def __getstate__(self):
-        """For pickle (every protocol) and ``copy``: the slots that are set."""
-        return {k: getattr(self, k) for k in self.__slots__ if hasattr(self, k)}
+        """For pickle (every protocol) and ``copy``: the slots that are set. An op's output
+        whose leaf input was changed in place after it (a stale graph) says so in
+        ``_changed`` (1 + that input's position): the copy is stamped anew, the leaf's stamp
+        of the change forgotten, and the copied graph had read the leaf's new values without
+        a word."""
+        state = {k: getattr(self, k) for k in self.__slots__ if hasattr(self, k)}
+        if self._op is not None and "_changed" not in state:
+            stale = [i for i, p in enumerate(self._parents)
+                     if p._op is None and p._changed > self._seq]
+            if stale:
+                state["_changed"] = stale[0] + 1
+        return state
 
     def __setstate__(self, state):
         """A Tensor loaded from a pickle or made by ``copy`` is stamped now, as if created now.

@@ -9,10 +9,12 @@ Read next: ``minimeta/engine/primitives/linalg.py`` (the matrix product with tra
 """
 import math
 
+import numpy as np
+
 from ..autodiff import Primitive, apply
 from ..backend import array_module
 from ..tensor import plain
-from .elementwise import compare, exp, where
+from .elementwise import astype, compare, exp, where
 from .shape import broadcast_to, integers, reshape
 
 
@@ -149,6 +151,8 @@ def mean(a, axis=None, keepdims=False):
     n = math.prod(a.shape[i] for i in axes)
     if n == 0:
         raise ValueError(f"mean: reducing an empty axis of shape {a.shape}")
+    if a.dtype == np.float16:   # NumPy's mean sums float16 in float32 (70000 ones: 1, not inf)
+        return astype(mean(astype(a, np.float32), axes, keepdims), np.float16)
     return apply(Sum(axes, keepdims), a) * (1.0 / n)
 
 

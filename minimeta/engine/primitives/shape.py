@@ -299,8 +299,10 @@ def _plain_index(index, shape, device, op):
     def own(i):
         if isinstance(i, Tensor) or isinstance(i, np.generic) or on_gpu(i):
             return i.data if isinstance(i, Tensor) else i
-        if isinstance(i, list):
-            return copy.deepcopy(i)
+        if isinstance(i, (list, tuple, range)):
+            # a tuple or range inside the index is an index array to NumPy, as a list is:
+            # written as a list, so the scatter adds its repeats (x[(0, 0), 1] had set once)
+            return copy.deepcopy(list(i))
         return np.array(i) if hasattr(i, "__array__") or _buffer(i) else i
     index = tuple(map(own, index)) if isinstance(index, tuple) else own(index)
     if device == "cpu":     # NumPy checks the bounds itself
