@@ -1,5 +1,6 @@
 """The benchmarks' PyTorch workloads compute what they claim (a timing of the wrong computation
-would be a false figure): the stacked MAML meta-iteration that the GPU check times against
+would be a false figure): the ProtoNet episode each library times takes the same gradients;
+the stacked MAML meta-iteration that the GPU check times against
 minimeta's ``StackedTasks`` gives the per-task loop's meta-gradient; the op profiler
 (``benchmarks/profile_ops.py``) counts each op once, in its phase, and leaves no wrapper behind;
 ``machine.py`` times minimeta in a process whose OpenMP runtime is not PyTorch's. (The GPU
@@ -114,6 +115,55 @@ def test_pytorch_conv4_in_each_layout_is_minimeta_s_computation(monkeypatch):
     for first, *others in zip(*grads):    # conv biases before batch norm: 0 up to rounding
         for other in others:
             np.testing.assert_allclose(other, first, rtol=1e-8, atol=1e-10 * scale)
+
+
+def test_pytorch_protonet_episode_is_minimeta_s_computation(monkeypatch):
+    """The ProtoNet episode each library times (``mm_protonet``, ``torch_workloads``) takes the
+    same gradients from the same weights and images (an audit of the benchmarks, 2026-12-03,
+    found it so in float32 by hand; only conv4 had a test). Each run's optimizer step is caught
+    to read its gradients: Adam's first step, ≈ lr·sign(g), would hide their size. Float64."""
+    torch = pytest.importorskip("torch")
+    import functools
+
+    import workloads
+    from minimeta import nn
+
+    class Caught:       # each library's Adam, stood in: keeps the parameters and gradients
+        def __init__(self, params, lr):
+            self.params, self.grads = list(params), None
+            caught.append(self)
+
+        def step(self, grads=None):      # minimeta's takes them, PyTorch's reads .grad
+            self.grads = [g.numpy() for g in (grads or [p.grad for p in self.params])]
+
+        def zero_grad(self):
+            for p in self.params:
+                p.grad = None
+
+    caught = []
+    monkeypatch.setattr(workloads, "DTYPE", np.float64)
+    monkeypatch.setattr(workloads, "Adam", Caught)
+    monkeypatch.setattr(torch.optim, "Adam", Caught)
+    monkeypatch.setattr(nn, "conv4", functools.partial(nn.conv4, dtype=np.float64))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        workloads.RNG = np.random.default_rng(7)
+        theirs = workloads.torch_workloads(torch)["protonet"]()   # its weights, then images
+        workloads.RNG = np.random.default_rng(7)
+        weights = workloads.torch_conv4_params(torch, head=0)     # the same draws, so that
+        ours = workloads.mm_protonet()                            # the images are the same
+        for p, w in zip(caught[1].params, weights):
+            p.data[...] = w.detach().numpy()
+        theirs()
+        ours()
+    finally:
+        torch.set_default_dtype(default)
+    expected, mine = caught[0].grads, caught[1].grads
+    scale = max(np.abs(g).max() for g in expected)
+    assert scale > 0 and len(mine) == len(expected) == 16
+    for g, their in zip(mine, expected):        # conv biases before batch norm: 0 up to rounding
+        np.testing.assert_allclose(g, their, rtol=1e-7, atol=1e-9 * scale)
 
 
 def test_the_op_profiler_times_each_op_once_and_puts_every_forward_back():
