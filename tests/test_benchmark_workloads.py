@@ -17,33 +17,39 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
 
 
-@pytest.mark.parametrize("steps", [1, 2])
-def test_torch_stacked_and_threaded_maml_equal_the_loop_over_tasks(steps, monkeypatch):
-    """PyTorch's MAML as the benchmarks time it: looped, stacked, and its tasks on 2 threads
-    (its best setting for MAML on this machine, found by a review). In float64: in float32 the
-    two-step meta-gradients of the three orders of summation differed by 0.3% on an AMD EPYC
-    (second order amplifies rounding), so a float32 tolerance would be machine-dependent."""
+@pytest.fixture
+def float64(monkeypatch):
+    """(torch, workloads) with both libraries computing in float64 (PyTorch's default dtype, the
+    images'), put back after the test; the test is skipped without PyTorch."""
     torch = pytest.importorskip("torch")
     import workloads
 
     monkeypatch.setattr(workloads, "DTYPE", np.float64)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield torch, workloads
+    torch.set_default_dtype(default)
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_torch_stacked_and_threaded_maml_equal_the_loop_over_tasks(steps, float64):
+    """PyTorch's MAML as the benchmarks time it: looped, stacked, and its tasks on 2 threads
+    (its best setting for MAML on this machine, found by a review). In float64: in float32 the
+    two-step meta-gradients of the three orders of summation differed by 0.3% on an AMD EPYC
+    (second order amplifies rounding), so a float32 tolerance would be machine-dependent."""
+    torch, workloads = float64
     shape = dict(ways=3, queries=2, n_tasks=3, steps=steps, step=False)
     grads = []
     threaded = lambda torch, **kw: workloads.torch_maml(torch, workers=2, **kw)  # noqa: E731
     spare = lambda torch, **kw: workloads.torch_maml(torch, workers=5, **kw)  # noqa: E731
     last = lambda torch, **kw: workloads.torch_maml(torch, workers=2, channels_last=True,  # noqa
                                                     **kw)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        for make in (workloads.torch_maml, workloads.torch_maml_stacked, threaded, spare, last):
-            workloads.RNG = np.random.default_rng(4)    # the same tasks for both
-            run = make(torch, **shape)
-            run()
-            assert all(p.grad.dtype == torch.float64 for p in run.params)
-            grads.append([p.grad.numpy() for p in run.params])
-    finally:
-        torch.set_default_dtype(default)
+    for make in (workloads.torch_maml, workloads.torch_maml_stacked, threaded, spare, last):
+        workloads.RNG = np.random.default_rng(4)    # the same tasks for both
+        run = make(torch, **shape)
+        run()
+        assert all(p.grad.dtype == torch.float64 for p in run.params)
+        grads.append([p.grad.numpy() for p in run.params])
     scale = max(np.abs(g).max() for g in grads[0])
     assert scale > 0
     for loop, *others in zip(*grads):
@@ -77,39 +83,32 @@ def test_the_pytorch_maml_that_the_benchmarks_time_is_minimeta_s_computation(ste
         np.testing.assert_allclose(g, p.grad.numpy(), rtol=0, atol=1e-4 * scale)
 
 
-def test_pytorch_conv4_in_each_layout_is_minimeta_s_computation(monkeypatch):
+def test_pytorch_conv4_in_each_layout_is_minimeta_s_computation(float64):
     """PyTorch's conv4 as timed at its best (channels_last weights, added after an audit of the
     benchmarks found it 10–20% faster; ProtoNet's network is the same) gives the NCHW run's
     gradients, and minimeta's on the same weights and images. Float64, as above."""
-    torch = pytest.importorskip("torch")
-    import workloads
     from minimeta import grad, nn, tensor
     from minimeta.functional import cross_entropy
 
-    monkeypatch.setattr(workloads, "DTYPE", np.float64)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        grads = []
-        for layout in ("nchw", "channels_last"):
-            workloads.RNG = np.random.default_rng(5)
-            run = workloads.torch_workloads(torch, layout=layout)["conv4"]()
-            grads.append([g.numpy() for g in run()])
-        for layout in ("nchw", "channels_last"):
-            workloads.RNG = np.random.default_rng(5)
-            params = workloads.torch_conv4_params(torch, channels_last=layout != "nchw")
-            x, y = workloads.images(640), workloads.RNG.integers(0, 5, 640)
-            loss = torch.nn.functional.cross_entropy(
-                workloads.torch_conv4(torch, torch.from_numpy(x), params), torch.from_numpy(y))
-            loss.backward()
-            grads.append([p.grad.numpy() for p in params])
-        model = nn.conv4(5, dtype=np.float64)
-        mine = model.parameters()
-        for p, theirs in zip(mine, params):
-            p.data[...] = theirs.detach().numpy()
-        grads.append([g.numpy() for g in grad(cross_entropy(model(tensor(x)), y), mine)])
-    finally:
-        torch.set_default_dtype(default)
+    torch, workloads = float64
+    grads = []
+    for layout in ("nchw", "channels_last"):
+        workloads.RNG = np.random.default_rng(5)
+        run = workloads.torch_workloads(torch, layout=layout)["conv4"]()
+        grads.append([g.numpy() for g in run()])
+    for layout in ("nchw", "channels_last"):
+        workloads.RNG = np.random.default_rng(5)
+        params = workloads.torch_conv4_params(torch, channels_last=layout != "nchw")
+        x, y = workloads.images(640), workloads.RNG.integers(0, 5, 640)
+        loss = torch.nn.functional.cross_entropy(
+            workloads.torch_conv4(torch, torch.from_numpy(x), params), torch.from_numpy(y))
+        loss.backward()
+        grads.append([p.grad.numpy() for p in params])
+    model = nn.conv4(5, dtype=np.float64)
+    mine = model.parameters()
+    for p, theirs in zip(mine, params):
+        p.data[...] = theirs.detach().numpy()
+    grads.append([g.numpy() for g in grad(cross_entropy(model(tensor(x)), y), mine)])
     scale = max(np.abs(g).max() for g in grads[0])
     assert scale > 0 and len(grads) == 5
     for first, *others in zip(*grads):    # conv biases before batch norm: 0 up to rounding
@@ -117,16 +116,16 @@ def test_pytorch_conv4_in_each_layout_is_minimeta_s_computation(monkeypatch):
             np.testing.assert_allclose(other, first, rtol=1e-8, atol=1e-10 * scale)
 
 
-def test_pytorch_protonet_episode_is_minimeta_s_computation(monkeypatch):
+def test_pytorch_protonet_episode_is_minimeta_s_computation(float64, monkeypatch):
     """The ProtoNet episode each library times (``mm_protonet``, ``torch_workloads``) takes the
     same gradients from the same weights and images (an audit of the benchmarks, 2026-12-03,
     found it so in float32 by hand; only conv4 had a test). Each run's optimizer step is caught
     to read its gradients: Adam's first step, ≈ lr·sign(g), would hide their size. Float64."""
-    torch = pytest.importorskip("torch")
     import functools
 
-    import workloads
     from minimeta import nn
+
+    torch, workloads = float64
 
     class Caught:       # each library's Adam, stood in: keeps the parameters and gradients
         def __init__(self, params, lr):
@@ -141,24 +140,18 @@ def test_pytorch_protonet_episode_is_minimeta_s_computation(monkeypatch):
                 p.grad = None
 
     caught = []
-    monkeypatch.setattr(workloads, "DTYPE", np.float64)
     monkeypatch.setattr(workloads, "Adam", Caught)
     monkeypatch.setattr(torch.optim, "Adam", Caught)
     monkeypatch.setattr(nn, "conv4", functools.partial(nn.conv4, dtype=np.float64))
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        workloads.RNG = np.random.default_rng(7)
-        theirs = workloads.torch_workloads(torch)["protonet"]()   # its weights, then images
-        workloads.RNG = np.random.default_rng(7)
-        weights = workloads.torch_conv4_params(torch, head=0)     # the same draws, so that
-        ours = workloads.mm_protonet()                            # the images are the same
-        for p, w in zip(caught[1].params, weights):
-            p.data[...] = w.detach().numpy()
-        theirs()
-        ours()
-    finally:
-        torch.set_default_dtype(default)
+    workloads.RNG = np.random.default_rng(7)
+    theirs = workloads.torch_workloads(torch)["protonet"]()   # its weights, then images
+    workloads.RNG = np.random.default_rng(7)
+    weights = workloads.torch_conv4_params(torch, head=0)     # the same draws, so that
+    ours = workloads.mm_protonet()                            # the images are the same
+    for p, w in zip(caught[1].params, weights):
+        p.data[...] = w.detach().numpy()
+    theirs()
+    ours()
     expected, mine = caught[0].grads, caught[1].grads
     scale = max(np.abs(g).max() for g in expected)
     assert scale > 0 and len(mine) == len(expected) == 16
