@@ -126,6 +126,16 @@ def _backward_support(q, s, g, rq, rs, a, dz, ds, dy):
         dy[b, j, n] = acc
 
 
+def _inputs(*arrays):
+    """The arrays C-contiguous in one dtype, the reference's: NumPy's promotion of them
+    (float32 embeddings with float64 labels: float64), float64 for integers (its norms divide);
+    each array's own dtype had given float32 results there, or truncated integers."""
+    xp = array_module(arrays[0])
+    dtype = xp.result_type(*arrays)
+    dtype = dtype if dtype.kind == "f" else xp.float64
+    return [xp.ascontiguousarray(a, dtype=dtype) for a in arrays]
+
+
 def _row_norms(v, eps):
     r = array_module(v).empty(v.shape[:2], dtype=v.dtype)
     _cuda.launch(_norms, r.size, v, r, eps)
@@ -135,7 +145,7 @@ def _row_norms(v, eps):
 def cosine_attention(q, s, y, eps=1e-8):
     """out (B, Q, N): softmax over the support of cosine similarities, times the labels."""
     xp = array_module(q)
-    q, s, y = _cuda.contiguous(q, s, y)
+    q, s, y = _inputs(q, s, y)
     out = xp.empty((q.shape[0], q.shape[1], y.shape[2]), dtype=q.dtype)
     _cuda.launch(_forward, q.shape[0] * q.shape[1], q, s, y, _row_norms(q, eps),
                  _row_norms(s, eps), out)
@@ -145,7 +155,7 @@ def cosine_attention(q, s, y, eps=1e-8):
 def cosine_attention_backward(q, s, y, g, eps=1e-8):
     """Packed concat(vec(dq), vec(ds), vec(dy)), as ``attention_ref`` returns it."""
     xp = array_module(q)
-    q, s, y, g = _cuda.contiguous(q, s, y, g)
+    q, s, y, g = _inputs(q, s, y, g)
     rq, rs = _row_norms(q, eps), _row_norms(s, eps)
     packed = xp.empty(q.size + s.size + y.size, dtype=q.dtype)
     dq = packed[:q.size].reshape(q.shape)

@@ -2,10 +2,11 @@
 
 Parallel over channels (over tasks × channels for a stack: x (T, N, C, ...), w (T, C); a single
 batch norm is a stack of one). Forward: one pass gathers Σd and Σd² (float64 accumulators), one
-pass writes y, with d = x − K, K the channel's first value: the variance as E[d²] − E[d]² is
-then free of the cancellation E[x²] − E[x]² suffers where |mean| ≫ std (float32 activations
-at mean 10⁴ and std 1 lost every digit; a constant channel had variance 1e-3, not 0), every
-product in float64. Backward: one pass gathers Σd, Σd², Σg, Σg·d, one pass writes dx. Double
+pass writes y, with d = x − K, K the channel's first value (0 if not finite: ``_shift``): the
+variance as E[d²] − E[d]² is then free of the cancellation E[x²] − E[x]² suffers where |mean| ≫
+std (float32 activations at mean 10⁴ and std 1 lost every digit; a constant channel had variance
+1e-3, not 0), every product in float64. Backward: one pass gathers Σd, Σd², Σg, Σg·d, one pass
+writes dx (and, where an inf in g made Σg·x̂ inf − inf, one more sums it as the spec). Double
 backward (the VJP of the backward, which second-order MAML runs through every batch norm): one
 pass gathers seven sums, one writes dx and dg, where the NumPy reference makes some twenty
 array passes. The composite (about 9 full-size temporaries forward and 15 backward) is what
@@ -20,8 +21,20 @@ from numba import njit, prange
 
 from . import norm_ref
 
+# fast math without its NaN and inf licenses (as ``attention_numba``): with them LLVM had
+# assumed every value finite, folding away the test in ``_shift`` (its inf reached the sums)
+FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
-@njit(parallel=True, cache=True, fastmath=True)
+
+@njit(cache=True, fastmath=FAST, inline="always")
+def _shift(x, t, ch):
+    """K, the channel's first value (d = x − K, see the module docstring); 0 where it is not
+    finite (inf − inf had made the mean NaN where the reference's is ±inf) or there is none."""
+    k = np.float64(x[t, 0, ch, 0]) if x.shape[1] * x.shape[3] else 0.0
+    return k if np.isfinite(k) else 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
 def _forward(x, w, b, eps):
     tasks, n, c, m = x.shape
     y = np.empty_like(x)
@@ -29,7 +42,7 @@ def _forward(x, w, b, eps):
     var = np.empty((tasks, c))
     for tc in prange(tasks * c):
         t, ch = tc // c, tc % c
-        shift0 = np.float64(x[t, 0, ch, 0]) if n * m else 0.0
+        shift0 = _shift(x, t, ch)
         s = 0.0
         s2 = 0.0
         for i in range(n):
@@ -50,15 +63,14 @@ def _forward(x, w, b, eps):
     return y, mean, var
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=True, fastmath=FAST)
 def _backward(x, w, g, eps, dx, dw, db):
     """Writes into dx, dw, db: views of one packed output array (no concatenation copy)."""
     tasks, n, c, m = x.shape
     count = n * m
     for tc in prange(tasks * c):
         t, ch = tc // c, tc % c
-        # d = x − K (see the module docstring); no element: nothing to shift
-        shift0 = np.float64(x[t, 0, ch, 0]) if n * m else 0.0
+        shift0 = _shift(x, t, ch)
         sx = 0.0
         sx2 = 0.0
         sg = 0.0
@@ -75,6 +87,11 @@ def _backward(x, w, g, eps, dx, dw, db):
         mu = shift0 + md
         rstd = 1.0 / np.sqrt(max(sx2 / count - md * md, 0.0) + eps)
         sum_gxhat = (sgx - md * sg) * rstd          # Σ g·x̂
+        if not np.isfinite(sum_gxhat):  # an inf in g makes inf − inf of it: summed as the
+            sum_gxhat = 0.0             # reference sums it (±inf there, NaN only where x = μ)
+            for i in range(n):
+                for k in range(m):
+                    sum_gxhat += g[t, i, ch, k] * ((x[t, i, ch, k] - mu) * rstd)
         mean_gh = w[t, ch] * sg / count             # mean(ĝ)
         mean_ghx = w[t, ch] * sum_gxhat / count     # mean(ĝ·x̂)
         a = w[t, ch] * rstd
@@ -86,7 +103,7 @@ def _backward(x, w, g, eps, dx, dw, db):
         db[t, ch] = sg
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=True, fastmath=FAST)
 def _double_backward(x, w, g, hx, hw, hb, eps, dx, dw, dg):
     """The reference's formulas with every per-channel mean taken from shifted sums: one pass
     gathers Σd, Σd², Σg, Σg·d, Σhx, Σhx·d, Σhx·g (d = x − K, K the channel's first value, as in
@@ -96,8 +113,7 @@ def _double_backward(x, w, g, hx, hw, hb, eps, dx, dw, dg):
     count = n * m
     for tc in prange(tasks * c):
         t, ch = tc // c, tc % c
-        # d = x − K (see the module docstring); no element: nothing to shift
-        shift0 = np.float64(x[t, 0, ch, 0]) if n * m else 0.0
+        shift0 = _shift(x, t, ch)
         sx = sx2 = sg = sgx = sh = shx = shg = 0.0
         for i in range(n):
             for k in range(m):
@@ -132,7 +148,7 @@ def _double_backward(x, w, g, hx, hw, hb, eps, dx, dw, dg):
         dw[t, ch] = r * hx_pg
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=True, fastmath=FAST)
 def _add_bias(y, b):
     """One (task, image) per parallel iteration, its C planes in turn: one plane an iteration
     had cost three integer divisions (its task, image and channel), more than adding the plane's
@@ -147,7 +163,7 @@ def _add_bias(y, b):
                 row[k] += v
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=True, fastmath=FAST)
 def _plane_sums(g):
     """Σ of each (task, image, channel) plane of g (T, N, C, M), in float64; one (task, image)
     per parallel iteration, as ``_add_bias``."""

@@ -153,6 +153,15 @@ if SIMULATED:
         np.testing.assert_allclose(attention_cuda.cosine_attention_backward(qs, ss, ys, g),
                                    attention_ref.cosine_attention_backward(qs, ss, ys, g),
                                    rtol=1e-9, atol=1e-11)
+        # float32 embeddings with float64 labels, integer queries: the reference's dtype, its
+        # promotion (float64), where the CUDA kernels had given float32, or truncated integers
+        for args in ((qs.astype(np.float32), ss.astype(np.float32), ys),
+                     (np.round(qs * 3).astype(np.int64), ss, ys)):
+            for kernel, extra in (("cosine_attention", ()), ("cosine_attention_backward", (g,))):
+                got = getattr(attention_cuda, kernel)(*args, *extra)
+                want = getattr(attention_ref, kernel)(*args, *extra)
+                assert got.dtype == want.dtype == np.float64, (kernel, got.dtype)
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
     @SIM
     @given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), t=st.integers(1, 40),

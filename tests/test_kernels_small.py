@@ -202,3 +202,31 @@ def test_the_table_gives_the_reference_s_numbers_for_integers_and_other_byte_ord
             np.testing.assert_allclose(a, b, err_msg=name)
     np.testing.assert_array_equal(F.max_pool2d(mm.tensor(big), 2).numpy(), [[[[5, 7], [13, 15]]]])
     assert K.lookup("where", np.ones(2, int)) is not K.TABLE["where"].reference   # exact on ints
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_kernels_keep_the_reference_s_infinities(dtype):
+    """An inf as a channel's first value had made the numba forward's mean NaN where the
+    reference's is ±inf (the sums are shifted by that value: inf − inf), and an inf in g had made
+    the backward's Σ g·x̂ NaN (Σ g·d − mean(d)·Σ g: inf − inf), so every dx of its channel, where
+    the reference has ±inf at half of them; on a single batch norm and on a stack (an audit)."""
+    rng = np.random.default_rng(0)
+    for stack in (False, True):
+        lead = (2,) if stack else ()
+        x = rng.standard_normal(lead + (3, 2, 4)).astype(dtype)
+        w, b = rng.standard_normal(lead + (2,)).astype(dtype), np.zeros(lead + (2,), dtype)
+        g = rng.standard_normal(x.shape).astype(dtype)
+        bad = x.copy()
+        bad[..., 0, 0, 0], bad[..., 0, 1, 0] = np.inf, -np.inf     # both channels' first values
+        g[..., 1, 0, 2] = np.inf                       # in channel 0: channel 1 stays finite
+        with np.errstate(invalid="ignore"):
+            got = K.resolve(K.TABLE["batch_norm"].cpu)(bad, w, b)
+            want = K.TABLE["batch_norm"].reference(bad, w, b)
+            dx = K.resolve(K.TABLE["batch_norm_backward"].cpu)(x, w, b, g)
+            dx_ref = K.TABLE["batch_norm_backward"].reference(x, w, b, g)
+        assert np.isinf(want[1]).all()
+        for a, r in zip(got, want):
+            np.testing.assert_array_equal(a, r)          # (NaNs and infinities compare equal)
+        assert np.isinf(dx_ref).any() and np.isfinite(dx_ref).any()
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol)
