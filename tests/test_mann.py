@@ -4,7 +4,8 @@ addressing of zeroed memory stays finite, the episode loss has correct first and
 second derivatives, and a trained MANN reads the labels it is told: a small one trained on
 synthetic episodes answers above chance when a class comes back, and below chance when the
 labels it was told are permuted among the classes. And the estimate of a training step's
-memory, by which a run too large is refused, follows the measured peak.
+memory, by which a run too large is refused, follows the measured peak. Labels that are not
+one per image, images of another size and a meta-batch of unequal episodes are refused by name.
 
 Read next: ``test_model_based.py`` (conditional neural processes).
 """
@@ -295,6 +296,51 @@ def test_labels_outside_the_ways_are_refused_by_name(ys, message):
     with pytest.raises(ValueError, match="^MANNLearner: " + message):
         learner.evaluate((xs, np.array(ys), None, None))
     learner.evaluate((xs, np.array([0, 1, 2, 2, 0, 1]), None, None))
+
+
+
+@pytest.mark.parametrize("labels, shape", [(lambda ys: ys[:4], r"\(4,\)"),
+                                           (lambda ys: ys[:, None], r"\(6, 1\)")],
+                         ids=["fewer", "column"])
+def test_labels_that_are_not_one_per_image_are_refused(labels, shape):
+    """Four labels for six images had run a sequence of four, two images dropped, and a (T, 1)
+    column had broadcast the previous-label inputs into rows of all ones: both silently."""
+    learner = MANNLearner(ways=3, image_size=2, hidden=5, rows=6, width=3, heads=2, dtype=F64)
+    xs, ys = np.random.default_rng(0).random((6, 1, 2, 2)), np.array([0, 1, 2, 2, 0, 1])
+    with pytest.raises(ValueError, match=r"^MANNLearner: episode labels must be a vector of "
+                                         f"one label per image, got shape {shape} for 6 images$"):
+        learner.evaluate((xs, labels(ys), None, None))
+
+
+
+def test_images_of_another_size_are_refused_by_name():
+    """28×28 images for the 20×20 network, or for its resize, had met NumPy's "matmul: shapes
+    (1, 949) and (565, 800) are not aligned", naming neither the images nor the option."""
+    rng, ys = np.random.default_rng(0), np.array([0, 1, 2, 2, 0, 1])
+    sizes = dict(ways=3, hidden=5, rows=6, width=3, heads=2, dtype=F64)
+    with pytest.raises(ValueError, match=r"^MANNLearner: images of 3×3 pixels, but it reads 2×2 "
+                                         r"\(image_size=2\): give image_size or resize"):
+        MANNLearner(image_size=2, **sizes).evaluate((rng.random((6, 1, 3, 3)), ys, None, None))
+    half = np.kron(np.eye(2), np.full((1, 2), 0.5))               # 4 pixels → 2, by area
+    learner = MANNLearner(image_size=2, resize=(half, half), **sizes)
+    learner.evaluate((rng.random((6, 1, 4, 4)), ys, None, None))
+    with pytest.raises(ValueError, match=r"^MANNLearner: images of 3×3 pixels, but it reads 4×4 "
+                                         r"\(image_size=2, through resize\)"):
+        learner.evaluate((rng.random((6, 1, 3, 3)), ys, None, None))
+    with pytest.raises(ValueError, match=r"^MANNLearner: resize gives 2×2 images, not "
+                                         r"image_size=3$"):
+        MANNLearner(image_size=3, resize=(half, half), **sizes)
+
+
+
+def test_a_meta_batch_of_unequal_episodes_is_refused_by_name():
+    """Episodes of 6 and 3 steps run as one batch had met NumPy's "all input arrays must have
+    the same shape", naming neither MANN nor the episodes (the CNP names them)."""
+    learner = MANNLearner(ways=3, image_size=2, hidden=5, rows=6, width=3, heads=2, dtype=F64)
+    xs, ys = np.random.default_rng(0).random((6, 1, 2, 2)), np.array([0, 1, 2, 2, 0, 1])
+    with pytest.raises(ValueError, match=r"^MANNLearner: the episodes of a meta-batch run as "
+                                         r"one batch and must have equal lengths, got \[3, 6\]$"):
+        learner.outer_step([(xs, ys, None, None), (xs[:3], ys[:3], None, None)])
 
 
 PEAK = """

@@ -1,6 +1,7 @@
 """Metric-based learners: each head against a NumPy hand computation, gradchecks of order 1
 and 2 through each head and through a whole episode, and a short Omniglot training run."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -145,6 +146,23 @@ def test_gradcheck_through_each_head(name, order, seed):
 
     inputs = [rng.standard_normal((4, width)), rng.standard_normal((3, width))]
     mm.gradcheck(loss, inputs + [head[k].numpy() for k in names], order=order)
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+@pytest.mark.parametrize("part, labels, shape", [
+    ("support", lambda ys: ys[:-1], "(5,) for 6 images"),
+    ("support", lambda ys: ys[:, None], "(6, 1) for 6 images"),
+    ("query", lambda yq: yq[1:], "(5,) for 6 images")])
+def test_labels_that_are_not_one_per_image_are_refused_by_name(name, part, labels, shape):
+    # ProtoNet had said "matmul: shapes (3, 5) and (6, 64) are not aligned", Matching Networks
+    # "support_onehot (1, 5, 3) must be (..., s, n)", a column "object too deep" (probing)
+    xs, ys, xq, yq = episode(ways=3, shots=2, queries=2)
+    task = (xs, labels(ys), xq, yq) if part == "support" else (xs, ys, xq, labels(yq))
+    learner = HEADS[name]()
+    for method in (learner.task_loss, learner.evaluate):
+        with pytest.raises(ValueError, match=rf"^{type(learner).__name__}: {part} labels must "
+                           rf"be a vector of one label per image, got shape {re.escape(shape)}"):
+            method(task)
 
 
 @pytest.mark.parametrize("order", [1, 2])

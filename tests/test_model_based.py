@@ -9,6 +9,7 @@
 - Gradient checks of order 1 and 2 of the episode loss with respect to the parameters and to
   the context (so a CNP can sit inside an outer loop like the other learners).
 - The command line trains and evaluates it on sinusoids and refuses Omniglot.
+- Points without their feature axis ((K,) for (K, 1)) are refused by name.
 - Training works: a trained CNP predicts a function from its own context far better than from
   another task's; a mutant that pairs the context's y values with the wrong x fails that.
 
@@ -256,3 +257,17 @@ def test_the_cnp_softplus_has_the_sigmoid_s_derivatives_at_zero():
     np.testing.assert_allclose(g.numpy(), sig, rtol=1e-14, atol=1e-300)
     np.testing.assert_allclose(h.numpy(), sig * (1 - sig), rtol=1e-12, atol=1e-300)
     mm.gradcheck(softplus, [np.array([0.0, -1.5, 2.0])], order=2)
+
+
+@pytest.mark.parametrize("part", range(3))
+def test_points_without_their_feature_axis_are_refused_by_name(part):
+    """(K,) arrays for a CNP of x_dim = y_dim = 1 had met "linear: input features (10,) do not
+    match weight (2, 128)", naming neither the CNP nor the array."""
+    x, y = points(5, 0)
+    task = [x, y, x, y]
+    task[part] = task[part][:, 0]
+    name = ["context x", "context y", "target x"][part]
+    dim = "y_dim" if part == 1 else "x_dim"
+    with pytest.raises(ValueError, match=rf"^CNP: {name} must be \(points, {dim}=1\) or "
+                                         rf"\(tasks, points, {dim}=1\), got shape \(5,\)$"):
+        small().evaluate(tuple(task))

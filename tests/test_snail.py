@@ -15,6 +15,8 @@ attention mask, label binding and gradient checks.
   own last step) give the logits and gradients of one whole sequence per query (hypothesis over
   ways, shots and queries, down to 1 shot where the dilated taps reach before step 0); a
   mutation (the queries' convolutions reading the wrong support steps) is caught.
+- Support labels that are not one per image, and an embedding of another width than
+  ``features``, are refused by name.
 
 Read next: ``test_model_based.py`` (conditional neural processes).
 """
@@ -305,3 +307,23 @@ def test_labels_outside_the_ways_are_refused_in_training_as_in_testing():
         with pytest.raises(ValueError, match=r"^SnailLearner: (support|query) labels must lie "
                                              r"in \[0, 3\) \(its ways\), got 3$"):
             learner.task_loss(task)
+
+
+@pytest.mark.parametrize("method", ["task_loss", "evaluate"])
+def test_support_labels_that_are_not_one_per_image_are_refused(method):
+    """Five labels for six support images had read five of them, one dropped without a word."""
+    xs, ys, xq, yq = synthetic_episode(np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"^SnailLearner: support labels must be a vector of "
+                                         r"one label per image, got shape \(5,\) for 6 images$"):
+        getattr(tiny_learner(), method)((xs, ys[:5], xq, yq))
+
+
+def test_an_embedding_of_another_width_is_refused_by_name():
+    """84×84 images through conv4 (1600 features) for a SNAIL built for 64 had met "matmul:
+    shapes (5, 1605) and (69, 64) are not aligned", naming neither the embedding nor the
+    option ``features``."""
+    xs, ys, xq, yq = synthetic_episode(np.random.default_rng(0))
+    learner = SnailLearner(3, 2, embedding=Features(), dtype=F64, features=5, sizes=SMALL)
+    with pytest.raises(ValueError, match=r"^SnailLearner: the embedding gives 4 features per "
+                                         r"image, the SNAIL reads features=5"):
+        learner.evaluate((xs, ys, xq, yq))

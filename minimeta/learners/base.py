@@ -219,6 +219,15 @@ def labels_within(who, ways, **parts):
                              f"{bad.flat[0]}")
 
 
+def one_label_each(who, images, labels, part):
+    """Refuse ``labels`` that are not a vector of one label per image of ``images``: MANN and
+    SNAIL, which order them together, had read as many images as labels without a word, and
+    MANN's previous-label inputs had broadcast a (T, 1) column into rows of all ones."""
+    if np.ndim(labels) != 1 or len(labels) != len(images):
+        raise ValueError(f"{who}: {part} labels must be a vector of one label per image, got "
+                         f"shape {np.shape(labels)} for {len(images)} images")
+
+
 def check_settings(who, rates=(), steps=()):
     """``rates`` (name, value): finite numbers > 0; ``steps`` (name, value): integers >= 0;
     else a ValueError naming the setting (the command line checks its options the same way)."""

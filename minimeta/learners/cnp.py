@@ -60,12 +60,18 @@ class CNP(Learner):
         net.add_child("encoder", nn.mlp(sizes_h, seed=seed, dtype=dtype))
         net.add_child("decoder", nn.mlp(sizes_g, seed=nn.layers.derived(seed, 1), dtype=dtype))
         super().__init__(net, loss="mse", params=net.named_parameters())
-        self.net, self.y_dim = net, y_dim
+        self.net, self.x_dim, self.y_dim = net, x_dim, y_dim
 
     def predict(self, xs, ys, xq, params=None):
         """(μ, σ) at the targets ``xq`` given the context (``xs``, ``ys``); arrays of shape
         (points, features), or (tasks, points, features) for a stack of tasks."""
         params = self.params if params is None else params
+        for name, a, dim in (("context x", xs, "x"), ("context y", ys, "y"),
+                             ("target x", xq, "x")):
+            if np.ndim(a) not in (2, 3) or np.shape(a)[-1] != getattr(self, dim + "_dim"):
+                d = f"{dim}_dim={getattr(self, dim + '_dim')}"
+                raise ValueError(f"CNP: {name} must be (points, {d}) or (tasks, points, {d}), "
+                                 f"got shape {np.shape(a)}")
         xs, ys, xq = (as_tensor(a, params) for a in (xs, ys, xq))
         codes = self.net.call_child("encoder", ops.concatenate([xs, ys], axis=-1), params)
         r = ops.mean(codes, axis=-2, keepdims=True)                # order-invariant summary

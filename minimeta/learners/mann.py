@@ -29,7 +29,7 @@ from .. import nn
 from ..engine import no_grad, ops
 from ..engine.primitives.attention import cosine_attention
 from .base import (Learner, all_or_nothing, backward_to, data_rng, labels_within, nonempty,
-                   summary, tasks_given)
+                   one_label_each, summary, tasks_given)
 
 
 def least_used(usage, n, order=None):
@@ -133,6 +133,12 @@ class MANNLearner(Learner):
 
     def __init__(self, ways=5, image_size=20, resize=None, seed=0, dtype=np.float32, **sizes):
         self.ways, self.resize, self.dtype = ways, resize, dtype
+        if resize is not None and (len(resize[0]), len(resize[1])) != (image_size,) * 2:
+            raise ValueError(f"MANNLearner: resize gives {len(resize[0])}×{len(resize[1])} "
+                             f"images, not image_size={image_size}")
+        self.image_size = image_size           # and the images it reads, before any resize:
+        self.reads = (image_size,) * 2 if resize is None else (resize[0].shape[1],
+                                                               resize[1].shape[1])
         net = MANN(image_size * image_size, ways, seed=seed, dtype=dtype, **sizes)
         super().__init__(net, loss="cross_entropy", params=net.named_parameters())
         self.net = net
@@ -141,10 +147,16 @@ class MANNLearner(Learner):
         """(images (T, features), labels (T,), previous-label one-hots (T, ways)) in an order
         drawn from the episode's checksum (a resumed run repeats it)."""
         nonempty("MANNLearner", episode=ys)
+        one_label_each("MANNLearner", xs, ys, "episode")
         labels_within("MANNLearner", self.ways, episode=ys)
         order = data_rng(xs).permutation(len(ys))
         x, y = np.asarray(xs)[order], np.asarray(ys)[order]
         x = x.reshape(len(y), *x.shape[-2:]).astype(self.dtype)
+        if x.shape[1:] != self.reads:       # (NumPy's "matmul: shapes … not aligned" had said)
+            via = ", through resize" if self.resize is not None else ""
+            raise ValueError(f"MANNLearner: images of {x.shape[1]}×{x.shape[2]} pixels, but it "
+                             f"reads {self.reads[0]}×{self.reads[1]} (image_size="
+                             f"{self.image_size}{via}): give image_size or resize for them")
         if self.resize is not None:
             rows, cols = self.resize
             x = rows @ x @ cols.T
@@ -154,6 +166,9 @@ class MANNLearner(Learner):
 
     def batch_logits(self, tasks, params=None):
         seqs = [self.sequence(t[0], t[1]) for t in tasks]
+        if len({len(s[1]) for s in seqs}) > 1:
+            raise ValueError(f"MANNLearner: the episodes of a meta-batch run as one batch and "
+                             f"must have equal lengths, got {sorted({len(s[1]) for s in seqs})}")
         like = next(iter(self.params.values()))
         x = ops.constant(np.stack([s[0] for s in seqs]), like)
         prev = ops.constant(np.stack([s[2] for s in seqs]), like)

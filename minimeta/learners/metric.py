@@ -28,7 +28,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
-from .base import Learner, as_tensor, distinct
+from .base import Learner, as_tensor, distinct, one_label_each
 
 
 class MetricLearner(Learner):
@@ -59,6 +59,8 @@ class MetricLearner(Learner):
         """Query loss (a Tensor) and accuracy for one episode (xs, ys, xq, yq)."""
         xs, ys, xq, yq = task
         params = self.params if params is None else params
+        for part, images, labels in (("support", xs, ys), ("query", xq, yq)):
+            one_label_each(type(self).__name__, images, labels, part)
         ways = _check_labels(type(self).__name__, ys, yq)
         zs, zq = self.embed(xs, xq, params)
         scores = self.scores(zs, ys, zq, ways, params)

@@ -28,7 +28,8 @@ from .. import nn
 from ..engine import no_grad, ops
 from ..nn.module import sub_params
 from ..nn.snail import OMNIGLOT, SNAIL
-from .base import Learner, as_tensor, check_settings, data_rng, labels_within, nonempty
+from .base import (Learner, as_tensor, check_settings, data_rng, labels_within, nonempty,
+                   one_label_each)
 
 
 class SnailLearner(Learner):
@@ -41,7 +42,7 @@ class SnailLearner(Learner):
         check_settings("SnailLearner", steps=(("ways", ways), ("shots", shots)))
         if ways < 1 or shots < 1:   # (shots=0 had failed in outer_step: "low >= high")
             raise ValueError(f"SnailLearner: ways and shots must be >= 1, got {ways}, {shots}")
-        self.ways, self.shots, self.vary_shots = ways, shots, vary_shots
+        self.ways, self.shots, self.vary_shots, self.features = ways, shots, vary_shots, features
         net = nn.Module()
         net.add_child("embed", embedding if embedding is not None else
                       nn.conv4(seed=seed, dtype=dtype))
@@ -59,6 +60,10 @@ class SnailLearner(Learner):
         x = ops.concatenate([as_tensor(xs, params), as_tensor(xq, params)], axis=0)
         z = self.net.call_child("embed", x, params)
         z = ops.reshape(z, (z.shape[0], -1))
+        if z.shape[1] != self.features:    # (NumPy's "matmul: shapes … not aligned" had said)
+            raise ValueError(f"SnailLearner: the embedding gives {z.shape[1]} features per "
+                             f"image, the SNAIL reads features={self.features}: give "
+                             f"features={z.shape[1]} (or images of the size it was built for)")
         n_s, n_q = len(xs), len(xq)
         order = np.arange(n_s) if order is None else np.asarray(order)
         labels = F.one_hot(np.asarray(ys)[order], self.ways, z.dtype, like=z)
@@ -94,6 +99,7 @@ class SnailLearner(Learner):
         xs, ys, xq, yq = task
         ys = np.asarray(ys)
         nonempty("SnailLearner", support=ys, queries=yq)
+        one_label_each("SnailLearner", xs, ys, "support")
         labels_within("SnailLearner", self.ways, support=ys, query=yq)
         rng = data_rng(xs)
         keep = np.arange(len(ys))
@@ -109,6 +115,7 @@ class SnailLearner(Learner):
         (no graph; ``steps`` is ignored: there is no inner loop)."""
         xs, ys, xq, yq = task
         nonempty("SnailLearner", support=ys, queries=yq)
+        one_label_each("SnailLearner", xs, ys, "support")
         order = data_rng(xs).permutation(len(ys))
         with no_grad():
             scores = self.logits(xs, ys, xq, order=order)
