@@ -370,8 +370,11 @@ def main(argv=None):
         if value is not None and value < least:
             parser.exit(2, f"minimeta {args.command}: --{name.replace('_', '-')} must be at "
                         f"least {least}, got {value}\n")
+    from .threads import memory_ceiling   # an allocation past the memory: a MemoryError
     try:
-        return args.run(args)
+        with memory_ceiling() if getattr(args, "device", None) in (None, "cpu") else \
+                contextlib.nullcontext():   # (not a GPU's driver, which maps more than it uses)
+            return args.run(args)
     except BUGS:
         raise
     except EXPECTED as err:

@@ -45,12 +45,19 @@ spinning on the cores the next kernel wants (``omp_wait_policy``), where minimet
 policy before any OpenMP runtime loads: a process has one runtime, and numba's loops run in
 whichever came first (PyTorch's, if PyTorch was imported first; a warning says so).
 
+And a ceiling: a run too large for the machine had grown until the kernel's OOM killer ended it
+(exit 137, no word said). Inside ``memory_ceiling()`` (the command line's computing commands run
+there) the process's private memory may grow by no more than the memory available, so the
+allocation that would pass it fails: a ``MemoryError``, which the command line reports in one
+line, training after saving its whole iterations.
+
 ``configure()`` applies these policies process-wide; the command line (``--threads N``) and
 the examples call it. The benchmarks set their threads themselves and apply the pieces they
 need (``malloc_policy()``, ``omp_wait_policy()``, or both).
 
 Read next: ``minimeta/cli.py`` (the command line).
 """
+import contextlib
 import ctypes
 import ctypes.util
 import numbers
@@ -173,3 +180,41 @@ def configure(blas_threads=1, threads=None):
     kernel_threads.set_split_threads(threads)
     kernel_threads.set_numba_threads(threads)
     return threads
+
+
+@contextlib.contextmanager
+def memory_ceiling(status="/proc/self/status"):
+    """Inside: the process's data (``RLIMIT_DATA``: its heap and private writable mappings, where
+    NumPy's arrays live) may grow by at most nine tenths of the memory available now
+    (``kernels.threads.available_memory``; a tenth stays with the rest of the machine), so an
+    allocation past it raises ``MemoryError`` instead of the system killing a process later.
+    Yields the ceiling in bytes, or None where none is set (not Linux, or the sizes cannot be
+    read); the limit is put back on leaving. Linux counts every private mapping, pages not yet
+    touched too, so the ceiling adds to what the process holds already (``VmData``); a limit
+    already lower stays. Swap is not counted: a run that would page for hours is refused too.
+    Not under a GPU (a CUDA driver maps more than it uses), nor a promise that a run below the
+    ceiling fits: other processes may take the memory meanwhile."""
+    from .kernels.threads import available_memory
+
+    try:
+        import resource
+        with open(status) as f:
+            held = [int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:")]
+    except (ImportError, OSError, ValueError, IndexError):
+        held = []
+    have = available_memory()
+    if not held or have is None:
+        yield None
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    ceiling = held[0] + have * 9 // 10
+    if hard != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, hard)
+    if soft != resource.RLIM_INFINITY and soft <= ceiling:
+        yield soft
+        return
+    resource.setrlimit(resource.RLIMIT_DATA, (ceiling, hard))
+    try:
+        yield ceiling
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))

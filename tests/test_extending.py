@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import minimeta as mm
-from minimeta import nn
+from minimeta import io, nn
 from minimeta.data import SinusoidTasks
 from minimeta.experiments import fewshot, training
 from minimeta.experiments.config import RunConfig
@@ -88,6 +88,44 @@ def test_a_learner_of_one_s_own_trains_and_evaluates_by_name(tmp_path, monkeypat
     assert isinstance(run.learner, Halved) and len(run.curve) == 2
     mse, _ = fewshot.evaluate(run.checkpoint, episodes=2, **QUIET)
     assert np.isfinite(mse)
+
+
+class LearnedRate(MAML):
+    """A learner of one's own that trains a Tensor outside the model (Meta-SGD's pattern): a
+    learned scale of its inner rate, in ``meta_parameters()``; saved with ``keeps``."""
+
+    def __init__(self, *args, keeps=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scale, self.keeps = mm.tensor(np.ones(1, np.float32), requires_grad=True), keeps
+
+    def step_size(self, name):
+        return self.scale * self.inner_lr
+
+    def meta_parameters(self):
+        return super().meta_parameters() + [self.scale]
+
+    def state_dict(self):
+        return {"scale": self.scale.numpy().copy()} if self.keeps else {}
+
+
+@pytest.mark.parametrize("keeps", [False, True])
+def test_a_tensor_trained_outside_the_model_must_be_in_the_learner_s_state(keeps, tmp_path):
+    # a resumed run had restarted it from 1.0 while the model and Adam's moments went on, so
+    # it ended elsewhere than an uninterrupted run, silently (found by probing)
+    config = RunConfig(learner="maml", dataset="sinusoid", iterations=1, meta_batch=2,
+                       out=str(tmp_path / "run"))
+    model = model_for(config)
+    learner = LearnedRate(model, config.inner_lr, 1, loss="mse", keeps=keeps)
+    if keeps:                                  # held by its state: trained and saved
+        training.train(config, model, learner, **QUIET)
+        assert io.load(str(tmp_path / "run" / "checkpoint.npz"))["learner"]
+        return
+    with pytest.raises(ValueError, match=r"^train: the learner trains a Tensor of shape \(1,\) "
+                                         "outside the model .* learner.state_dict"):
+        training.train(config, model, learner, **QUIET)
+    assert not (tmp_path / "run").exists()         # refused before the folder was made
+    config.out = None                              # no checkpoint, nothing to lose: it trains
+    assert len(training.train(config, model, learner, **QUIET).curve) == 1
 
 
 def test_a_saving_forward_that_returns_a_bare_array_is_refused_by_name():

@@ -271,3 +271,24 @@ def test_resume_cuts_the_log_to_the_checkpoint_and_removes_stale_temporaries(tmp
         "does not hold iterations 7 to 9, once each (its checkpoint's), but 0 of them: move it "
         "aside to go on with a new log from iteration 10 (the checkpoint is kept), or "
         "--overwrite to start afresh")
+
+
+@pytest.mark.parametrize("left", ["lines after the checkpoint", "an empty log"])
+def test_a_new_log_cut_short_before_its_first_checkpoint_resumes(left, tmp_path, capsys):
+    # a run resumed without its log (moved aside) starts a new one after the checkpoint; killed
+    # before its next checkpoint, that log begins after the iteration the checkpoint holds,
+    # whose log_from still names the old log's first: --resume had then been refused ("0 of
+    # them"), the move asked for again (found by probing)
+    straight, out = str(tmp_path / "straight"), str(tmp_path / "run")
+    assert cli.main(SINE + ["--iterations", "8", "--out", straight]) == 0
+    assert cli.main(SINE + ["--iterations", "4", "--out", out]) == 0
+    with open(os.path.join(straight, "metrics.jsonl")) as f:
+        lines = f.readlines()
+    with open(os.path.join(out, "metrics.jsonl"), "w") as f:   # what a SIGKILL leaves
+        f.writelines(lines[4:6] if left == "lines after the checkpoint" else [])
+    assert cli.main(SINE + ["--iterations", "8", "--out", out, "--resume"]) == 0
+    assert "a new one starts at iteration 5" in capsys.readouterr().out
+    assert metrics(out) == [{**r, "seconds": m["seconds"], "train_seconds": m["train_seconds"]}
+                            for r, m in zip(metrics(straight)[4:], metrics(out))]
+    assert len(metrics(out)) == 4 and checkpoint(out)["log_from"] == 5
+    assert_same_state(checkpoint(out), checkpoint(straight))

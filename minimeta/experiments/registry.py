@@ -21,10 +21,12 @@ A learner of your own joins by name: put a ``LearnerSpec`` in ``LEARNERS`` (in t
 trains, and in the one that evaluates), and ``RunConfig(learner=name)``, ``train`` and
 ``fewshot.evaluate`` take it as one of these (``tests/test_extending.py`` registers one).
 Its ``build`` must return the model whose ``named_parameters()`` the learner trains: the
-checkpoint holds the model's state, and ``train`` refuses a learner trained on other Tensors.
+checkpoint holds the model's state, and ``train`` refuses a learner trained on other Tensors,
+unless its ``state_dict()`` holds them (Meta-SGD's rates: ``own``).
 
 Read next: ``minimeta/experiments/config.py`` (a run's settings, checked: RunConfig).
 """
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -217,6 +219,38 @@ def fits_memory(config):
                          f"{config.meta_batch}: a training step of {config.learner} needs "
                          f"about {need / 2 ** 30:.1f} GiB, more than the {have / 2 ** 30:.1f} "
                          "GiB of memory available: give fewer --ways, --shots or --meta-batch")
+
+
+def own(model, learner, saved=True):
+    """Refuse a learner that trains Tensors its run's checkpoint would not hold (``ValueError``):
+    its parameters must be the model's own Tensors (copies, say, are not: the checkpoint holds
+    ``model.state_dict()``); where ``saved`` (a run with a folder), a meta-parameter outside the
+    model must be held by ``learner.state_dict()``, an array of its shape, as Meta-SGD's rates
+    are (a learner of one's own that trained one had resumed with it at its initial value,
+    silently: found by probing)."""
+    mine = {id(p) for p in model.parameters()}
+    stray = [name for name, p in getattr(learner, "params", {}).items() if id(p) not in mine]
+    if stray:
+        more = f" and {len(stray) - 3} more" if len(stray) > 3 else ""
+        raise ValueError(f"train: the learner's parameters {', '.join(stray[:3])}{more} are not "
+                         "the model's own Tensors, so the checkpoint (the model's state) would "
+                         "not hold what it trains: build the learner on model.named_parameters()")
+    if not saved:
+        return
+    held = Counter(np.shape(a) for a in _leaves(getattr(learner, "state_dict", dict)()))
+    for shape in (p.shape for p in learner.meta_parameters() if id(p) not in mine):
+        held[shape] -= 1
+        if held[shape] < 0:
+            raise ValueError(f"train: the learner trains a Tensor of shape {shape} outside the "
+                             "model (in meta_parameters()) that learner.state_dict() does not "
+                             "hold, so a resumed run would restart it: save and load it there "
+                             "(as MetaSGD's rates), or make it a parameter of the model")
+
+
+def _leaves(tree):
+    """The arrays of a nested dict."""
+    for value in tree.values():
+        yield from _leaves(value) if isinstance(value, dict) else (value,)
 
 
 def build(config):

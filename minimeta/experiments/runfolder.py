@@ -170,7 +170,8 @@ def cut_metrics(path, iteration, first=1):
     checkpoint and will be run again. ``ValueError`` unless it holds iterations ``first``,
     ``first`` + 1, …, ``iteration``, once each; but no log at all (moved aside) is allowed: a
     new one starts after the checkpoint's iteration (the weights are never stranded), and the
-    checkpoint records where (``log_from``). Returns the iteration the log starts at."""
+    checkpoint records where (``log_from``), and so is a log that begins after the checkpoint
+    (``_begins_after``). Returns the iteration the log starts at."""
     size, seen = 0, first - 1
     if iteration > seen and not os.path.exists(path):
         return iteration + 1
@@ -186,6 +187,10 @@ def cut_metrics(path, iteration, first=1):
                 size, seen = size + len(line), seen + 1
                 if seen == iteration:
                     break
+    if seen != iteration and seen == first - 1 and _begins_after(path, iteration):
+        with open(path, "ab") as f:    # begun after the checkpoint (the old log moved aside,
+            f.truncate(0)              # then killed before its next one): as if none were there
+        return iteration + 1
     if seen != iteration:
         raise ValueError(f"--resume: {path} does not hold iterations {first} to {iteration}, "
                          f"once each (its checkpoint's), but {seen - first + 1} of them: move "
@@ -195,3 +200,16 @@ def cut_metrics(path, iteration, first=1):
         with open(path, "ab") as f:
             f.truncate(size)
     return first
+
+
+def _begins_after(path, iteration):
+    """Whether the log at ``path`` is empty or its first line is ``iteration`` + 1's: the new
+    log of a run resumed without one, killed (SIGKILL, a power cut) before its first checkpoint,
+    whose checkpoint still names the old log's first iteration (its resume had been refused:
+    "holds 0 of them", found by probing)."""
+    with open(path, "rb") as f:
+        line = f.readline()
+    try:
+        return not line or json.loads(line)["iteration"] == iteration + 1
+    except (ValueError, KeyError, TypeError):
+        return False

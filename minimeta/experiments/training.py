@@ -39,14 +39,14 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   the command line calls; from Python without it, BLAS's own threads may round SNAIL's
   gradients otherwise). Another machine's BLAS may round otherwise too.
 
-Every run refuses a folder another run is writing (``io.folder_lock``, held while it trains).
-A fresh run refuses a folder holding a run unless ``overwrite`` (which deletes it); ``resume``
+Every run refuses a folder another run is writing (``io.folder_lock``, held while it trains). A
+fresh run refuses a folder holding a run unless ``overwrite`` (which deletes it); ``resume``
 refuses a folder without a checkpoint or a config that changes a setting the checkpoint fixes
-(``RunConfig.check_resume``), cuts ``metrics.jsonl`` back to the checkpoint's iteration and
-goes on exactly as the uninterrupted run would have; both delete the temporary files
-(``.tmp-*.npz``) a killed write left. A NaN or inf in the loss, the meta-gradient or the
-weights stops the run (``NonFiniteError``, naming the iteration) before it reaches a checkpoint;
-so does ``detect_anomaly``'s ``AnomalyError``, the whole iterations before it saved.
+(``RunConfig.check_resume``), cuts ``metrics.jsonl`` back to the checkpoint's iteration and goes on
+exactly as the uninterrupted run would have; both delete the ``.tmp-*.npz`` a killed write left. A
+NaN or inf in the loss, the meta-gradient or the weights stops the run (``NonFiniteError``, naming
+the iteration) before it reaches a checkpoint; so do an ``AnomalyError`` (``detect_anomaly``) and a
+``MemoryError``, after saving the whole iterations.
 
 Read next: ``minimeta/experiments/runfolder.py`` (a run's folder: what may start there, and resume).
 """
@@ -67,7 +67,7 @@ from ..kernels.threads import cores
 from ..optim import Adam
 from .evaluation import validation
 from .progress import Progress, first_use_note, tolerant
-from .registry import LEARNERS, build, fits_memory, unread
+from .registry import LEARNERS, build, fits_memory, own, unread
 from .runfolder import (CHECKPOINT, METRICS, Home, first_missing, open_run, prepare_folder,
                         unmake)
 from .stopping import GracefulStop, Terminated, updating
@@ -145,16 +145,15 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print,
     """Train as ``config`` says; returns ``Run(model, learner, curve, checkpoint)``.
 
     ``model`` and ``learner`` come from the registry unless given (the sinusoid experiment's
-    pretrained baseline brings its own learner). ``curve`` holds the loss of every iteration
-    run here, ``checkpoint`` the checkpoint's path (None when ``config.out`` is None: then no
-    file is written). The progress line, labelled ``label``, shows the latest metrics, its
-    loss averaged over the last ``smooth`` iterations; a stop (Ctrl-C, a signal) says where the
+    pretrained baseline brings its own learner). ``curve`` holds the loss of every iteration run
+    here, ``checkpoint`` the checkpoint's path (None when ``config.out`` is None: then no file
+    is written). The progress line, labelled ``label``, shows the latest metrics, its loss
+    averaged over the last ``smooth`` iterations; a stop (Ctrl-C, a signal) says where the
     checkpoint is and how the run goes on (``resume_hint``). A folder that may not be used as
     asked, or a run larger than the memory available (``registry.fits_memory``), is a
     ``ValueError`` before anything is built or written; a NaN or an inf stops the run with a
-    ``NonFiniteError``. ``announce``, a line (the command line's settings), is
-    logged once every check has passed, before the first write: a refused run prints its
-    one-line error only.
+    ``NonFiniteError``. ``announce``, a line (the command line's settings), is logged once every
+    check has passed, before the first write: a refused run prints its one-line error only.
     """
     fits_memory(config)       # from the settings alone: before a checkpoint is read
     state = open_run(config)  # the checks, before anything is written
@@ -177,7 +176,7 @@ def _train(config, state, model, learner, label, smooth, log, made, resume_hint,
         elif model is None:
             raise ValueError("train: a learner without its model; give the model whose weights "
                              "it trains too (model=...): the checkpoint saves the model's")
-        own(model, learner)
+        own(model, learner, saved=config.out is not None)
         learner.workers = config.threads or cores()  # tasks on worker threads (workers.py)
         opt = Adam(learner.meta_parameters(), lr=config.outer_lr,
                    clip_norm=config.clip_norm) if LEARNERS[config.learner].outer_optimizer \
@@ -320,29 +319,18 @@ def _train(config, state, model, learner, label, smooth, log, made, resume_hint,
             log(f"\n{how}: checkpoint at iteration {run['saved']} in {checkpoint} "
                 f"({resume_hint}{then})")
         raise
-    except AnomalyError as err:   # --detect-anomaly: the whole iterations before it are saved
-        if not checkpoint:        # too, as a non-finite stop saves them (it had saved none)
+    except (AnomalyError, MemoryError) as err:  # --detect-anomaly, or out of memory: the whole
+        if not checkpoint:   # iterations before it are saved, as a non-finite stop saves them
             raise
         if run["sound"] and not (run["busy"] or run["unsaved"]) and run["saved"] != run["done"]:
             save(run["done"])
-        raise AnomalyError(f"{err}; training stopped: {checkpoint} holds iteration "
-                           f"{run['saved']}, the last whole one") from err
+        raise (MemoryError if isinstance(err, MemoryError) else AnomalyError)(
+            f"{str(err) or 'an allocation failed'}; training stopped: {checkpoint} holds "
+            f"iteration {run['saved']}, the last whole one") from err
     finally:
         if metrics_file is not None:
             metrics_file.close()
     return Run(model, learner, curve, checkpoint)
-
-
-def own(model, learner):
-    """Refuse a learner whose parameters are not the model's own Tensors (copies, say): the
-    checkpoint holds ``model.state_dict()``, so their training would never be saved."""
-    mine = {id(p) for p in model.parameters()}
-    stray = [name for name, p in getattr(learner, "params", {}).items() if id(p) not in mine]
-    if stray:
-        more = f" and {len(stray) - 3} more" if len(stray) > 3 else ""
-        raise ValueError(f"train: the learner's parameters {', '.join(stray[:3])}{more} are not "
-                         "the model's own Tensors, so the checkpoint (the model's state) would "
-                         "not hold what it trains: build the learner on model.named_parameters()")
 
 
 def first_save(save, metrics_file, folder, made):
