@@ -44,13 +44,14 @@ absolute: a function of tiny values (|f| ~ 1e-8) passes with a gradient off by 2
 
 Read next: ``minimeta/gradcheck_explain.py`` (why a gradient check failed, in words).
 """
+import numbers
 import warnings
 
 import numpy as np
 
 from .engine import Tensor, grad, set_grad_enabled
 from .engine import ops
-from .gradcheck_explain import blame, failure, quotient
+from .gradcheck_explain import blame, entry, failure, quotient
 from .kernels.threads import user_stacklevel
 
 CURVE = 0.25  # c above: the curvature of the pre- and post-maps (slopes within 1 ± c)
@@ -178,9 +179,9 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
         for part, u in _directions(rng, scale, directions):
             analytic = 0.0 if vjps[i] is None else float(np.sum(vjps[i].numpy() * u))
 
-            def at(step):
+            def at(step, w=u):     # (``entry`` moves one entry at a time: w one-hot)
                 shifted = [np.array(a, dtype=np.float64) for a in arrays]
-                shifted[i] = shifted[i] + step * u
+                shifted[i] = shifted[i] + step * w
                 # recorded, not under no_grad: f may take gradients itself (an inner loop)
                 return np.asarray(f(*_leaves(shifted, dtype, layouts)).numpy(),
                                   dtype=np.float64)
@@ -189,7 +190,8 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
             report.by_input[i] = max(report.by_input.get(i, 0.0), abs(analytic), abs(numeric))
             _compare(analytic, numeric, tols, report, level, lambda: GradcheckError(failure(
                 at, v, analytic, numeric, tols, eps, level, (i, laid + part), x, dtype,
-                y.dtype, composed, blame(y, xs, v, u, i, at, eps, tols, arrays, level))))
+                y.dtype, composed, blame(y, xs, v, u, i, at, eps, tols, arrays, level) +
+                entry(at, v, vjps[i], scale, eps, tols))))
     return v
 
 
@@ -268,7 +270,9 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
               dtype=np.float64, directions=1, partial=None):
     """Check derivatives of ``f`` up to ``order`` at ``inputs``; raise ``GradcheckError`` if off.
 
-    ``f`` takes Tensors and returns a Tensor (any shape). ``compose`` (default: on when
+    ``f`` takes Tensors and returns a Tensor (any shape); ``inputs`` are arrays of real numbers,
+    all differentiated (close over a mask or indices: ``lambda a: f(a, mask)``); ``seed`` (an
+    integer >= 0) draws the directions, other seeds other ones. ``compose`` (default: on when
     ``order >= 2``) checks each order through smooth maps before and after ``f`` (module
     docstring), which proves every VJP differentiable in its incoming gradient. The leaves
     are made with ``dtype`` (float64; a float32 check needs a larger ``eps`` and tolerances,
@@ -292,7 +296,7 @@ def gradcheck(f, inputs, order=1, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, compos
     ...
     ValueError: gradcheck: order must be an integer >= 1, got 0
     """
-    _check_arguments(inputs, order, eps, atol, rtol, compose, directions, partial)
+    _check_arguments(f, inputs, order, eps, atol, rtol, compose, directions, partial, seed)
     compose = order >= 2 if compose is None else compose
     given = [x.data if isinstance(x, Tensor) else x for x in inputs]
     layouts = [_layout_of(x) for x in given]
@@ -364,15 +368,28 @@ def _held_constant(f, arrays, layouts, rng, report, options):
             mine[order] = max(mine.get(order, 0.0), value)
 
 
-def _check_arguments(inputs, order, eps, atol, rtol, compose, directions, partial):
+def _check_arguments(f, inputs, order, eps, atol, rtol, compose, directions, partial, seed):
     """One-line errors for calls that would check something else than asked, or nothing."""
-    if not isinstance(inputs, (list, tuple)):
+    if not callable(f):
+        raise TypeError(f"gradcheck: f must be a function of Tensors, got an object of type "
+                        f"{type(f).__name__}")
+    if not isinstance(inputs, (list, tuple)) or not inputs:
         raise TypeError(f"gradcheck: inputs must be a list of arrays, one per argument of f, "
-                        f"got a {type(inputs).__name__} (write [x] for one input)")
-    if not (isinstance(order, (int, np.integer)) and order >= 1):
-        raise ValueError(f"gradcheck: order must be an integer >= 1, got {order!r}")
-    if not (isinstance(directions, (int, np.integer)) and directions >= 1):
-        raise ValueError(f"gradcheck: directions must be an integer >= 1, got {directions!r}")
+                        f"got {'an empty' if isinstance(inputs, (list, tuple)) else 'a'} "
+                        f"{type(inputs).__name__} (write [x] for one input)")
+    for i, x in enumerate(inputs):   # a bool, complex, None or str input had been cast to float
+        if (kind := np.asarray(x.data if isinstance(x, Tensor) else x).dtype).kind not in "fiu":
+            raise TypeError(f"gradcheck: input {i} holds {kind} values ({type(x).__name__}), "
+                            "not real numbers: every input is differentiated; close over a side "
+                            "input (a mask, indices): lambda a: f(a, mask)")
+    for name, value in (("order", order), ("directions", directions), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+                value < (0 if name == "seed" else 1):   # (True had been order 1)
+            raise ValueError(f"gradcheck: {name} must be an integer >= "
+                             f"{0 if name == 'seed' else 1}, got {value!r}")
+    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):   # ("1e-6", inf)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or value == np.inf:
+            raise ValueError(f"gradcheck: {name} must be a finite number, got {value!r}")
     if not eps > 0:
         raise ValueError(f"gradcheck: eps must be > 0, got {eps}")
     for name, value in (("atol", atol), ("rtol", rtol)):

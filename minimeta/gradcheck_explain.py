@@ -2,8 +2,8 @@
 
 ``failure`` names the order, input and values of a failed comparison, with a hint where one
 can be had (a NaN, rounding that swamps the step, a kink, a singularity); ``blame`` says, at
-order 2 and above, which input's gradient block is the wrong one. ``quotient`` is the central
-difference both sides use.
+order 2 and above, which input's gradient block is the wrong one, and ``entry`` which entry;
+``quotient`` is the central difference both sides use.
 
 Read next: ``minimeta/testing.py`` (hypothesis strategies for property tests).
 """
@@ -50,11 +50,38 @@ def blame(y, xs, v, u, i, at, eps, tols, arrays, level):
             f"moves (look at the VJP that gives it)")
 
 
+ENTRIES = 100   # an input of up to this many entries gets the one that is off named (``entry``)
+
+
+def entry(at, v, gradient, scale, eps, tols):
+    """The entry of an input whose derivative is off the most when it moves alone, as words
+    (``failure`` had said which input only): each entry's quotient, two calls of ``f``, so
+    only for inputs of up to ``ENTRIES`` entries; "" where no entry is off alone."""
+    if scale.size > ENTRIES:
+        return ""
+    gradient = np.zeros(scale.shape) if gradient is None else gradient.numpy()
+    off = []
+    for j in np.ndindex(scale.shape):
+        step = np.zeros(scale.shape)
+        step[j] = scale[j]
+        numeric = quotient(lambda s: at(s, step), eps, v) / scale[j]  # per unit of x[j]
+        analytic = float(gradient[j])
+        err = abs(analytic - numeric)
+        if err > tols[0] + tols[1] * max(abs(analytic), abs(numeric)):
+            off.append((err, j, analytic, numeric))
+    if not off:
+        return ""
+    err, j, analytic, numeric = max(off, key=lambda o: o[0])
+    return (f"; entry {j} is off the most ({len(off)} of {scale.size} are off): analytic "
+            f"{analytic:.10g}, numeric {numeric:.10g} (the derivative of ⟨v, f⟩ in it)")
+
+
 def failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dtype,
              composed, blame=""):
     """The message of one failed comparison's ``GradcheckError``, with a hint where one can be
-    had: a NaN, outputs whose rounding swamps the step, a point on a kink (the one-sided
-    quotients differ), or a quotient that moves with the step (a kink or jump within it)."""
+    had: f random (two calls at one point differ), a NaN, outputs whose rounding swamps the
+    step, a point on a kink (the one-sided quotients differ), or a quotient that moves with the
+    step (a kink or jump within it)."""
     atol, rtol = tols
     err, tol = abs(analytic - numeric), atol + rtol * max(abs(analytic), abs(numeric))
     step = f"step {eps:.3g}·max(1, |x|)"
@@ -65,7 +92,10 @@ def failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dty
     # a step that moved no value at all: its rounding over every output (noise is then 0)
     swallowed = 0.0 if touched.any() else \
         unit * float(np.sum(np.abs(v) * np.abs(here))) / eps
-    if np.isnan(err):
+    if not np.array_equal(here, at(0.0), equal_nan=True):   # (had read as a kink)
+        hint = ("; f gave other values at the same point when called again: is it random "
+                "(dropout, sampling)? Fix its randomness (a seeded generator made inside f)")
+    elif np.isnan(err):
         hint = f"; a NaN: is the point outside f's domain, or on a kink a {step} crosses?"
     elif unit * 100 > eps:   # the rounding of f's values swamps the step
         hint = (f"; f's values are {np.dtype(out_dtype).name}, whose rounding swamps a step of "

@@ -101,6 +101,9 @@ class Optimizer:
                 if g.shape != p.shape:
                     raise ValueError(f"{type(self).__name__}.step: gradient {i} has shape "
                                      f"{g.shape}, parameter {p.shape}")
+                if g.dtype.kind not in "biuf":   # (complex had dropped its imaginary part)
+                    raise ValueError(f"{type(self).__name__}.step: gradient {i} has dtype "
+                                     f"{g.dtype}, not real numbers")
                 g = g.astype(p.dtype, copy=False)
             arrays.append(g)
         scale = self._clip_scale(arrays)
@@ -230,7 +233,9 @@ class Adam(Optimizer):
         _check("Adam", "betas", betas, lambda b: len(b) == 2 and all(0 <= x < 1 for x in b),
                "two numbers in [0, 1)")
         self.betas = tuple(float(b) for b in betas)
-        self.eps = float(_check("Adam", "eps", eps, lambda e: 0 <= e < math.inf, "finite, >= 0"))
+        # (0 had been taken: 0 / 0, NaN, where an element's gradient has been 0 at every step,
+        # a dead ReLU's weights, as in PyTorch)
+        self.eps = float(_check("Adam", "eps", eps, lambda e: 0 < e < math.inf, "finite, > 0"))
         self.weight_decay = float(_check("Adam", "weight_decay", weight_decay,
                                          lambda w: 0 <= w < math.inf, "finite, >= 0"))
         self.counts = [0] * len(self.params)

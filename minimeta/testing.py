@@ -118,11 +118,12 @@ def _away_from_zero(values, low, high, margin):
         raise ValueError(f"arrays: no value of [{low}, {high}] is {margin} away from 0")
     if up > high or down < low:              # one piece: map [low, high] onto it
         a, b = (low, down) if up > high else (up, high)
-        return a + (values - low) * (b - a) / (high - low)
-    # both: the negative values onto [low, down], the others onto [up, high]
+        return np.clip(a + (values - low) * (b - a) / (high - low), a, b)
+    # both: the negative values onto [low, down], the others onto [up, high]; clipped, as the
+    # maps round (−0.09999999999999964 from [−5, 2] with a margin of 0.1)
     neg = low + (values - low) * (down - low) / (0.0 - low) if low < 0 else values
     pos = up + values * (high - up) / high if high > 0 else values
-    return np.where(values < 0, neg, pos)
+    return np.where(values < 0, np.clip(neg, low, down), np.clip(pos, up, high))
 
 
 @st.composite

@@ -79,17 +79,32 @@ def test_correct_functions_pass_at_large_values_to_the_third_order(f, x):
     (dict(compose="no"), TypeError, "gradcheck: compose must be True, False or None"),
     (dict(order=0), ValueError, "gradcheck: order must be an integer >= 1, got 0"),
     (dict(order=1.0), ValueError, "gradcheck: order must be an integer >= 1, got 1.0"),
+    # (an audit of a user's checks: a Python error, a check of floats cast from a mask or of a
+    # real part, "holds nan" for None, nothing checked, a TypeError once all had passed)
+    (dict(f=3), TypeError, "gradcheck: f must be a function of Tensors, got an object of type "
+                           "int$"),
+    (dict(inputs=[]), TypeError, "gradcheck: inputs must be a list .* got an empty list"),
+    (dict(inputs=[np.array([True, False])]), TypeError, "gradcheck: input 0 holds bool "
+                                                       "values .* close over a side input"),
+    (dict(inputs=[np.ones(2) + 1j]), TypeError, "gradcheck: input 0 holds complex128 values"),
+    (dict(inputs=[None]), TypeError, "gradcheck: input 0 holds object values"),
+    (dict(eps=np.inf), ValueError, "gradcheck: eps must be a finite number, got inf$"),
+    (dict(eps="1e-6"), ValueError, "gradcheck: eps must be a finite number, got '1e-6'$"),
+    (dict(atol=None), ValueError, "gradcheck: atol must be a finite number, got None$"),
+    (dict(order=True), ValueError, "gradcheck: order must be an integer >= 1, got True$"),
+    (dict(seed=None), ValueError, "gradcheck: seed must be an integer >= 0, got None$"),
 ])
 def test_a_call_that_would_check_something_else_is_refused(kwargs, error, message):
-    call = dict(inputs=[np.ones(2)])
+    call = dict(f=lambda a: a.sum(), inputs=[np.ones(2)])
     call.update(kwargs)
     with pytest.raises(error, match="^" + message):
-        mm.gradcheck(lambda a: a.sum(), **call)
+        mm.gradcheck(**call)
 
 
 def test_a_failure_says_what_was_checked_and_a_nan_says_where_to_look():
     with pytest.raises(mm.GradcheckError, match=r"of the composed function .*step "
-                                                r"1e-06·max\(1, \|x\|\), float64\)$"):
+                                                r"1e-06·max\(1, \|x\|\), float64\); entry "
+                                                r"\(\d,\) is off the most [^;]*$"):
         mm.gradcheck(lambda a: mm.apply(Zero(), a), [np.ones(2)], order=2)
     with pytest.raises(mm.GradcheckError, match="a NaN: is the point outside f's domain"):
         mm.gradcheck(lambda a: a.log().sum(), [np.array([-1.0])])
@@ -373,3 +388,26 @@ def test_apply_names_an_input_that_is_no_tensor_and_a_forward_that_gives_no_arra
     with pytest.raises(TypeError, match="^Scalar.forward returned a float, not an array"):
         mm.apply(Scalar(), mm.tensor([1.0, 2.0], requires_grad=True))
     assert mm.apply(Square(), mm.tensor([3.0])).numpy().tolist() == [9.0]
+
+
+class OffInOneEntry(mm.Primitive):
+    """a * a with a VJP 2% off in entry 3 only."""
+
+    abstract = True  # a test's deliberate mutant
+
+    def forward(self, a):
+        return a * a
+
+    def vjp(self, g, out, a):
+        return (g * 2 * a * mm.tensor(np.where(np.arange(a.size) == 3, 1.02, 1.0)),)
+
+
+def test_a_failure_names_the_entry_that_is_off_and_a_random_f_as_random():
+    # an audit of a user's checks: the words named the input only, and a random f a kink
+    with pytest.raises(mm.GradcheckError, match=r"entry \(3,\) is off the most \(1 of 10 are "
+                                                r"off\): analytic -0\.049.*, numeric -0\.048"):
+        mm.gradcheck(lambda a: mm.apply(OffInOneEntry(), a), [np.linspace(-1, 1.3, 10)])
+    noise = np.random.default_rng(0)
+    with pytest.raises(mm.GradcheckError, match="other values at the same point when called "
+                                                r"again: is it random \(dropout"):
+        mm.gradcheck(lambda a: a * mm.tensor(noise.random(3) > 0.5), [np.array([0.3, -1.2, 0.7])])

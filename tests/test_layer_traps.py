@@ -12,6 +12,8 @@ failed on the code before its fix (found by probing, 2026-12-01; what agreed wit
 - an optimizer refuses another optimizer's state, or one for other parameters, and changes
   nothing (Adam had taken SGD's state silently and stepped wrong); its hyper-parameters are
   checked (betas = (1, 0.999) had made NaN);
+- ``BatchNorm2d`` and ``LSTMCell`` check their sizes by name, Adam refuses eps = 0 (NaN where
+  a gradient had been 0 at every step) and a step a complex gradient (2026-12, by probing);
 - ``mse_loss`` of an integer prediction does not truncate the target to integers;
 - ``cosine_attention`` says to one-hot the labels (it had said "matmul: not aligned").
 """
@@ -62,6 +64,13 @@ w4 = mm.tensor(np.ones((3, 2, 3, 3)))
     (lambda: nn.BatchNorm2d(3, momentum=None), r"BatchNorm2d: momentum must be a number in "
                                                r"\[0, 1\] \(None, PyTorch's cumulative"),
     (lambda: nn.BatchNorm2d(3, eps=0), "BatchNorm2d: eps must be a number > 0"),
+    # a layer's sizes (0 channels had been taken, -2 had met NumPy's "negative dimensions",
+    # hidden_size 0 NumPy's OverflowError)
+    (lambda: nn.BatchNorm2d(0), "BatchNorm2d: channels must be an int >= 1, got 0"),
+    (lambda: nn.BatchNorm2d(-2), "BatchNorm2d: channels must be an int >= 1, got -2"),
+    (lambda: nn.LSTMCell(3, 0), "LSTMCell: hidden_size must be an int >= 1, got 0"),
+    (lambda: nn.LSTMCell(0, 3), "LSTMCell: input_size must be an int >= 1, got 0"),
+    (lambda: nn.LSTMCell(3, 4, recurrent_size=2.0), "LSTMCell: recurrent_size must be an int"),
     (lambda: mm.causal_conv1d(mm.tensor(np.ones((1, 1, 4))), mm.tensor(np.ones((1, 1, 2))),
                               1.9), r"causal_conv1d: dilation must be an int >= 1, got 1.9"),
     (lambda: F.cosine_attention(mm.tensor(np.ones((1, 2, 4))), mm.tensor(np.ones((1, 3, 4))),
@@ -149,7 +158,8 @@ def test_a_state_saved_before_the_optimizer_was_named_still_loads():
 @pytest.mark.parametrize("make, message", [
     (lambda p: Adam([p], betas=(1.0, 0.999)), r"Adam: betas must be two numbers in \[0, 1\)"),
     (lambda p: Adam([p], betas=0.9), "Adam: betas must be"),
-    (lambda p: Adam([p], eps=-1e-8), "Adam: eps must be finite, >= 0"),
+    (lambda p: Adam([p], eps=-1e-8), "Adam: eps must be finite, > 0"),
+    (lambda p: Adam([p], eps=0), "Adam: eps must be finite, > 0, got 0"),   # 0/0 had made NaN
     (lambda p: Adam([p], weight_decay=-0.1), "Adam: weight_decay must be finite, >= 0"),
     (lambda p: SGD([p], lr=0.1, momentum=-0.9), r"SGD: momentum must be in \[0, 1\)"),
     (lambda p: SGD([p], lr=0.1, weight_decay=float("nan")), "SGD: weight_decay must be finite"),
@@ -169,6 +179,15 @@ def test_step_refuses_a_dict_of_gradients():
     p = mm.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(TypeError, match="SGD.step: grads must be a list in the parameters'"):
         SGD({"w": p}, lr=0.1).step({"w": np.ones(2)})
+    np.testing.assert_array_equal(p.numpy(), [1.0, 2.0])
+
+
+def test_step_refuses_a_complex_gradient_and_steps_nothing():
+    """It had been cast to the real parameter, its imaginary part dropped with only NumPy's
+    ComplexWarning."""
+    p = mm.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(ValueError, match="^SGD.step: gradient 0 has dtype complex128, not real"):
+        SGD([p], lr=0.1).step([np.array([1j, 1.0])])
     np.testing.assert_array_equal(p.numpy(), [1.0, 2.0])
 
 

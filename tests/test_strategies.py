@@ -20,6 +20,14 @@ def test_the_strategies_keep_their_bounds_and_margins(two_sided, positive):
         assert np.all(np.abs(x) >= margin - 1e-12), x
 
 
+@settings(max_examples=100, derandomize=True, database=None, deadline=None)
+@given(arrays(shapes(), low=-5.0, high=2.0, margin=0.1), arrays(3, -7.0, 1.0, margin=0.3))
+def test_a_margin_holds_exactly_on_an_uneven_range(a, b):
+    # the map onto [−5, −0.1] had rounded a value near 0 to −0.09999999999999964 (an audit)
+    assert np.all(np.abs(a) >= 0.1) and np.all((a >= -5.0) & (a <= 2.0)), a
+    assert np.all(np.abs(b) >= 0.3) and np.all((b >= -7.0) & (b <= 1.0)), b
+
+
 @settings(max_examples=300, derandomize=True, database=None, deadline=None)
 @given(arrays((8,)))
 def test_the_strategies_draw_no_subnormals(x):

@@ -139,6 +139,8 @@ class BatchNorm2d(Module):
         if not (isinstance(eps, numbers.Real) and eps > 0):
             raise ValueError(f"BatchNorm2d: eps must be a number > 0, got {eps!r}")
         self.momentum, self.eps = momentum, eps
+        # (0 channels had been taken, -1 and 2.5 had met NumPy's errors, naming no layer)
+        channels = whole("BatchNorm2d", "channels", channels, 1, axes=1)
         if affine:
             self.add_param("weight", np.ones(channels, dtype=dtype))
             self.add_param("bias", np.zeros(channels, dtype=dtype))
@@ -211,9 +213,13 @@ class LSTMCell(Module):
                  recurrent_size=None):
         super().__init__()
         r = generator(seed, rng)
+        # (hidden_size 0 had met an OverflowError in NumPy's uniform; input_size 0 was taken)
+        input_size = whole("LSTMCell", "input_size", input_size, 1, axes=1)
+        hidden_size = whole("LSTMCell", "hidden_size", hidden_size, 1, axes=1)
+        recurrent_size = hidden_size if recurrent_size is None else \
+            whole("LSTMCell", "recurrent_size", recurrent_size, 1, axes=1)
         bound = 1.0 / np.sqrt(hidden_size)
         self.hidden_size = hidden_size
-        recurrent_size = hidden_size if recurrent_size is None else recurrent_size
         for name, shape in (("w_ih", (input_size, 4 * hidden_size)),
                             ("w_hh", (recurrent_size, 4 * hidden_size)),
                             ("bias", (4 * hidden_size,))):
