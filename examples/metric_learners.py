@@ -63,6 +63,7 @@ def main(argv=None):
 
     train = omniglot.class_images("vinyals", "train")         # (4800 classes, 20, 28, 28)
     test = omniglot.class_images("vinyals", "test")
+    EpisodeSampler(test, args.test_way, args.shots, args.test_queries)  # checked before training
     learner = make_learner(args.learner, args.fce, args.seed)
     first_use_note(learner.net, "cpu", print)    # numba compiles on a first run, once
     opt = Adam(learner.meta_parameters(), lr=1e-3)

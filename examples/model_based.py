@@ -52,6 +52,7 @@ def make(args):
         train = EpisodeSampler(omniglot.class_images("vinyals", "train"), args.ways, 5, 2,
                                seed=args.seed)
         test_classes = omniglot.class_images("vinyals", "test")
+        EpisodeSampler(test_classes, args.ways, 5, 1)    # the test episodes checked before training
 
         def test(learner):
             for shots in (1, 5):

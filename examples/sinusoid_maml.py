@@ -60,6 +60,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.tasks < 2:
         parser.error(f"--tasks must be at least 2, got {args.tasks}")
+    if args.eval_seed < 0:   # (had failed after training: "expected non-negative integer")
+        parser.error(f"--eval-seed must be at least 0, got {args.eval_seed}")
     if args.train_steps is not None and args.train_steps < 1:
         parser.error(f"--train-steps must be at least 1, got {args.train_steps}")
     if args.step_weights:

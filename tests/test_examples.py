@@ -152,6 +152,8 @@ def test_the_metric_example_tests_on_what_its_shots_leave_of_a_class():
                  "classes", marks=pytest.mark.skipif(not REAL, reason="needs Omniglot")),
     (["examples/sinusoid_maml.py", "--train-steps", "2", "--step-weights=nan,1"],
      "--multi-step-loss weights must be finite and >= 0, got [nan, 1.0]"),
+    (["examples/sinusoid_maml.py", "--iterations", "2", "--tasks", "2", "--eval-seed", "-10"],
+     "--eval-seed must be at least 0, got -10"),    # had trained, then "expected non-negative"
     (["benchmarks/budget.py", "--plot-only", "--out", "{tmp}/none"],
      "--plot-only: {tmp}/none holds no budget.jsonl"),       # had made it, then a traceback
     (["benchmarks/maml_memory.py", "--ways", "0"], "argument --ways: must be >= 1, got 0"),
@@ -172,6 +174,18 @@ def test_the_scripts_refuse_bad_arguments_before_doing_anything(command, message
     assert "Traceback" not in done.stderr
     assert message.replace("{tmp}", str(tmp_path)) in done.stderr.splitlines()[-1]
     assert sorted(os.listdir(tmp_path)) == []            # nothing made, here or in outputs/
+
+
+@pytest.mark.skipif(not REAL, reason="needs Omniglot")
+def test_the_metric_example_checks_its_test_episodes_before_training(tmp_path):
+    # more test ways than test classes had been found after the training episodes
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "metric_learners.py"),
+                           "--test-way", "5000", "--train-way", "2", "--episodes", "1"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2 and "protonet train" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "metric_learners.py: EpisodeSampler: 5000-way episodes need at least 5000 classes, "
+        "got 1692: ask for at most 1692 ways")
 
 
 def test_the_budget_script_shows_a_run_s_progress_as_it_comes(tmp_path, monkeypatch):

@@ -128,6 +128,21 @@ def test_a_tensor_trained_outside_the_model_must_be_in_the_learner_s_state(keeps
     assert len(training.train(config, model, learner, **QUIET).curve) == 1
 
 
+def test_a_resumed_model_of_another_architecture_is_refused_naming_the_checkpoint(tmp_path):
+    # the error had said "load_state_dict: … (another architecture or way count?)", naming
+    # neither the checkpoint nor --resume (an audit of resuming)
+    config = RunConfig(learner="maml", dataset="sinusoid", iterations=1, meta_batch=2,
+                       out=str(tmp_path / "run"))
+    training.train(config, **QUIET)
+    wider = nn.mlp((1, 41, 40, 1), seed=0)
+    config = RunConfig(learner="maml", dataset="sinusoid", iterations=2, meta_batch=2,
+                       out=str(tmp_path / "run"), resume=True)
+    with pytest.raises(ValueError, match=r"^--resume: \S+/checkpoint\.npz does not fit this "
+                                         r"run's model: load_state_dict: "):
+        training.train(config, wider, MAML(wider, 0.01, 1, loss="mse"), **QUIET)
+    assert int(io.load(str(tmp_path / "run" / "checkpoint.npz"))["iteration"]) == 1
+
+
 def test_a_saving_forward_that_returns_a_bare_array_is_refused_by_name():
     """With ``saves = True`` a bare (2, 3) result had been split into a (3,) output and a
     "saved" row, silently, and a (3,) one failed with an unnamed unpacking error."""

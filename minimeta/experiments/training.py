@@ -376,7 +376,10 @@ def step(it, metrics, learner, opt, run):
 def restore(state, model, learner, opt, path, name):
     """Load a checkpoint's model, optimizer and learner state (in place); ``name``: the
     learner's."""
-    model.load_state_dict(state["model"])
+    try:     # (the error had named neither the checkpoint nor the run: "load_state_dict: …")
+        model.load_state_dict(state["model"])
+    except ValueError as err:  # a state of another architecture (StateDictError)
+        raise ValueError(f"--resume: {path} does not fit this run's model: {err}") from None
     if opt is not None:
         if "optim" not in state:
             raise ValueError(f"--resume: {path} holds no optimizer state")
