@@ -82,6 +82,7 @@ def _fused_vjp(fused):
 
 
 F32 = dict(eps=1e-3, atol=2e-3, rtol=2e-3)  # float32 leaves: rounding of x ± εu is ~1e-7
+# (a Cast VJP off by 0.1% passes them: test_primitives checks a cast's derivatives exactly)
 
 ROWS = [
     Row("add", mm.add, np.add, binary(), (E.Add,)),

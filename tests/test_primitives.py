@@ -8,7 +8,9 @@
   each make its row fail (and the detached one still passes the plain, uncomposed check: the
   composition is what catches it); VJPs wrong at order 2 on one path only (an exponent, a
   cast's direction) fail theirs, and a fused VJP whose inner grad re-enters its own graph
-  fails at once (``no_runaway_backward``) where it had hung.
+  fails at once (``no_runaway_backward``) where it had hung;
+- a cast's derivatives of orders 1 and 2 are exactly the identity (its rows' float32
+  tolerance let a VJP off by 0.1% pass).
 
 The largest error per order is printed at the end of the session (``-s`` shows it).
 """
@@ -277,6 +279,33 @@ def test_a_vjp_wrong_at_order_2_on_one_path_fails_its_row(cls, row_name, conditi
         run(rows=[row], orders=(1,), **QUIET)
         with pytest.raises(mm.GradcheckError, match="order-2"):
             run(rows=[row], orders=(2,), **QUIET)
+
+
+def _cast_is_exactly_the_identity(source, target):
+    """The VJP of a cast from ``source`` to ``target``, and that VJP's own VJP in g, give
+    back their incoming gradients exactly: a cast's Jacobian is the identity (values that
+    float32 holds, so neither direction rounds)."""
+    x, g, h = np.random.default_rng(0).standard_normal((3, 2, 3)).astype(np.float32)
+    xt, gt = (mm.tensor(a.astype(d), requires_grad=True) for a, d in ((x, source), (g, target)))
+    (first,) = mm.grad(mm.astype(xt, target), [xt], grad_outputs=[gt], create_graph=True)
+    (second,) = mm.grad(first, [gt], grad_outputs=[mm.tensor(h.astype(source))])
+    assert first.dtype == source and second.dtype == target
+    np.testing.assert_array_equal(first.numpy(), g)
+    np.testing.assert_array_equal(second.numpy(), h)
+
+
+@pytest.mark.parametrize("source, target", [(np.float32, np.float64), (np.float64, np.float32)])
+def test_a_cast_s_derivatives_are_the_identity_exactly(source, target):
+    """The cast rows check in float32 (``F32``: rtol 2e-3), where a Cast VJP off by 0.1%, at
+    order 1 or only in g at order 2, had passed every row and the dtype tests (a mutation
+    audit of the order-2 checks); exact, both fail."""
+    _cast_is_exactly_the_identity(source, target)
+    tenth = lambda vjp: lambda self, g, out, a: vjp(self, g * 1.001, out, a)       # noqa: E731
+    soft = lambda vjp: lambda self, g, out, a: vjp(                                # noqa: E731
+        self, g + 0.001 * (g - g.detach()), out, a)     # same values; d/dg off by 0.1%
+    for mutation in (tenth, soft):
+        with mutated(E.Cast, mutation), pytest.raises(AssertionError):
+            _cast_is_exactly_the_identity(source, target)
 
 
 def test_fused_partials_without_their_stand_ins_fail_instead_of_hanging(monkeypatch):
