@@ -47,9 +47,9 @@ whichever came first (PyTorch's, if PyTorch was imported first; a warning says s
 
 And a ceiling: a run too large for the machine had grown until the kernel's OOM killer ended it
 (exit 137, no word said). Inside ``memory_ceiling()`` (the command line's computing commands run
-there) the process's private memory may grow by no more than the memory available, so the
-allocation that would pass it fails: a ``MemoryError``, which the command line reports in one
-line, training after saving its whole iterations.
+there) the process's private memory may grow by no more than nine tenths of the memory
+available, so the allocation that would pass it fails: a ``MemoryError``, which the command line
+reports in one line, training after saving its whole iterations.
 
 ``configure()`` applies these policies process-wide; the command line (``--threads N``) and
 the examples call it. The benchmarks set their threads themselves and apply the pieces they
