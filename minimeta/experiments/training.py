@@ -324,9 +324,10 @@ def _train(config, state, model, learner, label, smooth, log, made, resume_hint,
             raise
         if run["sound"] and not (run["busy"] or run["unsaved"]) and run["saved"] != run["done"]:
             save(run["done"])
-        raise (MemoryError if isinstance(err, MemoryError) else AnomalyError)(
-            f"{str(err) or 'an allocation failed'}; training stopped: {checkpoint} holds "
-            f"iteration {run['saved']}, the last whole one") from err
+        # (not type(err): NumPy's _ArrayMemoryError takes the shape and dtype, not a message)
+        kind = MemoryError if isinstance(err, MemoryError) else AnomalyError
+        raise kind(f"{str(err) or 'an allocation failed'}; training stopped: {checkpoint} holds "
+                   f"iteration {run['saved']}, the last whole one") from err
     finally:
         if metrics_file is not None:
             metrics_file.close()
