@@ -5,7 +5,7 @@
     3. first-order:        ∇φ L(φ, Q) alone (FOMAML drops the Hessian term)
 
 (1) and (2) agree to rounding error; (3) differs by α H ∇φ L(φ, Q).
-Run: python examples/hessian_view.py [--alpha 0.01] [--shots 10]
+Run: python examples/hessian_view.py [--alpha 0.01] [--shots 10] [--hidden 10]
 """
 import argparse
 
@@ -21,11 +21,13 @@ from minimeta.learners import MAML
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alpha", type=float, default=0.01)
-    parser.add_argument("--shots", type=count(1), default=10)
-    parser.add_argument("--hidden", type=count(1), default=10,
-                        help="hidden width h of the 1-h-h-1 MLP (H is n×n for its n = h² + 4h + 1 "
-                        "parameters)")
+    parser.add_argument("--alpha", type=float, default=0.01, metavar="α",
+                        help="the inner step size, > 0 (default: 0.01)")
+    parser.add_argument("--shots", type=count(1), default=10, metavar="K",
+                        help="support and query points of the task, K each (default: 10)")
+    parser.add_argument("--hidden", type=count(1), default=10, metavar="h",
+                        help="hidden width of the 1-h-h-1 MLP: n = h²+4h+1 parameters, "
+                             "H is n×n (default: 10)")
     args = parser.parse_args(argv)
     if not args.alpha > 0:
         parser.error(f"--alpha must be > 0, got {args.alpha}")
