@@ -135,7 +135,11 @@ def check_forward(op, inputs, out):
     order = max(map(_order, inputs), default=0)
     if inside is not None:
         order = max(order, _order(inside) + 1)
-    out._site = (order, inside if inside is not None else call_site())
+    # the node whose VJP made ``out`` is kept only for a recorded ``out``, whose own VJP may be
+    # reported; an unrecorded one (a gradient without create_graph) never is, and the node had
+    # kept the whole forward graph alive with the gradient (found by an audit, 2026-12-03)
+    out._site = (order, call_site() if inside is None else
+                 inside if out._requires_grad else None)
     bad = _bad(out.data)
     if bad:
         what = "forward" if order == 0 else f"forward, part of a derivative of order {order}"
