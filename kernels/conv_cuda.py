@@ -18,7 +18,7 @@ Read next: ``kernels/causal_cuda.py`` (the causal 1-D convolution on a GPU).
 """
 from . import _cuda, array_module
 from ._cuda import cuda
-from .conv_ref import out_size
+from .conv_ref import check_window, out_size
 
 
 @cuda.jit
@@ -82,6 +82,7 @@ def _unstacked(out, like):
 def conv2d(x, w, stride=1, padding=0):
     """y (N, O, Ho, Wo) = cross-correlation of x (N, C, H, W) with w (O, C, kh, kw); on a
     stack (a leading task axis on x, w and y), one batched GEMM for all T tasks."""
+    check_window("conv2d", x.shape[-2:], w.shape[-2:], stride, padding)
     xp = array_module(x)
     xs, ws = _stacked(x), _stacked(w)
     tasks, n, o = xs.shape[0], xs.shape[1], ws.shape[1]
@@ -93,6 +94,7 @@ def conv2d(x, w, stride=1, padding=0):
 
 def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     """gw = Σ over images and output pixels of g · (the input patch under the kernel)."""
+    check_window("conv2d_weight_grad", x.shape[-2:], tuple(w_shape)[-2:], stride, padding)
     xs, gs = _stacked(x), _stacked(g)
     tasks, o = gs.shape[0], gs.shape[2]
     cols, _, _ = _cols(xs, w_shape[-2], w_shape[-1], stride, padding)
@@ -102,6 +104,7 @@ def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
 
 def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     """gx: every input pixel gathers w·g over the outputs whose window covers it."""
+    check_window("conv2d_input_grad", tuple(x_shape)[-2:], w.shape[-2:], stride, padding)
     xp = array_module(g)
     gs, ws = _stacked(g), _stacked(w)
     tasks, o, ho, wo = gs.shape[0], gs.shape[2], gs.shape[3], gs.shape[4]

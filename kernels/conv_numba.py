@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import winograd_numba as winograd
-from .conv_ref import out_size, over_tasks
+from .conv_ref import check_window, out_size, over_tasks
 from .threads import GROUPS, ordered_sum, parallel_map, shares
 
 # How work is cut: images in chunks of an im2col buffer near CHUNK_BYTES (cache-sized); the
@@ -286,6 +286,7 @@ def _finite(y):
 @_over_tasks
 def conv2d(x, w, stride=1, padding=0):
     """Forward convolution; same contract as ``conv_ref.conv2d``."""
+    check_window("conv2d", x.shape[-2:], w.shape[-2:], stride, padding)
     dt = np.result_type(x.dtype, w.dtype)   # NumPy's promotion, as the reference
     x, w = np.ascontiguousarray(x, dtype=dt), np.ascontiguousarray(w, dtype=dt)
     n, c = x.shape[:2]
@@ -319,6 +320,7 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     Stride 1 with padding p ≤ k − 1: a stride-1 convolution of g by the weights rotated by
     180° with in/out channels swapped, padding k − 1 − p (the shifted-GEMM path again).
     """
+    check_window("conv2d_input_grad", tuple(x_shape)[-2:], w.shape[-2:], stride, padding)
     dt = np.result_type(g.dtype, w.dtype)   # NumPy's promotion, as the reference
     g, w = np.ascontiguousarray(g, dtype=dt), np.ascontiguousarray(w, dtype=dt)
     n, o, ho, wo = g.shape
@@ -350,6 +352,7 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
 @_over_tasks
 def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     """Weight gradient; same contract as the reference."""
+    check_window("conv2d_weight_grad", x.shape[-2:], tuple(w_shape)[-2:], stride, padding)
     dt = np.result_type(x.dtype, g.dtype)   # NumPy's promotion, as the reference
     x, g = np.ascontiguousarray(x, dtype=dt), np.ascontiguousarray(g, dtype=dt)
     o, c, kh, kw = w_shape

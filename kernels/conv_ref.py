@@ -55,6 +55,31 @@ def out_size(size, k, stride, padding):
     return (size + 2 * padding - k) // stride + 1
 
 
+def check_window(name, sides, window, stride, padding=0):
+    """A one-line ValueError naming kernel ``name`` unless ``stride`` >= 1, ``padding`` >= 0
+    and the ``window`` (kh, kw) fits in the ``sides`` (h, w) zero-padded by ``padding``: every
+    conv and pooling kernel checks its arguments so, as they may be called directly (arrays in,
+    arrays out), not only through the engine, whose ops check first. Unchecked, numba's kernels
+    had returned an empty output for a window past the padded input (or a negative padding)
+    and divided by zero on stride 0, the references failed inside NumPy's window view.
+
+    >>> check_window("conv2d", (3, 3), (4, 4), 1, 0)
+    Traceback (most recent call last):
+    ValueError: conv2d: window (4, 4) is larger than the padded input (3, 3) (padding 0)
+    """
+    if isinstance(stride, (bool, np.bool_)) or not isinstance(stride, (int, np.integer)) \
+            or stride < 1:
+        raise ValueError(f"{name}: stride must be an int >= 1, got {stride!r}")
+    if isinstance(padding, (bool, np.bool_)) or not isinstance(padding, (int, np.integer)) \
+            or padding < 0:
+        raise ValueError(f"{name}: padding must be an int >= 0, got {padding!r}")
+    window = tuple(int(k) for k in window)
+    padded = tuple(int(s) + 2 * padding for s in sides)
+    if any(k > p for k, p in zip(window, padded)):
+        raise ValueError(f"{name}: window {window} is larger than the padded input {padded} "
+                         f"(padding {padding})")
+
+
 def _windows(x, kh, kw, stride, padding):
     """View of shape (N, C, Ho, Wo, kh, kw): the receptive field of every output pixel."""
     if padding:
@@ -70,6 +95,7 @@ def conv2d(x, w, stride=1, padding=0):
     array([[4., 4.],
            [4., 4.]])
     """
+    check_window("conv2d", x.shape[-2:], w.shape[-2:], stride, padding)
     cols = _windows(x, w.shape[2], w.shape[3], stride, padding)
     y = np.tensordot(cols, w, axes=([1, 4, 5], [1, 2, 3]))  # (N, Ho, Wo, O)
     return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
@@ -78,6 +104,7 @@ def conv2d(x, w, stride=1, padding=0):
 @over_tasks
 def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     """gw[o,c,p,q] = Σ_{n,i,j} g[n,o,i,j] · xp[n,c,i·s+p,j·s+q]."""
+    check_window("conv2d_weight_grad", x.shape[-2:], tuple(w_shape)[-2:], stride, padding)
     cols = _windows(x, w_shape[2], w_shape[3], stride, padding)
     return np.tensordot(g, cols, axes=([0, 2, 3], [0, 2, 3])).astype(x.dtype, copy=False)
 
@@ -88,6 +115,7 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
 
     Input pixels that no window covers (when the stride does not divide the size) get 0.
     """
+    check_window("conv2d_input_grad", tuple(x_shape)[-2:], w.shape[-2:], stride, padding)
     n, c, h, wd = x_shape
     kh, kw = w.shape[2], w.shape[3]
     ho, wo = g.shape[2], g.shape[3]

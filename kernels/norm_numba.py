@@ -27,11 +27,19 @@ FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @njit(cache=True, fastmath=FAST, inline="always")
+def _finite(v):
+    """Whether v is finite, in a fast-math kernel. Not ``np.isfinite``: numba computes it as
+    v − v == 0, which ``nsz`` with ``reassoc`` folds to 0 == 0, True even of NaN (inf − inf).
+    An ordered compare with inf is false for ±inf and NaN, and no licence here folds it."""
+    return abs(v) < np.inf
+
+
+@njit(cache=True, fastmath=FAST, inline="always")
 def _shift(x, t, ch):
     """K, the channel's first value (d = x − K, see the module docstring); 0 where it is not
     finite (inf − inf had made the mean NaN where the reference's is ±inf) or there is none."""
     k = np.float64(x[t, 0, ch, 0]) if x.shape[1] * x.shape[3] else 0.0
-    return k if np.isfinite(k) else 0.0
+    return k if _finite(k) else 0.0
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
@@ -87,7 +95,7 @@ def _backward(x, w, g, eps, dx, dw, db):
         mu = shift0 + md
         rstd = 1.0 / np.sqrt(max(sx2 / count - md * md, 0.0) + eps)
         sum_gxhat = (sgx - md * sg) * rstd          # Σ g·x̂
-        if not np.isfinite(sum_gxhat):  # an inf in g makes inf − inf of it: summed as the
+        if not _finite(sum_gxhat):      # an inf in g makes inf − inf of it: summed as the
             sum_gxhat = 0.0             # reference sums it (±inf there, NaN only where x = μ)
             for i in range(n):
                 for k in range(m):
@@ -134,17 +142,15 @@ def _double_backward(x, w, g, hx, hw, hb, eps, dx, dw, dg):
         wv, hwv, hbv = w[t, ch], hw[t, ch], hb[t, ch]
         hx_pg = shg - mean_g * sh - mean_gxh * mean_hxh * count        # Σ hx·P(g)
         s = wv * hx_pg                                                 # Σ hx·P(ĝ)
-        alpha = hwv - r * wv * mean_hxh         # u = α·g + β·hx
-        beta = -r * wv * mean_gxh
-        mean_u = alpha * mean_g + beta * mean_h
-        mean_uxh = alpha * mean_gxh + beta * mean_hxh
+        alpha = hwv - r * wv * mean_hxh         # u = α·g + β·hx, so P(u) = α·P(g) + β·P(hx):
+        beta = -r * wv * mean_gxh               # an infinite hw makes α·P(g) ±inf, as the spec
         for i in range(n):
             for k in range(m):
                 xh = (x[t, i, ch, k] - mu) * r
                 gv, hv = g[t, i, ch, k], hx[t, i, ch, k]
-                u = alpha * gv + beta * hv
-                dx[t, i, ch, k] = r * (u - mean_u - xh * mean_uxh) - s * r * r * xh / count
-                dg[t, i, ch, k] = hbv + hwv * xh + wv * r * (hv - mean_h - xh * mean_hxh)
+                pg, ph = gv - mean_g - xh * mean_gxh, hv - mean_h - xh * mean_hxh
+                dx[t, i, ch, k] = r * (alpha * pg + beta * ph) - s * r * r * xh / count
+                dg[t, i, ch, k] = hbv + hwv * xh + wv * r * ph
         dw[t, ch] = r * hx_pg
 
 
@@ -246,4 +252,8 @@ def batch_norm_double_backward(x, w, b, g, h, eps=1e-5):
                      h[x.size + c:].reshape(shape2), eps,
                      packed[:x.size].reshape(x4.shape), packed[x.size:x.size + c].reshape(shape2),
                      packed[x.size + 2 * c:].reshape(x4.shape))
+    if not np.isfinite(packed[x.size:x.size + c]).all():
+        # dw from the shifted sums is inf − inf where hx holds an inf (the reference's is
+        # ±inf: it sums hx·P(g) element by element): rare, so the reference does it all
+        return norm_ref.batch_norm_double_backward(x, w, b, g, h, eps)
     return packed

@@ -122,7 +122,13 @@ def batch_norm_double_backward(x, w, b, g, h, eps=1e-5):
         dw = Σ hx·r·P(g)
         dx = r·P(u) − s·r²·x̂/M,  u = hw·g − r·A·hx − r·mean(hx·x̂)·ĝ,  s = Σ hx·P(ĝ)
 
-    (u is the cotangent reaching x̂, s the one reaching r; r·P(·) is x̂'s own VJP.)
+    (u is the cotangent reaching x̂, s the one reaching r; r·P(·) is x̂'s own VJP.) P is
+    linear, so r·P(u) is taken as r·(hw·P(g) + P(u − hw·g)): an infinite hw then gives dx its
+    ±inf (as PyTorch), where P(u) had met inf − inf (NaN for the whole channel).
+
+    At an infinite g (an overflowed loss) dx and dw of its channel are NaN, and at an infinite
+    hx dx and most of dg: the limits are ±inf (the map is linear in g and in h), but these
+    formulas, as PyTorch's, meet inf − inf on the way (docs/ENGINE.md, "Special points").
     """
     dtype, (x, w, b, g, h) = x.dtype, _wide(x, w, b, g, h)
     axes = layout(x, w)[0]
@@ -139,14 +145,12 @@ def batch_norm_double_backward(x, w, b, g, h, eps=1e-5):
         return u - u.mean(axis=axes, keepdims=True) - xhat * (u * xhat).mean(axis=axes,
                                                                              keepdims=True)
 
-    gh = g * wc
-    p_gh = proj(gh)
+    gh, p_g = g * wc, proj(g)
     a = (gh * xhat).mean(axis=axes, keepdims=True)
-    u = (_per_channel(hw, x, w) * g - r * a * hx
-         - r * (hx * xhat).mean(axis=axes, keepdims=True) * gh)
-    s = (hx * p_gh).sum(axis=axes, keepdims=True)
-    dx = r * proj(u) - s * r * r * xhat / m
-    dw = (hx * r * proj(g)).sum(axis=axes)
+    u_rest = -r * a * hx - r * (hx * xhat).mean(axis=axes, keepdims=True) * gh    # u − hw·g
+    s = (hx * p_g * wc).sum(axis=axes, keepdims=True)                            # P(ĝ) = w·P(g)
+    dx = r * (_per_channel(hw, x, w) * p_g + proj(u_rest)) - s * r * r * xhat / m
+    dw = (hx * r * p_g).sum(axis=axes)
     dg = _per_channel(hb, x, w) + _per_channel(hw, x, w) * xhat + wc * r * proj(hx)
     return np.concatenate([dx.ravel(), dw.ravel(), np.zeros_like(b).ravel(),
                            dg.ravel()]).astype(dtype)

@@ -12,6 +12,7 @@ Read next: ``kernels/attention_cuda.py`` (cosine attention on a GPU).
 from . import _cuda, array_module
 from ._cuda import cuda
 from .conv_ref import out_size
+from .pool_ref import check_pool
 
 
 @cuda.jit
@@ -42,6 +43,7 @@ def _scatter_add(g, idx, out):
 
 def max_pool2d(x, kernel, stride):
     """Return ``(y, argmax)`` as ``pool_ref.max_pool2d`` does."""
+    check_pool("max_pool2d", x, kernel, stride)
     xp = array_module(x)
     (x,) = _cuda.contiguous(x)
     n, c, h, w = x.shape

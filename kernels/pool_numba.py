@@ -10,6 +10,8 @@ Read next: ``kernels/attention_numba.py`` (cosine attention with numba).
 import numpy as np
 from numba import njit, prange
 
+from .pool_ref import check_pool
+
 INT32_INDICES = 2 ** 31   # x with fewer elements than this gets int32 argmax indices
 
 
@@ -126,6 +128,7 @@ def _scatter(g, idx, gx):
 def max_pool2d(x, kernel, stride):
     """Return ``(y, argmax)`` like the reference; argmax is int32 when every flat index fits,
     ``x.size < INT32_INDICES`` (the saved indices of a graph take half the memory of int64)."""
+    check_pool("max_pool2d", x, kernel, stride)
     x = np.ascontiguousarray(x)
     ho = (x.shape[2] - kernel) // stride + 1
     wo = (x.shape[3] - kernel) // stride + 1

@@ -10,6 +10,17 @@ Read next: ``kernels/attention_ref.py`` (cosine attention in NumPy: the spec).
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .conv_ref import check_window
+
+
+def check_pool(name, x, kernel, stride):
+    """Every pooling kernel's check of its arguments (``conv_ref.check_window``, no padding),
+    with a window of at least 1: a 0 had made numba's kernel read past the image."""
+    if isinstance(kernel, (bool, np.bool_)) or not isinstance(kernel, (int, np.integer)) \
+            or kernel < 1:
+        raise ValueError(f"{name}: kernel must be an int >= 1, got {kernel!r}")
+    check_window(name, x.shape[-2:], (kernel, kernel), stride)
+
 
 def max_pool2d(x, kernel, stride):
     """Return ``(y, argmax)``: the pooled array and the flat indices of the maxima in ``x``.
@@ -20,6 +31,7 @@ def max_pool2d(x, kernel, stride):
            [13., 15.]]), array([[ 5,  7],
            [13, 15]]))
     """
+    check_pool("max_pool2d", x, kernel, stride)
     n, c, h, w = x.shape
     win = sliding_window_view(x, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
     ho, wo = win.shape[2], win.shape[3]

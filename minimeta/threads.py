@@ -193,7 +193,8 @@ def memory_ceiling(status="/proc/self/status"):
     touched too, so the ceiling adds to what the process holds already (``VmData``); a limit
     already lower stays. Swap is not counted: a run that would page for hours is refused too.
     Not under a GPU (a CUDA driver maps more than it uses), nor a promise that a run below the
-    ceiling fits: other processes may take the memory meanwhile."""
+    ceiling fits: the memory is read once, on entering, so other processes may take it
+    meanwhile (and memory they free later does not raise the ceiling)."""
     from .kernels.threads import available_memory
 
     try:

@@ -21,16 +21,17 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
-# 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 attention + 1 causal conv
-# + 1 kernel table + 13 learners + one per row of the primitive table (48) + 1 reference
-# kernels on GPU arrays + 2 device reads + 1 device calls = 75. A test added below must be
-# added here, or the parent fails.
+# 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 window check + 1 attention
+# + 1 causal conv + 1 kernel table + 13 learners + one per row of the primitive table (48) + 1
+# reference kernels on GPU arrays + 2 device reads + 1 device calls = 76. A test added below
+# must be added here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann", "cnp", "maml_stacked", "anil_stacked"]
 ROWS = [row.name for row in selfcheck.ROWS]
 EXPECTED = sorted(
     ["test_the_simulator_is_on", "test_conv_family_matches_reference",
      "test_max_pool_matches_reference", "test_cosine_attention_matches_reference",
+     "test_the_cuda_kernels_refuse_windows_that_do_not_fit",
      "test_causal_conv1d_matches_reference",
      "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions",
      "test_reference_kernels_run_on_gpu_arrays",
@@ -53,7 +54,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 27 + len(ROWS) == 75
+    assert len(EXPECTED) == 28 + len(ROWS) == 76
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -76,7 +77,7 @@ if SIMULATED:
     from minimeta.kernels import conv_cuda, conv_ref
     from minimeta.kernels import pool_cuda, pool_ref
     from test_functional import conv_case
-    from test_kernel_references import check_max_pool
+    from test_kernel_references import check_bad_windows, check_max_pool
 
     _cuda.THREADS = 32
     SIM = settings(max_examples=12, deadline=None, derandomize=True)
@@ -138,6 +139,11 @@ if SIMULATED:
         np.testing.assert_allclose(pool_cuda.max_pool2d_backward(g, idx, x.shape),
                                    pool_ref.max_pool2d_backward(g, idx_ref, x.shape),
                                    rtol=1e-12, atol=1e-12)    # overlapping windows add up
+
+    def test_the_cuda_kernels_refuse_windows_that_do_not_fit():
+        """As the references do, word for word (``test_kernel_references.bad_window_calls``),
+        before any launch (a window past the padded input had launched no thread)."""
+        check_bad_windows(conv_cuda, pool_cuda)
 
     @SIM
     @given(b=st.integers(1, 3), q=st.integers(1, 34), s=st.integers(1, 20), d=st.integers(1, 3),

@@ -99,6 +99,44 @@ def test_max_pool_ties_stay_inside_each_window(k, s, fill):
     check_max_pool(x, k, s, *pool_ref.max_pool2d(np.asfortranarray(x), k, s))
 
 
+def bad_window_calls(conv, pool):
+    """(call, message) pairs: the conv family of module ``conv`` and the max pooling of module
+    ``pool`` (a reference, numba's or CUDA's) called directly with a window past the padded
+    input, a stride of 0, a negative padding or a pooling window of 0, on a single batch and on
+    a stack. numba's had returned empty outputs (or divided by zero), the references had failed
+    inside NumPy's window view; each now says what is wrong, in one line."""
+    x, w, g, w2 = np.ones((1, 2, 3, 3)), np.ones((1, 2, 4, 4)), np.ones((1, 1, 1, 1)), \
+        np.ones((1, 2, 2, 2))
+    big = "window (4, 4) is larger than the padded input (3, 3) (padding 0)"
+    return [(lambda: conv.conv2d(x, w, 1, 0), f"conv2d: {big}"),
+            (lambda: conv.conv2d(x[None], w[None], 1, 0), f"conv2d: {big}"),
+            (lambda: conv.conv2d(x, w2, 0, 0), "conv2d: stride must be an int >= 1, got 0"),
+            (lambda: conv.conv2d(x, w2, 1, -1), "conv2d: padding must be an int >= 0, got -1"),
+            (lambda: conv.conv2d_input_grad(g, np.ones((1, 2, 6, 6)), x.shape, 1, 1),
+             "conv2d_input_grad: window (6, 6) is larger than the padded input (5, 5) "
+             "(padding 1)"),
+            (lambda: conv.conv2d_input_grad(g, w2, x.shape, 0, 0),
+             "conv2d_input_grad: stride must be an int >= 1, got 0"),
+            (lambda: conv.conv2d_weight_grad(x, g, w.shape, 1, 0), f"conv2d_weight_grad: {big}"),
+            (lambda: conv.conv2d_weight_grad(x, g, w2.shape, 1, -1),
+             "conv2d_weight_grad: padding must be an int >= 0, got -1"),
+            (lambda: pool.max_pool2d(x, 4, 1), f"max_pool2d: {big}"),
+            (lambda: pool.max_pool2d(x, 2, 0), "max_pool2d: stride must be an int >= 1, got 0"),
+            (lambda: pool.max_pool2d(x, 0, 1), "max_pool2d: kernel must be an int >= 1, got 0")]
+
+
+def check_bad_windows(conv, pool):
+    """Every call of ``bad_window_calls`` raises its one-line ValueError, word for word."""
+    for call, message in bad_window_calls(conv, pool):
+        with pytest.raises(ValueError) as err:
+            call()
+        assert str(err.value) == message
+
+
+def test_the_references_refuse_windows_that_do_not_fit():
+    check_bad_windows(conv_ref, pool_ref)
+
+
 def kernel_modules_with_examples():
     """Every module of kernels/ whose source holds a docstring example (``>>>``), by name."""
     folder = pathlib.Path(minimeta.kernels.__file__).parent

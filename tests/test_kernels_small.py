@@ -7,6 +7,7 @@ from hypothesis import given, strategies as st
 
 from minimeta import kernels as K
 from minimeta.testing import arrays
+from test_kernel_references import check_bad_windows
 from test_kernels import DTYPES, close
 
 
@@ -136,6 +137,16 @@ def test_edge_cases_where_the_kernels_had_left_their_spec():
     close(out, K.conv_ref.conv2d(xi, w, 1, 1), np.float64)
 
 
+
+def test_the_numba_kernels_refuse_windows_that_do_not_fit():
+    """As the references do, word for word (``test_kernel_references.bad_window_calls``):
+    numba's max pooling and conv had returned an empty output for a window past the padded
+    input (and conv for a negative padding), and divided by zero on stride 0."""
+    from minimeta.kernels import conv_numba, pool_numba
+
+    check_bad_windows(conv_numba, pool_numba)
+
+
 @pytest.mark.parametrize("h, w", [(2, 2), (2, 3), (3, 2), (5, 7), (7, 7), (6, 7), (7, 6),
                                   (14, 14), (28, 28), (9, 4)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -230,3 +241,56 @@ def test_batch_norm_kernels_keep_the_reference_s_infinities(dtype):
         assert np.isinf(dx_ref).any() and np.isfinite(dx_ref).any()
         tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_double_backward_keeps_the_limits_of_an_infinite_cotangent(dtype):
+    """The double backward is linear in its cotangent h = (hx, hw, hb). An infinite hw gives
+    dx = r·hw·P(g) + (finite): ±inf across the channel, the signs of the limit (hw = 1e30), as
+    PyTorch's double backward of F.batch_norm; the reference had taken r·P(u) with u = hw·g + …
+    (inf − inf: NaN for the whole channel), numba's NaN at 5 of 12. An infinite hx gives
+    dw = r·Σ hx·P(g): ±inf, the reference's and PyTorch's; numba's, from shifted sums, had been
+    NaN (an audit against PyTorch, float64)."""
+    rng = np.random.default_rng(0)
+    x, g = (rng.standard_normal((3, 2, 2, 2)).astype(dtype) for _ in range(2))
+    w, b = rng.standard_normal(2).astype(dtype), np.zeros(2, dtype)
+    hx, hw, hb = rng.standard_normal(x.shape), rng.standard_normal(2), rng.standard_normal(2)
+    row = K.TABLE["batch_norm_double_backward"]
+    n = x.size
+
+    def both(hx, hw):      # (reference, numba), each split into (dx, dw)
+        h = np.concatenate([hx.ravel(), hw, hb]).astype(dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out = row.reference(x, w, b, g, h), K.resolve(row.cpu)(x, w, b, g, h)
+        return [(o[:n].reshape(x.shape), o[n:n + 2]) for o in out]
+
+    def at(bad):           # hw[0] = bad: the two dx; hx[1, 0, 0, 1] = bad: the two dw
+        hw_bad, hx_bad = hw.copy(), hx.copy()
+        hw_bad[0], hx_bad[1, 0, 0, 1] = bad, bad
+        return [d for d, _ in both(hx, hw_bad)], [d for _, d in both(hx_bad, hw)]
+
+    (dx, dx_fast), (dw, dw_fast) = at(np.inf)
+    (limit_dx, _), (limit_dw, _) = at(1e30)             # the signs of the limits
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for got in (dx, dx_fast):
+        assert np.isinf(got[:, 0]).all() and np.isfinite(got[:, 1]).all()
+        np.testing.assert_array_equal(np.sign(got[:, 0]), np.sign(limit_dx[:, 0]))
+    np.testing.assert_allclose(dx_fast, dx, rtol=tol, atol=tol)
+    for got in (dw, dw_fast):
+        assert np.isinf(got[0]) and np.sign(got[0]) == np.sign(limit_dw[0])
+        np.testing.assert_allclose(got[1], limit_dw[1], rtol=tol)
+
+
+def test_the_batch_norm_kernels_finiteness_test_survives_their_fast_math():
+    """numba computes np.isfinite(v) as v − v == 0, which the kernels' fast-math licences
+    (``nsz`` with ``reassoc``) fold to True, even of the NaN inf − inf: ``_finite``, which
+    ``_shift`` and the backward's re-sum rely on, is an ordered compare with inf instead."""
+    from numba import njit
+    from minimeta.kernels import norm_numba
+
+    @njit(fastmath=norm_numba.FAST)
+    def finite_difference(a, b):      # a value the kernel computes, as sum_gxhat is
+        return norm_numba._finite(a - b)
+
+    assert [finite_difference(a, b) for a, b in
+            [(np.inf, np.inf), (np.nan, 1.0), (-np.inf, 1.0), (1.0, 2.0)]] == [0, 0, 0, 1]

@@ -84,6 +84,36 @@ def test_without_the_lock_a_second_writer_wrecks_the_run(tmp_path, monkeypatch):
     assert not (child.returncode == 143 and logged == list(range(1, done + 1)) and done > 9)
 
 
+def test_a_run_arriving_between_another_s_checks_and_its_lock_is_refused(tmp_path, monkeypatch,
+                                                                        capsys):
+    """Two runs started at once on one fresh --out, the second arriving just after the first
+    has checked the folder (forced: it runs from inside the first's ``open_run``, no timing).
+    The checks had run before the lock: the second passed them too and trained into the
+    folder, then the first, its checks passed on an empty folder, appended its log to the
+    second's (1, 2, 3, 1, 2, …) and replaced its checkpoint. The lock now comes first: the
+    second is refused, and the first's run is its own."""
+    from minimeta.experiments import training
+
+    out, real, second = str(tmp_path / "run"), training.open_run, []
+
+    def racing(config):
+        state = real(config)
+        if not second:      # the first run, its checks passed: the second starts now
+            second.append("started")
+            try:
+                second.append(cli.main(ARGS + ["--iterations", "3", "--out", out]))
+            except SystemExit as refused:
+                second.append(refused.code)
+        return state
+
+    monkeypatch.setattr(training, "open_run", racing)
+    assert cli.main(ARGS + ["--iterations", "5", "--out", out]) == 0
+    assert second == ["started", 2] and capsys.readouterr().err.splitlines()[0] == (
+        f"minimeta train: {out} is in use by another run (a process still training into it): "
+        "wait for it to end, or choose another --out")     # (the first's progress follows)
+    assert iterations_logged(out) == [1, 2, 3, 4, 5] and checkpoint(out)["iteration"] == 5
+
+
 def test_the_lock_is_released_however_the_holder_ends(tmp_path):
     """Held by a child that is then killed (SIGKILL: no cleanup at all), the folder is free
     again at once."""

@@ -111,6 +111,31 @@ def test_logsumexp_with_a_plus_infinity_entry_has_nan_there_and_zero_elsewhere()
     assert y == np.inf and np.isnan(d[0]) and d[1] == 0.0
 
 
+def test_batch_norm_under_an_infinite_gradient_has_pytorch_s_nans_and_infinities():
+    """The row as PyTorch's double backward of F.batch_norm gives it (float64): NaN where the
+    formulas meet inf − inf, though the limits are ±inf; an infinite second-order cotangent on
+    dw gives dx ±inf (the reference had made it NaN for the whole channel)."""
+    rng = np.random.default_rng(0)
+    x, g, hx = (rng.standard_normal((3, 2, 2, 2)) for _ in range(3))
+    w, b, hw = rng.standard_normal(2), rng.standard_normal(2), rng.standard_normal(2)
+
+    def orders(g, hw):
+        xt, wt, bt, gt = (mm.tensor(a, requires_grad=True) for a in (x, w, b, g))
+        dx, dw, _ = mm.grad(F.batch_norm(xt, wt, bt), [xt, wt, bt], grad_outputs=[gt],
+                            create_graph=True)
+        outer = (dx * mm.tensor(hx)).sum() + (dw * mm.tensor(hw)).sum()
+        return [dx.numpy()] + [d.numpy() for d in mm.grad(outer, [xt, wt, gt])]
+
+    g_bad, hw_bad = g.copy(), hw.copy()
+    g_bad[1, 0, 0, 1], hw_bad[0] = np.inf, np.inf
+    first, ddx, ddw, ddg = orders(g_bad, hw)
+    assert np.isnan(first[:, 0]).any() and not np.isfinite(first[:, 0]).any()
+    assert np.isfinite(first[:, 1]).all() and np.isfinite(ddx[:, 1]).all()
+    assert np.isnan(ddx[:, 0]).all() and np.isnan(ddw[0]) and np.isfinite(ddg).all()
+    _, ddx, _, _ = orders(g, hw_bad)
+    assert np.isinf(ddx[:, 0]).all() and np.isfinite(ddx[:, 1]).all()
+
+
 def test_a_tensor_power_at_base_zero_has_the_finite_derivatives():
     # as PyTorch; each had been NaN (0 · log 0, 0 · inf), but for the infinite one
     x = mm.tensor(np.array([0.0, 1.0, 2.0]), requires_grad=True)

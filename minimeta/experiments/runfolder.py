@@ -109,7 +109,9 @@ def checked(state, path, who):
 
 def open_run(config):
     """The checks of ``config.out`` before a run starts (``ValueError``, one line); returns
-    the checkpoint to resume from (a dict), or None for a fresh run."""
+    the checkpoint to resume from (a dict), or None for a fresh run. ``training.train`` calls
+    it holding the folder's lock (``io.folder_lock``): called before, a run started at once on
+    the same folder could pass the checks too and fill the folder in between."""
     if config.out is None:
         if config.resume:
             raise ValueError("resume: a run without a folder (out=None) has nothing to resume")

@@ -156,9 +156,15 @@ def train(config, model=None, learner=None, label="train", smooth=1, log=print,
     check has passed, before the first write: a refused run prints its one-line error only.
     """
     fits_memory(config)       # from the settings alone: before a checkpoint is read
-    state = open_run(config)  # the checks, before anything is written
     made = first_missing(config.out)   # the folders this run makes, removed if refused
-    with io.folder_lock(config.out):   # one run at a time writes a folder
+    # one run at a time writes a folder; the lock first, then the checks: checked before it,
+    # a run started at once on the same --out could pass them and fill the folder meanwhile
+    with io.folder_lock(config.out):
+        try:
+            state = open_run(config)   # the checks, before anything is written
+        except BaseException:
+            unmake(config.out, made)   # (the lock made the folder)
+            raise
         return _train(config, state, model, learner, label, smooth, log, made,
                       resume_hint, announce)
 

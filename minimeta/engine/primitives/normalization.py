@@ -37,7 +37,15 @@ def batch_norm_composite(x, weight, bias, eps=1e-5):
 
 class BatchNorm(Fused):
     """y = batch_norm(x, w, b) in training mode; x is NC or NCHW, w and b are (C,); or a stack
-    of T: x (T, N, C[, H, W]), w and b (T, C)."""
+    of T: x (T, N, C[, H, W]), w and b (T, C).
+
+    Under an infinite incoming gradient g (an overflowed loss) its derivatives hold NaN, as
+    PyTorch's: the first order at the entries of g's channel where the formula meets inf − inf
+    (±inf at the others), the second order at every dx and the dw of that channel (dg stays
+    finite). The limits are ±inf (each derivative is linear in g), but the formulas, PyTorch's
+    too, meet inf − inf on the way; an infinite cotangent of the second order on dw gives dx
+    its ±inf (``norm_ref.batch_norm_double_backward``). docs/ENGINE.md, "Special points".
+    """
 
     __slots__ = ("eps",)
     kernel, vjp_kernel = "batch_norm", "batch_norm_backward"
