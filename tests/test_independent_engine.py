@@ -11,7 +11,7 @@
 autograd is a test dependency (the ``test`` extra of ``pyproject.toml``): these tests are not
 skipped without it.
 
-Read next: ``test_meta_gradcheck.py`` (the meta-objectives against finite differences).
+Read next: ``test_random_programs.py`` (random compositions of the ops, orders 1 to 3).
 """
 import zlib
 
