@@ -16,6 +16,8 @@ image and pixel axes runs on one core).
 
 Read next: ``kernels/select_numba.py`` (the elementwise select with numba).
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -221,6 +223,16 @@ def bias_grad(g, stacked=False):
     return sums if stacked else sums[0]
 
 
+def _finite_weights(w):
+    """Whether the batch-norm weights are finite: their sum is (1–2 µs for conv4's 64, off
+    the kernels' loops; a sum that overflows sends finite weights to the reference, which is
+    right too). An infinite w makes ĝ = g·w ±inf, and the kernels, which take w out of their
+    sums (w·Σg, not Σ g·w), meet inf − inf at other entries than the reference does (±inf at
+    some dx where the reference's channel is all NaN; which ones, the fast-math licences move
+    as well): such a call goes to the reference."""
+    return math.isfinite(w.sum())
+
+
 def batch_norm(x, w, b, eps=1e-5):
     """Return (y, mean, biased variance); mean and variance are shaped like ``w`` and of x's
     dtype, as the reference's (summed in float64, they had been returned so)."""
@@ -231,6 +243,8 @@ def batch_norm(x, w, b, eps=1e-5):
 
 def batch_norm_backward(x, w, b, g, eps=1e-5):
     """Packed concat(vec(dx), vec(dw), vec(db)), written in place into one buffer."""
+    if not _finite_weights(w):
+        return norm_ref.batch_norm_backward(x, w, b, g, eps)
     x4, c = _as4(x, w), w.size
     packed = np.empty(x.size + 2 * c, dtype=x.dtype)
     shape2 = (x4.shape[0], x4.shape[2])
@@ -243,6 +257,8 @@ def batch_norm_backward(x, w, b, g, eps=1e-5):
 def batch_norm_double_backward(x, w, b, g, h, eps=1e-5):
     """Packed concat(vec(dx), vec(dw), vec(db) = 0, vec(dg)): same contract as the reference
     (``norm_ref.batch_norm_double_backward``, whose docstring derives the formulas)."""
+    if not _finite_weights(w):
+        return norm_ref.batch_norm_double_backward(x, w, b, g, h, eps)
     x4, c = _as4(x, w), w.size
     h = np.asarray(h, dtype=x.dtype)
     packed = np.zeros(2 * x.size + 2 * c, dtype=x.dtype)

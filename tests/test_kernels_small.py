@@ -294,3 +294,24 @@ def test_the_batch_norm_kernels_finiteness_test_survives_their_fast_math():
 
     assert [finite_difference(a, b) for a, b in
             [(np.inf, np.inf), (np.nan, 1.0), (-np.inf, 1.0), (1.0, 2.0)]] == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_batch_norm_gradients_under_an_infinite_weight_are_the_reference_s(dtype, bad):
+    """An infinite weight makes ĝ = g·w ±inf: the reference's mean(ĝ) meets inf − inf, NaN for
+    the whole channel; the kernels take w out of their sums (w·Σg) and had given ±inf at some
+    of its dx (numba's double backward: dx = [nan, inf, -inf] for the reference's three NaN
+    on x = [0, 1, 3], g = [1, 2, -1]), where its fast-math licences moved them too (an audit)."""
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((3, 2, 4)).astype(dtype), rng.standard_normal((3, 2, 4))
+    w, b = np.array([bad, 1.0], dtype), np.zeros(2, dtype)
+    h = rng.standard_normal(x.size + 4).astype(dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for name, args in (("batch_norm_backward", (x, w, b, g.astype(dtype))),
+                       ("batch_norm_double_backward", (x, w, b, g.astype(dtype), h))):
+        row = K.TABLE[name]
+        with np.errstate(invalid="ignore", over="ignore"):
+            want, got = row.reference(*args), K.resolve(row.cpu)(*args)
+        assert np.isnan(want[:x.size].reshape(x.shape)[:, 0]).all(), name   # the spec's NaN
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=name)
