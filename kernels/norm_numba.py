@@ -237,6 +237,8 @@ def batch_norm(x, w, b, eps=1e-5):
     """Return (y, mean, biased variance); mean and variance are shaped like ``w`` and of x's
     dtype, as the reference's (summed in float64, they had been returned so)."""
     y, mean, var = _forward(_as4(x, w), _as2(w, x, w), _as2(b, x, w), eps)
+    if not np.isfinite(var).all():     # E[d²] − E[d]² overflowed (|x| ≳ 1e154: inf − inf) or
+        return norm_ref.batch_norm(x, w, b, eps)    # x holds an inf: the spec's values, rare
     return (y.reshape(x.shape), mean.reshape(w.shape).astype(x.dtype, copy=False),
             var.reshape(w.shape).astype(x.dtype, copy=False))
 
@@ -251,7 +253,9 @@ def batch_norm_backward(x, w, b, g, eps=1e-5):
     _backward(x4, _as2(w, x, w), _as4(g.astype(x.dtype, copy=False), w), eps,
               packed[:x.size].reshape(x4.shape), packed[x.size:x.size + c].reshape(shape2),
               packed[x.size + c:].reshape(shape2))
-    return packed
+    if not np.isfinite(packed[x.size:x.size + c]).all():    # dw: the sums overflowed (NaN
+        return norm_ref.batch_norm_backward(x, w, b, g, eps)   # dx where the spec has 0), or
+    return packed                                             # x or g holds an inf: the spec
 
 
 def batch_norm_double_backward(x, w, b, g, h, eps=1e-5):

@@ -315,3 +315,19 @@ def test_batch_norm_gradients_under_an_infinite_weight_are_the_reference_s(dtype
             want, got = row.reference(*args), K.resolve(row.cpu)(*args)
         assert np.isnan(want[:x.size].reshape(x.shape)[:, 0]).all(), name   # the spec's NaN
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=name)
+
+
+def test_batch_norm_kernels_at_values_whose_squares_overflow_are_the_reference_s():
+    """|x| ≳ 1e154 in float64: the kernels' E[d²] − E[d]² is inf − inf, and they had given a
+    NaN variance where the reference's is inf (and y = b), NaN dx where its are 0 (an audit)."""
+    x = np.array([[1e200, 1.0], [0.0, 2.0], [3e199, 0.5]])
+    w, b, g = np.array([1.0, 2.0]), np.array([0.1, 0.2]), np.array([[1.0, 2], [-1, 0.5], [0.3, 0]])
+    h = np.linspace(-1, 1, x.size + 4)
+    for name, args in (("batch_norm", (x, w, b)), ("batch_norm_backward", (x, w, b, g)),
+                       ("batch_norm_double_backward", (x, w, b, g, h))):
+        row = K.TABLE[name]
+        with np.errstate(invalid="ignore", over="ignore"):
+            want, got = row.reference(*args), K.resolve(row.cpu)(*args)
+        for a, r in zip(got if name == "batch_norm" else [got], want if name == "batch_norm"
+                        else [want]):
+            np.testing.assert_allclose(a, r, rtol=1e-12, err_msg=name)
