@@ -15,11 +15,14 @@ of a tile, one matrix product over all tiles at once: M[ξ] = V[ξ] · U[ξ]ᵀ,
 - ``_tiles_in``: every input tile d → V = Bᵀ d B;
 - ``_tiles_out``: every M tile → Y = Aᵀ M A, cropped to the output.
 
-The tile transforms are numba loops over channel-last arrays (N, H, W, C). Each applies a 1-D
-transform twice, along rows, then along columns; the six 1-D transforms (Bᵀ, Aᵀ and A of both
-tile sizes) are written out in ``_line``, their zeros and ±1s skipped and shared terms computed
-once, each a vector loop over a contiguous run of numbers: a whole row of the grid, then a tile
-row's channels. The transformed tiles are stored tile by tile, (tiles, a², C), a tile's numbers
+The tile transforms are numba loops over channel-last numbers: ``_tiles_in`` copies an image of
+the NCHW input at a time onto its zero-padded tile grid (H, W, C), in cache, and ``_tiles_out``
+copies a tile row of outputs back into NCHW (done by NumPy for the whole batch, through memory,
+these copies had been a tenth of a training step). Each transform applies a 1-D transform
+twice, along rows, then along columns; the six 1-D transforms (Bᵀ, Aᵀ and A of both tile sizes)
+are written out in ``_line``, their zeros and ±1s skipped and shared terms computed once, each a
+vector loop over a contiguous run of numbers: a whole row of the grid, then a tile row's
+channels. The transformed tiles are stored tile by tile, (tiles, a², C), a tile's numbers
 together; each GEMM reads its ξ from there as a strided (tiles × C) matrix, as BLAS allows.
 
 The **weight gradient** is the same identity read backwards (each step is linear, so its
@@ -142,48 +145,64 @@ def _line(kind, s, d):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _tiles_in(xh, kind, k, r, step, th, tw, spare):
-    """Z[(b, i, j), (u, v), :] = Σ_kl L[u, k] L[v, l] xh[b, i·step + k, j·step + l, :]: every
-    k × k tile (tiles ``step`` apart) → L tile Lᵀ (r × r), over all channels, L the transform
-    numbered ``kind``. First along rows (R, a tile row's worth at once), then along columns, a
-    tile's row at a time, into the tile's (r², C) block of Z; Z has ``spare`` rows a tile
+def _tiles_in(x, pad, kind, k, r, step, th, tw, spare):
+    """Z[(b, i, j), (u, v), :] = Σ_kl L[u, k] L[v, l] xp[b, :, i·step + k, j·step + l]: every
+    k × k tile (tiles ``step`` apart) of x (N, C, H, W) zero-padded by ``pad`` (xp) → L tile Lᵀ
+    (r × r), over all channels, L the transform numbered ``kind``. An image is first copied
+    channel-last onto its zero-padded tile grid X (zeros also where tiles overhang the bottom
+    and right edges); then, a tile row at a time, along rows (R), then along columns, a tile's
+    row at a time, into the tile's (r², C) block of Z; Z has ``spare`` rows a tile
     (``_spare``), and what is returned is a view without them."""
-    n, hp, wp, c = xh.shape
-    rows = xh.reshape(n, hp, wp * c)            # a row of the grid as one run of numbers
-    Z = np.empty((n * th * tw, r * r + spare, c), dtype=xh.dtype)
-    for t in prange(n * th):                    # one tile row (image b, row i) per iteration
-        b, i = t // th, t % th
-        R = np.empty((r, wp, c), dtype=xh.dtype)
-        _line(kind, rows[b, i * step:i * step + k], R.reshape(r, wp * c))
-        for j in range(tw):                     # Z[u, v] = Σ_l L[v, l] · R[u] column j·step + l
-            for u in range(r):
-                _line(kind, R[u, j * step:j * step + k], Z[t * tw + j, u * r:u * r + r])
+    n, c, h, w = x.shape
+    hp, wp = (th - 1) * step + k, (tw - 1) * step + k      # the padded tile grid
+    Z = np.empty((n * th * tw, r * r + spare, c), dtype=x.dtype)
+    for b in prange(n):
+        # the copy, image by image, in cache: made for the whole input in memory by NumPy, the
+        # grid had taken 7% of a training step and zeroing its border 2%
+        xb = x[b].reshape(c, h * w)
+        X = np.empty((hp, wp, c), dtype=x.dtype)
+        X[:pad] = 0
+        X[pad + h:] = 0
+        X[pad:pad + h, :pad] = 0
+        X[pad:pad + h, pad + w:] = 0
+        for p in range(h * w):                  # pixel p of the image: X's row pad + p // w
+            Xp = X[pad + p // w, pad + p % w]
+            for ch in range(c):
+                Xp[ch] = xb[ch, p]
+        rows = X.reshape(hp, wp * c)            # a row of the grid as one run of numbers
+        R = np.empty((r, wp, c), dtype=x.dtype)
+        for i in range(th):
+            t = b * th + i                      # tile row i of image b
+            _line(kind, rows[i * step:i * step + k], R.reshape(r, wp * c))
+            for j in range(tw):                 # Z[u, v] = Σ_l L[v, l] · R[u] column j·step + l
+                for u in range(r):
+                    _line(kind, R[u, j * step:j * step + k], Z[t * tw + j, u * r:u * r + r])
     return Z[:, :r * r]
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _tiles_out(M, kind, m, n, th, tw, ho, wo):
-    """y[b, i·m + u, j·m + v, :] = Σ_kl A[u, k] A[v, l] M[(b, i, j), (k, l), :], channel-last,
-    cropped to ho × wo (tiles at the bottom and right edges may overhang); Aᵀ numbered
+def _tiles_out(M, kind, m, th, tw, y):
+    """y[b, :, i·m + u, j·m + v] = Σ_kl A[u, k] A[v, l] M[(b, i, j), (k, l), :], into y
+    (N, O, Ho, Wo), cropped (tiles at the bottom and right edges may overhang); Aᵀ numbered
     ``kind``, M with ``_spare`` rows a tile after its a². A tile along its rows first (S), then
-    along its columns."""
-    o = M.shape[2]
+    along its columns into a tile row of outputs (Y, channel-last), copied into y."""
+    n, o, ho, wo = y.shape
     a = m + 2
-    y = np.empty((n, ho, wo, o), dtype=M.dtype)
     for t in prange(n * th):
         b, i = t // th, t % th
         S = np.empty((m, a, o), dtype=M.dtype)
-        T = np.empty((m, o), dtype=M.dtype)
+        Y = np.empty((m, tw * m, o), dtype=M.dtype)
         for j in range(tw):
             _line(kind, M[t * tw + j, :a * a].reshape(a, a * o), S.reshape(m, a * o))
-            cols = min(m, wo - j * m)
-            for u in range(min(m, ho - i * m)):  # y = Σ_l A[v, l] S[u, l], cropped
-                if cols == m:
-                    _line(kind, S[u], y[b, i * m + u, j * m:j * m + m])
-                else:                           # a tile overhanging the right edge
-                    _line(kind, S[u], T)
-                    y[b, i * m + u, j * m:j * m + cols] = T[:cols]
-    return y
+            for u in range(m):                  # Y = Σ_l A[v, l] S[u, l]
+                _line(kind, S[u], Y[u, j * m:j * m + m])
+        yb = y[b].reshape(o, ho * wo)
+        for u in range(min(m, ho - i * m)):     # cropped to y
+            for col in range(wo):
+                p = (i * m + u) * wo + col
+                Yc = Y[u, col]
+                for ch in range(o):
+                    yb[ch, p] = Yc[ch]
 
 
 def _spare(a2, c, dtype):
@@ -201,23 +220,11 @@ def _grid(shape, padding, m):
     return ho, wo, -(-ho // m), -(-wo // m)
 
 
-def _on_grid(a, offset, hp, wp, dtype):
-    """a (N, C, H, W) made channel-last, at (offset, offset) of an (N, hp, wp, C) grid of zeros.
-    Only the border is zeroed, the inside being written next (np.zeros was a pass more)."""
-    n, c, h, w = a.shape
-    out = np.empty((n, hp, wp, c), dtype=dtype)
-    out[:, :offset] = out[:, offset + h:] = 0
-    out[:, :, :offset] = out[:, :, offset + w:] = 0
-    out[:, offset:offset + h, offset:offset + w] = a.transpose(0, 2, 3, 1)
-    return out
-
-
 def _input_tiles(x, padding, m):
-    """V (N·tiles, a², C): x made channel-last on the zero-padded tile grid, transformed."""
+    """V (N·tiles, a², C): x's tiles, zero-padded, transformed."""
     _, _, th, tw = _grid(x.shape, padding, m)
-    xh = _on_grid(x, padding, th * m + 2, tw * m + 2, x.dtype)
     spare = _spare((m + 2) ** 2, x.shape[1], x.dtype)
-    return _tiles_in(xh, LINES[m, "Bt"], m + 2, m + 2, m, th, tw, spare)
+    return _tiles_in(x, padding, LINES[m, "Bt"], m + 2, m + 2, m, th, tw, spare)
 
 
 def tile(n, ho, wo):
@@ -262,8 +269,7 @@ def conv2d(x, w, padding=1, m=None):
         V = _input_tiles(x[a:b], padding, m)                              # (P, a², C)
         M = np.empty((V.shape[0], a2 + spare, o), dtype=x.dtype)          # (P, a², O)
         np.matmul(V.transpose(1, 0, 2), Ut, out=M[:, :a2].transpose(1, 0, 2))  # a² GEMMs
-        Y = _tiles_out(M, LINES[m, "At"], m, b - a, th, tw, ho, wo)       # (n, Ho, Wo, O)
-        y[a:b] = Y.transpose(0, 3, 1, 2)
+        _tiles_out(M, LINES[m, "At"], m, th, tw, y[a:b])                  # (n, O, Ho, Wo)
 
     parallel_map(chunk, _chunks(n, a2 * th * tw * max(c, o) * x.itemsize))
     return y
@@ -273,7 +279,7 @@ def conv2d_weight_grad(x, g, padding=1, m=None):
     """gw = conv_ref.conv2d_weight_grad(x, g, (O, C, 3, 3), 1, padding), by F(m×m, 3×3); the
     chunks' products summed in runs fixed by the chunk count (``threads.ordered_sum``: the same
     bits on any number of threads)."""
-    x = np.ascontiguousarray(x)
+    x, g = np.ascontiguousarray(x), np.ascontiguousarray(g, dtype=x.dtype)
     n, c = x.shape[:2]
     o, ho, wo = g.shape[1:]
     m = m or tile(n, ho, wo)
@@ -284,8 +290,7 @@ def conv2d_weight_grad(x, g, padding=1, m=None):
     def part(bounds):  # one chunk of images
         a, b = bounds
         V = _input_tiles(x[a:b], padding, m)                              # (P, a², C)
-        gh = _on_grid(g[a:b], 0, th * m, tw * m, x.dtype)                 # gY on the tile grid
-        gM = _tiles_in(gh, LINES[m, "A"], m, m + 2, m, th, tw, spare)     # A gY Aᵀ: (P, a², O)
+        gM = _tiles_in(g[a:b], 0, LINES[m, "A"], m, m + 2, m, th, tw, spare)  # A gY Aᵀ
         return np.matmul(gM.transpose(1, 2, 0), V.transpose(1, 0, 2))    # (a², O, C)
 
     gU = ordered_sum(part, _chunks(n, a2 * th * tw * max(c, o) * x.itemsize),
