@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from functools import partial
 
 import numpy as np
 
@@ -191,6 +192,7 @@ MAX_ORDER = 4   # gradcheck --order: order 4 of every row takes minutes, each or
 
 
 def _train(args):
+    from .engine import AnomalyError
     from .experiments.config import RunConfig
     from .experiments.training import NonFiniteError, train
     from .threads import configure
@@ -203,10 +205,21 @@ def _train(args):
     except NonFiniteError as err:  # the run failed (exit 1); a refused one exits 2
         print(f"\nminimeta train: {err}" if sys.stderr.isatty() else f"minimeta train: {err}",
               file=sys.stderr)
+        _draw(config.out)
         return 1
+    except (KeyboardInterrupt, AnomalyError, MemoryError):  # stopped, its iterations saved
+        _draw(config.out)
+        raise
     _say(f"checkpoint: {os.path.join(config.out, 'checkpoint.npz')}\n"
          f"metrics: {config.out}/metrics.jsonl")
+    _draw(config.out)
     return 0
+
+
+def _draw(folder):
+    """``<folder>/curve.png``, said in one line (``experiments/curve.py``); it never raises."""
+    from .experiments.curve import plot_after_run
+    plot_after_run(folder, _say, partial(print, "minimeta train:", file=sys.stderr), message)
 
 
 def _say(*text):

@@ -101,6 +101,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("minimeta/experiments/stopping.py", "how a run stops without losing work: signals"),
     ("minimeta/experiments/evaluation.py", "the 95% interval, test episodes, fine-tuning"),
     ("minimeta/experiments/progress.py", "a progress line"),
+    ("minimeta/experiments/curve.py", "a run's learning curve: curve.png"),
     ("minimeta/experiments/sinusoid.py", "the sinusoid experiment"),
     ("minimeta/experiments/fewshot.py", "evaluating a checkpoint: minimeta eval"),
     ("minimeta/threads.py", "the process policy: threads and malloc"),

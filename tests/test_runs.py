@@ -247,7 +247,7 @@ def test_resume_cuts_the_log_to_the_checkpoint_and_removes_stale_temporaries(tmp
     assert cli.main(SINE + ["--iterations", "6", "--out", out, "--resume"]) == 0
     assert metrics(out) == [{**r, "seconds": m["seconds"], "train_seconds": m["train_seconds"]}
                             for r, m in zip(metrics(straight), metrics(out))]
-    assert sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "curve.png", "metrics.jsonl"]
     assert_same_state(checkpoint(out), checkpoint(straight))
     # a log that lacks iterations the checkpoint has done is not silently continued
     lines = open(os.path.join(out, "metrics.jsonl")).readlines()

@@ -142,7 +142,7 @@ def test_a_run_killed_four_times_ends_where_an_uninterrupted_one_does(tmp_path):
     log, reference = metrics(out), metrics(straight)
     assert [r["iteration"] for r in log] == list(range(1, 601))     # each exactly once
     assert [r["loss"] for r in log] == [r["loss"] for r in reference]
-    assert sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "curve.png", "metrics.jsonl"]
 
 
 # ----- 7. the progress line of a resumed or budgeted run tells the truth ---------------------

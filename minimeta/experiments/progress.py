@@ -4,7 +4,7 @@ Output never stops a run: a stream that has gone away (the terminal hung up, so 
 with EIO; a pipe whose reader quit) silences the line (``Progress``) or the log
 (``tolerant``) instead of raising in the middle of training.
 
-Read next: ``minimeta/experiments/sinusoid.py`` (the sinusoid experiment).
+Read next: ``minimeta/experiments/curve.py`` (a run's learning curve: curve.png).
 """
 import sys
 import time

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import io
 
-CHECKPOINT, METRICS = "checkpoint.npz", "metrics.jsonl"
+CHECKPOINT, METRICS, CURVE = "checkpoint.npz", "metrics.jsonl", "curve.png"  # curve.py draws it
 
 
 def first_missing(folder):
@@ -159,7 +159,7 @@ def prepare_folder(config, iteration, first=1):
                          "may write to") from None
     for name in os.listdir(config.out):
         stale = name.startswith(".tmp-") and name.endswith(".npz")
-        if stale or (config.overwrite and name in (CHECKPOINT, METRICS)):
+        if stale or (config.overwrite and name in (CHECKPOINT, METRICS, CURVE)):
             with contextlib.suppress(FileNotFoundError):   # gone since the listing
                 os.remove(os.path.join(config.out, name))
     if config.resume:

@@ -1,0 +1,138 @@
+"""A run's learning curve as a figure: ``plot_run(folder)`` draws ``<folder>/curve.png``.
+
+It reads the whole ``metrics.jsonl`` (a resumed run's figure starts at iteration 1, not where
+the last leg began) and the settings of ``checkpoint.npz`` (for the title). The loss of every
+iteration is drawn faint, with a moving average over it; the validation accuracy (``val_loss``
+for a regression log that has one), with its 95% interval, goes on a second axis. ``minimeta
+train`` calls it when a run ends; from Python it draws any run folder, even one still training
+(a last line not yet whole is left out). matplotlib (the ``examples`` extra) is imported only
+when drawing, as in ``sinusoid.plot_task``, but without pyplot: a ``Figure`` of its own, so a
+notebook's backend is left as it was. Without matplotlib, ``plot_run`` raises ``ImportError``.
+
+    >>> log = [{"iteration": 1, "loss": 2.0}, {"iteration": 2, "loss": 1.0}]
+    >>> data = curve_data(log, window=2)
+    >>> data.smooth.tolist(), data.val_name
+    ([2.0, 1.5], None)
+
+Read next: ``minimeta/experiments/sinusoid.py`` (the sinusoid experiment).
+"""
+import contextlib
+import json
+import os
+from collections import namedtuple
+
+import numpy as np
+
+from .. import io
+from .progress import tolerant
+from .runfolder import CHECKPOINT, CURVE, METRICS, no_log
+
+Curve = namedtuple("Curve", "iterations loss smooth window val_iterations val val_interval "
+                   "val_name title path")
+
+
+def read_metrics(folder):
+    """The records of ``folder``'s ``metrics.jsonl``; ``ValueError`` naming a line that is not a
+    JSON record (a last line without its newline, still being written, is left out)."""
+    path = os.path.join(folder, METRICS)
+    records = []
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict) or "iteration" not in record:
+                raise ValueError(f"{path}: line {number} is not a metrics record")
+            records.append(record)
+    return records
+
+
+def curve_data(records, title="", window=None):
+    """What ``plot_run`` draws from the ``records``: the arrays, as a ``Curve`` (``path``
+    None). ``smooth`` is the mean of the last ``window`` losses (fewer at the start; default
+    a tenth of the run, at most 100 iterations); a null (NaN) value is ``nan``."""
+    def column(rows, key):
+        return np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
+
+    iterations, loss = column(records, "iteration"), column(records, "loss")
+    window = window or int(np.clip(len(loss) // 10, 1, 100))
+    total = np.concatenate([[0.0], np.cumsum(loss)])
+    end = np.arange(1, len(loss) + 1)
+    start = np.maximum(end - window, 0)
+    smooth = (total[end] - total[start]) / (end - start)
+    val_name = next((k for k in ("val_accuracy", "val_loss") if any(k in r for r in records)),
+                    None)
+    validated = [r for r in records if val_name in r]
+    return Curve(iterations, loss, smooth, window, column(validated, "iteration"),
+                 column(validated, val_name), column(validated, "val_interval"), val_name,
+                 title, None)
+
+
+def run_title(folder):
+    """The figure's title, ``<learner> on <dataset>, <ways>-way <shots>-shot`` (``K = <shots>``
+    for sinusoids), as the checkpoint's settings say; the folder's name without a checkpoint."""
+    try:
+        s = io.load(os.path.join(folder, CHECKPOINT))["settings"]
+        kind = f"K = {s['shots']}" if s["dataset"] == "sinusoid" else \
+            f"{s['ways']}-way {s['shots']}-shot"
+        return f"{s['learner']} on {s['dataset']}, {kind}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return os.path.basename(os.path.abspath(folder))
+
+
+def plot_run(folder, path=None, window=None):
+    """Draw the learning curve of the run in ``folder`` into ``path`` (default
+    ``<folder>/curve.png``; written whole or not at all); returns the ``Curve`` it drew."""
+    from matplotlib.figure import Figure   # not pyplot: no backend chosen, none changed
+
+    data = curve_data(read_metrics(folder), run_title(folder), window)
+    if not len(data.loss):
+        raise ValueError(f"{os.path.join(folder, METRICS)} holds no iterations yet")
+    path = path or os.path.join(folder, CURVE)
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    ax.plot(data.iterations, data.loss, color="C0", alpha=0.3, lw=0.8, label="loss")
+    ax.plot(data.iterations, data.smooth, color="C0", lw=1.8,
+            label=f"moving average ({data.window} it.)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("meta-training loss")
+    lines = ax.get_legend_handles_labels()
+    if data.val_name is not None:   # validation on its own axis: accuracy, or a loss
+        right, name = ax.twinx(), data.val_name.replace("val_", "validation ")
+        right.errorbar(data.val_iterations, data.val, yerr=data.val_interval, color="C1",
+                       marker="o", ms=4, capsize=3, label=f"{name} (95% interval)")
+        right.set_ylabel(name)
+        more = right.get_legend_handles_labels()
+        lines = (lines[0] + more[0], lines[1] + more[1])
+    ax.legend(*lines, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8,
+              frameon=False)    # below the axes: over them, it had hidden the curves
+    ax.set_title(data.title, fontsize=10)
+    fig.tight_layout()
+    temporary = f"{path}.tmp"     # a failed or killed write leaves the old figure, if any
+    try:
+        fig.savefig(temporary, dpi=100, format="png")
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+    return data._replace(path=path)
+
+
+def plot_after_run(folder, say=print, warn=None, describe=str):
+    """``plot_run(folder)`` as a run ends (``minimeta train``), its outcome one line through
+    ``say`` (a failure through ``warn``, default ``say``, as ``describe(error)``): a figure is
+    never worth a run, so nothing here raises, not even a missing matplotlib or a full disk.
+    A folder without a checkpoint or a logged iteration (a run stopped before them) gets
+    nothing, not even a line."""
+    say, warn = tolerant(say), tolerant(warn or say)
+    if not os.path.exists(os.path.join(folder, CHECKPOINT)) or no_log(folder):
+        return
+    try:
+        say(f"curve: {plot_run(folder).path}")
+    except ImportError:
+        say("(no curve.png: matplotlib is not installed; pip install matplotlib)")
+    except Exception as err:       # whatever it is, the run is on disk and stays so
+        warn(f"no curve.png: {describe(err)}")

@@ -1,0 +1,149 @@
+"""The learning curve a run leaves, ``curve.png`` (``minimeta/experiments/curve.py``): drawn when
+``minimeta train`` ends, normally or stopped, from the whole log (a resumed run's from iteration
+1), with the validation series where the log has one; and never at the run's cost: no
+matplotlib is one hint line, a figure that cannot be written one line, both exit 0. What a
+figure shows is tested by the arrays ``plot_run`` drew (it returns them), not its pixels."""
+import errno
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from minimeta import cli
+from minimeta.experiments import curve, training
+from test_cli import REAL
+from test_runs import SINE, checkpoint, metrics
+
+HINT = "(no curve.png: matplotlib is not installed; pip install matplotlib)"
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The ``Curve`` of every figure drawn in the test, in order."""
+    pytest.importorskip("matplotlib")
+    figures, plot_run = [], curve.plot_run
+
+    def spy(*args, **kwargs):
+        figures.append(plot_run(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(curve, "plot_run", spy)
+    return figures
+
+
+def said_curve(out, capsys):
+    """The line ``minimeta train`` said last, checked to name ``out``'s figure, a whole PNG."""
+    path = os.path.join(out, "curve.png")
+    assert capsys.readouterr().out.splitlines()[-1] == f"curve: {path}"
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not os.path.exists(path + ".tmp")
+
+
+def test_a_run_and_then_its_resumed_run_draw_every_iteration_from_1(tmp_path, capsys, drawn):
+    out = str(tmp_path / "run")
+    assert cli.main(SINE + ["--iterations", "4", "--out", out]) == 0
+    said_curve(out, capsys)
+    assert drawn[-1].iterations.tolist() == [1, 2, 3, 4]
+    assert cli.main(SINE + ["--iterations", "7", "--out", out, "--resume"]) == 0
+    said_curve(out, capsys)
+    (_, data), log = drawn, metrics(out)
+    assert data.iterations.tolist() == list(range(1, 8))    # not only the last leg's 5..7
+    np.testing.assert_array_equal(data.loss, [r["loss"] for r in log])
+    assert data.smooth[0] == data.loss[0] and np.isclose(data.smooth[-1],
+                                                          data.loss[-data.window:].mean())
+    assert data.val_name is None and data.title == "maml on sinusoid, K = 5"
+
+
+@pytest.mark.skipif(not REAL, reason="Omniglot not found in MINIMETA_DATA_DIR")
+def test_a_validated_run_s_figure_has_its_validation_series(tmp_path, capsys, drawn,
+                                                             monkeypatch):
+    monkeypatch.setenv("MINIMETA_CACHE_DIR", str(tmp_path / "cache"))
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "--learner", "protonet", "--ways", "5", "--shots", "1",
+                     "--queries", "1", "--iterations", "3", "--validate-every", "2",
+                     "--val-episodes", "2", "--out", out]) == 0
+    said_curve(out, capsys)
+    (data,) = drawn
+    assert data.val_name == "val_accuracy" and data.title == "protonet on omniglot, 5-way 1-shot"
+    assert data.val_iterations.tolist() == [2, 3]          # every 2, and the last iteration
+    assert data.val.tolist() == [r["val_accuracy"] for r in metrics(out)[1:]]
+    assert data.val_interval.tolist() == [r["val_interval"] for r in metrics(out)[1:]]
+
+
+def test_plot_run_draws_any_run_folder_and_names_a_bad_line(tmp_path):
+    """From Python, on a folder of any log: a regression's ``val_loss``, a failed validation
+    (null), a last line still being written (left out); a line that is no record is named."""
+    pytest.importorskip("matplotlib")
+    records = [{"iteration": 1, "loss": 3.0}, {"iteration": 2, "loss": 1.0, "val_loss": 0.5},
+               {"iteration": 3, "loss": 2.0, "val_loss": None}]
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"iteration": 4, "lo')
+    data = curve.plot_run(str(tmp_path), str(tmp_path / "mine.png"), window=2)
+    assert data.path == str(tmp_path / "mine.png") and os.path.getsize(data.path) > 0
+    assert data.iterations.tolist() == [1, 2, 3] and data.smooth.tolist() == [3.0, 2.0, 1.5]
+    assert data.val_name == "val_loss" and data.val_iterations.tolist() == [2, 3]
+    assert data.val[0] == 0.5 and np.isnan(data.val[1]) and data.title == tmp_path.name
+    log.write_text(json.dumps(records[0]) + "\n[1, 2]\n")
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not a metrics record"):
+        curve.plot_run(str(tmp_path))
+
+
+def test_without_matplotlib_a_run_says_so_in_one_line_and_exits_0(tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)    # `import matplotlib` fails
+    out = str(tmp_path / "run")
+    assert cli.main(SINE + ["--iterations", "2", "--out", out]) == 0
+    said = capsys.readouterr()
+    assert said.out.splitlines()[-1] == HINT and (said.out + said.err).count("curve") == 1
+    assert not os.path.exists(os.path.join(out, "curve.png"))
+    assert checkpoint(out)["iteration"] == 2
+
+
+def test_a_figure_that_cannot_be_written_is_one_line_and_the_run_stands(tmp_path, capsys,
+                                                                      monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib.figure")
+
+    def full_disk(self, path, **_):
+        with open(path, "wb") as f:
+            f.write(b"\x89PNG, cut short")
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(matplotlib.Figure, "savefig", full_disk)
+    out = str(tmp_path / "run")
+    assert cli.main(SINE + ["--iterations", "3", "--out", out]) == 0
+    said = capsys.readouterr()
+    (line,) = [t for t in (said.out + said.err).splitlines() if "curve" in t]
+    assert line.startswith("minimeta train: no curve.png: ") and line in said.err
+    assert line.endswith("No space left on device: free some space")
+    assert said.out.splitlines()[-1] == f"metrics: {out}/metrics.jsonl"
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]    # no partial file
+    assert checkpoint(out)["iteration"] == 3 and len(metrics(out)) == 3
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")
+def test_a_run_stopped_by_a_nan_or_ctrl_c_draws_what_it_saved(tmp_path, capsys, drawn,
+                                                              monkeypatch):
+    out = str(tmp_path / "nan")
+    assert cli.main(SINE + ["--iterations", "40", "--outer-lr", "10", "--out", out]) == 1
+    said_curve(out, capsys)                                 # diverges at iteration 2
+    assert drawn[-1].iterations.tolist() == [1, 2] and np.isnan(drawn[-1].loss[1])
+    batches = training.batches
+
+    def ctrl_c_at_4(config, start=0):       # Ctrl-C as the 4th iteration draws its tasks
+        batch = batches(config, start)
+
+        def drawing(it):
+            if it == 3:
+                raise KeyboardInterrupt
+            return batch(it)
+        return drawing
+
+    monkeypatch.setattr(training, "batches", ctrl_c_at_4)
+    out = str(tmp_path / "stopped")
+    assert cli.main(SINE + ["--iterations", "6", "--out", out]) == 130
+    said_curve(out, capsys)
+    assert drawn[-1].iterations.tolist() == [1, 2, 3] and checkpoint(out)["iteration"] == 3
