@@ -195,7 +195,7 @@ def _train(args):
     from .engine import AnomalyError
     from .experiments.config import RunConfig
     from .experiments.training import NonFiniteError, train
-    from .threads import configure
+    from .threads import configure, release
 
     config = RunConfig.from_args(args)
     configure(threads=config.threads)
@@ -207,7 +207,8 @@ def _train(args):
               file=sys.stderr)
         _draw(config.out)
         return 1
-    except (KeyboardInterrupt, AnomalyError, MemoryError):  # stopped, its iterations saved
+    except (KeyboardInterrupt, AnomalyError, MemoryError) as err:  # stopped, iterations saved
+        release(err)      # the run's arrays (its frames' locals) freed for the figure
         _draw(config.out)
         raise
     _say(f"checkpoint: {os.path.join(config.out, 'checkpoint.npz')}\n"

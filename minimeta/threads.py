@@ -49,7 +49,8 @@ And a ceiling: a run too large for the machine had grown until the kernel's OOM 
 (exit 137, no word said). Inside ``memory_ceiling()`` (the command line's computing commands run
 there) the process's private memory may grow by no more than nine tenths of the memory
 available, so the allocation that would pass it fails: a ``MemoryError``, which the command line
-reports in one line, training after saving its whole iterations.
+reports in one line, training after saving its whole iterations (and ``release``, clearing
+the frames its traceback holds, frees the run's arrays for what comes after: the curve).
 
 ``configure()`` applies these policies process-wide; the command line (``--threads N``) and
 the examples call it. The benchmarks set their threads themselves and apply the pieces they
@@ -219,3 +220,18 @@ def memory_ceiling(status="/proc/self/status"):
         yield ceiling
     finally:
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+def release(err):
+    """Clear the locals of the frames ``err``, and the errors that led to it, passed through:
+    its traceback holds them, and with them the arrays of the work it stopped (a run's model,
+    tasks and graph), which what runs next had found still taking the memory (``minimeta
+    train`` drawing its curve after a ``MemoryError``). The frames still running keep theirs;
+    a traceback printed later still names every line."""
+    import traceback
+
+    seen = set()
+    while err is not None and id(err) not in seen:    # (a chain may loop: raise a from b)
+        seen.add(id(err))
+        traceback.clear_frames(err.__traceback__)
+        err = err.__cause__ or err.__context__

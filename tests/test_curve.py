@@ -4,15 +4,18 @@
 matplotlib is one hint line, a figure that cannot be written one line, both exit 0. What a
 figure shows is tested by the arrays ``plot_run`` drew (it returns them), not its pixels."""
 import errno
+import gc
 import json
 import os
 import sys
+import weakref
 
 import numpy as np
 import pytest
 
 from minimeta import cli
 from minimeta.experiments import curve, training
+from minimeta.learners.stacked import StackedTasks
 from test_cli import REAL
 from test_runs import SINE, checkpoint, metrics
 
@@ -147,3 +150,44 @@ def test_a_run_stopped_by_a_nan_or_ctrl_c_draws_what_it_saved(tmp_path, capsys, 
     assert cli.main(SINE + ["--iterations", "6", "--out", out]) == 130
     said_curve(out, capsys)
     assert drawn[-1].iterations.tolist() == [1, 2, 3] and checkpoint(out)["iteration"] == 3
+
+
+def test_a_null_loss_blanks_only_the_moving_averages_whose_window_holds_it():
+    records = [{"iteration": i, "loss": None if i == 3 else float(i)} for i in range(1, 9)]
+    data = curve.curve_data(records, window=2)
+    np.testing.assert_array_equal(data.smooth, [1, 1.5, np.nan, np.nan, 4.5, 5.5, 6.5, 7.5])
+
+
+def test_a_memory_stop_frees_the_run_s_arrays_before_drawing(tmp_path, monkeypatch):
+    """The traceback of a ``MemoryError`` holds the frames it passed, and their locals the
+    model and the tasks: drawn with them alive, the figure had met the memory still full."""
+    learners, alive = [], []
+    step = StackedTasks.outer_step
+
+    def short_of_memory(self, tasks):     # the third meta-iteration runs out of memory
+        learners.append(weakref.ref(self))
+        if len(learners) == 3:
+            raise MemoryError("Unable to allocate 14.9 GiB for an array")
+        return step(self, tasks)
+
+    def plot_after_run(folder, *args):
+        gc.collect()
+        alive.append(learners[-1]() is not None)
+
+    monkeypatch.setattr(StackedTasks, "outer_step", short_of_memory)
+    monkeypatch.setattr(curve, "plot_after_run", plot_after_run)
+    with pytest.raises(SystemExit):
+        cli.main(SINE + ["--iterations", "5", "--out", str(tmp_path / "run")])
+    assert alive == [False]
+
+
+def test_a_figure_left_half_written_by_a_killed_drawing_is_removed_by_the_next_run(
+        tmp_path, monkeypatch):
+    """A SIGTERM while the figure is written (training's handlers are gone by then) leaves
+    ``curve.png.tmp``; the next run on the folder removes it, as it does a checkpoint's."""
+    out = str(tmp_path / "run")
+    monkeypatch.setattr(curve, "plot_after_run", lambda *args: None)   # no drawing here
+    assert cli.main(SINE + ["--iterations", "2", "--out", out]) == 0
+    open(os.path.join(out, "curve.png.tmp"), "wb").close()
+    assert cli.main(SINE + ["--iterations", "3", "--out", out, "--resume"]) == 0
+    assert not os.path.exists(os.path.join(out, "curve.png.tmp"))

@@ -1,13 +1,14 @@
 """A run's learning curve as a figure: ``plot_run(folder)`` draws ``<folder>/curve.png``.
 
-It reads the whole ``metrics.jsonl`` (a resumed run's figure starts at iteration 1, not where
-the last leg began) and the settings of ``checkpoint.npz`` (for the title). The loss of every
-iteration is drawn faint, with a moving average over it; the validation accuracy (``val_loss``
-for a regression log that has one), with its 95% interval, goes on a second axis. ``minimeta
-train`` calls it when a run ends; from Python it draws any run folder, even one still training
-(a last line not yet whole is left out). matplotlib (the ``examples`` extra) is imported only
-when drawing, as in ``sinusoid.plot_task``, but without pyplot: a ``Figure`` of its own, so a
-notebook's backend is left as it was. Without matplotlib, ``plot_run`` raises ``ImportError``.
+It reads the whole ``metrics.jsonl`` (a resumed run's figure starts where the log does,
+iteration 1 unless the log was set aside, not where the last leg began) and the settings of
+``checkpoint.npz`` (for the title). The loss of every iteration is drawn faint, with a moving
+average over it; the validation accuracy (``val_loss`` for a regression log that has one), with
+its 95% interval, goes on a second axis. ``minimeta train`` calls it when a run ends; from
+Python it draws any run folder, even one still training (a last line not yet whole is left out).
+matplotlib (the ``examples`` and ``test`` extras) is imported only when drawing, as in
+``sinusoid.plot_task``, but without pyplot: a ``Figure`` of its own, so a notebook's backend is
+left as it was. Without matplotlib, ``plot_run`` raises ``ImportError``.
 
     >>> log = [{"iteration": 1, "loss": 2.0}, {"iteration": 2, "loss": 1.0}]
     >>> data = curve_data(log, window=2)
@@ -53,16 +54,21 @@ def read_metrics(folder):
 def curve_data(records, title="", window=None):
     """What ``plot_run`` draws from the ``records``: the arrays, as a ``Curve`` (``path``
     None). ``smooth`` is the mean of the last ``window`` losses (fewer at the start; default
-    a tenth of the run, at most 100 iterations); a null (NaN) value is ``nan``."""
+    a tenth of the run, at most 100 iterations); a null (NaN) value is ``nan``, and so is the
+    mean of a window holding one, but not of the windows after it (a running sum through it
+    had made every later mean NaN)."""
     def column(rows, key):
         return np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
 
     iterations, loss = column(records, "iteration"), column(records, "loss")
     window = window or int(np.clip(len(loss) // 10, 1, 100))
-    total = np.concatenate([[0.0], np.cumsum(loss)])
+    bad = ~np.isfinite(loss)
+    total = np.concatenate([[0.0], np.cumsum(np.where(bad, 0.0, loss))])
+    nans = np.concatenate([[0], np.cumsum(bad)])
     end = np.arange(1, len(loss) + 1)
     start = np.maximum(end - window, 0)
-    smooth = (total[end] - total[start]) / (end - start)
+    smooth = np.where(nans[end] > nans[start], np.nan,
+                      (total[end] - total[start]) / (end - start))
     val_name = next((k for k in ("val_accuracy", "val_loss") if any(k in r for r in records)),
                     None)
     validated = [r for r in records if val_name in r]

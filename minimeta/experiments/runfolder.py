@@ -158,7 +158,7 @@ def prepare_folder(config, iteration, first=1):
         raise ValueError(f"--out {config.out} cannot be written ({err.strerror}): a folder you "
                          "may write to") from None
     for name in os.listdir(config.out):
-        stale = name.startswith(".tmp-") and name.endswith(".npz")
+        stale = (name.startswith(".tmp-") and name.endswith(".npz")) or name == CURVE + ".tmp"
         if stale or (config.overwrite and name in (CHECKPOINT, METRICS, CURVE)):
             with contextlib.suppress(FileNotFoundError):   # gone since the listing
                 os.remove(os.path.join(config.out, name))
