@@ -14,6 +14,7 @@ import json
 import os
 
 from minimeta.experiments.config import FLAGS, OMNIGLOT_ONLY, RunConfig, flag
+from minimeta.experiments.curve import read_metrics
 
 # Paper anchors, % (5-way 1-shot, 5-way 5-shot, 20-way 1-shot, 20-way 5-shot).
 PAPER = {
@@ -120,7 +121,7 @@ def plot_curves(runs, path, smooth=50):
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharey=True,
                              squeeze=False)
     for ax, (name, folder) in zip(axes.flat, runs.items()):
-        records = [json.loads(line) for line in open(os.path.join(folder, "metrics.jsonl"))]
+        records = read_metrics(folder)
         it = np.array([r["iteration"] for r in records])
         acc = np.array([r.get("accuracy", np.nan) for r in records])
         k = max(1, min(smooth, len(acc) // 5))   # a short run keeps some points to draw

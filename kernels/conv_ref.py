@@ -55,6 +55,13 @@ def out_size(size, k, stride, padding):
     return (size + 2 * padding - k) // stride + 1
 
 
+def check_int(name, what, value, least):
+    """A one-line ValueError naming kernel ``name`` unless ``value`` is an int >= ``least``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < least:
+        raise ValueError(f"{name}: {what} must be an int >= {least}, got {value!r}")
+
+
 def check_window(name, sides, window, stride, padding=0):
     """A one-line ValueError naming kernel ``name`` unless ``stride`` >= 1, ``padding`` >= 0
     and the ``window`` (kh, kw) fits in the ``sides`` (h, w) zero-padded by ``padding``: every
@@ -67,12 +74,8 @@ def check_window(name, sides, window, stride, padding=0):
     Traceback (most recent call last):
     ValueError: conv2d: window (4, 4) is larger than the padded input (3, 3) (padding 0)
     """
-    if isinstance(stride, (bool, np.bool_)) or not isinstance(stride, (int, np.integer)) \
-            or stride < 1:
-        raise ValueError(f"{name}: stride must be an int >= 1, got {stride!r}")
-    if isinstance(padding, (bool, np.bool_)) or not isinstance(padding, (int, np.integer)) \
-            or padding < 0:
-        raise ValueError(f"{name}: padding must be an int >= 0, got {padding!r}")
+    check_int(name, "stride", stride, 1)
+    check_int(name, "padding", padding, 0)
     window = tuple(int(k) for k in window)
     padded = tuple(int(s) + 2 * padding for s in sides)
     if any(k > p for k, p in zip(window, padded)):

@@ -6,7 +6,9 @@ pass writes y, with d = x − K, K the channel's first value (0 if not finite: `
 variance as E[d²] − E[d]² is then free of the cancellation E[x²] − E[x]² suffers where |mean| ≫
 std (float32 activations at mean 10⁴ and std 1 lost every digit; a constant channel had variance
 1e-3, not 0), every product in float64. Backward: one pass gathers Σd, Σd², Σg, Σg·d, one pass
-writes dx (and, where an inf in g made Σg·x̂ inf − inf, one more sums it as the spec). Double
+writes dx. Where a channel's C values are not finite (an infinite weight in; a variance or dw
+out: an inf in x or g, or sums overflowed) the call is the reference's, whose formulas give the
+spec's infinities and NaN where these, shifted and with w taken out of the sums, do not. Double
 backward (the VJP of the backward, which second-order MAML runs through every batch norm): one
 pass gathers seven sums, one writes dx and dg, where the NumPy reference makes some twenty
 array passes. The composite (about 9 full-size temporaries forward and 15 backward) is what
@@ -96,12 +98,7 @@ def _backward(x, w, g, eps, dx, dw, db):
         md = sx / count
         mu = shift0 + md
         rstd = 1.0 / np.sqrt(max(sx2 / count - md * md, 0.0) + eps)
-        sum_gxhat = (sgx - md * sg) * rstd          # Σ g·x̂
-        if not _finite(sum_gxhat):      # an inf in g makes inf − inf of it: summed as the
-            sum_gxhat = 0.0             # reference sums it (±inf there, NaN only where x = μ)
-            for i in range(n):
-                for k in range(m):
-                    sum_gxhat += g[t, i, ch, k] * ((x[t, i, ch, k] - mu) * rstd)
+        sum_gxhat = (sgx - md * sg) * rstd          # Σ g·x̂ (not finite: the caller's spec)
         mean_gh = w[t, ch] * sg / count             # mean(ĝ)
         mean_ghx = w[t, ch] * sum_gxhat / count     # mean(ĝ·x̂)
         a = w[t, ch] * rstd

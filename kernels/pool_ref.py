@@ -10,15 +10,13 @@ Read next: ``kernels/attention_ref.py`` (cosine attention in NumPy: the spec).
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .conv_ref import check_window
+from .conv_ref import check_int, check_window
 
 
 def check_pool(name, x, kernel, stride):
     """Every pooling kernel's check of its arguments (``conv_ref.check_window``, no padding),
     with a window of at least 1: a 0 had made numba's kernel read past the image."""
-    if isinstance(kernel, (bool, np.bool_)) or not isinstance(kernel, (int, np.integer)) \
-            or kernel < 1:
-        raise ValueError(f"{name}: kernel must be an int >= 1, got {kernel!r}")
+    check_int(name, "kernel", kernel, 1)
     check_window(name, x.shape[-2:], (kernel, kernel), stride)
 
 

@@ -284,7 +284,7 @@ def test_batch_norm_double_backward_keeps_the_limits_of_an_infinite_cotangent(dt
 def test_the_batch_norm_kernels_finiteness_test_survives_their_fast_math():
     """numba computes np.isfinite(v) as v − v == 0, which the kernels' fast-math licences
     (``nsz`` with ``reassoc``) fold to True, even of the NaN inf − inf: ``_finite``, which
-    ``_shift`` and the backward's re-sum rely on, is an ordered compare with inf instead."""
+    ``_shift`` relies on, is an ordered compare with inf instead."""
     from numba import njit
     from minimeta.kernels import norm_numba
 
