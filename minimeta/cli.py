@@ -275,7 +275,7 @@ def build_parser():
                        help="check orders 1..N for every row, N at most 4 (default: each "
                        "row's own)")
     check.set_defaults(run=_gradcheck)
-    train = sub.add_parser("train", help="meta-train a learner (checkpoints, --resume)")
+    train = sub.add_parser("train", help="meta-train a learner (checkpoints, curve.png, --resume)")
     add_arguments(train)  # one option per field of RunConfig, which holds the defaults
     train.set_defaults(run=_train)
     ev = sub.add_parser("eval", help="evaluate a checkpoint on test episodes")

@@ -237,8 +237,25 @@ def test_the_eta_under_a_budget_counts_the_budget_s_own_clock(monkeypatch):
     monkeypatch.setattr(progress, "time", Clock())          # 31 s of wall time a reading
     out = text_io.StringIO()
     bar = progress.Progress(10 ** 6, "train", stream=out, budget=100.0, spent=lambda: 40.0)
+    bar.update(0)                                   # the first line: that iteration's time
+    bar.update(1)
+    line = out.getvalue().splitlines()[1]
+    assert line.split("  ")[2] == "eta 60s", out.getvalue()   # not 100 − 62 = 38
+
+
+def test_a_slow_first_iteration_is_shown_as_its_time_not_extrapolated(monkeypatch):
+    # a first iteration slower than the line's period (numba compiling) was turned into a rate:
+    # "train 1/6  0.0 it/s  eta 159s" for a run whose other iterations took 0.5 s
+    import io as text_io
+
+    from minimeta.experiments import progress
+    monkeypatch.setattr(progress, "time", Clock())          # 31 s a reading: never early
+    out = text_io.StringIO()
+    bar = progress.Progress(6, "train", stream=out)
     bar.update(0)
-    assert out.getvalue().split("  ")[2] == "eta 60s", out.getvalue()   # not 100 − 31 = 69
+    assert out.getvalue().startswith("train 1/6  first 31.00 s  "), out.getvalue()
+    bar.update(1)
+    assert " it/s  eta " in out.getvalue().splitlines()[1]
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(

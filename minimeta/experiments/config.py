@@ -128,7 +128,7 @@ class RunConfig:
     resume: bool = option(False, bool, "continue the run in --out from its checkpoint (its "
                           "settings fixed, --iterations at least its iteration)")
     overwrite: bool = option(False, bool, "start afresh in an --out that holds a run, deleting "
-                             "its checkpoint and metrics")
+                             "its checkpoint, metrics and curve")
     device: str = option("cpu", str, "cuda: CuPy arrays and the numba.cuda kernels (pip "
                          "install 'minimeta[gpu-cuda12]' or 'minimeta[gpu-cuda13]')",
                          choices=("cpu", "cuda"))

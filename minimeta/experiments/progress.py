@@ -45,6 +45,7 @@ class Progress:
         early = now - self.last < self.every and i + 1 < self.total   # before its time
         if self.stream is None or (early and self.shown):
             return
+        first_line = not self.shown and i + 1 < self.total
         self.last, self.shown = now, True
         rate = max(i + 1 - self.first, 0) / max(now - self.start, 1e-9)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
@@ -53,9 +54,10 @@ class Progress:
         if self.budget is not None and self.budget - spent < eta:
             eta, total = max(0.0, self.budget - spent), ""  # time ends it first
         end = "\n" if i + 1 >= self.total or not self.stream.isatty() else "\r"
-        # the first line, printed early: its iterations' time, not yet a rate to extrapolate
-        # (numba's compile or cache load is in it: an eta from it had been 3× too long)
-        pace = f"first {now - self.start:.2f} s" if early else \
+        # the first line: its iteration's time, not yet a rate to extrapolate (numba's compile
+        # or cache load is in it: an eta from it had been 3× too long; slower than ``every``
+        # it had still been extrapolated, 160 s shown for a run of 3 s)
+        pace = f"first {now - self.start:.2f} s" if first_line else \
             f"{rate:.1f} it/s  eta {eta:.0f}s"
         try:
             self.stream.write(f"{self.label} {i + 1}{total}  {pace}  {shown}{end}")
