@@ -14,7 +14,7 @@ import json
 import os
 
 from minimeta.experiments.config import FLAGS, OMNIGLOT_ONLY, RunConfig, flag
-from minimeta.experiments.curve import read_metrics
+from minimeta.experiments.curve import iter_metrics
 
 # Paper anchors, % (5-way 1-shot, 5-way 5-shot, 20-way 1-shot, 20-way 5-shot).
 PAPER = {
@@ -121,15 +121,17 @@ def plot_curves(runs, path, smooth=50):
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharey=True,
                              squeeze=False)
     for ax, (name, folder) in zip(axes.flat, runs.items()):
-        records = read_metrics(folder)
-        it = np.array([r["iteration"] for r in records])
-        acc = np.array([r.get("accuracy", np.nan) for r in records])
+        it, acc, val = [], [], []     # one pass over the log, keeping only what is drawn
+        for r in iter_metrics(folder):
+            it.append(r["iteration"])
+            acc.append(r.get("accuracy", np.nan))
+            if r.get("val_accuracy") is not None:
+                val.append((r["iteration"], r["val_accuracy"]))
+        it, acc = np.array(it), np.array(acc)
         k = max(1, min(smooth, len(acc) // 5))   # a short run keeps some points to draw
         mean = np.convolve(acc, np.ones(k) / k, "valid")
         ax.plot(it[k - 1:], mean, ".-" if len(mean) < 30 else "-", lw=1, color="C0",
                 label="training (running mean)")
-        val = [(r["iteration"], r["val_accuracy"]) for r in records
-               if r.get("val_accuracy") is not None]
         if val:
             ax.plot(*zip(*val), "o--", color="C1", label="validation")
         ax.set_title(f"{name}\n(training: mean of {k} iteration{'s' * (k != 1)})",

@@ -230,8 +230,8 @@ def _say(*text):
     try:
         print(*text, flush=True)
     except OSError:
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError), open(os.devnull, "wb") as null:  # (its fd closed)
+            os.dup2(null.fileno(), sys.stdout.fileno())
 
 
 def _eval(args):

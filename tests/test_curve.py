@@ -158,6 +158,37 @@ def test_a_null_loss_blanks_only_the_moving_averages_whose_window_holds_it():
     np.testing.assert_array_equal(data.smooth, [1, 1.5, np.nan, np.nan, 4.5, 5.5, 6.5, 7.5])
 
 
+def test_a_long_log_is_read_keeping_only_the_numbers_drawn(tmp_path, monkeypatch):
+    """``plot_run`` had read the log into a list of every record (200 000 lines: 150 MB, ~680
+    bytes a line); now only its columns drawn stay (~80 bytes a line, measured up to the
+    drawing). A line as ``json.loads`` takes it but not as the log writes it still counts."""
+    pytest.importorskip("matplotlib")
+    import tracemalloc
+
+    class Drawing(Exception):
+        pass
+
+    def figure(*args, **kwargs):
+        raise Drawing
+    lines = 20000
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.write(' {"iteration": 1, "loss": 2.0}  \r\n')
+        for i in range(2, lines + 1):
+            f.write(json.dumps({"iteration": i, "seconds": 0.05 * i, "train_seconds": 0.04 * i,
+                                "loss": 1 / i, "accuracy": 0.5}) + "\n")
+    monkeypatch.setattr("matplotlib.figure.Figure", figure)   # the drawing is not measured
+    tracemalloc.start()
+    try:
+        with pytest.raises(Drawing):
+            curve.plot_run(str(tmp_path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * lines
+    data = curve.curve_data(curve.iter_metrics(str(tmp_path)))
+    assert data.iterations.tolist() == list(range(1, lines + 1)) and data.loss[0] == 2.0
+
+
 def test_a_memory_stop_frees_the_run_s_arrays_before_drawing(tmp_path, monkeypatch):
     """The traceback of a ``MemoryError`` holds the frames it passed, and their locals the
     model and the tasks: drawn with them alive, the figure had met the memory still full."""

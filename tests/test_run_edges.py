@@ -6,7 +6,8 @@ the code before its fix:
   the save, and an empty log without a checkpoint (what a SIGKILL there leaves) is no run;
 - ``--resume`` on a checkpoint of minimeta's format that is not a run's had raised KeyError;
 - a finished run, or an evaluation with ``--report``, whose stdout had gone (``| head``,
-  ``/dev/full``) exited 2, eval dropping its report line;
+  ``/dev/full``) exited 2, eval dropping its report line; sending such a stdout to
+  ``os.devnull`` then left a descriptor open each time (2026-12-04);
 - ``eval --report`` into a run's own log broke its ``--resume``; into a ``.npz``, a checkpoint;
 - the demo replaced a user's run made in its folder while its sinusoid part ran.
 
@@ -118,6 +119,28 @@ def test_a_finished_run_or_a_reported_evaluation_with_stdout_gone_exits_0(tmp_pa
     done = minimeta("eval", "--checkpoint", os.path.join(out, "checkpoint.npz"), "--episodes",
                     "2")      # no report: the result was lost, and that is an error
     assert done.returncode == 2 and "No space left on device" in done.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_a_stdout_gone_away_leaves_no_file_descriptor_open(tmp_path, monkeypatch):
+    """``cli._say`` sends a stdout that failed to ``os.devnull``; the descriptor it opened for
+    that had stayed open, one more each time (a process calling ``main`` again and again)."""
+    class Gone(types.SimpleNamespace):       # a stdout without a descriptor (pytest's capture)
+        def write(self, text):
+            raise OSError(32, "Broken pipe")
+
+        def fileno(self):
+            raise OSError(9, "no descriptor")
+
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with open("/dev/full" if os.path.exists("/dev/full") else tmp_path / "f", "w") as out:
+            monkeypatch.setattr(sys, "stdout", out)
+            cli._say("checkpoint: here")
+        monkeypatch.setattr(sys, "stdout", Gone())
+        cli._say("checkpoint: here")
+    monkeypatch.undo()
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 def test_eval_refuses_a_report_into_a_run_s_files(tmp_path, capsys):

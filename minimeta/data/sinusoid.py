@@ -2,7 +2,8 @@
 
 A task is y = A·sin(x − φ) with amplitude A ~ U[0.1, 5], phase φ ~ U[0, π], inputs x ~ U[−5, 5].
 ``sample`` draws a batch of tasks, each a tuple (x_support, y_support, x_query, y_query) of
-float32 arrays shaped (K, 1), seeded and reproducible.
+float32 arrays shaped (K, 1), seeded and reproducible; ``skip`` moves the stream past calls of
+it without drawing them (a resumed run's).
 
     >>> tasks = SinusoidTasks(seed=0).sample(2, shots=5, queries=10)
     >>> [a.shape for a in tasks[0]]
@@ -47,3 +48,19 @@ class SinusoidTasks:
         amps, phases = self.sample_functions(n_tasks)
         return [self.points(a, p, shots) + self.points(a, p, queries)
                 for a, p in zip(amps, phases)]
+
+    def skip(self, times, n_tasks, shots, queries=None):
+        """Move the stream past ``times`` calls of ``sample(n_tasks, shots, queries)`` without
+        drawing them (a resumed run's; replaying them had taken 6 s at MAML's iteration 20 000).
+        Each call takes one 64-bit draw per number, ``n_tasks`` · (2 + ``shots`` + ``queries``),
+        which PCG64 (``default_rng``'s) skips in O(log n); another generator replays them."""
+        who = "SinusoidTasks.skip"
+        times, n_tasks = count(who, "times", times, 0), count(who, "n_tasks", n_tasks, 1)
+        shots = count(who, "shots", shots, 1)
+        queries = shots if queries is None else count(who, "queries", queries, 0)
+        bits = self.rng.bit_generator
+        if isinstance(bits, np.random.PCG64) and not bits.state["has_uint32"]:
+            bits.advance(times * n_tasks * (2 + shots + queries))
+            return
+        for _ in range(times):
+            self.sample(n_tasks, shots, queries)

@@ -27,8 +27,8 @@ With ``config.out`` set, the run's folder holds the run, and its files agree:
   validated, so a run extended by ``--resume`` keeps that line's validation fields.
 - The random state: the episodes of iteration i are drawn from a generator seeded with
   (seed, i), and nothing else is random while training, so the settings and the iteration are
-  the whole of it; the sinusoid experiment's single task stream (``stream_seed``) is replayed
-  up to the iteration it resumes at. One exception to "bit for bit": numba's parallel
+  the whole of it; the sinusoid experiment's single task stream (``stream_seed``) skips the
+  iterations done (``SinusoidTasks.skip``). One exception to "bit for bit": numba's parallel
   kernels are built with fastmath, and code it has just compiled may sum in another order
   than the same code loaded from its cache (numba issue 10617), so the first process after
   the kernels were compiled can differ from later ones in the last bit of a float64 sum (seen
@@ -131,8 +131,7 @@ def batches(config, start=0):
     def sample(it=None):
         return stream.sample(config.meta_batch, config.shots, config.queries)
 
-    for _ in range(start):  # a resumed run replays the tasks it has seen
-        sample()
+    stream.skip(start, config.meta_batch, config.shots, config.queries)   # a resumed run's
     return sample
 
 
