@@ -5,8 +5,8 @@ Layout inside the archive: each leaf is stored under its '/'-joined key path, an
 array, an int, a float, a bool, a string or None), so ``load`` rebuilds the nested dict: the
 same Python scalars, arrays and nesting, with every key a string (an int key 5 comes back as
 "5") and a NumPy scalar (``np.float32(0.5)``) as a 0-d array. A list or tuple of numbers,
-bools or strings (or of arrays or Tensors of one shape) is stored as one array, and read back
-as one; a ragged one, or one mixing those kinds, is refused.
+bools or strings (or of arrays or Tensors of one shape, GPU ones too: copied to the host) is
+stored as one array, and read back as one; a ragged one, or one mixing those kinds, is refused.
 ``save`` writes to a temporary file in the same folder and renames it over the target: a crash
 mid-write never leaves a half-written checkpoint under the real name. ``folder_lock`` keeps a
 run's folder to one writer at a time.
@@ -31,7 +31,7 @@ import zlib
 
 import numpy as np
 
-from .engine.backend import to_host
+from .engine.backend import on_gpu, to_host
 
 try:
     import fcntl
@@ -57,9 +57,13 @@ def _sequence(obj, prefix):
         else:
             leaves.append(item)
     kinds = {_kind(v) for v in leaves}
+
+    def host(v):    # Tensors and GPU arrays as host arrays (NumPy refuses CuPy's: "ragged")
+        if isinstance(v, (list, tuple)):
+            return [host(u) for u in v]
+        return to_host(v.numpy()) if hasattr(v, "numpy") else to_host(v) if on_gpu(v) else v
     try:
-        data = np.asarray([to_host(v.numpy()) if hasattr(v, "numpy") else v for v in obj]
-                          if any(hasattr(v, "numpy") for v in obj) else obj)
+        data = np.asarray(host(obj))
     except (ValueError, TypeError):
         data = None
     nul = any(isinstance(v, str) and v.endswith("\0") for v in leaves)

@@ -3,6 +3,9 @@
 NVVM (``pip install 'numba-cuda[cu12]'`` brings it, about 0.4 GB, so the default install does
 not, and without it this test skips). The simulator runs kernels as Python and accepts what
 the real compiler refuses (typing, unsupported calls); this is the check that it compiles.
+The kernels compiled are those launched by ``tests/cuda_cases.py``, the calls ``test_gpu.py``
+checks on a GPU; a test here that needs neither NVVM nor a GPU holds those calls to every
+kernel of ``kernels/*_cuda.py``, by module and name, in both dtypes, none built with fast math.
 
 Run: python -m pytest tests/test_cuda_compile.py (in an environment with numba-cuda[cu12]).
 """
@@ -67,22 +70,35 @@ def test_only_a_missing_library_is_a_skip():
         assert not missing_library(err), err
 
 
-def _launches(call):
-    """The (kernel, argument types) of every launch ``call`` makes, without running them: the
-    wrappers run on NumPy arrays, typed as numba types a CuPy array of the same layout."""
-    import numba
-    from minimeta.kernels import _cuda
+def _every_launch(dtype):
+    """(kernel, argument types) of every launch of every case of ``tests/cuda_cases.py``."""
+    import cuda_cases
 
-    seen = []
-    launch = _cuda.launch
-    _cuda.launch = lambda kernel, n, *args: seen.append(
-        (kernel, tuple(numba.typeof(a) for a in args)))
-    try:
-        with np.errstate(all="ignore"):     # the unlaunched kernels leave outputs unwritten
-            call()
-    finally:
-        _cuda.launch = launch
-    return seen
+    launches = []
+    for name in cuda_cases.NAMES:
+        case = cuda_cases.case(name, dtype)
+        launches += cuda_cases.launched(lambda: case.cuda(*case.inputs))
+    return launches
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_cases_launch_every_cuda_kernel_in_both_dtypes(dtype):
+    """Here on any machine: the calls compiled below and checked on a GPU reach every kernel
+    the CUDA modules define (by module and name: attention's and the causal conv's kernels
+    are both ``_forward``, and a set of bare names had counted one for both), each with float
+    arrays of ``dtype`` only, and none is built with fast math (which lets the compiler take
+    ``v != v`` for False: max pooling's NaN test)."""
+    import numba
+    import cuda_cases
+
+    launches = _every_launch(dtype)
+    assert {cuda_cases.qualified(k) for k, _ in launches} == cuda_cases.cuda_kernels()
+    want = numba.from_dtype(np.dtype(dtype))
+    for kernel, sig in launches:
+        floats = {t.dtype for t in sig if isinstance(t, numba.types.Array)
+                  and isinstance(t.dtype, numba.types.Float)}
+        assert floats == {want}, (cuda_cases.qualified(kernel), sig)
+        assert not kernel.targetoptions.get("fastmath"), cuda_cases.qualified(kernel)
 
 
 @compiles
@@ -90,42 +106,19 @@ def _launches(call):
 def test_every_cuda_kernel_compiles_for_sm90(dtype, monkeypatch):
     import types
 
+    import cuda_cases
     from minimeta.kernels._cuda import cuda
     from numba.cuda import dispatcher
-    from minimeta.kernels import attention_cuda, causal_cuda, conv_cuda, pool_cuda
 
     # device functions (attention's ``_cos``) are compiled for "the current device": say which
     monkeypatch.setattr(dispatcher, "get_current_device",
                         lambda: types.SimpleNamespace(compute_capability=(9, 0)))
-
-    rng = np.random.default_rng(0)
-
-    def r(*shape):
-        return rng.standard_normal(shape).astype(dtype)
-
-    x, w, g = r(2, 3, 8, 8), r(4, 3, 3, 3), r(2, 4, 8, 8)
-    pooled, idx = np.zeros((2, 3, 4, 4), dtype), np.zeros((2, 3, 4, 4), np.int64)
-    q, s, y, gq = r(2, 5, 6), r(2, 4, 6), r(2, 4, 3), r(2, 5, 3)
-    xc, wc, gc = r(2, 3, 9), r(4, 3, 2), r(2, 4, 9)
-    calls = [lambda: conv_cuda.conv2d(x, w, 1, 1),
-             lambda: conv_cuda.conv2d_input_grad(g, w, x.shape, 1, 1),
-             lambda: conv_cuda.conv2d_weight_grad(x, g, w.shape, 1, 1),
-             lambda: pool_cuda.max_pool2d(x, 2, 2),
-             lambda: pool_cuda.max_pool2d_backward(pooled, idx, x.shape),
-             lambda: attention_cuda.cosine_attention(q, s, y),
-             lambda: attention_cuda.cosine_attention_backward(q, s, y, gq),
-             lambda: causal_cuda.causal_conv1d(xc, wc, 2),
-             lambda: causal_cuda.causal_conv1d_input_grad(gc, wc, 2),
-             lambda: causal_cuda.causal_conv1d_weight_grad(xc, gc, wc.shape, 2)]
     compiled = set()
-    for call in calls:
-        for kernel, sig in _launches(call):
-            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
-            assert ".target sm_90" in ptx and ".entry" in ptx
-            compiled.add(kernel.py_func.__name__)
-    assert compiled == {"_im2col", "_col2im", "_max_pool", "_scatter_add", "_norms", "_forward",
-                        "_backward_queries", "_backward_support", "_input_grad",
-                        "_weight_grad"}, compiled
+    for kernel, sig in _every_launch(dtype):
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+        assert ".target sm_90" in ptx and ".entry" in ptx
+        compiled.add(cuda_cases.qualified(kernel))
+    assert compiled == cuda_cases.cuda_kernels(), compiled
 
 
 def _numba_cuda_installed():

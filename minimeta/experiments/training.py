@@ -402,13 +402,15 @@ def learner_state(learner):
 
 
 def all_finite(arrays):
-    """Whether every array (or Tensor; None skipped) holds only finite values."""
-    for a in arrays:
-        if a is not None:
-            a = a.data if isinstance(a, Tensor) else a
-            if not bool(array_module(a).isfinite(a).all()):
-                return False
-    return True
+    """Whether every array (or Tensor; None skipped) holds only finite values; GPU arrays are
+    tested there and read once for all (a read per parameter: 36 waits a conv4 iteration)."""
+    flags = []
+    for a in (x.data if isinstance(x, Tensor) else x for x in arrays if x is not None):
+        if array_module(a) is not np:
+            flags.append(array_module(a).isfinite(a).all())
+        elif not np.isfinite(a).all():
+            return False
+    return not flags or bool(array_module(flags[0]).stack(flags).all())
 
 
 def finite_or_null(record):
