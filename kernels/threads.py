@@ -205,17 +205,6 @@ def set_split_threads(n):
     _DEFAULTS["split"] = int(n)
 
 
-@contextlib.contextmanager
-def single_threaded():
-    """Inside this block, kernels called from this thread do not split their work."""
-    previous = LOCAL.split
-    LOCAL.split = 1
-    try:
-        yield
-    finally:
-        LOCAL.split = previous
-
-
 _LAYER = {}    # numba's threading layer, asked once ("name"), and whether we warned
 
 

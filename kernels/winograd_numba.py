@@ -227,7 +227,7 @@ def _input_tiles(x, padding, m):
     return _tiles_in(x, padding, LINES[m, "Bt"], m + 2, m + 2, m, th, tw, spare)
 
 
-def tile(n, ho, wo):
+def tile(n):
     """The tile size m: F(4×4) for batches of 16 images and more, where its GEMMs are big
     enough to gain from 2.25× fewer multiplies than F(2×2) (10–40% faster on conv4's layers at
     20–75 images, even at 640); F(2×2), cheaper to transform and more precise, on a few images
@@ -256,7 +256,7 @@ def conv2d(x, w, padding=1, m=None):
     n, c = x.shape[:2]
     o = w.shape[0]
     ho, wo = _grid(x.shape, padding, 1)[:2]
-    m = m or tile(n, ho, wo)
+    m = m or tile(n)
     th, tw = _grid(x.shape, padding, m)[2:]
     a2 = (m + 2) ** 2
     wt = w.transpose(1, 0, 2, 3).reshape(c * o, 9).astype(x.dtype, copy=False)  # (C·O, 9)
@@ -281,8 +281,8 @@ def conv2d_weight_grad(x, g, padding=1, m=None):
     bits on any number of threads)."""
     x, g = np.ascontiguousarray(x), np.ascontiguousarray(g, dtype=x.dtype)
     n, c = x.shape[:2]
-    o, ho, wo = g.shape[1:]
-    m = m or tile(n, ho, wo)
+    o = g.shape[1]
+    m = m or tile(n)
     th, tw = _grid(x.shape, padding, m)[2:]
     a2 = (m + 2) ** 2
     spare = _spare(a2, o, x.dtype)

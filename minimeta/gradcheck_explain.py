@@ -87,7 +87,7 @@ def failure(at, v, analytic, numeric, tols, eps, level, where, x, dtype, out_dty
     step = f"step {eps:.3g}·max(1, |x|)"
     unit = np.finfo(out_dtype).eps if np.issubdtype(out_dtype, np.floating) else 0.0
     here, up, down = at(0.0), at(eps), at(-eps)
-    touched = up != down     # outputs the step leaves alone add an exact 0 (``_quotient``)
+    touched = up != down     # outputs the step leaves alone add an exact 0 (``quotient``)
     noise = 2 * unit * float(np.sum((np.abs(v) * np.abs(here))[touched])) / (2 * eps)
     # a step that moved no value at all: its rounding over every output (noise is then 0)
     swallowed = 0.0 if touched.any() else \

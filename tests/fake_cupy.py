@@ -338,10 +338,6 @@ def asnumpy(x):
     return x.get() if isinstance(x, ndarray) else np.asarray(x)
 
 
-def get_array_module(*args):
-    return sys.modules[__name__] if any(isinstance(a, ndarray) for a in args) else np
-
-
 def install(monkeypatch=None):
     """Stand in for CuPy (for one test with pytest's ``monkeypatch``; for the whole process
     without). Under numba's CUDA simulator, the numba.cuda kernels then get the NumPy array
@@ -398,11 +394,6 @@ class _Pool:
 
     def malloc(self, size):
         return None
-
-    total_bytes = used_bytes
-
-    def free_all_blocks(self):
-        pass
 
 
 _POOL = _Pool()

@@ -57,7 +57,7 @@ def test_a_run_and_then_its_resumed_run_draw_every_iteration_from_1(tmp_path, ca
     np.testing.assert_array_equal(data.loss, [r["loss"] for r in log])
     assert data.smooth[0] == data.loss[0] and np.isclose(data.smooth[-1],
                                                           data.loss[-data.window:].mean())
-    assert data.val_name is None and data.title == "maml on sinusoid, K = 5"
+    assert not len(data.val_iterations) and data.title == "maml on sinusoid, K = 5"
 
 
 @pytest.mark.skipif(not REAL, reason="Omniglot not found in MINIMETA_DATA_DIR")
@@ -70,24 +70,25 @@ def test_a_validated_run_s_figure_has_its_validation_series(tmp_path, capsys, dr
                      "--val-episodes", "2", "--out", out]) == 0
     said_curve(out, capsys)
     (data,) = drawn
-    assert data.val_name == "val_accuracy" and data.title == "protonet on omniglot, 5-way 1-shot"
+    assert data.title == "protonet on omniglot, 5-way 1-shot"
     assert data.val_iterations.tolist() == [2, 3]          # every 2, and the last iteration
     assert data.val.tolist() == [r["val_accuracy"] for r in metrics(out)[1:]]
     assert data.val_interval.tolist() == [r["val_interval"] for r in metrics(out)[1:]]
 
 
 def test_plot_run_draws_any_run_folder_and_names_a_bad_line(tmp_path):
-    """From Python, on a folder of any log: a regression's ``val_loss``, a failed validation
+    """From Python, on a folder of any log, without a checkpoint: a validation, a failed one
     (null), a last line still being written (left out); a line that is no record is named."""
     pytest.importorskip("matplotlib")
-    records = [{"iteration": 1, "loss": 3.0}, {"iteration": 2, "loss": 1.0, "val_loss": 0.5},
-               {"iteration": 3, "loss": 2.0, "val_loss": None}]
+    records = [{"iteration": 1, "loss": 3.0},
+               {"iteration": 2, "loss": 1.0, "val_accuracy": 0.5, "val_interval": 0.1},
+               {"iteration": 3, "loss": 2.0, "val_accuracy": None, "val_interval": None}]
     log = tmp_path / "metrics.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"iteration": 4, "lo')
     data = curve.plot_run(str(tmp_path), str(tmp_path / "mine.png"), window=2)
     assert data.path == str(tmp_path / "mine.png") and os.path.getsize(data.path) > 0
     assert data.iterations.tolist() == [1, 2, 3] and data.smooth.tolist() == [3.0, 2.0, 1.5]
-    assert data.val_name == "val_loss" and data.val_iterations.tolist() == [2, 3]
+    assert data.val_iterations.tolist() == [2, 3] and data.val_interval[0] == 0.1
     assert data.val[0] == 0.5 and np.isnan(data.val[1]) and data.title == tmp_path.name
     log.write_text(json.dumps(records[0]) + "\n[1, 2]\n")
     with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not a metrics record"):

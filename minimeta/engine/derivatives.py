@@ -10,11 +10,11 @@ from .tensor import Tensor
 from . import ops
 
 
-def _differentiable(xs, op="hvp"):
+def _differentiable(xs):
     """Inputs as Tensors that require grad (constants are wrapped as new leaves); a single
-    Tensor in place of the list is refused (iterated, its rows had become the inputs)."""
+    Tensor in place of ``hvp``'s list is refused (iterated, its rows had become the inputs)."""
     if isinstance(xs, Tensor):
-        raise TypeError(f"{op}: give the inputs as a list of Tensors ([x]), not one Tensor")
+        raise TypeError("hvp: give the inputs as a list of Tensors ([x]), not one Tensor")
     return [x if isinstance(x, Tensor) and x.requires_grad
             else Tensor(x, requires_grad=True) for x in xs]
 

@@ -5,8 +5,8 @@ iteration 1 unless the log was set aside, not where the last leg began), one lin
 keeping only the numbers it draws (a 200 000-line log: 13 MB where a list of every record had
 taken 145 MB, 0.9 s of CPU either way; matplotlib's Agg then takes up to ~170 MB more to draw
 200 000 points of a noisy loss), and the settings of ``checkpoint.npz`` (for the title). The
-loss of every iteration is drawn faint, with a moving average over it; the validation accuracy
-(``val_loss`` for a regression log that has one), with its 95% interval, goes on a second axis.
+loss of every iteration is drawn faint, with a moving average over it; the validation
+accuracy, with its 95% interval, goes on a second axis.
 ``minimeta train`` calls it when a run ends; from Python it draws any run folder, even one
 still training (a last line not yet whole is left out). matplotlib (the ``examples`` and
 ``test`` extras) is imported only when drawing, as in ``sinusoid.plot_task``, but without
@@ -15,8 +15,8 @@ matplotlib, ``plot_run`` raises ``ImportError``.
 
     >>> log = [{"iteration": 1, "loss": 2.0}, {"iteration": 2, "loss": 1.0}]
     >>> data = curve_data(log, window=2)
-    >>> data.smooth.tolist(), data.val_name
-    ([2.0, 1.5], None)
+    >>> data.smooth.tolist(), data.val.tolist()
+    ([2.0, 1.5], [])
 
 Read next: ``minimeta/experiments/sinusoid.py`` (the sinusoid experiment).
 """
@@ -33,8 +33,7 @@ from .progress import tolerant
 from .runfolder import CHECKPOINT, CURVE, METRICS, no_log
 
 Curve = namedtuple("Curve", "iterations loss smooth window val_iterations val val_interval "
-                   "val_name title path")
-VALIDATION = ("val_accuracy", "val_loss")   # the first a log holds is drawn
+                   "title path")
 
 
 def iter_metrics(folder):
@@ -63,17 +62,15 @@ def curve_data(records, title="", window=None):
     default a tenth of the run, at most 100 iterations); a null (NaN) value is ``nan``, and so
     is the mean of a window holding one, but not of the windows after it (a running sum through
     it had made every later mean NaN). The validation series is ``val_accuracy`` where a
-    record has one (null included), else ``val_loss``, with each such record's iteration and
-    ``val_interval``."""
+    record has one (null included), with that record's iteration and ``val_interval``."""
     iterations, loss = array("d"), array("d")
-    validated = {name: (array("d"), array("d"), array("d")) for name in VALIDATION}
+    validated = array("d"), array("d"), array("d")
     for r in records:
         iterations.append(_number(r, "iteration"))
         loss.append(_number(r, "loss"))
-        for name in VALIDATION:
-            if name in r:
-                for column, key in zip(validated[name], ("iteration", name, "val_interval")):
-                    column.append(_number(r, key))
+        if "val_accuracy" in r:
+            for column, key in zip(validated, ("iteration", "val_accuracy", "val_interval")):
+                column.append(_number(r, key))
     iterations, loss = np.array(iterations), np.array(loss)
     window = window or int(np.clip(len(loss) // 10, 1, 100))
     bad = ~np.isfinite(loss)
@@ -83,9 +80,7 @@ def curve_data(records, title="", window=None):
     start = np.maximum(end - window, 0)
     smooth = np.where(nans[end] > nans[start], np.nan,
                       (total[end] - total[start]) / (end - start))
-    val_name = next((name for name in VALIDATION if len(validated[name][0])), None)
-    val = [np.array(c) for c in validated.get(val_name, (array("d"),) * 3)]
-    return Curve(iterations, loss, smooth, window, *val, val_name, title, None)
+    return Curve(iterations, loss, smooth, window, *map(np.array, validated), title, None)
 
 
 def _number(record, key):
@@ -123,11 +118,11 @@ def plot_run(folder, path=None, window=None):
     ax.set_xlabel("iteration")
     ax.set_ylabel("meta-training loss")
     lines = ax.get_legend_handles_labels()
-    if data.val_name is not None:   # validation on its own axis: accuracy, or a loss
-        right, name = ax.twinx(), data.val_name.replace("val_", "validation ")
+    if len(data.val_iterations):   # validation on its own axis
+        right = ax.twinx()
         right.errorbar(data.val_iterations, data.val, yerr=data.val_interval, color="C1",
-                       marker="o", ms=4, capsize=3, label=f"{name} (95% interval)")
-        right.set_ylabel(name)
+                       marker="o", ms=4, capsize=3, label="validation accuracy (95% interval)")
+        right.set_ylabel("validation accuracy")
         more = right.get_legend_handles_labels()
         lines = (lines[0] + more[0], lines[1] + more[1])
     ax.legend(*lines, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8,

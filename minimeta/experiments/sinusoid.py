@@ -80,16 +80,6 @@ def pretrain(config):
     return model, train(config, model, Pretrained(model), "pretrained", smooth=100).curve
 
 
-def train_maml(iterations, shots=10, seed=0, **settings):
-    """``meta_train(maml_config(...))``: (model, learner, losses)."""
-    return meta_train(maml_config(iterations, shots, seed, **settings))
-
-
-def train_baseline(iterations, shots=10, seed=0, **settings):
-    """``pretrain(maml_config(...))``: (model, losses)."""
-    return pretrain(maml_config(iterations, shots, seed, **settings))
-
-
 def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100, lr=0.01):
     """MSE after 0/1/5/10 SGD steps of size ``lr`` on the same held-out tasks for every model.
 

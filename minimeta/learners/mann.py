@@ -164,7 +164,7 @@ class MANNLearner(Learner):
         prev[np.arange(1, len(y)), y[:-1]] = 1.0
         return x.reshape(len(y), -1), y, prev
 
-    def batch_logits(self, tasks, params=None):
+    def batch_logits(self, tasks):
         seqs = [self.sequence(t[0], t[1]) for t in tasks]
         if len({len(s[1]) for s in seqs}) > 1:
             raise ValueError(f"MANNLearner: the episodes of a meta-batch run as one batch and "
@@ -172,7 +172,7 @@ class MANNLearner(Learner):
         like = next(iter(self.params.values()))
         x = ops.constant(np.stack([s[0] for s in seqs]), like)
         prev = ops.constant(np.stack([s[2] for s in seqs]), like)
-        logits = self.net((x, prev), self.params if params is None else params)
+        logits = self.net((x, prev), self.params)
         return logits, np.stack([s[1] for s in seqs])
 
     def batch_loss(self, tasks):
