@@ -108,26 +108,30 @@ def _line(kind, s, d):
     rows of s, each a run of numbers, into the r rows of d. The kernels pass C-contiguous views
     (numba then knows each run is contiguous; a view with a step is typed with its strides read
     at run time). Every row is loaded once and every output stored once (the general product, a
-    loop over the matrix's entries, read and wrote each output once an entry)."""
+    loop over the matrix's entries, read and wrote each output once an entry). The constants
+    are of d's dtype, ``c(4)``: numba types ``4 * v`` of a float32 v as float64 (NumPy's rule
+    for an int64 with a float32), and F(4×4)'s float32 transforms had run in float64, every
+    number converted there and back (1.1–1.6× slower; F(2×2)'s have no constants)."""
+    c = d.dtype.type
     if kind == BT4:                                      # Bᵀ of F(4×4, 3×3): 6 → 6
         for q in range(s.shape[1]):
             s0, s1, s2, s3, s4, s5 = s[0, q], s[1, q], s[2, q], s[3, q], s[4, q], s[5, q]
-            e, f = s4 - 4 * s2, s3 - 4 * s1              # (rows 1 and 2 share these)
-            u, v = s4 - s2, 2 * (s3 - s1)                # (rows 3 and 4)
-            d[0, q] = 4 * s0 - 5 * s2 + s4
+            e, f = s4 - c(4) * s2, s3 - c(4) * s1        # (rows 1 and 2 share these)
+            u, v = s4 - s2, c(2) * (s3 - s1)             # (rows 3 and 4)
+            d[0, q] = c(4) * s0 - c(5) * s2 + s4
             d[1, q], d[2, q] = e + f, e - f
             d[3, q], d[4, q] = u + v, u - v
-            d[5, q] = 4 * s1 - 5 * s3 + s5
+            d[5, q] = c(4) * s1 - c(5) * s3 + s5
     elif kind == AT4:                                    # Aᵀ of F(4×4, 3×3): 6 → 4
         for q in range(s.shape[1]):
             s0, s1, s2, s3, s4, s5 = s[0, q], s[1, q], s[2, q], s[3, q], s[4, q], s[5, q]
             p, m, r, t = s1 + s2, s1 - s2, s3 + s4, s3 - s4
-            d[0, q], d[1, q] = s0 + p + r, m + 2 * t
-            d[2, q], d[3, q] = p + 4 * r, m + 8 * t + s5
+            d[0, q], d[1, q] = s0 + p + r, m + c(2) * t
+            d[2, q], d[3, q] = p + c(4) * r, m + c(8) * t + s5
     elif kind == A4:                                     # A of F(4×4, 3×3): 4 → 6
         for q in range(s.shape[1]):
             s0, s1, s2, s3 = s[0, q], s[1, q], s[2, q], s[3, q]
-            e, f, e4, f8 = s0 + s2, s1 + s3, s0 + 4 * s2, 2 * s1 + 8 * s3
+            e, f, e4, f8 = s0 + s2, s1 + s3, s0 + c(4) * s2, c(2) * s1 + c(8) * s3
             d[0, q], d[1, q], d[2, q] = s0, e + f, e - f
             d[3, q], d[4, q], d[5, q] = e4 + f8, e4 - f8, s3
     elif kind == BT2:                                    # Bᵀ of F(2×2, 3×3): 4 → 4
