@@ -5,6 +5,13 @@ that task's queries and support once, then for every query computes the similari
 softmax and the read-out (forward) or the softmax backward and the normalisation backward
 (backward), without materialising the (Q, S) matrices of the whole batch.
 
+Every number is of the inputs' dtype, as in the reference: the sums start at a zero of that
+dtype (``dtype.type(0)``) and eps² comes in it. A ``0.0`` or an ``eps`` from Python is a
+float64 to numba: ``z = 0.0; z += q·s`` had run float32 attention's dot products, norms,
+softmax (its ``exp`` too) and backward sums in float64, each number converted there and back
+(forward 1.1–1.5×, backward 1.3–1.8× slower on one core; the float32 error against a float64
+reference is about the float32 reference's). ``tests/test_kernel_typing.py`` reads numba's typing.
+
 Read next: ``kernels/norm_numba.py`` (batch norm with numba).
 """
 import numpy as np
@@ -18,12 +25,14 @@ REASSOC = {"reassoc"}
 
 
 @njit(cache=True, fastmath=REASSOC)
-def _normalize(v, eps):
+def _normalize(v, eps2):
+    """The rows v̂ = v / r and their smooth norms r = sqrt(|v|² + eps²); ``eps2`` is eps², of
+    v's dtype (as the reference's ``+ eps * eps`` on an array of that dtype)."""
     n, d = v.shape
     out = np.empty_like(v)
     r = np.empty(n, dtype=v.dtype)
     for i in range(n):
-        acc = eps * eps
+        acc = eps2
         for k in range(d):
             acc += v[i, k] * v[i, k]
         r[i] = np.sqrt(acc)
@@ -34,16 +43,16 @@ def _normalize(v, eps):
 
 @njit(cache=True, fastmath=REASSOC)
 def _softmax_row(qh_i, sh):
-    m = sh.shape[0]
+    m, c = sh.shape[0], sh.dtype.type
     a = np.empty(m, dtype=sh.dtype)
-    best = -np.inf
+    best = c(-np.inf)
     for j in range(m):
-        z = 0.0
+        z = c(0)
         for k in range(sh.shape[1]):
             z += qh_i[k] * sh[j, k]
         a[j] = z
         best = max(best, z)
-    total = 0.0
+    total = c(0)
     for j in range(m):
         a[j] = np.exp(a[j] - best)
         total += a[j]
@@ -53,12 +62,12 @@ def _softmax_row(qh_i, sh):
 
 
 @njit(parallel=True, cache=True, fastmath=REASSOC)
-def _forward(q, s, y, eps):
+def _forward(q, s, y, eps2):
     b_n, q_n, _ = q.shape
     out = np.zeros((b_n, q_n, y.shape[2]), dtype=q.dtype)
     for b in prange(b_n):
-        qh, _ = _normalize(q[b], eps)
-        sh, _ = _normalize(s[b], eps)
+        qh, _ = _normalize(q[b], eps2)
+        sh, _ = _normalize(s[b], eps2)
         for i in range(q_n):
             a = _softmax_row(qh[i], sh)
             for j in range(sh.shape[0]):
@@ -70,7 +79,7 @@ def _forward(q, s, y, eps):
 @njit(cache=True, fastmath=REASSOC)
 def _norm_backward(v, r, dvh, out):
     for i in range(v.shape[0]):
-        dot = 0.0
+        dot = v.dtype.type(0)
         for k in range(v.shape[1]):
             dot += v[i, k] * dvh[i, k]
         for k in range(v.shape[1]):
@@ -78,23 +87,23 @@ def _norm_backward(v, r, dvh, out):
 
 
 @njit(parallel=True, cache=True, fastmath=REASSOC)
-def _backward(q, s, y, g, eps):
+def _backward(q, s, y, g, eps2):
     b_n, q_n, d = q.shape
-    s_n, n_cls = s.shape[1], y.shape[2]
+    s_n, n_cls, zero = s.shape[1], y.shape[2], q.dtype.type(0)
     dq = np.empty_like(q)
     ds = np.empty_like(s)
     dy = np.zeros_like(y)
     for b in prange(b_n):
-        qh, rq = _normalize(q[b], eps)
-        sh, rs = _normalize(s[b], eps)
+        qh, rq = _normalize(q[b], eps2)
+        sh, rs = _normalize(s[b], eps2)
         dqh = np.zeros((q_n, d), dtype=q.dtype)
         dsh = np.zeros((s_n, d), dtype=q.dtype)
         for i in range(q_n):
             a = _softmax_row(qh[i], sh)
             da = np.empty(s_n, dtype=q.dtype)
-            mean = 0.0
+            mean = zero
             for j in range(s_n):
-                acc = 0.0
+                acc = zero
                 for c in range(n_cls):
                     acc += g[b, i, c] * y[b, j, c]
                     dy[b, j, c] += a[j] * g[b, i, c]
@@ -114,12 +123,12 @@ def cosine_attention(q, s, y, eps=1e-8):
     """Fused forward; see ``attention_ref.cosine_attention``."""
     dt = np.result_type(q, s, y)
     c = [np.ascontiguousarray(a, dtype=dt) for a in (q, s, y)]
-    return _forward(c[0], c[1], c[2], eps)
+    return _forward(c[0], c[1], c[2], dt.type(eps * eps))
 
 
 def cosine_attention_backward(q, s, y, g, eps=1e-8):
     """Fused backward, packed as concat(vec(dq), vec(ds), vec(dy))."""
     dt = np.result_type(q, s, y, g)
     c = [np.ascontiguousarray(a, dtype=dt) for a in (q, s, y, g)]
-    dq, ds, dy = _backward(c[0], c[1], c[2], c[3], eps)
+    dq, ds, dy = _backward(c[0], c[1], c[2], c[3], dt.type(eps * eps))
     return np.concatenate([dq.ravel(), ds.ravel(), dy.ravel()])
