@@ -169,12 +169,12 @@ def progress_lines(args, capsys, monkeypatch):
 def test_a_resumed_run_counts_its_rate_from_where_it_resumed(tmp_path, capsys, monkeypatch):
     out = str(tmp_path / "run")
     assert cli.main(SINE + ["--iterations", "6", "--out", out]) == 0
-    lines = progress_lines(SINE + ["--iterations", "8", "--out", out, "--resume"], capsys,
+    lines = progress_lines(SINE + ["--iterations", "9", "--out", out, "--resume"], capsys,
                            monkeypatch)
-    # an iteration every 31 s, so 31 s to go after the 7th (counted from 0, the rate read
-    # 7 iterations in 31 s, and the eta 4 s)
+    # (the first line, the 7th, shows its time, no rate) an iteration every 31 s, so 31 s to
+    # go after the 8th (counted from 0, the rate read 8 iterations in 62 s, and the eta 8 s)
     assert [line.split("  ")[0::2] for line in lines] == [
-        ["train 7/8", "eta 31s"], ["train 8/8", "eta 0s"]], lines
+        ["train 8/9", "eta 31s"], ["train 9/9", "eta 0s"]], lines
 
 
 def test_under_a_time_budget_the_line_shows_no_total_it_will_not_reach(tmp_path, capsys,
