@@ -64,7 +64,7 @@ def _sequence(obj, prefix):
         return to_host(v.numpy()) if hasattr(v, "numpy") else to_host(v) if on_gpu(v) else v
     try:
         data = np.asarray(host(obj))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):     # (host's: a list nested 1000 deep)
         data = None
     nul = any(isinstance(v, str) and v.endswith("\0") for v in leaves)
     if data is None or len(kinds) > 1 or nul or data.dtype.hasobject or \

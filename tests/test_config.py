@@ -307,6 +307,34 @@ def test_a_resumed_stream_skips_the_tasks_it_has_seen_without_drawing_them(monke
     assert drawn == [(4, 5, 3)]          # only iteration 300's tasks were drawn
 
 
+def test_a_stream_skip_cannot_count_is_replayed():
+    """``skip`` counts ``sample``'s own draws on a PCG64 without a half-used word: a subclass
+    adding noise (a normal draw takes a varying number of 64-bit words) had been advanced by
+    that count, to other tasks; a generator holding a 32-bit half is replayed (advance drops it)."""
+    from minimeta.data import SinusoidTasks
+
+    class Noisy(SinusoidTasks):
+        def points(self, amp, phase, k):
+            x, y = super().points(amp, phase, k)
+            return x, y + self.rng.normal(0, 0.1, y.shape).astype(y.dtype)
+
+    replayed, skipped = Noisy(seed=3), Noisy(seed=3)
+    for _ in range(20):
+        replayed.sample(2, 5)
+    skipped.skip(20, 2, 5)
+    assert all(np.array_equal(a, b) for p, q in zip(replayed.sample(2, 5), skipped.sample(2, 5))
+               for a, b in zip(p, q))
+    # a PCG64 holding half a 64-bit word (a 32-bit draw's): advance would drop it
+    replayed, skipped = SinusoidTasks(seed=4), SinusoidTasks(seed=4)
+    for tasks in (replayed, skipped):
+        tasks.rng.integers(0, 10, dtype=np.int32)
+    for _ in range(5):
+        replayed.sample(2, 3)
+    skipped.skip(5, 2, 3)
+    assert replayed.rng.integers(0, 2 ** 31 - 1, 4, dtype=np.int32).tolist() == \
+        skipped.rng.integers(0, 2 ** 31 - 1, 4, dtype=np.int32).tolist()
+
+
 def test_a_run_without_a_folder_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = training.train(RunConfig(learner="fomaml", dataset="sinusoid", iterations=2, out=None,

@@ -78,12 +78,19 @@ def omni(tmp_path_factory):
 
 
 # ----- 1. checkpoints -------------------------------------------------------------------------
+def deep(x, levels):
+    for _ in range(levels):
+        x = [x]
+    return x
+
+
 def test_save_refuses_what_it_could_not_load_before_writing_anything(tmp_path):
     folder = tmp_path / "new"
     for value, kind, match in ((2 ** 80, ValueError, "does not fit in 64 bits"),
                                (-2 ** 63 - 1, ValueError, "does not fit in 64 bits"),
                                (np.array([{}, 1], dtype=object), TypeError, "not an array"),
                                ([1, "a"], TypeError, r"\(holding number, str\)"),  # 1 → '1'
+                               (deep([1.0], 5000), TypeError, r"\(ragged\)"),
                                ({1: 1, "1": 2}, ValueError, "both stored as '1'"),
                                ({"__minimeta__": 1}, ValueError, "reserved")):
         obj = {"a": value} if kind is TypeError or isinstance(value, int) else value

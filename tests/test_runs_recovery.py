@@ -256,6 +256,10 @@ def test_a_slow_first_iteration_is_shown_as_its_time_not_extrapolated(monkeypatc
     assert out.getvalue().startswith("train 1/6  first 31.00 s  "), out.getvalue()
     bar.update(1)
     assert " it/s  eta " in out.getvalue().splitlines()[1]
+    # nor is a total hidden under a time budget on the first iteration's time alone
+    out = text_io.StringIO()
+    progress.Progress(100, "train", stream=out, budget=600.0).update(0)   # 99 × 31 s > 600
+    assert out.getvalue().startswith("train 1/100  first "), out.getvalue()
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(

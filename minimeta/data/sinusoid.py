@@ -53,13 +53,16 @@ class SinusoidTasks:
         """Move the stream past ``times`` calls of ``sample(n_tasks, shots, queries)`` without
         drawing them (a resumed run's; replaying them had taken 6 s at MAML's iteration 20 000).
         Each call takes one 64-bit draw per number, ``n_tasks`` · (2 + ``shots`` + ``queries``),
-        which PCG64 (``default_rng``'s) skips in O(log n); another generator replays them."""
+        which PCG64 (``default_rng``'s) skips in O(log n); another generator, or a subclass that
+        draws otherwise (its own ``sample``, ``sample_functions`` or ``points``), replays them."""
         who = "SinusoidTasks.skip"
         times, n_tasks = count(who, "times", times, 0), count(who, "n_tasks", n_tasks, 1)
         shots = count(who, "shots", shots, 1)
         queries = shots if queries is None else count(who, "queries", queries, 0)
         bits = self.rng.bit_generator
-        if isinstance(bits, np.random.PCG64) and not bits.state["has_uint32"]:
+        counted = all(getattr(type(self), f) is getattr(SinusoidTasks, f)   # the draws above
+                      for f in ("sample", "sample_functions", "points"))
+        if counted and isinstance(bits, np.random.PCG64) and not bits.state["has_uint32"]:
             bits.advance(times * n_tasks * (2 + shots + queries))
             return
         for _ in range(times):

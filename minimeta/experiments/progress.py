@@ -51,8 +51,9 @@ class Progress:
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         eta, total = (self.total - i - 1) / max(rate, 1e-9), f"/{self.total}"
         spent = self.spent() if self.spent is not None else now - self.start
-        if self.budget is not None and self.budget - spent < eta:
-            eta, total = max(0.0, self.budget - spent), ""  # time ends it first
+        # time ends it first (judged from a rate, not from the first iteration's time)
+        if self.budget is not None and self.budget - spent < eta and not first_line:
+            eta, total = max(0.0, self.budget - spent), ""
         end = "\n" if i + 1 >= self.total or not self.stream.isatty() else "\r"
         # the first line: its iteration's time, not yet a rate to extrapolate (numba's compile
         # or cache load is in it: an eta from it had been 3× too long; slower than ``every``
