@@ -137,7 +137,9 @@ class Optimizer:
         return None
 
     def _clip_scale(self, arrays):
-        """min(1, clip_norm / ‖g‖) over all gradients; records ‖g‖ in ``last_norm``.
+        """min(1, clip_norm / ‖g‖) over all gradients, a Python float; records ‖g‖ in
+        ``last_norm``. The squares are summed in float64 whatever the gradients' dtype (an
+        accumulator, as batch norm's: float32 squares overflow past 1.8e19).
 
         A non-finite norm is an error: a NaN would otherwise spread into every parameter.
         """

@@ -70,7 +70,8 @@ def cosine_attention(queries, support, support_onehot, eps=1e-8, fused=True):
 
 def one_hot(labels, n, dtype=None, like=None):
     """A constant (len(labels), n) Tensor with a 1 in each row's label column (on ``like``'s
-    device when given).
+    device when given), of ``dtype``: by default ``like``'s when it is floating, else float64
+    (``np.eye``'s: a float32 model's one-hot had been float64, and widened what it met).
 
     >>> one_hot([1, 0], 2).numpy().tolist()
     [[0.0, 1.0], [1.0, 0.0]]
@@ -88,7 +89,10 @@ def one_hot(labels, n, dtype=None, like=None):
     bad = labels[(labels < 0) | (labels >= n)]
     if bad.size:
         raise ValueError(f"one_hot: labels must lie in [0, {n}), got {bad[0]}")
-    eye = np.eye(n, dtype=dtype or np.float64)[labels]
+    if dtype is None:
+        kind = getattr(getattr(like, "dtype", None), "kind", None)
+        dtype = like.dtype if kind == "f" else np.float64
+    eye = np.eye(n, dtype=dtype)[labels]
     return ops.constant(eye, like) if like is not None else Tensor(eye)
 
 

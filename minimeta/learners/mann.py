@@ -129,7 +129,8 @@ class MANNLearner(Learner):
     """MANN on episodes (xs, ys, ...): the support set, ``ways`` classes × ``shots`` drawings
     (10 by default), is the sequence (the query part is unused: a run may draw none,
     ``--queries 0``); images are resized by the area matrices ``resize`` (rows, cols) when
-    given (the paper's 20×20), flattened."""
+    given (the paper's 20×20), flattened, in ``dtype`` (``omniglot.area_matrix``'s float64
+    had run a float32 network in float64)."""
 
     def __init__(self, ways=5, image_size=20, resize=None, seed=0, dtype=np.float32, **sizes):
         self.ways, self.resize, self.dtype = ways, resize, dtype
@@ -159,7 +160,7 @@ class MANNLearner(Learner):
                              f"{self.image_size}{via}): give image_size or resize for them")
         if self.resize is not None:
             rows, cols = self.resize
-            x = rows @ x @ cols.T
+            x = (rows @ x @ cols.T).astype(self.dtype, copy=False)
         prev = np.zeros((len(y), self.ways), dtype=self.dtype)
         prev[np.arange(1, len(y)), y[:-1]] = 1.0
         return x.reshape(len(y), -1), y, prev
