@@ -3,7 +3,6 @@ and nothing narrows a value silently (found by probing dtypes, 2026-12-01: float
 NumPy scalar settings, eval-mode batch norm on uint8 images, the optimizer's loaded state).
 The rules themselves (NEP 50, gradients in their tensor's dtype): ``docs/ENGINE.md``."""
 import contextlib
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from minimeta import nn, optim
 from minimeta.engine import autodiff
 from minimeta.learners import (CNP, MAML, MatchingNet, ProtoNet, Reptile, SnailLearner,
                                StackedTasks)
+from op_trace import applying  # (tests/)
 
 
 @contextlib.contextmanager
@@ -26,15 +26,8 @@ def op_dtypes():
         out = original(op, *inputs)
         seen.append((type(op).__name__, out.dtype))
         return out
-    modules = [m for name, m in list(sys.modules.items())
-               if name.startswith("minimeta") and getattr(m, "apply", None) is original]
-    for m in modules:
-        m.apply = traced
-    try:
+    with applying(traced):
         yield seen
-    finally:
-        for m in modules:
-            m.apply = original
 
 
 def wide(seen):

@@ -10,7 +10,7 @@ sinusoid points; then the optimizer's update, and the functional layers, losses,
 gradients, the optimizer's state and its update, the model's buffers, and the locals of
 the learners' and optimizers' own NumPy code (read at every line it runs). A float64 value
 anywhere in a float32 step fails, unless ``ALLOWED`` names it with its reason. Found by this
-audit (2026-12-05): ``F.one_hot(..., like=z)`` without a dtype gave np.eye's float64, and
+audit (2026-12-04): ``F.one_hot(..., like=z)`` without a dtype gave np.eye's float64, and
 ``MANNLearner`` with ``omniglot.area_matrix``'s float64 resize ran a float32 network in
 float64 (the registry and the example had cast it by hand). The numba kernels' own float64
 values: ``tests/test_kernel_typing.py``; NumPy's promotion rules: ``tests/test_dtypes.py``.
@@ -33,6 +33,7 @@ from minimeta.experiments.config import RunConfig
 from minimeta.experiments.registry import INNER_LOOP, LEARNERS, build
 from minimeta.learners import (CNP, MAML, MANNLearner, MatchingNet, MetaSGD, ProtoNet,
                                RelationNet, Reptile, SnailLearner, StackedTasks)
+from op_trace import applying  # (tests/)
 
 WHY_STATS = "batch norm's running statistics: float64 by design (nn.BatchNorm2d)"
 ALLOWED = {  # what may be float64 in a float32 step, and why
@@ -60,15 +61,8 @@ def recorded(wide):
             hits.append((type(op).__name__, "backward" if STATE.backward_depth else "forward",
                          tuple(str(t.dtype) for t in inputs), str(out.dtype)))
         return out
-    modules = [m for name, m in list(sys.modules.items())
-               if name.startswith("minimeta") and getattr(m, "apply", None) is original]
-    for m in modules:
-        m.apply = traced
-    try:
+    with applying(traced):
         yield ops, hits
-    finally:
-        for m in modules:
-            m.apply = original
 
 
 @contextlib.contextmanager
