@@ -104,6 +104,9 @@ def _check_keywords(name, kwargs):
     if bad:
         raise TypeError(f"{name.rsplit('.', 1)[-1]}() got an unexpected keyword argument "
                         f"{bad[0]!r}")
+    if name.rsplit(".", 1)[-1] in ("sort", "argsort") and kwargs.get("kind") not in (
+            None, "stable"):          # CuPy's sorts are all stable: no other kind is taken
+        raise ValueError("kind can only be None or 'stable'")
 
 
 def _device_call(f, args, kwargs):

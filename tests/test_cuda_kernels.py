@@ -23,7 +23,7 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 window check + 1 attention
 # + 1 causal conv + 1 kernel table + 13 learners + one per row of the primitive table (48) + 1
-# reference kernels on GPU arrays + 2 device reads + 1 device calls = 76. A test added below
+# reference kernels on GPU arrays + 3 device reads + 1 device calls = 77. A test added below
 # must be added here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann", "cnp", "maml_stacked", "anil_stacked"]
@@ -36,6 +36,7 @@ EXPECTED = sorted(
      "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions",
      "test_reference_kernels_run_on_gpu_arrays",
      "test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps",
+     "test_mann_reads_the_device_twice_a_step_whatever_its_sequence",
      "test_protonet_and_a_clipped_step_read_the_device_no_more_than_they_report",
      "test_a_stacked_meta_batch_makes_as_many_device_calls_whatever_its_size"]
     + [f"test_conv_across_block_boundaries[{n}]" for n in (31, 32, 33, 97)]
@@ -54,7 +55,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                             __file__], env=env, capture_output=True, text=True, timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 28 + len(ROWS) == 76
+    assert len(EXPECTED) == 29 + len(ROWS) == 77
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -334,6 +335,25 @@ if SIMULATED:
         import minimeta as mm
 
         return mm.tensor(array, requires_grad=True, device=device)
+
+    def test_mann_reads_the_device_twice_a_step_whatever_its_sequence(monkeypatch):
+        """MANN's usage, which picks the rows to write, stays on the device (ranked by
+        comparisons): an outer step reads its loss and accuracy, whatever the sequence's
+        length (a usage on the host had read the read and write weights at every step)."""
+        import fake_cupy
+        from minimeta.data import EpisodeSampler
+        from minimeta.learners import MANNLearner
+
+        fake_cupy.install(monkeypatch)
+        classes = np.random.default_rng(0).random((4, 3, 4, 4))
+        reads = {}
+        for shots in (1, 3):
+            learner = MANNLearner(2, 4, hidden=4, rows=4, width=3, heads=2, dtype=np.float64)
+            learner.net.to("cuda")
+            fake_cupy.TRANSFERS.clear()
+            learner.outer_step(EpisodeSampler(classes, 2, shots, 0, seed=0).batch(2))
+            reads[shots] = sum(fake_cupy.TRANSFERS.values())
+        assert reads == {1: 2, 3: 2}, reads
 
     def test_a_stacked_meta_batch_makes_as_many_device_calls_whatever_its_size(monkeypatch):
         """What a GPU pays per call (a launch, host-side bookkeeping) is what stacking saves:

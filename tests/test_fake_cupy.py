@@ -126,6 +126,9 @@ def test_keywords_cupy_lacks_are_refused(cp):
         cp.argsort(x, stable=True)
     with pytest.raises(TypeError, match="norm\\(\\) got an unexpected keyword argument 'p'"):
         cp.linalg.norm(x, p=2)
+    with pytest.raises(ValueError, match="kind can only be None or 'stable'"):
+        np.argsort(x, axis=1, kind="quicksort")          # a value CuPy refuses, too
+    assert np.argsort(x, axis=1, kind="stable").tolist() == [[0, 1, 2]] * 2
     assert float(np.sum(x, axis=1, keepdims=True)[1, 0]) == 12.0   # what CuPy takes passes
     assert float(np.linalg.norm(x, axis=1, keepdims=True)[0, 0]) == pytest.approx(np.sqrt(5))
 

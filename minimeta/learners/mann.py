@@ -34,7 +34,9 @@ from .base import (Learner, all_or_nothing, backward_to, data_rng, labels_within
 
 def least_used(usage, n, order=None):
     """(B, rows) mask: 1 on the ``n`` rows of smallest usage (first ones on ties), else 0;
-    ``order`` is ``usage``'s stable argsort along rows when the caller has it."""
+    ``order`` is ``usage``'s stable argsort along rows when the caller has it. NumPy's
+    functions dispatch to CuPy's for a GPU's usage (whose argsort is stable too): the rows are
+    picked where the usage is, without a read to the host."""
     if order is None:
         order = np.argsort(usage, axis=1, kind="stable")
     mask = np.zeros_like(usage)
@@ -46,7 +48,8 @@ def lrua_write(memory, read_prev, usage_prev, gate, keys, n_reads):
     """One LRUA write: (new memory (B, R, W), write weights (B, H, R)).
 
     ``memory`` (B, R, W), ``read_prev`` (B, H, R), ``keys`` (B, H, W) and ``gate`` (B, H, 1)
-    (σ(α), in (0, 1)) are Tensors; ``usage_prev`` (B, R) is an array (usage only picks rows)."""
+    (σ(α), in (0, 1)) are Tensors; ``usage_prev`` (B, R) is an array on their device
+    (usage only picks rows: no gradient flows through it)."""
     order = np.argsort(usage_prev, axis=1, kind="stable")
     lu = least_used(usage_prev, n_reads, order)                   # the n least-used rows
     dt = memory.dtype              # the masks in the memory's dtype: float64 ones had made
@@ -97,7 +100,7 @@ class MANN(nn.Module):
         zeros = lambda *shape: ops.constant(np.zeros(shape, dt), like)  # noqa: E731
         h, c = zeros(b, self.hidden), zeros(b, self.hidden)
         memory, reads = zeros(b, self.rows, self.width), zeros(b, self.heads * self.width)
-        read_w, usage = zeros(b, self.heads, self.rows), np.zeros((b, self.rows), dt)
+        read_w, usage = zeros(b, self.heads, self.rows), zeros(b, self.rows).data
         eye = ops.constant(np.broadcast_to(np.eye(self.rows, dtype=dt),
                                            (b, self.rows, self.rows)), like)
         logits = []
@@ -110,7 +113,7 @@ class MANN(nn.Module):
             memory, write_w = lrua_write(memory, read_w, usage, gate, keys, self.heads)
             out = cosine_attention(keys, memory, ops.concatenate([memory, eye], axis=-1))
             read, read_w = out[..., :self.width], out[..., self.width:]
-            usage = self.gamma * usage + (read_w.numpy() + write_w.numpy()).sum(axis=1)
+            usage = self.gamma * usage + (read_w.data + write_w.data).sum(axis=1)  # on device
             reads = ops.reshape(read, (b, self.heads * self.width))
             logits.append(self.call_child("out", ops.concatenate([h, reads], axis=-1), params))
         return ops.stack(logits, axis=1)
