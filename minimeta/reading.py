@@ -96,6 +96,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("minimeta/experiments/__init__.py", "the papers' experiments"),
     ("minimeta/experiments/registry.py", "the learners by name, with their papers' defaults"),
     ("minimeta/experiments/config.py", "a run's settings, checked: RunConfig"),
+    ("minimeta/experiments/episodes.py", "a run's episodes, drawn by iteration"),
     ("minimeta/experiments/training.py", "the one training loop"),
     ("minimeta/experiments/runfolder.py", "a run's folder: what may start there, and resume"),
     ("minimeta/experiments/stopping.py", "how a run stops without losing work: signals"),

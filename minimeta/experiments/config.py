@@ -38,7 +38,7 @@ checkpoint fixes every setting that decides the model, the learner or the tasks 
 time already spent),
 and ``iterations``, to any count not below the checkpoint's iteration.
 
-Read next: ``minimeta/experiments/training.py`` (the one training loop).
+Read next: ``minimeta/experiments/episodes.py`` (a run's episodes, drawn by iteration).
 """
 import math
 import numbers

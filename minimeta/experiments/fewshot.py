@@ -20,12 +20,12 @@ from .. import io
 from ..kernels.threads import split_threads
 from ..nn import BatchNorm2d
 from .config import DRAWINGS, RunConfig
+from .episodes import task_source
 from .evaluation import run_episodes
 from .progress import first_use_note
 from .registry import LEARNERS, no_queries, unread
 from .registry import build as build_config
 from .runfolder import CHECKPOINT, METRICS, checked
-from .training import task_source
 
 __all__ = ["evaluate", "run_episodes", "build", "settings_with_defaults"]
 MAX_EPISODES = 1_000_000     # a 95% interval of ±0.1% needs about 10 000
