@@ -15,119 +15,10 @@ import errno
 import os
 import sys
 import tempfile
-import time
 import zipfile
 from functools import partial
 
 import numpy as np
-
-
-def _demo(args):
-    from .experiments import sinusoid as S
-    from .threads import configure
-
-    omniglot_run = _demo_checks(args)   # every option checked before the first part runs
-    config = S.maml_config(args.iterations, seed=args.seed)   # (had come after --out was made)
-    configure()
-    os.makedirs(args.out, exist_ok=True)
-    print(f"minimeta demo: MAML on sinusoids (Finn et al. 2017, sec. 5.1), {args.iterations} "
-          f"meta-iterations, then the pretrained baseline, then {args.tasks} held-out tasks")
-    start = time.perf_counter()
-    maml, _, _ = S.meta_train(config)
-    base, _ = S.pretrain(config)
-    models = {"MAML": maml, "pretrained": base}
-    results = S.evaluate(models, n_tasks=args.tasks)
-    print(f"\nMSE on {args.tasks} held-out tasks (± 95% interval), after k gradient steps "
-          f"(α = 0.01), {time.perf_counter() - start:.0f} s in all:\n")
-    print(S.format_table(results))
-    try:
-        figure = S.plot_task(models, os.path.join(args.out, "sinusoid_maml.png"),
-                             trained=f"K = {config.shots}, {args.iterations} iterations")
-        print(f"\nfigure: {figure}")
-    except ImportError:
-        print("\n(no figure: matplotlib is not installed; pip install matplotlib)")
-    if omniglot_run is not None:
-        _demo_omniglot(args, omniglot_run)
-    return 0
-
-
-def _demo_checks(args):
-    """The demo's options, checked at once (``ValueError`` naming the option); returns the
-    ProtoNet run's config, or None (``--omniglot-iterations 0``). Its folder,
-    ``<--out>/protonet``, is replaced only if it holds an earlier demo's run: a run of the
-    user's there had been overwritten without a word."""
-    from .experiments.config import RunConfig
-    from .experiments.fewshot import MAX_EPISODES
-
-    if not args.out:
-        raise ValueError("--out must be a folder path, got ''")
-    for name, value, most in (("tasks", args.tasks, MAX_EPISODES),
-                              ("omniglot-episodes", args.omniglot_episodes, MAX_EPISODES)):
-        if value > most:
-            raise ValueError(f"--{name} must be at most {most}, got {value}")
-    if not args.omniglot_iterations:
-        return None
-    try:
-        config = RunConfig(learner="protonet", ways=20, queries=5,
-                           iterations=args.omniglot_iterations, seed=args.seed,
-                           out=os.path.join(args.out, "protonet"), overwrite=True,
-                           checkpoint_every=1e9, validate_every=0, val_episodes=2)
-    except ValueError as err:
-        raise ValueError(str(err).replace("--iterations", "--omniglot-iterations")
-                         ) from None
-    _refuse_a_run_not_the_demo_s(config)
-    return config
-
-
-def _refuse_a_run_not_the_demo_s(config):
-    """``ValueError`` if ``config.out`` holds a run that is not an earlier demo's (asked
-    before the demo starts, and again before its ProtoNet part replaces the folder: a run
-    made there in the minutes between had been replaced without a word)."""
-    from . import io
-    from .experiments.config import RunConfig
-    from .experiments.training import CHECKPOINT, METRICS
-
-    held = [n for n in (CHECKPOINT, METRICS) if os.path.exists(os.path.join(config.out, n))]
-    if held:
-        mine = {k: v for k, v in config.settings().items() if k not in DEMO_MAY_DIFFER}
-        try:
-            saved = io.load(os.path.join(config.out, CHECKPOINT))["settings"]
-            theirs = {k: v for k, v in RunConfig.from_settings(saved).settings().items()
-                      if k not in DEMO_MAY_DIFFER}
-        except (OSError, ValueError, KeyError):
-            theirs = None
-        if theirs != mine:
-            raise ValueError(f"{config.out} holds a run that is not an earlier demo's "
-                             f"({', '.join(held)}), which the demo would replace: give "
-                             "another --out")
-
-
-DEMO_MAY_DIFFER = ("iterations", "seed", "out", "overwrite", "resume", "threads", "minutes")
-
-
-def _demo_omniglot(args, config):
-    """A short ProtoNet run on Omniglot (``config``), when the data are already on this
-    machine."""
-    from .data import omniglot
-    from .experiments import fewshot
-    from .experiments.training import train
-
-    _refuse_a_run_not_the_demo_s(config)    # again: the sinusoid part took minutes
-    found = [os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES[p][0]))
-             for p in ("background", "evaluation")]
-    if not all(found):
-        how = ("point MINIMETA_DATA_DIR at a folder holding the two .npz files, or unset it "
-               "and `minimeta train` downloads them" if os.environ.get("MINIMETA_DATA_DIR")
-               else "set MINIMETA_DATA_DIR to a folder holding them, or `minimeta train` "
-               "downloads them")
-        print(f"\n(no Omniglot in {omniglot.data_dir()}, so no few-shot part: {how})")
-        return
-    print(f"\nPrototypical Networks on Omniglot: {args.omniglot_iterations} training episodes "
-          f"(20-way 1-shot), then {args.omniglot_episodes} test episodes (5-way 1-shot)")
-    # its checkpoint is the demo's own: a stop says to run the demo again, not to resume a
-    # `minimeta train` of other settings (a user who had done so found the folder refused)
-    path = train(config, resume_hint="`minimeta demo` runs this part again").checkpoint
-    fewshot.evaluate(path, args.omniglot_episodes, ways=5, shots=1, queries=15)
 
 
 def _gradcheck(args):
@@ -189,6 +80,11 @@ def _hypothesis_home():
 
 
 MAX_ORDER = 4   # gradcheck --order: order 4 of every row takes minutes, each order more
+
+
+def _demo(args):
+    from .experiments import demo
+    return demo.run(args)
 
 
 def _train(args):

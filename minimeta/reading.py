@@ -106,6 +106,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("minimeta/experiments/sinusoid.py", "the sinusoid experiment"),
     ("minimeta/experiments/fewshot.py", "evaluating a checkpoint: minimeta eval"),
     ("minimeta/threads.py", "the process policy: threads and malloc"),
+    ("minimeta/experiments/demo.py", "minimeta demo: both families in minutes"),
     ("minimeta/cli.py", "the command line"),
     ("minimeta/_kernels_path.py", "how a checkout imports kernels/ as minimeta.kernels"),
     ("minimeta/reading.py", "this reading order"),

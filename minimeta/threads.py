@@ -56,7 +56,7 @@ the frames its traceback holds, frees the run's arrays for what comes after: the
 the examples call it. The benchmarks set their threads themselves and apply the pieces they
 need (``malloc_policy()``, ``omp_wait_policy()``, or both).
 
-Read next: ``minimeta/cli.py`` (the command line).
+Read next: ``minimeta/experiments/demo.py`` (minimeta demo: both families in minutes).
 """
 import contextlib
 import ctypes

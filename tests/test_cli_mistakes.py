@@ -16,6 +16,7 @@ import pytest
 
 from minimeta import cli, io
 from minimeta.experiments.config import RunConfig
+from minimeta.experiments.demo import checks as demo_checks, omniglot_part
 from minimeta.experiments.runfolder import first_missing, unmake
 from test_hostile_input import REAL, omni, refused, write_checkpoint  # noqa: F401 (a fixture)
 
@@ -152,12 +153,12 @@ def test_the_demo_replaces_only_an_earlier_demo_s_run(tmp_path):
     write_checkpoint(tmp_path / "protonet" / "checkpoint.npz", mine)
     with pytest.raises(ValueError, match=r"protonet holds a run that is not an earlier demo's "
                                          r"\(checkpoint.npz\), which the demo would replace"):
-        cli._demo_checks(args)
-    demo = cli._demo_checks(types.SimpleNamespace(**{**vars(args), "out": str(tmp_path / "d")}))
+        demo_checks(args)
+    demo = demo_checks(types.SimpleNamespace(**{**vars(args), "out": str(tmp_path / "d")}))
     write_checkpoint(tmp_path / "d" / "protonet" / "checkpoint.npz", demo)
     again = types.SimpleNamespace(**{**vars(args), "out": str(tmp_path / "d"), "seed": 4,
                                      "omniglot_iterations": 9})
-    assert cli._demo_checks(again).iterations == 9       # its own run: replaced, as before
+    assert demo_checks(again).iterations == 9       # its own run: replaced, as before
     assert io.load(str(tmp_path / "protonet" / "checkpoint.npz"))["settings"] == \
         mine.settings()                                  # the user's untouched
 
@@ -224,11 +225,11 @@ def test_the_demo_s_hint_without_omniglot_fits_how_the_data_dir_is_set(tmp_path,
     args = types.SimpleNamespace(omniglot_iterations=1, omniglot_episodes=2, seed=0,
                                  out=str(tmp_path), tasks=2)
     monkeypatch.setenv("MINIMETA_DATA_DIR", str(tmp_path / "empty"))
-    cli._demo_omniglot(args, cli._demo_checks(args))
+    omniglot_part(args, demo_checks(args))
     assert "or unset it and `minimeta train` downloads them" in capsys.readouterr().out
     monkeypatch.delenv("MINIMETA_DATA_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    cli._demo_omniglot(args, cli._demo_checks(args))
+    omniglot_part(args, demo_checks(args))
     assert "set MINIMETA_DATA_DIR to a folder holding them, or `minimeta train` downloads " \
         "them" in capsys.readouterr().out
 

@@ -25,6 +25,7 @@ import pytest
 from minimeta import cli, io
 from minimeta.experiments import training
 from minimeta.experiments.config import RunConfig
+from minimeta.experiments.demo import checks as demo_checks, omniglot_part
 from test_runs import QUIET, assert_same_state, checkpoint, metrics
 from test_stop_signals import ctrl_c, raised_for, sig  # noqa: F401  (fixtures)
 
@@ -160,10 +161,10 @@ def test_eval_refuses_a_report_into_a_run_s_files(tmp_path, capsys):
 def test_the_demo_asks_again_before_replacing_its_protonet_folder(tmp_path):
     args = types.SimpleNamespace(out=str(tmp_path), tasks=2, omniglot_episodes=2,
                                  omniglot_iterations=1, seed=0)
-    config = cli._demo_checks(args)         # nothing there yet: the demo would start
+    config = demo_checks(args)         # nothing there yet: the demo would start
     os.makedirs(config.out)
     with open(os.path.join(config.out, "metrics.jsonl"), "w") as f:
         f.write('{"iteration": 1}\n')       # a user's run, made while the sinusoids ran
     with pytest.raises(ValueError, match="holds a run that is not an earlier demo's"):
-        cli._demo_omniglot(args, config)
+        omniglot_part(args, config)
     assert open(os.path.join(config.out, "metrics.jsonl")).read() == '{"iteration": 1}\n'
