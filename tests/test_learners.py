@@ -303,3 +303,61 @@ def test_reptile_evaluates_with_its_test_steps_and_test_lr():
         fine_tuned_query_loss(net, EVAL_TASK, 7, 0.05), rel=1e-10)
     assert reptile.evaluate(EVAL_TASK, steps=2)[0] == pytest.approx(
         fine_tuned_query_loss(net, EVAL_TASK, 2, 0.05), rel=1e-10)
+
+
+def test_defaults_evaluate_with_the_training_steps_and_meta_sgd_rates_start_at_inner_lr():
+    """Unset ``test_steps`` means ``inner_steps`` (MAML's docstring), and Meta-SGD's learned
+    rates start at ``inner_lr`` (Li et al.), so a fresh Meta-SGD fine-tunes as MAML does. A
+    default of 1 test step, and rates starting at 1.0, had each passed every test (mutation
+    audit): both are held to the hand-written SGD fine-tune above."""
+    net = nn.mlp((1, 8, 1), dtype=np.float64)
+    maml = MAML(net, 0.05, 3, loss="mse")
+    assert maml.test_steps == 3
+    assert maml.evaluate(EVAL_TASK)[0] == pytest.approx(
+        fine_tuned_query_loss(net, EVAL_TASK, 3, 0.05), rel=1e-10)
+    msgd = MetaSGD(net, 0.05, 2, loss="mse")
+    assert all((r.numpy() == 0.05).all() and r.shape == net.named_parameters()[k].shape
+               for k, r in msgd.rates.items())
+    assert msgd.evaluate(EVAL_TASK)[0] == pytest.approx(
+        fine_tuned_query_loss(net, EVAL_TASK, 2, 0.05), rel=1e-10)
+
+
+def test_reptile_holds_a_frozen_weight_in_its_inner_loop_too():
+    """A frozen parameter (``requires_grad = False``) is read by Reptile's inner SGD but never
+    stepped, so the other weights adapt around its value. An inner loop that fine-tuned it too
+    (the outer step still skipping it) had passed every test (mutation audit: the frozen
+    check looked at θ only): the reference is a hand-written SGD on the trainable weights."""
+    net = nn.mlp((1, 4, 1), dtype=np.float64)
+    net.named_parameters()["0.weight"].requires_grad = False
+    theta = {k: v.numpy().copy() for k, v in net.named_parameters().items()}
+    xs, ys = RNG.standard_normal((5, 1)), RNG.standard_normal((5, 1))
+    eps, lr, k = 0.5, 0.1, 3
+    Reptile(net, lr, k, eps, loss="mse").outer_step([(xs, ys, xs, ys)])
+    fast = {n: mm.tensor(v.copy(), requires_grad=n != "0.weight") for n, v in theta.items()}
+    for _ in range(k):
+        names = [n for n in fast if n != "0.weight"]
+        gs = mm.grad(F.mse_loss(net(mm.tensor(xs), fast), ys), [fast[n] for n in names])
+        fast.update({n: mm.tensor(fast[n].numpy() - lr * g.numpy(), requires_grad=True)
+                     for n, g in zip(names, gs)})
+    for n, p in net.named_parameters().items():
+        np.testing.assert_allclose(p.numpy(), theta[n] + eps * (fast[n].numpy() - theta[n]),
+                                   rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(net.named_parameters()["0.weight"].numpy(), theta["0.weight"])
+
+
+def test_meta_sgd_refuses_saved_rates_for_other_parameters():
+    """``MetaSGD.load_state_dict`` takes rates for exactly its adapted parameters: rates of
+    another model (a missing name, or one more) are a ValueError naming both sets, and nothing
+    is loaded. Without the check a missing rate had met a bare KeyError and an extra one was
+    dropped silently, and no test noticed (mutation audit)."""
+    msgd = MetaSGD(nn.mlp((1, 3, 1), dtype=np.float64), 0.1, loss="mse")
+    saved = msgd.state_dict()["rates"]
+    before = {k: r.numpy().copy() for k, r in msgd.rates.items()}
+    for rates in ({k: v for k, v in saved.items() if k != "0.bias"},
+                  dict(saved, **{"4.bias": np.ones(1)})):
+        with pytest.raises(ValueError, match=r"^MetaSGD: the saved rates are for \["):
+            msgd.load_state_dict({"rates": {k: v * 2 for k, v in rates.items()}})
+        for k, r in msgd.rates.items():
+            np.testing.assert_array_equal(r.numpy(), before[k])
+    msgd.load_state_dict({"rates": {k: v * 2 for k, v in saved.items()}})
+    assert all((r.numpy() == 0.2).all() for r in msgd.rates.values())

@@ -264,6 +264,31 @@ def test_eval_and_train_reach_every_layer_and_batch_norm_takes_its_eps():
     np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 0.5), rtol=1e-10)
 
 
+def test_batch_norm_module_updates_its_running_stats_with_its_own_momentum():
+    """``BatchNorm2d(momentum=m)`` passes m on: running ← (1 − m)·running + m·batch, the
+    variance unbiased, as PyTorch's BatchNorm2d. A layer that always used the default 0.1 had
+    passed every test (mutation audit: the check above uses 0.1 itself); 0 keeps the buffers,
+    1 takes the batch's. The formula is NumPy's, checked against PyTorch's layer (if installed)."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    x = np.random.default_rng(3).standard_normal((5, 2, 3, 3)) * 2 + 1
+    for m in (0.0, 0.5, 1.0):
+        bn = nn.BatchNorm2d(2, momentum=m, dtype=np.float64)
+        bn(mm.tensor(x))
+        mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3), ddof=1)
+        want = (m * mean, (1 - m) + m * var)
+        if torch is not None:   # PyTorch's layer agrees with the formula
+            ref = torch.nn.BatchNorm2d(2, momentum=m).double()
+            ref(torch.tensor(x))
+            np.testing.assert_allclose(ref.running_mean.numpy(), want[0], rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(ref.running_var.numpy(), want[1], rtol=1e-12, atol=1e-15)
+        got = bn.named_buffers()
+        np.testing.assert_allclose(got["running_mean"], want[0], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(got["running_var"], want[1], rtol=1e-12, atol=1e-15)
+
+
 def test_the_layers_start_at_their_documented_scales():
     """He-normal Linear and Conv2d (std √(2 / fan-in)) with zero biases; LSTMCell uniform in
     ±1/√hidden (PyTorch's). The draws are large enough to tell fan-in from fan-out."""
@@ -276,6 +301,23 @@ def test_the_layers_start_at_their_documented_scales():
     assert not conv["bias"].numpy().any()
     lstm = nn.LSTMCell(100, 25, seed=0).named_parameters()["w_ih"].numpy()
     assert 0.19 < np.abs(lstm).max() <= 0.2                      # 1/√25, not 1/√100
+
+
+def test_conv4_draws_every_layer_from_one_stream_seeded_by_its_seed():
+    """``conv4(seed=s)``: every conv weight, then the head's, is the next draw of one
+    generator seeded s (He-normal, std √(2 / fan-in)), so blocks 2–4, of equal shapes, start
+    different. A generator re-seeded for each block (equal blocks 2–4: a symmetric start) had
+    passed every test (mutation audit); the reference is NumPy's generator drawn by hand."""
+    net = nn.conv4(5, hidden=8, image_size=16, seed=3)
+    got = net.named_parameters()
+    rng = np.random.default_rng(3)
+    for name, shape in (("0.weight", (8, 1, 3, 3)), ("4.weight", (8, 8, 3, 3)),
+                        ("8.weight", (8, 8, 3, 3)), ("12.weight", (8, 8, 3, 3)),
+                        ("17.weight", (8, 5))):
+        fan_in = np.prod(shape[1:]) if len(shape) == 4 else shape[0]
+        want = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        np.testing.assert_allclose(got[name].numpy(), want, rtol=1e-6, err_msg=name)
+    assert not np.allclose(got["4.weight"].numpy(), got["8.weight"].numpy())
 
 
 def test_lstm_cell_module():

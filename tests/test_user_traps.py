@@ -246,6 +246,8 @@ def test_a_cnp_refuses_targets_that_would_broadcast_into_a_wrong_loss():
 @pytest.mark.parametrize("support, query, message", [
     (np.arange(1, 6), np.arange(1, 6), "support labels must cover 0..5"),   # no class 0
     (np.arange(5), np.arange(7), "query labels must be support classes 0..4, got 0..6"),
+    # one past the last class, the boundary (a `>` for `>=` had passed: mutation audit)
+    (np.arange(5), np.array([0, 5]), "query labels must be support classes 0..4, got 0..5"),
 ])
 def test_metric_learners_refuse_labels_without_support_classes(support, query, message):
     from minimeta.learners import MatchingNet, ProtoNet, RelationNet
