@@ -75,3 +75,18 @@ def test_checkpoint_writing_is_not_on_the_budgets_clock(tmp_path, monkeypatch):
     # saved after every iteration: were saving counted, 0.1 s would buy two iterations
     assert len(rows) > 5
     assert rows[-1]["seconds"] - rows[-1]["train_seconds"] >= 0.05 * (len(rows) - 1)
+
+
+def test_a_resumed_run_s_wall_clock_goes_on_from_its_checkpoint_s(tmp_path):
+    """``seconds`` (metrics and checkpoint; ``eval`` prints it as the run's time) counts on from
+    the checkpoint's, as ``train_seconds`` does: set to 1000 s there, every line of the resumed
+    leg reads more (restarted at 0, a resumed run had seemed to take its last leg's time)."""
+    out = str(tmp_path / "run")
+    assert cli.main(SINE + ["--iterations", "2", "--out", out]) == 0
+    state = checkpoint(out)
+    io.save(f"{out}/checkpoint.npz", {**state, "seconds": 1000.0})
+    assert cli.main(SINE + ["--iterations", "4", "--out", out, "--resume"]) == 0
+    rows = _metrics(out)
+    assert [r["iteration"] for r in rows] == [1, 2, 3, 4] and rows[1]["seconds"] < 1000
+    assert all(r["seconds"] > 1000 for r in rows[2:])
+    assert 1000 < float(checkpoint(out)["seconds"]) < 1000 + 60

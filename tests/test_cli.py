@@ -36,6 +36,26 @@ def test_train_resume_eval_round_trip_on_sinusoids(tmp_path, capsys):
     assert mse[0] != mse[1]
 
 
+def test_the_report_line_holds_the_mean_and_interval_printed(tmp_path, capsys, monkeypatch):
+    """``eval --report``'s row (what ``examples/results_table.py`` tabulates): the mean and the
+    95% half-interval ``run_episodes`` measured, as printed, and the run's two clocks from its
+    checkpoint (the wall clock and the training time, which differ)."""
+    from minimeta.experiments import fewshot
+    out, report = str(tmp_path / "run"), str(tmp_path / "report.jsonl")
+    assert cli.main(["train", "--learner", "maml", "--dataset", "sinusoid", "--shots", "2",
+                     "--queries", "2", "--meta-batch", "2", "--iterations", "2",
+                     "--out", out]) == 0
+    path = os.path.join(out, "checkpoint.npz")
+    io.save(path, {**io.load(path), "seconds": 30.0, "train_seconds": 20.0})
+    monkeypatch.setattr(fewshot, "run_episodes", lambda *args, **kwargs: (0.25, 0.125))
+    capsys.readouterr()
+    assert cli.main(["eval", "--checkpoint", path, "--episodes", "5", "--report", report]) == 0
+    assert capsys.readouterr().out.startswith("MSE 0.2500 ± 0.1250 (95% interval, 5 episodes)")
+    (row,) = [json.loads(line) for line in open(report)]
+    assert (row["MSE"], row["interval"], row["episodes"]) == (0.25, 0.125, 5)
+    assert (row["wall_seconds"], row["train_seconds"], row["iterations"]) == (30.0, 20.0, 2)
+
+
 def test_clip_norm_is_applied_and_logged(tmp_path, capsys, monkeypatch):
     """``grad_norm`` is the norm before clipping, so the proof that clipping happened is in
     what the optimizer applied: the gradient handed to Adam's update has norm ``clip`` at

@@ -188,6 +188,17 @@ def test_eval_refuses_snail_at_more_shots_than_it_was_trained_with(tmp_path, cap
                     "6 steps long; it cannot be tested 5-shot")
 
 
+def test_eval_takes_snail_at_the_shots_it_was_trained_with_and_fewer():
+    """The bound above is the training shot count itself: SNAIL trained 3-shot is tested 3-shot
+    (its own protocol) and 1-shot; only 4 is refused."""
+    from minimeta.experiments.fewshot import _episode_shape
+    config = RunConfig(learner="snail", shots=3)
+    assert _episode_shape(config, "test", None, None, None) == (5, 3, config.queries)
+    assert _episode_shape(config, "test", None, 1, None)[1] == 1
+    with pytest.raises(ValueError, match="trained with up to 3 shots"):
+        _episode_shape(config, "test", None, 4, None)
+
+
 @pytest.mark.skipif(not REAL, reason="needs Omniglot (MINIMETA_DATA_DIR)")
 def test_eval_at_more_ways_than_the_test_part_has_names_the_option(omni, capsys):
     line = refused(["eval", "--checkpoint", omni, "--ways", "2000", "--episodes", "2"], capsys)
@@ -302,6 +313,21 @@ def test_the_usual_mann_runs_pass_the_memory_check(monkeypatch):
     assert training_bytes(5, 10, 1, 16) < 0.2 * 2 ** 30
     monkeypatch.setattr(registry, "available_memory", lambda: 1)
     registry.fits_memory(RunConfig(learner="protonet", out=None))
+
+
+def test_the_memory_check_refuses_a_run_a_byte_over_what_is_available(monkeypatch):
+    """The bound is the estimate itself (``training_bytes``): a run that needs every available
+    byte starts, one that needs one more is refused (a bound of twice the memory had passed
+    every other test)."""
+    from minimeta.experiments import registry
+    from minimeta.learners.mann import training_bytes
+    config = RunConfig(learner="mann", ways=15, out=None)
+    need = training_bytes(15, config.shots, config.queries, config.meta_batch)
+    monkeypatch.setattr(registry, "available_memory", lambda: need)
+    registry.fits_memory(config)
+    monkeypatch.setattr(registry, "available_memory", lambda: need - 1)
+    with pytest.raises(ValueError, match="more than the .* GiB of memory available"):
+        registry.fits_memory(config)
 
 
 @pytest.mark.parametrize("groups, files, gib", [

@@ -159,6 +159,16 @@ def test_a_null_loss_blanks_only_the_moving_averages_whose_window_holds_it():
     np.testing.assert_array_equal(data.smooth, [1, 1.5, np.nan, np.nan, 4.5, 5.5, 6.5, 7.5])
 
 
+@pytest.mark.parametrize("iterations, window", [(5, 1), (50, 5), (999, 99), (5000, 100)])
+def test_the_default_moving_average_is_a_tenth_of_the_run_at_most_100(iterations, window):
+    """The legend's "moving average (N it.)": a tenth of the iterations, at least 1, at most 100
+    (the cap was free to change with every test passing: a mutation audit, 2026-12-04)."""
+    data = curve.curve_data({"iteration": i, "loss": float(i % 7)}
+                            for i in range(1, iterations + 1))
+    assert data.window == window
+    assert data.smooth[-1] == pytest.approx(np.mean(data.loss[-window:]))
+
+
 def test_a_long_log_is_read_keeping_only_the_numbers_drawn(tmp_path, monkeypatch):
     """``plot_run`` had read the log into a list of every record (200 000 lines: 150 MB, ~680
     bytes a line); now only its columns drawn stay (~80 bytes a line, measured up to the

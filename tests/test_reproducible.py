@@ -7,6 +7,7 @@ refuses None where a number is needed, before it writes anything."""
 import subprocess
 import sys
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -133,3 +134,36 @@ def test_an_empty_batch_sums_to_zeros_in_every_weight_gradient_path():
         assert gw.shape == (64, c, 3, 3) and not gw.any()
     gw = winograd_numba.conv2d_weight_grad(np.zeros((0, 64, 14, 14)), g, 1)
     assert gw.shape == (64, 64, 3, 3) and not gw.any()
+
+
+def test_the_sinusoid_experiment_s_two_task_streams_are_seed_plus_1_and_plus_2(monkeypatch):
+    """MAML trains on the stream seeded seed + 1, the pretrained baseline on seed + 2 (the
+    numbers of docs/RESULTS.md came from these): on MAML's own stream the baseline would see
+    MAML's tasks, every run still reproducible and none of those numbers reproduced."""
+    from minimeta.experiments import sinusoid
+    seen = []
+
+    def train(config, model=None, learner=None, label="train", **kwargs):
+        seen.append((label, config.stream_seed, config.seed))
+        return types.SimpleNamespace(model=model, learner=learner, curve=[])
+    monkeypatch.setattr(sinusoid, "train", train)
+    config = sinusoid.maml_config(3, seed=7)
+    sinusoid.meta_train(config)
+    sinusoid.pretrain(config)
+    assert seen == [("maml", 8, 7), ("pretrained", 9, 7)]
+
+
+def test_the_sinusoid_table_s_held_out_tasks_of_k_points_come_from_seed_plus_k():
+    """Each K of the table has its own held-out functions, drawn from seed + K (one seed for
+    every K would give K = 5 and K = 10 the same functions), and queries on an even grid."""
+    from minimeta.data import SinusoidTasks
+    from minimeta.experiments.sinusoid import held_out_tasks
+    for shots in (5, 10):
+        reference = SinusoidTasks(seed=1234 + shots)
+        amps, phases = reference.sample_functions(3)
+        tasks = held_out_tasks(shots, n_tasks=3, seed=1234, queries=4)
+        for (x_s, y_s, x_q, y_q), a, p in zip(tasks, amps, phases):
+            assert x_s.shape == (shots, 1)
+            np.testing.assert_allclose(y_s, a * np.sin(x_s - p), rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(x_q[:, 0], np.linspace(-5, 5, 4, dtype=np.float32))
+            np.testing.assert_allclose(y_q, a * np.sin(x_q - p), rtol=1e-5, atol=1e-6)

@@ -292,3 +292,44 @@ def test_a_new_log_cut_short_before_its_first_checkpoint_resumes(left, tmp_path,
                             for r, m in zip(metrics(straight)[4:], metrics(out))]
     assert len(metrics(out)) == 4 and checkpoint(out)["log_from"] == 5
     assert_same_state(checkpoint(out), checkpoint(straight))
+
+
+# ----- 5. what each iteration draws and does, and what its progress line shows --------------
+TINY = dict(learner="maml", dataset="sinusoid", shots=2, queries=3, meta_batch=2, out=None)
+
+
+def test_iteration_i_draws_its_tasks_from_the_seed_and_i():
+    """The episodes of iteration i come from (seed, i), the whole of a run's random state:
+    a --seed that did not reach them had left every run on seed 0's tasks."""
+    from minimeta.data import SinusoidTasks
+    for seed in (0, 7):
+        batch = training.batches(RunConfig(seed=seed, **TINY))
+        for it in (0, 5):
+            drawn, expected = batch(it), SinusoidTasks(seed=[seed, it]).sample(2, 2, 3)
+            for got, want in zip(drawn, expected):
+                assert all(np.array_equal(a, b) for a, b in zip(got, want)), (seed, it)
+
+
+def test_the_outer_rate_halves_every_lr_halve_every_iterations(monkeypatch):
+    """Iterations 0..4 with --lr-halve-every 2 step at rates 1, 1, ½, ½, ¼ (× --outer-lr):
+    the halving at the start of iteration 2, not one early."""
+    from minimeta.optim import Adam
+    rates, step = [], Adam.step
+
+    def spy(self):
+        rates.append(self.lr)
+        return step(self)
+    monkeypatch.setattr(Adam, "step", spy)
+    training.train(RunConfig(iterations=5, lr_halve_every=2, outer_lr=0.01, **TINY), **QUIET)
+    assert rates == [0.01, 0.01, 0.005, 0.005, 0.0025]
+
+
+def test_the_progress_line_shows_the_loss_averaged_over_the_last_smooth_iterations(capsys):
+    """``train(smooth=3)`` (the sinusoid experiment's 100): the last line's loss is the mean of
+    the last 3 iterations' losses, not the last one's."""
+    capsys.readouterr()
+    run = training.train(RunConfig(iterations=5, **TINY), smooth=3, **QUIET)
+    (last,) = [line for line in capsys.readouterr().err.splitlines()
+               if line.startswith("train 5/5 ")]
+    assert f"  loss {np.mean(run.curve[-3:]):.4g}" in last, last
+    assert f"{np.mean(run.curve[-3:]):.4g}" != f"{run.curve[-1]:.4g}"   # (they differ here)

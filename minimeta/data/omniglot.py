@@ -234,6 +234,8 @@ def published_classes(split="vinyals", part="train", val_size=0, rotations=True)
 
     >>> published_classes("vinyals", "train", val_size=100), published_classes("lake", "test")
     (4400, 2636)
+    >>> published_classes("vinyals", "test", rotations=False)    # characters, not rotations
+    423
     """
     characters = {name: info[2] for name, info in fetch.ARCHIVES.items()}
     if split == "lake":

@@ -1,0 +1,59 @@
+"""What an evaluation measures (``minimeta/experiments/evaluation.py``): ``run_episodes`` scores
+exactly the episodes asked for, episode i drawn from (``seed``, i), in order whatever the
+worker threads, and reports ``mean_ci`` of their scores; ``fine_tune`` steps down the support
+loss's gradient; the sinusoid table counts a task as diverged at 10× its starting MSE. A
+mutation audit (2026-12-04) found each of these free to change with every test passing: 99
+episodes for 100, ``minimeta eval --seed`` ignored, fine-tuning that climbed, a 100× bound.
+"""
+import numpy as np
+import pytest
+
+from minimeta import nn
+from minimeta.experiments.evaluation import fine_tune, run_episodes
+
+
+class Scorer:
+    """A learner whose score of an episode is the episode's index (its task is its seed)."""
+
+    def __init__(self, workers):
+        self.workers = workers
+
+    def evaluate(self, task):
+        return 0.5, float(task[1])     # (query loss, accuracy)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_run_episodes_scores_episodes_0_to_n_minus_1_of_its_seed(workers):
+    asked = []
+
+    def tasks(seq, n):
+        asked.append(list(seq))
+        return [seq] * n
+    mean, half = run_episodes(Scorer(workers), tasks, 7, 42, label="test")
+    assert asked == [[42, i] for i in range(7)]          # each once, in order, this seed's
+    # scores 0..6: mean 3, sample variance 28/6, Student's t at 6 degrees of freedom 2.4469
+    assert mean == 3.0 and half == pytest.approx(2.4469 * np.sqrt(28 / 6 / 7), rel=1e-4)
+
+
+def test_fine_tune_steps_down_the_support_loss_gradient():
+    """One step of y = x·w + b on the mean squared error, against its gradient by hand."""
+    model = nn.mlp((1, 1), seed=0, dtype=np.float64)
+    params = model.named_parameters()
+    w, b = params["0.weight"].numpy()[0, 0], params["0.bias"].numpy()[0]
+    x, y = np.array([[1.0], [2.0], [-1.0]]), np.array([[3.0], [0.5], [1.0]])
+    steps = list(fine_tune(model, params, x, y, steps=1, lr=0.1))
+    assert len(steps) == 2
+    residual = (x * w + b - y)[:, 0]
+    grad_w, grad_b = 2 * np.mean(residual * x[:, 0]), 2 * np.mean(residual)
+    np.testing.assert_allclose(steps[1]["0.weight"].numpy(), [[w - 0.1 * grad_w]], rtol=1e-12)
+    np.testing.assert_allclose(steps[1]["0.bias"].numpy(), [b - 0.1 * grad_b], rtol=1e-12)
+    np.testing.assert_array_equal(steps[0]["0.weight"].numpy(), [[w]])   # step 0: as given
+
+
+def test_the_sinusoid_table_counts_a_task_above_10_times_its_start_as_diverged():
+    """``sinusoid.stat``: a task whose MSE ends above 10× its value before fine-tuning, or is
+    not finite, has diverged; the median counts a non-finite MSE as +inf, not as NaN."""
+    from minimeta.experiments.sinusoid import stat
+    mean, half, median, diverged = stat([1.0, 15.0, 150.0, np.nan, 9.0], [1.0] * 5)
+    assert diverged == 3 and median == 15.0 and np.isnan(mean)
+    assert stat([1.0, 9.9, 2.0], [1.0] * 3)[3] == 0
