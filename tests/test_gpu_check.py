@@ -15,6 +15,8 @@ import sys
 import time
 import types
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
 
 
@@ -98,6 +100,22 @@ def test_an_nvvm_newer_than_the_driver_is_passed_over_for_one_preloaded_that_run
     # preloaded for the children and in this process; CUDA_HOME alone would not have won
     assert os.environ["LD_PRELOAD"] == lib and loaded == [lib]
     assert os.environ["CUDA_HOME"] == str(system)
+
+
+def test_a_preloaded_nvvm_goes_first_and_keeps_what_was_preloaded_before(tmp_path,
+                                                                        monkeypatch):
+    # the NVVM must load before anything else, and a library already preloaded (a sanitizer, a
+    # shim) must stay (a mutation audit found both untested)
+    carry(tmp_path)
+    system = toolkit(tmp_path / "usr-local-cuda", "9.0")
+    _nvvm, loaded = machine(monkeypatch, own="9.5")
+    shim = tmp_path / "libshim.so"
+    shim.write_bytes(b"NVVM writing PTX 9.5")   # the stand-in takes the first as the NVVM
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    found = _nvvm.nvvm(str(tmp_path), system=str(system))
+    lib = str(system / "nvvm" / "lib64" / "libnvvm.so.4")
+    assert found["nvvm"] == f"the system's: {lib}" and found["ptx_version"] == "9.0"
+    assert os.environ["LD_PRELOAD"] == f"{lib} {shim}"
 
 
 def test_the_carried_nvvm_is_unpacked_where_neither_numba_nor_the_system_has_one_that_runs(
@@ -234,36 +252,43 @@ def test_an_overrunning_command_gets_sigterm_first_then_sigkill(tmp_path):
                              10) == 3
 
 
-def fake_commands(monkeypatch, out, durations, codes):
+def fake_commands(monkeypatch, out, durations, codes, checkpoint=True):
     """``_gpu_train.train``'s two commands stood in: each advances a fake clock by its
-    duration (capped by its limit) and exits with its code; training writes a checkpoint and
-    its metrics, a successful evaluation its report. Returns the limits each was given."""
+    duration (capped by its limit) and exits with its code; training writes its metrics (a
+    line an iteration) and a checkpoint (unless not ``checkpoint``), a successful evaluation
+    appends its row to the report, after an earlier run's (a mutation audit found the reading
+    of the first lines untested). Returns the limits and the commands each was given."""
     import _gpu_train
 
-    clock, limits = [0.0], []
+    clock, limits, commands = [0.0], [], []
+    (out / "eval.jsonl").write_text('{"accuracy": 0.2, "interval": 0.1}\n')   # a run before
 
     def bounded(cmd, env, seconds, grace=30, say=print):
         limits.append(seconds)
+        commands.append(cmd)
         what = len(limits) - 1
         clock[0] += min(durations[what], seconds)
         if what == 0:
             run = out / "maml5w1s"
             run.mkdir(exist_ok=True)
-            (run / "checkpoint.npz").write_bytes(b"")
-            (run / "metrics.jsonl").write_text('{"iteration": 900, "train_seconds": 250.0}\n')
+            if checkpoint:
+                (run / "checkpoint.npz").write_bytes(b"")
+            (run / "metrics.jsonl").write_text('{"iteration": 899, "train_seconds": 249.7}\n'
+                                               '{"iteration": 900, "train_seconds": 250.0}\n')
         elif codes[what] == 0:
-            (out / "eval.jsonl").write_text('{"accuracy": 0.9, "interval": 0.01}\n')
+            with open(out / "eval.jsonl", "a") as f:
+                f.write('{"accuracy": 0.9, "interval": 0.01}\n')
         return "timed out" if durations[what] > seconds else codes[what]
 
     monkeypatch.setattr(_gpu_train, "bounded", bounded)
-    return _gpu_train, (lambda: 480 - 300 - clock[0]), limits      # 300 s spent before
+    return _gpu_train, (lambda: 480 - 300 - clock[0]), limits, commands   # 300 s spent before
 
 
 def test_the_evaluation_s_limit_is_what_training_left_and_its_failure_keeps_the_figures(
         tmp_path, monkeypatch):
     # 180 s left: training would get its 3 minutes and one to start, but never the last
     # minute: 120 s
-    _gpu_train, left, limits = fake_commands(monkeypatch, tmp_path, [110, 999], [0, 0])
+    _gpu_train, left, limits, _ = fake_commands(monkeypatch, tmp_path, [110, 999], [0, 0])
     result = _gpu_train.train(str(tmp_path), 3.0, 600, "cuda", False, left, say=lambda m: 0)
     assert limits == [120, 70]            # the evaluation: the 70 s left after training
     assert result["eval_exit"] == "timed out" and result["eval_error"] == "ran out of time"
@@ -273,8 +298,87 @@ def test_the_evaluation_s_limit_is_what_training_left_and_its_failure_keeps_the_
 def test_a_training_stopped_by_its_limit_is_evaluated_from_its_checkpoint(
         tmp_path, monkeypatch):
     # half a minute of training and one to start: 90 s, then the 90 s left to evaluate
-    _gpu_train, left, limits = fake_commands(monkeypatch, tmp_path, [999, 20], [0, 0])
+    _gpu_train, left, limits, _ = fake_commands(monkeypatch, tmp_path, [999, 20], [0, 0])
     result = _gpu_train.train(str(tmp_path), 0.5, 600, "cuda", False, left, say=lambda m: 0)
     assert limits == [90, 90] and result["train_exit"] == "timed out"
     assert (result["iterations"], result["accuracy"]) == (900, 0.9)
     assert "eval_error" not in result
+
+
+def test_a_probe_s_error_is_the_last_error_line_of_its_traceback(monkeypatch):
+    # a chained traceback names the first error first: the one that stopped the probe is last
+    # (a mutation audit found the order untested)
+    import _nvvm
+
+    err = ("Traceback (most recent call last):\nImportError: no cuda_bindings\n\nDuring "
+           "handling of the above exception, another exception occurred:\n\nTraceback (most "
+           "recent call last):\nCudaAPIError: [222] CUDA_ERROR_UNSUPPORTED_PTX_VERSION\n")
+    monkeypatch.setattr(_nvvm.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+        cmd, 1, "", err))
+    assert _nvvm.probe()[0] == "CudaAPIError: [222] CUDA_ERROR_UNSUPPORTED_PTX_VERSION"
+
+
+def test_a_command_deaf_to_sigterm_is_killed_and_reaped_not_left_running(tmp_path, monkeypatch):
+    # the check's later phases and the next session need the GPU it holds (a mutation audit
+    # found that a bounded() which never sent SIGKILL still passed)
+    import _gpu_train
+
+    children = []
+
+    class Popen(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            children.append(self)
+
+    monkeypatch.setattr(_gpu_train.subprocess, "Popen", Popen)
+    deaf = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(30)\n"
+    try:
+        assert _gpu_train.bounded([sys.executable, "-c", deaf], dict(os.environ), 1, grace=1,
+                                  say=lambda m: 0) == "timed out"
+        assert children[0].returncode == -9                   # SIGKILL, and waited for
+    finally:
+        if children and children[0].poll() is None:
+            children[0].kill()
+            children[0].wait()
+
+
+def test_training_out_of_time_before_a_checkpoint_fails_and_is_given_its_minutes(
+        tmp_path, monkeypatch):
+    # a mutation audit found untested: the missing checkpoint (an earlier run's stale one
+    # would have been evaluated) and the minutes on the command line (rounded to whole ones)
+    _gpu_train, left, limits, commands = fake_commands(monkeypatch, tmp_path, [999, 20], [0, 0],
+                                                       checkpoint=False)
+    with pytest.raises(RuntimeError, match="training ran out of time before its first check"):
+        _gpu_train.train(str(tmp_path), 0.25, 600, "cuda", False, left, say=lambda m: 0)
+    assert len(commands) == 1 and commands[0][commands[0].index("--minutes") + 1] == "0.25"
+
+
+def test_the_launch_phase_counts_every_launch_and_times_one_in_microseconds(monkeypatch):
+    # each launch adds one to the array: one launch lost is a kernel that did not run (a
+    # mutation audit found the count and the per-launch division untested)
+    import numpy as np
+
+    import _launch_kernel
+    from minimeta.kernels import _cuda
+
+    clock, lost = [0.0], []
+
+    def launch(kernel, n, a):
+        clock[0] += 5e-6
+        if len(lost) == 0 or lost.pop():
+            a += 1
+
+    cp = types.SimpleNamespace(zeros=np.zeros, float32=np.float32, asnumpy=np.asarray,
+                               cuda=types.SimpleNamespace(Device=lambda: types.SimpleNamespace(
+                                   synchronize=lambda: None)))
+    monkeypatch.setattr(_cuda, "launch", launch)
+    monkeypatch.setattr(_launch_kernel, "time", types.SimpleNamespace(
+        perf_counter=lambda: clock[0]))
+    done = _launch_kernel.launches(cp, True)
+    assert done["kernel_ran"] is True
+    assert done["minimeta_launch"]["us_per_launch"] == pytest.approx(5.0)
+    lost[:] = [True] * 5 + [False]                  # the sixth launch does nothing
+    assert _launch_kernel.launches(cp, True)["kernel_ran"] is False
+    monkeypatch.setattr(_cuda, "launch", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):          # minimeta's own way failing is no result
+        _launch_kernel.launches(cp, True)
