@@ -147,7 +147,7 @@ def _composed(f, arrays, dtype, layouts):
     def f_tilde(*xs):
         shifted = [_relaid(x + CURVE * r * _logcosh((x - x0) / r), kind)
                    for x, x0, r, kind in zip(xs, centres, reach, layouts or ["C"] * len(xs))]
-        y = f(*shifted)
+        f_tilde.f_output = y = f(*shifted)    # (``_check_once``: f's own gradients)
         s = Tensor(scale.astype(y.dtype))
         return y + CURVE * s * _logcosh(y / s)
 
@@ -170,6 +170,10 @@ def _check_once(f, arrays, level, rng, eps, tols, report, dtype, layouts, compos
     if y.requires_grad:
         vjps = grad(y, xs, grad_outputs=[Tensor(v, dtype=y.dtype)], allow_unused=True)
         _same_in_any_layout(y, xs, v, vjps, tols, level)
+        inner = getattr(f, "f_output", None)   # composed: the post map hands f a C-ordered
+        if inner is not None and inner.requires_grad:   # gradient whatever v's layout
+            _same_in_any_layout(inner, xs, v, grad(inner, xs, grad_outputs=[
+                Tensor(v, dtype=inner.dtype)], allow_unused=True), tols, level)
     else:
         vjps = [None] * len(xs)
     for i, x in enumerate(arrays):
@@ -199,7 +203,10 @@ def _same_in_any_layout(y, xs, v, vjps, tols, level):
     """The gradients again, with the incoming gradient v Fortran-ordered (or, for one axis, a
     strided view), which the engine hands a VJP too (a transpose's gradient is a view): a VJP
     whose kernel assumed a C-ordered v had passed every check, v having always been one (an
-    audit of gradcheck, 2026-12-03)."""
+    audit of gradcheck, 2026-12-03). At a composed level ``_check_once`` calls it for f's own
+    output too: the post map's gradient is a new C-ordered array whatever v's layout, so f's
+    VJPs had seen only C order at every composed level, and from order 2 on every level is
+    (a mutation audit, 2026-12-04)."""
     if y.ndim == 0 or y.size < 2:
         return
     kind = "F" if y.ndim > 1 else "strided"
