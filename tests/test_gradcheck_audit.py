@@ -6,6 +6,8 @@ Each test fails on the mutant its docstring names and passes on the code as it i
 
 Read next: ``test_thread_policy_audit.py`` (the same audit, of the thread policy).
 """
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -138,6 +140,63 @@ def test_a_composed_check_hands_f_a_fortran_ordered_gradient_too(kwargs):
                                                 r"changes when the incoming gradient is "
                                                 r"Fortran-ordered instead of C-ordered"):
         mm.gradcheck(lambda t: mm.apply(DoubleC(), t), [a], **kwargs)
+
+
+class ReadContiguous(mm.Primitive):
+    """The identity of a vector, computed by a kernel that reads its input's buffer as if it
+    were contiguous: wrong for a strided view (it reads the entries between)."""
+
+    abstract = True
+
+    def forward(self, g):
+        return np.lib.stride_tricks.as_strided(g, g.shape, (g.itemsize,)).copy()
+
+    def vjp(self, g, out, a):
+        return (g,)
+
+
+class TwiceStrided(mm.Primitive):
+    """2·a·g, the VJP of a²; its own VJP (order 2) reads its incoming gradient as contiguous."""
+
+    abstract = True
+
+    def forward(self, a, g):
+        return 2.0 * a * g
+
+    def vjp(self, h, out, a, g):
+        read = mm.apply(ReadContiguous(), h)
+        return (2.0 * g * read, 2.0 * a * read)
+
+
+class SquareStrided(mm.Primitive):
+    """a², right at order 1 in any layout; at order 2 wrong for a strided incoming gradient."""
+
+    abstract = True
+
+    def forward(self, a):
+        return a * a
+
+    def vjp(self, g, out, a):
+        return (mm.apply(TwiceStrided(), a, g),)
+
+
+def test_an_uncomposed_check_of_order_two_hands_each_level_a_strided_gradient(monkeypatch):
+    """The survivor of the mutation audit (2026-12-04) left untested: the layout check of an
+    uncomposed level past the first, here a vector's, whose incoming gradient at level 2 must
+    also be a strided view. The mutant (the check skipped from level 2 on) passes."""
+    a = np.array([0.3, -1.2, 0.5, 0.7])
+    f = lambda t: mm.apply(SquareStrided(), t)                          # noqa: E731
+    mm.gradcheck(f, [a], order=1)                                       # right at order 1
+    mm.gradcheck(lambda t: t * t, [a], order=2, compose=False)          # the right VJP passes
+    with pytest.raises(mm.GradcheckError, match=r"^gradcheck: order-2 gradient w.r.t. input 0 "
+                                                r"changes when the incoming gradient is a "
+                                                r"strided view instead of C-ordered"):
+        mm.gradcheck(f, [a], order=2, compose=False)
+    module = sys.modules["minimeta.gradcheck"]
+    check = module._same_in_any_layout
+    monkeypatch.setattr(module, "_same_in_any_layout", lambda y, xs, v, vjps, tols, level: (
+        check(y, xs, v, vjps, tols, level) if level < 2 else None))
+    mm.gradcheck(f, [a], order=2, compose=False)                        # the mutant passes
 
 
 QUIET = dict(out=lambda line: None, shrink=False, max_examples=20)
