@@ -243,7 +243,8 @@ def script(main, argv=None):
 def message(err, command=""):
     """One line saying what ``err`` (an ``EXPECTED`` error) is (without a leading
     ``command: ``, which the caller prints)."""
-    if isinstance(err, MemoryError):
+    from .engine.backend import out_of_memory
+    if out_of_memory(err):      # the host's, or a GPU's (cuBLAS: CUBLAS_STATUS_ALLOC_FAILED)
         text = (f"out of memory ({str(err) or 'an allocation failed'}): ask for fewer or "
                 "smaller tasks, episodes or batches")
     elif isinstance(err, OSError) and err.errno in FULL:

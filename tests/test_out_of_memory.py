@@ -111,3 +111,63 @@ def test_an_out_of_memory_stop_saves_the_iterations_it_finished(tmp_path, monkey
     resumed = cli.main(TRAIN + ["--meta-batch", "2", "--shots", "2", "--iterations", "5",
                                 "--out", str(out), "--resume"])
     assert resumed == 0 and int(io.load(str(out / "checkpoint.npz"))["iteration"]) == 5
+
+
+class CUBLASError(RuntimeError):
+    """CuPy's (``cupy_backends.cuda.libs.cublas``): the status's name is its whole message."""
+
+
+class CudaAPIError(Exception):
+    """numba-cuda's, a driver call's failure: ``[code] Call to <function> results in <name>``."""
+
+
+@pytest.mark.parametrize("error", [
+    CUBLASError("CUBLAS_STATUS_ALLOC_FAILED"),
+    CudaAPIError("[2] Call to cuMemAlloc results in CUDA_ERROR_OUT_OF_MEMORY")])
+def test_a_gpu_library_out_of_memory_is_an_out_of_memory_stop_too(tmp_path, monkeypatch, capsys,
+                                                                  error):
+    # a GPU's memory can run out in cuBLAS's workspace or a driver call, whose errors are not
+    # MemoryErrors (CuPy's pool's is): they had ended the run as a failure, losing every
+    # iteration since the last periodic save
+    calls = []
+    step = StackedTasks.outer_step
+
+    def short_of_memory(self, tasks):
+        calls.append(1)
+        if len(calls) == 4:
+            raise error
+        return step(self, tasks)
+
+    monkeypatch.setattr(StackedTasks, "outer_step", short_of_memory)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(TRAIN + ["--meta-batch", "2", "--shots", "2", "--iterations", "10",
+                          "--checkpoint-every", "3600", "--out", str(out)])
+    assert stopped.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"minimeta train: out of memory ({error}; training stopped: "
+                    f"{out}/checkpoint.npz holds iteration 3, the last whole one): ask for "
+                    "fewer or smaller tasks, episodes or batches")
+    assert int(io.load(str(out / "checkpoint.npz"))["iteration"]) == 3
+
+
+def test_another_gpu_library_error_is_not_taken_for_out_of_memory(tmp_path, monkeypatch, capsys):
+    # the mutant that takes every RuntimeError for one: a failure stays a failure, unsaved
+    calls = []
+    step = StackedTasks.outer_step
+
+    def failing(self, tasks):
+        calls.append(1)
+        if len(calls) == 4:
+            raise CUBLASError("CUBLAS_STATUS_INVALID_VALUE")
+        return step(self, tasks)
+
+    monkeypatch.setattr(StackedTasks, "outer_step", failing)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(TRAIN + ["--meta-batch", "2", "--shots", "2", "--iterations", "10",
+                          "--checkpoint-every", "3600", "--out", str(out)])
+    assert stopped.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "minimeta train: CUBLAS_STATUS_INVALID_VALUE"
+    assert int(io.load(str(out / "checkpoint.npz"))["iteration"]) == 0

@@ -15,6 +15,23 @@ import numpy as np
 from ..kernels import array_module, on_gpu  # noqa: F401  (array_module re-exported)
 
 DEVICES = ("cpu", "cuda")
+# the words of a GPU's libraries when its memory runs out: CuPy's own pool raises a MemoryError
+# (cupy.cuda.memory.OutOfMemoryError), but cuBLAS's workspace, the CUDA runtime and driver
+# (numba-cuda's) and cuRAND raise errors of their own that say so only in their message
+DEVICE_OUT_OF_MEMORY = ("CUBLAS_STATUS_ALLOC_FAILED", "cudaErrorMemoryAllocation",
+                        "CUDA_ERROR_OUT_OF_MEMORY", "CURAND_STATUS_ALLOCATION_FAILED")
+
+
+def out_of_memory(err):
+    """Whether ``err`` says that the host's or a GPU's memory ran out.
+
+    >>> out_of_memory(MemoryError()), out_of_memory(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED"))
+    (True, True)
+    >>> out_of_memory(RuntimeError("CUBLAS_STATUS_INVALID_VALUE"))
+    False
+    """
+    return isinstance(err, MemoryError) or (
+        isinstance(err, Exception) and any(word in str(err) for word in DEVICE_OUT_OF_MEMORY))
 
 
 def device_of(x):

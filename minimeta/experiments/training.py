@@ -45,8 +45,9 @@ refuses a folder without a checkpoint or a config that changes a setting the che
 (``RunConfig.check_resume``), cuts ``metrics.jsonl`` back to the checkpoint's iteration and goes on
 exactly as the uninterrupted run would have; both delete the ``.tmp-*.npz`` a killed write left. A
 NaN or inf in the loss, the meta-gradient or the weights stops the run (``NonFiniteError``, naming
-the iteration) before it reaches a checkpoint; so do an ``AnomalyError`` (``detect_anomaly``) and a
-``MemoryError``, after saving the whole iterations.
+the iteration) before it reaches a checkpoint; so do an ``AnomalyError`` (``detect_anomaly``) and
+running out of memory (a ``MemoryError``, or a GPU library's error that says so, raised as one),
+after saving the whole iterations.
 
 Read next: ``minimeta/experiments/runfolder.py`` (a run's folder: what may start there, and resume).
 """
@@ -60,7 +61,7 @@ import numpy as np
 
 from .. import io
 from ..engine import AnomalyError, detect_anomaly
-from ..engine.backend import array_module
+from ..engine.backend import array_module, out_of_memory
 from ..engine.tensor import Tensor
 from ..kernels.threads import cores
 from ..optim import Adam
@@ -264,13 +265,13 @@ def _train(config, state, model, learner, label, smooth, log, made, resume_hint,
             log(f"\n{how}: checkpoint at iteration {run['saved']} in {checkpoint} "
                 f"({resume_hint}{then})")
         raise
-    except (AnomalyError, MemoryError) as err:  # --detect-anomaly, or out of memory: the whole
-        if not checkpoint:   # iterations before it are saved, as a non-finite stop saves them
-            raise
+    except Exception as err:  # --detect-anomaly, or out of memory (a GPU's too): the whole
+        if not checkpoint or not (isinstance(err, AnomalyError) or out_of_memory(err)):
+            raise            # iterations before it are saved, as a non-finite stop saves them
         if run["sound"] and not (run["busy"] or run["unsaved"]) and run["saved"] != run["done"]:
             save(run["done"])
         # (not type(err): NumPy's _ArrayMemoryError takes the shape and dtype, not a message)
-        kind = MemoryError if isinstance(err, MemoryError) else AnomalyError
+        kind = AnomalyError if isinstance(err, AnomalyError) else MemoryError
         raise kind(f"{str(err) or 'an allocation failed'}; training stopped: {checkpoint} holds "
                    f"iteration {run['saved']}, the last whole one") from err
     finally:
