@@ -126,7 +126,9 @@ def where(path, root=None):
     return os.path.join(root, path)
 
 
-_LINE = re.compile(r"\n(Read next|Read ``|Start reading)[^\n]*(\n(?!\n)[^\n]*)*")
+# the line and its earlier forms ("Read ``x`` next.", "Start reading at ``x``."), with the lines
+# it wraps onto; not another paragraph that opens with "Read ``x``" ("... first: ...")
+_LINE = re.compile(r"\n(Read next|Read ``[^`\n]*`` next|Start reading)[^\n]*(\n(?!\n)[^\n]*)*")
 
 
 def line_after(i):

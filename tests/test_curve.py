@@ -233,3 +233,42 @@ def test_a_figure_left_half_written_by_a_killed_drawing_is_removed_by_the_next_r
     open(os.path.join(out, "curve.png.tmp"), "wb").close()
     assert cli.main(SINE + ["--iterations", "3", "--out", out, "--resume"]) == 0
     assert not os.path.exists(os.path.join(out, "curve.png.tmp"))
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every ``Figure`` that ``plot_run`` saves, kept to be read."""
+    figure = pytest.importorskip("matplotlib.figure")
+    kept, savefig = [], figure.Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        kept.append(self)
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(figure.Figure, "savefig", keep)
+    return kept
+
+
+def test_the_curve_draws_the_loss_its_moving_average_and_the_validation(tmp_path, figures):
+    records = [{"iteration": i, "loss": float(i % 3)} for i in range(1, 21)]
+    records[9].update(val_accuracy=0.5, val_interval=0.1)
+    records[19].update(val_accuracy=0.7, val_interval=0.05)
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    data = curve.plot_run(str(tmp_path))
+    loss_ax, val_ax = figures[0].axes
+    raw, smooth = loss_ax.lines
+    np.testing.assert_array_equal(raw.get_ydata(), data.loss)
+    np.testing.assert_array_equal(smooth.get_ydata(), data.smooth)
+    assert smooth.get_label() == "moving average (2 it.)" and data.window == 2
+    assert loss_ax.get_title() == data.title == tmp_path.name
+    assert loss_ax.get_xlabel() == "iteration"
+    points, _, (bars,) = val_ax.containers[0]
+    assert points.get_xdata().tolist() == [10, 20] and points.get_ydata().tolist() == [0.5, 0.7]
+    np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in bars.get_segments()], [0.2, 0.1])
+
+
+def test_a_folder_without_a_checkpoint_gets_no_curve_after_a_run(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"iteration": 1, "loss": 1.0}\n')
+    said = []
+    curve.plot_after_run(str(tmp_path), said.append)
+    assert said == [] and os.listdir(tmp_path) == ["metrics.jsonl"]

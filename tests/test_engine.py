@@ -199,6 +199,19 @@ def test_viz_marks_backward_nodes():
     assert "palegreen" in dot  # the leaf x
 
 
+def test_a_dot_graph_numbers_its_nodes_once_and_points_from_inputs_to_results():
+    x = mm.tensor(np.ones(2, dtype=np.float32), requires_grad=True)
+    text = to_dot((x * mm.tensor(np.ones(2, dtype=np.float32))).sum())
+    nodes = [line.split(" [")[0].strip() for line in text.splitlines() if "[label=" in line]
+    assert nodes == [f"n{i}" for i in range(4)]           # each node once, numbered in order
+    label = {n: line for n in nodes for line in text.splitlines() if f"  {n} [" in line}
+    leaf, = [n for n in nodes if 'label="leaf\\n(2,) float32"' in label[n]]   # op, shape, dtype
+    const, = [n for n in nodes if 'label="const\\n(2,) float32"' in label[n]]
+    mul = next(n for n in nodes if "Mul" in label[n])
+    assert f"  {leaf} -> {mul};" in text and f"  {const} -> {mul};" in text
+    assert "const\\n(3,)" in to_dot(mm.tensor(np.zeros(3)))   # an output alone is drawn
+
+
 def test_importing_minimeta_loads_no_gpu_module():
     code = ("import sys, minimeta, minimeta.functional; "
             "bad = [m for m in sys.modules if m.startswith(('cupy', 'numba.cuda'))]; "

@@ -269,3 +269,40 @@ def test_the_budget_plot_draws_each_learner_s_last_run_only():
             ((5, "a"), (10, "a"), (20, "a"), (5, "b"))] + [dict(learner="protonet", minutes=5)]
     kept = budget.latest_runs(rows)
     assert [(r["learner"], r["minutes"]) for r in kept] == [("maml", 5), ("protonet", 5)]
+
+
+def fake_minimeta(tmp_path):
+    """A ``minimeta`` command that only logs its arguments, first on PATH."""
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "minimeta"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n')
+    fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{tmp_path}/bin:{os.environ['PATH']}", "OUT": "out"}
+
+
+def test_the_omniglot_script_trains_resumes_and_tests_each_row(tmp_path):
+    env = fake_minimeta(tmp_path)
+    os.makedirs(tmp_path / "out" / "protonet")
+    (tmp_path / "out" / "protonet" / "checkpoint.npz").touch()     # a run begun before
+    subprocess.run(["bash", os.path.join(ROOT, "examples", "omniglot_results.sh"), "protonet",
+                    "protonet1", "maml5"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True, timeout=60)
+    test = "eval --checkpoint out/{} --episodes 600 --ways {} --shots {} --queries {} " \
+        "--report out/omniglot.jsonl"
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        "train --out out/protonet --resume --learner protonet --shots 5 --iterations 1200 "
+        "--lr-halve-every 500", *(test.format("protonet/checkpoint.npz", *row) for row in (
+            (5, 1, 15), (5, 5, 15), (20, 1, 5), (20, 5, 5))),
+        "train --out out/protonet1 --learner protonet --shots 1 --iterations 1200 "
+        "--lr-halve-every 500", *(test.format("protonet1/checkpoint.npz", *row) for row in (
+            (5, 1, 15), (20, 1, 5))),
+        "train --out out/maml5 --learner maml --ways 5 --shots 5 --meta-batch 8 "
+        "--iterations 300", test.format("maml5/checkpoint.npz", 5, 5, 15)]
+
+
+def test_the_omniglot_script_refuses_a_run_named_in_part(tmp_path):
+    done = subprocess.run(["bash", os.path.join(ROOT, "examples", "omniglot_results.sh"),
+                           "proto"], cwd=tmp_path, env=fake_minimeta(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown run proto" in done.stderr
+    assert not (tmp_path / "calls").exists()
