@@ -319,3 +319,79 @@ def test_gpu_check_gives_both_libraries_the_same_conv4_batch(monkeypatch):
         sizes.clear()
         theirs()
         assert sizes == mine == [64 if small else 640]
+    import machine      # and machine.py's, built from the defaults (a mutant gave minimeta 64)
+    for build in (lambda: machine.minimeta_cases("conv4"), lambda: machine.torch_case(torch,
+                                                                                     "conv4")):
+        sizes.clear()
+        build()
+        assert sizes == [640]
+
+
+def test_pytorch_is_timed_in_the_layout_each_setting_names(monkeypatch):
+    # the gradient tests above pass whatever the memory layout: a "-cl" or "-compile" setting
+    # that ran NCHW eager would have timed the wrong thing unseen (a mutation audit, 2026-12)
+    torch = pytest.importorskip("torch")
+    import workloads
+
+    run = workloads.torch_maml(torch, ways=2, queries=1, n_tasks=1, workers=2, channels_last=True)
+    conv = run.params[4]                                          # a 64×64×3×3 weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    run()                       # its Adam step, then its gradients cleared for the next call
+    assert all(p.grad is None for p in run.params)
+    asked, compiled, real = [], [], workloads.torch_conv4_params
+    monkeypatch.setattr(workloads, "torch_conv4_params", lambda torch, channels_last, **kw:
+                        asked.append(channels_last) or real(torch, **kw))
+    monkeypatch.setattr(torch, "compile", lambda fn: compiled.append(fn) or fn)
+    for layout in ("nchw", "cl", "compile"):
+        made = workloads.torch_workloads(torch, layout=layout, batch=2)
+        made["conv4"](), made["protonet"]()
+    assert asked == [False, False, True, True, True, True] and len(compiled) == 1
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_the_pytorch_sinusoid_maml_is_minimeta_s_meta_iteration(steps, monkeypatch):
+    """``sinusoid_maml.py``'s two engines, looped and stacked, take the same meta-gradient from
+    the same θ; in float64, where α 0.01 on weights of 0.01 moves the gradient by less than
+    float32's rounding (its ``theirs`` had no test: a wrong inner-loss scale passed)."""
+    import functools
+
+    torch = pytest.importorskip("torch")
+    import sinusoid_maml
+
+    class Caught:       # each library's Adam, stood in: keeps the parameters and gradients
+        def __init__(self, params, lr):
+            self.params, self.grads = list(params), None
+            caught.append(self)
+
+        def step(self):
+            self.grads = [p.grad.detach().numpy().copy() for p in self.params]
+
+        def zero_grad(self):
+            for p in self.params:
+                p.grad = None
+
+    caught, stacked, real = [], [], sinusoid_maml.StackedTasks
+    for where in (sinusoid_maml, torch.optim):
+        monkeypatch.setattr(where, "Adam", Caught)
+    monkeypatch.setattr(sinusoid_maml, "StackedTasks", lambda l: stacked.append(l) or real(l))
+    monkeypatch.setattr(sinusoid_maml.nn, "mlp", functools.partial(sinusoid_maml.nn.mlp,
+                                                                   dtype=np.float64))
+    monkeypatch.setattr(sinusoid_maml, "TASKS", [tuple(a.astype(np.float64) for a in task)
+                                                 for task in sinusoid_maml.TASKS])
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for vectorize in (False, True):
+            caught.clear()
+            sinusoid_maml.ours(steps, vectorize)()
+            theirs = sinusoid_maml.theirs(torch, steps, vectorize)
+            with torch.no_grad():
+                for p, ours in zip(caught[1].params, caught[0].params):
+                    p.copy_(torch.from_numpy(ours.numpy().copy()))
+            theirs()
+            scale = max(np.abs(g).max() for g in caught[0].grads)
+            for g, their in zip(caught[0].grads, caught[1].grads):
+                np.testing.assert_allclose(their, g, rtol=1e-9, atol=1e-12 * scale)
+    finally:
+        torch.set_default_dtype(default)
+    assert len(stacked) == 1                      # minimeta's stacked case is StackedTasks'

@@ -188,33 +188,6 @@ def test_the_metric_example_checks_its_test_episodes_before_training(tmp_path):
         "got 1692: ask for at most 1692 ways")
 
 
-def test_the_budget_script_shows_a_run_s_progress_as_it_comes(tmp_path, monkeypatch):
-    # it had captured each run's output to the end: 30 minutes of silence, then a log
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
-                                                                         "budget.py"))
-    budget = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(budget)
-    seen = tmp_path / "seen"
-    child = ("import os, sys, time\nprint('iteration 1', flush=True)\n"
-             f"for _ in range(200):\n    if os.path.exists({str(seen)!r}):\n        break\n"
-             "    time.sleep(0.05)\nelse:\n    sys.exit(3)\nprint('done', file=sys.stderr)")
-
-    class Stderr:
-        def write(self, text):
-            said.append(text)
-            seen.touch()              # the child goes on only once its first line is shown
-
-    said = []
-    monkeypatch.setattr(sys, "stderr", Stderr())
-    with open(tmp_path / "log", "w") as log:
-        assert budget.run([sys.executable, "-c", child], log) > 0
-    assert said == ["    iteration 1\n", "    done\n"]
-    assert (tmp_path / "log").read_text() == "iteration 1\ndone\n"
-    with open(tmp_path / "log", "w") as log, pytest.raises(SystemExit, match="exit 3"):
-        budget.run([sys.executable, "-c", "import sys; print('why'); sys.exit(3)"], log)
-
-
 def _results_table():
     import importlib.util
     spec = importlib.util.spec_from_file_location(
@@ -257,18 +230,6 @@ def test_the_results_table_leaves_out_rows_without_an_accuracy(tmp_path, capsys)
         _results_table().main(["--report", str(report)])
     err = capsys.readouterr()
     assert "1 row(s) without an accuracy" in err.out and "no Omniglot rows" in err.err
-
-
-def test_the_budget_plot_draws_each_learner_s_last_run_only():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
-                                                                         "budget.py"))
-    budget = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(budget)
-    rows = [dict(learner="maml", minutes=m, run=run) for m, run in
-            ((5, "a"), (10, "a"), (20, "a"), (5, "b"))] + [dict(learner="protonet", minutes=5)]
-    kept = budget.latest_runs(rows)
-    assert [(r["learner"], r["minutes"]) for r in kept] == [("maml", 5), ("protonet", 5)]
 
 
 def fake_minimeta(tmp_path):

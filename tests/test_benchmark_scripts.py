@@ -1,0 +1,162 @@
+"""The benchmark scripts that run long jobs for a figure: ``benchmarks/budget.py`` (its
+commands, its progress as it comes, the rows it records, its plot) and
+``benchmarks/maml_memory.py`` (its peak), with the training and the learners stood in.
+
+Read next: ``test_benchmark_audit.py`` (the timing scripts' bookkeeping).
+"""
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_budget_script_shows_a_run_s_progress_as_it_comes(tmp_path, monkeypatch):
+    # it had captured each run's output to the end: 30 minutes of silence, then a log
+    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
+                                                                         "budget.py"))
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    seen = tmp_path / "seen"
+    child = ("import os, sys, time\nprint('iteration 1', flush=True)\n"
+             f"for _ in range(200):\n    if os.path.exists({str(seen)!r}):\n        break\n"
+             "    time.sleep(0.05)\nelse:\n    sys.exit(3)\nprint('done', file=sys.stderr)")
+
+    class Stderr:
+        def write(self, text):
+            said.append(text)
+            seen.touch()              # the child goes on only once its first line is shown
+
+    said = []
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    with open(tmp_path / "log", "w") as log:
+        assert budget.run([sys.executable, "-c", child], log) > 0
+    assert said == ["    iteration 1\n", "    done\n"]
+    assert (tmp_path / "log").read_text() == "iteration 1\ndone\n"
+    with open(tmp_path / "log", "w") as log, pytest.raises(SystemExit, match="exit 3"):
+        budget.run([sys.executable, "-c", "import sys; print('why'); sys.exit(3)"], log)
+
+
+def test_the_budget_plot_draws_each_learner_s_last_run_only():
+    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
+                                                                         "budget.py"))
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    rows = [dict(learner="maml", minutes=m, run=run) for m, run in
+            ((5, "a"), (10, "a"), (20, "a"), (5, "b"))] + [dict(learner="protonet", minutes=5)]
+    kept = budget.latest_runs(rows)
+    assert [(r["learner"], r["minutes"]) for r in kept] == [("maml", 5), ("protonet", 5)]
+
+
+def test_the_budget_script_trains_in_order_resumes_and_records_each_run_s_last_rows(
+        tmp_path, monkeypatch):
+    # a mutation audit (2026-12) found every line of its table untested: minutes out of order,
+    # --extend overwriting the run it extends, a row's accuracy, budget or run id from the wrong
+    # line of a file, all passed
+    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
+                                                                         "budget.py"))
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    commands, ids = [], iter(["first", "second"])
+
+    def run(cmd, log):    # each command appends two lines to its file: the last is its result
+        commands.append(cmd)
+        n = len(commands)
+        if "train" in cmd:
+            path = os.path.join(cmd[cmd.index("--out") + 1], "metrics.jsonl")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            rows = [{"iteration": 10 * n + i, "train_seconds": 60.0 * n + i} for i in (1, 2)]
+        else:
+            path = cmd[cmd.index("--report") + 1]
+            rows = [{"accuracy": 0.0, "interval": 0.5}, {"accuracy": n / 8, "interval": 0.0625}]
+        with open(path, "a") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+        return 7.0
+
+    def main(*argv):
+        monkeypatch.setattr(sys, "argv", ["budget.py", "--learners", "maml", "--out",
+                                          str(tmp_path), *argv])
+        budget.main()
+
+    monkeypatch.setattr(budget, "run", run)
+    monkeypatch.setattr(budget, "plot", lambda out: None)
+    monkeypatch.setattr(budget.time, "strftime", lambda fmt: next(ids))
+    main("--minutes", "10", "5", "--episodes", "7")
+    train = commands[::2]
+    assert [(c[c.index("--minutes") + 1], c[-1]) for c in train] == [("5.0", "--overwrite"),
+                                                                     ("10.0", "--resume")]
+    assert [c[c.index("--episodes") + 1] for c in commands[1::2]] == ["7", "7"]
+    rows = [json.loads(line) for line in open(tmp_path / "budget.jsonl")]
+    assert rows[0] == dict(learner="maml", minutes=5.0, iterations=12, train_seconds=62.0,
+                           train_wall_s=7.0, ways=5, shots=1, accuracy=0.25, interval=0.0625,
+                           episodes=7, run="first")
+    main("--minutes", "5")                                  # a fresh run: a new curve
+    main("--minutes", "20", "--extend")                     # goes on with the last one
+    rows = [json.loads(line) for line in open(tmp_path / "budget.jsonl")]
+    assert commands[-2][-1] == "--resume" and rows[-1]["run"] == "second"
+    with pytest.raises(SystemExit):
+        main("--episodes", "1")                             # no interval from one episode
+
+
+def test_maml_memory_gives_the_peak_in_mib_and_measures_each_way_it_names(monkeypatch,
+                                                                          capsys):
+    # a mutation audit (2026-12): its peak, its units, the inner steps and the whole-batch
+    # backward it names had no test
+    import numpy as np
+
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))    # its ``_timing``
+    spec = importlib.util.spec_from_file_location("maml_memory", os.path.join(
+        ROOT, "benchmarks", "maml_memory.py"))
+    maml_memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maml_memory)
+    # 8 MiB allocated and freed: the peak, not what is left (0), in MiB, not in MB (8.4)
+    peak, _ = maml_memory.peak_mib(lambda: np.ones(2 ** 20))
+    assert 8 <= peak < 8.2
+    seen = []
+
+    class Learner:
+        def __init__(self, net, lr, steps):
+            seen.append(("MAML", lr, steps))
+
+        def outer_step(self, tasks):
+            seen.append("per task")
+
+        def meta_gradient(self, tasks):
+            seen.append("whole batch")
+
+    monkeypatch.setattr(maml_memory, "MAML", Learner)
+    monkeypatch.setattr(maml_memory, "make_tasks", lambda *a: seen.append(a[:4]))
+    monkeypatch.setattr(maml_memory, "peak_mib", lambda fn: fn() or (1.0, 1.0))
+    monkeypatch.setattr(sys, "argv", ["maml_memory.py", "--steps", "1", "2", "--tasks", "2",
+                                      "--ways", "3"])
+    maml_memory.main()
+    assert seen == [(2, 3, 1, 5), ("MAML", 0.4, 1), "per task", "whole batch",
+                    ("MAML", 0.4, 2), "per task"]
+    assert "MiB whole-batch" in capsys.readouterr().out
+
+
+def test_the_budget_plot_draws_accuracy_against_minutes_with_its_interval(tmp_path,
+                                                                          monkeypatch):
+    import matplotlib.pyplot as plt
+    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
+                                                                         "budget.py"))
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    drawn = []
+
+    class Axes:         # what plot draws on: the curves kept, the rest ignored
+        def errorbar(self, minutes, accuracy, interval, **kwargs):
+            drawn.append((minutes, accuracy, interval))
+
+        def __getattr__(self, name):
+            return lambda *a, **kw: None
+
+    monkeypatch.setattr(plt, "subplots", lambda **kw: (Axes(), Axes()))
+    rows = [dict(learner="maml", ways=5, shots=1, minutes=m, accuracy=a, interval=0.25, run="r")
+            for m, a in ((10, 0.75), (5, 0.5))]
+    (tmp_path / "budget.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    budget.plot(str(tmp_path))
+    assert drawn == [([5, 10], [50.0, 75.0], [25.0, 25.0])]
