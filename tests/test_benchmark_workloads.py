@@ -151,6 +151,7 @@ def test_pytorch_protonet_episode_is_minimeta_s_computation(float64, monkeypatch
     for p, w in zip(caught[1].params, weights):
         p.data[...] = w.detach().numpy()
     theirs()
+    theirs()        # twice: without its zero_grad, PyTorch's gradients pile up (a timed add)
     ours()
     expected, mine = caught[0].grads, caught[1].grads
     scale = max(np.abs(g).max() for g in expected)
