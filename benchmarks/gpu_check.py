@@ -4,11 +4,12 @@
    threading layer), and which NVVM runs a kernel here, the PTX version it writes and the
    driver's (``_nvvm.py``: numba's own, else the machine's toolkit, else the one
    ``gpu_prepare.sh`` carried);
-2. ``tests``: the ``gpu`` tests (``tests/test_gpu.py``): every CUDA kernel against its NumPy
-   reference in float32 and float64 at the production block size, every row of the primitive
-   table (forward, VJP and the VJP's own VJP) on the GPU against the CPU, the second-order
-   MAML meta-gradient, a training step of every learner, and the stand-in CuPy's name lists
-   against this CuPy;
+2. ``tests``: the ``gpu`` tests (``tests/test_gpu.py``, ``tests/test_gpu_audit.py``): every
+   CUDA kernel against its NumPy reference in float32 and float64 at the production block
+   size (and on the shapes, dtypes, NaNs and zeros a mutation audit added), every row of the
+   primitive table (forward, VJP and the VJP's own VJP) on the GPU against the CPU, the
+   second-order MAML meta-gradient, a training step of every learner, and the stand-in
+   CuPy's name lists against this CuPy;
 3. ``launches``: what one numba.cuda launch costs the host, minimeta's way (no stream
    synchronisation) and numba's default way, in microseconds and synchronisations a launch;
 4. ``timings``: minimeta on the GPU against PyTorch CUDA eager, the computations of
@@ -98,7 +99,8 @@ def gpu_tests(simulate, timeout, out):
     """The ``gpu`` tests in a child pytest, its output in ``<out>/gpu_tests.log`` (kept when
     the time runs out, so a slow first compilation still shows how far the tests got)."""
     cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=",
-           "-m", "gpu", "-rs", "--durations=10", os.path.join(TESTS, "test_gpu.py")]
+           "-m", "gpu", "-rs", "--durations=10", os.path.join(TESTS, "test_gpu.py"),
+           os.path.join(TESTS, "test_gpu_audit.py")]     # what a mutation audit added
     if importlib.util.find_spec("pytest_timeout") is not None:     # one hung test, not all
         cmd += ["--timeout", str(int(max(10, min(180, timeout / 4))))]
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(

@@ -107,3 +107,27 @@ def test_cuda_launches_hand_numba_unsynchronised_views_on_cupys_stream(monkeypat
     assert launched[-1] == ((1, _cuda.THREADS, 0), (host, 2)) and made == []
     _cuda.launch(Kernel(), 0, x)                    # nothing to do: no launch
     assert len(launched) == 4
+
+
+@pytest.mark.parametrize("count, message", [(0, "this machine has no GPU"),
+                                            (RuntimeError("no CUDA driver"), "no usable GPU")])
+def test_a_cupy_that_finds_no_gpu_is_an_error_that_says_so(count, message, monkeypatch):
+    """CuPy installed on a machine without a GPU (or its driver): ``cupy_module`` refuses with
+    its own words, not CuPy's later error at the first array (a stand-in CuPy whose device
+    count is 0, or fails; a mutation audit found the count of 0 untested)."""
+    import sys
+    import types
+
+    from minimeta.engine.backend import cupy_module
+
+    def device_count():
+        if isinstance(count, Exception):
+            raise count
+        return count
+    cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=device_count)))
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    with pytest.raises(RuntimeError, match=message):
+        cupy_module()
+    with pytest.raises(RuntimeError, match=message):
+        mm.tensor([1.0], device="cuda")
