@@ -87,27 +87,33 @@ def test_a_run_too_large_for_the_memory_is_one_line_and_its_first_checkpoint_sta
     assert int(io.load(str(out / "checkpoint.npz"))["iteration"]) == 0
 
 
-def test_an_out_of_memory_stop_saves_the_iterations_it_finished(tmp_path, monkeypatch, capsys):
+def fails_at_the_fourth_iteration(error, out, monkeypatch, capsys):
+    """``minimeta train`` of 10 iterations (no periodic save) whose fourth meta-iteration
+    raises ``error``: the exit code, the last line on stderr, the checkpoint's iteration."""
     calls = []
     step = StackedTasks.outer_step
 
-    def short_of_memory(self, tasks):   # the fourth meta-iteration runs out of memory
+    def failing(self, tasks):
         calls.append(1)
         if len(calls) == 4:
-            raise MemoryError("Unable to allocate 14.9 GiB for an array")
+            raise error
         return step(self, tasks)
 
-    monkeypatch.setattr(StackedTasks, "outer_step", short_of_memory)
-    out = tmp_path / "run"
+    monkeypatch.setattr(StackedTasks, "outer_step", failing)
     with pytest.raises(SystemExit) as stopped:
         cli.main(TRAIN + ["--meta-batch", "2", "--shots", "2", "--iterations", "10",
                           "--checkpoint-every", "3600", "--out", str(out)])
-    assert stopped.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last == (f"minimeta train: out of memory (Unable to allocate 14.9 GiB for an array; "
-                    f"training stopped: {out}/checkpoint.npz holds iteration 3, the last whole "
-                    "one): ask for fewer or smaller tasks, episodes or batches")
-    assert int(io.load(str(out / "checkpoint.npz"))["iteration"]) == 3
+    return stopped.value.code, last, int(io.load(str(out / "checkpoint.npz"))["iteration"])
+
+
+def test_an_out_of_memory_stop_saves_the_iterations_it_finished(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    error = MemoryError("Unable to allocate 14.9 GiB for an array")
+    assert fails_at_the_fourth_iteration(error, out, monkeypatch, capsys) == (2, (
+        f"minimeta train: out of memory (Unable to allocate 14.9 GiB for an array; training "
+        f"stopped: {out}/checkpoint.npz holds iteration 3, the last whole one): ask for fewer "
+        "or smaller tasks, episodes or batches"), 3)
     resumed = cli.main(TRAIN + ["--meta-batch", "2", "--shots", "2", "--iterations", "5",
                                 "--out", str(out), "--resume"])
     assert resumed == 0 and int(io.load(str(out / "checkpoint.npz"))["iteration"]) == 5
@@ -129,45 +135,15 @@ def test_a_gpu_library_out_of_memory_is_an_out_of_memory_stop_too(tmp_path, monk
     # a GPU's memory can run out in cuBLAS's workspace or a driver call, whose errors are not
     # MemoryErrors (CuPy's pool's is): they had ended the run as a failure, losing every
     # iteration since the last periodic save
-    calls = []
-    step = StackedTasks.outer_step
-
-    def short_of_memory(self, tasks):
-        calls.append(1)
-        if len(calls) == 4:
-            raise error
-        return step(self, tasks)
-
-    monkeypatch.setattr(StackedTasks, "outer_step", short_of_memory)
     out = tmp_path / "run"
-    with pytest.raises(SystemExit) as stopped:
-        cli.main(TRAIN + ["--meta-batch", "2", "--shots", "2", "--iterations", "10",
-                          "--checkpoint-every", "3600", "--out", str(out)])
-    assert stopped.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last == (f"minimeta train: out of memory ({error}; training stopped: "
-                    f"{out}/checkpoint.npz holds iteration 3, the last whole one): ask for "
-                    "fewer or smaller tasks, episodes or batches")
-    assert int(io.load(str(out / "checkpoint.npz"))["iteration"]) == 3
+    assert fails_at_the_fourth_iteration(error, out, monkeypatch, capsys) == (2, (
+        f"minimeta train: out of memory ({error}; training stopped: {out}/checkpoint.npz "
+        "holds iteration 3, the last whole one): ask for fewer or smaller tasks, episodes or "
+        "batches"), 3)
 
 
 def test_another_gpu_library_error_is_not_taken_for_out_of_memory(tmp_path, monkeypatch, capsys):
     # the mutant that takes every RuntimeError for one: a failure stays a failure, unsaved
-    calls = []
-    step = StackedTasks.outer_step
-
-    def failing(self, tasks):
-        calls.append(1)
-        if len(calls) == 4:
-            raise CUBLASError("CUBLAS_STATUS_INVALID_VALUE")
-        return step(self, tasks)
-
-    monkeypatch.setattr(StackedTasks, "outer_step", failing)
-    out = tmp_path / "run"
-    with pytest.raises(SystemExit) as stopped:
-        cli.main(TRAIN + ["--meta-batch", "2", "--shots", "2", "--iterations", "10",
-                          "--checkpoint-every", "3600", "--out", str(out)])
-    assert stopped.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last == "minimeta train: CUBLAS_STATUS_INVALID_VALUE"
-    assert int(io.load(str(out / "checkpoint.npz"))["iteration"]) == 0
+    error = CUBLASError("CUBLAS_STATUS_INVALID_VALUE")
+    assert fails_at_the_fourth_iteration(error, tmp_path / "run", monkeypatch, capsys) == (
+        2, "minimeta train: CUBLAS_STATUS_INVALID_VALUE", 0)
