@@ -14,12 +14,18 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def script(name):
+    """The module ``benchmarks/<name>.py``, loaded afresh (so a monkeypatch of it stays here)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks",
+                                                                     f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_budget_script_shows_a_run_s_progress_as_it_comes(tmp_path, monkeypatch):
     # it had captured each run's output to the end: 30 minutes of silence, then a log
-    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
-                                                                         "budget.py"))
-    budget = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(budget)
+    budget = script("budget")
     seen = tmp_path / "seen"
     child = ("import os, sys, time\nprint('iteration 1', flush=True)\n"
              f"for _ in range(200):\n    if os.path.exists({str(seen)!r}):\n        break\n"
@@ -41,10 +47,7 @@ def test_the_budget_script_shows_a_run_s_progress_as_it_comes(tmp_path, monkeypa
 
 
 def test_the_budget_plot_draws_each_learner_s_last_run_only():
-    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
-                                                                         "budget.py"))
-    budget = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(budget)
+    budget = script("budget")
     rows = [dict(learner="maml", minutes=m, run=run) for m, run in
             ((5, "a"), (10, "a"), (20, "a"), (5, "b"))] + [dict(learner="protonet", minutes=5)]
     kept = budget.latest_runs(rows)
@@ -56,10 +59,7 @@ def test_the_budget_script_trains_in_order_resumes_and_records_each_run_s_last_r
     # a mutation audit (2026-12) found every line of its table untested: minutes out of order,
     # --extend overwriting the run it extends, a row's accuracy, budget or run id from the wrong
     # line of a file, all passed
-    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
-                                                                         "budget.py"))
-    budget = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(budget)
+    budget = script("budget")
     commands, ids = [], iter(["first", "second"])
 
     def run(cmd, log):    # each command appends two lines to its file: the last is its result
@@ -108,10 +108,7 @@ def test_maml_memory_gives_the_peak_in_mib_and_measures_each_way_it_names(monkey
     import numpy as np
 
     monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))    # its ``_timing``
-    spec = importlib.util.spec_from_file_location("maml_memory", os.path.join(
-        ROOT, "benchmarks", "maml_memory.py"))
-    maml_memory = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(maml_memory)
+    maml_memory = script("maml_memory")
     # 8 MiB allocated and freed: the peak, not what is left (0), in MiB, not in MB (8.4)
     peak, _ = maml_memory.peak_mib(lambda: np.ones(2 ** 20))
     assert 8 <= peak < 8.2
@@ -141,10 +138,7 @@ def test_maml_memory_gives_the_peak_in_mib_and_measures_each_way_it_names(monkey
 def test_the_budget_plot_draws_accuracy_against_minutes_with_its_interval(tmp_path,
                                                                           monkeypatch):
     import matplotlib.pyplot as plt
-    spec = importlib.util.spec_from_file_location("budget", os.path.join(ROOT, "benchmarks",
-                                                                         "budget.py"))
-    budget = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(budget)
+    budget = script("budget")
     drawn = []
 
     class Axes:         # what plot draws on: the curves kept, the rest ignored
