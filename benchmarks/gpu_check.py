@@ -144,7 +144,8 @@ def cases(device, torch_device, torch, small):
 
 def timings(cp, torch, torch_device, rounds, small, only, seconds, save=lambda table: None):
     """Each case gets an equal share of what is left of ``seconds``: as many rounds (at least
-    3, at most ``rounds``) as its second warm-up call says fit. A case that raises (out of
+    3, at most ``rounds``) as its second warm-up call says fit in what its building and
+    warm-up (the first compilation of a kernel) left of the share. A case that raises (out of
     memory, a kernel that fails) is recorded as its error and the next one runs; once the
     phase's ``seconds`` are spent the cases left are marked skipped. ``save(table)`` after
     each case (the report on disk)."""
@@ -176,6 +177,7 @@ def time_case(cp, name, makers, syncs, torch, torch_device, rounds, seconds, tab
     rotated each round; medians, ranges, memory peaks, ratios (``table``: the rows so far, for
     a stacked case's ratio to PyTorch's loop)."""
     (make_mine, make_theirs), (sync_mm, sync_t) = makers, syncs
+    begun = time.perf_counter()     # building and warming up spend the share too
     mine = make_mine()
     calls = {"minimeta": (mine, sync_mm)}
     if make_theirs is not None:
@@ -190,7 +192,7 @@ def time_case(cp, name, makers, syncs, torch, torch_device, rounds, seconds, tab
         fn()
         sync()
         one_round += time.perf_counter() - t
-    fit = int(seconds / max(one_round, 1e-6))
+    fit = int((seconds - (time.perf_counter() - begun)) / max(one_round, 1e-6))
     samples = {lib: [] for lib in calls}
     items = list(calls.items())
     for r in range(max(3, min(rounds, fit))):
