@@ -12,17 +12,18 @@
     causal_conv1d_input_grad   causal_ref.…             causal_cpu.…       causal_cuda.…
     causal_conv1d_weight_grad  causal_ref.…             causal_cpu.…       causal_cuda.…
     where                      select_ref.where         select_numba.…     the reference, on CuPy
-    batch_norm                 norm_ref.batch_norm      norm_numba.…       the reference, on CuPy
-    batch_norm_backward        norm_ref.…               norm_numba.…       the reference, on CuPy
-    batch_norm_double_backward norm_ref.…               norm_numba.…       the reference, on CuPy
+    batch_norm                 norm_ref.batch_norm      norm_numba.…       norm_cuda.… (a block
+    batch_norm_backward        norm_ref.…               norm_numba.…       norm_cuda.…  a channel)
+    batch_norm_double_backward norm_ref.…               norm_numba.…       norm_cuda.…
     add_bias                   norm_ref.…               norm_numba.…       the reference, on CuPy
     bias_grad                  norm_ref.…               norm_numba.…       the reference, on CuPy
 
-Batch norm, ``add_bias``, ``bias_grad`` and ``where`` on the GPU run their NumPy references on
-CuPy arrays (NumPy's functions dispatch to CuPy's, whose reductions and select a hand kernel
-would not beat). The other references make their arrays with NumPy: under ``use_reference()``
-they run on host copies of GPU arrays (``via_host``), as CuPy refuses to mix host and device
-arrays.
+``add_bias``, ``bias_grad`` and ``where`` on the GPU run their NumPy references on CuPy arrays
+(NumPy's functions dispatch to CuPy's: one broadcast add, one reduction, one select, which a
+hand kernel would not beat); batch norm's references run there too, under ``use_reference()``
+(``portable`` rows). The other references make their arrays with NumPy: under
+``use_reference()`` they run on host copies of GPU arrays (``via_host``), as CuPy refuses to
+mix host and device arrays.
 Families close under differentiation: conv2d and its two gradients; the causal dilated conv1d
 (SNAIL's) and its two; max pooling and its argmax scatter (whose own gradient is a gather);
 fused cosine attention and fused batch norm, whose composite definitions
@@ -75,14 +76,15 @@ class Kernel:
     reference: object
     cpu: str = ""   # "module:function" inside this package, imported on first use
     cuda: str = ""
+    portable: bool = False      # the reference runs on CuPy arrays as they are
 
 
-def _row(reference, family, cuda=True, cpu=None):
+def _row(reference, family, cuda=True, cpu=None, portable=False):
     """A table row whose CPU (and CUDA) versions share the reference's function name; the CPU
     module is ``<family>_numba`` unless ``cpu`` names another."""
     name = reference.__name__
     return Kernel(reference, f"{cpu or family + '_numba'}:{name}",
-                  f"{family}_cuda:{name}" if cuda else "")
+                  f"{family}_cuda:{name}" if cuda else "", portable)
 
 
 TABLE = {
@@ -99,10 +101,11 @@ TABLE = {
     "causal_conv1d_weight_grad": _row(causal_ref.causal_conv1d_weight_grad, "causal",
                                       cpu="causal_cpu"),
     "where": _row(select_ref.where, "select", cuda=False),
-    "batch_norm": _row(norm_ref.batch_norm, "norm", cuda=False),
-    "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", cuda=False),
-    # vectorised NumPy already: one op for the engine instead of ~130 through the composite
-    "batch_norm_double_backward": _row(norm_ref.batch_norm_double_backward, "norm", cuda=False),
+    "batch_norm": _row(norm_ref.batch_norm, "norm", portable=True),
+    "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", portable=True),
+    # one op for the engine instead of ~130 through the composite
+    "batch_norm_double_backward": _row(norm_ref.batch_norm_double_backward, "norm",
+                                       portable=True),
     "add_bias": _row(norm_ref.add_bias, "norm", cuda=False),      # the conv bias, in place
     "bias_grad": _row(norm_ref.bias_grad, "norm", cuda=False),    # and its gradient
 }
@@ -233,7 +236,8 @@ def lookup(name, array=None, *more):
     # the spec is NumPy: on GPU arrays it runs on host copies
     if LOCAL.reference or array is not None and (array.size == 0 or
                                                  any(a.size == 0 for a in more)):
-        return via_host(row.reference) if gpu and row.cuda else row.reference
+        return via_host(row.reference) if gpu and row.cuda and not row.portable else \
+            row.reference
     if gpu:
         return resolve(row.cuda) if row.cuda else row.reference
     if not row.cpu:
@@ -267,7 +271,8 @@ def _kernel_dtypes(name, array, more):
 def via_host(reference):
     """``reference`` run on host copies of its GPU arguments, its arrays copied back: the
     reference kernels on GPU arrays (for debugging; slow). The rows without a CUDA version
-    (``where``, batch norm) are written to run on either device and need no copies."""
+    (``where``, the conv bias) and batch norm's (``portable``) are written to run on either
+    device and need no copies."""
     def run(*args):
         import cupy
 

@@ -12,7 +12,7 @@ Spec and formulas: ``attention_ref.py``. Shapes q (B, Q, D), s (B, S, D), y (B, 
 
 The row norms r(v) = sqrt(|v|² + eps²) come from a small kernel of their own.
 
-Read next: ``minimeta/engine/ops.py`` (the user-facing namespace and the Tensor's operators).
+Read next: ``kernels/norm_cuda.py`` (batch normalisation on a GPU).
 """
 import math
 

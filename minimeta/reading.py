@@ -56,6 +56,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("kernels/causal_cuda.py", "the causal 1-D convolution on a GPU"),
     ("kernels/pool_cuda.py", "max pooling on a GPU"),
     ("kernels/attention_cuda.py", "cosine attention on a GPU"),
+    ("kernels/norm_cuda.py", "batch normalisation on a GPU"),
     ("minimeta/engine/ops.py", "the user-facing namespace and the Tensor's operators"),
     ("minimeta/engine/workers.py", "the tasks of a meta-batch on worker threads"),
     ("minimeta/engine/derivatives.py", "hvp, jacobian, hessian"),

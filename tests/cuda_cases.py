@@ -19,7 +19,8 @@ import numpy as np
 Case = namedtuple("Case", "inputs cuda reference tol")
 NAMES = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d",
          "max_pool2d_backward", "cosine_attention", "cosine_attention_backward",
-         "causal_conv1d", "causal_conv1d_input_grad", "causal_conv1d_weight_grad")
+         "causal_conv1d", "causal_conv1d_input_grad", "causal_conv1d_weight_grad", "batch_norm",
+         "batch_norm_backward", "batch_norm_double_backward")
 KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
 
 
@@ -29,7 +30,7 @@ def case(name, dtype, seed=0):
     inputs (device arrays on a GPU), ``reference(*inputs)`` the NumPy spec, each returning an
     array or a tuple of them; ``tol`` (rtol, atol) for outputs of scale ~1."""
     from minimeta.kernels import attention_cuda, attention_ref, causal_cuda, causal_ref
-    from minimeta.kernels import conv_cuda, conv_ref, pool_cuda, pool_ref
+    from minimeta.kernels import conv_cuda, conv_ref, norm_cuda, norm_ref, pool_cuda, pool_ref
 
     rng = np.random.default_rng(seed)
 
@@ -45,6 +46,11 @@ def case(name, dtype, seed=0):
     q, s, gq = r(2, 75, 16), r(2, 25, 16), r(2, 75, 5)
     y = np.eye(5, dtype=dtype)[rng.integers(0, 5, (2, 25))]
     xc, wc, gc = r(3, 7, 26), r(8, 7, 2), r(3, 8, 26)
+    # batch norm: 162 values a channel (more than a block's threads), off zero mean; the
+    # backward on a stack of 2 tasks (w of (T, C)), the double backward on a single one
+    xn, wn, bn = r(2, 3, 9, 9) * 2 + 3, r(3), r(3)
+    xs, ws, gs = r(2, 2, 3, 9, 9) + 1, r(2, 3), r(2, 2, 3, 9, 9)
+    gn, hn = r(2, 3, 9, 9), r(xn.size + 6)
     table = {
         "conv2d": ((x, w), lambda a, b: conv_cuda.conv2d(a, b, 2, 1),
                    lambda a, b: conv_ref.conv2d(a, b, 2, 1)),
@@ -68,6 +74,11 @@ def case(name, dtype, seed=0):
                                       causal_conv1d_weight_grad(a, b, wc.shape, 2),
                                       lambda a, b: causal_ref.causal_conv1d_weight_grad(
                                           a, b, wc.shape, 2)),
+        "batch_norm": ((xn, wn, bn), norm_cuda.batch_norm, norm_ref.batch_norm),
+        "batch_norm_backward": ((xs, ws, ws, gs), norm_cuda.batch_norm_backward,
+                                norm_ref.batch_norm_backward),
+        "batch_norm_double_backward": ((xn, wn, bn, gn, hn), norm_cuda.batch_norm_double_backward,
+                                       norm_ref.batch_norm_double_backward),
     }
     return Case(*table[name], tol)
 

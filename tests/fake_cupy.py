@@ -341,6 +341,14 @@ def asnumpy(x):
     return x.get() if isinstance(x, ndarray) else np.asarray(x)
 
 
+def _kernel_arg(a):
+    """The array inside, or a simulated device copy of a read-only one (the engine's weights),
+    which the simulator would fail to copy back after the kernel (a GPU array is writable)."""
+    from numba import cuda
+
+    return a if a.flags.writeable else cuda.to_device(a)
+
+
 def install(monkeypatch=None):
     """Stand in for CuPy (for one test with pytest's ``monkeypatch``; for the whole process
     without). Under numba's CUDA simulator, the numba.cuda kernels then get the NumPy array
@@ -354,7 +362,7 @@ def install(monkeypatch=None):
         for a in args:      # numba would copy a host array over and back at every launch
             _refuse_host(a)
         DEVICE_CALLS["kernel"] += 1
-        launch(kernel, n, *[a._a if isinstance(a, ndarray) else a for a in args])
+        launch(kernel, n, *[_kernel_arg(a._a) if isinstance(a, ndarray) else a for a in args])
 
     if monkeypatch is None:
         sys.modules["cupy"], _cuda.launch = sys.modules[__name__], host_launch

@@ -3,7 +3,8 @@
 The simulator must be switched on (``NUMBA_ENABLE_CUDASIM=1``) before numba is first imported,
 and the main test process has long imported numba for the CPU kernels. So when this file is
 collected without the variable, it holds one test that runs this same file in a fresh Python
-with the variable set; in that child, the real tests below are collected. Shapes are small but
+with the variable set; in that child, the real tests below are collected, and those of
+``tests/test_cuda_device_counts.py`` (reads and calls on the device). Shapes are small but
 cross block boundaries: the kernels run with 32 threads per block, and the sizes include
 31, 32, 33 and several blocks' worth of output elements.
 """
@@ -18,13 +19,15 @@ import pytest
 from minimeta import selfcheck
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+# the device reads and calls of a meta-iteration, counted in the same child
+COUNTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_cuda_device_counts.py")
 
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 window check + 1 attention
-# + 1 causal conv + 1 kernel table + 13 learners + one per row of the primitive table (48) + 1
-# reference kernels on GPU arrays + 3 device reads + 1 device calls = 77. A test added below
-# must be added here, or the parent fails.
+# + 1 causal conv + 1 batch norm + 1 kernel table + 13 learners + one per row of the primitive
+# table (48) + 1 reference kernels on GPU arrays + 3 device reads + 1 device calls (those four
+# in ``COUNTS``) = 78. A test added below or there must be added here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann", "cnp", "maml_stacked", "anil_stacked"]
 ROWS = [row.name for row in selfcheck.ROWS]
@@ -32,7 +35,7 @@ EXPECTED = sorted(
     ["test_the_simulator_is_on", "test_conv_family_matches_reference",
      "test_max_pool_matches_reference", "test_cosine_attention_matches_reference",
      "test_the_cuda_kernels_refuse_windows_that_do_not_fit",
-     "test_causal_conv1d_matches_reference",
+     "test_causal_conv1d_matches_reference", "test_batch_norm_matches_reference",
      "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions",
      "test_reference_kernels_run_on_gpu_arrays",
      "test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps",
@@ -52,10 +55,11 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
     report = tmp_path / "child.xml"
     child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                             "--no-header", "-o", "addopts=", f"--junitxml={report}",
-                            __file__], env=env, capture_output=True, text=True, timeout=900)
+                            __file__, COUNTS], env=env, capture_output=True, text=True,
+                           timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 29 + len(ROWS) == 77
+    assert len(EXPECTED) == 30 + len(ROWS) == 78
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -75,7 +79,7 @@ if SIMULATED:
     from hypothesis import given, settings, strategies as st
 
     from minimeta.kernels import _cuda, attention_cuda, attention_ref, causal_cuda, causal_ref
-    from minimeta.kernels import conv_cuda, conv_ref
+    from minimeta.kernels import conv_cuda, conv_ref, norm_cuda, norm_ref
     from minimeta.kernels import pool_cuda, pool_ref
     from test_functional import conv_case
     from test_kernel_references import check_bad_windows, check_max_pool
@@ -187,6 +191,41 @@ if SIMULATED:
         _close(causal_cuda.causal_conv1d_weight_grad(x, g, w.shape, d),
                causal_ref.causal_conv1d_weight_grad(x, g, w.shape, d), dtype)
 
+    # the simulator runs each GPU thread in a thread of its own, outside np.errstate
+    @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+    @SIM
+    @given(shape=st.sampled_from([(5, 3), (2, 3, 4, 5), (3, 1, 7, 6), (2, 3, 2, 5, 4)]),
+           dtype=st.sampled_from([np.float32, np.float64]), offset=st.sampled_from([0.0, 1e4]),
+           special=st.sampled_from([None, np.inf, -np.inf, np.nan]),
+           where=st.sampled_from("xwgh"), seed=st.integers(0, 99))
+    def test_batch_norm_matches_reference(shape, dtype, offset, special, where, seed):
+        """Single batch norms, (N, C) and (N, C, H, W), and a stack, (T, N, C, H, W) with w of
+        (T, C), channels of fewer and more values than a block's 32 threads; far from zero
+        mean; and an inf or a NaN in x, w, g or h, whose infinities and NaNs land where the
+        reference's do (the kernels take its formulas element by element)."""
+        rng = np.random.default_rng(seed)
+        stacked = len(shape) == 5
+        c = shape[2] if stacked else shape[1]
+        wshape = (shape[0], c) if stacked else (c,)
+        x = (rng.standard_normal(shape) * 2 + offset).astype(dtype)
+        w, b = (rng.standard_normal(wshape).astype(dtype) for _ in "wb")
+        g = rng.standard_normal(shape).astype(dtype)
+        h = rng.standard_normal(x.size + 2 * w.size).astype(dtype)
+        if special is not None:
+            a = {"x": x, "w": w, "g": g, "h": h}[where]
+            a.reshape(-1)[rng.integers(a.size)] = special
+        with np.errstate(all="ignore"):
+            for got, want in [*zip(norm_cuda.batch_norm(x, w, b), norm_ref.batch_norm(x, w, b)),
+                              (norm_cuda.batch_norm_backward(x, w, b, g),
+                               norm_ref.batch_norm_backward(x, w, b, g)),
+                              (norm_cuda.batch_norm_double_backward(x, w, b, g, h),
+                               norm_ref.batch_norm_double_backward(x, w, b, g, h))]:
+                assert got.dtype == want.dtype and got.shape == want.shape
+                tol = 2e-4 if dtype == np.float32 else 1e-9
+                finite = want[np.isfinite(want)]
+                scale = max(1.0, np.abs(finite).max()) if finite.size else 1.0
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
     def test_kernel_table_sends_gpu_arrays_to_the_cuda_versions():
         from minimeta import kernels
 
@@ -198,7 +237,10 @@ if SIMULATED:
         assert kernels.lookup("conv2d", x) is conv_cuda.conv2d
         assert kernels.lookup("cosine_attention", x) is attention_cuda.cosine_attention
         assert kernels.lookup("causal_conv1d", x) is causal_cuda.causal_conv1d
-        assert kernels.lookup("batch_norm", x) is kernels.TABLE["batch_norm"].reference
+        assert kernels.lookup("batch_norm", x) is norm_cuda.batch_norm
+        with kernels.use_reference():       # batch norm's reference runs on CuPy's arrays
+            assert kernels.lookup("batch_norm", x) is kernels.TABLE["batch_norm"].reference
+            assert kernels.lookup("conv2d", x) is not conv_ref.conv2d       # on host copies
         assert kernels.lookup("conv2d", np.zeros(1)) is not conv_cuda.conv2d
 
     # ----- the whole stack on a simulated GPU ---------------------------------------------------
@@ -305,105 +347,3 @@ if SIMULATED:
         with kernels.use_reference():
             for row in rows:
                 selfcheck.check_on_device(row, "cuda", 2)
-
-    def test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps(monkeypatch):
-        """Each read of a GPU value (``float``, ``.item()``, ``.get()``) waits for the GPU to
-        drain its queue. MAML's task loop reads the query loss and the accuracy of each task,
-        and nothing inside the inner loop: the count does not grow with the inner steps. A
-        stacked meta-batch (``StackedTasks``) reads twice in all, whatever its size."""
-        import fake_cupy
-        from minimeta import nn
-        from minimeta.data import EpisodeSampler
-        from minimeta.learners import MAML, StackedTasks
-
-        fake_cupy.install(monkeypatch)
-        classes = np.random.default_rng(0).random((4, 3, 4, 4))
-        tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(3)
-        reads = {}
-        for steps, stacked in ((1, False), (3, False), (1, True), (3, True)):
-            net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=1),
-                                nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                                nn.Linear(8, 2, dtype=np.float64, seed=2)).to("cuda")
-            learner = MAML(net, 0.3, steps)
-            fake_cupy.TRANSFERS.clear()
-            (StackedTasks(learner) if stacked else learner).outer_step(tasks)
-            reads[steps, stacked] = sum(fake_cupy.TRANSFERS.values())
-        assert reads == {(1, False): 2 * len(tasks), (3, False): 2 * len(tasks),
-                         (1, True): 2, (3, True): 2}, reads
-
-    def mm_tensor(array, device):
-        import minimeta as mm
-
-        return mm.tensor(array, requires_grad=True, device=device)
-
-    def test_mann_reads_the_device_twice_a_step_whatever_its_sequence(monkeypatch):
-        """MANN's usage, which picks the rows to write, stays on the device (ranked by
-        comparisons): an outer step reads its loss and accuracy, whatever the sequence's
-        length (a usage on the host had read the read and write weights at every step)."""
-        import fake_cupy
-        from minimeta.data import EpisodeSampler
-        from minimeta.learners import MANNLearner
-
-        fake_cupy.install(monkeypatch)
-        classes = np.random.default_rng(0).random((4, 3, 4, 4))
-        reads = {}
-        for shots in (1, 3):
-            learner = MANNLearner(2, 4, hidden=4, rows=4, width=3, heads=2, dtype=np.float64)
-            learner.net.to("cuda")
-            fake_cupy.TRANSFERS.clear()
-            learner.outer_step(EpisodeSampler(classes, 2, shots, 0, seed=0).batch(2))
-            reads[shots] = sum(fake_cupy.TRANSFERS.values())
-        assert reads == {1: 2, 3: 2}, reads
-
-    def test_a_stacked_meta_batch_makes_as_many_device_calls_whatever_its_size(monkeypatch):
-        """What a GPU pays per call (a launch, host-side bookkeeping) is what stacking saves:
-        the task loop's device calls grow with the meta-batch, a stack's do not (every layer
-        takes the task axis in one call; a per-task Python loop on the GPU path fails this).
-        Batch norm's per-task running-average updates too: they merge, one per buffer
-        (``functional.layers.RunningAverage``)."""
-        import fake_cupy
-        from minimeta.data import EpisodeSampler
-        from minimeta.learners import MAML, StackedTasks
-
-        fake_cupy.install(monkeypatch)
-        classes = np.random.default_rng(0).random((4, 3, 4, 4))
-        calls = {}
-        for size in (1, 3):
-            tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(size)
-            for stacked in (False, True):
-                learner = MAML(_small_models("maml").model.to("cuda"), 0.3, 2)
-                fake_cupy.DEVICE_CALLS.clear()
-                (StackedTasks(learner) if stacked else learner).outer_step(tasks)
-                calls[size, stacked] = sum(fake_cupy.DEVICE_CALLS.values())
-        assert calls[3, True] == calls[1, True], calls
-        assert calls[3, False] >= 2.9 * calls[1, False], calls
-        print(f"device calls per meta-batch: {calls}")
-
-    def test_protonet_and_a_clipped_step_read_the_device_no_more_than_they_report(monkeypatch):
-        """A ProtoNet episode reads its loss and its accuracy, nothing else (its check that
-        every class has a support example had read the class counts off the GPU: the labels
-        are on the host); an optimizer step that clips reads the gradient norm once (it had
-        read each parameter's sum of squares: one wait for the GPU per parameter)."""
-        import fake_cupy
-        import minimeta as mm
-        from minimeta import nn
-        from minimeta.data import EpisodeSampler
-        from minimeta.learners import ProtoNet
-        from minimeta.optim import Adam
-
-        fake_cupy.install(monkeypatch)
-        classes = np.random.default_rng(0).random((4, 3, 4, 4))
-        tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(3)
-        net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=1),
-                            nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()).to("cuda")
-        fake_cupy.TRANSFERS.clear()
-        ProtoNet(net).outer_step(tasks)
-        assert sum(fake_cupy.TRANSFERS.values()) == 2 * len(tasks), fake_cupy.TRANSFERS
-        params = list(net.named_parameters().values())
-        for p in params:
-            p.grad = mm.tensor(np.ones(p.shape), device="cuda")
-        optimizer = Adam(params, lr=1e-3, clip_norm=1.0)
-        fake_cupy.TRANSFERS.clear()
-        optimizer.step()
-        assert len(params) == 2 and dict(fake_cupy.TRANSFERS) == {"float": 1}
-        assert optimizer.last_norm == pytest.approx(np.sqrt(sum(p.size for p in params)))

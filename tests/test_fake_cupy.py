@@ -188,16 +188,18 @@ def test_batch_norm_s_composite_updates_running_buffers_on_the_gpu(cp):
     """``batch_norm(fused=False)`` took its batch statistics from ``x.numpy()``, host copies,
     and added them into the running buffers, CuPy arrays on the GPU: CuPy refuses the host
     operand (found by an audit against CuPy 14.2, 2026-12-03). The fused path's are the
-    same statistics."""
+    same statistics (from the reference, which runs on CuPy arrays: no GPU here for the CUDA
+    kernel; ``tests/test_cuda_kernels.py`` runs that one in the simulator)."""
     import minimeta as mm
-    from minimeta import functional as F
+    from minimeta import functional as F, kernels
 
     x = np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32) + 1.0
     buffers = {}
     for fused in (True, False):
         mean, var = cp.asarray(np.zeros(3, np.float32)), cp.asarray(np.ones(3, np.float32))
-        F.batch_norm(mm.tensor(x, device="cuda"), running_mean=mean, running_var=var,
-                     fused=fused)
+        with kernels.use_reference():
+            F.batch_norm(mm.tensor(x, device="cuda"), running_mean=mean, running_var=var,
+                         fused=fused)
         buffers[fused] = np.concatenate([mean.get(), var.get()])
     np.testing.assert_allclose(buffers[False], buffers[True], rtol=1e-6)
     np.testing.assert_allclose(buffers[False][:3], 0.1 * x.mean(axis=(0, 2, 3)), rtol=1e-6)
