@@ -272,3 +272,28 @@ def test_a_folder_without_a_checkpoint_gets_no_curve_after_a_run(tmp_path):
     said = []
     curve.plot_after_run(str(tmp_path), said.append)
     assert said == [] and os.listdir(tmp_path) == ["metrics.jsonl"]
+
+
+def test_a_long_run_is_drawn_thinned_to_its_lowest_and_highest_points(tmp_path, figures):
+    """200 000 points of a noisy loss had cost matplotlib ~170 MB to draw into 800 pixels:
+    each line is drawn from at most 4000 points now, each run of neighbours kept as its lowest
+    and highest, in order, so the figure reaches the same heights (a spike of one iteration
+    included), and a run of NaN only stays a gap."""
+    rng = np.random.default_rng(0)
+    loss = rng.random(30001)
+    loss[12345], loss[20000:20040] = 50.0, np.nan      # a spike, and a stretch of NaN losses
+    (tmp_path / "metrics.jsonl").write_text("".join(
+        json.dumps({"iteration": i + 1, "loss": None if np.isnan(v) else v}) + "\n"
+        for i, v in enumerate(loss)))
+    data = curve.plot_run(str(tmp_path))
+    raw, smooth = figures[0].axes[0].lines
+    for line, full in ((raw, data.loss), (smooth, data.smooth)):
+        x, y = line.get_xdata(), line.get_ydata()
+        assert 3000 < len(x) <= 4000 and np.all(np.diff(x[~np.isnan(x)]) >= 0)   # in order
+        assert np.nanmax(y) == np.nanmax(full) and np.nanmin(y) == np.nanmin(full)
+        finite = ~np.isnan(y)       # every point drawn is one of the run's, where it was
+        np.testing.assert_array_equal(full[x[finite].astype(int) - 1], y[finite])
+    x, y = raw.get_xdata(), raw.get_ydata()
+    assert np.isnan(y[(x > 20000) & (x <= 20040)]).any()           # the NaN losses: a gap
+    x, y = curve.thinned(np.arange(10.0), np.arange(10.0) % 3, most=10)   # short: as it was
+    assert x.tolist() == list(range(10)) and y.tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
