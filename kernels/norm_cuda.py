@@ -16,7 +16,7 @@ One launch a call, where the reference on CuPy made 15 to 60 (casts, reductions,
 passes): forward, backward and the double backward (what second-order MAML runs through every
 batch norm). Integer inputs go to the reference, which runs on CuPy arrays as they are.
 
-Read next: ``minimeta/engine/ops.py`` (the user-facing namespace and the Tensor's operators).
+Read next: ``kernels/optim_cuda.py`` (Adam's update on a GPU).
 """
 import math
 

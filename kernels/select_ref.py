@@ -8,7 +8,7 @@ and every masked gradient (``where(a > 0, g, 0)``; abs's is ``g * sign(a)``). Nu
 project's machine (a branch per element on a random mask), as slow as the convolution that
 made the array; the numba version selects without branching.
 
-Read next: ``kernels/threads.py`` (one kernel's work split over the cores; per-thread switches).
+Read next: ``kernels/optim_ref.py`` (Adam's update in NumPy: the spec).
 """
 import numpy as np
 

@@ -22,6 +22,7 @@ import numbers
 
 import numpy as np
 
+from . import kernels
 from .engine.backend import to_device, to_host
 from .engine.tensor import Tensor
 
@@ -243,15 +244,16 @@ class Adam(Optimizer):
         self.counts = [0] * len(self.params)
 
     def _update(self, i, p, g):
+        """The kernel table's ``adam`` (``kernels/optim_ref.py``: the formulas; one launch on
+        a GPU, where NumPy's passes had been a dozen)."""
         b1, b2 = self.betas
-        if self.weight_decay:
-            g = g + self.weight_decay * p
-        m = self._slot("m", i, p, b1 * self._slot("m", i, p) + (1 - b1) * g)
-        v = self._slot("v", i, p, b2 * self._slot("v", i, p) + (1 - b2) * g * g)
         self.counts[i] += 1
-        m_hat = m / (1 - b1 ** self.counts[i])
-        v_hat = v / (1 - b2 ** self.counts[i])
-        return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        update, m, v = kernels.lookup("adam", p, g)(
+            p, g, self._slot("m", i, p), self._slot("v", i, p), self.lr, b1, b2, self.eps,
+            1 - b1 ** self.counts[i], 1 - b2 ** self.counts[i], self.weight_decay)
+        self._slot("m", i, p, m)
+        self._slot("v", i, p, v)
+        return update
 
     def _counters(self, counts=None):
         if counts is not None:

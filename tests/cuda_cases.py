@@ -20,7 +20,7 @@ Case = namedtuple("Case", "inputs cuda reference tol")
 NAMES = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d",
          "max_pool2d_backward", "cosine_attention", "cosine_attention_backward",
          "causal_conv1d", "causal_conv1d_input_grad", "causal_conv1d_weight_grad", "batch_norm",
-         "batch_norm_backward", "batch_norm_double_backward")
+         "batch_norm_backward", "batch_norm_double_backward", "adam")
 KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
 
 
@@ -31,6 +31,7 @@ def case(name, dtype, seed=0):
     array or a tuple of them; ``tol`` (rtol, atol) for outputs of scale ~1."""
     from minimeta.kernels import attention_cuda, attention_ref, causal_cuda, causal_ref
     from minimeta.kernels import conv_cuda, conv_ref, norm_cuda, norm_ref, pool_cuda, pool_ref
+    from minimeta.kernels import optim_cuda, optim_ref
 
     rng = np.random.default_rng(seed)
 
@@ -51,6 +52,9 @@ def case(name, dtype, seed=0):
     xn, wn, bn = r(2, 3, 9, 9) * 2 + 3, r(3), r(3)
     xs, ws, gs = r(2, 2, 3, 9, 9) + 1, r(2, 3), r(2, 2, 3, 9, 9)
     gn, hn = r(2, 3, 9, 9), r(xn.size + 6)
+    # Adam: a 5×7×6 parameter (210 values), its second moment positive; step 3, weight decay
+    pa, ga, ma, va = r(5, 7, 6), r(5, 7, 6), r(5, 7, 6), np.abs(r(5, 7, 6))
+    hyper = (1e-3, 0.9, 0.999, 1e-8, 1 - 0.9 ** 3, 1 - 0.999 ** 3, 1e-2)
     table = {
         "conv2d": ((x, w), lambda a, b: conv_cuda.conv2d(a, b, 2, 1),
                    lambda a, b: conv_ref.conv2d(a, b, 2, 1)),
@@ -79,6 +83,8 @@ def case(name, dtype, seed=0):
                                 norm_ref.batch_norm_backward),
         "batch_norm_double_backward": ((xn, wn, bn, gn, hn), norm_cuda.batch_norm_double_backward,
                                        norm_ref.batch_norm_double_backward),
+        "adam": ((pa, ga, ma, va), lambda *a: optim_cuda.adam(*a, *hyper),
+                 lambda *a: optim_ref.adam(*a, *hyper)),
     }
     return Case(*table[name], tol)
 

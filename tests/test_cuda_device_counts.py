@@ -40,11 +40,6 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         assert reads == {(1, False): 2 * len(tasks), (3, False): 2 * len(tasks),
                          (1, True): 2, (3, True): 2}, reads
 
-    def mm_tensor(array, device):
-        import minimeta as mm
-
-        return mm.tensor(array, requires_grad=True, device=device)
-
     def test_mann_reads_the_device_twice_a_step_whatever_its_sequence(monkeypatch):
         """MANN's usage, which picks the rows to write, stays on the device (ranked by
         comparisons): an outer step reads its loss and accuracy, whatever the sequence's

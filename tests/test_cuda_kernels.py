@@ -25,9 +25,10 @@ COUNTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_cuda_dev
 
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 window check + 1 attention
-# + 1 causal conv + 1 batch norm + 1 kernel table + 13 learners + one per row of the primitive
-# table (48) + 1 reference kernels on GPU arrays + 3 device reads + 1 device calls (those four
-# in ``COUNTS``) = 78. A test added below or there must be added here, or the parent fails.
+# + 1 causal conv + 1 batch norm + 1 Adam + 1 kernel table + 13 learners + one per row of the
+# primitive table (48) + 1 reference kernels on GPU arrays + 3 device reads + 1 device calls
+# (those four in ``COUNTS``) = 79. A test added below or there must be added here, or the
+# parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann", "cnp", "maml_stacked", "anil_stacked"]
 ROWS = [row.name for row in selfcheck.ROWS]
@@ -36,6 +37,7 @@ EXPECTED = sorted(
      "test_max_pool_matches_reference", "test_cosine_attention_matches_reference",
      "test_the_cuda_kernels_refuse_windows_that_do_not_fit",
      "test_causal_conv1d_matches_reference", "test_batch_norm_matches_reference",
+     "test_adam_matches_reference",
      "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions",
      "test_reference_kernels_run_on_gpu_arrays",
      "test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps",
@@ -59,7 +61,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                            timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 30 + len(ROWS) == 78
+    assert len(EXPECTED) == 31 + len(ROWS) == 79
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}
@@ -79,7 +81,7 @@ if SIMULATED:
     from hypothesis import given, settings, strategies as st
 
     from minimeta.kernels import _cuda, attention_cuda, attention_ref, causal_cuda, causal_ref
-    from minimeta.kernels import conv_cuda, conv_ref, norm_cuda, norm_ref
+    from minimeta.kernels import conv_cuda, conv_ref, norm_cuda, norm_ref, optim_cuda, optim_ref
     from minimeta.kernels import pool_cuda, pool_ref
     from test_functional import conv_case
     from test_kernel_references import check_bad_windows, check_max_pool
@@ -236,6 +238,27 @@ if SIMULATED:
                 scale = max(1.0, np.abs(finite).max()) if finite.size else 1.0
                 np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
 
+    @pytest.mark.filterwarnings("ignore::RuntimeWarning")       # (the simulator's threads)
+    @SIM
+    @given(shape=st.sampled_from([(), (5,), (3, 17), (2, 3, 3, 3)]),
+           dtype=st.sampled_from([np.float32, np.float64]), decay=st.sampled_from([0.0, 0.1]),
+           step=st.integers(1, 3), special=st.sampled_from([None, np.inf, np.nan]),
+           seed=st.integers(0, 99))
+    def test_adam_matches_reference(shape, dtype, decay, step, special, seed):
+        """One thread per element across blocks (0-d to 54 values); weight decay on and off
+        (off, an infinite p must not reach the update: 0·inf is NaN); an inf or NaN in g."""
+        rng = np.random.default_rng(seed)
+        p, g, m = (rng.standard_normal(shape).astype(dtype) for _ in "pgm")
+        v = np.abs(rng.standard_normal(shape)).astype(dtype)
+        if special is not None:
+            g.reshape(-1)[0], p.reshape(-1)[-1] = special, np.inf
+        hyper = (1e-2, 0.9, 0.999, 1e-8, 1 - 0.9 ** step, 1 - 0.999 ** step, decay)
+        with np.errstate(all="ignore"):
+            for got, want in zip(optim_cuda.adam(p, g, m, v, *hyper),
+                                 optim_ref.adam(p, g, m, v, *hyper)):
+                assert got.dtype == want.dtype == dtype and got.shape == want.shape
+                _close(got, want, dtype)
+
     def test_kernel_table_sends_gpu_arrays_to_the_cuda_versions():
         from minimeta import kernels
 
@@ -254,6 +277,11 @@ if SIMULATED:
         assert kernels.lookup("conv2d", np.zeros(1)) is not conv_cuda.conv2d
 
     # ----- the whole stack on a simulated GPU ---------------------------------------------------
+    def mm_tensor(array, device):
+        import minimeta as mm
+
+        return mm.tensor(array, requires_grad=True, device=device)
+
     def _small_models(kind):
         """Models small enough for the simulator (4×4 images), in float64, seeded."""
         from minimeta import nn
