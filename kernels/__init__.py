@@ -275,8 +275,8 @@ def _kernel_dtypes(name, array, more):
 def via_host(reference):
     """``reference`` run on host copies of its GPU arguments, its arrays copied back: the
     reference kernels on GPU arrays (for debugging; slow). The rows without a CUDA version
-    (``where``, the conv bias) and batch norm's (``portable``) are written to run on either
-    device and need no copies."""
+    (``where``, the conv bias) and the ``portable`` ones (batch norm's, Adam's) are written to
+    run on either device and need no copies."""
     def run(*args):
         import cupy
 

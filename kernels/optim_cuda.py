@@ -2,7 +2,9 @@
 
 Spec: ``optim_ref.py``. The reference on CuPy makes about a dozen elementwise passes a
 parameter (each a launch); here each thread reads p, g, m and v once and writes the update,
-m' and v', its arithmetic in float64 registers. Arrays not C-contiguous go to the reference.
+m' and v', its arithmetic in float64 registers, into rows of one allocation (the optimizer keeps
+m' and v', so the update's row lives until the next step). Arrays not C-contiguous go to the
+reference.
 
 Read next: ``minimeta/engine/ops.py`` (the user-facing namespace and the Tensor's operators).
 """
