@@ -36,9 +36,10 @@ broadcast (``engine/primitives/conv.py``). The conv and batch-norm rows also tak
 tasks, a leading task axis on every array (``conv_ref.over_tasks``, the batch-norm
 references): what ``learners.StackedTasks`` runs, one batched launch on a GPU.
 
-Kernels take arrays and return arrays; they never see a Tensor. The engine calls them only
-through ``lookup(name, array, *more)``. It returns the CUDA version when ``array`` lives on a
-GPU (a CuPy array, or one with ``__cuda_array_interface__``), else the CPU version, unless
+Kernels take arrays and return arrays; they never see a Tensor. The engine (and Adam, in
+``minimeta/optim.py``) calls them only through ``lookup(name, array, *more)``. It returns the
+CUDA version when ``array`` lives on a GPU (a CuPy array, or one with
+``__cuda_array_interface__``), else the CPU version, unless
 ``MINIMETA_KERNELS=reference`` is set or the code runs inside ``use_reference()`` (for teaching
 and debugging), or one of the arrays is empty (the reference: NumPy's rules for empty axes),
 or, on the CPU, not what the kernel computes exactly in (integers where it works in floats, a
