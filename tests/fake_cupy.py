@@ -349,11 +349,12 @@ def _kernel_arg(a):
     return a if a.flags.writeable else cuda.to_device(a)
 
 
-def install(monkeypatch=None):
+def install(monkeypatch=None, run=True):
     """Stand in for CuPy (for one test with pytest's ``monkeypatch``; for the whole process
     without). Under numba's CUDA simulator, the numba.cuda kernels then get the NumPy array
     inside each device array, as a real kernel gets the device memory through the CUDA array
-    interface (writes land in the same buffer)."""
+    interface (writes land in the same buffer). ``run=False``: launches are checked and
+    counted, not run (their outputs stay ``empty``'s NaN: for counting calls)."""
     from minimeta.kernels import _cuda
 
     launch = _cuda.launch
@@ -362,7 +363,9 @@ def install(monkeypatch=None):
         for a in args:      # numba would copy a host array over and back at every launch
             _refuse_host(a)
         DEVICE_CALLS["kernel"] += 1
-        launch(kernel, n, *[_kernel_arg(a._a) if isinstance(a, ndarray) else a for a in args])
+        if run:
+            launch(kernel, n, *[_kernel_arg(a._a) if isinstance(a, ndarray) else a
+                                for a in args])
 
     if monkeypatch is None:
         sys.modules["cupy"], _cuda.launch = sys.modules[__name__], host_launch
