@@ -1,6 +1,7 @@
 """The benchmark scripts that run long jobs for a figure: ``benchmarks/budget.py`` (its
 commands, its progress as it comes, the rows it records, its plot) and
-``benchmarks/maml_memory.py`` (its peak), with the training and the learners stood in.
+``benchmarks/maml_memory.py`` (its peak), with the training and the learners stood in; and
+``benchmarks/device_calls.py`` (the calls a meta-iteration makes on a GPU, counted without one).
 
 Read next: ``test_benchmark_audit.py`` (the timing scripts' bookkeeping).
 """
@@ -154,3 +155,24 @@ def test_the_budget_plot_draws_accuracy_against_minutes_with_its_interval(tmp_pa
     (tmp_path / "budget.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     budget.plot(str(tmp_path))
     assert drawn == [([5, 10], [50.0, 75.0], [25.0, 25.0])]
+
+
+def test_device_calls_puts_each_call_to_its_primitive_and_batch_norm_launches_once(tmp_path):
+    """``benchmarks/device_calls.py`` (docs/PERFORMANCE.md's device-call table) on a small
+    stacked MAML meta-iteration: each batch-norm call, forward, backward or double backward,
+    is one CUDA launch (their references on CuPy had been 15 to 60 calls and no launch), and
+    Adam's update one a parameter; the calls add up to the total."""
+    import subprocess
+
+    out = tmp_path / "calls.json"
+    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "device_calls.py"),
+                    "--only", "maml5_stacked", "--tasks", "2", "--queries", "1", "--json",
+                    str(out)], check=True, capture_output=True, timeout=600)
+    got = json.loads(out.read_text())["maml5_stacked"]
+    by, ops = got["by"], got["ops_by"]
+    for primitive in ("BatchNorm", "FusedVJP", "FusedVJPVJP"):
+        assert by[primitive]["kernel"] == ops[primitive] > 0, primitive
+        assert "ufunc" not in by[primitive], primitive
+    assert by["optim.py _update"] == {"function": 90, "kernel": 18}    # conv4's 18 parameters
+    assert got["calls"] == sum(sum(kinds.values()) for kinds in by.values()) > got["ops"]
+    assert got["reads"] == 2 and got["ops"] == sum(ops.values())
