@@ -17,6 +17,18 @@ from collections import namedtuple
 import numpy as np
 
 Case = namedtuple("Case", "inputs cuda reference tol")
+
+
+def cupy_or_skip():
+    """CuPy, for a module of ``gpu`` tests at its import; without CuPy or a GPU, nothing there
+    can run: the whole module is skipped, saying why."""
+    import pytest
+    from minimeta.engine.backend import cupy_module
+
+    try:
+        return cupy_module()
+    except RuntimeError as err:
+        pytest.skip(f"no GPU: {err}", allow_module_level=True)
 NAMES = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d",
          "max_pool2d_backward", "cosine_attention", "cosine_attention_backward",
          "causal_conv1d", "causal_conv1d_input_grad", "causal_conv1d_weight_grad", "batch_norm",

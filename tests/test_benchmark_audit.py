@@ -8,7 +8,6 @@ passing every test, each a wrong figure in docs/PERFORMANCE.md. Nothing here tim
 
 Read next: ``test_benchmark_workloads.py`` (the workloads compute what they claim).
 """
-import importlib.util
 import io
 import json
 import os
@@ -25,6 +24,7 @@ import engine_overhead  # noqa: E402
 import machine  # noqa: E402
 import sinusoid_maml  # noqa: E402
 import workloads  # noqa: E402
+import source_file  # noqa: E402  (tests/: a repository file run as a module)
 
 
 def test_median_time_warms_up_then_gives_the_median_per_call_of_its_batches(monkeypatch):
@@ -209,10 +209,7 @@ def test_machine_times_each_pytorch_setting_on_its_own_threads(monkeypatch):
     from minimeta.kernels import threads as kernel_threads   # on one core: one, not twice
 
     monkeypatch.setattr(kernel_threads, "cores", lambda: 1)
-    spec = importlib.util.spec_from_file_location("machine_one_core",
-                                                  os.path.join(BENCH, "machine.py"))
-    one = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(one)
+    one = source_file.load("benchmarks/machine.py", "machine_one_core")
     assert one.THREADS == ["1"] and one.settings("torch", "maml5") == ["1"]
     assert one.settings("torch", "conv4") == ["1", "1-cl", "1-compile"]
 

@@ -5,23 +5,20 @@ commands, its progress as it comes, the rows it records, its plot) and
 
 Read next: ``test_benchmark_audit.py`` (the timing scripts' bookkeeping).
 """
-import importlib.util
 import json
 import os
 import sys
 
 import pytest
 
+import source_file  # tests/: a repository file run as a module
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def script(name):
     """The module ``benchmarks/<name>.py``, loaded afresh (so a monkeypatch of it stays here)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks",
-                                                                     f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return source_file.load(f"benchmarks/{name}.py")
 
 
 def test_the_budget_script_shows_a_run_s_progress_as_it_comes(tmp_path, monkeypatch):

@@ -8,6 +8,8 @@ import pytest
 
 from minimeta.data import omniglot
 
+import source_file  # tests/: a repository file run as a module
+
 REAL = os.path.exists(os.path.join(omniglot.data_dir(), omniglot.FILES["background"][0]))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -189,12 +191,7 @@ def test_the_metric_example_checks_its_test_episodes_before_training(tmp_path):
 
 
 def _results_table():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "results_table", os.path.join(ROOT, "examples", "results_table.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return source_file.load("examples/results_table.py")
 
 
 @pytest.mark.parametrize("settings", [

@@ -9,7 +9,6 @@ pixels. (The learning curve's figure and the DOT graph: ``test_curve.py``, ``tes
 
 Read next: ``test_examples.py`` (the examples end to end, on tiny budgets).
 """
-import importlib.util
 import json
 import os
 import re
@@ -26,16 +25,14 @@ from minimeta import nn
 from minimeta.data import omniglot
 from minimeta.experiments import sinusoid as S
 
+import source_file  # tests/: a repository file run as a module
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def example(name):
     """The module ``examples/<name>.py``, loaded afresh (so a monkeypatch of it stays here)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples",
-                                                                     f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return source_file.load(f"examples/{name}.py")
 
 
 def fake_classes(n=12):

@@ -6,18 +6,14 @@ import pytest
 
 import minimeta as mm
 from minimeta import nn, selfcheck
-from minimeta.engine.backend import cupy_module
+
+import cuda_cases  # tests/: the kernels' calls the compile check compiles; CuPy or a skip
 
 pytestmark = pytest.mark.gpu
-
-try:
-    cp = cupy_module()
-except RuntimeError as err:  # no CuPy or no GPU: nothing here can run
-    pytest.skip(f"no GPU: {err}", allow_module_level=True)
+cp = cuda_cases.cupy_or_skip()
 
 from minimeta.kernels import attention_cuda, attention_ref, conv_cuda, conv_ref  # noqa: E402
 from minimeta.kernels import pool_cuda, pool_ref  # noqa: E402
-import cuda_cases  # noqa: E402  (tests/: the kernels' calls the compile check compiles)
 
 RNG = np.random.default_rng(0)
 

@@ -16,14 +16,11 @@ import numpy as np
 import pytest
 
 import minimeta as mm
-from minimeta.engine.backend import cupy_module
+
+import cuda_cases  # tests/: CuPy, or the module skipped
 
 pytestmark = pytest.mark.gpu
-
-try:
-    cp = cupy_module()
-except RuntimeError as err:  # no CuPy or no GPU: nothing here can run
-    pytest.skip(f"no GPU: {err}", allow_module_level=True)
+cp = cuda_cases.cupy_or_skip()
 
 from minimeta.kernels import _cuda, attention_cuda, attention_ref  # noqa: E402
 from minimeta.kernels import causal_cuda, causal_ref, conv_cuda, conv_ref  # noqa: E402

@@ -12,6 +12,8 @@ from minimeta import nn
 from minimeta.data import EpisodeSampler, omniglot
 from minimeta.learners import MatchingNet, ProtoNet, RelationNet
 
+import source_file  # tests/: a repository file run as a module
+
 RNG = np.random.default_rng(0)
 
 
@@ -237,13 +239,7 @@ def test_protonet_short_training_lifts_validation_accuracy_well_above_chance():
 
 @pytest.mark.skipif(not REAL, reason="Omniglot not found in MINIMETA_DATA_DIR")
 def test_the_metric_learners_example_runs(monkeypatch, tmp_path, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "metric_learners", os.path.join(os.path.dirname(__file__), "..", "examples",
-                                        "metric_learners.py"))
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = source_file.load("examples/metric_learners.py")
     for learner in (["--learner", "matching", "--fce"], ["--learner", "relation"]):
         acc = example.main(learner + ["--episodes", "2", "--train-way", "5",
                                       "--test-episodes", "3"])
