@@ -4,8 +4,9 @@ The CUDA kernels take whatever arrays the caller has: CuPy arrays on a real GPU 
 them through the CUDA array interface, no copy), or NumPy arrays under numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``, set before numba is imported), which is how CI tests them without
 a GPU. New arrays are made by the module that owns the input (CuPy or NumPy), so a kernel never
-moves data between host and device. Every kernel is launched on a 1-D grid, one thread per
-output element, ``THREADS`` threads per block (tests lower it to cross block boundaries with
+moves data between host and device. Every kernel is launched on a 1-D grid, mostly one thread
+per output element (im2col: one per column of a channel; batch norm: a block per channel, of
+its own size), ``THREADS`` threads per block (tests lower it to cross block boundaries with
 small shapes), on the stream CuPy is using, **without a host synchronisation**: a CuPy array
 names its stream (CUDA array interface v3), and numba, handed such an array, synchronises that
 stream before every launch by default, so the host would wait for the GPU to finish all its
@@ -57,12 +58,13 @@ def contiguous(*arrays):
     return [array_module(a).ascontiguousarray(a) for a in arrays]
 
 
-def launch(kernel, n, *args):
-    """Run ``kernel`` on enough blocks of ``THREADS`` threads to cover ``n`` elements (device
-    arrays without a synchronisation, on CuPy's stream: ``device_args``)."""
+def launch(kernel, n, *args, threads=None):
+    """Run ``kernel`` on enough blocks of ``threads`` (default ``THREADS``) threads to cover
+    ``n`` (device arrays without a synchronisation, on CuPy's stream: ``device_args``)."""
+    threads = threads or THREADS
     if n > 0:
         args, stream = device_args(args)
-        kernel[math.ceil(n / THREADS), THREADS, stream](*args)
+        kernel[math.ceil(n / threads), threads, stream](*args)
 
 
 def device_args(args):

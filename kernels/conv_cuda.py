@@ -23,18 +23,30 @@ from .conv_ref import check_window, out_size
 
 @cuda.jit
 def _im2col(x, cols, kh, kw, stride, pad, ho, wo):
+    """One thread a (task, channel, column): its column's kh·kw rows of that channel, so the
+    index arithmetic (int64 divisions, the costly part on a GPU) is done once, not per value."""
     t = cuda.grid(1)
-    tasks, rows, width = cols.shape
-    if t >= tasks * rows * width:
+    tasks, width, chans = cols.shape[0], cols.shape[2], x.shape[2]
+    if t >= tasks * chans * width:
         return
-    task, row, col = t // (rows * width), (t // width) % rows, t % width
-    c, p, q = row // (kh * kw), (row // kw) % kh, row % kw
+    task, c, col = t // (chans * width), (t // width) % chans, t % width
     n, i, j = col // (ho * wo), (col // wo) % ho, col % wo
-    y, z = i * stride + p - pad, j * stride + q - pad
-    if 0 <= y < x.shape[3] and 0 <= z < x.shape[4]:
-        cols[task, row, col] = x[task, n, c, y, z]
-    else:
-        cols[task, row, col] = 0
+    for p in range(kh):
+        y = i * stride + p - pad
+        for q in range(kw):
+            z = j * stride + q - pad
+            row = (c * kh + p) * kw + q
+            if 0 <= y < x.shape[3] and 0 <= z < x.shape[4]:
+                cols[task, row, col] = x[task, n, c, y, z]
+            else:
+                cols[task, row, col] = 0
+
+
+@cuda.jit(device=True)
+def _outputs(y, pad, k, stride, size):
+    """(first, last) output index whose window covers input index ``y``, last first: the
+    outputs i with 0 <= y + pad - i·stride < k, i.e. kernel offsets p ascending."""
+    return min(size - 1, (y + pad) // stride), max(0, -((k - 1 - y - pad) // stride))
 
 
 @cuda.jit
@@ -46,16 +58,12 @@ def _col2im(cols, gx, kh, kw, stride, pad, ho, wo):
     task, n = t // (n_img * chans * h * w), (t // (chans * h * w)) % n_img
     c, y, z = (t // (h * w)) % chans, (t // w) % h, t % w
     total = 0.0  # float64 sum; not cols[0, 0] * 0, which is NaN where cols holds an inf
-    for p in range(kh):
-        di = y + pad - p
-        if di < 0 or di % stride != 0 or di // stride >= ho:
-            continue
-        for q in range(kw):
-            dj = z + pad - q
-            if dj < 0 or dj % stride != 0 or dj // stride >= wo:
-                continue
-            total += cols[task, (c * kh + p) * kw + q,
-                          (n * ho + di // stride) * wo + dj // stride]
+    i_hi, i_lo = _outputs(y, pad, kh, stride, ho)
+    j_hi, j_lo = _outputs(z, pad, kw, stride, wo)
+    for i in range(i_hi, i_lo - 1, -1):           # p = y + pad - i·stride, ascending
+        p = y + pad - i * stride
+        for j in range(j_hi, j_lo - 1, -1):
+            total += cols[task, (c * kh + p) * kw + z + pad - j * stride, (n * ho + i) * wo + j]
     gx[task, n, c, y, z] = total
 
 
@@ -71,7 +79,7 @@ def _cols(x, kh, kw, stride, padding):
     tasks, n, c, h, w = x.shape
     ho, wo = out_size(h, kh, stride, padding), out_size(w, kw, stride, padding)
     cols = xp.empty((tasks, c * kh * kw, n * ho * wo), dtype=x.dtype)
-    _cuda.launch(_im2col, cols.size, x, cols, kh, kw, stride, padding, ho, wo)
+    _cuda.launch(_im2col, tasks * c * n * ho * wo, x, cols, kh, kw, stride, padding, ho, wo)
     return cols, ho, wo
 
 

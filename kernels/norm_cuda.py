@@ -1,16 +1,17 @@
 """numba.cuda fused batch normalisation: one block per channel, the reference's own formulas.
 
-Spec: ``norm_ref.py``. A block of ``THREADS`` threads owns one channel of one task (x viewed
-as (T, N, C, M), a single batch norm a stack of one; ``norm_numba._as4``'s layout): image by
-image, its threads take the channel's plane of M values in turn (neighbouring threads,
-neighbouring values; no integer division in the loops), each keeping float64 partial sums,
-which a tree in shared memory adds up (``_tree``: the same order every run, so the same bits). Every
-per-channel mean is taken as the reference takes it, in float64, in passes over the channel
-(the mean, then the variance about it, then the sums that need both, then the outputs): the
-formulas are the reference's, element by element, so the infinities and NaNs of special
-inputs land where the reference's do, with no host check and no second path (the numba CPU
-kernels save passes with shifted one-pass sums, and send such calls to the reference after a
-check on the host, which on a GPU would wait for it at every batch norm).
+Spec: ``norm_ref.py``. A block of ``BLOCK`` threads owns one channel of one task (x viewed
+as (T, N, C, M), a single batch norm a stack of one; ``norm_numba._as4``'s layout): its
+threads take the channel's N·M values in turn (neighbouring threads, neighbouring values; one
+loop over them all, so a late layer's 3×3 planes keep every thread busy), each keeping float64
+partial sums, which a tree in shared memory adds up (``_tree``: the same order every run, so
+the same bits). Every per-channel mean is taken as the reference takes it, in float64, in
+passes over the channel (the mean, then the variance about it, then the sums that need both,
+then the outputs): the formulas are the reference's, element by element, so the infinities
+and NaNs of special inputs land where the reference's do, with no host check and no second
+path (the numba CPU kernels save passes with shifted one-pass sums, and send such calls to
+the reference after a check on the host, which on a GPU would wait for it at every batch
+norm).
 
 One launch a call, where the reference on CuPy made 15 to 60 (casts, reductions, elementwise
 passes): forward, backward and the double backward (what second-order MAML runs through every
@@ -25,7 +26,12 @@ from numba import float64
 from . import _cuda, array_module, norm_ref
 from ._cuda import cuda
 
-SLOTS = 256      # shared-memory slots of a sum: the most threads a block may have here
+SLOTS = 512      # shared-memory slots of a sum: the most threads a block may have here
+# Threads a block: a channel's sums are one block's work, so its threads are many (a conv4 layer
+# of 64 channels is 64 blocks; 128 threads each left the H200 mostly idle: 17 of conv4's 27 ms
+# on the GPU, measured 2026-12-04). 512 is what the double backward's 120 registers a thread
+# allow (ptxas, sm_90: 64, 60 and 108 for the three kernels; 65 536 registers a block).
+BLOCK = 512
 
 
 @cuda.jit(device=True)
@@ -57,18 +63,18 @@ def _moments(x, buf, t, ch):
     n, m, tid, step = x.shape[1], x.shape[3], cuda.threadIdx.x, cuda.blockDim.x
     count = n * m
     s = 0.0
-    for i in range(n):
-        for k in range(tid, m, step):
-            s += float64(x[t, i, ch, k])
+    for j in range(tid, count, step):
+        i, k = j // m, j % m
+        s += float64(x[t, i, ch, k])
     buf[0, tid] = s
     _tree(buf, 1)
     mu = buf[0, 0] / count
     cuda.syncthreads()
     s = 0.0
-    for i in range(n):
-        for k in range(tid, m, step):
-            d = float64(x[t, i, ch, k]) - mu
-            s += d * d
+    for j in range(tid, count, step):
+        i, k = j // m, j % m
+        d = float64(x[t, i, ch, k]) - mu
+        s += d * d
     buf[0, tid] = s
     _tree(buf, 1)
     var = buf[0, 0] / count
@@ -87,13 +93,13 @@ def _values(x, g, hx, t, i, ch, k, mu, r):
 def _forward(x, w, b, eps, y, mean, var):
     buf = cuda.shared.array((1, SLOTS), float64)
     t, ch, tid, step = _channel(x)
-    m = x.shape[3]
+    m, count = x.shape[3], x.shape[1] * x.shape[3]
     mu, v = _moments(x, buf, t, ch)
     den = math.sqrt(v + eps)
     wv, bv = float64(w[t, ch]), float64(b[t, ch])
-    for i in range(x.shape[1]):
-        for k in range(tid, m, step):
-            y[t, i, ch, k] = (float64(x[t, i, ch, k]) - mu) / den * wv + bv
+    for j in range(tid, count, step):
+        i, k = j // m, j % m
+        y[t, i, ch, k] = (float64(x[t, i, ch, k]) - mu) / den * wv + bv
     if tid == 0:
         mean[t, ch] = mu
         var[t, ch] = v
@@ -109,22 +115,22 @@ def _backward(x, w, g, eps, dx, dw, db):
     rstd = 1.0 / math.sqrt(v + eps)
     wv = float64(w[t, ch])
     s_gh = s_ghx = s_gx = s_g = 0.0
-    for i in range(x.shape[1]):
-        for k in range(tid, m, step):
-            xhat, gv = (float64(x[t, i, ch, k]) - mu) * rstd, float64(g[t, i, ch, k])
-            gh = gv * wv
-            s_gh += gh
-            s_ghx += gh * xhat
-            s_gx += gv * xhat
-            s_g += gv
+    for j in range(tid, count, step):
+        i, k = j // m, j % m
+        xhat, gv = (float64(x[t, i, ch, k]) - mu) * rstd, float64(g[t, i, ch, k])
+        gh = gv * wv
+        s_gh += gh
+        s_ghx += gh * xhat
+        s_gx += gv * xhat
+        s_g += gv
     buf[0, tid], buf[1, tid], buf[2, tid], buf[3, tid] = s_gh, s_ghx, s_gx, s_g
     _tree(buf, 4)
     mean_gh, mean_ghx = buf[0, 0] / count, buf[1, 0] / count
-    for i in range(x.shape[1]):
-        for k in range(tid, m, step):
-            xhat = (float64(x[t, i, ch, k]) - mu) * rstd
-            gh = float64(g[t, i, ch, k]) * wv
-            dx[t, i, ch, k] = (gh - mean_gh - xhat * mean_ghx) * rstd
+    for j in range(tid, count, step):
+        i, k = j // m, j % m
+        xhat = (float64(x[t, i, ch, k]) - mu) * rstd
+        gh = float64(g[t, i, ch, k]) * wv
+        dx[t, i, ch, k] = (gh - mean_gh - xhat * mean_ghx) * rstd
     if tid == 0:
         dw[t, ch] = buf[2, 0]
         db[t, ch] = buf[3, 0]
@@ -143,40 +149,40 @@ def _double_backward(x, w, g, hx, hw, hb, eps, dx, dw, db, dg):
     r = 1.0 / math.sqrt(v + eps)
     wv, hwv, hbv = float64(w[t, ch]), float64(hw[t, ch]), float64(hb[t, ch])
     s0 = s1 = s2 = s3 = s4 = 0.0
-    for i in range(x.shape[1]):
-        for k in range(tid, m, step):
-            xhat, gv, hv = _values(x, g, hx, t, i, ch, k, mu, r)
-            s0 += gv
-            s1 += gv * xhat
-            s2 += gv * wv * xhat
-            s3 += hv
-            s4 += hv * xhat
+    for j in range(tid, count, step):
+        i, k = j // m, j % m
+        xhat, gv, hv = _values(x, g, hx, t, i, ch, k, mu, r)
+        s0 += gv
+        s1 += gv * xhat
+        s2 += gv * wv * xhat
+        s3 += hv
+        s4 += hv * xhat
     buf[0, tid], buf[1, tid], buf[2, tid], buf[3, tid], buf[4, tid] = s0, s1, s2, s3, s4
     _tree(buf, 5)
     mean_g, mean_gx, a = buf[0, 0] / count, buf[1, 0] / count, buf[2, 0] / count
     mean_h, mean_hx = buf[3, 0] / count, buf[4, 0] / count
     cuda.syncthreads()
     s0 = s1 = s2 = s3 = 0.0
-    for i in range(x.shape[1]):
-        for k in range(tid, m, step):
-            xhat, gv, hv = _values(x, g, hx, t, i, ch, k, mu, r)
-            p_g = gv - mean_g - xhat * mean_gx
-            u_rest = -r * a * hv - r * mean_hx * (gv * wv)
-            s0 += hv * p_g * wv
-            s1 += hv * r * p_g
-            s2 += u_rest
-            s3 += u_rest * xhat
+    for j in range(tid, count, step):
+        i, k = j // m, j % m
+        xhat, gv, hv = _values(x, g, hx, t, i, ch, k, mu, r)
+        p_g = gv - mean_g - xhat * mean_gx
+        u_rest = -r * a * hv - r * mean_hx * (gv * wv)
+        s0 += hv * p_g * wv
+        s1 += hv * r * p_g
+        s2 += u_rest
+        s3 += u_rest * xhat
     buf[0, tid], buf[1, tid], buf[2, tid], buf[3, tid] = s0, s1, s2, s3
     _tree(buf, 4)
     s, mean_u, mean_ux = buf[0, 0], buf[2, 0] / count, buf[3, 0] / count
-    for i in range(x.shape[1]):
-        for k in range(tid, m, step):
-            xhat, gv, hv = _values(x, g, hx, t, i, ch, k, mu, r)
-            p_g = gv - mean_g - xhat * mean_gx
-            u_rest = -r * a * hv - r * mean_hx * (gv * wv)
-            p_u = u_rest - mean_u - xhat * mean_ux
-            dx[t, i, ch, k] = r * (hwv * p_g + p_u) - s * r * r * xhat / count
-            dg[t, i, ch, k] = hbv + hwv * xhat + wv * r * (hv - mean_h - xhat * mean_hx)
+    for j in range(tid, count, step):
+        i, k = j // m, j % m
+        xhat, gv, hv = _values(x, g, hx, t, i, ch, k, mu, r)
+        p_g = gv - mean_g - xhat * mean_gx
+        u_rest = -r * a * hv - r * mean_hx * (gv * wv)
+        p_u = u_rest - mean_u - xhat * mean_ux
+        dx[t, i, ch, k] = r * (hwv * p_g + p_u) - s * r * r * xhat / count
+        dg[t, i, ch, k] = hbv + hwv * xhat + wv * r * (hv - mean_h - xhat * mean_hx)
     if tid == 0:
         dw[t, ch] = buf[1, 0]
         db[t, ch] = 0
@@ -195,10 +201,10 @@ def _per_channel(v, x, w):
 
 
 def _launch(kernel, x4, *args):
-    """One block of ``THREADS`` threads a (task, channel)."""
-    if _cuda.THREADS > SLOTS:
-        raise ValueError(f"norm_cuda: {_cuda.THREADS} threads a block; at most {SLOTS}")
-    _cuda.launch(kernel, x4.shape[0] * x4.shape[2] * _cuda.THREADS, x4, *args)
+    """One block of ``BLOCK`` threads a (task, channel)."""
+    if BLOCK > SLOTS:
+        raise ValueError(f"norm_cuda: {BLOCK} threads a block; at most {SLOTS}")
+    _cuda.launch(kernel, x4.shape[0] * x4.shape[2] * BLOCK, x4, *args, threads=BLOCK)
 
 
 def batch_norm(x, w, b, eps=1e-5):

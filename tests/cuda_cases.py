@@ -129,7 +129,7 @@ def launched(call):
 
     seen = []
     launch = _cuda.launch
-    _cuda.launch = lambda kernel, n, *args: seen.append(
+    _cuda.launch = lambda kernel, n, *args, threads=None: seen.append(
         (kernel, tuple(numba.typeof(a) for a in args)))
     try:
         with np.errstate(all="ignore"):     # the unlaunched kernels leave outputs unwritten

@@ -359,13 +359,13 @@ def install(monkeypatch=None, run=True):
 
     launch = _cuda.launch
 
-    def host_launch(kernel, n, *args):
+    def host_launch(kernel, n, *args, threads=None):
         for a in args:      # numba would copy a host array over and back at every launch
             _refuse_host(a)
         DEVICE_CALLS["kernel"] += 1
         if run:
             launch(kernel, n, *[_kernel_arg(a._a) if isinstance(a, ndarray) else a
-                                for a in args])
+                                for a in args], threads=threads)
 
     if monkeypatch is None:
         sys.modules["cupy"], _cuda.launch = sys.modules[__name__], host_launch

@@ -86,7 +86,7 @@ if SIMULATED:
     from test_functional import conv_case
     from test_kernel_references import check_bad_windows, check_max_pool
 
-    _cuda.THREADS = 32
+    _cuda.THREADS = norm_cuda.BLOCK = 32
     SIM = settings(max_examples=12, deadline=None, derandomize=True)
 
     def test_the_simulator_is_on():

@@ -1,0 +1,202 @@
+"""Where the GPU path's time goes, case by case: a profile for the scarce minutes on a GPU.
+
+For each of ``gpu_check.py``'s timing cases asked for (default: conv4 and the stacked 5-way
+MAML meta-iteration), after two warm-up calls:
+
+1. ``wall``: three calls, each ended by a device synchronisation (seconds);
+2. ``host``: one call under cProfile, synchronised at its end: the functions with the most time
+   of their own (the host's share; a device read or a synchronisation shows as a wait there);
+3. ``kernels``: one call under PyTorch's profiler, which records every kernel on the GPU
+   (CuPy's, cuBLAS's and numba's too, through CUPTI): GPU time by kernel name;
+4. ``ops``: one call with a device synchronisation before and after every engine op: time by
+   primitive (host and GPU together; what is left of the wall is outside the ops).
+
+Then ``launch``: what one launch of a tiny numba.cuda kernel costs the host, several ways
+(``kernels/_cuda.launch``; CuPy arrays handed to numba on CuPy's stream; numba's default).
+
+Everything goes to ``<out>/profile.txt`` (and the console), rewritten after every part, so a
+run cut short keeps what it found. ``--simulate``: the stand-in CuPy and numba's simulator,
+small sizes (a dry run of the script; no PyTorch profile).
+
+Run: python benchmarks/gpu_profile.py [--out outputs/profile] [--only conv4 maml5_stacked]
+"""
+import argparse
+import cProfile
+import collections
+import io
+import os
+import pstats
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [HERE, ROOT]
+LINES = []
+
+
+def say(*parts):
+    text = " ".join(str(p) for p in parts)
+    print(text, flush=True)
+    LINES.append(text)
+
+
+def wall(call, sync, n=3):
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        sync()
+        times.append(time.perf_counter() - start)
+    return sorted(times)
+
+
+def host(call, sync, top=30):
+    prof = cProfile.Profile()
+    prof.enable()
+    call()
+    sync()
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(top)
+    return "\n".join(line for line in text.getvalue().splitlines()[6:] if line.strip())
+
+
+def kernels(call, sync, torch, top=30):
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        call()
+        sync()
+    rows, span = collections.defaultdict(lambda: [0, 0.0]), []
+    for evt in prof.profiler.kineto_results.events():     # every GPU activity, whoever's
+        if "CUDA" in str(evt.device_type()):
+            rows[evt.name()][0] += 1
+            rows[evt.name()][1] += evt.duration_ns() / 1e3
+            span += [evt.start_ns(), evt.end_ns()]
+    total = sum(r[1] for r in rows.values())
+    lines = [f"GPU time in kernels: {total / 1e3:.2f} ms, {sum(r[0] for r in rows.values())} "
+             f"kernels, {len(rows)} names; first to last {(max(span) - min(span)) / 1e6:.2f} "
+             "ms" if span else "no GPU activity recorded"]
+    for name, (n, us) in sorted(rows.items(), key=lambda kv: -kv[1][1])[:top]:
+        lines.append(f"  {us / 1e3:9.3f} ms {n:6d}x  {name[:110]}")
+    return "\n".join(lines)
+
+
+def ops(call, sync, top=25):
+    from minimeta.engine import autodiff
+
+    apply, spent, counts = autodiff.apply, collections.Counter(), collections.Counter()
+
+    def timed(op, *args, **kwargs):
+        sync()
+        start = time.perf_counter()
+        try:
+            return apply(op, *args, **kwargs)
+        finally:
+            sync()
+            spent[type(op).__name__] += time.perf_counter() - start
+            counts[type(op).__name__] += 1
+
+    modules = [m for m in list(sys.modules.values())
+               if getattr(m, "__name__", "").startswith("minimeta")
+               and getattr(m, "apply", None) is apply]
+    for m in modules:
+        m.apply = timed
+    start = time.perf_counter()
+    try:
+        call()
+        sync()
+    finally:
+        for m in modules:
+            m.apply = apply
+    whole = time.perf_counter() - start
+    lines = [f"synchronised call {whole * 1e3:.2f} ms, in ops {sum(spent.values()) * 1e3:.2f} "
+             f"ms ({sum(counts.values())} ops)"]
+    for name, s in spent.most_common(top):
+        lines.append(f"  {s * 1e3:9.3f} ms {counts[name]:6d}x  {name}")
+    return "\n".join(lines)
+
+
+def launch_costs(cp, simulate):
+    import _launch_kernel
+    from minimeta.kernels import _cuda
+
+    kernel, a = _launch_kernel.add_one, cp.zeros(256, dtype=cp.float32)
+    n = 20 if simulate else 2000
+    stream = lambda: _cuda.device_args([a])[1]          # noqa: E731
+    ways = {"_cuda.launch": lambda: _cuda.launch(kernel, a.size, a)}
+    if not simulate:
+        ways["cupy array, CuPy's stream"] = lambda: kernel[2, 128, stream()](a)
+        ways["cupy array, numba default"] = lambda: kernel[2, 128](a)
+        ways["as_cuda_array only"] = lambda: _cuda.cuda.as_cuda_array(a, sync=False)
+        ways["cupy elementwise a += 1"] = lambda: a.__iadd__(1)
+    lines = []
+    for name, fn in ways.items():
+        try:
+            fn()
+            cp.cuda.Device().synchronize()
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            cp.cuda.Device().synchronize()
+            lines.append(f"  {(time.perf_counter() - start) / n * 1e6:8.1f} us  {name}")
+        except Exception as err:
+            lines.append(f"  failed: {name}: {type(err).__name__}: {err}"[:300])
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="outputs/profile")
+    parser.add_argument("--only", nargs="+", default=["conv4", "maml5_stacked"])
+    parser.add_argument("--simulate", action="store_true")
+    args = parser.parse_args()
+    import gpu_check
+
+    if args.simulate:
+        gpu_check.simulated()
+    os.makedirs(args.out, exist_ok=True)
+    if not args.simulate:
+        say("NVVM:", gpu_check.nvvm(ROOT)["nvvm"])
+    from minimeta.engine.backend import cupy_module
+
+    cp = cupy_module()
+    torch = None if args.simulate else __import__("torch")
+    sync = cp.cuda.Device().synchronize
+    made = gpu_check.cases("cuda", "cuda", None, args.simulate)
+    path = os.path.join(args.out, "profile.txt")
+    parts = [("launch", None)] + [(key, part) for key in args.only
+                                  for part in ("wall", "host", "kernels", "ops")]
+    calls = {}
+    for key, part in parts:
+        start = time.perf_counter()
+        try:
+            if key == "launch":
+                text = launch_costs(cp, args.simulate)
+            else:
+                if key not in calls:
+                    calls[key] = made[key][0]()
+                    for _ in range(2):
+                        calls[key]()
+                    sync()
+                call = calls[key]
+                if part == "wall":
+                    text = " ".join(f"{t * 1e3:.2f} ms" for t in wall(call, sync))
+                elif part == "host":
+                    text = host(call, sync)
+                elif part == "kernels":
+                    text = "no PyTorch profile simulated" if torch is None else \
+                        kernels(call, sync, torch)
+                else:
+                    text = ops(call, sync)
+        except Exception as err:
+            text = f"FAILED: {type(err).__name__}: {err}"[:500]
+        say(f"== {key} {part or ''} ({time.perf_counter() - start:.1f} s)\n{text}")
+        with open(path, "w") as f:
+            f.write("\n".join(LINES) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
