@@ -173,3 +173,37 @@ def test_device_calls_puts_each_call_to_its_primitive_and_batch_norm_launches_on
     assert by["optim.py _update"] == {"function": 90, "kernel": 18}    # conv4's 18 parameters
     assert got["calls"] == sum(sum(kinds.values()) for kinds in by.values()) > got["ops"]
     assert got["reads"] == 2 and got["ops"] == sum(ops.values())
+
+
+def test_gpu_profile_times_each_primitive_and_leaves_the_engine_as_it_was(tmp_path):
+    """``benchmarks/gpu_profile.py --simulate`` (the dry run of the profile behind
+    docs/PERFORMANCE.md's "Where the time went"): every part of conv4's profile is there and
+    none failed; its four forward convolutions are timed as ``Conv2d`` ops, their time within
+    the call's; and the engine's ``apply`` is given back after the op timing."""
+    import re
+    import subprocess
+
+    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_profile.py"),
+                    "--simulate", "--only", "conv4", "--out", str(tmp_path)], check=True,
+                   capture_output=True, timeout=600, cwd=ROOT)
+    text = (tmp_path / "profile.txt").read_text()
+    assert "FAILED" not in text
+    for part in ("launch", "conv4 wall", "conv4 host", "conv4 kernels", "conv4 ops"):
+        assert f"== {part} " in text, part
+    call, in_ops, n = map(float, re.search(
+        r"synchronised call ([\d.]+) ms, in ops ([\d.]+) ms \((\d+) ops\)", text).groups())
+    assert 0 < in_ops <= call and n > 0
+    assert re.search(r"ms +4x  Conv2d\n", text)
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import gpu_profile
+        from minimeta.engine import autodiff
+        from minimeta.engine.primitives import elementwise
+
+        apply = autodiff.apply
+        text = gpu_profile.ops(lambda: None, lambda: None)
+        assert autodiff.apply is apply and elementwise.apply is apply
+        assert text.startswith("synchronised call") and "(0 ops)" in text
+    finally:
+        sys.path.remove(os.path.join(ROOT, "benchmarks"))

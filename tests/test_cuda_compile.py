@@ -4,7 +4,8 @@ NVVM (``pip install 'numba-cuda[cu12]'`` brings it, about 0.4 GB, so the default
 not, and without it this test skips). The simulator runs kernels as Python and accepts what
 the real compiler refuses (typing, unsupported calls); this is the check that it compiles.
 The kernels compiled are those launched by ``tests/cuda_cases.py``, the calls ``test_gpu.py``
-checks on a GPU; a test here that needs neither NVVM nor a GPU holds those calls to every
+checks on a GPU; with ptxas (``nvidia-cuda-nvcc-cu12``) each kernel's registers are held to
+what its block may have; a test here that needs neither NVVM nor a GPU holds those calls to every
 kernel of ``kernels/*_cuda.py``, by module and name, in both dtypes, none built with fast math.
 
 Run: python -m pytest tests/test_cuda_compile.py (in an environment with numba-cuda[cu12]).
@@ -119,6 +120,49 @@ def test_every_cuda_kernel_compiles_for_sm90(dtype, monkeypatch):
         assert ".target sm_90" in ptx and ".entry" in ptx
         compiled.add(cuda_cases.qualified(kernel))
     assert compiled == cuda_cases.cuda_kernels(), compiled
+
+
+def _ptxas():
+    """ptxas, the CUDA assembler (``pip install nvidia-cuda-nvcc-cu12`` brings it), or None."""
+    import shutil
+
+    try:
+        import nvidia.cuda_nvcc as nvcc
+        found = [os.path.join(p, "bin", "ptxas") for p in nvcc.__path__]
+    except ImportError:
+        found = []
+    return next((p for p in found if os.path.exists(p)), shutil.which("ptxas"))
+
+
+@compiles
+@pytest.mark.skipif(_ptxas() is None, reason="no ptxas (pip install nvidia-cuda-nvcc-cu12)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_cuda_kernel_fits_its_block_in_the_registers(dtype, monkeypatch, tmp_path):
+    """A block of B threads needs B × (registers a thread, allocated 8 at a time) of an sm_90
+    multiprocessor's 65 536, or every launch fails on a GPU ("too many resources requested")
+    while the simulator runs it. Batch norm's blocks are 512 threads (``norm_cuda.BLOCK``, the
+    H200 profile's fix), which its double backward's 108 registers just allow (2026-12-04);
+    1024 would not. ptxas assembles each kernel's PTX and says its registers."""
+    import re
+    import subprocess
+    import types
+
+    from minimeta.kernels import _cuda, norm_cuda
+    from minimeta.kernels._cuda import cuda
+    from numba.cuda import dispatcher
+
+    monkeypatch.setattr(dispatcher, "get_current_device",
+                        lambda: types.SimpleNamespace(compute_capability=(9, 0)))
+    blocks = {k: norm_cuda.BLOCK for k in (norm_cuda._forward, norm_cuda._backward,
+                                           norm_cuda._double_backward)}
+    for kernel, sig in _every_launch(dtype):
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+        (tmp_path / "k.ptx").write_text(ptx)
+        said = subprocess.run([_ptxas(), "-arch=sm_90", "-v", str(tmp_path / "k.ptx"), "-o",
+                               os.devnull], capture_output=True, text=True, check=True).stderr
+        regs = max(int(r) for r in re.findall(r"Used (\d+) registers", said))
+        block = blocks.get(kernel, _cuda.THREADS)
+        assert -(-regs // 8) * 8 * block <= 65536, (kernel.py_func.__name__, regs, block)
 
 
 def _numba_cuda_installed():
