@@ -44,8 +44,8 @@ def _im2col(x, cols, kh, kw, stride, pad, ho, wo):
 
 @cuda.jit(device=True)
 def _outputs(y, pad, k, stride, size):
-    """(first, last) output index whose window covers input index ``y``, last first: the
-    outputs i with 0 <= y + pad - i·stride < k, i.e. kernel offsets p ascending."""
+    """(last, first) of the outputs i whose window covers input index ``y``, those with
+    0 <= y + pad - i·stride < k: walked from the last down, their kernel offsets p ascend."""
     return min(size - 1, (y + pad) // stride), max(0, -((k - 1 - y - pad) // stride))
 
 

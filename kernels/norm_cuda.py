@@ -29,7 +29,7 @@ from ._cuda import cuda
 SLOTS = 512      # shared-memory slots of a sum: the most threads a block may have here
 # Threads a block: a channel's sums are one block's work, so its threads are many (a conv4 layer
 # of 64 channels is 64 blocks; 128 threads each left the H200 mostly idle: 17 of conv4's 27 ms
-# on the GPU, measured 2026-12-04). 512 is what the double backward's 120 registers a thread
+# on the GPU, measured 2026-12-04). 512 is what the double backward's 108 registers a thread
 # allow (ptxas, sm_90: 64, 60 and 108 for the three kernels; 65 536 registers a block).
 BLOCK = 512
 
