@@ -3,7 +3,8 @@
 Spec: ``norm_ref.py``. A block of ``BLOCK`` threads owns one channel of one task (x viewed
 as (T, N, C, M), a single batch norm a stack of one; ``norm_numba._as4``'s layout): its
 threads take the channel's N·M values in turn (neighbouring threads, neighbouring values; one
-loop over them all, so a late layer's 3×3 planes keep every thread busy), each keeping float64
+loop over them all, so a late layer's 3×3 planes keep every thread busy, walking (image,
+value) by adding: ``_walk``), each keeping float64
 partial sums, which a tree in shared memory adds up (``_tree``: the same order every run, so
 the same bits). Every per-channel mean is taken as the reference takes it, in float64, in
 passes over the channel (the mean, then the variance about it, then the sums that need both,
@@ -29,8 +30,9 @@ from ._cuda import cuda
 SLOTS = 512      # shared-memory slots of a sum: the most threads a block may have here
 # Threads a block: a channel's sums are one block's work, so its threads are many (a conv4 layer
 # of 64 channels is 64 blocks; 128 threads each left the H200 mostly idle: 17 of conv4's 27 ms
-# on the GPU, measured 2026-12-04). 512 is what the double backward's 108 registers a thread
-# allow (ptxas, sm_90: 64, 60 and 108 for the three kernels; 65 536 registers a block).
+# on the GPU, measured 2026-12-04). 512 is what the double backward's registers allow (ptxas,
+# sm_90: at most 62, 70 and 112 a thread for the three kernels, of the 128 that 512 threads
+# may have; tests/test_cuda_compile.py holds every kernel to its block).
 BLOCK = 512
 
 
@@ -57,24 +59,47 @@ def _channel(x):
 
 
 @cuda.jit(device=True)
+def _walk(m):
+    """Where this thread starts in a channel of images of ``m`` values each, and how far a step
+    of ``blockDim.x`` values moves it: (image, value, images a step, values a step). The loops
+    walk (image, value) by adding (``_next``), with no integer division a value: a GPU emulates
+    an int64 division in tens of instructions. (On the H200 the loops that divided each value's
+    index made the stacked meta-batch's batch norms slower, 8.5 to 10.0 ms, 2026-12-04; this
+    walk visits the same values in the same order, but is not yet timed on a GPU.)"""
+    tid, step, m = cuda.threadIdx.x, cuda.blockDim.x, max(m, 1)   # (no values: no loop)
+    return tid // m, tid % m, step // m, step % m
+
+
+@cuda.jit(device=True)
+def _next(i, k, di, dk, m):
+    """The (image, value) a step of ``blockDim.x`` values after (i, k), k and dk under m."""
+    k += dk
+    if k >= m:
+        return i + di + 1, k - m
+    return i + di, k
+
+
+@cuda.jit(device=True)
 def _moments(x, buf, t, ch):
     """(mean, biased variance) of channel ``ch`` of task ``t``, as the reference: the mean,
     then the mean square about it. Leaves ``buf`` free for the caller."""
     n, m, tid, step = x.shape[1], x.shape[3], cuda.threadIdx.x, cuda.blockDim.x
     count = n * m
     s = 0.0
-    for j in range(tid, count, step):
-        i, k = j // m, j % m
+    i, k, di, dk = _walk(m)
+    for _ in range(tid, count, step):
         s += float64(x[t, i, ch, k])
+        i, k = _next(i, k, di, dk, m)
     buf[0, tid] = s
     _tree(buf, 1)
     mu = buf[0, 0] / count
     cuda.syncthreads()
     s = 0.0
-    for j in range(tid, count, step):
-        i, k = j // m, j % m
+    i, k, di, dk = _walk(m)
+    for _ in range(tid, count, step):
         d = float64(x[t, i, ch, k]) - mu
         s += d * d
+        i, k = _next(i, k, di, dk, m)
     buf[0, tid] = s
     _tree(buf, 1)
     var = buf[0, 0] / count
@@ -97,9 +122,10 @@ def _forward(x, w, b, eps, y, mean, var):
     mu, v = _moments(x, buf, t, ch)
     den = math.sqrt(v + eps)
     wv, bv = float64(w[t, ch]), float64(b[t, ch])
-    for j in range(tid, count, step):
-        i, k = j // m, j % m
+    i, k, di, dk = _walk(m)
+    for _ in range(tid, count, step):
         y[t, i, ch, k] = (float64(x[t, i, ch, k]) - mu) / den * wv + bv
+        i, k = _next(i, k, di, dk, m)
     if tid == 0:
         mean[t, ch] = mu
         var[t, ch] = v
@@ -115,22 +141,24 @@ def _backward(x, w, g, eps, dx, dw, db):
     rstd = 1.0 / math.sqrt(v + eps)
     wv = float64(w[t, ch])
     s_gh = s_ghx = s_gx = s_g = 0.0
-    for j in range(tid, count, step):
-        i, k = j // m, j % m
+    i, k, di, dk = _walk(m)
+    for _ in range(tid, count, step):
         xhat, gv = (float64(x[t, i, ch, k]) - mu) * rstd, float64(g[t, i, ch, k])
         gh = gv * wv
         s_gh += gh
         s_ghx += gh * xhat
         s_gx += gv * xhat
         s_g += gv
+        i, k = _next(i, k, di, dk, m)
     buf[0, tid], buf[1, tid], buf[2, tid], buf[3, tid] = s_gh, s_ghx, s_gx, s_g
     _tree(buf, 4)
     mean_gh, mean_ghx = buf[0, 0] / count, buf[1, 0] / count
-    for j in range(tid, count, step):
-        i, k = j // m, j % m
+    i, k, di, dk = _walk(m)
+    for _ in range(tid, count, step):
         xhat = (float64(x[t, i, ch, k]) - mu) * rstd
         gh = float64(g[t, i, ch, k]) * wv
         dx[t, i, ch, k] = (gh - mean_gh - xhat * mean_ghx) * rstd
+        i, k = _next(i, k, di, dk, m)
     if tid == 0:
         dw[t, ch] = buf[2, 0]
         db[t, ch] = buf[3, 0]
@@ -149,22 +177,23 @@ def _double_backward(x, w, g, hx, hw, hb, eps, dx, dw, db, dg):
     r = 1.0 / math.sqrt(v + eps)
     wv, hwv, hbv = float64(w[t, ch]), float64(hw[t, ch]), float64(hb[t, ch])
     s0 = s1 = s2 = s3 = s4 = 0.0
-    for j in range(tid, count, step):
-        i, k = j // m, j % m
+    i, k, di, dk = _walk(m)
+    for _ in range(tid, count, step):
         xhat, gv, hv = _values(x, g, hx, t, i, ch, k, mu, r)
         s0 += gv
         s1 += gv * xhat
         s2 += gv * wv * xhat
         s3 += hv
         s4 += hv * xhat
+        i, k = _next(i, k, di, dk, m)
     buf[0, tid], buf[1, tid], buf[2, tid], buf[3, tid], buf[4, tid] = s0, s1, s2, s3, s4
     _tree(buf, 5)
     mean_g, mean_gx, a = buf[0, 0] / count, buf[1, 0] / count, buf[2, 0] / count
     mean_h, mean_hx = buf[3, 0] / count, buf[4, 0] / count
     cuda.syncthreads()
     s0 = s1 = s2 = s3 = 0.0
-    for j in range(tid, count, step):
-        i, k = j // m, j % m
+    i, k, di, dk = _walk(m)
+    for _ in range(tid, count, step):
         xhat, gv, hv = _values(x, g, hx, t, i, ch, k, mu, r)
         p_g = gv - mean_g - xhat * mean_gx
         u_rest = -r * a * hv - r * mean_hx * (gv * wv)
@@ -172,17 +201,19 @@ def _double_backward(x, w, g, hx, hw, hb, eps, dx, dw, db, dg):
         s1 += hv * r * p_g
         s2 += u_rest
         s3 += u_rest * xhat
+        i, k = _next(i, k, di, dk, m)
     buf[0, tid], buf[1, tid], buf[2, tid], buf[3, tid] = s0, s1, s2, s3
     _tree(buf, 4)
     s, mean_u, mean_ux = buf[0, 0], buf[2, 0] / count, buf[3, 0] / count
-    for j in range(tid, count, step):
-        i, k = j // m, j % m
+    i, k, di, dk = _walk(m)
+    for _ in range(tid, count, step):
         xhat, gv, hv = _values(x, g, hx, t, i, ch, k, mu, r)
         p_g = gv - mean_g - xhat * mean_gx
         u_rest = -r * a * hv - r * mean_hx * (gv * wv)
         p_u = u_rest - mean_u - xhat * mean_ux
         dx[t, i, ch, k] = r * (hwv * p_g + p_u) - s * r * r * xhat / count
         dg[t, i, ch, k] = hbv + hwv * xhat + wv * r * (hv - mean_h - xhat * mean_hx)
+        i, k = _next(i, k, di, dk, m)
     if tid == 0:
         dw[t, ch] = buf[1, 0]
         db[t, ch] = 0

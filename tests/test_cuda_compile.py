@@ -141,7 +141,7 @@ def test_every_cuda_kernel_fits_its_block_in_the_registers(dtype, monkeypatch, t
     """A block of B threads needs B × (registers a thread, allocated 8 at a time) of an sm_90
     multiprocessor's 65 536, or every launch fails on a GPU ("too many resources requested")
     while the simulator runs it. Batch norm's blocks are 512 threads (``norm_cuda.BLOCK``, the
-    H200 profile's fix), which its double backward's 108 registers just allow (2026-12-04);
+    H200 profile's fix), which its double backward's 112 registers allow (2026-12-04);
     1024 would not. ptxas assembles each kernel's PTX and says its registers."""
     import re
     import subprocess
