@@ -8,6 +8,9 @@
 # NVVM nor the machine's toolkit runs a kernel: benchmarks/_nvvm.py), and libdevice. NVVM 13.0
 # exactly: the machine's driver is CUDA 13.0 (580.159), which loads PTX up to ISA 9.0; NVVM
 # 13.5 writes 9.5, which it refuses. About 30 MB in all, under the 64 MiB a carry allows.
+# With commits as arguments (bash benchmarks/gpu_prepare.sh e0533c1 ...), each one's minimeta/
+# and kernels/ go to .gpu/trees/<commit> too (about 1 MB each), for a before / after on the same
+# GPU: python3 benchmarks/gpu_profile.py --trees .gpu/trees/<commit> . (gpu_profile.py's header).
 # Then carry ".gpu" with the checkout and run there, from the repository root:
 #   export PYTHONPATH=$PWD:$(ls $PWD/.gpu/wheels/*.whl | paste -sd:)
 #   export MINIMETA_DATA_DIR=$PWD/.gpu/omniglot
@@ -30,5 +33,9 @@ if [ ! -f .gpu/cuda/nvvm/lib64/libnvvm.so.4.xz ] \
     echo "$nvvm" > .gpu/cuda/nvvm/VERSION
     rm -rf "$tmp"
 fi
+for rev in "$@"; do
+    rm -rf ".gpu/trees/$rev" && mkdir -p ".gpu/trees/$rev"
+    git archive "$rev" minimeta kernels | tar -x -C ".gpu/trees/$rev"
+done
 ls -l .gpu/omniglot .gpu/wheels .gpu/cuda/nvvm/lib64 .gpu/cuda/nvvm/libdevice
 du -sh .gpu

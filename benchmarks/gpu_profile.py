@@ -14,11 +14,20 @@ MAML meta-iteration), after two warm-up calls:
 Then ``launch``: what one launch of a tiny numba.cuda kernel costs the host, several ways
 (``kernels/_cuda.launch``; CuPy arrays handed to numba on CuPy's stream; numba's default).
 
+Before and after on one GPU: ``--tree DIR`` profiles another checkout's engine and kernels
+(``DIR/minimeta``, ``DIR/kernels``) with this checkout's cases; ``--trees DIR ...`` runs the
+profile once per tree, each in a child process of its own (``.`` is this checkout), then writes
+``<out>/compare.txt``: each kernel's GPU time, each primitive's synchronised time and each
+case's wall, tree by tree. ``bash benchmarks/gpu_prepare.sh REV`` puts commit REV's two folders
+in ``.gpu/trees/REV`` to carry (a GPU session is one machine for minutes; a later session's is
+another machine, so a before / after across sessions mixes the change with the machine).
+
 Everything goes to ``<out>/profile.txt`` (and the console), rewritten after every part, so a
 run cut short keeps what it found. ``--simulate``: the stand-in CuPy and numba's simulator,
 small sizes (a dry run of the script; no PyTorch profile).
 
 Run: python benchmarks/gpu_profile.py [--out outputs/profile] [--only conv4 maml5_stacked]
+     [--tree DIR | --trees DIR [DIR ...]] [--simulate]
 """
 import argparse
 import cProfile
@@ -26,6 +35,8 @@ import collections
 import io
 import os
 import pstats
+import re
+import subprocess
 import sys
 import time
 
@@ -151,7 +162,18 @@ def main():
     parser.add_argument("--out", default="outputs/profile")
     parser.add_argument("--only", nargs="+", default=["conv4", "maml5_stacked"])
     parser.add_argument("--simulate", action="store_true")
+    parser.add_argument("--tree", help="the checkout whose minimeta and kernels are profiled "
+                                       "(default: this one)")
+    parser.add_argument("--trees", nargs="+", help="profile each checkout in turn, a child "
+                                                   "process each, then compare them")
     args = parser.parse_args()
+    if args.trees:
+        return compare_trees(args)
+    if args.tree:
+        if not os.path.isdir(os.path.join(args.tree, "minimeta")):
+            parser.error(f"--tree {args.tree}: no minimeta/ there")
+        sys.path.insert(0, os.path.abspath(args.tree))
+        say("tree:", os.path.abspath(args.tree))
     import gpu_check
 
     if args.simulate:
@@ -159,8 +181,12 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     if not args.simulate:
         say("NVVM:", gpu_check.nvvm(ROOT)["nvvm"])
+    import minimeta
+    from minimeta import kernels as loaded
     from minimeta.engine.backend import cupy_module
 
+    say("minimeta:", os.path.dirname(minimeta.__file__), "| kernels:",
+        os.path.dirname(loaded.__file__))
     cp = cupy_module()
     torch = None if args.simulate else __import__("torch")
     sync = cp.cuda.Device().synchronize
@@ -196,6 +222,56 @@ def main():
         with open(path, "w") as f:
             f.write("\n".join(LINES) + "\n")
     return 0
+
+
+def compare_trees(args):
+    """``gpu_profile.py --tree T`` for each tree T in a child process (into ``<out>/<i>``),
+    then ``<out>/compare.txt``: a row per kernel (GPU ms), per primitive (synchronised ms) and
+    per case (median wall), a column per tree. Returns the worst child's exit code."""
+    os.makedirs(args.out, exist_ok=True)
+    tables, codes = [], []
+    for i, tree in enumerate(args.trees):
+        out = os.path.join(args.out, str(i))
+        cmd = [sys.executable, os.path.abspath(__file__), "--tree", tree, "--out", out,
+               "--only", *args.only] + (["--simulate"] if args.simulate else [])
+        say(f"== tree {i}: {tree}")
+        codes.append(subprocess.run(cmd).returncode)
+        try:
+            tables.append(parse(open(os.path.join(out, "profile.txt")).read()))
+        except OSError:
+            tables.append({})
+    rows = sorted({row for table in tables for row in table},
+                  key=lambda r: (r[0], r[1], -max(t.get(r, 0.0) for t in tables)))
+    lines = ["ms, tree by tree: " + "; ".join(f"{i} = {t}" for i, t in enumerate(args.trees))]
+    for case, kind, name in rows:
+        cells = " ".join(f"{t[(case, kind, name)]:10.3f}" if (case, kind, name) in t
+                         else f"{'-':>10s}" for t in tables)
+        lines.append(f"{case:15s} {kind:7s} {cells}  {name[:70]}")
+    text = "\n".join(lines)
+    with open(os.path.join(args.out, "compare.txt"), "w") as f:
+        f.write(text + "\n")
+    say(text)
+    return max(codes)
+
+
+def parse(text):
+    """{(case, "wall" | "kernel" | "op", name): ms} of one profile.txt: a case's median wall,
+    each kernel's GPU time (its name without numba's ABI tags), each primitive's time."""
+    found, case, part = {}, None, None
+    for line in text.splitlines():
+        head = re.match(r"== (\S+) (\w+) \(", line)
+        if head:
+            case, part = head.groups()
+            continue
+        if part == "wall" and line.strip().endswith("ms"):
+            times = sorted(float(t) for t in re.findall(r"([\d.]+) ms", line))
+            found[(case, "wall", "median")] = times[len(times) // 2]
+        row = re.match(r" +([\d.]+) ms +\d+x  (.+)$", line)
+        if row and part in ("kernels", "ops"):
+            name = re.sub(r"\[abi:.*", "", row.group(2)) if part == "kernels" else row.group(2)
+            key = (case, "kernel" if part == "kernels" else "op", name.strip())
+            found[key] = found.get(key, 0.0) + float(row.group(1))
+    return found
 
 
 if __name__ == "__main__":

@@ -207,3 +207,43 @@ def test_gpu_profile_times_each_primitive_and_leaves_the_engine_as_it_was(tmp_pa
         assert text.startswith("synchronised call") and "(0 ops)" in text
     finally:
         sys.path.remove(os.path.join(ROOT, "benchmarks"))
+
+
+def test_gpu_profile_compares_trees_each_from_its_own_folder(tmp_path):
+    """``gpu_profile.py --trees`` (a before / after on one GPU): each tree is profiled in a
+    child that loads that tree's minimeta and kernels, not this checkout's, and compare.txt
+    sets their figures side by side; ``parse`` reads a profile's walls, kernels (numba's ABI
+    tags dropped, a truncated one too) and ops."""
+    import shutil
+    import subprocess
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import gpu_profile
+    finally:
+        sys.path.remove(os.path.join(ROOT, "benchmarks"))
+    text = ("== conv4 wall (1.0 s)\n3.00 ms 1.00 ms 2.00 ms\n== conv4 kernels (1 s)\n"
+            "GPU time in kernels: 3.50 ms\n      2.500 ms      4x  mod::_k[abi:v9][abi:cw51\n"
+            "      1.000 ms      2x  cupy_copy\n== conv4 ops (0 s)\nsynchronised call\n"
+            "      0.250 ms     3x  Conv2d\n== conv4 host (0 s)\n      1.000 ms     1x  x\n")
+    assert gpu_profile.parse(text) == {
+        ("conv4", "wall", "median"): 2.0, ("conv4", "kernel", "mod::_k"): 2.5,
+        ("conv4", "kernel", "cupy_copy"): 1.0, ("conv4", "op", "Conv2d"): 0.25}
+
+    tree = tmp_path / "before"
+    for part in ("minimeta", "kernels"):
+        shutil.copytree(os.path.join(ROOT, part), tree / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_profile.py"),
+                    "--simulate", "--only", "conv4", "--out", str(tmp_path / "out"),
+                    "--trees", str(tree), ROOT], check=True, capture_output=True,
+                   timeout=600, cwd=ROOT)
+    first = (tmp_path / "out" / "0" / "profile.txt").read_text()
+    assert f"minimeta: {tree / 'minimeta'} | kernels: {tree / 'kernels'}" in first
+    assert f"minimeta: {os.path.join(ROOT, 'minimeta')} |" in \
+        (tmp_path / "out" / "1" / "profile.txt").read_text()
+    rows = (tmp_path / "out" / "compare.txt").read_text().splitlines()
+    assert rows[0] == f"ms, tree by tree: 0 = {tree}; 1 = {ROOT}"
+    for kind, name in (("wall", "median"), ("op", "Conv2d"), ("op", "BatchNorm")):
+        row = next(r for r in rows if r.split()[1:2] == [kind] and r.endswith("  " + name))
+        assert all(float(v) > 0 for v in row.split()[2:4]), row
