@@ -162,10 +162,11 @@ def main():
     parser.add_argument("--out", default="outputs/profile")
     parser.add_argument("--only", nargs="+", default=["conv4", "maml5_stacked"])
     parser.add_argument("--simulate", action="store_true")
-    parser.add_argument("--tree", help="the checkout whose minimeta and kernels are profiled "
-                                       "(default: this one)")
-    parser.add_argument("--trees", nargs="+", help="profile each checkout in turn, a child "
-                                                   "process each, then compare them")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--tree", help="the checkout whose minimeta and kernels are profiled "
+                                      "(default: this one)")
+    which.add_argument("--trees", nargs="+", help="profile each checkout in turn, a child "
+                                                  "process each, then compare them")
     args = parser.parse_args()
     if args.trees:
         return compare_trees(args)
