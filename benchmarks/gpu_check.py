@@ -12,7 +12,10 @@
    CuPy's name lists against this CuPy;
 3. ``launches``: what one numba.cuda launch costs the host, minimeta's way (no stream
    synchronisation) and numba's default way, in microseconds and synchronisations a launch;
-4. ``timings``: minimeta on the GPU against PyTorch CUDA eager, the computations of
+4. ``ab``: where ``gpu_prepare.sh REV...`` put older checkouts in ``.gpu/trees``, each of them
+   and this one profiled on this GPU, a child process each (``_gpu_ab.py``,
+   ``gpu_profile.py --trees``): every kernel's GPU time, tree by tree, on one machine;
+5. ``timings``: minimeta on the GPU against PyTorch CUDA eager, the computations of
    ``benchmarks/machine.py`` (conv4 forward + backward on 640 images; second-order MAML
    5-way 1-shot, 32 tasks, 1 step; 20-way 1-shot, 16 tasks, 5 steps; a ProtoNet 60-way 5-shot
    episode; the two MAML meta-iterations again with the meta-batch stacked into one graph,
@@ -25,7 +28,7 @@
    the two. PyTorch's convolutions may run in TF32 by default, minimeta's in float32: ``env``
    records both libraries' flags. A PyTorch that cannot use CUDA is left out on a GPU
    (``torch_device`` in the report), never set against minimeta from the CPU;
-5. ``train``: second-order MAML on Omniglot 5-way 1-shot on the GPU for the minutes left
+6. ``train``: second-order MAML on Omniglot 5-way 1-shot on the GPU for the minutes left
    (``minimeta train --device cuda --minutes``), then ``minimeta eval`` on 600 test episodes.
 
 A phase that fails is recorded and the next one runs, and so does a timing case;
@@ -33,7 +36,8 @@ A phase that fails is recorded and the next one runs, and so does a timing case;
 short keeps what it measured. ``--budget`` (seconds) bounds each phase by what is left when it
 starts: the tests at most a third of the budget and under half of what is left (each test a
 quarter of that, at most 3 minutes, where pytest-timeout is installed; ``-v``: the log names
-the test that hung), the timings a quarter and under 40% (cases that do not fit are marked
+the test that hung), the A/B a fifth and under a quarter (its process group killed past it),
+the timings a quarter and under 40% (cases that do not fit are marked
 skipped), the training the rest but two minutes (skipped with under 100 s left), then the
 evaluation what training left (``_gpu_train.py``: a command that overruns gets SIGTERM, on
 which minimeta saves its checkpoint, then SIGKILL 30 s later).
@@ -53,6 +57,7 @@ import subprocess
 import sys
 import time
 
+from _gpu_ab import ab
 from _gpu_train import train
 from _nvvm import nvvm   # (the script's folder is on sys.path)
 
@@ -296,7 +301,7 @@ def main():
                         help="timing rounds at most, 3 at least (default: 7)")
     parser.add_argument("--episodes", type=int, default=600,
                         help="test episodes after training (default: 600)")
-    phases = ["env", "tests", "launches", "timings", "train"]
+    phases = ["env", "tests", "launches", "ab", "timings", "train"]
     parser.add_argument("--phases", nargs="+", default=phases, choices=phases)
     parser.add_argument("--only", nargs="+", choices=CASES, help="timing cases (default all)")
     parser.add_argument("--simulate", action="store_true",
@@ -349,6 +354,11 @@ def main():
 
                 report[phase] = launches(cp, args.simulate)
                 if not report[phase]["kernel_ran"]:
+                    failed.append(phase)
+            elif phase == "ab":     # a fifth of the budget, or a quarter of what is left
+                report[phase] = ab(args.out, max(30, min(args.budget / 5, 0.25 * left())),
+                                   args.simulate)
+                if report[phase].get("exit_code", 0):
                     failed.append(phase)
             elif phase == "timings":      # a quarter of the budget, or 40% of what is left
                 report[phase] = timings(cp, timed, torch_device, args.rounds, args.simulate,

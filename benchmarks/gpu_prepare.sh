@@ -10,7 +10,7 @@
 # 13.5 writes 9.5, which it refuses. About 30 MB in all, under the 64 MiB a carry allows.
 # With commits as arguments (bash benchmarks/gpu_prepare.sh e0533c1 ...), each one's minimeta/
 # and kernels/ go to .gpu/trees/<commit> too (about 1 MB each), for a before / after on the same
-# GPU: python3 benchmarks/gpu_profile.py --trees .gpu/trees/<commit> . (gpu_profile.py's header).
+# GPU: gpu_check.py's ab phase runs gpu_profile.py --trees .gpu/trees/<commit>... . on them.
 # Then carry ".gpu" with the checkout and run there, from the repository root:
 #   export PYTHONPATH=$PWD:$(ls $PWD/.gpu/wheels/*.whl | paste -sd:)
 #   export MINIMETA_DATA_DIR=$PWD/.gpu/omniglot

@@ -233,6 +233,7 @@ def check(monkeypatch, tmp_path, argv, takes, results, torch=None, cuda=True):
             (_timing, "try_torch", lambda: torch), (gpu_check, "timings", timings),
             (gpu_check, "environment", lambda cp, torch: phase("env", cp, torch)),
             (gpu_check, "gpu_tests", lambda *a: phase("tests", *a)), (gpu_check, "train", train),
+            (gpu_check, "ab", lambda *a: phase("ab", *a)),
             (sys, "path", list(sys.path)),
             (sys, "argv", ["gpu_check.py", "--out", str(tmp_path), *argv])):
         monkeypatch.setattr(module, name, value)
@@ -242,7 +243,7 @@ def check(monkeypatch, tmp_path, argv, takes, results, torch=None, cuda=True):
 
 
 PASSED = {"env": {"gpu": "stand-in"}, "tests": {"exit_code": 0}, "launches": {"kernel_ran": True},
-          "timings": {"conv4": {}}, "train": {"accuracy": 0.9}}
+          "ab": {"skipped": "no checkout"}, "timings": {"conv4": {}}, "train": {"accuracy": 0.9}}
 
 
 def test_each_phase_gets_its_share_of_the_budget_from_what_is_left_when_it_starts(
@@ -250,6 +251,7 @@ def test_each_phase_gets_its_share_of_the_budget_from_what_is_left_when_it_start
     takes = {"env": 10, "tests": 100, "timings": 100}
     code, given, _, report = check(monkeypatch, tmp_path, ["--budget", "540"], takes, PASSED)
     assert given["tests"][1] == 180           # a third of the budget (under 0.45 × 530 left)
+    assert given["ab"][1] == 107.5            # a quarter of the 430 s left (under a fifth)
     assert given["timings"][4] == 135         # a quarter (under 0.4 × 430)
     assert given["train"] == (3.5, 600, False, 330)   # all but 2 of the 330 s left: 3.5 min
     # the same budget, but the phases before took longer: under half, 40% of what is left
@@ -263,11 +265,12 @@ def test_each_phase_gets_its_share_of_the_budget_from_what_is_left_when_it_start
 def test_a_failed_phase_is_recorded_and_written_and_the_next_one_still_runs(
         tmp_path, monkeypatch, capsys):
     failing = {"env": RuntimeError("no device properties"), "tests": {"exit_code": "timed out"},
-               "launches": {"kernel_ran": False}, "timings": {"conv4": {"error": "MemoryError"}},
+               "launches": {"kernel_ran": False}, "ab": {"exit_code": "timed out"},
+               "timings": {"conv4": {"error": "MemoryError"}},
                "train": {"accuracy": None, "eval_error": "exit 1"}}
     code, given, on_disk, report = check(monkeypatch, tmp_path, [], {}, failing)
-    assert code == 1 and "failed phases: ['env', 'tests', 'launches', 'timings', 'train']" in (
-        capsys.readouterr().out)
+    assert code == 1 and ("failed phases: ['env', 'tests', 'launches', 'ab', 'timings', "
+                          "'train']") in capsys.readouterr().out
     assert report["env"] == {"error": "RuntimeError: no device properties"}
     assert on_disk["tests"]["env"] == report["env"]             # written before the next phase
     assert report == dict(on_disk["train"], train=failing["train"])
@@ -323,3 +326,42 @@ def test_minimeta_on_a_gpu_is_never_set_against_pytorch_on_the_cpu(
         ["--simulate"] if simulate else []), {}, PASSED, torch=True, cuda=cuda)
     assert (given["timings"][0] is not None) == timed       # (on --simulate: the CPU's, meant)
     assert report["torch_device"] == ("cuda" if cuda else "cpu")
+
+
+def test_the_ab_phase_profiles_each_prepared_tree_then_this_one_and_kills_its_group_when_late(
+        tmp_path, monkeypatch):
+    """``_gpu_ab.ab``: skipped without prepared trees (a folder without ``minimeta/`` is none);
+    else ``gpu_profile.py --trees`` on them, sorted, then this checkout, in a session of its
+    own, whose whole group is killed past the phase's seconds (a tree's child holds the GPU)."""
+    import signal
+    import subprocess
+
+    import _gpu_ab
+
+    (tmp_path / ".gpu" / "trees" / "junk").mkdir(parents=True)
+    assert "skipped" in _gpu_ab.ab(str(tmp_path / "out"), 9, False, root=str(tmp_path))
+    for rev in ("e9e8600", "e0533c1"):
+        (tmp_path / ".gpu" / "trees" / rev / "minimeta").mkdir(parents=True)
+    made, killed = [], []
+
+    class Child:
+        pid = 4242
+
+        def __init__(self, cmd, start_new_session):
+            made.append((cmd, start_new_session))
+
+        def wait(self, timeout=None):
+            if timeout is not None and len(made) > 1:
+                raise subprocess.TimeoutExpired("gpu_profile", timeout)
+            return 0
+
+    monkeypatch.setattr(_gpu_ab.subprocess, "Popen", Child)
+    monkeypatch.setattr(_gpu_ab.os, "killpg", lambda pid, sig: killed.append((pid, sig)))
+    trees = [str(tmp_path / ".gpu" / "trees" / rev) for rev in ("e0533c1", "e9e8600")]
+    got = _gpu_ab.ab(str(tmp_path / "out"), 9, True, root=str(tmp_path))
+    assert got == {"trees": trees + [str(tmp_path)], "exit_code": 0, "compare": None}
+    cmd, session = made[0]
+    assert session and cmd[cmd.index("--trees") + 1:] == trees + [str(tmp_path), "--simulate"]
+    assert killed == []
+    late = _gpu_ab.ab(str(tmp_path / "out"), 9, False, root=str(tmp_path))
+    assert late["exit_code"] == "timed out" and killed == [(4242, signal.SIGKILL)]
