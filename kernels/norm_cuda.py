@@ -53,9 +53,11 @@ def _tree(buf, rows):
 
 @cuda.jit(device=True)
 def _channel(x):
-    """(task, channel) of this block's channel of x (T, N, C, M), this thread, threads a block."""
-    c = x.shape[2]
-    return cuda.blockIdx.x // c, cuda.blockIdx.x % c, cuda.threadIdx.x, cuda.blockDim.x
+    """(task, channel) of this block's channel of x (T, N, C, M), this thread, threads a block,
+    values an image (M) and in the channel (N·M)."""
+    c, m = x.shape[2], x.shape[3]
+    return (cuda.blockIdx.x // c, cuda.blockIdx.x % c, cuda.threadIdx.x, cuda.blockDim.x, m,
+            x.shape[1] * m)
 
 
 @cuda.jit(device=True)
@@ -83,8 +85,7 @@ def _next(i, k, di, dk, m):
 def _moments(x, buf, t, ch):
     """(mean, biased variance) of channel ``ch`` of task ``t``, as the reference: the mean,
     then the mean square about it. Leaves ``buf`` free for the caller."""
-    n, m, tid, step = x.shape[1], x.shape[3], cuda.threadIdx.x, cuda.blockDim.x
-    count = n * m
+    _, _, tid, step, m, count = _channel(x)
     s = 0.0
     i, k, di, dk = _walk(m)
     for _ in range(tid, count, step):
@@ -117,8 +118,7 @@ def _values(x, g, hx, t, i, ch, k, mu, r):
 @cuda.jit
 def _forward(x, w, b, eps, y, mean, var):
     buf = cuda.shared.array((1, SLOTS), float64)
-    t, ch, tid, step = _channel(x)
-    m, count = x.shape[3], x.shape[1] * x.shape[3]
+    t, ch, tid, step, m, count = _channel(x)
     mu, v = _moments(x, buf, t, ch)
     den = math.sqrt(v + eps)
     wv, bv = float64(w[t, ch]), float64(b[t, ch])
@@ -135,8 +135,7 @@ def _forward(x, w, b, eps, y, mean, var):
 def _backward(x, w, g, eps, dx, dw, db):
     """dx = (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))·rstd, dw = Σ g·x̂, db = Σ g (ĝ = g·w)."""
     buf = cuda.shared.array((4, SLOTS), float64)
-    t, ch, tid, step = _channel(x)
-    m, count = x.shape[3], x.shape[1] * x.shape[3]
+    t, ch, tid, step, m, count = _channel(x)
     mu, v = _moments(x, buf, t, ch)
     rstd = 1.0 / math.sqrt(v + eps)
     wv = float64(w[t, ch])
@@ -171,8 +170,7 @@ def _double_backward(x, w, g, hx, hw, hb, eps, dx, dw, db, dg):
     u − hw·g in hand at each value, Σ hx·P(g)·w, Σ hx·r·P(g), mean(u − hw·g) and its mean
     against x̂; then dx and dg (db is 0)."""
     buf = cuda.shared.array((5, SLOTS), float64)
-    t, ch, tid, step = _channel(x)
-    m, count = x.shape[3], x.shape[1] * x.shape[3]
+    t, ch, tid, step, m, count = _channel(x)
     mu, v = _moments(x, buf, t, ch)
     r = 1.0 / math.sqrt(v + eps)
     wv, hwv, hbv = float64(w[t, ch]), float64(hw[t, ch]), float64(hb[t, ch])
