@@ -7,6 +7,8 @@ not run, so ``machine.py``'s full-size cases take about a minute each on a CPU. 
 of one call of the case (``outer_step`` and the optimizer's step) after a first one (which
 makes state, Adam's moments). Each device call is put to the primitive whose ``forward`` made
 it, or, outside any primitive, to the library function that made it (``optim.py _update``).
+Copies from host to device (``uploads``: each a CUDA memcpy) are counted apart, by place; so
+are the bytes that CuPy's matmul copies (its operands that are not C-contiguous: ``copy``).
 Figures: docs/PERFORMANCE.md, "The GPU backend".
 
 Run: python benchmarks/device_calls.py [--only maml5_stacked maml20_stacked maml5] [--top 12]
@@ -40,8 +42,9 @@ def where(frame):
 
 
 def count(key, shapes):
-    """{"calls", "ops", "reads", "by": {place: {kind: calls}}, "ops_by": {primitive: ops}} of
-    case ``key`` of ``machine.py`` at ``shapes``."""
+    """{"calls", "ops", "reads", "copied_mib" (by CuPy's matmul, its "copy" calls), "uploads":
+    {place: host → device copies}, "by": {place: {kind: calls}}, "ops_by": {primitive: ops}}
+    of case ``key`` of ``machine.py`` at ``shapes``."""
     import fake_cupy
     import machine
     from minimeta.engine import autodiff
@@ -49,11 +52,16 @@ def count(key, shapes):
     by, ops = collections.defaultdict(collections.Counter), collections.Counter()
 
     class Attributed(collections.Counter):
-        def __setitem__(self, kind, value):
-            super().__setitem__(kind, value)
-            by[where(sys._getframe(1))][kind] += 1
+        def __init__(self, places):
+            super().__init__()
+            self.places = places
 
-    fake_cupy.DEVICE_CALLS = Attributed()
+        def __setitem__(self, kind, value):       # counter[kind] += n: n to the caller's place
+            self.places[where(sys._getframe(1))][kind] += value - self[kind]
+            super().__setitem__(kind, value)
+
+    fake_cupy.DEVICE_CALLS = Attributed(by)
+    fake_cupy.UPLOADS = Attributed(collections.defaultdict(collections.Counter))
     call, _ = machine.minimeta_cases(key, "cuda", shapes)
     call()
     apply = autodiff.apply
@@ -66,7 +74,9 @@ def count(key, shapes):
                if getattr(m, "__name__", "").startswith("minimeta")
                and getattr(m, "apply", None) is apply]
     by.clear()
+    fake_cupy.UPLOADS.places.clear()
     fake_cupy.TRANSFERS.clear()
+    fake_cupy.COPIED.clear()
     for m in modules:
         m.apply = counted
     try:
@@ -76,6 +86,8 @@ def count(key, shapes):
             m.apply = apply
     return {"calls": sum(sum(c.values()) for c in by.values()), "ops": sum(ops.values()),
             "reads": sum(fake_cupy.TRANSFERS.values()),
+            "copied_mib": sum(fake_cupy.COPIED.values()) / 2 ** 20,
+            "uploads": {k: sum(v.values()) for k, v in fake_cupy.UPLOADS.places.items()},
             "by": {k: dict(v) for k, v in by.items()}, "ops_by": dict(ops)}
 
 
@@ -100,7 +112,9 @@ def main():
     for key in args.only:
         report[key] = counted = count(key, shapes)
         print(f"{key}: {counted['calls']} device calls, {counted['ops']} engine ops, "
-              f"{counted['reads']} device reads")
+              f"{counted['reads']} device reads, {counted['copied_mib']:.0f} MiB copied by "
+              f"matmul, {sum(counted['uploads'].values())} uploads "
+              f"({', '.join(f'{k} {n}' for k, n in sorted(counted['uploads'].items()))})")
         places = sorted(counted["by"].items(), key=lambda kv: -sum(kv[1].values()))
         for place, kinds in places[:args.top]:
             made = counted["ops_by"].get(place, 0)

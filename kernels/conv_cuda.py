@@ -5,7 +5,7 @@ hand kernel that rearranges data plus one matrix product by the array module (Cu
 which calls cuBLAS; NumPy's under the simulator):
 
     conv2d:              cols = im2col(x);   y = W(O, C·kh·kw) @ cols         → (N, O, Ho, Wo)
-    conv2d_weight_grad:  cols = im2col(x);   gW = G(O, N·Ho·Wo) @ colsᵀ
+    conv2d_weight_grad:  cols = im2col(x);   gWᵀ = cols @ Gᵀ(N·Ho·Wo, O)
     conv2d_input_grad:   cols = Wᵀ @ G;      gx = col2im(cols)  (a gather: one thread per
                                                                  input pixel, no atomics)
 
@@ -103,11 +103,15 @@ def conv2d(x, w, stride=1, padding=0):
 def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
     """gw = Σ over images and output pixels of g · (the input patch under the kernel)."""
     check_window("conv2d_weight_grad", x.shape[-2:], tuple(w_shape)[-2:], stride, padding)
+    xp = array_module(x)
     xs, gs = _stacked(x), _stacked(g)
     tasks, o = gs.shape[0], gs.shape[2]
     cols, _, _ = _cols(xs, w_shape[-2], w_shape[-1], stride, padding)
-    g2 = gs.transpose(0, 2, 1, 3, 4).reshape(tasks, o, -1)              # (T, O, N·Ho·Wo)
-    return (g2 @ cols.transpose(0, 2, 1)).reshape(tuple(w_shape)).astype(x.dtype, copy=False)
+    # cols @ gᵀ, not g @ colsᵀ: CuPy's matmul copies a transposed operand first, and cols is
+    # the large one (kh·kw times g's size); gᵀ is copied once here, gwᵀ (small) at the end
+    gt = xp.ascontiguousarray(gs.transpose(0, 1, 3, 4, 2)).reshape(tasks, -1, o)
+    gw = xp.ascontiguousarray((cols @ gt).transpose(0, 2, 1))             # (T, O, C·kh·kw)
+    return gw.reshape(tuple(w_shape)).astype(x.dtype, copy=False)
 
 
 def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):

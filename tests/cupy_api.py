@@ -1,7 +1,8 @@
 """What CuPy has, by name, so that the stand-in (``tests/fake_cupy.py``) refuses what CuPy
 refuses: a NumPy function CuPy lacks, an ndarray method it lacks, a ufunc method it does not
 support (CuPy scatters with ``.at`` only for the ufuncs listed, reduces only with ``add`` and
-``multiply``), and the three flags of its arrays (``Flags``).
+``multiply``), and the three flags of its arrays (``Flags``); the keywords its functions take
+(``check_keywords``) and the operands its matmul copies first (``matmul_copies``).
 
 The lists between the markers are generated from a real CuPy, which imports without a GPU:
 ``pip install cupy-cuda13x && python tests/cupy_api.py`` rewrites them in place.
@@ -12,6 +13,8 @@ import inspect
 import os
 import re
 import textwrap
+
+import numpy
 
 
 def _keywords(text):
@@ -234,6 +237,32 @@ class Flags:
         if name not in ("C_CONTIGUOUS", "F_CONTIGUOUS", "OWNDATA"):
             raise KeyError(f"{name} is not defined for cupy.ndarray.flags")
         return getattr(self, name.lower())
+
+
+def check_keywords(name, kwargs):
+    """Refuse, as Python would for CuPy's ``name``, a keyword its signature lacks (NumPy's take
+    more: ``np.sum(where=...)``, ``np.argsort(stable=...)``); CuPy's Cython functions whose
+    signatures can be read neither by ``inspect`` nor from their docstring are not checked
+    (``KEYWORDS``; ``ndarray.sum``, ``ufunc.reduce``: its methods')."""
+    taken = KEYWORDS.get(name, {"**"})
+    bad = sorted(set(kwargs) - taken) if "**" not in taken else []
+    if bad:
+        raise TypeError(f"{name.rsplit('.', 1)[-1]}() got an unexpected keyword argument "
+                        f"{bad[0]!r}")
+    if name.rsplit(".", 1)[-1] in ("sort", "argsort") and kwargs.get("kind") not in (
+            None, "stable"):          # CuPy's sorts are all stable: no other kind is taken
+        raise ValueError("kind can only be None or 'stable'")
+
+
+def matmul_copies(inputs):
+    """The sizes in bytes of the operands CuPy's matmul copies first (a kernel each): above two
+    dimensions, any not C-contiguous (a transpose's view: cuBLAS's transpose flags go unused)
+    or not of the product's dtype; up to two (``dot``), those neither C- nor F-contiguous."""
+    arrays = [x for x in inputs if isinstance(x, numpy.ndarray)]
+    dtype = numpy.result_type(*inputs)
+    wide = max(a.ndim for a in arrays) > 2
+    return [a.size * dtype.itemsize for a in arrays if a.dtype != dtype or not (
+        a.flags.c_contiguous or (not wide and a.flags.f_contiguous))]
 
 
 def _generate():

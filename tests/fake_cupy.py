@@ -37,9 +37,13 @@ AT_ADD_DTYPES = {np.dtype(t) for t in (np.int32, np.float16, np.float32, np.floa
                                        np.uint32, np.uint64)}
 # device → host reads by kind: each one would wait for the GPU to finish its queued work
 TRANSFERS = collections.Counter()
-# calls on device arrays by kind (CuPy functions and methods, ufuncs, numba.cuda launches): a
-# proxy of what a GPU pays per call, a launch and host-side bookkeeping (views count too)
+# host → device copies by function (each a CUDA memcpy, 55 µs of host time on an H200)
+UPLOADS = collections.Counter()
+# calls on device arrays by kind (CuPy functions and methods, ufuncs, numba.cuda launches, the
+# copies CuPy's matmul makes of its operands): a proxy of what a GPU pays per call, a launch
+# and host-side bookkeeping (views count too)
 DEVICE_CALLS = collections.Counter()
+COPIED = collections.Counter()      # bytes the "copy" calls copied, by function
 _HOST = "Implicit conversion to a NumPy array is not allowed. Please use `.get()` to " \
         "construct a NumPy array explicitly."
 
@@ -92,21 +96,6 @@ def _advanced(key):
     """True when the (unwrapped) index holds an integer or boolean array or a list."""
     items = key if isinstance(key, tuple) else (key,)
     return any(isinstance(i, (np.ndarray, list)) for i in items)
-
-
-def _check_keywords(name, kwargs):
-    """Refuse, as Python would for CuPy's ``name``, a keyword its signature lacks (NumPy's take
-    more: ``np.sum(where=...)``, ``np.argsort(stable=...)``); CuPy's Cython functions whose
-    signatures can be read neither by ``inspect`` nor from their docstring are not checked
-    (``cupy_api.KEYWORDS``; ``ndarray.sum``, ``ufunc.reduce``: its methods')."""
-    taken = cupy_api.KEYWORDS.get(name, {"**"})
-    bad = sorted(set(kwargs) - taken) if "**" not in taken else []
-    if bad:
-        raise TypeError(f"{name.rsplit('.', 1)[-1]}() got an unexpected keyword argument "
-                        f"{bad[0]!r}")
-    if name.rsplit(".", 1)[-1] in ("sort", "argsort") and kwargs.get("kind") not in (
-            None, "stable"):          # CuPy's sorts are all stable: no other kind is taken
-        raise ValueError("kind can only be None or 'stable'")
 
 
 def _device_call(f, args, kwargs):
@@ -191,7 +180,7 @@ class ndarray:
             return _wrap(attr)
 
         def method(*args, **kwargs):
-            _check_keywords(f"ndarray.{name}", kwargs)
+            cupy_api.check_keywords(f"ndarray.{name}", kwargs)
             return _device_call(attr, args, kwargs)
         return method
 
@@ -225,7 +214,7 @@ class ndarray:
             return NotImplemented       # NumPy then raises "no implementation found for ..."
         if func is np.empty_like:
             return empty_like(*args, **kwargs)
-        _check_keywords(".".join(path), kwargs)
+        cupy_api.check_keywords(".".join(path), kwargs)
         return _device_call(func, args, kwargs)
 
 
@@ -274,7 +263,7 @@ class _ufunc:
         if not allowed.get(method, False):
             raise NotImplementedError(f"`cupy_{name}.{method}` is not supported yet")
         if method != "__call__":        # NumPy's initial=, where= (outer's **kwargs: unread)
-            _check_keywords(f"ufunc.{method}", kwargs)
+            cupy_api.check_keywords(f"ufunc.{method}", kwargs)
         elif set(kwargs) - cupy_api.KEYWORDS["ufunc.__call__"]:     # where=, order=, subok=
             raise TypeError(f"Wrong arguments {kwargs}")
         operands = list(inputs) + list(kwargs.get("out", ()))
@@ -291,6 +280,10 @@ class _ufunc:
             kwargs = dict(kwargs, out=tuple(_unwrap(list(out))))
         f = self.f if method == "__call__" else getattr(self.f, method)
         DEVICE_CALLS["ufunc"] += 1
+        copies = cupy_api.matmul_copies(_unwrap(inputs)) if name == "matmul" else []
+        if copies and method == "__call__":
+            DEVICE_CALLS["copy"] += len(copies)
+            COPIED["matmul"] += sum(copies)
         if method == "at":
             inputs = (inputs[0], _cupy_key(inputs[1], inputs[0].shape)) + tuple(inputs[2:])
         result = f(*_unwrap(inputs), **kwargs)
@@ -330,10 +323,13 @@ def asarray(x, dtype=None, order=None):
     """Host data (or a device array) as a device array: the explicit crossing."""
     if isinstance(x, ndarray):
         return x if dtype is None or x.dtype == dtype else x.astype(dtype)
+    UPLOADS["asarray"] += 1
     return ndarray._of(np.array(_unwrap(x), dtype=dtype, order=order or "K"))
 
 
 def array(x, dtype=None, copy=True, order="K"):
+    if not isinstance(x, ndarray):
+        UPLOADS["array"] += 1
     return ndarray._of(np.array(_unwrap(x), dtype=dtype, copy=copy, order=order))
 
 
@@ -386,7 +382,7 @@ def _namespace(names, numpy_module, label):
         qualified = label.replace("cupy.", "", 1) + "." + name if "." in label else name
 
         def call(*args, **kwargs):
-            _check_keywords(qualified, kwargs)
+            cupy_api.check_keywords(qualified, kwargs)
             return _device_call(f, args, kwargs)
         return call
     return lookup
@@ -412,7 +408,7 @@ class _Pool:
 
 _POOL = _Pool()
 cuda = types.SimpleNamespace(
-    runtime=types.SimpleNamespace(getDeviceCount=lambda: 1,
+    runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0,
                                   getDeviceProperties=lambda i: {"name": b"simulated GPU"}),
     Device=lambda *a: types.SimpleNamespace(synchronize=lambda: None),
     set_allocator=lambda allocator=None: None)

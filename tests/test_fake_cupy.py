@@ -344,3 +344,57 @@ def test_a_list_of_gpu_arrays_is_saved_as_one_array(cp, tmp_path):
     back = io.load(str(tmp_path / "a.npz"))
     np.testing.assert_array_equal(back["rows"], [[0.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
     assert back["nested"].shape == (2, 2, 3) and back["tensors"].tolist() == [[1.0, 1.0]]
+
+
+def test_a_number_met_on_the_gpu_is_copied_over_once(cp, monkeypatch):
+    """Each number an op meets on the GPU becomes a 0-d device array, a copy from the host
+    (55 µs of host time on an H200): made once per (number, dtype), not at every op (a MAML
+    5-way task loop had made 1 792 of them an iteration). Told apart by dtype (0.1 in float32
+    is not 0.1 in float64), by the sign of zero and kept for NaN; the table is bounded."""
+    import minimeta as mm
+    import importlib
+
+    tensor = importlib.import_module("minimeta.engine.tensor")
+    monkeypatch.setattr(tensor, "NUMBERS", {})
+    host = np.array([1.0, 3.0, 7.0])
+    x32, x64 = mm.tensor(host.astype(np.float32), device="cuda"), mm.tensor(host, device="cuda")
+    fake_cupy.UPLOADS.clear()
+    for _ in range(3):
+        y = (x32 * 0.1 + 1) - 0.1 * x32
+    assert sum(fake_cupy.UPLOADS.values()) == 2 and y.dtype == np.float32
+    np.testing.assert_array_equal(y.numpy(), (host.astype(np.float32) * np.float32(0.1) + 1)
+                                  - np.float32(0.1) * host.astype(np.float32))
+    np.testing.assert_array_equal((x64 * 0.1).numpy(), host * 0.1)      # its own 0.1
+    assert sum(fake_cupy.UPLOADS.values()) == 3
+    signs = [np.signbit((x64 * zero).numpy()).tolist() for zero in (-0.0, 0.0, -0.0)]
+    assert signs == [[True] * 3, [False] * 3, [True] * 3]
+    for _ in range(2):
+        assert np.isnan((x64 + float("nan")).numpy()).all()
+    assert sum(fake_cupy.UPLOADS.values()) == 6                       # -0.0, 0.0, NaN
+    monkeypatch.setattr(tensor, "NUMBERS_KEPT", 2)
+    for k in range(5):
+        x64 * (k + 10)
+    assert len(tensor.NUMBERS) <= 2
+
+
+def test_cupy_s_matmul_copies_are_counted_and_the_conv_weight_grad_makes_none(monkeypatch):
+    """CuPy's matmul above two dimensions copies an operand that is not C-contiguous (its
+    transpose flags go unused; read in CuPy 14's ``_routines_linalg.pyx``): the stand-in
+    counts it. The conv family's weight gradient had multiplied g by colsᵀ, so it copied cols,
+    its largest array (3.4 GB a stacked MAML 5-way meta-iteration); now cols @ gᵀ, none."""
+    fake_cupy.install(monkeypatch, run=False)       # launches counted, not run
+    cp = sys.modules["cupy"]
+    from minimeta.kernels import conv_cuda
+
+    a, b = cp.asarray(np.ones((2, 3, 4))), cp.asarray(np.ones((2, 4, 5)))
+    counts = []
+    for left, right in ((a, b), (a, b.transpose(0, 2, 1).transpose(0, 2, 1)),
+                        (b.transpose(0, 2, 1), a.transpose(0, 2, 1)), (b[0].T, a[0].T)):
+        fake_cupy.DEVICE_CALLS.clear()
+        left @ right
+        counts.append(fake_cupy.DEVICE_CALLS["copy"])
+    assert counts == [0, 0, 2, 0]                     # 2-D (``dot``): F-contiguous is fine
+    x, g = cp.asarray(np.ones((3, 4, 2, 6, 6))), cp.asarray(np.ones((3, 4, 5, 6, 6)))
+    fake_cupy.DEVICE_CALLS.clear()
+    gw = conv_cuda.conv2d_weight_grad(x, g, (3, 5, 2, 3, 3), 1, 1)
+    assert gw.shape == (3, 5, 2, 3, 3) and fake_cupy.DEVICE_CALLS["copy"] == 0
