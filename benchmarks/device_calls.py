@@ -8,7 +8,8 @@ of one call of the case (``outer_step`` and the optimizer's step) after a first 
 makes state, Adam's moments). Each device call is put to the primitive whose ``forward`` made
 it, or, outside any primitive, to the library function that made it (``optim.py _update``).
 Copies from host to device (``uploads``: each a CUDA memcpy) are counted apart, by place; so
-are the bytes that CuPy's matmul copies (its operands that are not C-contiguous: ``copy``).
+are the bytes copied on the device: by layout calls that must copy (a reshape of a transpose) and
+by CuPy's matmul (its operands that are not C-contiguous: its ``copy`` calls).
 Figures: docs/PERFORMANCE.md, "The GPU backend".
 
 Run: python benchmarks/device_calls.py [--only maml5_stacked maml20_stacked maml5] [--top 12]
@@ -42,7 +43,7 @@ def where(frame):
 
 
 def count(key, shapes):
-    """{"calls", "ops", "reads", "copied_mib" (by CuPy's matmul, its "copy" calls), "uploads":
+    """{"calls", "ops", "reads", "copied_mib": {function: MiB copied on the device}, "uploads":
     {place: host → device copies}, "by": {place: {kind: calls}}, "ops_by": {primitive: ops}}
     of case ``key`` of ``machine.py`` at ``shapes``."""
     import fake_cupy
@@ -86,9 +87,13 @@ def count(key, shapes):
             m.apply = apply
     return {"calls": sum(sum(c.values()) for c in by.values()), "ops": sum(ops.values()),
             "reads": sum(fake_cupy.TRANSFERS.values()),
-            "copied_mib": sum(fake_cupy.COPIED.values()) / 2 ** 20,
+            "copied_mib": {k: v / 2 ** 20 for k, v in fake_cupy.COPIED.items()},
             "uploads": {k: sum(v.values()) for k, v in fake_cupy.UPLOADS.places.items()},
             "by": {k: dict(v) for k, v in by.items()}, "ops_by": dict(ops)}
+
+
+def by_place(counts, spec):
+    return ", ".join(f"{k} {n:{spec}}" for k, n in sorted(counts.items()))
 
 
 def main():
@@ -112,9 +117,10 @@ def main():
     for key in args.only:
         report[key] = counted = count(key, shapes)
         print(f"{key}: {counted['calls']} device calls, {counted['ops']} engine ops, "
-              f"{counted['reads']} device reads, {counted['copied_mib']:.0f} MiB copied by "
-              f"matmul, {sum(counted['uploads'].values())} uploads "
-              f"({', '.join(f'{k} {n}' for k, n in sorted(counted['uploads'].items()))})")
+              f"{counted['reads']} device reads, {sum(counted['copied_mib'].values()):.0f} MiB "
+              f"copied ({by_place(counted['copied_mib'], '.0f')}), "
+              f"{sum(counted['uploads'].values())} uploads "
+              f"({by_place(counted['uploads'], 'd')})")
         places = sorted(counted["by"].items(), key=lambda kv: -sum(kv[1].values()))
         for place, kinds in places[:args.top]:
             made = counted["ops_by"].get(place, 0)

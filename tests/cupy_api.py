@@ -2,7 +2,8 @@
 refuses: a NumPy function CuPy lacks, an ndarray method it lacks, a ufunc method it does not
 support (CuPy scatters with ``.at`` only for the ufuncs listed, reduces only with ``add`` and
 ``multiply``), and the three flags of its arrays (``Flags``); the keywords its functions take
-(``check_keywords``) and the operands its matmul copies first (``matmul_copies``).
+(``check_keywords``), the operands its matmul copies first (``matmul_copies``) and how it
+reads an index (``wrapped_key``, ``advanced``).
 
 The lists between the markers are generated from a real CuPy, which imports without a GPU:
 ``pip install cupy-cuda13x && python tests/cupy_api.py`` rewrites them in place.
@@ -237,6 +238,25 @@ class Flags:
         if name not in ("C_CONTIGUOUS", "F_CONTIGUOUS", "OWNDATA"):
             raise KeyError(f"{name} is not defined for cupy.ndarray.flags")
         return getattr(self, name.lower())
+
+
+def wrapped_key(key, shape):
+    """An index (of host or stand-in arrays unwrapped) as CuPy reads it: an integer array's
+    out-of-range entries wrap around (CuPy's documented difference from NumPy, which raises
+    IndexError)."""
+    from minimeta.engine.primitives.shape import integer_arrays
+
+    items = list(key) if isinstance(key, tuple) else [key]
+    for position, axis, arr in integer_arrays(tuple(items), len(shape)):
+        if axis < len(shape) and shape[axis]:
+            items[position] = arr % shape[axis]
+    return tuple(items) if isinstance(key, tuple) else items[0]
+
+
+def advanced(key):
+    """True when the (unwrapped) index holds an integer or boolean array or a list."""
+    items = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(i, (numpy.ndarray, list)) for i in items)
 
 
 def check_keywords(name, kwargs):

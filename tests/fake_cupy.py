@@ -43,7 +43,9 @@ UPLOADS = collections.Counter()
 # copies CuPy's matmul makes of its operands): a proxy of what a GPU pays per call, a launch
 # and host-side bookkeeping (views count too)
 DEVICE_CALLS = collections.Counter()
-COPIED = collections.Counter()      # bytes the "copy" calls copied, by function
+# bytes copied on the device by layout calls (a reshape of a transpose) and by CuPy's matmul
+# (its "copy" calls), by function
+COPIED = collections.Counter()
 _HOST = "Implicit conversion to a NumPy array is not allowed. Please use `.get()` to " \
         "construct a NumPy array explicitly."
 
@@ -79,31 +81,22 @@ def _wrap(x):
     return x
 
 
-def _cupy_key(key, shape):
-    """An index as CuPy reads it: an integer array's out-of-range entries wrap around (CuPy's
-    documented difference from NumPy, which raises IndexError)."""
-    from minimeta.engine.primitives.shape import integer_arrays
-
-    key = _unwrap(key)
-    items = list(key) if isinstance(key, tuple) else [key]
-    for position, axis, arr in integer_arrays(tuple(items), len(shape)):
-        if axis < len(shape) and shape[axis]:
-            items[position] = arr % shape[axis]
-    return tuple(items) if isinstance(key, tuple) else items[0]
-
-
-def _advanced(key):
-    """True when the (unwrapped) index holds an integer or boolean array or a list."""
-    items = key if isinstance(key, tuple) else (key,)
-    return any(isinstance(i, (np.ndarray, list)) for i in items)
-
-
-def _device_call(f, args, kwargs):
-    """``f`` on the arrays inside, after refusing host arrays among the arguments."""
+def _device_call(f, args, kwargs, this=None):
+    """``f`` on the arrays inside, after refusing host arrays among the arguments (``this``:
+    the array whose method ``f`` is). The bytes of a layout call's copy go to ``COPIED``."""
     for a in list(args) + list(kwargs.values()):
         _refuse_host(a)
     DEVICE_CALLS["function"] += 1
-    return _wrap(f(*_unwrap(args), **_unwrap(kwargs)))
+    out = f(*_unwrap(args), **_unwrap(kwargs))
+    source = this if this is not None else _unwrap(args[0]) if args else None
+    if getattr(f, "__name__", "") in _LAYOUT and isinstance(source, np.ndarray) and \
+            isinstance(out, np.ndarray) and not np.may_share_memory(out, source):
+        COPIED[f.__name__] += out.nbytes
+    return _wrap(out)
+
+
+_LAYOUT = {"ascontiguousarray", "reshape", "ravel", "astype", "copy", "transpose", "squeeze",
+           "swapaxes", "moveaxis", "broadcast_to", "expand_dims"}   # copy only if they must
 
 
 class ndarray:
@@ -181,15 +174,16 @@ class ndarray:
 
         def method(*args, **kwargs):
             cupy_api.check_keywords(f"ndarray.{name}", kwargs)
-            return _device_call(attr, args, kwargs)
+            return _device_call(attr, args, kwargs, this=self._a)
         return method
 
     def __getitem__(self, key):
-        return _wrap(self._a[_cupy_key(key, self.shape)])   # host index arrays are fine
+        # host index arrays are fine
+        return _wrap(self._a[cupy_api.wrapped_key(_unwrap(key), self.shape)])
 
     def __setitem__(self, key, value):
-        key = _cupy_key(key, self.shape)
-        if _advanced(key):          # CuPy's _scatter_op copies a host value over (core.array)
+        key = cupy_api.wrapped_key(_unwrap(key), self.shape)
+        if cupy_api.advanced(key):  # CuPy's _scatter_op copies a host value over (core.array)
             self._a[key] = _unwrap(value)
             return
         if isinstance(value, np.ndarray):   # a basic index is CuPy's fill: numbers only
@@ -285,7 +279,8 @@ class _ufunc:
             DEVICE_CALLS["copy"] += len(copies)
             COPIED["matmul"] += sum(copies)
         if method == "at":
-            inputs = (inputs[0], _cupy_key(inputs[1], inputs[0].shape)) + tuple(inputs[2:])
+            key = cupy_api.wrapped_key(_unwrap(inputs[1]), inputs[0].shape)
+            inputs = (inputs[0], key) + tuple(inputs[2:])
         result = f(*_unwrap(inputs), **kwargs)
         if method == "at":
             return None
