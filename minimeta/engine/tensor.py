@@ -379,11 +379,12 @@ def number(x, dtype, xp):
     if xp is np:
         return xp.asarray(x, dtype=dtype)
     key = (repr(x), dtype, xp.cuda.runtime.getDevice())
-    if key not in NUMBERS:
+    made = NUMBERS.get(key)     # one lookup: a task's thread may clear the table meanwhile
+    if made is None:
         if len(NUMBERS) >= NUMBERS_KEPT:
             NUMBERS.clear()
-        NUMBERS[key] = xp.asarray(x, dtype=dtype)
-    return NUMBERS[key]
+        made = NUMBERS[key] = xp.asarray(x, dtype=dtype)
+    return made
 
 
 NUMBERS, NUMBERS_KEPT = {}, 1024    # number's device arrays: (repr, dtype, GPU) → 0-d array
