@@ -4,18 +4,21 @@
    threading layer), and which NVVM runs a kernel here, the PTX version it writes and the
    driver's (``_nvvm.py``: numba's own, else the machine's toolkit, else the one
    ``gpu_prepare.sh`` carried);
-2. ``tests``: the ``gpu`` tests (``tests/test_gpu.py``, ``tests/test_gpu_audit.py``): every
+2. ``raw``: CuPy's launch of numba's kernels (``kernels/_cuda_raw.py``) against numba's own,
+   every kernel's case both ways in a child (``_gpu_raw.py``); where they disagree, numba's
+   launch for the rest of the run (``MINIMETA_CUDA_LAUNCH=numba``) and the phase fails;
+3. ``tests``: the ``gpu`` tests (``tests/test_gpu.py``, ``tests/test_gpu_audit.py``): every
    CUDA kernel against its NumPy reference in float32 and float64 at the production block
    size (and on the shapes, dtypes, NaNs and zeros a mutation audit added), every row of the
    primitive table (forward, VJP and the VJP's own VJP) on the GPU against the CPU, the
    second-order MAML meta-gradient, a training step of every learner, and the stand-in
    CuPy's name lists against this CuPy;
-3. ``launches``: what one numba.cuda launch costs the host, minimeta's way (no stream
+4. ``launches``: what one numba.cuda launch costs the host, minimeta's way (no stream
    synchronisation) and numba's default way, in microseconds and synchronisations a launch;
-4. ``ab``: where ``gpu_prepare.sh REV...`` put older checkouts in ``.gpu/trees``, each of them
+5. ``ab``: where ``gpu_prepare.sh REV...`` put older checkouts in ``.gpu/trees``, each of them
    and this one profiled on this GPU, a child process each (``_gpu_ab.py``,
    ``gpu_profile.py --trees``): every kernel's GPU time, tree by tree, on one machine;
-5. ``timings``: minimeta on the GPU against PyTorch CUDA eager, the computations of
+6. ``timings``: minimeta on the GPU against PyTorch CUDA eager, the computations of
    ``benchmarks/machine.py`` (conv4 forward + backward on 640 images; second-order MAML
    5-way 1-shot, 32 tasks, 1 step; 20-way 1-shot, 16 tasks, 5 steps; a ProtoNet 60-way 5-shot
    episode; the two MAML meta-iterations again with the meta-batch stacked into one graph,
@@ -28,19 +31,19 @@
    the two. PyTorch's convolutions may run in TF32 by default, minimeta's in float32: ``env``
    records both libraries' flags. A PyTorch that cannot use CUDA is left out on a GPU
    (``torch_device`` in the report), never set against minimeta from the CPU;
-6. ``train``: second-order MAML on Omniglot 5-way 1-shot on the GPU for the minutes left
+7. ``train``: second-order MAML on Omniglot 5-way 1-shot on the GPU for the minutes left
    (``minimeta train --device cuda --minutes``), then ``minimeta eval`` on 600 test episodes.
 
 A phase that fails is recorded and the next one runs, and so does a timing case;
 ``<out>/gpu_check.json`` is rewritten after every phase and every timing case, so a run cut
 short keeps what it measured. ``--budget`` (seconds) bounds each phase by what is left when it
-starts: the tests at most a third of the budget and under half of what is left (each test a
-quarter of that, at most 3 minutes, where pytest-timeout is installed; ``-v``: the log names
-the test that hung), the A/B a fifth and under a quarter (its process group killed past it),
-the timings a quarter and under 40% (cases that do not fit are marked
-skipped), the training the rest but two minutes (skipped with under 100 s left), then the
-evaluation what training left (``_gpu_train.py``: a command that overruns gets SIGTERM, on
-which minimeta saves its checkpoint, then SIGKILL 30 s later).
+starts: the launch comparison an eighth and under a quarter, the tests at most a third of the
+budget and under half of what is left (each test a quarter of that, at most 3 minutes, where
+pytest-timeout is installed; ``-v``: the log names the test that hung), the A/B a fifth and
+under a quarter (its process group killed past it), the timings a quarter and under 40%
+(cases that do not fit are marked skipped), the training the rest but two minutes (skipped
+with under 100 s left), then the evaluation what training left (``_gpu_train.py``: a command
+that overruns gets SIGTERM, on which minimeta saves its checkpoint, then SIGKILL 30 s later).
 
 ``--simulate`` runs the whole script without a GPU, at small sizes: CuPy stood in by
 ``tests/fake_cupy.py``, the CUDA kernels in numba's simulator (``tests/simulated_gpu.py``),
@@ -58,6 +61,7 @@ import sys
 import time
 
 from _gpu_ab import ab
+from _gpu_raw import gate as raw_gate
 from _gpu_train import train
 from _nvvm import nvvm   # (the script's folder is on sys.path)
 
@@ -301,7 +305,7 @@ def main():
                         help="timing rounds at most, 3 at least (default: 7)")
     parser.add_argument("--episodes", type=int, default=600,
                         help="test episodes after training (default: 600)")
-    phases = ["env", "tests", "launches", "ab", "timings", "train"]
+    phases = ["env", "raw", "tests", "launches", "ab", "timings", "train"]
     parser.add_argument("--phases", nargs="+", default=phases, choices=phases)
     parser.add_argument("--only", nargs="+", choices=CASES, help="timing cases (default all)")
     parser.add_argument("--simulate", action="store_true",
@@ -344,6 +348,11 @@ def main():
         try:
             if phase == "env":
                 report[phase] = dict(environment(cp, torch), **found)
+            elif phase == "raw":          # an eighth of the budget, or a quarter of what is left
+                report[phase] = raw_gate(max(30, min(args.budget / 8, 0.25 * left())),
+                                         args.simulate)
+                if not report[phase]["ok"]:
+                    failed.append(phase)
             elif phase == "tests":        # a third of the budget, or under half what is left
                 report[phase] = gpu_tests(args.simulate, max(30, min(args.budget / 3,
                                                                      0.45 * left())), args.out)

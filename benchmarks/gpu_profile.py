@@ -12,7 +12,8 @@ MAML meta-iteration), after two warm-up calls:
    primitive (host and GPU together; what is left of the wall is outside the ops).
 
 Then ``launch``: what one launch of a tiny numba.cuda kernel costs the host, several ways
-(``kernels/_cuda.launch``; CuPy arrays handed to numba on CuPy's stream; numba's default).
+(``kernels/_cuda.launch``, through CuPy and through numba; CuPy arrays handed to numba on
+CuPy's stream; numba's default).
 
 Before and after on one GPU: ``--tree DIR`` profiles another checkout's engine and kernels
 (``DIR/minimeta``, ``DIR/kernels``) with this checkout's cases; ``--trees DIR ...`` runs the
@@ -137,6 +138,14 @@ def launch_costs(cp, simulate):
     n = 20 if simulate else 2000
     stream = lambda: _cuda.device_args([a])[1]          # noqa: E731
     ways = {"_cuda.launch": lambda: _cuda.launch(kernel, a.size, a)}
+
+    def numbas():
+        raw, _cuda.RAW = _cuda.RAW, False
+        try:
+            _cuda.launch(kernel, a.size, a)
+        finally:
+            _cuda.RAW = raw
+    ways["_cuda.launch, MINIMETA_CUDA_LAUNCH=numba"] = numbas
     if not simulate:
         ways["cupy array, CuPy's stream"] = lambda: kernel[2, 128, stream()](a)
         ways["cupy array, numba default"] = lambda: kernel[2, 128](a)

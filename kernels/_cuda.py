@@ -24,13 +24,14 @@ AttributeError (NVIDIA/numba-cuda#907, closed unfixed; found by a probe of the n
 releases, 2026-12-02: the GPU machine has NumPy 2.5.2). Where it is missing, ``row_stack`` is
 given back as the alias of ``vstack`` it was, before numba.cuda is imported.
 
-Read next: ``kernels/conv_cuda.py`` (convolution on a GPU).
+Read next: ``kernels/_cuda_raw.py`` (launching a numba.cuda kernel through CuPy).
 """
 import math
+import os
 
 import numpy as _np
 
-from . import array_module
+from . import _cuda_raw, array_module
 
 if not hasattr(_np, "row_stack"):       # NumPy ≥ 2.5: see the module docstring
     _np.row_stack = _np.vstack
@@ -64,11 +65,15 @@ def contiguous(*arrays):
 
 def launch(kernel, n, *args, threads=None):
     """Run ``kernel`` on enough blocks of ``threads`` (default ``THREADS``) threads to cover
-    ``n`` (device arrays without a synchronisation, on CuPy's stream: ``device_args``)."""
+    ``n``: launched by CuPy where it can be (``_cuda_raw``, unless ``RAW`` is off), else by
+    numba (device arrays without a synchronisation, on CuPy's stream: ``device_args``)."""
     threads = threads or THREADS
     if n > 0:
+        blocks = math.ceil(n / threads)
+        if RAW and _cuda_raw.launch(kernel, blocks, threads, args):
+            return
         args, stream = device_args(args)
-        kernel[math.ceil(n / threads), threads, stream](*args)
+        kernel[blocks, threads, stream](*args)
 
 
 def device_args(args):
@@ -100,3 +105,6 @@ def _reads_dlpack():
 
 _STREAMS = {}  # CuPy stream pointer → numba's handle on it (made once per stream)
 DLPACK = _reads_dlpack()
+# launches through CuPy (``_cuda_raw``) unless MINIMETA_CUDA_LAUNCH=numba: numba's own launch,
+# which gpu_check.py sets for its run where the two launches disagree on this GPU
+RAW = os.environ.get("MINIMETA_CUDA_LAUNCH", "raw") != "numba"

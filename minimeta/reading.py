@@ -53,6 +53,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("kernels/norm_numba.py", "batch norm with numba"),
     ("kernels/select_numba.py", "the elementwise select with numba"),
     ("kernels/_cuda.py", "what the CUDA kernels share"),
+    ("kernels/_cuda_raw.py", "launching a numba.cuda kernel through CuPy"),
     ("kernels/conv_cuda.py", "convolution on a GPU"),
     ("kernels/causal_cuda.py", "the causal 1-D convolution on a GPU"),
     ("kernels/pool_cuda.py", "max pooling on a GPU"),

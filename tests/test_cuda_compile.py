@@ -212,3 +212,138 @@ def test_numba_cuda_reads_cupy_arrays_through_dlpack():
 
     assert _cuda.DLPACK and _cuda._reads_dlpack()
     assert "stream" in devicearray._to_strided_memory_view.__code__.co_varnames
+
+
+def _every_launch_with_arguments(dtype):
+    """(kernel, arguments) of every launch of every case of ``tests/cuda_cases.py``: NumPy
+    arrays where the GPU has CuPy's, of the same shapes, strides and layouts."""
+    import cuda_cases
+    from minimeta.kernels import _cuda
+
+    seen, launch = [], _cuda.launch
+    _cuda.launch = lambda kernel, n, *args, threads=None: seen.append((kernel, args))
+    try:
+        for name in cuda_cases.NAMES:
+            case = cuda_cases.case(name, dtype)
+            with np.errstate(all="ignore"):     # unlaunched kernels leave outputs unwritten
+                case.cuda(*case.inputs)
+    finally:
+        _cuda.launch = launch
+    return seen
+
+
+@compiles
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_raw_launch_lays_out_arguments_as_the_compiled_kernel_takes_them(dtype,
+                                                                            monkeypatch):
+    """CuPy launches the PTX numba wrote (``kernels/_cuda_raw.py``), with numba's calling
+    convention spelled out by hand: for every launch of every kernel, the types it compiles
+    for are those numba's own launch would infer, the parameters it passes have the PTX
+    entry's count, widths and kinds (an array: 5 + 2·ndim of 8 bytes; a number its own), and
+    their values are those numba's own launch passes (``_Kernel._prepare_args``, handed the
+    arrays as device memory at made-up addresses)."""
+    import re
+    import types
+
+    import numba
+
+    from minimeta.kernels import _cuda_raw
+    from minimeta.kernels._cuda import cuda
+    from numba.cuda import dispatcher
+
+    monkeypatch.setattr(dispatcher, "get_current_device",
+                        lambda: types.SimpleNamespace(compute_capability=(9, 0)))
+    import cuda_cases
+
+    checked = set()
+    for kernel, args in _every_launch_with_arguments(dtype):
+        kinds = tuple(_cuda_raw.kind(a) for a in args)
+        sig = tuple(map(_cuda_raw.numba_type, kinds))
+        assert sig == tuple(numba.typeof(a) for a in args), kernel.py_func.__name__
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+        entry = _cuda_raw.entry(ptx)
+        head = ptx[ptx.index(entry + "("):ptx.index(")", ptx.index(entry + "("))]
+        wanted = re.findall(r"\.param \.([a-z])(\d+) ", head)
+        passed = _cuda_raw.parameters(args, _cuda_raw.layout(kinds))
+        given = [("u", 64) if isinstance(p, np.ndarray) and p.ndim else
+                 ("f" if p.dtype.kind == "f" else "u", p.dtype.itemsize * 8) for p in passed]
+        assert [(k if k == "f" else "u", int(b)) for k, b in wanted] == given, \
+            (kernel.py_func.__name__, wanted, given)
+        address = {id(a): 4096 * (i + 1) for i, a in enumerate(args)}
+        assert [address.get(id(p), p) for p in passed] == _numbas_parameters(args, sig, address)
+        checked.add(cuda_cases.qualified(kernel))
+    assert checked == cuda_cases.cuda_kernels()
+
+
+def _numbas_parameters(args, sig, address):
+    """What numba's own launch passes for ``args`` of types ``sig`` (numbers as numbers), each
+    array handed over as device memory at ``address[id(array)]``."""
+    import types
+
+    from numba.cuda import dispatcher
+    from numba.cuda.cudadrv import devicearray
+
+    class OnDevice:
+        __cuda_memory__ = True
+
+        def __init__(self, a):
+            flags = a.flags
+            self._strided_memory_view_shim = devicearray._StridedMemoryViewShim(
+                ptr=address[id(a)], shape=a.shape, dtype=a.dtype, size=a.size,
+                _layout=devicearray._StridedLayoutShim(
+                    strides_in_bytes=a.strides, is_contiguous_c=flags.c_contiguous,
+                    is_contiguous_f=flags.f_contiguous,
+                    is_contiguous_any=flags.c_contiguous or flags.f_contiguous))
+
+    out, kept = [], []
+    for ty, a in zip(sig, args):
+        value = OnDevice(a) if isinstance(a, np.ndarray) else a
+        dispatcher._Kernel._prepare_args(types.SimpleNamespace(extensions=[]), ty, value, 0,
+                                         kept, out)
+    return [getattr(v, "value", v) for v in out]
+
+
+@compiles
+def test_the_raw_launch_compiles_once_loads_the_ptx_and_launches_its_entry(monkeypatch):
+    """``_cuda_raw._compiled``: the PTX numba writes for the argument kinds, for the current
+    device's compute capability, goes into a file CuPy loads (``RawModule(path=...)``), whose
+    kernel is looked up by numba's mangled entry name; a second launch of the same kinds
+    compiles nothing; a load that fails leaves the kernel to numba's launch, said why. CuPy is
+    stood in for (it is the GPU's to load): what it is handed is checked here."""
+    import types
+
+    from minimeta.kernels import _cuda_raw, conv_cuda
+    from minimeta.kernels._cuda import cuda
+
+    monkeypatch.setattr(cuda, "get_current_device",
+                        lambda: types.SimpleNamespace(compute_capability=(9, 0)))
+    monkeypatch.setattr(_cuda_raw, "_KERNELS", {})
+    monkeypatch.setattr(_cuda_raw, "FELL_BACK", {})
+    loaded, calls = [], []
+
+    class RawModule:
+        def __init__(self, path):
+            loaded.append(open(path).read())
+
+        def get_function(self, name):
+            assert loaded[-1].count(f".entry {name}(") == 1
+            return lambda grid, block, args: calls.append((grid, block, args))
+
+    cupy = types.SimpleNamespace(__name__="cupy", RawModule=RawModule, cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDevice=lambda: 0)))
+    monkeypatch.setattr(_cuda_raw, "array_module", lambda a: cupy)
+
+    class OnGPU(np.ndarray):
+        __cuda_array_interface__ = {}
+    x = np.zeros((1, 2, 3, 5, 5), np.float32).view(OnGPU)
+    cols = np.zeros((1, 27, 50), np.float32).view(OnGPU)
+    for _ in range(2):
+        assert _cuda_raw.launch(conv_cuda._im2col, 2, 128, (x, cols, 3, 3, 1, 1, 5, 5))
+    assert len(loaded) == 1 and ".target sm_90" in loaded[0] and len(calls) == 2
+    assert calls[0][:2] == ((2,), (128,)) and len(calls[0][2]) == 15 + 11 + 6
+    monkeypatch.setattr(cupy, "RawModule", lambda path: 1 / 0)
+    assert not _cuda_raw.launch(conv_cuda._im2col, 2, 128, (x, cols, 3, 3, 1, 1, 5,
+                                                            np.int64(5)))
+    assert not _cuda_raw.launch(conv_cuda._im2col, 2, 128, (x, cols, 3, 3, 1, 1, 5, 4.0))
+    why = list(_cuda_raw.FELL_BACK.values())
+    assert why[0] == "ZeroDivisionError: division by zero" and why[1].startswith("TypingError")

@@ -75,6 +75,7 @@ def test_cuda_launches_hand_numba_unsynchronised_views_on_cupys_stream(monkeypat
     from minimeta.kernels import _cuda
 
     monkeypatch.setattr(_cuda, "DLPACK", False)
+    monkeypatch.setattr(_cuda, "RAW", False)        # numba's launch (CuPy's: the test below)
     made, streams, launched = [], [], []
     monkeypatch.setattr(cuda, "as_cuda_array",
                         lambda a, sync=True: made.append((a, sync)) or ("view", a), raising=False)
@@ -140,3 +141,55 @@ def test_a_cupy_that_finds_no_gpu_is_an_error_that_says_so(count, message, monke
         cupy_module()
     with pytest.raises(RuntimeError, match=message):
         mm.tensor([1.0], device="cuda")
+
+
+def test_the_raw_launch_tells_layouts_apart_and_goes_to_numba_where_it_cannot(monkeypatch):
+    """``kernels/_cuda_raw.py`` compiles a kernel per argument kinds: an array's layout is
+    part of it (a kernel compiled for C order indexes a transpose wrongly), a number's type
+    too. It launches only where CuPy's arrays are (the simulator's NumPy arrays, another
+    library's GPU arrays: numba's launch), and an argument it cannot lay out sends the kernel
+    to numba's launch, with the reason kept (``FELL_BACK``). ``_cuda.launch`` tries it first
+    unless ``RAW`` is off (MINIMETA_CUDA_LAUNCH=numba). Its layout against numba's own, for
+    every kernel: ``tests/test_cuda_compile.py``."""
+    import types
+
+    from minimeta.kernels import _cuda, _cuda_raw
+
+    a = np.zeros((2, 3, 4), dtype=np.float32)
+    assert [_cuda_raw.kind(x) for x in (a, a.transpose(2, 1, 0), a[:, 1:], 3, 0.5, True,
+                                        np.float32(1))] == [
+        ("<f4", 3, "C"), ("<f4", 3, "F"), ("<f4", 3, "A"), int, float, bool, np.float32]
+    v = a[:, 1:]
+    laid = _cuda_raw.parameters((v, 7, 0.5), [None, np.int64, np.float64])
+    assert laid[4] is v and laid[:4] + laid[5:] == (0, 0, 16, 4, 2, 2, 4, 48, 16, 4, 7, 0.5)
+    assert [type(p) for p in laid[-2:]] == [np.int64, np.float64]
+    assert _cuda_raw.launch(object(), 1, 32, (a, 3)) is False        # NumPy: numba's
+    cupy = types.SimpleNamespace(__name__="cupy", cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDevice=lambda: 0)))
+    monkeypatch.setattr(_cuda_raw, "array_module", lambda x: cupy)
+    monkeypatch.setattr(_cuda_raw, "FELL_BACK", {})
+    monkeypatch.setattr(_cuda_raw, "_KERNELS", {})
+
+    def kernel():
+        pass
+    gpu = a.view(OnGPU)
+    assert _cuda_raw.launch(kernel, 1, 32, (gpu, (1, 2))) is False    # a tuple: not laid out
+    assert list(_cuda_raw.FELL_BACK.values()) == [
+        "an argument of a type this launch does not lay out"]
+    ran = []
+    monkeypatch.setattr(_cuda_raw, "launch", lambda *args: ran.append(args) or raw[0])
+    monkeypatch.setattr(_cuda, "device_args", lambda args: (args, 0))
+
+    class Kernel:
+        def __getitem__(self, config):
+            return lambda *args: ran.append(("numba", config, args))
+    k = Kernel()
+    for raw in ([True], [False]):      # launched by CuPy; else by numba too
+        ran.clear()
+        _cuda.launch(k, 300, gpu, 2)
+        assert ran == [(k, 3, _cuda.THREADS, (gpu, 2))] + (
+            [] if raw[0] else [("numba", (3, _cuda.THREADS, 0), (gpu, 2))])
+    monkeypatch.setattr(_cuda, "RAW", False)
+    ran.clear()
+    _cuda.launch(k, 300, gpu, 2)
+    assert ran == [("numba", (3, _cuda.THREADS, 0), (gpu, 2))]

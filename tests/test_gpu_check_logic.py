@@ -234,6 +234,7 @@ def check(monkeypatch, tmp_path, argv, takes, results, torch=None, cuda=True):
             (gpu_check, "environment", lambda cp, torch: phase("env", cp, torch)),
             (gpu_check, "gpu_tests", lambda *a: phase("tests", *a)), (gpu_check, "train", train),
             (gpu_check, "ab", lambda *a: phase("ab", *a)),
+            (gpu_check, "raw_gate", lambda *a: phase("raw", *a)),
             (sys, "path", list(sys.path)),
             (sys, "argv", ["gpu_check.py", "--out", str(tmp_path), *argv])):
         monkeypatch.setattr(module, name, value)
@@ -242,7 +243,8 @@ def check(monkeypatch, tmp_path, argv, takes, results, torch=None, cuda=True):
     return gpu_check.main(), given, on_disk, json.load(open(path))
 
 
-PASSED = {"env": {"gpu": "stand-in"}, "tests": {"exit_code": 0}, "launches": {"kernel_ran": True},
+PASSED = {"env": {"gpu": "stand-in"}, "raw": {"ok": True}, "tests": {"exit_code": 0},
+          "launches": {"kernel_ran": True},
           "ab": {"skipped": "no checkout"}, "timings": {"conv4": {}}, "train": {"accuracy": 0.9}}
 
 
@@ -250,6 +252,7 @@ def test_each_phase_gets_its_share_of_the_budget_from_what_is_left_when_it_start
         tmp_path, monkeypatch, capsys):
     takes = {"env": 10, "tests": 100, "timings": 100}
     code, given, _, report = check(monkeypatch, tmp_path, ["--budget", "540"], takes, PASSED)
+    assert given["raw"] == (67.5, False)      # an eighth of the budget (under 0.25 × 530)
     assert given["tests"][1] == 180           # a third of the budget (under 0.45 × 530 left)
     assert given["ab"][1] == 107.5            # a quarter of the 430 s left (under a fifth)
     assert given["timings"][4] == 135         # a quarter (under 0.4 × 430)
@@ -264,13 +267,14 @@ def test_each_phase_gets_its_share_of_the_budget_from_what_is_left_when_it_start
 
 def test_a_failed_phase_is_recorded_and_written_and_the_next_one_still_runs(
         tmp_path, monkeypatch, capsys):
-    failing = {"env": RuntimeError("no device properties"), "tests": {"exit_code": "timed out"},
+    failing = {"env": RuntimeError("no device properties"), "raw": {"ok": False},
+               "tests": {"exit_code": "timed out"},
                "launches": {"kernel_ran": False}, "ab": {"exit_code": "timed out"},
                "timings": {"conv4": {"error": "MemoryError"}},
                "train": {"accuracy": None, "eval_error": "exit 1"}}
     code, given, on_disk, report = check(monkeypatch, tmp_path, [], {}, failing)
-    assert code == 1 and ("failed phases: ['env', 'tests', 'launches', 'ab', 'timings', "
-                          "'train']") in capsys.readouterr().out
+    assert code == 1 and ("failed phases: ['env', 'raw', 'tests', 'launches', 'ab', "
+                          "'timings', 'train']") in capsys.readouterr().out
     assert report["env"] == {"error": "RuntimeError: no device properties"}
     assert on_disk["tests"]["env"] == report["env"]             # written before the next phase
     assert report == dict(on_disk["train"], train=failing["train"])

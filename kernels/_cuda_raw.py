@@ -1,0 +1,152 @@
+"""Launching a numba.cuda kernel through CuPy: numba compiles, CuPy launches.
+
+At every call, numba's launch works out in Python the type of each argument and takes each
+array through DLPack, then hands numbers over as ctypes: 39 µs for a kernel of one array on
+the H200, and the kernels here take four to fourteen arguments. CuPy launches a kernel it
+has loaded in a few µs. So, per kernel and per argument types (each array's dtype, number of
+dimensions and layout; each number's type):
+
+1. numba compiles the kernel to PTX for this GPU (``cuda.compile_ptx``: the same compiler, the
+   same code as its own launch would run);
+2. CuPy loads that PTX (``RawModule``) and launches it on its current stream (no host wait);
+3. the arguments are laid out as numba's calling convention has them, spelled out here: an
+   array is 5 + 2·ndim parameters of 8 bytes,
+
+       meminfo (0), parent (0), nitems, itemsize, data pointer, *shape, *strides (in bytes),
+
+   and a number is one parameter of its own width (int64, float64, float32, bool).
+
+``tests/test_cuda_compile.py`` holds this layout to the parameter list of the PTX numba writes,
+for every launch of every kernel, in both dtypes; on a GPU, ``gpu_check.py`` runs every kernel
+both ways before anything else and, where they differ, sets ``MINIMETA_CUDA_LAUNCH=numba``
+(numba's own launch) for the rest of the run. Arguments of another kind, or a kernel that
+fails to compile or load, go to numba's launch (``FELL_BACK`` says which and why).
+
+Read next: ``kernels/conv_cuda.py`` (convolution on a GPU).
+"""
+import os
+import re
+import tempfile
+
+import numpy as np
+
+from . import array_module
+
+_KERNELS = {}   # (kernel, GPU, argument kinds) → (CuPy's kernel, how to lay out each argument)
+FELL_BACK = {}  # (kernel name, argument kinds) → why numba's launch runs it
+_ZERO = np.intp(0)
+
+
+def kind(a):
+    """What a compiled kernel depends on: (dtype, ndim, layout) of an array, a number's type."""
+    if not hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray):
+        return type(a)
+    flags = a.flags
+    layout = "C" if flags.c_contiguous else "F" if flags.f_contiguous else "A"
+    return a.dtype.str, a.ndim, layout
+
+
+def numba_type(k):
+    """The numba type of an argument of kind ``k`` (what numba's launch would infer)."""
+    import numba
+    from numba import types
+
+    if isinstance(k, tuple):
+        dtype, ndim, layout = k
+        return types.Array(numba.from_dtype(np.dtype(dtype)), ndim, layout)
+    try:
+        return numba.typeof(k(0))
+    except Exception:       # not a number: no type this launch lays out
+        return None
+
+
+def _scalar(ty):
+    """The NumPy scalar type that passes a number of numba type ``ty``, or None."""
+    from numba import types
+
+    if ty == types.boolean:
+        return np.bool_
+    if isinstance(ty, (types.Integer, types.Float)) and ty.bitwidth in (8, 16, 32, 64):
+        return np.dtype(str(ty)).type
+    return None
+
+
+def layout(kinds):
+    """For each argument, None (an array) or the NumPy scalar type of a number; None in
+    place of the whole list if an argument is neither."""
+    from numba import types
+
+    out = []
+    for k in kinds:
+        ty = numba_type(k)
+        if isinstance(ty, types.Array):
+            out.append(None)
+        elif _scalar(ty) is None:
+            return None
+        else:
+            out.append(_scalar(ty))
+    return out
+
+
+def parameters(args, how):
+    """The kernel's parameters: each array spread into numba's 5 + 2·ndim, each number cast."""
+    out = []
+    for a, cast in zip(args, how):
+        if cast is None:
+            out += [_ZERO, _ZERO, np.int64(a.size), np.int64(a.itemsize), a]
+            out += [np.int64(s) for s in a.shape] + [np.int64(s) for s in a.strides]
+        else:
+            out.append(cast(a))
+    return tuple(out)
+
+
+def entry(ptx):
+    """The name of the kernel a PTX module defines (numba's mangled name)."""
+    return re.search(r"\.entry\s+([\w$]+)\s*\(", ptx).group(1)
+
+
+def _compiled(kernel, kinds, cp):
+    """(CuPy's kernel, layout), compiled and loaded once; None where numba's launch must run."""
+    from numba import cuda  # (only ever reached from _cuda.launch: its NumPy 2.5 alias is set)
+
+    key = (kernel, cp.cuda.runtime.getDevice(), kinds)
+    if key not in _KERNELS:
+        _KERNELS[key] = None
+        how = layout(kinds)
+        name = getattr(kernel, "py_func", kernel).__name__
+        if how is None:
+            FELL_BACK[name, kinds] = "an argument of a type this launch does not lay out"
+            return None
+        try:
+            cc = cuda.get_current_device().compute_capability
+            ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(map(numba_type, kinds)), cc=cc)
+            path = os.path.join(_folder(), f"{len(_KERNELS)}_{name}.ptx")
+            with open(path, "w") as f:
+                f.write(ptx)
+            _KERNELS[key] = cp.RawModule(path=path).get_function(entry(ptx)), how
+        except Exception as err:   # no NVVM, a load that fails: numba's launch, said why
+            FELL_BACK[name, kinds] = f"{type(err).__name__}: {err}"[:300]
+    return _KERNELS[key]
+
+
+def _folder(made=[]):
+    if not made:
+        made.append(tempfile.mkdtemp(prefix="minimeta-ptx-"))
+    return made[0]
+
+
+def launch(kernel, blocks, threads, args):
+    """Launch ``kernel`` on ``blocks`` × ``threads`` through CuPy; False (nothing launched)
+    where there is no CuPy array among ``args`` or numba's launch must run it."""
+    first = next((a for a in args if hasattr(a, "__cuda_array_interface__")), None)
+    if first is None:
+        return False
+    cp = array_module(first)
+    if cp.__name__ != "cupy":
+        return False
+    compiled = _compiled(kernel, tuple(kind(a) for a in args), cp)
+    if compiled is None:
+        return False
+    function, how = compiled
+    function((blocks,), (threads,), parameters(args, how))
+    return True
