@@ -35,13 +35,15 @@ from . import array_module
 _KERNELS = {}   # (kernel, GPU, argument kinds) → (CuPy's kernel, how to lay out each argument)
 FELL_BACK = {}  # (kernel name, argument kinds) → why numba's launch runs it
 _ZERO = np.intp(0)
+_NUMBERS = (int, float, np.generic)
 
 
 def kind(a):
-    """What a compiled kernel depends on: (dtype, ndim, layout) of an array, a number's type."""
-    if not hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray):
+    """What a compiled kernel depends on: (dtype, ndim, layout) of an array, a number's type
+    (asked without ``__cuda_array_interface__``, which CuPy builds anew at every reading)."""
+    flags = None if isinstance(a, _NUMBERS) else getattr(a, "flags", None)
+    if flags is None:
         return type(a)
-    flags = a.flags
     layout = "C" if flags.c_contiguous else "F" if flags.f_contiguous else "A"
     return a.dtype.str, a.ndim, layout
 
@@ -138,9 +140,7 @@ def _folder(made=[]):
 def launch(kernel, blocks, threads, args):
     """Launch ``kernel`` on ``blocks`` × ``threads`` through CuPy; False (nothing launched)
     where there is no CuPy array among ``args`` or numba's launch must run it."""
-    first = next((a for a in args if hasattr(a, "__cuda_array_interface__")), None)
-    if first is None:
-        return False
+    first = next((a for a in args if not isinstance(a, _NUMBERS)), None)
     cp = array_module(first)
     if cp.__name__ != "cupy":
         return False
