@@ -37,7 +37,7 @@
 A phase that fails is recorded and the next one runs, and so does a timing case;
 ``<out>/gpu_check.json`` is rewritten after every phase and every timing case, so a run cut
 short keeps what it measured. ``--budget`` (seconds) bounds each phase by what is left when it
-starts: the launch comparison an eighth and under a quarter, the tests at most a third of the
+starts: the launch comparison a sixth and under a quarter, the tests at most a third of the
 budget and under half of what is left (each test a quarter of that, at most 3 minutes, where
 pytest-timeout is installed; ``-v``: the log names the test that hung), the A/B a fifth and
 under a quarter (its process group killed past it), the timings a quarter and under 40%
@@ -348,8 +348,8 @@ def main():
         try:
             if phase == "env":
                 report[phase] = dict(environment(cp, torch), **found)
-            elif phase == "raw":          # an eighth of the budget, or a quarter of what is left
-                report[phase] = raw_gate(max(30, min(args.budget / 8, 0.25 * left())),
+            elif phase == "raw":          # a sixth of the budget, or a quarter of what is left
+                report[phase] = raw_gate(max(30, min(args.budget / 6, 0.25 * left())),
                                          args.simulate)
                 if not report[phase]["ok"]:
                     failed.append(phase)

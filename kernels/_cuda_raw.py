@@ -131,10 +131,15 @@ def _compiled(kernel, kinds, cp):
     return _KERNELS[key]
 
 
-def _folder(made=[]):
-    if not made:
-        made.append(tempfile.mkdtemp(prefix="minimeta-ptx-"))
-    return made[0]
+def _folder():
+    """A folder for this process's PTX files, removed when the process ends."""
+    global _PTX
+    if _PTX is None:
+        _PTX = tempfile.TemporaryDirectory(prefix="minimeta-ptx-")
+    return _PTX.name
+
+
+_PTX = None
 
 
 def launch(kernel, blocks, threads, args):

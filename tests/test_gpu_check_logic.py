@@ -252,7 +252,7 @@ def test_each_phase_gets_its_share_of_the_budget_from_what_is_left_when_it_start
         tmp_path, monkeypatch, capsys):
     takes = {"env": 10, "tests": 100, "timings": 100}
     code, given, _, report = check(monkeypatch, tmp_path, ["--budget", "540"], takes, PASSED)
-    assert given["raw"] == (67.5, False)      # an eighth of the budget (under 0.25 × 530)
+    assert given["raw"] == (90, False)        # a sixth of the budget (under 0.25 × 530)
     assert given["tests"][1] == 180           # a third of the budget (under 0.45 × 530 left)
     assert given["ab"][1] == 107.5            # a quarter of the 430 s left (under a fifth)
     assert given["timings"][4] == 135         # a quarter (under 0.4 × 430)

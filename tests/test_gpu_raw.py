@@ -39,6 +39,8 @@ GOOD = {"cases": 14, "disagree": [], "raw_launches": 19, "fell_back": [],
     ((0, dict(GOOD, raw_launches=0)), True, True),           # the simulator cannot
     ((0, dict(GOOD, fell_back=["_im2col: TypingError"])), False, False),
     ((-11, None), False, False),                             # the child crashed
+    ((0, "a numba warning, not the report"), False, False),
+    ((0, ["a list"]), False, False),
     ("timed out", False, False)])
 def test_the_gate_keeps_cupy_s_launch_only_where_it_agreed_on_this_gpu(child, simulate, ok,
                                                                        launch_env, monkeypatch):
@@ -46,7 +48,8 @@ def test_the_gate_keeps_cupy_s_launch_only_where_it_agreed_on_this_gpu(child, si
         if child == "timed out":
             raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
         code, report = child
-        return types.SimpleNamespace(returncode=code, stdout=json.dumps(report or {}) + "\n",
+        out = report if isinstance(report, str) else json.dumps(report or {})
+        return types.SimpleNamespace(returncode=code, stdout=out + "\n",
                                      stderr="Segmentation fault")
     monkeypatch.setattr(subprocess, "run", run)
     report = _gpu_raw.gate(60, simulate)
