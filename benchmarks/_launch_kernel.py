@@ -16,6 +16,30 @@ def add_one(a):
         a[i] += 1
 
 
+def us_per_call(cp, fn, n):
+    """µs of host time a call of ``fn`` takes: ``n`` calls after a first (compilation), between
+    two device synchronisations."""
+    fn()
+    cp.cuda.Device().synchronize()
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    cp.cuda.Device().synchronize()
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def numbas_launch(kernel, n, *args):
+    """``kernels/_cuda.launch`` with CuPy's launch turned off (``MINIMETA_CUDA_LAUNCH=numba``):
+    numba's."""
+    from minimeta.kernels import _cuda
+
+    raw, _cuda.RAW = _cuda.RAW, False
+    try:
+        _cuda.launch(kernel, n, *args)
+    finally:
+        _cuda.RAW = raw
+
+
 def launches(cp, simulate):
     """What a numba.cuda launch costs the host: through ``kernels/_cuda.launch`` (numba views
     made without a synchronisation, on CuPy's stream) and numba's own way (the CuPy array

@@ -137,15 +137,9 @@ def launch_costs(cp, simulate):
     kernel, a = _launch_kernel.add_one, cp.zeros(256, dtype=cp.float32)
     n = 20 if simulate else 2000
     stream = lambda: _cuda.device_args([a])[1]          # noqa: E731
-    ways = {"_cuda.launch": lambda: _cuda.launch(kernel, a.size, a)}
-
-    def numbas():
-        raw, _cuda.RAW = _cuda.RAW, False
-        try:
-            _cuda.launch(kernel, a.size, a)
-        finally:
-            _cuda.RAW = raw
-    ways["_cuda.launch, MINIMETA_CUDA_LAUNCH=numba"] = numbas
+    ways = {"_cuda.launch": lambda: _cuda.launch(kernel, a.size, a),
+            "_cuda.launch, MINIMETA_CUDA_LAUNCH=numba":
+                lambda: _launch_kernel.numbas_launch(kernel, a.size, a)}
     if not simulate:
         ways["cupy array, CuPy's stream"] = lambda: kernel[2, 128, stream()](a)
         ways["cupy array, numba default"] = lambda: kernel[2, 128](a)
@@ -154,13 +148,7 @@ def launch_costs(cp, simulate):
     lines = []
     for name, fn in ways.items():
         try:
-            fn()
-            cp.cuda.Device().synchronize()
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            cp.cuda.Device().synchronize()
-            lines.append(f"  {(time.perf_counter() - start) / n * 1e6:8.1f} us  {name}")
+            lines.append(f"  {_launch_kernel.us_per_call(cp, fn, n):8.1f} us  {name}")
         except Exception as err:
             lines.append(f"  failed: {name}: {type(err).__name__}: {err}"[:300])
     return "\n".join(lines)

@@ -81,12 +81,10 @@ def layout(kinds):
     out = []
     for k in kinds:
         ty = numba_type(k)
-        if isinstance(ty, types.Array):
-            out.append(None)
-        elif _scalar(ty) is None:
+        cast = None if isinstance(ty, types.Array) else _scalar(ty)
+        if cast is None and not isinstance(ty, types.Array):
             return None
-        else:
-            out.append(_scalar(ty))
+        out.append(cast)
     return out
 
 
