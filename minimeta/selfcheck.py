@@ -33,8 +33,9 @@ from minimeta.selfcheck_inputs import (attention_args, batch_norm_args, bias_gra
                                        conv_bias_args,
                                        conv_input_grad_args, conv_weight_grad_args,
                                        float32_unary, getitem_args,
-                                       matmul_args, matmul_flags_args, pool_args,
-                                       pool_backward_args, pow_scalar_args, reduce_args,
+                                       matmul_args, matmul_flags_args, max_pool2d_images,
+                                       pool_args, pool_backward_args, pool_gather_args,
+                                       pow_scalar_args, reduce_args,
                                        reshape_args, scatter_args, separated_pair, transpose_args,
                                        unary, where_args)
 
@@ -75,6 +76,10 @@ def _conv_bias_ref(x, w, b, stride, padding):
 
 def _pool_backward(g, argmax, x_shape):
     return mm.apply(C.MaxPool2dBackward(argmax, x_shape), g)
+
+
+def _pool_gather(h, argmax):
+    return mm.apply(C.MaxPool2dGather(argmax), h)
 
 
 def _fused_vjp(fused):
@@ -146,10 +151,12 @@ ROWS = [
     Row("causal_conv1d_weight_grad", Ca.causal_conv1d_weight_grad,
         K.causal_ref.causal_conv1d_weight_grad, causal_weight_grad_args(),
         (Ca.CausalConv1dWeightGrad,), orders=(1, 2, 3)),
-    Row("max_pool2d", C.max_pool2d, lambda x, k, s: K.pool_ref.max_pool2d(x, k, s)[0],
+    Row("max_pool2d", C.max_pool2d, lambda x, k, s: max_pool2d_images(x, k, s)[0],
         pool_args(), (C.MaxPool2d,)),
     Row("max_pool2d_backward", _pool_backward, K.pool_ref.max_pool2d_backward,
         pool_backward_args(), (C.MaxPool2dBackward,)),
+    Row("max_pool2d_gather", _pool_gather, lambda h, argmax: np.take(h, argmax),
+        pool_gather_args(), (C.MaxPool2dGather,)),
     Row("batch_norm", lambda x, w, b, eps: mm.apply(N.BatchNorm(eps), x, w, b),
         lambda x, w, b, eps: K.norm_ref.batch_norm(x, w, b, eps)[0], batch_norm_args(),
         (N.BatchNorm,)),
@@ -184,7 +191,7 @@ def primitive_classes(package="minimeta"):
 
 
 # rows whose static arrays an op makes on the device in real use (the argmax of a pooling)
-DEVICE_STATIC = ("max_pool2d_backward",)
+DEVICE_STATIC = ("max_pool2d_backward", "max_pool2d_gather")
 
 
 def _derivatives(row, xs, static, device, v, u):

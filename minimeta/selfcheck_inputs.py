@@ -232,19 +232,37 @@ def conv_weight_grad_args(draw):
 
 @st.composite
 def pool_args(draw):
-    """x (N,C,H,W) with distinct values (a unique maximum in every window), kernel, stride."""
+    """x (N,C,H,W), or a stack of 2 tasks (2,N,C,H,W), with distinct values (a unique maximum
+    in every window), kernel, stride."""
     kernel, stride = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(kernel, 5)),
-             draw(st.integers(kernel, 5)))
+    tasks = (2,) if draw(st.booleans()) else ()
+    shape = tasks + (draw(st.integers(1, 2)), draw(st.integers(1, 2)),
+                     draw(st.integers(kernel, 5)), draw(st.integers(kernel, 5)))
     return (draw(distinct_arrays(shape, gap=1e-2)),), (kernel, stride)
+
+
+def max_pool2d_images(x, kernel, stride):
+    """``pool_ref.max_pool2d`` (NCHW images) on x or on each image of a stack (T,N,C,H,W):
+    (y, argmax), the argmax flat indices into x."""
+    images = x.reshape((-1,) + x.shape[-3:])
+    y, argmax = pool_ref.max_pool2d(images, kernel, stride)
+    shape = x.shape[:-3] + y.shape[1:]
+    return y.reshape(shape), argmax.reshape(shape)
 
 
 @st.composite
 def pool_backward_args(draw):
     """g shaped like a pooled output, with the argmax of a real pooling of a drawn x."""
     (x,), (kernel, stride) = draw(pool_args())
-    y, argmax = pool_ref.max_pool2d(x, kernel, stride)
+    y, argmax = max_pool2d_images(x, kernel, stride)
     return (draw(arrays(y.shape)),), (argmax, x.shape)
+
+
+@st.composite
+def pool_gather_args(draw):
+    """h shaped like a pooling's input, with the argmax of a real pooling of a drawn x."""
+    (x,), (kernel, stride) = draw(pool_args())
+    return (draw(arrays(x.shape)),), (max_pool2d_images(x, kernel, stride)[1],)
 
 
 @st.composite

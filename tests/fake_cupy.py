@@ -314,6 +314,11 @@ def empty_like(a, dtype=None, order="K", subok=None, shape=None):
     return _poisoned(np.empty_like(_unwrap(a), dtype=dtype, order=order, shape=shape))
 
 
+def take(a, indices, axis=None, out=None):
+    """CuPy's take: its out-of-range indices wrap around (it has no ``mode``; NumPy raises)."""
+    return _device_call(lambda *args: np.take(*args, mode="wrap"), (a, indices, axis, out), {})
+
+
 def asarray(x, dtype=None, order=None):
     """Host data (or a device array) as a device array: the explicit crossing."""
     if isinstance(x, ndarray):

@@ -285,6 +285,30 @@ def test_stacked_layers_are_one_layer_per_task():
         F.batch_norm(t_(x), t_(rng.standard_normal((3, 1, 4))), None)
 
 
+def test_a_stack_is_pooled_by_the_pooling_primitives_alone_to_the_third_order():
+    """Max pooling on a stack (T, N, C, H, W): its derivatives of orders 1 to 3 equal the
+    tasks' one by one, and the graph holds the pooling family's ops and no reshape (a stack
+    had been pooled as T·N images between two Reshape ops, each with its own VJPs)."""
+    from minimeta.engine.autodiff import toposort
+
+    x = np.random.default_rng(4).permutation(2 * 3 * 2 * 4 * 4).reshape(2, 3, 2, 4, 4) * 0.1
+
+    def derivatives(x):
+        t = mm.tensor(x, requires_grad=True)
+        y = F.max_pool2d(t, 2)
+        (g1,) = mm.grad((y * y * y).sum(), [t], create_graph=True)
+        (g2,) = mm.grad((g1 * g1 * g1).sum(), [t], create_graph=True)
+        (g3,) = mm.grad((g2 * g2).sum(), [t], create_graph=True)
+        return (y, g1, g2, g3), {type(n._op).__name__ for n in toposort([g3]) if n._op}
+
+    stacked, ops = derivatives(x)
+    for t in range(2):
+        for got, want in zip(stacked, derivatives(x[t])[0]):
+            np.testing.assert_allclose(got.numpy()[t], want.numpy(), rtol=1e-12)
+    assert {"MaxPool2d", "MaxPool2dBackward", "MaxPool2dGather"} <= ops
+    assert "Reshape" not in ops and "GetItem" not in ops, ops
+
+
 def test_running_average_updates_merge_into_one_in_order():
     """A stack's per-task running-average updates run as one per buffer: the same buffer as
     the updates one by one (to rounding), and order matters (the merge of the reversed list

@@ -111,9 +111,7 @@ def _per_image(x, f):
 def max_pool2d(x, kernel, stride=None):
     """Max over k×k windows, ``stride`` defaulting to ``kernel`` (floor mode, no padding)."""
     (x,) = _tensors(x)
-    if x.ndim == 5:
-        return _per_image(x, lambda x4: C.max_pool2d(x4, kernel, stride))
-    return C.max_pool2d(x, kernel, stride)
+    return C.max_pool2d(x, kernel, stride)      # a stack (T, N, C, H, W) too: each image
 
 
 def avg_pool2d(x, kernel, stride=None):

@@ -1,4 +1,4 @@
-"""The primitive set: every differentiable op in minimeta is one of these 41 classes (or made of
+"""The primitive set: every differentiable op in minimeta is one of these 42 classes (or made of
 them). Each file holds its classes and, below them, the user-facing functions that check their
 arguments and apply them (``ops.py`` gathers those functions into one namespace). The files in
 reading order, which is also their import order (each imports only files above it):
@@ -15,8 +15,8 @@ reading order, which is also their import order (each imports only files above i
 | attention.py      | CosineAttention (fused) and its composite                               |
 | normalization.py  | BatchNorm (fused) and its composite                                     |
 | conv.py           | Conv2d Conv2dInputGrad Conv2dWeightGrad (a closed family), BiasGrad     |
-|                   | (the conv bias's gradient), MaxPool2d MaxPool2dBackward (max pooling    |
-|                   | and its scatter: a closed pair)                                         |
+|                   | (the conv bias's gradient), MaxPool2d MaxPool2dBackward MaxPool2dGather |
+|                   | (max pooling, its scatter and gather: each other's VJPs, closed)        |
 | causal.py         | CausalConv1d CausalConv1dInputGrad CausalConv1dWeightGrad (SNAIL's      |
 |                   | dilated causal convolution: a closed family)                            |
 

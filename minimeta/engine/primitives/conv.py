@@ -19,7 +19,7 @@ from ... import kernels as K
 from ..autodiff import Primitive, apply
 from ..backend import array_module
 from .elementwise import floating
-from .shape import broadcast_to, getitem, reshape
+from .shape import broadcast_to, reshape
 
 
 def whole(op, name, value, least, axes=2):
@@ -149,9 +149,16 @@ class Conv2dWeightGrad(Primitive):
         return dx, dg
 
 
+def _images(a, lead):
+    """A raw array of NCHW images, or a stack (T, N, C, H, W) seen as T·N of them (``lead``:
+    its shape before the last three axes); the pooling kernels take images."""
+    return a if len(lead) == 1 else a.reshape((int(np.prod(lead)),) + a.shape[len(lead):])
+
+
 class MaxPool2d(Primitive):
-    """y = max over each k×k window (stride s, no padding); the kernel also gives the argmax,
-    which forward saves for the VJP (``saves``: it returns ``(y, (argmax,))``).
+    """y = max over each k×k window (stride s, no padding) of NCHW x, or of each image of a
+    stack (T, N, C, H, W); the kernel also gives the argmax (flat indices into x), which
+    forward saves for the VJP (``saves``: it returns ``(y, (argmax,))``).
 
     VJP: max_pool2d_backward(g, argmax), the gradient scattered to the argmax positions.
     """
@@ -163,10 +170,15 @@ class MaxPool2d(Primitive):
         self.kernel, self.stride = kernel, stride
 
     def forward(self, x):
-        if x.ndim != 4 or min(x.shape[2:]) < self.kernel:
-            raise ValueError(f"max_pool2d: input {x.shape} must be NCHW with sides >= kernel "
-                             f"{self.kernel}")
-        y, argmax = K.lookup("max_pool2d", x)(x, self.kernel, self.stride)
+        if x.ndim not in (4, 5) or min(x.shape[-2:]) < self.kernel:
+            raise ValueError(f"max_pool2d: input {x.shape} must be NCHW (or a stack TNCHW) with "
+                             f"sides >= kernel {self.kernel}")
+        lead = x.shape[:-3]
+        images = _images(x, lead)
+        y, argmax = K.lookup("max_pool2d", images)(images, self.kernel, self.stride)
+        if len(lead) > 1:       # flat indices into the images are flat indices into x
+            shape = lead + y.shape[1:]
+            y, argmax = y.reshape(shape), argmax.reshape(shape)
         return y, (argmax,)
 
     def vjp(self, g, out, x):
@@ -177,9 +189,9 @@ class MaxPool2d(Primitive):
 class MaxPool2dBackward(Primitive):
     """gx = zeros(x_shape) with g added at the flat ``argmax`` positions (a scatter).
 
-    VJP with incoming h: the gather h.flat[argmax], reshaped like g. Gather and scatter are
-    each other's VJPs, so max pooling is differentiable to any order (its second derivative
-    is zero almost everywhere, like relu's).
+    VJP with incoming h: the gather ``MaxPool2dGather``, h.flat[argmax] shaped like g. Gather
+    and scatter are each other's VJPs, so max pooling is differentiable to any order inside
+    its three primitives (its second derivative is zero almost everywhere, like relu's).
     """
 
     __slots__ = ("argmax", "x_shape")
@@ -188,11 +200,32 @@ class MaxPool2dBackward(Primitive):
         self.argmax, self.x_shape = argmax, tuple(x_shape)
 
     def forward(self, g):
-        return K.lookup("max_pool2d_backward", g)(g, self.argmax, self.x_shape)
+        lead = self.x_shape[:-3]
+        images = (int(np.prod(lead)),) + self.x_shape[-3:]
+        gx = K.lookup("max_pool2d_backward", g)(_images(g, lead), _images(self.argmax, lead),
+                                                images)
+        return gx if len(lead) == 1 else gx.reshape(self.x_shape)
 
     def vjp(self, h, out, g):
-        flat = getitem(reshape(h, (-1,)), self.argmax.reshape(-1))
-        return (reshape(flat, g.shape),)
+        return (apply(MaxPool2dGather(self.argmax), h),)
+
+
+class MaxPool2dGather(Primitive):
+    """out = h.flat[argmax]: h read at the flat ``argmax`` positions, shaped like argmax.
+
+    VJP with incoming g: max_pool2d_backward(g, argmax), the scatter back to h's shape.
+    """
+
+    __slots__ = ("argmax",)
+
+    def __init__(self, argmax):
+        self.argmax = argmax
+
+    def forward(self, h):
+        return array_module(h).take(h, self.argmax)
+
+    def vjp(self, g, out, h):
+        return (apply(MaxPool2dBackward(self.argmax, h.shape), g),)
 
 
 def conv2d(x, w, stride=1, padding=0, bias=None):
