@@ -3,9 +3,9 @@
 (``gpu_profile.py --trees``): a before / after on one machine, where two sessions' runs are two
 machines. Skipped where no checkout was prepared."""
 import os
-import signal
-import subprocess
 import sys
+
+import _gpu_train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -30,13 +30,7 @@ def ab(out, seconds, simulate, cases=("conv4", "maml5_stacked"), root=ROOT):
     folder = os.path.join(out, "ab")
     cmd = [sys.executable, os.path.join(HERE, "gpu_profile.py"), "--out", folder, "--only",
            *cases, "--trees", *trees, root] + (["--simulate"] if simulate else [])
-    child = subprocess.Popen(cmd, start_new_session=True)
-    try:
-        code = child.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
-        code = "timed out"
+    code = _gpu_train.bounded(cmd, None, seconds, grace=0, group=True)
     path = os.path.join(folder, "compare.txt")
     return {"trees": trees + [root], "exit_code": code,
             "compare": open(path).read() if os.path.exists(path) else None}

@@ -5,6 +5,7 @@ limit is taken when it starts, from the time then left; the training's figures a
 the evaluation fails or runs out of time."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -53,20 +54,31 @@ def train(out, minutes, episodes, device, simulate, left, say=print):
     return result
 
 
-def bounded(cmd, env, seconds, grace=30, say=print):
+def bounded(cmd, env, seconds, grace=30, say=print, group=False):
     """Run ``cmd`` (its output to this console) for at most ``seconds``; past them, SIGTERM
-    (minimeta saves the iterations done and stops), then SIGKILL ``grace`` seconds later. Its
-    exit code, or "timed out"."""
+    (minimeta saves the iterations done and stops), then SIGKILL ``grace`` seconds later, or at
+    once for a ``grace`` of 0. ``group``: the child leads a process group of its own and the
+    signals go to the whole group (a child of its own may hold the GPU too). Its exit code, or
+    "timed out"."""
     start = time.perf_counter()
-    child = subprocess.Popen(cmd, env=env)
+    child = subprocess.Popen(cmd, env=env, start_new_session=group)
+
+    def send(sig):
+        if group:
+            os.killpg(child.pid, sig)
+        else:
+            child.send_signal(sig)
     try:
         return child.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
-        say(f"past its {time.perf_counter() - start:.0f} s: SIGTERM")
-        child.terminate()
-        try:
-            child.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        say(f"past its {time.perf_counter() - start:.0f} s: {'SIGTERM' if grace else 'SIGKILL'}")
+        if grace:
+            send(signal.SIGTERM)
+            try:
+                child.wait(timeout=grace)
+                return "timed out"
+            except subprocess.TimeoutExpired:
+                pass
+        send(signal.SIGKILL)
+        child.wait()
         return "timed out"

@@ -4,8 +4,10 @@ For each of ``gpu_check.py``'s timing cases asked for (default: conv4 and the st
 MAML meta-iteration), after two warm-up calls:
 
 1. ``wall``: three calls, each ended by a device synchronisation (seconds);
-2. ``host``: one call under cProfile, synchronised at its end: the functions with the most time
-   of their own (the host's share; a device read or a synchronisation shows as a wait there);
+2. ``host``: one call under cProfile, synchronised at its end: its own time by place (the
+   engine, the kernels' wrappers, numba, CuPy, waiting for the GPU ...), the garbage
+   collector's pauses, and the functions with the most time of their own (a device read or a
+   synchronisation shows as a wait there);
 3. ``kernels``: one call under PyTorch's profiler, which records every kernel on the GPU
    (CuPy's, cuBLAS's and numba's too, through CUPTI): GPU time by kernel name;
 4. ``ops``: one call with a device synchronisation before and after every engine op: time by
@@ -63,15 +65,58 @@ def wall(call, sync, n=3):
     return sorted(times)
 
 
+# where a function's own time goes, by the first key found in its file (a C function: in its
+# name, e.g. "<method 'reshape' of 'cupy._core.core._ndarray_base' objects>")
+PLACES = (("waiting for the GPU", "synchronize"), ("minimeta engine", "/minimeta/engine/"),
+          ("minimeta kernels", "/kernels/"), ("minimeta's other", "/minimeta/"),
+          ("numba", "numba"), ("CuPy", "cupy"), ("NumPy", "numpy"))
+OTHER = "Python's own"
+
+
+def by_place(stats):
+    """{place: seconds of own time} of a ``pstats.Stats.stats`` table (``PLACES``; the rest,
+    ``OTHER``: builtins and the standard library)."""
+    spent = collections.Counter()
+    for (file, _, name), (_, _, own, _, _) in stats.items():
+        text = name if file == "~" else file
+        spent[next((p for p, key in PLACES if key in text), OTHER)] += own
+    return spent
+
+
 def host(call, sync, top=30):
+    """The call under cProfile: its time, the garbage collector's pauses in it, its own time by
+    place (``PLACES``: whose Python the host runs, and how long it waits for the GPU at the
+    end), then the functions with the most time of their own."""
+    import gc
+
+    pauses, started = [], []
+
+    def timed(phase, info):
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            pauses.append(time.perf_counter() - started.pop())
+    gc.callbacks.append(timed)
     prof = cProfile.Profile()
-    prof.enable()
-    call()
-    sync()
-    prof.disable()
+    begin = time.perf_counter()
+    try:
+        prof.enable()
+        call()
+        sync()
+        prof.disable()
+    finally:
+        gc.callbacks.remove(timed)
+    whole = time.perf_counter() - begin
     text = io.StringIO()
-    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(top)
-    return "\n".join(line for line in text.getvalue().splitlines()[6:] if line.strip())
+    stats = pstats.Stats(prof, stream=text)
+    spent = by_place(stats.stats)
+    lines = [f"profiled call {whole * 1e3:.1f} ms (cProfile's overhead in it); garbage "
+             f"collector: {len(pauses)} pauses, {sum(pauses) * 1e3:.1f} ms",
+             "own time by place: " + ", ".join(f"{p} {s * 1e3:.1f} ms"
+                                               for p, s in spent.most_common())]
+    stats.sort_stats("tottime").print_stats(top)
+    return "\n".join(lines + [line for line in text.getvalue().splitlines()[6:]
+                              if line.strip()])
 
 
 def kernels(call, sync, torch, top=30):
@@ -224,8 +269,8 @@ def main():
 
 def compare_trees(args):
     """``gpu_profile.py --tree T`` for each tree T in a child process (into ``<out>/<i>``),
-    then ``<out>/compare.txt``: a row per kernel (GPU ms), per primitive (synchronised ms) and
-    per case (median wall), a column per tree. Returns the worst child's exit code."""
+    then ``<out>/compare.txt``: a row per kernel (GPU ms), per primitive (synchronised ms), per
+    place of the host's own time (profiled ms) and per case (median wall), a column per tree. Returns the worst child's exit code."""
     os.makedirs(args.out, exist_ok=True)
     tables, codes = [], []
     for i, tree in enumerate(args.trees):
@@ -253,14 +298,18 @@ def compare_trees(args):
 
 
 def parse(text):
-    """{(case, "wall" | "kernel" | "op", name): ms} of one profile.txt: a case's median wall,
-    each kernel's GPU time (its name without numba's ABI tags), each primitive's time."""
+    """{(case, "wall" | "kernel" | "op" | "host", name): ms} of one profile.txt: a case's
+    median wall, each kernel's GPU time (its name without numba's ABI tags), each primitive's
+    time, the host's own time by place under cProfile."""
     found, case, part = {}, None, None
     for line in text.splitlines():
         head = re.match(r"== (\S+) (\w+) \(", line)
         if head:
             case, part = head.groups()
             continue
+        if part == "host" and line.startswith("own time by place: "):
+            for place, ms in re.findall(r"([^,]+?) ([\d.]+) ms", line.split(": ", 1)[1]):
+                found[(case, "host", place.strip())] = float(ms)
         if part == "wall" and line.strip().endswith("ms"):
             times = sorted(float(t) for t in re.findall(r"([\d.]+) ms", line))
             found[(case, "wall", "median")] = times[len(times) // 2]

@@ -194,6 +194,11 @@ def test_gpu_profile_times_each_primitive_and_leaves_the_engine_as_it_was(tmp_pa
         r"synchronised call ([\d.]+) ms, in ops ([\d.]+) ms \((\d+) ops\)", text).groups())
     assert 0 < in_ops <= call and n > 0
     assert re.search(r"ms +4x  Conv2d\n", text)
+    profiled = float(re.search(r"profiled call ([\d.]+) ms", text).group(1))
+    places = dict(re.findall(r" ?([^,]+?) ([\d.]+) ms", re.search(r"own time by place: (.*)",
+                                                                  text).group(1)))
+    own = sum(map(float, places.values()))  # the engine's and the kernels' among them
+    assert "minimeta engine" in places and "minimeta kernels" in places and 0 < own <= profiled
 
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     try:
@@ -225,10 +230,13 @@ def test_gpu_profile_compares_trees_each_from_its_own_folder(tmp_path):
     text = ("== conv4 wall (1.0 s)\n3.00 ms 1.00 ms 2.00 ms\n== conv4 kernels (1 s)\n"
             "GPU time in kernels: 3.50 ms\n      2.500 ms      4x  mod::_k[abi:v9][abi:cw51\n"
             "      1.000 ms      2x  cupy_copy\n== conv4 ops (0 s)\nsynchronised call\n"
-            "      0.250 ms     3x  Conv2d\n== conv4 host (0 s)\n      1.000 ms     1x  x\n")
+            "      0.250 ms     3x  Conv2d\n== conv4 host (0 s)\n      1.000 ms     1x  x\n"
+            "own time by place: CuPy 4.5 ms, minimeta's other 1.0 ms, Python's own 0.2 ms\n")
     assert gpu_profile.parse(text) == {
         ("conv4", "wall", "median"): 2.0, ("conv4", "kernel", "mod::_k"): 2.5,
-        ("conv4", "kernel", "cupy_copy"): 1.0, ("conv4", "op", "Conv2d"): 0.25}
+        ("conv4", "kernel", "cupy_copy"): 1.0, ("conv4", "op", "Conv2d"): 0.25,
+        ("conv4", "host", "CuPy"): 4.5, ("conv4", "host", "minimeta's other"): 1.0,
+        ("conv4", "host", "Python's own"): 0.2}
 
     tree = tmp_path / "before"
     for part in ("minimeta", "kernels"):

@@ -84,6 +84,7 @@ def test_out_of_range_indices_wrap_on_cupy_and_are_refused_by_the_engine(cp):
     y = cp.zeros(3)
     np.add.at(y, np.array([4, 4]), 1.0)
     assert y.get().tolist() == [0.0, 2.0, 0.0]
+    assert cp.take(x, cp.asarray(np.array([[7, -1]]))).get().tolist() == [[1.0, 5.0]]  # take too
     for device in ("cpu", "cuda"):
         t = mm.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True, device=device)
         with pytest.raises(IndexError, match="out of bounds for axis 1 with size 3"):

@@ -351,7 +351,7 @@ def test_the_ab_phase_profiles_each_prepared_tree_then_this_one_and_kills_its_gr
     class Child:
         pid = 4242
 
-        def __init__(self, cmd, start_new_session):
+        def __init__(self, cmd, env, start_new_session):
             made.append((cmd, start_new_session))
 
         def wait(self, timeout=None):
@@ -359,8 +359,8 @@ def test_the_ab_phase_profiles_each_prepared_tree_then_this_one_and_kills_its_gr
                 raise subprocess.TimeoutExpired("gpu_profile", timeout)
             return 0
 
-    monkeypatch.setattr(_gpu_ab.subprocess, "Popen", Child)
-    monkeypatch.setattr(_gpu_ab.os, "killpg", lambda pid, sig: killed.append((pid, sig)))
+    monkeypatch.setattr(subprocess, "Popen", Child)
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: killed.append((pid, sig)))
     trees = [str(tmp_path / ".gpu" / "trees" / rev) for rev in ("e0533c1", "e9e8600")]
     got = _gpu_ab.ab(str(tmp_path / "out"), 9, True, root=str(tmp_path))
     assert got == {"trees": trees + [str(tmp_path)], "exit_code": 0, "compare": None}
