@@ -6,6 +6,10 @@ of many short repeats is what noise moves least. Each line: case, best ms, media
 
     for r in 1 2 3 4 5 6; do for t in /tmp/before .; do
         (cd $t && PYTHONPATH=$t python benchmarks/ab_trees.py $t); done; done
+
+``--cases`` picks some: the engine's overhead (``chain1 chain2 mlp``), the sinusoid
+meta-iteration (``stacked1 stacked5 loop1``), and ``machine.py``'s stacked MAML 5-way
+meta-iteration of conv4 (``maml5_stacked``, 2 s a call here: not in the default list).
 """
 import argparse
 import statistics
@@ -15,15 +19,21 @@ import time
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("tree", help="the checkout whose benchmarks/ (and minimeta, through "
                     "PYTHONPATH) to time")
-sys.path.insert(0, parser.parse_args().tree + "/benchmarks")
+REPS = {"chain1": 15, "chain2": 10, "mlp": 200, "stacked1": 60, "stacked5": 30, "loop1": 15,
+        "maml5_stacked": 4}
+parser.add_argument("--cases", nargs="+", choices=list(REPS), default=list(REPS)[:-1])
+args = parser.parse_args()
+sys.path.insert(0, args.tree + "/benchmarks")
 from threadpoolctl import threadpool_limits
 import sinusoid_maml as S
 import engine_overhead as E
 from _timing import apply_malloc_policy
 apply_malloc_policy()
-cases = {"chain1": E.chain_minimeta(1), "chain2": E.chain_minimeta(2), "mlp": E.mlp_minimeta(),
-         "stacked1": S.ours(1, True), "stacked5": S.ours(5, True), "loop1": S.ours(1, False)}
-reps = {"chain1": 15, "chain2": 10, "mlp": 200, "stacked1": 60, "stacked5": 30, "loop1": 15}
+MAKE = {"chain1": lambda: E.chain_minimeta(1), "chain2": lambda: E.chain_minimeta(2),
+        "mlp": E.mlp_minimeta, "stacked1": lambda: S.ours(1, True),
+        "stacked5": lambda: S.ours(5, True), "loop1": lambda: S.ours(1, False),
+        "maml5_stacked": lambda: __import__("machine").minimeta_cases("maml5_stacked")[0]}
+cases, reps = {name: MAKE[name]() for name in args.cases}, REPS
 with threadpool_limits(limits=1):
     for name, fn in cases.items():
         for _ in range(3):

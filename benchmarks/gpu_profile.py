@@ -65,27 +65,38 @@ def wall(call, sync, n=3):
     return sorted(times)
 
 
-# where a function's own time goes, by the first key found in its file (a C function: in its
-# name, e.g. "<method 'reshape' of 'cupy._core.core._ndarray_base' objects>")
-PLACES = (("waiting for the GPU", "synchronize"), ("minimeta engine", "/minimeta/engine/"),
-          ("minimeta kernels", "/kernels/"), ("minimeta's other", "/minimeta/"),
-          ("numba", "numba"), ("CuPy", "cupy"), ("NumPy", "numpy"))
+# Where a function's own time goes. A Python function: by its file's folder, the libraries'
+# first (numba-cuda has a kernels/ folder too; minimeta's kernels are named *_numba.py). A C
+# function (file "~"): by its name, e.g. "<method 'reshape' of 'cupy._core.core._ndarray_base'
+# objects>", a wait for the GPU ("synchronize") first.
+FOLDERS = (("numba", ("/numba/", "/numba_cuda/")), ("CuPy", ("/cupy/", "/cupy_backends/",
+                                                            "/fake_cupy.py")),
+           ("NumPy", ("/numpy/",)), ("minimeta engine", ("/minimeta/engine/",)),
+           ("minimeta kernels", ("/kernels/",)), ("minimeta's other", ("/minimeta/",)))
+NAMES = (("waiting for the GPU", "synchronize"), ("CuPy", "cupy"), ("numba", "numba"),
+         ("NumPy", "numpy"))
 OTHER = "Python's own"
 
 
+def place(file, name):
+    """Where a function's own time goes (``FOLDERS``, ``NAMES``; else ``OTHER``: builtins and
+    the standard library)."""
+    if file == "~":
+        return next((p for p, key in NAMES if key in name), OTHER)
+    return next((p for p, keys in FOLDERS if any(k in file for k in keys)), OTHER)
+
+
 def by_place(stats):
-    """{place: seconds of own time} of a ``pstats.Stats.stats`` table (``PLACES``; the rest,
-    ``OTHER``: builtins and the standard library)."""
+    """{place: seconds of own time} of a ``pstats.Stats.stats`` table."""
     spent = collections.Counter()
     for (file, _, name), (_, _, own, _, _) in stats.items():
-        text = name if file == "~" else file
-        spent[next((p for p, key in PLACES if key in text), OTHER)] += own
+        spent[place(file, name)] += own
     return spent
 
 
 def host(call, sync, top=30):
     """The call under cProfile: its time, the garbage collector's pauses in it, its own time by
-    place (``PLACES``: whose Python the host runs, and how long it waits for the GPU at the
+    place (``place``: whose Python the host runs, and how long it waits for the GPU at the
     end), then the functions with the most time of their own."""
     import gc
 
@@ -270,7 +281,8 @@ def main():
 def compare_trees(args):
     """``gpu_profile.py --tree T`` for each tree T in a child process (into ``<out>/<i>``),
     then ``<out>/compare.txt``: a row per kernel (GPU ms), per primitive (synchronised ms), per
-    place of the host's own time (profiled ms) and per case (median wall), a column per tree. Returns the worst child's exit code."""
+    place of the host's own time (profiled ms) and per case (median wall), a column per tree.
+    Returns the worst child's exit code."""
     os.makedirs(args.out, exist_ok=True)
     tables, codes = [], []
     for i, tree in enumerate(args.trees):

@@ -214,6 +214,34 @@ def test_gpu_profile_times_each_primitive_and_leaves_the_engine_as_it_was(tmp_pa
         sys.path.remove(os.path.join(ROOT, "benchmarks"))
 
 
+def test_gpu_profile_puts_the_hosts_time_to_the_library_that_spent_it():
+    """``gpu_profile.place``: numba-cuda's own kernels/ folder is numba's, minimeta's
+    *_numba.py and _cuda*.py kernels are minimeta's, a CuPy method and a wait for the GPU are
+    told by their names."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import gpu_profile
+    finally:
+        sys.path.remove(os.path.join(ROOT, "benchmarks"))
+    site = "/usr/lib/python3.12/site-packages"
+    cases = {
+        (f"{site}/numba_cuda/numba/cuda/kernels/reduction.py", "f"): "numba",
+        (f"{site}/numba_cuda/numba/cuda/dispatcher.py", "launch"): "numba",
+        (f"{site}/cupy/_core/_gufuncs.py", "f"): "CuPy",
+        (f"{site}/numpy/_core/fromnumeric.py", "take"): "NumPy",
+        ("/repo/kernels/conv_numba.py", "conv2d"): "minimeta kernels",
+        ("/repo/kernels/_cuda_raw.py", "launch"): "minimeta kernels",
+        ("/repo/minimeta/engine/autodiff.py", "apply"): "minimeta engine",
+        ("/repo/.gpu/trees/e9e8600/minimeta/functional/layers.py", "f"): "minimeta's other",
+        ("~", "<method 'reshape' of 'cupy._core.core._ndarray_base' objects>"): "CuPy",
+        ("~", "<method 'synchronize' of 'cupy.cuda.device.Device' objects>"):
+            "waiting for the GPU",
+        ("~", "<built-in method builtins.isinstance>"): "Python's own",
+        ("/usr/lib/python3.12/threading.py", "wait"): "Python's own",
+    }
+    assert {key: gpu_profile.place(*key) for key in cases} == cases
+
+
 def test_gpu_profile_compares_trees_each_from_its_own_folder(tmp_path):
     """``gpu_profile.py --trees`` (a before / after on one GPU): each tree is profiled in a
     child that loads that tree's minimeta and kernels, not this checkout's, and compare.txt
