@@ -114,8 +114,8 @@ def host(call, sync, top=30):
         prof.enable()
         call()
         sync()
-        prof.disable()
     finally:
+        prof.disable()
         gc.callbacks.remove(timed)
     whole = time.perf_counter() - begin
     text = io.StringIO()
