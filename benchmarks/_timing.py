@@ -82,7 +82,7 @@ def apply_omp_policy(threads=1):
 
 def positive(text):
     """argparse type: an integer >= 1 (a count of repeats, rounds, threads, images)."""
-    from minimeta.experiments.config import count
+    from minimeta.experiments.options import count
 
     return count(1)(text)
 

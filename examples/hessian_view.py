@@ -15,7 +15,7 @@ import minimeta as mm
 import minimeta.functional as F
 from minimeta import nn
 from minimeta.data import SinusoidTasks
-from minimeta.experiments.config import count
+from minimeta.experiments.options import count
 from minimeta.learners import MAML
 
 

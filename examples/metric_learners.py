@@ -18,7 +18,7 @@ import argparse
 
 from minimeta import nn
 from minimeta.data import EpisodeSampler, omniglot
-from minimeta.experiments.config import count
+from minimeta.experiments.options import count
 from minimeta.experiments.evaluation import run_episodes
 from minimeta.experiments.progress import Progress, first_use_note
 from minimeta.learners import MatchingNet, ProtoNet, RelationNet

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from minimeta.data import EpisodeSampler, SinusoidTasks, omniglot
-from minimeta.experiments.config import count
+from minimeta.experiments.options import count
 from minimeta.experiments.evaluation import mean_ci, run_episodes
 from minimeta.experiments.progress import Progress, first_use_note
 from minimeta.experiments.sinusoid import held_out_tasks

@@ -13,7 +13,8 @@ import dataclasses
 import json
 import os
 
-from minimeta.experiments.config import FLAGS, OMNIGLOT_ONLY, RunConfig, flag
+from minimeta.experiments.config import FLAGS, OMNIGLOT_ONLY, RunConfig
+from minimeta.experiments.options import flag
 from minimeta.experiments.curve import iter_metrics
 
 # Paper anchors, % (5-way 1-shot, 5-way 5-shot, 20-way 1-shot, 20-way 5-shot).

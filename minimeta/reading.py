@@ -99,6 +99,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("minimeta/data/omniglot.py", "Omniglot: conversion and splits"),
     ("minimeta/experiments/__init__.py", "the papers' experiments"),
     ("minimeta/experiments/registry.py", "the learners by name, with their papers' defaults"),
+    ("minimeta/experiments/options.py", "what a run's command line takes: bounds, flags"),
     ("minimeta/experiments/config.py", "a run's settings, checked: RunConfig"),
     ("minimeta/experiments/episodes.py", "a run's episodes, drawn by iteration"),
     ("minimeta/experiments/training.py", "the one training loop"),

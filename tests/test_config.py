@@ -357,7 +357,8 @@ def test_counts_have_an_upper_bound_named_in_one_line(option, value):
                                     "threads"])
 def test_a_count_s_upper_bound_is_its_last_value(option):
     # (a mutation audit: the bound + 1 had passed)
-    from minimeta.experiments.config import MOST, MOST_PER_TASK, RunConfig
+    from minimeta.experiments.config import RunConfig
+    from minimeta.experiments.options import MOST, MOST_PER_TASK
 
     most = {"iterations": MOST, "threads": 1024}.get(option, MOST_PER_TASK)
     RunConfig(learner="maml", dataset="sinusoid", **{option: most})

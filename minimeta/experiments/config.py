@@ -42,50 +42,13 @@ Read next: ``minimeta/experiments/episodes.py`` (a run's episodes, drawn by iter
 """
 import math
 import numbers
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .options import DRAWINGS, MOST, MOST_PER_TASK, flag, option
 from .registry import (COMMON_DEFAULTS, FAMILY, LEARNERS, OPTIONAL, SINUSOID_DEFAULTS, WHY_NOT,
                        no_queries, unread)
-
-
-def option(default, kind, help=None, choices=None, least=None, above=None, flag=True,
-           most=None):
-    """A field with what the command line and the checks need: its type (``kind``), the
-    ``choices``, an int's ``least`` and ``most`` values (``most`` defaults to ``MOST``), a
-    float's ``least`` or ``above`` (strict) bound."""
-    return field(default=default, metadata=dict(kind=kind, help=help, choices=choices,
-                                                least=least, above=above, flag=flag,
-                                                most=most))
-
-
-MOST = 10 ** 9  # no count of a run is larger: beyond it a run is a typo, or never ends
-MOST_PER_TASK = 10 ** 4  # examples per class, tasks per batch, inner steps
-DRAWINGS = 20  # an Omniglot character has 20 drawings: shots + queries at most
-
-
-def count(least=1):
-    """An argparse ``type`` for the scripts' counts: an integer from ``least`` to ``MOST``.
-
-    >>> count(2)("3"), count()("1")
-    (3, 1)
-    >>> count(2)("1")
-    Traceback (most recent call last):
-    argparse.ArgumentTypeError: must be >= 2, got 1
-    """
-    import argparse
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not least <= value <= MOST:
-            raise argparse.ArgumentTypeError(f"must be >= {least}, got {value}" if value < least
-                                             else f"must be <= {MOST}, got {value}")
-        return value
-    return parse
 
 
 @dataclass
@@ -390,11 +353,6 @@ _DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 def _shown(config, name):
     value = getattr(config, name)
     return "unset" if value is None else str(value)
-
-
-def flag(name):
-    """The command-line option of field ``name``: ``inner_lr`` → ``--inner-lr``."""
-    return "--" + name.replace("_", "-")
 
 
 def add_arguments(parser):

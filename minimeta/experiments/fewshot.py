@@ -19,7 +19,8 @@ import numpy as np
 from .. import io
 from ..kernels.threads import split_threads
 from ..nn import BatchNorm2d
-from .config import DRAWINGS, RunConfig
+from .config import RunConfig
+from .options import DRAWINGS
 from .episodes import task_source
 from .evaluation import run_episodes
 from .progress import first_use_note

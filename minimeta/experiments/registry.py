@@ -24,7 +24,7 @@ Its ``build`` must return the model whose ``named_parameters()`` the learner tra
 checkpoint holds the model's state, and ``train`` refuses a learner trained on other Tensors,
 unless its ``state_dict()`` holds them (Meta-SGD's rates: ``own``).
 
-Read next: ``minimeta/experiments/config.py`` (a run's settings, checked: RunConfig).
+Read next: ``minimeta/experiments/options.py`` (what a run's command line takes: bounds, flags).
 """
 from collections import Counter
 from dataclasses import dataclass

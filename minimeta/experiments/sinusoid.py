@@ -22,7 +22,8 @@ from ..data import SinusoidTasks
 from ..engine import no_grad
 from ..engine.tensor import Tensor
 from ..learners.base import Learner
-from .config import MOST, RunConfig
+from .config import RunConfig
+from .options import MOST
 from .evaluation import fine_tune, fine_tune_curve, mean_ci
 from .registry import model_for
 from .training import train
