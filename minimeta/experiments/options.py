@@ -2,10 +2,10 @@
 flag of a field, and the ``argparse`` type of the scripts' counts.
 
 ``RunConfig`` (``config.py``) declares each setting with ``option``: its type, its choices, its
-bounds. The bounds are the ones a typo would cross: no run counts past ``MOST`` iterations or
-seconds, no task holds more than ``MOST_PER_TASK`` examples a class (or inner steps), and an
-Omniglot character has ``DRAWINGS`` drawings. The examples and benchmarks read their counts
-with ``count``, so they refuse what ``minimeta train`` refuses.
+bounds. The bounds are the ones a typo would cross: no count of a run is larger than ``MOST``;
+examples a class, tasks a batch and inner steps stop at ``MOST_PER_TASK``; an Omniglot
+character has ``DRAWINGS`` drawings. The examples and benchmarks read their counts with
+``count``, which takes what ``MOST`` allows.
 
     >>> flag("inner_lr")
     '--inner-lr'
