@@ -57,6 +57,7 @@ import sys
 import time
 
 from minimeta import nn
+from minimeta.engine.backend import to_device
 from minimeta.learners import MAML, StackedTasks
 from minimeta.optim import Adam
 from minimeta.threads import omp_wait_policy
@@ -80,8 +81,13 @@ KEYS = ["conv4", "maml5", "maml20", "protonet", "maml5_stacked", "maml20_stacked
 
 
 def mm_maml(ways, queries, n_tasks, steps, device="cpu", stacked=False):
+    """The MAML meta-iteration, from images already where the computation runs: on a GPU,
+    uploaded once, as PyTorch's (``workloads.torch_maml``) always were (until 2026-12-05 each
+    call had stacked and uploaded them again, 7.5 MB at 5-way). The labels stay on the host,
+    where minimeta checks them."""
     learner = MAML(nn.conv4(ways).to(device), 0.4, steps)
-    tasks = maml_tasks(n_tasks, ways, 1, queries)
+    tasks = [(to_device(xs, device), ys, to_device(xq, device), yq)
+             for xs, ys, xq, yq in maml_tasks(n_tasks, ways, 1, queries)]
     opt = Adam(learner.meta_parameters(), 1e-3)
     meta = StackedTasks(learner) if stacked else learner
 

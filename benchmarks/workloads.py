@@ -64,11 +64,14 @@ def mm_protonet(device="cpu"):
     params = net.parameters()
     opt = Adam(params, 1e-3)
     xs, xq, yq = proto_episode()
+    # made once, where the computation runs, as PyTorch's are (until 2026-12-05 each call
+    # had copied them again, and uploaded them on a GPU)
+    xs, xq = mm.tensor(xs, device=device), mm.tensor(xq, device=device)
 
     def run():
-        emb_s = net(mm.tensor(xs, device=device))
+        emb_s = net(xs)
         protos = mm.mean(mm.reshape(emb_s, (60, 5, -1)), axis=1)
-        logits = -F.pairwise_sq_distances(net(mm.tensor(xq, device=device)), protos)
+        logits = -F.pairwise_sq_distances(net(xq), protos)
         opt.step(mm.grad(F.cross_entropy(logits, yq), params))
     return run
 

@@ -7,6 +7,7 @@ These run in the simulator child of ``tests/test_cuda_kernels.py`` (numba's simu
 on before numba's first import), which lists them by name; collected without it, this file
 holds no tests.
 """
+import collections
 import os
 
 import numpy as np
@@ -15,12 +16,33 @@ import pytest
 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     from test_cuda_kernels import _small_models
 
-    def test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps(monkeypatch):
+    def reads_and_calls_after(monkeypatch, fake_cupy):
+        """Count, from here on, the device reads (of every kind) and the device calls made
+        after the first read: a read waits for the GPU's queue to drain, so one made before
+        the step's last call leaves the GPU idle while the host queues the rest."""
+        first = []
+
+        class Reads(collections.Counter):
+            def __setitem__(self, kind, value):
+                if not first:
+                    first.append(sum(fake_cupy.DEVICE_CALLS.values()))
+                super().__setitem__(kind, value)
+        monkeypatch.setattr(fake_cupy, "TRANSFERS", Reads())
+        fake_cupy.DEVICE_CALLS.clear()
+
+        def result():
+            calls = sum(fake_cupy.DEVICE_CALLS.values())
+            return sum(fake_cupy.TRANSFERS.values()), calls - (first[0] if first else calls)
+        return result
+
+    def test_maml_reads_the_device_once_a_meta_batch_at_its_end(monkeypatch):
         """Each read of a GPU value (``float``, ``.item()``, ``.get()``) waits for the GPU to
-        drain its queue. MAML's task loop reads the query loss and the accuracy of each task,
-        and nothing inside the inner loop: the count does not grow with the inner steps. A
-        stacked meta-batch (``StackedTasks``) reads twice in all, whatever its size."""
+        drain its queue. A meta-iteration, MAML's task loop or a stacked meta-batch, reads its
+        losses and accuracies once, together, after its last device call (``summary``),
+        whatever its inner steps. The task loop had read each task's loss and accuracy before
+        queuing its backward pass: 2 waits a task (a mutant below reads the accuracy so)."""
         import fake_cupy
+        from minimeta import functional as F
         from minimeta import nn
         from minimeta.data import EpisodeSampler
         from minimeta.learners import MAML, StackedTasks
@@ -28,22 +50,29 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         fake_cupy.install(monkeypatch)
         classes = np.random.default_rng(0).random((4, 3, 4, 4))
         tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(3)
-        reads = {}
-        for steps, stacked in ((1, False), (3, False), (1, True), (3, True)):
+
+        def counts(steps, stacked):
             net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=1),
                                 nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                                 nn.Linear(8, 2, dtype=np.float64, seed=2)).to("cuda")
             learner = MAML(net, 0.3, steps)
-            fake_cupy.TRANSFERS.clear()
-            (StackedTasks(learner) if stacked else learner).outer_step(tasks)
-            reads[steps, stacked] = sum(fake_cupy.TRANSFERS.values())
-        assert reads == {(1, False): 2 * len(tasks), (3, False): 2 * len(tasks),
-                         (1, True): 2, (3, True): 2}, reads
+            result = reads_and_calls_after(monkeypatch, fake_cupy)
+            metrics = (StackedTasks(learner) if stacked else learner).outer_step(tasks)
+            assert set(metrics) == {"loss", "accuracy"} and 0 <= metrics["accuracy"] <= 1
+            return result()
+        reads = {(steps, stacked): counts(steps, stacked) for steps in (1, 3)
+                 for stacked in (False, True)}
+        assert set(reads.values()) == {(1, 0)}, reads
+        with monkeypatch.context() as m:    # the mutant: each task's accuracy read at once
+            m.setattr(MAML, "accuracy", lambda self, out, y: F.accuracy(out, y))
+            mutant_reads, calls_after = counts(1, False)
+        assert mutant_reads == 1 + len(tasks) and calls_after > 0, (mutant_reads, calls_after)
 
-    def test_mann_reads_the_device_twice_a_step_whatever_its_sequence(monkeypatch):
+    def test_mann_reads_the_device_once_a_step_whatever_its_sequence(monkeypatch):
         """MANN's usage, which picks the rows to write, stays on the device (ranked by
-        comparisons): an outer step reads its loss and accuracy, whatever the sequence's
-        length (a usage on the host had read the read and write weights at every step)."""
+        comparisons): an outer step reads its loss and accuracy together at its end, whatever
+        the sequence's length (a usage on the host had read the read and write weights at
+        every step)."""
         import fake_cupy
         from minimeta.data import EpisodeSampler
         from minimeta.learners import MANNLearner
@@ -54,10 +83,10 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         for shots in (1, 3):
             learner = MANNLearner(2, 4, hidden=4, rows=4, width=3, heads=2, dtype=np.float64)
             learner.net.to("cuda")
-            fake_cupy.TRANSFERS.clear()
+            result = reads_and_calls_after(monkeypatch, fake_cupy)
             learner.outer_step(EpisodeSampler(classes, 2, shots, 0, seed=0).batch(2))
-            reads[shots] = sum(fake_cupy.TRANSFERS.values())
-        assert reads == {1: 2, 3: 2}, reads
+            reads[shots] = result()
+        assert reads == {1: (1, 0), 3: (1, 0)}, reads
 
     def test_a_stacked_meta_batch_makes_as_many_device_calls_whatever_its_size(monkeypatch):
         """What a GPU pays per call (a launch, host-side bookkeeping) is what stacking saves:
@@ -84,10 +113,11 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         print(f"device calls per meta-batch: {calls}")
 
     def test_protonet_and_a_clipped_step_read_the_device_no_more_than_they_report(monkeypatch):
-        """A ProtoNet episode reads its loss and its accuracy, nothing else (its check that
-        every class has a support example had read the class counts off the GPU: the labels
-        are on the host); an optimizer step that clips reads the gradient norm once (it had
-        read each parameter's sum of squares: one wait for the GPU per parameter)."""
+        """A ProtoNet meta-batch reads its losses and accuracies once, at its end, nothing else
+        (its check that every class has a support example had read the class counts off the
+        GPU: the labels are on the host); an optimizer step that clips reads the gradient norm
+        once (it had read each parameter's sum of squares: one wait for the GPU per
+        parameter)."""
         import fake_cupy
         import minimeta as mm
         from minimeta import nn
@@ -100,9 +130,9 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         tasks = EpisodeSampler(classes, 2, 1, 2, seed=0).batch(3)
         net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=1),
                             nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()).to("cuda")
-        fake_cupy.TRANSFERS.clear()
+        result = reads_and_calls_after(monkeypatch, fake_cupy)
         ProtoNet(net).outer_step(tasks)
-        assert sum(fake_cupy.TRANSFERS.values()) == 2 * len(tasks), fake_cupy.TRANSFERS
+        assert result() == (1, 0), fake_cupy.TRANSFERS
         params = list(net.named_parameters().values())
         for p in params:
             p.grad = mm.tensor(np.ones(p.shape), device="cuda")

@@ -40,8 +40,8 @@ EXPECTED = sorted(
      "test_adam_matches_reference",
      "test_kernel_table_sends_gpu_arrays_to_the_cuda_versions",
      "test_reference_kernels_run_on_gpu_arrays",
-     "test_maml_reads_the_device_twice_a_task_whatever_its_inner_steps",
-     "test_mann_reads_the_device_twice_a_step_whatever_its_sequence",
+     "test_maml_reads_the_device_once_a_meta_batch_at_its_end",
+     "test_mann_reads_the_device_once_a_step_whatever_its_sequence",
      "test_protonet_and_a_clipped_step_read_the_device_no_more_than_they_report",
      "test_a_stacked_meta_batch_makes_as_many_device_calls_whatever_its_size"]
     + [f"test_conv_across_block_boundaries[{n}]" for n in (31, 32, 33, 97)]

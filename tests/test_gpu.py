@@ -231,6 +231,38 @@ def test_cnp_trains_a_step_on_gpu():
     assert np.isfinite(metrics["loss"]) and model.device == "cuda"
 
 
+@pytest.mark.parametrize("stacked", [False, True], ids=["task_loop", "stacked"])
+def test_an_outer_step_waits_for_the_gpu_once_at_its_end(monkeypatch, stacked):
+    """A read of a GPU value waits for all the work queued before it. A MAML meta-iteration
+    reads its losses and accuracies in one go, after its last launch (``learners/base.read``);
+    anything else that waits for the GPU inside the step (an accuracy read where it is made, a
+    ``.item()``, a boolean mask) is an error here (CuPy's ``allow_synchronize``). Its stand-in
+    twin, which counts the reads: ``tests/test_cuda_device_counts.py``."""
+    cupyx = pytest.importorskip("cupyx")
+    if not hasattr(cupyx, "allow_synchronize"):
+        pytest.skip("this CuPy has no allow_synchronize")
+    from minimeta.learners import MAML, StackedTasks, base
+
+    reads, read = [], base.read
+
+    def allowed(values):
+        reads.append(len(values))
+        with cupyx.allow_synchronize(True):
+            return read(values)
+    monkeypatch.setattr(base, "read", allowed)
+    tasks = [(RNG.standard_normal((5, 1, 28, 28)).astype(np.float32), np.arange(5),
+              RNG.standard_normal((10, 1, 28, 28)).astype(np.float32),
+              np.repeat(np.arange(5), 2)) for _ in range(3)]
+    learner = MAML(nn.conv4(5, dtype=np.float32, seed=1).to("cuda"), 0.4, 1)
+    learner = StackedTasks(learner) if stacked else learner
+    learner.outer_step(tasks)       # the first: compiles, fills the pools
+    reads.clear()
+    with cupyx.allow_synchronize(False):
+        metrics = learner.outer_step(tasks)
+    assert reads == [2 if stacked else 2 * len(tasks)], reads
+    assert np.isfinite(metrics["loss"]) and 0 <= metrics["accuracy"] <= 1
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_causal_conv1d_on_gpu_matches_reference(dtype):
     from minimeta.kernels import causal_cuda, causal_ref

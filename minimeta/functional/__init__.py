@@ -14,7 +14,7 @@ order come from the engine. Files, in reading order:
 Read next: ``minimeta/functional/losses.py`` (softmax, cross-entropy, MSE).
 """
 from ..engine.ops import relu, sigmoid, tanh
-from .losses import softmax, log_softmax, cross_entropy, mse_loss, accuracy
+from .losses import softmax, log_softmax, cross_entropy, mse_loss, accuracy, unread_accuracy
 from .layers import (linear, conv2d, max_pool2d, avg_pool2d, batch_norm, dropout, flatten,
                      conv2d_input_grad, conv2d_weight_grad)
 from .metric import (cosine_similarity, pairwise_sq_distances, cosine_attention, one_hot,
@@ -24,8 +24,8 @@ from .sequence import (causal_attention, causal_attention_queries, causal_mask, 
                        dense_block_queries)
 
 __all__ = ["relu", "sigmoid", "tanh", "softmax", "log_softmax", "cross_entropy", "mse_loss",
-           "accuracy", "linear", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "dropout",
-           "flatten", "conv2d_input_grad", "conv2d_weight_grad", "cosine_similarity",
-           "pairwise_sq_distances", "cosine_attention", "one_hot", "class_means", "lstm_cell",
-           "causal_attention", "causal_attention_queries", "causal_mask", "dense_block",
-           "dense_block_queries"]
+           "accuracy", "unread_accuracy", "linear", "conv2d", "max_pool2d", "avg_pool2d",
+           "batch_norm", "dropout", "flatten", "conv2d_input_grad", "conv2d_weight_grad",
+           "cosine_similarity", "pairwise_sq_distances", "cosine_attention", "one_hot",
+           "class_means", "lstm_cell", "causal_attention", "causal_attention_queries",
+           "causal_mask", "dense_block", "dense_block_queries"]

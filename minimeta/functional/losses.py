@@ -99,6 +99,19 @@ def accuracy(logits, labels):
     >>> accuracy(mm.tensor([[2.0, 0.0], [0.0, 1.0]]), [0, 0])
     0.5
     """
+    return float(unread_accuracy(logits, labels))
+
+
+def unread_accuracy(logits, labels):
+    """``accuracy`` as a 0-d float64 array where the logits are, not yet read. On a GPU a read
+    waits for all the work queued before it, so the learners keep a step's metrics unread and
+    read them together once the step is queued (``learners/base.summary``); the argmax runs
+    where the logits are, and only the number comes back.
+
+    >>> import minimeta as mm
+    >>> float(unread_accuracy(mm.tensor([[[2.0, 0.0]], [[0.0, 1.0]]]), [[0], [1]]))
+    1.0
+    """
     if logits.ndim < 2:
         raise ValueError(f"accuracy: logits must be (N, C) or a stack of them, got "
                          f"{logits.shape}")
@@ -107,5 +120,6 @@ def accuracy(logits, labels):
         raise ValueError(f"accuracy: labels must be {logits.shape[:-1]} integers for logits "
                          f"{logits.shape}, got shape {labels.shape} dtype {labels.dtype}")
     labels = _labels(labels.reshape(-1), labels.size, logits.shape[-1], "accuracy")
-    predicted = np.argmax(logits.numpy(), axis=-1).reshape(-1)
-    return float(np.mean(predicted == labels))
+    xp = array_module(logits.data)
+    predicted = xp.argmax(logits.data, axis=-1).reshape(-1)
+    return (predicted == (labels if xp is np else xp.asarray(labels))).mean()

@@ -4,7 +4,8 @@ A learner defines ``task_loss(task) → (loss Tensor, accuracy or None)`` and ho
 parameters in ``self.params``; this base class turns that into ``outer_step`` (the gradient of
 the mean query loss, accumulated into ``.grad`` for an outer optimizer) and
 ``meta_parameters``. It also holds the helpers the learners share: the loss by name (which
-decides whether there is an accuracy to report), task data as a Tensor, and the metrics dict.
+decides whether there is an accuracy to report), task data as a Tensor, and the metrics dict,
+whose values stay unread on a GPU until the step's work is queued (``summary``).
 MAML and its variants (``maml.py``), Reptile (``reptile.py``) and the metric-based learners
 (``metric.py``) all build on it.
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from .. import functional as F
 from ..engine import Tensor, grad, ops
+from ..engine.backend import array_module, device_of
 from ..engine.workers import map_threads
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
@@ -115,8 +117,9 @@ class Learner:
         return model if model is not None else getattr(self, "net", None)
 
     def accuracy(self, out, y):
-        """The fraction of correct predictions, or None for a regression."""
-        return F.accuracy(out, y) if self.classification else None
+        """The fraction of correct predictions, unread (``F.unread_accuracy``: ``summary``
+        and ``metrics`` read it), or None for a regression."""
+        return F.unread_accuracy(out, y) if self.classification else None
 
     def meta_parameters(self):
         """Everything the outer optimizer updates: the parameters that require grad (a frozen
@@ -155,9 +158,9 @@ class Learner:
         def one(numbered):
             i, task = numbered
             try:
-                loss, acc = self.task_loss(task)
-                return loss.item(), acc, grad(loss * (1.0 / len(tasks)), params,
-                                              allow_unused=True)
+                loss, acc = self.task_loss(task)    # (loss.data: no read before the end)
+                return loss.data, acc, grad(loss * (1.0 / len(tasks)), params,
+                                            allow_unused=True)
             except Exception as error:   # which task of the batch (Python 3.11 prints notes)
                 if hasattr(error, "add_note"):
                     error.add_note(f"{type(self).__name__}.outer_step: in task {i} of "
@@ -269,8 +272,37 @@ def total(terms):
 
 
 def summary(losses, accs):
-    """The metrics dict of a meta-batch: mean loss, and mean accuracy when there is one."""
-    out = {"loss": float(np.mean(losses))}
-    if accs and accs[0] is not None:
-        out["accuracy"] = float(np.mean(accs))
+    """The metrics dict of a meta-batch: mean loss, and mean accuracy when there is one. The
+    values may be numbers or unread 0-d arrays, on a GPU too (a loss's ``.data``,
+    ``F.unread_accuracy``), read here together, once the step's work is queued: a read waits
+    for every kernel queued before it, and a read per task had left the GPU idle while the
+    host queued each next task's work."""
+    accs = [] if not accs or accs[0] is None else list(accs)
+    values = read(list(losses) + accs)
+    out = {"loss": float(np.mean(values[:len(losses)]))}
+    if accs:
+        out["accuracy"] = float(np.mean(values[len(losses):]))
+    return out
+
+
+def metrics(loss, acc):
+    """(loss, accuracy or None) as floats, read in one go: an ``evaluate``'s return.
+
+    >>> metrics(np.float32(0.5), None)
+    (0.5, None)
+    """
+    values = read([loss] + ([] if acc is None else [acc]))
+    return float(values[0]), None if acc is None else float(values[1])
+
+
+def read(values):
+    """float64 host values of numbers and 0-d arrays; those on a GPU in one transfer (one
+    wait for the GPU, not one each)."""
+    out = np.empty(len(values))
+    gpu = [i for i, v in enumerate(values) if device_of(v) == "cuda"]
+    if gpu:
+        xp = array_module(values[gpu[0]])
+        out[gpu] = xp.stack([values[i] for i in gpu]).get()
+    for i in set(range(len(values))) - set(gpu):
+        out[i] = float(values[i])
     return out

@@ -109,7 +109,7 @@ class CNP(Learner):
         loss = self.nll(xs[:, :k], ys[:, :k], np.concatenate([xs, xq], axis=1),
                         np.concatenate([ys, yq], axis=1))
         backward_to(loss, self.meta_parameters())
-        return summary([loss.item()], [None])
+        return summary([loss.data], [None])
 
     def evaluate(self, task, steps=None):
         """(MSE of μ on the query points, None); ``steps`` is ignored (no inner loop)."""

@@ -42,7 +42,7 @@ import numpy as np
 from ..engine import grad, set_grad_enabled
 from ..engine.backend import to_device, to_host
 from ..engine.tensor import Tensor
-from .base import Learner, as_tensor, check_settings, tasks_given, total
+from .base import Learner, as_tensor, check_settings, metrics, tasks_given, total
 
 
 class MAML(Learner):
@@ -150,7 +150,7 @@ class MAML(Learner):
         with set_grad_enabled(True):    # the inner gradients need a graph, even in no_grad
             path = self.adapt_path(self.params, xs, ys, steps, create_graph=False)
             loss, acc = self.query_loss(path, xq, yq)
-        return loss.item(), acc
+        return metrics(loss.data, acc)
 
 
 class MetaSGD(MAML):

@@ -28,8 +28,8 @@ from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
 from ..engine.primitives.attention import cosine_attention
-from .base import (Learner, all_or_nothing, backward_to, data_rng, labels_within, nonempty,
-                   one_label_each, summary, tasks_given)
+from .base import (Learner, all_or_nothing, backward_to, data_rng, labels_within, metrics,
+                   nonempty, one_label_each, summary, tasks_given)
 
 
 def least_used(usage, n, order=None):
@@ -183,7 +183,7 @@ class MANNLearner(Learner):
         tasks_given(tasks, "MANNLearner")
         logits, y = self.batch_logits(tasks)
         flat = ops.reshape(logits, (-1, self.ways))
-        return self.loss(flat, y.reshape(-1)), F.accuracy(flat, y.reshape(-1))
+        return self.loss(flat, y.reshape(-1)), F.unread_accuracy(flat, y.reshape(-1))
 
     def task_loss(self, task):
         return self.batch_loss([task])
@@ -193,14 +193,14 @@ class MANNLearner(Learner):
         """The meta-batch's episodes run as one batch through the recurrence."""
         loss, acc = self.batch_loss(tasks)
         backward_to(loss, self.meta_parameters())
-        return summary([loss.item()], [acc])
+        return summary([loss.data], [acc])
 
     def evaluate(self, task, steps=None):
         """Loss and accuracy over all the episode's steps (ways × shots: 50 at 5 × 10; no
         graph; ``steps`` is ignored)."""
         with no_grad():
             loss, acc = self.batch_loss([task])
-        return loss.item(), acc
+        return metrics(loss.data, acc)
 
     def instance_accuracy(self, tasks, upto=10):
         """Accuracy at the 1st, 2nd, …, ``upto``-th presentation of a class, over ``tasks``;

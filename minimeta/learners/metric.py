@@ -28,7 +28,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..engine import no_grad, ops
-from .base import Learner, as_tensor, distinct, one_label_each
+from .base import Learner, as_tensor, distinct, metrics, one_label_each
 
 
 class MetricLearner(Learner):
@@ -64,13 +64,13 @@ class MetricLearner(Learner):
         ways = _check_labels(type(self).__name__, ys, yq)
         zs, zq = self.embed(xs, xq, params)
         scores = self.scores(zs, ys, zq, ways, params)
-        return self.loss(scores, yq), F.accuracy(scores, yq)
+        return self.loss(scores, yq), F.unread_accuracy(scores, yq)
 
     def evaluate(self, task, steps=None):
         """Query loss and accuracy on one episode (no graph; ``steps`` is ignored)."""
         with no_grad():
             loss, acc = self.task_loss(task)
-        return loss.item(), acc
+        return metrics(loss.data, acc)
 
 
 def _check_labels(learner, ys, yq):

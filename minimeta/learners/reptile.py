@@ -19,7 +19,8 @@ from ..engine import grad, no_grad, set_grad_enabled
 from ..engine.backend import array_module
 from ..engine.tensor import Tensor
 from ..engine.workers import map_threads
-from .base import Learner, all_or_nothing, as_tensor, check_settings, summary, tasks_given
+from .base import (Learner, all_or_nothing, as_tensor, check_settings, metrics, summary,
+                   tasks_given)
 
 
 class Reptile(Learner):
@@ -62,10 +63,11 @@ class Reptile(Learner):
         return fast
 
     def query_metrics(self, fast, xq, yq):
-        """Query loss (a float) and accuracy (or None) at the weights ``fast``, no graph."""
+        """Query loss and accuracy (or None) at the weights ``fast``, no graph, both unread
+        (``summary`` and ``metrics`` read them)."""
         with no_grad():
             out = self.model(as_tensor(xq, fast), fast)
-            return self.loss(out, yq).item(), self.accuracy(out, yq)
+            return self.loss(out, yq).data, self.accuracy(out, yq)
 
     @all_or_nothing
     def outer_step(self, tasks):
@@ -99,4 +101,4 @@ class Reptile(Learner):
         xs, ys, xq, yq = task
         with set_grad_enabled(True):    # the fine-tuning needs gradients, even in no_grad
             fast = self.adapt(xs, ys, self.test_steps if steps is None else steps, self.test_lr)
-        return self.query_metrics(fast, xq, yq)
+        return metrics(*self.query_metrics(fast, xq, yq))

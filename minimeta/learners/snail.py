@@ -28,8 +28,8 @@ from .. import nn
 from ..engine import no_grad, ops
 from ..nn.module import sub_params
 from ..nn.snail import OMNIGLOT, SNAIL
-from .base import (Learner, as_tensor, check_settings, data_rng, labels_within, nonempty,
-                   one_label_each)
+from .base import (Learner, as_tensor, check_settings, data_rng, labels_within, metrics,
+                   nonempty, one_label_each)
 
 
 class SnailLearner(Learner):
@@ -108,7 +108,7 @@ class SnailLearner(Learner):
             keep = np.concatenate([np.flatnonzero(ys == c)[:k] for c in range(self.ways)])
         order = keep[rng.permutation(len(keep))]
         scores = self.logits(xs, ys, xq, order=order)
-        return self.loss(scores, yq), F.accuracy(scores, yq)
+        return self.loss(scores, yq), F.unread_accuracy(scores, yq)
 
     def evaluate(self, task, steps=None):
         """Query loss and accuracy of one episode, all its support shots in a random order
@@ -119,4 +119,4 @@ class SnailLearner(Learner):
         order = data_rng(xs).permutation(len(ys))
         with no_grad():
             scores = self.logits(xs, ys, xq, order=order)
-            return self.loss(scores, yq).item(), F.accuracy(scores, yq)
+            return metrics(self.loss(scores, yq).data, F.unread_accuracy(scores, yq))

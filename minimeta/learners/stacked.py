@@ -58,7 +58,8 @@ class StackedTasks:
     def stacked_loss(self, tasks):
         """Mean query loss (a Tensor) and accuracy of ``tasks``, adapted in one inner loop."""
         tasks_given(tasks, "StackedTasks")
-        shapes = {tuple(np.shape(part) for part in task) for task in tasks}
+        shapes = {tuple(getattr(part, "shape", None) or np.shape(part) for part in task)
+                  for task in tasks}  # (an array's own shape: no call on a GPU's)
         if len(shapes) != 1:
             raise ValueError(f"StackedTasks: tasks must have equal shapes to be stacked, got "
                              f"{sorted(shapes)}")
@@ -91,7 +92,7 @@ class StackedTasks:
         """As ``Learner.outer_step``, the whole meta-batch in one graph."""
         loss, acc = self.stacked_loss(tasks)
         backward_to(loss, self.meta_parameters())
-        return summary([loss.item()], [acc])
+        return summary([loss.data], [acc])
 
 
 def _summed(loss, out, target, n):
