@@ -83,7 +83,7 @@ KEYS = ["conv4", "maml5", "maml20", "protonet", "maml5_stacked", "maml20_stacked
 def mm_maml(ways, queries, n_tasks, steps, device="cpu", stacked=False):
     """The MAML meta-iteration, from images already where the computation runs: on a GPU,
     uploaded once, as PyTorch's (``workloads.torch_maml``) always were (until 2026-12-05 each
-    call had stacked and uploaded them again, 7.5 MB at 5-way). The labels stay on the host,
+    call had stacked and uploaded them again, 8 MB at 5-way). The labels stay on the host,
     where minimeta checks them."""
     learner = MAML(nn.conv4(ways).to(device), 0.4, steps)
     tasks = [(to_device(xs, device), ys, to_device(xq, device), yq)

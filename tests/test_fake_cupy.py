@@ -333,6 +333,20 @@ def test_a_training_step_reads_the_gpu_twice_whatever_its_parameters(cp):
                                                          "inf", {"bool": 1})), len(params)
 
 
+def test_a_step_s_metrics_are_read_from_the_gpu_in_one_transfer(cp):
+    """``learners/base.read`` (under ``summary`` and ``metrics``): the GPU values in one
+    transfer, in their order among host numbers (a read each had been a wait each)."""
+    from minimeta.learners import base
+
+    values = [cp.asarray(np.float32(0.25)), 2.0, cp.asarray(0.5), np.float64(1.5)]
+    fake_cupy.TRANSFERS.clear()
+    np.testing.assert_array_equal(base.read(values), [0.25, 2.0, 0.5, 1.5])
+    assert dict(fake_cupy.TRANSFERS) == {"get": 1}
+    assert base.summary(values[::2], [cp.asarray(1.0), cp.asarray(0.0)]) == {
+        "loss": 0.375, "accuracy": 0.5}
+    assert base.metrics(values[0], None) == (0.25, None)
+
+
 def test_a_list_of_gpu_arrays_is_saved_as_one_array(cp, tmp_path):
     """``io.save`` stores a list of arrays of one shape as one array; GPU arrays in it (the
     weights of a model on the GPU, say) had been refused as "ragged": NumPy cannot read them."""
