@@ -16,6 +16,14 @@ dimensions and layout; each number's type):
 
    and a number is one parameter of its own width (int64, float64, float32, bool).
 
+The PTX is kept on disk (``CACHE``: ``ptx`` in ``$MINIMETA_CACHE_DIR``, ``~/.cache/minimeta``
+by default, as the Omniglot arrays are; ``MINIMETA_PTX_CACHE=off`` turns it off), so a later
+process on the machine loads it instead of compiling again (half a second or more a kernel
+and argument kinds, some tens of them a run). A file's name hashes what its PTX depends on:
+the source of every file in ``kernels/``, the numbers that the kernel and the device
+functions it calls read from their modules (``norm_cuda.SLOTS``, a shared array's size),
+the argument kinds, the GPU's compute capability, and numba's and numba-cuda's versions.
+
 ``tests/test_cuda_compile.py`` holds this layout to the parameter list of the PTX numba writes,
 for every launch of every kernel, in both dtypes; on a GPU, ``gpu_check.py`` runs every kernel
 both ways before anything else and, where they differ, sets ``MINIMETA_CUDA_LAUNCH=numba``
@@ -24,6 +32,8 @@ fails to compile or load, go to numba's launch (``FELL_BACK`` says which and why
 
 Read next: ``kernels/conv_cuda.py`` (convolution on a GPU).
 """
+import functools
+import hashlib
 import os
 import re
 import tempfile
@@ -117,16 +127,103 @@ def _compiled(kernel, kinds, cp):
         if how is None:
             FELL_BACK[name, kinds] = "an argument of a type this launch does not lay out"
             return None
+        path = None
         try:
             cc = cuda.get_current_device().compute_capability
-            ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(map(numba_type, kinds)), cc=cc)
-            path = os.path.join(_folder(), f"{len(_KERNELS)}_{name}.ptx")
-            with open(path, "w") as f:
-                f.write(ptx)
+            path, ptx = _ptx(kernel, kinds, cc, cuda)
             _KERNELS[key] = cp.RawModule(path=path).get_function(entry(ptx)), how
         except Exception as err:   # no NVVM, a load that fails: numba's launch, said why
             FELL_BACK[name, kinds] = f"{type(err).__name__}: {err}"[:300]
+            if path is not None and os.path.dirname(path) == _cache_folder():
+                _remove(path)      # (a cached file that fails to load is not kept)
     return _KERNELS[key]
+
+
+def _ptx(kernel, kinds, cc, cuda):
+    """(a file holding the PTX, the PTX): the cache's file when an earlier process wrote it for
+    the same key (``cache_key``), else compiled now and written there (or, the cache off or
+    not writable, into this process's own folder)."""
+    folder = _cache_folder()
+    if folder is not None:
+        path = os.path.join(folder, cache_key(kernel, kinds, cc) + ".ptx")
+        try:
+            with open(path) as f:
+                return path, f.read()
+        except OSError:
+            pass
+    ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(map(numba_type, kinds)), cc=cc)
+    if folder is not None:
+        try:    # whole or not at all: written aside, then renamed (another process may read)
+            fd, part = tempfile.mkstemp(dir=folder, suffix=".part")
+            with os.fdopen(fd, "w") as f:
+                f.write(ptx)
+            os.replace(part, path)
+            return path, ptx
+        except OSError:
+            pass
+    path = os.path.join(_folder(), f"{len(_KERNELS)}_{kernel.py_func.__name__}.ptx")
+    with open(path, "w") as f:
+        f.write(ptx)
+    return path, ptx
+
+
+def cache_key(kernel, kinds, cc):
+    """A hex digest of what the PTX of ``kernel`` for ``kinds`` on compute capability ``cc``
+    depends on (the module docstring lists it)."""
+    import numba
+    try:
+        from numba_cuda import __version__ as numba_cuda
+    except ImportError:
+        numba_cuda = None
+    parts = (_sources(), kernel.py_func.__module__, kernel.py_func.__qualname__,
+             _numbers_read(kernel.py_func, set()), kinds, tuple(cc), numba.__version__,
+             numba_cuda)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:40]
+
+
+def _numbers_read(fn, seen):
+    """(name, value) of each module-level number ``fn`` reads, and those of the device
+    functions it calls, recursively (numba writes such numbers into the PTX)."""
+    out = []
+    for name in fn.__code__.co_names:
+        value = fn.__globals__.get(name)
+        if isinstance(value, (bool, int, float, np.generic)):
+            out.append((fn.__qualname__, name, value))
+        inner = getattr(value, "py_func", None)
+        if inner is not None and inner not in seen:
+            seen.add(inner)
+            out += _numbers_read(inner, seen)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=None)
+def _sources():
+    """A digest of every file of the kernels package (read once a process)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()
+
+
+def _cache_folder():
+    """``CACHE``, made if missing; None where it is off or cannot be made."""
+    if not CACHE:
+        return None
+    try:
+        os.makedirs(CACHE, exist_ok=True)
+    except OSError:
+        return None
+    return CACHE
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _folder():
@@ -138,6 +235,9 @@ def _folder():
 
 
 _PTX = None
+CACHE = None if os.environ.get("MINIMETA_PTX_CACHE") == "off" else os.path.join(
+    os.environ.get("MINIMETA_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                         "minimeta"), "ptx")
 
 
 def launch(kernel, blocks, threads, args):

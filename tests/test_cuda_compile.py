@@ -304,11 +304,13 @@ def _numbas_parameters(args, sig, address):
 
 
 @compiles
-def test_the_raw_launch_compiles_once_loads_the_ptx_and_launches_its_entry(monkeypatch):
+def test_the_raw_launch_compiles_once_loads_the_ptx_and_launches_its_entry(monkeypatch,
+                                                                          tmp_path):
     """``_cuda_raw._compiled``: the PTX numba writes for the argument kinds, for the current
     device's compute capability, goes into a file CuPy loads (``RawModule(path=...)``), whose
     kernel is looked up by numba's mangled entry name; a second launch of the same kinds
-    compiles nothing; a load that fails leaves the kernel to numba's launch, said why. CuPy is
+    compiles nothing, nor does a later process, which loads the cache's file; a load that
+    fails leaves the kernel to numba's launch, said why, and its file is not kept. CuPy is
     stood in for (it is the GPU's to load): what it is handed is checked here."""
     import types
 
@@ -319,7 +321,11 @@ def test_the_raw_launch_compiles_once_loads_the_ptx_and_launches_its_entry(monke
                         lambda: types.SimpleNamespace(compute_capability=(9, 0)))
     monkeypatch.setattr(_cuda_raw, "_KERNELS", {})
     monkeypatch.setattr(_cuda_raw, "FELL_BACK", {})
-    loaded, calls = [], []
+    monkeypatch.setattr(_cuda_raw, "CACHE", str(tmp_path / "ptx"))
+    loaded, calls, compiled = [], [], []
+    compile_ptx = cuda.compile_ptx
+    monkeypatch.setattr(cuda, "compile_ptx", lambda *a, **k: compiled.append(a[1]) or
+                        compile_ptx(*a, **k))
 
     class RawModule:
         def __init__(self, path):
@@ -341,9 +347,16 @@ def test_the_raw_launch_compiles_once_loads_the_ptx_and_launches_its_entry(monke
         assert _cuda_raw.launch(conv_cuda._im2col, 2, 128, (x, cols, 3, 3, 1, 1, 5, 5))
     assert len(loaded) == 1 and ".target sm_90" in loaded[0] and len(calls) == 2
     assert calls[0][:2] == ((2,), (128,)) and len(calls[0][2]) == 15 + 11 + 6
+    monkeypatch.setattr(_cuda_raw, "_KERNELS", {})          # a later process, the same kinds
+    assert _cuda_raw.launch(conv_cuda._im2col, 2, 128, (x, cols, 3, 3, 1, 1, 5, 5))
+    assert len(compiled) == 1 and len(loaded) == 2 and loaded[1] == loaded[0]
+    assert os.listdir(tmp_path / "ptx") == [_cuda_raw.cache_key(
+        conv_cuda._im2col, tuple(map(_cuda_raw.kind, (x, cols, 3, 3, 1, 1, 5, 5))), (9, 0))
+        + ".ptx"]
     monkeypatch.setattr(cupy, "RawModule", lambda path: 1 / 0)
     assert not _cuda_raw.launch(conv_cuda._im2col, 2, 128, (x, cols, 3, 3, 1, 1, 5,
                                                             np.int64(5)))
     assert not _cuda_raw.launch(conv_cuda._im2col, 2, 128, (x, cols, 3, 3, 1, 1, 5, 4.0))
     why = list(_cuda_raw.FELL_BACK.values())
     assert why[0] == "ZeroDivisionError: division by zero" and why[1].startswith("TypingError")
+    assert len(compiled) == 3 and len(os.listdir(tmp_path / "ptx")) == 1   # not the failed

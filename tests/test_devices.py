@@ -193,3 +193,60 @@ def test_the_raw_launch_tells_layouts_apart_and_goes_to_numba_where_it_cannot(mo
     ran.clear()
     _cuda.launch(k, 300, gpu, 2)
     assert ran == [("numba", (3, _cuda.THREADS, 0), (gpu, 2))]
+
+
+LIMIT = 3      # a number a "device function" below reads: numba writes it into the PTX
+
+
+def _reads_limit():
+    return LIMIT
+
+
+class _Device:  # stands in for a numba device function: what _numbers_read follows
+    py_func = staticmethod(_reads_limit)
+
+
+DEVICE = _Device()
+
+
+def _calls_device():
+    return DEVICE
+
+
+def test_the_raw_launch_keeps_its_ptx_for_later_processes_under_a_key_of_what_it_depends_on(
+        monkeypatch, tmp_path):
+    """``_cuda_raw._ptx``: PTX compiled once is read back from the disk cache (``CACHE``) by a
+    later process, under ``cache_key``, which changes with the argument kinds, the compute
+    capability, and a number the kernel or a device function it calls reads (a stale PTX
+    would run the old number); with the cache off or not writable, the PTX goes to the
+    process's own folder. Its use in a launch, with numba's compiler: test_cuda_compile.py."""
+    import os
+    import types
+
+    from minimeta.kernels import _cuda_raw, norm_cuda
+
+    assert _cuda_raw._numbers_read(_calls_device, set()) == (("_reads_limit", "LIMIT", 3),)
+    kinds = (("<f4", 4, "C"), ("<f4", 2, "C"), ("<f4", 2, "C"), float, ("<f4", 4, "C"),
+             ("<f4", 2, "C"), ("<f4", 2, "C"))
+    key = _cuda_raw.cache_key(norm_cuda._forward, kinds, (9, 0))
+    assert key == _cuda_raw.cache_key(norm_cuda._forward, kinds, (9, 0))
+    assert key != _cuda_raw.cache_key(norm_cuda._forward, kinds, (8, 0))
+    assert key != _cuda_raw.cache_key(norm_cuda._forward, kinds[:3] + (int,) + kinds[4:], (9, 0))
+    with monkeypatch.context() as m:
+        m.setattr(norm_cuda, "SLOTS", 256)      # read by _forward: a shared array's size
+        assert key != _cuda_raw.cache_key(norm_cuda._forward, kinds, (9, 0))
+    compiled = []
+    cuda = types.SimpleNamespace(compile_ptx=lambda fn, sig, cc: compiled.append(cc) or (
+        f"// PTX of {fn.__name__} for {cc}", None))
+    monkeypatch.setattr(_cuda_raw, "CACHE", str(tmp_path / "ptx"))
+    first = _cuda_raw._ptx(norm_cuda._forward, kinds, (9, 0), cuda)
+    assert _cuda_raw._ptx(norm_cuda._forward, kinds, (9, 0), cuda) == first   # a later process
+    assert compiled == [(9, 0)] and first[0] == str(tmp_path / "ptx" / (key + ".ptx"))
+    _cuda_raw._ptx(norm_cuda._forward, kinds, (8, 0), cuda)
+    assert compiled == [(9, 0), (8, 0)] and len(os.listdir(tmp_path / "ptx")) == 2
+    (tmp_path / "a file").write_text("")
+    for cache in (None, str(tmp_path / "a file" / "ptx")):   # off; a folder it cannot make
+        monkeypatch.setattr(_cuda_raw, "CACHE", cache)
+        path, ptx = _cuda_raw._ptx(norm_cuda._forward, kinds, (9, 0), cuda)
+        assert ptx == first[1] and open(path).read() == ptx and str(tmp_path) not in path
+    assert len(compiled) == 4
