@@ -23,6 +23,7 @@ and argument kinds, some tens of them a run). A file's name hashes what its PTX 
 the source of every file in ``kernels/``, the numbers that the kernel and the device
 functions it calls read from their modules (``norm_cuda.SLOTS``, a shared array's size),
 the argument kinds, the GPU's compute capability, and numba's and numba-cuda's versions.
+(Files of older keys are never read again; removing the folder frees them.)
 
 ``tests/test_cuda_compile.py`` holds this layout to the parameter list of the PTX numba writes,
 for every launch of every kernel, in both dtypes; on a GPU, ``gpu_check.py`` runs every kernel
@@ -182,18 +183,23 @@ def cache_key(kernel, kinds, cc):
 
 
 def _numbers_read(fn, seen):
-    """(name, value) of each module-level number ``fn`` reads, and those of the device
-    functions it calls, recursively (numba writes such numbers into the PTX)."""
+    """(function, name, value) of each module-level number (or tuple of numbers) ``fn``
+    reads, and those of the device functions it calls, recursively (numba writes them into
+    the PTX)."""
     out = []
     for name in fn.__code__.co_names:
         value = fn.__globals__.get(name)
-        if isinstance(value, (bool, int, float, np.generic)):
+        if _number(value) or isinstance(value, tuple) and all(map(_number, value)):
             out.append((fn.__qualname__, name, value))
         inner = getattr(value, "py_func", None)
         if inner is not None and inner not in seen:
             seen.add(inner)
             out += _numbers_read(inner, seen)
     return tuple(out)
+
+
+def _number(value):
+    return isinstance(value, (bool, int, float, np.generic))
 
 
 @functools.lru_cache(maxsize=None)

@@ -103,10 +103,11 @@ def accuracy(logits, labels):
 
 
 def unread_accuracy(logits, labels):
-    """``accuracy`` as a 0-d float64 array where the logits are, not yet read. On a GPU a read
-    waits for all the work queued before it, so the learners keep a step's metrics unread and
-    read them together once the step is queued (``learners/base.summary``); the argmax runs
-    where the logits are, and only the number comes back.
+    """``accuracy``, on a GPU a 0-d float64 array there, not yet read (on the host, the
+    float). A read waits for all the work queued before it, so the learners keep a step's
+    metrics unread and read them together once the step is queued
+    (``learners/base.summary``); the argmax runs where the logits are, and only the number
+    comes back.
 
     >>> import minimeta as mm
     >>> float(unread_accuracy(mm.tensor([[[2.0, 0.0]], [[0.0, 1.0]]]), [[0], [1]]))
@@ -122,4 +123,6 @@ def unread_accuracy(logits, labels):
     labels = _labels(labels.reshape(-1), labels.size, logits.shape[-1], "accuracy")
     xp = array_module(logits.data)
     predicted = xp.argmax(logits.data, axis=-1).reshape(-1)
-    return (predicted == (labels if xp is np else xp.asarray(labels))).mean()
+    if xp is np:
+        return float(np.mean(predicted == labels))
+    return (predicted == xp.asarray(labels)).mean()

@@ -296,13 +296,14 @@ def metrics(loss, acc):
 
 
 def read(values):
-    """float64 host values of numbers and 0-d arrays; those on a GPU in one transfer (one
+    """The Python floats of numbers and 0-d arrays; those on a GPU read in one transfer (one
     wait for the GPU, not one each)."""
-    out = np.empty(len(values))
+    out = [None] * len(values)
     gpu = [i for i, v in enumerate(values) if device_of(v) == "cuda"]
     if gpu:
         xp = array_module(values[gpu[0]])
-        out[gpu] = xp.stack([values[i] for i in gpu]).get()
+        for i, v in zip(gpu, xp.stack([values[i] for i in gpu]).get().tolist()):
+            out[i] = v
     for i in set(range(len(values))) - set(gpu):
         out[i] = float(values[i])
     return out
