@@ -101,7 +101,18 @@ def environment(cp, torch):
     from minimeta.kernels import threads     # the host's side: cores, quota, numba's layer
     info["cpu"] = {"cores": threads.cores(), "quota": threads.cpu_quota(),
                    "numba_layer": threads.threading_layer()}
+    info["ptx_cache"] = ptx_cache()
     return info
+
+
+def ptx_cache():
+    """The compiled kernels' disk cache (``kernels/_cuda_raw.CACHE``): its folder and how many
+    PTX files it holds (at the start, and again at the end of the run: what it kept)."""
+    from minimeta.kernels import _cuda_raw
+
+    folder = _cuda_raw.CACHE
+    files = sorted(os.listdir(folder)) if folder and os.path.isdir(folder) else []
+    return {"folder": folder, "files": sum(name.endswith(".ptx") for name in files)}
 
 
 def gpu_tests(simulate, timeout, out):
@@ -390,6 +401,7 @@ def main():
             report[phase] = {"error": f"{type(err).__name__}: {err}"}
             say(f"{phase} FAILED: {report[phase]['error']}")
         write(path, report)
+    say(f"PTX cache at the end: {ptx_cache()}")     # (at the start: the env phase's)
     say(f"report: {path}; failed phases: {failed or 'none'}")
     return 1 if failed else 0
 
