@@ -154,14 +154,16 @@ def _ptx(kernel, kinds, cc, cuda):
             pass
     ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(map(numba_type, kinds)), cc=cc)
     if folder is not None:
+        part = None
         try:    # whole or not at all: written aside, then renamed (another process may read)
             fd, part = tempfile.mkstemp(dir=folder, suffix=".part")
             with os.fdopen(fd, "w") as f:
                 f.write(ptx)
             os.replace(part, path)
             return path, ptx
-        except OSError:
-            pass
+        except OSError:     # (a full disk: no half-written file left behind)
+            if part is not None:
+                _remove(part)
     path = os.path.join(_folder(), f"{len(_KERNELS)}_{kernel.py_func.__name__}.ptx")
     with open(path, "w") as f:
         f.write(ptx)
