@@ -37,6 +37,7 @@ import functools
 import hashlib
 import os
 import re
+import stat
 import tempfile
 
 import numpy as np
@@ -217,12 +218,18 @@ def _sources():
 
 
 def _cache_folder():
-    """``CACHE``, made if missing; None where it is off or cannot be made."""
+    """``CACHE``, made if missing (mode 700); None where it is off, cannot be made, or is not
+    a folder of this user's that no one else may write to: code is loaded from it onto the
+    GPU (as ``kernels.private_cache_dir`` guards numba's CPU cache)."""
     if not CACHE:
         return None
     try:
-        os.makedirs(CACHE, exist_ok=True)
+        os.makedirs(CACHE, mode=0o700, exist_ok=True)
+        info = os.lstat(CACHE)
     except OSError:
+        return None
+    uid = getattr(os, "getuid", lambda: info.st_uid)()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o022:
         return None
     return CACHE
 

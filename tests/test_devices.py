@@ -218,8 +218,9 @@ def test_the_raw_launch_keeps_its_ptx_for_later_processes_under_a_key_of_what_it
     """``_cuda_raw._ptx``: PTX compiled once is read back from the disk cache (``CACHE``) by a
     later process, under ``cache_key``, which changes with the argument kinds, the compute
     capability, and a number the kernel or a device function it calls reads (a stale PTX
-    would run the old number); with the cache off or not writable, the PTX goes to the
-    process's own folder. Its use in a launch, with numba's compiler: test_cuda_compile.py."""
+    would run the old number); with the cache off, not makeable, open to others' writes or a
+    link (code is loaded from it onto the GPU), the PTX goes to the process's own folder. Its
+    use in a launch, with numba's compiler: test_cuda_compile.py."""
     import os
     import types
 
@@ -245,8 +246,12 @@ def test_the_raw_launch_keeps_its_ptx_for_later_processes_under_a_key_of_what_it
     _cuda_raw._ptx(norm_cuda._forward, kinds, (8, 0), cuda)
     assert compiled == [(9, 0), (8, 0)] and len(os.listdir(tmp_path / "ptx")) == 2
     (tmp_path / "a file").write_text("")
-    for cache in (None, str(tmp_path / "a file" / "ptx")):   # off; a folder it cannot make
+    (tmp_path / "open").mkdir(mode=0o777)
+    (tmp_path / "open").chmod(0o777)                # (past the umask)
+    (tmp_path / "link").symlink_to(tmp_path / "ptx")
+    for cache in (None, str(tmp_path / "a file" / "ptx"), str(tmp_path / "open"),
+                  str(tmp_path / "link")):  # off; cannot be made; others may write; a link
         monkeypatch.setattr(_cuda_raw, "CACHE", cache)
         path, ptx = _cuda_raw._ptx(norm_cuda._forward, kinds, (9, 0), cuda)
         assert ptx == first[1] and open(path).read() == ptx and str(tmp_path) not in path
-    assert len(compiled) == 4
+    assert len(compiled) == 6
