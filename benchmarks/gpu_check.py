@@ -111,7 +111,7 @@ def ptx_cache():
     from minimeta.kernels import _cuda_raw
 
     folder = _cuda_raw.CACHE
-    files = sorted(os.listdir(folder)) if folder and os.path.isdir(folder) else []
+    files = os.listdir(folder) if folder and os.path.isdir(folder) else []
     return {"folder": folder, "files": sum(name.endswith(".ptx") for name in files)}
 
 

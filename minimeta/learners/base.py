@@ -291,19 +291,14 @@ def metrics(loss, acc):
     >>> metrics(np.float32(0.5), None)
     (0.5, None)
     """
-    values = read([loss] + ([] if acc is None else [acc]))
-    return float(values[0]), None if acc is None else float(values[1])
+    loss, *acc = read([loss] + ([] if acc is None else [acc]))
+    return loss, acc[0] if acc else None
 
 
 def read(values):
     """The Python floats of numbers and 0-d arrays; those on a GPU read in one transfer (one
     wait for the GPU, not one each)."""
-    out = [None] * len(values)
-    gpu = [i for i, v in enumerate(values) if device_of(v) == "cuda"]
-    if gpu:
-        xp = array_module(values[gpu[0]])
-        for i, v in zip(gpu, xp.stack([values[i] for i in gpu]).get().tolist()):
-            out[i] = v
-    for i in set(range(len(values))) - set(gpu):
-        out[i] = float(values[i])
-    return out
+    on_gpu = [device_of(v) == "cuda" for v in values]
+    gpu = [v for v, there in zip(values, on_gpu) if there]
+    fetched = iter(array_module(gpu[0]).stack(gpu).get().tolist() if gpu else ())
+    return [next(fetched) if there else float(v) for v, there in zip(values, on_gpu)]
