@@ -10,7 +10,10 @@ Workloads (float32, conv4 on 28×28 images):
 - ``maml5_stacked``, ``maml20_stacked`` (not in the default set): the two MAML meta-iterations
   with the meta-batch stacked into one graph (minimeta's ``StackedTasks``; PyTorch's grouped
   convolutions, ``workloads.torch_maml_stacked``): the GPU's way, slower than the loop on
-  worker threads on a CPU.
+  worker threads on a CPU;
+- ``sinusoid``, ``sinusoid5`` (not in the default set): ten meta-iterations of the sinusoid
+  experiment's second-order MAML (``sinusoid_maml.py``'s, tasks stacked, as the example trains),
+  1 and 5 inner steps: tiny matrices, so the engine's own cost per op.
 
 Settings: minimeta's best is its policy (``minimeta/threads.py``): one BLAS thread, the tasks
 of a meta-batch on one worker per core, a large kernel split over the cores, OpenMP threads
@@ -77,7 +80,17 @@ SHAPES = {"maml5": dict(ways=5, queries=15, n_tasks=32, steps=1),
           "maml20": dict(ways=20, queries=5, n_tasks=16, steps=5)}
 
 
-KEYS = ["conv4", "maml5", "maml20", "protonet", "maml5_stacked", "maml20_stacked"]
+KEYS = ["conv4", "maml5", "maml20", "protonet", "maml5_stacked", "maml20_stacked", "sinusoid",
+        "sinusoid5"]
+SINUSOID = {"sinusoid": 1, "sinusoid5": 5}     # inner steps
+SINUSOID_CALLS = 10                             # meta-iterations a timed call (~6 ms each)
+
+
+def repeated(run):
+    def ten():
+        for _ in range(SINUSOID_CALLS):
+            run()
+    return ten
 
 
 def mm_maml(ways, queries, n_tasks, steps, device="cpu", stacked=False):
@@ -103,6 +116,9 @@ def minimeta_cases(key, device="cpu", shapes=SHAPES):
     shape, stacked = key.removesuffix("_stacked"), key.endswith("_stacked")
     if shape in shapes:
         return mm_maml(**shapes[shape], device=device, stacked=stacked)
+    if key in SINUSOID:
+        from sinusoid_maml import ours
+        return repeated(ours(SINUSOID[key], vectorize=True)), None
     return {"conv4": mm_conv4, "protonet": mm_protonet}[key](device=device), None
 
 
@@ -111,6 +127,9 @@ def torch_case(torch, key, device="cpu", shapes=SHAPES):
     if shape in shapes:
         return (torch_maml_stacked if stacked else torch_maml)(torch, **shapes[shape],
                                                                device=device)
+    if key in SINUSOID:
+        from sinusoid_maml import theirs
+        return repeated(theirs(torch, SINUSOID[key], vectorize=True))
     return torch_workloads(torch, device)[key]()
 
 

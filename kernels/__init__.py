@@ -43,7 +43,10 @@ CUDA version when ``array`` lives on a GPU (a CuPy array, or one with
 ``MINIMETA_KERNELS=reference`` is set or the code runs inside ``use_reference()`` (for teaching
 and debugging), or one of the arrays is empty (the reference: NumPy's rules for empty axes),
 or, on the CPU, not what the kernel computes exactly in (integers where it works in floats, a
-byte order not the machine's: the reference; ``_kernel_dtypes``).
+byte order not the machine's: the reference; ``_kernel_dtypes``). On the CPU a row's
+``parallel_from`` is the work (elements of the call's largest array) from which its numba loops
+wake numba's other threads; below it they run on the calling thread (``threads.one_thread``):
+waking a sleeping thread cost more than it saved there (``benchmarks/kernel_threads.py``).
 numba (and numba.cuda) is imported on the first lookup of one of its kernels, never with
 minimeta (where numba can write its cache neither beside the kernels nor in the
 home folder, the lookup gives it a private temporary folder: ``_import``).
@@ -69,7 +72,7 @@ from dataclasses import dataclass
 import numpy as _np
 
 from . import attention_ref, causal_ref, conv_ref, norm_ref, optim_ref, pool_ref, select_ref
-from .threads import LOCAL, concurrent_kernels, one_at_a_time, user_stacklevel
+from .threads import LOCAL, concurrent_kernels, one_at_a_time, one_thread, user_stacklevel
 
 
 @dataclass(frozen=True)
@@ -80,37 +83,43 @@ class Kernel:
     cpu: str = ""   # "module:function" inside this package, imported on first use
     cuda: str = ""
     portable: bool = False      # the reference runs on CuPy arrays as they are
+    parallel_from: int = 0      # the CPU version's numba loops wake numba's other threads
+    #                             only for this many elements or more (in its largest array)
 
 
-def _row(reference, family, cuda=True, cpu=None, portable=False):
+def _row(reference, family, cuda=True, cpu=None, portable=False, parallel_from=0):
     """A table row whose CPU (and CUDA) versions share the reference's function name; the CPU
     module is ``<family>_numba`` unless ``cpu`` names another."""
     name = reference.__name__
     return Kernel(reference, f"{cpu or family + '_numba'}:{name}",
-                  f"{family}_cuda:{name}" if cuda else "", portable)
+                  f"{family}_cuda:{name}" if cuda else "", portable, parallel_from)
 
 
 TABLE = {
     "conv2d": _row(conv_ref.conv2d, "conv"),
     "conv2d_input_grad": _row(conv_ref.conv2d_input_grad, "conv"),
     "conv2d_weight_grad": _row(conv_ref.conv2d_weight_grad, "conv"),
-    "max_pool2d": _row(pool_ref.max_pool2d, "pool"),
-    "max_pool2d_backward": _row(pool_ref.max_pool2d_backward, "pool"),
-    "cosine_attention": _row(attention_ref.cosine_attention, "attention"),
-    "cosine_attention_backward": _row(attention_ref.cosine_attention_backward, "attention"),
+    "max_pool2d": _row(pool_ref.max_pool2d, "pool", parallel_from=1 << 18),
+    "max_pool2d_backward": _row(pool_ref.max_pool2d_backward, "pool", parallel_from=1 << 18),
+    "cosine_attention": _row(attention_ref.cosine_attention, "attention",
+                             parallel_from=1 << 15),
+    "cosine_attention_backward": _row(attention_ref.cosine_attention_backward, "attention",
+                                      parallel_from=1 << 13),
     "causal_conv1d": _row(causal_ref.causal_conv1d, "causal", cpu="causal_cpu"),
     "causal_conv1d_input_grad": _row(causal_ref.causal_conv1d_input_grad, "causal",
                                      cpu="causal_cpu"),
     "causal_conv1d_weight_grad": _row(causal_ref.causal_conv1d_weight_grad, "causal",
                                       cpu="causal_cpu"),
-    "where": _row(select_ref.where, "select", cuda=False),
-    "batch_norm": _row(norm_ref.batch_norm, "norm", portable=True),
-    "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", portable=True),
+    "where": _row(select_ref.where, "select", cuda=False, parallel_from=1 << 21),
+    "batch_norm": _row(norm_ref.batch_norm, "norm", portable=True, parallel_from=1 << 19),
+    "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", portable=True,
+                                parallel_from=1 << 18),
     # one op for the engine instead of ~130 through the composite
     "batch_norm_double_backward": _row(norm_ref.batch_norm_double_backward, "norm",
-                                       portable=True),
-    "add_bias": _row(norm_ref.add_bias, "norm", cuda=False),      # the conv bias, in place
-    "bias_grad": _row(norm_ref.bias_grad, "norm", cuda=False),    # and its gradient
+                                       portable=True, parallel_from=1 << 18),
+    # the conv bias, in place, and its gradient
+    "add_bias": _row(norm_ref.add_bias, "norm", cuda=False, parallel_from=1 << 22),
+    "bias_grad": _row(norm_ref.bias_grad, "norm", cuda=False, parallel_from=1 << 21),
     # an optimizer's step, outside any graph: NumPy's passes on the CPU, one launch on a GPU
     "adam": Kernel(optim_ref.adam, "", "optim_cuda:adam", portable=True),
 }
@@ -250,8 +259,12 @@ def lookup(name, array=None, *more):
     if array is not None and not _kernel_dtypes(name, array, more):
         return row.reference
     kernel = resolve(row.cpu)   # (numba is imported by its kernels' modules, not for the others)
-    return kernel if "numba" not in _sys.modules or concurrent_kernels() else \
-        one_at_a_time(kernel)
+    if "numba" in _sys.modules and not concurrent_kernels():
+        return one_at_a_time(kernel)
+    if row.parallel_from and array is not None and \
+            max((array.size, *(a.size for a in more))) < row.parallel_from:
+        return one_thread(kernel)     # too little work to wake numba's other threads for
+    return kernel
 
 
 # rows whose numba kernels compute in their inputs' own dtype, exactly: integers are fine there

@@ -14,6 +14,12 @@ minimeta uses a multi-core CPU in one of two ways at a time, never both:
 - **across tasks**: ``minimeta/engine/workers.py`` runs the tasks of a meta-batch on worker
   threads; each worker calls ``worker_thread()`` first, so its kernels stay on its own core.
 
+The other kernels (pooling, batch norm, the select, attention) are numba ``prange`` loops over
+numba's threads, and the table gives each the size of work from which it wakes them
+(``Kernel.parallel_from``): below it, ``one_thread`` runs the loop on the calling thread, as
+waking a sleeping thread costs more than it saves there (a small MLP's masks, one episode's
+attention).
+
 The switches are per thread (``threading.local``): ``use_reference()`` in one thread does not
 change what another runs, and a worker thread copies its caller's settings explicitly.
 
@@ -259,6 +265,32 @@ def one_at_a_time(kernel):
                 return kernel(*args, **kwargs)
         _SERIAL[kernel] = serial
     return _SERIAL[kernel]
+
+
+_ALONE = {}
+
+
+def one_thread(kernel):
+    """``kernel`` with numba's loops on the calling thread alone, for work too small to pay
+    for waking the other threads (``Kernel.parallel_from`` in the table). Under the passive
+    wait policy (``minimeta.threads``) numba's OpenMP threads sleep between loops, and waking
+    them cost 40–60 µs a loop here (2 vCPUs): more than a select of 260 000 values takes on
+    one core (35 µs). The count is numba's per-thread setting, put back after the call."""
+    if kernel not in _ALONE:
+        import numba
+
+        @functools.wraps(kernel)
+        def alone(*args, **kwargs):
+            previous = numba.get_num_threads()
+            if previous == 1:
+                return kernel(*args, **kwargs)
+            numba.set_num_threads(1)
+            try:
+                return kernel(*args, **kwargs)
+            finally:
+                numba.set_num_threads(previous)
+        _ALONE[kernel] = alone
+    return _ALONE[kernel]
 
 
 def worker_thread():

@@ -17,6 +17,7 @@ tensor, anomaly, grad_mode: whether recording is on); the primitives it runs are
 
 Read next: ``minimeta/engine/primitives/__init__.py`` (the primitive set, file by file).
 """
+import operator
 import threading
 import warnings
 
@@ -24,7 +25,7 @@ from ..kernels.threads import user_stacklevel
 from .anomaly import ANOMALY, check_forward, checked_vjp
 from .backend import array_module, device_of, is_float_dtype
 from .grad_mode import STATE, set_grad_enabled
-from .tensor import STAMPS, Tensor, plain
+from .tensor import LAST_CHANGE, STAMPS, Tensor, plain
 
 
 class Primitive:
@@ -70,11 +71,15 @@ def apply(op, *inputs):
     except Exception:
         _check_inputs(op, inputs)   # a plain array's .data is a memoryview: say so instead
         raise
-    if not hasattr(out.data, "dtype"):      # a Python number would fail in backward, later
-        raise TypeError(f"{op!r}.forward returned a {type(out.data).__name__}, not an array")
+    try:
+        kind = out.data.dtype.kind
+    except AttributeError:      # a Python number would fail in backward, later
+        raise TypeError(f"{op!r}.forward returned a {type(out.data).__name__}, not an "
+                        "array") from None
     out.grad = None
     out.name = None
     out._seq = next(STAMPS)
+    out._changed = 0
     out._from_backward = STATE.backward_depth > 0
     # recorded when any input requires grad (the first and last are tested before the loop)
     if STATE.enabled and inputs and (inputs[0]._requires_grad or inputs[-1]._requires_grad
@@ -86,8 +91,7 @@ def apply(op, *inputs):
         out._requires_grad = False
         out._op = None
         out._parents = ()
-        out._changed = 0
-    if out._requires_grad and out.data.dtype.kind == "c":  # VJPs for reals would drop .imag
+    if kind == "c" and out._requires_grad:     # VJPs for reals would drop .imag
         raise TypeError(f"{op!r}: its result is {out.data.dtype}, and minimeta differentiates "
                         "real values only; detach() the inputs here")
     if ANOMALY.on:  # mm.detect_anomaly(): off by default, one attribute test when off
@@ -124,33 +128,34 @@ def _check_devices(op, arrays):
 def toposort(roots, floor=0):
     """Nodes reachable from ``roots`` that require grad, parents before children (iterative).
 
-    Nodes stamped before ``floor`` are left out: they were made before every input of the
-    gradient asked for, so no input can lie below them. In the inner loop of MAML, step k's
-    gradient with respect to φₖ₋₁ would otherwise walk again through the graphs of all earlier
-    steps (which φₖ₋₁ depends on), making k steps cost O(k²) in bookkeeping.
+    A Tensor is stamped when it is made, after its inputs (``Tensor._seq``), so the nodes in
+    the order of their stamps have every parent before its children. Nodes stamped before
+    ``floor`` are left out: they were made before every input of the gradient asked for, so no
+    input can lie below them. In the inner loop of MAML, step k's gradient with respect to
+    φₖ₋₁ would otherwise walk again through the graphs of all earlier steps (which φₖ₋₁
+    depends on), making k steps cost O(k²) in bookkeeping.
     """
-    order, visited = [], set()
-    stack = [(t, False) for t in roots if t._requires_grad and t._seq >= floor]
+    found = {}
+    stack = [t for t in roots if t._requires_grad and t._seq >= floor]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
+        node = stack.pop()
+        if id(node) in found:
             continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
+        found[id(node)] = node
         for parent in node._parents:
-            if parent._requires_grad and parent._seq >= floor and id(parent) not in visited:
-                stack.append((parent, False))
-    return order
+            if parent._requires_grad and parent._seq >= floor and id(parent) not in found:
+                stack.append(parent)
+    return sorted(found.values(), key=_stamp)
+
+
+_stamp = operator.attrgetter("_seq")
 
 
 def _check_fresh(node):
     """Raise if a leaf among ``node``'s inputs was changed in place after ``node`` was made
     from it (``Tensor.changed_in_place``): the VJP would read the new values."""
     seq = node._seq
-    copied = getattr(node, "_changed", 0)   # a copy of a stale node (Tensor.__getstate__)
+    copied = node._changed      # on an op's output: a copy of a stale node (Tensor.__getstate__)
     for i, parent in enumerate(node._parents):
         if parent._op is None and parent._changed > seq or copied == i + 1:
             name = f" '{parent.name}'" if parent.name else ""
@@ -237,20 +242,30 @@ def _run_backward(outputs, seeds, create_graph, keep, order):
                     kept[nid] = g
                 if not expand:
                     continue
-                _check_fresh(node)   # its VJP reads its inputs: as they were, or refused
+                # its VJP reads its inputs: as they were, or refused (a node made after the
+                # latest change in place of any leaf read none that changed since)
+                if node._seq < LAST_CHANGE[0] or node._changed:
+                    _check_fresh(node)
                 parents = node._parents
                 if ANOMALY.on:  # the VJP run under mm.detect_anomaly(), its results checked
                     in_grads = checked_vjp(node, g, _vjp_results)
                 else:
-                    in_grads = _vjp_results(node, node._op.vjp(g, node, *parents))
+                    in_grads = node._op.vjp(g, node, *parents)
+                    if type(in_grads) is not tuple or len(in_grads) != len(parents):
+                        _vjp_results(node, in_grads)    # a list passes; else a TypeError
                 for parent, pg in zip(parents, in_grads):
-                    key = id(parent)
-                    if pg is None or key not in relevant:
+                    if pg is None:
                         continue
-                    if pg.shape != parent.shape:  # reductions.unbroadcast, attached by ops.py
-                        pg = pg.sum_to(parent.shape)
-                    if pg.dtype != parent.dtype:  # a float32 leaf met float64: float32 grad
-                        pg = pg.astype(parent.dtype)
+                    if type(pg) is not Tensor:
+                        _vjp_results(node, in_grads)    # a TypeError (a Tensor subclass passes)
+                    key = id(parent)
+                    if key not in relevant:
+                        continue
+                    data, pdata = pg.data, parent.data
+                    if data.shape != pdata.shape:   # reductions.unbroadcast, attached by ops.py
+                        pg = pg.sum_to(pdata.shape)
+                    if pg.data.dtype != pdata.dtype:  # a float32 leaf met float64: float32 grad
+                        pg = pg.astype(pdata.dtype)
                     previous = grads.get(key)
                     grads[key] = pg if previous is None else previous + pg
     finally:

@@ -10,8 +10,8 @@ A Tensor holds
   stamps, which lets the backward pass skip the part of a graph made before its inputs;
 - ``_changed`` (leaves): the stamp of the last change of ``data`` in place
   (``changed_in_place``; 0: never), so the backward pass knows a graph made from the old
-  values (a leaf changed after the op that read it) and refuses it; on an op's output, set
-  only on a copy (pickle, ``copy``) of one made stale so: 1 + the changed input's position;
+  values (a leaf changed after the op that read it) and refuses it; on an op's output 0, but
+  on a copy (pickle, ``copy``) of one made stale so, 1 + the changed input's position;
 - ``saved``: values its primitive's forward saved for the VJP (``autodiff.Primitive``), if
   any (batch norm's batch statistics, read by the layer that keeps running averages).
 
@@ -28,13 +28,19 @@ float64 gives float64.
 Read next: ``minimeta/engine/anomaly.py`` (finding the first NaN or inf).
 """
 import itertools
+import threading
 
 import numpy as np
 
 from .backend import array_module, check_grad_dtype, device_of, to_device
 
 
-STAMPS = itertools.count()  # next(STAMPS): the creation stamp of a new Tensor
+STAMPS = itertools.count(1)  # next(STAMPS): the creation stamp of a new Tensor (0: a leaf
+#                              loaded from a pickle, older than all: ``__setstate__``)
+# [the stamp of the latest change in place of any leaf]: a node made after it read no leaf that
+# has changed since, so the backward pass checks only older nodes one by one
+LAST_CHANGE = [0]
+_CHANGING = threading.Lock()
 
 
 class Tensor:
@@ -50,8 +56,7 @@ class Tensor:
     __slots__ = ("data", "grad", "_requires_grad", "_op", "_parents", "_from_backward",
                  "name", "_seq", "_site", "saved", "_changed")
     # _site: set by anomaly mode only (engine/anomaly.py); saved: set by ``apply`` only for a
-    # primitive that saves values for its VJP (``Primitive.saves``); _changed: set on leaves
-    # (``__init__``), and on a copy of an op's output only where its graph was stale
+    # primitive that saves values for its VJP (``Primitive.saves``)
     __array_priority__ = 1000  # numpy_array * tensor dispatches to Tensor.__rmul__
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -84,7 +89,7 @@ class Tensor:
         of the change forgotten, and the copied graph had read the leaf's new values without
         a word."""
         state = {k: getattr(self, k) for k in self.__slots__ if hasattr(self, k)}
-        if self._op is not None and "_changed" not in state:
+        if self._op is not None and not state.get("_changed"):
             stale = [i for i, p in enumerate(self._parents)
                      if p._op is None and p._changed > self._seq]
             if stale:
@@ -103,8 +108,9 @@ class Tensor:
         for k, v in state.items():
             setattr(self, k, v)
         self._seq = next(STAMPS) if self._op is not None else 0
-        if self._op is None:
-            self._changed = 0   # (an old stamp of a change would refuse every graph made here)
+        # a leaf: 0 (an old stamp of a change would refuse every graph made here); an op's
+        # output: its mark of a stale graph, 0 where none (or where an older pickle has none)
+        self._changed = state.get("_changed", 0) if self._op is not None else 0
 
     # ----- plain properties of the array -----------------------------------------------------
     shape = property(lambda self: self.data.shape, doc="Shape of the array (a tuple).")
@@ -147,7 +153,8 @@ class Tensor:
         if self._op is not None:
             raise ValueError("changed_in_place: only a leaf's data may change in place (an op's "
                              "output feeds the graph below it)")
-        self._changed = next(STAMPS)
+        with _CHANGING:     # (stamps taken in order, so the last one written is the latest)
+            self._changed = LAST_CHANGE[0] = next(STAMPS)
         return self
 
     def cpu(self):
@@ -359,7 +366,10 @@ def lift(x, like):
     if isinstance(x, (bool, int, float)):
         if like is None:
             return Tensor(np.asarray(x))
-        return Tensor(number(x, np.result_type(like.dtype, x), array_module(like.data)))
+        dtype = like.data.dtype     # NEP 50: a float or complex tensor keeps its dtype
+        if not (_NEP50 and dtype.kind in "fc"):
+            dtype = np.result_type(dtype, x)
+        return Tensor(number(x, dtype, array_module(like.data)))
     return constant(x, like) if like is not None else Tensor(x)
 
 
@@ -388,6 +398,7 @@ def number(x, dtype, xp):
 
 
 NUMBERS, NUMBERS_KEPT = {}, 1024    # number's device arrays: (repr, dtype, GPU) → 0-d array
+_NEP50 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"   # (NumPy 1.x: value-based casting)
 
 
 def lift_pair(a, b):

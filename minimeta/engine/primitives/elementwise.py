@@ -315,9 +315,13 @@ def where(cond, a, b):
     does to its array)."""
     a, b = lift_pair(a, b)
     cond = (cond if isinstance(cond, Tensor) else constant(cond, a)).data   # (a's copy)
-    cond = to_device(cond, a.device)
+    if type(cond) is not type(a.data):
+        cond = to_device(cond, a.device)
     try:
-        np.broadcast_shapes(np.shape(cond), a.shape, b.shape)
+        shape = cond.shape      # (a mask and one operand of its shape, the other a number:
+        if not (a.data.shape == shape and b.data.ndim == 0 or      # every masked gradient)
+                b.data.shape == shape and a.data.ndim == 0):
+            np.broadcast_shapes(np.shape(cond), a.shape, b.shape)
     except ValueError:
         raise ValueError(
             f"where: shapes cond {np.shape(cond)}, a {a.shape}, b {b.shape} cannot broadcast"

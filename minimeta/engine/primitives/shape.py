@@ -153,6 +153,12 @@ def integer(value, op, what="axis"):
 def integers(values, op, what="axis"):
     """An int or a sequence of them (``integer`` each; a 1-d NumPy array too) as a tuple of
     ints."""
+    if type(values) is tuple:       # the engine's own calls pass tuples of ints: as they are
+        for v in values:
+            if type(v) is not int:
+                break
+        else:
+            return values
     if isinstance(values, (bool, np.bool_)) or (hasattr(values, "__index__") and
                                                  np.ndim(values) == 0):
         return (integer(values, op, what),)
