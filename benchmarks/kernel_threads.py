@@ -6,9 +6,9 @@ after each loop) a ``prange`` loop on several threads first wakes the sleeping o
 threads and 8 µs on one. The kernel table's ``parallel_from`` (``kernels/__init__.py``) is the
 size (elements of a call's largest array) from which a row's CPU kernel uses every thread;
 below it ``lookup`` runs the kernel on the calling thread (``kernels/threads.one_thread``).
-This script times each such kernel, float32, at every power of two from 2¹² to 2²², on one numba thread and on all,
-called directly (not through ``lookup``), and prints the ratio and the size from which all
-threads win at every larger size measured, beside the table's.
+This script times each such kernel, float32, at every power of two from 2¹² to 2²², on one
+numba thread and on all, called directly (not through ``lookup``), and prints the ratio and the
+size from which all threads win at every larger size measured, beside the table's.
 
 Each time is the median of ``--repeats`` batches, one thread and all threads interleaved batch
 by batch. The crossover moves with the machine (the cost of a wake-up, the cores) and from run

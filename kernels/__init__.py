@@ -243,13 +243,15 @@ def lookup(name, array=None, *more):
     one of ``more`` (the call's other arrays) is empty, the reference: NumPy's rules for empty
     axes are the spec, and an accelerated version would reshape by -1 or launch no blocks."""
     row = TABLE[name]
+    arrays = () if array is None else (array, *more)
     if array is not None and array.dtype.kind == "f" and array.dtype.itemsize not in (4, 8):
         raise TypeError(f"{name}: {array.dtype} arrays are not supported by the kernels; use "
                         "float32 or float64")
-    gpu = array is not None and on_gpu(array)
+    # (a NumPy array answered first: this runs at every kernel call)
+    gpu = array is not None and type(array) is not _np.ndarray and on_gpu(array)
+    sizes = [a.size for a in arrays]
     # the spec is NumPy: on GPU arrays it runs on host copies
-    if LOCAL.reference or array is not None and (array.size == 0 or
-                                                 any(a.size == 0 for a in more)):
+    if LOCAL.reference or 0 in sizes:
         return via_host(row.reference) if gpu and row.cuda and not row.portable else \
             row.reference
     if gpu:
@@ -261,8 +263,7 @@ def lookup(name, array=None, *more):
     kernel = resolve(row.cpu)   # (numba is imported by its kernels' modules, not for the others)
     if "numba" in _sys.modules and not concurrent_kernels():
         return one_at_a_time(kernel)
-    if row.parallel_from and array is not None and \
-            max((array.size, *(a.size for a in more))) < row.parallel_from:
+    if sizes and max(sizes) < row.parallel_from:
         return one_thread(kernel)     # too little work to wake numba's other threads for
     return kernel
 

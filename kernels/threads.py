@@ -277,20 +277,35 @@ def one_thread(kernel):
     them cost 40–60 µs a loop here (2 vCPUs): more than a select of 260 000 values takes on
     one core (35 µs). The count is numba's per-thread setting, put back after the call."""
     if kernel not in _ALONE:
-        import numba
+        get, set_ = _count_calls()
 
         @functools.wraps(kernel)
         def alone(*args, **kwargs):
-            previous = numba.get_num_threads()
+            previous = get()
             if previous == 1:
                 return kernel(*args, **kwargs)
-            numba.set_num_threads(1)
+            set_(1)
             try:
                 return kernel(*args, **kwargs)
             finally:
-                numba.set_num_threads(previous)
+                set_(previous)
         _ALONE[kernel] = alone
     return _ALONE[kernel]
+
+
+def _count_calls():
+    """numba's get and set of the calling thread's count. Its public ``get_num_threads`` and
+    ``set_num_threads`` first take a process-wide ``multiprocessing`` lock, at every call (to
+    start its threads, once): some µs a call, a small kernel's time again. Once its threads
+    run, the functions they then call are used, where this numba has them."""
+    import numba
+
+    numba.get_num_threads()     # (starts numba's threads, if not yet)
+    try:
+        from numba.np.ufunc import parallel
+        return parallel._get_num_threads, parallel._set_num_threads
+    except (ImportError, AttributeError):
+        return numba.get_num_threads, numba.set_num_threads
 
 
 def worker_thread():
