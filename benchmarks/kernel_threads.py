@@ -12,9 +12,9 @@ size from which all threads win at every larger size measured, beside the table'
 
 Each time is the median of ``--repeats`` batches, one thread and all threads interleaved batch
 by batch. The crossover moves with the machine (the cost of a wake-up, the cores) and from run
-to run by a power of two, so each of the table's values is the larger of two runs' here, as a
-power of two (docs/PERFORMANCE.md, "Small kernels on one thread"): near the crossover either
-way costs little.
+to run by a power of two, so each of the table's values is the smallest power of two from which
+all threads won in three of four runs here (docs/PERFORMANCE.md, "Small kernels on one
+thread"): near the crossover either way costs little.
 Run: python benchmarks/kernel_threads.py [--repeats 7] [--only where batch_norm]
 """
 import argparse
