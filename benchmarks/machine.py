@@ -86,10 +86,12 @@ SINUSOID_CALLS = 10                             # meta-iterations a timed call (
 
 
 def repeated(run):
-    def ten():
+    """``run`` called ``SINUSOID_CALLS`` times a timed call (a sinusoid meta-iteration alone is
+    too short for one reading of the clock)."""
+    def calls():
         for _ in range(SINUSOID_CALLS):
             run()
-    return ten
+    return calls
 
 
 def mm_maml(ways, queries, n_tasks, steps, device="cpu", stacked=False):

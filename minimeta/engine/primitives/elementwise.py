@@ -318,8 +318,9 @@ def where(cond, a, b):
     if type(cond) is not type(a.data):
         cond = to_device(cond, a.device)
     try:
-        shape = cond.shape      # (a mask and one operand of its shape, the other a number:
-        if not (a.data.shape == shape and b.data.ndim == 0 or      # every masked gradient)
+        # every masked gradient is a mask, one operand of its shape and a number: no check
+        shape = cond.shape
+        if not (a.data.shape == shape and b.data.ndim == 0 or
                 b.data.shape == shape and a.data.ndim == 0):
             np.broadcast_shapes(np.shape(cond), a.shape, b.shape)
     except ValueError:
