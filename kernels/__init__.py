@@ -203,15 +203,24 @@ def private_cache_dir():
     """``<tmp>/minimeta-numba-<uid>``, made with mode 700; a fresh ``mkdtemp`` instead if that
     path is someone else's, a link, or open to others (compiled code is loaded from there)."""
     uid = getattr(_os, "getuid", lambda: 0)()
-    folder = _os.path.join(_tempfile.gettempdir(), f"minimeta-numba-{uid}")
+    folder = own_folder(_os.path.join(_tempfile.gettempdir(), f"minimeta-numba-{uid}"))
+    return folder or _tempfile.mkdtemp(prefix="minimeta-numba-")
+
+
+def own_folder(folder, closed=0o077):
+    """``folder``, made if missing (mode 700), where it is a folder (not a link) of this user's
+    with the mode bits ``closed`` clear (default: no access for others; 0o022: no one else may
+    write); else None. Compiled code is loaded from such folders (numba's CPU cache here, the
+    GPU's PTX in ``_cuda_raw``), so someone else's must not be used."""
     try:
         _os.makedirs(folder, mode=0o700, exist_ok=True)
         info = _os.lstat(folder)
-        if _stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o077:
-            return folder
     except OSError:
-        pass
-    return _tempfile.mkdtemp(prefix="minimeta-numba-")
+        return None
+    uid = getattr(_os, "getuid", lambda: info.st_uid)()
+    if _stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & closed:
+        return folder
+    return None
 
 
 def array_module(x):
@@ -258,7 +267,7 @@ def lookup(name, array=None, *more):
         return resolve(row.cuda) if row.cuda else row.reference
     if not row.cpu:
         return row.reference
-    if array is not None and not _kernel_dtypes(name, array, more):
+    if arrays and not _kernel_dtypes(name, arrays):
         return row.reference
     kernel = resolve(row.cpu)   # (numba is imported by its kernels' modules, not for the others)
     if "numba" in _sys.modules and not concurrent_kernels():
@@ -273,12 +282,12 @@ ANY_DTYPE = frozenset({"where", "max_pool2d", "max_pool2d_backward"})
 NATIVE_FLOATS = frozenset({_np.dtype(_np.float32), _np.dtype(_np.float64)})
 
 
-def _kernel_dtypes(name, array, more):
+def _kernel_dtypes(name, arrays):
     """False where the numba kernel would not give the spec's numbers: an array in a byte order
     not the machine's (numba refuses it), or an integer one in a row that computes in floats
     (Winograd's matrices, attention's norms, batch norm's mean would be truncated). The engine
     gives its kernels native floats; this is for the table called directly."""
-    for a in (array, *more):
+    for a in arrays:
         dtype = a.dtype
         if dtype in NATIVE_FLOATS:    # the common case, one set lookup (this runs at every op)
             continue

@@ -37,12 +37,11 @@ import functools
 import hashlib
 import os
 import re
-import stat
 import tempfile
 
 import numpy as np
 
-from . import array_module
+from . import array_module, own_folder
 
 _KERNELS = {}   # (kernel, GPU, argument kinds) → (CuPy's kernel, how to lay out each argument)
 FELL_BACK = {}  # (kernel name, argument kinds) → why numba's launch runs it
@@ -218,20 +217,10 @@ def _sources():
 
 
 def _cache_folder():
-    """``CACHE``, made if missing (mode 700); None where it is off, cannot be made, or is not
-    a folder of this user's that no one else may write to: code is loaded from it onto the
-    GPU (as ``kernels.private_cache_dir`` guards numba's CPU cache)."""
-    if not CACHE:
-        return None
-    try:
-        os.makedirs(CACHE, mode=0o700, exist_ok=True)
-        info = os.lstat(CACHE)
-    except OSError:
-        return None
-    uid = getattr(os, "getuid", lambda: info.st_uid)()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o022:
-        return None
-    return CACHE
+    """``CACHE``, made if missing; None where it is off, cannot be made, or is not a folder of
+    this user's that no one else may write to: code is loaded from it onto the GPU
+    (``kernels.own_folder``, which guards numba's CPU cache too)."""
+    return own_folder(CACHE, closed=0o022) if CACHE else None
 
 
 def _remove(path):
