@@ -47,6 +47,8 @@ byte order not the machine's: the reference; ``_kernel_dtypes``). On the CPU a r
 ``parallel_from`` is the work (elements of the call's largest array) from which its numba loops
 wake numba's other threads; below it they run on the calling thread (``threads.one_thread``):
 waking a sleeping thread cost more than it saved there (``benchmarks/kernel_threads.py``).
+Below a row's ``kernel_from`` the CPU runs the reference itself: for ``where``, a small MLP's
+masks, NumPy's call costs less than numba's dispatch of the kernel.
 numba (and numba.cuda) is imported on the first lookup of one of its kernels, never with
 minimeta (where numba can write its cache neither beside the kernels nor in the
 home folder, the lookup gives it a private temporary folder: ``_import``).
@@ -85,14 +87,17 @@ class Kernel:
     portable: bool = False      # the reference runs on CuPy arrays as they are
     parallel_from: int = 0      # the CPU version's numba loops wake numba's other threads
     #                             only for this many elements or more (in its largest array)
+    kernel_from: int = 0        # below this many, the reference: NumPy's call costs less
+    #                             than the kernel's dispatch (numba's typing of its arguments)
 
 
-def _row(reference, family, cuda=True, cpu=None, portable=False, parallel_from=0):
+def _row(reference, family, cuda=True, cpu=None, portable=False, parallel_from=0,
+         kernel_from=0):
     """A table row whose CPU (and CUDA) versions share the reference's function name; the CPU
     module is ``<family>_numba`` unless ``cpu`` names another."""
     name = reference.__name__
     return Kernel(reference, f"{cpu or family + '_numba'}:{name}",
-                  f"{family}_cuda:{name}" if cuda else "", portable, parallel_from)
+                  f"{family}_cuda:{name}" if cuda else "", portable, parallel_from, kernel_from)
 
 
 TABLE = {
@@ -110,7 +115,9 @@ TABLE = {
                                      cpu="causal_cpu"),
     "causal_conv1d_weight_grad": _row(causal_ref.causal_conv1d_weight_grad, "causal",
                                       cpu="causal_cpu"),
-    "where": _row(select_ref.where, "select", cuda=False, parallel_from=1 << 20),
+    # a small MLP's masks (a few hundred values): np.where in 1.3 µs, the kernel's call in 4
+    "where": _row(select_ref.where, "select", cuda=False, parallel_from=1 << 20,
+                  kernel_from=1 << 10),
     "batch_norm": _row(norm_ref.batch_norm, "norm", portable=True, parallel_from=1 << 19),
     "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", portable=True,
                                 parallel_from=1 << 18),
@@ -267,12 +274,13 @@ def lookup(name, array=None, *more):
         return resolve(row.cuda) if row.cuda else row.reference
     if not row.cpu:
         return row.reference
-    if arrays and not _kernel_dtypes(name, arrays):
+    largest = max(sizes) if sizes else 0
+    if largest < row.kernel_from or arrays and not _kernel_dtypes(name, arrays):
         return row.reference
     kernel = resolve(row.cpu)   # (numba is imported by its kernels' modules, not for the others)
     if "numba" in _sys.modules and not concurrent_kernels():
         return one_at_a_time(kernel)
-    if sizes and max(sizes) < row.parallel_from:
+    if largest < row.parallel_from:
         return one_thread(kernel)     # too little work to wake numba's other threads for
     return kernel
 

@@ -69,7 +69,7 @@ def where(cond, a, b):
     full = a if np.ndim(a) >= np.ndim(b) else b
     if not (isinstance(cond, np.ndarray) and cond.dtype == np.bool_ and
             isinstance(full, np.ndarray) and cond.shape == full.shape and
-            cond.flags.c_contiguous and full.size >= 1024):
+            cond.flags.c_contiguous):
         return _reference(cond, a, b)
     dtype = full.dtype
     if np.result_type(a, b) != dtype:  # NumPy's promotion (an int array with 0.5: float64)

@@ -51,12 +51,25 @@ def test_bias_grad_numba_equals_reference(data, dtype, stack, kind):
     close(want, g.astype(np.float64).sum(axis=axes), dtype)       # the spec, spelled out
 
 
+def test_below_kernel_from_the_table_gives_the_reference():
+    """A small MLP's masks (fewer values than the row's ``kernel_from``) go to NumPy, which
+    answers sooner than numba's dispatch; from it, the kernel. A mutant that ignores the
+    size hands the kernel every call and fails here."""
+    limit = K.TABLE["where"].kernel_from
+    assert limit > 1
+    for n, reference in ((1, True), (limit - 1, True), (limit, False)):
+        a = np.ones(n, np.float32)
+        got = K.lookup("where", a, np.zeros((), np.float32))
+        assert (got is K.TABLE["where"].reference) == reference, n
+
+
 @pytest.mark.parametrize("n", [3, 1500, 5000, 70000])
 @given(st.data(), DTYPES, st.sampled_from(["full", "a scalar", "b scalar", "view", "bcast"]))
 def test_where_numba_equals_reference(n, data, dtype, kind):
-    """The select kernel equals np.where bit for bit, on its fast path (sizes past 1024, a
-    scalar on either side; past 32768, several blocks: a block ending one short had passed
-    every kernel test) and on the fallbacks (views, broadcasting)."""
+    """The select kernel equals np.where bit for bit, on its fast path (any size, though the
+    table sends fewer than ``kernel_from`` values to NumPy; a scalar on either side; past
+    32768, several blocks: a block ending one short had passed every kernel test) and on the
+    fallbacks (views, broadcasting)."""
     if n > 1500:   # 5000 drawn booleans: too large a base example; values all distinct
         rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
         a, b = (rng.uniform(-2, 2, n).astype(dtype) for _ in range(2))
@@ -212,7 +225,8 @@ def test_the_table_gives_the_reference_s_numbers_for_integers_and_other_byte_ord
             assert a.dtype == b.dtype, name
             np.testing.assert_allclose(a, b, err_msg=name)
     np.testing.assert_array_equal(F.max_pool2d(mm.tensor(big), 2).numpy(), [[[[5, 7], [13, 15]]]])
-    assert K.lookup("where", np.ones(2, int)) is not K.TABLE["where"].reference   # exact on ints
+    ints = np.ones(K.TABLE["where"].kernel_from, int)
+    assert K.lookup("where", ints) is not K.TABLE["where"].reference   # exact on ints
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

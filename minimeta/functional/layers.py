@@ -33,6 +33,7 @@ from ..kernels import norm_ref
 from ..engine.workers import defer
 from ..engine.primitives import conv as C
 from ..engine.primitives.elementwise import floating
+from ..engine.primitives.shape import fits
 from ..engine.primitives.normalization import BatchNorm, batch_norm_composite  # noqa: F401
 
 conv2d_input_grad, conv2d_weight_grad = C.conv2d_input_grad, C.conv2d_weight_grad
@@ -48,14 +49,6 @@ def _tensors(*xs):
             ops.constant(x, like if like is not None else x) for x in xs]
 
 
-def _fits(small, shape):
-    """True when an array of shape ``small`` broadcasts to ``shape`` without enlarging it."""
-    try:
-        return np.broadcast_shapes(small, shape) == tuple(shape)
-    except ValueError:
-        return False
-
-
 def linear(x, w, b=None):
     """x @ w (+ b), with ``w`` of shape (in, out) and ``b`` (out,); both broadcast, so a stack
     of layers, ``w`` (T, in, out) and ``b`` (T, 1, out) on ``x`` (T, n, in), is one layer per
@@ -69,7 +62,7 @@ def linear(x, w, b=None):
     if w.ndim < 2 or x.shape[-1] != w.shape[-2]:
         raise ValueError(f"linear: input features {x.shape} do not match weight {w.shape}")
     y = x @ w
-    if b is not None and not _fits(b.shape, y.shape):
+    if b is not None and not fits(b.shape, y.shape):
         raise ValueError(f"linear: bias {b.shape} does not fit weight {w.shape} (output "
                          f"{y.shape}): it would broadcast the output to another shape")
     return y if b is None else y + b

@@ -250,13 +250,22 @@ def broadcast_to(a, shape):
     """Broadcast to ``shape`` (its VJP is the engine's unbroadcast)."""
     a = plain(a)
     shape = integers(shape, "broadcast_to", "shape")
-    try:
-        fits = np.broadcast_shapes(a.shape, shape) == shape
-    except ValueError:
-        fits = False
-    if not fits:
+    if a.shape == shape:
+        return a
+    if not fits(a.shape, shape):
         raise ValueError(f"broadcast_to: cannot broadcast shape {a.shape} to {shape}")
-    return a if a.shape == shape else apply(BroadcastTo(shape), a)
+    return apply(BroadcastTo(shape), a)
+
+
+def fits(small, shape):
+    """True when an array of shape ``small`` broadcasts to ``shape`` as it is: no more axes,
+    and each of its sizes 1 or ``shape``'s (NumPy's rule, read from the right).
+
+    >>> fits((3, 1), (2, 3, 4)), fits((3,), (3, 1))
+    (True, False)
+    """
+    lead = len(shape) - len(small)
+    return lead >= 0 and all(n == 1 or n == m for n, m in zip(small, shape[lead:]))
 
 
 def integer_arrays(index, ndim):
