@@ -41,7 +41,7 @@ def _keep(g, in_shape, axes):
     """
     if axes == tuple(range(len(axes))) and g.shape == tuple(in_shape[len(axes):]):
         return g
-    kept = _kept(in_shape, axes)
+    kept = tuple(1 if i in axes else n for i, n in enumerate(in_shape))
     return reshape(g, kept) if g.shape != kept else g
 
 
@@ -54,38 +54,10 @@ class Sum(Primitive):
         self.axes, self.keepdims = axes, keepdims
 
     def forward(self, a):
-        if type(a) is np.ndarray and _rows_are_short(a, self.axes):
-            out = np.einsum(_subscripts(a.ndim, self.axes), a)
-            return out.reshape(_kept(a.shape, self.axes)) if self.keepdims else out
         return a.sum(axis=self.axes, keepdims=self.keepdims)
 
     def vjp(self, g, out, a):
         return (broadcast_to(_keep(g, a.shape, self.axes), a.shape),)
-
-
-def _rows_are_short(a, axes):
-    """True where NumPy's sum is slow and ``einsum`` gives the same numbers faster: a C-ordered
-    float32 or float64 array summed over axes before its rows (the axes after the last one
-    summed), rows of 2 to 256 values, ten or more rows to a sum. NumPy's reduction then runs
-    its inner loop once a row, about 25 ns each: a linear layer's bias gradient, (25, 10, 40)
-    over its middle axis, took 8 µs against einsum's 4 (PyTorch's: 4). Both add the rows in
-    order, one after another (tested equal, bit for bit); where the sum runs along the last
-    axis (or rows of one value), NumPy sums pairwise, its own way, and keeps the work."""
-    if not axes or axes[-1] == a.ndim - 1 or a.dtype.char not in "fd" or a.ndim > 26 or \
-            not a.flags.c_contiguous:       # (float32 and float64; einsum has 26 letters)
-        return False
-    return 1 < math.prod(a.shape[axes[-1] + 1:]) <= 256 and \
-        math.prod(a.shape[i] for i in axes) >= 10
-
-
-def _subscripts(ndim, axes):
-    """einsum's subscripts for a sum over ``axes``: "abc->ac" for axes (1,) of 3."""
-    letters = "abcdefghijklmnopqrstuvwxyz"[:ndim]
-    return f"{letters}->{''.join(x for i, x in enumerate(letters) if i not in axes)}"
-
-
-def _kept(shape, axes):
-    return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
 class Max(Primitive):
