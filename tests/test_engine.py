@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 import minimeta as mm
 from minimeta.viz import to_dot
@@ -244,3 +245,21 @@ def test_gradcheck_catches_a_wrong_second_order():
     mm.gradcheck(lambda a: mm.apply(FrozenSquare(), a), [np.array([1.0, 2.0])], order=1)
     with pytest.raises(mm.GradcheckError, match="order-2"):
         mm.gradcheck(lambda a: mm.apply(FrozenSquare(), a), [np.array([1.0, 2.0])], order=2)
+
+
+@given(st.lists(st.integers(0, 3), max_size=4), st.lists(st.integers(0, 3), max_size=4))
+def test_fits_is_numpy_s_broadcast_to_rule(small, shape):
+    """``shape.fits`` (broadcast_to's and linear's check, in Python) says what NumPy's
+    ``broadcast_to`` does, size-0 axes included; broadcast_to raises where it says no."""
+    from minimeta.engine.primitives.shape import fits
+
+    small, shape = tuple(small), tuple(shape)
+    try:
+        np.broadcast_to(np.zeros(small), shape)
+        numpy_says = True
+    except ValueError:
+        numpy_says = False
+    assert fits(small, shape) == numpy_says
+    if not numpy_says:
+        with pytest.raises(ValueError, match="broadcast_to: cannot broadcast"):
+            mm.broadcast_to(mm.tensor(np.zeros(small)), shape)
