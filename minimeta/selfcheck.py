@@ -27,7 +27,8 @@ from minimeta.gradcheck import GradcheckError, GradcheckReport, GradcheckWarning
 from minimeta.engine.primitives import (attention as At, causal as Ca, conv as C,
                                         elementwise as E, fused as Fu, linalg as L,
                                         normalization as N, reductions as R, shape as S)
-from minimeta.selfcheck_inputs import (attention_args, batch_norm_args, bias_grad_args, binary,
+from minimeta.selfcheck_inputs import (affine_args, attention_args, batch_norm_args,
+                                       bias_grad_args, binary,
                                        broadcast_args, causal_args, causal_input_grad_args,
                                        causal_weight_grad_args, concat_args, conv_args,
                                        conv_bias_args,
@@ -36,8 +37,8 @@ from minimeta.selfcheck_inputs import (attention_args, batch_norm_args, bias_gra
                                        matmul_args, matmul_flags_args, max_pool2d_images,
                                        pool_args, pool_backward_args, pool_gather_args,
                                        pow_scalar_args, reduce_args,
-                                       reshape_args, scatter_args, separated_pair, transpose_args,
-                                       unary, where_args)
+                                       reshape_args, same_shape_pair, scatter_args,
+                                       separated_pair, transpose_args, unary, where_args)
 
 
 @dataclass
@@ -118,6 +119,8 @@ ROWS = [
         float32_unary(), (E.Cast,), dtype=np.float32, tol=F32),
     Row("cast_down", lambda x: mm.astype(x, np.float32), lambda x: x.astype(np.float32),
         unary(), (E.Cast,), tol=F32),    # float64 -> float32: the VJP's other direction
+    Row("mean_squared_error", mm.mean_squared_error, lambda a, b: np.mean((a - b) ** 2),
+        same_shape_pair(), (R.MeanSquaredError,)),
     Row("sum", mm.sum, lambda x, ax, kd: np.sum(x, axis=ax, keepdims=kd), reduce_args(),
         (R.Sum,)),
     Row("mean", mm.mean, lambda x, ax, kd: np.mean(x, axis=ax, keepdims=kd), reduce_args(),
@@ -134,6 +137,7 @@ ROWS = [
         lambda *a: np.concatenate(a[:-1], a[-1]), concat_args(), (S.Concatenate,)),
     Row("matmul", mm.matmul, np.matmul, matmul_args(), (L.MatMul,)),
     Row("matmul_flags", mm.matmul, _matmul_flags_ref, matmul_flags_args(), (L.MatMul,)),
+    Row("affine", mm.affine, lambda x, w, b: np.matmul(x, w) + b, affine_args(), (L.Affine,)),
     Row("conv2d", C.conv2d, K.conv_ref.conv2d, conv_args(), (C.Conv2d,), orders=(1, 2, 3)),
     Row("conv2d_bias", lambda x, w, b, s, p: C.conv2d(x, w, s, p, b), _conv_bias_ref,
         conv_bias_args(), (C.Conv2d,), orders=(1, 2, 3)),

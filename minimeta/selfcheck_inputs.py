@@ -87,6 +87,25 @@ def matmul_flags_args(draw):
 
 
 @st.composite
+def same_shape_pair(draw):
+    """Two arrays of one (non-empty) shape: the mean squared error's operands."""
+    shape = draw(shapes(min_dims=1))
+    return (draw(arrays(shape)), draw(arrays(shape))), ()
+
+
+@st.composite
+def affine_args(draw):
+    """Operands of ``affine(x, w, b)``: batched products (leading axes broadcast) and a bias
+    that fits the product's shape: a row (m,), (1, m), or a full stack's."""
+    n, k, m = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    batch_x, batch_w = draw(broadcast_shapes(2, max_dims=2, max_side=3))
+    out = np.broadcast_shapes(batch_x, batch_w) + (n, m)
+    shape_b = draw(st.sampled_from([(m,), (1, m), out[:-2] + (1, m), out]))
+    return (draw(arrays(batch_x + (n, k))), draw(arrays(batch_w + (k, m))),
+            draw(arrays(shape_b))), ()
+
+
+@st.composite
 def index_for(draw, shape):
     """A basic or advanced index into one axis of ``shape`` (any axis): an integer, a slice,
     an integer array (entries may repeat), a boolean mask, or ``(..., 0)``."""

@@ -201,7 +201,9 @@ def test_gpu_profile_times_each_primitive_and_leaves_the_engine_as_it_was(tmp_pa
     places = dict(re.findall(r" ?([^,]+?) ([\d.]+) ms", re.search(r"own time by place: (.*)",
                                                                   text).group(1)))
     own = sum(map(float, places.values()))  # the engine's and the kernels' among them
-    assert "minimeta engine" in places and "minimeta kernels" in places and 0 < own <= profiled
+    slack = 0.05 * len(places)      # each place printed to 0.1 ms: their sum may round above
+    assert "minimeta engine" in places and "minimeta kernels" in places and \
+        0 < own <= profiled + slack
 
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     try:

@@ -61,7 +61,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                            timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 31 + len(ROWS) == 80
+    assert len(EXPECTED) == 31 + len(ROWS) == 82
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}

@@ -103,6 +103,72 @@ def test_linear_gradcheck(x, w, b, order):
     mm.gradcheck(F.linear, [x, w, b], order=order)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_as_one_op_gives_the_numbers_of_the_product_and_the_add(dtype):
+    """``F.linear`` records one ``Affine`` op; a small MLP's second-order MAML meta-gradient
+    (stacked tasks, broadcast θ, a (1, 40) first layer: MatMul's outer products) is the one
+    that ``x @ w + b`` in two ops gives, and so is its graph's order 3: the same products, the
+    gradients that meet at a tensor added in another order (the last bit, at most)."""
+    rng = np.random.default_rng(0)
+    shapes = [(1, 40), (40,), (40, 40), (40,), (40, 1), (1,)]
+    theta = [mm.tensor((0.3 * rng.standard_normal(s)).astype(dtype), requires_grad=True)
+             for s in shapes]
+    x = rng.standard_normal((5, 10, 1)).astype(dtype)
+    y = rng.standard_normal((5, 10, 1)).astype(dtype)
+
+    def meta_gradient(layer):
+        stacked = [mm.broadcast_to(p, (5,) + ((1,) if p.ndim == 1 else ()) + p.shape)
+                   for p in theta]
+
+        def loss(ps):
+            h = x
+            for i in range(0, 6, 2):
+                h = layer(h, ps[i], ps[i + 1])
+                h = F.relu(h) if i < 4 else h
+            return ((h - y) ** 2).sum()
+        grads = mm.grad(loss(stacked), stacked, create_graph=True)
+        adapted = [p - 0.01 * g for p, g in zip(stacked, grads)]
+        outer = mm.grad(loss(adapted), theta, create_graph=True)
+        third = mm.grad(sum(g.sum() for g in outer), theta)
+        return [g.numpy() for g in outer + third]
+
+    one = meta_gradient(F.linear)
+    two = meta_gradient(lambda h, w, b: h @ w + b)
+    assert F.linear(mm.tensor(x), theta[0], theta[1])._op.__class__.__name__ == "Affine"
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=4 * np.finfo(dtype).eps,
+                                   atol=4 * np.finfo(dtype).eps * np.abs(b).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(data=st.data())
+def test_mse_as_one_op_gives_the_numbers_of_the_mean_of_squares(dtype, data):
+    """``F.mse_loss`` records one ``MeanSquaredError`` op: its value and its gradient are the
+    bits of mean(d · d) in four ops (2·(g/n · d) is d · (g · 2/n) exactly, but where it is
+    subnormal), its second derivatives those numbers too, to the last bits."""
+    shape = data.draw(st.sampled_from([(7,), (25, 10, 1), (3, 4)]))
+    p0 = data.draw(arrays(shape, dtype=dtype))
+    t = data.draw(arrays(shape, dtype=dtype))
+
+    def value_and_grads(loss_fn):
+        p = mm.tensor(p0, requires_grad=True)
+        loss = loss_fn(p)
+        (g,) = mm.grad(loss, [p], create_graph=True)
+        (h,) = mm.grad((g * g).sum(), [p])
+        return loss.numpy(), g.numpy(), h.numpy()
+
+    one = value_and_grads(lambda p: F.mse_loss(p, t))
+    two = value_and_grads(lambda p: mm.mean((p - t) * (p - t)))
+    assert F.mse_loss(mm.tensor(p0, requires_grad=True), t)._op.__class__.__name__ == \
+        "MeanSquaredError"
+    np.testing.assert_array_equal(one[0], two[0])
+    normal = np.abs(two[1]) >= 4 * np.finfo(dtype).tiny     # (a subnormal product loses bits
+    np.testing.assert_array_equal(one[1][normal], two[1][normal])   # either way, not alike)
+    np.testing.assert_allclose(one[1], two[1], atol=4 * np.finfo(dtype).tiny)
+    np.testing.assert_allclose(one[2], two[2], rtol=4 * np.finfo(dtype).eps,
+                               atol=4 * np.finfo(dtype).tiny)
+
+
 @pytest.mark.parametrize("order", [1, 2])
 @given(z=arrays((3, 4), -5.0, 5.0), data=st.data())
 def test_softmax_losses_gradcheck(z, data, order):

@@ -22,16 +22,18 @@ from .primitives.elementwise import (abs, add, astype, compare, div, exp, isfini
                                      tanh, where)
 from .primitives.shape import (broadcast_to, concatenate, expand_dims, getitem, reshape,
                                scatter_add, squeeze, stack, swapaxes, transpose)
-from .primitives.reductions import logsumexp, max, mean, sum, sum_to
-from .primitives.linalg import matmul
+from .primitives.reductions import logsumexp, max, mean, mean_squared_error, sum, sum_to
+from .primitives.linalg import affine, matmul
 from .primitives.causal import causal_conv1d
 
 __all__ = [
     "tensor", "zeros", "ones", "constant", "add", "sub", "mul", "div", "neg", "pow", "exp",
     "log", "sqrt",
     "tanh", "sigmoid", "relu", "abs", "maximum", "where", "sum", "mean", "max", "logsumexp",
+    "mean_squared_error",
     "reshape", "transpose", "swapaxes", "expand_dims", "squeeze", "broadcast_to", "sum_to",
-    "getitem", "scatter_add", "concatenate", "stack", "matmul", "astype", "compare", "sign",
+    "getitem", "scatter_add", "concatenate", "stack", "matmul", "affine", "astype", "compare",
+    "sign",
     "isfinite", "causal_conv1d",
 ]
 

@@ -61,11 +61,20 @@ def linear(x, w, b=None):
     x, w, b = _tensors(x, w, b)
     if w.ndim < 2 or x.shape[-1] != w.shape[-2]:
         raise ValueError(f"linear: input features {x.shape} do not match weight {w.shape}")
-    y = x @ w
-    if b is not None and not fits(b.shape, y.shape):
+    lead = x.shape[:-2]   # the product's leading axes: x's and w's, broadcast (as in matmul)
+    if lead != w.shape[:-2]:
+        try:
+            lead = np.broadcast_shapes(lead, w.shape[:-2])
+        except ValueError:
+            raise ValueError(f"linear: the leading axes of input {x.shape} and weight "
+                             f"{w.shape} cannot broadcast") from None
+    shape = lead + x.shape[-2:-1] + w.shape[-1:]     # (a 1-d x: no row axis)
+    if b is not None and not fits(b.shape, shape):
         raise ValueError(f"linear: bias {b.shape} does not fit weight {w.shape} (output "
-                         f"{y.shape}): it would broadcast the output to another shape")
-    return y if b is None else y + b
+                         f"{shape}): it would broadcast the output to another shape")
+    if b is None or x.ndim < 2:
+        return x @ w if b is None else x @ w + b
+    return ops.affine(x, w, b)      # x @ w + b as one op
 
 
 def conv2d(x, w, b=None, stride=1, padding=0):

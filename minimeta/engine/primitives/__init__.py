@@ -1,4 +1,4 @@
-"""The primitive set: every differentiable op in minimeta is one of these 42 classes (or made of
+"""The primitive set: every differentiable op in minimeta is one of these 44 classes (or made of
 them). Each file holds its classes and, below them, the user-facing functions that check their
 arguments and apply them (``ops.py`` gathers those functions into one namespace). The files in
 reading order, which is also their import order (each imports only files above it):
@@ -8,8 +8,9 @@ reading order, which is also their import order (each imports only files above i
 | elementwise.py    | Add Sub Mul Div Neg Pow PowScalar Exp Log Sqrt Tanh Sigmoid Relu Abs     |
 |                   | Maximum Where Cast                                                      |
 | shape.py          | Reshape Transpose BroadcastTo GetItem ScatterAdd Concatenate             |
-| reductions.py     | Sum Max LogSumExp (and ``unbroadcast``, where broadcasting is undone)   |
-| linalg.py         | MatMul (with gemm's transpose flags: a closed family)                    |
+| reductions.py     | Sum Max LogSumExp MeanSquaredError (and ``unbroadcast``, where          |
+|                   | broadcasting is undone)                                                 |
+| linalg.py         | MatMul (with gemm's transpose flags: a closed family), Affine (x @ w + b) |
 | fused.py          | FusedVJP FusedVJPVJP Alias, and the base class Fused (kernel forward    |
 |                   | and VJP, higher orders through a composite)                             |
 | attention.py      | CosineAttention (fused) and its composite                               |

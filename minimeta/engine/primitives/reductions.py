@@ -1,4 +1,5 @@
-"""Reductions over axes: sum, max, logsumexp (``mean``, below, is sum · 1/n: a composition).
+"""Reductions over axes: sum, max, logsumexp (``mean``, below, is sum · 1/n: a composition),
+and the mean squared error as one op.
 
 The VJP of a reduction broadcasts the incoming gradient back over the reduced axes. ``_keep``
 first reshapes ``g`` to the shape with the reduced axes kept as size 1, so that broadcasting
@@ -13,7 +14,7 @@ import numpy as np
 
 from ..autodiff import Primitive, apply
 from ..backend import array_module
-from ..tensor import plain
+from ..tensor import number, plain
 from .elementwise import astype, compare, exp, where
 from .shape import broadcast_to, integers, reshape
 
@@ -116,6 +117,25 @@ class LogSumExp(Primitive):
         return (_keep(g, a.shape, self.axes) * exp(a - kept),)
 
 
+class MeanSquaredError(Primitive):
+    """out = mean((a − b)²) over every element, a and b of one shape: a loss in one op
+    (PyTorch's ``mse_loss``).
+
+    VJP: (d · g·2/n, −d · g·2/n), d = a − b, as Tensor ops: the numbers of the mean of d · d
+    in four ops, whose VJPs add g/n · d to itself (2·(g/n · d) is d · (g · 2/n) exactly), with
+    three ops and three nodes fewer at each order (a sinusoid task's loss, every inner step).
+    """
+
+    def forward(self, a, b):
+        d = a - b       # 1/n as ``mean`` lifts it (on a GPU, made once: ``tensor.number``)
+        return (d * d).sum(axis=tuple(range(d.ndim))) * number(1.0 / d.size, d.dtype,
+                                                                  array_module(d))
+
+    def vjp(self, g, out, a, b):
+        ga = (a - b) * (g * (2.0 / a.size))
+        return (ga if a._requires_grad else None), (-ga if b._requires_grad else None)
+
+
 def unbroadcast(g, shape, op):
     """Sum gradient ``g`` down to ``shape``: the one place where broadcasting is undone (the
     backward pass calls it, as ``Tensor.sum_to``, when a VJP returns a broadcast gradient)."""
@@ -154,6 +174,22 @@ def mean(a, axis=None, keepdims=False):
     if a.dtype == np.float16:   # NumPy's mean sums float16 in float32 (70000 ones: 1, not inf)
         return astype(mean(astype(a, np.float32), axes, keepdims), np.float16)
     return apply(Sum(axes, keepdims), a) * (1.0 / n)
+
+
+def mean_squared_error(a, b):
+    """mean((a − b)²) over every element as one op (``MeanSquaredError``); a and b of one
+    shape and one float32 or float64 dtype (``functional.mse_loss`` sees to both).
+
+    >>> from minimeta import tensor
+    >>> mean_squared_error(tensor([1.0, 2.0]), tensor([0.5, 0.5])).item()
+    1.25
+    """
+    a, b = plain(a), plain(b)
+    if a.shape != b.shape or a.dtype != b.dtype or a.dtype.char not in "fd" or a.size == 0:
+        raise ValueError(f"mean_squared_error: needs two non-empty float32 or float64 tensors "
+                         f"of one shape and dtype, got {a.shape} {a.dtype} and {b.shape} "
+                         f"{b.dtype}")
+    return apply(MeanSquaredError(), a, b)
 
 
 def max(a, axis=None, keepdims=False):
