@@ -278,8 +278,8 @@ def _finite(y):
     pass, no mask). A NaN or an inf in the input spreads over the whole Winograd tile it falls
     in (and inf − inf makes NaN), and the shifted GEMMs multiply padding and spare columns by
     it (inf · 0 makes NaN), so a result that is not finite is computed again by the direct
-    paths, which give the reference's non-finite values exactly; 3–4% of a Winograd layer's
-    time."""
+    paths, which give the reference's non-finite values exactly. (Winograd's own outputs are
+    checked chunk by chunk as they are made: ``winograd_numba.conv2d_checked``.)"""
     return bool(np.isfinite(np.sum(y)))
 
 
@@ -296,8 +296,8 @@ def conv2d(x, w, stride=1, padding=0):
     if c == 1:
         return _conv_c1(x, w, stride, padding, ho, wo)
     if winograd.pays(x.shape, w.shape, stride, padding):
-        y = winograd.conv2d(x, w, padding)
-        if _finite(y):
+        y, finite = winograd.conv2d_checked(x, w, padding)
+        if finite:
             return y
     if c > 1 and _shifted_pays(x.shape, kh, stride, padding):
         return _shifted_gemm_conv(x, w, padding)
@@ -328,8 +328,8 @@ def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
     if stride == 1 and kh == kw and padding <= kh - 1:
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         if winograd.pays(g.shape, flipped.shape, 1, kh - 1 - padding):
-            gx = winograd.conv2d(g, flipped, kh - 1 - padding)
-            if _finite(gx):
+            gx, finite = winograd.conv2d_checked(g, flipped, kh - 1 - padding)
+            if finite:
                 return gx
         if _shifted_pays(x_shape, kh, stride, kh - 1 - padding) and o > 1:
             gx = _shifted_gemm_conv(g, flipped, kh - 1 - padding)

@@ -137,8 +137,9 @@ def test_conv_numba_takes_winograd_for_wide_layers(shape, padding, dtype, monkey
     """conv_numba's three kernels (the input gradient through the flipped filters) go through
     Winograd here, in one chunk or several, and equal the reference; so does a stack."""
     calls = []
-    real = W.conv2d, W.conv2d_weight_grad
-    monkeypatch.setattr(W, "conv2d", lambda *a, **k: calls.append("f") or real[0](*a, **k))
+    real = W.conv2d_checked, W.conv2d_weight_grad
+    monkeypatch.setattr(W, "conv2d_checked",
+                        lambda *a, **k: calls.append("f") or real[0](*a, **k))
     monkeypatch.setattr(W, "conv2d_weight_grad",
                         lambda *a, **k: calls.append("w") or real[1](*a, **k))
     monkeypatch.setattr(W, "CHUNK_BYTES", 64 << 10)  # several chunks of images
@@ -172,8 +173,9 @@ def test_second_order_derivatives_through_winograd_equal_the_reference(monkeypat
     """A Hessian-vector product through a wide conv layer (forward, both gradients and their
     own gradients all on the Winograd path) equals the one computed by the reference kernels."""
     calls = []
-    real = W.conv2d, W.conv2d_weight_grad
-    monkeypatch.setattr(W, "conv2d", lambda *a, **k: calls.append("f") or real[0](*a, **k))
+    real = W.conv2d_checked, W.conv2d_weight_grad
+    monkeypatch.setattr(W, "conv2d_checked",
+                        lambda *a, **k: calls.append("f") or real[0](*a, **k))
     monkeypatch.setattr(W, "conv2d_weight_grad",
                         lambda *a, **k: calls.append("w") or real[1](*a, **k))
     rng = np.random.default_rng(4)
@@ -200,16 +202,21 @@ def test_second_order_derivatives_through_winograd_equal_the_reference(monkeypat
 
 @pytest.mark.parametrize("images", [2, 16])            # F(2×2) and F(4×4) tiles
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
-def test_a_non_finite_input_reaches_the_outputs_it_does_in_the_reference(images, bad):
-    # a Winograd tile mixes all its pixels: one inf had made 800 non-finite outputs for the
-    # reference's 288, most of them NaN (inf − inf); such a result is now done again directly
+@pytest.mark.parametrize("image", [0, -1])             # in the first chunk, in the last
+def test_a_non_finite_input_reaches_the_outputs_it_does_in_the_reference(images, bad, image,
+                                                                         monkeypatch):
+    """A Winograd tile mixes all its pixels: one inf had made 800 non-finite outputs for the
+    reference's 288, most of them NaN (inf − inf); such a result is now done again directly.
+    Each chunk of images checks its own outputs: the bad value lies in the first one or in
+    the last (a mutant that read the first chunk's check alone fails the last)."""
+    monkeypatch.setattr(W, "CHUNK_BYTES", 16 << 10)     # one image a chunk here
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((images, 32, 8, 8)), rng.standard_normal((32, 32, 3, 3))
-    x[0, 0, 3, 3] = bad
-    assert W.pays(x.shape, w.shape, 1, 1)
+    x[image, 0, 3, 3] = bad
+    assert W.pays(x.shape, w.shape, 1, 1) and len(W._chunks(images, 36 * 16 * 32 * 8)) > 1
     y = conv_ref.conv2d(x, w, 1, 1)
     g = rng.standard_normal(y.shape)
-    g[0, 1, 2, 2] = bad
+    g[image, 1, 2, 2] = bad
     for got, want in (
             (conv_numba.conv2d(x, w, 1, 1), y),
             (conv_numba.conv2d_input_grad(g, w, x.shape, 1, 1),

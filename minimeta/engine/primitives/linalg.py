@@ -81,9 +81,10 @@ class Affine(Primitive):
     more (leading axes broadcast, as in ``MatMul``), b broadcasts to the product.
 
     VJP: (g @ wᵀ, xᵀ @ g, g): two ``MatMul``s, as the product's own VJP, and g itself for b,
-    which the engine sums down to b's shape, as it does for an ``Add``. The same numbers as
-    ``x @ w + b`` in two ops, at every order, with one op and one node fewer (a small MLP's
-    second-order MAML step spends most of its time on the engine's cost an op).
+    which the engine sums down to b's shape, as it does for an ``Add``. The products and sums
+    of ``x @ w + b`` in two ops (from order 2, gradients that meet at a tensor may add in
+    another order: the last bits), with one op and one node fewer (a small MLP's second-order
+    MAML step spends most of its time on the engine's cost an op).
     """
 
     def forward(self, x, w, b):
