@@ -41,7 +41,7 @@ from numba import njit, prange
 
 from . import winograd_numba as winograd
 from .conv_ref import check_window, out_size, over_tasks
-from .threads import GROUPS, ordered_sum, parallel_map, shares
+from .threads import GROUPS, image_chunks, ordered_sum, parallel_map, shares
 
 # How work is cut: images in chunks of an im2col buffer near CHUNK_BYTES (cache-sized); the
 # shifted GEMMs' columns in blocks of BLOCK. Tests make both tiny, so small inputs take
@@ -184,8 +184,7 @@ def _weight_grad_c1(x, g, w_shape, stride, padding):
 
 def _chunks(n, per_image):
     """Image ranges whose im2col buffer stays near CHUNK_BYTES (cache-sized, not memory-sized)."""
-    step = max(1, min(n, CHUNK_BYTES // max(per_image, 1)))
-    return [(a, min(a + step, n)) for a in range(0, n, step)]
+    return image_chunks(n, per_image, CHUNK_BYTES)
 
 
 def _plane(x, padding, extra):

@@ -358,6 +358,16 @@ def parallel_map(fn, items):
     return [parts[i % n][i // n] for i in range(len(items))]
 
 
+def image_chunks(n, per_image, budget):
+    """Ranges of ``n`` images of about ``budget`` bytes of work each (``per_image`` an image),
+    their count rounded up to a multiple of 4 (at most n), sizes within one image: two or four
+    threads get equal shares (three chunks had left one of two cores idle a third of the call).
+    The count depends on the sizes alone, never on the threads: ``ordered_sum``'s bits too."""
+    count = -(-n // max(1, min(n, budget // max(per_image, 1)))) if n else 0
+    count = min(n, -(-count // 4) * 4) if count > 1 else count
+    return [(i * n // count, (i + 1) * n // count) for i in range(count)]
+
+
 GROUPS = 8  # the most runs a kernel's sum is cut into: fixed, so its rounding is too
 
 

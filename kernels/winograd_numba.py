@@ -60,7 +60,7 @@ import os
 import numpy as np
 from numba import njit, prange
 
-from .threads import ordered_sum, parallel_map
+from .threads import image_chunks, ordered_sum, parallel_map
 
 TILES = {  # m: (Aᵀ (m × a), G (a × 3), Bᵀ (a × a)), a = m + 2
     2: (np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64),
@@ -242,8 +242,7 @@ def tile(n):
 
 def _chunks(n, per_image):
     """Image ranges whose transformed tiles stay near CHUNK_BYTES (in cache, not memory)."""
-    step = max(1, min(n, CHUNK_BYTES // max(per_image, 1)))
-    return [(a, min(a + step, n)) for a in range(0, n, step)]
+    return image_chunks(n, per_image, CHUNK_BYTES)
 
 
 @functools.lru_cache(maxsize=None)

@@ -382,3 +382,20 @@ def test_maml_meta_gradient_same_with_fused_and_composite(fused_op):
             used += 1
             np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-8, atol=1e-10)
     assert used >= 2
+
+
+@given(st.integers(0, 700), st.integers(1, 10 ** 6), st.integers(1, 10 ** 8))
+def test_image_chunks_cover_the_images_evenly_in_fours(n, per_image, budget):
+    """The conv family's chunks: every image once, in order; sizes within one image; a count
+    that is a multiple of 4 (or n, or 1), so two threads share them equally (300 images in
+    three chunks had left one of two cores idle a third of the first layer's time); and each
+    near the budget (no more images than fit, unless one image alone is over it)."""
+    from minimeta.kernels.threads import image_chunks
+
+    chunks = image_chunks(n, per_image, budget)
+    assert [i for a, b in chunks for i in range(a, b)] == list(range(n))
+    sizes = [b - a for a, b in chunks]
+    assert not sizes or max(sizes) - min(sizes) <= 1
+    assert len(chunks) in (0, 1, n) or len(chunks) % 4 == 0
+    fit = max(1, budget // per_image)
+    assert not sizes or max(sizes) <= fit or len(chunks) == 1
