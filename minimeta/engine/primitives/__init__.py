@@ -10,7 +10,8 @@ reading order, which is also their import order (each imports only files above i
 | shape.py          | Reshape Transpose BroadcastTo GetItem ScatterAdd Concatenate             |
 | reductions.py     | Sum Max LogSumExp MeanSquaredError (and ``unbroadcast``, where          |
 |                   | broadcasting is undone)                                                 |
-| linalg.py         | MatMul (with gemm's transpose flags: a closed family), Affine (x @ w + b) |
+| linalg.py         | MatMul (with gemm's transpose flags: a closed family), Affine           |
+|                   | (x @ w + b: a linear layer as one op)                                   |
 | fused.py          | FusedVJP FusedVJPVJP Alias, and the base class Fused (kernel forward    |
 |                   | and VJP, higher orders through a composite)                             |
 | attention.py      | CosineAttention (fused) and its composite                               |
