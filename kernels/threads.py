@@ -363,8 +363,12 @@ def image_chunks(n, per_image, budget):
     their count rounded up to a multiple of 4 (at most n), sizes within one image: two or four
     threads get equal shares (three chunks had left one of two cores idle a third of the call).
     The count depends on the sizes alone, never on the threads: ``ordered_sum``'s bits too."""
-    count = -(-n // max(1, min(n, budget // max(per_image, 1)))) if n else 0
-    count = min(n, -(-count // 4) * 4) if count > 1 else count
+    if n == 0:
+        return []
+    fit = max(1, min(n, budget // max(per_image, 1)))      # images within the budget
+    count = -(-n // fit)                                    # chunks of at most ``fit``
+    if count > 1:
+        count = min(n, -(-count // 4) * 4)
     return [(i * n // count, (i + 1) * n // count) for i in range(count)]
 
 
