@@ -50,6 +50,12 @@ def _select(cond, a, b, out, a_full, b_full):
                       out[lo:hi], a_full, b_full)
 
 
+@njit(cache=True)
+def _select_serial(cond, a, b, out, a_full, b_full):
+    """The whole array as one block, no ``prange`` (whose launch costs 2 µs on one thread)."""
+    _select_block(cond, a, b, out, a_full, b_full)
+
+
 def _flat(x, shape, dtype):
     """x as a flat C-contiguous array of ``dtype`` if it is full-size or a single number, with
     True for full-size; None if the fast path does not apply."""
@@ -64,8 +70,9 @@ def _flat(x, shape, dtype):
     return None
 
 
-def where(cond, a, b):
-    """``a`` where ``cond`` is true, else ``b`` (see ``select_ref.where``)."""
+def where(cond, a, b, loop=_select):
+    """``a`` where ``cond`` is true, else ``b`` (see ``select_ref.where``); ``loop``: the
+    compiled loop, ``serial_where``'s without ``prange``."""
     full = a if np.ndim(a) >= np.ndim(b) else b
     if not (isinstance(cond, np.ndarray) and cond.dtype == np.bool_ and
             isinstance(full, np.ndarray) and cond.shape == full.shape and
@@ -78,5 +85,13 @@ def where(cond, a, b):
     if fa is None or fb is None or not (fa[1] or fb[1]):
         return _reference(cond, a, b)
     out = np.empty(cond.shape, dtype=dtype)
-    _select(cond.reshape(-1), fa[0], fb[0], out.reshape(-1), fa[1], fb[1])
+    loop(cond.reshape(-1), fa[0], fb[0], out.reshape(-1), fa[1], fb[1])
     return out
+
+
+def serial_where(cond, a, b):
+    """``where`` on the calling thread, for a call below the table's ``parallel_from``."""
+    return where(cond, a, b, _select_serial)
+
+
+where.serial = serial_where     # what ``threads.one_thread`` runs instead of ``where``

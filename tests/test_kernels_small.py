@@ -61,6 +61,15 @@ def test_below_kernel_from_the_table_gives_the_reference():
         a = np.ones(n, np.float32)
         got = K.lookup("where", a, np.zeros((), np.float32))
         assert (got is K.TABLE["where"].reference) == reference, n
+    # below parallel_from, the kernel's serial twin (no prange launch); from it, the kernel
+    # (under numba's workqueue layer, either behind a lock: threads.one_at_a_time)
+    kernel = K.resolve(K.TABLE["where"].cpu)
+    with K.use_reference(False):
+        if not K.concurrent_kernels():
+            return
+        for n, twin in ((limit, True), (K.TABLE["where"].parallel_from, False)):
+            got = K.lookup("where", np.ones(n, np.float32), np.zeros((), np.float32))
+            assert (got is kernel.serial) == twin, n
 
 
 @pytest.mark.parametrize("n", [3, 1500, 5000, 70000])
@@ -88,9 +97,10 @@ def test_where_numba_equals_reference(n, data, dtype, kind):
         cond, b = np.stack([cond, ~cond]), b[None]
         a = np.stack([a, a])
     kernel = K.resolve(K.TABLE["where"].cpu)
-    got, want = kernel(cond, a, b), K.TABLE["where"].reference(cond, a, b)
-    assert got.dtype == want.dtype and got.shape == want.shape
-    np.testing.assert_array_equal(got, want)
+    want = K.TABLE["where"].reference(cond, a, b)
+    for got in (kernel(cond, a, b), kernel.serial(cond, a, b)):   # prange, and its serial twin
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
 
 
 @given(st.data(), DTYPES, st.integers(1, 9), st.integers(1, 3), st.booleans())

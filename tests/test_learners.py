@@ -361,3 +361,30 @@ def test_meta_sgd_refuses_saved_rates_for_other_parameters():
             np.testing.assert_array_equal(r.numpy(), before[k])
     msgd.load_state_dict({"rates": {k: v * 2 for k, v in saved.items()}})
     assert all((r.numpy() == 0.2).all() for r in msgd.rates.values())
+
+
+@given(st.floats(-4, 4, allow_nan=False), st.sampled_from([np.float32, np.float64]),
+       st.integers(0, 2 ** 32 - 1))
+def test_the_inner_step_is_phi_minus_alpha_g_bit_for_bit(step, dtype, seed):
+    """``descend`` adds (−α)·g: the bits of φ − α·g (negation is exact), in either dtype."""
+    from minimeta.learners.maml import descend
+
+    rng = np.random.default_rng(seed)
+    p, g = (mm.tensor(rng.standard_normal(7).astype(dtype)) for _ in range(2))
+    np.testing.assert_array_equal(descend(p, step, g).numpy(), (p - step * g).numpy())
+
+
+def test_the_meta_gradient_s_backward_pass_negates_nothing(monkeypatch):
+    """With a number for α, the meta-gradient's backward pass passes g through the inner
+    step's add: no ``Neg`` runs (a subtraction's VJP negates, once per parameter and step: a
+    mutant that subtracts fails here). Meta-SGD's Tensor rates still subtract."""
+    from minimeta.engine.primitives.elementwise import Neg
+
+    negations = []
+    forward = Neg.forward
+    monkeypatch.setattr(Neg, "forward", lambda self, a: negations.append(1) or forward(self, a))
+    tasks = [tuple(RNG.standard_normal((5, 1)) for _ in range(4)) for _ in range(2)]
+    MAML(nn.mlp((1, 8, 1), dtype=np.float64), 0.05, 2, loss="mse").meta_gradient(tasks)
+    assert negations == []
+    MetaSGD(nn.mlp((1, 8, 1), dtype=np.float64), 0.05, 2, loss="mse").meta_gradient(tasks)
+    assert negations                    # the counter counts: Meta-SGD's rates do negate

@@ -60,7 +60,8 @@ def apply(op, *inputs):
     """Run primitive ``op`` on Tensors ``inputs`` and record it if a gradient may be needed."""
     arrays = [t.data for t in inputs]
     # devices: a cheap test (one array type, true for almost every op), the full one if not
-    if len(arrays) > 1 and (type(arrays[0]) is not type(arrays[-1]) or len(arrays) > 2):
+    if len(arrays) > 1 and (type(arrays[0]) is not type(arrays[-1]) or
+                            len(arrays) > 2 and len(set(map(type, arrays))) > 1):
         _check_devices(op, arrays)
     out = Tensor.__new__(Tensor)
     try:

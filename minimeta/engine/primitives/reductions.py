@@ -151,9 +151,9 @@ def unbroadcast(g, shape, op):
         if n != 1 and g.shape[lead + i] != n:
             raise ValueError(f"{op}: gradient of shape {g.shape} does not fit input {shape}")
     if axes and lead == 0:  # only size-1 axes to restore: keep them, no reshape needed
-        return sum(g, axes, keepdims=True)
+        return apply(Sum(axes, True), g)        # (axes sorted and in range: no normalize_axis)
     if axes:
-        g = sum(g, axes, keepdims=False)
+        g = apply(Sum(axes, False), g)
     return reshape(g, shape) if g.shape != shape else g
 
 
@@ -206,4 +206,4 @@ def logsumexp(a, axis=None, keepdims=False):
 
 def sum_to(a, shape):
     """Sum a broadcast tensor down to ``shape`` (the inverse of ``broadcast_to``)."""
-    return unbroadcast(a, tuple(shape), "sum_to")
+    return unbroadcast(plain(a), tuple(shape), "sum_to")
