@@ -46,7 +46,6 @@ def theirs(torch, steps, vectorize):
         params += [(0.01 * torch.randn(n_in, n_out, generator=gen)).requires_grad_(),
                    torch.zeros(n_out, requires_grad=True)]
     opt = torch.optim.Adam(params, 1e-3)
-    data = [torch.from_numpy(np.stack(part)) for part in zip(*TASKS)]
 
     def mlp(x, p):  # x (…, n, 1); weights (…, in, out), biases (…, 1, out) or (out,)
         for i in range(0, len(p), 2):
@@ -63,18 +62,19 @@ def theirs(torch, steps, vectorize):
             p = [w - 0.01 * g for w, g in zip(p, grads)]
         return p
 
-    def run():
-        xs, ys, xq, yq = data
-        if vectorize:
+    def run():   # from the same list of NumPy tasks that minimeta's learner is given
+        if vectorize:   # (stacked here, in the call, as StackedTasks stacks them in its own)
+            xs, ys, xq, yq = [torch.from_numpy(np.stack(part)) for part in zip(*TASKS)]
             n = xs.shape[0]
             stacked = [w.expand(n, *w.shape) if w.ndim == 2 else w.expand(n, 1, *w.shape)
                        for w in params]
             fast = adapt(stacked, xs, ys, n)
             mse(mlp(xq, fast), yq).backward()
         else:
-            for t in range(xs.shape[0]):
-                fast = adapt(params, xs[t], ys[t], 1)
-                (mse(mlp(xq[t], fast), yq[t]) / xs.shape[0]).backward()
+            for task in TASKS:
+                xs, ys, xq, yq = map(torch.from_numpy, task)
+                fast = adapt(params, xs, ys, 1)
+                (mse(mlp(xq, fast), yq) / len(TASKS)).backward()
         opt.step()
         opt.zero_grad()
     return run

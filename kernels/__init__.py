@@ -45,8 +45,9 @@ and debugging), or one of the arrays is empty (the reference: NumPy's rules for 
 or, on the CPU, not what the kernel computes exactly in (integers where it works in floats, a
 byte order not the machine's: the reference; ``_kernel_dtypes``). On the CPU a row's
 ``parallel_from`` is the work (elements of the call's largest array) from which its numba loops
-wake numba's other threads; below it they run on the calling thread (``threads.one_thread``):
-waking a sleeping thread cost more than it saved there (``benchmarks/kernel_threads.py``).
+wake numba's other threads; below it they run on the calling thread (``threads.one_thread``;
+a kernel's ``serial`` twin, compiled without ``prange``, where it has one): waking a sleeping
+thread cost more than it saved there (``benchmarks/kernel_threads.py``).
 Below a row's ``kernel_from`` the CPU runs the reference itself: for ``where``, a small MLP's
 masks, NumPy's call costs less than numba's dispatch of the kernel.
 numba (and numba.cuda) is imported on the first lookup of one of its kernels, never with

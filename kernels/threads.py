@@ -274,8 +274,8 @@ def one_thread(kernel):
     """``kernel`` with numba's loops on the calling thread alone, for work too small to pay
     for waking the other threads (``Kernel.parallel_from``): under the passive wait policy
     (``minimeta.threads``) that cost 40–60 µs a loop here (2 vCPUs), more than a select of
-    260 000 values takes on one core (35 µs). numba's count (per thread) is put back after; a
-    kernel's ``serial`` twin runs instead (no ``prange``: a select of 10 000 3.0 µs, not 5.2)."""
+    260 000 values takes on one core (35 µs). numba's count (per thread) is put back after. A
+    kernel's ``serial`` twin runs instead (no ``prange``: 10 000 values 3.0 µs, not 5.2)."""
     if kernel not in _ALONE:
         get, set_ = _count_calls()
 
