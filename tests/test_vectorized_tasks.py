@@ -120,7 +120,6 @@ def test_a_custom_loss_that_is_not_a_mean_stacks_to_the_loop_s_meta_gradient():
         learner.outer_step(tasks)["loss"], rel=1e-12)
 
 
-
 def test_the_stacked_mse_is_taken_on_the_stack_as_it_is(monkeypatch):
     """A mean over every element needs no flattening: the stacked MSE reshapes nothing (a
     mutant that flattens records a Reshape at every step and order), and gives the bits of the
@@ -136,11 +135,15 @@ def test_the_stacked_mse_is_taken_on_the_stack_as_it_is(monkeypatch):
     monkeypatch.setattr(Reshape, "forward", lambda self, a: reshapes.append(1) or forward(self, a))
     ours = learner.meta_gradient(tasks)
     assert reshapes == []
-    flattened = lambda loss, out, target, n: loss(stacked._flat(out), stacked._flat(target)) * n
-    monkeypatch.setattr(stacked, "_summed", flattened)     # the way it was: flat, then the loss
+
+    def flattened(loss, out, target, n):        # the way it was: flat, then the loss
+        return loss(stacked._flat(out), stacked._flat(target)) * n
+
+    monkeypatch.setattr(stacked, "_summed", flattened)
     for a, b in zip(ours, learner.meta_gradient(tasks)):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert reshapes                     # the counter counts: flattening does reshape
+
 
 def test_stacked_classification_loss_and_accuracy_equal_the_loop():
     rng = np.random.default_rng(5)
