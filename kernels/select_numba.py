@@ -70,9 +70,21 @@ def _flat(x, shape, dtype):
     return None
 
 
-def where(cond, a, b, loop=_select):
-    """``a`` where ``cond`` is true, else ``b`` (see ``select_ref.where``); ``loop``: the
-    compiled loop, ``serial_where``'s without ``prange``."""
+def where(cond, a, b):
+    """``a`` where ``cond`` is true, else ``b`` (see ``select_ref.where``)."""
+    return _where(cond, a, b, _select)
+
+
+def serial_where(cond, a, b):
+    """``where`` on the calling thread, for a call below the table's ``parallel_from``."""
+    return _where(cond, a, b, _select_serial)
+
+
+where.serial = serial_where     # what ``threads.one_thread`` runs instead of ``where``
+
+
+def _where(cond, a, b, loop):
+    """The select by the compiled ``loop`` on its fast path, else by the reference."""
     full = a if np.ndim(a) >= np.ndim(b) else b
     if not (isinstance(cond, np.ndarray) and cond.dtype == np.bool_ and
             isinstance(full, np.ndarray) and cond.shape == full.shape and
@@ -87,11 +99,3 @@ def where(cond, a, b, loop=_select):
     out = np.empty(cond.shape, dtype=dtype)
     loop(cond.reshape(-1), fa[0], fb[0], out.reshape(-1), fa[1], fb[1])
     return out
-
-
-def serial_where(cond, a, b):
-    """``where`` on the calling thread, for a call below the table's ``parallel_from``."""
-    return where(cond, a, b, _select_serial)
-
-
-where.serial = serial_where     # what ``threads.one_thread`` runs instead of ``where``
