@@ -13,7 +13,9 @@ Workloads (float32, conv4 on 28×28 images):
   worker threads on a CPU;
 - ``sinusoid``, ``sinusoid5`` (not in the default set): ten meta-iterations of the sinusoid
   experiment's second-order MAML (``sinusoid_maml.py``'s, tasks stacked, as the example trains),
-  1 and 5 inner steps: tiny matrices, so the engine's own cost per op.
+  1 and 5 inner steps: tiny matrices, so the engine's own cost per op (minimeta replays them:
+  ``engine/replay.py``). PyTorch's settings include its ``torch.func`` transforms through
+  ``torch.compile`` ("2-compile", "1-compile"; since 2026-12-05).
 
 Settings: minimeta's best is its policy (``minimeta/threads.py``): one BLAS thread, the tasks
 of a meta-batch on one worker per core, a large kernel split over the cores, OpenMP threads
@@ -25,8 +27,10 @@ added 2026-12-01 after a review: here 1.7× faster than its loop at 2 threads), 
 with the conv weights channels_last; for conv4 and ProtoNet, both thread counts again with
 channels_last weights (NHWC activations, oneDNN's faster layout) and with channels_last and
 ``torch.compile`` (fused, as minimeta's kernels are; compiled in the warm-up; it cannot take
-the second order MAML needs): added 2026-12-03 after an audit of these benchmarks found them
-10–20% faster than the NCHW eager runs; with its OpenMP runtime at its default (spinning;
+autograd's double backward, which the MAML cases use; ``torch.func``'s transforms it can: the
+sinusoid's compiled case, 2026-12-05; the conv MAML cases have none so written): added
+2026-12-03 after an audit of these benchmarks found them 10–20% faster than the NCHW eager
+runs; with its OpenMP runtime at its default (spinning;
 ``--torch-omp-wait PASSIVE`` to try the other). Both processes take minimeta's malloc policy
 (PyTorch gains from it too).
 
@@ -256,7 +260,8 @@ TASKS = f"{CORES}tasks"   # PyTorch's MAML with its tasks on CORES threads, one 
 
 
 LAYOUTS = ("cl", "compile")   # PyTorch's conv4 and ProtoNet: channels_last, and compiled too
-COMPILABLE = ("conv4", "protonet")   # first order only: torch.compile takes no double backward
+COMPILABLE = ("conv4", "protonet")   # autograd's double backward does not compile; the MAML
+#   cases would need torch.func's transforms, as the sinusoid's compiled case has (not written)
 THREADS = [str(n) for n in sorted({CORES, 1}, reverse=True)]  # one core: one, not twice
 
 
@@ -271,6 +276,8 @@ def settings(lib, key):
         return THREADS + ([TASKS, f"{TASKS}-cl"] if CORES > 1 else [])
     if key in COMPILABLE:
         return THREADS + [f"{n}-{layout}" for layout in LAYOUTS for n in THREADS]
+    if key in SINUSOID:
+        return THREADS + [f"{n}-compile" for n in THREADS]
     return THREADS
 
 
@@ -298,6 +305,11 @@ def serve(lib, keys, default_omp_wait=False):
                 cases[key, f"{TASKS}-cl"] = (torch_maml(torch, **SHAPES[key], workers=CORES,
                                                         channels_last=True),
                                              lambda: torch.set_num_threads(1))
+            if key in SINUSOID:     # torch.func's transforms, compiled: one compile
+                from sinusoid_maml import theirs_compiled
+                run = repeated(theirs_compiled(torch, SINUSOID[key]))
+                for n in THREADS:
+                    cases[key, f"{n}-compile"] = (run, lambda n=int(n): torch.set_num_threads(n))
             for layout in LAYOUTS if key in COMPILABLE else ():
                 run = torch_workloads(torch, layout=layout)[key]()   # one compile, both counts
                 for n in THREADS:

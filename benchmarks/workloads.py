@@ -206,7 +206,9 @@ def torch_workloads(torch, device="cpu", layout="nchw", batch=640):
     """PyTorch's conv4 and ProtoNet runs (and MAML's); ``layout`` "channels_last" (the conv
     weights, hence the activations, NHWC) or "compile" (channels_last, and the network
     through ``torch.compile``: fused, as minimeta's kernels are; it compiles at the first call,
-    the warm-up; it cannot take second order, so MAML has neither); ``batch``: conv4's images,
+    the warm-up; it cannot take autograd's double backward, so MAML has neither: a
+    ``torch.func`` version, which it can take, is written for the sinusoid only,
+    ``sinusoid_maml.theirs_compiled``); ``batch``: conv4's images,
     as ``mm_conv4``'s."""
     tf = torch.nn.functional
     last = layout != "nchw"

@@ -63,6 +63,7 @@ ORDER = [  # (path from the repository root, what it holds)
     ("minimeta/engine/ops.py", "the user-facing namespace and the Tensor's operators"),
     ("minimeta/engine/workers.py", "the tasks of a meta-batch on worker threads"),
     ("minimeta/engine/derivatives.py", "hvp, jacobian, hessian"),
+    ("minimeta/engine/replay.py", "a call recorded once, then replayed: Traced"),
     ("minimeta/gradcheck.py", "numerical gradient checks of any order"),
     ("minimeta/gradcheck_explain.py", "why a gradient check failed, in words"),
     ("minimeta/testing.py", "hypothesis strategies for property tests"),

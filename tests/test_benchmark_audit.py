@@ -380,8 +380,10 @@ def test_sinusoid_maml_times_minimeta_first_on_one_thread_and_labels_each_figure
     torch = types.SimpleNamespace(set_num_threads=lambda n: seen.append(("torch", n)))
     monkeypatch.setattr(sinusoid_maml, "ours", lambda *case: ("ours",) + case)
     monkeypatch.setattr(sinusoid_maml, "theirs", lambda torch, *case: ("theirs",) + case)
+    monkeypatch.setattr(sinusoid_maml, "theirs_compiled",
+                        lambda torch, steps: ("compiled", steps, True))
     monkeypatch.setattr(sinusoid_maml, "median_time", lambda fn, repeats: seen.append(fn) or (
-        (1 if fn[0] == "ours" else 10) * (fn[1] + 0.5 * fn[2])))
+        {"ours": 1, "theirs": 10, "compiled": 5}[fn[0]] * (fn[1] + 0.5 * fn[2])))
     monkeypatch.setattr(sinusoid_maml, "try_torch", lambda: torch)
     monkeypatch.setattr(sinusoid_maml, "minimeta_threads", lambda n: seen.append(("mm", n)))
     monkeypatch.setattr(sinusoid_maml, "apply_malloc_policy", lambda args: None)
@@ -390,6 +392,10 @@ def test_sinusoid_maml_times_minimeta_first_on_one_thread_and_labels_each_figure
     sinusoid_maml.main()
     cases = [(1, False), (1, True), (5, False), (5, True)]
     assert seen == [("torch", 1), ("mm", 1)] + [("ours",) + c for c in cases] + [
-        ("theirs",) + c for c in cases]
-    assert [r[1:] for r in reports] == [(s + 0.5 * v, 10 * (s + 0.5 * v)) for s, v in cases]
+        ("theirs",) + c for c in cases] + [("compiled", 1, True), ("compiled", 5, True)]
+    want = []
+    for s, v in cases:      # each stacked case beside PyTorch eager, then PyTorch compiled
+        want += [(s + 0.5 * v, 10 * (s + 0.5 * v))] + [(s + 0.5, 5 * (s + 0.5))] * v
+    assert [r[1:] for r in reports] == want
     assert reports[1][0] == "sinusoid MAML, 1 step, stacked tasks"
+    assert "torch.compile" in reports[2][0] and "torch.compile" in reports[5][0]

@@ -393,6 +393,16 @@ def test_the_pytorch_sinusoid_maml_is_minimeta_s_meta_iteration(steps, monkeypat
             scale = max(np.abs(g).max() for g in caught[0].grads)
             for g, their in zip(caught[0].grads, caught[1].grads):
                 np.testing.assert_allclose(their, g, rtol=1e-9, atol=1e-12 * scale)
+        # PyTorch's torch.func version, its compiled case: the same numbers (compiled, to
+        # float rounding; here its functions as they are, torch.compile stood in)
+        monkeypatch.setattr(torch, "compile", lambda fn: fn)
+        compiled = sinusoid_maml.theirs_compiled(torch, steps)
+        with torch.no_grad():
+            for p, ours in zip(caught[2].params, caught[0].params):
+                p.copy_(torch.from_numpy(ours.numpy().copy()))
+        compiled()
+        for g, their in zip(caught[0].grads, caught[2].grads):
+            np.testing.assert_allclose(their, g, rtol=1e-9, atol=1e-12 * scale)
     finally:
         torch.set_default_dtype(default)
     assert len(stacked) == 1                      # minimeta's stacked case is StackedTasks'

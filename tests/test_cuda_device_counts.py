@@ -112,6 +112,40 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         assert calls[4, False] >= 1.9 * calls[2, False], calls
         print(f"device calls per meta-batch: {calls}")
 
+    def test_a_replayed_regression_step_reads_once_and_trains_the_same_bits(monkeypatch):
+        """A stacked regression's meta-iteration, replayed (``engine/replay.py``): the same
+        parameters, bit for bit, after Adam steps on the GPU as without the replay, and a
+        replayed step reads the device once, at its end, as the steps it stands for."""
+        import fake_cupy
+        from minimeta import nn
+        from minimeta.learners import MAML, StackedTasks
+        from minimeta.optim import Adam
+
+        fake_cupy.install(monkeypatch)
+        import cupy     # (the stand-in, installed)
+        x = np.random.default_rng(0).uniform(-5, 5, (4, 3, 4, 1))
+        batches = [[tuple(cupy.asarray(a) for a in (x[b, t, :2], np.sin(x[b, t, :2]),
+                                                      x[b, t, 2:], np.sin(x[b, t, 2:])))
+                    for t in range(3)] for b in range(4)]
+        params, reads = [], []
+        for replay in (True, False):
+            learner = StackedTasks(MAML(nn.mlp((1, 4, 1), seed=2, dtype=np.float64).to("cuda"),
+                                        0.05, 2, loss="mse"), replay=replay)
+            opt = Adam(learner.meta_parameters(), 1e-2)
+            for tasks in batches:
+                result = reads_and_calls_after(monkeypatch, fake_cupy)
+                learner.outer_step(tasks)
+                reads.append(result())
+                opt.step()
+                opt.zero_grad()
+            params.append([p.numpy() for p in learner.meta_parameters()])
+            traced = learner._traced if replay else traced
+        assert all(np.array_equal(a, b) for a, b in zip(*params))
+        # replayed, not refused: Where's mask, a CuPy array, is seen as one (it had not been:
+        # the check caught the stale mask, and fn ran as it was from then on)
+        assert traced.counts["replayed"] == 2 and not traced.why(), traced.why()
+        assert reads[2:4] == [(1, 0), (1, 0)], reads   # replayed
+
     def test_protonet_and_a_clipped_step_read_the_device_no_more_than_they_report(monkeypatch):
         """A ProtoNet meta-batch reads its losses and accuracies once, at its end, nothing else
         (its check that every class has a support example had read the class counts off the

@@ -26,9 +26,9 @@ COUNTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_cuda_dev
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 window check + 1 attention
 # + 1 causal conv + 1 batch norm + 1 Adam + 1 kernel table + 13 learners + one per row of the
-# primitive table (48) + 1 reference kernels on GPU arrays + 3 device reads + 1 device calls
-# (those four in ``COUNTS``) = 79. A test added below or there must be added here, or the
-# parent fails.
+# primitive table (51) + 1 reference kernels on GPU arrays + 3 device reads + 1 device calls
+# + 1 replayed step (those five in ``COUNTS``) = 83. A test added below or there must be added
+# here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",
             "snail", "mann", "cnp", "maml_stacked", "anil_stacked"]
 ROWS = [row.name for row in selfcheck.ROWS]
@@ -43,7 +43,8 @@ EXPECTED = sorted(
      "test_maml_reads_the_device_once_a_meta_batch_at_its_end",
      "test_mann_reads_the_device_once_a_step_whatever_its_sequence",
      "test_protonet_and_a_clipped_step_read_the_device_no_more_than_they_report",
-     "test_a_stacked_meta_batch_makes_as_many_device_calls_whatever_its_size"]
+     "test_a_stacked_meta_batch_makes_as_many_device_calls_whatever_its_size",
+     "test_a_replayed_regression_step_reads_once_and_trains_the_same_bits"]
     + [f"test_conv_across_block_boundaries[{n}]" for n in (31, 32, 33, 97)]
     + [f"test_every_learner_on_a_simulated_gpu_matches_the_cpu[{k}]" for k in LEARNERS]
     + [f"test_every_primitive_on_a_simulated_gpu_matches_the_cpu[{r}]" for r in ROWS])
@@ -61,7 +62,7 @@ def test_cuda_kernels_under_the_simulator(tmp_path):
                            timeout=900)
     print(child.stdout[-3000:], child.stderr[-2000:])
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
-    assert len(EXPECTED) == 31 + len(ROWS) == 82
+    assert len(EXPECTED) == 32 + len(ROWS) == 83
     # every collected test, with its outcome: nothing may be skipped (but the parent),
     # deselected, failed or errored, and exactly the expected tests must have passed
     outcomes = {}

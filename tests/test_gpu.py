@@ -186,6 +186,28 @@ def test_a_meta_gradient_on_gpu_repeats_its_bits(dtype):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_replayed_sinusoid_meta_iteration_on_gpu_trains_the_same_bits():
+    """``StackedTasks`` replays a regression's meta-iteration (``engine/replay.py``): on the GPU,
+    as on the CPU, the same parameters after Adam steps as the learner that runs it as it is."""
+    from minimeta.learners import MAML, StackedTasks
+    from minimeta.optim import Adam
+
+    x = RNG.uniform(-5, 5, (4, 5, 4, 1)).astype(np.float32)
+    batches = [[(cp.asarray(x[b, t, :2]), cp.asarray(np.sin(x[b, t, :2])), cp.asarray(
+        x[b, t, 2:]), cp.asarray(np.sin(x[b, t, 2:]))) for t in range(5)] for b in range(4)]
+    params = []
+    for replay in (True, False):
+        learner = StackedTasks(MAML(nn.mlp((1, 8, 1), seed=2).to("cuda"), 0.05, 2, loss="mse"),
+                               replay=replay)
+        opt = Adam(learner.meta_parameters(), 1e-2)
+        for tasks in batches:
+            learner.outer_step(tasks)
+            opt.step()
+            opt.zero_grad()
+        params.append([p.numpy() for p in learner.meta_parameters()])
+    assert all(np.array_equal(a, b) for a, b in zip(*params))
+
+
 def test_every_learner_trains_a_step_on_gpu(tmp_path):
     """The command line's learners, built on the GPU, take a training step and evaluate, on
     synthetic episodes (the GPU machine need not hold Omniglot)."""

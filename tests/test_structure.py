@@ -21,7 +21,7 @@ ENGINE_ORDER = [
     "primitives.shape",
     "primitives.reductions", "primitives.linalg", "primitives.fused", "primitives.attention",
     "primitives.normalization", "primitives.conv", "primitives.causal", "primitives", "ops",
-    "workers", "derivatives", "",
+    "workers", "derivatives", "replay", "",
 ]
 LAYERS = [  # (rank, module prefixes): a module takes the rank of its longest matching prefix
     (0, ["minimeta.kernels", "minimeta._kernels_path"]),

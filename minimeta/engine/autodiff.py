@@ -25,7 +25,7 @@ from ..kernels.threads import user_stacklevel
 from .anomaly import ANOMALY, check_forward, checked_vjp
 from .backend import array_module, device_of, is_float_dtype
 from .grad_mode import STATE, set_grad_enabled
-from .tensor import LAST_CHANGE, STAMPS, Tensor, plain
+from .tensor import LAST_CHANGE, STAMPS, RECORDING, Tensor, noted, plain
 
 
 class Primitive:
@@ -72,6 +72,8 @@ def apply(op, *inputs):
     except Exception:
         _check_inputs(op, inputs)   # a plain array's .data is a memoryview: say so instead
         raise
+    if RECORDING[0] is not None:     # a recording: the op, its input arrays, its output's
+        RECORDING[0].record(op, arrays, out)
     try:
         kind = out.data.dtype.kind
     except AttributeError:      # a Python number would fail in backward, later
@@ -97,6 +99,15 @@ def apply(op, *inputs):
                         "real values only; detach() the inputs here")
     if ANOMALY.on:  # mm.detect_anomaly(): off by default, one attribute test when off
         check_forward(op, inputs, out)
+    return out
+
+
+def beside(fn, *arrays):
+    """``Tensor(fn(*arrays))``: a constant computed beside the ops from their arrays (a
+    comparison's mask, a sign), which a recording replays as a step (``replay.py``)."""
+    out = Tensor(fn(*arrays))
+    if RECORDING[0] is not None:
+        RECORDING[0].beside(fn, arrays, out.data)
     return out
 
 
@@ -191,7 +202,7 @@ def _initial_grads(outputs, grad_outputs):
                     f"grad: output of shape {out.shape} is not a scalar; pass grad_outputs "
                     "(or backward(grad=...)) of that shape"
                 )
-            seed = Tensor(array_module(out.data).ones_like(out.data))
+            seed = Tensor(noted(array_module(out.data).ones_like(out.data)))
         else:   # the caller's array copied: a later order reads it as it is now
             seed = plain(seed)
         if seed.shape != out.shape:

@@ -3,7 +3,7 @@
 All of them record their result (``create_graph=True``), so each can be differentiated again.
 ``jacobian`` and ``hessian`` loop over output elements: they are for small teaching problems.
 
-Read next: ``minimeta/gradcheck.py`` (numerical gradient checks of any order).
+Read next: ``minimeta/engine/replay.py`` (a call recorded once, then replayed: Traced).
 """
 from .autodiff import grad
 from .tensor import Tensor

@@ -41,6 +41,9 @@ STAMPS = itertools.count(1)  # next(STAMPS): the creation stamp of a new Tensor 
 # has changed since, so the backward pass checks only older nodes one by one
 LAST_CHANGE = [0]
 _CHANGING = threading.Lock()
+# [the recording of ops under way, or None] (``engine/replay.py``): told of the arrays made
+# here that no op made (numbers, zeros, copies of its inputs), and of value reads (refused)
+RECORDING = [None]
 
 
 class Tensor:
@@ -62,8 +65,7 @@ class Tensor:
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
         if isinstance(data, Tensor):
             data = data.data
-        # (a NumPy scalar becomes a 0-d array, which takes writes)
-        # (an exact ndarray skips the hasattr, a dict built per call: 1 µs of 1.5)
+        # (a NumPy scalar becomes a 0-d array; an exact ndarray skips the costly hasattr)
         if dtype is not None or type(data) is not np.ndarray and (
                 isinstance(data, np.generic) or not hasattr(data, "__array_interface__")):
             if not type(data).__module__.startswith("cupy"):
@@ -83,11 +85,9 @@ class Tensor:
         self._changed = 0
 
     def __getstate__(self):
-        """For pickle (every protocol) and ``copy``: the slots that are set. An op's output
-        whose leaf input was changed in place after it (a stale graph) says so in
-        ``_changed`` (1 + that input's position): the copy is stamped anew, the leaf's stamp
-        of the change forgotten, and the copied graph had read the leaf's new values without
-        a word."""
+        """For pickle and ``copy``: the slots that are set. An op's output whose leaf input
+        changed in place after it (a stale graph) says so in ``_changed`` (1 + its position):
+        the copy is stamped anew, and had read the leaf's new values without a word."""
         state = {k: getattr(self, k) for k in self.__slots__ if hasattr(self, k)}
         if self._op is not None and not state.get("_changed"):
             stale = [i for i, p in enumerate(self._parents)
@@ -153,6 +153,8 @@ class Tensor:
         if self._op is not None:
             raise ValueError("changed_in_place: only a leaf's data may change in place (an op's "
                              "output feeds the graph below it)")
+        if RECORDING[0] is not None:
+            RECORDING[0].refuse("a change in place (changed_in_place: an optimizer's step, a load)")
         with _CHANGING:     # (stamps taken in order, so the last one written is the latest)
             self._changed = LAST_CHANGE[0] = next(STAMPS)
         return self
@@ -223,10 +225,14 @@ class Tensor:
         GPU array (yours to change). Read-only, because a graph may hold this very array for
         its backward pass (``w.numpy()[0] = 100`` had silently changed the gradient): copy it
         to change it, or write ``.data``, which is untracked (``docs/ENGINE.md``)."""
+        if RECORDING[0] is not None:
+            RECORDING[0].refuse("a value read (numpy())")
         return self.data.get() if hasattr(self.data, "get") else _read_only(self.data)
 
     def item(self):
         """The value of a one-element tensor as a Python scalar."""
+        if RECORDING[0] is not None:
+            RECORDING[0].refuse("a value read (item(), float(), int())")
         return self.data.item()
 
     def detach(self):
@@ -326,23 +332,24 @@ def owned(out, source):
     if data is source or (type(data) is np.ndarray and not data.flags.owndata and
                           not isinstance(source, np.ndarray)):
         out.data = data.copy()
+    if RECORDING[0] is not None:     # a copy or a cast of an array it may know
+        RECORDING[0].derived(out.data, source)
     return out
 
 
 def plain(a):
-    """``a``, a Tensor, or a plain array (a list, a number) as a constant Tensor of its own
-    (``owned``): what the engine's functions do with an argument that is not a Tensor."""
+    """``a``, a Tensor, or a plain array, list or number as a constant of its own (``owned``)."""
     return a if isinstance(a, Tensor) else owned(Tensor(a), a)
 
 
 def zeros(shape, dtype=np.float64, requires_grad=False, device="cpu"):
     """A leaf Tensor of zeros."""
-    return Tensor(to_device(np.zeros(shape, dtype=dtype), device), requires_grad)
+    return Tensor(noted(to_device(np.zeros(shape, dtype=dtype), device)), requires_grad)
 
 
 def ones(shape, dtype=np.float64, requires_grad=False, device="cpu"):
     """A leaf Tensor of ones."""
-    return Tensor(to_device(np.ones(shape, dtype=dtype), device), requires_grad)
+    return Tensor(noted(to_device(np.ones(shape, dtype=dtype), device)), requires_grad)
 
 
 def constant(x, like, dtype=None):
@@ -365,23 +372,28 @@ def lift(x, like):
         return x
     if isinstance(x, (bool, int, float)):
         if like is None:
-            return Tensor(np.asarray(x))
+            return Tensor(noted(np.asarray(x)))
         dtype = like.data.dtype     # NEP 50: a float or complex tensor keeps its dtype
         if not (_NEP50 and dtype.kind in "fc"):
             dtype = np.result_type(dtype, x)
-        return Tensor(number(x, dtype, array_module(like.data)))
+        return Tensor(noted(number(x, dtype, array_module(like.data))))
     return constant(x, like) if like is not None else Tensor(x)
+
+
+def noted(array):
+    """``array`` (made from a number or a shape alone): a constant of the recording under way."""
+    if RECORDING[0] is not None:
+        RECORDING[0].constant(array)
+    return array
 
 
 def number(x, dtype, xp):
     """The Python number ``x`` as a 0-d array of ``dtype`` made by ``xp`` (NumPy or CuPy).
 
-    On a GPU each new one is a copy from host to device (about 55 µs of the host's time on an
-    H200), and a meta-iteration meets the same few numbers (the inner learning rate, 0.5, 2)
-    dozens of times, so they are made once per (number, dtype, GPU) and shared (``NUMBERS``):
-    read-only, as every op's inputs are. The number is told by its ``repr``, which sets -0.0
-    apart from 0.0 (they are equal) and NaN equal to itself (it is not); at most
-    ``NUMBERS_KEPT`` are kept (a schedule's values would grow the table).
+    On a GPU each new one is a copy from host to device (some 55 µs of host time on an H200),
+    and a meta-iteration meets the same few numbers (α, 0.5, 2) dozens of times, so each
+    (number, dtype, GPU) is made once and shared (``NUMBERS``), read-only as every op's input;
+    told apart by ``repr`` (-0.0 is not 0.0, NaN is NaN); at most ``NUMBERS_KEPT`` are kept.
 
     >>> number(0.5, np.float32, np)
     array(0.5, dtype=float32)

@@ -34,6 +34,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from ..kernels import threads as kernel_threads
 from .anomaly import ANOMALY
 from .autodiff import STATE
+from .tensor import RECORDING
 
 _POOLS = {}
 _LOCK = threading.Lock()
@@ -46,6 +47,8 @@ def defer(update, task=None):
     end, after those of tasks 0..t-1 (see the module docstring). So an item that reads a
     buffer it has itself updated (batch norm in eval mode after a training-mode forward) sees
     the value from before the call; the learners' tasks never do."""
+    if RECORDING[0] is not None:     # a replay would leave it out
+        RECORDING[0].refuse("a deferred update of state (batch norm's running averages)")
     by_task = getattr(_DEFERRED, "by_task", None)
     if task is not None and by_task is not None:
         by_task[task].append(update)

@@ -27,9 +27,10 @@ import copy
 import numpy as np
 
 from ..engine import grad, ops
+from ..engine.replay import Traced
 from ..engine.workers import task_order
 from ..engine.tensor import Tensor
-from .base import LOSSES, all_or_nothing, backward_to, summary, tasks_given
+from .base import LOSSES, accumulate, all_or_nothing, backward_to, summary, tasks_given
 from .maml import MAML
 
 
@@ -40,7 +41,7 @@ class StackedTasks:
     task, ``meta_parameters``, ``params``, ``rates``, …) is the wrapped learner's.
     """
 
-    def __init__(self, learner):
+    def __init__(self, learner, replay=True):
         if not isinstance(learner, MAML):
             raise TypeError(f"StackedTasks: wraps a MAML-family learner, not "
                             f"{type(learner).__name__}")
@@ -49,26 +50,38 @@ class StackedTasks:
                             "own (adapt_path), which would act on the T stacked copies at once "
                             "(a gradient norm over every task): run its per-task loop instead")
         self.learner = learner
+        self._traced = Traced(self._loss_and_gradient) if replay else None
 
     def __getattr__(self, name):  # only called for names this wrapper does not define
-        if name == "learner":     # not set yet (e.g. during copying): no recursion
+        if name in ("learner", "_traced"):  # not set yet (e.g. during copying): no recursion
             raise AttributeError(name)
         return getattr(self.learner, name)
 
+    def __getstate__(self):     # (a replay holds arrays and bound methods: recorded anew)
+        return dict(self.__dict__, _traced=self._traced and Traced(self._loss_and_gradient))
+
     def stacked_loss(self, tasks):
         """Mean query loss (a Tensor) and accuracy of ``tasks``, adapted in one inner loop."""
+        return self._stacked_loss(self._stacked(tasks))
+
+    def _stacked(self, tasks):
+        """The parts of ``tasks`` (support and query inputs and targets), each stacked."""
         tasks_given(tasks, "StackedTasks")
         shapes = {tuple(getattr(part, "shape", None) or np.shape(part) for part in task)
                   for task in tasks}  # (an array's own shape: no call on a GPU's)
         if len(shapes) != 1:
             raise ValueError(f"StackedTasks: tasks must have equal shapes to be stacked, got "
                              f"{sorted(shapes)}")
-        learner, n = self.learner, len(tasks)
+        learner = self.learner
         scalars = [name for name in learner.adapt_names if learner.params[name].ndim == 0]
         if scalars:   # (n,) would meet a layer's last axis, not the task axis: silently wrong
             raise ValueError(f"StackedTasks: the 0-d parameter {scalars[0]!r} gets no task axis "
                              "a layer would broadcast right; give it shape (1,), or run the "
                              "tasks in a loop (the learner itself)")
+        return tuple(np.stack(part) for part in zip(*tasks))
+
+    def _stacked_loss(self, parts):
+        learner, n = self.learner, len(parts[0])
         view = copy.copy(learner)
         # a 1-D parameter (a bias) becomes (n, 1, size): ready to broadcast over each task's
         # examples in x @ w + b
@@ -77,22 +90,63 @@ class StackedTasks:
                        for name, p in learner.params.items()}
         view.loss = lambda out, target: _summed(learner.loss, out, target, n)
         with task_order(n):     # batch-norm running averages: updated in the loop's order
-            loss, acc = view.task_loss(tuple(np.stack(part) for part in zip(*tasks)))
+            loss, acc = view.task_loss(parts)
         if hasattr(view, "checked_reads"):      # MAML's one-time check, done: not every step
             learner.checked_reads = view.checked_reads
         return loss * (1.0 / n), acc
 
     def meta_gradient(self, tasks):
         """As ``MAML.meta_gradient``: the same numbers, from one stacked graph."""
+        if self._replays():
+            return self._replayed(tasks)[1]
         return grad(self.stacked_loss(tasks)[0], self.learner.meta_parameters(),
                     allow_unused=True)
 
     @all_or_nothing
     def outer_step(self, tasks):
         """As ``Learner.outer_step``, the whole meta-batch in one graph."""
+        if self._replays():
+            loss, grads = self._replayed(tasks)
+            accumulate(self.meta_parameters(), grads)
+            return summary([loss.data], [None])
         loss, acc = self.stacked_loss(tasks)
         backward_to(loss, self.meta_parameters())
         return summary([loss.data], [acc])
+
+    # ----- a regression's meta-iteration, recorded once and replayed (``engine/replay.py``) -----
+    def _replays(self):
+        """Whether the meta-iteration is replayed: asked for (``replay=True``, the default),
+        and a regression. (A classification's loss indexes its logits by this call's labels,
+        arrays its ``getitem`` holds, and its accuracy is read beside the ops: the recording would
+        refuse it.)"""
+        return self._traced is not None and not self.learner.classification
+
+    def _replayed(self, tasks):
+        """(mean query loss, its gradients as ``meta_gradient``'s), as value Tensors."""
+        learner = self.learner
+        tensors = {id(t): t for t in list(learner.params.values()) + learner.meta_parameters()}
+        loss, *grads = self._traced(*tensors.values(), *self._stacked(tasks),
+                                    key=_settings(learner))
+        return loss, tuple(grads)
+
+    def _loss_and_gradient(self, *args):
+        """The replayed function: the learner's Tensors first (read where the learner keeps
+        them, given so that the replay knows their arrays), then the stacked parts."""
+        loss = self._stacked_loss([a for a in args if not isinstance(a, Tensor)])[0]
+        return (loss,) + grad(loss, self.learner.meta_parameters(), allow_unused=True)
+
+
+def _settings(learner):
+    """What the learner's Python does with the arrays depends on, beside their shapes: its
+    settings (numbers, flags, names and lists of them), its model, loss and parameters' names
+    (a ``key`` of ``Traced``: a changed setting records anew)."""
+    plain = (bool, int, float, str, type(None))
+    settings = tuple((k, tuple(v) if isinstance(v, list) else v)
+                     for k, v in sorted(vars(learner).items()) if k != "checked_reads" and (
+                         isinstance(v, plain) or isinstance(v, (list, tuple)) and
+                         all(isinstance(x, plain) for x in v)))
+    return settings + (id(learner.model), id(learner.loss), tuple(learner.params),
+                       getattr(learner.model, "training", None))
 
 
 def _summed(loss, out, target, n):

@@ -11,7 +11,7 @@ Read next: ``minimeta/engine/primitives/shape.py`` (reshape, transpose, broadcas
 import numpy as np
 
 from ... import kernels as K
-from ..autodiff import STATE, Primitive, apply
+from ..autodiff import STATE, Primitive, apply, beside
 from ..backend import array_module, check_grad_dtype, to_device
 from ..tensor import Tensor, constant, lift_pair, plain
 
@@ -343,7 +343,7 @@ def astype(a, dtype):
     if a.dtype == dtype:
         return a
     if not np.issubdtype(dtype, np.inexact):
-        return Tensor(a.data.astype(dtype))
+        return beside(lambda x: x.astype(dtype), a.data)
     if a.requires_grad and STATE.enabled:
         check_grad_dtype(dtype, "astype")
     return apply(Cast(dtype), a)
@@ -365,14 +365,14 @@ def floating(op, *tensors):
 
 def isfinite(a):
     """A constant boolean Tensor: True where ``a`` is finite (a mask, no grad)."""
-    return Tensor(array_module(a.data).isfinite(a.data))
+    return beside(array_module(a.data).isfinite, a.data)
 
 
 def compare(name, a, b):
     """A constant boolean Tensor ``numpy.<name>(a, b)`` (less, equal, ...): a mask, no grad."""
     a, b = lift_pair(a, b)
     try:
-        return Tensor(getattr(array_module(a.data), name)(a.data, b.data))
+        return beside(getattr(array_module(a.data), name), a.data, b.data)
     except ValueError:  # NumPy's broadcasting error, restated with the op's name
         if a.shape == b.shape:
             raise
@@ -381,4 +381,4 @@ def compare(name, a, b):
 
 def sign(a):
     """Constant Tensor of the signs of ``a`` (-1, 0, 1): no gradient flows through it."""
-    return Tensor(array_module(a.data).sign(a.data))
+    return beside(array_module(a.data).sign, a.data)
