@@ -14,8 +14,7 @@ Workloads (float32, conv4 on 28×28 images):
 - ``sinusoid``, ``sinusoid5`` (not in the default set): ten meta-iterations of the sinusoid
   experiment's second-order MAML (``sinusoid_maml.py``'s, tasks stacked, as the example trains),
   1 and 5 inner steps: tiny matrices, so the engine's own cost per op (minimeta replays them:
-  ``engine/replay.py``). PyTorch's settings include its ``torch.func`` transforms through
-  ``torch.compile`` ("2-compile", "1-compile"; since 2026-12-05).
+  ``engine/replay.py``).
 
 Settings: minimeta's best is its policy (``minimeta/threads.py``): one BLAS thread, the tasks
 of a meta-batch on one worker per core, a large kernel split over the cores, OpenMP threads
@@ -26,13 +25,12 @@ MAML meta-iterations, the tasks on one Python thread per core with one intra-op 
 added 2026-12-01 after a review: here 1.7× faster than its loop at 2 threads), those again
 with the conv weights channels_last; for conv4 and ProtoNet, both thread counts again with
 channels_last weights (NHWC activations, oneDNN's faster layout) and with channels_last and
-``torch.compile`` (fused, as minimeta's kernels are; compiled in the warm-up; it cannot take
-autograd's double backward, which the MAML cases use; ``torch.func``'s transforms it can: the
-sinusoid's compiled case, 2026-12-05; the conv MAML cases have none so written): added
-2026-12-03 after an audit of these benchmarks found them 10–20% faster than the NCHW eager
-runs; with its OpenMP runtime at its default (spinning;
-``--torch-omp-wait PASSIVE`` to try the other). Both processes take minimeta's malloc policy
-(PyTorch gains from it too).
+``torch.compile`` (fused, as minimeta's kernels are; compiled in the warm-up: added 2026-12-03,
+10–20% faster than NCHW eager); for the MAML loops and the sinusoid, both thread counts with
+the meta-iteration in ``torch.func``'s transforms, compiled ("2-compile", "1-compile";
+``workloads.torch_maml_compiled``; autograd's double backward does not compile; added
+2026-12-05, 1.5× faster than the eager loop); its OpenMP runtime at its default (spinning;
+``--torch-omp-wait PASSIVE`` for the other). Both take minimeta's malloc policy.
 
 **Each library runs in a process of its own** (``serve``), driven round by round by this one,
 which times nothing itself: a process has one OpenMP runtime. Imported first, PyTorch loads its
@@ -69,8 +67,8 @@ from minimeta.learners import MAML, StackedTasks
 from minimeta.optim import Adam
 from minimeta.threads import omp_wait_policy
 from _timing import apply_malloc_policy, blas_threads, torch_installed, try_torch
-from workloads import (maml_tasks, mm_conv4, mm_protonet, torch_maml, torch_maml_stacked,
-                       torch_workloads)
+from workloads import (maml_tasks, mm_conv4, mm_protonet, torch_maml, torch_maml_compiled,
+                       torch_maml_stacked, torch_workloads)
 
 try:
     from minimeta.kernels import threads as kernel_threads
@@ -258,10 +256,8 @@ class Server:
 ANSWER = "machine.py> "   # the prefix of a server's answers, apart from anything else it prints
 TASKS = f"{CORES}tasks"   # PyTorch's MAML with its tasks on CORES threads, one intra-op each
 
-
 LAYOUTS = ("cl", "compile")   # PyTorch's conv4 and ProtoNet: channels_last, and compiled too
-COMPILABLE = ("conv4", "protonet")   # autograd's double backward does not compile; the MAML
-#   cases would need torch.func's transforms, as the sinusoid's compiled case has (not written)
+COMPILABLE = ("conv4", "protonet")   # the layouts (MAML's compiled cases: torch.func's)
 THREADS = [str(n) for n in sorted({CORES, 1}, reverse=True)]  # one core: one, not twice
 
 
@@ -273,7 +269,8 @@ def settings(lib, key):
     if lib != "torch":
         return THREADS
     if key in SHAPES:
-        return THREADS + ([TASKS, f"{TASKS}-cl"] if CORES > 1 else [])
+        return THREADS + ([TASKS, f"{TASKS}-cl"] if CORES > 1 else []) + \
+            [f"{n}-compile" for n in THREADS]
     if key in COMPILABLE:
         return THREADS + [f"{n}-{layout}" for layout in LAYOUTS for n in THREADS]
     if key in SINUSOID:
@@ -305,6 +302,10 @@ def serve(lib, keys, default_omp_wait=False):
                 cases[key, f"{TASKS}-cl"] = (torch_maml(torch, **SHAPES[key], workers=CORES,
                                                         channels_last=True),
                                              lambda: torch.set_num_threads(1))
+            if key in SHAPES:       # torch.func's transforms, compiled: one compile
+                run = torch_maml_compiled(torch, **SHAPES[key])
+                for n in THREADS:
+                    cases[key, f"{n}-compile"] = (run, lambda n=int(n): torch.set_num_threads(n))
             if key in SINUSOID:     # torch.func's transforms, compiled: one compile
                 from sinusoid_maml import theirs_compiled
                 run = repeated(theirs_compiled(torch, SINUSOID[key]))

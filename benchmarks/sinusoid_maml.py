@@ -144,8 +144,8 @@ def main():
         way = "stacked tasks" if vectorize else "task loop"
         report(f"sinusoid MAML, {steps} step{'s' if steps > 1 else ''}, {way}", m, r)
         if vectorize:
-            report("  the same, PyTorch torch.compile'd torch.func", m,
-                   compiled[steps > 1])
+            report("  the same, against PyTorch compiled", m, compiled[steps > 1],
+                   ref_name="torch.compile")
 
 
 if __name__ == "__main__":

@@ -176,6 +176,8 @@ def serve(monkeypatch, lib, keys, requests, default_omp_wait=False):
     monkeypatch.setattr(machine, "torch_case", lambda torch, key: labelled(key))
     monkeypatch.setattr(machine, "torch_maml", lambda torch, workers, channels_last=False,
                         **shape: labelled(f"tasks{workers}{'-cl' * channels_last}"))
+    monkeypatch.setattr(machine, "torch_maml_compiled", lambda torch, **shape: labelled(
+        "maml-compile"))
     monkeypatch.setattr(machine, "torch_workloads", lambda torch, layout: {
         "conv4": lambda: labelled(f"conv4-{layout}")})
     machine.serve(lib, keys, default_omp_wait)
@@ -195,13 +197,14 @@ def test_machine_warms_every_case_up_then_sets_its_threads_before_each_timing(
 
 def test_machine_times_each_pytorch_setting_on_its_own_threads(monkeypatch):
     two_cores(monkeypatch)
-    settings = {"maml5": ["2", "1", "2tasks", "2tasks-cl"],
+    settings = {"maml5": ["2", "1", "2tasks", "2tasks-cl", "2-compile", "1-compile"],
                 "conv4": ["2", "1", "2-cl", "1-cl", "2-compile", "1-compile"]}
     assert {key: machine.settings("torch", key) for key in settings} == settings
     assert machine.settings("minimeta", "maml5") == machine.settings("torch", "maml20_stacked")
     requests = [f"{key} {n}" for key, ns in settings.items() for n in ns]
     log = serve(monkeypatch, "torch", list(settings), requests)
-    expected = [(2, "maml5"), (1, "maml5"), (1, "tasks2"), (1, "tasks2-cl"), (2, "conv4"),
+    expected = [(2, "maml5"), (1, "maml5"), (1, "tasks2"), (1, "tasks2-cl"),
+                (2, "maml-compile"), (1, "maml-compile"), (2, "conv4"),
                 (1, "conv4"), (2, "conv4-cl"), (1, "conv4-cl"), (2, "conv4-compile"),
                 (1, "conv4-compile")]
     timed = log[2 * len(requests):]           # after the warm-up: one call of every case
@@ -210,7 +213,7 @@ def test_machine_times_each_pytorch_setting_on_its_own_threads(monkeypatch):
 
     monkeypatch.setattr(kernel_threads, "cores", lambda: 1)
     one = source_file.load("benchmarks/machine.py", "machine_one_core")
-    assert one.THREADS == ["1"] and one.settings("torch", "maml5") == ["1"]
+    assert one.THREADS == ["1"] and one.settings("torch", "maml5") == ["1", "1-compile"]
     assert one.settings("torch", "conv4") == ["1", "1-cl", "1-compile"]
 
 
@@ -387,7 +390,7 @@ def test_sinusoid_maml_times_minimeta_first_on_one_thread_and_labels_each_figure
     monkeypatch.setattr(sinusoid_maml, "try_torch", lambda: torch)
     monkeypatch.setattr(sinusoid_maml, "minimeta_threads", lambda n: seen.append(("mm", n)))
     monkeypatch.setattr(sinusoid_maml, "apply_malloc_policy", lambda args: None)
-    monkeypatch.setattr(sinusoid_maml, "report", lambda *a: reports.append(a))
+    monkeypatch.setattr(sinusoid_maml, "report", lambda *a, **k: reports.append(a))
     monkeypatch.setattr(sys, "argv", ["sinusoid_maml.py", "--repeats", "1"])
     sinusoid_maml.main()
     cases = [(1, False), (1, True), (5, False), (5, True)]
@@ -398,4 +401,4 @@ def test_sinusoid_maml_times_minimeta_first_on_one_thread_and_labels_each_figure
         want += [(s + 0.5 * v, 10 * (s + 0.5 * v))] + [(s + 0.5, 5 * (s + 0.5))] * v
     assert [r[1:] for r in reports] == want
     assert reports[1][0] == "sinusoid MAML, 1 step, stacked tasks"
-    assert "torch.compile" in reports[2][0] and "torch.compile" in reports[5][0]
+    assert "compiled" in reports[2][0] and "compiled" in reports[5][0]

@@ -32,19 +32,22 @@ def float64(monkeypatch):
 
 
 @pytest.mark.parametrize("steps", [1, 2])
-def test_torch_stacked_and_threaded_maml_equal_the_loop_over_tasks(steps, float64):
-    """PyTorch's MAML as the benchmarks time it: looped, stacked, and its tasks on 2 threads
-    (its best setting for MAML on this machine, found by a review). In float64: in float32 the
-    two-step meta-gradients of the three orders of summation differed by 0.3% on an AMD EPYC
-    (second order amplifies rounding), so a float32 tolerance would be machine-dependent."""
+def test_torch_stacked_and_threaded_maml_equal_the_loop_over_tasks(steps, float64, monkeypatch):
+    """PyTorch's MAML as the benchmarks time it: looped, stacked, its tasks on 2 threads (its
+    best eager setting for MAML, found by a review), and in ``torch.func``'s transforms (its
+    compiled setting; ``torch.compile`` stood in here: what it compiles, the functions as they
+    are). In float64: in float32 the two-step meta-gradients of the three orders of summation
+    differed by 0.3% on an AMD EPYC (second order amplifies rounding)."""
     torch, workloads = float64
+    monkeypatch.setattr(torch, "compile", lambda fn: fn)
     shape = dict(ways=3, queries=2, n_tasks=3, steps=steps, step=False)
     grads = []
     threaded = lambda torch, **kw: workloads.torch_maml(torch, workers=2, **kw)  # noqa: E731
     spare = lambda torch, **kw: workloads.torch_maml(torch, workers=5, **kw)  # noqa: E731
     last = lambda torch, **kw: workloads.torch_maml(torch, workers=2, channels_last=True,  # noqa
                                                     **kw)
-    for make in (workloads.torch_maml, workloads.torch_maml_stacked, threaded, spare, last):
+    for make in (workloads.torch_maml, workloads.torch_maml_stacked, threaded, spare, last,
+                 workloads.torch_maml_compiled):
         workloads.RNG = np.random.default_rng(4)    # the same tasks for both
         run = make(torch, **shape)
         run()
