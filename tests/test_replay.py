@@ -170,6 +170,18 @@ def test_steps_that_no_result_needs_are_left_out():
     assert "# Sum" not in source and source.count("# PowScalar") == 1, source
 
 
+def test_one_array_given_twice_is_a_signature_of_its_own():
+    """Recorded with the same array in both places, a replay reads one slot for both: given two
+    arrays later, it must record anew, not read the first twice (a mutant signature without
+    the sharing is caught here)."""
+    traced = Traced(lambda a, b: mm.tensor(a) - mm.tensor(b))
+    x, y = np.ones(2), np.full(2, 3.0)
+    for _ in range(3):
+        assert traced(x, x).numpy().tolist() == [0.0, 0.0]
+    assert traced(x, y).numpy().tolist() == [-2.0, -2.0]
+    assert traced.counts["recorded"] == 2
+
+
 # ----- what a recording refuses, and why --------------------------------------------------------
 def _refused(f, *args):
     """Why ``Traced(f)`` refused to replay three calls with ``args`` (each ran f)."""

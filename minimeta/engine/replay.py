@@ -28,14 +28,10 @@ bit, as does every ``recheck``-th call after it; where they differ, a warning sa
 runs as it is from then on. ``learners.StackedTasks`` replays its regression meta-iterations.
 
 >>> import minimeta as mm, numpy as np
->>> def f(w, x):
-...     return mm.grad(((x @ w) ** 2).sum(), [w])[0]
->>> traced = Traced(f)
->>> x = np.ones((2, 3))
->>> for _ in range(3):   # recorded, then checked against f, then replayed
-...     g = traced(mm.tensor(np.ones((3, 1)), requires_grad=True), x)
->>> g.numpy().ravel(), traced.counts["replayed"]
-(array([12., 12., 12.]), 1)
+>>> traced = Traced(lambda w, x: mm.grad(((x @ w) ** 2).sum(), [w])[0])
+>>> w = mm.tensor(np.ones((3, 1)), requires_grad=True)
+>>> [traced(w, np.ones((2, 3))).numpy().ravel().tolist() for _ in range(3)][-1], traced.counts
+([12.0, 12.0, 12.0], {'recorded': 1, 'checked': 1, 'replayed': 1, 'plain': 1})
 
 Read next: ``minimeta/gradcheck.py`` (numerical gradient checks of any order).
 """
@@ -71,7 +67,7 @@ class Traced:
     def __call__(self, *args, key=()):
         if RECORDING[0] is not None or ANOMALY.on:
             return self._plain(args)[0]
-        signature = (key, STATE.enabled, tuple(map(_signature, args)))
+        signature = (key, STATE.enabled, tuple(map(_signature, args)), _shared(args))
         entry = self.entries.get(signature)
         if entry is None:
             return self._record(signature, args)
@@ -124,10 +120,9 @@ class Traced:
         if not isinstance(mine, Exception) and entry.nones == [a is None for a in arrays] \
                 and _same_bits(mine, theirs):
             return results
-        self.entries[signature] = why = (
-            "its replay differed from the function's own results: the function's Python reads "
-            "values beside the engine's ops, or draws random numbers"
-            + (f" (the replay raised {mine!r})" if isinstance(mine, Exception) else ""))
+        self.entries[signature] = why = "its replay differed from the function's own results: " \
+            "the function's Python reads values beside the engine's ops, or draws random " \
+            f"numbers{f' (the replay raised {mine!r})' if isinstance(mine, Exception) else ''}"
         warnings.warn(f"Traced({getattr(self.fn, '__qualname__', self.fn)}): {why}; it runs "
                       "as it is for arguments of these shapes from now on", RuntimeWarning,
                       stacklevel=user_stacklevel())
@@ -174,6 +169,14 @@ def _signature(arg):
         raise TypeError(f"Traced: arguments are Tensors and arrays, got a "
                         f"{type(arg).__name__} (pass settings as key=...)")
     return (type(arg), arg.shape, arg.dtype.str)
+
+
+def _shared(args):
+    """Which arguments hold the same array (an index to the first that does, for each): a
+    replay recorded with one array in two places reads it from one slot."""
+    firsts = {}
+    return tuple(firsts.setdefault(id(a.data if isinstance(a, Tensor) else a), k)
+                 for k, a in enumerate(args))
 
 
 def _same_bits(arrays, others):
@@ -310,8 +313,6 @@ class Replay:
         a4 = f2(a2, a3)  # Mul
         del a2
         return [a4]
-
-    (a1 is the copy that ``mm.tensor`` made of the input, a3 the number 2.0.)
     """
 
     __slots__ = ("inputs", "source", "run")
@@ -343,8 +344,7 @@ class Replay:
 def _label(forward):
     """What a step runs, for the reader of ``Replay.source``: the primitive's name."""
     owner = getattr(forward, "__self__", None)
-    if isinstance(owner, _Rebuilt):
-        owner = owner.op
+    owner = owner.op if isinstance(owner, _Rebuilt) else owner
     return type(owner).__name__ if owner is not None and not isinstance(owner, type) \
         else getattr(forward, "__name__", repr(forward))
 
