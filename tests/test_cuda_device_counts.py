@@ -139,7 +139,8 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
                 opt.step()
                 opt.zero_grad()
             params.append([p.numpy() for p in learner.meta_parameters()])
-            traced = learner._traced if replay else traced
+            if replay:
+                traced = learner._traced
         assert all(np.array_equal(a, b) for a, b in zip(*params))
         # replayed, not refused: Where's mask, a CuPy array, is seen as one (it had not been:
         # the check caught the stale mask, and fn ran as it was from then on)

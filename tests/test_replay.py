@@ -9,8 +9,9 @@ the recording refuses it; and each guard is shown to matter by a mutant that sli
   the learner with ``replay=False``;
 - each refusal (a value read, an array made in Python, a state update, a change in place, an
   op on another thread), and the check of the second call (Python that branches on ``.data``);
-- mutants: unknown arrays taken as constants, a ``Where`` replayed with its recorded mask; both
-  give wrong replays, which the check or the comparison here catches.
+- mutants: unknown arrays taken as constants, a ``Where`` replayed with its recorded mask, a
+  signature blind to one array given twice; each gives wrong replays, which the check or the
+  comparison here catches.
 
 Read next: ``test_vectorized_tasks.py`` (the stacked meta-batch against the task loop).
 """
