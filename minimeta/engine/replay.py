@@ -13,12 +13,10 @@ in its first half, the trace (autodidax's jaxprs), kept as Python calls.
 What a replay cannot repeat, the recording refuses (``Recording.refuse``); the call still
 returns fn's own results, and fn runs as it is for arrays of those shapes from then on:
 
-- an array that no op made and fn was not given (a dropout mask drawn in Python, labels held
-  by an indexing op): a replay would use the recorded call's;
-- a read of a value (``item()``, ``float()``, ``numpy()``): Python that branches on it would
-  not run again;
-- state changed beside the ops (batch norm's running averages, an optimizer's step);
-- an op on another thread.
+an array that no op made and fn was not given (a dropout mask drawn in Python, labels held by
+an indexing op: a replay would use the recorded call's); a read of a value (``item()``,
+``float()``, ``numpy()``: Python that branches on it would not run again); state changed beside
+the ops (batch norm's running averages, an optimizer's step); an op on another thread.
 
 Constants from shapes and numbers alone are the recording's own: lifted numbers, ``zeros``,
 ``ones``, a gradient's seed (``tensor.noted``), copies or casts of fn's arrays
@@ -77,7 +75,7 @@ class Traced:
         if entry.calls == 1 or self.recheck and entry.calls % self.recheck == 0:
             return self._check(signature, entry, args)
         try:
-            arrays = entry.replay([a.data if isinstance(a, Tensor) else a for a in args])
+            arrays = entry.replay(_arrays(args))
         except Exception as err:    # fn's own run raises it again (or runs)
             self.entries[signature] = f"its replay raised {err!r}"
             return self._plain(args)[0]
@@ -94,7 +92,7 @@ class Traced:
         return _values(self.fn(*args))
 
     def _record(self, signature, args):
-        recording = Recording([a.data if isinstance(a, Tensor) else a for a in args])
+        recording = Recording(_arrays(args))
         RECORDING[0] = recording
         try:
             results, arrays = _values(self.fn(*args))
@@ -111,7 +109,7 @@ class Traced:
     def _check(self, signature, entry, args):
         """fn's own results, compared bit for bit with the replay's."""
         try:
-            mine = entry.replay([a.data if isinstance(a, Tensor) else a for a in args])
+            mine = entry.replay(_arrays(args))
         except Exception as err:
             mine = err
         results, arrays = self._plain(args)
@@ -171,12 +169,16 @@ def _signature(arg):
     return (type(arg), arg.shape, arg.dtype.str)
 
 
+def _arrays(args):
+    """The arrays of ``args`` (a Tensor's ``data``, an array itself)."""
+    return [a.data if isinstance(a, Tensor) else a for a in args]
+
+
 def _shared(args):
     """Which arguments hold the same array (an index to the first that does, for each): a
     replay recorded with one array in two places reads it from one slot."""
     firsts = {}
-    return tuple(firsts.setdefault(id(a.data if isinstance(a, Tensor) else a), k)
-                 for k, a in enumerate(args))
+    return tuple(firsts.setdefault(id(a), k) for k, a in enumerate(_arrays(args)))
 
 
 def _same_bits(arrays, others):
@@ -224,31 +226,31 @@ class Recording:
             return
         if threading.get_ident() != self.thread:
             return self.refuse(f"{op!r} ran on another thread")
-        try:
-            slots = tuple([self.where[id(a)] for a in arrays])
-        except KeyError:
-            return self.refuse(f"{op!r} read an array that no op made and the function was not "
-                               "given (made in Python beside the ops): a replay would reuse it")
+        slots = self._slots(arrays, f"{op!r} read")
         forward, held = op.forward, _array_fields(op)
-        if held:    # (Where's mask, max pooling's argmax: arrays of this call, or refused)
-            try:
-                slots = tuple([self.where[id(a)] for _, _, a in held]) + slots
-            except KeyError:
-                return self.refuse(f"{op!r} holds an array that no op made and the function "
-                                   "was not given (labels?): a replay would reuse it")
+        if held and slots is not None:  # (Where's mask, max pooling's argmax: of this call?)
+            fields = self._slots([a for _, _, a in held], f"{op!r} holds (labels?)")
+            slots = None if fields is None else fields + slots
             forward = _Rebuilt(op, held).forward
+        if slots is None:
+            return
         saved = tuple(self._new(a) for a in out.saved) if op.saves else ()
         self.steps.append((forward, slots, self._new(out.data), saved))
 
     def beside(self, fn, arrays, out):
         """``out`` is ``fn(*arrays)``, computed beside the ops (``autodiff.beside``)."""
-        if self.reason is None:
-            try:
-                slots = tuple([self.where[id(a)] for a in arrays])
-            except KeyError:
-                return self.refuse(f"{fn!r} read an array that no op made and the function "
-                                   "was not given: a replay would reuse it")
+        slots = None if self.reason is not None else self._slots(arrays, f"{fn!r} read")
+        if slots is not None:
             self.steps.append((fn, slots, self._new(out), ()))
+
+    def _slots(self, arrays, what):
+        """The slots of ``arrays``, or None, the recording refused, where one is unknown."""
+        try:
+            return tuple([self.where[id(a)] for a in arrays])
+        except KeyError:
+            self.refuse(f"{what} an array that no op made and the function was not given "
+                        "(made in Python beside the ops): a replay would reuse it")
+            return None
 
     def constant(self, array):
         """``array`` depends on shapes and numbers alone: replayed as it is."""
@@ -315,10 +317,9 @@ class Replay:
         return [a4]
     """
 
-    __slots__ = ("inputs", "source", "run")
+    __slots__ = ("source", "run")
 
     def __init__(self, inputs, constants, steps, results):
-        self.inputs = inputs
         names = {f"a{slot}": array for slot, array in constants.items()}   # read, never set
         lines = ["def replay(arrays):"]
         if inputs:
