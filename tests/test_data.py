@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from minimeta.data import EpisodeSampler, SinusoidTasks, fetch, omniglot
+from minimeta.data import EpisodeSampler, fetch, omniglot
 
 
 def test_resize_is_an_exact_area_average():
@@ -129,16 +129,6 @@ def test_splits_and_rotations(fake_omniglot):
     # old models on characters they trained on
     order = np.random.default_rng(omniglot.SPLIT_SEED).permutation(1623)
     assert order[:6].tolist() == [1229, 854, 493, 864, 898, 584] and saved == 1200
-
-
-def test_a_sinusoid_task_s_support_and_queries_lie_on_its_one_sine():
-    """y = A·sin(x − φ) for the task's own A and φ, support and query alike (queries drawn
-    from another task's sine had passed every test: a mutation audit's)."""
-    amps, phases = SinusoidTasks(seed=3, dtype=np.float64).sample_functions(4)
-    tasks = SinusoidTasks(seed=3, dtype=np.float64).sample(4, 5, 7)
-    for (xs, ys, xq, yq), a, p in zip(tasks, amps, phases):
-        for x, y in ((xs, ys), (xq, yq)):
-            np.testing.assert_allclose(y, a * np.sin(x - p), rtol=1e-12, atol=1e-12)
 
 
 def classes_of(images):

@@ -57,3 +57,53 @@ def test_the_sinusoid_table_counts_a_task_above_10_times_its_start_as_diverged()
     mean, half, median, diverged = stat([1.0, 15.0, 150.0, np.nan, 9.0], [1.0] * 5)
     assert diverged == 3 and median == 15.0 and np.isnan(mean)
     assert stat([1.0, 9.9, 2.0], [1.0] * 3)[3] == 0
+
+
+def test_a_replayed_fine_tuning_is_the_plain_one_bit_for_bit():
+    """``fine_tune_curve`` through a ``Replayed`` (the step recorded at the first task, replayed
+    for the others) gives each task's losses to the bit, for an MLP of ReLUs (masks that
+    change from task to task); a ``Replayed`` of another loss or parameter order is refused
+    (its replay would be another function's: silently wrong numbers)."""
+    from minimeta import functional as F
+    from minimeta.data import SinusoidTasks
+    from minimeta.experiments.evaluation import Replayed, fine_tune_curve
+
+    model = nn.mlp((1, 40, 40, 1), seed=3)
+    params = model.named_parameters()
+    replayed = Replayed(model, F.mse_loss, params)
+    for task in SinusoidTasks(seed=4).sample(6, 5, 20):
+        plain = fine_tune_curve(model, params, *task, steps=(0, 1, 3))
+        assert fine_tune_curve(model, params, *task, steps=(0, 1, 3),
+                               replayed=replayed) == plain
+    assert replayed.gradient.counts["replayed"] >= 10 and replayed.query.counts["replayed"] >= 10
+    others = [Replayed(model, lambda a, b: F.mse_loss(a, b) * 2.0, params),
+              Replayed(model, F.mse_loss, list(params)[::-1])]
+    for other in others:
+        with pytest.raises(ValueError, match="replayed is another"):
+            fine_tune_curve(model, params, *task, steps=(0, 1), replayed=other)
+
+
+def test_the_pretrained_baseline_s_replayed_step_is_backward_s_bit_for_bit():
+    """The baseline's outer step (its loss and gradient replayed) fills ``.grad`` with what
+    ``loss.backward()`` gives, iteration after iteration of Adam."""
+    from minimeta.data import SinusoidTasks
+    from minimeta.engine.tensor import Tensor
+    from minimeta.experiments.sinusoid import Pretrained
+    from minimeta.optim import Adam
+
+    stream, models = SinusoidTasks(seed=1), [nn.mlp((1, 40, 40, 1), seed=2) for _ in range(2)]
+    learner = Pretrained(models[0])
+    opts = [Adam(m.parameters(), 1e-2) for m in models]
+    for _ in range(5):
+        tasks = stream.sample(4, 5)
+        got = learner.outer_step(tasks)["loss"]
+        x, y = (np.concatenate([t[i] for t in tasks]) for i in (0, 1))
+        loss = learner.loss(models[1](Tensor(x)), y)
+        loss.backward()
+        assert got == loss.item()
+        for a, b in zip(*(m.parameters() for m in models)):
+            assert a.grad.numpy().tobytes() == b.grad.numpy().tobytes()
+        for opt in opts:
+            opt.step()
+            opt.zero_grad()
+    assert learner._traced.counts["replayed"] == 3

@@ -46,8 +46,16 @@ class SinusoidTasks:
         n_tasks, shots = count(who, "n_tasks", n_tasks, 1), count(who, "shots", shots, 1)
         queries = shots if queries is None else count(who, "queries", queries, 0)
         amps, phases = self.sample_functions(n_tasks)
-        return [self.points(a, p, shots) + self.points(a, p, queries)
-                for a, p in zip(amps, phases)]
+        if type(self).points is not SinusoidTasks.points:  # a subclass's own: task by task
+            return [self.points(a, p, shots) + self.points(a, p, queries)
+                    for a, p in zip(amps, phases)]
+        # every task's points in one draw: the numbers ``points`` draws task by task (one
+        # 64-bit draw a number, in that order), computed alike: the same bits, 5× sooner at
+        # 25 tasks (a quarter of a stacked sinusoid meta-iteration had gone to 50 calls)
+        x = self.rng.uniform(*self.x_range, (n_tasks, shots + queries, 1))
+        y = (amps[:, None, None] * np.sin(x - phases[:, None, None])).astype(self.dtype)
+        x = x.astype(self.dtype)
+        return [(x[t, :shots], y[t, :shots], x[t, shots:], y[t, shots:]) for t in range(n_tasks)]
 
     def skip(self, times, n_tasks, shots, queries=None):
         """Move the stream past ``times`` calls of ``sample(n_tasks, shots, queries)`` without

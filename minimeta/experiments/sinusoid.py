@@ -18,13 +18,14 @@ import numbers
 
 import numpy as np
 
+from .. import functional as F
 from ..data import SinusoidTasks
-from ..engine import no_grad
+from ..engine import Traced, grad, no_grad
 from ..engine.tensor import Tensor
-from ..learners.base import Learner
+from ..learners.base import Learner, accumulate
 from .config import RunConfig
 from .options import MOST
-from .evaluation import fine_tune, fine_tune_curve, mean_ci
+from .evaluation import Replayed, fine_tune, fine_tune_curve, mean_ci
 from .registry import model_for
 from .training import train
 
@@ -62,12 +63,24 @@ class Pretrained(Learner):
 
     def __init__(self, model):
         super().__init__(model, loss="mse")
+        self._traced = Traced(self._loss_and_gradient)   # the same ops every iteration
+
+    def __getstate__(self):     # (a replay holds arrays and bound methods: recorded anew)
+        return dict(self.__dict__, _traced=Traced(self._loss_and_gradient))
 
     def outer_step(self, tasks):
-        x = Tensor(np.concatenate([t[0] for t in tasks]))
-        loss = self.loss(self.model(x), np.concatenate([t[1] for t in tasks]))
-        loss.backward()
+        x, y = (np.concatenate([t[i] for t in tasks]) for i in (0, 1))
+        params = self.meta_parameters()
+        loss, *grads = self._traced(*params, x, y, key=(id(self.model), self.model.training))
+        accumulate(params, grads)
         return {"loss": loss.item()}
+
+    def _loss_and_gradient(self, *args):
+        """(loss, its gradients), replayed (``engine/replay.py``): the parameters are given
+        so that the replay knows their arrays; the model reads them itself."""
+        *params, x, y = args
+        loss = self.loss(self.model(Tensor(x)), y)
+        return (loss,) + grad(loss, params)
 
 
 def pretrain(config):
@@ -93,8 +106,9 @@ def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100, lr
         tasks = held_out_tasks(shots, n_tasks, seed, queries)
         for name, model in models.items():
             params = model.named_parameters()
-            per_task = [fine_tune_curve(model, params, *t, steps=EVAL_STEPS, lr=lr)
-                        for t in tasks]
+            replayed = Replayed(model, F.mse_loss, params)   # one model, 600 tasks: replayed
+            per_task = [fine_tune_curve(model, params, *t, steps=EVAL_STEPS, lr=lr,
+                                        replayed=replayed) for t in tasks]
             start = np.array([c[0] for c in per_task])
             results[(name, shots)] = {s: stat([c[s] for c in per_task], start)
                                       for s in EVAL_STEPS}
