@@ -6,9 +6,16 @@ engine runs it two ways: a Python loop over the 25 tasks, and the meta-batch sta
 leading axis (θ broadcast to one copy per task: ``StackedTasks(MAML(...))`` here, the same
 broadcast written in PyTorch; and, stacked, PyTorch's ``torch.func`` transforms through
 ``torch.compile``, its fastest). The tiny matrices make this a test of per-op overhead.
-Run: python benchmarks/sinusoid_maml.py [--repeats 7]
+Run: python benchmarks/sinusoid_maml.py [--repeats 7] [--first-call]
+
+``--first-call`` also times each stacked case's first call, which pays for what later calls
+reuse: minimeta's recording of the replay (and numba's loading of its kernels), PyTorch's
+``torch.compile`` (minutes of compile with an empty inductor cache: set
+``TORCHINDUCTOR_CACHE_DIR`` to a new folder for that figure; a later process reuses the cache),
+and says after how many meta-iterations the compiled loop's lead has paid its first call back.
 """
 import argparse
+import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -121,9 +128,35 @@ def theirs_compiled(torch, steps):
     return run
 
 
+def first_call(make):
+    """(seconds to build and run the first call, median seconds of a later call)."""
+    start = time.perf_counter()
+    run = make()
+    run()
+    return time.perf_counter() - start, median_time(run, repeats=5)
+
+
+def first_calls(torch):
+    """Each stacked case's first call against its later ones, minimeta and PyTorch compiled,
+    and the run length from which the compiled loop is ahead, its first call included."""
+    for steps in (1, 5):
+        mine = first_call(lambda: ours(steps, True))
+        line = (f"sinusoid MAML, {steps} step{'s' if steps > 1 else ''}, first call: minimeta "
+                f"{mine[0]:.2f} s (then {mine[1] * 1e3:.2f} ms)")
+        if torch:
+            theirs = first_call(lambda: theirs_compiled(torch, steps))
+            lead = mine[1] - theirs[1]      # what each later call of the compiled loop gains
+            line += (f", torch.compile {theirs[0]:.1f} s (then {theirs[1] * 1e3:.2f} ms): "
+                     + (f"ahead from {(theirs[0] - mine[0]) / lead:,.0f} meta-iterations on"
+                        if lead > 0 else "never ahead"))
+        print(line, flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=positive, default=7)
+    parser.add_argument("--first-call", action="store_true",
+                        help="also time each stacked case's first call (compile included)")
     add_malloc_flag(parser)
     args = parser.parse_args()
     apply_malloc_policy(args)
@@ -134,6 +167,8 @@ def main():
     print("1 thread; medians of", args.repeats)
     cases = [(steps, vectorize) for steps in (1, 5) for vectorize in (False, True)]
     with threadpool_limits(limits=1):
+        if args.first_call:
+            first_calls(torch)
         # every minimeta case before any PyTorch one: see _timing.py on the order
         mine = [median_time(ours(*case), repeats=args.repeats) for case in cases]
         refs = [median_time(theirs(torch, *case), repeats=args.repeats) if torch else None
