@@ -402,3 +402,19 @@ def test_sinusoid_maml_times_minimeta_first_on_one_thread_and_labels_each_figure
     assert [r[1:] for r in reports] == want
     assert reports[1][0] == "sinusoid MAML, 1 step, stacked tasks"
     assert "compiled" in reports[2][0] and "compiled" in reports[5][0]
+
+
+def test_sinusoid_maml_first_calls_say_when_the_compiled_loop_has_paid_its_compile_back(
+        monkeypatch, capsys):
+    """``--first-call``: the run length from which PyTorch compiled is ahead is its first
+    call's extra time over what each later call gains; never, where it gains nothing."""
+    times = {("ours", 1): (0.5, 2e-3), ("theirs", 1): (20.5, 1e-3),      # 20 s / 1 ms
+             ("ours", 5): (0.5, 2e-3), ("theirs", 5): (10.0, 3e-3)}      # slower: never
+    monkeypatch.setattr(sinusoid_maml, "ours", lambda steps, stacked: ("ours", steps))
+    monkeypatch.setattr(sinusoid_maml, "theirs_compiled", lambda torch, steps: ("theirs", steps))
+    monkeypatch.setattr(sinusoid_maml, "first_call", lambda make: times[make()])
+    sinusoid_maml.first_calls(object())
+    lines = capsys.readouterr().out.splitlines()
+    assert "ahead from 20,000 meta-iterations on" in lines[0] and "never ahead" in lines[1]
+    sinusoid_maml.first_calls(None)       # no PyTorch: minimeta's alone
+    assert "torch" not in capsys.readouterr().out
