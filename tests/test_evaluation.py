@@ -83,17 +83,21 @@ def test_a_replayed_fine_tuning_is_the_plain_one_bit_for_bit():
             fine_tune_curve(model, params, *task, steps=(0, 1), replayed=other)
 
 
-def test_the_pretrained_baseline_s_replayed_step_is_backward_s_bit_for_bit():
+@pytest.mark.parametrize("frozen", [False, True])
+def test_the_pretrained_baseline_s_replayed_step_is_backward_s_bit_for_bit(frozen):
     """The baseline's outer step (its loss and gradient replayed) fills ``.grad`` with what
-    ``loss.backward()`` gives, iteration after iteration of Adam."""
+    ``loss.backward()`` gives, iteration after iteration of Adam; a frozen parameter (read,
+    not trained) gets none, and the step is still replayed."""
     from minimeta.data import SinusoidTasks
     from minimeta.engine.tensor import Tensor
     from minimeta.experiments.sinusoid import Pretrained
     from minimeta.optim import Adam
 
     stream, models = SinusoidTasks(seed=1), [nn.mlp((1, 40, 40, 1), seed=2) for _ in range(2)]
+    for m in models:
+        m.parameters()[0].requires_grad = not frozen
     learner = Pretrained(models[0])
-    opts = [Adam(m.parameters(), 1e-2) for m in models]
+    opts = [Adam([p for p in m.parameters() if p.requires_grad], 1e-2) for m in models]
     for _ in range(5):
         tasks = stream.sample(4, 5)
         got = learner.outer_step(tasks)["loss"]
@@ -101,8 +105,10 @@ def test_the_pretrained_baseline_s_replayed_step_is_backward_s_bit_for_bit():
         loss = learner.loss(models[1](Tensor(x)), y)
         loss.backward()
         assert got == loss.item()
+        first = models[0].parameters()[0]
         for a, b in zip(*(m.parameters() for m in models)):
-            assert a.grad.numpy().tobytes() == b.grad.numpy().tobytes()
+            assert (a.grad is None) == (b.grad is None) == (frozen and a is first)
+            assert a.grad is None or a.grad.numpy().tobytes() == b.grad.numpy().tobytes()
         for opt in opts:
             opt.step()
             opt.zero_grad()

@@ -51,7 +51,7 @@ class SinusoidTasks:
                     for a, p in zip(amps, phases)]
         # every task's points in one draw: the numbers ``points`` draws task by task (one
         # 64-bit draw a number, in that order), computed alike: the same bits, 5× sooner at
-        # 25 tasks (a quarter of a stacked sinusoid meta-iteration had gone to 50 calls)
+        # 25 tasks (its 50 calls had taken a seventh of a MAML training iteration)
         x = self.rng.uniform(*self.x_range, (n_tasks, shots + queries, 1))
         y = (amps[:, None, None] * np.sin(x - phases[:, None, None])).astype(self.dtype)
         x = x.astype(self.dtype)

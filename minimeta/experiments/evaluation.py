@@ -98,6 +98,10 @@ class Replayed:
         self.model, self.loss, self.names = model, loss, list(names)
         self.gradient, self.query = Traced(self._gradient), Traced(self._query)
 
+    def key(self):
+        """What the model's ops depend on beside the arrays (``Traced``'s ``key``)."""
+        return (getattr(self.model, "training", None),)
+
     def _gradient(self, x, y, *params):
         return grad(self._query(x, y, *params), list(params))
 
@@ -113,8 +117,8 @@ def fine_tune(model, params, x_support, y_support, steps, lr=0.01, loss=F.mse_lo
     # new leaves on the same arrays (not numpy()'s read-only views: numba compiles each
     # kernel anew for read-only arrays, seconds)
     fast = {k: p.detach().requires_grad_() for k, p in params.items()}
-    if replayed is not None and (replayed.model, replayed.loss, replayed.names) != (
-            model, loss, list(fast)):
+    if replayed is not None and (replayed.model is not model or replayed.loss is not loss
+                                 or replayed.names != list(fast)):
         raise ValueError("fine_tune: replayed is another model's, loss's or parameter "
                          "list's (Replayed(model, loss, params) of this call's)")
     xs = Tensor(x_support)
@@ -124,7 +128,7 @@ def fine_tune(model, params, x_support, y_support, steps, lr=0.01, loss=F.mse_lo
             return
         grads = grad(loss(model(xs, fast), y_support), list(fast.values())) \
             if replayed is None else replayed.gradient(xs, y_support, *fast.values(),
-                                                       key=(model.training,))
+                                                       key=replayed.key())
         fast = {k: Tensor(p.numpy() - lr * g.numpy(), requires_grad=True)
                 for (k, p), g in zip(fast.items(), grads)}
 
@@ -138,7 +142,7 @@ def fine_tune_curve(model, params, x_s, y_s, x_q, y_q, steps, lr=0.01, loss=F.ms
         if step in steps:
             with no_grad():
                 out[step] = (loss(model(xq, fast), y_q) if replayed is None else
-                             replayed.query(xq, y_q, *fast.values(), key=(model.training,))
+                             replayed.query(xq, y_q, *fast.values(), key=replayed.key())
                              ).item()
     return out
 

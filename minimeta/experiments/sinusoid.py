@@ -70,17 +70,18 @@ class Pretrained(Learner):
 
     def outer_step(self, tasks):
         x, y = (np.concatenate([t[i] for t in tasks]) for i in (0, 1))
-        params = self.meta_parameters()
-        loss, *grads = self._traced(*params, x, y, key=(id(self.model), self.model.training))
-        accumulate(params, grads)
+        loss, *grads = self._traced(*self.params.values(), x, y,
+                                    key=(id(self.model), self.model.training))
+        accumulate(self.meta_parameters(), grads)
         return {"loss": loss.item()}
 
     def _loss_and_gradient(self, *args):
-        """(loss, its gradients), replayed (``engine/replay.py``): the parameters are given
-        so that the replay knows their arrays; the model reads them itself."""
+        """(loss, its gradients for ``meta_parameters()``), replayed (``engine/replay.py``):
+        every parameter is given (a frozen one too), so that the replay knows their arrays;
+        the model reads them itself."""
         *params, x, y = args
         loss = self.loss(self.model(Tensor(x)), y)
-        return (loss,) + grad(loss, params)
+        return (loss,) + grad(loss, [p for p in params if p.requires_grad])
 
 
 def pretrain(config):
