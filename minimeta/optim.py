@@ -123,7 +123,7 @@ class Optimizer:
                     # refused
                     new = p.data.copy(order="K")   # its layout, and 0-d stays an array
                     new -= self._update(i, p.data, g * scale if scale != 1 else g
-                                        ).astype(p.dtype)
+                                        ).astype(p.dtype, copy=False)
                     p.data = new
                     p.changed_in_place()
         except BaseException:

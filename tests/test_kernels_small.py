@@ -355,3 +355,62 @@ def test_batch_norm_kernels_at_values_whose_squares_overflow_are_the_reference_s
         for a, r in zip(got if name == "batch_norm" else [got], want if name == "batch_norm"
                         else [want]):
             np.testing.assert_allclose(a, r, rtol=1e-12, err_msg=name)
+
+
+def check_adam(kernel, args):
+    """``kernel``'s (update, m', v') have the reference's shapes, dtypes and bytes."""
+    with np.errstate(all="ignore"):
+        got, want = kernel(*args), K.TABLE["adam"].reference(*args)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@given(st.data(), DTYPES, st.sampled_from([0.0, 0.01]), st.integers(1, 10_000),
+       st.sampled_from(["plain", "inf and -0.0", "strided"]))
+def test_adam_numba_has_the_reference_s_bits(data, dtype, decay, step, kind):
+    """One pass in the arrays' dtype gives the eight NumPy passes' bits: float32 and float64,
+    with and without weight decay (g + 0·p would turn an inf p into NaN, a −0.0 g into 0.0),
+    at any step; a strided gradient goes to the reference."""
+    shape = tuple(data.draw(st.lists(st.integers(1, 9), max_size=3)))
+    p, g, m = (data.draw(arrays(shape, dtype=dtype, low=-1e3, high=1e3, layouts=False))
+               for _ in range(3))
+    v = np.abs(data.draw(arrays(shape, dtype=dtype, layouts=False)))
+    if kind == "inf and -0.0" and p.size:
+        p.reshape(-1)[0], g.reshape(-1)[-1] = np.inf, -0.0
+    if kind == "strided" and p.ndim:
+        g = np.repeat(g, 2, axis=-1)[..., ::2]
+    b1, b2 = 0.9, 0.999
+    check_adam(K.resolve(K.TABLE["adam"].cpu),
+               (p, g, m, v, 1e-3, b1, b2, 1e-8, 1 - b1 ** step, 1 - b2 ** step, decay))
+
+
+def test_the_adam_check_catches_a_kernel_that_reorders_or_widens(monkeypatch):
+    """Mutants of the loop: (1 − b2)·(g·g) instead of ((1 − b2)·g)·g, and float32 arithmetic
+    in float64 registers (as the GPU's kernel computes): both change some bits."""
+    from numba import njit
+
+    from minimeta.kernels import optim_numba
+
+    @njit
+    def reordered(p, g, m, v, h, decayed, out):
+        for i in range(g.size):
+            out[1, i] = h[1] * m[i] + h[2] * g[i]
+            out[2, i] = h[3] * v[i] + h[4] * (g[i] * g[i])
+            out[0, i] = h[0] * (out[1, i] / h[6]) / (np.sqrt(out[2, i] / h[7]) + h[5])
+
+    @njit
+    def widened(p, g, m, v, h, decayed, out):
+        for i in range(g.size):
+            mi = np.float64(h[1]) * m[i] + np.float64(h[2]) * g[i]
+            vi = np.float64(h[3]) * v[i] + np.float64(h[4]) * g[i] * g[i]
+            out[1, i], out[2, i] = mi, vi
+            out[0, i] = h[0] * (mi / h[6]) / (np.sqrt(vi / h[7]) + h[5])
+
+    rng = np.random.default_rng(0)
+    p, g, m, v = (rng.standard_normal(500).astype(np.float32) for _ in range(4))
+    args = (p, g, m, np.abs(v), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)
+    check_adam(optim_numba.adam, args)
+    for mutant in (reordered, widened):
+        monkeypatch.setattr(optim_numba, "_adam", mutant)
+        with pytest.raises(AssertionError):
+            check_adam(optim_numba.adam, args)
