@@ -11,7 +11,9 @@ the recording refuses it; and each guard is shown to matter by a mutant that sli
   op on another thread), and the check of the second call (Python that branches on ``.data``);
 - mutants: unknown arrays taken as constants, a ``Where`` replayed with its recorded mask, a
   signature blind to one array given twice; each gives wrong replays, which the check or the
-  comparison here catches.
+  comparison here catches;
+- what the replayed meta-iteration is given: ``StackedTasks``' stacking of a meta-batch is
+  ``np.stack``'s array.
 
 Read next: ``test_vectorized_tasks.py`` (the stacked meta-batch against the task loop).
 """
@@ -330,3 +332,19 @@ def test_a_stacked_learner_with_a_replay_pickles():
     copy = pickle.loads(pickle.dumps(learner))
     assert copy._traced.counts["recorded"] == 0
     assert _bits(copy.meta_gradient(tasks)) == _bits(learner.meta_gradient(tasks))
+
+
+@pytest.mark.parametrize("shape, dtype", [((10, 1), np.float32), ((3, 1, 4, 4), np.float64),
+                                          ((5,), np.int64), ((), np.float32)])
+def test_a_meta_batch_is_stacked_as_np_stack_does(shape, dtype):
+    """``_stack`` (a concatenation and a view, for host arrays) gives ``np.stack``'s array:
+    shape, dtype and bytes; 0-d parts (no axis to concatenate) go to ``np.stack``."""
+    from minimeta.learners.stacked import _stack
+
+    rng = np.random.default_rng(0)
+    arrays = [np.asarray(rng.standard_normal(shape)).astype(dtype) for _ in range(4)]
+    if len(shape) > 1:
+        arrays[1] = np.asfortranarray(arrays[1])        # a layout of its own
+    got, want = _stack(arrays), np.stack(arrays)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert got.tobytes() == want.tobytes()
