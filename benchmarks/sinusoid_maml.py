@@ -10,9 +10,9 @@ Run: python benchmarks/sinusoid_maml.py [--repeats 7] [--first-call]
 
 ``--first-call`` also times each stacked case's first call, which pays for what later calls
 reuse: minimeta's recording of the replay (and numba's loading of its kernels), PyTorch's
-``torch.compile`` (minutes of compile with an empty inductor cache: set
-``TORCHINDUCTOR_CACHE_DIR`` to a new folder for that figure; a later process reuses the cache),
-and says after how many meta-iterations the compiled loop's lead has paid its first call back.
+``torch.compile`` (16–19 s here with an empty inductor cache: set ``TORCHINDUCTOR_CACHE_DIR``
+to a new folder for that figure; a later process reuses the cache, a few seconds), and says
+after how many meta-iterations the compiled loop's lead has paid its first call back.
 """
 import argparse
 import time

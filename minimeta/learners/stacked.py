@@ -169,8 +169,8 @@ def _summed(loss, out, target, n):
 
 def _stack(arrays):
     """``np.stack(arrays)`` (of one shape): for host arrays of a dimension or more, one
-    concatenation and a view of it, the same array (np.stack makes a view of each first: 15 µs
-    against 5 for a sinusoid meta-batch's 25 small arrays, a 20th of its replayed iteration)."""
+    concatenation and a view of it, the same array (np.stack makes a view of each first: a
+    sinusoid meta-batch's four parts of 25 small arrays took 55 µs, now 20)."""
     first = arrays[0]
     if type(first) is np.ndarray and first.ndim:
         return np.concatenate(arrays).reshape((len(arrays),) + first.shape)
