@@ -17,15 +17,15 @@
     batch_norm_double_backward norm_ref.…               norm_numba.…       norm_cuda.…
     add_bias                   norm_ref.…               norm_numba.…       the reference, on CuPy
     bias_grad                  norm_ref.…               norm_numba.…       the reference, on CuPy
-    adam                       optim_ref.adam           optim_numba.adam   optim_cuda.adam
+    adam                       optim_ref.adam           the reference      optim_cuda.adam
 
 ``add_bias``, ``bias_grad`` and ``where`` on the GPU run their NumPy references on CuPy arrays
 (NumPy's functions dispatch to CuPy's: one broadcast add, one reduction, one select, which a
 hand kernel would not beat); batch norm's references run there too, under ``use_reference()``
-(``portable`` rows), as does ``adam``'s (an optimizer's step, outside any graph: eight NumPy
-passes over a parameter, where its kernels make one). The other references make their arrays
-with NumPy: under ``use_reference()`` they run on host copies of GPU arrays (``via_host``), as
-CuPy refuses to mix host and device arrays.
+(``portable`` rows), as does ``adam``'s (an optimizer's step, outside any graph; on the CPU its
+reference is the version run: NumPy's passes over a parameter). The other references make their
+arrays with NumPy: under ``use_reference()`` they run on host copies of GPU arrays
+(``via_host``), as CuPy refuses to mix host and device arrays.
 Families close under differentiation: conv2d and its two gradients; the causal dilated conv1d
 (SNAIL's) and its two; max pooling and its argmax scatter (whose own gradient is a gather);
 fused cosine attention and fused batch norm, whose composite definitions
@@ -128,8 +128,8 @@ TABLE = {
     # the conv bias, in place, and its gradient
     "add_bias": _row(norm_ref.add_bias, "norm", cuda=False, parallel_from=1 << 22),
     "bias_grad": _row(norm_ref.bias_grad, "norm", cuda=False, parallel_from=1 << 20),
-    # an optimizer's step, outside any graph: one loop on the CPU, one launch on a GPU
-    "adam": _row(optim_ref.adam, "optim", portable=True),
+    # an optimizer's step, outside any graph: NumPy's passes on the CPU, one launch on a GPU
+    "adam": Kernel(optim_ref.adam, "", "optim_cuda:adam", portable=True),
 }
 
 _LOADED = {}

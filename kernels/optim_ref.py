@@ -1,5 +1,4 @@
-"""NumPy reference of Adam's update of one parameter: the spec for ``optim_numba.py`` and
-``optim_cuda.py``.
+"""NumPy reference of Adam's update of one parameter: the spec for ``optim_cuda.py``.
 
 With g ← g + weight_decay·p first (when weight_decay is not 0), and t the parameter's step:
 

@@ -14,7 +14,7 @@ one core instead of 15.2 (1.8 instead of 7.8 on two). A select of two full array
 elements before it picks one: with each load under its condition the loop had not vectorized
 either (8.2 ms, against 3.6; docs/PERFORMANCE.md, "Loops that had not vectorized").
 
-Read next: ``kernels/optim_numba.py`` (Adam's update with numba).
+Read next: ``kernels/_cuda.py`` (what the CUDA kernels share).
 """
 import numpy as np
 from numba import njit, prange

@@ -52,7 +52,6 @@ ORDER = [  # (path from the repository root, what it holds)
     ("kernels/attention_numba.py", "cosine attention with numba"),
     ("kernels/norm_numba.py", "batch norm with numba"),
     ("kernels/select_numba.py", "the elementwise select with numba"),
-    ("kernels/optim_numba.py", "Adam's update with numba"),
     ("kernels/_cuda.py", "what the CUDA kernels share"),
     ("kernels/_cuda_raw.py", "launching a numba.cuda kernel through CuPy"),
     ("kernels/conv_cuda.py", "convolution on a GPU"),

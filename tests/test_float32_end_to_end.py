@@ -44,9 +44,8 @@ ALLOWED = {  # what may be float64 in a float32 step, and why
 }
 # the library's own NumPy work between ops, whose locals are read at every line
 TRACED = tuple(os.path.join(os.path.dirname(minimeta.__file__), *part)
-               for part in (("learners", ""), ("optim.py",))) + tuple(
-    os.path.join(os.path.dirname(minimeta.kernels.__file__), name)   # Adam's, both ways
-    for name in ("optim_ref.py", "optim_numba.py"))
+               for part in (("learners", ""), ("optim.py",))) + (
+    os.path.join(os.path.dirname(minimeta.kernels.__file__), "optim_ref.py"),)   # Adam's
 
 
 @contextlib.contextmanager

@@ -27,8 +27,8 @@ from numba.core import ir, types
 from minimeta import kernels as K
 
 # every kernels/ module with numba CPU kernels (the CUDA ones are numba.cuda: not these)
-MODULES = ("attention_numba", "conv_numba", "norm_numba", "optim_numba", "pool_numba",
-           "select_numba", "winograd_numba")
+MODULES = ("attention_numba", "conv_numba", "norm_numba", "pool_numba", "select_numba",
+           "winograd_numba")
 
 # ---- the float64 values the batch-norm family means to have ------------------------------------
 # norm_numba works per channel in float64 on purpose, as its references (norm_ref._wide): the
@@ -165,8 +165,6 @@ def _drive():
         x = r(*shape)
         y, idx = cpu("max_pool2d")(x, k, s)
         cpu("max_pool2d_backward")(r(*y.shape), idx, x.shape)
-    for decay in (0.0, 0.01):
-        cpu("adam")(*(r(3, 4) for _ in range(4)), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, decay)
     v = r(4096)
     for where in (cpu("where"), cpu("where").serial):    # prange, and its serial twin
         where(v > 0, v, r(4096))
