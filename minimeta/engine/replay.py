@@ -3,27 +3,26 @@ arrays of the same shapes (a meta-iteration: the inner loop, its gradients, the 
 
 Every call of ``fn`` runs the engine's Python for every op: ``apply`` makes and records a
 Tensor, ``grad`` sorts the graph and walks it back, each VJP lifts its numbers and applies its
-own ops. On the sinusoid's meta-iteration (430 ops on arrays of a few hundred numbers) that is
-half the time, yet the ops are the same at every call; only the arrays differ. So ``Traced``
-runs ``fn`` once while a ``Recording`` writes down each op's primitive and the arrays it read
-(``apply`` tells it: ``tensor.RECORDING``), and from then on replays that list (``Replay``):
-each primitive's ``forward`` on the new arrays, in order, and nothing else. It is JAX's ``jit``
-in its first half, the trace (autodidax's jaxprs), kept as Python calls.
+own ops: half the sinusoid's meta-iteration (430 ops on a few hundred numbers each), though
+only the arrays differ from call to call. So ``Traced`` runs ``fn`` once while a ``Recording``
+writes down each op's primitive and the arrays it read (``apply`` tells it:
+``tensor.RECORDING``), then replays that list (``Replay``): each primitive's ``forward`` on the
+new arrays, in order, nothing else: JAX's ``jit`` in its first half, the trace, as Python calls.
 
-What a replay cannot repeat, the recording refuses (``Recording.refuse``); the call still
-returns fn's own results, and fn runs as it is for arrays of those shapes from then on:
-
-an array that no op made and fn was not given (a dropout mask drawn in Python, labels held by
-an indexing op: a replay would use the recorded call's); a read of a value (``item()``,
-``float()``, ``numpy()``: Python that branches on it would not run again); state changed beside
-the ops (batch norm's running averages, an optimizer's step); an op on another thread.
+What a replay cannot repeat, the recording refuses (``Recording.refuse``; the call returns fn's
+own results, and fn runs as it is for arrays of those shapes from then on): an array that no op
+made and fn was not given (a dropout mask drawn in Python, labels held by an indexing op: a
+replay would use the recorded call's); a read of a value (``item()``, ``float()``, ``numpy()``:
+Python that branches on it would not run again); state changed beside the ops (batch norm's
+running averages, an optimizer's step); an op on another thread.
 
 Constants from shapes and numbers alone are the recording's own: lifted numbers, ``zeros``,
 ``ones``, a gradient's seed (``tensor.noted``), copies or casts of fn's arrays
 (``Recording.derived``). Python in fn that reads ``.data`` and branches on it is not seen: so
 the second call for a signature runs fn *and* the replay and compares every result bit for
 bit, as does every ``recheck``-th call after it; where they differ, a warning says so and fn
-runs as it is from then on. ``learners.StackedTasks`` replays its regression meta-iterations.
+runs as it is from then on. ``learners.StackedTasks`` replays its regression meta-iterations,
+the sinusoid experiment its baseline's steps and its held-out tasks' fine-tuning.
 
 >>> import minimeta as mm, numpy as np
 >>> traced = Traced(lambda w, x: mm.grad(((x @ w) ** 2).sum(), [w])[0])
@@ -54,13 +53,17 @@ class Traced:
     ``requires_grad``, and whether recording is on). It returns fn's results as Tensors that
     hold values, not graphs (a replay builds none), on every call, recorded or not.
     ``counts`` says how the calls ran; ``why()`` why a signature is not replayed. Inside
-    another recording, or under ``detect_anomaly``, fn runs as it is.
+    another recording, or under ``detect_anomaly``, fn runs as it is. Pickled or copied, it
+    is a new ``Traced`` of the same fn (a replay holds arrays and generated code).
     """
 
     def __init__(self, fn, recheck=100, kept=8):
         self.fn, self.recheck, self.kept = fn, recheck, kept
         self.entries = {}   # signature → _Entry, or why it is not replayed (a string)
         self.counts = dict(recorded=0, checked=0, replayed=0, plain=0)
+
+    def __reduce__(self):
+        return Traced, (self.fn, self.recheck, self.kept)
 
     def __call__(self, *args, key=()):
         if RECORDING[0] is not None or ANOMALY.on:
@@ -145,8 +148,7 @@ class _Entry:
 
 
 def _values(results):
-    """(``results`` as value Tensors, their arrays): a Tensor, None, or a tuple or list of
-    them; anything else is a TypeError naming it."""
+    """(``results``, a Tensor, None or a tuple or list of them, as value Tensors; arrays)."""
     single = not isinstance(results, (tuple, list))
     items = [results] if single else list(results)
     for r in items:
@@ -196,11 +198,9 @@ def _same_bits(arrays, others):
 
 
 class Recording:
-    """The ops of one call, as they run: each a (function, input slots, output slots).
-
-    A slot is an array's place in the list: fn's inputs first, then each array as it is made
-    (an op's output and what its forward saved, a constant, a derived copy), found again by
-    its ``id`` (every array is held until the end, so no id is reused meanwhile)."""
+    """The ops of one call, as they run: each a (function, input slots, output slots). A slot
+    is an array's place in the list: fn's inputs, then each array as made (an op's output and
+    what it saved, a constant, a derived copy), found by ``id`` (all held: no id reused)."""
 
     def __init__(self, arrays):
         self.thread = threading.get_ident()
@@ -258,8 +258,8 @@ class Recording:
             self.constants.append(self._new(array))
 
     def derived(self, array, source):
-        """``array`` is ``source`` copied, cast or moved (``tensor.owned``): replayed as the
-        same conversion of the replay's own ``source``, where the recording knows ``source``."""
+        """``array`` is ``source`` copied, cast or moved (``tensor.owned``): replayed as that
+        conversion of the replay's ``source``, where known."""
         slot = None if self.reason is not None else self.where.get(id(source))
         if slot is not None and array is not source:
             self.steps.append((_Converted(array).forward, (slot,), self._new(array), ()))

@@ -65,9 +65,6 @@ class Pretrained(Learner):
         super().__init__(model, loss="mse")
         self._traced = Traced(self._loss_and_gradient)   # the same ops every iteration
 
-    def __getstate__(self):     # (a replay holds arrays and bound methods: recorded anew)
-        return dict(self.__dict__, _traced=Traced(self._loss_and_gradient))
-
     def outer_step(self, tasks):
         x, y = (np.concatenate([t[i] for t in tasks]) for i in (0, 1))
         loss, *grads = self._traced(*self.params.values(), x, y,

@@ -57,9 +57,6 @@ class StackedTasks:
             raise AttributeError(name)
         return getattr(self.learner, name)
 
-    def __getstate__(self):     # (a replay holds arrays and bound methods: recorded anew)
-        return dict(self.__dict__, _traced=self._traced and Traced(self._loss_and_gradient))
-
     def stacked_loss(self, tasks):
         """Mean query loss (a Tensor) and accuracy of ``tasks``, adapted in one inner loop."""
         return self._stacked_loss(self._stacked(tasks))
