@@ -12,6 +12,7 @@
     causal_conv1d_input_grad   causal_ref.…             causal_cpu.…       causal_cuda.…
     causal_conv1d_weight_grad  causal_ref.…             causal_cpu.…       causal_cuda.…
     where                      select_ref.where         select_numba.…     the reference, on CuPy
+    relu_grad                  select_ref.…             select_numba.…     the reference, on CuPy
     batch_norm                 norm_ref.batch_norm      norm_numba.…       norm_cuda.… (a block
     batch_norm_backward        norm_ref.…               norm_numba.…       norm_cuda.…  a channel)
     batch_norm_double_backward norm_ref.…               norm_numba.…       norm_cuda.…
@@ -19,15 +20,16 @@
     bias_grad                  norm_ref.…               norm_numba.…       the reference, on CuPy
     adam                       optim_ref.adam           the reference      optim_cuda.adam
 
-``add_bias``, ``bias_grad`` and ``where`` on the GPU run their NumPy references on CuPy arrays
-(NumPy's functions dispatch to CuPy's: one broadcast add, one reduction, one select, which a
-hand kernel would not beat); batch norm's references run there too, under ``use_reference()``
-(``portable`` rows), as does ``adam``'s (an optimizer's step, outside any graph; on the CPU its
-reference is the version run: NumPy's passes over a parameter). The other references make their
-arrays with NumPy: under ``use_reference()`` they run on host copies of GPU arrays
-(``via_host``), as CuPy refuses to mix host and device arrays.
+``add_bias``, ``bias_grad``, ``where`` and ``relu_grad`` on the GPU run their NumPy references on
+CuPy arrays (NumPy's functions dispatch to CuPy's: one broadcast add, one reduction, one select,
+which a hand kernel would not beat); batch norm's references run there too, under
+``use_reference()`` (``portable`` rows), as does ``adam``'s (an optimizer's step, outside any
+graph; on the CPU its reference is the version run: NumPy's passes over a parameter). The other
+references make their arrays with NumPy: under ``use_reference()`` they run on host copies of
+GPU arrays (``via_host``), as CuPy refuses to mix host and device arrays.
 Families close under differentiation: conv2d and its two gradients; the causal dilated conv1d
-(SNAIL's) and its two; max pooling and its argmax scatter (whose own gradient is a gather);
+(SNAIL's) and its two; max pooling and its argmax scatter (whose own gradient is a gather); ReLU's
+select (``relu_grad``, whose gradient in g is itself);
 fused cosine attention and fused batch norm, whose composite definitions
 (``engine/primitives/attention.py`` and ``normalization.py``, re-exported by
 ``minimeta.functional``) give their higher derivatives (see ``engine/primitives/fused.py``);
@@ -48,8 +50,8 @@ byte order not the machine's: the reference; ``_kernel_dtypes``). On the CPU a r
 wake numba's other threads; below it they run on the calling thread (``threads.one_thread``;
 a kernel's ``serial`` twin, compiled without ``prange``, where it has one): waking a sleeping
 thread cost more than it saved there (``benchmarks/kernel_threads.py``).
-Below a row's ``kernel_from`` the CPU runs the reference itself: for ``where``, a small MLP's
-masks, NumPy's call costs less than numba's dispatch of the kernel.
+Below a row's ``kernel_from`` the CPU runs the reference itself: for ``where`` and ``relu_grad``,
+a small MLP's masks, NumPy's call costs less than numba's dispatch of the kernel.
 numba (and numba.cuda) is imported on the first lookup of one of its kernels, never with
 minimeta (where numba can write its cache neither beside the kernels nor in the
 home folder, the lookup gives it a private temporary folder: ``_import``).
@@ -119,6 +121,8 @@ TABLE = {
     # a small MLP's masks (a few hundred values): np.where in 1.3 µs, the kernel's call in 4
     "where": _row(select_ref.where, "select", cuda=False, parallel_from=1 << 20,
                   kernel_from=1 << 10),
+    "relu_grad": _row(select_ref.relu_grad, "select", cuda=False, parallel_from=1 << 20,
+                      kernel_from=1 << 10),
     "batch_norm": _row(norm_ref.batch_norm, "norm", portable=True, parallel_from=1 << 19),
     "batch_norm_backward": _row(norm_ref.batch_norm_backward, "norm", portable=True,
                                 parallel_from=1 << 18),
@@ -287,7 +291,7 @@ def lookup(name, array=None, *more):
 
 
 # rows whose numba kernels compute in their inputs' own dtype, exactly: integers are fine there
-ANY_DTYPE = frozenset({"where", "max_pool2d", "max_pool2d_backward"})
+ANY_DTYPE = frozenset({"where", "relu_grad", "max_pool2d", "max_pool2d_backward"})
 NATIVE_FLOATS = frozenset({_np.dtype(_np.float32), _np.dtype(_np.float64)})
 
 

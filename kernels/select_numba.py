@@ -1,4 +1,5 @@
-"""numba CPU kernel of the elementwise select; same contract as ``select_ref.py``.
+"""numba CPU kernels of the elementwise select (``where``, ``relu_grad``); same contract as
+``select_ref.py``.
 
 The fast path is the shape every masked gradient has: a boolean mask and one full operand of
 its shape, the other full or a single number, all C-contiguous and of one dtype. The loop
@@ -19,7 +20,7 @@ Read next: ``kernels/_cuda.py`` (what the CUDA kernels share).
 import numpy as np
 from numba import njit, prange
 
-from .select_ref import where as _reference
+from .select_ref import relu_grad as _relu_reference, where as _reference
 
 _BLOCK = 1 << 15
 
@@ -98,4 +99,52 @@ def _where(cond, a, b, loop):
         return _reference(cond, a, b)
     out = np.empty(cond.shape, dtype=dtype)
     loop(cond.reshape(-1), fa[0], fb[0], out.reshape(-1), fa[1], fb[1])
+    return out
+
+
+@njit(cache=True, inline="always")
+def _relu_block(a, g, out, zero):
+    """One block of ReLU's select: g[i] where a[i] > 0, else 0, both loaded (a blend)."""
+    for i in range(out.size):
+        gi = g[i]
+        out[i] = gi if a[i] > 0 else zero
+
+
+@njit(parallel=True, cache=True)
+def _relu(a, g, out, zero):
+    n = out.size
+    for k in prange((n + _BLOCK - 1) // _BLOCK):
+        lo, hi = k * _BLOCK, min(n, (k + 1) * _BLOCK)
+        _relu_block(a[lo:hi], g[lo:hi], out[lo:hi], zero)
+
+
+@njit(cache=True)
+def _relu_serial(a, g, out, zero):
+    _relu_block(a, g, out, zero)
+
+
+def relu_grad(a, g):
+    """``g`` where ``a > 0``, else 0 (see ``select_ref.relu_grad``): one pass, no mask array.
+    On the sinusoid's (25, 10, 40) gradients 2.5 µs where ``a > 0`` and the ``where`` kernel took
+    5.4 (their replayed meta-iteration 11% sooner; docs/PERFORMANCE.md)."""
+    return _relu_grad(a, g, _relu)
+
+
+def serial_relu_grad(a, g):
+    """``relu_grad`` on the calling thread, for a call below the table's ``parallel_from``."""
+    return _relu_grad(a, g, _relu_serial)
+
+
+relu_grad.serial = serial_relu_grad
+
+
+def _relu_grad(a, g, loop):
+    """The fast path: a and g C-contiguous NumPy arrays of one shape, g a float array and a a
+    real number array (booleans compare as 0 and 1 in both); anything else the reference."""
+    if not (isinstance(a, np.ndarray) and isinstance(g, np.ndarray) and a.shape == g.shape and
+            g.dtype.kind == "f" and a.dtype.kind in "biuf" and a.flags.c_contiguous and
+            g.flags.c_contiguous):
+        return _relu_reference(a, g)
+    out = np.empty(g.shape, dtype=g.dtype)
+    loop(a.reshape(-1), g.reshape(-1), out.reshape(-1), g.dtype.type(0))
     return out

@@ -36,7 +36,7 @@ from minimeta.selfcheck_inputs import (affine_args, attention_args, batch_norm_a
                                        float32_unary, getitem_args,
                                        matmul_args, matmul_flags_args, max_pool2d_images,
                                        pool_args, pool_backward_args, pool_gather_args,
-                                       pow_scalar_args, reduce_args,
+                                       pow_scalar_args, reduce_args, relu_grad_args,
                                        reshape_args, same_shape_pair, scatter_args,
                                        separated_pair, transpose_args, unary, where_args)
 
@@ -111,6 +111,8 @@ ROWS = [
     Row("sigmoid", mm.sigmoid, lambda a: 1 / (1 + np.exp(-a)), unary(-20.0, 20.0),
         (E.Sigmoid,)),   # to -20: where (1 + tanh(a/2)) / 2 had lost float32 to cancellation
     Row("relu", mm.relu, lambda a: np.maximum(a, 0), unary(margin=0.05), (E.Relu,)),
+    Row("relu_grad", lambda g, a: E.relu_grad(a, g), lambda g, a: np.where(a > 0, g, 0),
+        relu_grad_args(), (E.ReluGrad,)),
     Row("abs", mm.abs, np.abs, unary(margin=0.05), (E.Abs,)),
     Row("maximum", mm.maximum, np.maximum, separated_pair(), (E.Maximum,)),
     Row("where", lambda a, b, c: mm.where(c, a, b), lambda a, b, c: np.where(c, a, b),

@@ -57,6 +57,14 @@ def reduce_args(draw, distinct=False):
 
 
 @st.composite
+def relu_grad_args(draw):
+    """g, and a of its shape away from 0 (ReLU's kink), both differentiated: the row checks
+    a's derivative to be zero and g's to be the select."""
+    shape = draw(shapes())
+    return (draw(arrays(shape)), draw(arrays(shape, margin=0.05))), ()
+
+
+@st.composite
 def where_args(draw):
     sc, sa, sb = draw(broadcast_shapes(3))
     cond = draw(arrays(sc, layouts=False)) > 0

@@ -26,7 +26,7 @@ COUNTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_cuda_dev
 # The tests the child must run and pass, by name (the parametrized ones once per parameter):
 # 1 simulator check + 1 conv property + 4 block sizes + 1 pool + 1 window check + 1 attention
 # + 1 causal conv + 1 batch norm + 1 Adam + 1 kernel table + 13 learners + one per row of the
-# primitive table (51) + 1 reference kernels on GPU arrays + 3 device reads + 1 device calls
+# primitive table (52) + 1 reference kernels on GPU arrays + 3 device reads + 1 device calls
 # + 1 replayed step (those five in ``COUNTS``) = 83. A test added below or there must be added
 # here, or the parent fails.
 LEARNERS = ["maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "relation",

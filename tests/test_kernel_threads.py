@@ -24,14 +24,17 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def recorder(monkeypatch):
-    """The select's CPU kernel replaced by one that records numba's thread count, on a thread
-    whose count is 2 (put back after)."""
+    """The selects' CPU kernels (``where``, ``relu_grad``) replaced by ones that record numba's
+    thread count, on a thread whose count is 2 (put back after)."""
     seen = []
 
-    def where(cond, a, b):
-        seen.append(numba.get_num_threads())
-        return np.where(cond, a, b)
-    monkeypatch.setitem(K._LOADED, K.TABLE["where"].cpu, where)
+    def recorded(name):
+        def kernel(*args):
+            seen.append(numba.get_num_threads())
+            return K.TABLE[name].reference(*args)
+        monkeypatch.setitem(K._LOADED, K.TABLE[name].cpu, kernel)
+    recorded("where")
+    recorded("relu_grad")
     before = numba.get_num_threads()
     numba.set_num_threads(2)
     yield seen
@@ -60,12 +63,14 @@ def test_the_largest_array_of_the_call_decides(recorder):
     assert recorder == [2]
 
 
-def test_the_engine_s_select_goes_through_the_rule(recorder):
-    """A relu's gradient on a small array (``Where`` in the engine) runs on one thread."""
+def test_the_engine_s_selects_go_through_the_rule(recorder):
+    """A relu's gradient (``ReluGrad`` in the engine) and a maximum's (``Where``) on a small
+    array run on one thread."""
     x = ops.tensor(np.linspace(-1, 1, 2048), requires_grad=True)
     ops.relu(x).sum().backward()
-    assert recorder == [1]
-    assert np.array_equal(x.grad.numpy(), (x.data > 0).astype(float))
+    ops.maximum(x, 0.0).sum().backward()
+    assert recorder == [1, 1]
+    assert np.array_equal(x.grad.numpy(), 2 * (x.data > 0).astype(float))
 
 
 def test_one_thread_puts_the_count_back_when_the_kernel_raises():

@@ -169,6 +169,8 @@ def _drive():
     for where in (cpu("where"), cpu("where").serial):    # prange, and its serial twin
         where(v > 0, v, r(4096))
         where(v > 0, v, np.float32(0))
+    for relu_grad in (cpu("relu_grad"), cpu("relu_grad").serial):
+        relu_grad(v, r(*v.shape))
     q, sup, lab = r(2, 5, 8), r(2, 6, 8), np.eye(3, dtype=np.float32)[rng.integers(0, 3, 12)]
     cpu("cosine_attention")(q, sup, lab.reshape(2, 6, 3))
     cpu("cosine_attention_backward")(q, sup, lab.reshape(2, 6, 3), r(2, 5, 3))

@@ -1,5 +1,5 @@
-"""The small kernels (bias add and its gradient, where, the causal 1-d convolution) equal
-their NumPy references, and edge cases where kernels had once left their spec. Read after
+"""The small kernels (bias add and its gradient, where, relu_grad, the causal 1-d convolution)
+equal their NumPy references, and edge cases where kernels had once left their spec. Read after
 test_kernels.py."""
 import numpy as np
 import pytest
@@ -51,25 +51,69 @@ def test_bias_grad_numba_equals_reference(data, dtype, stack, kind):
     close(want, g.astype(np.float64).sum(axis=axes), dtype)       # the spec, spelled out
 
 
-def test_below_kernel_from_the_table_gives_the_reference():
+@pytest.mark.parametrize("name", ["where", "relu_grad"])
+def test_below_kernel_from_the_table_gives_the_reference(name):
     """A small MLP's masks (fewer values than the row's ``kernel_from``) go to NumPy, which
     answers sooner than numba's dispatch; from it, the kernel. A mutant that ignores the
     size hands the kernel every call and fails here."""
-    limit = K.TABLE["where"].kernel_from
+    row = K.TABLE[name]
+    limit = row.kernel_from
     assert limit > 1
     for n, reference in ((1, True), (limit - 1, True), (limit, False)):
         a = np.ones(n, np.float32)
-        got = K.lookup("where", a, np.zeros((), np.float32))
-        assert (got is K.TABLE["where"].reference) == reference, n
+        got = K.lookup(name, a, np.zeros((), np.float32) if name == "where" else a)
+        assert (got is row.reference) == reference, n
     # below parallel_from, the kernel's serial twin (no prange launch); from it, the kernel
     # (under numba's workqueue layer, either behind a lock: threads.one_at_a_time)
-    kernel = K.resolve(K.TABLE["where"].cpu)
+    kernel = K.resolve(row.cpu)
     with K.use_reference(False):
         if not K.concurrent_kernels():
             return
-        for n, twin in ((limit, True), (K.TABLE["where"].parallel_from, False)):
-            got = K.lookup("where", np.ones(n, np.float32), np.zeros((), np.float32))
+        for n, twin in ((limit, True), (row.parallel_from, False)):
+            a = np.ones(n, np.float32)
+            got = K.lookup(name, a, np.zeros((), np.float32) if name == "where" else a)
             assert (got is kernel.serial) == twin, n
+
+
+def _relu_grad_agrees(kernel, a, g):
+    """Whether ``kernel(a, g)`` has the reference's dtype, shape and bits (NaN, -0.0)."""
+    got, want = kernel(a, g), K.TABLE["relu_grad"].reference(a, g)
+    return got.dtype == want.dtype and got.shape == want.shape and \
+        np.array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+@given(st.data(), DTYPES, st.sampled_from(["full", "view", "a float64", "a ints"]),
+       st.sampled_from([1, 1500, 40000, 70000]))
+def test_relu_grad_numba_equals_reference(data, dtype, kind, n):
+    """ReLU's select (g where a > 0, else 0) equals its reference bit for bit, both loops
+    (prange, over 2**15-value blocks, and the serial twin): a NaN in a gives 0, one in g
+    passes where a > 0, a = ±0 gives +0; a view, another dtype for a, integers in a: the
+    reference's road or the kernel's, the same bits. The check's own mutants (a ≥ 0 kept, the
+    sign of a NaN in g lost) fail it: ``test_the_relu_grad_check_catches_its_mutants``."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    a, g = (rng.uniform(-2, 2, 2 * n).astype(dtype) for _ in range(2))
+    specials = data.draw(st.lists(st.sampled_from([np.nan, 0.0, -0.0, np.inf, -np.inf]),
+                                  max_size=min(n, 5)))
+    for v in specials:
+        a[rng.integers(0, 2 * n)], g[rng.integers(0, 2 * n)] = v, -v
+    a, g = (a[::2], g[::2]) if kind == "view" else (a[:n], g[:n])
+    if kind == "a float64":
+        a = a.astype(np.float64)
+    elif kind == "a ints":
+        a = np.nan_to_num(a).astype(np.int32)
+    kernel = K.resolve(K.TABLE["relu_grad"].cpu)
+    for loop in (kernel, kernel.serial):
+        assert _relu_grad_agrees(loop, a, g), (kind, n)
+
+
+def test_the_relu_grad_check_catches_its_mutants():
+    """Proof that the property above can fail: a kernel that keeps g where a = 0, and one that
+    gives g's sign to the zeros it writes, are both told apart from the reference."""
+    a = np.tile(np.array([0.0, -0.0, 1.0, np.nan, -1.0], np.float32), 400)
+    g = np.tile(np.array([2.0, -3.0, -0.0, 4.0, -5.0], np.float32), 400)
+    assert _relu_grad_agrees(K.resolve(K.TABLE["relu_grad"].cpu), a, g)
+    assert not _relu_grad_agrees(lambda a, g: np.where(a >= 0, g, 0), a, g)
+    assert not _relu_grad_agrees(lambda a, g: np.where(a > 0, g, g * 0), a, g)
 
 
 @pytest.mark.parametrize("n", [3, 1500, 5000, 70000])

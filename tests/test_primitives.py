@@ -24,6 +24,7 @@ from hypothesis import given, strategies as st
 import minimeta as mm
 from minimeta import kernels as K
 from minimeta.engine.primitives import conv as C, elementwise as E, fused as Fu
+from minimeta.engine.autodiff import toposort
 from minimeta.selfcheck import ROWS, primitive_classes, recorded_primitives, run
 from minimeta.testing import arrays, shapes
 
@@ -75,7 +76,7 @@ def test_every_primitive_has_a_row():
     classes = primitive_classes()
     covered = {cls for row in ROWS for cls in row.covers}
     assert classes - covered == set(), "primitives without a row"
-    assert covered <= classes and len(classes) == 44
+    assert covered <= classes and len(classes) == 45
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: r.name)
@@ -222,7 +223,7 @@ def test_the_gradcheck_command_runs_the_whole_table(capsys):
 
     assert cli.main(["gradcheck", "--examples", "2"]) == 0
     out = capsys.readouterr().out
-    assert f"all {len(ROWS)} rows passed" in out and "44 primitives" in out
+    assert f"all {len(ROWS)} rows passed" in out and "45 primitives" in out
     assert "order 3: largest error" in out  # the conv family's own order
     with mutated(Exp, _detached):
         assert cli.main(["gradcheck", "--examples", "5"]) == 1
@@ -317,3 +318,21 @@ def test_fused_partials_without_their_stand_ins_fail_instead_of_hanging(monkeypa
     for name in ("cosine_attention", "batch_norm_vjp"):
         with pytest.raises(AssertionError, match="backward re-entered 4 deep"):
             run(rows=[next(r for r in ROWS if r.name == name)], orders=(2,), **QUIET)
+
+
+def test_relu_s_derivatives_of_every_order_are_one_op():
+    """ReLU's VJP is ``ReluGrad`` (g where a > 0, else 0), and ReluGrad's VJP in g is ReluGrad
+    again: a closed family, like max pooling's, with no mask array held by a ``Where``. The
+    values are the select's exactly, at orders 1 and 2 (a at 0 and -0: 0; at NaN: 0)."""
+    a = mm.tensor(np.array([-1.5, 0.0, -0.0, 0.5, 2.0, np.nan]), requires_grad=True)
+    c = mm.tensor(np.array([3.0, -2.0, 4.0, -0.5, 7.0, 1.0]), requires_grad=True)
+    v = np.array([0.25, 1.0, -1.0, 2.0, -3.0, 5.0])
+    (g1,) = mm.grad((mm.relu(a) * c).sum(), [a], create_graph=True)
+    (g2,) = mm.grad((g1 * v).sum(), [c])
+    mask = np.array([False, False, False, True, True, False])
+    assert np.array_equal(g1.numpy(), np.where(mask, c.numpy(), 0.0))
+    assert np.array_equal(g2.numpy(), np.where(mask, v, 0.0))
+    ops = {type(t._op) for t in toposort([g1]) if t._op is not None}
+    assert E.ReluGrad in ops and E.Where not in ops
+    with pytest.raises(ValueError, match="relu_grad: a"):
+        E.relu_grad(a, c[:2])

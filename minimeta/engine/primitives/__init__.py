@@ -1,12 +1,12 @@
-"""The primitive set: every differentiable op in minimeta is one of these 44 classes (or made of
+"""The primitive set: every differentiable op in minimeta is one of these 45 classes (or made of
 them). Each file holds its classes and, below them, the user-facing functions that check their
 arguments and apply them (``ops.py`` gathers those functions into one namespace). The files in
 reading order, which is also their import order (each imports only files above it):
 
 | file              | primitives                                                              |
 |-------------------|-------------------------------------------------------------------------|
-| elementwise.py    | Add Sub Mul Div Neg Pow PowScalar Exp Log Sqrt Tanh Sigmoid Relu Abs     |
-|                   | Maximum Where Cast                                                      |
+| elementwise.py    | Add Sub Mul Div Neg Pow PowScalar Exp Log Sqrt Tanh Sigmoid Relu         |
+|                   | ReluGrad (ReLU's VJP: a closed family) Abs Maximum Where Cast           |
 | shape.py          | Reshape Transpose BroadcastTo GetItem ScatterAdd Concatenate             |
 | reductions.py     | Sum Max LogSumExp MeanSquaredError (and ``unbroadcast``, where          |
 |                   | broadcasting is undone)                                                 |

@@ -174,13 +174,29 @@ class Sigmoid(Primitive):
 
 
 class Relu(Primitive):
-    """out = max(a, 0).   VJP: where(a > 0, g, 0) (the mask is a constant: relu'' = 0 a.e.)."""
+    """out = max(a, 0).   VJP: relu_grad(a, g): g where a > 0, else 0 (``ReluGrad``)."""
 
     def forward(self, a):
         return array_module(a).maximum(a, 0)
 
     def vjp(self, g, out, a):
-        return (where(a > 0, g, 0.0),)
+        return (relu_grad(a, g),)
+
+
+class ReluGrad(Primitive):
+    """out = g where a > 0, else 0 (the kernel ``relu_grad``): ReLU's VJP, its mask read from a
+    in the same pass as the select (no mask array, no ``Where`` holding one).
+
+    VJP: (none for a: relu'' = 0 almost everywhere, as a ``where``'s constant mask gave;
+    relu_grad(a, gg) for g, the same select again). A closed family: ReLU's derivatives of
+    every order are this one op.
+    """
+
+    def forward(self, a, g):
+        return K.lookup("relu_grad", g, a)(a, g)
+
+    def vjp(self, gg, out, a, g):
+        return None, relu_grad(a, gg) if _need(g) else None
 
 
 class Abs(Primitive):
@@ -303,6 +319,14 @@ def _unary(cls):
 
 exp, log, sqrt, tanh = _unary(Exp), _unary(Log), _unary(Sqrt), _unary(Tanh)
 sigmoid, relu, abs = _unary(Sigmoid), _unary(Relu), _unary(Abs)
+
+def relu_grad(a, g):
+    """ReLU's VJP at ``a`` for the gradient ``g`` (Tensors of one shape): g where a > 0, else 0.
+    Differentiable in g (itself again); a is not differentiated."""
+    if a.shape != g.shape:
+        raise ValueError(f"relu_grad: a {a.shape} and g {g.shape} must have one shape")
+    return apply(ReluGrad(), a, g)
+
 
 def maximum(a, b):
     """Elementwise maximum, broadcasting (ties send the gradient to ``a``)."""
