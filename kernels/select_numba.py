@@ -1,10 +1,11 @@
 """numba CPU kernels of the elementwise select (``where``, ``relu_grad``); same contract as
 ``select_ref.py``.
 
-The fast path is the shape every masked gradient has: a boolean mask and one full operand of
-its shape, the other full or a single number, all C-contiguous and of one dtype. The loop
-compiles to a blend (no branch), in ``prange`` blocks over numba's threads. Anything else
-(broadcast shapes, mixed dtypes, views) goes to the reference.
+The fast path of ``where`` is the shape every masked gradient has: a boolean mask and one full
+operand of its shape, the other full or a single number, all C-contiguous and of one dtype;
+``relu_grad``'s, a and g C-contiguous and of one shape (ReLU's gradient compares a itself: no
+mask array). Each loop compiles to a blend (no branch), in ``prange`` blocks over numba's
+threads. Anything else (broadcast shapes, mixed dtypes, views) goes to the reference.
 
 Each block is a slice, its loop ``range(size)`` from 0, not ``range(lo, hi)`` over the whole
 array: numba wraps a negative index around (``a[-1]``), and an index that starts at a ``lo``
@@ -125,8 +126,8 @@ def _relu_serial(a, g, out, zero):
 
 def relu_grad(a, g):
     """``g`` where ``a > 0``, else 0 (see ``select_ref.relu_grad``): one pass, no mask array.
-    On the sinusoid's (25, 10, 40) gradients 2.5 µs where ``a > 0`` and the ``where`` kernel took
-    5.4 (their replayed meta-iteration 11% sooner; docs/PERFORMANCE.md)."""
+    On the sinusoid's (25, 10, 40) gradients 2.7 µs where ``a > 0`` and the ``where`` kernel took
+    5.4 (its replayed meta-iteration 5–8% sooner; docs/PERFORMANCE.md, "ReLU's gradient")."""
     return _relu_grad(a, g, _relu)
 
 
