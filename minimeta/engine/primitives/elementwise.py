@@ -196,7 +196,7 @@ class ReluGrad(Primitive):
         return K.lookup("relu_grad", g, a)(a, g)
 
     def vjp(self, gg, out, a, g):
-        return None, relu_grad(a, gg) if _need(g) else None
+        return None, (relu_grad(a, gg) if _need(g) else None)
 
 
 class Abs(Primitive):
@@ -319,6 +319,7 @@ def _unary(cls):
 
 exp, log, sqrt, tanh = _unary(Exp), _unary(Log), _unary(Sqrt), _unary(Tanh)
 sigmoid, relu, abs = _unary(Sigmoid), _unary(Relu), _unary(Abs)
+
 
 def relu_grad(a, g):
     """ReLU's VJP at ``a`` for the gradient ``g`` (Tensors of one shape): g where a > 0, else 0.
