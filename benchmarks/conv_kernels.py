@@ -51,8 +51,6 @@ def main():
     parser.add_argument("--threads", type=positive, default=1)
     args = parser.parse_args()
     torch = apply_omp_policy(args.threads)
-    if torch:
-        torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     numba_impl = lambda n: K.resolve(K.TABLE[n].cpu)  # noqa: E731
     ref_impl = lambda n: K.TABLE[n].reference  # noqa: E731
@@ -65,6 +63,9 @@ def main():
         kernel_threads.set_split_threads(args.threads)
     except ImportError:  # an older tree
         pass
+    if torch:   # after numba's: its threading layer, launched by its first set_num_threads, sets
+        torch.set_num_threads(args.threads)  # the OpenMP runtime's count, which PyTorch shares
+        # (set before it, "--threads 1" had timed PyTorch on every core: 2 here, until 2026-12-05)
     # BLAS only: a bare limit also caps OpenMP, PyTorch's intra-op pool (its threads, and
     # oneDNN's), which had timed PyTorch on one thread at --threads 2
     with threadpool_limits(limits=1, user_api="blas"):

@@ -1,7 +1,8 @@
 """The benchmark scripts that run long jobs for a figure: ``benchmarks/budget.py`` (its
 commands, its progress as it comes, the rows it records, its plot) and
 ``benchmarks/maml_memory.py`` (its peak), with the training and the learners stood in; and
-``benchmarks/device_calls.py`` (the calls a meta-iteration makes on a GPU, counted without one).
+``benchmarks/device_calls.py`` (the calls a meta-iteration makes on a GPU, counted without one);
+and ``benchmarks/conv_kernels.py``'s threads for PyTorch on one core.
 
 Read next: ``test_benchmark_audit.py`` (the timing scripts' bookkeeping).
 """
@@ -288,3 +289,36 @@ def test_gpu_profile_compares_trees_each_from_its_own_folder(tmp_path):
     for kind, name in (("wall", "median"), ("op", "Conv2d"), ("op", "BatchNorm")):
         row = next(r for r in rows if r.split()[1:2] == [kind] and r.endswith("  " + name))
         assert all(float(v) > 0 for v in row.split()[2:4]), row
+
+
+def test_conv_kernels_on_one_thread_times_pytorch_on_one(monkeypatch):
+    # numba's first set_num_threads launches its threading layer, which sets the OpenMP
+    # runtime's thread count (NUMBA_NUM_THREADS), and PyTorch, sharing that runtime, reads its
+    # own from it: set before numba's, "--threads 1" timed PyTorch on every core (stood in
+    # here by a set_num_threads that moves PyTorch's count as that launch did)
+    torch = pytest.importorskip("torch")
+    import numba
+
+    from minimeta.kernels import threads as kernel_threads
+
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))     # its ``_timing``
+    conv_kernels = script("conv_kernels")
+    seen = set()
+
+    def recorder(fn, **kwargs):
+        if fn.__qualname__.startswith("torch_passes"):
+            seen.add(torch.get_num_threads())
+        return 1.0
+
+    monkeypatch.setattr(conv_kernels, "median_time", recorder)
+    monkeypatch.setattr(conv_kernels, "apply_omp_policy", lambda threads: torch)
+    monkeypatch.setattr(conv_kernels, "LAYERS", [(64, 3)])
+    monkeypatch.setattr(numba, "set_num_threads", lambda n: torch.set_num_threads(3))
+    monkeypatch.setattr(kernel_threads, "set_split_threads", lambda n: None)
+    monkeypatch.setattr(sys, "argv", ["conv_kernels.py", "--threads", "1", "--batch", "2"])
+    before = torch.get_num_threads()
+    try:
+        conv_kernels.main()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {1}, seen
