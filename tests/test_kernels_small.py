@@ -88,8 +88,8 @@ def test_relu_grad_numba_equals_reference(data, dtype, kind, n):
     """ReLU's select (g where a > 0, else 0) equals its reference bit for bit, both loops
     (prange, over 2**15-value blocks, and the serial twin): a NaN in a gives 0, one in g
     passes where a > 0, a = ±0 gives +0; a view, another dtype for a, integers in a: the
-    reference's road or the kernel's, the same bits. The check's own mutants (a ≥ 0 kept, the
-    sign of a NaN in g lost) fail it: ``test_the_relu_grad_check_catches_its_mutants``."""
+    reference's road or the kernel's, the same bits. The check's own mutants (g kept at a = 0;
+    g's sign or NaN on the zeros written) fail it: see the test below."""
     rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
     a, g = (rng.uniform(-2, 2, 2 * n).astype(dtype) for _ in range(2))
     specials = data.draw(st.lists(st.sampled_from([np.nan, 0.0, -0.0, np.inf, -np.inf]),
