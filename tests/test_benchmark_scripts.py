@@ -2,10 +2,11 @@
 commands, its progress as it comes, the rows it records, its plot) and
 ``benchmarks/maml_memory.py`` (its peak), with the training and the learners stood in; and
 ``benchmarks/device_calls.py`` (the calls a meta-iteration makes on a GPU, counted without one);
-and ``benchmarks/conv_kernels.py``'s threads for PyTorch on one core.
+and ``benchmarks/conv_kernels.py``'s threads for each library.
 
 Read next: ``test_benchmark_audit.py`` (the timing scripts' bookkeeping).
 """
+import collections
 import json
 import os
 import sys
@@ -291,18 +292,57 @@ def test_gpu_profile_compares_trees_each_from_its_own_folder(tmp_path):
         assert all(float(v) > 0 for v in row.split()[2:4]), row
 
 
-def test_conv_kernels_on_one_thread_times_pytorch_on_one(monkeypatch):
-    # numba's first set_num_threads launches its threading layer, which sets the OpenMP
-    # runtime's thread count (NUMBA_NUM_THREADS), and PyTorch, sharing that runtime, reads its
-    # own from it: set before numba's, "--threads 1" timed PyTorch on every core (stood in
-    # here by a set_num_threads that moves PyTorch's count as that launch did)
-    torch = pytest.importorskip("torch")
+
+def _conv_kernels(monkeypatch, torch, recorder, threads, numba_threads):
+    """``benchmarks/conv_kernels.py --threads <threads>`` on two tiny layers, each timing handed
+    to ``recorder`` (which times nothing), numba's ``set_num_threads`` stood in by
+    ``numba_threads``, PyTorch's thread count put back after."""
     import numba
 
     from minimeta.kernels import threads as kernel_threads
 
     monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))     # its ``_timing``
     conv_kernels = script("conv_kernels")
+    monkeypatch.setattr(conv_kernels, "median_time", recorder)
+    monkeypatch.setattr(conv_kernels, "apply_omp_policy", lambda threads: torch)
+    monkeypatch.setattr(conv_kernels, "LAYERS", [(1, 4), (64, 3)])
+    monkeypatch.setattr(numba, "set_num_threads", numba_threads)
+    monkeypatch.setattr(kernel_threads, "set_split_threads", lambda n: None)
+    monkeypatch.setattr(sys, "argv", ["conv_kernels.py", "--threads", str(threads), "--batch",
+                                      "2"])
+    before = torch.get_num_threads()
+    try:
+        conv_kernels.main()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_conv_kernels_times_pytorch_on_the_threads_it_names(monkeypatch):
+    # its bare threadpool_limits(limits=1), meant for BLAS, also capped OpenMP: PyTorch's
+    # intra-op threads, oneDNN's with them, so "--threads 2" timed PyTorch on one thread against
+    # minimeta's kernels split over two (docs/PERFORMANCE.md, "Conv layers on both cores")
+    torch = pytest.importorskip("torch")
+    from threadpoolctl import threadpool_info
+
+    seen = collections.defaultdict(set)
+
+    def recorder(fn, **kwargs):      # the settings each timed call runs under; no timing
+        blas = frozenset(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        seen[fn.__qualname__.split(".")[0]].add((torch.get_num_threads(), blas))
+        return 1.0
+
+    _conv_kernels(monkeypatch, torch, recorder, 2, lambda n: None)  # (the process's own)
+    assert {t for t, _ in seen["torch_passes"]} == {2}, seen
+    assert {b for _, b in seen["passes"]} == {frozenset({1})}, seen   # minimeta: 1 BLAS thread
+    assert {b for _, b in seen["main"]} == {frozenset({2})}, seen     # the GEMM ceiling: 2
+
+
+def test_conv_kernels_on_one_thread_times_pytorch_on_one(monkeypatch):
+    # numba's first set_num_threads launches its threading layer, which sets the OpenMP
+    # runtime's thread count (NUMBA_NUM_THREADS), and PyTorch, sharing that runtime, reads its
+    # own from it: set before numba's, "--threads 1" timed PyTorch on every core (stood in
+    # here by a set_num_threads that moves PyTorch's count as that launch did)
+    torch = pytest.importorskip("torch")
     seen = set()
 
     def recorder(fn, **kwargs):
@@ -310,15 +350,5 @@ def test_conv_kernels_on_one_thread_times_pytorch_on_one(monkeypatch):
             seen.add(torch.get_num_threads())
         return 1.0
 
-    monkeypatch.setattr(conv_kernels, "median_time", recorder)
-    monkeypatch.setattr(conv_kernels, "apply_omp_policy", lambda threads: torch)
-    monkeypatch.setattr(conv_kernels, "LAYERS", [(64, 3)])
-    monkeypatch.setattr(numba, "set_num_threads", lambda n: torch.set_num_threads(3))
-    monkeypatch.setattr(kernel_threads, "set_split_threads", lambda n: None)
-    monkeypatch.setattr(sys, "argv", ["conv_kernels.py", "--threads", "1", "--batch", "2"])
-    before = torch.get_num_threads()
-    try:
-        conv_kernels.main()
-    finally:
-        torch.set_num_threads(before)
+    _conv_kernels(monkeypatch, torch, recorder, 1, lambda n: torch.set_num_threads(3))
     assert seen == {1}, seen

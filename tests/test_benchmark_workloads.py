@@ -272,40 +272,6 @@ def test_machine_caps_numba_at_the_threads_numba_started(monkeypatch):
     assert asked == [1]
 
 
-def test_conv_kernels_times_pytorch_on_the_threads_it_names(monkeypatch):
-    # its bare threadpool_limits(limits=1), meant for BLAS, also capped OpenMP: PyTorch's
-    # intra-op threads, oneDNN's with them, so "--threads 2" timed PyTorch on one thread against
-    # minimeta's kernels split over two (docs/PERFORMANCE.md, "Conv layers on both cores")
-    torch = pytest.importorskip("torch")
-    import numba
-    from threadpoolctl import threadpool_info
-
-    import conv_kernels
-    from minimeta.kernels import threads as kernel_threads
-
-    seen = collections.defaultdict(set)
-
-    def recorder(fn, **kwargs):      # the settings each timed call runs under; no timing
-        blas = frozenset(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
-        seen[fn.__qualname__.split(".")[0]].add((torch.get_num_threads(), blas))
-        return 1.0
-
-    monkeypatch.setattr(conv_kernels, "median_time", recorder)
-    monkeypatch.setattr(conv_kernels, "apply_omp_policy", lambda threads: torch)
-    monkeypatch.setattr(conv_kernels, "LAYERS", [(1, 4), (64, 3)])
-    monkeypatch.setattr(numba, "set_num_threads", lambda n: None)    # (the process's own)
-    monkeypatch.setattr(kernel_threads, "set_split_threads", lambda n: None)
-    monkeypatch.setattr(sys, "argv", ["conv_kernels.py", "--threads", "2", "--batch", "2"])
-    before = torch.get_num_threads()
-    try:
-        conv_kernels.main()
-    finally:
-        torch.set_num_threads(before)
-    assert {t for t, _ in seen["torch_passes"]} == {2}, seen
-    assert {b for _, b in seen["passes"]} == {frozenset({1})}, seen   # minimeta: 1 BLAS thread
-    assert {b for _, b in seen["main"]} == {frozenset({2})}, seen     # the GEMM ceiling: 2
-
-
 def test_gpu_check_gives_both_libraries_the_same_conv4_batch(monkeypatch):
     # at --simulate's small sizes minimeta's conv4 took 64 images and PyTorch's still 640
     torch = pytest.importorskip("torch")
