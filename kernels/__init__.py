@@ -24,9 +24,10 @@
 CuPy arrays (NumPy's functions dispatch to CuPy's: one broadcast add, one reduction, one select,
 which a hand kernel would not beat); batch norm's references run there too, under
 ``use_reference()`` (``portable`` rows), as does ``adam``'s (an optimizer's step, outside any
-graph; on the CPU its reference is the version run: NumPy's passes over a parameter). The other
-references make their arrays with NumPy: under ``use_reference()`` they run on host copies of
-GPU arrays (``via_host``), as CuPy refuses to mix host and device arrays.
+graph; on the CPU its reference is the version run: NumPy's passes over the flat arrays of a
+group of parameters, ``minimeta/optim.py``). The other references make their arrays with NumPy:
+under ``use_reference()`` they run on host copies of GPU arrays (``via_host``), as CuPy refuses
+to mix host and device arrays.
 Families close under differentiation: conv2d and its two gradients; the causal dilated conv1d
 (SNAIL's) and its two; max pooling and its argmax scatter (whose own gradient is a gather); ReLU's
 select (``relu_grad``, whose gradient in g is itself);

@@ -1,10 +1,10 @@
-"""numba.cuda Adam update: one thread per element, one launch per parameter.
+"""numba.cuda Adam update: one thread per element, one launch a group of parameters.
 
-Spec: ``optim_ref.py``. The reference on CuPy makes about a dozen elementwise passes a
-parameter (each a launch); here each thread reads p, g, m and v once and writes the update,
-m' and v', its arithmetic in float64 registers, into rows of one allocation (the optimizer keeps
-m' and v', so the update's row lives until the next step). Arrays not C-contiguous go to the
-reference.
+Spec: ``optim_ref.py``. The reference on CuPy makes about a dozen elementwise passes (each a
+launch); here, on a group's flat arrays (``minimeta/optim.py``'s ``Group``: usually every
+parameter of a network), each thread reads p, g, m and v once and writes the update, m' and v',
+its arithmetic in float64 registers, into rows of one allocation (the optimizer keeps m' and v',
+so the update's row lives until the next step). Arrays not C-contiguous go to the reference.
 
 Read next: ``minimeta/engine/ops.py`` (the user-facing namespace and the Tensor's operators).
 """

@@ -9,6 +9,12 @@ would read it from before the step is refused: ``Tensor.changed_in_place``): an 
 step is not part of any derivative (meta-learners that differentiate through an update build
 the new parameters with Tensor ops instead, see ``learners/``).
 
+SGD's and Adam's updates are ``elementwise`` (each element's new value reads only that element's
+own), so they step every parameter of one dtype and device (and, Adam's, of one step count) as one
+flat array (a ``Group``): one update of the concatenated arrays in place of one a parameter, the
+same bits; each parameter's new array and state are views of the group's. A small network's
+step is then a few NumPy passes (or one launch on a GPU) rather than eight a parameter.
+
     >>> import minimeta as mm
     >>> w = mm.tensor([1.0], requires_grad=True)
     >>> opt = SGD([w], lr=0.1)
@@ -23,7 +29,7 @@ import numbers
 import numpy as np
 
 from . import kernels
-from .engine.backend import to_device, to_host
+from .engine.backend import array_module, to_device, to_host
 from .engine.tensor import Tensor
 
 
@@ -38,12 +44,42 @@ def _check(cls, name, value, ok, what):
     return value
 
 
+class Group(tuple):
+    """The indices of parameters stepped as one flat array (``Optimizer.elementwise``): their
+    arrays raveled and concatenated in this order; ``cut(flat)`` gives each one's part back, a
+    view in its shape.
+
+        >>> group = Group([0, 2], [(2,), (1, 2)])
+        >>> [part.tolist() for part in group.cut(np.arange(4.0))]
+        [[0.0, 1.0], [[2.0, 3.0]]]
+    """
+
+    def __new__(cls, indices, shapes):
+        group = super().__new__(cls, indices)
+        group.shapes, ends = tuple(shapes), [0]
+        for shape in group.shapes:
+            ends.append(ends[-1] + math.prod(shape))
+        group.bounds = tuple(zip(ends[:-1], ends[1:]))
+        return group
+
+    def cut(self, flat):
+        """Each parameter's part of ``flat``, a view in its shape."""
+        return [flat[a:b].reshape(s) for (a, b), s in zip(self.bounds, self.shapes)]
+
+
 class Optimizer:
     """Holds the parameter list and per-parameter state arrays; subclasses define ``_update``
     and name their state arrays in ``slots`` (None, a subclass's default: any names, as
-    ``_slot`` makes them)."""
+    ``_slot`` makes them).
+
+    ``_update(i, p, g)`` returns the amount to subtract from parameter i's array p. A subclass
+    whose update is ``elementwise`` (True: every element's result reads only that element of p,
+    g and the state) is also called with i a ``Group``, p, g and ``_slot``'s arrays the group's
+    flat ones; ``_group_key(i)`` keeps apart parameters that must not share an update (Adam's
+    step counts)."""
 
     slots = None
+    elementwise = False
 
     def __init__(self, params, lr, clip_norm=None):
         name = type(self).__name__
@@ -76,6 +112,9 @@ class Optimizer:
         self.clip_norm = None if clip_norm is None else float(clip_norm)
         self.steps = 0
         self.state = {}  # name -> list of arrays, one per parameter
+        # ("param" or a slot's name, group) -> (flat, its parts) made by the last step: a
+        # group's flat array again, while every part is still the array in its place
+        self._flats = {}
 
     def zero_grad(self):
         """Forget accumulated ``.grad`` values."""
@@ -112,26 +151,81 @@ class Optimizer:
         # update that raises midway (an overflow under np.errstate(all="raise")) puts back the
         # old ones, and no parameter has been stepped once of two
         before = (self.steps, [p.data for p in self.params],
-                  {k: list(v) for k, v in self.state.items()}, self._counters())
+                  {k: list(v) for k, v in self.state.items()}, self._counters(), self._flats)
         self.steps += 1
+        self._flats = dict(self._flats)
+        stepped = set()
         try:
-            for i, (p, g) in enumerate(zip(self.params, arrays)):
-                if g is not None:
-                    # a new array, not one written in place: what a graph already took from
-                    # the old one (a view, w.T, w[1:], w.detach()) keeps the values it was
-                    # built with; the leaf is stamped, and a VJP reading it from before is
-                    # refused
-                    new = p.data.copy(order="K")   # its layout, and 0-d stays an array
-                    new -= self._update(i, p.data, g * scale if scale != 1 else g
-                                        ).astype(p.dtype, copy=False)
-                    p.data = new
-                    p.changed_in_place()
+            for i, data, g in self._batches(arrays):
+                stepped.add(i)
+                # a new array, not one written in place: what a graph already took from the
+                # old one (a view, w.T, w[1:], w.detach()) keeps the values it was built
+                # with; the leaf is stamped, and a VJP reading it from before is refused
+                update = self._update(i, data, g * scale if scale != 1 else g)
+                if isinstance(i, Group):
+                    new = data - update.astype(data.dtype, copy=False)
+                    self._flats["param", i] = new, self._set(i, new)
+                else:
+                    new = data.copy(order="K")   # its layout, and 0-d stays an array
+                    new -= update.astype(data.dtype, copy=False)
+                    self._set([i], [new])
+            self._flats = {k: v for k, v in self._flats.items() if k[1] in stepped}
         except BaseException:
-            self.steps, data, self.state, counters = before
+            self.steps, data, self.state, counters, self._flats = before
             for p, d in zip(self.params, data):
                 p.data = d
             self._counters(counters)
             raise
+
+    def _set(self, indices, arrays):
+        """Parameters ``indices`` (a Group: cut from its flat array) hold the new ``arrays``."""
+        parts = indices.cut(arrays) if isinstance(indices, Group) else arrays
+        for k, part in zip(indices, parts):
+            self.params[k].data = part
+            self.params[k].changed_in_place()
+        return parts
+
+    def _batches(self, arrays):
+        """(i, p, g) for each update of the step: i a parameter's index and p its array, or
+        (an ``elementwise`` optimizer's) a Group of parameters alike and p, g their flat
+        arrays. Parameters without a gradient are left out; one not C-contiguous is stepped
+        alone, in its own layout."""
+        groups = {}
+        for i, (p, g) in enumerate(zip(self.params, arrays)):
+            if g is None:
+                continue
+            if self.elementwise and p.data.flags.c_contiguous:
+                groups.setdefault((p.dtype, p.device, self._group_key(i)), []).append(i)
+            else:
+                yield i, p.data, g
+        for indices in groups.values():
+            if len(indices) == 1:
+                yield indices[0], self.params[indices[0]].data, arrays[indices[0]]
+                continue
+            group = Group(indices, [self.params[k].shape for k in indices])
+            flat = self._gather("param", group, [self.params[k].data for k in group])
+            xp = array_module(flat)
+            yield group, flat, xp.concatenate([arrays[k].reshape(-1) for k in group])
+
+    def _gather(self, name, group, arrays, like=None):
+        """The flat array of ``arrays`` (a Group's parameters or their slot ``name``; a None
+        is zeros like that parameter): the last step's own where every part is still in its
+        place, else a concatenation."""
+        kept = self._flats.get((name, group))
+        if kept is not None and len(kept[1]) == len(arrays) and \
+                all(a is b for a, b in zip(arrays, kept[1])):
+            return kept[0]
+        if like is not None and all(a is None for a in arrays):
+            return array_module(like).zeros_like(like)
+        params = [self.params[k].data for k in group]
+        return array_module(params[0]).concatenate(
+            [(a if a is not None else array_module(p).zeros_like(p)).reshape(-1)
+             for a, p in zip(arrays, params)])
+
+    def _group_key(self, i):
+        """What parameter i must share with the others of its group, beside its dtype and
+        device (None: nothing more)."""
+        return None
 
     def _counters(self, counts=None):
         """Per-parameter step counts (Adam's), as a copy; or set them back to ``counts``."""
@@ -156,8 +250,17 @@ class Optimizer:
 
     def _slot(self, name, i, like, value=None):
         """State ``name`` of parameter i (zeros at first); with ``value``, set it to that new
-        array (never written in place: ``step`` undoes a step that raises by the old ones)."""
+        array (never written in place: ``step`` undoes a step that raises by the old ones).
+        For a Group i, the group's flat state, kept as a view a parameter."""
         slots = self.state.setdefault(name, [None] * len(self.params))
+        if isinstance(i, Group):
+            if value is None:
+                return self._gather(name, i, [slots[k] for k in i], like)
+            parts = i.cut(value)
+            for k, part in zip(i, parts):
+                slots[k] = part
+            self._flats[name, i] = value, parts
+            return value
         if value is not None:
             slots[i] = value
         elif slots[i] is None:
@@ -205,6 +308,7 @@ class SGD(Optimizer):
     """p ← p − lr·v with v ← momentum·v + (g + weight_decay·p) (plain SGD when momentum = 0)."""
 
     slots = ("velocity",)
+    elementwise = True
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, clip_norm=None):
         super().__init__(params, lr, clip_norm)
@@ -229,6 +333,7 @@ class Adam(Optimizer):
     """
 
     slots = ("m", "v")
+    elementwise = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  clip_norm=None):
@@ -245,15 +350,21 @@ class Adam(Optimizer):
 
     def _update(self, i, p, g):
         """The kernel table's ``adam`` (``kernels/optim_ref.py``: the formulas; one launch on
-        a GPU, where NumPy's passes had been a dozen)."""
+        a GPU, where NumPy's passes had been a dozen), once for a Group of parameters with
+        the same step count (``_group_key``)."""
         b1, b2 = self.betas
-        self.counts[i] += 1
+        for k in i if isinstance(i, Group) else [i]:
+            self.counts[k] += 1
+        t = self.counts[k]
         update, m, v = kernels.lookup("adam", p, g)(
             p, g, self._slot("m", i, p), self._slot("v", i, p), self.lr, b1, b2, self.eps,
-            1 - b1 ** self.counts[i], 1 - b2 ** self.counts[i], self.weight_decay)
+            1 - b1 ** t, 1 - b2 ** t, self.weight_decay)
         self._slot("m", i, p, m)
         self._slot("v", i, p, v)
         return update
+
+    def _group_key(self, i):
+        return self.counts[i]
 
     def _counters(self, counts=None):
         if counts is not None:
