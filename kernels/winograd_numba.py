@@ -22,8 +22,11 @@ these copies had been a tenth of a training step). Each transform applies a 1-D 
 twice, along rows, then along columns; the six 1-D transforms (Bᵀ, Aᵀ and A of both tile sizes)
 are written out in ``_line``, their zeros and ±1s skipped and shared terms computed once, each a
 vector loop over a contiguous run of numbers: a whole row of the grid, then a tile row's
-channels. The transformed tiles are stored tile by tile, (tiles, a², C), a tile's numbers
-together; each GEMM reads its ξ from there as a strided (tiles × C) matrix, as BLAS allows.
+channels. The transformed tiles are stored position by position, (a², tiles, C): each GEMM's
+(tiles × C) matrix is one contiguous block, as BLAS reads fastest (a tile's numbers together,
+(tiles, a², C), had made each GEMM read rows a² · C apart: 20-30% slower GEMMs, a sixth of the
+layer). A tile is transformed in cache, in a small block of its own, and copied out run by run
+(C numbers at each of its a² positions); ``_tiles_out`` gathers a tile's runs the same way.
 
 The **weight gradient** is the same identity read backwards (each step is linear, so its
 adjoint is its transpose): gw_oc = Gᵀ [Σ_tiles (A gY_o Aᵀ) ⊙ V_c] G, where gY's tiles go
@@ -149,17 +152,16 @@ def _line(kind, s, d):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _tiles_in(x, pad, kind, k, r, step, th, tw, spare):
-    """Z[(b, i, j), (u, v), :] = Σ_kl L[u, k] L[v, l] xp[b, :, i·step + k, j·step + l]: every
+def _tiles_in(x, pad, kind, k, r, step, th, tw):
+    """Z[(u, v), (b, i, j), :] = Σ_kl L[u, k] L[v, l] xp[b, :, i·step + k, j·step + l]: every
     k × k tile (tiles ``step`` apart) of x (N, C, H, W) zero-padded by ``pad`` (xp) → L tile Lᵀ
     (r × r), over all channels, L the transform numbered ``kind``. An image is first copied
     channel-last onto its zero-padded tile grid X (zeros also where tiles overhang the bottom
     and right edges); then, a tile row at a time, along rows (R), then along columns, a tile's
-    row at a time, into the tile's (r², C) block of Z; Z has ``spare`` rows a tile
-    (``_spare``), and what is returned is a view without them."""
+    row at a time, into T (r, C), whose r runs of C numbers go to their positions in Z."""
     n, c, h, w = x.shape
     hp, wp = (th - 1) * step + k, (tw - 1) * step + k      # the padded tile grid
-    Z = np.empty((n * th * tw, r * r + spare, c), dtype=x.dtype)
+    Z = np.empty((r * r, n * th * tw, c), dtype=x.dtype)
     for b in prange(n):
         # the copy, image by image, in cache: made for the whole input in memory by NumPy, the
         # grid had taken 7% of a training step and zeroing its border 2%
@@ -175,29 +177,41 @@ def _tiles_in(x, pad, kind, k, r, step, th, tw, spare):
                 Xp[ch] = xb[ch, p]
         rows = X.reshape(hp, wp * c)            # a row of the grid as one run of numbers
         R = np.empty((r, wp, c), dtype=x.dtype)
+        T = np.empty((r, c), dtype=x.dtype)
         for i in range(th):
             t = b * th + i                      # tile row i of image b
             _line(kind, rows[i * step:i * step + k], R.reshape(r, wp * c))
             for j in range(tw):                 # Z[u, v] = Σ_l L[v, l] · R[u] column j·step + l
                 for u in range(r):
-                    _line(kind, R[u, j * step:j * step + k], Z[t * tw + j, u * r:u * r + r])
-    return Z[:, :r * r]
+                    _line(kind, R[u, j * step:j * step + k], T)
+                    for v in range(r):
+                        Zp, Tv = Z[u * r + v, t * tw + j], T[v]
+                        for ch in range(c):
+                            Zp[ch] = Tv[ch]
+    return Z
 
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _tiles_out(M, kind, m, th, tw, y):
-    """y[b, :, i·m + u, j·m + v] = Σ_kl A[u, k] A[v, l] M[(b, i, j), (k, l), :], into y
+    """y[b, :, i·m + u, j·m + v] = Σ_kl A[u, k] A[v, l] M[(k, l), (b, i, j), :], into y
     (N, O, Ho, Wo), cropped (tiles at the bottom and right edges may overhang); Aᵀ numbered
-    ``kind``, M with ``_spare`` rows a tile after its a². A tile along its rows first (S), then
-    along its columns into a tile row of outputs (Y, channel-last), copied into y."""
+    ``kind``. A tile's a² runs of O numbers gathered into T (in place, a view of M with
+    strides typed at run time: loops numba did not vectorize, twice the time), then along its
+    rows first (S), then along its columns into a tile row of outputs (Y, channel-last),
+    copied into y."""
     n, o, ho, wo = y.shape
     a = m + 2
     for t in prange(n * th):
         b, i = t // th, t % th
+        T = np.empty((a * a, o), dtype=M.dtype)
         S = np.empty((m, a, o), dtype=M.dtype)
         Y = np.empty((m, tw * m, o), dtype=M.dtype)
         for j in range(tw):
-            _line(kind, M[t * tw + j, :a * a].reshape(a, a * o), S.reshape(m, a * o))
+            for kl in range(a * a):
+                Tk, Mk = T[kl], M[kl, t * tw + j]
+                for ch in range(o):
+                    Tk[ch] = Mk[ch]
+            _line(kind, T.reshape(a, a * o), S.reshape(m, a * o))
             for u in range(m):                  # Y = Σ_l A[v, l] S[u, l]
                 _line(kind, S[u], Y[u, j * m:j * m + m])
         yb = y[b].reshape(o, ho * wo)
@@ -209,15 +223,6 @@ def _tiles_out(M, kind, m, th, tw, y):
                     yb[ch, p] = Yc[ch]
 
 
-def _spare(a2, c, dtype):
-    """Rows of padding after each tile's a² rows of C numbers: one where a tile's block is a
-    multiple of 4 KiB (F(2×2) on 64 float32 channels: 16 · 64 · 4 bytes), else none. Rows a
-    multiple of 4 KiB apart share the cache's sets: the 16 GEMMs of F(2×2) on 14 images took
-    1.52-1.62 ms reading such rows, 1.28 with the spare row (docs/PERFORMANCE.md); on F(4×4)'s
-    blocks (9 KiB) a spare row made no difference that could be told from the noise."""
-    return int(a2 * c * np.dtype(dtype).itemsize % 4096 == 0)
-
-
 def _grid(shape, padding, m):
     """Output size and tile counts of a 3×3 'same-or-valid' convolution on (N, C, H, W)."""
     ho, wo = shape[2] + 2 * padding - 2, shape[3] + 2 * padding - 2
@@ -225,10 +230,9 @@ def _grid(shape, padding, m):
 
 
 def _input_tiles(x, padding, m):
-    """V (N·tiles, a², C): x's tiles, zero-padded, transformed."""
+    """V (a², N·tiles, C): x's tiles, zero-padded, transformed."""
     _, _, th, tw = _grid(x.shape, padding, m)
-    spare = _spare((m + 2) ** 2, x.shape[1], x.dtype)
-    return _tiles_in(x, padding, LINES[m, "Bt"], m + 2, m + 2, m, th, tw, spare)
+    return _tiles_in(x, padding, LINES[m, "Bt"], m + 2, m + 2, m, th, tw)
 
 
 def tile(n):
@@ -272,13 +276,11 @@ def conv2d_checked(x, w, padding=1, m=None):
     wt = w.transpose(1, 0, 2, 3).reshape(c * o, 9).astype(x.dtype, copy=False)  # (C·O, 9)
     Ut = (_kron(m, x.dtype) @ wt.T).reshape(a2, c, o)                     # G w Gᵀ: (a², C, O)
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
-    spare = _spare(a2, o, x.dtype)
 
     def chunk(bounds):  # chunks write disjoint images of y
         a, b = bounds
-        V = _input_tiles(x[a:b], padding, m)                              # (P, a², C)
-        M = np.empty((V.shape[0], a2 + spare, o), dtype=x.dtype)          # (P, a², O)
-        np.matmul(V.transpose(1, 0, 2), Ut, out=M[:, :a2].transpose(1, 0, 2))  # a² GEMMs
+        V = _input_tiles(x[a:b], padding, m)                              # (a², P, C)
+        M = np.matmul(V, Ut)                                   # a² GEMMs: (a², P, O)
         _tiles_out(M, LINES[m, "At"], m, th, tw, y[a:b])                  # (n, O, Ho, Wo)
         return bool(np.isfinite(np.sum(y[a:b])))
 
@@ -295,13 +297,12 @@ def conv2d_weight_grad(x, g, padding=1, m=None):
     m = m or tile(n)
     th, tw = _grid(x.shape, padding, m)[2:]
     a2 = (m + 2) ** 2
-    spare = _spare(a2, o, x.dtype)
 
     def part(bounds):  # one chunk of images
         a, b = bounds
-        V = _input_tiles(x[a:b], padding, m)                              # (P, a², C)
-        gM = _tiles_in(g[a:b], 0, LINES[m, "A"], m, m + 2, m, th, tw, spare)  # A gY Aᵀ
-        return np.matmul(gM.transpose(1, 2, 0), V.transpose(1, 0, 2))    # (a², O, C)
+        V = _input_tiles(x[a:b], padding, m)                              # (a², P, C)
+        gM = _tiles_in(g[a:b], 0, LINES[m, "A"], m, m + 2, m, th, tw)    # A gY Aᵀ: (a², P, O)
+        return np.matmul(gM.transpose(0, 2, 1), V)                        # (a², O, C)
 
     gU = ordered_sum(part, _chunks(n, a2 * th * tw * max(c, o) * x.itemsize),
                      lambda: np.zeros((a2, o, c), x.dtype))
