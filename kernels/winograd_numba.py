@@ -195,10 +195,10 @@ def _tiles_in(x, pad, kind, k, r, step, th, tw):
 def _tiles_out(M, kind, m, th, tw, y):
     """y[b, :, i·m + u, j·m + v] = Σ_kl A[u, k] A[v, l] M[(k, l), (b, i, j), :], into y
     (N, O, Ho, Wo), cropped (tiles at the bottom and right edges may overhang); Aᵀ numbered
-    ``kind``. A tile's a² runs of O numbers gathered into T (in place, a view of M with
-    strides typed at run time: loops numba did not vectorize, twice the time), then along its
-    rows first (S), then along its columns into a tile row of outputs (Y, channel-last),
-    copied into y."""
+    ``kind``. A tile's a² runs of O numbers are gathered into T (read in place, through a
+    view of M with strides, numba's loops did not vectorize: twice the time), then transformed
+    along its rows first (S), then along its columns into a tile row of outputs (Y,
+    channel-last), copied into y."""
     n, o, ho, wo = y.shape
     a = m + 2
     for t in prange(n * th):

@@ -116,6 +116,11 @@ class Optimizer:
         # group's flat array again, while every part is still the array in its place
         self._flats = {}
 
+    def __getstate__(self):
+        # a copy's (deepcopy, pickle) flat arrays would not share memory with its parameters'
+        # arrays: it concatenates them afresh at its first step
+        return dict(self.__dict__, _flats={})
+
     def zero_grad(self):
         """Forget accumulated ``.grad`` values."""
         for p in self.params:

@@ -4,6 +4,9 @@ that are missing at some steps, a clipped norm, weight decay, momentum, a checkp
 or a parameter's array changed by hand. Each check below is also shown to fail on a mutant of
 the grouping (a cut one element off, Adam's step counts ignored, a flat array reused after its
 parameter's array was replaced)."""
+import copy
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -172,3 +175,26 @@ def test_a_failed_grouped_step_leaves_the_next_one_the_bits_of_an_unbroken_run()
     for p, q in zip(ps, twin):
         np.testing.assert_array_equal(p.numpy(), q.numpy())
     assert opt.counts == ref.counts == [2, 2, 2]
+
+
+@pytest.mark.parametrize("how", [copy.deepcopy, lambda x: pickle.loads(pickle.dumps(x))],
+                         ids=["deepcopy", "pickle"])
+def test_a_copied_optimizer_steps_its_copied_parameters_as_they_are_then(how):
+    """A copy's parameter arrays share no memory with the original's flat arrays, so the copy
+    gathers its own: a value written into a copied parameter by hand is the one it steps (a
+    copy that kept the flat arrays had stepped the value before the write)."""
+    shapes = [(2, 3), (3,), (4,)]
+    ps = params_for(shapes, (np.float64,), False, 0)
+    opt = Adam(ps, lr=0.1)
+    grads = grads_for(ps, 2, None, 1)
+    opt.step(grads[0])
+    ps2, opt2 = how((ps, opt))
+    ps2[1].data[...] = 5.0
+    opt2.step(grads[1])
+    twin = params_for(shapes, (np.float64,), False, 0)
+    ref = alone(Adam(twin, lr=0.1))
+    ref.step(grads[0])
+    twin[1].data[...] = 5.0
+    ref.step(grads[1])
+    for p, q in zip(ps2, twin):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
