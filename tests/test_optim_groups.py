@@ -14,7 +14,7 @@ from hypothesis import given, strategies as st
 import minimeta as mm
 from minimeta.optim import SGD, Adam, Group
 
-SHAPES = st.lists(st.lists(st.integers(1, 4), max_size=3).map(tuple), min_size=1, max_size=5)
+SHAPES = st.lists(st.lists(st.integers(0, 4), max_size=3).map(tuple), min_size=1, max_size=5)
 MAKERS = {
     "adam": lambda ps, **kw: Adam(ps, lr=0.1, **kw),
     "adam_decay": lambda ps, **kw: Adam(ps, lr=0.1, betas=(0.5, 0.7), weight_decay=0.3, **kw),
