@@ -83,6 +83,43 @@ def test_a_replayed_fine_tuning_is_the_plain_one_bit_for_bit():
             fine_tune_curve(model, params, *task, steps=(0, 1), replayed=other)
 
 
+def _curves_both_ways(model, tasks, steps, lr):
+    from minimeta.experiments.evaluation import fine_tune_curve, fine_tune_curves
+    params = model.named_parameters()
+    stacked = fine_tune_curves(model, params, tasks, steps, lr)
+    alone = [fine_tune_curve(model, params, *task, steps=steps, lr=lr) for task in tasks]
+    return stacked, {k: np.array([c[k] for c in alone]) for k in steps}
+
+
+@pytest.mark.parametrize("lr", [0.01, 0.03])
+def test_the_stacked_fine_tuning_curves_are_each_task_s_own_bit_for_bit(lr):
+    """``fine_tune_curves`` (the tasks stacked, one gradient of the sum of their losses a step)
+    gives each task's curve as ``fine_tune_curve`` alone does, to the bit: for an MLP of ReLUs
+    (masks that differ from task to task), at step sizes at which some tasks of this network
+    diverge to inf or NaN (2 and 6 of 7), which reaches no other task. A mutant that averages
+    the tasks' losses (each task's step a T-th of its own) is caught."""
+    from minimeta.data import SinusoidTasks
+    from minimeta.experiments import evaluation
+
+    model = nn.mlp((1, 40, 40, 1), seed=3)
+    tasks = SinusoidTasks(seed=4).sample(7, 5, 20)
+    with np.errstate(all="ignore"):
+        stacked, alone = _curves_both_ways(model, tasks, (0, 1, 3, 6), lr)
+    for k in alone:
+        np.testing.assert_array_equal(stacked[k], alone[k])
+    diverged = ~np.isfinite(alone[6]) | (alone[6] > 1e6)    # some tasks did, the others not
+    assert 0 < np.sum(diverged) < len(tasks)
+    assert np.all(np.isfinite(stacked[6][~diverged]))
+    mutant = evaluation.grad
+    try:
+        evaluation.grad = lambda loss, xs: mutant(loss * (1.0 / len(tasks)), xs)
+        with np.errstate(all="ignore"):
+            wrong, _ = _curves_both_ways(model, tasks, (0, 1, 3, 6), lr)
+    finally:
+        evaluation.grad = mutant
+    assert not np.array_equal(wrong[1], alone[1])
+
+
 @pytest.mark.parametrize("frozen", [False, True])
 def test_the_pretrained_baseline_s_replayed_step_is_backward_s_bit_for_bit(frozen):
     """The baseline's outer step (its loss and gradient replayed) fills ``.grad`` with what

@@ -147,6 +147,35 @@ def fine_tune_curve(model, params, x_s, y_s, x_q, y_q, steps, lr=0.01, loss=F.ms
     return out
 
 
+def fine_tune_curves(model, params, tasks, steps, lr=0.01):
+    """``fine_tune_curve``'s MSE curves of many tasks at once, ``{k: array of each task's query
+    MSE after k steps}``: the tasks (of one shape) stacked on a leading axis, each task its own
+    copy of the weights ((T, in, out); a bias (T, 1, out), as ``StackedTasks`` broadcasts
+    them), and one gradient of the sum of the tasks' support MSEs a step, whose part in each
+    copy is that task's own gradient. For a model whose parameters are weights and biases
+    (``nn.mlp``'s); the same curves as the loop to rounding (a sum over tasks' losses, not
+    each alone: the last bits may differ)."""
+    xs, ys, xq, yq = (np.stack(part) for part in zip(*tasks))
+    n = len(tasks)
+    fast = {k: Tensor(np.ascontiguousarray(np.broadcast_to(
+        p.numpy(), (n,) + (1,) * (p.ndim == 1) + p.shape)), requires_grad=True)
+        for k, p in params.items()}
+    x_s, x_q, out = Tensor(xs), Tensor(xq), {}
+
+    def per_task(x, y, weights):   # each task's MSE: the mean over its own points
+        return ((model(x, weights) - y) ** 2).mean(axis=tuple(range(1, y.ndim)))
+
+    for step in range(max(steps) + 1):
+        if step in steps:
+            with no_grad():
+                out[step] = per_task(x_q, yq, fast).numpy().astype(np.float64)
+        if step == max(steps):
+            return out
+        grads = grad(per_task(x_s, ys, fast).sum(), list(fast.values()))
+        fast = {k: Tensor(p.numpy() - lr * g.numpy(), requires_grad=True)
+                for (k, p), g in zip(fast.items(), grads)}
+
+
 def validation(learner, tasks, config, iteration, log, model=None, cut=None):
     """Accuracy ± 95% interval on ``config.val_episodes`` held-out episodes (always the same
     ones: seed 999), logged; returns the metrics record's validation fields, or None when

@@ -25,7 +25,7 @@ from ..engine.tensor import Tensor
 from ..learners.base import Learner, accumulate
 from .config import RunConfig
 from .options import MOST
-from .evaluation import Replayed, fine_tune, fine_tune_curve, mean_ci
+from .evaluation import Replayed, fine_tune, fine_tune_curve, fine_tune_curves, mean_ci
 from .registry import model_for
 from .training import train
 
@@ -97,19 +97,23 @@ def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100, lr
 
     Returns {(name, K): {steps: Stat}}: the mean with the half-width of its 95% interval, the
     median, and how many tasks diverged (MSE non-finite or above 10× its value before
-    fine-tuning), which an unstable step size shows first.
+    fine-tuning), which an unstable step size shows first. A model of weights and biases
+    fine-tunes the tasks stacked (``evaluation.fine_tune_curves``: the same numbers, a third
+    of the time), another each task alone.
     """
     results = {}
     for shots in shots_list:
         tasks = held_out_tasks(shots, n_tasks, seed, queries)
         for name, model in models.items():
             params = model.named_parameters()
-            replayed = Replayed(model, F.mse_loss, params)   # one model, 600 tasks: replayed
-            per_task = [fine_tune_curve(model, params, *t, steps=EVAL_STEPS, lr=lr,
-                                        replayed=replayed) for t in tasks]
-            start = np.array([c[0] for c in per_task])
-            results[(name, shots)] = {s: stat([c[s] for c in per_task], start)
-                                      for s in EVAL_STEPS}
+            if all(p.ndim in (1, 2) for p in params.values()):   # weights and biases: stacked
+                curves = fine_tune_curves(model, params, tasks, EVAL_STEPS, lr)
+            else:            # one model, 600 tasks: each fine-tuned alone, replayed
+                replayed = Replayed(model, F.mse_loss, params)
+                per_task = [fine_tune_curve(model, params, *t, steps=EVAL_STEPS, lr=lr,
+                                            replayed=replayed) for t in tasks]
+                curves = {s: [c[s] for c in per_task] for s in EVAL_STEPS}
+            results[(name, shots)] = {s: stat(curves[s], curves[0]) for s in EVAL_STEPS}
     return results
 
 
