@@ -8,7 +8,8 @@ held-out tasks. The tables of docs/RESULTS.md, printed before 2026-12-01's last 
 during training, logged, with batch norm's buffers put back); ``fine_tune`` is the one
 fine-tuning loop (plain SGD on a task's support loss, as the sinusoid experiment adapts both
 MAML and the pretrained baseline at test time), and ``fine_tune_curve`` the query loss along it,
-for many tasks of one model through a ``Replayed`` (its steps recorded once, then replayed).
+for many tasks of one model through a ``Replayed`` (its steps recorded once, then replayed);
+``fine_tune_curves`` runs many tasks' curves at once, stacked (the same numbers).
 
     >>> mean_ci([1.0, 2.0, 3.0])  # doctest: +ELLIPSIS
     (2.0, 2.4841...)
