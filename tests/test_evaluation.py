@@ -118,6 +118,9 @@ def test_the_stacked_fine_tuning_curves_are_each_task_s_own_bit_for_bit(lr):
     finally:
         evaluation.grad = mutant
     assert not np.array_equal(wrong[1], alone[1])
+    with pytest.raises(ValueError, match="fine_tune_curves: tasks must have equal shapes"):
+        evaluation.fine_tune_curves(model, model.named_parameters(),
+                                    tasks[:2] + SinusoidTasks(seed=5).sample(1, 4, 20), (0, 1))
 
 
 @pytest.mark.parametrize("frozen", [False, True])

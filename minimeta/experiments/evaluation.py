@@ -156,11 +156,16 @@ def fine_tune_curves(model, params, tasks, steps, lr=0.01):
     copy is that task's own gradient. For a model whose parameters are weights and biases
     (``nn.mlp``'s); the same curves as the loop to rounding (a sum over tasks' losses, not
     each alone: the last bits may differ)."""
+    shapes = {tuple(np.shape(part) for part in task) for task in tasks}
+    if len(shapes) != 1:
+        raise ValueError(f"fine_tune_curves: tasks must have equal shapes to be stacked, got "
+                         f"{sorted(shapes)} (fine_tune_curve runs one task)")
     xs, ys, xq, yq = (np.stack(part) for part in zip(*tasks))
     n = len(tasks)
-    fast = {k: Tensor(np.ascontiguousarray(np.broadcast_to(
-        p.numpy(), (n,) + (1,) * (p.ndim == 1) + p.shape)), requires_grad=True)
-        for k, p in params.items()}
+    # a copy a task, writable (a broadcast view is read-only, and numba compiles each kernel
+    # anew for read-only arrays)
+    fast = {k: Tensor(np.broadcast_to(p.numpy(), (n,) + (1,) * (p.ndim == 1) + p.shape).copy(),
+                      requires_grad=True) for k, p in params.items()}
     x_s, x_q, out = Tensor(xs), Tensor(xq), {}
 
     def per_task(x, y, weights):   # each task's MSE: the mean over its own points
