@@ -153,9 +153,10 @@ def fine_tune_curves(model, params, tasks, steps, lr=0.01):
     MSE after k steps}``: the tasks (of one shape) stacked on a leading axis, each task its own
     copy of the weights ((T, in, out); a bias (T, 1, out), as ``StackedTasks`` broadcasts
     them), and one gradient of the sum of the tasks' support MSEs a step, whose part in each
-    copy is that task's own gradient. For a model whose parameters are weights and biases
-    (``nn.mlp``'s); the same curves as the loop to rounding (a sum over tasks' losses, not
-    each alone: the last bits may differ)."""
+    copy is that task's own gradient (the sum's VJP hands each task's loss a 1). For a model
+    whose parameters are weights and biases that broadcast over a leading task axis
+    (``nn.mlp``'s, as the sinusoid's models are); the same curves as the loop, bit for bit
+    (``tests/test_evaluation.py``)."""
     shapes = {tuple(np.shape(part) for part in task) for task in tasks}
     if len(shapes) != 1:
         raise ValueError(f"fine_tune_curves: tasks must have equal shapes to be stacked, got "

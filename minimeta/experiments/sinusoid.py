@@ -98,8 +98,8 @@ def evaluate(models, shots_list=(5, 10), n_tasks=600, seed=1234, queries=100, lr
     Returns {(name, K): {steps: Stat}}: the mean with the half-width of its 95% interval, the
     median, and how many tasks diverged (MSE non-finite or above 10× its value before
     fine-tuning), which an unstable step size shows first. A model of weights and biases
-    fine-tunes the tasks stacked (``evaluation.fine_tune_curves``: the same numbers, a third
-    of the time), another each task alone.
+    fine-tunes the tasks stacked (``evaluation.fine_tune_curves``: the same numbers, an
+    eighth of the time), another each task alone.
     """
     results = {}
     for shots in shots_list:
