@@ -166,13 +166,13 @@ class Optimizer:
                 # a new array, not one written in place: what a graph already took from the
                 # old one (a view, w.T, w[1:], w.detach()) keeps the values it was built
                 # with; the leaf is stamped, and a VJP reading it from before is refused
-                update = self._update(i, data, g * scale if scale != 1 else g)
+                update = self._update(i, data, g * scale if scale != 1 else g
+                                      ).astype(data.dtype, copy=False)
                 if isinstance(i, Group):
-                    new = data - update.astype(data.dtype, copy=False)
-                    self._flats["param", i] = new, self._set(i, new)
+                    self._set(i, self._keep("param", i, data - update))
                 else:
                     new = data.copy(order="K")   # its layout, and 0-d stays an array
-                    new -= update.astype(data.dtype, copy=False)
+                    new -= update
                     self._set([i], [new])
             self._flats = {k: v for k, v in self._flats.items() if k[1] in stepped}
         except BaseException:
@@ -183,11 +183,16 @@ class Optimizer:
             raise
 
     def _set(self, indices, arrays):
-        """Parameters ``indices`` (a Group: cut from its flat array) hold the new ``arrays``."""
-        parts = indices.cut(arrays) if isinstance(indices, Group) else arrays
-        for k, part in zip(indices, parts):
-            self.params[k].data = part
+        """Parameters ``indices`` hold the new ``arrays``, stamped as changed."""
+        for k, array in zip(indices, arrays):
+            self.params[k].data = array
             self.params[k].changed_in_place()
+
+    def _keep(self, name, group, flat):
+        """``flat`` (a Group's new parameters, or its slot ``name``) cut into the parameters'
+        parts, kept for the next step's ``_gather``; returns the parts."""
+        parts = group.cut(flat)
+        self._flats[name, group] = flat, parts
         return parts
 
     def _batches(self, arrays):
@@ -261,10 +266,8 @@ class Optimizer:
         if isinstance(i, Group):
             if value is None:
                 return self._gather(name, i, [slots[k] for k in i], like)
-            parts = i.cut(value)
-            for k, part in zip(i, parts):
+            for k, part in zip(i, self._keep(name, i, value)):
                 slots[k] = part
-            self._flats[name, i] = value, parts
             return value
         if value is not None:
             slots[i] = value

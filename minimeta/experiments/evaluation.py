@@ -25,6 +25,7 @@ from ..engine import Traced, grad, no_grad
 from ..engine.tensor import Tensor
 from ..engine.workers import map_threads
 from ..learners.base import put_back, snapshot
+from ..learners.stacked import per_task_shape, stack_tasks
 from .progress import Progress
 
 
@@ -157,15 +158,11 @@ def fine_tune_curves(model, params, tasks, steps, lr=0.01):
     whose parameters are weights and biases that broadcast over a leading task axis
     (``nn.mlp``'s, as the sinusoid's models are); the same curves as the loop, bit for bit
     (``tests/test_evaluation.py``)."""
-    shapes = {tuple(np.shape(part) for part in task) for task in tasks}
-    if len(shapes) != 1:
-        raise ValueError(f"fine_tune_curves: tasks must have equal shapes to be stacked, got "
-                         f"{sorted(shapes)} (fine_tune_curve runs one task)")
-    xs, ys, xq, yq = (np.stack(part) for part in zip(*tasks))
+    xs, ys, xq, yq = stack_tasks(tasks, "fine_tune_curves")
     n = len(tasks)
     # a copy a task, writable (a broadcast view is read-only, and numba compiles each kernel
     # anew for read-only arrays)
-    fast = {k: Tensor(np.broadcast_to(p.numpy(), (n,) + (1,) * (p.ndim == 1) + p.shape).copy(),
+    fast = {k: Tensor(np.broadcast_to(p.numpy(), per_task_shape(p, n)).copy(),
                       requires_grad=True) for k, p in params.items()}
     x_s, x_q, out = Tensor(xs), Tensor(xq), {}
 

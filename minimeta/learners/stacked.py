@@ -64,25 +64,19 @@ class StackedTasks:
     def _stacked(self, tasks):
         """The parts of ``tasks`` (support and query inputs and targets), each stacked."""
         tasks_given(tasks, "StackedTasks")
-        shapes = {tuple([p.shape if hasattr(p, "shape") else np.shape(p) for p in task])
-                  for task in tasks}  # (an array's own shape: no call on a GPU's)
-        if len(shapes) != 1:
-            raise ValueError(f"StackedTasks: tasks must have equal shapes to be stacked, got "
-                             f"{sorted(shapes)}")
+        parts = stack_tasks(tasks, "StackedTasks")
         learner = self.learner
         scalars = [name for name in learner.adapt_names if learner.params[name].ndim == 0]
         if scalars:   # (n,) would meet a layer's last axis, not the task axis: silently wrong
             raise ValueError(f"StackedTasks: the 0-d parameter {scalars[0]!r} gets no task axis "
                              "a layer would broadcast right; give it shape (1,), or run the "
                              "tasks in a loop (the learner itself)")
-        return tuple(map(_stack, zip(*tasks)))
+        return parts
 
     def _stacked_loss(self, parts):
         learner, n = self.learner, len(parts[0])
         view = copy.copy(learner)
-        # a 1-D parameter (a bias) becomes (n, 1, size): ready to broadcast over each task's
-        # examples in x @ w + b
-        view.params = {name: ops.broadcast_to(p, (n,) + (1,) * (p.ndim == 1) + p.shape)
+        view.params = {name: ops.broadcast_to(p, per_task_shape(p, n))
                        if name in learner.adapt_names else p
                        for name, p in learner.params.items()}
         view.loss = lambda out, target: _summed(learner.loss, out, target, n)
@@ -162,6 +156,24 @@ def _summed(loss, out, target, n):
         term = loss(out[t], target[t])
         total = term if total is None else total + term
     return total
+
+
+def per_task_shape(p, n):
+    """The shape of ``n`` copies of parameter ``p``, one a task on a leading axis: a 1-D
+    parameter (a bias) becomes (n, 1, size), ready to broadcast over each task's examples in
+    x @ w + b; a weight (n, in, out)."""
+    return (n,) + (1,) * (p.ndim == 1) + p.shape
+
+
+def stack_tasks(tasks, who):
+    """The parts of ``tasks`` (support and query inputs and targets), each stacked on a leading
+    axis; tasks of unequal shapes are a ValueError naming ``who``."""
+    shapes = {tuple([p.shape if hasattr(p, "shape") else np.shape(p) for p in task])
+              for task in tasks}  # (an array's own shape: no call on a GPU's)
+    if len(shapes) != 1:
+        raise ValueError(f"{who}: tasks must have equal shapes to be stacked, got "
+                         f"{sorted(shapes)}")
+    return tuple(map(_stack, zip(*tasks)))
 
 
 def _stack(arrays):
